@@ -34,7 +34,7 @@ class LocalConnectionConfig(_Model):
     """A folder on this machine. Relative paths are resolved against the configuration file's folder."""
 
     name: str
-    type: Literal["local"] = "local"
+    type: Literal["local"]
     path: str
     _v = field_validator("name")(_check_name)
 

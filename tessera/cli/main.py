@@ -1,0 +1,221 @@
+"""The ``tessera`` command line: ``tessera <verb>`` over the Workspace facade."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tessera.errors import ConfigError, TesseraError
+from tessera.workspace import Workspace
+
+app = typer.Typer(help="Tessera, the open-source Customer Data Platform.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+console = Console()
+err = Console(stderr=True)
+STATE = {"debug": False}
+
+WorkspaceOpt = typer.Option(
+    None, "--workspace", "-w", help="Workspace folder (default: $TESSERA_WORKSPACE or the current folder)."
+)
+
+
+def _ws_path(path: Optional[Path]) -> Path:
+    return Path(path or os.environ.get("TESSERA_WORKSPACE") or ".")
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+    STATE["debug"] = debug
+
+
+def _progress() -> tuple[Progress, callable]:
+    bar = Progress(TextColumn("[bold]{task.description:<8}"), TextColumn("{task.fields[label]:<24}"), BarColumn(),
+                   TaskProgressColumn(), TimeElapsedColumn(), console=console, transient=False)
+    tasks: dict[str, int] = {}
+
+    def update(step: str, label: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = bar.add_task(step, total=max(total, 1), label=label)
+        bar.update(tasks[step], completed=done, total=max(total, 1), label=label)
+
+    return bar, update
+
+
+def print_run(result) -> None:
+    steps = Table(title=f"Run {result.run_id}: {result.status} in {result.seconds:.2f} s")
+    for col in ("step", "seconds", "counts"):
+        steps.add_column(col)
+    for s in result.steps:
+        counts = ", ".join(f"{k}={v}" for k, v in s.items() if k not in ("step", "seconds"))
+        steps.add_row(s["step"], f"{s['seconds']:.2f}", counts)
+    console.print(steps)
+    src = Table(title="Sources")
+    for col in ("source", "new files", "rows read", "staged", "rejected"):
+        src.add_column(col, justify="right" if col != "source" else "left")
+    for name, c in result.sources.items():
+        src.add_row(name, str(c.get("files_new", 0)), str(c.get("rows_read", 0)), str(c.get("staged", "")),
+                    str(c.get("rejected", "")))
+    console.print(src)
+    ds = Table(title="Datasets")
+    for col in ("dataset", "source records", "unified", "duplicates merged", "shared values"):
+        ds.add_column(col, justify="right" if col != "dataset" else "left")
+    for name, c in result.datasets.items():
+        ds.add_row(name, str(c.get("records", "")), str(c.get("rows", "")), str(c.get("duplicates_merged", "")),
+                   str(c.get("shared_values", "")))
+    console.print(ds)
+
+
+@app.command()
+def init(path: Path = typer.Argument(..., help="Folder of the new workspace."),
+         warehouse: str = typer.Option("duckdb", help="Engine: duckdb (embedded) or spark."),
+         metadata_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the metadata store.")) -> None:
+    """Create a workspace folder."""
+    ws = Workspace.init(path, warehouse=warehouse, metadata_url=metadata_url)
+    console.print(f"Workspace ready at [bold]{ws.path}[/] (engine {ws.adapter.name}).")
+    console.print(f"Next: tessera -w {path} apply workspace.yaml")
+    ws.close()
+
+
+@app.command()
+def apply(file: Path = typer.Argument(..., help="YAML configuration file."), workspace: Optional[Path] = WorkspaceOpt) -> None:
+    """Apply a YAML configuration (connections, sources, datasets) to the workspace."""
+    with Workspace.open(_ws_path(workspace)) as ws:
+        changes = ws.apply(file)
+    if not any(changes.values()):
+        console.print("No change.")
+    for kind, items in changes.items():
+        for item in items:
+            console.print(f"{kind}: {item}")
+
+
+@app.command("export")
+def export_config(workspace: Optional[Path] = WorkspaceOpt,
+                  output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout).")) -> None:
+    """Print the workspace configuration as YAML."""
+    with Workspace.open(_ws_path(workspace)) as ws:
+        text = ws.export_config()
+    if output:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"Wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def run(workspace: Optional[Path] = WorkspaceOpt) -> None:
+    """Import new files, unify the datasets and publish them."""
+    with Workspace.open(_ws_path(workspace)) as ws:
+        bar, update = _progress()
+        with bar:
+            result = ws.run(progress=update)
+        print_run(result)
+
+
+@app.command()
+def status(workspace: Optional[Path] = WorkspaceOpt) -> None:
+    """Show published datasets and the last runs."""
+    with Workspace.open(_ws_path(workspace)) as ws:
+        st = ws.status()
+    t = Table(title=f"Workspace {st['path']} ({st['engine']})")
+    for col in ("dataset", "rows", "version", "published at"):
+        t.add_column(col)
+    for d in st["datasets"]:
+        t.add_row(d["dataset"], str(d["rows"] if d["rows"] is not None else "-"), str(d["version"]),
+                  str(d["published_at"] or "never"))
+    console.print(t)
+    r = Table(title="Last runs")
+    for col in ("run", "status", "started", "seconds", "error"):
+        r.add_column(col)
+    for run_ in st["runs"]:
+        secs = sum(s.get("seconds", 0) or 0 for s in run_.get("steps", []))
+        r.add_row(str(run_["id"]), run_["status"], str(run_["started_at"]), f"{secs:.2f}",
+                  (run_.get("error") or "")[:80])
+    console.print(r)
+
+
+@app.command()
+def explain(tessera_id: str = typer.Argument(..., help="A unified id (tessera_id)."),
+            dataset: Optional[str] = typer.Option(None, help="Dataset (default: the first deduplicated one)."),
+            workspace: Optional[Path] = WorkspaceOpt) -> None:
+    """Show the source records of a unified record and the chain of keys that merged them."""
+    with Workspace.open(_ws_path(workspace)) as ws:
+        exp = ws.explain(tessera_id, dataset)
+    for line in exp.lines():
+        console.print(line, markup=False, highlight=False)
+
+
+@app.command("export-data")
+def export_data(dataset: str = typer.Argument(..., help="Published dataset name."),
+                output: Path = typer.Option(..., "--output", "-o", help="File to write (.csv or .parquet)."),
+                fmt: Optional[str] = typer.Option(None, "--format", help="csv or parquet (default: from the file name)."),
+                workspace: Optional[Path] = WorkspaceOpt) -> None:
+    """Export a published dataset to CSV or Parquet."""
+    with Workspace.open(_ws_path(workspace)) as ws:
+        path = ws.export_data(dataset, output, fmt)
+    console.print(f"Wrote {path}")
+
+
+@app.command()
+def rejects(source: Optional[str] = typer.Option(None, help="Only this source."),
+            limit: int = typer.Option(20, help="Rows to show."), workspace: Optional[Path] = WorkspaceOpt) -> None:
+    """List rejected rows with their file, line and reason."""
+    with Workspace.open(_ws_path(workspace)) as ws:
+        rows = ws.adapter.to_arrow(ws.rejects(source).limit(limit)).to_pylist()
+    t = Table(title="Rejected rows")
+    for col in ("source", "file", "line", "column", "reason"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["source"], r["file"], str(r["line"]), r["column_name"] or "", r["reason"])
+    console.print(t)
+
+
+@app.command()
+def demo(path: Path = typer.Argument(Path("demo-workspace"), help="Folder of the demo workspace."),
+         size: int = typer.Option(2000, help="Number of people of the demo company."),
+         seed: int = typer.Option(7, help="Random seed (same seed, same data).")) -> None:
+    """Generate the demo company's files, run the pipeline and export the datasets."""
+    from tessera.demo.generator import generate
+
+    path = path.resolve()
+    ws = Workspace.init(path)
+    company = path / "company"
+    console.print(f"Generating the demo company ({size} people) in {company} ...")
+    info = generate(company, size=size, seed=seed)
+    ws.apply(company / "workspace.yaml")
+    bar, update = _progress()
+    with bar:
+        result = ws.run(progress=update)
+    print_run(result)
+    exports = path / "exports"
+    for name in ws.datasets():
+        ws.export_data(name, exports / f"{name}.csv")
+    ws.close()
+    console.print(f"\nDatasets exported to [bold]{exports}[/]; workspace at [bold]{path}[/].")
+    console.print(f"Try: .venv/bin/tessera -w {path} status | rejects | explain <tessera_id>")
+    _ = info
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        if STATE["debug"]:
+            raise
+        err.print(f"Error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except TesseraError as exc:
+        if STATE["debug"]:
+            raise
+        err.print(f"Error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Reading, checking and writing the workspace configuration (YAML <-> models).
+
+Problems are collected, never raised one by one: the user gets every problem of a file at
+once, each with its place (``workspace.yaml:14 sources[1].record_keys``) and a fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from tessera.config.models import SEMANTIC_FIELDS, WorkspaceConfig
+from tessera.errors import ConfigError
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A YAML loader that remembers the line of every mapping key and sequence item."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
+    lines = {}
+    for key_node, _ in node.value:
+        lines[key_node.value] = key_node.start_mark.line + 1
+    mapping = _LinedDict(mapping)
+    mapping.lines = lines
+    mapping.line = node.start_mark.line + 1
+    return mapping
+
+
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode, deep: bool = False) -> list:
+    seq = _LinedList(yaml.SafeLoader.construct_sequence(loader, node, deep=True))
+    seq.lines = [item.start_mark.line + 1 for item in node.value]
+    return seq
+
+
+class _LinedDict(dict):
+    lines: dict
+    line: int
+
+
+class _LinedList(list):
+    lines: list
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def _line_of(data: Any, loc: tuple) -> int | None:
+    line = getattr(data, "line", None)
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            line = getattr(node, "lines", {}).get(part, line)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            lines = getattr(node, "lines", None)
+            line = lines[part] if lines else line
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _loc_text(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("LocalConnectionConfig", "local", "function-after[_exactly_one(), NormalizationRule]"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _plain(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_plain(v) for v in data]
+    return data
+
+
+def parse_config(data: Any, origin: str = "configuration", lined: Any = None) -> WorkspaceConfig:
+    """Validate a configuration mapping; raise ConfigError listing every problem with its place."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping with connections, sources and datasets", origin=origin)
+    try:
+        config = WorkspaceConfig.model_validate(_plain(data))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = _line_of(lined if lined is not None else data, loc)
+            where = f"line {line}, " if line else ""
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown setting '{loc[-1]}' (check its spelling)"
+            problems.append(f"{where}{_loc_text(loc)}: {msg}")
+        raise ConfigError(problems, origin=origin) from None
+    problems = check_references(config)
+    if problems:
+        raise ConfigError(problems, origin=origin)
+    return config
+
+
+def check_references(config: WorkspaceConfig) -> list[str]:
+    """Cross-object checks that a single model cannot make."""
+    problems: list[str] = []
+    conns = {c.name for c in config.connections}
+    sources = {s.name: s for s in config.sources}
+    datasets = {d.name: d for d in config.datasets}
+    for kind, names in (("connection", [c.name for c in config.connections]),
+                        ("source", [s.name for s in config.sources]),
+                        ("dataset", [d.name for d in config.datasets])):
+        dups = sorted({n for n in names if names.count(n) > 1})
+        for n in dups:
+            problems.append(f"{kind} '{n}' is declared more than once: give each {kind} its own name")
+    for i, s in enumerate(config.sources):
+        where = f"sources[{i}] ({s.name})"
+        if s.connection not in conns:
+            problems.append(f"{where}.connection: unknown connection '{s.connection}' (known: {', '.join(sorted(conns)) or 'none'})")
+        if s.columns:
+            for k in s.record_keys:
+                if k not in s.columns:
+                    problems.append(f"{where}.record_keys: '{k}' is not among the selected columns; add it to columns")
+        for j, rel in enumerate(s.relations):
+            obj, col = rel.to.split(".")
+            if obj in datasets:
+                d = datasets[obj]
+                mapped = {c for m in d.mappings for c in m.columns} | {c.name for c in d.columns}
+                if col not in mapped:
+                    problems.append(f"{where}.relations[{j}].to: dataset '{obj}' has no column '{col}'")
+            elif obj in sources:
+                if not any(m.source == obj for d in config.datasets for m in d.mappings):
+                    problems.append(f"{where}.relations[{j}].to: source '{obj}' feeds no dataset; map it into one")
+            else:
+                problems.append(f"{where}.relations[{j}].to: '{obj}' is neither a source nor a dataset")
+    fed = {}
+    for i, d in enumerate(config.datasets):
+        where = f"datasets[{i}] ({d.name})"
+        cols = [c.name for c in d.columns] + [c for m in d.mappings for c in m.columns]
+        for j, m in enumerate(d.mappings):
+            if m.source not in sources:
+                problems.append(f"{where}.mappings[{j}].source: unknown source '{m.source}'")
+            elif m.source in fed and fed[m.source] != d.name:
+                problems.append(f"{where}.mappings[{j}].source: source '{m.source}' already feeds dataset "
+                                f"'{fed[m.source]}'; a source feeds one dataset")
+            else:
+                fed[m.source] = d.name
+            if not m.columns:
+                problems.append(f"{where}.mappings[{j}].columns: map at least one column")
+        for j, k in enumerate(d.identity_keys):
+            if k.column not in cols:
+                problems.append(f"{where}.identity_keys[{j}]: '{k.column}' is not a column of the dataset")
+        if d.deduplicate and not d.identity_keys:
+            problems.append(f"{where}: deduplicate is on but no identity_keys are set (e.g. email, phone)")
+        if d.date_column and d.date_column not in cols:
+            problems.append(f"{where}.date_column: '{d.date_column}' is not a column of the dataset")
+        for s in d.source_priority:
+            if s not in {m.source for m in d.mappings}:
+                problems.append(f"{where}.source_priority: '{s}' does not feed this dataset")
+        for j, c in enumerate(d.columns):
+            if c.semantic and c.semantic not in SEMANTIC_FIELDS:
+                problems.append(f"{where}.columns[{j}].semantic: unknown semantic field '{c.semantic}' "
+                                f"(one of {', '.join(SEMANTIC_FIELDS)})")
+    return problems
+
+
+def load_yaml(path: str | Path) -> WorkspaceConfig:
+    """Read and validate a workspace YAML file. Local connection paths become absolute."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"file not found: {path}")
+    try:
+        lined = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 - safe loader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{where}not valid YAML ({getattr(exc, 'problem', exc)})", origin=str(path)) from None
+    config = parse_config(lined, origin=str(path), lined=lined)
+    base = path.resolve().parent
+    for conn in config.connections:
+        if conn.type == "local" and not os.path.isabs(conn.path):
+            conn.path = str((base / conn.path).resolve())
+    return config
+
+
+def dump_yaml(config: WorkspaceConfig) -> str:
+    data = config.model_dump(mode="json", exclude_defaults=True)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

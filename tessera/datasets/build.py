@@ -1,0 +1,238 @@
+"""Building a dataset: mapped source rows, relations to other datasets, identity and merge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import ibis
+import ibis.expr.datatypes as dt
+import pyarrow as pa
+
+from tessera.config.models import DatasetConfig, NormalizationRule, RelationConfig, WorkspaceConfig
+from tessera.engine.base import EngineAdapter
+from tessera.engine.types import IBIS_TYPES, cast_text, type_name
+from tessera.identity.merge import MergeColumn, merge
+from tessera.identity.resolve import IdentityKey, new_id, resolve
+from tessera.normalize.rules import apply_rules
+from tessera.normalize.semantic import suggest_semantic
+
+TID = "tessera_id"
+META = ["_tessera_record", "_tessera_source", "_tessera_batch", "_tessera_file", "_tessera_line",
+        "_tessera_imported_at"]
+
+
+@dataclass
+class ColumnSpec:
+    name: str
+    type: str
+    semantic: str | None
+    merge: str
+    rules: list[NormalizationRule]
+
+
+@dataclass
+class Built:
+    """The tables a run built for one dataset (not yet published)."""
+
+    name: str
+    table: str  # the unified dataset
+    records: str  # one row per source record, normalized, with its tessera_id
+    lineage: str
+    shared: str | None
+    columns: list[ColumnSpec]
+    counts: dict = field(default_factory=dict)
+
+
+def dataset_columns(ds: DatasetConfig, stage_types: dict[str, dict[str, str]]) -> list[ColumnSpec]:
+    """The dataset's columns: declared ones, then any other mapped column, with type and meaning."""
+    declared = {c.name: c for c in ds.columns}
+    names = [c.name for c in ds.columns]
+    for m in ds.mappings:
+        names += [c for c in m.columns if c not in names]
+    out = []
+    for name in names:
+        cfg = declared.get(name)
+        ctype = cfg.type if cfg and cfg.type else None
+        if ctype is None:
+            for m in ds.mappings:
+                if name in m.columns:
+                    ctype = stage_types.get(m.source, {}).get(m.columns[name])
+                    if ctype:
+                        break
+        semantic = (cfg.semantic if cfg and cfg.semantic else None) or suggest_semantic(name)
+        out.append(ColumnSpec(name, ctype or "string", semantic, cfg.merge if cfg else "most_recent",
+                              list(cfg.normalize) if cfg else []))
+    return out
+
+
+def relation_target(config: WorkspaceConfig, rel: RelationConfig) -> tuple[str, str, str]:
+    """(kind 'source' or 'dataset', object name, target dataset) of a relation."""
+    obj, _col = rel.to.split(".")
+    if any(d.name == obj for d in config.datasets):
+        return "dataset", obj, obj
+    for d in config.datasets:
+        if any(m.source == obj for m in d.mappings):
+            return "source", obj, d.name
+    raise KeyError(obj)  # validated earlier: cannot happen for a valid configuration
+
+
+def link_name(config: WorkspaceConfig, rel: RelationConfig) -> str:
+    return rel.name or f"tessera_{relation_target(config, rel)[2]}_id"
+
+
+def dataset_order(config: WorkspaceConfig) -> list[DatasetConfig]:
+    """Datasets in dependency order (a dataset after the datasets its relations point to)."""
+    sources = {s.name: s for s in config.sources}
+    deps = {}
+    for d in config.datasets:
+        deps[d.name] = set()
+        for m in d.mappings:
+            for rel in sources[m.source].relations:
+                target = relation_target(config, rel)[2]
+                if target != d.name:
+                    deps[d.name].add(target)
+    order, seen = [], set()
+
+    def visit(name: str, stack: tuple) -> None:
+        if name in seen:
+            return
+        for dep in sorted(deps[name]):
+            if dep not in stack:
+                visit(dep, stack + (name,))
+        seen.add(name)
+        order.append(name)
+
+    for d in config.datasets:
+        visit(d.name, ())
+    by_name = {d.name: d for d in config.datasets}
+    return [by_name[n] for n in order]
+
+
+class DatasetBuilder:
+    """Builds the datasets of one run, in dependency order, as work tables prefixed by ``tag``."""
+
+    def __init__(self, adapter: EngineAdapter, config: WorkspaceConfig, stages: dict[str, str], tag: str,
+                 stage_types: dict[str, dict[str, str]]):
+        self.adapter = adapter
+        self.config = config
+        self.stages = stages
+        self.tag = tag
+        self.stage_types = stage_types
+        self.sources = {s.name: s for s in config.sources}
+        self.built: dict[str, Built] = {}
+
+    # ---------------------------------------------------------------- relations
+    def _lookup(self, rel: RelationConfig) -> tuple[ibis.Table, list[NormalizationRule]]:
+        """(key -> tessera_id of the target dataset, rules to normalize the referencing value)."""
+        kind, obj, target = relation_target(self.config, rel)
+        col = rel.to.split(".")[1]
+        built = self.built[target]
+        lineage = self.adapter.table(built.lineage)
+        if kind == "source":
+            rows = self.adapter.table(self.stages[obj])
+            rules = self.sources[obj].normalize.get(col, [])
+        else:
+            rows = self.adapter.table(built.records)
+            spec = next(c for c in built.columns if c.name == col)
+            rules = spec.rules
+        pairs = rows.select("_tessera_record", key=rows[col].cast("string")).join(
+            lineage.select("_tessera_record", TID), "_tessera_record"
+        )
+        pairs = pairs.filter(pairs.key.notnull() & (pairs.key != ""))
+        lookup = pairs.group_by("key").agg(tid=pairs[TID].min(), n=pairs[TID].nunique())
+        # A value that points at several customers cannot say which one: no link.
+        return lookup.filter(lookup.n == 1).select("key", "tid"), rules
+
+    def _mapped(self, ds: DatasetConfig, columns: list[ColumnSpec], links: list[str], backend: str) -> ibis.Table:
+        parts = []
+        for m in ds.mappings:
+            t = self.adapter.table(self.stages[m.source])
+            link_cols: dict[str, list[str]] = {}
+            for i, rel in enumerate(self.sources[m.source].relations):
+                lookup, rules = self._lookup(rel)
+                ref = t[rel.column].cast("string")
+                if rules:
+                    ref = apply_rules(ref, rules, backend)
+                alias = f"_link{i}"
+                t = t.mutate(**{f"{alias}_key": ref.cast("string")})
+                t = t.left_join(lookup.rename(**{f"{alias}_key": "key", alias: "tid"}), f"{alias}_key")
+                t = t.drop(*[c for c in t.columns if c.endswith("_right")])
+                link_cols.setdefault(link_name(self.config, rel), []).append(alias)
+            sel = {}
+            for spec in columns:
+                target = IBIS_TYPES[spec.type]
+                if spec.name not in m.columns:
+                    sel[spec.name] = ibis.null(target)
+                    continue
+                v = t[m.columns[spec.name]]
+                if spec.rules:
+                    v = apply_rules(v.cast("string") if not v.type().is_string() else v, spec.rules, backend)
+                if type_name(v.type()) != spec.type:
+                    v = cast_text(v, spec.type) if v.type().is_string() else v.try_cast(target)
+                sel[spec.name] = v.cast(target)
+            for name in links:
+                aliases = link_cols.get(name, [])
+                sel[name] = ibis.coalesce(*[t[a] for a in aliases]) if len(aliases) > 1 else (
+                    t[aliases[0]] if aliases else ibis.null(dt.string))
+            parts.append(t.select(*[t[c] for c in META if c in t.columns], **sel))
+        out = parts[0]
+        for p in parts[1:]:
+            out = out.union(p, distinct=False)
+        return out
+
+    # ---------------------------------------------------------------- build
+    def build(self, ds: DatasetConfig, *, previous_lineage: str | None, generation: int, backend: str) -> Built:
+        columns = dataset_columns(ds, self.stage_types)
+        links = []
+        for m in ds.mappings:
+            for rel in self.sources[m.source].relations:
+                name = link_name(self.config, rel)
+                if name not in links:
+                    links.append(name)
+        tag = f"{self.tag}{ds.name}__"
+        staged = self.adapter.create_table(f"{tag}staged", self._mapped(ds, columns, links, backend))
+        semantic = {c.name: c.semantic for c in columns}
+        counts: dict = {}
+        shared_table = None
+        if ds.deduplicate:
+            keys = [IdentityKey(k.column, semantic.get(k.column), k.limit) for k in ds.identity_keys]
+            prev = self.adapter.table(previous_lineage) if previous_lineage else None
+            res = resolve(self.adapter, staged, keys, blocked=ds.blocked_values,
+                          threshold=ds.shared_value_threshold, previous=prev, generation=generation,
+                          tag=tag)
+            lineage = res.lineage
+            counts.update(res.counts)
+            shared_table = f"{tag}shared_values"
+            self.adapter.create_table(shared_table, res.shared if res.shared.num_rows else
+                                      pa.table({"key": pa.array([], pa.string()),
+                                                "value": pa.array([], pa.string()),
+                                                "records": pa.array([], pa.int64())}))
+        else:
+            lineage = self.adapter.create_table(
+                f"{tag}lineage",
+                staged.select("_tessera_record", "_tessera_source", **{TID: new_id(staged._tessera_record, 0)}),
+            )
+            n = self.adapter.count(staged)
+            counts.update(records=n, unified=n, duplicates_merged=0)
+        records = staged.join(lineage.select("_tessera_record", TID), "_tessera_record")
+        records = self.adapter.create_table(
+            f"{tag}records", records.select(TID, *[c for c in records.columns if c != TID])
+        )
+        data_cols = [c.name for c in columns] + links
+        if ds.deduplicate:
+            merged = merge(
+                records,
+                [MergeColumn(c.name, c.merge) for c in columns]
+                + [MergeColumn(name, "most_recent") for name in links],
+                date_column=ds.date_column,
+                source_priority=ds.source_priority,
+            )
+        else:
+            merged = records.select(TID, *data_cols, "_tessera_source", "_tessera_file", "_tessera_line")
+        table = self.adapter.create_table(f"{tag}data", merged)
+        self.adapter.drop_table(f"{tag}staged")
+        counts["rows"] = self.adapter.count(table)
+        built = Built(ds.name, f"{tag}data", f"{tag}records", f"{tag}lineage", shared_table, columns, counts)
+        self.built[ds.name] = built
+        return built
+

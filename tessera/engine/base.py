@@ -1,0 +1,137 @@
+"""The engine adapter: everything Tessera asks of a warehouse engine.
+
+The pipeline speaks Ibis; an adapter owns the connection, the naming of tables, the few
+operations whose SQL differs by engine (file parsing, atomic publication) and the capability
+flags that tell the pipeline what the engine can do. No engine-specific SQL lives outside
+this package.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import ibis
+import pyarrow as pa
+
+from tessera.engine import filereader
+
+PREFIX = "_tessera_"
+
+
+def q(name: str) -> str:
+    """Quote an identifier for SQL text built inside the engine package."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class FileImport:
+    """What one parsed file gave: good rows (all text, with their line) and rejected rows."""
+
+    columns: list[str]
+    rows: int
+    rejected: int
+    types: dict[str, str]
+    rejects: pa.Table  # line, column_name, reason, raw
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EngineAdapter:
+    """Base class of the engine adapters."""
+
+    name: str = "base"
+    #: publication of several tables is one transaction (readers never see a half-published run)
+    atomic_publish: bool = False
+
+    def __init__(self, con: ibis.BaseBackend):
+        self.con = con
+
+    # ------------------------------------------------------------------ tables
+    def table(self, name: str) -> ibis.Table:
+        return self.con.table(name)
+
+    def exists(self, name: str) -> bool:
+        return name in self.list_tables()
+
+    def list_tables(self) -> list[str]:
+        return list(self.con.list_tables())
+
+    def create_table(self, name: str, obj: ibis.Table | pa.Table, *, overwrite: bool = True) -> ibis.Table:
+        return self.con.create_table(name, obj, overwrite=overwrite)
+
+    def drop_table(self, name: str) -> None:
+        self.con.drop_table(name, force=True)
+
+    def append(self, name: str, data: pa.Table) -> None:
+        """Append rows to a table, creating it when missing."""
+        if self.exists(name):
+            self.con.insert(name, data)
+        else:
+            self.create_table(name, data)
+
+    def export(self, expr: ibis.Table, path: str, fmt: str) -> None:
+        """Write a table to a CSV or Parquet file, streaming in batches."""
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        reader = self.con.to_pyarrow_batches(expr)
+        if fmt == "csv":
+            with pacsv.CSVWriter(path, reader.schema) as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+        else:
+            with pq.ParquetWriter(path, reader.schema) as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+
+    def count(self, expr: ibis.Table) -> int:
+        return int(self.con.execute(expr.count()))
+
+    def to_arrow(self, expr: ibis.Table) -> pa.Table:
+        return self.con.to_pyarrow(expr)
+
+    def execute(self, expr: ibis.Expr) -> Any:
+        return self.con.execute(expr)
+
+    # ------------------------------------------------------------------ files
+    def parse_file(self, path: str, fmt: str, *, options: dict, decimal_comma: bool = False) -> tuple[pa.Table, FileImport]:
+        """Parse a file with the embedded DuckDB reader and return its rows as Arrow.
+
+        Files are always parsed by the same reader whatever the engine, so a file gives the same
+        rows, lines and rejects on every engine.
+        """
+        con = duckdb.connect()
+        con.execute(f"SET temp_directory='{tempfile.gettempdir()}'")
+        try:
+            read = filereader.read_file(con, path, fmt, table="f", **options)
+            types = filereader.infer_types(con, read.table, read.columns, decimal_comma=decimal_comma)
+            data = con.sql(f"SELECT * FROM {q(read.table)}").to_arrow_table()
+            rejects = con.sql(f"SELECT * FROM {q(read.rejects_table)} ORDER BY line").to_arrow_table()
+        finally:
+            con.close()
+        return data, FileImport(read.columns, read.rows, read.rejected, types, rejects)
+
+    def import_file(self, path: str, fmt: str, *, table: str, options: dict, decimal_comma: bool,
+                    batch: int, file_name: str) -> FileImport:
+        """Parse ``path`` into a new table ``table`` (text columns, ``_tessera_line``, batch and file)."""
+        data, info = self.parse_file(path, fmt, options=options, decimal_comma=decimal_comma)
+        n = data.num_rows
+        data = data.append_column("_tessera_batch", pa.array([batch] * n, pa.int64()) if n else pa.array([], pa.int64()))
+        data = data.append_column("_tessera_file", pa.array([file_name] * n, pa.string()) if n else pa.array([], pa.string()))
+        self.create_table(table, data)
+        return info
+
+    # ------------------------------------------------------------------ publication
+    def publish(self, views: dict[str, str]) -> None:
+        """Point each published name at its new table. Subclasses make it atomic when they can."""
+        raise NotImplementedError
+
+    def published_target(self, name: str) -> str | None:
+        """The table a published name points at, or None."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+

@@ -1,0 +1,105 @@
+"""The embedded default engine: one DuckDB file inside the workspace."""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+import ibis
+
+from tessera.engine import filereader
+from tessera.engine.base import EngineAdapter, FileImport, q
+from tessera.errors import EngineError, WorkspaceError
+
+
+class DuckDBAdapter(EngineAdapter):
+    name = "duckdb"
+    atomic_publish = True
+
+    def __init__(self, path: str, *, read_only: bool = False, threads: int | None = None,
+                 memory_limit: str | None = None):
+        self.path = path
+        try:
+            con = ibis.duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise WorkspaceError(
+                    f"The warehouse {path} is open for writing by another process ({exc}). "
+                    "Wait for the running command to finish, or stop it."
+                ) from exc
+            raise
+        super().__init__(con)
+        self.raw = con.con  # the duckdb connection, for the few statements Ibis cannot say
+        settings = {"preserve_insertion_order": "false"}
+        if threads:
+            settings["threads"] = str(threads)
+        if memory_limit or os.environ.get("TESSERA_DUCKDB_MEMORY_LIMIT"):
+            settings["memory_limit"] = memory_limit or os.environ["TESSERA_DUCKDB_MEMORY_LIMIT"]
+        for key, value in settings.items():
+            self.raw.execute(f"SET {key} = '{value}'")
+
+    def sql(self, statement: str, params: list | None = None):
+        try:
+            return self.raw.execute(statement, params or [])
+        except duckdb.Error as exc:
+            raise EngineError(f"DuckDB refused a statement: {exc}", sql=statement) from exc
+
+    def list_tables(self) -> list[str]:
+        rows = self.sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def import_file(self, path: str, fmt: str, *, table: str, options: dict, decimal_comma: bool,
+                    batch: int, file_name: str) -> FileImport:
+        # Parse straight into the warehouse: no round trip through Python memory.
+        tmp = f"{table}__parse"
+        read = filereader.read_file(self.raw, path, fmt, table=tmp, **options)
+        try:
+            types = filereader.infer_types(self.raw, read.table, read.columns, decimal_comma=decimal_comma)
+            self.sql(
+                f"CREATE OR REPLACE TABLE {q(table)} AS SELECT *, CAST(? AS BIGINT) AS _tessera_batch, "
+                f"CAST(? AS VARCHAR) AS _tessera_file FROM {q(read.table)}",
+                [batch, file_name],
+            )
+            rejects = self.sql(f"SELECT * FROM {q(read.rejects_table)} ORDER BY line").to_arrow_table()
+        finally:
+            self.sql(f"DROP TABLE IF EXISTS {q(read.table)}")
+            self.sql(f"DROP TABLE IF EXISTS {q(read.rejects_table)}")
+        return FileImport(read.columns, read.rows, read.rejected, types, rejects)
+
+    def publish(self, views: dict[str, str]) -> None:
+        # One transaction: readers see either the whole previous state or the whole new one.
+        self.sql("BEGIN TRANSACTION")
+        try:
+            for view, table in views.items():
+                self.sql(f"CREATE OR REPLACE VIEW {q(view)} AS SELECT * FROM {q(table)}")
+            self.sql("COMMIT")
+        except Exception:
+            self.sql("ROLLBACK")
+            raise
+        self.sql("CHECKPOINT")
+
+    def published_target(self, name: str) -> str | None:
+        row = self.sql(
+            "SELECT sql FROM duckdb_views() WHERE view_name = ? AND NOT internal", [name]
+        ).fetchone()
+        if not row:
+            return None
+        # CREATE VIEW "x" AS SELECT * FROM "table";
+        text = row[0].rstrip("; \n")
+        return text.rsplit(" FROM ", 1)[1].strip().strip('"').replace('""', '"')
+
+    def list_views(self) -> list[str]:
+        return [r[0] for r in self.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
+
+    def close(self) -> None:
+        try:
+            self.con.disconnect()
+        except Exception:  # noqa: BLE001 - closing twice is harmless
+            pass
+
+    def export(self, expr: ibis.Table, path: str, fmt: str) -> None:
+        sql = self.con.compile(expr)
+        options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet"
+        self.sql(f"COPY ({sql}) TO '{path.replace(chr(39), chr(39) * 2)}' ({options})")

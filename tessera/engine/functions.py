@@ -1,0 +1,220 @@
+"""The few column functions whose SQL differs between engines.
+
+Everything else in Tessera is written once as portable Ibis expressions; the functions here
+take the Ibis backend name (``con.name``: ``"duckdb"`` or ``"pyspark"``) and emit the
+engine's own function, so that both engines return the same values for the same input.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+import ibis
+import ibis.expr.types as ir
+
+from tessera.errors import ConfigError, EngineError
+
+SUPPORTED_BACKENDS = ("duckdb", "pyspark")
+
+# --------------------------------------------------------------------------- builtin functions
+# Declared as builtin UDFs: Ibis emits the call as is, the engine resolves the name.
+
+
+@ibis.udf.scalar.builtin(name="try_strptime")
+def _duckdb_try_strptime(value: str, fmt: str) -> datetime.datetime:  # pragma: no cover - declaration
+    """DuckDB: parse with a strftime format, NULL when the text does not fit."""
+
+
+@ibis.udf.scalar.builtin(name="try_to_timestamp")
+def _spark_try_to_timestamp(value: str, fmt: str) -> datetime.datetime:  # pragma: no cover - declaration
+    """Spark: parse with a Java datetime pattern, NULL when the text does not fit."""
+
+
+@ibis.udf.scalar.builtin(name="regexp_extract_all")
+def _duckdb_regexp_extract_all(value: str, pattern: str) -> list[str]:  # pragma: no cover - declaration
+    """DuckDB: every match of ``pattern`` in ``value``."""
+
+
+@ibis.udf.scalar.builtin(name="initcap")
+def _spark_initcap(value: str) -> str:  # pragma: no cover - declaration
+    """Spark: lower-case, then upper-case the first letter after each space."""
+
+
+def check_backend(backend: str, function: str) -> str:
+    """Return ``backend`` if ``function`` is available on it, else raise :class:`EngineError`."""
+    if backend not in SUPPORTED_BACKENDS:
+        raise EngineError(
+            f"the function '{function}' is not available on the engine '{backend}' "
+            f"(supported engines: {', '.join(SUPPORTED_BACKENDS)})"
+        )
+    return backend
+
+
+# --------------------------------------------------------------------------- dates
+
+# strftime directive -> (Java pattern letters, regex of the accepted text)
+_DIRECTIVES: dict[str, tuple[str, str]] = {
+    "d": ("d", r"\d{1,2}"),
+    "m": ("M", r"\d{1,2}"),
+    "Y": ("yyyy", r"[1-9]\d{3}"),
+    "y": ("yy", r"\d{2}"),
+    "H": ("H", r"\d{1,2}"),
+    "M": ("m", r"\d{1,2}"),
+    "S": ("s", r"\d{1,2}"),
+}
+
+
+def _tokens(strftime_format: str) -> list[tuple[str, str]]:
+    """Split a strftime format into ("directive", letter) and ("literal", text) tokens."""
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(strftime_format):
+        ch = strftime_format[i]
+        if ch == "%":
+            if i + 1 >= len(strftime_format):
+                raise ConfigError(f"date format '{strftime_format}' ends with a lone '%'")
+            d = strftime_format[i + 1]
+            if d == "%":
+                out.append(("literal", "%"))
+            elif d in _DIRECTIVES:
+                out.append(("directive", d))
+            else:
+                raise ConfigError(
+                    f"date format '{strftime_format}': '%{d}' is not supported; use "
+                    + ", ".join(f"%{k}" for k in _DIRECTIVES)
+                    + " and literal characters"
+                )
+            i += 2
+        else:
+            out.append(("literal", ch))
+            i += 1
+    if not any(kind == "directive" for kind, _ in out):
+        raise ConfigError(f"date format '{strftime_format}' has no % directive")
+    return out
+
+
+def strftime_to_java(strftime_format: str) -> str:
+    """Translate a strftime format into a Java (Spark) datetime pattern.
+
+    ``%d`` and ``%m`` become ``d`` and ``M`` (one or two digits, like strftime parsing);
+    ``%Y`` -> ``yyyy``, ``%y`` -> ``yy``, ``%H`` -> ``H``, ``%M`` -> ``m``, ``%S`` -> ``s``.
+    Literal text is quoted.
+    """
+    parts: list[str] = []
+    literal = ""
+    for kind, value in _tokens(strftime_format):
+        if kind == "literal":
+            literal += value
+            continue
+        if literal:
+            parts.append("'" + literal.replace("'", "''") + "'")
+            literal = ""
+        parts.append(_DIRECTIVES[value][0])
+    if literal:
+        parts.append("'" + literal.replace("'", "''") + "'")
+    return "".join(parts)
+
+
+def strftime_to_regex(strftime_format: str) -> str:
+    """A regular expression (RE2 and Java) matching exactly the texts of that format's shape."""
+    body = "".join(
+        _DIRECTIVES[value][1] if kind == "directive" else re.escape(value)
+        for kind, value in _tokens(strftime_format)
+    )
+    return "^" + body + r"\z"
+
+
+def try_parse_date(expr: ir.StringValue, strftime_format: str, backend: str) -> ir.DateValue:
+    """Parse ``expr`` with a strftime format; NULL when the value does not parse (never an error).
+
+    The value must first have the shape of the format (one or two digits for day, month, hour,
+    minute and second, four digits for ``%Y`` from 1000, two for ``%y``): both engines then agree
+    on the rest (calendar checks such as 31/02 -> NULL). Two-digit years follow strftime: 00-68
+    are 2000-2068, 69-99 are 1969-1999.
+    """
+    check_backend(backend, "try_parse_date")
+    shape = strftime_to_regex(strftime_format)
+    if backend == "duckdb":
+        parsed = _duckdb_try_strptime(expr, strftime_format).cast("date")
+    else:
+        parsed = _spark_try_to_timestamp(expr, strftime_to_java(strftime_format)).cast("date")
+        if "%y" in strftime_format.replace("%%", ""):
+            # Spark reads 'yy' as 2000-2099; align with strftime's 1969-2068 window
+            parsed = ibis.ifelse(
+                parsed.year() >= 2069,
+                ibis.date(parsed.year() - 100, parsed.month(), parsed.day()),
+                parsed,
+            )
+    return ibis.ifelse(expr.re_search(shape), parsed, ibis.null("date"))
+
+
+# --------------------------------------------------------------------------- text
+
+TITLE_SEPARATORS = (" ", "-", "'", "\u2019", ".")
+
+
+def title_case(expr: ir.StringValue, backend: str) -> ir.StringValue:
+    """Lower-case ``expr`` and upper-case the first letter of each word.
+
+    Words are separated by a space, a hyphen, an apostrophe (straight or typographic) or a dot:
+    "jean-pierre" -> "Jean-Pierre", "o'neil" -> "O'Neil", "MARIE  CLAIRE" -> "Marie  Claire".
+    """
+    check_backend(backend, "title_case")
+    if backend == "duckdb":
+        seps = "".join("\\-" if s == "-" else s for s in TITLE_SEPARATORS)  # a character class body
+        pattern = f"[^{seps}]+|[{seps}]+"
+        words = _duckdb_regexp_extract_all(expr.lower(), pattern)
+        return words.map(lambda w: w.substr(0, 1).upper() + w.substr(1)).join("")
+    # Spark's initcap only starts a word after a space: add one after every other separator,
+    # capitalize, then take exactly those added spaces out again.
+    value = expr
+    others = [s for s in TITLE_SEPARATORS if s != " "]
+    for sep in others:
+        value = value.replace(sep, sep + " ")
+    value = _spark_initcap(value)
+    for sep in others:
+        value = value.replace(sep + " ", sep)
+    return value
+
+
+# --------------------------------------------------------------------------- regular expressions
+
+
+def regex_pattern(pattern: str, backend: str) -> str:
+    """Adapt an RE2 pattern for the engine: Java spells named groups ``(?<name>...)``."""
+    check_backend(backend, "regex_replace")
+    if backend == "pyspark":
+        return pattern.replace("(?P<", "(?<")
+    return pattern
+
+
+def regex_replacement(replacement: str, backend: str) -> str:
+    """Adapt an RE2 replacement (``\\1`` for a group, ``\\\\`` for a backslash) for the engine.
+
+    DuckDB takes it as is; Java (Spark) spells groups ``$1`` and needs ``$`` and ``\\`` escaped.
+    """
+    check_backend(backend, "regex_replace")
+    out: list[str] = []
+    i = 0
+    while i < len(replacement):
+        ch = replacement[i]
+        if ch == "\\":
+            nxt = replacement[i + 1] if i + 1 < len(replacement) else ""
+            if nxt.isdigit():
+                out.append(("$" if backend == "pyspark" else "\\") + nxt)
+            elif nxt == "\\":
+                out.append("\\\\")
+            else:
+                raise ConfigError(
+                    f"regex_replace 'with' value '{replacement}': use \\1..\\9 for a group and \\\\ for a "
+                    "backslash"
+                )
+            i += 2
+            continue
+        if ch == "$" and backend == "pyspark":
+            out.append("\\$")
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)

@@ -1,0 +1,175 @@
+"""Apache Spark as the warehouse engine (PySpark; local mode on one machine, a cluster beyond).
+
+Spark's default catalog lives in memory, so this adapter keeps its own durable catalog: every
+table is a Parquet folder under ``<workspace>/spark/tables/<name>``, registered as a view when
+the session starts, and the published names are kept in ``published.json``, replaced atomically
+(write then rename) so that a killed run leaves the previous publication in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import ibis
+import pyarrow as pa
+
+from tessera.engine.base import EngineAdapter
+from tessera.errors import EngineError
+
+_SESSION = None
+
+
+def spark_session(master: str | None = None, warehouse_dir: str | None = None):
+    """The process's Spark session, created once (start-up takes seconds)."""
+    global _SESSION
+    if _SESSION is not None:
+        return _SESSION
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise EngineError("Spark is not installed: pip install 'tessera-cdp[spark]'") from exc
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    existing = SparkSession.getActiveSession()
+    if existing is not None:
+        _SESSION = existing
+        return existing
+    builder = (
+        SparkSession.builder.master(master or os.environ.get("TESSERA_SPARK_MASTER", "local[2]"))
+        .appName("tessera")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", os.environ.get("TESSERA_SPARK_PARTITIONS", "4"))
+        .config("spark.driver.memory", os.environ.get("TESSERA_SPARK_DRIVER_MEMORY", "2g"))
+        .config("spark.sql.warehouse.dir", warehouse_dir or tempfile.mkdtemp(prefix="tessera-spark-"))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    )
+    _SESSION = builder.getOrCreate()
+    _SESSION.sparkContext.setLogLevel("ERROR")
+    return _SESSION
+
+
+class SparkAdapter(EngineAdapter):
+    name = "pyspark"
+    atomic_publish = True  # the catalog file is replaced in one rename
+
+    def __init__(self, root: str | Path, *, master: str | None = None, session=None):
+        self.root = Path(root)
+        self.tables_dir = self.root / "tables"
+        self.tables_dir.mkdir(parents=True, exist_ok=True)
+        self.session = session or spark_session(master, str(self.root / "warehouse"))
+        super().__init__(ibis.pyspark.connect(self.session))
+        self._registered: set[str] = set()
+        for name in self.list_tables():
+            self._register(name)
+        for view, table in self._published().items():
+            self._register_view(view, table)
+
+    # ------------------------------------------------------------------ catalog
+    def _path(self, name: str) -> Path:
+        return self.tables_dir / name
+
+    def _register(self, name: str) -> None:
+        self.session.read.parquet(str(self._path(name))).createOrReplaceTempView(name)
+        self._registered.add(name)
+
+    def _register_view(self, view: str, table: str) -> None:
+        if self._path(table).exists():
+            self.session.read.parquet(str(self._path(table))).createOrReplaceTempView(view)
+
+    def _published(self) -> dict[str, str]:
+        f = self.root / "published.json"
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    def list_tables(self) -> list[str]:
+        return sorted(p.name for p in self.tables_dir.iterdir() if p.is_dir() and (p / "_SUCCESS").exists())
+
+    def list_views(self) -> list[str]:
+        return list(self._published())
+
+    def exists(self, name: str) -> bool:
+        return (self._path(name) / "_SUCCESS").exists()
+
+    def table(self, name: str) -> ibis.Table:
+        return self.con.table(name)
+
+    def _dataframe(self, obj):
+        if isinstance(obj, pa.Table):
+            if obj.num_rows == 0:
+                return self.session.createDataFrame([], schema=_spark_schema(obj.schema))
+            return self.session.createDataFrame(obj.to_pandas(types_mapper=None), schema=_spark_schema(obj.schema))
+        self.con._run_pre_execute_hooks(obj)
+        return self.session.sql(self.con.compile(obj))
+
+    def create_table(self, name: str, obj, *, overwrite: bool = True) -> ibis.Table:
+        df = self._dataframe(obj)
+        path = self._path(name)
+        if path.exists():
+            # Spark reads lazily: materialize into a new folder before replacing the old one.
+            tmp = self.tables_dir / f".{name}.tmp"
+            df.write.mode("overwrite").parquet(str(tmp))
+            shutil.rmtree(path)
+            tmp.rename(path)
+        else:
+            df.write.mode("overwrite").parquet(str(path))
+        self._register(name)
+        return self.con.table(name)
+
+    def append(self, name: str, data: pa.Table) -> None:
+        if not self.exists(name):
+            self.create_table(name, data)
+            return
+        self._dataframe(data).write.mode("append").parquet(str(self._path(name)))
+        self._register(name)
+
+    def drop_table(self, name: str) -> None:
+        self.session.catalog.dropTempView(name)
+        self._registered.discard(name)
+        shutil.rmtree(self._path(name), ignore_errors=True)
+
+    def count(self, expr: ibis.Table) -> int:
+        return int(self.con.execute(expr.count()))
+
+    # ------------------------------------------------------------------ publication
+    def publish(self, views: dict[str, str]) -> None:
+        current = self._published()
+        current.update(views)
+        f = self.root / "published.json"
+        tmp = self.root / "published.json.tmp"
+        tmp.write_text(json.dumps(current, indent=1))
+        os.replace(tmp, f)
+        for view, table in views.items():
+            self._register_view(view, table)
+
+    def published_target(self, name: str) -> str | None:
+        return self._published().get(name)
+
+    def close(self) -> None:
+        # The session is shared by the process; views of this workspace are dropped.
+        for name in list(self._registered) + list(self._published()):
+            try:
+                self.session.catalog.dropTempView(name)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+
+
+def _spark_schema(schema: pa.Schema):
+    from pyspark.sql import types as T
+
+    mapping = {
+        pa.string(): T.StringType(), pa.large_string(): T.StringType(), pa.int64(): T.LongType(),
+        pa.int32(): T.IntegerType(), pa.int8(): T.ByteType(), pa.float64(): T.DoubleType(),
+        pa.bool_(): T.BooleanType(), pa.date32(): T.DateType(),
+    }
+    fields = []
+    for f in schema:
+        t = mapping.get(f.type)
+        if t is None and pa.types.is_timestamp(f.type):
+            t = T.TimestampType()
+        if t is None:
+            t = T.StringType()
+        fields.append(T.StructField(f.name, t, True))
+    return T.StructType(fields)

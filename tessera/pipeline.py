@@ -1,0 +1,223 @@
+"""One run of the pipeline: import, stage, unify, publish.
+
+Every table a run builds carries the run's prefix (``_tessera_r<id>_``) and stays invisible
+until the publication step re-points the published names at them, all at once. A run that
+fails or is killed leaves the previous publication in place; its work tables are dropped by
+the next run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import ibis
+
+from tessera.config.models import WorkspaceConfig
+from tessera.datasets.build import DatasetBuilder, dataset_order
+from tessera.engine.base import EngineAdapter
+from tessera.errors import RunError, TesseraError
+from tessera.sources.importer import PARSE_REJECTS, import_source, raw_table
+from tessera.sources.staging import Batch, stage
+
+REJECTS_VIEW = "tessera_rejects"
+RUN_TABLE = re.compile(r"^_tessera_r(\d+)_")
+RAW_TABLE = re.compile(r"^_tessera_raw_(.+)_(\d+)$")
+
+Progress = Callable[[str, str, int, int], None]  # (step, label, done, total)
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    status: str
+    steps: list[dict] = field(default_factory=list)
+    sources: dict[str, dict] = field(default_factory=dict)
+    datasets: dict[str, dict] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Pipeline:
+    def __init__(self, adapter: EngineAdapter, store, config: WorkspaceConfig, archive_dir: Path,
+                 progress: Progress | None = None):
+        self.adapter = adapter
+        self.store = store
+        self.config = config
+        self.archive_dir = archive_dir
+        self.progress = progress or (lambda *a: None)
+
+    # ------------------------------------------------------------------ helpers
+    def _step(self, result: RunResult, name: str, fn):
+        t0 = time.perf_counter()
+        counts = fn() or {}
+        seconds = time.perf_counter() - t0
+        self.store.add_step(result.run_id, name, seconds, counts)
+        result.steps.append({"step": name, "seconds": round(seconds, 3), **counts})
+        return counts
+
+    def collect_garbage(self) -> None:
+        """Drop work tables of runs that never published and raw batches never recorded."""
+        published = set()
+        for view in getattr(self.adapter, "list_views", lambda: [])():
+            target = self.adapter.published_target(view)
+            if target:
+                published.add(target)
+        recorded = {(f["source"], f["batch_id"]) for f in self.store.list_imported_files()}
+        for name in self.adapter.list_tables():
+            if RUN_TABLE.match(name) and name not in published:
+                self.adapter.drop_table(name)
+            m = RAW_TABLE.match(name)
+            if m and (m.group(1), int(m.group(2))) not in recorded:
+                self.adapter.drop_table(name)
+
+    # ------------------------------------------------------------------ run
+    def run(self, run_id: int, *, import_files: bool = True) -> RunResult:
+        result = RunResult(run_id, "running")
+        t0 = time.perf_counter()
+        tag = f"_tessera_r{run_id}_"
+        self.collect_garbage()
+        conns = {c.name: c for c in self.config.connections}
+
+        def do_import():
+            totals = {"files_new": 0, "files_skipped": 0, "rows_read": 0, "rows_rejected": 0}
+            for i, src in enumerate(self.config.sources):
+                self.progress("import", src.name, i, len(self.config.sources))
+                res = import_source(self.adapter, self.store, src, conns[src.connection], self.archive_dir)
+                result.sources[src.name] = {"files_new": res.files_new, "files_skipped": res.files_skipped,
+                                            "rows_read": res.rows, "rejected_on_read": res.rejected}
+                totals["files_new"] += res.files_new
+                totals["files_skipped"] += res.files_skipped
+                totals["rows_read"] += res.rows
+                totals["rows_rejected"] += res.rejected
+            self.progress("import", "done", len(self.config.sources), len(self.config.sources))
+            return totals
+
+        if import_files:
+            self._step(result, "import", do_import)
+
+        stages: dict[str, str] = {}
+        stage_types: dict[str, dict[str, str]] = {}
+        reject_parts: list[ibis.Table] = []
+
+        def do_stage():
+            backend = self.adapter.name
+            files = self.store.list_imported_files()
+            staged_total = 0
+            for i, src in enumerate(self.config.sources):
+                self.progress("stage", src.name, i, len(self.config.sources))
+                mine = sorted((f for f in files if f["source"] == src.name), key=lambda f: f["batch_id"])
+                if src.import_strategy == "full" and mine:
+                    mine = mine[-1:]
+                schema = self.store.get_source_schema(src.name)
+                if not mine:
+                    raise RunError(f"Source '{src.name}' has no imported file yet: check its pattern "
+                                   f"'{src.pattern}' and its connection '{src.connection}'.")
+                missing = [c for c in self._needed_columns(src.name) if c not in dict(schema)]
+                if missing:
+                    raise RunError(f"Source '{src.name}': column(s) {', '.join(missing)} used in the "
+                                   f"configuration are not in its files (columns: {', '.join(c for c, _ in schema)}).")
+                batches = [Batch(raw_table(src.name, f["batch_id"]), f["batch_id"], f["imported_at"]) for f in mine]
+                tables = [self.adapter.table(b.table) for b in batches]
+                staged, rejects = stage(src, batches, tables, schema, backend=backend,
+                                        extra_columns=self._needed_columns(src.name))
+                name = f"{tag}stage_{src.name}"
+                staged_t = self.adapter.create_table(name, staged)
+                stages[src.name] = name
+                stage_types[src.name] = {c: _type_name(staged_t.schema()[c]) for c in staged_t.columns}
+                rej_name = f"{tag}rejects_{src.name}"
+                rej = self.adapter.create_table(rej_name, rejects)
+                n_ok = self.adapter.count(staged_t)
+                n_rej = self.adapter.count(rej)
+                batch_ids = [b.batch for b in batches]
+                n_parse = 0
+                if self.adapter.exists(PARSE_REJECTS):
+                    pr = self.adapter.table(PARSE_REJECTS)
+                    pr = pr.filter((pr.source == src.name) & pr.batch.isin(batch_ids))
+                    n_parse = self.adapter.count(pr)
+                    reject_parts.append(pr)
+                reject_parts.append(rej)
+                total = n_ok + n_rej + n_parse
+                rate = (n_rej + n_parse) / total if total else 0.0
+                if rate > src.max_reject_rate:
+                    raise RunError(
+                        f"Source '{src.name}': {n_rej + n_parse} of {total} rows rejected ({rate:.1%}), above "
+                        f"max_reject_rate {src.max_reject_rate:.1%}. Nothing was published; see "
+                        f"'tessera rejects' after fixing, or raise max_reject_rate."
+                    )
+                result.sources.setdefault(src.name, {}).update(staged=n_ok, rejected=n_rej + n_parse)
+                staged_total += n_ok
+            if reject_parts:
+                all_rejects = reject_parts[0]
+                for p in reject_parts[1:]:
+                    all_rejects = all_rejects.union(p, distinct=False)
+                self.adapter.create_table(f"{tag}rejects", all_rejects.order_by(["source", "file", "line"]))
+            return {"rows_staged": staged_total,
+                    "rows_rejected": sum(v.get("rejected", 0) for v in result.sources.values())}
+
+        builder = DatasetBuilder(self.adapter, self.config, stages, tag, stage_types)
+
+        def do_datasets():
+            totals = {"records": 0, "unified": 0, "duplicates_merged": 0}
+            order = dataset_order(self.config)
+            for i, ds in enumerate(order):
+                self.progress("unify", ds.name, i, len(order))
+                prev = self.adapter.published_target(f"{ds.name}__lineage")
+                generation = len(self.store.list_publications(ds.name))
+                built = builder.build(ds, previous_lineage=prev, generation=generation, backend=self.adapter.name)
+                result.datasets[ds.name] = built.counts
+                for k in totals:
+                    totals[k] += built.counts.get(k, 0)
+            self.progress("unify", "done", len(order), len(order))
+            return totals
+
+        def do_publish():
+            views = {}
+            for name, b in builder.built.items():
+                views[name] = b.table
+                views[f"{name}__records"] = b.records
+                views[f"{name}__lineage"] = b.lineage
+                if b.shared:
+                    views[f"{name}__shared_values"] = b.shared
+            if reject_parts:
+                views[REJECTS_VIEW] = f"{tag}rejects"
+            self.adapter.publish(views)
+            for name, b in builder.built.items():
+                self.store.record_publication(name, run_id, b.table, b.counts.get("rows", 0))
+            self.collect_garbage()
+            return {"published": len(builder.built)}
+
+        try:
+            self._step(result, "stage", do_stage)
+            self._step(result, "unify", do_datasets)
+            self._step(result, "publish", do_publish)
+        except TesseraError:
+            raise
+        except Exception as exc:  # an engine failure: keep the message, the previous state stays
+            raise RunError(f"The run failed: {exc}. The last published state is unchanged.") from exc
+        result.status = "succeeded"
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _needed_columns(self, source: str) -> list[str]:
+        cols: list[str] = []
+        for ds in self.config.datasets:
+            for m in ds.mappings:
+                if m.source == source:
+                    cols += [c for c in m.columns.values() if c not in cols]
+        for ds in self.config.datasets:
+            for m in ds.mappings:
+                src = next(s for s in self.config.sources if s.name == m.source)
+                for rel in src.relations:
+                    obj, col = rel.to.split(".")
+                    if obj == source and col not in cols:
+                        cols.append(col)
+        return cols
+
+
+def _type_name(dtype) -> str:
+    from tessera.engine.types import type_name
+
+    return type_name(dtype)

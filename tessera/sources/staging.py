@@ -1,0 +1,151 @@
+"""Staging of one source: its raw batches, normalized, typed, checked and keyed.
+
+A staged row is a good row of the latest batch that carries its record key. Rows that fail a
+check (missing record key, duplicate record key inside one batch, a value that does not fit
+the column's type) are returned as rejects with their file, line and reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.datatypes as dt
+
+from tessera.config.models import SourceConfig
+from tessera.engine.types import cast_text
+from tessera.normalize.rules import apply_rules
+
+META = ["_tessera_batch", "_tessera_file", "_tessera_line"]
+REJECT_COLUMNS = ["source", "file", "line", "column_name", "reason", "raw", "batch"]
+
+
+@dataclass
+class Batch:
+    table: str
+    batch: int
+    imported_at: str  # ISO timestamp
+
+
+def union_batches(tables: list[ibis.Table], columns: list[str]) -> ibis.Table:
+    """Union raw batches that may not share every column (a missing column reads as NULL)."""
+    parts = []
+    for t in tables:
+        have = set(t.columns)
+        parts.append(
+            t.select(
+                *[t[c].cast("string").name(c) if c in have else ibis.null(dt.string).name(c) for c in columns],
+                *[t[m] for m in META],
+            )
+        )
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.union(p, distinct=False)
+    return out
+
+
+def record_id(source: str, keys: list[ibis.Value]) -> ibis.Value:
+    parts = [k.cast("string").fill_null("") for k in keys]
+    joined = parts[0]
+    for p in parts[1:]:
+        joined = joined.concat("|", p)
+    return ibis.literal(source + ":").concat(joined)
+
+
+def stage(
+    src: SourceConfig,
+    batches: list[Batch],
+    tables: list[ibis.Table],
+    schema: list[tuple[str, str]],
+    *,
+    backend: str,
+    extra_columns: list[str] = (),
+) -> tuple[ibis.Table, ibis.Table]:
+    """Return (staged rows, rejects) of a source as Ibis expressions.
+
+    Args:
+        src: the source configuration.
+        batches: the raw batches to read, with their import time.
+        tables: the raw batch tables (same order as ``batches``).
+        schema: the source's columns and inferred types, in file order.
+        backend: the engine's name, for the few functions that differ.
+        extra_columns: columns needed by relations or mappings even if not selected.
+    """
+    all_cols = [c for c, _ in schema]
+    wanted = list(src.columns) if src.columns else list(all_cols)
+    for c in [*src.record_keys, *extra_columns, *(r.column for r in src.relations)]:
+        if c not in wanted:
+            wanted.append(c)
+    inferred = dict(schema)
+    raw = union_batches(tables, [c for c in wanted if c in inferred] or wanted)
+    imported = ibis.memtable(
+        {"_tessera_batch": [b.batch for b in batches], "_tessera_imported_at": [b.imported_at for b in batches]}
+    )
+    raw = raw.join(imported, "_tessera_batch").mutate(
+        _tessera_imported_at=ibis._["_tessera_imported_at"].cast("timestamp")
+    )
+
+    typed = {}
+    bad_type = []  # (column, condition)
+    for c in wanted:
+        value = raw[c] if c in raw.columns else ibis.null(dt.string)
+        rules = src.normalize.get(c, [])
+        if rules:
+            value = apply_rules(value, rules, backend)
+        target = src.types.get(c) or (None if rules and not value.type().is_string() else inferred.get(c, "string"))
+        if target is not None and target != "string":
+            cast = cast_text(value, target, decimal_comma=src.csv.decimal_comma)
+            original = value.cast("string").strip()
+            bad_type.append((c, target, original.notnull() & (original != "") & cast.isnull(), original))
+            value = cast
+        typed[c] = value.name(c)
+
+    texts = [raw[c].fill_null("") if c in raw.columns else ibis.literal("") for c in wanted]
+    raw_text = texts[0]
+    for x in texts[1:]:
+        raw_text = raw_text.concat(";", x)
+    rows = raw.mutate(_raw=raw_text).mutate(**typed)
+    key_cols = [rows[k] for k in src.record_keys]
+    missing_key = ibis.or_(*[k.isnull() | (k.cast("string").strip() == "") for k in key_cols])
+    rows = rows.mutate(_tessera_record=record_id(src.name, key_cols))
+
+    reason = ibis.null(dt.string)
+    column = ibis.null(dt.string)
+    # Later checks first so the first failing check wins in the CASE below.
+    for c, target, cond, original in reversed(bad_type):
+        reason = cond.ifelse(ibis.literal(f"value '").concat(original, f"' is not a valid {target}"), reason)
+        column = cond.ifelse(ibis.literal(c), column)
+    keys_txt = ", ".join(src.record_keys)
+    reason = missing_key.ifelse(ibis.literal(f"record key ({keys_txt}) is empty"), reason)
+    column = missing_key.ifelse(ibis.literal(src.record_keys[0]), column)
+    rows = rows.mutate(_reason=reason, _column=column)
+
+    ok = rows.filter(rows._reason.isnull())
+    w = ibis.window(group_by=[ok._tessera_batch, ok._tessera_record], order_by=[ok._tessera_line])
+    ok = ok.mutate(_dup=ibis.row_number().over(w), _first_line=ok._tessera_line.min().over(w))
+    dup = ok.filter(ok._dup > 0).mutate(
+        _reason=ibis.literal(f"duplicate record key ({keys_txt}) in the same file; first seen at line ")
+        .concat(ok._first_line.cast("string")),
+        _column=ibis.literal(src.record_keys[0]),
+    )
+    good = ok.filter(ok._dup == 0)
+    # A record key imported again in a later batch is an update: the latest batch wins.
+    latest = ibis.window(group_by=[good._tessera_record], order_by=[ibis.desc(good._tessera_batch)])
+    good = good.mutate(_v=ibis.row_number().over(latest)).filter(ibis._["_v"] == 0)
+    staged = good.select(
+        "_tessera_record", *META, "_tessera_imported_at", *[c for c in wanted]
+    ).mutate(_tessera_source=ibis.literal(src.name))
+
+    def as_rejects(t: ibis.Table) -> ibis.Table:
+        return t.select(
+            source=ibis.literal(src.name),
+            file=t._tessera_file,
+            line=t._tessera_line.cast("int64"),
+            column_name=t._column,
+            reason=t._reason,
+            raw=t._raw,
+            batch=t._tessera_batch.cast("int64"),
+        )
+
+    rejects = as_rejects(rows.filter(rows._reason.notnull())).union(as_rejects(dup), distinct=False)
+    return staged, rejects

@@ -1,0 +1,161 @@
+"""Tables of the metadata store.
+
+The metadata store keeps what Tessera knows about a workspace apart from the data itself: the
+applied configuration and its history, runs and their steps, imported files, the schemas
+inferred for sources and the published versions of datasets. It lives in its own database (a
+SQLite file by default, PostgreSQL for shared deployments), so the tables carry no prefix.
+
+Every change to these models needs a migration in ``migrations/versions``; the test suite
+checks that the migrations and the models agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CONFIG_KINDS = ("connection", "source", "dataset")
+"""Kinds of configuration objects, in the order they are loaded (dependencies first)."""
+
+RUN_STATUSES = ("running", "succeeded", "failed", "killed")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ConfigObject(Base):
+    """One object of the current workspace configuration (a connection, a source or a dataset)."""
+
+    __tablename__ = "config_objects"
+    __table_args__ = (UniqueConstraint("kind", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    position: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ConfigVersion(Base):
+    """A whole configuration as it was applied (audit history)."""
+
+    __tablename__ = "config_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    spec: Mapped[Any] = mapped_column(JSON)
+    origin: Mapped[str] = mapped_column(String(1024))
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    counts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    steps: Mapped[list[RunStep]] = relationship(
+        back_populates="run", order_by="RunStep.id", cascade="all, delete-orphan"
+    )
+
+
+class RunStep(Base):
+    __tablename__ = "run_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    seconds: Mapped[float] = mapped_column(Float)
+    counts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+
+    run: Mapped[Run] = relationship(back_populates="steps")
+
+
+class ImportedFile(Base):
+    """A file read by a file source; its hash tells whether a file was already imported."""
+
+    __tablename__ = "imported_files"
+    __table_args__ = (Index("ix_imported_files_source_sha256", "source", "sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(String(4096))
+    name: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    batch_id: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    rows: Mapped[int | None] = mapped_column(BigInteger)
+    rejected: Mapped[int | None] = mapped_column(BigInteger)
+    archive_path: Mapped[str | None] = mapped_column(String(4096))
+    status: Mapped[str] = mapped_column(String(32))
+
+
+class SourceSchema(Base):
+    """Columns seen in a source so far, in the order they first appeared."""
+
+    __tablename__ = "source_schemas"
+
+    source: Mapped[str] = mapped_column(String(255), primary_key=True)
+    column_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    inferred_type: Mapped[str] = mapped_column(String(255))
+
+
+class Publication(Base):
+    """One published version of a dataset (the table that readers see)."""
+
+    __tablename__ = "publications"
+
+    dataset: Mapped[str] = mapped_column(String(255), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    table_name: Mapped[str] = mapped_column(String(255))
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    rows: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Counter(Base):
+    """Named counters shared by every process using the workspace (e.g. ``batch_id``)."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

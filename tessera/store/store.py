@@ -1,0 +1,573 @@
+"""The metadata store: configuration, runs, imported files, source schemas and publications.
+
+``MetadataStore`` works on SQLite (``sqlite:///path/to/tessera.db``, the default of a workspace)
+and PostgreSQL (``postgresql+psycopg://user@host/db``). Every method opens a short transaction
+of its own and returns plain, JSON-friendly values: dicts whose datetimes are ISO 8601 strings
+in UTC.
+
+Several processes may use one store at once (the CLI and a server, say). On SQLite the file is
+in WAL mode, waits up to 30 s for a lock, and transactions that write take the write lock when
+they begin (``BEGIN IMMEDIATE``) so that two writers never deadlock on a lock upgrade. On
+PostgreSQL, writes that compute the next number of something retry when a concurrent writer
+took the same number first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, case, create_engine, delete, event, func, select, text, update
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from tessera.store.models import (
+    CONFIG_KINDS,
+    RUN_STATUSES,
+    Base,
+    ConfigObject,
+    ConfigVersion,
+    Counter,
+    ImportedFile,
+    Publication,
+    Run,
+    RunStep,
+    SourceSchema,
+    utcnow,
+)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 30
+_WRITE = "tessera_write"
+_RETRIES = 5
+# PostgreSQL advisory lock keys (SQLite needs none: a write transaction locks the whole file)
+_PG_MIGRATION_LOCK = 7_315_002_001
+_PG_LOCK_PUBLICATION = 73_150_001
+_PG_LOCK_SOURCE_SCHEMA = 73_150_002
+
+_IMPORTED_FILE_FIELDS = {c.key for c in ImportedFile.__table__.columns} - {"id"}
+_IMPORTED_FILE_REQUIRED = {"source", "path", "name", "sha256", "size", "batch_id"}
+
+T = TypeVar("T")
+
+
+def _normalize_url(url: str | os.PathLike[str]) -> URL:
+    """Accept a SQLAlchemy URL or a plain file path (taken as a SQLite file)."""
+    text = os.fspath(url)
+    if "://" not in text:
+        return URL.create("sqlite", database=str(Path(text).expanduser().resolve()))
+    parsed = make_url(text)
+    if parsed.drivername in ("postgresql", "postgres"):
+        # psycopg 3 is the driver Tessera ships with; psycopg2 is not installed
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _is_sqlite_file(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not (
+        url.database or ""
+    ).startswith("file::memory:")
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite returns the stored UTC time without its offset
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for column in obj.__table__.columns:
+        value = getattr(obj, column.key)
+        out[column.key] = _iso(value) if isinstance(value, datetime) else value
+    return out
+
+
+def _json_value(value: Any, what: str) -> Any:
+    """A deep copy of ``value`` as JSON gives it back (fails early on what JSON cannot hold)."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not JSON-serializable: {exc}") from exc
+
+
+class MetadataStore:
+    """Access to the metadata store of one workspace.
+
+    The constructor only connects; ``upgrade()`` creates or migrates the tables, and
+    ``MetadataStore.create(url)`` does both.
+    """
+
+    def __init__(self, url: str | os.PathLike[str]):
+        self.url = _normalize_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if _is_sqlite_file(self.url):
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+        self.engine = self._create_engine()
+        self._write_engine = self.engine.execution_options(**{_WRITE: True})
+        self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+
+    @classmethod
+    def create(cls, url: str | os.PathLike[str]) -> MetadataStore:
+        """Open the store at ``url`` and bring its tables up to date."""
+        store = cls(url)
+        try:
+            store.upgrade()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _create_engine(self) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(self.url, pool_pre_ping=True)
+        engine = create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Transactions are begun by hand below, so the driver must not begin its own.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                if _is_sqlite_file(self.url):
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+                cursor.execute("PRAGMA foreign_keys=ON")
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            immediate = conn.get_execution_options().get(_WRITE, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> MetadataStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MetadataStore({self.url.render_as_string(hide_password=True)!r})"
+
+    # -- migrations ---------------------------------------------------------------------------
+
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("path_separator", "os")
+        return cfg
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Create or migrate the tables up to ``revision`` (the latest by default)."""
+        from alembic import command
+
+        cfg = self._alembic_config()
+        with self._write_engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+    def current_revision(self) -> str | None:
+        """The migration the database is at, or None when it has no tables yet."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    @staticmethod
+    def head_revision() -> str | None:
+        """The latest migration shipped with this version of Tessera."""
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("path_separator", "os")
+        return ScriptDirectory.from_config(cfg).get_current_head()
+
+    def is_up_to_date(self) -> bool:
+        return self.current_revision() == self.head_revision()
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._read_sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._write_sessions() as session, session.begin():
+            yield session
+
+    def _write_retrying(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` in a write transaction, again when a concurrent writer won a unique key."""
+        for attempt in range(_RETRIES):
+            try:
+                with self._write() as session:
+                    return fn(session)
+            except IntegrityError:
+                if attempt == _RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _lock(session: Session, namespace: int, key: str) -> None:
+        """On PostgreSQL, serialize the transactions that write under ``key`` until they end."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:key))"), {"ns": namespace, "key": key})
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def save_config(self, objects: Iterable[tuple[str, str, dict[str, Any]]], origin: str) -> int:
+        """Replace the current configuration with ``objects`` and record it in the history.
+
+        ``objects`` are (kind, name, spec) in declaration order. Objects whose spec did not change
+        keep their ``updated_at``. Returns the id of the new ``config_versions`` row.
+        """
+        items: list[tuple[str, str, dict[str, Any]]] = []
+        seen: set[tuple[str, str]] = set()
+        for i, item in enumerate(objects):
+            kind, name, spec = item
+            if not kind or not isinstance(kind, str) or not name or not isinstance(name, str):
+                raise ValueError(f"configuration object #{i + 1}: kind and name must be non-empty strings")
+            if not isinstance(spec, dict):
+                raise ValueError(f"{kind} {name!r}: spec must be a dict, not {type(spec).__name__}")
+            if (kind, name) in seen:
+                raise ValueError(f"{kind} {name!r} is declared twice")
+            seen.add((kind, name))
+            items.append((kind, name, _json_value(spec, f"{kind} {name!r}")))
+        whole = [{"kind": k, "name": n, "spec": s} for k, n, s in items]
+
+        with self._write() as session:
+            now = utcnow()
+            current = {(o.kind, o.name): o for o in session.scalars(select(ConfigObject))}
+            for position, (kind, name, spec) in enumerate(items):
+                row = current.pop((kind, name), None)
+                if row is None:
+                    session.add(ConfigObject(kind=kind, name=name, position=position, spec=spec, updated_at=now))
+                else:
+                    if row.spec != spec:
+                        row.spec = spec
+                        row.updated_at = now
+                    row.position = position
+            for row in current.values():
+                session.delete(row)
+            version = ConfigVersion(created_at=now, spec=whole, origin=origin)
+            session.add(version)
+            session.flush()
+            return version.id
+
+    def load_config(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """The current configuration: connections, then sources, then datasets (then any other
+        kind, alphabetically), each in declaration order."""
+        rank = case({k: i for i, k in enumerate(CONFIG_KINDS)}, value=ConfigObject.kind, else_=len(CONFIG_KINDS))
+        with self._read() as session:
+            rows = session.scalars(select(ConfigObject).order_by(rank, ConfigObject.kind, ConfigObject.position))
+            return [(r.kind, r.name, r.spec) for r in rows]
+
+    def list_config_versions(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest applied configurations, newest first."""
+        with self._read() as session:
+            rows = session.scalars(select(ConfigVersion).order_by(ConfigVersion.id.desc()).limit(limit))
+            return [_as_dict(r) for r in rows]
+
+    def config_objects(self) -> list[dict[str, Any]]:
+        """The current configuration objects with their position and ``updated_at``."""
+        with self._read() as session:
+            rows = session.scalars(select(ConfigObject).order_by(ConfigObject.id))
+            return [_as_dict(r) for r in rows]
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def start_run(self, kind: str, target: str | None, pid: int) -> int:
+        with self._write() as session:
+            run = Run(kind=kind, target=target, status="running", started_at=utcnow(), pid=pid)
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def add_step(
+        self,
+        run_id: int,
+        step: str,
+        seconds: float,
+        counts: dict[str, Any] | None,
+        status: str = "succeeded",
+    ) -> int:
+        """Record a finished step of a run (it started ``seconds`` ago)."""
+        counts = _json_value(counts, f"counts of step {step!r}") if counts is not None else None
+        with self._write() as session:
+            if session.get(Run, run_id) is None:
+                raise KeyError(f"run {run_id} does not exist")
+            row = RunStep(
+                run_id=run_id,
+                step=step,
+                started_at=utcnow() - timedelta(seconds=max(float(seconds), 0.0)),
+                seconds=float(seconds),
+                counts=counts,
+                status=status,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        counts: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """End a run with status succeeded, failed or killed. ``counts=None`` keeps the counts."""
+        if status not in RUN_STATUSES or status == "running":
+            raise ValueError(f"cannot finish a run as {status!r}: use one of succeeded, failed, killed")
+        counts = _json_value(counts, "run counts") if counts is not None else None
+        with self._write() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise KeyError(f"run {run_id} does not exist")
+            run.status = status
+            run.finished_at = utcnow()
+            if counts is not None:
+                run.counts = counts
+            if error is not None:
+                run.error = error
+
+    @staticmethod
+    def _run_dict(run: Run) -> dict[str, Any]:
+        out = _as_dict(run)
+        out["steps"] = [_as_dict(s) for s in run.steps]
+        return out
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        """A run with its steps; KeyError when there is no such run."""
+        with self._read() as session:
+            run = session.get(Run, run_id, options=[selectinload(Run.steps)])
+            if run is None:
+                raise KeyError(f"run {run_id} does not exist")
+            return self._run_dict(run)
+
+    def list_runs(
+        self, limit: int = 20, *, kind: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The latest runs, newest first, each with its steps."""
+        query = select(Run).options(selectinload(Run.steps)).order_by(Run.id.desc()).limit(limit)
+        if kind is not None:
+            query = query.where(Run.kind == kind)
+        if status is not None:
+            query = query.where(Run.status == status)
+        with self._read() as session:
+            return [self._run_dict(r) for r in session.scalars(query)]
+
+    def mark_stale_runs(self, alive: Callable[[int], bool]) -> list[int]:
+        """Mark as killed the runs still 'running' whose process is gone; returns their ids.
+
+        ``alive(pid)`` tells whether a process is still running (e.g. ``psutil.pid_exists``).
+        Runs without a pid are left alone.
+        """
+        with self._read() as session:
+            running = session.execute(
+                select(Run.id, Run.pid).where(Run.status == "running", Run.pid.is_not(None)).order_by(Run.id)
+            ).all()
+        stale = [(run_id, pid) for run_id, pid in running if not alive(pid)]
+        if not stale:
+            return []
+        marked: list[int] = []
+        with self._write() as session:
+            now = utcnow()
+            for run_id, pid in stale:
+                result = session.execute(
+                    update(Run)
+                    .where(Run.id == run_id, Run.status == "running")
+                    .values(status="killed", finished_at=now, error=f"process {pid} ended before the run finished")
+                )
+                if result.rowcount:
+                    marked.append(run_id)
+        return marked
+
+    # -- imported files -----------------------------------------------------------------------
+
+    def find_imported_file(self, source: str, sha256: str) -> dict[str, Any] | None:
+        """The latest import of a file with this content into ``source``, if any."""
+        with self._read() as session:
+            row = session.scalars(
+                select(ImportedFile)
+                .where(ImportedFile.source == source, ImportedFile.sha256 == sha256)
+                .order_by(ImportedFile.id.desc())
+                .limit(1)
+            ).first()
+            return _as_dict(row) if row is not None else None
+
+    def add_imported_file(self, **fields: Any) -> int:
+        """Record an imported file. Needs source, path, name, sha256, size and batch_id;
+        imported_at defaults to now and status to 'imported'."""
+        unknown = set(fields) - _IMPORTED_FILE_FIELDS
+        if unknown:
+            raise TypeError(f"unknown imported file fields: {', '.join(sorted(unknown))}")
+        missing = _IMPORTED_FILE_REQUIRED - set(fields)
+        if missing:
+            raise TypeError(f"missing imported file fields: {', '.join(sorted(missing))}")
+        values = {"status": "imported", "imported_at": utcnow(), **fields}
+        for key in ("path", "archive_path"):
+            if isinstance(values.get(key), os.PathLike):
+                values[key] = os.fspath(values[key])
+        with self._write() as session:
+            row = ImportedFile(**values)
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def update_imported_file(self, file_id: int, **fields: Any) -> None:
+        """Change fields of an imported file (e.g. rows, rejected, status, archive_path)."""
+        unknown = set(fields) - _IMPORTED_FILE_FIELDS
+        if unknown:
+            raise TypeError(f"unknown imported file fields: {', '.join(sorted(unknown))}")
+        for key in ("path", "archive_path"):
+            if isinstance(fields.get(key), os.PathLike):
+                fields[key] = os.fspath(fields[key])
+        with self._write() as session:
+            row = session.get(ImportedFile, file_id)
+            if row is None:
+                raise KeyError(f"imported file {file_id} does not exist")
+            for key, value in fields.items():
+                setattr(row, key, value)
+
+    def list_imported_files(self, source: str | None = None) -> list[dict[str, Any]]:
+        """Imported files in the order they were recorded."""
+        query = select(ImportedFile).order_by(ImportedFile.id)
+        if source is not None:
+            query = query.where(ImportedFile.source == source)
+        with self._read() as session:
+            return [_as_dict(r) for r in session.scalars(query)]
+
+    def next_batch_id(self) -> int:
+        """A new batch id, larger than every batch id handed out or recorded before."""
+        recorded = select(func.coalesce(func.max(ImportedFile.batch_id), 0)).scalar_subquery()
+
+        def take(session: Session) -> int:
+            result = session.execute(
+                update(Counter)
+                .where(Counter.name == "batch_id")
+                .values(value=case((Counter.value >= recorded, Counter.value), else_=recorded) + 1)
+            )
+            if result.rowcount == 0:
+                start = session.scalar(select(func.coalesce(func.max(ImportedFile.batch_id), 0))) or 0
+                session.add(Counter(name="batch_id", value=start + 1))
+                session.flush()
+            return int(session.scalar(select(Counter.value).where(Counter.name == "batch_id")))
+
+        return self._write_retrying(take)
+
+    # -- source schemas -----------------------------------------------------------------------
+
+    def set_source_schema(self, source: str, columns: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Merge ``columns`` into the known schema of ``source``: known columns keep their
+        position and type, new ones are added at the end. Returns the merged schema."""
+        columns = list(columns)
+
+        def merge(session: Session) -> list[tuple[str, str]]:
+            self._lock(session, _PG_LOCK_SOURCE_SCHEMA, source)
+            rows = list(
+                session.scalars(
+                    select(SourceSchema).where(SourceSchema.source == source).order_by(SourceSchema.position)
+                )
+            )
+            known = {r.column_name for r in rows}
+            position = max((r.position for r in rows), default=-1)
+            merged = [(r.column_name, r.inferred_type) for r in rows]
+            for name, inferred_type in columns:
+                if name in known:
+                    continue
+                known.add(name)
+                position += 1
+                session.add(
+                    SourceSchema(source=source, column_name=name, position=position, inferred_type=inferred_type)
+                )
+                merged.append((name, inferred_type))
+            session.flush()
+            return merged
+
+        return self._write_retrying(merge)
+
+    def get_source_schema(self, source: str) -> list[tuple[str, str]]:
+        """The known columns of ``source`` as (name, inferred type), in order."""
+        with self._read() as session:
+            rows = session.execute(
+                select(SourceSchema.column_name, SourceSchema.inferred_type)
+                .where(SourceSchema.source == source)
+                .order_by(SourceSchema.position)
+            ).all()
+            return [(name, inferred_type) for name, inferred_type in rows]
+
+    def delete_source_schema(self, source: str) -> None:
+        """Forget the known columns of ``source`` (e.g. when the source is reset)."""
+        with self._write() as session:
+            session.execute(delete(SourceSchema).where(SourceSchema.source == source))
+
+    # -- publications -------------------------------------------------------------------------
+
+    def record_publication(self, dataset: str, run_id: int | None, table_name: str, rows: int | None) -> int:
+        """Record a new published version of ``dataset``; returns its version (1, 2, ...)."""
+
+        def add(session: Session) -> int:
+            self._lock(session, _PG_LOCK_PUBLICATION, dataset)
+            last = session.scalar(select(func.max(Publication.version)).where(Publication.dataset == dataset))
+            version = (last or 0) + 1
+            session.add(
+                Publication(
+                    dataset=dataset,
+                    version=version,
+                    run_id=run_id,
+                    table_name=table_name,
+                    published_at=utcnow(),
+                    rows=rows,
+                )
+            )
+            session.flush()
+            return version
+
+        return self._write_retrying(add)
+
+    def latest_publication(self, dataset: str) -> dict[str, Any] | None:
+        with self._read() as session:
+            row = session.scalars(
+                select(Publication)
+                .where(Publication.dataset == dataset)
+                .order_by(Publication.version.desc())
+                .limit(1)
+            ).first()
+            return _as_dict(row) if row is not None else None
+
+    def list_publications(self, dataset: str) -> list[dict[str, Any]]:
+        """Published versions of ``dataset``, newest first."""
+        with self._read() as session:
+            rows = session.scalars(
+                select(Publication).where(Publication.dataset == dataset).order_by(Publication.version.desc())
+            )
+            return [_as_dict(r) for r in rows]
+
+
+__all__ = ["MetadataStore", "Base", "MIGRATIONS_DIR"]

@@ -1,0 +1,266 @@
+"""The Workspace facade: the one Python API that the CLI, the server and the scheduler call.
+
+A workspace is a folder::
+
+    DIR/
+      workspace.json      settings (engine, where the metadata lives)
+      metadata.sqlite     configuration, runs, imported files (or TESSERA_METADATA_URL)
+      warehouse.duckdb    raw layer and published datasets (or TESSERA_WAREHOUSE)
+      archive/            every imported file, by content hash
+      .lock               held by the process that writes
+
+Examples:
+    >>> ws = Workspace.init("shop")                       # doctest: +SKIP
+    >>> ws.apply("workspace.yaml")                          # doctest: +SKIP
+    >>> ws.run().status                                     # doctest: +SKIP
+    'succeeded'
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import ibis
+import psutil
+
+from tessera.config.loader import dump_yaml, load_yaml, parse_config
+from tessera.config.models import WorkspaceConfig
+from tessera.engine.base import EngineAdapter
+from tessera.errors import ConfigError, TesseraError, WorkspaceError
+from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
+from tessera.store import MetadataStore
+
+SETTINGS = "workspace.json"
+
+
+def _engine_setting(settings: dict) -> str:
+    return os.environ.get("TESSERA_WAREHOUSE") or settings.get("warehouse") or "duckdb"
+
+
+class Workspace:
+    """A Tessera workspace: configuration, runs and published datasets."""
+
+    def __init__(self, path: Path, settings: dict):
+        self.path = path
+        self.settings = settings
+        url = os.environ.get("TESSERA_METADATA_URL") or settings.get("metadata_url") or \
+            f"sqlite:///{path / 'metadata.sqlite'}"
+        self.store = MetadataStore(url)
+        self.store.upgrade()
+        self._adapter: EngineAdapter | None = None
+        self._lock_fh = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def init(cls, path: str | Path, *, warehouse: str | None = None, metadata_url: str | None = None) -> "Workspace":
+        """Create a workspace folder (idempotent on an existing workspace).
+
+        Args:
+            path: the folder to create.
+            warehouse: ``duckdb`` (default), ``spark`` or a PostgreSQL URL.
+            metadata_url: a SQLAlchemy URL for the metadata store (default: SQLite file in the folder).
+        """
+        path = Path(path).resolve()
+        settings_file = path / SETTINGS
+        if settings_file.exists():
+            return cls.open(path)
+        if path.exists() and any(path.iterdir()):
+            raise WorkspaceError(f"{path} exists and is not empty: choose a new folder for the workspace.")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "archive").mkdir(exist_ok=True)
+        settings = {"version": 1, "warehouse": warehouse or "duckdb"}
+        if metadata_url:
+            settings["metadata_url"] = metadata_url
+        settings_file.write_text(json.dumps(settings, indent=2) + "\n")
+        ws = cls(path, settings)
+        ws.adapter  # creates the warehouse file
+        return ws
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Workspace":
+        path = Path(path).resolve()
+        settings_file = path / SETTINGS
+        if not settings_file.exists():
+            raise WorkspaceError(f"{path} is not a Tessera workspace (no {SETTINGS}); create one with: tessera init {path}")
+        return cls(path, json.loads(settings_file.read_text()))
+
+    @property
+    def adapter(self) -> EngineAdapter:
+        if self._adapter is None:
+            self._adapter = self._connect()
+        return self._adapter
+
+    def _connect(self) -> EngineAdapter:
+        engine = _engine_setting(self.settings)
+        if engine == "duckdb" or engine.startswith("duckdb:"):
+            from tessera.engine.duckdb import DuckDBAdapter
+
+            file = engine.removeprefix("duckdb:").removeprefix("///") if ":" in engine else ""
+            return DuckDBAdapter(file or str(self.path / "warehouse.duckdb"))
+        if engine == "spark" or engine.startswith("spark:"):
+            from tessera.engine.spark import SparkAdapter
+
+            return SparkAdapter(self.path / "spark", master=engine.removeprefix("spark:") if ":" in engine else None)
+        raise WorkspaceError(
+            f"Unknown warehouse '{engine}' (setting TESSERA_WAREHOUSE or workspace.json 'warehouse'): "
+            "use duckdb or spark."
+        )
+
+    def close(self) -> None:
+        if self._adapter is not None:
+            self._adapter.close()
+            self._adapter = None
+        self.store.dispose()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the workspace's write lock (one writer at a time; readers are never blocked)."""
+        lock_path = self.path / ".lock"
+        fh = open(lock_path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise WorkspaceError(
+                f"The workspace {self.path} is being written by {holder}; wait for it to finish or stop it."
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+    # ------------------------------------------------------------------ configuration
+    @property
+    def config(self) -> WorkspaceConfig:
+        objects = self.store.load_config()
+        data = {"connections": [], "sources": [], "datasets": []}
+        for kind, _name, spec in objects:
+            data[kind + "s"].append(spec)
+        return WorkspaceConfig.model_validate(data)
+
+    def apply(self, config: WorkspaceConfig | str | Path | dict) -> dict:
+        """Replace the workspace configuration; return what changed per kind.
+
+        Args:
+            config: a WorkspaceConfig, a mapping, or the path of a YAML file.
+        """
+        if isinstance(config, (str, Path)):
+            config = load_yaml(config)
+        elif isinstance(config, dict):
+            config = parse_config(config)
+        before = {(k, n): s for k, n, s in self.store.load_config()}
+        objects = []
+        for kind, items in (("connection", config.connections), ("source", config.sources),
+                            ("dataset", config.datasets)):
+            for item in items:
+                objects.append((kind, item.name, item.model_dump(mode="json", exclude_defaults=True)))
+        after = {(k, n): s for k, n, s in objects}
+        changes = {
+            "added": sorted(f"{k} {n}" for k, n in after.keys() - before.keys()),
+            "removed": sorted(f"{k} {n}" for k, n in before.keys() - after.keys()),
+            "changed": sorted(f"{k} {n}" for k, n in after.keys() & before.keys() if after[(k, n)] != before[(k, n)]),
+        }
+        if changes["added"] or changes["removed"] or changes["changed"]:
+            with self.writing():
+                self.store.save_config(objects, origin="apply")
+        return changes
+
+    def export_config(self) -> str:
+        """The configuration as YAML (round-trips through :meth:`apply`)."""
+        return dump_yaml(self.config)
+
+    # ------------------------------------------------------------------ runs
+    def run(self, *, progress: Progress | None = None, import_files: bool = True) -> RunResult:
+        """Import new files, unify every dataset and publish the result at once.
+
+        Raises:
+            RunError: the run failed; the previous published state is left in place.
+        """
+        config = self.config
+        if not config.sources:
+            raise ConfigError("the workspace has no source yet: declare some in YAML and run tessera apply")
+        with self.writing():
+            self.store.mark_stale_runs(psutil.pid_exists)
+            run_id = self.store.start_run("pipeline", None, os.getpid())
+            pipeline = Pipeline(self.adapter, self.store, config, self.path / "archive", progress)
+            try:
+                result = pipeline.run(run_id, import_files=import_files)
+            except TesseraError as exc:
+                self.store.finish_run(run_id, "failed", error=str(exc))
+                raise
+            except BaseException as exc:
+                self.store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                raise
+            counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
+            self.store.finish_run(run_id, "succeeded", counts=counts)
+            return result
+
+    def runs(self, limit: int = 20) -> list[dict]:
+        return self.store.list_runs(limit)
+
+    # ------------------------------------------------------------------ reading
+    def datasets(self) -> list[str]:
+        return [d.name for d in self.config.datasets]
+
+    def table(self, name: str) -> ibis.Table:
+        """A published dataset (or ``<dataset>__lineage``, ``__records``, ``__shared_values``, ``tessera_rejects``)."""
+        if self.adapter.published_target(name) is None:
+            known = ", ".join(self.datasets()) or "none"
+            raise TesseraError(f"'{name}' is not published yet (datasets: {known}); run: tessera run")
+        return self.adapter.table(name)
+
+    def rejects(self, source: str | None = None) -> ibis.Table:
+        t = self.table(REJECTS_VIEW)
+        return t.filter(t.source == source) if source else t
+
+    def status(self) -> dict:
+        """Published datasets with their row counts, and the last runs."""
+        pubs = []
+        for name in self.datasets():
+            latest = self.store.latest_publication(name)
+            pubs.append({"dataset": name, "rows": latest["rows"] if latest else None,
+                         "published_at": latest["published_at"] if latest else None,
+                         "version": latest["version"] if latest else 0})
+        return {"path": str(self.path), "engine": self.adapter.name, "datasets": pubs, "runs": self.runs(5)}
+
+    def explain(self, tessera_id: str, dataset: str | None = None):
+        """Why the source records of a unified record were merged (see :mod:`tessera.identity.explain`)."""
+        from tessera.identity.explain import explain
+
+        dataset = dataset or next((d.name for d in self.config.datasets if d.deduplicate), None)
+        if dataset is None:
+            raise TesseraError("no dataset has deduplication on: nothing to explain")
+        ds = next((d for d in self.config.datasets if d.name == dataset), None)
+        if ds is None:
+            raise TesseraError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets())})")
+        return explain(self, ds, tessera_id)
+
+    def export_data(self, dataset: str, path: str | Path, fmt: str | None = None) -> Path:
+        """Write a published dataset to CSV or Parquet; return the file written."""
+        path = Path(path)
+        fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
+        if fmt not in ("csv", "parquet"):
+            raise TesseraError(f"unknown export format '{fmt}': use csv or parquet")
+        t = self.table(dataset)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.adapter.export(t, str(path), fmt)
+        return path
+

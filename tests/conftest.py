@@ -1,0 +1,118 @@
+"""Shared test settings and fixtures.
+
+Tests marked ``spark`` run only with ``--spark`` or ``TESSERA_TEST_SPARK=1``, tests marked
+``postgres`` only with ``--postgres`` or ``TESSERA_TEST_POSTGRES=1``; ``scripts/test.sh`` turns
+both on. A test that uses the ``spark_session`` or ``postgres_url`` fixture counts as marked.
+The servers themselves are started by ``tests/servers.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from servers import POSTGRES_MISSING, PostgresServer, ServerUnavailable  # noqa: E402
+
+_FEATURES = {
+    # marker: (command line option, environment variable, fixtures that imply the marker)
+    "spark": ("--spark", "TESSERA_TEST_SPARK", {"spark_session"}),
+    "postgres": ("--postgres", "TESSERA_TEST_POSTGRES", {"postgres_server", "postgres_url", "postgres_db_url"}),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tessera")
+    group.addoption("--spark", action="store_true", default=False, help="run the tests marked spark")
+    group.addoption("--postgres", action="store_true", default=False, help="run the tests marked postgres")
+
+
+def _enabled(config: pytest.Config, marker: str) -> bool:
+    option, env, _ = _FEATURES[marker]
+    return bool(config.getoption(option)) or os.environ.get(env, "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for marker, (option, env, fixtures) in _FEATURES.items():
+        enabled = _enabled(config, marker)
+        skip = pytest.mark.skip(reason=f"{marker} tests are off: use {option} or {env}=1 (scripts/test.sh does)")
+        for item in items:
+            uses = bool(fixtures & set(getattr(item, "fixturenames", ())))
+            if uses and item.get_closest_marker(marker) is None:
+                item.add_marker(getattr(pytest.mark, marker))
+            if not enabled and (uses or item.get_closest_marker(marker) is not None):
+                item.add_marker(skip)
+
+
+# -- Spark ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def spark_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One local Spark session for the whole test run (starting one takes 10-20 s)."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        message = "Java is not installed: run scripts/test.sh (it installs it)"
+        if _enabled(request.config, "spark"):
+            pytest.fail(message)
+        pytest.skip(message)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    base = tmp_path_factory.mktemp("spark")
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("tessera-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.warehouse.dir", str(base / "warehouse"))
+        .config("spark.local.dir", str(base / "local"))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.memory", "2g")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    yield spark
+    spark.stop()
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the whole test run."""
+    try:
+        server = PostgresServer()
+    except ServerUnavailable:
+        if _enabled(request.config, "postgres"):
+            pytest.fail(POSTGRES_MISSING, pytrace=False)
+        pytest.skip(POSTGRES_MISSING)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """URL of the database ``tessera_test`` on the session's PostgreSQL server (shared by all tests)."""
+    return postgres_server.url()
+
+
+@pytest.fixture
+def postgres_db_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """URL of a fresh, empty database for one test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = postgres_server.create_database(name)
+    yield url
+    postgres_server.drop_database(name)
