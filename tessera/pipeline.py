@@ -119,7 +119,8 @@ class Pipeline:
                 if missing:
                     raise RunError(f"Source '{src.name}': column(s) {', '.join(missing)} used in the "
                                    f"configuration are not in its files (columns: {', '.join(c for c, _ in schema)}).")
-                batches = [Batch(raw_table(src.name, f["batch_id"]), f["batch_id"], f["imported_at"]) for f in mine]
+                batches = [Batch(raw_table(src.name, f["batch_id"]), f["batch_id"], _naive_utc(f["imported_at"]))
+                           for f in mine]
                 tables = [self.adapter.table(b.table) for b in batches]
                 staged, rejects = stage(src, batches, tables, schema, backend=backend,
                                         extra_columns=self._needed_columns(src.name))
@@ -215,6 +216,11 @@ class Pipeline:
                     if obj == source and col not in cols:
                         cols.append(col)
         return cols
+
+
+def _naive_utc(iso: str) -> str:
+    """An ISO time in UTC without its offset, readable as TIMESTAMP by every engine."""
+    return re.sub(r"(Z|[+-]\d\d:\d\d)$", "", iso).replace("T", " ")
 
 
 def _type_name(dtype) -> str:

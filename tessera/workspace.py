@@ -115,7 +115,7 @@ class Workspace:
         if self._adapter is not None:
             self._adapter.close()
             self._adapter = None
-        self.store.dispose()
+        self.store.close()
 
     def __enter__(self) -> "Workspace":
         return self

@@ -91,8 +91,10 @@ def spark_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server for the whole test run."""
     try:
-        server = PostgresServer()
+        server: PostgresServer | None = PostgresServer()
     except ServerUnavailable:
+        server = None
+    if server is None:
         if _enabled(request.config, "postgres"):
             pytest.fail(POSTGRES_MISSING, pytrace=False)
         pytest.skip(POSTGRES_MISSING)
@@ -116,3 +118,14 @@ def postgres_db_url(postgres_server: PostgresServer) -> Iterator[str]:
     url = postgres_server.create_database(name)
     yield url
     postgres_server.drop_database(name)
+
+
+# -- Engines ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+def engine(request: pytest.FixtureRequest) -> str:
+    """The warehouse engine a functional test runs on: DuckDB always, Spark with --spark."""
+    if request.param == "spark":
+        request.getfixturevalue("spark_session")
+    return request.param

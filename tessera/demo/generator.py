@@ -402,9 +402,13 @@ def _assign_emails_and_phones(rng: random.Random, people: list[_Person]) -> None
             n += 1
         used_emails.add(email)
         p.email = email
+        # mobiles start with 6/7 (FR, ES) or 4 (BE), household landlines with 1-5: never equal
         while True:
             if p.country == "FR":
-                nsn = rng.choice("6667") + f"{rng.randrange(10 ** 8):08d}"
+                if rng.random() < 0.75:
+                    nsn = "6" + f"{rng.randrange(10 ** 8):08d}"
+                else:
+                    nsn = "7" + rng.choice("3456789") + f"{rng.randrange(10 ** 7):07d}"
             elif p.country == "BE":
                 nsn = "4" + rng.choice("789") + f"{rng.randrange(10 ** 7):07d}"
             else:
@@ -414,8 +418,6 @@ def _assign_emails_and_phones(rng: random.Random, people: list[_Person]) -> None
                 break
         used_numbers.add(e164)
         p.mobile_nsn, p.mobile_e164 = nsn, e164
-    # landlines are assigned to households later; keep the set for uniqueness
-    _assign_emails_and_phones.used_numbers = used_numbers  # type: ignore[attr-defined]
 
 
 def _pick(rng: random.Random, people: list[_Person], k: int, cond=lambda p: True) -> list[_Person]:
@@ -427,7 +429,7 @@ def _pick(rng: random.Random, people: list[_Person], k: int, cond=lambda p: True
 
 def _assign_roles(rng: random.Random, people: list[_Person]) -> list[list[_Person]]:
     size = len(people)
-    used_numbers: set[str] = _assign_emails_and_phones.used_numbers  # type: ignore[attr-defined]
+    used_numbers: set[str] = set()
 
     # households: 4 to 6 persons, same last name and town, one landline; all in CRM and e-shop
     households: list[list[_Person]] = []
@@ -435,17 +437,14 @@ def _assign_roles(rng: random.Random, people: list[_Person]) -> list[list[_Perso
         members = _pick(rng, people, rng.randint(4, 6), lambda p: p.country == "FR")
         head = members[0]
         while True:
-            nsn = rng.choice("12345") + f"{rng.randrange(10 ** 8):08d}"
+            nsn = rng.choice("12345") + rng.choice("123456789") + f"{rng.randrange(10 ** 7):07d}"
             if "+33" + nsn not in used_numbers:
                 break
         used_numbers.add("+33" + nsn)
-        used_emails = {m.email for m in members}
         for m in members:
             m.role = "household"
             m.last, m.postal, m.city = head.last, head.postal, head.city
             m.landline_nsn, m.landline_e164 = nsn, "+33" + nsn
-        if len(used_emails) != len(members):  # pragma: no cover - e-mails are unique by construction
-            raise AssertionError("household e-mails must differ")
         households.append(members)
 
     # memberships: ~70% CRM, ~60% e-shop, ~50% POS, everybody somewhere
@@ -529,10 +528,9 @@ def _make_contacts(rng: random.Random, people: list[_Person]) -> tuple[list[_Con
                     "first": _pad(rng, _typo(rng, p.first) if typo and rng.random() < 0.5 else p.first),
                     "last": _pad(rng, _title_or_upper(rng, _typo(rng, p.last) if typo else p.last, 0.6)),
                     "copy": copy,
-                    "updated": _dt(rng, datetime(2019, 1, 1), END - timedelta(days=400 if copy == 0 else 0)),
+                    # the duplicate entry is an old one nobody updates any more
+                    "updated": _dt(rng, datetime(2019, 1, 1), END if copy == 0 else datetime(2021, 6, 30)),
                 }
-                if copy == 1:
-                    c.extra["updated"] = _dt(rng, datetime(2019, 1, 1), datetime(2021, 6, 30))
                 crm.append(c)
         if p.in_eshop:
             c = _Contact("eshop_customers", p)
@@ -573,10 +571,9 @@ def _make_contacts(rng: random.Random, people: list[_Person]) -> tuple[list[_Con
                     "signup": _dt(rng, START, END).date(),
                     "copy": copy,
                 }
-                if copy == 1:  # the second row of a card written twice: same customer, same keys
-                    first = pos[-1]
-                    c.email, c.phone, c.phone_e164, c.email_junk = first.email, first.phone, first.phone_e164, first.email_junk
-                    c.extra["signup"] = first.extra["signup"]
+                if copy == 1:  # the second row of a card written twice: filled in after linking
+                    c.linkable = False
+                    c.extra["signup"] = pos[-1].extra["signup"]
                 pos.append(c)
     return crm, eshop, pos
 
@@ -679,8 +676,15 @@ def _products(rng: random.Random) -> list[tuple[str, str, str, int]]:
 
 
 def _basket(rng: random.Random, products, max_lines: int) -> list[tuple[str, int, int]]:
+    n_lines = rng.choices(range(1, max_lines + 1), [50, 28, 13, 6, 3][:max_lines])[0]
+    chosen: list[tuple] = []
+    while len(chosen) < n_lines:
+        prod = rng.choice(products)
+        if prod in chosen or (prod[2] == "Mobilier" and rng.random() < 0.6):  # furniture sells less
+            continue
+        chosen.append(prod)
     lines = []
-    for prod in rng.sample(products, rng.randint(1, max_lines)):
+    for prod in chosen:
         qty = 1 if prod[2] == "Mobilier" else rng.choice([1, 1, 1, 2, 2, 3, 4])
         lines.append((prod[0], qty, prod[3]))
     return lines
@@ -698,8 +702,8 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
     rng = random.Random(seed * 1_000_003 + size)
 
     people = _make_people(rng, size)
-    _assign_emails_and_phones(rng, people)
     households = _assign_roles(rng, people)
+    _assign_emails_and_phones(rng, people)
     crm, eshop, pos = _make_contacts(rng, people)
     info = DemoInfo(out_dir=out, workspace_path=out / WORKSPACE_FILE, truth_path=out / TRUTH_FILE,
                     size=size, seed=seed)
@@ -712,14 +716,11 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
     crm.remove(short_bad)
     crm.insert(3, extra_bad)
     crm.insert(len(crm) // 2, short_bad)
-    # a duplicate CRM entry is created after the original
-    firsts = {id(c.person): i for i, c in enumerate(crm) if c.extra["copy"] == 0 and c.person.role == "crm_dup"}
+    # a duplicate CRM entry is created after the original one
     for c in [c for c in crm if c.extra["copy"] == 1]:
         crm.remove(c)
-        lo = firsts_pos = next(i for i, o in enumerate(crm) if o.person is c.person)
-        crm.insert(rng.randint(lo + 1, max(lo + 1, len(crm))), c)
-        del firsts_pos
-    del firsts
+        original = next(i for i, o in enumerate(crm) if o.person is c.person)
+        crm.insert(rng.randint(original + 1, len(crm)), c)
     number = 100000
     for c in crm:
         number += rng.randint(1, 3)
@@ -754,6 +755,8 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
     bad_key.rejected = True
 
     _repair_links(rng, people, crm + eshop + pos)
+    dup_second.email, dup_second.phone, dup_second.phone_e164 = dup_first.email, dup_first.phone, dup_first.phone_e164
+    dup_second.email_junk = dup_first.email_junk
 
     # ---------------------------------------------------------------- write CRM
     crm_writer = _LineWriter(_csv_row(CRM_HEADER, ";", "\r\n"))
@@ -945,13 +948,24 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
 
     text = (f"# {COMPANY} demo workspace (size={size}, seed={seed}).\n"
             "# Files are read from ./data; truth.csv holds the real person behind every contact record.\n")
-    text += yaml.safe_dump(workspace_config(info.blocked_values, SHARED_VALUE_THRESHOLD), sort_keys=False,
-                           allow_unicode=True, default_flow_style=False, width=110)
+    text += dump_yaml(workspace_config(info.blocked_values, SHARED_VALUE_THRESHOLD))
     _write(out / WORKSPACE_FILE, text)
     return info
 
 
 # --------------------------------------------------------------------------- workspace.yaml
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes shared sub-objects in full instead of YAML anchors and aliases."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def dump_yaml(config: dict) -> str:
+    return yaml.dump(config, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=110)
 
 
 def _col(name: str, semantic: str | None = None, merge: str | None = None, type: str | None = None,

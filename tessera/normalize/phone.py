@@ -142,20 +142,13 @@ def phone_e164(expr: ir.StringValue, country: str = DEFAULT_COUNTRY) -> ir.Strin
     null = ibis.null("string")
 
     text = expr.cast("string")
-    digits = text.re_replace(r"[^0-9]", "")
+    digits = text.re_replace(r"[^0-9]+", "")
     has_plus = text.re_search(r"^[^0-9]*\+")
 
-    # ---- international numbers: '+...' or '<idd>...'
-    if idd:
-        starts_idd = digits.re_search(f"^(?:{idd})[1-9]")
-        intl = ibis.cases(
-            (has_plus, digits),
-            (starts_idd, digits.re_replace(f"^(?:{idd})", "")),
-            else_=null,
-        )
-    else:
-        starts_idd = ibis.literal(False)
-        intl = ibis.ifelse(has_plus, digits, null)
+    # ---- international numbers: '+...' or '<idd>...'; calling codes never start with 0
+    marked = ibis.ifelse(has_plus, "+", "") + digits
+    intl_prefix = r"\+" if not idd else rf"\+|(?:{idd})"
+    intl = marked.re_extract(rf"^(?:{intl_prefix})([1-9][0-9]*)$", 1)
 
     # calling codes are prefix-free, so '<code>(?:<its pattern>)' alternatives never overlap
     with_trunk = []  # (regex of the codes followed by their trunk prefix, code length, prefix length)
@@ -175,24 +168,15 @@ def phone_e164(expr: ir.StringValue, country: str = DEFAULT_COUNTRY) -> ir.Strin
         else_=null,
     )
 
-    # ---- national numbers of the default region
-    nat_cases = []
-    if trunk:
-        nat_cases.append((_full(digits, f"^(?:{trunk})(?:{national})$"), digits.re_replace(f"^(?:{trunk})", "")))
-    nat_cases.append((_full(digits, f"^(?:{national})$"), digits))
-    nat_cases.append((_full(digits, f"^{cc}(?:{national})$"), digits.substr(len(cc))))
-    if trunk:
-        nat_cases.append(
-            (
-                _full(digits, f"^{cc}(?:{trunk})(?:{national})$"),
-                digits.substr(len(cc)).re_replace(f"^(?:{trunk})", ""),
-            )
-        )
-    nat_e164 = cc + ibis.cases(*nat_cases, else_=null)
+    # ---- national numbers of the default region. Preference, as phonenumbers: without the
+    # trunk prefix, then as written, then after the calling code written without '+'.
+    prefixes = [f"(?:{trunk})", "", f"{cc}(?:{trunk})?"] if trunk else ["", cc]
+    nsn = digits.re_extract(rf"^(?:{'|'.join(prefixes)})({national})$", 1)
 
     return ibis.cases(
-        (has_plus | starts_idd, "+" + intl_e164),
-        (digits.length() > 0, "+" + nat_e164),
+        (intl != "", "+" + intl_e164),
+        (has_plus, null),
+        (nsn != "", f"+{cc}" + nsn),
         else_=null,
     )
 
