@@ -123,7 +123,8 @@ class Pipeline:
                            for f in mine]
                 tables = [self.adapter.table(b.table) for b in batches]
                 staged, rejects = stage(src, batches, tables, schema, backend=backend,
-                                        extra_columns=self._needed_columns(src.name))
+                                        extra_columns=self._needed_columns(src.name),
+                                        extra_identifiers=self._relation_targets(src.name))
                 name = f"{tag}stage_{src.name}"
                 staged_t = self.adapter.create_table(name, staged)
                 stages[src.name] = name
@@ -201,6 +202,16 @@ class Pipeline:
         result.status = "succeeded"
         result.seconds = time.perf_counter() - t0
         return result
+
+    def _relation_targets(self, source: str) -> list[str]:
+        """Columns of ``source`` that relations of other sources point at."""
+        cols = []
+        for src in self.config.sources:
+            for rel in src.relations:
+                obj, col = rel.to.split(".")
+                if obj == source:
+                    cols.append(col)
+        return cols
 
     def _needed_columns(self, source: str) -> list[str]:
         cols: list[str] = []

@@ -76,7 +76,7 @@ datasets:
     source_priority: [crm, shop]
     columns:
       - {name: email, semantic: Email}
-      - {name: phone, semantic: Phone}
+      - {name: phone, semantic: Phone, merge: non_null_most_recent}
       - {name: first_name, merge: source_priority}
       - {name: last_name, merge: most_recent}
       - {name: birth_date, merge: non_null_most_recent}

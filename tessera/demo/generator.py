@@ -173,6 +173,16 @@ FINISHES = [
 ]
 PRODUCTS_PER_CATEGORY = 25
 
+# Number ranges that are really allocated (so that strict phone validation accepts them)
+FR_MOBILE_PREFIXES = (
+    [f"6{i:02d}" for i in range(100) if i // 10 in (0, 1, 2, 4, 5, 6, 7, 8)]
+    + [f"63{i}" for i in range(9)] + ["695", "698", "699"] + [f"7{i}" for i in range(30, 100)]
+)
+FR_LANDLINE_PREFIXES = (
+    [f"1{i}" for i in range(10)] + [f"2{i}" for i in (0, 1, 2, 3, 4, 5, 7, 8, 9)] + [f"3{i}" for i in range(10)]
+    + [f"4{i}" for i in range(1, 10)] + [f"5{i}" for i in range(9)]
+)
+
 CRM_NOTES = [
     "Client fidèle depuis l'ouverture",
     "Préfère être contacté par courriel",
@@ -405,10 +415,7 @@ def _assign_emails_and_phones(rng: random.Random, people: list[_Person]) -> None
         # mobiles start with 6/7 (FR, ES) or 4 (BE), household landlines with 1-5: never equal
         while True:
             if p.country == "FR":
-                if rng.random() < 0.75:
-                    nsn = "6" + f"{rng.randrange(10 ** 8):08d}"
-                else:
-                    nsn = "7" + rng.choice("3456789") + f"{rng.randrange(10 ** 7):07d}"
+                nsn = rng.choice(FR_MOBILE_PREFIXES) + f"{rng.randrange(10 ** 6):06d}"
             elif p.country == "BE":
                 nsn = "4" + rng.choice("789") + f"{rng.randrange(10 ** 7):07d}"
             else:
@@ -437,7 +444,7 @@ def _assign_roles(rng: random.Random, people: list[_Person]) -> list[list[_Perso
         members = _pick(rng, people, rng.randint(4, 6), lambda p: p.country == "FR")
         head = members[0]
         while True:
-            nsn = rng.choice("12345") + rng.choice("123456789") + f"{rng.randrange(10 ** 7):07d}"
+            nsn = rng.choice(FR_LANDLINE_PREFIXES) + f"{rng.randrange(10 ** 7):07d}"
             if "+33" + nsn not in used_numbers:
                 break
         used_numbers.add("+33" + nsn)
@@ -559,7 +566,7 @@ def _make_contacts(rng: random.Random, people: list[_Person]) -> tuple[list[_Con
                     c.email = _style_email(rng, p.email, 0.3)
                     c.phone = JUNK_PHONE
                 else:
-                    if rng.random() < 0.6:
+                    if rng.random() < 0.52:
                         c.email = _style_email(rng, p.email, 0.3)
                     phone_for(p, c, rng.random() < 0.85)
                     if c.email is None and c.phone is None:
@@ -694,7 +701,11 @@ def _basket(rng: random.Random, products, max_lines: int) -> list[tuple[str, int
 
 
 def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
-    """Write the Maison Lumière demo company under ``out_dir`` and return what was written."""
+    """Write the Maison Lumière demo company under ``out_dir`` and return what was written.
+
+    ``size`` is the number of real persons (at least 100): about 70% of them are in the CRM,
+    60% have an e-shop account and 50% a loyalty card. Same ``size`` and ``seed``, same bytes.
+    """
     if size < 100:
         raise ValueError("size must be at least 100")
     out = Path(out_dir)
@@ -752,6 +763,7 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
     pos.insert(min(len(pos), at + rng.randint(3, 12)), dup_second)
     info.duplicated_card = dup_first.key
     bad_key = next(c for c in pos if c.person.role == "bad_pos_key")
+    bad_key.key = ""  # the card number was not captured
     bad_key.rejected = True
 
     _repair_links(rng, people, crm + eshop + pos)
@@ -760,9 +772,13 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
 
     # ---------------------------------------------------------------- write CRM
     crm_writer = _LineWriter(_csv_row(CRM_HEADER, ";", "\r\n"))
+    country_seen: dict[str, int] = {}
     for c in crm:
         p = c.person
         spellings = CRM_COUNTRY_SPELLINGS[p.country]
+        # every spelling shows up: the first rows of a country go through all of them
+        n_seen = country_seen[p.country] = country_seen.get(p.country, -1) + 1
+        country = spellings[n_seen] if n_seen < len(spellings) else rng.choice(spellings)
         civ = "" if rng.random() < 0.05 else ("Mme" if p.gender == "F" else "M.")
         birth = p.birth.strftime("%d/%m/%Y") if rng.random() < 0.8 else ""
         has_address = rng.random() < 0.88 or p.role in ("crm_semicolon", "bad_crm_extra")
@@ -777,7 +793,7 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
         values = [
             c.key, civ, c.extra["first"], c.extra["last"], c.email or "", c.phone or "", birth,
             p.postal if has_address else "", city if has_address else "",
-            rng.choice(spellings) if rng.random() < 0.97 else "",
+            country if n_seen < len(spellings) or rng.random() < 0.97 else "",
             "1" if p.optin else "0", c.extra["updated"].strftime("%d/%m/%Y %H:%M"), note,
         ]
         if c is extra_bad:
@@ -828,7 +844,8 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
     for c in eshop:
         n_orders = rng.choice([0, 0, 1, 1, 1, 2, 2, 3, 4, 6])
         for _ in range(n_orders):
-            orders.append([_dt(rng, c.extra["created"], END), c.key, _style_email(rng, c.person.email, 0.15), c.person.idx])
+            when = _dt(rng, c.extra["created"], END)
+            orders.append([when, c.key, _style_email(rng, c.person.email, 0.15), c.person.idx])
     guests = [c for c in crm if not c.person.in_eshop and c.email and not c.rejected]
     for c in rng.sample(guests, min(len(guests), max(3, len(people) // 60))):
         orders.append([_dt(rng, START, END), None, _style_email(rng, c.person.email, 0.15), c.person.idx])
@@ -883,7 +900,7 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
     # ---------------------------------------------------------------- POS tickets
     tickets = []  # (date, card, store)
     for c in pos:
-        if c.extra["copy"] == 1:
+        if c.extra["copy"] == 1 or not c.key:
             continue
         start = datetime.combine(c.extra["signup"], datetime.min.time())
         for _ in range(rng.choice([0, 1, 1, 2, 2, 3, 4, 5])):
@@ -1063,6 +1080,7 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int) -> 
             "csv": {"delimiter": ","},
             "record_keys": ["ticket_id"],
             "types": {"card_number": "string", "ticket_date": "timestamp", "amount": "float", "discount": "float"},
+            "normalize": {"card_number": [{"null_like": True}]},
             "relations": [{"column": "card_number", "to": "pos_customers.card_number"}],
         },
         {

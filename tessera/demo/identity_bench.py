@@ -8,9 +8,9 @@ deduplicated ``contacts`` dataset keyed on e-mail, phone and customer id.
 
 Identity keys of a record:
 
-* ``email``: unique per person; case and surrounding-space variations; missing on ~15%
-  of records;
-* ``phone``: a French mobile, unique per person, in seven usual writings
+* ``email``: unique per person; case and surrounding-space variations; missing on
+  ~13% of records;
+* ``phone``: a French mobile in an allocated range, unique per person, in seven usual writings
   (``+33 6 12 34 56 78``, ``0033612345678``, ``06.12.34.56.78``, ``0612345678``...);
   missing on ~25% of records;
 * ``customer_id``: unique per person, present on ~50% of records.
@@ -40,6 +40,7 @@ from tessera.demo.generator import (
     EMAIL_DOMAINS,
     FIRST_NAMES_F,
     FIRST_NAMES_M,
+    FR_MOBILE_PREFIXES,
     LAST_NAMES,
     dump_yaml,
 )
@@ -49,10 +50,11 @@ SOURCE_SHARES = (0.45, 0.35, 0.20)
 KEY_PREFIX = {"src_a": "A", "src_b": "B", "src_c": "C"}
 P_EMAIL, P_PHONE, P_CUSTOMER_ID = 0.85, 0.75, 0.50
 
-# French mobiles: 06 xx xx xx xx and 073..079 xx xx xx: 170 million numbers
-_MOBILE_SPACE = 170_000_000
+# allocated French mobile ranges: 162 three-digit prefixes of a million numbers each
+_PREFIXES = np.array([int(p) for p in FR_MOBILE_PREFIXES], dtype=np.int64)
+_MOBILE_SPACE = len(_PREFIXES) * 1_000_000
 _ID_SPACE = 1_000_000_000
-_MULT_PHONE = 48_271  # coprime with 170 000 000: person -> number is a bijection
+_MULT_PHONE = 48_271  # coprime with the mobile space: person -> number is a bijection
 _MULT_ID = 69_621  # coprime with 10**9
 
 
@@ -201,7 +203,7 @@ def generate_identity_bench(
         pa.array(domains).take(pa.array(domain_idx)),
     )
     v = (pid * _MULT_PHONE + int(rng.integers(0, _MOBILE_SPACE))) % _MOBILE_SPACE
-    nsn = np.where(v < 100_000_000, 600_000_000 + v, 730_000_000 + (v - 100_000_000))
+    nsn = _PREFIXES[v // 1_000_000] * 1_000_000 + v % 1_000_000
     nsn_p = pc.cast(pa.array(nsn), pa.string())
     cid = (pid * _MULT_ID + int(rng.integers(0, _ID_SPACE))) % _ID_SPACE
     cid_p = _join("CU", pc.utf8_lpad(pc.cast(pa.array(cid), pa.string()), 9, "0"))

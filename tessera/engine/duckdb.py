@@ -12,6 +12,9 @@ from tessera.engine.base import EngineAdapter, FileImport, q
 from tessera.errors import EngineError, WorkspaceError
 
 
+CATALOG = "_tessera_catalog"  # published name -> table, changed in the publication's transaction
+
+
 class DuckDBAdapter(EngineAdapter):
     name = "duckdb"
     atomic_publish = True
@@ -70,28 +73,28 @@ class DuckDBAdapter(EngineAdapter):
 
     def publish(self, views: dict[str, str]) -> None:
         # One transaction: readers see either the whole previous state or the whole new one.
+        self.sql(f"CREATE TABLE IF NOT EXISTS {CATALOG} (name VARCHAR PRIMARY KEY, target VARCHAR)")
         self.sql("BEGIN TRANSACTION")
         try:
             for view, table in views.items():
                 self.sql(f"CREATE OR REPLACE VIEW {q(view)} AS SELECT * FROM {q(table)}")
+                self.sql(f"INSERT OR REPLACE INTO {CATALOG} VALUES (?, ?)", [view, table])
             self.sql("COMMIT")
         except Exception:
             self.sql("ROLLBACK")
             raise
         self.sql("CHECKPOINT")
 
+    def _catalog(self) -> dict[str, str]:
+        if CATALOG not in self.list_tables():
+            return {}
+        return dict(self.sql(f"SELECT name, target FROM {CATALOG}").fetchall())
+
     def published_target(self, name: str) -> str | None:
-        row = self.sql(
-            "SELECT sql FROM duckdb_views() WHERE view_name = ? AND NOT internal", [name]
-        ).fetchone()
-        if not row:
-            return None
-        # CREATE VIEW "x" AS SELECT * FROM "table";
-        text = row[0].rstrip("; \n")
-        return text.rsplit(" FROM ", 1)[1].strip().strip('"').replace('""', '"')
+        return self._catalog().get(name)
 
     def list_views(self) -> list[str]:
-        return [r[0] for r in self.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
+        return list(self._catalog())
 
     def close(self) -> None:
         try:

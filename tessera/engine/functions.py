@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
 
 import ibis
 import ibis.expr.types as ir
@@ -53,21 +54,30 @@ def check_backend(backend: str, function: str) -> str:
 
 # --------------------------------------------------------------------------- dates
 
-# strftime directive -> (Java pattern letters, regex of the accepted text)
-_DIRECTIVES: dict[str, tuple[str, str]] = {
-    "d": ("d", r"\d{1,2}"),
-    "m": ("M", r"\d{1,2}"),
-    "Y": ("yyyy", r"[1-9]\d{3}"),
-    "y": ("yy", r"\d{2}"),
-    "H": ("H", r"\d{1,2}"),
-    "M": ("m", r"\d{1,2}"),
-    "S": ("s", r"\d{1,2}"),
+# strftime directive -> (Java pattern letters, regex of the accepted text); the second pair is
+# used when the directive touches another one ("%Y%m%d"): two digits, no ambiguity.
+_DIRECTIVES: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
+    "d": (("d", r"\d{1,2}"), ("dd", r"\d{2}")),
+    "m": (("M", r"\d{1,2}"), ("MM", r"\d{2}")),
+    "Y": (("yyyy", r"[1-9]\d{3}"), ("yyyy", r"[1-9]\d{3}")),
+    "y": (("yy", r"\d{2}"), ("yy", r"\d{2}")),
+    "H": (("H", r"\d{1,2}"), ("HH", r"\d{2}")),
+    "M": (("m", r"\d{1,2}"), ("mm", r"\d{2}")),
+    "S": (("s", r"\d{1,2}"), ("ss", r"\d{2}")),
 }
 
 
-def _tokens(strftime_format: str) -> list[tuple[str, str]]:
-    """Split a strftime format into ("directive", letter) and ("literal", text) tokens."""
-    out: list[tuple[str, str]] = []
+_REGEX_SPECIAL = set("\\.^$|?*+()[]{}")
+
+
+def _regex_literal(text: str) -> str:
+    """``text`` as a regex literal that RE2 and Java read the same way."""
+    return "".join("\\" + ch if ch in _REGEX_SPECIAL else ch for ch in text)
+
+
+def _tokens(strftime_format: str) -> list[tuple[str, str, str]]:
+    """Split a strftime format into ("literal", text, regex) and ("directive", java, regex)."""
+    raw: list[tuple[str, str]] = []
     i = 0
     while i < len(strftime_format):
         ch = strftime_format[i]
@@ -76,9 +86,9 @@ def _tokens(strftime_format: str) -> list[tuple[str, str]]:
                 raise ConfigError(f"date format '{strftime_format}' ends with a lone '%'")
             d = strftime_format[i + 1]
             if d == "%":
-                out.append(("literal", "%"))
+                raw.append(("literal", "%"))
             elif d in _DIRECTIVES:
-                out.append(("directive", d))
+                raw.append(("directive", d))
             else:
                 raise ConfigError(
                     f"date format '{strftime_format}': '%{d}' is not supported; use "
@@ -87,30 +97,39 @@ def _tokens(strftime_format: str) -> list[tuple[str, str]]:
                 )
             i += 2
         else:
-            out.append(("literal", ch))
+            raw.append(("literal", ch))
             i += 1
-    if not any(kind == "directive" for kind, _ in out):
+    if not any(kind == "directive" for kind, _ in raw):
         raise ConfigError(f"date format '{strftime_format}' has no % directive")
+    out: list[tuple[str, str, str]] = []
+    for k, (kind, value) in enumerate(raw):
+        if kind == "literal":
+            out.append((kind, value, _regex_literal(value)))
+            continue
+        touching = any(0 <= j < len(raw) and raw[j][0] == "directive" for j in (k - 1, k + 1))
+        java, regex = _DIRECTIVES[value][1 if touching else 0]
+        out.append((kind, java, regex))
     return out
 
 
 def strftime_to_java(strftime_format: str) -> str:
     """Translate a strftime format into a Java (Spark) datetime pattern.
 
-    ``%d`` and ``%m`` become ``d`` and ``M`` (one or two digits, like strftime parsing);
+    ``%d`` and ``%m`` become ``d`` and ``M`` (one or two digits, like strftime parsing), or
+    ``dd`` and ``MM`` when they touch another directive (``%Y%m%d`` -> ``yyyyMMdd``);
     ``%Y`` -> ``yyyy``, ``%y`` -> ``yy``, ``%H`` -> ``H``, ``%M`` -> ``m``, ``%S`` -> ``s``.
     Literal text is quoted.
     """
     parts: list[str] = []
     literal = ""
-    for kind, value in _tokens(strftime_format):
+    for kind, value, _ in _tokens(strftime_format):
         if kind == "literal":
             literal += value
             continue
         if literal:
             parts.append("'" + literal.replace("'", "''") + "'")
             literal = ""
-        parts.append(_DIRECTIVES[value][0])
+        parts.append(value)
     if literal:
         parts.append("'" + literal.replace("'", "''") + "'")
     return "".join(parts)
@@ -118,11 +137,7 @@ def strftime_to_java(strftime_format: str) -> str:
 
 def strftime_to_regex(strftime_format: str) -> str:
     """A regular expression (RE2 and Java) matching exactly the texts of that format's shape."""
-    body = "".join(
-        _DIRECTIVES[value][1] if kind == "directive" else re.escape(value)
-        for kind, value in _tokens(strftime_format)
-    )
-    return "^" + body + r"\z"
+    return "^" + "".join(regex for _, _, regex in _tokens(strftime_format)) + r"\z"
 
 
 def try_parse_date(expr: ir.StringValue, strftime_format: str, backend: str) -> ir.DateValue:
@@ -176,6 +191,22 @@ def title_case(expr: ir.StringValue, backend: str) -> ir.StringValue:
     for sep in others:
         value = value.replace(sep + " ", sep)
     return value
+
+
+# --------------------------------------------------------------------------- evaluate once
+
+
+def bind(expr: ir.Value, body: Callable[[ir.Value], ir.Value], backend: str) -> ir.Value:
+    """``body(expr)``, with ``expr`` evaluated once per row even when ``body`` uses it many times.
+
+    DuckDB shares repeated sub-expressions by itself. Spark would repeat ``expr`` inside every
+    branch of a large CASE and can exceed the 64 KB limit of a generated Java method; a
+    one-element array and a lambda bind the value to a variable instead.
+    """
+    check_backend(backend, "bind")
+    if backend == "duckdb":
+        return body(expr)
+    return ibis.array([expr]).map(body)[0]
 
 
 # --------------------------------------------------------------------------- regular expressions

@@ -141,14 +141,18 @@ def phone_e164(expr: ir.StringValue, country: str = DEFAULT_COUNTRY) -> ir.Strin
     idd = _international_prefix_regex(md)
     null = ibis.null("string")
 
+    dtype = expr.type()
+    if dtype.is_floating() or dtype.is_decimal():  # a phone column read as numbers: 612345678.0
+        expr = expr.cast("int64")
     text = expr.cast("string")
     digits = text.re_replace(r"[^0-9]+", "")
     has_plus = text.re_search(r"^[^0-9]*\+")
 
     # ---- international numbers: '+...' or '<idd>...'; calling codes never start with 0
+    is_intl = has_plus | digits.re_search(rf"^(?:{idd})[1-9]") if idd else has_plus
     marked = ibis.ifelse(has_plus, "+", "") + digits
-    intl_prefix = r"\+" if not idd else rf"\+|(?:{idd})"
-    intl = marked.re_extract(rf"^(?:{intl_prefix})([1-9][0-9]*)$", 1)
+    intl_prefix = rf"\+|(?:{idd})" if idd else r"\+"
+    intl = marked.re_extract(rf"^(?:{intl_prefix})([1-9][0-9]*)$", 1)  # digits after '+' or the idd
 
     # calling codes are prefix-free, so '<code>(?:<its pattern>)' alternatives never overlap
     with_trunk = []  # (regex of the codes followed by their trunk prefix, code length, prefix length)
@@ -174,8 +178,7 @@ def phone_e164(expr: ir.StringValue, country: str = DEFAULT_COUNTRY) -> ir.Strin
     nsn = digits.re_extract(rf"^(?:{'|'.join(prefixes)})({national})$", 1)
 
     return ibis.cases(
-        (intl != "", "+" + intl_e164),
-        (has_plus, null),
+        (is_intl, "+" + intl_e164),
         (nsn != "", f"+{cc}" + nsn),
         else_=null,
     )

@@ -60,6 +60,7 @@ def stage(
     *,
     backend: str,
     extra_columns: list[str] = (),
+    extra_identifiers: list[str] = (),
 ) -> tuple[ibis.Table, ibis.Table]:
     """Return (staged rows, rejects) of a source as Ibis expressions.
 
@@ -70,6 +71,7 @@ def stage(
         schema: the source's columns and inferred types, in file order.
         backend: the engine's name, for the few functions that differ.
         extra_columns: columns needed by relations or mappings even if not selected.
+        extra_identifiers: columns other sources point at with relations (kept as text).
     """
     all_cols = [c for c, _ in schema]
     wanted = list(src.columns) if src.columns else list(all_cols)
@@ -77,6 +79,7 @@ def stage(
         if c not in wanted:
             wanted.append(c)
     inferred = dict(schema)
+    identifiers = {*src.record_keys, *(r.column for r in src.relations), *extra_identifiers}
     raw = union_batches(tables, [c for c in wanted if c in inferred] or wanted)
     imported = ibis.memtable(
         {"_tessera_batch": [b.batch for b in batches], "_tessera_imported_at": [b.imported_at for b in batches]}
@@ -86,17 +89,23 @@ def stage(
     )
 
     typed = {}
-    bad_type = []  # (column, condition)
+    checks = {}
+    bad_type = []  # (column, type, flag column, original text column)
     for c in wanted:
         value = raw[c] if c in raw.columns else ibis.null(dt.string)
         rules = src.normalize.get(c, [])
         if rules:
             value = apply_rules(value, rules, backend)
         target = src.types.get(c) or (None if rules and not value.type().is_string() else inferred.get(c, "string"))
+        if c in identifiers and c not in src.types:
+            target = "string"  # identifiers are text: "007" and "7" are different keys
         if target is not None and target != "string":
             cast = cast_text(value, target, decimal_comma=src.csv.decimal_comma)
             original = value.cast("string").strip()
-            bad_type.append((c, target, original.notnull() & (original != "") & cast.isnull(), original))
+            i = len(bad_type)
+            bad_type.append((c, target, f"_bad{i}", f"_orig{i}"))
+            checks[f"_bad{i}"] = original.notnull() & (original != "") & cast.isnull()
+            checks[f"_orig{i}"] = original
             value = cast
         typed[c] = value.name(c)
 
@@ -104,7 +113,7 @@ def stage(
     raw_text = texts[0]
     for x in texts[1:]:
         raw_text = raw_text.concat(";", x)
-    rows = raw.mutate(_raw=raw_text).mutate(**typed)
+    rows = raw.mutate(_raw=raw_text, **checks, **typed)
     key_cols = [rows[k] for k in src.record_keys]
     missing_key = ibis.or_(*[k.isnull() | (k.cast("string").strip() == "") for k in key_cols])
     rows = rows.mutate(_tessera_record=record_id(src.name, key_cols))
@@ -112,7 +121,8 @@ def stage(
     reason = ibis.null(dt.string)
     column = ibis.null(dt.string)
     # Later checks first so the first failing check wins in the CASE below.
-    for c, target, cond, original in reversed(bad_type):
+    for c, target, flag, orig in reversed(bad_type):
+        cond, original = rows[flag], rows[orig]
         reason = cond.ifelse(ibis.literal(f"value '").concat(original, f"' is not a valid {target}"), reason)
         column = cond.ifelse(ibis.literal(c), column)
     keys_txt = ", ".join(src.record_keys)

@@ -1,0 +1,91 @@
+"""Fixtures of the normalization tests: an in-memory DuckDB and, with TESSERA_TEST_SPARK=1 (or
+``--spark`` when the option is defined), a local Spark session.
+
+``duckdb_eval`` and ``spark_eval`` evaluate one expression over a column of values and return
+the results in input order: ``evaluate(values, build)`` where ``build(column, backend)``
+returns the Ibis expression.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import ibis
+import pyarrow as pa
+import pytest
+
+
+def _spark_enabled(config: pytest.Config) -> bool:
+    if os.environ.get("TESSERA_TEST_SPARK", "") == "1":
+        return True
+    try:
+        return bool(config.getoption("--spark"))
+    except ValueError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def duckdb_con():
+    return ibis.duckdb.connect()
+
+
+@pytest.fixture(scope="session")
+def spark_session(request, tmp_path_factory):
+    if not _spark_enabled(request.config):
+        pytest.skip("Spark tests run with TESSERA_TEST_SPARK=1")
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    from pyspark.sql import SparkSession
+
+    base = tmp_path_factory.mktemp("spark")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("tessera-normalize-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.warehouse.dir", str(base / "warehouse"))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.catalogImplementation", "in-memory")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={base}")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_con(spark_session):
+    return ibis.pyspark.connect(spark_session)
+
+
+Build = Callable[[ibis.expr.types.StringValue, str], ibis.Value]
+
+
+def _results(con, table, build: Build, backend: str) -> list:
+    expr = build(table.s, backend)
+    return con.to_pyarrow(table.select(table.i, x=expr).order_by("i")).column("x").to_pylist()
+
+
+@pytest.fixture(scope="session")
+def duckdb_eval(duckdb_con):
+    def evaluate(values: list, build: Build) -> list:
+        table = ibis.memtable(pa.table({"i": pa.array(range(len(values)), pa.int64()), "s": pa.array(values, pa.string())}))
+        return _results(duckdb_con, table, build, "duckdb")
+
+    return evaluate
+
+
+@pytest.fixture(scope="session")
+def spark_eval(spark_session, spark_con):
+    counter = iter(range(1_000_000))
+
+    def evaluate(values: list, build: Build) -> list:
+        # built by Spark itself: a pandas round trip would turn None into the text 'NaN'
+        name = f"tessera_cases_{next(counter)}"
+        frame = spark_session.createDataFrame(list(enumerate(values)), "i long, s string")
+        frame.createOrReplaceTempView(name)
+        return _results(spark_con, spark_con.table(name), build, "pyspark")
+
+    return evaluate
