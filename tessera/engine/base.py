@@ -78,7 +78,8 @@ class EngineAdapter:
 
         reader = self.con.to_pyarrow_batches(expr)
         if fmt == "csv":
-            with pacsv.CSVWriter(path, reader.schema) as writer:
+            options = pacsv.WriteOptions(quoting_style="needed")
+            with pacsv.CSVWriter(path, reader.schema, write_options=options) as writer:
                 for batch in reader:
                     writer.write_batch(batch)
         else:

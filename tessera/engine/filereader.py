@@ -1,15 +1,15 @@
 """Parse one data file with DuckDB into a temporary all-VARCHAR table plus a rejects table.
 
-Every good record keeps ``_tessera_line``: the physical 1-based line of the file where it starts
-(JSON arrays: the 1-based index of the element; Parquet: the row number; XLSX: the sheet row, the
-header being row 1), so that any later error can send the user to the exact place in the file.
-Records that cannot be parsed are never dropped: they go to the rejects table with their line, a
-reason a user can act on and the raw text.
+Every good record keeps ``_tessera_line``, the physical 1-based line of the file where it starts
+(JSON array: 1-based element index; Parquet: row number; XLSX: sheet row, header = row 1), so that
+any later error can send the user to the exact place in the file. Records that cannot be parsed are
+never dropped: they go to the rejects table with their line, a reason and the raw text.
 
 Empty values: DuckDB reads an empty CSV field, quoted or not, as NULL and we keep that; JSON keeps
-``""`` as ``''`` (the file says "empty string") while ``null`` and missing keys are NULL; empty
-spreadsheet cells are NULL. Rows whose values are all NULL (blank lines of a one-column CSV, ``;;;``
-lines, empty spreadsheet rows, ``{}``) carry no data and are skipped; line numbers are not reused.
+``""`` as ``''`` (the file says "empty string") while ``null`` and missing keys are NULL; empty cells
+are NULL. Rows whose values are all NULL (blank lines of a one-column CSV, ``;;;`` lines, empty sheet
+rows, ``{}``) carry no data and are skipped. DuckDB accepts a CSV line whose only extra fields are
+empty (a trailing separator): no value is lost, so it is kept as a good row.
 """
 
 from __future__ import annotations
@@ -33,13 +33,12 @@ LINE = "_tessera_line"
 _FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".json": "json", ".ndjson": "ndjson",
             ".jsonl": "ndjson", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx"}
 _SEPARATORS = (",", ";", "\t", "|")
-_HEAD = 1 << 20          # bytes read to find the header line and the separator
+_HEAD = 1 << 20             # bytes read to find the header line and the separator
 _CHUNK = 1 << 22
-_RAW_MAX = 2000          # longest raw text kept for a reject that swallowed the end of the file
-_UTF8_FIX = "re-save the file as UTF-8 (in Excel: 'CSV UTF-8'; in a text editor: encoding UTF-8)"
-# DuckDB may report several errors for one record; the first in this order explains it best.
-_ERROR_ORDER = "CASE error_type WHEN 'INVALID ENCODING' THEN 0 WHEN 'INVALID UNICODE' THEN 0 " \
-               "WHEN 'UNQUOTED VALUE' THEN 1 WHEN 'TOO MANY COLUMNS' THEN 2 WHEN 'MISSING COLUMNS' THEN 3 ELSE 4 END"
+_RAW_MAX = 2000             # raw text kept for the end of a file swallowed by an open quote
+_DUCKDB_RAW_CAP = 10000     # DuckDB keeps at most this many bytes of a rejected line
+_UTF8_FIX = "re-save the file as UTF-8 (Excel: 'CSV UTF-8'; text editors: encoding UTF-8)"
+_EMPTY = "is empty: export the data again, or remove the file from the source"
 
 
 @dataclass
@@ -52,22 +51,19 @@ class FileRead:
 
 
 def qi(name: str) -> str:
-    """Quote an SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
 def ql(value: str) -> str:
-    """Quote an SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
 
 
 def detect_format(path: str) -> str:
     ext = os.path.splitext(path)[1].lower()
-    fmt = _FORMATS.get(ext)
-    if fmt is None:
-        raise SourceError(f"File '{path}' has an unsupported extension '{ext or '(none)'}': Tessera reads .csv, .txt, "
-                          ".tsv, .json, .ndjson, .jsonl, .parquet, .pq and .xlsx files; rename or export the file.")
-    if fmt == "json":
+    if ext not in _FORMATS:
+        raise SourceError(f"File '{path}' has an unsupported extension '{ext or '(none)'}': Tessera reads .csv, "
+                          ".txt, .tsv, .json, .ndjson, .jsonl, .parquet, .pq and .xlsx files; export it to one of these.")
+    if _FORMATS[ext] == "json":
         try:
             with open(path, "rb") as f:
                 start = f.read(_HEAD).lstrip(codecs.BOM_UTF8).lstrip()
@@ -75,7 +71,7 @@ def detect_format(path: str) -> str:
             raise SourceError(f"File '{path}' not found: check the path.") from None
         if start and not start.startswith(b"["):
             return "ndjson"
-    return fmt
+    return _FORMATS[ext]
 
 
 def read_file(con: duckdb.DuckDBPyConnection, path: str, fmt: str = "auto", *, table: str,
@@ -87,9 +83,10 @@ def read_file(con: duckdb.DuckDBPyConnection, path: str, fmt: str = "auto", *, t
     if fmt not in _FORMATS.values():
         raise SourceError(f"File '{path}': unknown format '{fmt}'; use one of csv, json, ndjson, parquet, xlsx.")
     if os.path.getsize(path) == 0:
-        raise SourceError(f"File '{path}' is empty: export the data again, or remove the file from the source.")
+        raise SourceError(f"File '{path}' {_EMPTY}.")
     rejects = f"{table}_rejects"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {qi(rejects)} (line BIGINT, column_name VARCHAR, reason VARCHAR, raw VARCHAR)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {qi(rejects)} "
+                "(line BIGINT, column_name VARCHAR, reason VARCHAR, raw VARCHAR)")
     if fmt == "csv":
         columns = _read_csv(con, path, table, rejects, delimiter, header, quote)
     elif fmt in ("json", "ndjson"):
@@ -112,12 +109,25 @@ def _check_names(path: str, names: list, where: str) -> list[str]:
                           f"name every column in the {where}, or delete the empty columns.")
     lowered = [n.lower() for n in names]
     dups = sorted({n for n in names if lowered.count(n.lower()) > 1})
-    if dups:
+    if dups:   # DuckDB column names ignore case, so 'Email' and 'email' clash too
         raise SourceError(f"File '{path}': the {where} has duplicate column names {', '.join(map(repr, dups))} "
-                          "(compared ignoring case): rename them so that every column has its own name.")
+                          "(case is ignored): rename them so that every column has its own name.")
     if LINE in lowered:
         raise SourceError(f"File '{path}': the column name '{LINE}' is reserved by Tessera: rename that column.")
     return names
+
+
+def _utf8_error(path: str, data: bytes | None = None) -> SourceError:
+    if data is None:
+        with open(path, "rb") as f:
+            data = f.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        return SourceError(f"File '{path}' is not valid UTF-8: byte 0x{data[e.start]:02X} at offset {e.start} "
+                           f"(line {line}) cannot be decoded; {_UTF8_FIX}.")
+    return SourceError(f"File '{path}' is not valid UTF-8; {_UTF8_FIX}.")
 
 
 # ---------------------------------------------------------------- CSV
@@ -126,22 +136,21 @@ def _check_names(path: str, names: list, where: str) -> list[str]:
 def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
     with open(path, "rb") as f:
         head = f.read(_HEAD)
-    whole = len(head) == os.path.getsize(path)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise SourceError(f"File '{path}' is encoded in UTF-16; Tessera reads UTF-8: {_UTF8_FIX}.")
     try:
         text, bad = head.decode("utf-8"), None
-    except UnicodeDecodeError as e:
+    except UnicodeDecodeError as e:   # only the header must decode here; DuckDB rejects bad data lines
         text, bad = head[:e.start].decode("utf-8"), e.start
     text = text.removeprefix("\ufeff")
     if not text.strip() and bad is None:
-        raise SourceError(f"File '{path}' is empty: export the data again, or remove the file from the source.")
+        raise SourceError(f"File '{path}' {_EMPTY}.")
     first, end = _first_record(text, quote)
     if end is None and bad is not None:
         raise _utf8_error(path, head)
-    if end is None and not whole:
-        raise SourceError(f"File '{path}': the first line never ends (over {_HEAD} bytes, or a quote is never "
-                          "closed): check the file is a CSV file and that quotes in the header are closed.")
+    if end is None and len(head) < os.path.getsize(path):
+        raise SourceError(f"File '{path}': the first line never ends (over {_HEAD} bytes, or a quote never "
+                          "closed): check that it is a CSV file and that the quotes of the header are closed.")
     if not first.strip():
         raise SourceError(f"File '{path}' starts with an empty line: the first line must be the header "
                           "with the column names; delete the empty lines at the top.")
@@ -149,14 +158,14 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
         _pick_separator(first, text[end or len(text):].split("\n")[:50], quote)
     if len(delim) == 1:
         fields = next(csv.reader(io.StringIO(first, newline=""), delimiter=delim, quotechar=quote or '"',
-                                 quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE))
+                                 quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE, skipinitialspace=True))
     else:
         fields = first.split(delim)
     if not header:
         names, h, hn = [f"column{i + 1}" for i in range(len(fields))], 0, 0
     else:
         names, h, hn = _check_names(path, fields, "header line"), 1, first.count("\n")
-        if all(re.fullmatch(r"[-+\d\s.,:/]+", n) for n in names) or any(re.fullmatch(r"[^@\s]+@[^@\s]+\.\w+", n) for n in names):
+        if all(re.fullmatch(r"[-+\d\s.,:/]+", x) for x in names) or any("@" in x for x in names):
             raise SourceError(f"File '{path}': the first line ({first[:80]!r}) looks like data, not a header: "
                               "add a first line with the column names.")
     last, empty_lines = _scan_lines(path)
@@ -164,6 +173,7 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
     rt, rs, rt2, rs2, rj, recs = (f"_tessera_{p}_{uid}" for p in ("rt", "rs", "rt2", "rs2", "rj", "recs"))
 
     def scan(ncols: int, rtable: str, rscan: str) -> str:
+        # The dialect is always explicit: DuckDB's sniffer is misled by one malformed row near the top.
         cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(ncols))
         return (f"read_csv(?, columns={{{cols}}}, auto_detect=false, all_varchar=true, header={str(header).lower()}, "
                 f"delim={ql(delim)}, quote={ql(quote)}, escape={ql(quote)}, parallel=false, store_rejects=true, "
@@ -171,34 +181,34 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
 
     n = len(names)
     data = [f"c{i}" for i in range(n)]
-    concat = f"concat_ws('', {', '.join(data)})"
     try:
-        # Records keep their file order with parallel=false, so row_number() is the good-record ordinal.
+        # With parallel=false records keep their file order, so row_number() is the good-record ordinal.
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {qi(table)} AS SELECT "
             + "".join(f"{c} AS {qi(name)}, " for c, name in zip(data, names))
-            + f"(_tessera_k + {h + hn})::BIGINT AS {LINE}, _tessera_k, _tessera_nl FROM (SELECT row_number() OVER () "
-            f"AS _tessera_k, *, {_newlines(concat)} AS _tessera_nl "
-            f"FROM {scan(n, rt, rs)})", [path])
+            + f"(_tessera_k + {h + hn})::BIGINT AS {LINE}, _tessera_k, _tessera_nl FROM (SELECT row_number() "
+            f"OVER () AS _tessera_k, *, {_newlines('concat_ws(' + ql('') + ', ' + ', '.join(data) + ')')} "
+            f"AS _tessera_nl FROM {scan(n, rt, rs)})", [path])
         _collect_rejects(con, rt, rj, names, header)
         nrej, cut, rej_nl = con.execute(
             f"SELECT count(*), coalesce(bool_or(cut), false), coalesce(sum(nl), 0) FROM {rj}").fetchone()
         ngood, good_nl = con.execute(f"SELECT count(*), coalesce(sum(_tessera_nl), 0) FROM {qi(table)}").fetchone()
-        end = h + hn + ngood + good_nl + nrej + rej_nl   # last line covered, if no line was skipped
+        end = h + hn + ngood + good_nl + nrej + rej_nl   # last line covered if DuckDB skipped no line
+        placed = nrej or good_nl
         if end < last and n > 1 and (empty_lines or cut):
             # Lines are missing from the count: blank lines between records (DuckDB counts them but
-            # returns nothing), or a reject longer than the text DuckDB keeps. Read again with one column
-            # too many, so that every record becomes a reject carrying its byte offset.
+            # returns nothing) or a reject longer than the text DuckDB keeps. Read again with one column
+            # too many, so that every record becomes a reject carrying its byte offset (slower, exact).
             con.execute(f"SELECT count(*) FROM {scan(n + 1, rt2, rs2)}", [path]).fetchall()
-            end = max(_place_by_offset(con, path, table, rj, rt2, recs), h + hn)
-        elif nrej or good_nl:
+            end, placed = max(_place_by_offset(con, path, table, rj, rt2, recs), h + hn), True
+        elif placed:
             _place_by_count(con, table, rj, recs, h, hn)
-        if con.execute(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [recs]).fetchone()[0]:
+        if placed:
             con.execute(f"UPDATE {qi(table)} SET {LINE} = r.line FROM {recs} r "
                         f"WHERE _tessera_k = r.k AND {LINE} <> r.line")
             con.execute(f"INSERT INTO {qi(rejects)} SELECT r.line, j.column_name, j.reason, j.raw "
                         f"FROM {rj} j JOIN {recs} r ON r.k IS NULL AND r.r = j.r ORDER BY r.line")
-        if end < last:
+        if end < last:   # DuckDB silently drops a last record whose quote never closes
             con.execute(f"INSERT INTO {qi(rejects)} VALUES (?, NULL, ?, ?)", _unterminated(path, end, last))
         con.execute(f"ALTER TABLE {qi(table)} DROP COLUMN _tessera_k")
         con.execute(f"ALTER TABLE {qi(table)} DROP COLUMN _tessera_nl")
@@ -215,7 +225,7 @@ def _newlines(expr: str) -> str:
 
 
 def _first_record(text: str, quote: str) -> tuple[str, int | None]:
-    """First record of ``text`` (newlines inside quotes included) and the index just after it."""
+    """First record of ``text`` (quoted newlines included) and the index just after it."""
     inside = False
     for i, ch in enumerate(text):
         if ch == quote and quote:
@@ -226,11 +236,7 @@ def _first_record(text: str, quote: str) -> tuple[str, int | None]:
 
 
 def _pick_separator(first: str, sample: list[str], quote: str) -> str:
-    """Separator occurring most often outside quotes in the header line.
-
-    DuckDB's own sniffer is not used: a single malformed row near the top makes it pick a wrong
-    dialect (or fail), which would change how every other row is parsed.
-    """
+    """The candidate found most often outside quotes in the header line."""
     counts = dict.fromkeys(_SEPARATORS, 0)
     inside = False
     for ch in first:
@@ -240,12 +246,12 @@ def _pick_separator(first: str, sample: list[str], quote: str) -> str:
             counts[ch] += 1
     best = max(counts.values())
     tied = [s for s in _SEPARATORS if counts[s] == best]
-    # Ties (notably a one-column file) go to the separator whose count is the same on the next lines.
+    # Ties (a one-column file above all) go to the separator whose count is the same on the next lines.
     return max(tied, key=lambda s: sum(line.count(s) == best for line in sample))
 
 
 def _scan_lines(path: str) -> tuple[int, bool]:
-    """Number of the last line holding more than line breaks, and whether the file has empty lines."""
+    """Number of the last line holding more than line breaks, and whether any line is empty."""
     lines = last = 0
     empty, tail = False, b""
     with open(path, "rb") as f:
@@ -253,66 +259,66 @@ def _scan_lines(path: str) -> tuple[int, bool]:
             body = chunk.rstrip(b"\r\n")
             if body:
                 last = lines + body.count(b"\n") + 1
-            joined = tail + chunk[:2]   # an empty line may straddle two chunks
-            empty = empty or b"\n\n" in chunk or b"\n\r\n" in chunk or b"\n\n" in joined or b"\n\r\n" in joined
+            edge = tail + chunk[:2]   # an empty line may straddle two chunks
+            empty = empty or any(p in s for p in (b"\n\n", b"\n\r\n") for s in (chunk, edge))
             lines += chunk.count(b"\n")
             tail = chunk[-2:]
     return last, empty
 
 
 def _collect_rejects(con, rt: str, rj: str, names: list[str], header: bool) -> None:
-    """One row per rejected record: DuckDB's record line ``r``, a reason, the raw text and its newlines."""
-    n = len(names)
-    width = f"header has {n}" if header else f"first line has {n}"
-    name_list = "[" + ", ".join(ql(x) for x in names) + "]"
+    """One row per rejected record: DuckDB's record line ``r``, byte offset, reason, raw text, newlines."""
+    width = f"{'header' if header else 'first line'} has {len(names)}"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE {rj} AS
-        WITH e AS (SELECT *, {_ERROR_ORDER} AS prio,
-                          TRY_CAST(regexp_extract(error_message, 'Found: (\\d+)', 1) AS BIGINT) AS found FROM {rt}),
+        WITH e AS (SELECT *, TRY_CAST(regexp_extract(error_message, 'Found: (\\d+)', 1) AS BIGINT) AS found,
+                          -- DuckDB may report several errors for one record; this one explains it best
+                          CASE error_type WHEN 'INVALID ENCODING' THEN 0 WHEN 'INVALID UNICODE' THEN 0
+                               WHEN 'UNQUOTED VALUE' THEN 1 WHEN 'TOO MANY COLUMNS' THEN 2 ELSE 3 END AS prio
+                   FROM {rt}),
         g AS (SELECT line AS r, arg_min(error_type, prio) AS kind, arg_min(column_name, prio) AS col,
                      arg_min(error_message, prio) AS msg, max(found) AS most, min(found) AS fewest,
                      ltrim(first(csv_line), chr(13) || chr(10)) AS raw, min(line_byte_position) AS pos,
                      strlen(first(csv_line)) - strlen(raw) AS lead,
-                     strlen(first(csv_line)) >= 10000 AS cut FROM e GROUP BY line)   -- DuckDB keeps 10000 bytes
+                     strlen(first(csv_line)) >= {_DUCKDB_RAW_CAP} AS cut FROM e GROUP BY line)
         SELECT r, raw, pos, lead, cut, {_newlines('raw')} AS nl,
           CASE WHEN kind IN ('UNQUOTED VALUE', 'INVALID ENCODING', 'INVALID UNICODE')
-               THEN {name_list}[TRY_CAST(substr(col, 2) AS INTEGER) + 1] END AS column_name,
+               THEN [{', '.join(ql(x) for x in names)}][TRY_CAST(substr(col, 2) AS INTEGER) + 1] END AS column_name,
           CASE kind WHEN 'TOO MANY COLUMNS' THEN 'line has ' || most || ' columns, {width}'
                     WHEN 'MISSING COLUMNS' THEN 'line has ' || fewest || ' columns, {width}'
-                    WHEN 'UNQUOTED VALUE' THEN 'badly quoted value: text after a closing quote, or a quote never '
-                         || 'closed (write a quote inside a quoted value as two quotes)'
-                    WHEN 'LINE SIZE OVER MAXIMUM' THEN 'line is too long: ' || msg
-                    ELSE 'invalid UTF-8 text (the file is probably in another encoding such as Windows-1252): '
-                         || {ql(_UTF8_FIX)} END AS reason
+                    WHEN 'UNQUOTED VALUE' THEN 'badly quoted value: text after a closing quote, or a quote '
+                         || 'never closed (write a quote inside a quoted value as two quotes)'
+                    WHEN 'INVALID ENCODING' THEN {ql('invalid UTF-8 text (the file is probably in another encoding, such as Windows-1252): ' + _UTF8_FIX)}
+                    WHEN 'INVALID UNICODE' THEN {ql('invalid UTF-8 text: ' + _UTF8_FIX)}
+                    ELSE lower(kind) || ': ' || msg END AS reason
         FROM g""")
 
 
 def _place_by_count(con, table: str, rj: str, recs: str, h: int, hn: int) -> None:
-    """Compute the physical start line of every record into ``recs``.
+    """Physical start line of every record into ``recs`` (k: good-row ordinal, NULL for rejects).
 
-    DuckDB numbers records (header = 1), not physical lines, and a newline inside a quoted value
-    starts no record: the physical line is the record line plus the newlines inside earlier records.
-    Good record k follows every reject i (sorted by record line r_i) with r_i - h - i < k.
+    DuckDB numbers records (header = 1), not lines: a newline inside a quoted value starts no record,
+    so the physical line is the record line plus the newlines inside all earlier records. Good row k
+    comes after every reject i (sorted by record line r_i) with r_i - h - i < k.
     """
-    good = f"""SELECT g.k, g.k + {h} + coalesce(a.j, 0) AS r, g.nl FROM g ASOF LEFT JOIN
-               (SELECT r - {h} - i AS t, max(i) AS j FROM
-                 (SELECT r, row_number() OVER (ORDER BY r) AS i FROM {rj}) GROUP BY ALL) a ON g.k > a.t"""
     con.execute(f"""CREATE OR REPLACE TEMP TABLE {recs} AS
         WITH g AS (SELECT _tessera_k AS k, _tessera_nl AS nl FROM {qi(table)}),
-        u AS ({good} UNION ALL SELECT NULL, r, nl FROM {rj})
+        a AS (SELECT r - {h} - i AS t, max(i) AS j
+              FROM (SELECT r, row_number() OVER (ORDER BY r) AS i FROM {rj}) GROUP BY ALL),
+        u AS (SELECT g.k, g.k + {h} + coalesce(a.j, 0) AS r, g.nl FROM g ASOF LEFT JOIN a ON g.k > a.t
+              UNION ALL SELECT NULL, r, nl FROM {rj})
         SELECT k, r, nl, r + {hn} + coalesce(sum(nl) OVER (ORDER BY r ROWS BETWEEN UNBOUNDED PRECEDING
                                                             AND 1 PRECEDING), 0) AS line FROM u""")
 
 
 def _place_by_offset(con, path: str, table: str, rj: str, rt2: str, recs: str) -> int:
-    """Same as ``_place_by_count`` from the byte offset of every record (all of them are rejects in rt2)."""
-    # DuckDB's offset points one byte after the start of the raw text when that text begins with line breaks.
+    """Same as ``_place_by_count`` from the byte offsets of all records; return the last line covered."""
+    # When DuckDB's raw text starts with line breaks, its offset points one byte into that text.
     starts = con.execute(f"""SELECT r, min(pos + lead - (lead > 0)::INT) AS start FROM (
         SELECT line AS r, line_byte_position AS pos,
                strlen(csv_line) - strlen(ltrim(csv_line, chr(13) || chr(10))) AS lead FROM {rt2}
         UNION ALL SELECT r, pos, lead FROM {rj}) GROUP BY r ORDER BY r""").fetchnumpy()
-    breaks = []
+    breaks, base = [], 0
     with open(path, "rb") as f:
-        base = 0
         while chunk := f.read(_CHUNK):
             breaks.append(np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + base)
             base += len(chunk)
@@ -330,7 +336,7 @@ def _place_by_offset(con, path: str, table: str, rj: str, rt2: str, recs: str) -
 
 
 def _unterminated(path: str, end: int, last: int) -> tuple[int, str, str]:
-    """Reject for the text after line ``end`` that DuckDB silently swallowed (a quote never closed)."""
+    """Reject for the text after line ``end``, which a quote that never closes kept from DuckDB."""
     with open(path, "rb") as f:
         seen = offset = 0
         while seen < end and (chunk := f.read(_CHUNK)):
@@ -345,7 +351,7 @@ def _unterminated(path: str, end: int, last: int) -> tuple[int, str, str]:
     line = end + 1 + rest[: len(rest) - len(body)].count(b"\n")
     raw = body.decode("utf-8", "replace").rstrip("\r\n")
     raw = raw if len(raw) <= _RAW_MAX else raw[:_RAW_MAX] + "…"
-    return line, (f"quote never closed: lines {line} to {last} could not be read as records; close the quote "
+    return line, (f"quote never closed: lines {line} to {last} could not be read; close the quote "
                   "(a quote inside a quoted value is written as two quotes)"), raw
 
 
@@ -354,32 +360,44 @@ def _unterminated(path: str, end: int, last: int) -> tuple[int, str, str]:
 
 def _read_json(con, path: str, table: str, rejects: str, *, array: bool) -> list[str]:
     el = f"_tessera_el_{uuid.uuid4().hex[:12]}"
+    text = "ltrim(content, chr(65279))"   # DuckDB's JSON parser refuses a byte order mark
+    if array:
+        src = f"SELECT unnest(range(1, len(l) + 1)) AS i, unnest(l) AS e FROM " \
+              f"(SELECT json_extract({text}, '$[*]') AS l FROM read_text(?))"
+    else:   # split lines ourselves: DuckDB's NDJSON reader would skip or stop at a bad line
+        src = f"SELECT i, rtrim(e, chr(13)) AS e FROM (SELECT unnest(range(1, len(l) + 1)) AS i, unnest(l) AS e " \
+              f"FROM (SELECT string_split({text}, chr(10)) AS l FROM read_text(?))) WHERE trim(e, ' ' || chr(9) || chr(13)) <> ''"
     try:
         if array:
-            kind = con.execute("SELECT json_type(content) FROM read_text(?)", [path]).fetchone()[0]
+            kind = con.execute(f"SELECT json_type({text}) FROM read_text(?)", [path]).fetchone()[0]
             if kind != "ARRAY":
                 raise SourceError(f"File '{path}' holds a JSON {kind.lower()}, not an array: write the records as "
-                                  "an array of objects ([{...}, {...}]) or as one object per line in a .ndjson file.")
-            src = f"SELECT unnest(range(1, len(l) + 1)) AS i, unnest(l) AS e FROM " \
-                  f"(SELECT json_extract(content, '$[*]') AS l FROM read_text(?))"
-        else:
-            src = f"SELECT i, rtrim(e, chr(13)) AS e FROM (SELECT unnest(range(1, len(l) + 1)) AS i, unnest(l) AS e " \
-                  f"FROM (SELECT string_split(content, chr(10)) AS l FROM read_text(?))) WHERE trim(e, ' ' || chr(9) || chr(13)) <> ''"
+                                  "an array of objects ([{...}, {...}]) or one object per line in a .ndjson file.")
         con.execute(f"CREATE OR REPLACE TEMP TABLE {el} AS SELECT i::BIGINT AS i, e::VARCHAR AS e, "
                     f"CASE WHEN json_valid(e) THEN json_type(e) END AS jt FROM ({src})", [path])
     except duckdb.Error as e:
-        raise _text_error(path, e) from e
+        message = str(e)
+        if "UTF-8" in message:
+            raise _utf8_error(path) from e
+        at = re.search(r"Malformed JSON at byte (\d+) of input: ([^.]*)", message)
+        if not at:
+            raise SourceError(f"File '{path}' could not be read as JSON: {message.split(' Input:')[0]}") from e
+        with open(path, "rb") as f:
+            line = f.read(int(at.group(1))).count(b"\n") + 1
+        raise SourceError(f"File '{path}' is not valid JSON: {at.group(2)} at line {line} (byte {at.group(1)}): "
+                          "fix the JSON syntax or export the file again.") from e
     try:
         con.execute(f"""INSERT INTO {qi(rejects)} SELECT i, NULL, CASE
               WHEN jt IS NULL AND NOT starts_with(ltrim(e), '{{') THEN 'invalid JSON: the line does not start with {{'
               WHEN jt IS NULL THEN 'invalid JSON: syntax error (check quotes, commas and braces)'
-              ELSE 'JSON ' || lower(jt) || ' where an object {{...}} was expected' END, e
-            FROM {el} WHERE jt IS DISTINCT FROM 'OBJECT' ORDER BY i""")
-        keys = [k for (k,) in con.execute(
+              ELSE 'JSON ' || CASE WHEN jt IN ('ARRAY', 'NULL') THEN lower(jt) WHEN jt = 'VARCHAR' THEN 'string'
+                   WHEN jt = 'BOOLEAN' THEN 'true/false' ELSE 'number' END || ' where an object {{...}} was expected'
+            END, e FROM {el} WHERE jt IS DISTINCT FROM 'OBJECT' ORDER BY i""")
+        keys = [k for (k,) in con.execute(   # union of the keys, in first-seen order
             f"SELECT k FROM (SELECT i, unnest(json_keys(e)) AS k, unnest(range(len(json_keys(e)))) AS p "
             f"FROM {el} WHERE jt = 'OBJECT') GROUP BY k ORDER BY min([i, p])").fetchall()]
         names = _check_names(path, keys, "JSON keys")
-        # JSON pointers, so that keys with dots, spaces or quotes need no JSONPath escaping.
+        # JSON pointers, so that keys holding dots, spaces or quotes need no JSONPath escaping.
         paths = "[" + ", ".join(ql("/" + k.replace("~", "~0").replace("/", "~1")) for k in keys) + "]"
         values = "".join(f"v[{i + 1}] AS {qi(name)}, " for i, name in enumerate(names))
         con.execute(f"CREATE OR REPLACE TEMP TABLE {qi(table)} AS SELECT {values}i AS {LINE} FROM "
@@ -388,33 +406,6 @@ def _read_json(con, path: str, table: str, rejects: str, *, array: bool) -> list
     finally:
         con.execute(f"DROP TABLE IF EXISTS {el}")
     return names
-
-
-def _text_error(path: str, error: duckdb.Error) -> SourceError:
-    message = str(error)
-    if "UTF-8" in message:
-        return _utf8_error(path)
-    at = re.search(r"Malformed JSON at byte (\d+) of input: ([^.]*)", message)
-    if at:
-        offset = int(at.group(1))
-        with open(path, "rb") as f:
-            line = f.read(offset).count(b"\n") + 1
-        return SourceError(f"File '{path}' is not valid JSON: {at.group(2)} at line {line} (byte {offset}): "
-                           "fix the JSON syntax or export the file again.")
-    return SourceError(f"File '{path}' could not be read as JSON: {message.split(' Input:')[0]}")
-
-
-def _utf8_error(path: str, data: bytes | None = None) -> SourceError:
-    if data is None:
-        with open(path, "rb") as f:
-            data = f.read()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        return SourceError(f"File '{path}' is not valid UTF-8: byte 0x{data[e.start]:02X} at offset {e.start} "
-                           f"(line {line}) cannot be decoded; {_UTF8_FIX}.")
-    return SourceError(f"File '{path}' is not valid UTF-8; {_UTF8_FIX}.")
 
 
 # ---------------------------------------------------------------- Parquet / XLSX
@@ -432,7 +423,7 @@ def _read_parquet(con, path: str, table: str) -> list[str]:
                     + f"(file_row_number + 1)::BIGINT AS {LINE} FROM read_parquet(?, file_row_number=true) "
                     "ORDER BY file_row_number", [path])
     except duckdb.Error as e:
-        raise SourceError(f"File '{path}' could not be read as Parquet ({e}): check it is a Parquet file.") from e
+        raise SourceError(f"File '{path}' could not be read as Parquet ({e}): check that it is a Parquet file.") from e
     return names
 
 
@@ -441,7 +432,7 @@ def _read_xlsx(con, path: str, table: str) -> list[str]:
 
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as e:  # openpyxl raises many unrelated types for damaged files
+    except Exception as e:   # openpyxl raises many unrelated types for damaged files
         raise SourceError(f"File '{path}' is not a readable .xlsx workbook ({e}): open it in a spreadsheet "
                           "program and save it again as .xlsx.") from e
     try:
@@ -455,17 +446,16 @@ def _read_xlsx(con, path: str, table: str) -> list[str]:
             if header_row is None:
                 if any(c.value not in (None, "") for c in row):
                     header_row, header = rno, [c.value for c in row]
-                continue
-            # Cell types are lost by all_varchar: remember which columns hold dates or booleans.
-            for i, c in enumerate(row):
-                if c.is_date or c.data_type == "b":
-                    kinds.setdefault(i, "date" if c.is_date else "bool")
-            if rno > header_row + 200:
+            elif rno > header_row + 200:
                 break
+            else:   # all_varchar loses cell types: note the columns holding dates or booleans
+                for i, c in enumerate(row):
+                    if c.is_date or c.data_type == "b":
+                        kinds.setdefault(i, "date" if c.is_date else "bool")
     finally:
         wb.close()
     if header_row is None:
-        raise SourceError(f"File '{path}': the sheet is empty: export the data again, or remove the file.")
+        raise SourceError(f"File '{path}': the sheet {_EMPTY}.")
     while header and header[-1] in (None, ""):
         header.pop()
     try:
@@ -477,7 +467,7 @@ def _read_xlsx(con, path: str, table: str) -> list[str]:
 def _xlsx_duckdb(con, path, table, header, header_row, kinds) -> list[str]:
     import duckdb_extensions
 
-    duckdb_extensions.import_extension("excel", con=con)
+    duckdb_extensions.import_extension("excel", con=con)   # bundled in a wheel: nothing is downloaded
     src = "read_xlsx(?, all_varchar=true, header=true, stop_at_empty=false)"
     found = [c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {src}", [path]).fetchall()]
     if len(found) < len(header):
@@ -486,7 +476,7 @@ def _xlsx_duckdb(con, path, table, header, header_row, kinds) -> list[str]:
     exprs = []
     for i, col in enumerate(found):
         v = qi(col)
-        if kinds.get(i) == "date":   # Excel serial day number (1 = 1900-01-01) to ISO text
+        if kinds.get(i) == "date":   # all_varchar gives the serial day number (1 = 1900-01-01)
             ts = f"(TIMESTAMP '1899-12-30' + to_seconds(round(TRY_CAST({v} AS DOUBLE) * 86400)::BIGINT))"
             v = (f"CASE WHEN NOT coalesce(TRY_CAST({v} AS DOUBLE) BETWEEN 0 AND 2958466, false) THEN {v} "
                  f"WHEN {ts} = date_trunc('day', {ts}) THEN strftime({ts}, '%Y-%m-%d') "
@@ -501,18 +491,16 @@ def _xlsx_duckdb(con, path, table, header, header_row, kinds) -> list[str]:
 
 def _xlsx_openpyxl(con, path, table, names, header_row, batch=50_000) -> list[str]:
     import openpyxl
-    import pyarrow as pa
 
     con.execute(f"CREATE OR REPLACE TEMP TABLE {qi(table)} ("
                 + "".join(f"{qi(n)} VARCHAR, " for n in names) + f"{LINE} BIGINT)")
-    n, view = len(names), f"_tessera_batch_{uuid.uuid4().hex[:12]}"
+    n, view, start = len(names), f"_tessera_batch_{uuid.uuid4().hex[:12]}", header_row + 1
     wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
-        rows = wb[wb.sheetnames[0]].iter_rows(min_row=header_row + 1, values_only=True)
-        start = header_row + 1
+        rows = wb[wb.sheetnames[0]].iter_rows(min_row=start, values_only=True)
         while chunk := [r for _, r in zip(range(batch), rows)]:
-            columns = [pa.array([_cell_text(r[i]) if i < len(r) else None for r in chunk], pa.string()) for i in range(n)]
-            columns.append(pa.array(range(start, start + len(chunk)), pa.int64()))
+            columns = [pa.array([_cell_text(r[i]) if i < len(r) else None for r in chunk], pa.string())
+                       for i in range(n)] + [pa.array(range(start, start + len(chunk)), pa.int64())]
             con.register(view, pa.table(columns, names=[f"c{i}" for i in range(n)] + [LINE]))
             con.execute(f"INSERT INTO {qi(table)} SELECT * FROM {view}")
             con.unregister(view)
@@ -544,25 +532,29 @@ def infer_types(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], 
                 decimal_comma: bool = False) -> dict[str, str]:
     """Type each column from all its non-empty values, in one aggregate query.
 
-    Integers and decimals with a leading zero or a leading '+' stay strings: they are identifiers
-    (phone numbers, zip codes) whose text matters. Dates must be ISO; day-first dates stay strings.
+    Numbers with a leading zero or a leading '+' stay strings: they are identifiers (phone numbers,
+    zip codes) whose text matters. Only ISO dates count; day-first dates stay strings.
     """
     if not columns:
         return {}
     point = "," if decimal_comma else "[.]"
     number = f"-?(0|[1-9][0-9]*)({point}[0-9]+)?([eE][-+]?[0-9]+)?|-?{point}[0-9]+"
-    checks = [   # each cast only runs on values whose shape already matched
-        ("integer", "CASE WHEN regexp_full_match(@, '-?(0|[1-9][0-9]*)') THEN TRY_CAST(@ AS BIGINT) IS NOT NULL ELSE false END"),
+    checks = [   # a cast only runs on values whose shape already matched
+        ("integer", "CASE WHEN regexp_full_match(@, '-?(0|[1-9][0-9]*)') THEN TRY_CAST(@ AS BIGINT) IS NOT NULL "
+                    "ELSE false END"),
         ("float", f"regexp_full_match(@, {ql(number)})"),
         ("boolean", "lower(@) IN ('true', 'false', 'yes', 'no', 'oui', 'non')"),
-        ("date", "CASE WHEN regexp_full_match(@, '[0-9]{4}-[0-9]{2}-[0-9]{2}') THEN TRY_CAST(@ AS DATE) IS NOT NULL ELSE false END"),
-        ("timestamp", f"CASE WHEN regexp_full_match(@, {ql(_TS)}) THEN TRY_CAST(@ AS TIMESTAMP) IS NOT NULL ELSE false END"),
+        ("date", "CASE WHEN regexp_full_match(@, '[0-9]{4}-[0-9]{2}-[0-9]{2}') THEN TRY_CAST(@ AS DATE) IS NOT NULL "
+                 "ELSE false END"),
+        ("timestamp", f"CASE WHEN regexp_full_match(@, {ql(_TS)}) THEN TRY_CAST(@ AS TIMESTAMP) IS NOT NULL "
+                      "ELSE false END"),
     ]
     values = ", ".join(f"NULLIF(trim({qi(c)}), '') AS v{i}" for i, c in enumerate(columns))
     parts = []
     for i in range(len(columns)):
         parts.append(f"count(v{i})")
-        parts += [f"coalesce(bool_and({cond.replace('@', f'v{i}')}), false)" for _, cond in checks]
+        parts += [f"coalesce(bool_and({cond.replace('@', f'v{i}')}) FILTER (v{i} IS NOT NULL), false)"
+                  for _, cond in checks]
     row = con.execute(f"SELECT {', '.join(parts)} FROM (SELECT {values} FROM {qi(table)})").fetchone()
     types, width = {}, len(checks) + 1
     for i, c in enumerate(columns):

@@ -8,7 +8,8 @@ engine's own function, so that both engines return the same values for the same 
 from __future__ import annotations
 
 import datetime
-import re
+import functools
+import unicodedata
 from collections.abc import Callable
 
 import ibis
@@ -40,6 +41,11 @@ def _duckdb_regexp_extract_all(value: str, pattern: str) -> list[str]:  # pragma
 @ibis.udf.scalar.builtin(name="initcap")
 def _spark_initcap(value: str) -> str:  # pragma: no cover - declaration
     """Spark: lower-case, then upper-case the first letter after each space."""
+
+
+@ibis.udf.scalar.builtin(name="strip_accents")
+def _duckdb_strip_accents(value: str) -> str:  # pragma: no cover - declaration
+    """DuckDB: the text without its combining marks (é -> e)."""
 
 
 def check_backend(backend: str, function: str) -> str:
@@ -191,6 +197,32 @@ def title_case(expr: ir.StringValue, backend: str) -> ir.StringValue:
     for sep in others:
         value = value.replace(sep + " ", sep)
     return value
+
+
+@functools.lru_cache(maxsize=None)
+def accent_table() -> tuple[str, str]:
+    """(letters with accents, the same letters without) for every character of the Basic
+    Multilingual Plane that decomposes into one ASCII letter or digit plus combining marks.
+
+    The same mapping as DuckDB's ``strip_accents`` on those characters; Spark has no such
+    function and uses TRANSLATE with this table."""
+    src, dst = [], []
+    for cp in range(0x80, 0x10000):
+        ch = chr(cp)
+        base = "".join(c for c in unicodedata.normalize("NFD", ch) if not unicodedata.combining(c))
+        if base != ch and len(base) == 1 and base.isascii() and base.isalnum():
+            src.append(ch)
+            dst.append(base)
+    return "".join(src), "".join(dst)
+
+
+def strip_accents(expr: ir.StringValue, backend: str) -> ir.StringValue:
+    """``expr`` with accented Latin letters replaced by their ASCII letter ("Côte" -> "Cote")."""
+    check_backend(backend, "strip_accents")
+    if backend == "duckdb":
+        return _duckdb_strip_accents(expr)
+    src, dst = accent_table()
+    return expr.translate(src, dst)
 
 
 # --------------------------------------------------------------------------- evaluate once

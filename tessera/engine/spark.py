@@ -100,7 +100,7 @@ class SparkAdapter(EngineAdapter):
         if isinstance(obj, pa.Table):
             if obj.num_rows == 0:
                 return self.session.createDataFrame([], schema=_spark_schema(obj.schema))
-            return self.session.createDataFrame(obj.to_pandas(types_mapper=None), schema=_spark_schema(obj.schema))
+            return self.session.createDataFrame(obj, schema=_spark_schema(obj.schema))
         self.con._run_pre_execute_hooks(obj)
         return self.session.sql(self.con.compile(obj))
 

@@ -149,7 +149,6 @@ def phone_e164(expr: ir.StringValue, country: str = DEFAULT_COUNTRY) -> ir.Strin
     has_plus = text.re_search(r"^[^0-9]*\+")
 
     # ---- international numbers: '+...' or '<idd>...'; calling codes never start with 0
-    is_intl = has_plus | digits.re_search(rf"^(?:{idd})[1-9]") if idd else has_plus
     marked = ibis.ifelse(has_plus, "+", "") + digits
     intl_prefix = rf"\+|(?:{idd})" if idd else r"\+"
     intl = marked.re_extract(rf"^(?:{intl_prefix})([1-9][0-9]*)$", 1)  # digits after '+' or the idd
@@ -178,7 +177,8 @@ def phone_e164(expr: ir.StringValue, country: str = DEFAULT_COUNTRY) -> ir.Strin
     nsn = digits.re_extract(rf"^(?:{'|'.join(prefixes)})({national})$", 1)
 
     return ibis.cases(
-        (is_intl, "+" + intl_e164),
+        (intl != "", "+" + intl_e164),
+        (has_plus, null),
         (nsn != "", f"+{cc}" + nsn),
         else_=null,
     )

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import functools
 import gettext
-import unicodedata
 
 import ibis
 import ibis.expr.types as ir
@@ -47,10 +46,12 @@ import pycountry
 
 from tessera.config.models import NULL_LIKE_DEFAULT, NormalizationRule
 from tessera.engine.functions import (
+    accent_table,
     bind,
     check_backend,
     regex_pattern,
     regex_replacement,
+    strip_accents,
     title_case,
     try_parse_date,
 )
@@ -76,7 +77,11 @@ _WS = (
     r"[ \t\n\r\f\x0B\x{0085}\x{00A0}\x{1680}\x{2000}-\x{200B}\x{2028}\x{2029}\x{202F}\x{205F}"
     r"\x{3000}\x{FEFF}]"
 )
-_PY_WS = " \t\n\r\f\x0b\x85\xa0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200C)) + "\u2028\u2029\u202f\u205f\u3000\ufeff"
+_PY_WS = (
+    " \t\n\r\f\x0b\x85\xa0\u1680"
+    + "".join(chr(c) for c in range(0x2000, 0x200C))
+    + "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)  # the same characters, for Python's str.strip
 
 
 def trim(expr: ir.StringValue) -> ir.StringValue:
@@ -150,33 +155,17 @@ def parse_date(expr: ir.StringValue, spec: dict | bool | None, backend: str) -> 
 # --------------------------------------------------------------------------- countries
 
 
-@functools.lru_cache(maxsize=None)
-def _accent_table() -> tuple[str, str]:
-    """(accented letters, their ASCII letters) for SQL TRANSLATE and for building keys."""
-    src, dst = [], []
-    for cp in range(0xC0, 0x250):
-        ch = chr(cp)
-        base = unicodedata.normalize("NFKD", ch)[0]
-        if base != ch and base.isascii() and base.isalpha():
-            src.append(ch)
-            dst.append(base)
-    for ch, base in {"Ø": "O", "ø": "o", "Đ": "D", "đ": "d", "Ł": "L", "ł": "l", "ı": "i", "Ħ": "H", "ħ": "h"}.items():
-        if ch not in src:
-            src.append(ch)
-            dst.append(base)
-    return "".join(src), "".join(dst)
-
-
 def _py_key(text: str) -> str:
     """Python twin of :func:`_sql_key`."""
-    src, dst = _accent_table()
-    t = text.translate(str.maketrans(src, dst)).upper()
-    return "".join(ch for ch in t if "A" <= ch <= "Z" or "0" <= ch <= "9")
+    src, dst = accent_table()
+    t = text.translate(str.maketrans(src, dst))
+    return "".join(ch for ch in t if ch.isascii() and ch.isalnum()).upper()
 
 
-def _sql_key(expr: ir.StringValue) -> ir.StringValue:
-    src, dst = _accent_table()
-    return expr.translate(src, dst).upper().re_replace(r"[^A-Z0-9]+", "")
+def _sql_key(expr: ir.StringValue, backend: str) -> ir.StringValue:
+    """Upper-case ASCII letters and digits of ``expr``: "Côte d'Ivoire" -> "COTEDIVOIRE"."""
+    # other characters go before upper-casing, which is not the same everywhere for them (ß)
+    return strip_accents(expr, backend).re_replace(r"[^A-Za-z0-9]+", "").upper()
 
 
 # Common names and aliases the ISO lists and their translations do not carry.
@@ -263,7 +252,7 @@ def _lookup(key: ir.StringValue, items: list[tuple[str, str]], fanout: int = 4) 
 def country_code(expr: ir.StringValue, backend: str) -> ir.StringValue:
     """ISO 3166-1 alpha-2 code of a country name or code, NULL when unknown."""
     items = list(country_keys().items())
-    return bind(_sql_key(expr), lambda key: _lookup(key, items), backend)
+    return bind(_sql_key(expr, backend), lambda key: _lookup(key, items), backend)
 
 
 # --------------------------------------------------------------------------- rules

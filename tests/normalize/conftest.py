@@ -1,5 +1,5 @@
 """Fixtures of the normalization tests: an in-memory DuckDB and, with TESSERA_TEST_SPARK=1 (or
-``--spark`` when the option is defined), a local Spark session.
+``--spark``), a local Spark session.
 
 ``duckdb_eval`` and ``spark_eval`` evaluate one expression over a column of values and return
 the results in input order: ``evaluate(values, build)`` where ``build(column, backend)``
@@ -17,11 +17,11 @@ import pytest
 
 
 def _spark_enabled(config: pytest.Config) -> bool:
-    if os.environ.get("TESSERA_TEST_SPARK", "") == "1":
+    if os.environ.get("TESSERA_TEST_SPARK", "").strip().lower() in ("1", "true", "yes"):
         return True
     try:
         return bool(config.getoption("--spark"))
-    except ValueError:
+    except ValueError:  # the option is not defined
         return False
 
 
@@ -32,22 +32,28 @@ def duckdb_con():
 
 @pytest.fixture(scope="session")
 def spark_session(request, tmp_path_factory):
+    """A local Spark session (local[2], no UI, UTC). A session already started in this process
+    (by another test folder's fixture) is reused and left running."""
     if not _spark_enabled(request.config):
         pytest.skip("Spark tests run with TESSERA_TEST_SPARK=1")
-    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        yield active
+        return
     base = tmp_path_factory.mktemp("spark")
     session = (
         SparkSession.builder.master("local[2]")
         .appName("tessera-normalize-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.warehouse.dir", str(base / "warehouse"))
+        .config("spark.local.dir", str(base / "local"))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.catalogImplementation", "in-memory")
         .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={base}")
+        .config("spark.driver.bindAddress", "127.0.0.1")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

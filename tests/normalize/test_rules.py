@@ -438,3 +438,14 @@ def test_country_keys_cover_every_iso_code():
         assert keys[c.alpha_2] == c.alpha_2
         assert keys[c.alpha_3] == c.alpha_2
     assert all(k.isascii() and k.isalnum() and k.isupper() or k.isdigit() for k in keys)
+
+
+def test_accent_table_matches_duckdb_strip_accents():
+    import duckdb
+
+    from tessera.engine.functions import accent_table
+
+    src, dst = accent_table()
+    assert len(src) == len(dst) > 400
+    got = duckdb.connect().execute("select strip_accents(?)", [src]).fetchone()[0]
+    assert got == dst
