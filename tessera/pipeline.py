@@ -124,7 +124,8 @@ class Pipeline:
                 tables = [self.adapter.table(b.table) for b in batches]
                 staged, rejects = stage(src, batches, tables, schema, backend=backend,
                                         extra_columns=self._needed_columns(src.name),
-                                        extra_identifiers=self._relation_targets(src.name))
+                                        extra_identifiers=self._relation_targets(src.name),
+                                        materialize=lambda t, n=f"{tag}typed_{src.name}": self.adapter.create_table(n, t))
                 name = f"{tag}stage_{src.name}"
                 staged_t = self.adapter.create_table(name, staged)
                 stages[src.name] = name
@@ -151,6 +152,7 @@ class Pipeline:
                     )
                 result.sources.setdefault(src.name, {}).update(staged=n_ok, rejected=n_rej + n_parse)
                 staged_total += n_ok
+            self.progress("stage", "done", len(self.config.sources), len(self.config.sources))
             if reject_parts:
                 all_rejects = reject_parts[0]
                 for p in reject_parts[1:]:

@@ -539,22 +539,21 @@ def infer_types(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], 
         return {}
     point = "," if decimal_comma else "[.]"
     number = f"-?(0|[1-9][0-9]*)({point}[0-9]+)?([eE][-+]?[0-9]+)?|-?{point}[0-9]+"
-    checks = [   # a cast only runs on values whose shape already matched
-        ("integer", "CASE WHEN regexp_full_match(@, '-?(0|[1-9][0-9]*)') THEN TRY_CAST(@ AS BIGINT) IS NOT NULL "
+    checks = [   # a cast only runs on values whose shape matched; empty values (NULL) do not vote
+        ("integer", "CASE WHEN @ IS NULL THEN NULL WHEN regexp_full_match(@, '-?(0|[1-9][0-9]*)') THEN TRY_CAST(@ AS BIGINT) IS NOT NULL "
                     "ELSE false END"),
         ("float", f"regexp_full_match(@, {ql(number)})"),
         ("boolean", "lower(@) IN ('true', 'false', 'yes', 'no', 'oui', 'non')"),
-        ("date", "CASE WHEN regexp_full_match(@, '[0-9]{4}-[0-9]{2}-[0-9]{2}') THEN TRY_CAST(@ AS DATE) IS NOT NULL "
+        ("date", "CASE WHEN @ IS NULL THEN NULL WHEN regexp_full_match(@, '[0-9]{4}-[0-9]{2}-[0-9]{2}') THEN TRY_CAST(@ AS DATE) IS NOT NULL "
                  "ELSE false END"),
-        ("timestamp", f"CASE WHEN regexp_full_match(@, {ql(_TS)}) THEN TRY_CAST(@ AS TIMESTAMP) IS NOT NULL "
+        ("timestamp", f"CASE WHEN @ IS NULL THEN NULL WHEN regexp_full_match(@, {ql(_TS)}) THEN TRY_CAST(@ AS TIMESTAMP) IS NOT NULL "
                       "ELSE false END"),
     ]
     values = ", ".join(f"NULLIF(trim({qi(c)}), '') AS v{i}" for i, c in enumerate(columns))
     parts = []
     for i in range(len(columns)):
         parts.append(f"count(v{i})")
-        parts += [f"coalesce(bool_and({cond.replace('@', f'v{i}')}) FILTER (v{i} IS NOT NULL), false)"
-                  for _, cond in checks]
+        parts += [f"coalesce(bool_and({cond.replace('@', f'v{i}')}), false)" for _, cond in checks]
     row = con.execute(f"SELECT {', '.join(parts)} FROM (SELECT {values} FROM {qi(table)})").fetchone()
     types, width = {}, len(checks) + 1
     for i, c in enumerate(columns):

@@ -61,6 +61,7 @@ def stage(
     backend: str,
     extra_columns: list[str] = (),
     extra_identifiers: list[str] = (),
+    materialize=None,
 ) -> tuple[ibis.Table, ibis.Table]:
     """Return (staged rows, rejects) of a source as Ibis expressions.
 
@@ -72,6 +73,7 @@ def stage(
         backend: the engine's name, for the few functions that differ.
         extra_columns: columns needed by relations or mappings even if not selected.
         extra_identifiers: columns other sources point at with relations (kept as text).
+        materialize: stores an intermediate table in the engine and returns it (optional).
     """
     all_cols = [c for c, _ in schema]
     wanted = list(src.columns) if src.columns else list(all_cols)
@@ -129,6 +131,9 @@ def stage(
     reason = missing_key.ifelse(ibis.literal(f"record key ({keys_txt}) is empty"), reason)
     column = missing_key.ifelse(ibis.literal(src.record_keys[0]), column)
     rows = rows.mutate(_reason=reason, _column=column)
+    if materialize is not None:
+        # Normalization trees are large: compile them once, then work on the typed table.
+        rows = materialize(rows)
 
     ok = rows.filter(rows._reason.isnull())
     w = ibis.window(group_by=[ok._tessera_batch, ok._tessera_record], order_by=[ok._tessera_line])
