@@ -125,13 +125,13 @@ class Pipeline:
                 staged, rejects = stage(src, batches, tables, schema, backend=backend,
                                         extra_columns=self._needed_columns(src.name),
                                         extra_identifiers=self._relation_targets(src.name),
-                                        materialize=lambda t, n=f"{tag}typed_{src.name}": self.adapter.create_table(n, t))
+                                        materialize=lambda t, n=f"{tag}typed_{src.name}": self.adapter.create_table(n, t, temp=True))
                 name = f"{tag}stage_{src.name}"
-                staged_t = self.adapter.create_table(name, staged)
+                staged_t = self.adapter.create_table(name, staged, temp=True)
                 stages[src.name] = name
                 stage_types[src.name] = {c: _type_name(staged_t.schema()[c]) for c in staged_t.columns}
                 rej_name = f"{tag}rejects_{src.name}"
-                rej = self.adapter.create_table(rej_name, rejects)
+                rej = self.adapter.create_table(rej_name, rejects, temp=True)
                 n_ok = self.adapter.count(staged_t)
                 n_rej = self.adapter.count(rej)
                 batch_ids = [b.batch for b in batches]
@@ -168,7 +168,7 @@ class Pipeline:
             order = dataset_order(self.config)
             for i, ds in enumerate(order):
                 self.progress("unify", ds.name, i, len(order))
-                prev = self.adapter.published_target(f"{ds.name}__lineage")
+                prev = self.adapter.published_target(f"{ds.name}__records")
                 generation = len(self.store.list_publications(ds.name))
                 built = builder.build(ds, previous_lineage=prev, generation=generation, backend=self.adapter.name)
                 result.datasets[ds.name] = built.counts
@@ -182,7 +182,7 @@ class Pipeline:
             for name, b in builder.built.items():
                 views[name] = b.table
                 views[f"{name}__records"] = b.records
-                views[f"{name}__lineage"] = b.lineage
+                views[f"{name}__lineage"] = b.records
                 if b.shared:
                     views[f"{name}__shared_values"] = b.shared
             if reject_parts:

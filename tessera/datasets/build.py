@@ -36,8 +36,7 @@ class Built:
 
     name: str
     table: str  # the unified dataset
-    records: str  # one row per source record, normalized, with its tessera_id
-    lineage: str
+    records: str  # one row per source record, normalized, with its tessera_id (the lineage)
     shared: str | None
     columns: list[ColumnSpec]
     counts: dict = field(default_factory=dict)
@@ -127,7 +126,7 @@ class DatasetBuilder:
         kind, obj, target = relation_target(self.config, rel)
         col = rel.to.split(".")[1]
         built = self.built[target]
-        lineage = self.adapter.table(built.lineage)
+        lineage = self.adapter.table(built.records)
         if kind == "source":
             rows = self.adapter.table(self.stages[obj])
             rules = self.sources[obj].normalize.get(col, [])
@@ -190,7 +189,8 @@ class DatasetBuilder:
                 if name not in links:
                     links.append(name)
         tag = f"{self.tag}{ds.name}__"
-        staged = self.adapter.create_table(f"{tag}staged", self._mapped(ds, columns, links, backend))
+        mapped = self.adapter.with_row_index(self._mapped(ds, columns, links, backend), "_idx")
+        staged = self.adapter.create_table(f"{tag}staged", mapped, temp=True)
         semantic = {c.name: c.semantic for c in columns}
         counts: dict = {}
         shared_table = None
@@ -208,15 +208,12 @@ class DatasetBuilder:
                                                 "value": pa.array([], pa.string()),
                                                 "records": pa.array([], pa.int64())}))
         else:
-            lineage = self.adapter.create_table(
-                f"{tag}lineage",
-                staged.select("_tessera_record", "_tessera_source", **{TID: new_id(staged._tessera_record, 0)}),
-            )
+            lineage = staged.select("_idx", **{TID: new_id(staged._tessera_record, 0)})
             n = self.adapter.count(staged)
             counts.update(records=n, unified=n, duplicates_merged=0)
-        records = staged.join(lineage.select("_tessera_record", TID), "_tessera_record")
+        records = staged.join(lineage, "_idx")
         records = self.adapter.create_table(
-            f"{tag}records", records.select(TID, *[c for c in records.columns if c != TID])
+            f"{tag}records", records.select(TID, *[c for c in records.columns if c not in (TID, "_idx")])
         )
         data_cols = [c.name for c in columns] + links
         if ds.deduplicate:
@@ -230,9 +227,8 @@ class DatasetBuilder:
         else:
             merged = records.select(TID, *data_cols, "_tessera_source", "_tessera_file", "_tessera_line")
         table = self.adapter.create_table(f"{tag}data", merged)
-        self.adapter.drop_table(f"{tag}staged")
         counts["rows"] = self.adapter.count(table)
-        built = Built(ds.name, f"{tag}data", f"{tag}records", f"{tag}lineage", shared_table, columns, counts)
+        built = Built(ds.name, f"{tag}data", f"{tag}records", shared_table, columns, counts)
         self.built[ds.name] = built
         return built
 

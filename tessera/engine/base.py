@@ -58,8 +58,14 @@ class EngineAdapter:
     def list_tables(self) -> list[str]:
         return list(self.con.list_tables())
 
-    def create_table(self, name: str, obj: ibis.Table | pa.Table, *, overwrite: bool = True) -> ibis.Table:
+    def create_table(self, name: str, obj: ibis.Table | pa.Table, *, overwrite: bool = True,
+                     temp: bool = False) -> ibis.Table:
+        """Materialize ``obj``. A ``temp`` table is a work table of one run: engines may keep it in memory."""
         return self.con.create_table(name, obj, overwrite=overwrite)
+
+    def with_row_index(self, table: ibis.Table, name: str) -> ibis.Table:
+        """Number the rows 0..n-1 in no particular order (callers must not depend on the order)."""
+        return table.mutate(**{name: ibis.row_number().over(order_by=table.columns[0])})
 
     def drop_table(self, name: str) -> None:
         self.con.drop_table(name, force=True)

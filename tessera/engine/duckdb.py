@@ -47,6 +47,13 @@ class DuckDBAdapter(EngineAdapter):
         except duckdb.Error as exc:
             raise EngineError(f"DuckDB refused a statement: {exc}", sql=statement) from exc
 
+    def create_table(self, name: str, obj, *, overwrite: bool = True, temp: bool = False) -> ibis.Table:
+        return self.con.create_table(name, obj, overwrite=overwrite, temp=temp)
+
+    def with_row_index(self, table: ibis.Table, name: str) -> ibis.Table:
+        # An unordered row number needs no sort.
+        return table.mutate(**{name: ibis.row_number().over()})
+
     def list_tables(self) -> list[str]:
         rows = self.sql(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"

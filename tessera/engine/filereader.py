@@ -10,6 +10,10 @@ Empty values: DuckDB reads an empty CSV field, quoted or not, as NULL and we kee
 are NULL. Rows whose values are all NULL (blank lines of a one-column CSV, ``;;;`` lines, empty sheet
 rows, ``{}``) carry no data and are skipped. DuckDB accepts a CSV line whose only extra fields are
 empty (a trailing separator): no value is lost, so it is kept as a good row.
+
+CSV line numbers come from counting in one pass; blank lines between records, or a rejected record
+longer than the 10000 bytes DuckDB keeps of it, need a second pass (exact, a few times slower). A file
+mixing LF and CR LF line endings cannot be read by DuckDB's strict parser and is refused as a whole.
 """
 
 from __future__ import annotations
@@ -112,8 +116,10 @@ def _check_names(path: str, names: list, where: str) -> list[str]:
     if dups:   # DuckDB column names ignore case, so 'Email' and 'email' clash too
         raise SourceError(f"File '{path}': the {where} has duplicate column names {', '.join(map(repr, dups))} "
                           "(case is ignored): rename them so that every column has its own name.")
-    if LINE in lowered:
-        raise SourceError(f"File '{path}': the column name '{LINE}' is reserved by Tessera: rename that column.")
+    reserved = [n for n in names if n.lower().startswith("_tessera_")]
+    if reserved:
+        raise SourceError(f"File '{path}': column names starting with '_tessera_' are reserved by Tessera "
+                          f"({', '.join(reserved)}): rename those columns.")
     return names
 
 
@@ -145,7 +151,7 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
     text = text.removeprefix("\ufeff")
     if not text.strip() and bad is None:
         raise SourceError(f"File '{path}' {_EMPTY}.")
-    first, end = _first_record(text, quote)
+    first, end, counts = _split_header(text, quote)
     if end is None and bad is not None:
         raise _utf8_error(path, head)
     if end is None and len(head) < os.path.getsize(path):
@@ -154,8 +160,11 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
     if not first.strip():
         raise SourceError(f"File '{path}' starts with an empty line: the first line must be the header "
                           "with the column names; delete the empty lines at the top.")
-    delim = {"tab": "\t", "\\t": "\t"}.get(delimiter, delimiter) if delimiter else \
-        _pick_separator(first, text[end or len(text):].split("\n")[:50], quote)
+    if delimiter:
+        delim = {"tab": "\t", "\\t": "\t"}.get(delimiter, delimiter)
+    else:   # most frequent in the header; ties (one column above all) go to the steadiest on the next lines
+        best, sample = max(counts.values()), text[end or len(text):].split("\n")[:50]
+        delim = max((s for s in _SEPARATORS if counts[s] == best), key=lambda s: sum(x.count(s) == best for x in sample))
     if len(delim) == 1:
         fields = next(csv.reader(io.StringIO(first, newline=""), delimiter=delim, quotechar=quote or '"',
                                  quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE, skipinitialspace=True))
@@ -213,7 +222,10 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
         con.execute(f"ALTER TABLE {qi(table)} DROP COLUMN _tessera_k")
         con.execute(f"ALTER TABLE {qi(table)} DROP COLUMN _tessera_nl")
     except duckdb.Error as e:
-        raise SourceError(f"File '{path}' could not be read as CSV (separator {delim!r}): {e}") from e
+        hint = ("; it probably mixes line endings (LF and CR LF) or holds a stray carriage return: re-save it "
+                "with one kind of line ending") if "invalid state" in str(e) else ""
+        raise SourceError(f"File '{path}' could not be read as CSV (separator {delim!r}): "
+                          f"{str(e).splitlines()[0]}{hint}") from e
     finally:
         for t in (rt, rs, rt2, rs2, rj, recs):
             con.execute(f"DROP TABLE IF EXISTS {t}")
@@ -224,30 +236,17 @@ def _newlines(expr: str) -> str:
     return f"(strlen({expr}) - strlen(replace({expr}, chr(10), '')))::BIGINT"
 
 
-def _first_record(text: str, quote: str) -> tuple[str, int | None]:
-    """First record of ``text`` (quoted newlines included) and the index just after it."""
-    inside = False
+def _split_header(text: str, quote: str) -> tuple[str, int | None, dict[str, int]]:
+    """First record of ``text`` (quoted newlines included), the index after it, separators outside quotes."""
+    counts, inside = dict.fromkeys(_SEPARATORS, 0), False
     for i, ch in enumerate(text):
         if ch == quote and quote:
             inside = not inside
-        elif ch == "\n" and not inside:
-            return text[:i].removesuffix("\r"), i + 1
-    return text.rstrip("\r\n"), None
-
-
-def _pick_separator(first: str, sample: list[str], quote: str) -> str:
-    """The candidate found most often outside quotes in the header line."""
-    counts = dict.fromkeys(_SEPARATORS, 0)
-    inside = False
-    for ch in first:
-        if ch == quote and quote:
-            inside = not inside
-        elif ch in counts and not inside:
+        elif not inside and ch == "\n":
+            return text[:i].removesuffix("\r"), i + 1, counts
+        elif not inside and ch in counts:
             counts[ch] += 1
-    best = max(counts.values())
-    tied = [s for s in _SEPARATORS if counts[s] == best]
-    # Ties (a one-column file above all) go to the separator whose count is the same on the next lines.
-    return max(tied, key=lambda s: sum(line.count(s) == best for line in sample))
+    return text.rstrip("\r\n"), None, counts
 
 
 def _scan_lines(path: str) -> tuple[int, bool]:
@@ -284,7 +283,8 @@ def _collect_rejects(con, rt: str, rj: str, names: list[str], header: bool) -> N
           CASE WHEN kind IN ('UNQUOTED VALUE', 'INVALID ENCODING', 'INVALID UNICODE')
                THEN [{', '.join(ql(x) for x in names)}][TRY_CAST(substr(col, 2) AS INTEGER) + 1] END AS column_name,
           CASE kind WHEN 'TOO MANY COLUMNS' THEN 'line has ' || most || ' columns, {width}'
-                    WHEN 'MISSING COLUMNS' THEN 'line has ' || fewest || ' columns, {width}'
+                    WHEN 'MISSING COLUMNS' THEN 'line has ' || fewest || if(fewest = 1, ' column, ', ' columns, ')
+                         || '{width}'
                     WHEN 'UNQUOTED VALUE' THEN 'badly quoted value: text after a closing quote, or a quote '
                          || 'never closed (write a quote inside a quoted value as two quotes)'
                     WHEN 'INVALID ENCODING' THEN {ql('invalid UTF-8 text (the file is probably in another encoding, such as Windows-1252): ' + _UTF8_FIX)}
@@ -317,12 +317,7 @@ def _place_by_offset(con, path: str, table: str, rj: str, rt2: str, recs: str) -
         SELECT line AS r, line_byte_position AS pos,
                strlen(csv_line) - strlen(ltrim(csv_line, chr(13) || chr(10))) AS lead FROM {rt2}
         UNION ALL SELECT r, pos, lead FROM {rj}) GROUP BY r ORDER BY r""").fetchnumpy()
-    breaks, base = [], 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            breaks.append(np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + base)
-            base += len(chunk)
-    lines = np.searchsorted(np.concatenate(breaks), starts["start"]) + 1
+    lines = np.searchsorted(_line_breaks(path), starts["start"]) + 1
     view = f"{recs}_at"
     con.register(view, pa.table({"r": starts["r"], "line": lines.astype(np.int64)}))
     try:
@@ -338,14 +333,7 @@ def _place_by_offset(con, path: str, table: str, rj: str, rt2: str, recs: str) -
 def _unterminated(path: str, end: int, last: int) -> tuple[int, str, str]:
     """Reject for the text after line ``end``, which a quote that never closes kept from DuckDB."""
     with open(path, "rb") as f:
-        seen = offset = 0
-        while seen < end and (chunk := f.read(_CHUNK)):
-            if seen + chunk.count(b"\n") >= end:
-                offset += len(chunk) - len(chunk.split(b"\n", end - seen)[-1])
-                break
-            seen += chunk.count(b"\n")
-            offset += len(chunk)
-        f.seek(offset)
+        f.seek(_line_breaks(path)[end - 1] + 1 if end else 0)
         rest = f.read(_RAW_MAX * 4)
     body = rest.lstrip(b"\r\n")
     line = end + 1 + rest[: len(rest) - len(body)].count(b"\n")
@@ -353,6 +341,16 @@ def _unterminated(path: str, end: int, last: int) -> tuple[int, str, str]:
     raw = raw if len(raw) <= _RAW_MAX else raw[:_RAW_MAX] + "…"
     return line, (f"quote never closed: lines {line} to {last} could not be read; close the quote "
                   "(a quote inside a quoted value is written as two quotes)"), raw
+
+
+def _line_breaks(path: str) -> np.ndarray:
+    """Byte offset of every newline in the file."""
+    parts, base = [np.zeros(0, np.int64)], 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            parts.append(np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + base)
+            base += len(chunk)
+    return np.concatenate(parts)
 
 
 # ---------------------------------------------------------------- JSON / NDJSON

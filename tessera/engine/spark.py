@@ -104,7 +104,7 @@ class SparkAdapter(EngineAdapter):
         self.con._run_pre_execute_hooks(obj)
         return self.session.sql(self.con.compile(obj))
 
-    def create_table(self, name: str, obj, *, overwrite: bool = True) -> ibis.Table:
+    def create_table(self, name: str, obj, *, overwrite: bool = True, temp: bool = False) -> ibis.Table:
         df = self._dataframe(obj)
         path = self._path(name)
         if path.exists():

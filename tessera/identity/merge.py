@@ -17,8 +17,8 @@ class MergeColumn:
 
 def _most_frequent(rows: ibis.Table, col: str) -> ibis.Table:
     """Per unified record, the most frequent non-null value (ties: the most recent)."""
-    counted = rows.filter(rows[col].notnull()).group_by([TID, col]).agg(n=ibis._.count(), r=ibis._["_r"].max())
-    key = counted.n.cast("int64") * 4294967296 + counted.r.cast("int64")
+    counted = rows.filter(rows[col].notnull()).group_by([TID, col]).agg(n=ibis._.count(), r=ibis._["_rn"].min())
+    key = counted.n.cast("int64") * 4294967296 - counted.r.cast("int64")
     return counted.group_by(TID).agg(**{col: counted[col].argmax(key)})
 
 
@@ -32,24 +32,27 @@ def merge(rows: ibis.Table, columns: list[MergeColumn], *, date_column: str | No
     when = rows["_tessera_imported_at"]
     if date_column:
         when = rows[date_column].cast("timestamp").coalesce(when)
-    rows = rows.mutate(_r=ibis.row_number().over(order_by=[when, rows["_tessera_record"]]))
+    # _rn = 0 is the most recent record of its unified record.
+    recent = ibis.window(group_by=TID, order_by=[ibis.desc(when), ibis.desc(rows["_tessera_record"])])
+    rows = rows.mutate(_rn=ibis.row_number().over(recent))
     if any(c.rule == "source_priority" for c in columns):
         prio = ibis.cases(
             *[(rows["_tessera_source"] == s, i) for i, s in enumerate(source_priority)],
             else_=len(source_priority),
         ) if source_priority else ibis.literal(0)
-        rows = rows.mutate(_p=ibis.row_number().over(order_by=[prio, ibis.desc(rows["_r"])]))
+        rows = rows.mutate(_p=ibis.row_number().over(group_by=TID, order_by=[prio, rows["_rn"]]))
 
     aggs = {}
     frequent = []
+    latest = []
     for c in columns:
         v = rows[c.name]
         if c.rule == "most_recent":
-            aggs[c.name] = v.argmax(rows._r)
+            latest.append(c.name)
         elif c.rule == "non_null_most_recent":
-            aggs[c.name] = v.argmax(rows._r, where=v.notnull())
+            aggs[c.name] = v.argmin(rows._rn, where=v.notnull())
         elif c.rule == "first":
-            aggs[c.name] = v.argmin(rows._r)
+            aggs[c.name] = v.argmax(rows._rn)
         elif c.rule == "max":
             aggs[c.name] = v.max()
         elif c.rule == "min":
@@ -67,6 +70,9 @@ def merge(rows: ibis.Table, columns: list[MergeColumn], *, date_column: str | No
     aggs["tessera_first_seen"] = rows._tessera_imported_at.min()
     aggs["tessera_last_seen"] = rows._tessera_imported_at.max()
     merged = rows.group_by(TID).agg(**aggs)
+    if latest:
+        newest = rows.filter(rows._rn == 0).select(TID, *latest)
+        merged = merged.join(newest, TID)
     for col in frequent:
         merged = merged.left_join(_most_frequent(rows, col), TID).drop(f"{TID}_right")
     order = [TID, *[c.name for c in columns], "tessera_record_count", "tessera_sources",

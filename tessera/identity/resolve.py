@@ -17,6 +17,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tessera.engine.base import EngineAdapter
 from tessera.identity.graph import Edges, cluster
@@ -41,7 +42,7 @@ class IdentityKey:
 
 @dataclass
 class Resolution:
-    lineage: ibis.Table  # _tessera_record, _tessera_source, tessera_id
+    lineage: ibis.Table  # _idx, tessera_id
     shared: pa.Table  # key, value, records
     counts: dict = field(default_factory=dict)
 
@@ -70,70 +71,81 @@ def key_values(rows: ibis.Table, keys: list[IdentityKey], blocked: list[str]) ->
     return out
 
 
+def _dense_values(arrow: pa.Table) -> tuple[np.ndarray, int]:
+    """Dense integer ids of the (level, value) pairs, computed on Arrow arrays (C++ hashing)."""
+    levels = arrow.column("level").to_numpy().astype(np.int64)
+    codes = pc.dictionary_encode(arrow.column("value")).combine_chunks()
+    ids = codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    if len(ids) == 0:
+        return ids, 0
+    # Equal text under two different keys is two different values.
+    n_dict = len(codes.dictionary)
+    pair = levels * n_dict + ids
+    _, dense = np.unique(pair, return_inverse=True)
+    return dense, int(dense.max()) + 1
+
+
 def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey], *, blocked: list[str],
             threshold: int | None, previous: ibis.Table | None, generation: int, tag: str) -> Resolution:
     """Cluster the staged records of a dataset and give each cluster its unified id.
 
     Args:
         adapter: the engine.
-        staged: one row per source record, with ``_tessera_record`` and the key columns.
+        staged: one row per source record, with ``_tessera_record``, ``_idx`` (0..n-1) and the key columns.
         keys: identity keys in priority order.
         blocked: values never used to match (besides the defaults).
         threshold: a value carried by more records than this is shared and not used (None: no limit).
         previous: the last published lineage (``_tessera_record``, ``tessera_id``), if any.
         generation: how many times the dataset was published before (salts new ids).
         tag: prefix of the run's work tables.
+
+    Returns:
+        The lineage (``_idx``, ``tessera_id``), the shared values and the counts.
     """
-    records = adapter.create_table(
-        f"{tag}records",
-        staged.select("_tessera_record", "_tessera_source").mutate(
-            _idx=ibis.row_number().over(order_by="_tessera_record")
-        ),
-    )
-    n_records = adapter.count(records)
-    kv = key_values(staged.join(records.select("_tessera_record", "_idx"), "_tessera_record"), keys, blocked)
-    per_value = kv.group_by(["level", "value"]).agg(records=kv.idx.nunique())
+    n_records = adapter.count(staged)
+    kv = adapter.create_table(f"{tag}keys", key_values(staged, keys, blocked).distinct(), temp=True)
+    per_value = kv.group_by(["level", "value"]).agg(records=kv.count())
     if threshold is not None:
         shared_expr = per_value.filter(per_value.records > threshold)
-        kv = kv.anti_join(shared_expr, ["level", "value"])
     else:
         shared_expr = per_value.filter(ibis.literal(False))
     shared = adapter.to_arrow(shared_expr.order_by([ibis.desc("records"), "level", "value"]))
+    if shared.num_rows:
+        kv = kv.anti_join(shared_expr, ["level", "value"])
     level_names = pa.array([keys[i].column for i in shared.column("level").to_pylist()], pa.string())
-    shared = pa.table({"key": level_names, "value": shared.column("value"), "records": shared.column("records")})
+    shared = pa.table({"key": level_names, "value": shared.column("value"),
+                       "records": shared.column("records").cast(pa.int64())})
 
-    kv = kv.distinct()
-    kv = kv.mutate(vidx=ibis.dense_rank().over(order_by=[kv.level, kv.value]))
-    arrow = adapter.to_arrow(kv.select("idx", "vidx", "level"))
+    arrow = adapter.to_arrow(kv)
     record = arrow.column("idx").to_numpy().astype(np.int64)
-    value = arrow.column("vidx").to_numpy().astype(np.int64)
-    n_values = int(value.max()) + 1 if len(value) else 0
+    value, n_values = _dense_values(arrow)
     limits = {i: k.limit for i, k in enumerate(keys) if k.limit}
     labels, refused = cluster(
         Edges(record, value, arrow.column("level").to_numpy().astype(np.int8), n_records, n_values), limits
     )
+    del arrow, record, value
 
     comp = adapter.create_table(
         f"{tag}components",
-        pa.table({"_idx": pa.array(np.arange(n_records, dtype=np.int64)), "_rep": pa.array(labels)}),
+        pa.table({"_idx": pa.array(np.arange(n_records, dtype=np.int64)), "_comp": pa.array(labels)}),
+        temp=True,
     )
-    cur = records.join(comp, "_idx")
-    reps = records.select(_rep=records._idx, _rep_record=records._tessera_record)
-    cur = cur.join(reps, "_rep")
+    members = staged.select("_idx", "_tessera_record").join(comp, "_idx")
+    # The first record id (in text order) names a new cluster: the same on every engine.
+    reps = members.group_by("_comp").agg(_rep_record=members._tessera_record.min())
     if previous is not None:
-        cand = cur.join(previous.select("_tessera_record", old_id=previous[TID]), "_tessera_record")
-        cand = cand.group_by(["_rep", "old_id"]).agg(n=ibis._.count())
-        by_old = ibis.window(group_by="old_id", order_by=[ibis.desc("n"), "_rep"])
+        cand = members.join(previous.select("_tessera_record", old_id=previous[TID]), "_tessera_record")
+        cand = cand.group_by(["_comp", "old_id"]).agg(n=ibis._.count())
+        by_old = ibis.window(group_by="old_id", order_by=[ibis.desc("n"), "_comp"])
         won = cand.mutate(k=ibis.row_number().over(by_old)).filter(ibis._.k == 0)
-        by_rep = ibis.window(group_by="_rep", order_by=[ibis.desc("n"), "old_id"])
-        kept = won.mutate(k=ibis.row_number().over(by_rep)).filter(ibis._.k == 0).select("_rep", "old_id")
-        cur = cur.left_join(kept, "_rep").drop("_rep_right")
-        tid = cur.old_id.coalesce(new_id(cur._rep_record, generation))
+        by_comp = ibis.window(group_by="_comp", order_by=[ibis.desc("n"), "old_id"])
+        kept = won.mutate(k=ibis.row_number().over(by_comp)).filter(ibis._.k == 0).select("_comp", "old_id")
+        reps = reps.left_join(kept, "_comp").drop("_comp_right")
+        tid = reps.old_id.coalesce(new_id(reps._rep_record, generation))
     else:
-        tid = new_id(cur._rep_record, generation)
-    lineage = adapter.create_table(
-        f"{tag}lineage", cur.select("_tessera_record", "_tessera_source", **{TID: tid})
-    )
+        tid = new_id(reps._rep_record, generation)
+    ids = adapter.create_table(f"{tag}ids", reps.select("_comp", **{TID: tid}), temp=True)
+    lineage = comp.join(ids, "_comp").select("_idx", TID)
     n_unified = int(len(np.unique(labels)))
     counts = {
         "records": n_records,
@@ -142,6 +154,4 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
         "shared_values": shared.num_rows,
         "refused_by_limits": refused,
     }
-    adapter.drop_table(f"{tag}records")
-    adapter.drop_table(f"{tag}components")
     return Resolution(lineage=lineage, shared=shared, counts=counts)

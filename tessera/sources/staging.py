@@ -83,12 +83,12 @@ def stage(
     inferred = dict(schema)
     identifiers = {*src.record_keys, *(r.column for r in src.relations), *extra_identifiers}
     raw = union_batches(tables, [c for c in wanted if c in inferred] or wanted)
-    imported = ibis.memtable(
-        {"_tessera_batch": [b.batch for b in batches], "_tessera_imported_at": [b.imported_at for b in batches]}
+    # Few batches per source: the import time is a CASE, not a join.
+    imported_at = ibis.cases(
+        *[(raw._tessera_batch == b.batch, ibis.literal(b.imported_at).cast("timestamp")) for b in batches],
+        else_=ibis.null(dt.timestamp),
     )
-    raw = raw.join(imported, "_tessera_batch").mutate(
-        _tessera_imported_at=ibis._["_tessera_imported_at"].cast("timestamp")
-    )
+    raw = raw.mutate(_tessera_imported_at=imported_at)
 
     typed = {}
     checks = {}

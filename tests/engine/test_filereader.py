@@ -72,10 +72,11 @@ def test_csv_too_many_columns_in_second_record(tmp_path, con, newline):
 
 
 def test_csv_too_few_columns(tmp_path, con):
-    path = write(tmp_path, "c.csv", "a|b|c\n1|2|3\n4|5\n6|7|8\n")
+    path = write(tmp_path, "c.csv", "a|b|c\n1|2|3\n4|5\n6|7|8\nfree text\n")
     read_file(con, path, table="t")
     assert rows(con) == [("1", "2", "3", 2), ("6", "7", "8", 4)]
-    assert rejects(con) == [(3, None, "line has 2 columns, header has 3", "4|5")]
+    assert rejects(con) == [(3, None, "line has 2 columns, header has 3", "4|5"),
+                            (5, None, "line has 1 column, header has 3", "free text")]
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
@@ -165,6 +166,13 @@ def test_csv_header_problems(tmp_path, con):
         read_file(con, write(tmp_path, "d.csv", ""), table="t")
     with pytest.raises(SourceError, match="not found"):
         read_file(con, str(tmp_path / "missing.csv"), table="t")
+
+
+def test_csv_header_only_and_mixed_line_endings(tmp_path, con):
+    res = read_file(con, write(tmp_path, "a.csv", "id,name\n\n"), table="t")
+    assert (res.columns, res.rows, res.rejected) == (["id", "name"], 0, 0)
+    with pytest.raises(SourceError, match="mixes line endings"):
+        read_file(con, write(tmp_path, "b.csv", b"id,name\n1,a\r\n2,b\n"), table="t")
 
 
 def test_csv_header_names_are_trimmed_and_quoted(tmp_path, con):
