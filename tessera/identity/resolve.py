@@ -103,7 +103,7 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
         The lineage (``_idx``, ``tessera_id``), the shared values and the counts.
     """
     n_records = adapter.count(staged)
-    kv = adapter.create_table(f"{tag}keys", key_values(staged, keys, blocked).distinct(), temp=True)
+    kv = adapter.create_table(f"{tag}keys", key_values(staged, keys, blocked), temp=True)
     per_value = kv.group_by(["level", "value"]).agg(records=kv.count())
     if threshold is not None:
         shared_expr = per_value.filter(per_value.records > threshold)
