@@ -211,14 +211,14 @@ class DatasetBuilder:
             lineage = staged.select("_idx", **{TID: new_id(staged._tessera_record, 0)})
             n = self.adapter.count(staged)
             counts.update(records=n, unified=n, duplicates_merged=0)
-        records = staged.join(lineage, "_idx")
+        joined = staged.join(lineage, "_idx")
         records = self.adapter.create_table(
-            f"{tag}records", records.select(TID, *[c for c in records.columns if c not in (TID, "_idx")])
+            f"{tag}records", joined.select(TID, *[c for c in joined.columns if c not in (TID, "_idx", "_size")])
         )
         data_cols = [c.name for c in columns] + links
         if ds.deduplicate:
             merged = merge(
-                records,
+                joined,
                 [MergeColumn(c.name, c.merge) for c in columns]
                 + [MergeColumn(name, "most_recent") for name in links],
                 date_column=ds.date_column,

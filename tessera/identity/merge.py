@@ -24,11 +24,33 @@ def _most_frequent(rows: ibis.Table, col: str) -> ibis.Table:
 
 def merge(rows: ibis.Table, columns: list[MergeColumn], *, date_column: str | None,
           source_priority: list[str]) -> ibis.Table:
-    """Collapse ``rows`` (one per source record, with ``tessera_id``) into one row per unified record.
+    """Collapse ``rows`` (one per source record, with ``tessera_id`` and the record count
+    ``_size`` of its unified record) into one row per unified record.
 
-    Recency is the record date column when set and filled, else the import time; ties are broken
-    by record id so that every engine picks the same value.
+    Most unified records hold one source record: those are projected as they are, and only the
+    others are ranked and aggregated.
     """
+    single = rows.filter(rows._size == 1)
+    merged = _merge_groups(rows.filter(rows._size > 1), columns, date_column=date_column,
+                           source_priority=source_priority)
+    values = {}
+    for c in columns:
+        v = single[c.name]
+        values[c.name] = v.cast("string") if c.rule == "concat_unique" else v
+    alone = single.select(
+        TID, **values,
+        tessera_record_count=ibis.literal(1, "int64"),
+        tessera_sources=single._tessera_source,
+        tessera_first_seen=single._tessera_imported_at,
+        tessera_last_seen=single._tessera_imported_at,
+    )
+    return alone.union(merged.cast(alone.schema()), distinct=False)
+
+
+def _merge_groups(rows: ibis.Table, columns: list[MergeColumn], *, date_column: str | None,
+                  source_priority: list[str]) -> ibis.Table:
+    """Recency is the record date column when set and filled, else the import time; ties are
+    broken by record id so that every engine picks the same value."""
     when = rows["_tessera_imported_at"]
     if date_column:
         when = rows[date_column].cast("timestamp").coalesce(when)
@@ -60,12 +82,12 @@ def merge(rows: ibis.Table, columns: list[MergeColumn], *, date_column: str | No
         elif c.rule == "source_priority":
             aggs[c.name] = v.argmin(rows._p, where=v.notnull())
         elif c.rule == "concat_unique":
-            aggs[c.name] = v.cast("string").collect(distinct=True).sort().join(", ")
+            aggs[c.name] = v.cast("string").collect(distinct=True).sort().join(", ").nullif("")
         elif c.rule == "most_frequent":
             frequent.append(c.name)
         else:  # pragma: no cover - the configuration model forbids other values
             raise ValueError(c.rule)
-    aggs["tessera_record_count"] = rows._tessera_record.count()
+    aggs["tessera_record_count"] = rows._tessera_record.count().cast("int64")
     aggs["tessera_sources"] = rows._tessera_source.collect(distinct=True).sort().join(", ")
     aggs["tessera_first_seen"] = rows._tessera_imported_at.min()
     aggs["tessera_last_seen"] = rows._tessera_imported_at.max()

@@ -42,7 +42,7 @@ class IdentityKey:
 
 @dataclass
 class Resolution:
-    lineage: ibis.Table  # _idx, tessera_id
+    lineage: ibis.Table  # _idx, tessera_id, _size (records of its unified record)
     shared: pa.Table  # key, value, records
     counts: dict = field(default_factory=dict)
 
@@ -127,7 +127,8 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
 
     comp = adapter.create_table(
         f"{tag}components",
-        pa.table({"_idx": pa.array(np.arange(n_records, dtype=np.int64)), "_comp": pa.array(labels)}),
+        pa.table({"_idx": pa.array(np.arange(n_records, dtype=np.int64)), "_comp": pa.array(labels),
+                  "_size": pa.array(np.bincount(labels)[labels].astype(np.int64))}),
         temp=True,
     )
     members = staged.select("_idx", "_tessera_record").join(comp, "_idx")
@@ -145,7 +146,7 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
     else:
         tid = new_id(reps._rep_record, generation)
     ids = adapter.create_table(f"{tag}ids", reps.select("_comp", **{TID: tid}), temp=True)
-    lineage = comp.join(ids, "_comp").select("_idx", TID)
+    lineage = comp.join(ids, "_comp").select("_idx", TID, "_size")
     n_unified = int(len(np.unique(labels)))
     counts = {
         "records": n_records,

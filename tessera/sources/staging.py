@@ -136,17 +136,24 @@ def stage(
         rows = materialize(rows)
 
     ok = rows.filter(rows._reason.isnull())
-    w = ibis.window(group_by=[ok._tessera_batch, ok._tessera_record], order_by=[ok._tessera_line])
-    ok = ok.mutate(_dup=ibis.row_number().over(w), _first_line=ok._tessera_line.min().over(w))
-    dup = ok.filter(ok._dup > 0).mutate(
+    # Duplicate keys are rare: find them with a grouped count, and rank only their rows.
+    keyed = ["_tessera_batch", "_tessera_record"]
+    dup_keys = ok.group_by(keyed).agg(_n=ibis._.count()).filter(ibis._["_n"] > 1).select(*keyed)
+    suspects = ok.semi_join(dup_keys, keyed)
+    w = ibis.window(group_by=[suspects[k] for k in keyed], order_by=[suspects._tessera_line])
+    ranked = suspects.mutate(_dup=ibis.row_number().over(w), _first_line=suspects._tessera_line.min().over(w))
+    dup = ranked.filter(ranked._dup > 0).mutate(
         _reason=ibis.literal(f"duplicate record key ({keys_txt}) in the same file; first seen at line ")
-        .concat(ok._first_line.cast("string")),
+        .concat(ranked._first_line.cast("string")),
         _column=ibis.literal(src.record_keys[0]),
     )
-    good = ok.filter(ok._dup == 0)
-    # A record key imported again in a later batch is an update: the latest batch wins.
-    latest = ibis.window(group_by=[good._tessera_record], order_by=[ibis.desc(good._tessera_batch)])
-    good = good.mutate(_v=ibis.row_number().over(latest)).filter(ibis._["_v"] == 0)
+    good = ok.anti_join(dup_keys, keyed).union(
+        ranked.filter(ranked._dup == 0).drop("_dup", "_first_line"), distinct=False
+    )
+    if len(batches) > 1:
+        # A record key imported again in a later batch is an update: the latest batch wins.
+        latest = good.group_by("_tessera_record").agg(_tessera_batch=good._tessera_batch.max())
+        good = good.semi_join(latest, ["_tessera_record", "_tessera_batch"])
     staged = good.select(
         "_tessera_record", *META, "_tessera_imported_at", *[c for c in wanted]
     ).mutate(_tessera_source=ibis.literal(src.name))
