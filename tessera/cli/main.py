@@ -26,13 +26,15 @@ WorkspaceOpt = typer.Option(
 )
 
 
-def _ws_path(path: Optional[Path]) -> Path:
-    return Path(path or os.environ.get("TESSERA_WORKSPACE") or ".")
+def _ws_path() -> Path:
+    return Path(STATE.get("workspace") or os.environ.get("TESSERA_WORKSPACE") or ".")
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+          workspace: Optional[Path] = WorkspaceOpt) -> None:
     STATE["debug"] = debug
+    STATE["workspace"] = workspace
 
 
 def _progress() -> tuple[Progress, callable]:
@@ -84,9 +86,9 @@ def init(path: Path = typer.Argument(..., help="Folder of the new workspace."),
 
 
 @app.command()
-def apply(file: Path = typer.Argument(..., help="YAML configuration file."), workspace: Optional[Path] = WorkspaceOpt) -> None:
+def apply(file: Path = typer.Argument(..., help="YAML configuration file.")) -> None:
     """Apply a YAML configuration (connections, sources, datasets) to the workspace."""
-    with Workspace.open(_ws_path(workspace)) as ws:
+    with Workspace.open(_ws_path()) as ws:
         changes = ws.apply(file)
     if not any(changes.values()):
         console.print("No change.")
@@ -96,10 +98,9 @@ def apply(file: Path = typer.Argument(..., help="YAML configuration file."), wor
 
 
 @app.command("export")
-def export_config(workspace: Optional[Path] = WorkspaceOpt,
-                  output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout).")) -> None:
+def export_config(output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout).")) -> None:
     """Print the workspace configuration as YAML."""
-    with Workspace.open(_ws_path(workspace)) as ws:
+    with Workspace.open(_ws_path()) as ws:
         text = ws.export_config()
     if output:
         output.write_text(text, encoding="utf-8")
@@ -111,7 +112,7 @@ def export_config(workspace: Optional[Path] = WorkspaceOpt,
 @app.command()
 def run(workspace: Optional[Path] = WorkspaceOpt) -> None:
     """Import new files, unify the datasets and publish them."""
-    with Workspace.open(_ws_path(workspace)) as ws:
+    with Workspace.open(_ws_path()) as ws:
         bar, update = _progress()
         with bar:
             result = ws.run(progress=update)
@@ -121,7 +122,7 @@ def run(workspace: Optional[Path] = WorkspaceOpt) -> None:
 @app.command()
 def status(workspace: Optional[Path] = WorkspaceOpt) -> None:
     """Show published datasets and the last runs."""
-    with Workspace.open(_ws_path(workspace)) as ws:
+    with Workspace.open(_ws_path()) as ws:
         st = ws.status()
     t = Table(title=f"Workspace {st['path']} ({st['engine']})")
     for col in ("dataset", "rows", "version", "published at"):
@@ -142,10 +143,9 @@ def status(workspace: Optional[Path] = WorkspaceOpt) -> None:
 
 @app.command()
 def explain(tessera_id: str = typer.Argument(..., help="A unified id (tessera_id)."),
-            dataset: Optional[str] = typer.Option(None, help="Dataset (default: the first deduplicated one)."),
-            workspace: Optional[Path] = WorkspaceOpt) -> None:
+            dataset: Optional[str] = typer.Option(None, help="Dataset (default: the first deduplicated one).")) -> None:
     """Show the source records of a unified record and the chain of keys that merged them."""
-    with Workspace.open(_ws_path(workspace)) as ws:
+    with Workspace.open(_ws_path()) as ws:
         exp = ws.explain(tessera_id, dataset)
     for line in exp.lines():
         console.print(line, markup=False, highlight=False)
@@ -154,19 +154,18 @@ def explain(tessera_id: str = typer.Argument(..., help="A unified id (tessera_id
 @app.command("export-data")
 def export_data(dataset: str = typer.Argument(..., help="Published dataset name."),
                 output: Path = typer.Option(..., "--output", "-o", help="File to write (.csv or .parquet)."),
-                fmt: Optional[str] = typer.Option(None, "--format", help="csv or parquet (default: from the file name)."),
-                workspace: Optional[Path] = WorkspaceOpt) -> None:
+                fmt: Optional[str] = typer.Option(None, "--format", help="csv or parquet (default: from the file name).")) -> None:
     """Export a published dataset to CSV or Parquet."""
-    with Workspace.open(_ws_path(workspace)) as ws:
+    with Workspace.open(_ws_path()) as ws:
         path = ws.export_data(dataset, output, fmt)
     console.print(f"Wrote {path}")
 
 
 @app.command()
 def rejects(source: Optional[str] = typer.Option(None, help="Only this source."),
-            limit: int = typer.Option(20, help="Rows to show."), workspace: Optional[Path] = WorkspaceOpt) -> None:
+            limit: int = typer.Option(20, help="Rows to show.")) -> None:
     """List rejected rows with their file, line and reason."""
-    with Workspace.open(_ws_path(workspace)) as ws:
+    with Workspace.open(_ws_path()) as ws:
         rows = ws.adapter.to_arrow(ws.rejects(source).limit(limit)).to_pylist()
     t = Table(title="Rejected rows")
     for col in ("source", "file", "line", "column", "reason"):
