@@ -84,10 +84,13 @@ class EngineAdapter:
 
         reader = self.con.to_pyarrow_batches(expr)
         if fmt == "csv":
-            options = pacsv.WriteOptions(quoting_style="needed")
-            with pacsv.CSVWriter(path, reader.schema, write_options=options) as writer:
-                for batch in reader:
-                    writer.write_batch(batch)
+            # The header is written by hand: pyarrow quotes every header name.
+            options = pacsv.WriteOptions(quoting_style="needed", include_header=False)
+            with open(path, "wb") as fh:
+                fh.write((",".join(_csv_field(n) for n in reader.schema.names) + "\n").encode())
+                with pacsv.CSVWriter(fh, reader.schema, write_options=options) as writer:
+                    for batch in reader:
+                        writer.write_batch(batch)
         else:
             with pq.ParquetWriter(path, reader.schema) as writer:
                 for batch in reader:
@@ -142,3 +145,9 @@ class EngineAdapter:
     def close(self) -> None:
         pass
 
+
+
+def _csv_field(text: str) -> str:
+    if any(ch in text for ch in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
