@@ -231,6 +231,30 @@ class Workspace:
         t = self.table(REJECTS_VIEW)
         return t.filter(t.source == source) if source else t
 
+    def describe(self, dataset: str) -> list[dict]:
+        """The columns of a dataset: type, semantic field (declared or suggested) and merge rule."""
+        from tessera.datasets.build import dataset_columns
+
+        ds = next((d for d in self.config.datasets if d.name == dataset), None)
+        if ds is None:
+            raise TesseraError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets()) or 'none'})")
+        declared = {c.name: c for c in ds.columns}
+        stage_types = {}
+        for m in ds.mappings:
+            stage_types[m.source] = dict(self.store.get_source_schema(m.source))
+        out = []
+        for spec in dataset_columns(ds, stage_types):
+            cfg = declared.get(spec.name)
+            sources = {m.source: m.columns[spec.name] for m in ds.mappings if spec.name in m.columns}
+            out.append({
+                "column": spec.name, "type": spec.type, "semantic": spec.semantic,
+                "semantic_from": "declared" if cfg and cfg.semantic else ("suggested" if spec.semantic else None),
+                "merge": spec.merge if ds.deduplicate else None,
+                "identity_key": any(k.column == spec.name for k in ds.identity_keys),
+                "sources": sources,
+            })
+        return out
+
     def status(self) -> dict:
         """Published datasets with their row counts, and the last runs."""
         pubs = []

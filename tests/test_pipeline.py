@@ -261,3 +261,29 @@ def test_second_writer_gets_a_clear_message(make_workspace):
         with pytest.raises(WorkspaceError, match="being written"):
             with other.writing():
                 pass
+
+
+def test_metadata_store_on_postgresql(tmp_path, postgres_db_url, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "crm_1.csv").write_bytes(CRM.encode("utf-8"))
+    (data / "shop.json").write_text(json.dumps(SHOP))
+    (data / "orders.ndjson").write_text("\n".join(json.dumps(o) for o in ORDERS) + "\n")
+    (tmp_path / "workspace.yaml").write_text(textwrap.dedent(CONFIG))
+    monkeypatch.setenv("TESSERA_METADATA_URL", postgres_db_url)
+    ws = Workspace.init(tmp_path / "ws")
+    assert not (tmp_path / "ws" / "metadata.sqlite").exists()
+    ws.apply(tmp_path / "workspace.yaml")
+    assert ws.run().status == "succeeded"
+    assert ws.run().sources["crm"]["files_skipped"] == 1  # the archive lives in PostgreSQL too
+    assert len(rows(ws, "contacts")) == 6
+    ws.close()
+
+
+def test_describe_shows_semantic_fields(make_workspace):
+    ws = make_workspace()
+    cols = {c["column"]: c for c in ws.describe("contacts")}
+    assert cols["email"]["semantic"] == "Email" and cols["email"]["semantic_from"] == "declared"
+    assert cols["first_name"]["semantic"] == "FirstName" and cols["first_name"]["semantic_from"] == "suggested"
+    assert cols["birth_date"]["semantic"] == "BirthDate"
+    assert cols["email"]["identity_key"] and cols["email"]["sources"] == {"crm": "courriel", "shop": "email"}

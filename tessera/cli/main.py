@@ -151,6 +151,21 @@ def explain(tessera_id: str = typer.Argument(..., help="A unified id (tessera_id
         console.print(line, markup=False, highlight=False)
 
 
+@app.command()
+def columns(dataset: str = typer.Argument(..., help="Dataset name.")) -> None:
+    """Show a dataset's columns with their type, semantic field and merge rule."""
+    with Workspace.open(_ws_path()) as ws:
+        cols = ws.describe(dataset)
+    t = Table(title=f"Dataset {dataset}")
+    for col in ("column", "type", "semantic field", "merge rule", "identity key", "from sources"):
+        t.add_column(col)
+    for c in cols:
+        semantic = f"{c['semantic']} ({c['semantic_from']})" if c["semantic"] else "-"
+        t.add_row(c["column"], c["type"], semantic, c["merge"] or "-", "yes" if c["identity_key"] else "",
+                  ", ".join(f"{s}.{col}" for s, col in c["sources"].items()))
+    console.print(t)
+
+
 @app.command("export-data")
 def export_data(dataset: str = typer.Argument(..., help="Published dataset name."),
                 output: Path = typer.Option(..., "--output", "-o", help="File to write (.csv or .parquet)."),
