@@ -287,3 +287,38 @@ def test_describe_shows_semantic_fields(make_workspace):
     assert cols["first_name"]["semantic"] == "FirstName" and cols["first_name"]["semantic_from"] == "suggested"
     assert cols["birth_date"]["semantic"] == "BirthDate"
     assert cols["email"]["identity_key"] and cols["email"]["sources"] == {"crm": "courriel", "shop": "email"}
+
+
+def test_key_limit_splits_instead_of_merging(tmp_path, engine):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cards.csv").write_text(
+        "row,card,email,phone\n"
+        "1,C1,a@example.com,\n"
+        "2,C2,a@example.com,\n"  # another card with the same email: must not merge with row 1
+        "3,C3,b@example.com,0612345678\n"
+        "4,,b@example.com,\n"  # no card: merges with row 3
+        "5,,,06 12 34 56 78\n"  # same phone as row 3: merges too
+    )
+    (tmp_path / "w.yaml").write_text(textwrap.dedent("""
+        connections: [{name: files, type: local, path: data}]
+        sources:
+          - name: cards
+            connection: files
+            pattern: cards.csv
+            record_keys: [row]
+            normalize: {email: [email], phone: [{phone: {country: FR}}]}
+        datasets:
+          - name: contacts
+            deduplicate: true
+            identity_keys: [{column: card, limit: 1}, {column: email}, {column: phone}]
+            columns: [{name: email, semantic: Email}, {name: phone, semantic: Phone}]
+            mappings: [{source: cards, columns: {card: card, email: email, phone: phone, row: row}}]
+    """))
+    ws = Workspace.init(tmp_path / "ws", warehouse=engine)
+    ws.apply(tmp_path / "w.yaml")
+    result = ws.run()
+    lineage = {r["_tessera_record"]: r["tessera_id"] for r in rows(ws, "contacts__lineage")}
+    assert lineage["cards:1"] != lineage["cards:2"]
+    assert lineage["cards:3"] == lineage["cards:4"] == lineage["cards:5"]
+    assert result.datasets["contacts"]["refused_by_limits"] == 2

@@ -1,0 +1,81 @@
+"""Merge rules on hand-computable records (DuckDB in memory)."""
+
+from datetime import datetime
+
+import ibis
+import pytest
+
+from tessera.identity.merge import MergeColumn, merge
+
+
+@pytest.fixture
+def con():
+    return ibis.duckdb.connect()
+
+
+def t(day):
+    return datetime(2024, 1, day)
+
+
+ROWS = {
+    # three records of customer A, one of customer B
+    "tessera_id": ["A", "A", "A", "B"],
+    "_size": [3, 3, 3, 1],
+    "_tessera_record": ["crm:1", "shop:1", "pos:1", "crm:2"],
+    "_tessera_source": ["crm", "shop", "pos", "crm"],
+    "_tessera_imported_at": [t(1), t(2), t(3), t(1)],
+    "updated": [t(10), t(30), t(20), t(5)],
+    "name": ["Jean", "Jean", "JEAN", "Ana"],
+    "city": ["Lyon", None, "Paris", None],
+    "amount": [10, 30, 20, 7],
+}
+
+
+def merged(con, rule, col, date_column="updated", priority=("pos", "crm", "shop")):
+    rows = ibis.memtable(ROWS)
+    out = merge(rows, [MergeColumn(col, rule)], date_column=date_column, source_priority=list(priority))
+    return {r["tessera_id"]: r[col] for r in con.to_pyarrow(out).to_pylist()}
+
+
+def test_most_recent_takes_the_latest_record_even_when_empty(con):
+    # shop:1 has the latest update (30) and no city
+    assert merged(con, "most_recent", "city") == {"A": None, "B": None}
+
+
+def test_non_null_most_recent_skips_empty_values(con):
+    assert merged(con, "non_null_most_recent", "city") == {"A": "Paris", "B": None}
+
+
+def test_first_is_the_oldest_record(con):
+    assert merged(con, "first", "amount") == {"A": 10, "B": 7}
+
+
+def test_recency_falls_back_to_import_time(con):
+    assert merged(con, "most_recent", "amount", date_column=None) == {"A": 20, "B": 7}
+
+
+def test_most_frequent_with_ties_broken_by_recency(con):
+    assert merged(con, "most_frequent", "name") == {"A": "Jean", "B": "Ana"}
+
+
+def test_max_min(con):
+    assert merged(con, "max", "amount") == {"A": 30, "B": 7}
+    assert merged(con, "min", "amount") == {"A": 10, "B": 7}
+
+
+def test_source_priority_takes_the_first_trusted_non_empty_value(con):
+    assert merged(con, "source_priority", "name") == {"A": "JEAN", "B": "Ana"}
+    assert merged(con, "source_priority", "city", priority=("shop", "crm", "pos")) == {"A": "Lyon", "B": None}
+
+
+def test_concat_unique_sorts_distinct_values(con):
+    assert merged(con, "concat_unique", "city") == {"A": "Lyon, Paris", "B": None}
+
+
+def test_record_count_and_sources(con):
+    rows = ibis.memtable(ROWS)
+    out = con.to_pyarrow(merge(rows, [], date_column=None, source_priority=[])).to_pylist()
+    by_id = {r["tessera_id"]: r for r in out}
+    assert by_id["A"]["tessera_record_count"] == 3
+    assert by_id["A"]["tessera_sources"] == "crm, pos, shop"
+    assert by_id["B"]["tessera_sources"] == "crm"
