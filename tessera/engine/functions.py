@@ -1,14 +1,17 @@
 """The few column functions whose SQL differs between engines.
 
 Everything else in Tessera is written once as portable Ibis expressions; the functions here
-take the Ibis backend name (``con.name``: ``"duckdb"`` or ``"pyspark"``) and emit the
-engine's own function, so that both engines return the same values for the same input.
+take the Ibis backend name (``con.name``: ``"duckdb"``, ``"pyspark"`` or ``"postgres"``) and emit
+the engine's own function, so that every engine returns the same values for the same input.
+:func:`postgres_regex` translates the RE2 patterns of Tessera into PostgreSQL's own dialect
+(the PostgreSQL adapter applies it to every pattern when it compiles an expression).
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
+import re
 import unicodedata
 from collections.abc import Callable
 
@@ -17,7 +20,7 @@ import ibis.expr.types as ir
 
 from tessera.errors import ConfigError, EngineError
 
-SUPPORTED_BACKENDS = ("duckdb", "pyspark")
+SUPPORTED_BACKENDS = ("duckdb", "pyspark", "postgres")
 
 # --------------------------------------------------------------------------- builtin functions
 # Declared as builtin UDFs: Ibis emits the call as is, the engine resolves the name.
@@ -41,6 +44,11 @@ def _duckdb_regexp_extract_all(value: str, pattern: str) -> list[str]:  # pragma
 @ibis.udf.scalar.builtin(name="initcap")
 def _spark_initcap(value: str) -> str:  # pragma: no cover - declaration
     """Spark: lower-case, then upper-case the first letter after each space."""
+
+
+@ibis.udf.scalar.builtin(name="regexp_split_to_array")
+def _postgres_regexp_split_to_array(value: str, pattern: str) -> list[str]:  # pragma: no cover - declaration
+    """PostgreSQL: the pieces of ``value`` between the matches of ``pattern`` (an ARE)."""
 
 
 @ibis.udf.scalar.builtin(name="strip_accents")
@@ -146,6 +154,38 @@ def strftime_to_regex(strftime_format: str) -> str:
     return "^" + "".join(regex for _, _, regex in _tokens(strftime_format)) + r"\z"
 
 
+def _postgres_parse(expr: ir.StringValue, strftime_format: str) -> ir.DateValue:
+    """PostgreSQL: the date of a text that has the format's shape, NULL when a field is out of range.
+
+    PostgreSQL's own parsers raise on a wrong date (31/02): the fields are taken with the shape's
+    groups and checked here, the way strptime checks them, before ``make_date`` runs."""
+    tokens = _tokens(strftime_format)
+    capture = "^" + "".join(f"({regex})" if kind == "directive" else regex for kind, _, regex in tokens) + r"\z"
+    fields: dict[str, ir.IntegerValue] = {}
+    group = 0
+    for kind, java, _ in tokens:
+        if kind != "directive":
+            continue
+        group += 1
+        fields[java[-1]] = expr.re_extract(capture, group).cast("int64")
+    if "y" in fields and "yyyy" not in [java for kind, java, _ in tokens]:
+        two = fields["y"]
+        year = ibis.ifelse(two <= 68, two + 2000, two + 1900)
+    else:
+        year = fields.get("y", ibis.literal(1900))
+    month = fields.get("M", ibis.literal(1))
+    day = fields.get("d", ibis.literal(1))
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    days = ibis.cases(
+        (month.isin([4, 6, 9, 11]), 30), (month == 2, ibis.ifelse(leap, 29, 28)), else_=31
+    )
+    valid = month.between(1, 12) & day.between(1, days)
+    for letter, top in (("H", 23), ("m", 59), ("s", 59)):
+        if letter in fields:
+            valid &= fields[letter] <= top
+    return ibis.ifelse(valid, ibis.date(year, month, day), ibis.null("date"))
+
+
 def try_parse_date(expr: ir.StringValue, strftime_format: str, backend: str) -> ir.DateValue:
     """Parse ``expr`` with a strftime format; NULL when the value does not parse (never an error).
 
@@ -158,6 +198,8 @@ def try_parse_date(expr: ir.StringValue, strftime_format: str, backend: str) -> 
     shape = strftime_to_regex(strftime_format)
     if backend == "duckdb":
         parsed = _duckdb_try_strptime(expr, strftime_format).cast("date")
+    elif backend == "postgres":
+        parsed = _postgres_parse(expr, strftime_format)
     else:
         parsed = _spark_try_to_timestamp(expr, strftime_to_java(strftime_format)).cast("date")
         if "%y" in strftime_format.replace("%%", ""):
@@ -187,6 +229,12 @@ def title_case(expr: ir.StringValue, backend: str) -> ir.StringValue:
         pattern = f"[^{seps}]+|[{seps}]+"
         words = _duckdb_regexp_extract_all(expr.lower(), pattern)
         return words.map(lambda w: w.substr(0, 1).upper() + w.substr(1)).join("")
+    if backend == "postgres":
+        # the same words and separator runs as DuckDB's, cut at each boundary between the two
+        seps = "".join(s for s in TITLE_SEPARATORS if s != "-") + "-"
+        boundary = f"(?<=[{seps}])(?=[^{seps}])|(?<=[^{seps}])(?=[{seps}])"
+        words = _postgres_regexp_split_to_array(expr.lower(), boundary)
+        return words.map(lambda w: w.substr(0, 1).upper() + w.substr(1)).join("")
     # Spark's initcap only starts a word after a space: add one after every other separator,
     # capitalize, then take exactly those added spaces out again.
     value = expr
@@ -204,8 +252,8 @@ def accent_table() -> tuple[str, str]:
     """(letters with accents, the same letters without) for every character of the Basic
     Multilingual Plane that decomposes into one ASCII letter or digit plus combining marks.
 
-    The same mapping as DuckDB's ``strip_accents`` on those characters; Spark has no such
-    function and uses TRANSLATE with this table."""
+    The same mapping as DuckDB's ``strip_accents`` on those characters; Spark and PostgreSQL
+    (whose ``unaccent`` is an extension, not always installed) use TRANSLATE with this table."""
     src, dst = [], []
     for cp in range(0x80, 0x10000):
         ch = chr(cp)
@@ -232,8 +280,9 @@ def bind(expr: ir.Value, body: Callable[[ir.Value], ir.Value], backend: str) -> 
     """``body(expr)``, with ``expr`` evaluated once per row even when ``body`` uses it many times.
 
     DuckDB shares repeated sub-expressions by itself. Spark would repeat ``expr`` inside every
-    branch of a large CASE and can exceed the 64 KB limit of a generated Java method; a
-    one-element array and a lambda bind the value to a variable instead.
+    branch of a large CASE and can exceed the 64 KB limit of a generated Java method, and
+    PostgreSQL would evaluate it again in every branch; a one-element array and a lambda bind the
+    value to a variable instead.
     """
     check_backend(backend, "bind")
     if backend == "duckdb":
@@ -245,17 +294,109 @@ def bind(expr: ir.Value, body: Callable[[ir.Value], ir.Value], backend: str) -> 
 
 
 def regex_pattern(pattern: str, backend: str) -> str:
-    """Adapt an RE2 pattern for the engine: Java spells named groups ``(?<name>...)``."""
+    """Adapt an RE2 pattern for the engine: Java spells named groups ``(?<name>...)``.
+
+    PostgreSQL patterns stay RE2 here: the PostgreSQL adapter translates every pattern of an
+    expression with :func:`postgres_regex` when it compiles it."""
     check_backend(backend, "regex_replace")
     if backend == "pyspark":
         return pattern.replace("(?P<", "(?<")
     return pattern
 
 
+_PG_CLASSES = {"d": "0-9", "s": "\\t\\n\\f\\r ", "w": "0-9A-Za-z_"}
+_PG_FLAGS = {"i": "i", "m": "w", "s": ""}  # RE2 flag -> ARE flag (dot-all is done on the dots)
+
+
+def _pg_char(code: int) -> str:
+    return f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}"
+
+
+def postgres_regex(pattern: str) -> str:
+    """Translate an RE2 pattern (as written for DuckDB) into a PostgreSQL ARE of the same meaning.
+
+    ``\\z`` -> ``\\Z``; ``\\x{HHHH}`` and ``\\xHH`` -> ``\\uHHHH``; ``\\d``, ``\\s``, ``\\w`` and
+    their negations -> the ASCII classes RE2 gives them; ``\\b`` -> ``\\y``; ``.`` -> ``[^\\n]`` (RE2's
+    dot stops at a newline, PostgreSQL's does not) unless the pattern starts with ``(?s)``;
+    named groups ``(?P<name>...)`` -> plain groups; leading flags ``(?i)``, ``(?m)``, ``(?s)``
+    -> ARE flags. Alternatives still pick the longest match in PostgreSQL (POSIX rule) where
+    RE2 takes the first one that matches: only groups inside a match can differ, never whether
+    a text matches.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    dot_all = False
+    lead = re.match(r"\(\?([a-zA-Z]+)\)", pattern)
+    if lead and set(lead.group(1)) <= set(_PG_FLAGS):
+        flags = "".join(_PG_FLAGS[f] for f in lead.group(1))
+        dot_all = "s" in lead.group(1)
+        if flags:
+            out.append(f"(?{flags})")
+        i = lead.end()
+    in_class = False
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = pattern[i + 1]
+            if nxt == "x":
+                if pattern.startswith("{", i + 2):
+                    end = pattern.index("}", i + 3)
+                    code, i = int(pattern[i + 3 : end], 16), end + 1
+                else:
+                    code, i = int(pattern[i + 2 : i + 4], 16), i + 4
+                out.append(_pg_char(code))
+                continue
+            i += 2
+            if nxt == "z":
+                out.append("\\Z")
+            elif nxt in _PG_CLASSES:
+                out.append(_PG_CLASSES[nxt] if in_class else f"[{_PG_CLASSES[nxt]}]")
+            elif nxt.lower() in _PG_CLASSES and not in_class:
+                out.append(f"[^{_PG_CLASSES[nxt.lower()]}]")
+            elif nxt in "bB" and not in_class:
+                out.append("\\y" if nxt == "b" else "\\Y")
+            else:
+                out.append(ch + nxt)
+            continue
+        if in_class:
+            if pattern.startswith("[:", i):  # [[:alpha:]]
+                end = pattern.index(":]", i) + 2
+                out.append(pattern[i:end])
+                i = end
+                continue
+            if ch == "]":
+                in_class = False
+            out.append(ch)
+            i += 1
+            continue
+        if ch == "[":
+            in_class = True
+            out.append(ch)
+            i += 1
+            if pattern.startswith("^", i):
+                out.append("^")
+                i += 1
+            if pattern.startswith("]", i):  # a leading ] is a literal one
+                out.append("\\]")
+                i += 1
+            continue
+        if ch == "." and not dot_all:
+            out.append("[^\\n]")
+        elif pattern.startswith("(?P<", i):
+            out.append("(")
+            i = pattern.index(">", i) + 1
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def regex_replacement(replacement: str, backend: str) -> str:
     """Adapt an RE2 replacement (``\\1`` for a group, ``\\\\`` for a backslash) for the engine.
 
-    DuckDB takes it as is; Java (Spark) spells groups ``$1`` and needs ``$`` and ``\\`` escaped.
+    DuckDB takes it as is; Java (Spark) spells groups ``$1`` and needs ``$`` and ``\\`` escaped;
+    PostgreSQL takes it as is but spells the whole match ``\\&`` where RE2 writes ``\\0``.
     """
     check_backend(backend, "regex_replace")
     out: list[str] = []
@@ -265,7 +406,10 @@ def regex_replacement(replacement: str, backend: str) -> str:
         if ch == "\\":
             nxt = replacement[i + 1] if i + 1 < len(replacement) else ""
             if nxt.isdigit():
-                out.append(("$" if backend == "pyspark" else "\\") + nxt)
+                if backend == "postgres" and nxt == "0":
+                    out.append("\\&")
+                else:
+                    out.append(("$" if backend == "pyspark" else "\\") + nxt)
             elif nxt == "\\":
                 out.append("\\\\")
             else:
