@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import resource
 import shutil
 import sys
@@ -80,12 +81,14 @@ def main() -> None:
     queue = ctx.Queue()
     proc = ctx.Process(target=_pipeline, args=(str(data_dir), str(ws_dir),
                                                str(args.profile) if args.profile else None, queue))
+    load_before = os.getloadavg()
     t_start = time.perf_counter()
     proc.start()
     out = queue.get()
     proc.join()
     t_child = time.perf_counter() - t_start
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_mb = usage.ru_maxrss / 1024
     shutil.rmtree(ws_dir.parent, ignore_errors=True)
     if "error" in out:
         print(out["error"], file=sys.stderr)
@@ -117,6 +120,9 @@ def main() -> None:
     share = out["linked"] / out["orders"] if out["orders"] else 0.0
     print(f"orders linked to a contact: {out['linked']:,} of {out['orders']:,} ({share:.2%})")
     print(f"peak RSS of the run's process: {peak_mb:,.0f} MB")
+    print(f"CPU of the run's process: user {usage.ru_utime:.1f} s, system {usage.ru_stime:.1f} s "
+          f"({os.cpu_count()} CPUs); load average before the run: "
+          f"{load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f} (1 / 5 / 15 min)")
     if args.profile:
         print(f"cProfile statistics: {args.profile}")
 

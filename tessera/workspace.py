@@ -106,9 +106,13 @@ class Workspace:
             from tessera.engine.spark import SparkAdapter
 
             return SparkAdapter(self.path / "spark", master=engine.removeprefix("spark:") if ":" in engine else None)
+        if engine.startswith(("postgresql://", "postgresql+psycopg://")):
+            from tessera.engine.postgres import PostgresAdapter
+
+            return PostgresAdapter(engine)
         raise WorkspaceError(
             f"Unknown warehouse '{engine}' (setting TESSERA_WAREHOUSE or workspace.json 'warehouse'): "
-            "use duckdb or spark."
+            "use duckdb, spark or a postgresql:// URL."
         )
 
     def close(self) -> None:

@@ -70,6 +70,7 @@ def spark_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         SparkSession.builder.master("local[2]")
         .appName("tessera-tests")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.warehouse.dir", str(base / "warehouse"))
         .config("spark.local.dir", str(base / "local"))
         .config("spark.sql.session.timeZone", "UTC")

@@ -23,6 +23,20 @@ from tessera.errors import EngineError
 _SESSION = None
 
 
+def _patch_compiler() -> None:
+    """Ibis trims Python's ``string.whitespace``, whose \\x0b and \\x0c Spark SQL reads back as the
+    letters 'v' and 'f' ('false' would lose its 'f'): trim the usual blanks only."""
+    from ibis.backends.sql.compilers.pyspark import PySparkCompiler
+
+    blanks = " \t\n\r"
+    PySparkCompiler.visit_Strip = lambda self, op, *, arg: self.f.trim(arg, blanks)
+    PySparkCompiler.visit_LStrip = lambda self, op, *, arg: self.f.ltrim(arg, blanks)
+    PySparkCompiler.visit_RStrip = lambda self, op, *, arg: self.f.rtrim(arg, blanks)
+
+
+_patch_compiler()
+
+
 def spark_session(master: str | None = None, warehouse_dir: str | None = None):
     """The process's Spark session, created once (start-up takes seconds)."""
     global _SESSION
@@ -41,6 +55,7 @@ def spark_session(master: str | None = None, warehouse_dir: str | None = None):
         SparkSession.builder.master(master or os.environ.get("TESSERA_SPARK_MASTER", "local[2]"))
         .appName("tessera")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", os.environ.get("TESSERA_SPARK_PARTITIONS", "4"))
         .config("spark.driver.memory", os.environ.get("TESSERA_SPARK_DRIVER_MEMORY", "2g"))

@@ -1,0 +1,398 @@
+"""PostgreSQL as the warehouse engine (``TESSERA_WAREHOUSE=postgresql://user@host/db``).
+
+Tables live in the database's current schema. The published names are views, re-pointed in one
+transaction together with the catalog table ``_tessera_catalog`` (PostgreSQL's DDL is
+transactional: readers see the whole previous publication or the whole new one). A run's work
+tables are UNLOGGED (no write-ahead log; they are rebuilt by a run anyway) and carry the run's
+prefix, so the pipeline's garbage collection drops them.
+
+Files are parsed by the embedded DuckDB reader like on every engine, then streamed into
+PostgreSQL with ``COPY ... FROM STDIN`` as CSV written by Arrow, chunk by chunk.
+
+The pipeline's Ibis expressions are compiled by :class:`PostgresCompiler`, which keeps the
+results identical to DuckDB's where PostgreSQL's own functions differ:
+
+* regular expressions are written for RE2; they are translated into PostgreSQL's dialect
+  (:func:`tessera.engine.functions.postgres_regex`);
+* ``try_cast`` from text never raises: PostgreSQL has no TRY_CAST, so the text's shape and
+  range are checked first (numbers as DuckDB reads them, ISO dates and timestamps with a
+  calendar check), anything else gives NULL;
+* ``lower``/``upper`` use a UTF-8 collation when the database's own is ``C`` (which changes
+  the case of ASCII letters only);
+* ``hexdigest`` uses PostgreSQL's ``md5``/``sha256``.
+"""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.operations as ops
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlglot as sg
+import sqlglot.expressions as sge
+from ibis.backends.sql.compilers.postgres import PostgresCompiler as _IbisPostgresCompiler
+
+from tessera.engine.base import EngineAdapter, FileImport, q
+from tessera.engine.functions import postgres_regex
+from tessera.errors import EngineError, WorkspaceError
+
+CATALOG = "_tessera_catalog"  # published name -> table, changed in the publication's transaction
+COPY_ROWS = 50_000  # rows per CSV chunk written into a COPY stream
+
+# Collations whose lower/upper follow Unicode like DuckDB's, in order of preference.
+_CASE_COLLATIONS = ("C.utf8", "C.UTF-8", "en_US.utf8", "en_US.UTF-8", "und-x-icu")
+
+
+# --------------------------------------------------------------------------- compiler
+
+_NUMBER = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?\s*$"
+_SPECIAL_FLOAT = r"^\s*[+-]?(inf|infinity|nan)\s*$"
+_DATE_PART = r"([0-9]{1,4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})"
+_TIME_PART = r"(?:[T ]([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?)?"
+_ZONE_PART = r"(?:\s*(?:Z|UTC|[+-][0-9]{2}(?::?[0-9]{2})?))?"
+_DATETIME = rf"^\s*{_DATE_PART}{_TIME_PART}{_ZONE_PART}\s*$"
+_INT_RANGES = {
+    8: (-128, 127), 16: (-32768, 32767), 32: (-2147483648, 2147483647),
+    64: (-9223372036854775808, 9223372036854775807),
+}
+_TRUE = ("true", "t", "yes", "y", "on", "1")
+_FALSE = ("false", "f", "no", "n", "off", "0")
+
+
+def _sql(template: str, **values: sge.Expression) -> sge.Expression:
+    """Parse a PostgreSQL expression and put the given expressions in place of ``__name__`` columns."""
+    tree = sg.parse_one(template, read="postgres")
+
+    def swap(node):
+        if isinstance(node, sge.Column) and node.name.startswith("__") and node.name.strip("_") in values:
+            return values[node.name.strip("_")].copy()
+        return node
+
+    return tree.transform(swap)
+
+
+class PostgresCompiler(_IbisPostgresCompiler):
+    """Ibis's PostgreSQL compiler, with the few operations Tessera needs to behave as on DuckDB."""
+
+    __slots__ = ("case_collation",)
+
+    # Compiled here instead (``__init_subclass__`` turns SIMPLE_OPS into methods).
+    SIMPLE_OPS = {k: v for k, v in _IbisPostgresCompiler.SIMPLE_OPS.items() if k is not ops.RegexSearch}
+
+    def __init__(self, case_collation: str | None = None):
+        super().__init__()
+        self.case_collation = case_collation
+
+    # ---------------------------------------------------------------- case
+    def _collated(self, arg):
+        if self.case_collation is None:
+            return arg
+        return sge.Collate(this=arg, expression=sg.to_identifier(self.case_collation, quoted=True))
+
+    def visit_Lowercase(self, op, *, arg):
+        return self.f.lower(self._collated(arg))
+
+    def visit_Uppercase(self, op, *, arg):
+        upper = self.f.upper(self._collated(arg))
+        # DuckDB upper-cases the sharp s to the capital sharp s; libc leaves it as it is
+        return self.f.replace(upper, "\u00df", "\u1e9e") if self.case_collation else upper
+
+    # ---------------------------------------------------------------- regular expressions
+    @staticmethod
+    def _pattern(op_pattern, pattern):
+        if isinstance(op_pattern, ops.Literal) and isinstance(op_pattern.value, str):
+            return sge.convert(postgres_regex(op_pattern.value))
+        return pattern
+
+    def visit_RegexSearch(self, op, *, arg, pattern):
+        return sge.RegexpLike(this=arg, expression=self._pattern(op.pattern, pattern))
+
+    def visit_RegexReplace(self, op, *, arg, pattern, replacement):
+        return self.f.regexp_replace(arg, self._pattern(op.pattern, pattern), replacement, "g")
+
+    def visit_RegexExtract(self, op, *, arg, pattern, index):
+        if isinstance(op.pattern, ops.Literal) and isinstance(op.pattern.value, str):
+            # group 0 is the whole match: wrap the pattern in one more group (after its flags)
+            translated = postgres_regex(op.pattern.value)
+            flags = ""
+            if translated.startswith("(?") and ")" in translated and translated[2:translated.index(")")].isalpha():
+                flags, translated = translated[: translated.index(")") + 1], translated[translated.index(")") + 1 :]
+            pattern = sge.convert(f"{flags}({translated})")
+        else:
+            pattern = self.f.concat("(", pattern, ")")
+        # (sqlglot shifts the index to PostgreSQL's 1-based arrays)
+        found = sge.paren(self.f.regexp_match(arg, pattern), copy=False)[index]
+        # like DuckDB and Spark: '' when the text does not match, NULL only for a NULL text
+        return self.f.coalesce(found, self.if_(arg.is_(sg.not_(sge.Null())), sge.convert(""), sge.Null()))
+
+    # ---------------------------------------------------------------- hashes
+    def visit_HexDigest(self, op, *, arg, how):
+        if how == "md5":
+            return self.f.md5(arg)
+        if how in ("sha224", "sha256", "sha384", "sha512"):
+            return self.f.encode(self.f[how](self.f.convert_to(arg, "UTF8")), "hex")
+        return super().visit_HexDigest(op, arg=arg, how=how)
+
+    # ---------------------------------------------------------------- casts that never raise
+    def visit_TryCast(self, op, *, arg, to):
+        from_ = op.arg.dtype
+        if from_.is_string() and not to.is_string():
+            if to.is_integer():
+                lo, hi = _INT_RANGES[to.nbytes * 8]
+                pg_type = self.type_mapper.from_ibis(to).sql("postgres")
+                return _sql(
+                    f"CASE WHEN __x__ ~ '{_NUMBER}' AND round(__x__::numeric) BETWEEN {lo} AND {hi} "
+                    f"THEN round(__x__::numeric)::{pg_type} END",
+                    x=arg,
+                )
+            if to.is_floating():
+                value = _sql(
+                    f"CASE WHEN __x__ ~* '{_SPECIAL_FLOAT}' THEN __x__::float8 "
+                    f"WHEN __x__ ~ '{_NUMBER}' THEN CASE "
+                    "WHEN abs(__x__::numeric) >= 1.797693134862315807e308 THEN sign(__x__::numeric) * 'Infinity'::float8 "
+                    "WHEN abs(__x__::numeric) < 2.4703282292062328e-324 THEN 0::float8 "
+                    "ELSE __x__::numeric::float8 END END",
+                    x=arg,
+                )
+                return value if to.is_float64() else self.cast(value, to)
+            if to.is_decimal():
+                precision = to.precision or 38
+                scale = to.scale or 0
+                return _sql(
+                    f"CASE WHEN __x__ ~ '{_NUMBER}' AND abs(round(__x__::numeric, {scale})) < 1e{precision - scale} "
+                    f"THEN round(__x__::numeric, {scale})::numeric({precision}, {scale}) END",
+                    x=arg,
+                )
+            if to.is_boolean():
+                trues = ", ".join(f"'{w}'" for w in _TRUE)
+                falses = ", ".join(f"'{w}'" for w in _FALSE)
+                return _sql(
+                    f"CASE WHEN lower(btrim(__x__)) IN ({trues}) THEN TRUE "
+                    f"WHEN lower(btrim(__x__)) IN ({falses}) THEN FALSE END",
+                    x=arg,
+                )
+            if to.is_date() or to.is_timestamp():
+                return _sql(_try_datetime(to.is_timestamp()), x=arg)
+        if (from_.is_floating() or from_.is_decimal()) and to.is_integer():
+            lo, hi = _INT_RANGES[to.nbytes * 8]
+            return self.if_(
+                sge.Between(this=arg, low=sge.convert(lo), high=sge.convert(hi)),
+                self.cast(self.f.round(self.cast(arg, dt.decimal)), to),
+                sge.Null(),
+            )
+        return self.cast(arg, to)
+
+
+def _try_datetime(timestamp: bool) -> str:
+    """CASE expression of ``__x__`` as a date or timestamp: NULL unless ISO-shaped and in the calendar."""
+
+    def group(i: int) -> str:
+        return f"(regexp_match(__x__, '{_DATETIME}'))[{i}]"
+
+    y, m, d = (f"{group(i)}::int" for i in (1, 2, 3))
+    leap = f"(({y}) % 4 = 0 AND ({y}) % 100 <> 0 OR ({y}) % 400 = 0)"
+    days = f"CASE WHEN {m} IN (4, 6, 9, 11) THEN 30 WHEN {m} = 2 THEN CASE WHEN {leap} THEN 29 ELSE 28 END ELSE 31 END"
+    valid = f"{y} >= 1 AND {m} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {days}"
+    value = f"make_date({y}, {m}, {d})"
+    if timestamp:
+        hh, mi, ss = (f"coalesce({group(i)}, '0')::int" for i in (4, 5, 6))
+        micro = f"left(coalesce({group(7)}, '') || '000000', 6)"  # DuckDB truncates past microseconds
+        valid += (f" AND ({hh} < 24 OR ({hh} = 24 AND {mi} = 0 AND {ss} = 0 AND {micro}::int = 0))"
+                  f" AND {mi} < 60 AND {ss} < 60")
+        value = (f"({value}::timestamp + make_interval(hours => {hh}, mins => {mi}, "
+                 f"secs => ({ss} || '.' || {micro})::numeric::float8))")
+    return f"CASE WHEN __x__ ~ '{_DATETIME}' THEN CASE WHEN {valid} THEN {value} END END"
+
+
+# --------------------------------------------------------------------------- adapter
+
+
+def parse_url(url: str) -> dict:
+    """psycopg connection arguments of a ``postgresql://`` or ``postgresql+psycopg://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgresql+psycopg", "postgres"):
+        raise WorkspaceError(f"'{url}' is not a PostgreSQL URL (postgresql://user@host:port/database)")
+    kwargs: dict = {}
+    if parts.hostname:
+        kwargs["host"] = parts.hostname
+    if parts.port:
+        kwargs["port"] = parts.port
+    if parts.username:
+        kwargs["user"] = unquote(parts.username)
+    if parts.password:
+        kwargs["password"] = unquote(parts.password)
+    database = unquote(parts.path.lstrip("/"))
+    if database:
+        kwargs["database"] = database
+    kwargs.update(dict(parse_qsl(parts.query)))  # sslmode=..., options=...
+    return kwargs
+
+
+def _arrow_for_copy(table: pa.Table) -> pa.Table:
+    """The columns as CSV can carry them: PostgreSQL text holds no NUL character."""
+    columns = []
+    for col in table.columns:
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = pc.replace_substring(col, "\x00", "")
+        elif pa.types.is_null(col.type):
+            col = col.cast(pa.string())
+        columns.append(col)
+    return pa.table(columns, names=table.column_names)
+
+
+class PostgresAdapter(EngineAdapter):
+    name = "postgres"
+    atomic_publish = True
+
+    def __init__(self, url: str):
+        self.url = url
+        kwargs = parse_url(url)
+        try:
+            con = ibis.postgres.connect(**kwargs)
+        except Exception as exc:  # psycopg.OperationalError and friends
+            where = {k: v for k, v in kwargs.items() if k != "password"}
+            raise WorkspaceError(f"Cannot connect to the PostgreSQL warehouse {where}: {exc}") from exc
+        super().__init__(con)
+        self.raw = con.con  # the psycopg connection (autocommit), for COPY and the publication
+        con.compiler = PostgresCompiler(self._case_collation())
+
+    def _case_collation(self) -> str | None:
+        ctype = self.sql("SELECT datctype FROM pg_database WHERE datname = current_database()").fetchone()[0]
+        if ctype not in ("C", "POSIX"):
+            return None  # the database's own locale already knows the case of every letter
+        have = {r[0] for r in self.sql("SELECT collname FROM pg_collation").fetchall()}
+        return next((c for c in _CASE_COLLATIONS if c in have), None)
+
+    def sql(self, statement: str, params: list | tuple | None = None):
+        try:
+            return self.raw.execute(statement, params)
+        except Exception as exc:
+            raise EngineError(f"PostgreSQL refused a statement: {exc}", sql=statement) from exc
+
+    # ------------------------------------------------------------------ tables
+    def list_tables(self) -> list[str]:
+        rows = self.sql(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def exists(self, name: str) -> bool:
+        return self.sql("SELECT to_regclass(%s) IS NOT NULL", [q(name)]).fetchone()[0]
+
+    def _columns_sql(self, schema: ibis.Schema) -> str:
+        return ", ".join(c.sql("postgres") for c in schema.to_sqlglot_column_defs("postgres"))
+
+    def create_table(self, name: str, obj, *, overwrite: bool = True, temp: bool = False) -> ibis.Table:
+        """Materialize ``obj`` (an Ibis expression or an Arrow table) as ``name``.
+
+        Built under a new name, then swapped in one transaction: a failure leaves the old table.
+        ``temp`` tables are UNLOGGED (work tables of a run)."""
+        if isinstance(obj, pa.Table):
+            schema = ibis.schema(obj.schema)
+            query = None
+        else:
+            if not isinstance(obj, ibis.Table):
+                obj = ibis.memtable(obj)
+            schema = obj.schema()
+            self.con._run_pre_execute_hooks(obj)
+            query = self.con.compile(obj)
+        if not overwrite and self.exists(name):
+            raise EngineError(f"table {name} exists already")
+        building = f"{name}__building"[:63]
+        unlogged = "UNLOGGED " if temp else ""
+        with self.raw.transaction():
+            self.sql(f"DROP TABLE IF EXISTS {q(building)}")
+            self.sql(f"CREATE {unlogged}TABLE {q(building)} ({self._columns_sql(schema)})")
+            if query is not None:
+                self.sql(f"INSERT INTO {q(building)} {query}")
+            else:
+                self._copy(building, obj)
+            self.sql(f"DROP TABLE IF EXISTS {q(name)}")
+            self.sql(f"ALTER TABLE {q(building)} RENAME TO {q(name)}")
+        return self.con.table(name)
+
+    def _copy(self, name: str, data: pa.Table) -> None:
+        """Stream Arrow rows into ``name`` with COPY: CSV chunks written by Arrow (C++), no Python row loop."""
+        import pyarrow.csv as pacsv
+
+        if data.num_rows == 0:
+            return
+        data = _arrow_for_copy(data)
+        columns = ", ".join(q(c) for c in data.column_names)
+        # Every value quoted: a quoted empty text is '', an unquoted empty field is NULL.
+        options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+        statement = f"COPY {q(name)} ({columns}) FROM STDIN (FORMAT csv)"
+        try:
+            with self.raw.cursor() as cur, cur.copy(statement) as copy:
+                for batch in data.to_batches(max_chunksize=COPY_ROWS):
+                    buf = io.BytesIO()
+                    pacsv.write_csv(pa.Table.from_batches([batch]), buf, write_options=options)
+                    copy.write(buf.getbuffer())
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"PostgreSQL refused the rows copied into {name}: {exc}", sql=statement) from exc
+
+    def drop_table(self, name: str) -> None:
+        self.sql(f"DROP TABLE IF EXISTS {q(name)}")
+
+    def append(self, name: str, data: pa.Table) -> None:
+        """Append rows in bulk (COPY), creating the table when missing."""
+        if not self.exists(name):
+            self.create_table(name, data)
+            return
+        table_columns = self.con.get_schema(name).names
+        data = data.select([c for c in table_columns if c in data.column_names])
+        with self.raw.transaction():
+            self._copy(name, data)
+
+    def with_row_index(self, table: ibis.Table, name: str) -> ibis.Table:
+        # An unordered row number needs no sort.
+        return table.mutate(**{name: ibis.row_number().over()})
+
+    # ------------------------------------------------------------------ files
+    def import_file(self, path: str, fmt: str, *, table: str, options: dict, decimal_comma: bool,
+                    batch: int, file_name: str) -> FileImport:
+        data, info = self.parse_file(path, fmt, options=options, decimal_comma=decimal_comma)
+        n = data.num_rows
+        data = data.append_column("_tessera_batch", pa.array([batch] * n, pa.int64()))
+        data = data.append_column("_tessera_file", pa.array([file_name] * n, pa.string()))
+        self.create_table(table, data)
+        return info
+
+    # ------------------------------------------------------------------ publication
+    def publish(self, views: dict[str, str]) -> None:
+        # One transaction: readers see either the whole previous state or the whole new one.
+        # DROP + CREATE, not CREATE OR REPLACE: a new run may change a view's columns.
+        self.sql(f"CREATE TABLE IF NOT EXISTS {CATALOG} (name TEXT PRIMARY KEY, target TEXT NOT NULL)")
+        with self.raw.transaction():
+            for view, table in views.items():
+                self.sql(f"DROP VIEW IF EXISTS {q(view)}")
+                self.sql(f"CREATE VIEW {q(view)} AS SELECT * FROM {q(table)}")
+                self.sql(
+                    f"INSERT INTO {CATALOG} (name, target) VALUES (%s, %s) "
+                    "ON CONFLICT (name) DO UPDATE SET target = EXCLUDED.target",
+                    [view, table],
+                )
+
+    def _catalog(self) -> dict[str, str]:
+        if not self.exists(CATALOG):
+            return {}
+        return dict(self.sql(f"SELECT name, target FROM {CATALOG}").fetchall())
+
+    def published_target(self, name: str) -> str | None:
+        return self._catalog().get(name)
+
+    def list_views(self) -> list[str]:
+        return list(self._catalog())
+
+    def close(self) -> None:
+        try:
+            self.con.disconnect()
+        except Exception:  # noqa: BLE001 - closing twice is harmless
+            pass
