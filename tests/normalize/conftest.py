@@ -3,12 +3,11 @@
 
 ``duckdb_eval`` and ``spark_eval`` evaluate one expression over a column of values and return
 the results in input order: ``evaluate(values, build)`` where ``build(column, backend)``
-returns the Ibis expression.
+returns the Ibis expression. The Spark session is the test run's shared one (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import ibis
@@ -16,49 +15,9 @@ import pyarrow as pa
 import pytest
 
 
-def _spark_enabled(config: pytest.Config) -> bool:
-    if os.environ.get("TESSERA_TEST_SPARK", "").strip().lower() in ("1", "true", "yes"):
-        return True
-    try:
-        return bool(config.getoption("--spark"))
-    except ValueError:  # the option is not defined
-        return False
-
-
 @pytest.fixture(scope="session")
 def duckdb_con():
     return ibis.duckdb.connect()
-
-
-@pytest.fixture(scope="session")
-def spark_session(request, tmp_path_factory):
-    """A local Spark session (local[2], no UI, UTC). A session already started in this process
-    (by another test folder's fixture) is reused and left running."""
-    if not _spark_enabled(request.config):
-        pytest.skip("Spark tests run with TESSERA_TEST_SPARK=1")
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        yield active
-        return
-    base = tmp_path_factory.mktemp("spark")
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("tessera-normalize-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.warehouse.dir", str(base / "warehouse"))
-        .config("spark.local.dir", str(base / "local"))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="session")
