@@ -115,7 +115,9 @@ def stage(
     raw_text = texts[0]
     for x in texts[1:]:
         raw_text = raw_text.concat(";", x)
-    rows = raw.mutate(_raw=raw_text, **checks, **typed)
+    # The raw text is only needed for rejected rows: joined back on (batch, line) for them alone.
+    raw_lines = raw.select("_tessera_batch", "_tessera_line", _raw=raw_text)
+    rows = raw.mutate(**checks, **typed)
     key_cols = [rows[k] for k in src.record_keys]
     missing_key = ibis.or_(*[k.isnull() | (k.cast("string").strip() == "") for k in key_cols])
     rows = rows.mutate(_tessera_record=record_id(src.name, key_cols))
@@ -159,6 +161,7 @@ def stage(
     ).mutate(_tessera_source=ibis.literal(src.name))
 
     def as_rejects(t: ibis.Table) -> ibis.Table:
+        t = t.join(raw_lines, ["_tessera_batch", "_tessera_line"])
         return t.select(
             source=ibis.literal(src.name),
             file=t._tessera_file,
