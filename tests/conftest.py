@@ -124,9 +124,18 @@ def postgres_db_url(postgres_server: PostgresServer) -> Iterator[str]:
 # -- Engines ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+@pytest.fixture(
+    params=[
+        "duckdb",
+        pytest.param("spark", marks=pytest.mark.spark),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
 def engine(request: pytest.FixtureRequest) -> str:
-    """The warehouse engine a functional test runs on: DuckDB always, Spark with --spark."""
+    """The warehouse engine a functional test runs on: DuckDB always, Spark with --spark,
+    PostgreSQL with --postgres (the URL of a fresh database)."""
     if request.param == "spark":
         request.getfixturevalue("spark_session")
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_db_url")
     return request.param

@@ -1,6 +1,8 @@
 """PostgreSQL as the warehouse engine (``TESSERA_WAREHOUSE=postgresql://user@host/db``).
 
-Tables live in the database's current schema. The published names are views, re-pointed in one
+Tables live in the database's current schema, which belongs to one workspace (run and batch
+numbers come from the workspace's metadata store; another search_path is set with
+``?options=-csearch_path%3Dmy_schema``). The published names are views, re-pointed in one
 transaction together with the catalog table ``_tessera_catalog`` (PostgreSQL's DDL is
 transactional: readers see the whole previous publication or the whole new one). A run's work
 tables are UNLOGGED (no write-ahead log; they are rebuilt by a run anyway) and carry the run's
@@ -17,13 +19,20 @@ results identical to DuckDB's where PostgreSQL's own functions differ:
 * ``try_cast`` from text never raises: PostgreSQL has no TRY_CAST, so the text's shape and
   range are checked first (numbers as DuckDB reads them, ISO dates and timestamps with a
   calendar check), anything else gives NULL;
-* ``lower``/``upper`` use a UTF-8 collation when the database's own is ``C`` (which changes
-  the case of ASCII letters only);
+* text columns are created in the "C" collation: sorted and compared by bytes, as DuckDB does;
+  ``lower``/``upper`` change case in a UTF-8 collation (``C.utf8`` where it exists), since "C"
+  only knows the case of ASCII letters;
 * ``hexdigest`` uses PostgreSQL's ``md5``/``sha256``.
+
+Known differences with DuckDB: ``try_cast`` from text does not read hexadecimal (``0x1F``) or
+``1_000`` integers, nor special dates (``infinity``, ``epoch``, years outside 1-9999); a
+group inside an alternation of a regular expression may capture another part of the match
+(POSIX longest-match rule); exported CSV spells some floats differently (``2`` for ``2.0``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -42,19 +51,31 @@ from tessera.errors import EngineError, WorkspaceError
 
 CATALOG = "_tessera_catalog"  # published name -> table, changed in the publication's transaction
 COPY_ROWS = 50_000  # rows per CSV chunk written into a COPY stream
+MAX_NAME = 63  # bytes in a PostgreSQL identifier (longer ones are cut, silently)
 
-# Collations whose lower/upper follow Unicode like DuckDB's, in order of preference.
-_CASE_COLLATIONS = ("C.utf8", "C.UTF-8", "en_US.utf8", "en_US.UTF-8", "und-x-icu")
+# Collations whose lower/upper follow Unicode like DuckDB's, in order of preference ("default"
+# when the database's own locale is not C).
+_CASE_COLLATIONS = ("C.utf8", "C.UTF-8", "default", "en_US.utf8", "en_US.UTF-8", "und-x-icu")
 
 
 # --------------------------------------------------------------------------- compiler
 
 _NUMBER = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?\s*$"
 _SPECIAL_FLOAT = r"^\s*[+-]?(inf|infinity|nan)\s*$"
-_DATE_PART = r"([0-9]{1,4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})"
-_TIME_PART = r"(?:[T ]([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?)?"
-_ZONE_PART = r"(?:\s*(?:Z|UTC|[+-][0-9]{2}(?::?[0-9]{2})?))?"
-_DATETIME = rf"^\s*{_DATE_PART}{_TIME_PART}{_ZONE_PART}\s*$"
+# ISO dates and timestamps whose fields are in range (PostgreSQL's parser raises on the others):
+# a 4-digit year, month 1-12, day 1-31, hour 0-23 (or 24:00:00), minutes and seconds 0-59,
+# an optional fraction and zone (ignored for TIMESTAMP, as DuckDB does).
+_DATETIME = (
+    r"^\s*[0-9]{4}([-/])(0?[1-9]|1[0-2])\1(0?[1-9]|[12][0-9]|3[01])"
+    r"([T ](([01]?[0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?|24:00(:00(\.0+)?)?)"
+    r"( ?(Z|UTC|[+-][0-9]{2}(:?[0-9]{2})?))?)?\s*$"
+)
+# DuckDB reads a DATE from the date at the start of the text, whatever follows it
+_DATE_START = r"^\s*[0-9]{4}([-/])(0?[1-9]|1[0-2])\1(0?[1-9]|[12][0-9]|3[01])([^0-9].*)?$"
+_DATE_ONLY = r"^\s*[0-9]{4}[-/][0-9]{1,2}[-/][0-9]{1,2}"
+_NO_SUCH_DAY = r"^\s*[0-9]{4}[-/]((0?[469]|11)[-/]31|0?2[-/]3[01])([^0-9]|$)"
+_FEB_29 = r"^\s*[0-9]{4}[-/]0?2[-/]29([^0-9]|$)"
+_LONG_FRACTION = r"\.[0-9]{7}"
 _INT_RANGES = {
     8: (-128, 127), 16: (-32768, 32767), 32: (-2147483648, 2147483647),
     64: (-9223372036854775808, 9223372036854775807),
@@ -88,18 +109,23 @@ class PostgresCompiler(_IbisPostgresCompiler):
         self.case_collation = case_collation
 
     # ---------------------------------------------------------------- case
-    def _collated(self, arg):
+    @staticmethod
+    def _collate(arg, collation: str):
+        return sge.Collate(this=arg, expression=sg.to_identifier(collation, quoted=True))
+
+    def _change_case(self, function: str, arg):
+        """``function(arg)`` in the case collation, its result back in "C" like every text column
+        (two different collations meeting in a join or a comparison would be an error)."""
         if self.case_collation is None:
-            return arg
-        return sge.Collate(this=arg, expression=sg.to_identifier(self.case_collation, quoted=True))
+            return self.f[function](arg)
+        return self._collate(self.f[function](self._collate(arg, self.case_collation)), "C")
 
     def visit_Lowercase(self, op, *, arg):
-        return self.f.lower(self._collated(arg))
+        return self._change_case("lower", arg)
 
     def visit_Uppercase(self, op, *, arg):
-        upper = self.f.upper(self._collated(arg))
         # DuckDB upper-cases the sharp s to the capital sharp s; libc leaves it as it is
-        return self.f.replace(upper, "\u00df", "\u1e9e") if self.case_collation else upper
+        return self.f.replace(self._change_case("upper", arg), "\u00df", "\u1e9e")
 
     # ---------------------------------------------------------------- regular expressions
     @staticmethod
@@ -141,42 +167,15 @@ class PostgresCompiler(_IbisPostgresCompiler):
     def visit_TryCast(self, op, *, arg, to):
         from_ = op.arg.dtype
         if from_.is_string() and not to.is_string():
-            if to.is_integer():
-                lo, hi = _INT_RANGES[to.nbytes * 8]
-                pg_type = self.type_mapper.from_ibis(to).sql("postgres")
-                return _sql(
-                    f"CASE WHEN __x__ ~ '{_NUMBER}' AND round(__x__::numeric) BETWEEN {lo} AND {hi} "
-                    f"THEN round(__x__::numeric)::{pg_type} END",
-                    x=arg,
-                )
-            if to.is_floating():
-                value = _sql(
-                    f"CASE WHEN __x__ ~* '{_SPECIAL_FLOAT}' THEN __x__::float8 "
-                    f"WHEN __x__ ~ '{_NUMBER}' THEN CASE "
-                    "WHEN abs(__x__::numeric) >= 1.797693134862315807e308 THEN sign(__x__::numeric) * 'Infinity'::float8 "
-                    "WHEN abs(__x__::numeric) < 2.4703282292062328e-324 THEN 0::float8 "
-                    "ELSE __x__::numeric::float8 END END",
-                    x=arg,
-                )
-                return value if to.is_float64() else self.cast(value, to)
-            if to.is_decimal():
-                precision = to.precision or 38
-                scale = to.scale or 0
-                return _sql(
-                    f"CASE WHEN __x__ ~ '{_NUMBER}' AND abs(round(__x__::numeric, {scale})) < 1e{precision - scale} "
-                    f"THEN round(__x__::numeric, {scale})::numeric({precision}, {scale}) END",
-                    x=arg,
-                )
-            if to.is_boolean():
-                trues = ", ".join(f"'{w}'" for w in _TRUE)
-                falses = ", ".join(f"'{w}'" for w in _FALSE)
-                return _sql(
-                    f"CASE WHEN lower(btrim(__x__)) IN ({trues}) THEN TRUE "
-                    f"WHEN lower(btrim(__x__)) IN ({falses}) THEN FALSE END",
-                    x=arg,
-                )
-            if to.is_date() or to.is_timestamp():
-                return _sql(_try_datetime(to.is_timestamp()), x=arg)
+            pg_type = self.type_mapper.from_ibis(to).sql("postgres")
+            template = _try_cast_text(to, pg_type)
+            if template is not None:
+                if isinstance(arg, (sge.Column, sge.Literal)):
+                    return _sql(template.replace("__v__", "__x__"), x=arg)
+                # the text is used several times: evaluate it once, in a sub-select (a CAST
+                # around it, so that an alias given to the result never lands on the sub-select)
+                bound = f"(SELECT {template} FROM (SELECT __x__ AS __v__ OFFSET 0) AS _v)"
+                return _sql(f"CAST({bound} AS {pg_type})", x=arg)
         if (from_.is_floating() or from_.is_decimal()) and to.is_integer():
             lo, hi = _INT_RANGES[to.nbytes * 8]
             return self.if_(
@@ -187,25 +186,46 @@ class PostgresCompiler(_IbisPostgresCompiler):
         return self.cast(arg, to)
 
 
-def _try_datetime(timestamp: bool) -> str:
-    """CASE expression of ``__x__`` as a date or timestamp: NULL unless ISO-shaped and in the calendar."""
+def _try_cast_text(to: dt.DataType, pg_type: str) -> str | None:
+    """A CASE expression of the text ``__v__`` as ``to``: NULL where the cast would raise.
 
-    def group(i: int) -> str:
-        return f"(regexp_match(__x__, '{_DATETIME}'))[{i}]"
-
-    y, m, d = (f"{group(i)}::int" for i in (1, 2, 3))
-    leap = f"(({y}) % 4 = 0 AND ({y}) % 100 <> 0 OR ({y}) % 400 = 0)"
-    days = f"CASE WHEN {m} IN (4, 6, 9, 11) THEN 30 WHEN {m} = 2 THEN CASE WHEN {leap} THEN 29 ELSE 28 END ELSE 31 END"
-    valid = f"{y} >= 1 AND {m} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {days}"
-    value = f"make_date({y}, {m}, {d})"
-    if timestamp:
-        hh, mi, ss = (f"coalesce({group(i)}, '0')::int" for i in (4, 5, 6))
-        micro = f"left(coalesce({group(7)}, '') || '000000', 6)"  # DuckDB truncates past microseconds
-        valid += (f" AND ({hh} < 24 OR ({hh} = 24 AND {mi} = 0 AND {ss} = 0 AND {micro}::int = 0))"
-                  f" AND {mi} < 60 AND {ss} < 60")
-        value = (f"({value}::timestamp + make_interval(hours => {hh}, mins => {mi}, "
-                 f"secs => ({ss} || '.' || {micro})::numeric::float8))")
-    return f"CASE WHEN __x__ ~ '{_DATETIME}' THEN CASE WHEN {valid} THEN {value} END END"
+    Numbers are read as DuckDB reads them (sign, decimals, exponent; integers rounded half away
+    from zero), dates and timestamps in ISO shape with a calendar check."""
+    v = "__v__"
+    if to.is_integer():
+        lo, hi = _INT_RANGES[to.nbytes * 8]
+        return (f"CASE WHEN {v} ~ '{_NUMBER}' AND round({v}::numeric) BETWEEN {lo} AND {hi} "
+                f"THEN round({v}::numeric)::{pg_type} END")
+    if to.is_floating():
+        n = f"{v}::numeric"
+        return (f"CASE WHEN {v} ~* '{_SPECIAL_FLOAT}' THEN {v}::{pg_type} "
+                f"WHEN {v} ~ '{_NUMBER}' THEN CASE "
+                f"WHEN abs({n}) >= 1.797693134862315807e308 THEN sign({n}) * 'Infinity'::{pg_type} "
+                f"WHEN abs({n}) < 2.4703282292062328e-324 THEN 0::{pg_type} "
+                f"ELSE {n}::float8::{pg_type} END END")
+    if to.is_decimal():
+        precision = to.precision or 38
+        scale = to.scale or 0
+        return (f"CASE WHEN {v} ~ '{_NUMBER}' AND abs(round({v}::numeric, {scale})) < 1e{precision - scale} "
+                f"THEN round({v}::numeric, {scale})::numeric({precision}, {scale}) END")
+    if to.is_boolean():
+        trues = ", ".join(f"'{w}'" for w in _TRUE)
+        falses = ", ".join(f"'{w}'" for w in _FALSE)
+        return (f"CASE WHEN lower(btrim({v})) IN ({trues}) THEN TRUE "
+                f"WHEN lower(btrim({v})) IN ({falses}) THEN FALSE END")
+    if to.is_date() or to.is_timestamp():
+        year = f"substr(btrim({v}), 1, 4)::int"
+        leap = f"({year} % 4 = 0 AND {year} % 100 <> 0 OR {year} % 400 = 0)"
+        if to.is_date():
+            shape, text = _DATE_START, f"substring({v} from '{_DATE_ONLY}')"
+        else:
+            # DuckDB keeps six digits of a longer fraction, PostgreSQL would round them
+            shape = _DATETIME
+            cut = f"regexp_replace({v}, '(\\.[0-9]{{6}})[0-9]+', '\\1')"
+            text = f"CASE WHEN {v} ~ '{_LONG_FRACTION}' THEN {cut} ELSE {v} END"
+        return (f"CASE WHEN {v} ~ '{shape}' AND {v} !~ '{_NO_SUCH_DAY}' AND substr(btrim({v}), 1, 4) <> '0000' "
+                f"AND ({v} !~ '{_FEB_29}' OR {leap}) THEN ({text})::{pg_type} END")
+    return None
 
 
 # --------------------------------------------------------------------------- adapter
@@ -232,6 +252,14 @@ def parse_url(url: str) -> dict:
     return kwargs
 
 
+def _check_name(name: str) -> None:
+    if len(name.encode()) > MAX_NAME:
+        raise EngineError(
+            f"The table name '{name}' is {len(name.encode())} bytes long; PostgreSQL names stop at "
+            f"{MAX_NAME}. Shorten the source or dataset name it is made of."
+        )
+
+
 def _arrow_for_copy(table: pa.Table) -> pa.Table:
     """The columns as CSV can carry them: PostgreSQL text holds no NUL character."""
     columns = []
@@ -252,6 +280,10 @@ class PostgresAdapter(EngineAdapter):
         self.url = url
         kwargs = parse_url(url)
         try:
+            import psycopg  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise EngineError("PostgreSQL support is not installed: pip install 'tessera-cdp[postgres]'") from exc
+        try:
             con = ibis.postgres.connect(**kwargs)
         except Exception as exc:  # psycopg.OperationalError and friends
             where = {k: v for k, v in kwargs.items() if k != "password"}
@@ -261,10 +293,12 @@ class PostgresAdapter(EngineAdapter):
         con.compiler = PostgresCompiler(self._case_collation())
 
     def _case_collation(self) -> str | None:
-        ctype = self.sql("SELECT datctype FROM pg_database WHERE datname = current_database()").fetchone()[0]
-        if ctype not in ("C", "POSIX"):
-            return None  # the database's own locale already knows the case of every letter
+        """The collation lower/upper use: text columns are in "C" (byte order, as DuckDB sorts),
+        whose case mapping only knows ASCII letters."""
         have = {r[0] for r in self.sql("SELECT collname FROM pg_collation").fetchall()}
+        ctype = self.sql("SELECT datctype FROM pg_database WHERE datname = current_database()").fetchone()[0]
+        if ctype in ("C", "POSIX"):
+            have.discard("default")
         return next((c for c in _CASE_COLLATIONS if c in have), None)
 
     def sql(self, statement: str, params: list | tuple | None = None):
@@ -285,25 +319,33 @@ class PostgresAdapter(EngineAdapter):
         return self.sql("SELECT to_regclass(%s) IS NOT NULL", [q(name)]).fetchone()[0]
 
     def _columns_sql(self, schema: ibis.Schema) -> str:
-        return ", ".join(c.sql("postgres") for c in schema.to_sqlglot_column_defs("postgres"))
+        # Text in the "C" collation: sorted and compared by bytes like DuckDB does, whatever the
+        # database's locale (record ids pick new unified ids by their order).
+        types = self.con.compiler.type_mapper
+        return ", ".join(
+            f"{q(name)} {types.from_ibis(dtype).sql('postgres')}" + (' COLLATE "C"' if dtype.is_string() else "")
+            for name, dtype in schema.items()
+        )
 
     def create_table(self, name: str, obj, *, overwrite: bool = True, temp: bool = False) -> ibis.Table:
         """Materialize ``obj`` (an Ibis expression or an Arrow table) as ``name``.
 
         Built under a new name, then swapped in one transaction: a failure leaves the old table.
         ``temp`` tables are UNLOGGED (work tables of a run)."""
+        if not isinstance(obj, (ibis.Table, pa.Table)):  # a pandas DataFrame
+            obj = pa.Table.from_pandas(obj, preserve_index=False)
         if isinstance(obj, pa.Table):
+            obj = _arrow_for_copy(obj)
             schema = ibis.schema(obj.schema)
             query = None
         else:
-            if not isinstance(obj, ibis.Table):
-                obj = ibis.memtable(obj)
             schema = obj.schema()
             self.con._run_pre_execute_hooks(obj)
             query = self.con.compile(obj)
+        _check_name(name)
         if not overwrite and self.exists(name):
-            raise EngineError(f"table {name} exists already")
-        building = f"{name}__building"[:63]
+            raise EngineError(f"The table {name} exists already in the PostgreSQL warehouse.")
+        building = "_tessera_building_" + hashlib.md5(name.encode()).hexdigest()[:16]
         unlogged = "UNLOGGED " if temp else ""
         with self.raw.transaction():
             self.sql(f"DROP TABLE IF EXISTS {q(building)}")
@@ -314,6 +356,8 @@ class PostgresAdapter(EngineAdapter):
                 self._copy(building, obj)
             self.sql(f"DROP TABLE IF EXISTS {q(name)}")
             self.sql(f"ALTER TABLE {q(building)} RENAME TO {q(name)}")
+        # Statistics now: the next statements join this table, and autovacuum comes later.
+        self.sql(f"ANALYZE {q(name)}")
         return self.con.table(name)
 
     def _copy(self, name: str, data: pa.Table) -> None:
@@ -322,7 +366,6 @@ class PostgresAdapter(EngineAdapter):
 
         if data.num_rows == 0:
             return
-        data = _arrow_for_copy(data)
         columns = ", ".join(q(c) for c in data.column_names)
         # Every value quoted: a quoted empty text is '', an unquoted empty field is NULL.
         options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
@@ -349,7 +392,8 @@ class PostgresAdapter(EngineAdapter):
         table_columns = self.con.get_schema(name).names
         data = data.select([c for c in table_columns if c in data.column_names])
         with self.raw.transaction():
-            self._copy(name, data)
+            self._copy(name, _arrow_for_copy(data))
+        self.sql(f"ANALYZE {q(name)}")
 
     def with_row_index(self, table: ibis.Table, name: str) -> ibis.Table:
         # An unordered row number needs no sort.
@@ -364,6 +408,24 @@ class PostgresAdapter(EngineAdapter):
         data = data.append_column("_tessera_file", pa.array([file_name] * n, pa.string()))
         self.create_table(table, data)
         return info
+
+    # ------------------------------------------------------------------ export
+    def export(self, expr: ibis.Table, path: str, fmt: str) -> None:
+        """CSV: PostgreSQL's COPY writes it, streamed to the file (quoted only where needed, empty
+        text as "", NULL as nothing, like DuckDB's). Parquet: Arrow batches (the base class)."""
+        if fmt != "csv":
+            super().export(expr, path, fmt)
+            return
+        # booleans as DuckDB writes them (COPY would write t/f)
+        expr = expr.mutate(**{c: expr[c].cast("string") for c, t in expr.schema().items() if t.is_boolean()})
+        self.con._run_pre_execute_hooks(expr)
+        statement = f"COPY ({self.con.compile(expr)}) TO STDOUT (FORMAT csv, HEADER true)"
+        try:
+            with open(path, "wb") as out, self.raw.cursor() as cur, cur.copy(statement) as copy:
+                for chunk in copy:
+                    out.write(chunk)
+        except Exception as exc:
+            raise EngineError(f"PostgreSQL could not export to {path}: {exc}", sql=statement) from exc
 
     # ------------------------------------------------------------------ publication
     def publish(self, views: dict[str, str]) -> None:

@@ -298,9 +298,9 @@ def apply_rule(expr: ir.Value, rule: NormalizationRule, backend: str) -> ir.Valu
 
 def apply_rules(expr: ir.Value, rules: list[NormalizationRule], backend: str) -> ir.Value:
     """Apply ``rules`` in order to ``expr``; ``backend`` is the Ibis backend name
-    (``"duckdb"`` or ``"pyspark"``). Returns a string expression, or a date one when the last
-    rule is ``date``. A non-text column is first cast to text (a date column with only a
-    ``date`` rule is cast to DATE)."""
+    (``"duckdb"``, ``"pyspark"`` or ``"postgres"``). Returns a string expression, or a date one
+    when the last rule is ``date``. A non-text column is first cast to text (a date column with
+    only a ``date`` rule is cast to DATE)."""
     check_backend(backend, "apply_rules")
     rules = [r if isinstance(r, NormalizationRule) else NormalizationRule.model_validate(r) for r in rules]
     if not rules:

@@ -385,8 +385,8 @@ def test_unsupported_date_format(fmt):
 
 def test_unknown_backend():
     t = ibis.table({"s": "string"}, name="t")
-    with pytest.raises(EngineError, match="postgres"):
-        try_parse_date(t.s, "%Y", "postgres")
+    with pytest.raises(EngineError, match="mssql"):
+        try_parse_date(t.s, "%Y", "mssql")
     with pytest.raises(EngineError, match="sqlite"):
         apply_rules(t.s, [NormalizationRule.model_validate("trim")], "sqlite")
 
