@@ -143,6 +143,7 @@ class DatasetBuilder:
         return lookup.filter(lookup.n == 1).select("key", "tid"), rules
 
     def _mapped(self, ds: DatasetConfig, columns: list[ColumnSpec], links: list[str], backend: str) -> ibis.Table:
+        key_columns = {k.column for k in ds.identity_keys} if ds.deduplicate else set()
         parts = []
         for m in ds.mappings:
             t = self.adapter.table(self.stages[m.source])
@@ -168,6 +169,8 @@ class DatasetBuilder:
                     v = apply_rules(v.cast("string") if not v.type().is_string() else v, spec.rules, backend)
                 if type_name(v.type()) != spec.type:
                     v = cast_text(v, spec.type) if v.type().is_string() else v.try_cast(target)
+                if spec.name in key_columns and spec.type == "string":
+                    v = v.strip()
                 sel[spec.name] = v.cast(target)
             for name in links:
                 aliases = link_cols.get(name, [])
@@ -189,43 +192,42 @@ class DatasetBuilder:
                 if name not in links:
                     links.append(name)
         tag = f"{self.tag}{ds.name}__"
-        mapped = self.adapter.with_row_index(self._mapped(ds, columns, links, backend), "_idx")
-        staged = self.adapter.create_table(f"{tag}staged", mapped, temp=True)
+        mapped = self._mapped(ds, columns, links, backend)
         semantic = {c.name: c.semantic for c in columns}
         counts: dict = {}
         shared_table = None
-        if ds.deduplicate:
-            keys = [IdentityKey(k.column, semantic.get(k.column), k.limit) for k in ds.identity_keys]
-            prev = self.adapter.table(previous_lineage) if previous_lineage else None
-            res = resolve(self.adapter, staged, keys, blocked=ds.blocked_values,
-                          threshold=ds.shared_value_threshold, previous=prev, generation=generation,
-                          tag=tag)
-            lineage = res.lineage
-            counts.update(res.counts)
-            shared_table = f"{tag}shared_values"
-            self.adapter.create_table(shared_table, res.shared if res.shared.num_rows else
-                                      pa.table({"key": pa.array([], pa.string()),
-                                                "value": pa.array([], pa.string()),
-                                                "records": pa.array([], pa.int64())}))
-        else:
-            lineage = staged.select("_idx", **{TID: new_id(staged._tessera_record, 0)})
-            n = self.adapter.count(staged)
-            counts.update(records=n, unified=n, duplicates_merged=0)
-        joined = staged.join(lineage, "_idx")
-        records = self.adapter.create_table(
+        if not ds.deduplicate:
+            # One row per source record: the records table is the dataset.
+            records = self.adapter.create_table(
+                f"{tag}records", mapped.select(**{TID: new_id(mapped._tessera_record, 0)}, **{
+                    c: mapped[c] for c in mapped.columns})
+            )
+            n = self.adapter.count(records)
+            counts.update(records=n, unified=n, duplicates_merged=0, rows=n)
+            built = Built(ds.name, f"{tag}records", f"{tag}records", None, columns, counts)
+            self.built[ds.name] = built
+            return built
+        staged = self.adapter.create_table(f"{tag}staged", self.adapter.with_row_index(mapped, "_idx"), temp=True)
+        keys = [IdentityKey(k.column, semantic.get(k.column), k.limit) for k in ds.identity_keys]
+        prev = self.adapter.table(previous_lineage) if previous_lineage else None
+        res = resolve(self.adapter, staged, keys, blocked=ds.blocked_values,
+                      threshold=ds.shared_value_threshold, previous=prev, generation=generation, tag=tag)
+        counts.update(res.counts)
+        shared_table = f"{tag}shared_values"
+        self.adapter.create_table(shared_table, res.shared if res.shared.num_rows else
+                                  pa.table({"key": pa.array([], pa.string()),
+                                            "value": pa.array([], pa.string()),
+                                            "records": pa.array([], pa.int64())}))
+        joined = staged.join(res.lineage, "_idx")
+        self.adapter.create_table(
             f"{tag}records", joined.select(TID, *[c for c in joined.columns if c not in (TID, "_idx", "_size")])
         )
-        data_cols = [c.name for c in columns] + links
-        if ds.deduplicate:
-            merged = merge(
-                joined,
-                [MergeColumn(c.name, c.merge) for c in columns]
-                + [MergeColumn(name, "most_recent") for name in links],
-                date_column=ds.date_column,
-                source_priority=ds.source_priority,
-            )
-        else:
-            merged = records.select(TID, *data_cols, "_tessera_source", "_tessera_file", "_tessera_line")
+        merged = merge(
+            joined,
+            [MergeColumn(c.name, c.merge) for c in columns] + [MergeColumn(name, "most_recent") for name in links],
+            date_column=ds.date_column,
+            source_priority=ds.source_priority,
+        )
         table = self.adapter.create_table(f"{tag}data", merged)
         counts["rows"] = self.adapter.count(table)
         built = Built(ds.name, f"{tag}data", f"{tag}records", shared_table, columns, counts)

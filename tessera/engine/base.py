@@ -106,7 +106,8 @@ class EngineAdapter:
         return self.con.execute(expr)
 
     # ------------------------------------------------------------------ files
-    def parse_file(self, path: str, fmt: str, *, options: dict, decimal_comma: bool = False) -> tuple[pa.Table, FileImport]:
+    def parse_file(self, path: str, fmt: str, *, options: dict, decimal_comma: bool = False,
+                   declared: frozenset = frozenset()) -> tuple[pa.Table, FileImport]:
         """Parse a file with the embedded DuckDB reader and return its rows as Arrow.
 
         Files are always parsed by the same reader whatever the engine, so a file gives the same
@@ -116,7 +117,8 @@ class EngineAdapter:
         con.execute(f"SET temp_directory='{tempfile.gettempdir()}'")
         try:
             read = filereader.read_file(con, path, fmt, table="f", **options)
-            types = filereader.infer_types(con, read.table, read.columns, decimal_comma=decimal_comma)
+            types = filereader.infer_types(con, read.table, [c for c in read.columns if c not in declared],
+                                           decimal_comma=decimal_comma)
             data = con.sql(f"SELECT * FROM {q(read.table)}").to_arrow_table()
             rejects = con.sql(f"SELECT * FROM {q(read.rejects_table)} ORDER BY line").to_arrow_table()
         finally:
@@ -124,9 +126,9 @@ class EngineAdapter:
         return data, FileImport(read.columns, read.rows, read.rejected, types, rejects)
 
     def import_file(self, path: str, fmt: str, *, table: str, options: dict, decimal_comma: bool,
-                    batch: int, file_name: str) -> FileImport:
+                    batch: int, file_name: str, declared: frozenset = frozenset()) -> FileImport:
         """Parse ``path`` into a new table ``table`` (text columns, ``_tessera_line``, batch and file)."""
-        data, info = self.parse_file(path, fmt, options=options, decimal_comma=decimal_comma)
+        data, info = self.parse_file(path, fmt, options=options, decimal_comma=decimal_comma, declared=declared)
         n = data.num_rows
         data = data.append_column("_tessera_batch", pa.array([batch] * n, pa.int64()) if n else pa.array([], pa.int64()))
         data = data.append_column("_tessera_file", pa.array([file_name] * n, pa.string()) if n else pa.array([], pa.string()))

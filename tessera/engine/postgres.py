@@ -401,8 +401,8 @@ class PostgresAdapter(EngineAdapter):
 
     # ------------------------------------------------------------------ files
     def import_file(self, path: str, fmt: str, *, table: str, options: dict, decimal_comma: bool,
-                    batch: int, file_name: str) -> FileImport:
-        data, info = self.parse_file(path, fmt, options=options, decimal_comma=decimal_comma)
+                    batch: int, file_name: str, declared: frozenset = frozenset()) -> FileImport:
+        data, info = self.parse_file(path, fmt, options=options, decimal_comma=decimal_comma, declared=declared)
         n = data.num_rows
         data = data.append_column("_tessera_batch", pa.array([batch] * n, pa.int64()))
         data = data.append_column("_tessera_file", pa.array([file_name] * n, pa.string()))

@@ -57,7 +57,8 @@ def key_values(rows: ibis.Table, keys: list[IdentityKey], blocked: list[str]) ->
     blocked_low = sorted({b.strip().lower() for b in [*DEFAULT_BLOCKED, *blocked]})
     parts = []
     for level, key in enumerate(keys):
-        v = rows[key.column].cast("string").strip()
+        # Key columns were trimmed when the dataset was staged (once, not in every test below).
+        v = rows[key.column].cast("string")
         ok = v.notnull() & (v != "") & ~v.lower().isin(blocked_low)
         if key.semantic == "Email":
             ok = ok & email_is_valid(v)

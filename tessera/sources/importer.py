@@ -64,6 +64,8 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn: LocalC
     options = {"header": src.csv.header, "quote": src.csv.quote}
     if src.csv.delimiter:
         options["delimiter"] = src.csv.delimiter
+    # Identifiers are always text and declared types win: neither needs inference.
+    declared = frozenset(src.types) | frozenset(src.record_keys) | frozenset(r.column for r in src.relations)
     for path in files:
         digest = sha256_of(path)
         if store.find_imported_file(src.name, digest):
@@ -73,7 +75,8 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn: LocalC
         table = raw_table(src.name, batch)
         rel = str(path.relative_to(conn.path))
         info = adapter.import_file(str(path), src.format, table=table, options=options,
-                                   decimal_comma=src.csv.decimal_comma, batch=batch, file_name=rel)
+                                   decimal_comma=src.csv.decimal_comma, batch=batch, file_name=rel,
+                                   declared=declared)
         total = info.rows + info.rejected
         if total and info.rejected / total > src.max_reject_rate:
             adapter.drop_table(table)
