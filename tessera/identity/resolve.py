@@ -17,7 +17,6 @@ import ibis
 import ibis.expr.datatypes as dt
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tessera.engine.base import EngineAdapter
 from tessera.identity.graph import Edges, cluster
@@ -72,20 +71,6 @@ def key_values(rows: ibis.Table, keys: list[IdentityKey], blocked: list[str]) ->
     return out
 
 
-def _dense_values(arrow: pa.Table) -> tuple[np.ndarray, int]:
-    """Dense integer ids of the (level, value) pairs, computed on Arrow arrays (C++ hashing)."""
-    levels = arrow.column("level").to_numpy().astype(np.int64)
-    codes = pc.dictionary_encode(arrow.column("value")).combine_chunks()
-    ids = codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    if len(ids) == 0:
-        return ids, 0
-    # Equal text under two different keys is two different values.
-    n_dict = len(codes.dictionary)
-    pair = levels * n_dict + ids
-    _, dense = np.unique(pair, return_inverse=True)
-    return dense, int(dense.max()) + 1
-
-
 def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey], *, blocked: list[str],
             threshold: int | None, previous: ibis.Table | None, generation: int, tag: str) -> Resolution:
     """Cluster the staged records of a dataset and give each cluster its unified id.
@@ -117,9 +102,14 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
     shared = pa.table({"key": level_names, "value": shared.column("value"),
                        "records": shared.column("records").cast(pa.int64())})
 
-    arrow = adapter.to_arrow(kv)
+    # Values are numbered in the engine (in no particular order: only records' ids name clusters).
+    values = adapter.create_table(
+        f"{tag}values", adapter.with_row_index(kv.select("level", "value").distinct(), "vidx"), temp=True
+    )
+    arrow = adapter.to_arrow(kv.join(values, ["level", "value"]).select("idx", "vidx", "level"))
     record = arrow.column("idx").to_numpy().astype(np.int64)
-    value, n_values = _dense_values(arrow)
+    value = arrow.column("vidx").to_numpy().astype(np.int64)
+    n_values = int(value.max()) + 1 if len(value) else 0
     limits = {i: k.limit for i, k in enumerate(keys) if k.limit}
     labels, refused = cluster(
         Edges(record, value, arrow.column("level").to_numpy().astype(np.int8), n_records, n_values), limits
