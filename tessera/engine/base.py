@@ -153,3 +153,30 @@ def _csv_field(text: str) -> str:
     if any(ch in text for ch in ',"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+CATALOG = "_tessera_catalog"  # published name -> table, changed in the publication's transaction
+
+
+class SqlCatalogAdapter(EngineAdapter):
+    """An engine with transactions: published names are views, listed in a catalog table."""
+
+    def sql(self, statement: str, params: list | None = None):  # pragma: no cover - per engine
+        raise NotImplementedError
+
+    def _catalog(self) -> dict[str, str]:
+        if not self.exists(CATALOG):
+            return {}
+        return dict(self.sql(f"SELECT name, target FROM {CATALOG}").fetchall())
+
+    def published_target(self, name: str) -> str | None:
+        return self._catalog().get(name)
+
+    def list_views(self) -> list[str]:
+        return list(self._catalog())
+
+    def close(self) -> None:
+        try:
+            self.con.disconnect()
+        except Exception:  # noqa: BLE001 - closing twice is harmless
+            pass

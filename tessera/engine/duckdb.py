@@ -9,7 +9,7 @@ import ibis
 import pyarrow as pa
 
 from tessera.engine import filereader
-from tessera.engine.base import EngineAdapter, FileImport, q
+from tessera.engine.base import CATALOG, FileImport, SqlCatalogAdapter, q
 from tessera.errors import EngineError, WorkspaceError
 
 
@@ -27,10 +27,8 @@ def _patch_compiler() -> None:
 
 _patch_compiler()
 
-CATALOG = "_tessera_catalog"  # published name -> table, changed in the publication's transaction
 
-
-class DuckDBAdapter(EngineAdapter):
+class DuckDBAdapter(SqlCatalogAdapter):
     name = "duckdb"
     atomic_publish = True
 
@@ -116,22 +114,6 @@ class DuckDBAdapter(EngineAdapter):
             raise
         self.sql("CHECKPOINT")
 
-    def _catalog(self) -> dict[str, str]:
-        if CATALOG not in self.list_tables():
-            return {}
-        return dict(self.sql(f"SELECT name, target FROM {CATALOG}").fetchall())
-
-    def published_target(self, name: str) -> str | None:
-        return self._catalog().get(name)
-
-    def list_views(self) -> list[str]:
-        return list(self._catalog())
-
-    def close(self) -> None:
-        try:
-            self.con.disconnect()
-        except Exception:  # noqa: BLE001 - closing twice is harmless
-            pass
 
     def export(self, expr: ibis.Table, path: str, fmt: str) -> None:
         sql = self.con.compile(expr)

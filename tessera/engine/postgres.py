@@ -45,11 +45,10 @@ import sqlglot as sg
 import sqlglot.expressions as sge
 from ibis.backends.sql.compilers.postgres import PostgresCompiler as _IbisPostgresCompiler
 
-from tessera.engine.base import EngineAdapter, FileImport, q
+from tessera.engine.base import CATALOG, FileImport, SqlCatalogAdapter, q
 from tessera.engine.functions import postgres_regex
 from tessera.errors import EngineError, WorkspaceError
 
-CATALOG = "_tessera_catalog"  # published name -> table, changed in the publication's transaction
 COPY_ROWS = 50_000  # rows per CSV chunk written into a COPY stream
 MAX_NAME = 63  # bytes in a PostgreSQL identifier (longer ones are cut, silently)
 
@@ -272,7 +271,7 @@ def _arrow_for_copy(table: pa.Table) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
-class PostgresAdapter(EngineAdapter):
+class PostgresAdapter(SqlCatalogAdapter):
     name = "postgres"
     atomic_publish = True
 
@@ -442,19 +441,3 @@ class PostgresAdapter(EngineAdapter):
                     [view, table],
                 )
 
-    def _catalog(self) -> dict[str, str]:
-        if not self.exists(CATALOG):
-            return {}
-        return dict(self.sql(f"SELECT name, target FROM {CATALOG}").fetchall())
-
-    def published_target(self, name: str) -> str | None:
-        return self._catalog().get(name)
-
-    def list_views(self) -> list[str]:
-        return list(self._catalog())
-
-    def close(self) -> None:
-        try:
-            self.con.disconnect()
-        except Exception:  # noqa: BLE001 - closing twice is harmless
-            pass
