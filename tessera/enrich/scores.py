@@ -1,0 +1,288 @@
+"""The score library: ready-made, documented values per customer computed from their orders.
+
+Every score is a set-based Ibis expression over three inputs whose columns are found by their
+semantic fields (never by name):
+
+- ``orders``: one row per order with the customer's unified id, OrderDate, OrderAmount and,
+  for some scores, DiscountAmount, Store, Channel;
+- ``items`` (optional): one row per order line with the order's id, Quantity and ProductCategory;
+- ``as_of``: the date scores are computed at (the run's date; fixed in tests).
+
+:func:`compute_scores` returns one row per customer with the ``score_*`` columns; customers
+without orders get NULL (or 0 for counts) once joined to the dataset. docs/scores.md documents
+each score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import ibis
+import ibis.expr.datatypes as dt
+
+from tessera.errors import ConfigError
+
+CID = "_customer"
+
+
+@dataclass
+class ScoreDef:
+    name: str
+    needs: tuple[str, ...]  # semantic fields of the orders (or items: prefixed "item:")
+    columns: tuple[str, ...]  # output columns
+    description: str
+
+
+LIBRARY: dict[str, ScoreDef] = {d.name: d for d in [
+    ScoreDef("rfm", ("OrderDate", "OrderAmount"),
+             ("score_rfm_recency", "score_rfm_frequency", "score_rfm_monetary", "score_rfm", "score_rfm_segment"),
+             "Recency, frequency and monetary scores 1-5 by quintile (ties share a score) and a named segment."),
+    ScoreDef("purchase_timing", ("OrderDate",),
+             ("score_purchase_timing_ratio", "score_purchase_timing"),
+             "Days since the last order over the customer's average days between orders, as a status."),
+    ScoreDef("order_stats", ("OrderDate", "OrderAmount"),
+             ("score_first_order_date", "score_last_order_date", "score_days_since_last_order",
+              "score_total_order_count", "score_orders_total_amount", "score_average_order_value",
+              "score_average_days_between_orders", "score_multi_buyer", "score_new_customer",
+              "score_regular_customer", "score_active_customer"),
+             "Order counts, amounts and dates; multi-buyer, new, regular and active customer flags."),
+    ScoreDef("discounts", ("OrderAmount", "DiscountAmount"),
+             ("score_discounted_order_count", "score_discounted_order_rate", "score_average_discount_rate"),
+             "How often and how much the customer buys with a discount."),
+    ScoreDef("stores", ("OrderDate", "Store"),
+             ("score_favorite_store", "score_stores", "score_store_count", "score_first_order_store",
+              "score_last_order_store", "score_multi_store"),
+             "Where the customer buys: favorite, all, first and last store."),
+    ScoreDef("channels", ("OrderDate", "Channel"),
+             ("score_favorite_channel", "score_omnichannel"),
+             "The customer's favorite channel and whether they buy on several."),
+    ScoreDef("categories", ("item:ProductCategory",),
+             ("score_categories", "score_top3_categories", "score_category_count", "score_multi_category"),
+             "Ordered product categories: all, top 3, count, multi-category flag."),
+    ScoreDef("items", ("item:Quantity",),
+             ("score_total_items", "score_average_items_per_order"),
+             "Items bought in all and per order."),
+]}
+
+RFM_SEGMENTS = [
+    # (segment, recency range, frequency+monetary average range), first match wins
+    ("Champions", (4, 5), (4, 5)),
+    ("Loyal Customers", (3, 5), (3, 5)),
+    ("Can't Lose Them", (1, 1), (4, 5)),
+    ("At Risk", (1, 2), (3, 5)),
+    ("Potential Loyalist", (4, 5), (2, 3)),
+    ("New Customers", (5, 5), (1, 1)),
+    ("Promising", (4, 4), (1, 1)),
+    ("Need Attention", (3, 3), (2, 3)),
+    ("About To Sleep", (3, 3), (1, 2)),
+    ("Hibernating", (2, 2), (1, 2)),
+    ("Lost", (1, 1), (1, 2)),
+]
+
+
+@dataclass
+class ScoreSettings:
+    """Thresholds of the scores (documented in docs/scores.md)."""
+
+    active_days: int = 365  # an order in the last N days: active customer
+    new_customer_days: int = 90  # first order in the last N days: new customer
+    regular_min_orders: int = 3  # at least N orders: regular customer
+    timing_upcoming: float = 0.8  # ratio thresholds of purchase timing
+    timing_overdue: float = 1.2
+    timing_significantly_overdue: float = 2.0
+    extra: dict = field(default_factory=dict)
+
+
+def missing_fields(score: str, orders_fields: set[str], item_fields: set[str]) -> list[str]:
+    d = LIBRARY[score]
+    missing = []
+    for need in d.needs:
+        if need.startswith("item:"):
+            if need[5:] not in item_fields:
+                missing.append(f"{need[5:]} (order items)")
+        elif need not in orders_fields:
+            missing.append(need)
+    return missing
+
+
+def _quintile(value: ibis.Value, *, descending: bool = False) -> ibis.Value:
+    """1-5 by quintile of the customers; equal values share a score (cumulative distribution)."""
+    order = ibis.desc(value) if descending else value
+    cd = ibis.cume_dist().over(order_by=order)
+    return (cd * 5).ceil().clip(lower=1, upper=5).cast("int64")
+
+
+def _days(later: ibis.Value, earlier: ibis.Value) -> ibis.Value:
+    return later.cast("date").delta(earlier.cast("date"), unit="day")
+
+
+def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str], *, as_of: date,
+                   items: ibis.Table | None = None, item_fields: dict[str, str] | None = None,
+                   settings: ScoreSettings | None = None) -> ibis.Table:
+    """Scores per customer.
+
+    Args:
+        orders: orders with a ``_customer`` column (the customer's unified id) and an ``_order``
+            column (the order's id).
+        fields: semantic field -> column of ``orders``.
+        scores: names from :data:`LIBRARY`.
+        as_of: the date the scores are computed at.
+        items: order lines with an ``_order`` column, when item scores are asked.
+        item_fields: semantic field -> column of ``items``.
+        settings: thresholds.
+
+    Returns:
+        One row per customer with ``_customer`` and the asked scores' columns.
+
+    Raises:
+        ConfigError: a score needs semantic fields the datasets do not have.
+    """
+    settings = settings or ScoreSettings()
+    item_fields = item_fields or {}
+    problems = []
+    for s in scores:
+        if s not in LIBRARY:
+            problems.append(f"unknown score '{s}' (known: {', '.join(LIBRARY)})")
+            continue
+        missing = missing_fields(s, set(fields), set(item_fields))
+        if missing:
+            problems.append(f"score '{s}' needs the semantic field(s) {', '.join(missing)}; "
+                            "set them on the orders/order items dataset columns")
+    if problems:
+        raise ConfigError(problems)
+
+    as_of_lit = ibis.literal(as_of, dt.date)
+    o = orders
+    when = o[fields["OrderDate"]].cast("date") if "OrderDate" in fields else None
+    amount = o[fields["OrderAmount"]].cast("float64") if "OrderAmount" in fields else None
+    cols = {"_when": when} if when is not None else {}
+    if amount is not None:
+        cols["_amount"] = amount
+    o = o.mutate(**cols)
+    base = o.group_by(CID).agg(
+        _n=o._order.nunique(),
+        **({"_first": o._when.min(), "_last": o._when.max()} if when is not None else {}),
+        **({"_total": o._amount.sum()} if amount is not None else {}),
+    )
+    out = base
+    parts: list[ibis.Table] = []
+
+    def days_since_last(t: ibis.Table) -> ibis.Value:
+        return _days(as_of_lit, t._last)
+
+    def avg_gap(t: ibis.Table) -> ibis.Value:
+        span = _days(t._last, t._first).cast("float64")
+        return (t._n > 1).ifelse(span / (t._n - 1).cast("float64"), ibis.null(dt.float64))
+
+    if "order_stats" in scores:
+        out = out.mutate(
+            score_first_order_date=out._first,
+            score_last_order_date=out._last,
+            score_days_since_last_order=days_since_last(out),
+            score_total_order_count=out._n.cast("int64"),
+            score_orders_total_amount=out._total.round(2),
+            score_average_order_value=(out._total / out._n).round(2),
+            score_average_days_between_orders=avg_gap(out).round(1),
+            score_multi_buyer=out._n > 1,
+            score_new_customer=_days(as_of_lit, out._first) <= settings.new_customer_days,
+            score_regular_customer=out._n >= settings.regular_min_orders,
+            score_active_customer=days_since_last(out) <= settings.active_days,
+        )
+    if "rfm" in scores:
+        r = _quintile(days_since_last(out), descending=True)
+        f = _quintile(out._n)
+        m = _quintile(out._total)
+        out = out.mutate(score_rfm_recency=r, score_rfm_frequency=f, score_rfm_monetary=m)
+        fm = (out.score_rfm_frequency + out.score_rfm_monetary).cast("float64") / 2
+        rr = out.score_rfm_recency
+        segment = ibis.cases(
+            *[((rr >= rlo) & (rr <= rhi) & (fm >= flo) & (fm <= fhi), ibis.literal(name))
+              for name, (rlo, rhi), (flo, fhi) in RFM_SEGMENTS],
+            else_=ibis.literal("Need Attention"),
+        )
+        out = out.mutate(
+            score_rfm=rr.cast("string").concat(out.score_rfm_frequency.cast("string"),
+                                                out.score_rfm_monetary.cast("string")),
+            score_rfm_segment=segment,
+        )
+    if "purchase_timing" in scores:
+        ratio = days_since_last(out).cast("float64") / avg_gap(out)
+        status = ibis.cases(
+            (ratio.isnull(), ibis.null(dt.string)),
+            (ratio < settings.timing_upcoming, "recent purchase"),
+            (ratio < settings.timing_overdue, "upcoming purchase"),
+            (ratio < settings.timing_significantly_overdue, "overdue"),
+            else_="significantly overdue",
+        )
+        out = out.mutate(score_purchase_timing_ratio=ratio.round(2), score_purchase_timing=status)
+    if "discounts" in scores:
+        disc = o[fields["DiscountAmount"]].cast("float64").fill_null(0)
+        d = o.mutate(_disc=disc)
+        dd = d.group_by(CID).agg(
+            score_discounted_order_count=(d._disc > 0).sum().cast("int64"),
+            _gross=(d._amount + d._disc).sum(),
+            _discount=d._disc.sum(),
+            _nd=d._order.nunique(),
+        )
+        dd = dd.mutate(
+            score_discounted_order_rate=(dd.score_discounted_order_count / dd._nd).round(3),
+            score_average_discount_rate=(dd._gross > 0).ifelse(dd._discount / dd._gross, 0.0).round(3),
+        ).drop("_gross", "_discount", "_nd")
+        parts.append(dd)
+    if "stores" in scores:
+        parts.append(_place_scores(o, fields["Store"], "store"))
+    if "channels" in scores:
+        ch = _place_scores(o, fields["Channel"], "channel")
+        parts.append(ch.select(CID, score_favorite_channel=ch.score_favorite_channel,
+                               score_omnichannel=ch.score_multi_channel))
+    if ("categories" in scores or "items" in scores) and items is not None:
+        links = o.select(CID, "_order").distinct()
+        it = items.join(links, "_order")
+        if "categories" in scores:
+            cat = it[item_fields["ProductCategory"]].cast("string")
+            it2 = it.mutate(_cat=cat).filter(cat.notnull())
+            per = it2.group_by([CID, "_cat"]).agg(_k=it2.count())
+            ranked = per.mutate(_rank=ibis.row_number().over(group_by=CID, order_by=[ibis.desc("_k"), "_cat"]))
+            top3 = ranked.filter(ranked._rank < 3).group_by(CID).agg(
+                score_top3_categories=ranked._cat.collect(order_by=[ranked._rank]).join(", "))
+            allc = per.group_by(CID).agg(
+                score_categories=per._cat.collect(distinct=True).sort().join(", "),
+                score_category_count=per._cat.nunique().cast("int64"),
+            )
+            allc = allc.mutate(score_multi_category=allc.score_category_count > 1)
+            parts.append(allc.left_join(top3, CID).drop(f"{CID}_right"))
+        if "items" in scores:
+            q = it[item_fields["Quantity"]].cast("float64").fill_null(0)
+            qi = it.mutate(_q=q).group_by(CID).agg(score_total_items=ibis._["_q"].sum(),
+                                                   _orders=ibis._["_order"].nunique())
+            parts.append(qi.select(CID, "score_total_items",
+                                   score_average_items_per_order=(qi.score_total_items / qi._orders).round(2)))
+    for p in parts:
+        out = out.left_join(p, CID).drop(f"{CID}_right")
+    keep = [c for c in out.columns if c == CID or c.startswith("score_")]
+    return out.select(*keep)
+
+
+def _place_scores(o: ibis.Table, column: str, what: str) -> ibis.Table:
+    """Favorite (most orders, then most recent), all, count, first and last place of a customer."""
+    place = o[column].cast("string")
+    p = o.mutate(_place=place).filter(place.notnull())
+    per = p.group_by([CID, "_place"]).agg(_k=p._order.nunique(), _recent=p._when.max())
+    fav = per.mutate(_r=ibis.row_number().over(group_by=CID, order_by=[ibis.desc("_k"), ibis.desc("_recent"),
+                                                                      "_place"]))
+    fav = fav.filter(fav._r == 0).select(CID, **{f"score_favorite_{what}": fav._place})
+    agg = per.group_by(CID).agg(**{
+        f"score_{what}s": per._place.collect(distinct=True).sort().join(", "),
+        f"score_{what}_count": per._place.nunique().cast("int64"),
+    })
+    agg = agg.mutate(**{f"score_multi_{what}": agg[f"score_{what}_count"] > 1})
+    ordered = p.mutate(
+        _first=ibis.row_number().over(group_by=CID, order_by=[p._when, p._order]),
+        _last=ibis.row_number().over(group_by=CID, order_by=[ibis.desc(p._when), ibis.desc(p._order)]),
+    )
+    first = ordered.filter(ordered._first == 0).select(CID, **{f"score_first_order_{what}": ordered._place})
+    last = ordered.filter(ordered._last == 0).select(CID, **{f"score_last_order_{what}": ordered._place})
+    out = agg.left_join(fav, CID).drop(f"{CID}_right")
+    out = out.left_join(first, CID).drop(f"{CID}_right")
+    return out.left_join(last, CID).drop(f"{CID}_right")
