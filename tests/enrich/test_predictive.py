@@ -1,0 +1,277 @@
+"""BG/NBD and Gamma-Gamma models (tessera.enrich.predictive).
+
+The published estimates are checked on the CDNOW sample of Fader, Hardie & Lee (2005), read
+from the CSV files shipped by the registry package ``lifetimes==0.11.3`` (pinned in
+requirements.lock). The package itself is never imported: only its data files are read.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import hyp2f1
+
+from tessera.enrich.predictive import (
+    DAYS_PER_MONTH,
+    BetaGeoModel,
+    GammaGammaModel,
+    InsufficientHistoryError,
+    PredictiveError,
+    _BGData,
+    _GGData,
+    rfm_summary,
+)
+from tessera.errors import TesseraError
+
+
+def _cdnow(name: str) -> pd.DataFrame:
+    spec = importlib.util.find_spec("lifetimes")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("test data package lifetimes==0.11.3 is not installed (see requirements.lock)")
+    return pd.read_csv(os.path.join(spec.submodule_search_locations[0], "datasets", name))
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> pd.DataFrame:
+    return _cdnow("cdnow_customers_summary.csv")  # ID, frequency, recency, T (weeks)
+
+
+@pytest.fixture(scope="module")
+def cdnow_monetary() -> pd.DataFrame:
+    return _cdnow("cdnow_customers_summary_with_transactions.csv")  # ID, x, t_x, T, zbar
+
+
+@pytest.fixture(scope="module")
+def bg_cdnow(cdnow) -> BetaGeoModel:
+    return BetaGeoModel(time_unit_days=7).fit(cdnow["frequency"], cdnow["recency"], cdnow["T"])
+
+
+def simulate(n, r, alpha, a, b, horizon, seed=0):
+    """Customers drawn from BG/NBD: first purchase uniformly within `horizon` before the end."""
+    rng = np.random.default_rng(seed)
+    T = rng.uniform(0.5, horizon, n)
+    lam = rng.gamma(r, 1.0 / alpha, n)
+    p = rng.beta(a, b, n)
+    life = rng.geometric(p)  # repeat purchases before drop-out
+    arrivals = rng.poisson(lam * T)
+    x = np.minimum(life, arrivals)
+    tx = np.zeros(n)
+    pos = x > 0
+    tx[pos] = T[pos] * rng.beta(x[pos], arrivals[pos] - x[pos] + 1)
+    return x.astype(float), tx, T
+
+
+# --- published estimates ---------------------------------------------------------------------
+
+
+def test_bgnbd_reproduces_published_cdnow_estimates(bg_cdnow, cdnow):
+    assert len(cdnow) == 2357
+    p = bg_cdnow.params
+    assert (round(p["r"], 3), round(p["alpha"], 3), round(p["a"], 3), round(p["b"], 3)) == (0.243, 4.414, 0.793, 2.426)
+    assert bg_cdnow.log_likelihood_ == pytest.approx(-9582.4, abs=0.05)
+
+
+def test_bgnbd_conditional_expectation_matches_paper(bg_cdnow):
+    # Fader, Hardie & Lee (2005), section 5: x=2, t_x=30.43, T=38.86 -> 1.226 purchases in 39 weeks
+    assert bg_cdnow.expected_purchases(39, [2], [30.43], [38.86])[0] == pytest.approx(1.226, abs=5e-4)
+
+
+def test_gamma_gamma_reproduces_published_cdnow_estimates(cdnow_monetary):
+    df = cdnow_monetary
+    gg = GammaGammaModel().fit(df["x"], df["zbar"])
+    assert gg.n_customers_ == 946
+    p = gg.params
+    # published: p=6.25, q=3.74, gamma=15.44; the maximum of the likelihood is at gamma=15.448
+    assert (round(p["p"], 2), round(p["q"], 2)) == (6.25, 3.74)
+    assert round(p["v"], 2) == 15.45 and abs(p["v"] - 15.44) < 0.01
+    assert gg.log_likelihood_ == pytest.approx(-4055.92, abs=0.01)
+
+
+# --- hand-computable cases ---------------------------------------------------------------------
+
+R, ALPHA, A, B = 0.5, 2.0, 1.5, 3.0
+
+
+@pytest.fixture()
+def bg() -> BetaGeoModel:
+    return BetaGeoModel.from_params(R, ALPHA, A, B)
+
+
+def test_probability_alive_by_hand(bg):
+    expected = 1.0 / (1.0 + A / (B + 2 - 1) * ((ALPHA + 5) / (ALPHA + 3)) ** (R + 2))
+    got = bg.probability_alive([0, 0, 2], [0, 0, 3], [1, 100, 5])
+    assert got[:2].tolist() == [1.0, 1.0]  # no repeat purchase: drop-out has had no chance yet
+    assert got[2] == pytest.approx(expected, rel=1e-12)
+
+
+def test_expected_purchases_new_customer_is_unconditional_expectation(bg):
+    # x = 0, T = 0 carries no information: eq. 10 reduces to eq. 9
+    for t in (0.5, 3.0, 40.0):
+        eq9 = (A + B - 1) / (A - 1) * (1 - (ALPHA / (ALPHA + t)) ** R * hyp2f1(R, B, A + B - 1, t / (ALPHA + t)))
+        assert bg.expected_purchases(t, [0], [0], [0])[0] == pytest.approx(eq9, rel=1e-10)
+
+
+@pytest.mark.parametrize("params", [(R, ALPHA, A, B), (0.243, 4.414, 0.793, 2.426)])
+def test_expected_purchases_matches_eq10(params):
+    r, alpha, a, b = params
+    model = BetaGeoModel.from_params(r, alpha, a, b)
+    x, tx, T, t = np.array([1, 3, 7, 0]), np.array([2.0, 10.0, 30.0, 0.0]), np.array([5.0, 20.0, 31.0, 8.0]), 13.0
+    z = t / (alpha + T + t)
+    f = hyp2f1(r + x, b + x, a + b + x - 1, z)
+    num = (a + b + x - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * f)
+    den = 1 + (x > 0) * a / np.maximum(b + x - 1, 1e-9) * ((alpha + T) / (alpha + tx)) ** (r + x)
+    np.testing.assert_allclose(model.expected_purchases(t, x, tx, T), num / den, rtol=1e-9)
+
+
+def test_monotonicity(bg_cdnow):
+    m = bg_cdnow
+    T = np.linspace(30, 80, 11)
+    alive = m.probability_alive(np.full(11, 3), np.full(11, 25.0), T)
+    assert np.all(np.diff(alive) < 0)  # the longer the silence, the lower the chance
+    tx = np.linspace(1, 38, 11)
+    assert np.all(np.diff(m.probability_alive(np.full(11, 3), tx, np.full(11, 38.0))) > 0)
+    e = [m.expected_purchases(t, [3], [25.0], [38.0])[0] for t in (1, 4, 13, 26, 52)]
+    assert np.all(np.diff(e) > 0)
+    # recent buyers (t_x = T): more purchases, more expected
+    assert np.all(np.diff(m.expected_purchases(26, np.arange(1, 8), np.full(7, 38.0), np.full(7, 38.0))) > 0)
+    assert np.all((alive > 0) & (alive <= 1))
+
+
+def test_next_purchase_days(bg):
+    model = BetaGeoModel.from_params(R, ALPHA, A, B, time_unit_days=7)
+    x, tx, T = np.array([0, 2, 2, 5]), np.array([0, 3, 4.9, 1]), np.array([5.0, 5, 5, 60])
+    alive = model.probability_alive(x, tx, T)
+    days = model.expected_next_purchase_days(x, tx, T)
+    assert alive[3] < 0.5 and np.isnan(days[3])  # more likely gone than not: no date
+    t = days[:3] / 7
+    reached = alive[:3] * (1 - ((ALPHA + T[:3]) / (ALPHA + T[:3] + t)) ** (R + x[:3]))
+    np.testing.assert_allclose(reached, 0.5, rtol=1e-10)
+    assert days[2] < days[1]  # the more recent buyer comes back sooner
+    assert model.expected_next_purchase_days(x[:1], tx[:1], T[:1], probability=0.8)[0] > days[0]
+    with pytest.raises(PredictiveError):
+        model.expected_next_purchase_days(x, tx, T, probability=1.0)
+
+
+def test_gamma_gamma_conditional_average_and_clv(bg):
+    gg = GammaGammaModel.from_params(6.0, 4.0, 15.0)
+    avg = gg.conditional_expected_average_profit([0, 2, 10], [99.0, 20.0, 20.0])
+    assert avg[0] == pytest.approx(6.0 * 15.0 / 3.0)  # population mean
+    assert avg[1] == pytest.approx((6 * 15 + 6 * 2 * 20) / (6 * 2 + 4 - 1))
+    assert avg[1] < avg[2] < 20.0 or avg[1] > avg[2] > 20.0  # shrunk towards the mean, less with more data
+
+    x, tx, T, m = np.array([0, 2, 6]), np.array([0, 3, 9.0]), np.array([4.0, 5, 10]), np.array([0, 20.0, 35])
+    month = DAYS_PER_MONTH  # the model's unit is the day
+    e1 = bg.expected_purchases(month, x, tx, T)
+    e2 = bg.expected_purchases(2 * month, x, tx, T)
+    value = gg.conditional_expected_average_profit(x, m)
+    np.testing.assert_allclose(gg.customer_lifetime_value(bg, x, tx, T, m, months=1, discount_rate_monthly=0.0),
+                               e1 * value, rtol=1e-10)
+    np.testing.assert_allclose(gg.customer_lifetime_value(bg, x, tx, T, m, months=2, discount_rate_monthly=0.01),
+                               (e1 / 1.01 + (e2 - e1) / 1.01**2) * value, rtol=1e-10)
+    # weeks: the same customers described in weeks give the same value
+    bg_weeks = BetaGeoModel.from_params(R, ALPHA / 7, A, B, time_unit_days=7)
+    np.testing.assert_allclose(gg.customer_lifetime_value(bg_weeks, x, tx / 7, T / 7, m),
+                               gg.customer_lifetime_value(bg, x, tx, T, m), rtol=1e-9)
+    clv12 = gg.customer_lifetime_value(bg, x, tx, T, m)
+    assert np.all(clv12 > gg.customer_lifetime_value(bg, x, tx, T, m, discount_rate_monthly=0.05))
+
+
+# --- fitting ---------------------------------------------------------------------------------
+
+
+def test_gradients_match_finite_differences(cdnow, cdnow_monetary):
+    x, tx, T = (cdnow[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    rep = cdnow_monetary["x"] > 0
+    cases = [
+        (_BGData(x, tx, T, np.ones_like(x)), np.log([0.3, 5.0, 0.9, 2.0])),
+        (_GGData(cdnow_monetary["x"][rep].to_numpy(float), cdnow_monetary["zbar"][rep].to_numpy(float),
+                 np.ones(int(rep.sum()))), np.log([5.0, 3.0, 12.0])),
+    ]
+    for data, theta in cases:
+        _, grad = data.negll(theta)
+        h = 1e-6
+        numeric = [(data.negll(theta + h * e)[0] - data.negll(theta - h * e)[0]) / (2 * h) for e in np.eye(len(theta))]
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_weights_equal_repeated_rows(cdnow):
+    rng = np.random.default_rng(3)
+    w = rng.integers(1, 4, len(cdnow))
+    cols = [cdnow[c].to_numpy(float) for c in ("frequency", "recency", "T")]
+    weighted = BetaGeoModel().fit(*cols, weights=w).params
+    repeated = BetaGeoModel().fit(*(np.repeat(c, w) for c in cols)).params
+    for k in weighted:
+        assert weighted[k] == pytest.approx(repeated[k], rel=1e-5)
+
+
+def test_recovers_known_parameters():
+    true = {"r": 0.6, "alpha": 12.0, "a": 1.3, "b": 3.5}
+    x, tx, T = simulate(200_000, *true.values(), horizon=200.0, seed=7)
+    fitted = BetaGeoModel().fit(x, tx, T).params
+    for k, v in true.items():
+        assert fitted[k] == pytest.approx(v, rel=0.1), (k, fitted)
+
+    rng = np.random.default_rng(8)
+    rep = x > 0
+    nu = rng.gamma(4.0, 1.0 / 30.0, rep.sum())
+    m = rng.gamma(5.0 * x[rep], 1.0 / (nu * x[rep]))
+    gg = GammaGammaModel().fit(x[rep], m).params
+    for k, v in {"p": 5.0, "q": 4.0, "v": 30.0}.items():
+        assert gg[k] == pytest.approx(v, rel=0.1), (k, gg)
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def test_too_little_history_gives_a_clear_message():
+    x, tx, T = simulate(2_000, 0.5, 10.0, 1.2, 3.0, horizon=100.0, seed=1)
+    keep = (x == 0) | (np.cumsum(x > 0) <= 37)  # exactly 37 customers with a repeat order
+    with pytest.raises(InsufficientHistoryError) as err:
+        BetaGeoModel().fit(x[keep], tx[keep], T[keep])
+    assert str(err.value) == ("Predictive scores need at least 200 customers with a repeat order; this workspace "
+                              "has 37. Collect more history or turn predictive scores off.")
+    assert isinstance(err.value, TesseraError)
+    with pytest.raises(InsufficientHistoryError, match="has 37"):
+        GammaGammaModel().fit(x[keep], np.where(x[keep] > 0, 10.0, 0.0))
+    BetaGeoModel(min_repeat_customers=30).fit(x[keep], tx[keep], T[keep])  # the threshold is a setting
+
+
+def test_no_convergence_is_reported(cdnow):
+    with pytest.raises(PredictiveError, match=r"BG/NBD fit did not converge .*last parameters: r=.*alpha=.*a=.*b="):
+        BetaGeoModel(max_iterations=1).fit(cdnow["frequency"], cdnow["recency"], cdnow["T"])
+
+
+def test_invalid_summary_and_unfitted_model():
+    with pytest.raises(PredictiveError, match="1 customers have a recency outside"):
+        BetaGeoModel(min_repeat_customers=0).fit([1, 2], [5.0, 1.0], [4.0, 3.0])
+    with pytest.raises(PredictiveError, match="missing or infinite"):
+        BetaGeoModel().fit([1, np.nan], [1.0, 1.0], [4.0, 3.0])
+    with pytest.raises(PredictiveError, match="not fitted"):
+        BetaGeoModel().probability_alive([1], [1.0], [2.0])
+
+
+def test_rfm_summary_from_orders():
+    orders = pd.DataFrame(
+        [
+            ("c1", "2024-01-01 09:00", 10.0),
+            ("c1", "2024-01-01 18:00", 5.0),  # same day: one purchase of 15
+            ("c1", "2024-01-11 12:00", 20.0),
+            ("c1", "2024-01-31 08:00", 40.0),
+            ("c2", "2024-02-01 10:00", 7.0),
+            ("c3", "2024-01-05 10:00", 8.0),
+            ("c3", "2024-03-01 10:00", 9.0),  # after the end of the window: ignored
+        ],
+        columns=["customer", "at", "amount"],
+    )
+    s = rfm_summary(orders["customer"], pd.to_datetime(orders["at"]), orders["amount"], observation_end="2024-02-10")
+    assert s.loc["c1"].tolist() == [2, 30.0, 40.0, 30.0]
+    assert s.loc["c2"].tolist() == [0, 0.0, 9.0, 0.0]
+    assert s.loc["c3"].tolist() == [0, 0.0, 36.0, 0.0]
+    weeks = rfm_summary(orders["customer"], orders["at"], observation_end="2024-02-10", time_unit_days=7)
+    assert weeks.loc["c1", "T"] == pytest.approx(40 / 7) and "monetary_value" not in weeks
+    assert math.isclose(weeks.loc["c1", "recency"], 30 / 7)
