@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import date
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -74,7 +75,7 @@ class Pipeline:
                 self.adapter.drop_table(name)
 
     # ------------------------------------------------------------------ run
-    def run(self, run_id: int, *, import_files: bool = True) -> RunResult:
+    def run(self, run_id: int, *, import_files: bool = True, as_of: date | None = None) -> RunResult:
         result = RunResult(run_id, "running")
         t0 = time.perf_counter()
         tag = f"_tessera_r{run_id}_"
@@ -177,6 +178,17 @@ class Pipeline:
             self.progress("unify", "done", len(order), len(order))
             return totals
 
+        def do_enrich():
+            from tessera.enrich.runner import Enricher
+
+            enricher = Enricher(self.adapter, self.config, builder.built, tag, as_of or date.today())
+            todo = [ds for ds in self.config.datasets if enricher.needed(ds)]
+            for i, ds in enumerate(todo):
+                self.progress("enrich", ds.name, i, len(todo))
+                result.datasets[ds.name].update(enricher.enrich(ds))
+            self.progress("enrich", "done", len(todo), len(todo))
+            return {"enriched": len(todo)}
+
         def do_publish():
             views = {}
             for name, b in builder.built.items():
@@ -196,6 +208,8 @@ class Pipeline:
         try:
             self._step(result, "stage", do_stage)
             self._step(result, "unify", do_datasets)
+            if any(ds.aggregates or ds.scores for ds in self.config.datasets):
+                self._step(result, "enrich", do_enrich)
             self._step(result, "publish", do_publish)
         except TesseraError:
             raise

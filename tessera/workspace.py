@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from datetime import date
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -175,7 +176,7 @@ class Workspace:
         for kind, items in (("connection", config.connections), ("source", config.sources),
                             ("dataset", config.datasets)):
             for item in items:
-                objects.append((kind, item.name, item.model_dump(mode="json", exclude_defaults=True)))
+                objects.append((kind, item.name, item.model_dump(mode="json", exclude_defaults=True, by_alias=True)))
         after = {(k, n): s for k, n, s in objects}
         changes = {
             "added": sorted(f"{k} {n}" for k, n in after.keys() - before.keys()),
@@ -192,8 +193,14 @@ class Workspace:
         return dump_yaml(self.config)
 
     # ------------------------------------------------------------------ runs
-    def run(self, *, progress: Progress | None = None, import_files: bool = True) -> RunResult:
+    def run(self, *, progress: Progress | None = None, import_files: bool = True,
+            as_of: date | None = None) -> RunResult:
         """Import new files, unify every dataset and publish the result at once.
+
+        Args:
+            progress: called with (step, label, done, total) as the run goes.
+            import_files: import new files first (False: re-run on what is imported).
+            as_of: the date scores and time windows are computed at (default: today).
 
         Raises:
             RunError: the run failed; the previous published state is left in place.
@@ -206,7 +213,7 @@ class Workspace:
             run_id = self.store.start_run("pipeline", None, os.getpid())
             pipeline = Pipeline(self.adapter, self.store, config, self.path / "archive", progress)
             try:
-                result = pipeline.run(run_id, import_files=import_files)
+                result = pipeline.run(run_id, import_files=import_files, as_of=as_of)
             except TesseraError as exc:
                 self.store.finish_run(run_id, "failed", error=str(exc))
                 raise
@@ -238,6 +245,7 @@ class Workspace:
     def describe(self, dataset: str) -> list[dict]:
         """The columns of a dataset: type, semantic field (declared or suggested) and merge rule."""
         from tessera.datasets.build import dataset_columns
+        from tessera.normalize.semantic import suggest_semantic
 
         ds = next((d for d in self.config.datasets if d.name == dataset), None)
         if ds is None:
@@ -256,6 +264,13 @@ class Workspace:
                 "merge": spec.merge if ds.deduplicate else None,
                 "identity_key": any(k.column == spec.name for k in ds.identity_keys),
                 "sources": sources,
+            })
+        for c in ds.computed:
+            semantic = c.semantic or suggest_semantic(c.name)
+            out.append({
+                "column": c.name, "type": c.type or "(expression)", "semantic": semantic,
+                "semantic_from": "declared" if c.semantic else ("suggested" if semantic else None),
+                "merge": None, "identity_key": False, "sources": {}, "computed": c.sql,
             })
         return out
 

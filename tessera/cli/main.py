@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -72,6 +73,11 @@ def print_run(result) -> None:
         ds.add_row(name, str(c.get("records", "")), str(c.get("rows", "")), str(c.get("duplicates_merged", "")),
                    str(c.get("shared_values", "")))
     console.print(ds)
+    for name, c in result.datasets.items():
+        if c.get("aggregates") or c.get("scores") or c.get("predictive"):
+            console.print(f"{name}: {c.get('aggregates', 0)} aggregate(s), {c.get('scores', 0)} score group(s)"
+                          + (f", predictive {c['predictive']}" if c.get("predictive") else ""),
+                          markup=False, highlight=False)
 
 
 @app.command()
@@ -161,8 +167,9 @@ def columns(dataset: str = typer.Argument(..., help="Dataset name.")) -> None:
         t.add_column(col)
     for c in cols:
         semantic = f"{c['semantic']} ({c['semantic_from']})" if c["semantic"] else "-"
-        t.add_row(c["column"], c["type"], semantic, c["merge"] or "-", "yes" if c["identity_key"] else "",
-                  ", ".join(f"{s}.{col}" for s, col in c["sources"].items()))
+        origin = (escape(f"= {c['computed']}") if c.get("computed")
+                  else ", ".join(f"{s}.{col}" for s, col in c["sources"].items()))
+        t.add_row(c["column"], c["type"], semantic, c["merge"] or "-", "yes" if c["identity_key"] else "", origin)
     console.print(t)
 
 

@@ -158,12 +158,13 @@ def check_references(config: WorkspaceConfig) -> list[str]:
                 fed[m.source] = d.name
             if not m.columns:
                 problems.append(f"{where}.mappings[{j}].columns: map at least one column")
+        computed = {c.name for c in d.computed}
         for j, k in enumerate(d.identity_keys):
-            if k.column not in cols:
+            if k.column not in cols and k.column not in computed:
                 problems.append(f"{where}.identity_keys[{j}]: '{k.column}' is not a column of the dataset")
         if d.deduplicate and not d.identity_keys:
             problems.append(f"{where}: deduplicate is on but no identity_keys are set (e.g. email, phone)")
-        if d.date_column and d.date_column not in cols:
+        if d.date_column and d.date_column not in cols and d.date_column not in computed:
             problems.append(f"{where}.date_column: '{d.date_column}' is not a column of the dataset")
         for s in d.source_priority:
             if s not in {m.source for m in d.mappings}:
@@ -172,6 +173,69 @@ def check_references(config: WorkspaceConfig) -> list[str]:
             if c.semantic and c.semantic not in SEMANTIC_FIELDS:
                 problems.append(f"{where}.columns[{j}].semantic: unknown semantic field '{c.semantic}' "
                                 f"(one of {', '.join(SEMANTIC_FIELDS)})")
+        if d.computed:
+            problems += _check_computed(config, i, d, cols)
+    return problems
+
+
+# Columns every unified row carries besides the mapped ones (see tessera.identity.merge).
+UNIFIED_COLUMNS = ("tessera_record_count", "tessera_sources", "tessera_first_seen", "tessera_last_seen")
+
+
+def _link_columns(config: WorkspaceConfig, dataset) -> list[str]:
+    """The relation columns (``tessera_<dataset>_id``) the sources of ``dataset`` add to it."""
+    sources = {s.name: s for s in config.sources}
+    names = {d.name for d in config.datasets}
+    feeds: dict[str, str] = {}
+    for d in config.datasets:
+        for m in d.mappings:
+            feeds.setdefault(m.source, d.name)
+    out = []
+    for m in dataset.mappings:
+        for rel in sources[m.source].relations if m.source in sources else []:
+            obj = rel.to.split(".")[0]
+            target = obj if obj in names else feeds.get(obj)
+            if target is not None:
+                name = rel.name or f"tessera_{target}_id"
+                if name not in out:
+                    out.append(name)
+    return out
+
+
+def _check_computed(config: WorkspaceConfig, i: int, d, cols: list[str]) -> list[str]:
+    """Each computed column's SQL against the dataset's columns, names, and cycles between them."""
+    from tessera.enrich.sql import check_expression, order_computed
+
+    problems: list[str] = []
+    base = set(cols) | {"tessera_id"} | set(_link_columns(config, d))
+    if d.deduplicate:
+        base |= set(UNIFIED_COLUMNS)
+    names = [c.name for c in d.computed]
+    for j, c in enumerate(d.computed):
+        where = f"datasets[{i}].computed[{j}] ({c.name})"
+        if c.name in base:
+            problems.append(f"{where}.name: '{c.name}' is already a column of the dataset; give the computed "
+                            "column another name")
+        elif names.index(c.name) != j:
+            problems.append(f"{where}.name: computed column '{c.name}' is declared more than once")
+        if c.semantic and c.semantic not in SEMANTIC_FIELDS:
+            problems.append(f"{where}.semantic: unknown semantic field '{c.semantic}' "
+                            f"(one of {', '.join(SEMANTIC_FIELDS)})")
+        try:
+            check_expression(c.sql, base | set(names), where=where)
+        except ConfigError as exc:
+            problems += exc.problems
+    try:
+        order_computed({c.name: c.sql for c in d.computed}, base)
+    except ConfigError as exc:
+        problems += [f"datasets[{i}] ({d.name}).computed: {p}" for p in exc.problems]
+    for j, k in enumerate(d.identity_keys):
+        if k.column in names:
+            problems.append(f"datasets[{i}] ({d.name}).identity_keys[{j}]: '{k.column}' is a computed column; "
+                            "identity keys are mapped columns (computed columns are added after unification)")
+    if d.date_column in names:
+        problems.append(f"datasets[{i}] ({d.name}).date_column: '{d.date_column}' is a computed column; the "
+                        "record date is a mapped column (computed columns are added after unification)")
     return problems
 
 
@@ -195,5 +259,5 @@ def load_yaml(path: str | Path) -> WorkspaceConfig:
 
 
 def dump_yaml(config: WorkspaceConfig) -> str:
-    data = config.model_dump(mode="json", exclude_defaults=True)
+    data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

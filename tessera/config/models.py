@@ -8,6 +8,7 @@ column...) live in :func:`validate_workspace`, which reports every problem at on
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -158,6 +159,51 @@ class DatasetColumnConfig(_Model):
     _v = field_validator("name")(_check_name)
 
 
+class ComputedColumnConfig(_Model):
+    """A column computed from the other columns of the same dataset: one SQL expression in DuckDB's
+    dialect (``concat(first_name, ' ', last_name)``), checked and rendered for the engine by
+    :mod:`tessera.enrich.sql`. It may use another computed column."""
+
+    name: str
+    sql: str
+    type: ColumnType | None = None  # None: the type of the expression
+    semantic: str | None = None  # None: suggested from the name
+    _v = field_validator("name")(_check_name)
+
+
+class AggregateConfig(_Model):
+    """A value computed from a related dataset onto this one (e.g. orders -> contacts)."""
+
+    name: str
+    from_: str = Field(alias="from")  # the related dataset; it needs a relation to this one
+    function: Literal["sum", "avg", "count", "count_distinct", "min", "max", "first", "last",
+                      "most_frequent", "list"]
+    column: str | None = None  # the related dataset's column (not needed by count)
+    filter: str | None = None  # a SQL condition over the related dataset's columns
+    date_column: str | None = None  # for windows, first and last; default: its OrderDate field
+    last: int | None = Field(default=None, ge=1)  # window: the last N units
+    unit: Literal["days", "months", "years"] = "days"
+    between: tuple[date, date] | None = None  # window: between two dates, inclusive
+    _v = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _column_needed(self) -> "AggregateConfig":
+        if self.function != "count" and not self.column:
+            raise ValueError(f"function {self.function} needs a column")
+        return self
+
+
+class ScoresConfig(_Model):
+    """Library and predictive scores of a customer dataset (see docs/scores.md)."""
+
+    library: list[str] = Field(default_factory=list)  # rfm, purchase_timing, order_stats, ...
+    orders: str | None = None  # default: the dataset with an OrderDate field related to this one
+    order_items: str | None = None  # default: the dataset with Quantity/ProductCategory related to orders
+    settings: dict[str, float] = Field(default_factory=dict)  # thresholds, see docs/scores.md
+    predictive: bool = False  # BG/NBD + Gamma-Gamma scores
+    predictive_settings: dict[str, float] = Field(default_factory=dict)  # horizon_days, clv_months, ...
+
+
 class IdentityKeyConfig(_Model):
     column: str
     limit: int | None = Field(default=None, ge=1)  # at most N distinct values per unified record
@@ -181,6 +227,9 @@ class DatasetConfig(_Model):
     source_priority: list[str] = Field(default_factory=list)
     columns: list[DatasetColumnConfig] = Field(default_factory=list)
     mappings: list[MappingConfig] = Field(min_length=1)
+    computed: list[ComputedColumnConfig] = Field(default_factory=list)
+    aggregates: list[AggregateConfig] = Field(default_factory=list)
+    scores: ScoresConfig | None = None
     _v = field_validator("name")(_check_name)
 
 

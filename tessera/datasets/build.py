@@ -7,10 +7,19 @@ from dataclasses import dataclass, field
 import ibis
 import ibis.expr.datatypes as dt
 import pyarrow as pa
+import sqlglot.expressions as sqlglot_exp
 
-from tessera.config.models import DatasetConfig, NormalizationRule, RelationConfig, WorkspaceConfig
+from tessera.config.models import (
+    ComputedColumnConfig,
+    DatasetConfig,
+    NormalizationRule,
+    RelationConfig,
+    WorkspaceConfig,
+)
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import IBIS_TYPES, cast_text, type_name
+from tessera.enrich.sql import check_expression, order_computed, render
+from tessera.errors import RunError, TesseraError
 from tessera.identity.merge import MergeColumn, merge
 from tessera.identity.resolve import IdentityKey, new_id, resolve
 from tessera.normalize.rules import apply_rules
@@ -107,6 +116,111 @@ def dataset_order(config: WorkspaceConfig) -> list[DatasetConfig]:
     return [by_name[n] for n in order]
 
 
+def computed_plan(ds: DatasetConfig, columns: set[str]) -> list[tuple[ComputedColumnConfig, object]]:
+    """The computed columns of ``ds`` in dependency order, each with its checked expression."""
+    by_name = {c.name: c for c in ds.computed}
+    allowed = set(columns) | set(by_name)
+    plan = []
+    for name in order_computed({c.name: c.sql for c in ds.computed}, set(columns)):
+        cfg = by_name[name]
+        plan.append((cfg, check_expression(cfg.sql, allowed, where=f"dataset {ds.name}, computed column {name}")))
+    return plan
+
+
+def _portable_type(dtype: dt.DataType, where: str) -> dt.DataType:
+    """The type a computed column is stored with, from the type DuckDB gives its expression."""
+    if dtype.is_null() or dtype.is_string():
+        return dt.string
+    if dtype.is_integer():
+        return dt.int64
+    if dtype.is_floating():
+        return dt.float64
+    if dtype.is_decimal():
+        return dt.Decimal(dtype.precision or 38, dtype.scale if dtype.scale is not None else 9)
+    if dtype.is_boolean():
+        return dt.boolean
+    if dtype.is_date():
+        return dt.date
+    if dtype.is_timestamp():
+        return dt.timestamp
+    raise RunError(f"{where}: the expression gives values of type {dtype}, which a dataset column does not "
+                   "hold (string, integer, float, decimal, boolean, date, timestamp); cast it, e.g. "
+                   "CAST(... AS VARCHAR), or use date_diff for a number of days")
+
+
+def add_computed(adapter: EngineAdapter, table: ibis.Table, ds: DatasetConfig,
+                 types: dict[str, dt.DataType] | None = None) -> tuple[ibis.Table, dict[str, dt.DataType]]:
+    """``table`` with the computed columns of ``ds``, and their types.
+
+    A column with a declared ``type`` is cast to it (a value that does not fit gives NULL); the
+    others take ``types`` (the types DuckDB gives the expressions, so that every engine stores the
+    same types) or, without it, the portable type of what the engine gives. Columns are added level
+    by level: those that use no other computed column first (in one query), then those that use
+    them, each level seeing the cast values of the previous ones."""
+    plan = computed_plan(ds, set(table.columns))
+    names = [c.name for c in ds.computed]
+    level: dict[str, int] = {}
+    for cfg, expr in plan:
+        used = {c.name for c in expr.find_all(sqlglot_exp.Column)} & set(names)
+        level[cfg.name] = 1 + max((level[u] for u in used), default=-1)
+    found: dict[str, dt.DataType] = {}
+    for depth in range(max(level.values(), default=-1) + 1):
+        batch = [(cfg, expr) for cfg, expr in plan if level[cfg.name] == depth]
+        table = _add_sql(adapter, table, ds, batch)
+        casts = {}
+        for cfg, _ in batch:
+            where = f"dataset {ds.name}, computed column {cfg.name}"
+            value = table[cfg.name]
+            if cfg.type:
+                value = cast_text(value, cfg.type)
+            else:
+                target = types[cfg.name] if types and cfg.name in types else _portable_type(value.type(), where)
+                if value.type() != target.copy(nullable=value.type().nullable):
+                    value = value.cast(target)
+            found[cfg.name] = value.type()
+            casts[cfg.name] = value
+        table = table.mutate(**casts)
+    if names and list(table.columns[-len(names):]) != names:  # in the configuration's order
+        table = table.select(*[c for c in table.columns if c not in names], *names)
+    return table, found
+
+
+def _add_sql(adapter: EngineAdapter, table: ibis.Table, ds: DatasetConfig, batch: list) -> ibis.Table:
+    """``adapter.add_sql_columns`` for the rendered expressions of ``batch``; an expression the engine
+    refuses fails the run with its column named."""
+
+    def refused(cfg: ComputedColumnConfig, exc: Exception) -> RunError:
+        text = str(exc).strip()
+        first = " ".join(text.splitlines()[0].split()) if text else type(exc).__name__
+        return RunError(f"dataset {ds.name}, computed column {cfg.name} ({cfg.sql}): {first}")
+
+    try:
+        return adapter.add_sql_columns(table, [(cfg.name, render(expr, adapter.name)) for cfg, expr in batch])
+    except TesseraError:
+        raise
+    except Exception as exc:  # the engine refused an expression: find which one
+        for cfg, expr in batch:
+            try:
+                adapter.add_sql_columns(table, [(cfg.name, render(expr, adapter.name))])
+            except Exception as single:  # noqa: BLE001 - reported with its column
+                raise refused(cfg, single) from single
+        raise refused(batch[0][0], exc) from exc
+
+
+def duckdb_types(table: ibis.Table, ds: DatasetConfig) -> dict[str, dt.DataType]:
+    """The types of the computed columns of ``ds`` as DuckDB (the authoring dialect) gives them, found
+    on an empty in-memory table of ``table``'s schema: the reference every engine is cast to."""
+    from tessera.engine.duckdb import DuckDBAdapter
+
+    probe = DuckDBAdapter(":memory:")
+    try:
+        empty = probe.create_table("t", table.schema().to_pyarrow().empty_table())
+        _, types = add_computed(probe, empty, ds)
+    finally:
+        probe.close()
+    return types
+
+
 class DatasetBuilder:
     """Builds the datasets of one run, in dependency order, as work tables prefixed by ``tag``."""
 
@@ -182,6 +296,14 @@ class DatasetBuilder:
             out = out.union(p, distinct=False)
         return out
 
+    # ---------------------------------------------------------------- computed columns
+    def _computed(self, ds: DatasetConfig, table: ibis.Table) -> ibis.Table:
+        """The unified table with the computed columns of ``ds`` (typed as DuckDB types them)."""
+        if not ds.computed:
+            return table
+        types = None if self.adapter.name == "duckdb" else duckdb_types(table, ds)
+        return add_computed(self.adapter, table, ds, types)[0]
+
     # ---------------------------------------------------------------- build
     def build(self, ds: DatasetConfig, *, previous_lineage: str | None, generation: int, backend: str) -> Built:
         columns = dataset_columns(ds, self.stage_types)
@@ -198,10 +320,8 @@ class DatasetBuilder:
         shared_table = None
         if not ds.deduplicate:
             # One row per source record: the records table is the dataset.
-            records = self.adapter.create_table(
-                f"{tag}records", mapped.select(**{TID: new_id(mapped._tessera_record, 0)}, **{
-                    c: mapped[c] for c in mapped.columns})
-            )
+            rows = mapped.select(**{TID: new_id(mapped._tessera_record, 0)}, **{c: mapped[c] for c in mapped.columns})
+            records = self.adapter.create_table(f"{tag}records", self._computed(ds, rows))
             n = self.adapter.count(records)
             counts.update(records=n, unified=n, duplicates_merged=0, rows=n)
             built = Built(ds.name, f"{tag}records", f"{tag}records", None, columns, counts)
@@ -228,7 +348,7 @@ class DatasetBuilder:
             date_column=ds.date_column,
             source_priority=ds.source_priority,
         )
-        table = self.adapter.create_table(f"{tag}data", merged)
+        table = self.adapter.create_table(f"{tag}data", self._computed(ds, merged))
         counts["rows"] = self.adapter.count(table)
         built = Built(ds.name, f"{tag}data", f"{tag}records", shared_table, columns, counts)
         self.built[ds.name] = built

@@ -1058,7 +1058,8 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int) -> 
             "format": "ndjson",
             "record_keys": ["order_id", "line_no"],
             "types": {"line_no": "integer", "quantity": "integer", "unit_price": "float"},
-            "relations": [{"column": "order_id", "to": "eshop_orders.order_id"}],
+            "relations": [{"column": "order_id", "to": "eshop_orders.order_id"},
+                          {"column": "product_id", "to": "products.product_id"}],
         },
         {
             "name": "pos_customers",
@@ -1091,7 +1092,8 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int) -> 
             "csv": {"delimiter": ","},
             "record_keys": ["ticket_id", "line_no"],
             "types": {"line_no": "integer", "quantity": "integer", "unit_price": "float"},
-            "relations": [{"column": "ticket_id", "to": "pos_tickets.ticket_id"}],
+            "relations": [{"column": "ticket_id", "to": "pos_tickets.ticket_id"},
+                          {"column": "product_id", "to": "products.product_id"}],
         },
         {
             "name": "products",
@@ -1153,6 +1155,16 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int) -> 
                 "loyalty_card": "card_number", "email": "email", "phone": "mobile", "first_name": "first_name",
                 "last_name": "last_name", "created_at": "signup_date", "updated_at": "signup_date"}},
         ],
+        "aggregates": [
+            {"name": "orders_last_2_years", "from": "orders", "function": "count", "last": 2, "unit": "years"},
+            {"name": "eshop_revenue", "from": "orders", "function": "sum", "column": "amount",
+             "filter": "eshop_customer_id IS NOT NULL"},
+        ],
+        "scores": {
+            "library": ["rfm", "purchase_timing", "order_stats", "discounts", "stores", "channels", "categories",
+                        "items"],
+            "predictive": True,
+        },
     }
     orders = {
         "name": "orders",
@@ -1165,7 +1177,7 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int) -> 
             _col("discount", "DiscountAmount", type="float"),
             _col("channel", "Channel", type="string"),
             _col("status", "Other", type="string"),
-            _col("store_id", "StoreId", type="string"),
+            _col("store_id", "Store", type="string"),
             _col("eshop_customer_id", "Other", type="string"),
             _col("customer_email", "Other", type="string"),
             _col("loyalty_card", "LoyaltyCard", type="string"),

@@ -9,12 +9,15 @@ this package.
 from __future__ import annotations
 
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import ibis
 import pyarrow as pa
+import sqlglot as sg
+import sqlglot.expressions as sge
 
 from tessera.engine import filereader
 
@@ -66,6 +69,27 @@ class EngineAdapter:
     def with_row_index(self, table: ibis.Table, name: str) -> ibis.Table:
         """Number the rows 0..n-1 in no particular order (callers must not depend on the order)."""
         return table.mutate(**{name: ibis.row_number().over(order_by=table.columns[0])})
+
+    def add_sql_columns(self, table: ibis.Table, columns: list[tuple[str, str]]) -> ibis.Table:
+        """``table`` with one more column per ``(name, expression)``, in order: each expression is SQL in
+        this engine's dialect over the table's columns and the columns added before it.
+
+        The expressions come from :func:`tessera.enrich.sql.render` (checked against its allow-list)."""
+        dialect = self.con.compiler.dialect
+        alias = f"{PREFIX}sql_{uuid.uuid4().hex[:12]}"
+        source: sge.Expression = sge.Table(this=sg.to_identifier(alias, quoted=True))
+        query = None
+        for i, (name, sql) in enumerate(columns):
+            expr = self.adapt_sql_expression(sg.parse_one(sql, read=dialect))
+            source = source if query is None else query.subquery(f"_c{i}")
+            query = sg.select(sge.Star(), sge.alias_(expr, name, quoted=True)).from_(source)
+        if query is None:
+            return table
+        return table.alias(alias).sql(query.sql(dialect=dialect))
+
+    def adapt_sql_expression(self, expr: sge.Expression) -> sge.Expression:
+        """An engine's last touch to a SQL expression of :meth:`add_sql_columns` (none by default)."""
+        return expr
 
     def drop_table(self, name: str) -> None:
         self.con.drop_table(name, force=True)

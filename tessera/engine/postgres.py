@@ -398,6 +398,20 @@ class PostgresAdapter(SqlCatalogAdapter):
         # An unordered row number needs no sort.
         return table.mutate(**{name: ibis.row_number().over()})
 
+    def adapt_sql_expression(self, expr: sge.Expression) -> sge.Expression:
+        """lower/upper in the case collation, as the compiler writes them (text columns are in "C",
+        whose case mapping only knows ASCII letters)."""
+        compiler = self.con.compiler
+        for node in reversed(list(expr.find_all(sge.Lower, sge.Upper))):
+            function = "lower" if isinstance(node, sge.Lower) else "upper"
+            new = compiler._change_case(function, node.this)
+            if function == "upper":
+                new = compiler.f.replace(new, "\u00df", "\u1e9e")
+            if node is expr:
+                return new
+            node.replace(new)
+        return expr
+
     # ------------------------------------------------------------------ files
     def import_file(self, path: str, fmt: str, *, table: str, options: dict, decimal_comma: bool,
                     batch: int, file_name: str, declared: frozenset = frozenset()) -> FileImport:

@@ -1,0 +1,8 @@
+"""Enrichment: values a dataset gains from its own columns and from related datasets.
+
+- :mod:`tessera.enrich.sql`: computed columns, SQL expressions over the columns of the same
+  dataset, written in DuckDB's dialect, checked against an allow-list and rendered per engine;
+- :mod:`tessera.enrich.aggregates`: a value aggregated from a related dataset;
+- :mod:`tessera.enrich.scores`: the ready-made score library computed from orders;
+- :mod:`tessera.enrich.predictive`: BG/NBD and Gamma-Gamma customer models.
+"""

@@ -83,7 +83,8 @@ def aggregate(related: ibis.Table, link: str, aggs: list[tuple[Aggregate, ibis.V
         elif f == "max":
             values[agg.name] = col.max(where=where)
         elif f in ("first", "last"):
-            when = rel[agg.date_column] if agg.date_column else rel["_tessera_record"]
+            when = rel[agg.date_column] if agg.date_column else rel[
+                "tessera_id" if "tessera_id" in rel.columns else "_tessera_record"]
             fn = col.argmin if f == "first" else col.argmax
             values[agg.name] = fn(when, where=where)
         elif f == "list":

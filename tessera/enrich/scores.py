@@ -220,7 +220,7 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
         disc = o[fields["DiscountAmount"]].cast("float64").fill_null(0)
         d = o.mutate(_disc=disc)
         dd = d.group_by(CID).agg(
-            score_discounted_order_count=(d._disc > 0).sum().cast("int64"),
+            score_discounted_order_count=(d._disc > 0).ifelse(1, 0).sum().cast("int64"),
             _gross=(d._amount + d._disc).sum(),
             _discount=d._disc.sum(),
             _nd=d._order.nunique(),

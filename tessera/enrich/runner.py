@@ -1,0 +1,231 @@
+"""The enrichment step of a run: aggregates, library scores and predictive scores per dataset.
+
+It runs after every dataset of the run is unified, so a dataset can aggregate any other one
+(contacts from their orders, orders from their items). The new columns are joined to the
+unified table on ``tessera_id`` and the result replaces it before publication.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import ibis
+import ibis.expr.datatypes as dt
+import numpy as np
+import pyarrow as pa
+
+from tessera.config.models import DatasetConfig, WorkspaceConfig
+from tessera.datasets.build import Built, link_name
+from tessera.engine.base import EngineAdapter
+from tessera.enrich.aggregates import Aggregate, aggregate
+from tessera.enrich.scores import LIBRARY, ScoreSettings, compute_scores
+from tessera.enrich.sql import check_expression, render
+from tessera.errors import ConfigError
+
+TID = "tessera_id"
+
+
+def _semantic(built: Built) -> dict[str, str]:
+    """Semantic field -> column of a built dataset (first column wins)."""
+    out: dict[str, str] = {}
+    for c in built.columns:
+        if c.semantic and c.semantic not in out:
+            out[c.semantic] = c.name
+    return out
+
+
+def _links_to(config: WorkspaceConfig, source_ds: DatasetConfig, target: str) -> str | None:
+    """The column of ``source_ds`` that holds the unified id of a ``target`` record."""
+    sources = {s.name: s for s in config.sources}
+    for m in source_ds.mappings:
+        for rel in sources[m.source].relations:
+            name = link_name(config, rel)
+            if name == f"tessera_{target}_id" or (rel.name and _target_dataset(config, rel) == target):
+                return name
+    return None
+
+
+def _target_dataset(config: WorkspaceConfig, rel) -> str:
+    from tessera.datasets.build import relation_target
+
+    return relation_target(config, rel)[2]
+
+
+def _related_orders(config: WorkspaceConfig, ds: DatasetConfig, built: dict[str, Built]) -> str | None:
+    """The dataset of orders linked to ``ds``: it has an OrderDate field and a link to ``ds``."""
+    for other in config.datasets:
+        if other.name in built and "OrderDate" in _semantic(built[other.name]) and _links_to(config, other, ds.name):
+            return other.name
+    return None
+
+
+class Enricher:
+    def __init__(self, adapter: EngineAdapter, config: WorkspaceConfig, built: dict[str, Built], tag: str,
+                 as_of: date):
+        self.adapter = adapter
+        self.config = config
+        self.built = built
+        self.tag = tag
+        self.as_of = as_of
+        self.by_name = {d.name: d for d in config.datasets}
+
+    def needed(self, ds: DatasetConfig) -> bool:
+        return bool(ds.aggregates or (ds.scores and (ds.scores.library or ds.scores.predictive)))
+
+    def enrich(self, ds: DatasetConfig) -> dict:
+        """Add the dataset's enrichment columns; return counts for the run summary."""
+        base = self.adapter.table(self.built[ds.name].table)
+        parts: list[ibis.Table] = []
+        counts: dict = {}
+        by_source: dict[str, list] = {}
+        for i, a in enumerate(ds.aggregates):
+            by_source.setdefault(a.from_, []).append((i, a))
+        for rel_name, items in by_source.items():
+            rel_built = self.built[rel_name]
+            rel = self.adapter.table(rel_built.table)
+            link = _links_to(self.config, self.by_name[rel_name], ds.name)
+            if link is None:
+                raise ConfigError(f"dataset '{ds.name}': aggregates from '{rel_name}' need a relation from "
+                                  f"'{rel_name}' to '{ds.name}' (e.g. orders.customer_email -> {ds.name}.email)")
+            # Filters are checked SQL over the related dataset, added as boolean columns.
+            conds = []
+            for i, a in items:
+                if a.filter:
+                    where = f"datasets[{ds.name}].aggregates[{i}] ({a.name})"
+                    expr = check_expression(a.filter, set(rel.columns), where=where)
+                    conds.append((f"_cond{i}", render(expr, self.adapter.name)))
+            if conds:
+                rel = self.adapter.add_sql_columns(rel, conds)
+            aggs = []
+            for i, a in items:
+                where = f"datasets[{ds.name}].aggregates[{i}] ({a.name})"
+                cond = rel[f"_cond{i}"] if a.filter else None
+                date_col = a.date_column or _semantic(rel_built).get("OrderDate")
+                start, end = (a.between or (None, None))
+                if (a.last or a.between) and not date_col:
+                    raise ConfigError(f"{where}: a time window needs date_column (no OrderDate field in '{rel_name}')")
+                aggs.append((Aggregate(a.name, a.function, a.column, date_col, last=a.last, unit=a.unit,
+                                       start=start, end=end), cond))
+            parts.append(aggregate(rel, link, aggs, as_of=self.as_of).rename(**{TID: "_customer"}))
+            counts["aggregates"] = counts.get("aggregates", 0) + len(items)
+        if ds.scores and ds.scores.library:
+            parts.append(self._scores(ds).rename(**{TID: "_customer"}))
+            counts["scores"] = len(ds.scores.library)
+        if ds.scores and ds.scores.predictive:
+            from tessera.enrich.predictive import PredictiveError
+
+            try:
+                parts.append(self._predictive(ds))
+                counts["predictive"] = "fitted"
+            except PredictiveError as exc:
+                # Too little history or a fit that does not converge: no predictive columns this
+                # run (never nonsense), and the reason in the run summary.
+                counts["predictive"] = f"skipped: {exc}"
+        out = base
+        for p in parts:
+            out = out.left_join(p, TID).drop(f"{TID}_right")
+        name = f"{self.tag}{ds.name}__enriched"
+        self.adapter.create_table(name, out)
+        self.built[ds.name].table = name
+        return counts
+
+    # ---------------------------------------------------------------- scores
+    def _orders(self, ds: DatasetConfig) -> tuple[ibis.Table, dict[str, str], str]:
+        orders_name = (ds.scores.orders if ds.scores else None) or _related_orders(self.config, ds, self.built)
+        if orders_name is None or orders_name not in self.built:
+            raise ConfigError(f"dataset '{ds.name}': scores need an orders dataset with an OrderDate field and a "
+                              f"relation to '{ds.name}'; set scores.orders")
+        ob = self.built[orders_name]
+        link = _links_to(self.config, self.by_name[orders_name], ds.name)
+        if link is None:
+            raise ConfigError(f"dataset '{ds.name}': orders dataset '{orders_name}' has no relation to it")
+        o = self.adapter.table(ob.table)
+        o = o.mutate(_customer=o[link], _order=o[TID]).filter(ibis._["_customer"].notnull())
+        return o, _semantic(ob), orders_name
+
+    def _scores(self, ds: DatasetConfig) -> ibis.Table:
+        o, fields, orders_name = self._orders(ds)
+        items = item_fields = None
+        items_name = ds.scores.order_items or next(
+            (d.name for d in self.config.datasets
+             if d.name in self.built and _links_to(self.config, d, orders_name)
+             and ({"Quantity", "ProductCategory"} & set(_semantic(self.built[d.name])))), None)
+        if items_name:
+            ib = self.built[items_name]
+            link = _links_to(self.config, self.by_name[items_name], orders_name)
+            items = self.adapter.table(ib.table)
+            items = items.mutate(_order=items[link])
+            item_fields = _semantic(ib)
+            if "ProductCategory" not in item_fields:
+                items, item_fields = self._categories_via_products(items_name, items, item_fields)
+        settings = ScoreSettings(**ds.scores.settings)
+        unknown = [s for s in ds.scores.library if s not in LIBRARY]
+        if unknown:
+            raise ConfigError(f"dataset '{ds.name}': unknown score(s) {', '.join(unknown)} "
+                              f"(library: {', '.join(LIBRARY)}; see docs/scores.md)")
+        return compute_scores(o, fields, ds.scores.library, as_of=self.as_of, items=items,
+                              item_fields=item_fields, settings=settings)
+
+    def _categories_via_products(self, items_name: str, items: ibis.Table, fields: dict[str, str]):
+        """Order lines that point at a products dataset get its ProductCategory."""
+        for d in self.config.datasets:
+            if d.name in self.built and "ProductCategory" in _semantic(self.built[d.name]):
+                link = _links_to(self.config, self.by_name[items_name], d.name)
+                if link:
+                    prod = self.adapter.table(self.built[d.name].table)
+                    cat = _semantic(self.built[d.name])["ProductCategory"]
+                    lookup = prod.select(_pid=prod[TID], _category=prod[cat])
+                    items = items.left_join(lookup, items[link] == lookup._pid).drop("_pid")
+                    return items, {**fields, "ProductCategory": "_category"}
+        return items, fields
+
+    # ---------------------------------------------------------------- predictive
+    def _predictive(self, ds: DatasetConfig) -> ibis.Table:
+        from tessera.enrich.predictive import BetaGeoModel, GammaGammaModel
+
+        o, fields, _ = self._orders(ds)
+        if "OrderAmount" not in fields:
+            raise ConfigError(f"dataset '{ds.name}': predictive scores need an OrderAmount field on the orders")
+        day = o[fields["OrderDate"]].cast("date")
+        per_day = o.mutate(_day=day, _amount=o[fields["OrderAmount"]].cast("float64")).group_by(
+            ["_customer", "_day"]).agg(_amount=ibis._["_amount"].sum())
+        as_of = ibis.literal(self.as_of, dt.date)
+        first = per_day._day.min().over(group_by="_customer")
+        per_day = per_day.mutate(_first=first)
+        # A customer's summary (one row per customer) is computed in the engine.
+        summary = per_day.group_by("_customer").agg(
+            frequency=(per_day._day.nunique() - 1).cast("float64"),
+            recency=per_day._day.max().delta(per_day._day.min(), unit="day").cast("float64"),
+            T=as_of.delta(per_day._day.min(), unit="day").cast("float64"),
+            monetary=per_day._amount.mean(where=per_day._day > per_day._first),
+        )
+        arrow = self.adapter.to_arrow(summary)
+        x = arrow.column("frequency").to_numpy()
+        t_x = arrow.column("recency").to_numpy()
+        T = arrow.column("T").to_numpy()
+        m = arrow.column("monetary").to_numpy(zero_copy_only=False).astype(float)
+        settings = ds.scores.predictive_settings
+        bg = BetaGeoModel(time_unit_days=1, min_repeat_customers=int(settings.get("min_repeat_customers", 200)))
+        bg.fit(x, t_x, T)
+        horizon = float(settings.get("horizon_days", 90))
+        alive = bg.probability_alive(x, t_x, T)
+        expected = bg.expected_purchases(horizon, x, t_x, T)
+        next_days = bg.expected_next_purchase_days(x, t_x, T)
+        gg = GammaGammaModel()
+        m_safe = np.where(np.isfinite(m) & (m > 0), m, 0.0)
+        gg.fit(x, m_safe)
+        clv = gg.customer_lifetime_value(bg, x, t_x, T, m_safe, months=int(settings.get("clv_months", 12)),
+                                         discount_rate_monthly=float(settings.get("discount_rate_monthly", 0.01)))
+        next_date = np.where(np.isfinite(next_days), next_days, np.nan)
+        table = pa.table({
+            TID: arrow.column("_customer"),
+            "score_probability_alive": pa.array(np.round(alive, 4)),
+            "score_churn_risk": pa.array(np.round(1 - alive, 4)),
+            f"score_expected_purchases_{int(horizon)}d": pa.array(np.round(expected, 4)),
+            "score_predicted_clv": pa.array(np.round(clv, 2)),
+            "score_days_to_next_order": pa.array(np.round(next_date, 1), mask=~np.isfinite(next_date)),
+        })
+        t = self.adapter.create_table(f"{self.tag}{ds.name}__predictive", table, temp=True)
+        return t.mutate(score_next_order_date=(as_of + t.score_days_to_next_order.round().cast("int64").as_interval("D"))
+                        .cast("date"))
+
