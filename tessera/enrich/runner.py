@@ -124,6 +124,10 @@ class Enricher:
         out = base
         for p in parts:
             out = out.left_join(p, TID).drop(f"{TID}_right")
+        # A customer without related rows has counted zero of them.
+        counted = {a.name: out[a.name].fill_null(0) for a in ds.aggregates if a.function in ("count", "count_distinct")}
+        if counted:
+            out = out.mutate(**counted)
         name = f"{self.tag}{ds.name}__enriched"
         self.adapter.create_table(name, out)
         self.built[ds.name].table = name
