@@ -203,7 +203,8 @@ class Enricher:
             T=as_of.delta(per_day._day.min(), unit="day").cast("float64"),
             monetary=per_day._amount.mean(where=per_day._day > per_day._first),
         )
-        arrow = self.adapter.to_arrow(summary)
+        # In id order: the fit sees the same input whatever order the engine returns rows in.
+        arrow = self.adapter.to_arrow(summary.order_by("_customer"))
         x = arrow.column("frequency").to_numpy()
         t_x = arrow.column("recency").to_numpy()
         T = arrow.column("T").to_numpy()
@@ -221,15 +222,18 @@ class Enricher:
         clv = gg.customer_lifetime_value(bg, x, t_x, T, m_safe, months=int(settings.get("clv_months", 12)),
                                          discount_rate_monthly=float(settings.get("discount_rate_monthly", 0.01)))
         next_date = np.where(np.isfinite(next_days), next_days, np.nan)
+        # Dates are added here, once, so that every engine publishes the same day.
+        finite = np.isfinite(next_date)
+        as_of_day = np.datetime64(self.as_of, "D")
+        next_day = as_of_day + np.round(np.where(finite, next_date, 0)).astype("timedelta64[D]")
         table = pa.table({
             TID: arrow.column("_customer"),
             "score_probability_alive": pa.array(np.round(alive, 4)),
             "score_churn_risk": pa.array(np.round(1 - alive, 4)),
             f"score_expected_purchases_{int(horizon)}d": pa.array(np.round(expected, 4)),
             "score_predicted_clv": pa.array(np.round(clv, 2)),
-            "score_days_to_next_order": pa.array(np.round(next_date, 1), mask=~np.isfinite(next_date)),
+            "score_days_to_next_order": pa.array(np.round(next_date, 1), mask=~finite),
+            "score_next_order_date": pa.array(next_day, pa.date32(), mask=~finite),
         })
-        t = self.adapter.create_table(f"{self.tag}{ds.name}__predictive", table, temp=True)
-        return t.mutate(score_next_order_date=(as_of + t.score_days_to_next_order.round().cast("int64").as_interval("D"))
-                        .cast("date"))
+        return self.adapter.create_table(f"{self.tag}{ds.name}__predictive", table, temp=True)
 

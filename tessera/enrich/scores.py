@@ -24,6 +24,7 @@ import ibis.expr.datatypes as dt
 from tessera.errors import ConfigError
 
 CID = "_customer"
+MONEY = dt.Decimal(18, 4)
 
 
 @dataclass
@@ -155,7 +156,9 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
     as_of_lit = ibis.literal(as_of, dt.date)
     o = orders
     when = o[fields["OrderDate"]].cast("date") if "OrderDate" in fields else None
-    amount = o[fields["OrderAmount"]].cast("float64") if "OrderAmount" in fields else None
+    # Money is summed as exact decimals: float sums depend on the order rows arrive in, and
+    # every engine must give the same totals.
+    amount = o[fields["OrderAmount"]].cast(MONEY) if "OrderAmount" in fields else None
     cols = {"_when": when} if when is not None else {}
     if amount is not None:
         cols["_amount"] = amount
@@ -163,7 +166,7 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
     base = o.group_by(CID).agg(
         _n=o._order.nunique(),
         **({"_first": o._when.min(), "_last": o._when.max()} if when is not None else {}),
-        **({"_total": o._amount.sum()} if amount is not None else {}),
+        **({"_total": o._amount.sum().cast("float64")} if amount is not None else {}),
     )
     out = base
     parts: list[ibis.Table] = []
@@ -181,9 +184,9 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
             score_last_order_date=out._last,
             score_days_since_last_order=days_since_last(out),
             score_total_order_count=out._n.cast("int64"),
-            score_orders_total_amount=out._total.round(2),
-            score_average_order_value=(out._total / out._n).round(2),
-            score_average_days_between_orders=avg_gap(out).round(1),
+            score_orders_total_amount=out._total,
+            score_average_order_value=(out._total / out._n),
+            score_average_days_between_orders=avg_gap(out),
             score_multi_buyer=out._n > 1,
             score_new_customer=_days(as_of_lit, out._first) <= settings.new_customer_days,
             score_regular_customer=out._n >= settings.regular_min_orders,
@@ -215,19 +218,19 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
             (ratio < settings.timing_significantly_overdue, "overdue"),
             else_="significantly overdue",
         )
-        out = out.mutate(score_purchase_timing_ratio=ratio.round(2), score_purchase_timing=status)
+        out = out.mutate(score_purchase_timing_ratio=ratio, score_purchase_timing=status)
     if "discounts" in scores:
-        disc = o[fields["DiscountAmount"]].cast("float64").fill_null(0)
+        disc = o[fields["DiscountAmount"]].cast(MONEY).fill_null(0)
         d = o.mutate(_disc=disc)
         dd = d.group_by(CID).agg(
-            score_discounted_order_count=(d._disc > 0).ifelse(1, 0).sum().cast("int64"),
-            _gross=(d._amount + d._disc).sum(),
-            _discount=d._disc.sum(),
+            score_discounted_order_count=d._order.nunique(where=d._disc > 0).cast("int64"),
+            _gross=(d._amount + d._disc).sum().cast("float64"),
+            _discount=d._disc.sum().cast("float64"),
             _nd=d._order.nunique(),
         )
         dd = dd.mutate(
-            score_discounted_order_rate=(dd.score_discounted_order_count / dd._nd).round(3),
-            score_average_discount_rate=(dd._gross > 0).ifelse(dd._discount / dd._gross, 0.0).round(3),
+            score_discounted_order_rate=(dd.score_discounted_order_count / dd._nd),
+            score_average_discount_rate=(dd._gross > 0).ifelse(dd._discount / dd._gross, 0.0),
         ).drop("_gross", "_discount", "_nd")
         parts.append(dd)
     if "stores" in scores:
@@ -244,8 +247,13 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
             it2 = it.mutate(_cat=cat).filter(cat.notnull())
             per = it2.group_by([CID, "_cat"]).agg(_k=it2.count())
             ranked = per.mutate(_rank=ibis.row_number().over(group_by=CID, order_by=[ibis.desc("_k"), "_cat"]))
-            top3 = ranked.filter(ranked._rank < 3).group_by(CID).agg(
-                score_top3_categories=ranked._cat.collect(order_by=[ranked._rank]).join(", "))
+            # Three ranks spelled out: ordered aggregates are not portable across engines.
+            top = ranked.filter(ranked._rank < 3).group_by(CID).agg(
+                **{f"_c{k}": ranked._cat.max(where=ranked._rank == k) for k in range(3)})
+            joined = top._c0
+            for k in (1, 2):
+                joined = top[f"_c{k}"].isnull().ifelse(joined, joined.concat(", ", top[f"_c{k}"]))
+            top3 = top.select(CID, score_top3_categories=joined)
             allc = per.group_by(CID).agg(
                 score_categories=per._cat.collect(distinct=True).sort().join(", "),
                 score_category_count=per._cat.nunique().cast("int64"),
@@ -257,7 +265,7 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
             qi = it.mutate(_q=q).group_by(CID).agg(score_total_items=ibis._["_q"].sum(),
                                                    _orders=ibis._["_order"].nunique())
             parts.append(qi.select(CID, "score_total_items",
-                                   score_average_items_per_order=(qi.score_total_items / qi._orders).round(2)))
+                                   score_average_items_per_order=(qi.score_total_items / qi._orders)))
     for p in parts:
         out = out.left_join(p, CID).drop(f"{CID}_right")
     keep = [c for c in out.columns if c == CID or c.startswith("score_")]
