@@ -195,8 +195,18 @@ class BetaGeoModel:
         c = (a + b + x - 1.0)[:, None]
         t = np.asarray(horizons, dtype=np.float64)[None, :]
         one_minus_z = (alpha + T)[:, None] / (alpha + T[:, None] + t)
-        f = hyp2f1(a + b - 1.0 - r, a - 1.0, c, 1.0 - one_minus_z)
-        return c / (a - 1.0) * (1.0 - one_minus_z ** (a - 1.0) * f)
+        with np.errstate(invalid="ignore", over="ignore"):
+            f = hyp2f1(a + b - 1.0 - r, a - 1.0, c, 1.0 - one_minus_z)
+            out = c / (a - 1.0) * (1.0 - one_minus_z ** (a - 1.0) * f)
+        if not np.isfinite(out).all():
+            # Very large a and b (a drop-out probability with almost no spread) overflow 2F1; the
+            # Beta is then a point mass at p = a / (a + b), where the expectation has a closed
+            # form: (1 - E[exp(-lambda p t)]) / p with lambda ~ Gamma(r + x, alpha + T).
+            p_drop = a / (a + b)
+            shape = (r + x)[:, None]
+            point = (1.0 - ((alpha + T)[:, None] / (alpha + T[:, None] + p_drop * t)) ** shape) / p_drop
+            out = np.where(np.isfinite(out), out, point)
+        return out
 
     def _per_pair(self, x: np.ndarray, T: np.ndarray, horizons, reduce=None) -> np.ndarray:
         """_expected_if_alive computed once per distinct (x, T), optionally reduced along the horizons."""

@@ -275,3 +275,14 @@ def test_rfm_summary_from_orders():
     weeks = rfm_summary(orders["customer"], orders["at"], observation_end="2024-02-10", time_unit_days=7)
     assert weeks.loc["c1", "T"] == pytest.approx(40 / 7) and "monetary_value" not in weeks
     assert math.isclose(weeks.loc["c1", "recency"], 30 / 7)
+
+
+def test_expected_purchases_stay_finite_when_dropout_has_no_spread():
+    # a and b this large overflow 2F1: the point-mass form p = a / (a + b) takes over.
+    model = BetaGeoModel.from_params(r=0.63, alpha=172.6, a=3.67e6, b=9.41e6)
+    x, tx, T = np.array([0.0, 2.0, 5.0]), np.array([0.0, 300.0, 900.0]), np.array([400.0, 1000.0, 1200.0])
+    got = model.expected_purchases(90.0, x, tx, T)
+    assert np.isfinite(got).all()
+    p = 3.67e6 / (3.67e6 + 9.41e6)
+    point = (1 - ((172.6 + T) / (172.6 + T + p * 90.0)) ** (0.63 + x)) / p
+    np.testing.assert_allclose(got, model.probability_alive(x, tx, T) * point, rtol=1e-6)
