@@ -3,7 +3,8 @@
 Every score is a set-based Ibis expression over three inputs whose columns are found by their
 semantic fields (never by name):
 
-- ``orders``: one row per order with the customer's unified id, OrderDate, OrderAmount and,
+- ``orders``: one row per order (the orders dataset's record key) with the customer's unified id,
+  OrderDate, OrderAmount and,
   for some scores, DiscountAmount, Store, Channel;
 - ``items`` (optional): one row per order line with the order's id, Quantity and ProductCategory;
 - ``as_of``: the date scores are computed at (the run's date; fixed in tests).
@@ -164,7 +165,7 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
         cols["_amount"] = amount
     o = o.mutate(**cols)
     base = o.group_by(CID).agg(
-        _n=o._order.nunique(),
+        _n=o.count(),  # one row per order
         **({"_first": o._when.min(), "_last": o._when.max()} if when is not None else {}),
         **({"_total": o._amount.sum().cast("float64")} if amount is not None else {}),
     )
@@ -223,10 +224,10 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
         disc = o[fields["DiscountAmount"]].cast(MONEY).fill_null(0)
         d = o.mutate(_disc=disc)
         dd = d.group_by(CID).agg(
-            score_discounted_order_count=d._order.nunique(where=d._disc > 0).cast("int64"),
+            score_discounted_order_count=d.count(where=d._disc > 0).cast("int64"),
             _gross=(d._amount + d._disc).sum().cast("float64"),
             _discount=d._disc.sum().cast("float64"),
-            _nd=d._order.nunique(),
+            _nd=d.count(),
         )
         dd = dd.mutate(
             score_discounted_order_rate=(dd.score_discounted_order_count / dd._nd),
@@ -276,7 +277,7 @@ def _place_scores(o: ibis.Table, column: str, what: str) -> ibis.Table:
     """Favorite (most orders, then most recent), all, count, first and last place of a customer."""
     place = o[column].cast("string")
     p = o.mutate(_place=place).filter(place.notnull())
-    per = p.group_by([CID, "_place"]).agg(_k=p._order.nunique(), _recent=p._when.max())
+    per = p.group_by([CID, "_place"]).agg(_k=p.count(), _recent=p._when.max())
     fav = per.mutate(_r=ibis.row_number().over(group_by=CID, order_by=[ibis.desc("_k"), ibis.desc("_recent"),
                                                                       "_place"]))
     fav = fav.filter(fav._r == 0).select(CID, **{f"score_favorite_{what}": fav._place})
@@ -285,12 +286,13 @@ def _place_scores(o: ibis.Table, column: str, what: str) -> ibis.Table:
         f"score_{what}_count": per._place.nunique().cast("int64"),
     })
     agg = agg.mutate(**{f"score_multi_{what}": agg[f"score_{what}_count"] > 1})
-    ordered = p.mutate(
-        _first=ibis.row_number().over(group_by=CID, order_by=[p._when, p._order]),
-        _last=ibis.row_number().over(group_by=CID, order_by=[ibis.desc(p._when), ibis.desc(p._order)]),
-    )
-    first = ordered.filter(ordered._first == 0).select(CID, **{f"score_first_order_{what}": ordered._place})
-    last = ordered.filter(ordered._last == 0).select(CID, **{f"score_last_order_{what}": ordered._place})
+    # First and last place by (date, order id) without a window: the smallest and largest of
+    # "date<US>order<US>place" strings (ISO dates sort as text), then the place is cut out.
+    sep = "\x1f"
+    key = p._when.cast("string").concat(sep, p._order.cast("string"), sep, p._place)
+    ends = p.group_by(CID).agg(_lo=key.min(), _hi=key.max())
+    first = ends.select(CID, **{f"score_first_order_{what}": ends._lo.split(sep)[2]})
+    last = ends.select(CID, **{f"score_last_order_{what}": ends._hi.split(sep)[2]})
     out = agg.left_join(fav, CID).drop(f"{CID}_right")
     out = out.left_join(first, CID).drop(f"{CID}_right")
     return out.left_join(last, CID).drop(f"{CID}_right")
