@@ -34,6 +34,9 @@ datasets:
       - {name: categories, from: orders, function: list, column: category}
     scores:
       library: [order_stats, rfm]
+    computed:
+      - {name: big_spender, sql: "coalesce(spent_2024, 0) > 100"}
+      - {name: segment_label, sql: "score_rfm_segment || ' (' || score_rfm || ')'"}
   - name: orders
     columns:
       - {name: day, semantic: OrderDate}
@@ -68,4 +71,7 @@ def test_aggregates_and_scores_in_a_run(tmp_path, engine):
     assert ana["score_rfm_frequency"] == 5 and bo["score_rfm_recency"] == 5
     assert cy["score_total_order_count"] is None and cy["spent_2024"] is None  # no orders
     assert cy["textile_orders_1y"] == 0  # a count of nothing is zero
+    # computed columns may use aggregates and scores
+    assert ana["big_spender"] is True and bo["big_spender"] is False and cy["big_spender"] is False
+    assert ana["segment_label"] == f"{ana['score_rfm_segment']} ({ana['score_rfm']})"
     ws.close()

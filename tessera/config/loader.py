@@ -202,12 +202,27 @@ def _link_columns(config: WorkspaceConfig, dataset) -> list[str]:
     return out
 
 
+def enrichment_columns(d) -> list[str]:
+    """Columns a dataset gains in the enrichment step (aggregates, library and predictive scores):
+    computed columns may use them, and are then added after that step."""
+    from tessera.enrich.scores import LIBRARY, PREDICTIVE_COLUMNS
+
+    out = [a.name for a in d.aggregates]
+    if d.scores:
+        for name in d.scores.library:
+            out += list(LIBRARY[name].columns) if name in LIBRARY else []
+        if d.scores.predictive:
+            horizon = int(d.scores.predictive_settings.get("horizon_days", 90))
+            out += [c.replace("{horizon}", str(horizon)) for c in PREDICTIVE_COLUMNS]
+    return out
+
+
 def _check_computed(config: WorkspaceConfig, i: int, d, cols: list[str]) -> list[str]:
     """Each computed column's SQL against the dataset's columns, names, and cycles between them."""
     from tessera.enrich.sql import check_expression, order_computed
 
     problems: list[str] = []
-    base = set(cols) | {"tessera_id"} | set(_link_columns(config, d))
+    base = set(cols) | {"tessera_id"} | set(_link_columns(config, d)) | set(enrichment_columns(d))
     if d.deduplicate:
         base |= set(UNIFIED_COLUMNS)
     names = [c.name for c in d.computed]

@@ -207,6 +207,11 @@ def _add_sql(adapter: EngineAdapter, table: ibis.Table, ds: DatasetConfig, batch
         raise refused(batch[0][0], exc) from exc
 
 
+def enriched(ds: DatasetConfig) -> bool:
+    """The dataset gains columns in the enrichment step (its computed columns come after them)."""
+    return bool(ds.aggregates or (ds.scores and (ds.scores.library or ds.scores.predictive)))
+
+
 def duckdb_types(table: ibis.Table, ds: DatasetConfig) -> dict[str, dt.DataType]:
     """The types of the computed columns of ``ds`` as DuckDB (the authoring dialect) gives them, found
     on an empty in-memory table of ``table``'s schema: the reference every engine is cast to."""
@@ -299,8 +304,8 @@ class DatasetBuilder:
     # ---------------------------------------------------------------- computed columns
     def _computed(self, ds: DatasetConfig, table: ibis.Table) -> ibis.Table:
         """The unified table with the computed columns of ``ds`` (typed as DuckDB types them)."""
-        if not ds.computed:
-            return table
+        if not ds.computed or enriched(ds):
+            return table  # added by the enrichment step, after the columns they may use
         types = None if self.adapter.name == "duckdb" else duckdb_types(table, ds)
         return add_computed(self.adapter, table, ds, types)[0]
 

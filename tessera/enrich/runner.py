@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from tessera.config.models import DatasetConfig, WorkspaceConfig
-from tessera.datasets.build import Built, link_name
+from tessera.datasets.build import Built, add_computed, duckdb_types, enriched, link_name
 from tessera.engine.base import EngineAdapter
 from tessera.enrich.aggregates import Aggregate, aggregate
 from tessera.enrich.scores import LIBRARY, ScoreSettings, compute_scores
@@ -70,7 +70,7 @@ class Enricher:
         self.by_name = {d.name: d for d in config.datasets}
 
     def needed(self, ds: DatasetConfig) -> bool:
-        return bool(ds.aggregates or (ds.scores and (ds.scores.library or ds.scores.predictive)))
+        return enriched(ds)
 
     def enrich(self, ds: DatasetConfig) -> dict:
         """Add the dataset's enrichment columns; return counts for the run summary."""
@@ -128,6 +128,10 @@ class Enricher:
         counted = {a.name: out[a.name].fill_null(0) for a in ds.aggregates if a.function in ("count", "count_distinct")}
         if counted:
             out = out.mutate(**counted)
+        if ds.computed:
+            # Computed columns may use the new columns: they come last (see datasets.build.enriched).
+            types = None if self.adapter.name == "duckdb" else duckdb_types(out, ds)
+            out = add_computed(self.adapter, out, ds, types)[0]
         name = f"{self.tag}{ds.name}__enriched"
         self.adapter.create_table(name, out)
         self.built[ds.name].table = name

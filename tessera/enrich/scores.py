@@ -67,6 +67,11 @@ LIBRARY: dict[str, ScoreDef] = {d.name: d for d in [
              "Items bought in all and per order."),
 ]}
 
+PREDICTIVE_COLUMNS = (
+    "score_probability_alive", "score_churn_risk", "score_expected_purchases_{horizon}d", "score_predicted_clv",
+    "score_days_to_next_order", "score_next_order_date",
+)
+
 RFM_SEGMENTS = [
     # (segment, recency range, frequency+monetary average range), first match wins
     ("Champions", (4, 5), (4, 5)),
