@@ -216,7 +216,9 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
             score_rfm_segment=segment,
         )
     if "purchase_timing" in scores:
-        ratio = days_since_last(out).cast("float64") / avg_gap(out)
+        gap = avg_gap(out)
+        # Orders all on one day have no gap: no ratio (and no division by zero on any engine).
+        ratio = (gap > 0).ifelse(days_since_last(out).cast("float64") / gap, ibis.null(dt.float64))
         status = ibis.cases(
             (ratio.isnull(), ibis.null(dt.string)),
             (ratio < settings.timing_upcoming, "recent purchase"),

@@ -109,3 +109,15 @@ def test_missing_semantic_fields_are_named():
     with pytest.raises(ConfigError, match="DiscountAmount"):
         compute_scores(ibis.memtable(ORDERS), {"OrderDate": "day", "OrderAmount": "amount"}, ["discounts"],
                        as_of=AS_OF)
+
+
+def test_an_order_without_a_date_counts_but_does_not_move_dates():
+    con = ibis.duckdb.connect()
+    orders = {"_customer": ["X", "X"], "_order": ["1", "2"], "day": [date(2024, 12, 1), None],
+              "amount": [10.0, 5.0]}
+    out = con.to_pyarrow(compute_scores(ibis.memtable(orders), FIELDS, ["order_stats", "purchase_timing"],
+                                        as_of=AS_OF)).to_pylist()[0]
+    assert out["score_total_order_count"] == 2 and out["score_orders_total_amount"] == 15.0
+    assert out["score_first_order_date"] == out["score_last_order_date"] == date(2024, 12, 1)
+    assert out["score_days_since_last_order"] == 30
+    assert out["score_purchase_timing_ratio"] is None  # both dated orders on one day: no gap
