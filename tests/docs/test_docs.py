@@ -16,3 +16,16 @@ def test_every_setting_is_in_the_configuration_reference():
             if f"`{info.alias or field}" not in DOC:
                 missing.append(f"{cls.__name__}.{field}")
     assert not missing, f"undocumented settings: {missing}"
+
+
+def test_the_readme_configuration_is_valid():
+    import re
+
+    import yaml
+
+    from tessera.config.loader import parse_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", readme, re.S).group(1)
+    config = parse_config(yaml.safe_load(block))
+    assert [d.name for d in config.datasets] == ["contacts", "orders"]
