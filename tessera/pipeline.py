@@ -18,8 +18,9 @@ from typing import Callable
 import ibis
 
 from tessera.config.models import WorkspaceConfig
-from tessera.datasets.build import DatasetBuilder, dataset_order
+from tessera.datasets.build import DatasetBuilder, dataset_order, enriched
 from tessera.engine.base import EngineAdapter
+from tessera.engine.types import type_name
 from tessera.errors import RunError, TesseraError
 from tessera.sources.importer import PARSE_REJECTS, import_source, raw_table
 from tessera.sources.staging import Batch, stage
@@ -130,7 +131,7 @@ class Pipeline:
                 name = f"{tag}stage_{src.name}"
                 staged_t = self.adapter.create_table(name, staged, temp=True)
                 stages[src.name] = name
-                stage_types[src.name] = {c: _type_name(staged_t.schema()[c]) for c in staged_t.columns}
+                stage_types[src.name] = {c: type_name(staged_t.schema()[c]) for c in staged_t.columns}
                 rej_name = f"{tag}rejects_{src.name}"
                 rej = self.adapter.create_table(rej_name, rejects, temp=True)
                 n_ok = self.adapter.count(staged_t)
@@ -182,7 +183,7 @@ class Pipeline:
             from tessera.enrich.runner import Enricher
 
             enricher = Enricher(self.adapter, self.config, builder.built, tag, as_of or date.today())
-            todo = [ds for ds in self.config.datasets if enricher.needed(ds)]
+            todo = [ds for ds in self.config.datasets if enriched(ds)]
             for i, ds in enumerate(todo):
                 self.progress("enrich", ds.name, i, len(todo))
                 result.datasets[ds.name].update(enricher.enrich(ds))
@@ -208,7 +209,7 @@ class Pipeline:
         try:
             self._step(result, "stage", do_stage)
             self._step(result, "unify", do_datasets)
-            if any(ds.aggregates or ds.scores for ds in self.config.datasets):
+            if any(enriched(ds) for ds in self.config.datasets):
                 self._step(result, "enrich", do_enrich)
             self._step(result, "publish", do_publish)
         except TesseraError:
@@ -249,8 +250,3 @@ def _naive_utc(iso: str) -> str:
     """An ISO time in UTC without its offset, readable as TIMESTAMP by every engine."""
     return re.sub(r"(Z|[+-]\d\d:\d\d)$", "", iso).replace("T", " ")
 
-
-def _type_name(dtype) -> str:
-    from tessera.engine.types import type_name
-
-    return type_name(dtype)

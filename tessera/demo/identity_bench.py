@@ -82,6 +82,37 @@ def _join(*parts) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "")
 
 
+def persons(rng: np.random.Generator, n_persons: int):
+    """Each person's id, first and last name indexes, e-mail and mobile number (national digits,
+    distinct per person), drawn in a fixed order from ``rng``."""
+    pid = np.arange(n_persons, dtype=np.int64)
+    first_names = FIRST_NAMES_F + FIRST_NAMES_M
+    first_idx = rng.integers(0, len(first_names), n_persons)
+    last_idx = rng.integers(0, len(LAST_NAMES), n_persons)
+    domains = EMAIL_DOMAINS["FR"]
+    domain_idx = rng.integers(0, len(domains), n_persons)
+    email_p = _join(
+        pa.array([_fold(f) for f in first_names]).take(pa.array(first_idx)), ".",
+        pa.array([_fold(name) for name in LAST_NAMES]).take(pa.array(last_idx)),
+        pc.cast(pa.array(pid), pa.string()), "@",
+        pa.array(domains).take(pa.array(domain_idx)),
+    )
+    v = (pid * _MULT_PHONE + int(rng.integers(0, _MOBILE_SPACE))) % _MOBILE_SPACE
+    nsn_p = pc.cast(pa.array(_PREFIXES[v // 1_000_000] * 1_000_000 + v % 1_000_000), pa.string())
+    return pid, first_idx, last_idx, email_p, nsn_p
+
+
+def shuffled_records(rng: np.random.Generator, n_persons: int, n_dup: int) -> tuple[np.ndarray, np.ndarray]:
+    """One record per person plus ``n_dup`` extra records of random persons, in random order:
+    (person of each record, whether it is the person's first record)."""
+    n = n_persons + n_dup
+    person = np.concatenate([np.arange(n_persons, dtype=np.int64), rng.integers(0, n_persons, n_dup)])
+    is_base = np.zeros(n, dtype=bool)
+    is_base[:n_persons] = True
+    order = rng.permutation(n)
+    return person[order], is_base[order]
+
+
 def _phone_formats() -> list[Callable[[pa.Array], pa.Array]]:
     def pieces(s: pa.Array):
         return [pc.utf8_slice_codeunits(s, a, b) for a, b in ((0, 1), (1, 3), (3, 5), (5, 7), (7, 9))]
@@ -190,31 +221,12 @@ def generate_identity_bench(
         raise ValueError("too many persons for distinct mobile numbers")
 
     # ------------------------------------------------------------ persons
-    pid = np.arange(n_persons, dtype=np.int64)
-    first_names = FIRST_NAMES_F + FIRST_NAMES_M
-    first_idx = rng.integers(0, len(first_names), n_persons)
-    last_idx = rng.integers(0, len(LAST_NAMES), n_persons)
-    domains = EMAIL_DOMAINS["FR"]
-    domain_idx = rng.integers(0, len(domains), n_persons)
-    email_p = _join(
-        pa.array([_fold(f) for f in first_names]).take(pa.array(first_idx)), ".",
-        pa.array([_fold(name) for name in LAST_NAMES]).take(pa.array(last_idx)),
-        pc.cast(pa.array(pid), pa.string()), "@",
-        pa.array(domains).take(pa.array(domain_idx)),
-    )
-    v = (pid * _MULT_PHONE + int(rng.integers(0, _MOBILE_SPACE))) % _MOBILE_SPACE
-    nsn = _PREFIXES[v // 1_000_000] * 1_000_000 + v % 1_000_000
-    nsn_p = pc.cast(pa.array(nsn), pa.string())
+    pid, first_idx, last_idx, email_p, nsn_p = persons(rng, n_persons)
     cid = (pid * _MULT_ID + int(rng.integers(0, _ID_SPACE))) % _ID_SPACE
     cid_p = _join("CU", pc.utf8_lpad(pc.cast(pa.array(cid), pa.string()), 9, "0"))
 
     # ------------------------------------------------------------ records (random order)
-    person = np.concatenate([pid, rng.integers(0, n_persons, n_dup)])
-    is_base = np.zeros(n, dtype=bool)
-    is_base[:n_persons] = True
-    order = rng.permutation(n)
-    person, is_base = person[order], is_base[order]
-    del order
+    person, is_base = shuffled_records(rng, n_persons, n_dup)
 
     has_email = rng.random(n) < P_EMAIL
     has_phone = rng.random(n) < P_PHONE
@@ -241,7 +253,7 @@ def generate_identity_bench(
     phone_code = rng.integers(0, 7, n, dtype=np.int8)
     phone = pc.if_else(pa.array(has_phone), _by_code(nsn_p.take(person_arr), phone_code, _phone_formats()), null)
     customer_id = pc.if_else(pa.array(has_cid), cid_p.take(person_arr), null)
-    first_name = pa.array(first_names).take(pa.array(first_idx[person]))
+    first_name = pa.array(FIRST_NAMES_F + FIRST_NAMES_M).take(pa.array(first_idx[person]))
     last_name = pa.array(LAST_NAMES).take(pa.array(last_idx[person]))
     name_code = rng.choice(3, n, p=[0.85, 0.10, 0.05]).astype(np.int8)
     last_name = _by_code(last_name, name_code, [lambda s: s, pc.utf8_upper, pc.utf8_lower])

@@ -34,16 +34,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from tessera.demo.generator import CITIES, EMAIL_DOMAINS, FIRST_NAMES_F, FIRST_NAMES_M, LAST_NAMES, dump_yaml
+from tessera.demo.generator import CITIES, FIRST_NAMES_F, FIRST_NAMES_M, LAST_NAMES, dump_yaml
 from tessera.demo.identity_bench import (
     _MOBILE_SPACE,
-    _MULT_PHONE,
-    _PREFIXES,
     _by_code,
     _email_formats,
-    _fold,
     _join,
     _phone_formats,
+    persons,
+    shuffled_records,
 )
 
 CONTACTS_FILE = "contacts.csv"
@@ -185,20 +184,7 @@ def generate_import_bench(
         raise ValueError("too many persons for distinct mobile numbers")
 
     # ------------------------------------------------------------ persons
-    pid = np.arange(n_persons, dtype=np.int64)
-    first_names = FIRST_NAMES_F + FIRST_NAMES_M
-    first_idx = rng.integers(0, len(first_names), n_persons)
-    last_idx = rng.integers(0, len(LAST_NAMES), n_persons)
-    domains = EMAIL_DOMAINS["FR"]
-    email_p = _join(
-        pa.array([_fold(f) for f in first_names]).take(pa.array(first_idx)), ".",
-        pa.array([_fold(name) for name in LAST_NAMES]).take(pa.array(last_idx)),
-        _text(pid), "@",
-        pa.array(domains).take(pa.array(rng.integers(0, len(domains), n_persons))),
-    )
-    v = (pid * _MULT_PHONE + int(rng.integers(0, _MOBILE_SPACE))) % _MOBILE_SPACE
-    nsn_p = _text(_PREFIXES[v // 1_000_000] * 1_000_000 + v % 1_000_000)
-    del v
+    pid, first_idx, last_idx, email_p, nsn_p = persons(rng, n_persons)
     day0 = np.datetime64("1940-01-01", "D").astype(np.int64)
     birth_days = day0 + rng.integers(0, 66 * 365, n_persons)
     birth_p = pa.array(birth_days * 86400, pa.timestamp("s"))
@@ -206,12 +192,7 @@ def generate_import_bench(
     city_idx = rng.integers(0, len(cities), n_persons)
 
     # ------------------------------------------------------------ contact rows (random order)
-    person = np.concatenate([pid, rng.integers(0, n_persons, n_dup)])
-    is_base = np.zeros(n, dtype=bool)
-    is_base[:n_persons] = True
-    order = rng.permutation(n)
-    person, is_base = person[order], is_base[order]
-    del order
+    person, is_base = shuffled_records(rng, n_persons, n_dup)
 
     has_email = rng.random(n) < P_EMAIL
     has_phone = rng.random(n) < P_PHONE
@@ -235,7 +216,7 @@ def generate_import_bench(
     phone_code = rng.integers(0, 7, n, dtype=np.int8)
     telephone = pc.if_else(pa.array(has_phone), _by_code(nsn_p.take(person_arr), phone_code, _phone_formats()), null)
     del email_code, phone_code, nsn_p
-    prenom = pa.array(first_names).take(pa.array(first_idx[person]))
+    prenom = pa.array(FIRST_NAMES_F + FIRST_NAMES_M).take(pa.array(first_idx[person]))
     prenom = _by_code(prenom, rng.choice(3, n, p=[0.90, 0.05, 0.05]).astype(np.int8),
                       [lambda s: s, pc.utf8_upper, pc.utf8_lower])
     nom = pa.array(LAST_NAMES).take(pa.array(last_idx[person]))

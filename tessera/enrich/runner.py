@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from tessera.config.models import DatasetConfig, WorkspaceConfig
-from tessera.datasets.build import Built, add_computed, duckdb_types, enriched, link_name
+from tessera.datasets.build import Built, add_computed, duckdb_types, link_name, relation_target
 from tessera.engine.base import EngineAdapter
 from tessera.enrich.aggregates import Aggregate, aggregate
 from tessera.enrich.scores import LIBRARY, ScoreSettings, compute_scores
@@ -39,16 +39,9 @@ def _links_to(config: WorkspaceConfig, source_ds: DatasetConfig, target: str) ->
     sources = {s.name: s for s in config.sources}
     for m in source_ds.mappings:
         for rel in sources[m.source].relations:
-            name = link_name(config, rel)
-            if name == f"tessera_{target}_id" or (rel.name and _target_dataset(config, rel) == target):
-                return name
+            if relation_target(config, rel)[2] == target:
+                return link_name(config, rel)
     return None
-
-
-def _target_dataset(config: WorkspaceConfig, rel) -> str:
-    from tessera.datasets.build import relation_target
-
-    return relation_target(config, rel)[2]
 
 
 def _related_orders(config: WorkspaceConfig, ds: DatasetConfig, built: dict[str, Built]) -> str | None:
@@ -68,9 +61,6 @@ class Enricher:
         self.tag = tag
         self.as_of = as_of
         self.by_name = {d.name: d for d in config.datasets}
-
-    def needed(self, ds: DatasetConfig) -> bool:
-        return enriched(ds)
 
     def enrich(self, ds: DatasetConfig) -> dict:
         """Add the dataset's enrichment columns; return counts for the run summary."""

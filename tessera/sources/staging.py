@@ -127,7 +127,7 @@ def stage(
     # Later checks first so the first failing check wins in the CASE below.
     for c, target, flag, orig in reversed(bad_type):
         cond, original = rows[flag], rows[orig]
-        reason = cond.ifelse(ibis.literal(f"value '").concat(original, f"' is not a valid {target}"), reason)
+        reason = cond.ifelse(ibis.literal("value '").concat(original, f"' is not a valid {target}"), reason)
         column = cond.ifelse(ibis.literal(c), column)
     keys_txt = ", ".join(src.record_keys)
     reason = missing_key.ifelse(ibis.literal(f"record key ({keys_txt}) is empty"), reason)
