@@ -34,6 +34,7 @@ from tessera.config.models import WorkspaceConfig
 from tessera.engine.base import EngineAdapter
 from tessera.errors import ConfigError, TesseraError, WorkspaceError
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
+from tessera.secrets import SecretBox, create_key_file
 from tessera.store import MetadataStore
 
 SETTINGS = "workspace.json"
@@ -55,6 +56,7 @@ class Workspace:
         self.store.upgrade()
         self._adapter: EngineAdapter | None = None
         self._lock_fh = None
+        self.secrets = SecretBox(path, self.store)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -78,6 +80,7 @@ class Workspace:
         if metadata_url:
             settings["metadata_url"] = metadata_url
         settings_file.write_text(json.dumps(settings, indent=2) + "\n")
+        create_key_file(path)
         ws = cls(path, settings)
         ws.adapter  # creates the warehouse file
         return ws
@@ -156,10 +159,20 @@ class Workspace:
     @property
     def config(self) -> WorkspaceConfig:
         objects = self.store.load_config()
-        data = {"connections": [], "sources": [], "datasets": []}
+        data: dict = {"connections": [], "sources": [], "datasets": [], "syncs": []}
         for kind, _name, spec in objects:
-            data[kind + "s"].append(spec)
+            if kind == "pipeline":
+                data["pipeline"] = spec
+            else:
+                data[kind + "s"].append(spec)
         return WorkspaceConfig.model_validate(data)
+
+    def connection(self, name: str):
+        """The connection ``name`` with its secrets revealed, for a connector (never print it)."""
+        conns = {c.name: c for c in self.config.connections}
+        if name not in conns:
+            raise ConfigError(f"unknown connection '{name}' (known: {', '.join(sorted(conns)) or 'none'})")
+        return self.secrets.reveal(conns[name])
 
     def apply(self, config: WorkspaceConfig | str | Path | dict) -> dict:
         """Replace the workspace configuration; return what changed per kind.
@@ -171,12 +184,16 @@ class Workspace:
             config = load_yaml(config)
         elif isinstance(config, dict):
             config = parse_config(config)
+        config = self.secrets.seal(config)
         before = {(k, n): s for k, n, s in self.store.load_config()}
         objects = []
         for kind, items in (("connection", config.connections), ("source", config.sources),
-                            ("dataset", config.datasets)):
+                            ("dataset", config.datasets), ("sync", config.syncs)):
             for item in items:
                 objects.append((kind, item.name, item.model_dump(mode="json", exclude_defaults=True, by_alias=True)))
+        pipeline = config.pipeline.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        if pipeline:
+            objects.append(("pipeline", "pipeline", pipeline))
         after = {(k, n): s for k, n, s in objects}
         changes = {
             "added": sorted(f"{k} {n}" for k, n in after.keys() - before.keys()),
@@ -186,6 +203,7 @@ class Workspace:
         if changes["added"] or changes["removed"] or changes["changed"]:
             with self.writing():
                 self.store.save_config(objects, origin="apply")
+        self.secrets.prune(config)
         return changes
 
     def export_config(self) -> str:

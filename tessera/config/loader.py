@@ -67,12 +67,16 @@ def _line_of(data: Any, loc: tuple) -> int | None:
     return line
 
 
+_UNION_TAGS = {"local", "postgresql", "mysql", "mariadb", "sqlite", "ftp", "ftps", "sftp", "bigquery", "webhook",
+               "http", "str", "SecretRef"}
+
+
 def _loc_text(loc: tuple) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("LocalConnectionConfig", "local", "function-after[_exactly_one(), NormalizationRule]"):
+        elif part in _UNION_TAGS or str(part).startswith("function-after["):
             continue
         else:
             out += ("." if out else "") + str(part)
@@ -124,10 +128,13 @@ def check_references(config: WorkspaceConfig) -> list[str]:
         dups = sorted({n for n in names if names.count(n) > 1})
         for n in dups:
             problems.append(f"{kind} '{n}' is declared more than once: give each {kind} its own name")
+    conn_types = {c.name: c.type for c in config.connections}
     for i, s in enumerate(config.sources):
         where = f"sources[{i}] ({s.name})"
         if s.connection not in conns:
             problems.append(f"{where}.connection: unknown connection '{s.connection}' (known: {', '.join(sorted(conns)) or 'none'})")
+        else:
+            problems += _check_source_kind(where, s, conn_types[s.connection])
         if s.columns:
             for k in s.record_keys:
                 if k not in s.columns:
@@ -175,7 +182,96 @@ def check_references(config: WorkspaceConfig) -> list[str]:
                                 f"(one of {', '.join(SEMANTIC_FIELDS)})")
         if d.computed:
             problems += _check_computed(config, i, d, cols)
+    problems += _check_syncs(config)
     return problems
+
+
+def _check_source_kind(where: str, s, kind: str) -> list[str]:
+    """What a source needs depends on its connection: files need a pattern, databases a table or query."""
+    from tessera.config.models import DATABASE_CONNECTIONS, FILE_CONNECTIONS
+
+    problems = []
+    if kind in FILE_CONNECTIONS:
+        if not s.pattern:
+            problems.append(f"{where}.pattern: a source on a {kind} connection needs a file pattern, e.g. 'contacts_*.csv'")
+        for attr in ("table", "query", "cursor"):
+            if getattr(s, attr):
+                problems.append(f"{where}.{attr}: only database sources have a {attr}; this source reads files ({kind})")
+        if s.import_strategy == "incremental":
+            problems.append(f"{where}.import_strategy: incremental needs a database connection; files use new_files or full")
+    elif kind in DATABASE_CONNECTIONS:
+        if bool(s.table) == bool(s.query):
+            problems.append(f"{where}: a source on a {kind} connection reads either a table or a query: set exactly one")
+        if s.pattern:
+            problems.append(f"{where}.pattern: a database source has no file pattern; set table or query instead")
+        if s.archive_folder:
+            problems.append(f"{where}.archive_folder: only file sources move files to an archive folder")
+        if s.import_strategy == "new_files":
+            problems.append(f"{where}.import_strategy: a database source is imported with full or incremental, not new_files")
+        if s.import_strategy == "incremental" and not s.cursor:
+            problems.append(f"{where}.cursor: incremental imports need a cursor column, e.g. updated_at")
+        if s.cursor and s.import_strategy != "incremental":
+            problems.append(f"{where}.cursor: a cursor is used by import_strategy: incremental only")
+    elif kind == "http":
+        for attr in ("pattern", "table", "query", "cursor", "archive_folder"):
+            if getattr(s, attr):
+                problems.append(f"{where}.{attr}: an event source (http connection) has no {attr}")
+    else:
+        problems.append(f"{where}.connection: a {kind} connection is a destination, not a source")
+    if s.lookback is not None and not s.cursor:
+        problems.append(f"{where}.lookback: a look-back window needs a cursor column")
+    return problems
+
+
+def _check_syncs(config: WorkspaceConfig) -> list[str]:
+    from tessera.enrich.sql import check_expression
+
+    problems = []
+    conns = {c.name: c for c in config.connections}
+    datasets = {d.name: d for d in config.datasets}
+    names = [s.name for s in config.syncs]
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"sync '{n}' is declared more than once: give each sync its own name")
+    for i, s in enumerate(config.syncs):
+        where = f"syncs[{i}] ({s.name})"
+        conn = conns.get(s.connection)
+        if conn is None:
+            problems.append(f"{where}.connection: unknown connection '{s.connection}' (known: {', '.join(sorted(conns)) or 'none'})")
+        elif conn.type in ("sqlite", "bigquery", "http"):
+            problems.append(f"{where}.connection: '{s.connection}' is a {conn.type} connection; syncs write to files "
+                            "(local, ftp, ftps, sftp), tables (postgresql, mysql, mariadb) or a webhook")
+        elif conn.type in ("postgresql", "mysql", "mariadb") and not s.table:
+            problems.append(f"{where}.table: a sync to a {conn.type} connection needs the destination table's name")
+        if s.segment is not None:
+            problems.append(f"{where}.segment: segments are not available yet; use filter with the segment's condition")
+        d = datasets.get(s.dataset)
+        if d is None:
+            problems.append(f"{where}.dataset: unknown dataset '{s.dataset}' (known: {', '.join(sorted(datasets)) or 'none'})")
+            continue
+        cols = _dataset_columns(config, d)
+        for dest, col in (s.fields or {}).items():
+            if col not in cols:
+                problems.append(f"{where}.fields.{dest}: '{col}' is not a column of dataset '{d.name}'")
+        if s.key not in cols:
+            problems.append(f"{where}.key: '{s.key}' is not a column of dataset '{d.name}'")
+        for channel, col in s.consent_columns.items():
+            if col not in cols:
+                problems.append(f"{where}.consent_columns.{channel}: '{col}' is not a column of dataset '{d.name}'")
+        if s.filter:
+            try:
+                check_expression(s.filter, cols, where=f"{where}.filter")
+            except ConfigError as exc:
+                problems += exc.problems
+    return problems
+
+
+def _dataset_columns(config: WorkspaceConfig, d) -> set[str]:
+    """Every column a published dataset has (mapped, link, unified, enrichment and computed columns)."""
+    cols = {c.name for c in d.columns} | {c for m in d.mappings for c in m.columns}
+    cols |= {"tessera_id"} | set(_link_columns(config, d)) | set(enrichment_columns(d)) | {c.name for c in d.computed}
+    if d.deduplicate:
+        cols |= set(UNIFIED_COLUMNS)
+    return cols
 
 
 # Columns every unified row carries besides the mapped ones (see tessera.identity.merge).
@@ -268,8 +364,12 @@ def load_yaml(path: str | Path) -> WorkspaceConfig:
     config = parse_config(lined, origin=str(path), lined=lined)
     base = path.resolve().parent
     for conn in config.connections:
-        if conn.type == "local" and not os.path.isabs(conn.path):
+        if conn.type in ("local", "sqlite") and not os.path.isabs(conn.path):
             conn.path = str((base / conn.path).resolve())
+        for attr in ("private_key_file", "known_hosts", "ca_file", "credentials_file"):
+            value = getattr(conn, attr, None)
+            if value and not os.path.isabs(os.path.expanduser(value)):
+                setattr(conn, attr, str((base / value).resolve()))
     return config
 
 

@@ -31,16 +31,152 @@ def _check_name(value: str) -> str:
 # --------------------------------------------------------------------------- connections
 
 
-class LocalConnectionConfig(_Model):
-    """A folder on this machine. Relative paths are resolved against the configuration file's folder."""
+class SecretRef(_Model):
+    """Where a secret comes from instead of the configuration file: ``{env: VAR}`` reads an
+    environment variable when the connection is used; ``{secret: NAME}`` is a secret stored
+    encrypted in the metadata store (what ``tessera apply`` turns a plain password into)."""
 
+    env: str | None = None
+    secret: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "SecretRef":
+        if (self.env is None) == (self.secret is None):
+            raise ValueError("a secret reference sets exactly one of env or secret, e.g. {env: PG_PASSWORD}")
+        return self
+
+
+# A password, key or token: plain text in YAML (encrypted at rest by ``tessera apply``) or a reference.
+Secret = Union[str, SecretRef]
+
+Channel = Literal["email", "sms"]
+
+
+class _Connection(_Model):
     name: str
-    type: Literal["local"]
-    path: str
+    description: str | None = None
+    # Syncs to this destination send only contacts who opted in to these channels.
+    requires_consent: list[Channel] = Field(default_factory=list)
     _v = field_validator("name")(_check_name)
 
 
-ConnectionConfig = Annotated[Union[LocalConnectionConfig], Field(discriminator="type")]
+class LocalConnectionConfig(_Connection):
+    """A folder on this machine. Relative paths are resolved against the configuration file's folder."""
+
+    type: Literal["local"]
+    path: str
+
+
+class PostgresConnectionConfig(_Connection):
+    type: Literal["postgresql"]
+    host: str = "localhost"
+    port: int = 5432
+    database: str
+    user: str
+    password: Secret | None = None
+    schema_: str = Field(default="public", alias="schema")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    connect_timeout: int = Field(default=10, ge=1)
+
+
+class MySQLConnectionConfig(_Connection):
+    """MySQL or MariaDB (``type: mysql`` or ``type: mariadb``, the same connection)."""
+
+    type: Literal["mysql", "mariadb"]
+    host: str = "localhost"
+    port: int = 3306
+    database: str
+    user: str
+    password: Secret | None = None
+    connect_timeout: int = Field(default=10, ge=1)
+
+
+class SQLiteConnectionConfig(_Connection):
+    type: Literal["sqlite"]
+    path: str  # the database file; relative to the configuration file's folder
+
+
+class FTPConnectionConfig(_Connection):
+    """An FTP server; ``type: ftps`` is FTP over explicit TLS (AUTH TLS) with a protected data channel."""
+
+    type: Literal["ftp", "ftps"]
+    host: str
+    port: int = 21
+    user: str = "anonymous"
+    password: Secret | None = None
+    path: str = "/"  # the folder that source patterns and file destinations are relative to
+    passive: bool = True
+    verify_certificate: bool = True  # ftps: check the server certificate
+    ca_file: str | None = None  # ftps: a CA bundle or the server's own certificate
+    timeout: int = Field(default=30, ge=1)
+
+
+class SFTPConnectionConfig(_Connection):
+    type: Literal["sftp"]
+    host: str
+    port: int = 22
+    user: str
+    password: Secret | None = None
+    private_key: Secret | None = None  # the key's text (PEM/OpenSSH)
+    private_key_file: str | None = None
+    passphrase: Secret | None = None
+    path: str = "/"
+    known_hosts: str | None = None  # a known_hosts file; None: ~/.ssh/known_hosts
+    verify_host_key: bool = True
+    timeout: int = Field(default=30, ge=1)
+
+
+class BigQueryConnectionConfig(_Connection):
+    type: Literal["bigquery"]
+    project: str
+    dataset: str | None = None  # default dataset of unqualified table names
+    location: str | None = None
+    credentials_file: str | None = None  # a service account key file; None: application default
+    credentials_json: Secret | None = None  # the key file's content, e.g. {env: GOOGLE_CREDENTIALS}
+
+
+class WebhookConnectionConfig(_Connection):
+    """An HTTP endpoint that receives JSON batches (a sync destination)."""
+
+    type: Literal["webhook"]
+    url: str
+    secret: Secret | None = None  # signs each body: X-Tessera-Signature: sha256=<HMAC>
+    headers: dict[str, str] = Field(default_factory=dict)
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    max_retries: int = Field(default=5, ge=0, le=20)
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class HttpConnectionConfig(_Connection):
+    """Event collection over HTTP (the Segment/RudderStack-compatible ``/v1`` API): one write key."""
+
+    type: Literal["http"]
+    write_key: Secret
+
+
+ConnectionConfig = Annotated[
+    Union[LocalConnectionConfig, PostgresConnectionConfig, MySQLConnectionConfig, SQLiteConnectionConfig,
+          FTPConnectionConfig, SFTPConnectionConfig, BigQueryConnectionConfig, WebhookConnectionConfig,
+          HttpConnectionConfig],
+    Field(discriminator="type"),
+]
+
+FILE_CONNECTIONS = ("local", "ftp", "ftps", "sftp")
+DATABASE_CONNECTIONS = ("postgresql", "mysql", "mariadb", "sqlite", "bigquery")
+SECRET_FIELDS = ("password", "private_key", "passphrase", "credentials_json", "secret", "write_key")
+
+_CRON_RE = re.compile(r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
+
+
+def _check_cron(value: str | None) -> str | None:
+    if value is None:
+        return value
+    from croniter import croniter
+
+    if not _CRON_RE.match(value.strip()) or not croniter.is_valid(value.strip()):
+        raise ValueError(f"'{value}' is not a cron schedule: use five fields, e.g. '*/15 * * * *' "
+                         "(every 15 minutes) or '0 6 * * *' (daily at 06:00), or @hourly/@daily")
+    return value.strip()
 
 
 # --------------------------------------------------------------------------- normalization
@@ -121,7 +257,7 @@ class RelationConfig(_Model):
 class SourceConfig(_Model):
     name: str
     connection: str
-    pattern: str
+    pattern: str | None = None
     format: Literal["auto", "csv", "json", "ndjson", "parquet", "xlsx"] = "auto"
     csv: CsvOptions = Field(default_factory=CsvOptions)
     record_keys: list[str] = Field(min_length=1)
@@ -130,9 +266,24 @@ class SourceConfig(_Model):
     normalize: dict[str, list[NormalizationRule]] = Field(default_factory=dict)
     relations: list[RelationConfig] = Field(default_factory=list)
     max_reject_rate: float = Field(default=1.0, ge=0.0, le=1.0)
-    import_strategy: Literal["new_files", "full"] = "new_files"
+    import_strategy: Literal["new_files", "full", "incremental"] = "new_files"
     description: str | None = None
+    # Files (local, FTP, FTPS, SFTP): ``pattern`` above. Databases: a table or a query.
+    table: str | None = None
+    query: str | None = None
+    cursor: str | None = None  # incremental: the column that grows when a row is added or changed
+    lookback: str | int | None = None  # incremental: re-read this far back ("10m", "2h", "1d" or a number)
+    archive_folder: str | None = None  # files: move each imported file into this folder of the connection
+    schedule: str | None = None  # cron: import this source on its own
     _v = field_validator("name")(_check_name)
+    _c = field_validator("schedule")(_check_cron)
+
+    @field_validator("lookback")
+    @classmethod
+    def _lookback(cls, v: str | int | None) -> str | int | None:
+        if isinstance(v, str) and not re.match(r"^\d+(\.\d+)?\s*(s|m|h|d)$", v.strip()):
+            raise ValueError(f"'{v}' is not a look-back window: use a number with s, m, h or d, e.g. '2h'")
+        return v
 
 
 # --------------------------------------------------------------------------- datasets
@@ -233,7 +384,44 @@ class DatasetConfig(_Model):
     _v = field_validator("name")(_check_name)
 
 
+# --------------------------------------------------------------------------- syncs
+
+SyncMode = Literal["insert", "upsert", "mirror"]  # new records only / new and existing / mirror
+
+
+class SyncConfig(_Model):
+    """Sends a dataset (or the rows of it that ``filter`` keeps) to a destination connection."""
+
+    name: str
+    dataset: str
+    segment: str | None = None
+    connection: str  # the destination: local, ftp, ftps, sftp, postgresql, mysql/mariadb or webhook
+    mode: SyncMode = "upsert"
+    key: str = "tessera_id"  # the dataset column that identifies a record at the destination
+    fields: dict[str, str] | None = None  # destination field -> dataset column; None: every column
+    filter: str | None = None  # a SQL condition over the dataset's columns
+    # Destination details. Tables: ``table``. Files: ``folder`` (relative to the connection's path),
+    # ``format`` and ``file_name`` ({sync}, {run} and {timestamp} are replaced).
+    table: str | None = None
+    folder: str = "."
+    format: Literal["csv", "json", "parquet"] = "csv"
+    file_name: str | None = None
+    # Opt-in columns per channel, when the dataset's EmailOptIn/SmsOptIn fields are not the ones to use.
+    consent_columns: dict[Channel, str] = Field(default_factory=dict)
+    schedule: str | None = None
+    description: str | None = None
+    _v = field_validator("name")(_check_name)
+    _c = field_validator("schedule")(_check_cron)
+
+
+class PipelineConfig(_Model):
+    schedule: str | None = None  # cron: run the whole pipeline (import, unify, enrich, publish)
+    _c = field_validator("schedule")(_check_cron)
+
+
 class WorkspaceConfig(_Model):
     connections: list[ConnectionConfig] = Field(default_factory=list)
     sources: list[SourceConfig] = Field(default_factory=list)
     datasets: list[DatasetConfig] = Field(default_factory=list)
+    syncs: list[SyncConfig] = Field(default_factory=list)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)

@@ -37,7 +37,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-CONFIG_KINDS = ("connection", "source", "dataset")
+CONFIG_KINDS = ("connection", "source", "dataset", "sync", "pipeline")
 """Kinds of configuration objects, in the order they are loaded (dependencies first)."""
 
 RUN_STATUSES = ("running", "succeeded", "failed", "killed")
@@ -159,3 +159,24 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class Secret(Base):
+    """A password, key or token of a connection, encrypted (Fernet) with the workspace's key."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class State(Base):
+    """Small durable state of a component: an import cursor, a schedule's last run, a log offset."""
+
+    __tablename__ = "states"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[Any | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

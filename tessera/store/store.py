@@ -39,7 +39,9 @@ from tessera.store.models import (
     Publication,
     Run,
     RunStep,
+    Secret,
     SourceSchema,
+    State,
     utcnow,
 )
 
@@ -568,6 +570,57 @@ class MetadataStore:
                 select(Publication).where(Publication.dataset == dataset).order_by(Publication.version.desc())
             )
             return [_as_dict(r) for r in rows]
+
+
+    # -- secrets (ciphertext only: tessera.secrets encrypts and decrypts) ------------------------
+
+    def set_secret(self, name: str, ciphertext: str) -> None:
+        with self._write() as session:
+            row = session.get(Secret, name)
+            if row is None:
+                session.add(Secret(name=name, ciphertext=ciphertext, updated_at=utcnow()))
+            elif row.ciphertext != ciphertext:
+                row.ciphertext = ciphertext
+                row.updated_at = utcnow()
+
+    def get_secret(self, name: str) -> str | None:
+        with self._read() as session:
+            row = session.get(Secret, name)
+            return row.ciphertext if row is not None else None
+
+    def list_secrets(self) -> list[str]:
+        with self._read() as session:
+            return list(session.scalars(select(Secret.name).order_by(Secret.name)))
+
+    def delete_secret(self, name: str) -> None:
+        with self._write() as session:
+            session.execute(delete(Secret).where(Secret.name == name))
+
+    # -- states --------------------------------------------------------------------------------
+
+    def set_state(self, scope: str, key: str, value: Any) -> None:
+        """Store a JSON value under (scope, key), replacing the previous one."""
+        value = _json_value(value, f"state {scope}/{key}")
+        with self._write() as session:
+            row = session.get(State, (scope, key))
+            if row is None:
+                session.add(State(scope=scope, key=key, value=value, updated_at=utcnow()))
+            else:
+                row.value = value
+                row.updated_at = utcnow()
+
+    def get_state(self, scope: str, key: str, default: Any = None) -> Any:
+        with self._read() as session:
+            row = session.get(State, (scope, key))
+            return row.value if row is not None else default
+
+    def list_states(self, scope: str) -> dict[str, Any]:
+        with self._read() as session:
+            return {r.key: r.value for r in session.scalars(select(State).where(State.scope == scope))}
+
+    def delete_state(self, scope: str, key: str) -> None:
+        with self._write() as session:
+            session.execute(delete(State).where(State.scope == scope, State.key == key))
 
 
 __all__ = ["MetadataStore", "Base", "MIGRATIONS_DIR"]

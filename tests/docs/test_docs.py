@@ -11,7 +11,11 @@ def test_every_setting_is_in_the_configuration_reference():
     missing = []
     for cls in (models.LocalConnectionConfig, models.CsvOptions, models.RelationConfig, models.SourceConfig,
                 models.DatasetColumnConfig, models.IdentityKeyConfig, models.MappingConfig, models.DatasetConfig,
-                models.NormalizationRule, models.ComputedColumnConfig, models.AggregateConfig, models.ScoresConfig):
+                models.NormalizationRule, models.ComputedColumnConfig, models.AggregateConfig, models.ScoresConfig,
+                models.PostgresConnectionConfig, models.MySQLConnectionConfig, models.SQLiteConnectionConfig,
+                models.FTPConnectionConfig, models.SFTPConnectionConfig, models.BigQueryConnectionConfig,
+                models.WebhookConnectionConfig, models.HttpConnectionConfig, models.SyncConfig,
+                models.PipelineConfig):
         for field, info in cls.model_fields.items():
             if f"`{info.alias or field}" not in DOC:
                 missing.append(f"{cls.__name__}.{field}")
