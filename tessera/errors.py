@@ -10,6 +10,8 @@ where (file, line, column, setting) and how to fix it. Anything else is a bug of
      +-- EngineError        the warehouse engine refused a statement (SQL attached)
      +-- IdentityError      identity resolution cannot proceed (unknown record, bad key)
      +-- RunError           a run failed; the previous published state is kept
+     +-- ConnectionFailed   a connection cannot be used (unreachable, auth refused, missing table...)
+     +-- SyncError          a sync cannot run (its destination refused the plan)
 """
 
 from __future__ import annotations
@@ -57,3 +59,16 @@ class IdentityError(TesseraError):
 
 class RunError(TesseraError):
     """A run failed; the last published state is left in place."""
+
+
+class ConnectionFailed(TesseraError):
+    """A connection cannot be used. ``reason`` is one of: unreachable, auth_refused, not_found,
+    permission_denied, tls, timeout, config, error; the message says what to check."""
+
+    def __init__(self, message: str, *, reason: str = "error"):
+        self.reason = reason
+        super().__init__(message)
+
+
+class SyncError(TesseraError):
+    """A sync cannot run."""

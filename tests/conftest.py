@@ -1,8 +1,8 @@
 """Shared test settings and fixtures.
 
 Tests marked ``spark`` run only with ``--spark`` or ``TESSERA_TEST_SPARK=1``, tests marked
-``postgres`` only with ``--postgres`` or ``TESSERA_TEST_POSTGRES=1``; ``scripts/test.sh`` turns
-both on. A test that uses the ``spark_session`` or ``postgres_url`` fixture counts as marked.
+``postgres`` only with ``--postgres`` or ``TESSERA_TEST_POSTGRES=1``, tests marked ``mariadb``
+only with ``--mariadb`` or ``TESSERA_TEST_MARIADB=1``; ``scripts/test.sh`` turns them all on. A test that uses the ``spark_session`` or ``postgres_url`` fixture counts as marked.
 The servers themselves are started by ``tests/servers.py``.
 """
 
@@ -19,12 +19,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from servers import POSTGRES_MISSING, PostgresServer, ServerUnavailable  # noqa: E402
+from servers import MARIADB_MISSING, POSTGRES_MISSING, MariaDBServer, PostgresServer, ServerUnavailable  # noqa: E402
 
 _FEATURES = {
     # marker: (command line option, environment variable, fixtures that imply the marker)
     "spark": ("--spark", "TESSERA_TEST_SPARK", {"spark_session"}),
-    "postgres": ("--postgres", "TESSERA_TEST_POSTGRES", {"postgres_server", "postgres_url", "postgres_db_url"}),
+    "postgres": ("--postgres", "TESSERA_TEST_POSTGRES",
+                 {"postgres_server", "postgres_url", "postgres_db_url", "postgres_app_db"}),
+    "mariadb": ("--mariadb", "TESSERA_TEST_MARIADB", {"mariadb_server", "mariadb_db"}),
 }
 
 
@@ -32,6 +34,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tessera")
     group.addoption("--spark", action="store_true", default=False, help="run the tests marked spark")
     group.addoption("--postgres", action="store_true", default=False, help="run the tests marked postgres")
+    group.addoption("--mariadb", action="store_true", default=False, help="run the tests marked mariadb")
 
 
 def _enabled(config: pytest.Config, marker: str) -> bool:
@@ -119,6 +122,47 @@ def postgres_db_url(postgres_server: PostgresServer) -> Iterator[str]:
     url = postgres_server.create_database(name)
     yield url
     postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def postgres_app_db(postgres_server: PostgresServer) -> Iterator[dict]:
+    """A fresh database owned by a password role, as a ``postgresql`` connection's settings."""
+    name = f"a_{uuid.uuid4().hex[:12]}"
+    user = f"u_{uuid.uuid4().hex[:8]}"
+    postgres_server.create_role(user, "app-secret", superuser=True)
+    postgres_server.create_database(name)
+    yield {"type": "postgresql", "host": "127.0.0.1", "port": postgres_server.port, "database": name,
+           "user": user, "password": "app-secret"}
+    postgres_server.drop_database(name)
+
+
+# -- MariaDB ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(request: pytest.FixtureRequest) -> Iterator[MariaDBServer]:
+    """A throwaway MariaDB server for the whole test run."""
+    try:
+        server = MariaDBServer()
+    except ServerUnavailable:
+        if _enabled(request.config, "mariadb"):
+            pytest.fail(MARIADB_MISSING, pytrace=False)
+        pytest.skip(MARIADB_MISSING)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mariadb_db(mariadb_server: MariaDBServer) -> Iterator[dict]:
+    """A fresh database on the session's MariaDB server, as a ``mariadb`` connection's settings."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    mariadb_server.create_database(name)
+    yield {"type": "mariadb", "host": "127.0.0.1", "port": mariadb_server.port, "database": name,
+           "user": mariadb_server.user, "password": mariadb_server.password}
+    mariadb_server.drop_database(name)
 
 
 # -- Engines ----------------------------------------------------------------------------------

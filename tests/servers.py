@@ -107,6 +107,12 @@ class PostgresServer:
                 "--locale=C",
                 "--no-sync",
             )
+            # Password authentication for the roles made by create_role, trust for the superuser.
+            hba = self.datadir / "pg_hba.conf"
+            rules = "host all all 127.0.0.1/32 scram-sha-256\n"
+            text = hba.read_text()
+            hba.write_text(text.replace("host    all             all             127.0.0.1/32            trust",
+                                        "host    all             postgres        127.0.0.1/32            trust\n" + rules))
             self._start_server()
             self.create_database(self.database)
         except subprocess.CalledProcessError as exc:
@@ -184,6 +190,14 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def create_role(self, name: str, password: str, *, superuser: bool = False) -> None:
+        """A login role with a password (host connections of roles other than postgres need one)."""
+        import psycopg
+
+        with psycopg.connect(self._dsn(), autocommit=True) as conn:
+            conn.execute(f"DROP ROLE IF EXISTS \"{name}\"")
+            conn.execute(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'" + (" SUPERUSER" if superuser else ""))
+
     def drop_database(self, name: str) -> None:
         import psycopg
 
@@ -192,6 +206,121 @@ class PostgresServer:
 
     def stop(self) -> None:
         self._stop_server()
+        if self.base is not None:
+            shutil.rmtree(self.base, ignore_errors=True)
+            self.base = None
+
+
+MARIADB_MISSING = "MariaDB is not installed: run scripts/test.sh (it installs it)"
+
+
+class MariaDBServer:
+    """A MariaDB server in a temporary data folder on 127.0.0.1, with a password user.
+
+    ``root`` logs in through the server's socket only; tests connect as ``user``/``password``
+    over TCP, like an application would.
+    """
+
+    user = "tessera"
+    password = "tessera-pw"
+
+    def __init__(self, database: str = "tessera_test"):
+        self.mariadbd = shutil.which("mariadbd") or ("/usr/sbin/mariadbd" if os.path.exists("/usr/sbin/mariadbd") else None)
+        self.install_db = shutil.which("mariadb-install-db")
+        if not self.mariadbd or not self.install_db:
+            raise ServerUnavailable(MARIADB_MISSING)
+        self.database = database
+        self.port: int | None = None
+        self.base: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> str:
+        assert self.base is not None
+        return str(self.base / "mariadb.sock")
+
+    def root(self):
+        import pymysql
+
+        return pymysql.connect(unix_socket=self.socket, user="root", autocommit=True)
+
+    def start(self) -> "MariaDBServer":
+        self.base = Path(tempfile.mkdtemp(prefix="tessera-mariadb-"))
+        atexit.register(self.stop)
+        datadir = self.base / "data"
+        subprocess.run(
+            [self.install_db, "--user=root", f"--datadir={datadir}", "--auth-root-authentication-method=socket",
+             "--skip-test-db", "--no-defaults"],
+            check=True, capture_output=True, text=True, timeout=180,
+        )
+        log = self.base / "mariadb.log"
+        for _ in range(3):
+            self.port = free_port()
+            cmd = [self.mariadbd, "--no-defaults", "--user=root", f"--datadir={datadir}", f"--port={self.port}",
+                   "--bind-address=127.0.0.1", f"--socket={self.socket}", f"--pid-file={self.base / 'mariadb.pid'}",
+                   "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0",
+                   "--local-infile=1", "--max-allowed-packet=256M", f"--log-error={log}"]
+            self._process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+            if self._wait_ready(60):
+                break
+            self._kill()
+        else:
+            text = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+            raise RuntimeError(f"MariaDB did not start on 127.0.0.1; its log ends with:\n{text}")
+        with self.root() as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{self.database}`")
+            cur.execute(f"CREATE USER IF NOT EXISTS '{self.user}'@'%' IDENTIFIED BY '{self.password}'")
+            cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'%'")
+        return self
+
+    def _wait_ready(self, timeout: float) -> bool:
+        import pymysql
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                return False
+            try:
+                self.root().close()
+                return True
+            except pymysql.err.MySQLError:
+                time.sleep(0.1)
+        return False
+
+    def create_database(self, name: str) -> str:
+        with self.root() as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}`")
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self.root() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+    def create_user(self, name: str, password: str, grants: str = "ALL PRIVILEGES ON *.*") -> None:
+        with self.root() as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE OR REPLACE USER '{name}'@'%' IDENTIFIED BY '{password}'")
+            cur.execute(f"GRANT {grants} TO '{name}'@'%'")
+
+    def connect(self, database: str | None = None):
+        """A PyMySQL connection over TCP as the test user."""
+        import pymysql
+
+        return pymysql.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
+                               database=database or self.database, autocommit=True, local_infile=True)
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=10)
+            self._process = None
+
+    def stop(self) -> None:
+        self._kill()
         if self.base is not None:
             shutil.rmtree(self.base, ignore_errors=True)
             self.base = None
