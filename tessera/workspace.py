@@ -229,7 +229,8 @@ class Workspace:
         with self.writing():
             self.store.mark_stale_runs(psutil.pid_exists)
             run_id = self.store.start_run("pipeline", None, os.getpid())
-            pipeline = Pipeline(self.adapter, self.store, config, self.path / "archive", progress)
+            pipeline = Pipeline(self.adapter, self.store, config, self.path / "archive", progress,
+                                reveal=self.secrets.reveal)
             try:
                 result = pipeline.run(run_id, import_files=import_files, as_of=as_of)
             except TesseraError as exc:
@@ -241,6 +242,33 @@ class Workspace:
             counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
             self.store.finish_run(run_id, "succeeded", counts=counts)
             return result
+
+    def import_sources(self, names: list[str] | None = None, *, progress: Progress | None = None) -> dict:
+        """Import the new data of sources (all, or ``names``) into the raw layer, without a run.
+
+        The next run unifies and publishes it. Returns the counts per source.
+        """
+        config = self.config
+        known = {s.name for s in config.sources}
+        unknown = [n for n in names or [] if n not in known]
+        if unknown:
+            raise ConfigError(f"unknown source(s) {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})")
+        with self.writing():
+            self.store.mark_stale_runs(psutil.pid_exists)
+            run_id = self.store.start_run("import", ",".join(names) if names else None, os.getpid())
+            pipeline = Pipeline(self.adapter, self.store, config, self.path / "archive", progress,
+                                reveal=self.secrets.reveal)
+            try:
+                pipeline.collect_garbage()
+                totals, per_source = pipeline.import_sources(names)
+            except TesseraError as exc:
+                self.store.finish_run(run_id, "failed", error=str(exc))
+                raise
+            except BaseException as exc:
+                self.store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                raise
+            self.store.finish_run(run_id, "succeeded", counts={"sources": per_source, **totals})
+            return per_source
 
     def runs(self, limit: int = 20) -> list[dict]:
         return self.store.list_runs(limit)

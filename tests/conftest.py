@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from servers import MARIADB_MISSING, POSTGRES_MISSING, MariaDBServer, PostgresServer, ServerUnavailable  # noqa: E402
 
+pytest_plugins = ["remote_fixtures"]  # FTP, FTPS and SFTP servers (tests/remote_fixtures.py)
+
 _FEATURES = {
     # marker: (command line option, environment variable, fixtures that imply the marker)
     "spark": ("--spark", "TESSERA_TEST_SPARK", {"spark_session"}),
