@@ -270,6 +270,38 @@ class Workspace:
             self.store.finish_run(run_id, "succeeded", counts={"sources": per_source, **totals})
             return per_source
 
+    def test_connection(self, name: str) -> list[str]:
+        """Open connection ``name`` for real and check what its sources read.
+
+        Returns the lines of what was verified; raises ConnectionFailed with a diagnosis
+        (host unreachable, authentication refused, table or folder missing, permission denied).
+        """
+        from tessera.connectors import check_connection
+
+        conn = self.connection(name)
+        sources = [s for s in self.config.sources if s.connection == name]
+        return check_connection(conn, sources)
+
+    def sync(self, names: list[str] | None = None, *, dry_run: bool = False) -> list:
+        """Run syncs (all, or ``names``): send the dataset rows that changed to each destination.
+
+        A failing destination does not stop the others: each result says what was inserted,
+        updated, deleted and failed. ``dry_run`` computes the plan and sends nothing.
+        """
+        from tessera.syncs.runner import run_syncs
+
+        known = {s.name for s in self.config.syncs}
+        unknown = [n for n in names or [] if n not in known]
+        if unknown:
+            raise ConfigError(f"unknown sync(s) {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})")
+        return run_syncs(self, names, dry_run=dry_run)
+
+    def scheduler(self, *, interval: float = 15.0):
+        """The scheduler of this workspace's cron schedules (see :mod:`tessera.schedule`)."""
+        from tessera.schedule import Scheduler
+
+        return Scheduler(self, interval=interval)
+
     def runs(self, limit: int = 20) -> list[dict]:
         return self.store.list_runs(limit)
 

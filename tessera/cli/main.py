@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tessera.errors import ConfigError, TesseraError
+from tessera.errors import ConfigError, ConnectionFailed, TesseraError
 from tessera.workspace import Workspace
 
 app = typer.Typer(help="Tessera, the open-source Customer Data Platform.", no_args_is_help=True,
@@ -245,6 +245,138 @@ def demo(path: Path = typer.Argument(Path("demo-workspace"), help="Folder of the
     _ = info
 
 
+@app.command("import")
+def import_(sources: Optional[list[str]] = typer.Argument(None, help="Sources to import (default: all).")) -> None:
+    """Import the new data of sources (files, database rows) without running the pipeline."""
+    with Workspace.open(_ws_path()) as ws:
+        bar, update = _progress()
+        with bar:
+            per_source = ws.import_sources(sources or None, progress=update)
+    t = Table(title="Import")
+    for col in ("source", "new batches", "skipped", "rows read", "rejected"):
+        t.add_column(col, justify="left" if col == "source" else "right")
+    for name, c in per_source.items():
+        t.add_row(name, str(c["files_new"]), str(c["files_skipped"]), str(c["rows_read"]), str(c["rejected_on_read"]))
+    console.print(t)
+
+
+connections_app = typer.Typer(help="Connections to files, databases, servers and destinations.", no_args_is_help=True)
+app.add_typer(connections_app, name="connections")
+
+
+@connections_app.command("list")
+def connections_list() -> None:
+    """List the connections (secrets are never shown)."""
+    with Workspace.open(_ws_path()) as ws:
+        config = ws.config
+    t = Table(title="Connections")
+    for col in ("connection", "type", "where", "used by"):
+        t.add_column(col)
+    for c in config.connections:
+        where = getattr(c, "path", None) if c.type in ("local", "sqlite") else \
+            getattr(c, "url", None) or f"{getattr(c, 'host', '')}:{getattr(c, 'port', '')}".strip(":")
+        if c.type == "bigquery":
+            where = c.project
+        users = [f"source {s.name}" for s in config.sources if s.connection == c.name] + \
+            [f"sync {s.name}" for s in config.syncs if s.connection == c.name]
+        t.add_row(c.name, c.type, escape(str(where or "")), ", ".join(users))
+    console.print(t)
+
+
+@connections_app.command("test")
+def connections_test(name: str = typer.Argument(..., help="Connection name.")) -> None:
+    """Connect for real and check what the connection's sources read (exit 1 with a diagnosis)."""
+    with Workspace.open(_ws_path()) as ws:
+        lines = ws.test_connection(name)
+    for line in lines:
+        console.print(f"[green]ok[/] {escape(line)}")
+    console.print(f"Connection {name}: OK")
+
+
+sync_app = typer.Typer(help="Syncs of datasets to destinations.", no_args_is_help=True)
+app.add_typer(sync_app, name="sync")
+
+
+@sync_app.command("list")
+def sync_list() -> None:
+    """List the syncs with their dataset, destination and mode."""
+    with Workspace.open(_ws_path()) as ws:
+        config = ws.config
+    t = Table(title="Syncs")
+    for col in ("sync", "dataset", "destination", "mode", "schedule"):
+        t.add_column(col)
+    for s in config.syncs:
+        t.add_row(s.name, s.dataset, s.connection + (f" ({s.table})" if s.table else ""), s.mode, s.schedule or "-")
+    console.print(t)
+
+
+@sync_app.command("run")
+def sync_run(names: Optional[list[str]] = typer.Argument(None, help="Syncs to run (default: all)."),
+             dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, send nothing.")) -> None:
+    """Send what changed in each dataset to its destinations (insert, update, delete)."""
+    with Workspace.open(_ws_path()) as ws:
+        results = ws.sync(names or None, dry_run=dry_run)
+    t = Table(title="Sync plan (dry run)" if dry_run else "Syncs")
+    cols = ("sync", "status", "new", "updated", "deleted", "unchanged") if dry_run else \
+        ("sync", "status", "inserted", "updated", "deleted", "failed", "unchanged", "seconds")
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("sync", "status") else "right")
+    for r in results:
+        if dry_run:
+            t.add_row(r.name, r.status, str(r.inserted), str(r.updated), str(r.deleted), str(r.unchanged))
+        else:
+            t.add_row(r.name, r.status, str(r.inserted), str(r.updated), str(r.deleted), str(r.failed),
+                      str(r.unchanged), f"{r.seconds:.2f}")
+    console.print(t)
+    for r in results:
+        for e in r.errors[:5]:
+            err.print(f"{r.name}: {e}", markup=False, highlight=False)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+schedule_app = typer.Typer(help="Cron schedules of imports, runs and syncs.", invoke_without_command=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.callback()
+def schedule_list(ctx: typer.Context) -> None:
+    """List the scheduled jobs and their next runs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with Workspace.open(_ws_path()) as ws:
+        jobs = ws.scheduler().next_runs()
+    if not jobs:
+        console.print("No schedule: set schedule on sources, syncs or pipeline.")
+        return
+    t = Table(title="Schedules")
+    for col in ("job", "schedule", "next run", "last started", "last status"):
+        t.add_column(col)
+    for j in jobs:
+        state = "running" if j["running"] else (j["last_status"] or "-")
+        t.add_row(j["job"], j["schedule"], j["next_run"], j["last_started"] or "-", state)
+    console.print(t)
+
+
+@schedule_app.command("run")
+def schedule_run(loop: bool = typer.Option(False, "--loop", help="Keep running due jobs until stopped."),
+                 interval: float = typer.Option(15.0, help="Seconds between two checks with --loop.")) -> None:
+    """Start the jobs that are due (once, or in a loop like the server does)."""
+    with Workspace.open(_ws_path()) as ws:
+        scheduler = ws.scheduler(interval=interval)
+        if loop:
+            console.print("Scheduler running; Ctrl-C stops it.")
+            try:
+                scheduler.loop()
+            except KeyboardInterrupt:
+                return
+        done = scheduler.tick()
+    if not done:
+        console.print("Nothing is due.")
+    for d in done:
+        console.print(f"{d['job']}: {d['status']} {d.get('detail') or d.get('reason', '')}", markup=False)
+
+
 def main() -> None:
     try:
         app()
@@ -252,6 +384,11 @@ def main() -> None:
         if STATE["debug"]:
             raise
         err.print(f"Error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except ConnectionFailed as exc:
+        if STATE["debug"]:
+            raise
+        err.print(f"Error ({exc.reason.replace('_', ' ')}): {exc}", markup=False, highlight=False)
         sys.exit(1)
     except TesseraError as exc:
         if STATE["debug"]:
