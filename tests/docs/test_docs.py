@@ -33,3 +33,16 @@ def test_the_readme_configuration_is_valid():
     block = re.search(r"```yaml\n(.*?)```", readme, re.S).group(1)
     config = parse_config(yaml.safe_load(block))
     assert [d.name for d in config.datasets] == ["contacts", "orders"]
+
+
+def test_the_readme_connections_configuration_is_valid():
+    import re
+
+    import yaml
+
+    from tessera.config.loader import parse_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.findall(r"```yaml\n(.*?)```", readme, re.S)[1]
+    config = parse_config(yaml.safe_load(block))
+    assert [s.name for s in config.syncs] == ["contacts_to_mariadb", "newsletter"]
