@@ -1,25 +1,43 @@
 """Imports: new files of a source into the raw layer, archived and recorded once.
 
-Each new file becomes one immutable raw batch table ``_tessera_raw_<source>_<batch>``; the file
-is copied into the workspace archive under its content hash. A file already imported (same
-content hash for the source) is skipped, so importing again changes nothing.
+A file source reads a folder through :mod:`tessera.connectors.files` — a local folder, an FTP,
+FTPS or SFTP server alike. For each file matching the source's pattern:
+
+1. a file whose content was already imported for the source is skipped, so importing again
+   changes nothing. Local files are hashed in place. A remote file is first compared with the
+   listing of the last import (name, size and modification time, kept in the metadata store's
+   state ``file_listing/<source>``): when all three match a file that was imported, it is
+   skipped without being downloaded; otherwise it is downloaded and hashed;
+2. a new file becomes one immutable raw batch table ``_tessera_raw_<source>_<batch>``
+   (remote files are downloaded into a temporary folder of the workspace archive first);
+3. the file is kept in the workspace archive under its content hash, and recorded;
+4. with ``archive_folder`` set, the file is then moved into that folder of the connection
+   (on the server for remote folders); files already in it are never imported again.
+
+Each file is recorded as soon as it is imported: a failure later (a server that drops the
+connection, a file above the reject rate) keeps what was imported before it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 
-from tessera.config.models import LocalConnectionConfig, SourceConfig
+from tessera.config.models import SourceConfig
+from tessera.connectors.files import Folder, RemoteFile, open_folder
 from tessera.engine.base import EngineAdapter
-from tessera.errors import SourceError
+from tessera.errors import ConnectionFailed, SourceError
 
 PARSE_REJECTS = "_tessera_parse_rejects"
+LISTING_STATE = "file_listing"  # metadata store state scope: source -> {name: [size, mtime, sha256]}
+INCOMING = ".incoming"  # folder of the workspace archive where remote files are downloaded
 
 
 def raw_table(source: str, batch: int) -> str:
@@ -33,6 +51,7 @@ class ImportResult:
     files_skipped: int = 0
     rows: int = 0
     rejected: int = 0
+    files_moved: int = 0
     messages: list[str] = field(default_factory=list)
 
 
@@ -44,74 +63,190 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def list_files(conn: LocalConnectionConfig, src: SourceConfig) -> list[Path]:
-    base = Path(conn.path)
-    if not base.is_dir():
-        raise SourceError(
-            f"Source '{src.name}': the folder '{base}' of connection '{conn.name}' does not exist; "
-            "fix the connection's path."
-        )
-    return sorted(p for p in base.glob(src.pattern) if p.is_file())
+def _source_failed(src: SourceConfig, exc: ConnectionFailed) -> ConnectionFailed:
+    """The connection's diagnosis, prefixed with the source that needed it."""
+    text = str(exc)
+    if f"connection '{src.connection}'" not in text:
+        text = f"connection '{src.connection}': {text}"
+    return ConnectionFailed(f"Source '{src.name}': {text}", reason=exc.reason)
 
 
-def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn: LocalConnectionConfig,
-                  archive_dir: Path, progress=None) -> ImportResult:
-    """Import the source's new files. Raises SourceError when a file exceeds the reject rate."""
+def list_files(folder: Folder, src: SourceConfig) -> list[RemoteFile]:
+    """The files of the source: those matching its pattern, outside its archive folder."""
+    files = folder.list(src.pattern)
+    if src.archive_folder:
+        files = [f for f in files if not folder.is_inside(f.name, src.archive_folder)]
+    return files
+
+
+class _Listing:
+    """What the last import saw of a remote folder: name -> (size, mtime, sha256).
+
+    A remote file whose name, size and modification time are unchanged, and whose content
+    hash is still recorded as imported, need not be downloaded again to know it was imported.
+    """
+
+    def __init__(self, store, source: str, imported: set[str], listed: list[RemoteFile]):
+        self.store = store
+        self.source = source
+        self.imported = imported
+        self.before: dict = store.get_state(LISTING_STATE, source, {}) or {}
+        # files not reached (an import that fails half-way) keep what was known of them
+        self.after: dict[str, list] = {f.name: self.before[f.name] for f in listed if f.name in self.before}
+
+    def known(self, f: RemoteFile) -> str | None:
+        """The content hash of ``f`` if it is unchanged since an import, else None."""
+        seen = self.before.get(f.name)
+        if f.mtime is None or not seen or len(seen) != 3:
+            return None
+        size, mtime, digest = seen
+        if size == f.size and mtime is not None and abs(mtime - f.mtime) < 1e-3 and digest in self.imported:
+            return digest
+        return None
+
+    def remember(self, f: RemoteFile, digest: str) -> None:
+        if f.mtime is not None:
+            self.after[f.name] = [f.size, f.mtime, digest]
+
+    def forget(self, f: RemoteFile) -> None:
+        self.after.pop(f.name, None)
+
+    def save(self) -> None:
+        """Keep what is known of the files still in the folder (moved ones are gone from it)."""
+        if self.after != self.before:
+            self.store.set_state(LISTING_STATE, self.source, self.after)
+
+
+def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn, archive_dir: Path,
+                  progress=None) -> ImportResult:
+    """Import the source's new files from its connection (local, ftp, ftps or sftp; secrets revealed).
+
+    Raises:
+        ConnectionFailed: the folder or server cannot be used (the message names the source,
+            the connection and what to fix); files imported before the failure stay recorded.
+        SourceError: a file cannot be read, or exceeds the source's reject rate.
+    """
     result = ImportResult(src.name)
-    files = list_files(conn, src)
-    if not files:
-        result.messages.append(f"no file matches '{src.pattern}' in {conn.path}")
+    try:
+        folder = open_folder(conn)
+    except ConnectionFailed as exc:
+        raise _source_failed(src, exc) from None
+    with folder:
+        try:
+            files = list_files(folder, src)
+        except ConnectionFailed as exc:
+            raise _source_failed(src, exc) from None
+        if not files:
+            result.messages.append(f"no file matches '{src.pattern}' in {folder.url()}")
+        imported = {f["sha256"] for f in store.list_imported_files(src.name)}
+        remote = folder.local_path("") is None
+        listing = _Listing(store, src.name, imported, files) if remote else None
+        incoming: Path | None = None
+        move_failures: list[str] = []
+        try:
+            for f in files:
+                local = folder.local_path(f.name)
+                digest = listing.known(f) if listing else None
+                if digest is None and local is None:
+                    if incoming is None:
+                        (archive_dir / INCOMING).mkdir(parents=True, exist_ok=True)
+                        incoming = Path(tempfile.mkdtemp(prefix="import-", dir=archive_dir / INCOMING))
+                    local = incoming / Path(f.name).name  # keeps the extension: the format comes from it
+                    try:
+                        folder.download(f.name, local)
+                    except ConnectionFailed as exc:
+                        raise _source_failed(src, exc) from None
+                if digest is None:
+                    digest = sha256_of(local)
+                if digest in imported:
+                    result.files_skipped += 1
+                else:
+                    _import_file(adapter, store, src, folder, f, local, digest, archive_dir, result)
+                    imported.add(digest)
+                    if progress:
+                        progress(f.name)
+                if listing:
+                    listing.remember(f, digest)
+                if local is not None and incoming is not None and local.parent == incoming:
+                    local.unlink(missing_ok=True)
+                if src.archive_folder:
+                    try:
+                        folder.move(f.name, src.archive_folder)
+                    except ConnectionFailed as exc:
+                        move_failures.append(f"'{f.name}': {exc}")
+                    else:
+                        result.files_moved += 1
+                        if listing:
+                            listing.forget(f)
+        finally:
+            if listing:
+                listing.save()
+            if incoming is not None:
+                shutil.rmtree(incoming, ignore_errors=True)
+    if move_failures:
+        raise SourceError(
+            f"Source '{src.name}': imported, but {len(move_failures)} file(s) could not be moved to its "
+            f"archive_folder '{src.archive_folder}' (they will be skipped, then moved, next time): "
+            + "; ".join(move_failures[:3]) + ". Fix the folder's permissions or the source's archive_folder."
+        )
+    return result
+
+
+def _import_file(adapter: EngineAdapter, store, src: SourceConfig, folder: Folder, f: RemoteFile,
+                 local: Path, digest: str, archive_dir: Path, result: ImportResult) -> None:
+    """Parse one new file into its raw batch table, archive it and record it."""
     options = {"header": src.csv.header, "quote": src.csv.quote}
     if src.csv.delimiter:
         options["delimiter"] = src.csv.delimiter
     # Identifiers are always text and declared types win: neither needs inference.
     declared = frozenset(src.types) | frozenset(src.record_keys) | frozenset(r.column for r in src.relations)
-    for path in files:
-        digest = sha256_of(path)
-        if store.find_imported_file(src.name, digest):
-            result.files_skipped += 1
-            continue
-        batch = store.next_batch_id()
-        table = raw_table(src.name, batch)
-        rel = str(path.relative_to(conn.path))
-        info = adapter.import_file(str(path), src.format, table=table, options=options,
+    rel = f.name
+    batch = store.next_batch_id()
+    table = raw_table(src.name, batch)
+    try:
+        info = adapter.import_file(str(local), src.format, table=table, options=options,
                                    decimal_comma=src.csv.decimal_comma, batch=batch, file_name=rel,
                                    declared=declared)
-        total = info.rows + info.rejected
-        if total and info.rejected / total > src.max_reject_rate:
-            adapter.drop_table(table)
-            first = info.rejects.slice(0, 3).to_pylist()
-            examples = "; ".join(f"line {r['line']}: {r['reason']}" for r in first)
-            raise SourceError(
-                f"Source '{src.name}': file '{rel}' has {info.rejected} rejected rows out of {total} "
-                f"({info.rejected / total:.1%}), above max_reject_rate {src.max_reject_rate:.1%} "
-                f"(e.g. {examples}). Nothing was imported from it; fix the file or raise max_reject_rate."
-            )
-        if info.rejected:
-            n = info.rejects.num_rows
-            rejects = pa.table({
-                "source": pa.array([src.name] * n, pa.string()),
-                "file": pa.array([rel] * n, pa.string()),
-                "line": info.rejects.column("line").cast(pa.int64()),
-                "column_name": info.rejects.column("column_name").cast(pa.string()),
-                "reason": info.rejects.column("reason").cast(pa.string()),
-                "raw": info.rejects.column("raw").cast(pa.string()),
-                "batch": pa.array([batch] * n, pa.int64()),
-            })
-            adapter.append(PARSE_REJECTS, rejects)
-        archived = archive_dir / src.name / digest[:2] / (digest + path.suffix.lower())
-        if not archived.exists():
-            archived.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, archived)
-        store.set_source_schema(src.name, [(c, info.types.get(c, "string")) for c in info.columns])
-        store.add_imported_file(
-            source=src.name, path=str(path), name=rel, sha256=digest, size=path.stat().st_size,
-            batch_id=batch, imported_at=datetime.now(timezone.utc), rows=info.rows,
-            rejected=info.rejected, archive_path=str(archived), status="imported",
+    except SourceError as exc:
+        if folder.local_path(f.name) is not None:
+            raise
+        # name the file where the user knows it, not its temporary download
+        raise SourceError(f"Source '{src.name}': {str(exc).replace(str(local), folder.url(f.name))}") from exc
+    total = info.rows + info.rejected
+    if total and info.rejected / total > src.max_reject_rate:
+        adapter.drop_table(table)
+        first = info.rejects.slice(0, 3).to_pylist()
+        examples = "; ".join(f"line {r['line']}: {r['reason']}" for r in first)
+        raise SourceError(
+            f"Source '{src.name}': file '{rel}' has {info.rejected} rejected rows out of {total} "
+            f"({info.rejected / total:.1%}), above max_reject_rate {src.max_reject_rate:.1%} "
+            f"(e.g. {examples}). Nothing was imported from it; fix the file or raise max_reject_rate."
         )
-        result.files_new += 1
-        result.rows += info.rows
-        result.rejected += info.rejected
-        if progress:
-            progress(rel)
-    return result
+    if info.rejected:
+        n = info.rejects.num_rows
+        rejects = pa.table({
+            "source": pa.array([src.name] * n, pa.string()),
+            "file": pa.array([rel] * n, pa.string()),
+            "line": info.rejects.column("line").cast(pa.int64()),
+            "column_name": info.rejects.column("column_name").cast(pa.string()),
+            "reason": info.rejects.column("reason").cast(pa.string()),
+            "raw": info.rejects.column("raw").cast(pa.string()),
+            "batch": pa.array([batch] * n, pa.int64()),
+        })
+        adapter.append(PARSE_REJECTS, rejects)
+    archived = archive_dir / src.name / digest[:2] / (digest + Path(rel).suffix.lower())
+    if not archived.exists():
+        archived.parent.mkdir(parents=True, exist_ok=True)
+        if folder.local_path(f.name) is None:
+            os.replace(local, archived)  # a download of ours: move it, no copy
+        else:
+            shutil.copy2(local, archived)
+    store.set_source_schema(src.name, [(c, info.types.get(c, "string")) for c in info.columns])
+    store.add_imported_file(
+        source=src.name, path=folder.url(f.name), name=rel, sha256=digest, size=f.size,
+        batch_id=batch, imported_at=datetime.now(timezone.utc), rows=info.rows,
+        rejected=info.rejected, archive_path=str(archived), status="imported",
+    )
+    result.files_new += 1
+    result.rows += info.rows
+    result.rejected += info.rejected
