@@ -63,7 +63,8 @@ class RunError(TesseraError):
 
 class ConnectionFailed(TesseraError):
     """A connection cannot be used. ``reason`` is one of: unreachable, auth_refused, not_found,
-    permission_denied, tls, timeout, config, error; the message says what to check."""
+    permission_denied, tls, host_key (an unknown or changed SFTP host key), timeout, config, error;
+    the message says what to check."""
 
     def __init__(self, message: str, *, reason: str = "error"):
         self.reason = reason
