@@ -128,26 +128,23 @@ class Pipeline:
             backend = self.adapter.name
             files = self.store.list_imported_files()
             staged_total = 0
+            conn_types = {c.name: c.type for c in self.config.connections}
             for i, src in enumerate(self.config.sources):
                 self.progress("stage", src.name, i, len(self.config.sources))
-                mine = sorted((f for f in files if f["source"] == src.name), key=lambda f: f["batch_id"])
-                if src.import_strategy == "full" and mine:
-                    mine = mine[-1:]
-                schema = self.store.get_source_schema(src.name)
-                if not mine:
-                    raise RunError(f"Source '{src.name}' has no imported file yet: check its pattern "
-                                   f"'{src.pattern}' and its connection '{src.connection}'.")
-                missing = [c for c in self._needed_columns(src.name) if c not in dict(schema)]
-                if missing:
-                    raise RunError(f"Source '{src.name}': column(s) {', '.join(missing)} used in the "
-                                   f"configuration are not in its files (columns: {', '.join(c for c, _ in schema)}).")
-                batches = [Batch(raw_table(src.name, f["batch_id"]), f["batch_id"], _naive_utc(f["imported_at"]))
-                           for f in mine]
-                tables = [self.adapter.table(b.table) for b in batches]
-                staged, rejects = stage(src, batches, tables, schema, backend=backend,
-                                        extra_columns=self._needed_columns(src.name),
-                                        extra_identifiers=self._relation_targets(src.name),
-                                        materialize=lambda t, n=f"{tag}typed_{src.name}": self.adapter.create_table(n, t, temp=True))
+
+                def typed_table(t, n=f"{tag}typed_{src.name}"):
+                    return self.adapter.create_table(n, t, temp=True)
+
+                if conn_types.get(src.connection) == "http":
+                    # Events are read from the collected events table, not from imported batches.
+                    from tessera.sources.events import stage_events
+
+                    staged, rejects = stage_events(self.adapter, src, extra_columns=self._needed_columns(src.name),
+                                                   extra_identifiers=self._relation_targets(src.name), tag=tag,
+                                                   materialize=typed_table)
+                    batch_ids = []
+                else:
+                    staged, rejects, batch_ids = self._stage_batches(src, files, backend, typed_table)
                 name = f"{tag}stage_{src.name}"
                 staged_t = self.adapter.create_table(name, staged, temp=True)
                 stages[src.name] = name
@@ -156,9 +153,8 @@ class Pipeline:
                 rej = self.adapter.create_table(rej_name, rejects, temp=True)
                 n_ok = self.adapter.count(staged_t)
                 n_rej = self.adapter.count(rej)
-                batch_ids = [b.batch for b in batches]
                 n_parse = 0
-                if self.adapter.exists(PARSE_REJECTS):
+                if batch_ids and self.adapter.exists(PARSE_REJECTS):
                     pr = self.adapter.table(PARSE_REJECTS)
                     pr = pr.filter((pr.source == src.name) & pr.batch.isin(batch_ids))
                     n_parse = self.adapter.count(pr)
@@ -239,6 +235,29 @@ class Pipeline:
         result.status = "succeeded"
         result.seconds = time.perf_counter() - t0
         return result
+
+    def _stage_batches(self, src, files: list[dict], backend: str,
+                       typed_table) -> tuple[ibis.Table, ibis.Table, list[int]]:
+        """(staged rows, rejects, batch ids) of a source read from imported batches."""
+        mine = sorted((f for f in files if f["source"] == src.name), key=lambda f: f["batch_id"])
+        if src.import_strategy == "full" and mine:
+            mine = mine[-1:]
+        schema = self.store.get_source_schema(src.name)
+        if not mine:
+            raise RunError(f"Source '{src.name}' has no imported file yet: check its pattern "
+                           f"'{src.pattern}' and its connection '{src.connection}'.")
+        missing = [c for c in self._needed_columns(src.name) if c not in dict(schema)]
+        if missing:
+            raise RunError(f"Source '{src.name}': column(s) {', '.join(missing)} used in the "
+                           f"configuration are not in its files (columns: {', '.join(c for c, _ in schema)}).")
+        batches = [Batch(raw_table(src.name, f["batch_id"]), f["batch_id"], _naive_utc(f["imported_at"]))
+                   for f in mine]
+        tables = [self.adapter.table(b.table) for b in batches]
+        staged, rejects = stage(src, batches, tables, schema, backend=backend,
+                                extra_columns=self._needed_columns(src.name),
+                                extra_identifiers=self._relation_targets(src.name),
+                                materialize=typed_table, add_sql_columns=self.adapter.add_sql_columns)
+        return staged, rejects, [b.batch for b in batches]
 
     def _relation_targets(self, source: str) -> list[str]:
         """Columns of ``source`` that relations of other sources point at."""

@@ -165,6 +165,13 @@ def check_references(config: WorkspaceConfig) -> list[str]:
                 fed[m.source] = d.name
             if not m.columns:
                 problems.append(f"{where}.mappings[{j}].columns: map at least one column")
+            if m.source in sources and conn_types.get(sources[m.source].connection) == "http":
+                from tessera.sources.events import column_problem
+
+                for col, src_col in m.columns.items():
+                    problem = column_problem(src_col)
+                    if problem:
+                        problems.append(f"{where}.mappings[{j}].columns.{col}: {problem}")
         computed = {c.name for c in d.computed}
         for j, k in enumerate(d.identity_keys):
             if k.column not in cols and k.column not in computed:
@@ -216,11 +223,48 @@ def _check_source_kind(where: str, s, kind: str) -> list[str]:
         for attr in ("pattern", "table", "query", "cursor", "archive_folder"):
             if getattr(s, attr):
                 problems.append(f"{where}.{attr}: an event source (http connection) has no {attr}")
+        problems += _check_event_columns(where, s)
     else:
         problems.append(f"{where}.connection: a {kind} connection is a destination, not a source")
     if s.lookback is not None and not s.cursor:
         problems.append(f"{where}.lookback: a look-back window needs a cursor column")
+    if s.filter:
+        problems += _check_source_filter(where, s, kind)
     return problems
+
+
+def _check_event_columns(where: str, s) -> list[str]:
+    """An event source's columns are the event columns and JSON paths (traits.first_name...)."""
+    from tessera.sources.events import column_problem
+
+    problems = []
+    for setting, names in (("columns", s.columns or []), ("record_keys", s.record_keys),
+                           ("normalize", list(s.normalize)), ("types", list(s.types))):
+        problems += [f"{where}.{setting}: {p}" for p in map(column_problem, names) if p]
+    for j, rel in enumerate(s.relations):
+        problem = column_problem(rel.column)
+        if problem:
+            problems.append(f"{where}.relations[{j}].column: {problem}")
+    return problems
+
+
+def _check_source_filter(where: str, s, kind: str) -> list[str]:
+    """A source filter is one checked SQL condition; an event source's columns are known here,
+    a file or database source's only once imported (then only the expression itself is checked)."""
+    from tessera.enrich.sql import check_expression
+    from tessera.sources.events import EVENT_COLUMNS, is_json_path
+    from tessera.sources.staging import filter_columns, filter_sql
+
+    used = filter_columns(s.filter)
+    if kind == "http":
+        columns = set(EVENT_COLUMNS) | {c for c in used if is_json_path(c)}
+    else:
+        columns = used
+    try:
+        check_expression(filter_sql(s.filter), columns, where=f"{where}.filter")
+    except ConfigError as exc:
+        return exc.problems
+    return []
 
 
 def _check_syncs(config: WorkspaceConfig) -> list[str]:

@@ -275,6 +275,8 @@ class SourceConfig(_Model):
     lookback: str | int | None = None  # incremental: re-read this far back ("10m", "2h", "1d" or a number)
     archive_folder: str | None = None  # files: move each imported file into this folder of the connection
     schedule: str | None = None  # cron: import this source on its own
+    # A SQL condition over the source's columns (DuckDB dialect): only the rows it matches are staged.
+    filter: str | None = None
     _v = field_validator("name")(_check_name)
     _c = field_validator("schedule")(_check_cron)
 
@@ -297,7 +299,8 @@ SEMANTIC_FIELDS = [
     "CustomerId", "Email", "Phone", "FirstName", "LastName", "FullName", "BirthDate", "Gender", "Address",
     "PostalCode", "City", "Country", "LoyaltyCard", "EmailOptIn", "SmsOptIn", "CreatedAt", "UpdatedAt",
     "OrderId", "OrderDate", "OrderAmount", "DiscountAmount", "Store", "Channel", "ProductId", "ProductName",
-    "ProductCategory", "Quantity", "UnitPrice", "StoreId", "StoreName", "AnonymousId", "Other",
+    "ProductCategory", "Quantity", "UnitPrice", "StoreId", "StoreName", "AnonymousId", "EventName", "EventType",
+    "EventTime", "Other",
 ]
 
 

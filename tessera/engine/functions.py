@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Callable
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from tessera.errors import ConfigError, EngineError
@@ -54,6 +55,26 @@ def _postgres_regexp_split_to_array(value: str, pattern: str) -> list[str]:  # p
 @ibis.udf.scalar.builtin(name="strip_accents")
 def _duckdb_strip_accents(value: str) -> str:  # pragma: no cover - declaration
     """DuckDB: the text without its combining marks (é -> e)."""
+
+
+@ibis.udf.scalar.builtin(name="json_extract_string")
+def _duckdb_json_extract_string(value: str, path: str) -> str:  # pragma: no cover - declaration
+    """DuckDB: the value at a JSONPath of a JSON text, as text (strings unquoted)."""
+
+
+@ibis.udf.scalar.builtin(name="get_json_object")
+def _spark_get_json_object(value: str, path: str) -> str:  # pragma: no cover - declaration
+    """Spark: the value at a JSONPath of a JSON text, as text (strings unquoted)."""
+
+
+@ibis.udf.scalar.builtin(name="json_extract_path")
+def _postgres_json_extract_path(value: dt.JSON, key: str) -> dt.JSON:  # pragma: no cover - declaration
+    """PostgreSQL: the member ``key`` of a JSON object (or element of an array)."""
+
+
+@ibis.udf.scalar.builtin(name="json_extract_path_text")
+def _postgres_json_extract_path_text(value: dt.JSON, key: str) -> str:  # pragma: no cover - declaration
+    """PostgreSQL: the member ``key`` of a JSON object (or element of an array), as text."""
 
 
 def check_backend(backend: str, function: str) -> str:
@@ -425,3 +446,32 @@ def regex_replacement(replacement: str, backend: str) -> str:
             out.append(ch)
         i += 1
     return "".join(out)
+
+
+# --------------------------------------------------------------------------- JSON
+
+JSON_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def json_text(expr: ir.StringValue, path: list[str], backend: str) -> ir.StringValue:
+    """The value at ``path`` inside a JSON text, as text; NULL when it is missing or JSON null.
+
+    ``path`` is a list of object keys (letters, digits, ``_`` and ``-``); a key made of digits
+    also reads that element of an array (0 is the first). A string comes back without its
+    quotes, an object or array as JSON text, a number or boolean as text (a number may be
+    spelled differently by each engine, ``12.50`` or ``12.5``: give the column a numeric type).
+    """
+    check_backend(backend, "json_text")
+    bad = [k for k in path if not JSON_KEY.match(k)]
+    if not path or bad:
+        raise ConfigError(f"JSON path {'.'.join(path)!r}: keys are letters, digits, '_' and '-' only")
+    if backend == "postgres":
+        value = expr.cast(dt.json)
+        for key in path[:-1]:
+            value = _postgres_json_extract_path(value, key)
+        return _postgres_json_extract_path_text(value, path[-1])
+    if backend == "duckdb":
+        jsonpath = "$" + "".join(f"[{k}]" if k.isdigit() else f'."{k}"' for k in path)
+        return _duckdb_json_extract_string(expr, jsonpath)
+    jsonpath = "$" + "".join(f"[{k}]" if k.isdigit() else f"['{k}']" for k in path)
+    return _spark_get_json_object(expr, jsonpath)

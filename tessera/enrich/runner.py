@@ -18,7 +18,8 @@ from tessera.config.models import DatasetConfig, WorkspaceConfig
 from tessera.datasets.build import Built, add_computed, duckdb_types, link_name, relation_target
 from tessera.engine.base import EngineAdapter
 from tessera.enrich.aggregates import Aggregate, aggregate
-from tessera.enrich.scores import LIBRARY, ScoreSettings, compute_scores
+from tessera.enrich.engagement import ZERO_WHEN_NO_EVENTS, compute_engagement
+from tessera.enrich.scores import EVENT_SCORES, LIBRARY, compute_scores, missing_fields, score_settings
 from tessera.enrich.sql import check_expression, render
 from tessera.errors import ConfigError
 
@@ -48,6 +49,14 @@ def _related_orders(config: WorkspaceConfig, ds: DatasetConfig, built: dict[str,
     """The dataset of orders linked to ``ds``: it has an OrderDate field and a link to ``ds``."""
     for other in config.datasets:
         if other.name in built and "OrderDate" in _semantic(built[other.name]) and _links_to(config, other, ds.name):
+            return other.name
+    return None
+
+
+def _related_events(config: WorkspaceConfig, ds: DatasetConfig, built: dict[str, Built]) -> str | None:
+    """The dataset of events linked to ``ds``: it has an EventTime field and a link to ``ds``."""
+    for other in config.datasets:
+        if other.name in built and "EventTime" in _semantic(built[other.name]) and _links_to(config, other, ds.name):
             return other.name
     return None
 
@@ -99,7 +108,7 @@ class Enricher:
             parts.append(aggregate(rel, link, aggs, as_of=self.as_of).rename(**{TID: "_customer"}))
             counts["aggregates"] = counts.get("aggregates", 0) + len(items)
         if ds.scores and ds.scores.library:
-            parts.append(self._scores(ds).rename(**{TID: "_customer"}))
+            parts += self._scores(ds)
             counts["scores"] = len(ds.scores.library)
         if ds.scores and ds.scores.predictive:
             from tessera.enrich.predictive import PredictiveError
@@ -116,6 +125,8 @@ class Enricher:
             out = out.left_join(p, TID).drop(f"{TID}_right")
         # A customer without related rows has counted zero of them.
         counted = {a.name: out[a.name].fill_null(0) for a in ds.aggregates if a.function in ("count", "count_distinct")}
+        if ds.scores and "engagement" in ds.scores.library:
+            counted.update({c: out[c].fill_null(0) for c in ZERO_WHEN_NO_EVENTS})
         if counted:
             out = out.mutate(**counted)
         if ds.computed:
@@ -141,7 +152,53 @@ class Enricher:
         o = o.mutate(_customer=o[link], _order=o[TID]).filter(ibis._["_customer"].notnull())
         return o, _semantic(ob), orders_name
 
-    def _scores(self, ds: DatasetConfig) -> ibis.Table:
+    def _scores(self, ds: DatasetConfig) -> list[ibis.Table]:
+        """The library scores of ``ds``: one table per input (orders, events), keyed by ``_customer``."""
+        unknown = [s for s in ds.scores.library if s not in LIBRARY]
+        if unknown:
+            raise ConfigError(f"dataset '{ds.name}': unknown score(s) {', '.join(unknown)} "
+                              f"(library: {', '.join(LIBRARY)}; see docs/scores.md)")
+        settings = score_settings(ds.scores.settings, f"dataset '{ds.name}'")
+        out = []
+        if any(s not in EVENT_SCORES for s in ds.scores.library):
+            out.append(self._order_scores(ds, [s for s in ds.scores.library if s not in EVENT_SCORES], settings))
+        if "engagement" in ds.scores.library:
+            out.append(self._engagement(ds, settings))
+        return out
+
+    def _engagement(self, ds: DatasetConfig, settings) -> ibis.Table:
+        events_name = _related_events(self.config, ds, self.built)
+        if events_name is None:
+            raise ConfigError(f"dataset '{ds.name}': the engagement score needs an events dataset with an EventTime "
+                              f"field (e.g. a column 'timestamp') and a relation to '{ds.name}' (e.g. "
+                              f"web_events.user_id -> {ds.name}.customer_id)")
+        eb = self.built[events_name]
+        fields = _semantic(eb)
+        missing = missing_fields("engagement", set(), set(), set(fields))
+        if missing:
+            raise ConfigError(f"dataset '{ds.name}': score 'engagement' needs the semantic field(s) "
+                              f"{', '.join(missing)}; set them on the columns of dataset '{events_name}' "
+                              "(e.g. {name: event, semantic: EventName})")
+        link = _links_to(self.config, self.by_name[events_name], ds.name)
+        ev = self.adapter.table(eb.table)
+        ev = ev.mutate(_customer=ev[link])
+        orders = None
+        orders_name = ds.scores.orders or _related_orders(self.config, ds, self.built)
+        if orders_name in self.built and _links_to(self.config, self.by_name[orders_name], ds.name):
+            ob = self.built[orders_name]
+            day = _semantic(ob).get("OrderDate")
+            if day:
+                o = self.adapter.table(ob.table)
+                start = o[day].cast("timestamp")
+                # An order known by its day only may have been placed at any time of that day.
+                end = start + ibis.interval(days=1) if o[day].type().is_date() else start
+                orders = o.select(_customer=o[_links_to(self.config, self.by_name[orders_name], ds.name)],
+                                  _start=start, _end=end)
+        out = compute_engagement(ev, fields, as_of=self.as_of, session_gap_minutes=settings.session_gap_minutes,
+                                 abandoned_cart_hours=settings.abandoned_cart_hours, orders=orders)
+        return out.rename(**{TID: "_customer"})
+
+    def _order_scores(self, ds: DatasetConfig, library: list[str], settings) -> ibis.Table:
         o, fields, orders_name = self._orders(ds)
         items = item_fields = None
         items_name = ds.scores.order_items or next(
@@ -156,13 +213,8 @@ class Enricher:
             item_fields = _semantic(ib)
             if "ProductCategory" not in item_fields:
                 items, item_fields = self._categories_via_products(items_name, items, item_fields)
-        settings = ScoreSettings(**ds.scores.settings)
-        unknown = [s for s in ds.scores.library if s not in LIBRARY]
-        if unknown:
-            raise ConfigError(f"dataset '{ds.name}': unknown score(s) {', '.join(unknown)} "
-                              f"(library: {', '.join(LIBRARY)}; see docs/scores.md)")
-        return compute_scores(o, fields, ds.scores.library, as_of=self.as_of, items=items,
-                              item_fields=item_fields, settings=settings)
+        return compute_scores(o, fields, library, as_of=self.as_of, items=items,
+                              item_fields=item_fields, settings=settings).rename(**{TID: "_customer"})
 
     def _categories_via_products(self, items_name: str, items: ibis.Table, fields: dict[str, str]):
         """Order lines that point at a products dataset get its ProductCategory."""

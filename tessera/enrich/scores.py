@@ -1,4 +1,5 @@
-"""The score library: ready-made, documented values per customer computed from their orders.
+"""The score library: ready-made, documented values per customer computed from their orders
+(and, for ``engagement``, from their events: :mod:`tessera.enrich.engagement`).
 
 Every score is a set-based Ibis expression over three inputs whose columns are found by their
 semantic fields (never by name):
@@ -28,10 +29,13 @@ CID = "_customer"
 MONEY = dt.Decimal(18, 4)
 
 
+EVENTS = "events: "  # prefix of the semantic fields a score needs on the events dataset
+
+
 @dataclass
 class ScoreDef:
     name: str
-    needs: tuple[str, ...]  # semantic fields of the orders (or items: prefixed "item:")
+    needs: tuple[str, ...]  # semantic fields of the orders (items: prefixed "item:", events: EVENTS)
     columns: tuple[str, ...]  # output columns
     description: str
 
@@ -65,7 +69,15 @@ LIBRARY: dict[str, ScoreDef] = {d.name: d for d in [
     ScoreDef("items", ("item:Quantity",),
              ("score_total_items", "score_average_items_per_order"),
              "Items bought in all and per order."),
+    ScoreDef("engagement", (f"{EVENTS}EventTime", f"{EVENTS}EventName"),
+             ("score_last_seen", "score_page_views_30d", "score_sessions_30d", "score_email_opens_30d",
+              "score_email_clicks_30d", "score_abandoned_carts_30d", "score_engagement"),
+             "From the customer's events: last seen, page views, sessions, email opens and clicks, "
+             "abandoned carts in the last 30 days, and an engagement score 0-100."),
 ]}
+
+#: Library scores computed from the events dataset rather than the orders.
+EVENT_SCORES = ("engagement",)
 
 PREDICTIVE_COLUMNS = (
     "score_probability_alive", "score_churn_risk", "score_expected_purchases_{horizon}d", "score_predicted_clv",
@@ -98,16 +110,32 @@ class ScoreSettings:
     timing_upcoming: float = 0.8  # ratio thresholds of purchase timing
     timing_overdue: float = 1.2
     timing_significantly_overdue: float = 2.0
+    session_gap_minutes: float = 30  # engagement: a gap this long between two events starts a new session
+    abandoned_cart_hours: float = 24  # engagement: an order this soon after a cart event buys it
     extra: dict = field(default_factory=dict)
 
 
-def missing_fields(score: str, orders_fields: set[str], item_fields: set[str]) -> list[str]:
+def score_settings(values: dict[str, float], where: str) -> ScoreSettings:
+    """The thresholds of ``scores.settings``; an unknown name is an error naming the known ones."""
+    known = [f for f in ScoreSettings.__dataclass_fields__ if f != "extra"]
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        raise ConfigError(f"{where}.scores.settings: unknown setting(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(known)}; see docs/scores.md)")
+    return ScoreSettings(**values)
+
+
+def missing_fields(score: str, orders_fields: set[str], item_fields: set[str],
+                   event_fields: set[str] = frozenset()) -> list[str]:
     d = LIBRARY[score]
     missing = []
     for need in d.needs:
         if need.startswith("item:"):
             if need[5:] not in item_fields:
                 missing.append(f"{need[5:]} (order items)")
+        elif need.startswith(EVENTS):
+            if need[len(EVENTS):] not in event_fields:
+                missing.append(f"{need[len(EVENTS):]} (events)")
         elif need not in orders_fields:
             missing.append(need)
     return missing

@@ -29,6 +29,8 @@ DEFAULT_BLOCKED = [
     "email@email.com", "none@none.com", "null@null.com", "x@x.com",
     "0000000000", "+330000000000", "1111111111", "1234567890", "0123456789", "+33000000000",
     "anonymous", "unknown", "null", "none", "n/a", "0", "-", "undefined", "test",
+    # placeholders that tracking code sends as user or anonymous ids
+    "nan", "nil", "(null)", "[object object]", "00000000-0000-0000-0000-000000000000", "guest",
 ]
 
 

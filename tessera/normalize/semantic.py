@@ -97,7 +97,15 @@ SYNONYMS: dict[str, list[str]] = {
     "PostalCode": ["zip", "zip_code", "zipcode", "postal_code", "postcode", "code_postal", "codigo_postal", "cp"],
     "City": ["city", "ville", "ciudad", "town", "localite", "commune", "localidad"],
     "Country": ["country", "pays", "pais", "country_code", "code_pays"],
+    "EventName": ["event_name", "nom_evenement", "nombre_evento"],
+    "EventType": ["message_type", "call_type"],
+    "EventTime": ["event_time", "event_timestamp", "event_date", "occurred_at", "date_evenement", "fecha_evento"],
 }
+
+# Names that mean a field only as the whole column name: inside a longer name they say nothing
+# ("product_type" is no event type, "created_timestamp" no event time). These are the columns of
+# an event source (see tessera.sources.events).
+EXACT: dict[str, str] = {"event": "EventName", "type": "EventType", "timestamp": "EventTime"}
 
 _STOP_WORDS = {"de", "du", "des", "d", "la", "le", "les", "l", "of", "the", "del", "el", "a"}
 
@@ -111,7 +119,7 @@ _TYPES: dict[str, set[str]] = {
     "LoyaltyCard": _IDS, "Store": _IDS, "Phone": _IDS, "PostalCode": _IDS,
     "BirthDate": _DATES, "OrderDate": _DATES, "CreatedAt": _DATES, "UpdatedAt": _DATES,
     "OrderAmount": _AMOUNTS, "DiscountAmount": _AMOUNTS, "UnitPrice": _AMOUNTS, "Quantity": _AMOUNTS,
-    "EmailOptIn": {_TEXT, _INT, _BOOL}, "SmsOptIn": {_TEXT, _INT, _BOOL},
+    "EmailOptIn": {_TEXT, _INT, _BOOL}, "SmsOptIn": {_TEXT, _INT, _BOOL}, "EventTime": _DATES,
 }
 _KNOWN_TYPES = {_TEXT, _INT, *_NUM, _BOOL, _DATE, _TS}
 
@@ -147,6 +155,8 @@ def _match(words: list[str]) -> str | None:
     whole = "".join(words)
     if whole in index:
         return index[whole]
+    if "_".join(words) in EXACT:
+        return EXACT["_".join(words)]
     best: tuple[int, int, str] | None = None  # (-length, priority, field)
     for i in range(len(words)):
         for j in range(i + 1, len(words) + 1):

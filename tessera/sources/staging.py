@@ -2,18 +2,24 @@
 
 A staged row is a good row of the latest batch that carries its record key. Rows that fail a
 check (missing record key, duplicate record key inside one batch, a value that does not fit
-the column's type) are returned as rejects with their file, line and reason.
+the column's type) are returned as rejects with their file, line and reason. A source's
+``filter`` (a SQL condition over its typed, normalized columns) keeps only the rows it matches:
+the others are neither staged nor rejected.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import ibis
 import ibis.expr.datatypes as dt
+import sqlglot
+import sqlglot.expressions as sge
 
 from tessera.config.models import SourceConfig
 from tessera.engine.types import cast_text
+from tessera.errors import ConfigError
 from tessera.normalize.rules import apply_rules
 
 META = ["_tessera_batch", "_tessera_file", "_tessera_line"]
@@ -52,6 +58,32 @@ def record_id(source: str, keys: list[ibis.Value]) -> ibis.Value:
     return ibis.literal(source + ":").concat(joined)
 
 
+def filter_sql(condition: str) -> str:
+    """A source filter with dotted column names (``traits.plan``, ``context.page.url``) quoted as one
+    column each, as the staged columns are named; anything that does not parse is left for
+    :func:`tessera.enrich.sql.check_expression` to report."""
+    try:
+        tree = sqlglot.parse_one(condition, read="duckdb")
+    except (sqlglot.errors.SqlglotError, ValueError):
+        return condition
+    if tree is None:
+        return condition
+    changed = False
+    for col in list(tree.find_all(sge.Column)):
+        parts = [p for p in (col.args.get("catalog"), col.args.get("db"), col.args.get("table"), col.this) if p]
+        if len(parts) > 1 and all(isinstance(p, sge.Identifier) for p in parts):
+            col.replace(sge.column(".".join(str(p.this) for p in parts), quoted=True))
+            changed = True
+    return tree.sql(dialect="duckdb") if changed else condition
+
+
+def filter_columns(condition: str) -> set[str]:
+    """The column names a source filter uses."""
+    from tessera.enrich.sql import referenced_columns
+
+    return referenced_columns(filter_sql(condition))
+
+
 def stage(
     src: SourceConfig,
     batches: list[Batch],
@@ -62,6 +94,7 @@ def stage(
     extra_columns: list[str] = (),
     extra_identifiers: list[str] = (),
     materialize=None,
+    add_sql_columns: Callable[[ibis.Table, list[tuple[str, str]]], ibis.Table] | None = None,
 ) -> tuple[ibis.Table, ibis.Table]:
     """Return (staged rows, rejects) of a source as Ibis expressions.
 
@@ -74,10 +107,16 @@ def stage(
         extra_columns: columns needed by relations or mappings even if not selected.
         extra_identifiers: columns other sources point at with relations (kept as text).
         materialize: stores an intermediate table in the engine and returns it (optional).
+        add_sql_columns: the engine's :meth:`~tessera.engine.base.EngineAdapter.add_sql_columns`,
+            needed when the source has a ``filter``.
     """
     all_cols = [c for c, _ in schema]
     wanted = list(src.columns) if src.columns else list(all_cols)
-    for c in [*src.record_keys, *extra_columns, *(r.column for r in src.relations)]:
+    used = [*src.record_keys, *extra_columns, *(r.column for r in src.relations)]
+    if src.filter:
+        # Columns the filter reads are staged too, so that it sees their typed, normalized values.
+        used += sorted(c for c in filter_columns(src.filter) if c in all_cols)
+    for c in used:
         if c not in wanted:
             wanted.append(c)
     inferred = dict(schema)
@@ -118,6 +157,8 @@ def stage(
     # The raw text is only needed for rejected rows: joined back on (batch, line) for them alone.
     raw_lines = raw.select("_tessera_batch", "_tessera_line", _raw=raw_text)
     rows = raw.mutate(**checks, **typed)
+    if src.filter:
+        rows = _keep_matching(rows, src, set(wanted), backend, add_sql_columns)
     key_cols = [rows[k] for k in src.record_keys]
     missing_key = ibis.or_(*[k.isnull() | (k.cast("string").strip() == "") for k in key_cols])
     rows = rows.mutate(_tessera_record=record_id(src.name, key_cols))
@@ -174,3 +215,20 @@ def stage(
 
     rejects = as_rejects(rows.filter(rows._reason.notnull())).union(as_rejects(dup), distinct=False)
     return staged, rejects
+
+
+def _keep_matching(rows: ibis.Table, src: SourceConfig, columns: set[str], backend: str, add_sql_columns
+                   ) -> ibis.Table:
+    """The rows of ``rows`` for which the source's filter is true (not false, not NULL)."""
+    from tessera.enrich.sql import check_expression, render
+
+    if add_sql_columns is None:  # pragma: no cover - the pipeline always passes it
+        raise ValueError("a source with a filter needs add_sql_columns")
+    expr = check_expression(filter_sql(src.filter), columns, where=f"source '{src.name}' filter")
+    rows = add_sql_columns(rows, [("_tessera_keep", render(expr, backend))])
+    kind = rows.schema()["_tessera_keep"]
+    if not (kind.is_boolean() or kind.is_null()):
+        raise ConfigError(f"source '{src.name}' filter: '{src.filter}' gives {kind} values, not true/false; "
+                          "write a condition, e.g. user_id is not null or email is not null")
+    keep = rows._tessera_keep.cast("boolean") if kind.is_null() else rows._tessera_keep
+    return rows.filter(keep).drop("_tessera_keep")
