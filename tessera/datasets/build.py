@@ -21,7 +21,7 @@ from tessera.engine.types import IBIS_TYPES, cast_text, type_name
 from tessera.enrich.sql import check_expression, order_computed, render
 from tessera.errors import RunError, TesseraError
 from tessera.identity.merge import MergeColumn, merge
-from tessera.identity.resolve import IdentityKey, new_id, resolve
+from tessera.identity.resolve import DEFAULT_BLOCKED, IdentityKey, new_id, resolve
 from tessera.normalize.rules import apply_rules
 from tessera.normalize.semantic import suggest_semantic
 
@@ -256,7 +256,10 @@ class DatasetBuilder:
         pairs = rows.select("_tessera_record", key=rows[col].cast("string")).join(
             lineage.select("_tessera_record", TID), "_tessera_record"
         )
-        pairs = pairs.filter(pairs.key.notnull() & (pairs.key != ""))
+        # Placeholder values ("undefined", "null", "0"...) and the target's blocked values link nothing.
+        target_ds = next(d for d in self.config.datasets if d.name == target)
+        blocked = sorted({b.strip().lower() for b in [*DEFAULT_BLOCKED, *target_ds.blocked_values]})
+        pairs = pairs.filter(pairs.key.notnull() & (pairs.key.strip() != "") & ~pairs.key.strip().lower().isin(blocked))
         lookup = pairs.group_by("key").agg(tid=pairs[TID].min(), n=pairs[TID].nunique())
         # A value that points at several customers cannot say which one: no link.
         return lookup.filter(lookup.n == 1).select("key", "tid"), rules
