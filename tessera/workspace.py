@@ -330,8 +330,16 @@ class Workspace:
             raise TesseraError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets()) or 'none'})")
         declared = {c.name: c for c in ds.columns}
         stage_types = {}
+        from tessera.sources.events import EVENT_COLUMNS
+
+        http = {c.name for c in self.config.connections if c.type == "http"}
+        sources = {s.name: s for s in self.config.sources}
         for m in ds.mappings:
-            stage_types[m.source] = dict(self.store.get_source_schema(m.source))
+            src = sources.get(m.source)
+            if src is not None and src.connection in http:
+                stage_types[m.source] = {**EVENT_COLUMNS, **src.types}
+            else:
+                stage_types[m.source] = dict(self.store.get_source_schema(m.source))
         out = []
         for spec in dataset_columns(ds, stage_types):
             cfg = declared.get(spec.name)
