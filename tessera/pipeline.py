@@ -99,8 +99,8 @@ class Pipeline:
                 published.add(target)
         recorded = {(f["source"], f["batch_id"]) for f in self.store.list_imported_files()}
         for name in self.adapter.list_tables():
-            if RUN_TABLE.match(name) and name not in published:
-                self.adapter.drop_table(name)
+            if (RUN_TABLE.match(name) and name not in published) or name.startswith("_tessera_syncw_"):
+                self.adapter.drop_table(name)  # a run's or a killed sync's work tables
             m = RAW_TABLE.match(name)
             if m and (m.group(1), int(m.group(2))) not in recorded:
                 self.adapter.drop_table(name)

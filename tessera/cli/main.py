@@ -329,10 +329,25 @@ def sync_run(names: Optional[list[str]] = typer.Argument(None, help="Syncs to ru
                       str(r.unchanged), f"{r.seconds:.2f}")
     console.print(t)
     for r in results:
+        for note in r.notes:
+            console.print(f"{r.name}: {note}", markup=False, highlight=False)
         for e in r.errors[:5]:
             err.print(f"{r.name}: {e}", markup=False, highlight=False)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+@sync_app.command("reset")
+def sync_reset(name: str = typer.Argument(..., help="Sync name.")) -> None:
+    """Forget what a sync has sent: its next run sends every record as new."""
+    from tessera.syncs import reset_sync
+
+    with Workspace.open(_ws_path()) as ws:
+        if name not in {s.name for s in ws.config.syncs}:
+            raise ConfigError(f"unknown sync '{name}'")
+        with ws.writing():
+            reset_sync(ws, name)
+    console.print(f"Sync {name} reset: its next run sends everything.")
 
 
 schedule_app = typer.Typer(help="Cron schedules of imports, runs and syncs.", invoke_without_command=True)
