@@ -370,6 +370,13 @@ class Workspace:
                          "version": latest["version"] if latest else 0})
         return {"path": str(self.path), "engine": self.adapter.name, "datasets": pubs, "runs": self.runs(5)}
 
+    def profile(self, tessera_id: str, dataset: str | None = None, *, events: int = 50) -> dict:
+        """The 360° profile of a unified record: attributes, source records, latest events
+        (including events collected since the last run). See :mod:`tessera.profiles`."""
+        from tessera.profiles import profile
+
+        return profile(self, tessera_id, dataset, events=events)
+
     def explain(self, tessera_id: str, dataset: str | None = None):
         """Why the source records of a unified record were merged (see :mod:`tessera.identity.explain`)."""
         from tessera.identity.explain import explain
