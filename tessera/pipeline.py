@@ -244,8 +244,10 @@ class Pipeline:
             mine = mine[-1:]
         schema = self.store.get_source_schema(src.name)
         if not mine:
-            raise RunError(f"Source '{src.name}' has no imported file yet: check its pattern "
-                           f"'{src.pattern}' and its connection '{src.connection}'.")
+            what = f"its pattern '{src.pattern}'" if src.pattern else f"its {'table' if src.table else 'query'}"
+            raise RunError(f"Source '{src.name}' has no imported data yet (no imported file or table): check "
+                           f"{what} and its connection '{src.connection}' (tessera connections test "
+                           f"{src.connection}).")
         missing = [c for c in self._needed_columns(src.name) if c not in dict(schema)]
         if missing:
             raise RunError(f"Source '{src.name}': column(s) {', '.join(missing)} used in the "

@@ -82,7 +82,7 @@ def test_a_failing_job_is_reported_and_the_scheduler_goes_on(tmp_path):
     sched.tick(T0)
     done = {d["job"]: d for d in sched.tick(T0 + timedelta(minutes=1))}
     assert done["pipeline run"]["status"] == "failed"
-    assert "no imported file" in done["pipeline run"]["detail"]
+    assert "no imported data" in done["pipeline run"]["detail"]
     assert done["import people"]["status"] == "succeeded"
     assert {j["job"]: j["last_status"] for j in sched.next_runs(T0 + timedelta(minutes=1))}["pipeline run"] == "failed"
 
