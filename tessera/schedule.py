@@ -176,3 +176,30 @@ class Scheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+class SchedulerService:
+    """The scheduler as a service of the server (``async start()`` / ``async stop()``)."""
+
+    def __init__(self, workspace_path, *, interval: float = 15.0):
+        self.path = workspace_path
+        self.interval = interval
+        self.scheduler: Scheduler | None = None
+        self._ws = None
+
+    async def start(self) -> None:
+        from tessera.workspace import Workspace
+
+        self._ws = Workspace.open(self.path)
+        self.scheduler = Scheduler(self._ws, interval=self.interval)
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        import asyncio
+
+        if self.scheduler is not None:
+            self.scheduler._stop.set()
+            # A job in progress finishes first (a run publishes or leaves the last good state).
+            await asyncio.to_thread(self.scheduler.stop, 600)
+        if self._ws is not None:
+            self._ws.close()

@@ -392,6 +392,21 @@ def schedule_run(loop: bool = typer.Option(False, "--loop", help="Keep running d
         console.print(f"{d['job']}: {d['status']} {d.get('detail') or d.get('reason', '')}", markup=False)
 
 
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+          port: int = typer.Option(8080, help="TCP port."),
+          schedules: bool = typer.Option(True, "--schedules/--no-schedules",
+                                         help="Start the scheduled imports, runs and syncs."),
+          access_log: bool = typer.Option(False, help="Log every request.")) -> None:
+    """Serve the workspace: the event collection API (/v1), the REST API (/api) and the schedules."""
+    from tessera.collect.server import serve as serve_workspace
+
+    path = _ws_path()
+    Workspace.open(path).close()
+    console.print(f"Serving {path.resolve()} on http://{host}:{port} (event collection at /v1)")
+    serve_workspace(path, host=host, port=port, access_log=access_log, schedules=schedules)
+
+
 def main() -> None:
     try:
         app()
