@@ -3,8 +3,9 @@
 Every connection of type ``http`` has a ``write_key`` (a secret, stored encrypted or read from an
 environment variable). The server keeps a map write key -> connection name, and reloads it
 when the configuration or a secret changes: a cheap query (the latest configuration version
-and the latest secret update) tells whether to, every few seconds, and at once (at most once a
-second) when an unknown key shows up, so a key applied a moment ago works right away.
+and the latest secret update) tells whether to, every few seconds, and when an unknown key
+shows up (see :meth:`tessera.collect.service.Collector.authenticate`), so a key applied a moment
+ago works right away.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ log = logging.getLogger("tessera.collect")
 class WriteKeys:
     """The write keys of a workspace's http connections, kept up to date."""
 
-    def __init__(self, workspace: Workspace, *, min_refresh_interval: float = 1.0):
+    def __init__(self, workspace: Workspace):
         self.workspace = workspace
-        self.min_refresh_interval = min_refresh_interval
         self._keys: dict[str, str] = {}
         self._fingerprint: tuple | None = None
-        self._last_check = 0.0
+        self.last_check = 0.0  # time.monotonic() of the last refresh
         self._lock = threading.Lock()
 
     @property
@@ -49,7 +49,7 @@ class WriteKeys:
         Called from a worker thread (it reads the metadata store); ``force`` skips the check.
         """
         with self._lock:
-            self._last_check = time.monotonic()
+            self.last_check = time.monotonic()
             fingerprint = self._read_fingerprint()
             if not force and fingerprint == self._fingerprint:
                 return False
@@ -74,10 +74,6 @@ class WriteKeys:
             self._keys = keys
             self._fingerprint = fingerprint
             return True
-
-    def may_refresh_now(self) -> bool:
-        """An unknown key may trigger a reload, but not more than once per interval."""
-        return time.monotonic() - self._last_check >= self.min_refresh_interval
 
     def _read_fingerprint(self) -> tuple:
         with self.workspace.store.engine.connect() as conn:

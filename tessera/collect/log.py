@@ -33,22 +33,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from tessera.errors import TesseraError
+
 log = logging.getLogger("tessera.collect")
 
 HEADER = struct.Struct("<II")
 SEGMENT_BYTES = 64 * 1024 * 1024
-MAX_RECORD_BYTES = 16 * 1024 * 1024
+MAX_RECORD_BYTES = 4 * 1024 * 1024  # a request makes one record: at most 500 KB of JSON, plus refusals
 _SUFFIX = ".log"
 
 
-class LogError(Exception):
+class LogError(TesseraError):
     """The log cannot be used (locked by another process, unreadable, or corrupt)."""
 
 
-def encode(payload: bytes) -> bytes:
+class LogGapError(LogError):
+    """Records asked for are gone (segments deleted by hand); ``resume_at`` is the next one there is."""
+
+    def __init__(self, message: str, resume_at: int):
+        super().__init__(message)
+        self.resume_at = resume_at
+
+
+def record_header(payload: bytes) -> bytes:
+    """The 8 bytes written before a payload: its length and the CRC of length and payload."""
     length = len(payload).to_bytes(4, "little")
-    crc = zlib.crc32(payload, zlib.crc32(length))
-    return length + crc.to_bytes(4, "little") + payload
+    return length + zlib.crc32(payload, zlib.crc32(length)).to_bytes(4, "little")
 
 
 def segment_name(base: int) -> str:
@@ -91,6 +101,24 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _lock_writer(directory: Path):
+    """The writer lock of a log (an open file holding an exclusive flock), or LogError."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fh = open(directory / ".writer.lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise LogError(f"the event log {directory} is already written by another process (a running "
+                       "tessera serve?): stop it, or serve another workspace") from None
+    return fh
+
+
+def check_free(directory: str | Path) -> None:
+    """Fail early, with LogError, when another process writes the log (e.g. before a server starts)."""
+    _lock_writer(Path(directory)).close()
+
+
 class LogWriter:
     """Appends records to the log; one instance in one process at a time (a file lock sees to it).
 
@@ -112,15 +140,7 @@ class LogWriter:
 
     def open(self) -> int:
         """Take the writer lock, cut a torn tail off the last segment; return the log's end."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fh = open(self.directory / ".writer.lock", "a+")
-        try:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_fh.close()
-            self._lock_fh = None
-            raise LogError(f"the event log {self.directory} is already written by another process (a running "
-                           "tessera serve?): stop it, or serve another workspace") from None
+        self._lock_fh = _lock_writer(self.directory)
         segments = list_segments(self.directory)
         if not segments:
             self._open_segment(0)
@@ -151,8 +171,9 @@ class LogWriter:
     def write(self, payloads: list[bytes]) -> list[int]:
         """Append records and sync them to disk; return their offsets.
 
-        On an error (disk full...), the segment is cut back to where it was, so the log never
-        keeps a record whose request was told it failed.
+        On an error (disk full...), what was not synced is cut off the segment again. (When the
+        records spanned two segments, those of the first one stay: their requests, told of the
+        failure, resend them, and de-duplication drops the copies.)
         """
         if self._fd is None:
             raise LogError("the event log is closed")
@@ -162,14 +183,14 @@ class LogWriter:
         for payload in payloads:
             if len(payload) > MAX_RECORD_BYTES:
                 raise LogError(f"a record of {len(payload)} bytes is larger than {MAX_RECORD_BYTES}")
-            record = encode(payload)
-            if self.position + size + len(record) > self.segment_bytes and self.position + size > 0:
+            record_size = HEADER.size + len(payload)
+            if self.position + size + record_size > self.segment_bytes and self.position + size > 0:
                 self._write_all(chunks, size)
                 self._open_segment(self.end)
                 chunks, size = [], 0
             offsets.append(self.end + size)
-            chunks.append(record)
-            size += len(record)
+            chunks += (record_header(payload), payload)
+            size += record_size
         self._write_all(chunks, size)
         return offsets
 
@@ -223,8 +244,8 @@ def read_records(directory: str | Path, start: int, end: int, *, max_bytes: int 
         if seg_end is not None and seg_end <= offset:
             continue
         if base > offset:
-            raise LogError(f"the event log has no record at offset {offset}: the next segment starts at {base} "
-                           f"({path.name}); were segments deleted by hand?")
+            raise LogGapError(f"the event log has no record at offset {offset}: the next segment starts at "
+                              f"{base} ({path.name}); were segments deleted by hand?", base)
         stop = end if seg_end is None else min(end, seg_end)
         if offset >= stop:
             break

@@ -31,12 +31,14 @@ MAX_BATCH_BYTES = 500 * 1024
 MAX_RAW_BYTES = MAX_BATCH_BYTES + 64 * 1024
 
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
+_TYPE_SET = frozenset(TYPES)
+_ID_FIELDS = ("userId", "anonymousId", "previousId", "groupId", "messageId")
+_ID_TYPES = (str, int, float)
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt")
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_ID_LENGTH = 256
 _MAX_REJECT_SAMPLE = 2048  # bytes of a refused message kept with its reason
-_NUMBER = (int, float)
 
 
 class RequestError(Exception):
@@ -174,6 +176,7 @@ class Checked:
     message_ids: list[str] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)  # {"index", "reason", "message"}
     duplicates: int = 0  # accepted recently already: answered without logging again
+    too_large: int = 0  # refused for their size
 
 
 def check_messages(messages: list, kind: str, *, connection: str, recent=None,
@@ -192,6 +195,8 @@ def check_messages(messages: list, kind: str, *, connection: str, recent=None,
         if kind != "batch" and isinstance(message, dict):
             message["type"] = kind
         reason = message_problem(message)
+        if reason is None:
+            message.pop("writeKey", None)  # never keep a key in the log
         if reason is None and defaults:
             for key, value in defaults.items():
                 if message.get(key) is None:
@@ -209,6 +214,7 @@ def check_messages(messages: list, kind: str, *, connection: str, recent=None,
             if len(data) > MAX_MESSAGE_BYTES:
                 reason = (f"the message is {len(data) // 1024} KB, more than {MAX_MESSAGE_BYTES // 1024} KB: "
                           "send large properties elsewhere")
+                out.too_large += 1
             else:
                 out.accepted.append(data)
                 out.message_ids.append(message_id)
@@ -221,33 +227,34 @@ def message_problem(message: Any) -> str | None:
     """Why a message cannot be accepted, or None when it can (the Segment spec's required fields)."""
     if type(message) is not dict:
         return f"a message must be a JSON object, not {_json_type(message)}"
-    kind = message.get("type")
-    if kind not in TYPES:
+    get = message.get
+    kind = get("type")
+    if kind not in _TYPE_SET:
         return f"type {kind!r} is not one of {', '.join(TYPES)}"
-    user_id = message.get("userId")
-    for name in ("userId", "anonymousId", "previousId", "groupId", "messageId"):
-        value = message.get(name)
-        if value is not None and (type(value) is bool or not isinstance(value, (str, *_NUMBER))):
-            return f"{name} must be a string or a number, not {_json_type(value)}"
-        if isinstance(value, str) and len(value) > _MAX_ID_LENGTH:
-            return f"{name} is longer than {_MAX_ID_LENGTH} characters"
+    for name in _ID_FIELDS:
+        value = get(name)
+        if value is not None:
+            if type(value) not in _ID_TYPES:  # type(), not isinstance: a boolean is not an id
+                return f"{name} must be a string or a number, not {_json_type(value)}"
+            if type(value) is str and len(value) > _MAX_ID_LENGTH:
+                return f"{name} is longer than {_MAX_ID_LENGTH} characters"
     if kind == "alias":
-        if _blank(user_id) or _blank(message.get("previousId")):
+        if _blank(get("userId")) or _blank(get("previousId")):
             return "an alias needs both userId and previousId"
-    elif _blank(user_id) and _blank(message.get("anonymousId")):
+    elif _blank(get("userId")) and _blank(get("anonymousId")):
         return f"a {kind} needs a userId or an anonymousId"
     if kind == "track":
-        event = message.get("event")
-        if not isinstance(event, str) or not event.strip():
+        event = get("event")
+        if type(event) is not str or _blank(event):
             return "a track needs an event name (event)"
-    elif kind == "group" and _blank(message.get("groupId")):
+    elif kind == "group" and _blank(get("groupId")):
         return "a group needs a groupId"
     for name in _OBJECT_FIELDS:
-        value = message.get(name)
+        value = get(name)
         if value is not None and type(value) is not dict:
             return f"{name} must be a JSON object, not {_json_type(value)}"
     for name in _TIME_FIELDS:
-        value = message.get(name)
+        value = get(name)
         if value is not None and parse_time(value) is None:
             return f"{name} {value!r} is not an ISO 8601 date-time (e.g. 2024-05-01T12:30:00.000Z)"
     return None
@@ -264,7 +271,7 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def _blank(value: Any) -> bool:
-    return value is None or (type(value) is str and not value.strip())
+    return value is None or value == "" or (type(value) is str and value.isspace())
 
 
 def _json_type(value: Any) -> str:

@@ -1,0 +1,51 @@
+"""The one error body of the whole server.
+
+Every error answer is ``{"ok": false, "error": "...", "errors": [...], "status": N, "code": "...",
+"message": "..."}``. ``code`` and ``message`` are what the Segment and RudderStack clients read
+out of an error (they report ``[code] message (status)``); ``message`` repeats ``error``.
+"""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+          413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request", 500: "internal_error",
+          503: "unavailable"}
+
+
+def error_body(status: int, error: str, *, errors: list[str] | None = None, code: str | None = None) -> bytes:
+    return orjson.dumps({
+        "ok": False, "error": error, "errors": errors or [error], "status": status,
+        "code": code or _CODES.get(status, "error"), "message": error,
+    })
+
+
+def error_response(status: int, error: str, *, errors: list[str] | None = None, code: str | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    """An error answer in the server's one error shape."""
+    return Response(error_body(status, error, errors=errors, code=code), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer HTTP and validation errors of every router with the one error shape."""
+
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        errors = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        return error_response(422, errors[0] if len(errors) == 1 else f"{len(errors)} invalid fields",
+                              errors=errors)
+
+    async def internal_error(_request: Request, _exc: Exception) -> Response:
+        return error_response(500, "the server failed on this request (a bug): see the server log")
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, internal_error)

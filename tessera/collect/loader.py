@@ -1,0 +1,406 @@
+"""The loader: moves logged events into the warehouse table ``_tessera_events`` in micro-batches.
+
+It runs in a process of its own beside the server (:func:`run_loader`), so the server never
+opens the warehouse and the CPU work of typing events does not slow acknowledgements down.
+Each tick:
+
+1. reads the records from the last loaded offset up to the log's synced end;
+2. builds one Arrow table of typed columns (and one of refused messages);
+3. takes the workspace write lock *without waiting* (a ``tessera run`` holding it just delays
+   the tick), opens the warehouse, appends the events that are not there yet, records the new
+   offset with ``store.set_state("collect", "offset", ...)``, and closes the warehouse, so the
+   CLI can use it between ticks (DuckDB allows one writing process per file).
+
+De-duplication: a message id is stored once per workspace. Inside a micro-batch the first
+occurrence wins; across batches, the batch's ids are semi-joined (in SQL) with the ids loaded
+in the :data:`DEDUPE_WINDOW` before the batch. The server also answers at once, without
+logging them again, the ids it accepted recently. A crash between the append and the offset
+update replays the batch, which de-duplication then drops: no event is stored twice.
+
+Event time: ``timestamp`` is corrected for the client's clock, as Segment does:
+``receivedAt - (sentAt - originalTimestamp)``, where ``originalTimestamp`` is the message's
+``originalTimestamp`` or else its ``timestamp`` (what the server libraries send), and
+``sentAt`` the message's or else the request's. Without ``sentAt`` the client's time is kept;
+without a client time, ``receivedAt``. All times are stored as UTC ``TIMESTAMP``.
+
+Traits and e-mail: an identify's ``traits`` are its ``traits``, or else its ``context.traits``
+(where RudderStack's clients put them). ``email`` is an identify's ``traits.email``, or else any
+message's ``context.traits.email``, trimmed and lower-cased (a group's traits describe the group,
+so their e-mail is not the user's).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import ibis
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tessera.collect.log import LogGapError, delete_segments_before, read_records
+from tessera.collect.messages import parse_time
+from tessera.errors import WorkspaceError
+from tessera.workspace import Workspace
+
+log = logging.getLogger("tessera.collect")
+
+EVENTS_TABLE = "_tessera_events"
+REJECTS_TABLE = "_tessera_events_rejects"
+STATE_SCOPE = "collect"
+STATE_OFFSET = "offset"
+DEDUPE_WINDOW = timedelta(hours=48)
+BATCH_BYTES = 16 * 1024 * 1024  # log bytes per micro-batch (about 30k events of 500 bytes)
+
+_TS = pa.timestamp("us")
+EVENT_SCHEMA = pa.schema([
+    ("message_id", pa.string()),
+    ("connection", pa.string()),
+    ("type", pa.string()),
+    ("event", pa.string()),
+    ("name", pa.string()),
+    ("user_id", pa.string()),
+    ("anonymous_id", pa.string()),
+    ("previous_id", pa.string()),
+    ("group_id", pa.string()),
+    ("email", pa.string()),
+    ("timestamp", _TS),
+    ("original_timestamp", _TS),
+    ("sent_at", _TS),
+    ("received_at", _TS),
+    ("properties", pa.string()),
+    ("traits", pa.string()),
+    ("context", pa.string()),
+    ("integrations", pa.string()),
+    ("extra", pa.string()),  # the other top-level fields (page category, channel...), as JSON
+    ("log_offset", pa.int64()),
+])
+REJECT_SCHEMA = pa.schema([
+    ("connection", pa.string()),
+    ("received_at", _TS),
+    ("reason", pa.string()),
+    ("message", pa.string()),
+    ("log_offset", pa.int64()),
+])
+_MAPPED = frozenset({
+    "messageId", "type", "event", "name", "userId", "anonymousId", "previousId", "groupId", "timestamp",
+    "originalTimestamp", "sentAt", "receivedAt", "properties", "traits", "context", "integrations", "writeKey",
+})
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _utc(value) -> datetime | None:
+    """A naive UTC datetime from an ISO 8601 string (no offset: taken as UTC)."""
+    if value is None:
+        return None
+    dt = parse_time(value)
+    if dt is None or dt.tzinfo is None:
+        return dt
+    return dt.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _text(value) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if type(value) is str else str(value)
+
+
+def _json(value) -> str | None:
+    # decode() copies into an exact-size str: orjson's bytes keep a buffer of several KB each.
+    return None if value is None else orjson.dumps(value).decode()
+
+
+@dataclass
+class Batch:
+    events: pa.Table
+    rejects: pa.Table
+    duplicates: int  # message ids repeated inside the batch
+
+
+def build_batch(records) -> Batch:
+    """Typed columns of the messages of log records (first occurrence of a message id wins)."""
+    names = EVENT_SCHEMA.names
+    cols: dict[str, list] = {n: [] for n in names}
+    rejects: dict[str, list] = {n: [] for n in REJECT_SCHEMA.names}
+    seen: set[str] = set()
+    duplicates = 0
+    for record in records:
+        data = orjson.loads(record.payload)
+        connection = data["connection"]
+        received = _EPOCH + timedelta(microseconds=data["received_at"])
+        request_sent = _utc(data.get("sent_at"))
+        for m in data["messages"]:
+            message_id = m["messageId"]
+            if message_id in seen:
+                duplicates += 1
+                continue
+            seen.add(message_id)
+            kind = m["type"]
+            traits = m.get("traits")
+            context = m.get("context")
+            context_traits = context.get("traits") if context else None
+            if type(context_traits) is not dict:
+                context_traits = None
+            if kind == "identify" and traits is None:
+                traits = context_traits  # RudderStack's clients send an identify's traits there
+            email = traits.get("email") if kind == "identify" and traits else None
+            if email is None and context_traits:
+                email = context_traits.get("email")
+            original = _utc(m.get("originalTimestamp") or m.get("timestamp"))
+            sent = _utc(m["sentAt"]) if m.get("sentAt") else request_sent
+            if original is not None and sent is not None:
+                timestamp = received - (sent - original)
+            else:
+                timestamp = original or received
+            extra = {k: v for k, v in m.items() if k not in _MAPPED}
+            cols["message_id"].append(message_id)
+            cols["connection"].append(connection)
+            cols["type"].append(kind)
+            cols["event"].append(_text(m.get("event")))
+            cols["name"].append(_text(m.get("name")))
+            cols["user_id"].append(_text(m.get("userId")))
+            cols["anonymous_id"].append(_text(m.get("anonymousId")))
+            cols["previous_id"].append(_text(m.get("previousId")))
+            cols["group_id"].append(_text(m.get("groupId")))
+            cols["email"].append(email.strip().lower() or None if type(email) is str else None)
+            cols["timestamp"].append(timestamp)
+            cols["original_timestamp"].append(original)
+            cols["sent_at"].append(sent)
+            cols["received_at"].append(received)
+            cols["properties"].append(_json(m.get("properties")))
+            cols["traits"].append(_json(traits))
+            cols["context"].append(_json(context))
+            cols["integrations"].append(_json(m.get("integrations")))
+            cols["extra"].append(_json(extra) if extra else None)
+            cols["log_offset"].append(record.offset)
+        for reject in data.get("rejects") or ():
+            rejects["connection"].append(connection)
+            rejects["received_at"].append(received)
+            rejects["reason"].append(reject["reason"])
+            rejects["message"].append(reject.get("message"))
+            rejects["log_offset"].append(record.offset)
+    events = pa.table([pa.array(cols[n], type=EVENT_SCHEMA.field(n).type) for n in names], schema=EVENT_SCHEMA)
+    rejected = pa.table([pa.array(rejects[n], type=REJECT_SCHEMA.field(n).type) for n in REJECT_SCHEMA.names],
+                        schema=REJECT_SCHEMA)
+    return Batch(events, rejected, duplicates)
+
+
+def not_loaded_yet(adapter, events: pa.Table) -> pa.Table:
+    """The events whose message id is not in ``_tessera_events`` yet (within the de-duplication window)."""
+    if events.num_rows == 0 or not adapter.exists(EVENTS_TABLE):
+        return events
+    table = adapter.table(EVENTS_TABLE)
+    since = pc.min(events["received_at"]).as_py() - DEDUPE_WINDOW
+    ids = ibis.memtable(events.select(["message_id"]))
+    known = ids.semi_join(table.filter(table.received_at >= since), "message_id")
+    loaded = adapter.to_arrow(known)["message_id"]
+    if len(loaded) == 0:
+        return events
+    return events.filter(pc.invert(pc.is_in(events["message_id"], value_set=loaded.combine_chunks())))
+
+
+def rejects_not_loaded_yet(adapter, rejects: pa.Table) -> pa.Table:
+    """The refused messages of records not loaded yet (a record's offset is its identity)."""
+    if rejects.num_rows == 0 or not adapter.exists(REJECTS_TABLE):
+        return rejects
+    table = adapter.table(REJECTS_TABLE)
+    first = pc.min(rejects["log_offset"]).as_py()
+    loaded = adapter.to_arrow(table.filter(table.log_offset >= first).select("log_offset").distinct())["log_offset"]
+    if len(loaded) == 0:
+        return rejects
+    return rejects.filter(pc.invert(pc.is_in(rejects["log_offset"], value_set=loaded.combine_chunks())))
+
+
+@dataclass
+class LoadResult:
+    records: int
+    events: int  # appended to the warehouse
+    duplicates: int  # dropped: already loaded or repeated in the batch
+    rejects: int
+    offset: int  # the next offset to load
+
+
+class Loader:
+    """Loads the log of one workspace into its warehouse, one micro-batch per :meth:`load`."""
+
+    def __init__(self, workspace: Workspace, *, batch_bytes: int = BATCH_BYTES):
+        self.workspace = workspace
+        self.log_dir = log_directory(workspace.path)
+        self.batch_bytes = batch_bytes
+        self.offset = int(workspace.store.get_state(STATE_SCOPE, STATE_OFFSET, 0) or 0)
+        self._prepared: tuple[int, int, Batch, int] | None = None  # (offset, records, batch, next offset)
+
+    def check_offset(self, end: int) -> None:
+        """After a restart: a loaded offset beyond the log's end means the disk lost synced data."""
+        if self.offset > end:
+            log.error("event loader: the loaded offset %d is beyond the end of the log (%d); the disk lost "
+                      "synced records. Loading resumes at the end of the log.", self.offset, end)
+            self.offset = end
+            self.workspace.store.set_state(STATE_SCOPE, STATE_OFFSET, end)
+
+    def load(self, end: int) -> LoadResult | None:
+        """Load the records from the loaded offset up to ``end``; None when the workspace is busy."""
+        if end <= self.offset:
+            return LoadResult(0, 0, 0, 0, self.offset)
+        if self._prepared is None or self._prepared[0] != self.offset:
+            # Kept until loaded: a busy workspace (a run can take minutes) costs no re-reading.
+            try:
+                records, next_offset = read_records(self.log_dir, self.offset, end, max_bytes=self.batch_bytes)
+            except LogGapError as exc:
+                log.error("event loader: %s; loading resumes at offset %d", exc, exc.resume_at)
+                self.offset = exc.resume_at
+                return None
+            self._prepared = (self.offset, len(records), build_batch(records), next_offset)
+        _, n_records, batch, next_offset = self._prepared
+        ws = self.workspace
+        try:
+            with ws.writing():
+                try:
+                    adapter = ws.adapter
+                    new = not_loaded_yet(adapter, batch.events)
+                    if new.num_rows:
+                        adapter.append(EVENTS_TABLE, new)
+                    refused = rejects_not_loaded_yet(adapter, batch.rejects)
+                    if refused.num_rows:
+                        adapter.append(REJECTS_TABLE, refused)
+                    ws.store.set_state(STATE_SCOPE, STATE_OFFSET, next_offset)
+                finally:
+                    ws.close()
+        except WorkspaceError as exc:
+            log.debug("event loader: the workspace is busy (%s); next tick", exc)
+            return None
+        self.offset = next_offset
+        self._prepared = None
+        delete_segments_before(self.log_dir, next_offset)
+        return LoadResult(n_records, new.num_rows, batch.duplicates + batch.events.num_rows - new.num_rows,
+                          refused.num_rows, next_offset)
+
+
+def configure_logging(level: int | str) -> None:
+    """Tessera's messages at ``level``, other libraries' (alembic...) at warning and above."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tessera").setLevel(level.upper() if isinstance(level, str) else level)
+
+
+def log_directory(workspace_path: str | Path) -> Path:
+    return Path(workspace_path) / "events" / "log"
+
+
+class LoaderLink:
+    """What the server and its loader process share: the log's synced end and a stop flag.
+
+    Plain shared memory (no locks, no semaphores): each value has one writer, the server.
+    """
+
+    def __init__(self, context, end: int):
+        self._values = context.RawArray("q", 2)
+        self._values[0] = end
+
+    @property
+    def committed(self) -> int:
+        return self._values[0]
+
+    @committed.setter
+    def committed(self, end: int) -> None:
+        self._values[0] = end
+
+    def stop(self) -> None:
+        self._values[1] = 1
+
+    def stopping(self) -> bool:
+        return bool(self._values[1])
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, less when asked to stop; True when asked to stop."""
+        deadline = time.monotonic() + seconds
+        while not self._values[1]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, 0.05))
+        return True
+
+
+def run_loader(workspace_path: str, link: LoaderLink, parent_pid: int, interval: float = 1.0,
+               drain_timeout: float = 30.0, log_level: int = logging.INFO) -> None:
+    """The loader process: loads every ``interval`` seconds, at once when a whole batch is waiting.
+
+    Args:
+        link: the log's synced end (set by the server's writer thread) and the stop flag: when
+            the server stops, the loader loads what is left (waiting at most ``drain_timeout``
+            seconds for a busy workspace) and ends.
+        parent_pid: the server; when it is gone (killed), the loader loads what was synced and ends.
+    """
+    configure_logging(log_level)
+    # Loading is background work: acknowledging requests comes first when the cores are busy.
+    os.nice(10)
+    ws = Workspace.open(workspace_path)
+    lock = _take_loader_lock(Path(workspace_path), link, parent_pid)
+    if lock is None:
+        ws.close()
+        return
+    try:
+        loader = Loader(ws)
+        loader.check_offset(link.committed)
+        last = 0.0
+        failures = 0
+        deadline = None
+        while True:
+            stopping = link.stopping() or os.getppid() != parent_pid
+            if stopping and deadline is None:
+                deadline = time.monotonic() + drain_timeout
+            end = link.committed
+            if end <= loader.offset:
+                if stopping:
+                    return
+                link.wait(0.1)
+                continue
+            if not stopping and time.monotonic() - last < interval and end - loader.offset < loader.batch_bytes:
+                link.wait(0.05)
+                continue
+            try:
+                result = loader.load(end)
+                failures = 0
+            except Exception:  # noqa: BLE001 - the events stay in the log: report, wait, try again
+                failures += 1
+                log.exception("event loader: loading failed (attempt %d); the events stay in the log", failures)
+                result = None
+            if result is not None:
+                last = time.monotonic()
+                if result.events or result.rejects:
+                    log.info("event loader: %d events loaded, %d duplicates dropped, %d refused (offset %d)",
+                             result.events, result.duplicates, result.rejects, result.offset)
+                continue
+            if stopping and time.monotonic() > deadline:
+                log.warning("event loader: stopping with events not loaded yet; they are loaded at the next start")
+                return
+            # Busy workspace (a run holds it): try again soon. After a failure: back off.
+            pause = 0.2 if failures == 0 else min(30.0, 0.5 * 2 ** failures)
+            if stopping:
+                time.sleep(min(pause, 1.0))
+            else:
+                link.wait(pause)
+    finally:
+        ws.close()
+        lock.close()
+
+
+def _take_loader_lock(workspace: Path, link: LoaderLink, parent_pid: int):
+    """One loader per workspace: a loader orphaned by a killed server finishes before the next one starts."""
+    path = workspace / "events" / ".loader.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fh
+        except BlockingIOError:
+            if link.wait(0.1) or os.getppid() != parent_pid:
+                fh.close()
+                return None

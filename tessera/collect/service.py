@@ -1,0 +1,246 @@
+"""The collection service of the server: write keys, the durable log, the loader process.
+
+:class:`Collector` lives as long as the server (started and stopped by the app's lifespan) and
+answers the ``/v1`` routes with :meth:`Collector.ingest`. A request is answered 200 only when its
+events are synced to the log; see :mod:`tessera.collect` for what the clients make of each answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from tessera.api.errors import error_response
+from tessera.collect.keys import WriteKeys
+from tessera.collect.loader import STATE_OFFSET, STATE_SCOPE, LoaderLink, log_directory, run_loader
+from tessera.collect.log import GroupCommit, LogError, LogWriter
+from tessera.collect.messages import (
+    BodyReader, RequestError, basic_auth_user, build_record, check_messages, parse_json, parse_time,
+)
+from tessera.workspace import Workspace
+
+log = logging.getLogger("tessera.collect")
+
+_OK = b'{"success":true}'
+_KEY_RELOAD_SPACING = 0.2  # seconds between two reloads of the write keys caused by unknown keys
+
+
+class RecentIds:
+    """The message ids accepted lately (two generations of sets: O(1) to add, test and forget)."""
+
+    def __init__(self, capacity: int):
+        self.half = max(1, capacity // 2)
+        self._current: set[str] = set()
+        self._previous: set[str] = set()
+
+    def __contains__(self, message_id: str) -> bool:
+        return message_id in self._current or message_id in self._previous
+
+    def add_all(self, ids: list[str]) -> None:
+        self._current.update(ids)
+        if len(self._current) >= self.half:
+            self._previous, self._current = self._current, set()
+
+
+class Collector:
+    """Event collection for one workspace (one per server process: the log has one writer).
+
+    Args:
+        workspace_path: the workspace folder.
+        loader: start the loader process that moves logged events into the warehouse.
+        loader_interval: seconds between two micro-batches of the loader.
+        refresh_interval: seconds between two checks for changed write keys.
+        recent_ids: how many recently accepted message ids are answered without logging them again.
+    """
+
+    def __init__(self, workspace_path: str | Path, *, loader: bool = True, loader_interval: float = 1.0,
+                 refresh_interval: float = 3.0, recent_ids: int = 100_000):
+        self.path = Path(workspace_path).resolve()
+        self.with_loader = loader
+        self.loader_interval = loader_interval
+        self.refresh_interval = refresh_interval
+        self.recent = RecentIds(recent_ids)
+        self.workspace: Workspace | None = None
+        self.keys: WriteKeys | None = None
+        self.writer: LogWriter | None = None
+        self.commit: GroupCommit | None = None
+        self._link: LoaderLink | None = None  # shared with the loader process
+        self._loader: mp.Process | None = None
+        self._watch_task: asyncio.Task | None = None
+        self._key_reload = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.workspace = await asyncio.to_thread(Workspace.open, self.path)
+        self.keys = WriteKeys(self.workspace)
+        await asyncio.to_thread(self.keys.refresh, force=True)
+        if not self.keys.connections:
+            log.warning("no connection of type http in %s: every event is refused (401) until one is applied",
+                        self.path)
+        self.writer = LogWriter(log_directory(self.path))
+        end = await asyncio.to_thread(self.writer.open)
+        self._link = LoaderLink(mp.get_context("spawn"), end)
+        self.commit = GroupCommit(self.writer, on_commit=self._set_committed)
+        self.commit.start()
+        if self.with_loader:
+            self._start_loader()
+        self._watch_task = asyncio.create_task(self._watch())
+        log.info("collecting events for %s (connections: %s), log end %d", self.path,
+                 ", ".join(self.keys.connections) or "none", end)
+
+    async def stop(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        if self.commit is not None:
+            await asyncio.to_thread(self.commit.stop)
+        if self.writer is not None:
+            self.writer.close()
+        if self._loader is not None:
+            self._link.stop()
+            await asyncio.to_thread(self._loader.join, 60)
+            if self._loader.is_alive():
+                log.warning("the event loader did not stop in time; the events left are loaded at the next start")
+                self._loader.terminate()
+        if self.workspace is not None:
+            self.workspace.close()
+
+    def _set_committed(self, end: int) -> None:
+        self._link.committed = end
+
+    def _start_loader(self) -> None:
+        self._loader = mp.get_context("spawn").Process(
+            target=run_loader, name="tessera-event-loader", daemon=True,
+            args=(str(self.path), self._link, os.getpid(), self.loader_interval),
+            kwargs={"log_level": logging.getLogger("tessera").getEffectiveLevel()},
+        )
+        self._loader.start()
+
+    async def _watch(self) -> None:
+        """Every few seconds: reload changed write keys, restart a loader that died."""
+        while True:
+            await asyncio.sleep(self.refresh_interval)
+            try:
+                if await asyncio.to_thread(self.keys.refresh):
+                    log.info("write keys reloaded (connections: %s)", ", ".join(self.keys.connections) or "none")
+            except Exception:  # noqa: BLE001 - keep serving with the keys we have
+                log.exception("could not reload the write keys; the previous ones stay in use")
+            if self._loader is not None and not self._loader.is_alive():
+                log.error("the event loader ended (exit code %s); starting it again", self._loader.exitcode)
+                self._start_loader()
+
+    def status(self) -> dict:
+        """The log's end and the loader's offset (what is left to load is the difference)."""
+        loaded = self.workspace.store.get_state(STATE_SCOPE, STATE_OFFSET, 0) if self.workspace else 0
+        return {
+            "log_end": self._link.committed if self._link is not None else 0,
+            "loaded_offset": loaded,
+            "loader_running": bool(self._loader and self._loader.is_alive()),
+            "connections": self.keys.connections if self.keys else [],
+        }
+
+    # ------------------------------------------------------------------ requests
+    async def ingest(self, request: Request, kind: str) -> Response:
+        """Answer one ``/v1`` request: ``kind`` is ``batch`` or the type of a single call.
+
+        200 once the accepted messages are synced to the log (refused ones are logged too, with
+        their reason); 400/401/413 for what resending cannot fix; 503 when the log cannot take it.
+        """
+        received_us = time.time_ns() // 1000
+        try:
+            data = await _read_json(request)
+            connection = await self.authenticate(request, data)
+            messages, defaults, sent_at = _messages_of(data, kind)
+            checked = check_messages(messages, kind, connection=connection, recent=self.recent, defaults=defaults)
+            if checked.accepted or checked.rejects:
+                await self._log(build_record(connection, received_us, sent_at, checked))
+                self.recent.add_all(checked.message_ids)
+            if checked.rejects and not checked.accepted:
+                raise _all_refused(checked, kind)
+        except RequestError as exc:
+            headers = {"Retry-After": "1"} if exc.status == 503 else None
+            return error_response(exc.status, exc.message, errors=exc.errors, code=exc.code, headers=headers)
+        except ClientDisconnect:
+            return Response(status_code=499)
+        if checked.rejects:
+            body = {"success": True, "rejected": len(checked.rejects), "errors": _reasons(checked)}
+            return Response(orjson.dumps(body), media_type="application/json")
+        return Response(_OK, media_type="application/json")
+
+    async def _log(self, record: bytes) -> None:
+        if self.commit.overloaded:
+            raise RequestError(503, "overloaded", "the server is writing a backlog to disk: retry in a second")
+        try:
+            await self.commit.append(record)
+        except (LogError, OSError) as exc:
+            raise RequestError(503, "log_unavailable", f"the event log could not be written ({exc}): retry later"
+                               ) from None
+
+    async def authenticate(self, request: Request, data: dict) -> str:
+        """The connection of the request's write key; 401 when there is none.
+
+        An unknown key may have been applied a moment ago: the keys are reloaded first, unless a
+        reload began after the request arrived. Reloads are at least ``_KEY_RELOAD_SPACING`` apart,
+        so a flood of wrong keys costs a few cheap queries per second, never one per request.
+        """
+        arrived = time.monotonic()
+        key = basic_auth_user(request.headers.get("authorization"))
+        if key is None and isinstance(data.get("writeKey"), str):
+            key = data["writeKey"]
+        if not key:
+            raise RequestError(401, "missing_write_key",
+                               "no write key: send it as the HTTP Basic user name (Authorization: Basic "
+                               "base64('<write key>:')) or as writeKey in the body")
+        connection = self.keys.lookup(key)
+        if connection is None:
+            async with self._key_reload:
+                if self.keys.last_check < arrived:
+                    await asyncio.sleep(max(0.0, self.keys.last_check + _KEY_RELOAD_SPACING - time.monotonic()))
+                    await asyncio.to_thread(self.keys.refresh)
+                connection = self.keys.lookup(key)
+        if connection is None:
+            raise RequestError(401, "invalid_write_key",
+                               "the write key is not the write_key of any http connection of this workspace: "
+                               "check the key, or declare a connection of type http with it and run tessera apply")
+        return connection
+
+
+async def _read_json(request: Request) -> dict:
+    reader = BodyReader(request.headers.get("content-encoding"))
+    async for chunk in request.stream():
+        reader.feed(chunk)
+    return parse_json(reader.finish())
+
+
+def _messages_of(data: dict, kind: str) -> tuple[list, dict | None, str | None]:
+    """The messages of a request, the defaults they inherit and the request's sentAt."""
+    if kind != "batch":
+        return [data], None, None  # a single call: its own sentAt, if any, is read by the loader
+    messages = data.get("batch")
+    if not isinstance(messages, list):
+        raise RequestError(400, "invalid_batch", "the body has no 'batch' list of messages: send {\"batch\": [...]}")
+    sent_at = data.get("sentAt")
+    if sent_at is not None and parse_time(sent_at) is None:
+        raise RequestError(400, "invalid_sent_at",
+                           f"sentAt {sent_at!r} is not an ISO 8601 date-time (e.g. 2024-05-01T12:30:00Z)")
+    defaults = {k: data[k] for k in ("context", "integrations") if isinstance(data.get(k), dict)}
+    return messages, defaults, sent_at
+
+
+def _reasons(checked) -> list[str]:
+    return [f"message {r['index']}: {r['reason']}" for r in checked.rejects[:20]]
+
+
+def _all_refused(checked, kind: str) -> RequestError:
+    reasons = _reasons(checked)
+    if kind != "batch" and checked.too_large:
+        return RequestError(413, "payload_too_large", f"the message was refused: {reasons[0]}", reasons)
+    what = "the message was" if kind != "batch" else f"all {len(checked.rejects)} messages were"
+    return RequestError(400, "invalid_message", f"{what} refused: {reasons[0]}", reasons)
