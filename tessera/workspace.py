@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from datetime import date
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,19 +133,33 @@ class Workspace:
         self.close()
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold the workspace's write lock (one writer at a time; readers are never blocked)."""
+    def writing(self, wait: float | None = None) -> Iterator[None]:
+        """Hold the workspace's write lock (one writer at a time).
+
+        Args:
+            wait: seconds to wait for another writer to finish (default ``TESSERA_LOCK_WAIT`` or
+                10 s: the server's event loader holds the lock for a fraction of a second each
+                second); 0 fails at once.
+        """
+        if wait is None:
+            wait = float(os.environ.get("TESSERA_LOCK_WAIT", "10"))
         lock_path = self.path / ".lock"
         fh = open(lock_path, "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise WorkspaceError(
-                f"The workspace {self.path} is being written by {holder}; wait for it to finish or stop it."
-            ) from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                fh.close()
+                raise WorkspaceError(
+                    f"The workspace {self.path} is being written by {holder}; wait for it to finish or stop it."
+                ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}")
@@ -184,6 +199,7 @@ class Workspace:
             config = load_yaml(config)
         elif isinstance(config, dict):
             config = parse_config(config)
+        self._check_write_keys(config)
         config = self.secrets.seal(config)
         before = {(k, n): s for k, n, s in self.store.load_config()}
         objects = []
@@ -205,6 +221,24 @@ class Workspace:
                 self.store.save_config(objects, origin="apply")
         self.secrets.prune(config)
         return changes
+
+    def _check_write_keys(self, config: WorkspaceConfig) -> None:
+        """Two http connections with one write key could not tell whose events arrive."""
+        seen: dict[str, str] = {}
+        problems = []
+        for i, conn in enumerate(config.connections):
+            if conn.type != "http":
+                continue
+            try:
+                key = self.secrets.reveal_value(conn.write_key, where=f"connections[{i}].write_key")
+            except ConfigError:
+                continue  # an environment variable not set here: checked where the server runs
+            if key in seen:
+                problems.append(f"connections[{i}] ({conn.name}).write_key: the same write key as connection "
+                                f"'{seen[key]}'; give each http connection its own key")
+            seen.setdefault(key, conn.name)
+        if problems:
+            raise ConfigError(problems)
 
     def export_config(self) -> str:
         """The configuration as YAML (round-trips through :meth:`apply`)."""

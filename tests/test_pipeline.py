@@ -259,7 +259,7 @@ def test_second_writer_gets_a_clear_message(make_workspace):
     with ws.writing():
         other = Workspace.open(ws.path)
         with pytest.raises(WorkspaceError, match="being written"):
-            with other.writing():
+            with other.writing(wait=0.3):
                 pass
 
 

@@ -260,7 +260,7 @@ class Loader:
         _, n_records, batch, next_offset = self._prepared
         ws = self.workspace
         try:
-            with ws.writing():
+            with ws.writing(wait=0):  # a run holds it: load at a later tick
                 try:
                     adapter = ws.adapter
                     new = not_loaded_yet(adapter, batch.events)

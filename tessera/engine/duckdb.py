@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import duckdb
 import ibis
@@ -35,15 +36,23 @@ class DuckDBAdapter(SqlCatalogAdapter):
     def __init__(self, path: str, *, read_only: bool = False, threads: int | None = None,
                  memory_limit: str | None = None):
         self.path = path
-        try:
-            con = ibis.duckdb.connect(path, read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
+        # Another process may hold the file for a moment (the server's event loader does, each
+        # second): wait a little (TESSERA_LOCK_WAIT, default 10 s) before giving up.
+        deadline = time.monotonic() + float(os.environ.get("TESSERA_LOCK_WAIT", "10"))
+        while True:
+            try:
+                con = ibis.duckdb.connect(path, read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
                 raise WorkspaceError(
                     f"The warehouse {path} is open for writing by another process ({exc}). "
                     "Wait for the running command to finish, or stop it."
                 ) from exc
-            raise
         super().__init__(con)
         self.raw = con.con  # the duckdb connection, for the few statements Ibis cannot say
         settings = {"preserve_insertion_order": "false"}

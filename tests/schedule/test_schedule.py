@@ -99,3 +99,13 @@ def test_the_cli_lists_schedules(tmp_path):
     out = CliRunner().invoke(app, ["-w", str(tmp_path / "ws"), "schedule"])
     assert out.exit_code == 0, out.output
     assert "import people" in out.output and "@hourly" in out.output
+
+
+def test_two_http_connections_cannot_share_a_write_key(tmp_path):
+    ws = Workspace.init(tmp_path / "ws")
+    with pytest.raises(ConfigError, match="same write key as connection 'web'"):
+        ws.apply({"connections": [{"name": "web", "type": "http", "write_key": "wk_same_123"},
+                                  {"name": "app", "type": "http", "write_key": "wk_same_123"}]})
+    ws.apply({"connections": [{"name": "web", "type": "http", "write_key": "wk_web_123"},
+                              {"name": "app", "type": "http", "write_key": "wk_app_123"}]})
+    assert "wk_" not in ws.export_config()
