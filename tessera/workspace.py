@@ -260,20 +260,29 @@ class Workspace:
         config = self.config
         if not config.sources:
             raise ConfigError("the workspace has no source yet: declare some in YAML and run tessera apply")
+        def work(pipeline: Pipeline, run_id: int):
+            result = pipeline.run(run_id, import_files=import_files, as_of=as_of)
+            counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
+            return result, counts
+
+        return self._recorded_run("pipeline", None, config, progress, work)
+
+    def _recorded_run(self, kind: str, target: str | None, config: WorkspaceConfig, progress, work):
+        """Run ``work(pipeline, run_id) -> (result, counts)`` holding the write lock, recorded in
+        the runs table as succeeded or failed (with the error)."""
         with self.writing():
             self.store.mark_stale_runs(psutil.pid_exists)
-            run_id = self.store.start_run("pipeline", None, os.getpid())
+            run_id = self.store.start_run(kind, target, os.getpid())
             pipeline = Pipeline(self.adapter, self.store, config, self.path / "archive", progress,
                                 reveal=self.secrets.reveal)
             try:
-                result = pipeline.run(run_id, import_files=import_files, as_of=as_of)
+                result, counts = work(pipeline, run_id)
             except TesseraError as exc:
                 self.store.finish_run(run_id, "failed", error=str(exc))
                 raise
             except BaseException as exc:
                 self.store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
                 raise
-            counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
             self.store.finish_run(run_id, "succeeded", counts=counts)
             return result
 
@@ -287,22 +296,12 @@ class Workspace:
         unknown = [n for n in names or [] if n not in known]
         if unknown:
             raise ConfigError(f"unknown source(s) {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})")
-        with self.writing():
-            self.store.mark_stale_runs(psutil.pid_exists)
-            run_id = self.store.start_run("import", ",".join(names) if names else None, os.getpid())
-            pipeline = Pipeline(self.adapter, self.store, config, self.path / "archive", progress,
-                                reveal=self.secrets.reveal)
-            try:
-                pipeline.collect_garbage()
-                totals, per_source = pipeline.import_sources(names)
-            except TesseraError as exc:
-                self.store.finish_run(run_id, "failed", error=str(exc))
-                raise
-            except BaseException as exc:
-                self.store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
-                raise
-            self.store.finish_run(run_id, "succeeded", counts={"sources": per_source, **totals})
-            return per_source
+        def work(pipeline: Pipeline, _run_id: int):
+            pipeline.collect_garbage()
+            totals, per_source = pipeline.import_sources(names)
+            return per_source, {"sources": per_source, **totals}
+
+        return self._recorded_run("import", ",".join(names) if names else None, config, progress, work)
 
     def test_connection(self, name: str) -> list[str]:
         """Open connection ``name`` for real and check what its sources read.

@@ -259,7 +259,7 @@ def _check_name(name: str) -> None:
         )
 
 
-def _arrow_for_copy(table: pa.Table) -> pa.Table:
+def arrow_for_copy(table: pa.Table) -> pa.Table:
     """The columns as CSV can carry them: PostgreSQL text holds no NUL character."""
     columns = []
     for col in table.columns:
@@ -334,7 +334,7 @@ class PostgresAdapter(SqlCatalogAdapter):
         if not isinstance(obj, (ibis.Table, pa.Table)):  # a pandas DataFrame
             obj = pa.Table.from_pandas(obj, preserve_index=False)
         if isinstance(obj, pa.Table):
-            obj = _arrow_for_copy(obj)
+            obj = arrow_for_copy(obj)
             schema = ibis.schema(obj.schema)
             query = None
         else:
@@ -391,7 +391,7 @@ class PostgresAdapter(SqlCatalogAdapter):
         table_columns = self.con.get_schema(name).names
         data = data.select([c for c in table_columns if c in data.column_names])
         with self.raw.transaction():
-            self._copy(name, _arrow_for_copy(data))
+            self._copy(name, arrow_for_copy(data))
         self.sql(f"ANALYZE {q(name)}")
 
     def with_row_index(self, table: ibis.Table, name: str) -> ibis.Table:

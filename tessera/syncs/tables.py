@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from tessera.engine.postgres import arrow_for_copy
 from tessera.errors import ConnectionFailed, SyncError
 from tessera.syncs.destinations import Destination, DestinationDown, Refusal, SendContext
 from tessera.syncs.plan import KEY, OP
@@ -172,18 +173,6 @@ def _pg_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _pg_text(table: pa.Table) -> pa.Table:
-    """Columns as PostgreSQL's COPY takes them: text without NUL characters."""
-    columns = []
-    for col in table.columns:
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            col = pc.replace_substring(col, "\x00", "")
-        elif pa.types.is_null(col.type):
-            col = col.cast(pa.string())
-        columns.append(col)
-    return pa.table(columns, names=table.column_names)
-
-
 class PostgresDestination(TableDestination):
     """A PostgreSQL table (see the module's documentation)."""
 
@@ -262,10 +251,10 @@ class PostgresDestination(TableDestination):
         self.delete_sql = f"DELETE FROM {self.target} t USING {DELETES} d WHERE t.{_pg_ident(self.key)} = d.k"
 
     def _encode_upserts(self, upserts: pa.Table) -> bytes:
-        return _csv(_pg_text(upserts))
+        return _csv(arrow_for_copy(upserts))
 
     def _encode_keys(self, keys: pa.ChunkedArray) -> bytes:
-        return _csv(_pg_text(pa.table({"k": keys})))
+        return _csv(arrow_for_copy(pa.table({"k": keys})))
 
     def _transaction(self, parts: _Parts) -> None:
         import psycopg
