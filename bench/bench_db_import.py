@@ -26,10 +26,11 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
+
+from peak_rss import PeakRSS  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,33 +53,6 @@ FROM generate_series(1, %(rows)s) g;
 CREATE INDEX customers_updated_at ON customers (updated_at);
 ANALYZE customers;
 """
-
-
-class PeakRSS:
-    """Samples this process's RSS in a thread; ``peak`` in MB."""
-
-    def __init__(self, interval: float = 0.01):
-        import psutil
-
-        self.process = psutil.Process()
-        self.interval = interval
-        self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self) -> "PeakRSS":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
 
 
 def _phase(ws_dir: str, strategy: str, queue) -> None:

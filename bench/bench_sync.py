@@ -32,10 +32,11 @@ import resource
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
+
+from peak_rss import PeakRSS  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -103,39 +104,12 @@ syncs:
 {maria_syncs}"""
 
 
-class _Peak:
-    """Peak RSS of this process, sampled in a thread."""
-
-    def __init__(self, interval: float = 0.02):
-        import psutil
-
-        self.proc = psutil.Process()
-        self.start = self.peak = self.proc.memory_info().rss
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "_Peak":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-
 def _child(step: str, ws_dir: str, queue) -> None:
     try:
         from tessera.workspace import Workspace
 
         ws = Workspace.open(ws_dir)
-        with _Peak() as peak:
+        with PeakRSS() as peak:
             t0 = time.perf_counter()
             if step == "pipeline":
                 ws.run()

@@ -1,0 +1,32 @@
+"""Peak RSS of the running process, sampled in a thread (shared by the benchmarks)."""
+
+from __future__ import annotations
+
+import threading
+
+
+class PeakRSS:
+    """``with PeakRSS() as rss: ...`` then ``rss.peak`` and ``rss.start`` in bytes."""
+
+    def __init__(self, interval: float = 0.01):
+        import psutil
+
+        self.process = psutil.Process()
+        self.interval = interval
+        self.start = self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
