@@ -26,7 +26,6 @@ batches (the "Arrow memory pool peak").
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import resource
 import shutil
@@ -36,7 +35,7 @@ import time
 import traceback
 from pathlib import Path
 
-from peak_rss import PeakRSS  # bench/ is on sys.path when run as a script
+from peak_rss import PeakRSS, run_in_child  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -135,16 +134,7 @@ def _child(step: str, ws_dir: str, queue) -> None:
 
 
 def run_step(step: str, ws_dir: Path) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(step, str(ws_dir), queue))
-    proc.start()
-    out = queue.get()
-    proc.join()
-    if "error" in out:
-        print(out["error"], file=sys.stderr)
-        sys.exit(1)
-    return out
+    return run_in_child(_child, step, str(ws_dir))
 
 
 def bench(rows: int, change: float, pg, work: Path, maria=None) -> dict:

@@ -30,3 +30,21 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+def run_in_child(target, *args) -> dict:
+    """Run ``target(*args, queue)`` in a fresh spawned process (so its RSS is its own) and return
+    the dict it puts on the queue; a dict with ``error`` ends the benchmark."""
+    import multiprocessing as mp
+    import sys
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    if "error" in out:
+        print(out["error"], file=sys.stderr)
+        sys.exit(1)
+    return out

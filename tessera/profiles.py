@@ -21,9 +21,7 @@ SHOWN = ("message_id", "type", "event", "name", "timestamp", "user_id", "anonymo
 
 
 def _plain(value):
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if hasattr(value, "isoformat"):
+    if hasattr(value, "isoformat"):  # datetime, date, time
         return value.isoformat()
     if isinstance(value, (bytes, bytearray)):
         return value.hex()
@@ -49,7 +47,7 @@ def event_links(config, dataset: str) -> list[tuple[str, str, list[tuple[str, st
             continue
         pairs, link = [], None
         for rel in src.relations:
-            kind, _obj, target = relation_target(config, rel)
+            target = relation_target(config, rel)[2]
             if target != dataset:
                 continue
             link = link or link_name(config, rel)
