@@ -291,8 +291,8 @@ class SourceConfig(_Model):
 # --------------------------------------------------------------------------- datasets
 
 MergeRule = Literal[
-    "most_recent", "non_null_most_recent", "first", "most_frequent", "max", "min", "source_priority",
-    "concat_unique",
+    "most_recent", "non_null_most_recent", "most_recent_or_null", "first", "first_or_null", "most_frequent",
+    "max", "min", "source_priority", "concat_unique",
 ]
 
 SEMANTIC_FIELDS = [
