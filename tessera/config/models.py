@@ -266,6 +266,9 @@ class SourceConfig(_Model):
     normalize: dict[str, list[NormalizationRule]] = Field(default_factory=dict)
     relations: list[RelationConfig] = Field(default_factory=list)
     max_reject_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    # A record key on several lines of one file: keep the last line (the newer state), the first,
+    # or reject them all. The other lines go to the rejects, naming the line kept.
+    on_duplicate_key: Literal["first", "last", "reject"] = "last"
     import_strategy: Literal["new_files", "full", "incremental"] = "new_files"
     description: str | None = None
     # Files (local, FTP, FTPS, SFTP): ``pattern`` above. Databases: a table or a query.
