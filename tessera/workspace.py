@@ -372,9 +372,17 @@ class Workspace:
             if src is not None and src.connection in http:
                 stage_types[m.source] = {**EVENT_COLUMNS, **src.types}
             else:
-                stage_types[m.source] = dict(self.store.get_source_schema(m.source))
+                stage_types[m.source] = {**dict(self.store.get_source_schema(m.source)),
+                                         **(dict(src.types) if src is not None else {})}
+        # Once published, a column's type is the published one (a date rule, a declared type...).
+        published = {}
+        if self.adapter.published_target(dataset) is not None:
+            from tessera.engine.types import type_name
+
+            published = {name: type_name(t) for name, t in self.adapter.table(dataset).schema().items()}
         out = []
         for spec in dataset_columns(ds, stage_types):
+            spec.type = published.get(spec.name, spec.type)
             cfg = declared.get(spec.name)
             sources = {m.source: m.columns[spec.name] for m in ds.mappings if spec.name in m.columns}
             out.append({
@@ -387,7 +395,7 @@ class Workspace:
         for c in ds.computed:
             semantic = c.semantic or suggest_semantic(c.name)
             out.append({
-                "column": c.name, "type": c.type or "(expression)", "semantic": semantic,
+                "column": c.name, "type": published.get(c.name) or c.type or "(expression)", "semantic": semantic,
                 "semantic_from": "declared" if c.semantic else ("suggested" if semantic else None),
                 "merge": None, "identity_key": False, "sources": {}, "computed": c.sql,
             })
