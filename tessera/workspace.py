@@ -41,6 +41,19 @@ from tessera.store import MetadataStore
 SETTINGS = "workspace.json"
 
 
+def _without_password(url: str) -> str:
+    """A warehouse URL fit to be written in workspace.json: never its password."""
+    from sqlalchemy.engine import make_url
+
+    if "://" not in url:
+        return url
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL we can read: reported when connecting
+        return url
+    return parsed._replace(password=None).render_as_string(hide_password=False) if parsed.password else url
+
+
 def _engine_setting(settings: dict) -> str:
     return os.environ.get("TESSERA_WAREHOUSE") or settings.get("warehouse") or "duckdb"
 
@@ -66,7 +79,10 @@ class Workspace:
 
         Args:
             path: the folder to create.
-            warehouse: ``duckdb`` (default), ``spark`` or a PostgreSQL URL.
+            warehouse: ``duckdb``, ``spark`` or a PostgreSQL URL; default ``TESSERA_WAREHOUSE``, else
+                ``duckdb``. It is recorded in ``workspace.json`` (a URL without its password, which
+                ``TESSERA_WAREHOUSE``, ``PGPASSWORD`` or ``~/.pgpass`` then give), so later commands
+                use the same engine without the environment variable.
             metadata_url: a SQLAlchemy URL for the metadata store (default: SQLite file in the folder).
         """
         path = Path(path).resolve()
@@ -77,7 +93,8 @@ class Workspace:
             raise WorkspaceError(f"{path} exists and is not empty: choose a new folder for the workspace.")
         path.mkdir(parents=True, exist_ok=True)
         (path / "archive").mkdir(exist_ok=True)
-        settings = {"version": 1, "warehouse": warehouse or "duckdb"}
+        settings = {"version": 1, "warehouse": _without_password(warehouse or os.environ.get("TESSERA_WAREHOUSE")
+                                                                 or "duckdb")}
         if metadata_url:
             settings["metadata_url"] = metadata_url
         settings_file.write_text(json.dumps(settings, indent=2) + "\n")

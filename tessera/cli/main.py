@@ -82,7 +82,9 @@ def print_run(result) -> None:
 
 @app.command()
 def init(path: Path = typer.Argument(..., help="Folder of the new workspace."),
-         warehouse: str = typer.Option("duckdb", help="Engine: duckdb (embedded) or spark."),
+         warehouse: Optional[str] = typer.Option(
+             None, help="Engine: duckdb (embedded), spark or a postgresql:// URL; default TESSERA_WAREHOUSE, "
+                        "else duckdb. The workspace remembers it."),
          metadata_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the metadata store.")) -> None:
     """Create a workspace folder."""
     ws = Workspace.init(path, warehouse=warehouse, metadata_url=metadata_url)
