@@ -29,6 +29,7 @@ from typing import Iterator
 
 import ibis
 import psutil
+import pyarrow as pa
 
 from tessera.config.loader import dump_yaml, load_yaml, parse_config
 from tessera.config.models import WorkspaceConfig
@@ -417,6 +418,58 @@ class Workspace:
                 "merge": None, "identity_key": False, "sources": {}, "computed": c.sql,
             })
         return out
+
+    def source(self, name: str) -> dict:
+        """One source of the catalog: its settings, columns with their inferred and declared types,
+        record keys, relations, imported files and rejected rows.
+
+        Raises:
+            TesseraError: no source has this name.
+        """
+        src = self._source_config(name)
+        conn = next((c for c in self.config.connections if c.name == src.connection), None)
+        schema = self.store.get_source_schema(name)
+        files = self.store.list_imported_files(name)
+        rejects: list[dict] = []
+        n_rejects = 0
+        if self.adapter.published_target(REJECTS_VIEW) is not None:
+            t = self.rejects(name)
+            n_rejects = self.adapter.count(t)
+            rejects = self.adapter.to_arrow(t.order_by(["file", "line"]).limit(10)).to_pylist()
+        used_by = [d.name for d in self.config.datasets if any(m.source == name for m in d.mappings)]
+        return {
+            "name": name, "connection": src.connection, "connection_type": conn.type if conn else None,
+            "what": src.pattern or src.table or src.query or "(collected events)",
+            "record_keys": list(src.record_keys),
+            "columns": [{"column": c, "inferred": t, "declared": src.types.get(c),
+                         "normalize": [r.kind for r in src.normalize.get(c, [])]} for c, t in schema],
+            "relations": [{"column": r.column, "to": r.to} for r in src.relations],
+            "files": [{k: f[k] for k in ("name", "batch_id", "imported_at", "rows", "rejected", "status")}
+                      for f in files],
+            "rejects": rejects, "rejected_rows": n_rejects, "datasets": used_by,
+            "on_duplicate_key": src.on_duplicate_key,
+        }
+
+    def preview_source(self, name: str, limit: int = 20) -> pa.Table:
+        """The first ``limit`` staged rows of a source as the next run sees them: its imported data
+        normalized, typed and checked (rejected rows left out), without running anything."""
+        from tessera.sources.events import stage_events
+
+        src = self._source_config(name)
+        pipeline = Pipeline(self.adapter, self.store, self.config, self.path / "archive")
+        if any(c.name == src.connection and c.type == "http" for c in self.config.connections):
+            staged, _ = stage_events(self.adapter, src, extra_columns=[], extra_identifiers=[], tag="_tessera_preview_")
+        else:
+            staged, _, _ = pipeline._stage_batches(src, self.store.list_imported_files(name), self.adapter.name, None)
+        staged = staged.order_by(["_tessera_batch", "_tessera_line"])
+        return self.adapter.to_arrow(staged.limit(limit))
+
+    def _source_config(self, name: str):
+        src = next((s for s in self.config.sources if s.name == name), None)
+        if src is None:
+            known = ", ".join(s.name for s in self.config.sources) or "none"
+            raise TesseraError(f"unknown source '{name}' (sources: {known})")
+        return src
 
     def status(self) -> dict:
         """Published datasets with their row counts, and the last runs."""
