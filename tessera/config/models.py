@@ -232,6 +232,18 @@ ColumnType = Literal["string", "integer", "float", "decimal", "boolean", "date",
 # --------------------------------------------------------------------------- sources
 
 
+class ItemsConfig(_Model):
+    """A child source made of the items held in one column of another source's rows: an order's
+    ``line_items`` JSON array of objects, or packed text such as ``SKU1:2|SKU2:1``. Each item is a
+    row keyed by the parent's record key(s) and its ``position`` (1, 2...)."""
+
+    source: str  # the parent source
+    column: str  # its column holding the items
+    fields: list[str] = Field(min_length=1)  # JSON keys (paths: product.sku) or the packed fields in order
+    separator: str | None = None  # packed text: between two items; unset: a JSON array of objects
+    field_separator: str = ":"  # packed text: between the fields of one item
+
+
 class CsvOptions(_Model):
     delimiter: str | None = None  # None: detected
     decimal_comma: bool = False
@@ -280,6 +292,8 @@ class SourceConfig(_Model):
     schedule: str | None = None  # cron: import this source on its own
     # A SQL condition over the source's columns (DuckDB dialect): only the rows it matches are staged.
     filter: str | None = None
+    # A child source: the items of a column of another source (imported with it; no pattern).
+    items_of: ItemsConfig | None = None
     _v = field_validator("name")(_check_name)
     _c = field_validator("schedule")(_check_cron)
 

@@ -211,13 +211,13 @@ class Enricher:
             items = self.adapter.table(ib.table)
             items = items.mutate(_order=items[link])
             item_fields = _semantic(ib)
-            if "ProductCategory" not in item_fields:
-                items, item_fields = self._categories_via_products(items_name, items, item_fields)
+            items, item_fields = self._categories_via_products(items_name, items, item_fields)
         return compute_scores(o, fields, library, as_of=self.as_of, items=items,
                               item_fields=item_fields, settings=settings).rename(**{TID: "_customer"})
 
     def _categories_via_products(self, items_name: str, items: ibis.Table, fields: dict[str, str]):
-        """Order lines that point at a products dataset get its ProductCategory."""
+        """Order lines that point at a products dataset get its ProductCategory (lines with a
+        category of their own keep it: e-shop lines carry one, point-of-sale lines a SKU only)."""
         for d in self.config.datasets:
             if d.name in self.built and "ProductCategory" in _semantic(self.built[d.name]):
                 link = _links_to(self.config, self.by_name[items_name], d.name)
@@ -226,6 +226,9 @@ class Enricher:
                     cat = _semantic(self.built[d.name])["ProductCategory"]
                     lookup = prod.select(_pid=prod[TID], _category=prod[cat])
                     items = items.left_join(lookup, items[link] == lookup._pid).drop("_pid")
+                    if "ProductCategory" in fields:
+                        own = items[fields["ProductCategory"]].cast("string")
+                        items = items.mutate(_category=own.coalesce(items._category.cast("string")))
                     return items, {**fields, "ProductCategory": "_category"}
         return items, fields
 

@@ -20,6 +20,7 @@ import sqlglot
 import sqlglot.expressions as sge
 
 from tessera.config.models import SourceConfig
+from tessera.engine.functions import json_text
 from tessera.engine.types import cast_text
 from tessera.errors import ConfigError
 from tessera.normalize.rules import apply_rules
@@ -33,6 +34,17 @@ class Batch:
     table: str
     batch: int
     imported_at: str  # ISO timestamp
+
+
+def nested_path(column: str, known) -> tuple[str, list[str]] | None:
+    """(column, path) when ``column`` is a path into a known column's JSON (``customer.address.city``
+    -> ``customer``, ``[address, city]``), else None."""
+    parts = column.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        head = ".".join(parts[:i])
+        if head in known:
+            return head, parts[i:]
+    return None
 
 
 def union_batches(tables: list[ibis.Table], columns: list[str]) -> ibis.Table:
@@ -123,7 +135,11 @@ def stage(
             wanted.append(c)
     inferred = dict(schema)
     identifiers = {*src.record_keys, *(r.column for r in src.relations), *extra_identifiers}
-    raw = union_batches(tables, [c for c in wanted if c in inferred] or wanted)
+    # A column written as a path (customer.email) reads a nested object of the column it starts with.
+    nested = {c: nested_path(c, inferred) for c in wanted if c not in inferred}
+    nested = {c: p for c, p in nested.items() if p}
+    heads = [p[0] for p in nested.values() if p[0] not in wanted]
+    raw = union_batches(tables, [c for c in [*wanted, *dict.fromkeys(heads)] if c in inferred] or wanted)
     # Few batches per source: the import time is a CASE, not a join.
     imported_at = ibis.cases(
         *[(raw._tessera_batch == b.batch, ibis.literal(b.imported_at).cast("timestamp")) for b in batches],
@@ -135,7 +151,10 @@ def stage(
     checks = {}
     bad_type = []  # (column, type, flag column, original text column)
     for c in wanted:
-        value = raw[c] if c in raw.columns else ibis.null(dt.string)
+        if c in nested:
+            value = json_text(raw[nested[c][0]], nested[c][1], backend)
+        else:
+            value = raw[c] if c in raw.columns else ibis.null(dt.string)
         rules = src.normalize.get(c, [])
         if rules:
             value = apply_rules(value, rules, backend)
