@@ -212,7 +212,8 @@ class Pipeline:
         def do_enrich():
             from tessera.enrich.runner import Enricher
 
-            enricher = Enricher(self.adapter, self.config, builder.built, tag, as_of or date.today())
+            enricher = Enricher(self.adapter, self.config, builder.built, tag,
+                                as_of or self.config.pipeline.as_of or date.today())
             todo = [ds for ds in self.config.datasets if enriched(ds)]
             for i, ds in enumerate(todo):
                 self.progress("enrich", ds.name, i, len(todo))

@@ -270,7 +270,8 @@ class Workspace:
         Args:
             progress: called with (step, label, done, total) as the run goes.
             import_files: import new files first (False: re-run on what is imported).
-            as_of: the date scores and time windows are computed at (default: today).
+            as_of: the date scores, time windows and predictions are computed at (default: the
+                workspace's ``pipeline.as_of`` setting, else today).
 
         Raises:
             RunError: the run failed; the previous published state is left in place.

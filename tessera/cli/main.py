@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -118,12 +119,16 @@ def export_config(output: Optional[Path] = typer.Option(None, "--output", "-o", 
 
 
 @app.command()
-def run(workspace: Optional[Path] = WorkspaceOpt) -> None:
+def run(workspace: Optional[Path] = WorkspaceOpt,
+        as_of: Optional[datetime] = typer.Option(
+            None, "--as-of", formats=["%Y-%m-%d"],
+            help="The date scores, time windows and predictions are computed at (default: the "
+                 "workspace's pipeline.as_of, else today).")) -> None:
     """Import new files, unify the datasets and publish them."""
     with Workspace.open(_ws_path()) as ws:
         bar, update = _progress()
         with bar:
-            result = ws.run(progress=update)
+            result = ws.run(progress=update, as_of=as_of.date() if as_of else None)
         print_run(result)
 
 

@@ -436,6 +436,8 @@ class SyncConfig(_Model):
 
 class PipelineConfig(_Model):
     schedule: str | None = None  # cron: run the whole pipeline (import, unify, enrich, publish)
+    # The date every score, time window and prediction is computed at; unset: the day of the run.
+    as_of: date | None = None
     _c = field_validator("schedule")(_check_cron)
 
 
