@@ -8,9 +8,9 @@ requirements.lock). The package itself is never imported: only its data files ar
 from __future__ import annotations
 
 import importlib.util
-import re
 import math
 import os
+import re
 
 import numpy as np
 import pandas as pd
