@@ -37,6 +37,7 @@ from tessera.engine.base import EngineAdapter
 from tessera.errors import ConfigError, TesseraError, WorkspaceError
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
 from tessera.secrets import SecretBox, create_key_file
+from tessera.sources.columns import column_problems
 from tessera.store import MetadataStore
 
 SETTINGS = "workspace.json"
@@ -218,6 +219,9 @@ class Workspace:
         elif isinstance(config, dict):
             config = parse_config(config)
         self._check_write_keys(config)
+        problems = column_problems(config, self.store)
+        if problems:
+            raise ConfigError(problems)
         config = self.secrets.seal(config)
         before = {(k, n): s for k, n, s in self.store.load_config()}
         objects = []

@@ -189,6 +189,15 @@ def check_references(config: WorkspaceConfig) -> list[str]:
             if c.semantic and c.semantic not in SEMANTIC_FIELDS:
                 problems.append(f"{where}.columns[{j}].semantic: unknown semantic field '{c.semantic}' "
                                 f"(one of {', '.join(SEMANTIC_FIELDS)})")
+        declared: dict[str, list[str]] = {}
+        for c in [*d.columns, *d.computed]:
+            if c.semantic and c.semantic != "Other":
+                declared.setdefault(c.semantic, []).append(c.name)
+        for field, names in declared.items():
+            if len(names) > 1:
+                problems.append(f"{where}: columns {' and '.join(repr(n) for n in names)} both have the semantic field "
+                                f"{field}; scores would use only one: keep it on one column (set semantic: Other "
+                                "on the others)")
         if d.computed:
             problems += _check_computed(config, i, d, cols)
     problems += _check_syncs(config)

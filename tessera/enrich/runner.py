@@ -15,13 +15,22 @@ import numpy as np
 import pyarrow as pa
 
 from tessera.config.models import DatasetConfig, WorkspaceConfig
-from tessera.datasets.build import Built, add_computed, duckdb_types, link_name, relation_target
+from tessera.datasets.build import (
+    Built,
+    ColumnSpec,
+    add_computed,
+    duckdb_types,
+    enriched,
+    link_name,
+    relation_target,
+)
 from tessera.engine.base import EngineAdapter
 from tessera.enrich.aggregates import Aggregate, aggregate
 from tessera.enrich.engagement import ZERO_WHEN_NO_EVENTS, compute_engagement
 from tessera.enrich.scores import EVENT_SCORES, LIBRARY, compute_scores, missing_fields, score_settings
 from tessera.enrich.sql import check_expression, render
 from tessera.errors import ConfigError
+from tessera.normalize.semantic import suggest_semantic
 
 TID = "tessera_id"
 
@@ -70,6 +79,15 @@ class Enricher:
         self.tag = tag
         self.as_of = as_of
         self.by_name = {d.name: d for d in config.datasets}
+        # The computed columns of a dataset that is not enriched are already in its table: their
+        # semantic fields count for the scores of the datasets related to it.
+        for name, b in built.items():
+            d = self.by_name.get(name)
+            if d is not None and d.computed and not enriched(d):
+                have = {c.name for c in b.columns}
+                b.columns = [*b.columns, *[
+                    ColumnSpec(c.name, c.type or "string", c.semantic or suggest_semantic(c.name), "most_recent", [])
+                    for c in d.computed if c.name not in have]]
 
     def enrich(self, ds: DatasetConfig) -> dict:
         """Add the dataset's enrichment columns; return counts for the run summary."""
