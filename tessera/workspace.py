@@ -38,6 +38,8 @@ from tessera.errors import ConfigError, TesseraError, WorkspaceError
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
 from tessera.secrets import SecretBox, create_key_file
 from tessera.sources.columns import column_problems
+
+TID = "tessera_id"
 from tessera.store import MetadataStore
 
 SETTINGS = "workspace.json"
@@ -503,7 +505,25 @@ class Workspace:
         ds = next((d for d in self.config.datasets if d.name == dataset), None)
         if ds is None:
             raise TesseraError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets())})")
-        return explain(self, ds, tessera_id)
+        exp = explain(self, ds, tessera_id)
+        limited = {k.column: k.limit for k in ds.identity_keys if k.limit}
+        if limited and exp.records:
+            # Another unified record sharing a usable key value was kept apart by the key limits.
+            records = self.table(f"{ds.name}__records")
+            unused = {(u["key"], u["value"]) for u in exp.unused}
+            limits = ", ".join(f"{k}: at most {n}" for k, n in limited.items())
+            for k in [k.column for k in ds.identity_keys]:
+                values = sorted({str(r[k]).strip() for r in exp.records if r.get(k) is not None
+                                 and str(r[k]).strip() and (k, str(r[k]).strip()) not in unused})
+                if not values:
+                    continue
+                others = records.filter(records[k].cast("string").strip().isin(values) & (records[TID] != tessera_id))
+                rows = self.adapter.to_arrow(others.select(TID, _v=others[k].cast("string").strip())
+                                             .distinct().order_by([TID, "_v"]).limit(20)).to_pylist()
+                for r in rows:
+                    exp.unused.append({"record": None, "key": k, "value": r["_v"],
+                                       "reason": f"also on {r[TID]}, kept apart by the identity key limits ({limits})"})
+        return exp
 
     def export_data(self, dataset: str, path: str | Path, fmt: str | None = None) -> Path:
         """Write a published dataset to CSV or Parquet; return the file written."""

@@ -75,6 +75,11 @@ def print_run(result) -> None:
                    str(c.get("shared_values", "")))
     console.print(ds)
     for name, c in result.datasets.items():
+        if c.get("refused_by_limits"):
+            console.print(f"{name}: {c['refused_by_limits']} record(s) kept apart by the identity key limits "
+                          "(their merge would give a customer more values of a limited key; see tessera explain)",
+                          markup=False, highlight=False)
+    for name, c in result.datasets.items():
         if c.get("aggregates") or c.get("scores") or c.get("predictive"):
             console.print(f"{name}: {c.get('aggregates', 0)} aggregate(s), {c.get('scores', 0)} score group(s)"
                           + (f", predictive {c['predictive']}" if c.get("predictive") else ""),
