@@ -38,11 +38,11 @@ def test_offsets_are_applied(text, instant):
 
 
 @pytest.fixture
-def workspace(tmp_path):
+def workspace(tmp_path, engine):
     data = tmp_path / "data"
     data.mkdir()
     (data / "orders.csv").write_text(ORDERS)
-    ws = Workspace.init(tmp_path / "ws")
+    ws = Workspace.init(tmp_path / "ws", warehouse=engine)
     ws.apply({
         "connections": [{"name": "files", "type": "local", "path": str(data)}],
         "sources": [{"name": "shop", "connection": "files", "pattern": "orders.csv", "record_keys": ["order_id"],
