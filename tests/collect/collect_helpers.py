@@ -1,6 +1,6 @@
 """Helpers of the event collection tests: workspaces with an http connection, real servers, reads.
 
-A server is a real process (``python -m tessera.collect.server``) on 127.0.0.1 and a free port;
+A server is a real process (``python -m tessera.api.server``) on 127.0.0.1 and a free port;
 tests talk to it with the stock Segment and RudderStack clients or with httpx. Waits are
 bounded polls, never sleeps of a guessed length.
 """
@@ -51,7 +51,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tessera.collect.server", "--workspace", str(workspace), "--port", str(self.port),
+            [sys.executable, "-m", "tessera.api.server", "--workspace", str(workspace), "--port", str(self.port),
              "--loader-interval", str(loader_interval)],
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
         )

@@ -146,7 +146,7 @@ def test_a_loader_that_dies_is_started_again(make_server, tmp_path):
 def test_a_second_server_on_the_same_workspace_is_refused(make_server, tmp_path):
     path = make_workspace(tmp_path / "ws")
     make_server(path)
-    second = subprocess.run([sys.executable, "-m", "tessera.collect.server", "--workspace", str(path),
+    second = subprocess.run([sys.executable, "-m", "tessera.api.server", "--workspace", str(path),
                              "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert second.returncode == 1
     assert "Error: the event log" in second.stderr and "already written by another process" in second.stderr

@@ -213,7 +213,7 @@ def test_mark_stale_runs(store: MetadataStore) -> None:
 
     marked = store.mark_stale_runs(lambda pid: pid == 100)
     assert marked == [dead_run]
-    assert store.get_run(dead_run)["status"] == "killed"
+    assert store.get_run(dead_run)["status"] == "interrupted"
     assert "200" in store.get_run(dead_run)["error"]
     assert store.get_run(dead_run)["finished_at"] is not None
     assert store.get_run(alive_run)["status"] == "running"
