@@ -490,8 +490,8 @@ class Workspace:
             raise NotFoundError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets())})")
         return explain(self, ds, tessera_id)
 
-    def collected_events(self, *, limit: int = 100, message_id: str | None = None, user_id: str | None = None,
-                         rejected: bool = False) -> list[dict]:
+    def collected_events(self, *, limit: int = 100, offset: int = 0, message_id: str | None = None,
+                         user_id: str | None = None, rejected: bool = False) -> list[dict]:
         """The latest events loaded from the collection API (or the refused messages), newest first."""
         name = EVENTS_TABLE + ("_rejects" if rejected else "")
         if not self.adapter.exists(name):
@@ -501,7 +501,10 @@ class Workspace:
             t = t.filter(t.message_id == message_id)
         if user_id is not None and "user_id" in t.columns:
             t = t.filter(t.user_id == user_id)
-        t = t.order_by([ibis.desc(t.received_at), ibis.desc(t.log_offset)]).limit(limit)
+        order = [ibis.desc(t.received_at), ibis.desc(t.log_offset)]
+        if "message_id" in t.columns:
+            order.append(t.message_id)
+        t = t.order_by(order).limit(limit, offset=offset)
         return self.adapter.to_arrow(t).to_pylist()
 
     def export_data(self, dataset: str, path: str | Path, fmt: str | None = None) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import sys
 import threading
+from pathlib import Path
 from typing import Callable, Optional
 
 import click
@@ -39,6 +40,21 @@ def normalize_argv(argv: list[str]) -> list[str]:
             rest.append(arg)
         i += 1
     return front + rest
+
+
+PATH_OPTIONS = ("-o", "--output")
+
+
+def absolute_paths(argv: list[str]) -> list[str]:
+    """The files named by ``-o``/``--output`` made absolute, for a server that runs elsewhere in the tree."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg in PATH_OPTIONS:
+            out[i + 1] = str(Path(out[i + 1]).resolve())
+    for i, arg in enumerate(out):
+        if arg.startswith("--output="):
+            out[i] = "--output=" + str(Path(arg.split("=", 1)[1]).resolve())
+    return out
 
 
 def command_of(argv: list[str]) -> str:

@@ -15,7 +15,7 @@ from tessera.cli import connections, data, demo, runs, schedule, scores, server,
 from tessera.cli import workspace as workspace_commands  # noqa: F401
 from tessera.cli.common import STATE, console, err
 from tessera.cli.common import server as running_server
-from tessera.cli.forward import JOBS, LOCAL, _invoke, _workspace_arg, command_of, normalize_argv
+from tessera.cli.forward import JOBS, LOCAL, _invoke, _workspace_arg, absolute_paths, command_of, normalize_argv
 from tessera.errors import TesseraError
 
 
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
         STATE["workspace"] = _workspace_arg(argv)
         client = running_server()
         if client is not None:
+            argv = absolute_paths(argv)  # the server's working folder is not this one
             try:
                 answer = client.call("POST", "/api/cli", json={"argv": argv, "width": console.width})
             except TesseraError as exc:

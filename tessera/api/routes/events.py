@@ -12,10 +12,10 @@ router = APIRouter(prefix="/api", tags=["events"])
 
 
 @router.get("/events")
-async def events(owner: Owner, _caller: Caller, limit: int = 100, message_id: str | None = None,
+async def events(owner: Owner, _caller: Caller, limit: int = 100, offset: int = 0, message_id: str | None = None,
                  user_id: str | None = None, rejected: bool = False) -> list[dict]:
     """The latest collected events (or refused messages with ``rejected=true``), filtered by message or user id."""
-    limit = min(max(limit, 1), 10_000)
+    limit, offset = min(max(limit, 1), 10_000), max(offset, 0)
     return await asyncio.to_thread(
-        owner.read, lambda ws: ws.collected_events(limit=limit, message_id=message_id, user_id=user_id,
+        owner.read, lambda ws: ws.collected_events(limit=limit, offset=offset, message_id=message_id, user_id=user_id,
                                                    rejected=rejected))
