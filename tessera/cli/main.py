@@ -13,7 +13,7 @@ import sys
 # Each module registers the commands of its noun on the app.
 from tessera.cli import connections, data, demo, runs, schedule, scores, server, syncs  # noqa: F401
 from tessera.cli import workspace as workspace_commands  # noqa: F401
-from tessera.cli.common import STATE, console, err
+from tessera.cli.common import STATE, app, console, err  # noqa: F401 - app: the one Typer app
 from tessera.cli.common import server as running_server
 from tessera.cli.forward import JOBS, LOCAL, _invoke, _workspace_arg, absolute_paths, command_of, normalize_argv
 from tessera.errors import TesseraError
