@@ -168,6 +168,14 @@ class EngineAdapter:
         """The table a published name points at, or None."""
         raise NotImplementedError
 
+    def reader(self) -> "EngineAdapter":
+        """An adapter for reading on another thread while this one writes: it sees the last
+        committed state (the last publication), never a run's work in progress."""
+        return self
+
+    def interrupt(self) -> None:
+        """Stop the statement running on this adapter, if the engine can (a cancelled job)."""
+
     def close(self) -> None:
         pass
 

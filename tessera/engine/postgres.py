@@ -291,6 +291,13 @@ class PostgresAdapter(SqlCatalogAdapter):
         self.raw = con.con  # the psycopg connection (autocommit), for COPY and the publication
         con.compiler = PostgresCompiler(self._case_collation())
 
+    def reader(self) -> "PostgresAdapter":
+        # A connection of its own: its transactions see the last publication, not a run's work.
+        return PostgresAdapter(self.url)
+
+    def interrupt(self) -> None:
+        self.raw.cancel()
+
     def _case_collation(self) -> str | None:
         """The collation lower/upper use: text columns are in "C" (byte order, as DuckDB sorts),
         whose case mapping only knows ASCII letters."""

@@ -30,12 +30,14 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from tessera.store.models import (
     CONFIG_KINDS,
+    JOB_STATES,
     RUN_STATUSES,
     Base,
     ConfigObject,
     ConfigVersion,
     Counter,
     ImportedFile,
+    Job,
     Publication,
     Run,
     RunStep,
@@ -343,9 +345,9 @@ class MetadataStore:
         counts: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
-        """End a run with status succeeded, failed or killed. ``counts=None`` keeps the counts."""
+        """End a run with a final status (succeeded, failed, cancelled...). ``counts=None`` keeps the counts."""
         if status not in RUN_STATUSES or status == "running":
-            raise ValueError(f"cannot finish a run as {status!r}: use one of succeeded, failed, killed")
+            raise ValueError(f"cannot finish a run as {status!r}: use one of {', '.join(RUN_STATUSES[1:])}")
         counts = _json_value(counts, "run counts") if counts is not None else None
         with self._write() as session:
             run = session.get(Run, run_id)
@@ -385,7 +387,7 @@ class MetadataStore:
             return [self._run_dict(r) for r in session.scalars(query)]
 
     def mark_stale_runs(self, alive: Callable[[int], bool]) -> list[int]:
-        """Mark as killed the runs still 'running' whose process is gone; returns their ids.
+        """Mark as interrupted the runs still 'running' whose process is gone; returns their ids.
 
         ``alive(pid)`` tells whether a process is still running (e.g. ``psutil.pid_exists``).
         Runs without a pid are left alone.
@@ -404,11 +406,65 @@ class MetadataStore:
                 result = session.execute(
                     update(Run)
                     .where(Run.id == run_id, Run.status == "running")
-                    .values(status="killed", finished_at=now, error=f"process {pid} ended before the run finished")
+                    .values(status="interrupted", finished_at=now,
+                            error=f"process {pid} ended before the run finished (killed or crashed); "
+                                  "the last publication is intact")
                 )
                 if result.rowcount:
                     marked.append(run_id)
         return marked
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def add_job(self, kind: str, params: dict[str, Any] | None, *, requested_by: str | None = None,
+                server_pid: int | None = None) -> dict[str, Any]:
+        """Record a new job of the writer queue, queued."""
+        params = _json_value(params, "job parameters") if params is not None else None
+        with self._write() as session:
+            job = Job(kind=kind, params=params, state="queued", created_at=utcnow(), requested_by=requested_by,
+                      server_pid=server_pid, log=[])
+            session.add(job)
+            session.flush()
+            return _as_dict(job)
+
+    def update_job(self, job_id: int, **fields: Any) -> dict[str, Any]:
+        """Change a job's state, progress, log, result or error; returns the job."""
+        if "state" in fields and fields["state"] not in JOB_STATES:
+            raise ValueError(f"unknown job state {fields['state']!r}: use one of {', '.join(JOB_STATES)}")
+        for key in ("progress", "log", "result"):
+            if key in fields and fields[key] is not None:
+                fields[key] = _json_value(fields[key], f"job {key}")
+        with self._write() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise KeyError(f"job {job_id} does not exist")
+            for key, value in fields.items():
+                setattr(job, key, value)
+            session.flush()
+            return _as_dict(job)
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        with self._read() as session:
+            job = session.get(Job, job_id)
+            return _as_dict(job) if job is not None else None
+
+    def list_jobs(self, limit: int = 50, *, states: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The latest jobs, newest first."""
+        query = select(Job).order_by(Job.id.desc()).limit(limit)
+        if states is not None:
+            query = query.where(Job.state.in_(list(states)))
+        with self._read() as session:
+            return [_as_dict(j) for j in session.scalars(query)]
+
+    def interrupt_jobs(self, reason: str) -> list[int]:
+        """Mark every queued or running job as interrupted (a server that ended without finishing them)."""
+        with self._write() as session:
+            ids = list(session.scalars(select(Job.id).where(Job.state.in_(("queued", "running")))))
+            if ids:
+                session.execute(update(Job).where(Job.id.in_(ids))
+                                .values(state="interrupted", finished_at=utcnow(), error=reason,
+                                        error_code="interrupted"))
+            return ids
 
     # -- imported files -----------------------------------------------------------------------
 
