@@ -393,6 +393,8 @@ class MatchingConfig(_Model):
     merge: float = Field(default=0.99, gt=0, lt=1)  # match probability from which records merge
     review: float = Field(default=0.8, gt=0, lt=1)  # from here up to ``merge``: the review queue
     max_block_size: int = Field(default=200, ge=2)  # a blocking value with more records pairs none of them
+    # Never link a pair whose first names differ and whose e-mails or birth dates differ (twins, households).
+    guard: bool = True
 
     @model_validator(mode="after")
     def _thresholds(self) -> "MatchingConfig":

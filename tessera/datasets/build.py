@@ -345,14 +345,14 @@ class DatasetBuilder:
                 for k in ds.identity_keys]
         evidence = {}
         for c in columns:
-            if c.semantic in ("FirstName", "Email", "BirthDate") and c.semantic not in evidence:
+            if c.semantic in ("FirstName", "LastName", "Email", "BirthDate") and c.semantic not in evidence:
                 evidence[c.semantic] = c.name
         prev = self.adapter.table(previous_lineage) if previous_lineage else None
         matched = None
         if ds.matching is not None:
             from tessera.identity.matching import match
 
-            matched = match(self.adapter, staged, ds.matching, tag)
+            matched = match(self.adapter, staged, ds.matching, tag, evidence)
             counts.update(matched.counts)
         res = resolve(self.adapter, staged, keys, blocked=ds.blocked_values,
                       threshold=ds.shared_value_threshold, previous=prev, generation=generation, tag=tag,

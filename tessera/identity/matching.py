@@ -143,17 +143,19 @@ def candidate_pairs(p: Prepared, cfg: MatchingConfig) -> ibis.Table:
     return out.distinct()
 
 
-def _u_pairs(adapter: EngineAdapter, p: Prepared, n: int) -> ibis.Table:
+def _u_pairs(adapter: EngineAdapter, p: Prepared, n: int, tag: str) -> ibis.Table:
     """Pseudo-random pairs: the same on every engine (ranks by md5 of the record id)."""
-    ranked = p.table.select("_idx", _u=ibis.row_number().over(order_by=p.table._tessera_record.hexdigest("md5")))
+    ranked = adapter.create_table(f"{tag}match_ranks", p.table.select(
+        "_idx", _u=ibis.row_number().over(order_by=p.table._tessera_record.hexdigest("md5"))), temp=True)
     k = max(1, min(n - 1, math.ceil(U_SAMPLE_PAIRS / max(n, 1))))
     offsets = sorted({1 + (j * (n - 1)) // k for j in range(k)})
-    offs = ibis.memtable(pa.table({"_off": pa.array(offsets, pa.int64())}))
-    a = ranked.view()
-    b = ranked.view()
-    shifted = a.cross_join(offs).select(idx_a=a._idx, _t=(a._u + offs._off) % n)
-    pairs = shifted.join(b, shifted._t == b._u).select(idx_l=shifted.idx_a, idx_r=b._idx)
-    return pairs
+    offs = adapter.create_table(f"{tag}match_offsets", pa.table({"_off": pa.array(offsets, pa.int64())}),
+                                temp=True)
+    j = ranked.cross_join(offs)
+    shifted = j.mutate(target=(j._u + j._off) % n).select("_idx", "target")
+    b = ranked.view().select(idx_b="_idx", target="_u")
+    return adapter.create_table(f"{tag}match_upairs", shifted.join(b, "target").select(idx_l="_idx", idx_r="idx_b"),
+                                temp=True)
 
 
 @dataclass
@@ -181,13 +183,14 @@ class Model:
 
 def _default_m(n_levels: int) -> np.ndarray:
     """A prior of m: matches mostly agree exactly, some fuzzily, few differ."""
-    m = np.zeros(n_levels)
+    m = np.ones(n_levels)
     fuzzy = n_levels - 3
     m[1] = 0.85
     if fuzzy:
         m[2:2 + fuzzy] = 0.12 / fuzzy
     m[-1] = 0.03 if fuzzy else 0.15
-    return m / m[1:].sum()
+    m[1:] /= m[1:].sum()
+    return m
 
 
 def _distribution(counts: np.ndarray, levels: np.ndarray, k: int, n_levels: int, weights: np.ndarray,
@@ -203,27 +206,61 @@ def _distribution(counts: np.ndarray, levels: np.ndarray, k: int, n_levels: int,
     return out
 
 
+def _em(counts: np.ndarray, levels: np.ndarray, model: Model, used: list[int], defaults: list[np.ndarray],
+        sizes: list[int], update_m: bool = True) -> Model:
+    """EM over the pattern counts, with only the comparisons ``used`` in the likelihood."""
+    sub_levels = levels[:, used]
+    for it in range(EM_ITERATIONS):
+        sub = Model([model.m[k] for k in used], [model.u[k] for k in used], model.prior)
+        post = sub.probability(sub_levels)
+        expected = float((counts * post).sum())
+        prior = min(max((expected + 1.0) / (counts.sum() + 2.0), 1e-6), 1 - 1e-6)
+        m = list(model.m)
+        if update_m:
+            for k in used:
+                m[k] = _distribution(counts, levels, k, sizes[k], post, defaults[k])
+        change = abs(prior - model.prior) + max(float(np.abs(a - b).max()) for a, b in zip(m, model.m))
+        model = Model(m, model.u, prior, it + 1)
+        if change < 1e-7:
+            break
+    return model
+
+
 def fit(cfg: MatchingConfig, pattern_levels: np.ndarray, pattern_counts: np.ndarray,
-        u_levels: np.ndarray, u_counts: np.ndarray) -> Model:
-    """Estimate u on the pseudo-random pairs, then m and the prior by EM on the candidate pairs."""
+        u_levels: np.ndarray, u_counts: np.ndarray, n_records: int) -> Model:
+    """u from the pseudo-random pairs; m by EM on the pairs of each blocking rule, leaving out the
+    comparisons of the rule's own columns (they agree on every pair of the rule, so they say nothing
+    there), averaged over the rules. The prior is the chance that two records taken at random
+    match: the expected matches among the candidate pairs over all pairs of records, the scale u
+    is measured on, so a pattern's probability holds for any pair (candidate or not)."""
     sizes = [len(level_names(c)) for c in cfg.comparisons]
     u = [_distribution(u_counts, u_levels, k, n, np.ones(len(u_counts))) if len(u_counts) else
          np.r_[1.0, np.full(n - 1, 1.0 / (n - 1))] for k, n in enumerate(sizes)]
     defaults = [_default_m(n) for n in sizes]
-    model = Model([d.copy() for d in defaults], u, prior=0.1)
+    all_pairs = max(n_records * (n_records - 1) / 2, 1.0)
     if not len(pattern_counts):
-        return model
-    total = pattern_counts.sum()
-    for it in range(EM_ITERATIONS):
-        post = model.probability(pattern_levels)
-        expected = float((pattern_counts * post).sum())
-        prior = min(max((expected + 1.0) / (total + 2.0), 1e-6), 1 - 1e-6)
-        m = [_distribution(pattern_counts, pattern_levels, k, n, post, defaults[k]) for k, n in enumerate(sizes)]
-        change = abs(prior - model.prior) + max(float(np.abs(a - b).max()) for a, b in zip(m, model.m))
-        model = Model(m, u, prior, it + 1)
-        if change < 1e-7:
-            break
-    return model
+        return Model(defaults, u, prior=min(0.5, 1.0 / max(n_records, 2)))
+    columns = [c.column for c in cfg.comparisons]
+    estimates: list[list[np.ndarray]] = [[] for _ in sizes]
+    posterior = np.zeros(len(pattern_counts))
+    for rule in cfg.blocking:
+        ruled = [columns.index(c) for c in rule if c in columns]
+        used = [k for k in range(len(sizes)) if k not in ruled]
+        mine = np.ones(len(pattern_counts), dtype=bool)
+        for k in ruled:
+            mine &= pattern_levels[:, k] == 1
+        if not used or not mine.any():
+            continue
+        fitted = _em(pattern_counts[mine], pattern_levels[mine], Model([d.copy() for d in defaults], u, 0.1),
+                     used, defaults, sizes)
+        for k in used:
+            estimates[k].append(fitted.m[k])
+        sub = Model([fitted.m[k] for k in used], [u[k] for k in used], fitted.prior)
+        posterior[mine] = np.maximum(posterior[mine], sub.probability(pattern_levels[mine][:, used]))
+    m = [np.mean(e, axis=0) if e else defaults[k] for k, e in enumerate(estimates)]
+    expected = float((pattern_counts * posterior).sum())
+    prior = min(max(expected / all_pairs, 1e-12), 0.5)
+    return Model(m, u, prior, EM_ITERATIONS)
 
 
 @dataclass
@@ -234,7 +271,28 @@ class MatchResult:
     counts: dict = field(default_factory=dict)
 
 
-def match(adapter: EngineAdapter, staged: ibis.Table, cfg: MatchingConfig, tag: str) -> MatchResult:
+def guard_condition(cfg: MatchingConfig, evidence: dict[str, str], pairs: ibis.Table) -> ibis.Value | None:
+    """The guard rail of matching: a pair whose first names differ and whose e-mails or birth dates
+    differ too is never linked, whatever its other evidence (twins, a household)."""
+    columns = [c.column for c in cfg.comparisons]
+
+    def different(semantic: str) -> ibis.Value | None:
+        col = evidence.get(semantic)
+        if col not in columns:
+            return None
+        k = columns.index(col)
+        return pairs[f"g{k}"] == len(level_names(cfg.comparisons[k])) - 1
+
+    first = different("FirstName")
+    others = [x for x in (different("Email"), different("BirthDate")) if x is not None]
+    if first is None or not others:
+        return None
+    either = others[0] if len(others) == 1 else others[0] | others[1]
+    return first & either
+
+
+def match(adapter: EngineAdapter, staged: ibis.Table, cfg: MatchingConfig, tag: str,
+          evidence: dict[str, str] | None = None) -> MatchResult:
     """Score the candidate pairs of ``staged`` (``_idx``, ``_tessera_record`` and the columns)."""
     backend = adapter.name
     methods = {c.method for c in cfg.comparisons}
@@ -243,11 +301,11 @@ def match(adapter: EngineAdapter, staged: ibis.Table, cfg: MatchingConfig, tag: 
     n = adapter.count(staged)
     p = prepare(adapter, staged, cfg, tag)
     gcols = [f"g{i}" for i in range(len(cfg.comparisons))]
-    pairs = adapter.create_table(f"{tag}match_pairs", _pair_levels(candidate_pairs(p, cfg), p, cfg, backend),
-                                 temp=True)
+    blocked = adapter.create_table(f"{tag}match_blocked", candidate_pairs(p, cfg), temp=True)
+    pairs = adapter.create_table(f"{tag}match_pairs", _pair_levels(blocked, p, cfg, backend), temp=True)
     patterns = adapter.to_arrow(pairs.group_by(gcols).agg(_n=ibis._.count()).order_by(gcols))
     u_pat = pa.table({}) if n < 2 else adapter.to_arrow(
-        _pair_levels(_u_pairs(adapter, p, n), p, cfg, backend).group_by(gcols).agg(_n=ibis._.count()).order_by(gcols)
+        _pair_levels(_u_pairs(adapter, p, n, tag), p, cfg, backend).group_by(gcols).agg(_n=ibis._.count()).order_by(gcols)
     )
 
     def arrays(t: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -257,7 +315,7 @@ def match(adapter: EngineAdapter, staged: ibis.Table, cfg: MatchingConfig, tag: 
         return lv, t.column("_n").to_numpy().astype(float)
 
     levels, counts = arrays(patterns)
-    model = fit(cfg, levels, counts, *arrays(u_pat))
+    model = fit(cfg, levels, counts, *arrays(u_pat), n)
     prob = model.probability(levels) if len(counts) else np.zeros(0)
     weight = model.weights(levels).sum(axis=1) + math.log2(model.prior / (1 - model.prior)) if len(counts) \
         else np.zeros(0)
@@ -269,16 +327,22 @@ def match(adapter: EngineAdapter, staged: ibis.Table, cfg: MatchingConfig, tag: 
     })
     scored_t = adapter.create_table(f"{tag}match_scores", scored, temp=True)
     found = pairs.join(scored_t, gcols)
-    status = ibis.cases((found.probability >= cfg.merge, "merge"), else_="review")
+    cases = []
+    refuse = guard_condition(cfg, evidence or {}, found) if cfg.guard else None
+    if refuse is not None:
+        cases.append((refuse, "refused"))
+    status = ibis.cases(*cases, (found.probability >= cfg.merge, "merge"), else_="review")
     matches_name = f"{tag}matches"
     matches = adapter.create_table(matches_name, found.select(
         "idx_l", "idx_r", "record_l", "record_r", "probability", "weight", *gcols, status=status))
     links = adapter.to_arrow(matches.filter(matches.status == "merge").select("idx_l", "idx_r"))
     n_review = adapter.count(matches.filter(matches.status == "review"))
+    n_refused = adapter.count(matches.filter(matches.status == "refused"))
     counts_out = {
         "candidate_pairs": int(counts.sum()),
         "matched_pairs": links.num_rows,
         "review_pairs": n_review,
-        "match_share": round(model.prior, 6),
+        "refused_pairs": n_refused,
+        "match_share": round(float(model.prior), 6),
     }
     return MatchResult(matches_name, links, model, counts_out)

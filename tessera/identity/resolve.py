@@ -93,19 +93,28 @@ def _norm(v: ibis.Value, backend: str) -> ibis.Value:
     return strip_accents(v.cast("string").strip().lower(), backend).nullif("")
 
 
-def guard_rule(key: IdentityKey, evidence: dict[str, str]) -> tuple[list[str], list[list[str]], str] | None:
-    """(columns that name a person's part of a shared value, conflict rule as an OR of ANDs of columns
-    that differ, the reason shown) of a guarded key, or None when the dataset has nothing to compare."""
+@dataclass
+class GuardRule:
+    agree: list[str]  # the columns that name a person's part of a shared value
+    conflict: list[list[str]]  # an OR of ANDs of columns that differ
+    reason: str
+    swap: tuple[str, str] | None = None  # (first, last) name columns: swapped names are not a conflict
+
+
+def guard_rule(key: IdentityKey, evidence: dict[str, str]) -> GuardRule | None:
+    """The guard of a guarded key, or None when the dataset has nothing to compare."""
     if key.agreement:
         cols = [c for c in key.agreement if c != key.column]
-        return cols, [[c] for c in cols], "records disagree on " + ", ".join(cols)
+        return GuardRule(cols, [[c] for c in cols], "records disagree on " + ", ".join(cols))
     first = evidence.get("FirstName")
     if not first:
         return None
     others = [evidence[s] for s in ("Email", "BirthDate") if evidence.get(s) and evidence[s] != key.column]
     rule = [[first, o] for o in others] or [[first]]
     what = " or ".join(["e-mails" if o == evidence.get("Email") else "birth dates" for o in others])
-    return [first], rule, "different first names" + (f" and different {what}" if what else "")
+    last = evidence.get("LastName")
+    return GuardRule([first], rule, "different first names" + (f" and different {what}" if what else ""),
+                     (first, last) if last else None)
 
 
 def guard(adapter: EngineAdapter, staged: ibis.Table, kv: ibis.Table, keys: list[IdentityKey],
@@ -121,22 +130,28 @@ def guard(adapter: EngineAdapter, staged: ibis.Table, kv: ibis.Table, keys: list
                       "records": pa.array([], pa.int64()), "reason": pa.array([], pa.string())})
     if not rules:
         return kv, empty
-    cols = sorted({c for agree, rule, _ in rules.values() for c in agree + [x for a in rule for x in a]})
+    cols = sorted({c for g in rules.values() for c in g.agree + [x for a in g.conflict for x in a]
+                   + list(g.swap or ())})
     name = {c: f"_e{i}" for i, c in enumerate(cols)}
     ev = adapter.create_table(f"{tag}evidence", staged.select(
         _eidx=staged._idx, **{name[c]: _norm(staged[c], backend) for c in cols}), temp=True)
     parts = []
-    for level, (_agree, rule, reason) in rules.items():
+    for level, rule in rules.items():
         g = kv.filter(kv.level == level).join(ev, kv.idx == ev._eidx)
         left, right = g.view(), g.view()
         j = left.join(right, [left.value == right.value, left.idx < right.idx])
 
         def differ(c: str):
             a, b = left[name[c]], right[name[c]]
-            return a.notnull() & b.notnull() & (a != b)
+            out = a.notnull() & b.notnull() & (a != b)
+            if rule.swap and c == rule.swap[0]:
+                first, last = name[rule.swap[0]], name[rule.swap[1]]
+                out = out & ((left[first] != right[last]) | (left[last] != right[first])).fill_null(True)
+            return out
 
         conflict = None
-        for conj in rule:
+        reason = rule.reason
+        for conj in rule.conflict:
             term = differ(conj[0])
             for c in conj[1:]:
                 term = term & differ(c)
@@ -157,7 +172,8 @@ def guard(adapter: EngineAdapter, staged: ibis.Table, kv: ibis.Table, keys: list
     marked = kv.left_join(refused_t.select("level", "value", _ref=ibis.literal(1)), ["level", "value"])
     marked = marked.join(ev, marked.idx == ev._eidx)
     part_of = None
-    for level, (agree, _rule, _reason) in rules.items():
+    for level, rule in rules.items():
+        agree = rule.agree
         text = marked[name[agree[0]]]
         for c in agree[1:]:
             text = text.concat("|", marked[name[c]])
