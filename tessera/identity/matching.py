@@ -322,7 +322,7 @@ def match(adapter: EngineAdapter, staged: ibis.Table, cfg: MatchingConfig, tag: 
     keep = prob >= cfg.review
     scored = pa.table({
         **{g: pa.array(levels[keep, i].astype(np.int8)) for i, g in enumerate(gcols)},
-        "probability": pa.array(np.round(prob[keep], 6)),
+        "probability": pa.array(prob[keep]),
         "weight": pa.array(np.round(weight[keep], 4)),
     })
     scored_t = adapter.create_table(f"{tag}match_scores", scored, temp=True)
