@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tessera.cli import identity as identity_cli
 from tessera.errors import ConfigError, ConnectionFailed, TesseraError
 from tessera.workspace import Workspace
 
@@ -74,6 +75,11 @@ def print_run(result) -> None:
                    str(c.get("shared_values", "")))
     console.print(ds)
     for name, c in result.datasets.items():
+        if c.get("refused_by_guards") or "matched_pairs" in c:
+            console.print(f"{name}: {c.get('refused_by_guards', 0)} shared value(s) refused by guards"
+                          + (f", {c['matched_pairs']} pair(s) merged by matching, {c.get('review_pairs', 0)} to "
+                             f"review, {c.get('refused_pairs', 0)} refused" if "candidate_pairs" in c else ""),
+                          markup=False, highlight=False)
         if c.get("aggregates") or c.get("scores") or c.get("predictive"):
             console.print(f"{name}: {c.get('aggregates', 0)} aggregate(s), {c.get('scores', 0)} score group(s)"
                           + (f", predictive {c['predictive']}" if c.get("predictive") else ""),
@@ -175,6 +181,7 @@ def columns(dataset: str = typer.Argument(..., help="Dataset name.")) -> None:
 
 scores_app = typer.Typer(help="The score library.", no_args_is_help=True)
 app.add_typer(scores_app, name="scores")
+app.add_typer(identity_cli.app, name="identity")
 
 
 @scores_app.command("list")
