@@ -39,7 +39,7 @@ COLUMNS = ["id", "first_name", "last_name", "email", "phone", "birth_date", "pos
 
 MATCHING_BLOCK = """    matching:
       blocking:
-        - [first_name, last_name]
+        - [first_name, last_name, postal_code]
         - [last_name, birth_date]
         - [first_name, birth_date]
         - [birth_date, postal_code]

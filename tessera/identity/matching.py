@@ -29,7 +29,7 @@ from tessera.config.models import ComparisonConfig, MatchingConfig
 from tessera.engine.base import EngineAdapter
 from tessera.engine.functions import jaro_winkler, levenshtein, strip_accents
 
-U_SAMPLE_PAIRS = 300_000  # pseudo-random pairs counted for the u probabilities
+U_SAMPLE_PAIRS = 100_000  # pseudo-random pairs counted for the u probabilities
 EM_ITERATIONS = 60
 PRIOR_PAIRS = 20.0  # weight of the default m probabilities (keeps a handful of pairs from overfitting)
 
@@ -45,7 +45,7 @@ def level_names(c: ComparisonConfig) -> list[str]:
     elif c.method == "jaro_winkler":
         fuzzy = [f"Jaro-Winkler >= {t}" for t in levels]
     elif c.method == "email":
-        fuzzy = [f"{int(t)} edit(s) or fewer" for t in levels] + ["same local part"]
+        fuzzy = ["same local part"] + [f"local part: {int(t)} edit(s) or fewer" for t in levels]
     elif c.method == "date":
         fuzzy = ["one character differs", "day and month swapped"] + [f"within {int(t)} days" for t in levels]
     return ["missing", "exact", *fuzzy, "different"]
@@ -85,13 +85,23 @@ def _level(c: ComparisonConfig, l: ibis.Table, r: ibis.Table, p: Prepared, backe
     levels = c.levels if c.levels is not None else DEFAULT_LEVELS[c.method]
     cases: list[tuple[ibis.Value, int]] = [(a.isnull() | b.isnull(), 0), (a == b, 1)]
     n = 2
+    different = len(level_names(c)) - 1
     if c.method in ("levenshtein", "email"):
+        if c.method == "email":
+            a, b = a.split("@")[0], b.split("@")[0]
+            cases.append((a == b, n))
+            n += 1
+        if levels:
+            # The edit distance is at least the difference of lengths: most pairs are told apart
+            # without computing it (the engines evaluate CASE branches in order).
+            cases.append(((a.length() - b.length()).abs() > int(max(levels)), different))
+        if levels and max(levels) < 2:
+            # One edit leaves the first three or the last three characters of a long enough string alike.
+            far = (a.length() >= 6) & (b.length() >= 6) & (a.substr(0, 3) != b.substr(0, 3)) & (a.right(3) != b.right(3))
+            cases.append((far, different))
         dist = levenshtein(a, b, backend)
         for t in levels:
             cases.append((dist <= int(t), n))
-            n += 1
-        if c.method == "email":
-            cases.append((a.split("@")[0] == b.split("@")[0], n))
             n += 1
     elif c.method == "jaro_winkler":
         sim = jaro_winkler(a, b, backend)

@@ -183,7 +183,7 @@ def test_review_decisions_persist(tmp_path):
     queue = ws.identity_review(limit=1000)
     pairs = {frozenset((p["record_l"], p["record_r"])): p for p in queue}
     typo = pairs[frozenset(("crm:X3", "crm:X4"))]
-    assert {e["column"]: e["level"] for e in typo["evidence"]}["email"] == "1 edit(s) or fewer"
+    assert {e["column"]: e["level"] for e in typo["evidence"]}["email"] == "local part: 1 edit(s) or fewer"
     assert typo["left"]["first_name"] == "Jean"
     other = next(p for k, p in pairs.items() if "crm:X3" not in k)
     ws.identity_decide("crm:X3", "crm:X4", accept=True, user="ana")
