@@ -203,3 +203,23 @@ def test_review_decisions_persist(tmp_path):
     with pytest.raises(IdentityError, match="no source record crm:NOPE"):
         ws.identity_decide("crm:X3", "crm:NOPE", accept=True)
     ws.close()
+
+
+def test_matching_configuration_problems_are_reported_together(tmp_path):
+    from tessera.config.loader import load_yaml
+    from tessera.errors import ConfigError
+
+    generate_matching_set(tmp_path, records=10)
+    yaml = (tmp_path / "workspace.yaml").read_text()
+    bad = (yaml.replace("{column: postal_code}", "{column: zip}").replace("[birth_date, postal_code]", "[birth, postal_code]")
+           .replace("{column: phone}", "{column: phone, requires_agreement: [prenom]}"))
+    (tmp_path / "bad.yaml").write_text(bad)
+    with pytest.raises(ConfigError) as exc:
+        load_yaml(tmp_path / "bad.yaml")
+    text = str(exc.value)
+    assert "datasets[0] (contacts).matching.comparisons[4].column: 'zip' is not a column of the dataset" in text
+    assert "datasets[0] (contacts).matching.blocking[3]: 'birth' is not a column of the dataset" in text
+    assert "identity_keys[1].requires_agreement: 'prenom' is not a column" in text
+    (tmp_path / "bad.yaml").write_text(yaml.replace("review: 0.8", "review: 0.995"))
+    with pytest.raises(ConfigError, match=r"review \(0.995\) must not be above merge \(0.99\)"):
+        load_yaml(tmp_path / "bad.yaml")
