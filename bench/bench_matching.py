@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from peak_rss import PeakRSS, run_in_child  # noqa: E402
+from peak_rss import PeakRSS, run_in_child
 
 VARIANTS = ("bare", "default", "matching")
 
@@ -52,7 +52,8 @@ def _runs(data_dir: str, queue) -> None:
         from tessera.workspace import Workspace
 
         data = Path(data_dir)
-        truth = {r["record"]: int(r["person"]) for r in csv.DictReader(open(data / "truth.csv"))}
+        with open(data / "truth.csv", encoding="utf-8") as fh:
+            truth = {r["record"]: int(r["person"]) for r in csv.DictReader(fh)}
         out = {}
         with PeakRSS() as rss:
             for variant in VARIANTS:

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import ibis
 import ibis.expr.datatypes as dt
-import pyarrow as pa
 import sqlglot.expressions as sqlglot_exp
 
 from tessera.config.models import (

@@ -117,6 +117,16 @@ def guard_rule(key: IdentityKey, evidence: dict[str, str]) -> GuardRule | None:
                      (first, last) if last else None)
 
 
+def _differ(left: ibis.Table, right: ibis.Table, name: dict[str, str], rule: GuardRule, col: str) -> ibis.Value:
+    """Both records have ``col`` and it differs (swapped first and last names do not differ)."""
+    a, b = left[name[col]], right[name[col]]
+    out = a.notnull() & b.notnull() & (a != b)
+    if rule.swap and col == rule.swap[0]:
+        first, last = name[rule.swap[0]], name[rule.swap[1]]
+        out = out & ((left[first] != right[last]) | (left[last] != right[first])).fill_null(True)
+    return out
+
+
 def guard(adapter: EngineAdapter, staged: ibis.Table, kv: ibis.Table, keys: list[IdentityKey],
           evidence: dict[str, str], backend: str, tag: str) -> tuple[ibis.Table, pa.Table]:
     """Guard rails on shared values: a value of a guarded key whose records conflict (pairwise, in
@@ -141,20 +151,12 @@ def guard(adapter: EngineAdapter, staged: ibis.Table, kv: ibis.Table, keys: list
         left, right = g.view(), g.view()
         j = left.join(right, [left.value == right.value, left.idx < right.idx])
 
-        def differ(c: str):
-            a, b = left[name[c]], right[name[c]]
-            out = a.notnull() & b.notnull() & (a != b)
-            if rule.swap and c == rule.swap[0]:
-                first, last = name[rule.swap[0]], name[rule.swap[1]]
-                out = out & ((left[first] != right[last]) | (left[last] != right[first])).fill_null(True)
-            return out
-
         conflict = None
         reason = rule.reason
         for conj in rule.conflict:
-            term = differ(conj[0])
+            term = _differ(left, right, name, rule, conj[0])
             for c in conj[1:]:
-                term = term & differ(c)
+                term = term & _differ(left, right, name, rule, c)
             conflict = term if conflict is None else conflict | term
         parts.append(j.filter(conflict).select(level=left.level, value=left.value, reason=ibis.literal(reason))
                      .distinct())

@@ -20,6 +20,7 @@ from tessera.config.models import DatasetConfig
 from tessera.errors import IdentityError
 from tessera.identity.matching import level_names
 from tessera.identity.resolve import Override
+from tessera.normalize.semantic import suggest_semantic
 
 TID = "tessera_id"
 
@@ -42,8 +43,6 @@ def _people_columns(ds: DatasetConfig, ws) -> list[str]:
             continue
         sem = next((c.semantic for c in ds.columns if c.name == name and c.semantic), None)
         if sem is None:
-            from tessera.normalize.semantic import suggest_semantic
-
             sem = suggest_semantic(name)
         if sem in wanted:
             cols.append(name)

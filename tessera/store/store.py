@@ -641,13 +641,11 @@ class MetadataStore:
                     if crosses or (row.kind == "reject" and theirs <= mine):
                         session.delete(row)
                 elif kind == "split":
-                    if row.kind in ("merge", "reject") and 0 < len(theirs & mine) < len(theirs):
+                    crosses = row.kind in ("merge", "reject") and 0 < len(theirs & mine) < len(theirs)
+                    if crosses or (row.kind == "split" and theirs == mine):
                         session.delete(row)
-                    elif row.kind == "split" and theirs == mine:
-                        session.delete(row)
-                elif kind == "reject":
-                    if row.kind in ("merge", "reject") and mine <= theirs:
-                        session.delete(row)
+                elif kind == "reject" and row.kind in ("merge", "reject") and mine <= theirs:
+                    session.delete(row)
             row = IdentityOverride(dataset=dataset, kind=kind, records=recs, origin=origin, note=note,
                                    created_by=created_by, created_at=utcnow())
             session.add(row)

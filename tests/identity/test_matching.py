@@ -113,12 +113,13 @@ def test_matching_merges_typos_and_keeps_households_and_twins_apart(tmp_path, wa
     assert ids["crm:X7"] != ids["crm:X8"]  # twins
     counts = run.datasets["contacts"]
     assert counts["matched_pairs"] > 0 and counts["candidate_pairs"] >= counts["matched_pairs"]
-    truth = {r["record"]: int(r["person"]) for r in csv.DictReader(open(tmp_path / "data" / "truth.csv"))}
+    with open(tmp_path / "data" / "truth.csv", encoding="utf-8") as fh:
+        truth = {r["record"]: int(r["person"]) for r in csv.DictReader(fh)}
     assert pairwise_scores(ids, truth)["f1"] >= 0.97
     # explain shows the match and its parts
     text = "\n".join(ws.explain(ids["crm:X3"]).lines())
     assert "crm:X4" in text and "match" in text and "email" in text
-    if not warehouse == "duckdb":  # the same unified records and scores as DuckDB
+    if warehouse != "duckdb":  # the same unified records and scores as DuckDB
         ref = _open(tmp_path, "duckdb", matching=True, name="reference")
         ref_run = ref.run()
         assert ref_run.datasets["contacts"] == counts
