@@ -126,12 +126,17 @@ def _level(c: ComparisonConfig, l: ibis.Table, r: ibis.Table, p: Prepared, backe
 
 
 def _pair_levels(pairs: ibis.Table, p: Prepared, cfg: MatchingConfig, backend: str) -> ibis.Table:
-    """``pairs`` (idx_l, idx_r) with one level column ``g<i>`` per comparison."""
+    """``pairs`` (idx_l, idx_r) with one level column ``g<i>`` per comparison; the left record is the
+    one whose id comes first (record indexes differ between engines, ids do not)."""
     l = p.table.view()
     r = p.table.view()
     j = pairs.join(l, pairs.idx_l == l._idx).join(r, pairs.idx_r == r._idx)
+    first = l._tessera_record < r._tessera_record
     return j.select(
-        idx_l=pairs.idx_l, idx_r=pairs.idx_r, record_l=l._tessera_record, record_r=r._tessera_record,
+        idx_l=ibis.cases((first, pairs.idx_l), else_=pairs.idx_r),
+        idx_r=ibis.cases((first, pairs.idx_r), else_=pairs.idx_l),
+        record_l=ibis.cases((first, l._tessera_record), else_=r._tessera_record),
+        record_r=ibis.cases((first, r._tessera_record), else_=l._tessera_record),
         **{f"g{i}": _level(c, l, r, p, backend) for i, c in enumerate(cfg.comparisons)},
     )
 
