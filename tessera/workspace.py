@@ -32,7 +32,7 @@ import ibis
 import psutil
 
 from tessera.config.loader import dump_yaml, load_yaml, parse_config
-from tessera.config.models import WorkspaceConfig
+from tessera.config.models import DatasetConfig, WorkspaceConfig
 from tessera.engine.base import EngineAdapter
 from tessera.errors import BusyError, ConfigError, NotFoundError, TesseraError, UsageError, WorkspaceError
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
@@ -506,6 +506,46 @@ class Workspace:
             order.append(t.message_id)
         t = t.order_by(order).limit(limit, offset=offset)
         return self.adapter.to_arrow(t).to_pylist()
+
+    # ------------------------------------------------------------------ identity review and overrides
+    def _deduplicated(self, dataset: str | None) -> DatasetConfig:
+        """The named dataset, or the first deduplicated one."""
+        dataset = dataset or next((d.name for d in self.config.datasets if d.deduplicate), None)
+        if dataset is None:
+            raise NotFoundError("no dataset has deduplication on: set deduplicate: true and identity_keys")
+        ds = next((d for d in self.config.datasets if d.name == dataset), None)
+        if ds is None:
+            raise NotFoundError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets())})")
+        return ds
+
+    def identity_review(self, dataset: str | None = None, *, limit: int = 50) -> list[dict]:
+        """The pairs of probabilistic matching waiting for a decision (see :mod:`tessera.identity.review`)."""
+        from tessera.identity.review import review_queue
+
+        return review_queue(self, self._deduplicated(dataset), limit=limit)
+
+    def identity_decide(self, record_l: str, record_r: str, *, accept: bool, dataset: str | None = None,
+                        user: str | None = None, note: str | None = None) -> dict:
+        """Accept (merge from the next run on) or reject (never link) a pair of the review queue."""
+        from tessera.identity.review import decide
+
+        return decide(self, self._deduplicated(dataset), record_l, record_r, accept=accept, user=user, note=note)
+
+    def identity_override(self, kind: str, records: list[str], *, dataset: str | None = None,
+                          user: str | None = None, note: str | None = None) -> dict:
+        """A manual rule kept across runs and re-imports: ``merge`` records, or ``split`` them off."""
+        from tessera.identity.review import add_override
+
+        return add_override(self, self._deduplicated(dataset), kind, records, user=user, note=note)
+
+    def identity_overrides(self, dataset: str | None = None) -> list[dict]:
+        """The stored overrides and review decisions, oldest first."""
+        return self.store.list_identity_overrides(dataset)
+
+    def identity_remove_override(self, override_id: int) -> None:
+        """Forget an override or a review decision (the next run no longer applies it)."""
+        if not self.store.delete_identity_override(override_id):
+            raise NotFoundError(f"no identity override {override_id}; list them with: tessera identity overrides")
 
     def export_data(self, dataset: str, path: str | Path, fmt: str | None = None) -> Path:
         """Write a published dataset to CSV or Parquet; return the file written."""

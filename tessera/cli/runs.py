@@ -33,6 +33,11 @@ def print_run(result) -> None:
                    str(c.get("shared_values", "")))
     console.print(ds)
     for name, c in result.datasets.items():
+        if c.get("refused_by_guards") or "matched_pairs" in c:
+            console.print(f"{name}: {c.get('refused_by_guards', 0)} shared value(s) refused by guards"
+                          + (f", {c['matched_pairs']} pair(s) merged by matching, {c.get('review_pairs', 0)} to "
+                             f"review, {c.get('refused_pairs', 0)} refused" if "candidate_pairs" in c else ""),
+                          markup=False, highlight=False)
         if c.get("aggregates") or c.get("scores") or c.get("predictive"):
             console.print(f"{name}: {c.get('aggregates', 0)} aggregate(s), {c.get('scores', 0)} score group(s)"
                           + (f", predictive {c['predictive']}" if c.get("predictive") else ""),

@@ -91,6 +91,10 @@ class EngineAdapter:
         """An engine's last touch to a SQL expression of :meth:`add_sql_columns` (none by default)."""
         return expr
 
+    def prepare_functions(self, names: set[str]) -> None:
+        """Make the functions ``names`` (e.g. ``{"levenshtein"}``) callable, or raise EngineError saying
+        how; built in everywhere but where an engine overrides this."""
+
     def drop_table(self, name: str) -> None:
         self.con.drop_table(name, force=True)
 

@@ -204,3 +204,24 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+IDENTITY_OVERRIDE_KINDS = ("merge", "split", "reject")
+
+
+class IdentityOverride(Base):
+    """A manual rule of identity resolution, kept across runs and re-imports: ``merge`` these source
+    records, ``split`` these records from the rest of their unified record, ``reject`` the match of a
+    pair. Accepting a pair of the review queue is a merge, rejecting it a reject (origin ``review``)."""
+
+    __tablename__ = "identity_overrides"
+    __table_args__ = (Index("ix_identity_overrides_dataset", "dataset"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    records: Mapped[Any] = mapped_column(JSON)  # list of source record ids (_tessera_record)
+    origin: Mapped[str] = mapped_column(String(16))  # manual or review
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -36,6 +36,7 @@ from tessera.store.models import (
     ConfigObject,
     ConfigVersion,
     Counter,
+    IdentityOverride,
     ImportedFile,
     Job,
     Publication,
@@ -677,6 +678,49 @@ class MetadataStore:
     def delete_state(self, scope: str, key: str) -> None:
         with self._write() as session:
             session.execute(delete(State).where(State.scope == scope, State.key == key))
+
+    # -- identity overrides --------------------------------------------------------------------
+
+    def add_identity_override(self, dataset: str, kind: str, records: list[str], *, origin: str = "manual",
+                              note: str | None = None, created_by: str | None = None) -> dict[str, Any]:
+        """Record a manual rule; the rules it contradicts are removed (the newest decision wins):
+        a merge removes the splits that separate its records and the rejects of its pairs, a split
+        the merges and rejects that cross it, a reject the merges of both its records."""
+        recs = sorted(set(records))
+
+        def add(session: Session) -> dict[str, Any]:
+            mine = set(recs)
+            for row in session.scalars(select(IdentityOverride).where(IdentityOverride.dataset == dataset)):
+                theirs = set(row.records)
+                if kind == "merge":
+                    crosses = row.kind == "split" and 0 < len(theirs & mine) < len(mine)
+                    if crosses or (row.kind == "reject" and theirs <= mine):
+                        session.delete(row)
+                elif kind == "split":
+                    crosses = row.kind in ("merge", "reject") and 0 < len(theirs & mine) < len(theirs)
+                    if crosses or (row.kind == "split" and theirs == mine):
+                        session.delete(row)
+                elif kind == "reject" and row.kind in ("merge", "reject") and mine <= theirs:
+                    session.delete(row)
+            row = IdentityOverride(dataset=dataset, kind=kind, records=recs, origin=origin, note=note,
+                                   created_by=created_by, created_at=utcnow())
+            session.add(row)
+            session.flush()
+            return _as_dict(row)
+
+        return self._write_retrying(add)
+
+    def list_identity_overrides(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        """Identity overrides, oldest first (the order they are applied in)."""
+        with self._read() as session:
+            q = select(IdentityOverride).order_by(IdentityOverride.id)
+            if dataset is not None:
+                q = q.where(IdentityOverride.dataset == dataset)
+            return [_as_dict(r) for r in session.scalars(q)]
+
+    def delete_identity_override(self, override_id: int) -> bool:
+        with self._write() as session:
+            return session.execute(delete(IdentityOverride).where(IdentityOverride.id == override_id)).rowcount > 0
 
 
 __all__ = ["MetadataStore", "Base", "MIGRATIONS_DIR"]
