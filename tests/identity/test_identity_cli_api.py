@@ -62,7 +62,8 @@ def test_api_review_and_overrides(workspace):
     app = create_app(workspace, collect=False)  # the server owns the workspace while the test runs
     with TestClient(app, headers={"Authorization": f"Bearer {app.state.owner.local_token}"}) as client:
         _review_and_overrides(client)
-    assert TestClient(create_app(workspace, collect=False)).get("/api/identity/review").status_code == 401
+    with TestClient(create_app(workspace, collect=False)) as anonymous:
+        assert anonymous.get("/api/identity/review").status_code == 401
 
 
 def _review_and_overrides(client):
