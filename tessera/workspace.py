@@ -222,6 +222,25 @@ class Workspace:
         self.secrets.prune(config)
         return changes
 
+    def propose_config(self, folder: str | Path, *, apply: bool = False):
+        """Propose a configuration for a folder of exports (see :mod:`tessera.setup`).
+
+        Args:
+            folder: the folder of exported files, read recursively.
+            apply: write the proposal to ``workspace.yaml`` in the workspace folder and apply it.
+
+        Returns:
+            The :class:`tessera.setup.Proposal`, with its YAML, evidence and doubts.
+        """
+        from tessera.setup import propose_config
+
+        proposal = propose_config(folder)
+        if apply:
+            target = self.path / "workspace.yaml"
+            target.write_text(proposal.yaml, encoding="utf-8")
+            self.apply(target)
+        return proposal
+
     def _check_write_keys(self, config: WorkspaceConfig) -> None:
         """Two http connections with one write key could not tell whose events arrive."""
         seen: dict[str, str] = {}

@@ -83,8 +83,14 @@ def print_run(result) -> None:
 @app.command()
 def init(path: Path = typer.Argument(..., help="Folder of the new workspace."),
          warehouse: str = typer.Option("duckdb", help="Engine: duckdb (embedded) or spark."),
-         metadata_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the metadata store.")) -> None:
+         metadata_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the metadata store."),
+         from_: Optional[Path] = typer.Option(None, "--from", help="A folder of exports: propose and apply "
+                                              "a configuration read from its files.")) -> None:
     """Create a workspace folder."""
+    if from_ is not None:
+        from tessera.cli.setup import init_from
+
+        return init_from(path, from_, warehouse=warehouse, metadata_url=metadata_url)
     ws = Workspace.init(path, warehouse=warehouse, metadata_url=metadata_url)
     console.print(f"Workspace ready at [bold]{ws.path}[/] (engine {ws.adapter.name}).")
     console.print(f"Next: tessera -w {path} apply workspace.yaml")
@@ -175,6 +181,9 @@ def columns(dataset: str = typer.Argument(..., help="Dataset name.")) -> None:
 
 scores_app = typer.Typer(help="The score library.", no_args_is_help=True)
 app.add_typer(scores_app, name="scores")
+from tessera.cli.setup import app as setup_app  # noqa: E402
+
+app.add_typer(setup_app, name="setup")
 
 
 @scores_app.command("list")
