@@ -13,7 +13,7 @@ import os
 
 from tessera.engine.filereader import _SEPARATORS, _split_header
 
-SAMPLE_BYTES = 3 << 20  # files above this size are profiled on their first records
+SAMPLE_BYTES = 1 << 20  # files above this size are profiled on their first records
 
 
 def head_copy(path: str, target: str, max_bytes: int = SAMPLE_BYTES) -> bool:
@@ -65,10 +65,36 @@ LONG = "_tessera_long"
 
 
 def long_form(con, table: str, columns: list[str], view: str = LONG) -> None:
-    """A view of ``table`` in long form (``col``, ``val``): one row per cell, empty cells included,
-    so that one query profiles every column whatever their number."""
+    """A view of ``table`` in long form (``col``, ``val``): one row per cell, values trimmed and
+    empty ones NULL, so that one query profiles every column whatever their number."""
     from tessera.engine.filereader import qi, ql
 
-    parts = " UNION ALL ".join(f"SELECT {ql(c)} AS col, CAST({qi(c)} AS VARCHAR) AS val FROM {qi(table)}"
+    parts = " UNION ALL ".join(f"SELECT {ql(c)} AS col, nullif(trim(CAST({qi(c)} AS VARCHAR)), '') AS val FROM {qi(table)}"
                                for c in columns)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {qi(view)} AS {parts}")
+
+
+def first_rows(con, table: str, rows: int, target: str) -> None:
+    """``target``: the first ``rows`` records of ``table`` (the part whose values are profiled)."""
+    from tessera.engine.filereader import qi
+
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {qi(target)} AS SELECT * FROM {qi(table)} LIMIT {int(rows)}")
+
+
+def column_values(con, path: str, fmt: str, column: str, target: str, *, delimiter: str | None = None) -> None:
+    """``target`` (one column ``v``): the distinct non-empty values of one column over the whole file.
+
+    Used for the record keys that relations point at when the file was profiled on a sample:
+    a key is looked up in all of its values, not in the sample's."""
+    from tessera.engine.filereader import qi, ql
+
+    if fmt == "csv":
+        scan = (f"read_csv({ql(path)}, delim={ql(delimiter or ',')}, header=true, all_varchar=true, "
+                "ignore_errors=true, parallel=false)")
+    elif fmt in ("ndjson", "json"):
+        kind = "newline_delimited" if fmt == "ndjson" else "array"
+        scan = f"read_json({ql(path)}, format={ql(kind)}, columns={{{ql(column)}: 'VARCHAR'}}, ignore_errors=true)"
+    else:
+        scan = f"read_parquet({ql(path)})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {qi(target)} AS SELECT DISTINCT trim(CAST({qi(column)} AS VARCHAR)) "
+                f"AS v FROM {scan} WHERE nullif(trim(CAST({qi(column)} AS VARCHAR)), '') IS NOT NULL")

@@ -35,13 +35,13 @@ class ColumnPlan:
 
 
 def is_date_like(p: ColumnProfile) -> bool:
-    return p.filled > 0 and (p.shapes["iso_date"] + p.shapes["iso_ts"] + p.shapes["dmy"]) >= 0.9 * p.filled
+    return p.profiled > 0 and (p.shapes["iso_date"] + p.shapes["iso_ts"] + p.shapes["dmy"]) >= 0.9 * p.profiled
 
 
 def semantic_field(p: ColumnProfile) -> tuple[str | None, str]:
     """The semantic field of a column and why: its name first, checked against its values."""
     by_name = suggest_semantic(p.name, p.type)
-    n = p.filled
+    n = p.profiled
     if n and p.share("email") >= 0.8:
         return "Email", f"{pct(p.shapes['email'], n)} values are e-mail addresses"
     if by_name == "Email" and n:
@@ -80,8 +80,8 @@ def date_rule(p: ColumnProfile, hint_dayfirst: bool | None) -> tuple[dict | None
         fmt = "%d/%m/%Y" if dayfirst else "%m/%d/%Y"
         sep = _separator(p)
         fmt = fmt.replace("/", sep)
-        return {"date": {"format": fmt}}, f"{pct(n, p.filled)} values are dates; {why}", doubt, "date"
-    return {"date": {"dayfirst": dayfirst}}, f"{pct(n, p.filled)} values are dates with a time; {why} " \
+        return {"date": {"format": fmt}}, f"{pct(n, p.profiled)} values are dates; {why}", doubt, "date"
+    return {"date": {"dayfirst": dayfirst}}, f"{pct(n, p.profiled)} values are dates with a time; {why} " \
         "(the date is kept)", doubt, "date"
 
 
@@ -97,7 +97,7 @@ def plan_column(fp: FileProfile, p: ColumnProfile, *, country: str, hint_dayfirs
     """Semantic field, type and source normalization rules of one column."""
     plan = ColumnPlan(p.name, type=p.type)
     plan.semantic, plan.semantic_evidence = semantic_field(p)
-    sem, n = plan.semantic, p.filled
+    sem, n = plan.semantic, p.profiled
     nulls = {v: c for v, c in p.nulls.items()}
     if n == 0:
         plan.evidence.append("always empty")

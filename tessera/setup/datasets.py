@@ -124,7 +124,7 @@ def build_dataset(name: str, entity: str, sources: list[SourcePlan]) -> DatasetP
 
 
 def _raw(prof: Profiler, s: SourcePlan, col: str) -> ibis.Table:
-    t = prof.table(s.first.table)
+    t = prof.table(s.first.profiled)
     return t.select(v=t[col].cast("string"))
 
 

@@ -20,11 +20,12 @@ import duckdb
 import ibis
 
 from tessera.engine import filereader
-from tessera.engine.sample import LONG, SAMPLE_BYTES, csv_dialect, head_copy, long_form
+from tessera.engine.sample import LONG, SAMPLE_BYTES, csv_dialect, first_rows, head_copy, long_form
 from tessera.errors import SourceError
 
 SUPPORTED = {".csv", ".txt", ".tsv", ".json", ".ndjson", ".jsonl", ".parquet", ".pq", ".xlsx"}
 _CUTTABLE = ("csv", "ndjson")
+PROFILE_ROWS = 20_000  # the values of at most this many records per file are profiled
 
 EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 PHONE_RE = r"^\+?[0-9][0-9 ().\-/]{6,22}[0-9]$"
@@ -50,8 +51,10 @@ class ColumnProfile:
     nulls: dict[str, int] = field(default_factory=dict)  # null-like values present -> count
     examples: list[str] = field(default_factory=list)
 
+    profiled: int = 0  # non-empty values among the profiled rows (the base of the shapes)
+
     def share(self, shape: str) -> float:
-        return self.shapes.get(shape, 0) / self.filled if self.filled else 0.0
+        return self.shapes.get(shape, 0) / self.profiled if self.profiled else 0.0
 
 
 @dataclass
@@ -71,6 +74,8 @@ class FileProfile:
     columns: dict[str, ColumnProfile] = field(default_factory=dict)
     error: str | None = None
     decimal_comma: bool = False
+    profiled: str | None = None  # the table of the first PROFILE_ROWS records, whose values are profiled
+    profiled_rows: int = 0
 
 
 def discover(folder: Path) -> list[Path]:
@@ -132,6 +137,11 @@ class Profiler:
             prof.rows_estimate = int(read.rows * prof.size / max(os.path.getsize(read_path), 1))
         else:
             prof.rows_estimate = read.rows
+        if read.rows > PROFILE_ROWS:
+            prof.profiled, prof.profiled_rows = f"{table}_p", PROFILE_ROWS
+            first_rows(self.con, table, PROFILE_ROWS, prof.profiled)
+        else:
+            prof.profiled, prof.profiled_rows = table, read.rows
         self._profile_columns(prof, read.columns)
         return prof
 
@@ -141,16 +151,20 @@ class Profiler:
         if not columns:
             return
         # One query whatever the number of columns: the table in long form, grouped by column.
+        # Filled and distinct counts (record keys) over every row read; shapes over the profiled rows.
         long_form(self.con, prof.table, columns)
-        for r in self._run(_shape_query()):
+        for r in self._run(_count_query()):
             p = prof.columns[r["col"]]
             p.filled, p.distinct = r["n"] or 0, r["d"] or 0
-            p.shapes = {s: int(r[s] or 0) for s in SHAPES}
+        long_form(self.con, prof.profiled, columns)
+        for r in self._run(_shape_query()):
+            prof.columns[r["col"]].shapes = {s: int(r[s] or 0) for s in SHAPES}
+            prof.columns[r["col"]].profiled = r["n"] or 0
         # The decimal comma is a property of the file: numbers that only parse with it.
         comma = sum(p.shapes["dec_comma"] for p in prof.columns.values())
         point = sum(p.shapes["dec_point"] for p in prof.columns.values())
         prof.decimal_comma = prof.fmt == "csv" and prof.delimiter != "," and comma > 0 and comma > point
-        types = filereader.infer_types(self.con, prof.table, columns, decimal_comma=prof.decimal_comma)
+        types = filereader.infer_types(self.con, prof.profiled, columns, decimal_comma=prof.decimal_comma)
         for c, kind in types.items():
             prof.columns[c].type = kind
         self._null_values(prof, columns)
@@ -183,8 +197,7 @@ def _long() -> ibis.Table:
 def _shape_query() -> str:
     """Filled and distinct counts and shape counts per column of the long view (compiled once)."""
     long = _long()
-    v = long.val.strip()
-    v = (v == "").ifelse(ibis.null("string"), v)
+    v = long.val  # trimmed, empty values NULL
     low = v.lower()
     shapes = {
         "email": v.re_search(EMAIL_RE),
@@ -212,9 +225,15 @@ def _shape_query() -> str:
 
 
 @functools.cache
+def _count_query() -> str:
+    long = _long()
+    return ibis.to_sql(long.group_by("col").aggregate(n=long.val.count(), d=long.val.nunique()), dialect="duckdb")
+
+
+@functools.cache
 def _null_query() -> str:
     long = _long()
-    v = long.val.strip()
+    v = long.val
     zeros = v.re_search(r"^[0\s.\-/+()]+$") & (v.re_replace("[^0]", "").length() >= 6)
     hit = long.filter(v.lower().isin(NULL_WORDS) | zeros)
     counts = hit.group_by(["col", "val"]).agg(n=hit.count()).order_by(["col", ibis.desc("n"), "val"])
@@ -224,7 +243,7 @@ def _null_query() -> str:
 @functools.cache
 def _example_query() -> str:
     long = _long()
-    long = long.filter(long.val.notnull() & (long.val.strip() != "")).distinct()
+    long = long.filter(long.val.notnull()).distinct()
     w = ibis.window(group_by=long.col, order_by=long.val)
     picked = long.mutate(k=ibis.row_number().over(w)).filter(ibis._.k < 3)
     return ibis.to_sql(picked.order_by(["col", "k"]), dialect="duckdb")

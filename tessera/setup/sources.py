@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import ibis
 
 from tessera.config.models import NormalizationRule
+from tessera.engine.sample import column_values
 from tessera.normalize.rules import apply_rules
 from tessera.normalize.semantic import tokens
 from tessera.setup.columns import ID_FIELDS, ColumnPlan, pct
@@ -190,15 +191,25 @@ def record_keys(prof: Profiler, src: SourcePlan) -> None:
 # ---------------------------------------------------------------------------- relations
 
 
-def _values(prof: Profiler, src: SourcePlan, col: str) -> ibis.Table:
-    t = prof.table(src.first.table)
-    v = t[col]
+def _values(prof: Profiler, src: SourcePlan, col: str, *, whole: bool = False) -> ibis.Table:
+    """The distinct normalized values of a column: of the rows read, or of the whole file (``whole``,
+    for a key that relations point at in a file profiled on a sample)."""
+    if whole and src.first.sampled:
+        target = f"_tessera_keys_{src.name}_{len(prof.con.execute('SHOW TABLES').fetchall())}"
+        column_values(prof.con, str(src.first.path), src.first.fmt, col, target, delimiter=src.first.delimiter)
+        t, name = prof.table(target), "v"
+    else:
+        t, name = prof.table(src.first.table), col
+    v = t[name]
     rules = [NormalizationRule.model_validate(r) for r in src.columns[col].rules
              if not (isinstance(r, dict) and "date" in r)]
     if rules:
         v = apply_rules(v, rules, "duckdb")
     v = v.cast("string").strip()
-    return t.select(v=v).filter(lambda x: x.v.notnull() & (x.v != "")).distinct()
+    values = t.select(v=v).filter(lambda x: x.v.notnull() & (x.v != "")).distinct()
+    # kept in the engine: every comparison with this column reads it again
+    name = f"_tessera_v_{src.name}_{col}_{int(whole)}"
+    return prof.ibis.create_table(name, values, temp=True, overwrite=True)
 
 
 def find_relations(prof: Profiler, plans: list[SourcePlan], contact_dataset: str | None) -> None:
@@ -230,8 +241,12 @@ def find_relations(prof: Profiler, plans: list[SourcePlan], contact_dataset: str
                 elif not (same_name or (cp.semantic and cp.semantic == tsem and cp.semantic in ID_FIELDS)):
                     continue
                 tried.add(to)
-                origin = cache.setdefault((s.name, col), _values(prof, s, col))
-                target = cache.setdefault((t.name, tcol), _values(prof, t, tcol))
+                if ("origin", s.name, col) not in cache:
+                    cache[("origin", s.name, col)] = _values(prof, s, col)
+                origin = cache[("origin", s.name, col)]
+                if (t.name, tcol) not in cache:
+                    cache[(t.name, tcol)] = _values(prof, t, tcol, whole=True)
+                target = cache[(t.name, tcol)]
                 n = origin.count().to_pyarrow().as_py()
                 if not n:
                     continue
@@ -242,8 +257,8 @@ def find_relations(prof: Profiler, plans: list[SourcePlan], contact_dataset: str
             if best:
                 share, to, found, n, t = best
                 ev = f"{share:.1%} of {s.name}.{col} found in {to} ({pct(found, n)} distinct values)"
-                if t.first.sampled or s.first.sampled:
-                    ev += " in the samples"
+                if s.first.sampled:
+                    ev += f" (in the first {s.first.rows:,} rows)"
                 s.relations.append({"column": col, "to": to, "evidence": ev})
                 if share < 0.9:
                     s.doubts.append(f"relation {s.name}.{col} -> {to}: only {share:.1%} of the values are found")
