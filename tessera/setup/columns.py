@@ -96,6 +96,12 @@ def _separator(p: ColumnProfile) -> str:
 def plan_column(fp: FileProfile, p: ColumnProfile, *, country: str, hint_dayfirst: bool | None) -> ColumnPlan:
     """Semantic field, type and source normalization rules of one column."""
     plan = ColumnPlan(p.name, type=p.type)
+    if p.profiled and p.share("nested") >= 0.5:
+        plan.evidence.append(f"{pct(p.shapes['nested'], p.profiled)} values are nested records (JSON)")
+        plan.doubts.append(f"file '{fp.rel}': column '{p.name}' holds nested records (JSON lists or objects, e.g. "
+                           f"{p.examples[0] if p.examples else ''}); it is kept as JSON text: its records are not "
+                           "a source of their own")
+        return plan
     plan.semantic, plan.semantic_evidence = semantic_field(p)
     sem, n = plan.semantic, p.profiled
     nulls = {v: c for v, c in p.nulls.items()}
@@ -115,6 +121,10 @@ def plan_column(fp: FileProfile, p: ColumnProfile, *, country: str, hint_dayfirs
         bad = n - p.shapes["dec_point"] - p.shapes["int"] - p.shapes["dec_comma"]
         plan.evidence.append(f"numbers in {pct(n - bad, n)} values" + (f"; {bad:,} other value(s) will be "
                                                                          "rejected with their line" if bad else ""))
+    if fp.decimal_comma and p.type == "string" and sem is None \
+            and (p.shapes["dec_comma"] + p.shapes["int"]) >= 0.95 * n and p.shapes["dec_comma"]:
+        plan.declared_type = plan.type = "float"
+        plan.evidence.append(f"numbers with a decimal comma in {pct(p.shapes['dec_comma'] + p.shapes['int'], n)} values")
     rules: list = []
     junk = [v for v in nulls if v.strip()]
     if sem == "Email":

@@ -186,7 +186,7 @@ class Profiler:
 
 
 SHAPES = ("email", "phone", "lead0", "iso_date", "iso_ts", "dmy", "dmy_date", "first_gt12", "second_gt12",
-          "int", "dec_point", "dec_comma", "bool", "zero_one", "letters", "upper", "zeros", "null_word")
+          "int", "dec_point", "dec_comma", "bool", "zero_one", "letters", "upper", "zeros", "null_word", "nested")
 
 
 def _long() -> ibis.Table:
@@ -218,6 +218,7 @@ def _shape_query() -> str:
         "upper": v.re_search("[A-ZÀ-Þ]") & ~v.re_search("[a-zß-ÿ]"),
         "zeros": v.re_search(r"^[0\s.\-/+()]+$") & v.re_search("0"),
         "null_word": low.isin(NULL_WORDS),
+        "nested": v.re_search(r"^(\[\s*[\{\[]|\{)") | (v == "[]"),
     }
     aggs = {"n": v.count(), "d": v.nunique()}
     aggs.update({s: cond.fill_null(False).cast("int64").sum() for s, cond in shapes.items()})

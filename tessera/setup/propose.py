@@ -96,6 +96,9 @@ def _propose(prof: Profiler, folder: Path, files: list[FileProfile], connection:
         plans.append(s)
     for s in plans:
         record_keys(prof, s)
+        key = s.columns[s.record_keys[0]] if len(s.record_keys) == 1 else None
+        if key is not None and key.semantic is None and s.entity == "contacts":
+            key.semantic, key.semantic_evidence = "CustomerId", "the record key of a contacts source"
         for cp in s.columns.values():
             s.doubts += cp.doubts
         if s.entity == "custom":

@@ -191,6 +191,11 @@ def record_keys(prof: Profiler, src: SourcePlan) -> None:
 # ---------------------------------------------------------------------------- relations
 
 
+# the entity whose record key an id field of another source points at
+_POINTS_AT = {"CustomerId": "contacts", "LoyaltyCard": "contacts", "OrderId": "orders", "ProductId": "products",
+              "StoreId": "stores", "Store": "stores"}
+
+
 def _values(prof: Profiler, src: SourcePlan, col: str, *, whole: bool = False) -> ibis.Table:
     """The distinct normalized values of a column: of the rows read, or of the whole file (``whole``,
     for a key that relations point at in a file profiled on a sample)."""
@@ -238,15 +243,21 @@ def find_relations(prof: Profiler, plans: list[SourcePlan], contact_dataset: str
                 if kind in ("Email", "Phone"):
                     if cp.semantic != kind:
                         continue
-                elif not (same_name or (cp.semantic and cp.semantic == tsem and cp.semantic in ID_FIELDS)):
+                elif not (same_name or (cp.semantic and cp.semantic == tsem and cp.semantic in ID_FIELDS)
+                          or t.entity == _POINTS_AT.get(cp.semantic)):
                     continue
                 tried.add(to)
                 if ("origin", s.name, col) not in cache:
                     cache[("origin", s.name, col)] = _values(prof, s, col)
                 origin = cache[("origin", s.name, col)]
-                if (t.name, tcol) not in cache:
-                    cache[(t.name, tcol)] = _values(prof, t, tcol, whole=True)
-                target = cache[(t.name, tcol)]
+                if to not in cache:
+                    # a dataset column gathers the values of every source that feeds it
+                    feeding = [(t2, c2) for t2, c2, to2, _ in targets if to2 == to]
+                    union = _values(prof, feeding[0][0], feeding[0][1], whole=True)
+                    for t2, c2 in feeding[1:]:
+                        union = union.union(_values(prof, t2, c2, whole=True), distinct=True)
+                    cache[to] = union
+                target = cache[to]
                 n = origin.count().to_pyarrow().as_py()
                 if not n:
                     continue
