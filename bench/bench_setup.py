@@ -12,7 +12,6 @@ counting the rows of every file). Target: <= 10 s.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -115,6 +114,7 @@ def main() -> None:
     print(f"proposal: {proposal.seconds:.2f} s, {rows / proposal.seconds:,.0f} rows/s, "
           f"{proposal.rows:,} rows profiled, ratio to baseline {proposal.seconds / base_s:.1f}x, "
           f"peak RSS {rss.peak / 2**20:.0f} MiB (+{(rss.peak - rss.start) / 2**20:.0f} MiB)")
+    print("steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in proposal.timings.items()))
     print(f"sources: {len(proposal.sources)}, datasets: {len(proposal.config['datasets'])}, "
           f"doubts: {len(proposal.doubts)}")
     for s in proposal.sources:
@@ -123,7 +123,6 @@ def main() -> None:
     print(f"target <= 10 s: {'met' if proposal.seconds <= 10 else 'NOT met'}")
     if args.keep:
         (args.keep / "proposed.yaml").write_text(proposal.yaml, encoding="utf-8")
-    os.environ.pop("TESSERA_BENCH", None)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from tessera.errors import SourceError
 
 SUPPORTED = {".csv", ".txt", ".tsv", ".json", ".ndjson", ".jsonl", ".parquet", ".pq", ".xlsx"}
 _CUTTABLE = ("csv", "ndjson")
-PROFILE_ROWS = 20_000  # the values of at most this many records per file are profiled
+PROFILE_ROWS = 10_000  # the values of at most this many records per file are profiled
 
 EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 PHONE_RE = r"^\+?[0-9][0-9 ().\-/]{6,22}[0-9]$"
@@ -97,6 +97,7 @@ class Profiler:
         self.con.execute("SET preserve_insertion_order = false")
         self.ibis = ibis.duckdb.from_connection(self.con)
         self._tmp = tempfile.TemporaryDirectory(prefix="tessera_setup_")
+        self.timings: dict[str, float] = {}
 
     def close(self) -> None:
         self.con.close()

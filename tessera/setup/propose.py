@@ -38,6 +38,7 @@ class Proposal:
     rows: int = 0  # records profiled
     rows_estimate: int = 0  # records in the files
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step
 
     def validated(self) -> WorkspaceConfig:
         return parse_config(self.config, origin="proposed configuration")
@@ -64,10 +65,13 @@ def propose_config(folder: str | Path, *, connection: str = CONNECTION) -> Propo
     prof = Profiler()
     try:
         files = [prof.read(p, folder, i) for i, p in enumerate(discover(folder))]
+        read = time.perf_counter()
+        prof.timings["read and profile files"] = read - started
         proposal = _propose(prof, folder, files, connection)
     finally:
         prof.close()
     proposal.seconds = time.perf_counter() - started
+    proposal.timings = dict(prof.timings)
     return proposal
 
 
@@ -94,6 +98,7 @@ def _propose(prof: Profiler, folder: Path, files: list[FileProfile], connection:
             s.columns[c] = plan_column(group[0], p, country=country, hint_dayfirst=dayfirst)
         s.entity, s.entity_evidence = entity_of(s)
         plans.append(s)
+    mark = _clock(prof, None)
     for s in plans:
         record_keys(prof, s)
         key = s.columns[s.record_keys[0]] if len(s.record_keys) == 1 else None
@@ -103,8 +108,10 @@ def _propose(prof: Profiler, folder: Path, files: list[FileProfile], connection:
             s.doubts += cp.doubts
         if s.entity == "custom":
             s.doubts.append(f"source '{s.name}': {s.entity_evidence}; it gets a dataset of its own")
+    mark = _clock(prof, "record keys", mark)
     contacts_sources = [s for s in plans if s.entity == "contacts"]
     find_relations(prof, plans, "contacts" if contacts_sources else None)
+    mark = _clock(prof, "relations", mark)
 
     datasets: list[DatasetPlan] = []
     for entity in (*ENTITIES, "custom"):
@@ -130,17 +137,26 @@ def _propose(prof: Profiler, folder: Path, files: list[FileProfile], connection:
         doubts += s.doubts
     for d in datasets:
         doubts += d.doubts
+    mark = _clock(prof, "datasets, identity, scores", mark)
 
     config = _config(plans, datasets, folder, connection)
     text = _render(config, plans, datasets, folder, country, country_ev, doubts, prof)
     if yaml.safe_load(text) != config:  # pragma: no cover - the renderer and the mapping agree
         raise AssertionError("the rendered proposal differs from its configuration")
     parse_config(config, origin="proposed configuration")
+    _clock(prof, "YAML with evidence", mark)
     summary = [{"name": s.name, "files": [f.rel for f in s.files], "rows": sum(f.rows_estimate for f in s.files),
                 "entity": s.entity, "record_keys": s.record_keys, "relations": [r["to"] for r in s.relations]}
                for s in plans]
     return Proposal(folder, config, text, doubts, summary, len(files), sum(f.rows for f in good),
                     sum(f.rows_estimate for f in good))
+
+
+def _clock(prof: Profiler, step: str | None, since: float | None = None) -> float:
+    now = time.perf_counter()
+    if step:
+        prof.timings[step] = now - since
+    return now
 
 
 def _locale(prof: Profiler, files: list[FileProfile]) -> tuple[str, str, bool | None]:

@@ -191,23 +191,38 @@ def record_keys(prof: Profiler, src: SourcePlan) -> None:
 # ---------------------------------------------------------------------------- relations
 
 
+def _signatures(examples: list[str]) -> set[str]:
+    """Shapes of example values: digits as 9, letters as A ('CL100003' -> 'AA999999')."""
+    return {re.sub(r"[A-Za-z]", "A", re.sub(r"[0-9]", "9", e)) for e in examples} or {""}
+
+
 # the entity whose record key an id field of another source points at
 _POINTS_AT = {"CustomerId": "contacts", "LoyaltyCard": "contacts", "OrderId": "orders", "ProductId": "products",
               "StoreId": "stores", "Store": "stores"}
 
 
+def _rules(src: SourcePlan, col: str) -> list[NormalizationRule]:
+    return [NormalizationRule.model_validate(r) for r in src.columns[col].rules
+            if not (isinstance(r, dict) and "date" in r)]
+
+
 def _values(prof: Profiler, src: SourcePlan, col: str, *, whole: bool = False) -> ibis.Table:
     """The distinct normalized values of a column: of the rows read, or of the whole file (``whole``,
     for a key that relations point at in a file profiled on a sample)."""
-    if whole and src.first.sampled:
-        target = f"_tessera_keys_{src.name}_{len(prof.con.execute('SHOW TABLES').fetchall())}"
-        column_values(prof.con, str(src.first.path), src.first.fmt, col, target, delimiter=src.first.delimiter)
-        t, name = prof.table(target), "v"
+    if whole and (src.first.sampled or len(src.files) > 1):
+        # every file of a series, each read whole
+        parts = []
+        for i, f in enumerate(src.files):
+            target = f"_tessera_keys_{src.name}_{slug(col)}_{i}"
+            column_values(prof.con, str(f.path), f.fmt, col, target, delimiter=f.delimiter)
+            parts.append(prof.table(target))
+        t, name = (parts[0] if len(parts) == 1 else parts[0].union(*parts[1:], distinct=True)), "v"
+        if len(parts) == 1 and not _rules(src, col):
+            return t  # already the distinct, trimmed, non-empty values
     else:
         t, name = prof.table(src.first.table), col
     v = t[name]
-    rules = [NormalizationRule.model_validate(r) for r in src.columns[col].rules
-             if not (isinstance(r, dict) and "date" in r)]
+    rules = _rules(src, col)
     if rules:
         v = apply_rules(v, rules, "duckdb")
     v = v.cast("string").strip()
@@ -246,6 +261,9 @@ def find_relations(prof: Profiler, plans: list[SourcePlan], contact_dataset: str
                 elif not (same_name or (cp.semantic and cp.semantic == tsem and cp.semantic in ID_FIELDS)
                           or t.entity == _POINTS_AT.get(cp.semantic)):
                     continue
+                if kind == "key" and not (_signatures(s.first.columns[col].examples)
+                                           & _signatures(t.first.columns[tcol].examples)):
+                    continue  # 'W0000123' never is a 'CL100123': no need to read the values
                 tried.add(to)
                 if ("origin", s.name, col) not in cache:
                     cache[("origin", s.name, col)] = _values(prof, s, col)

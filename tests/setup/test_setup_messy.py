@@ -149,3 +149,22 @@ def test_a_folder_without_data_files_is_a_clear_error(tmp_path):
     out = runner.invoke(app, ["setup", "propose", str(tmp_path)])
     assert out.exit_code != 0
     assert "No readable data file" in str(out.exception) or "No readable data file" in out.output
+
+
+def test_a_file_that_is_not_utf8_is_left_out_with_the_fix(tmp_path):
+    (tmp_path / "clients.csv").write_text("id;nom;email\n1;Zoé;zoe@exemple.fr\n2;Léa;lea@exemple.fr\n",
+                                          encoding="utf-8")
+    (tmp_path / "ancien.csv").write_bytes("id;nom\n1;Hélène\n2;Zoé\n".encode("cp1252"))
+    proposal = propose_config(tmp_path)
+    assert [s["files"] for s in proposal.sources] == [["clients.csv"]]
+    doubt = next(d for d in proposal.doubts if "ancien.csv" in d)
+    assert "not UTF-8" in doubt and "re-save the file as UTF-8" in doubt
+    assert "# DOUBT: file 'ancien.csv' left out" in proposal.yaml
+
+
+def test_setup_propose_writes_the_proposal_without_applying_it(folder, tmp_path):
+    out = CliRunner().invoke(app, ["setup", "propose", str(folder), "-o", str(tmp_path / "p.yaml")])
+    assert out.exit_code == 0, out.output
+    text = (tmp_path / "p.yaml").read_text(encoding="utf-8")
+    assert "pattern: crm/ventes_*.csv" in text
+    assert "Doubt:" in out.output
