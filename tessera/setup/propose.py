@@ -126,6 +126,9 @@ def _propose(prof: Profiler, folder: Path, files: list[FileProfile], connection:
     contacts = by_name.get("contacts")
     if contacts:
         plan_identity(prof, contacts)
+        if not contacts.identity_keys:
+            doubts.append("contacts: no e-mail, phone, loyalty card or shared customer id: the contacts are not "
+                          "deduplicated (one customer per record)")
         orders = by_name.get("orders")
         linked = bool(orders) and any(r["to"].split(".")[0] in ({"contacts"} | {s.name for s in contacts.sources})
                                       for s in orders.sources for r in s.relations)
@@ -236,7 +239,7 @@ def _config(plans: list[SourcePlan], datasets: list[DatasetPlan], folder: Path, 
         ds: dict = {"name": d.name}
         if d.entity != "custom":
             ds["entity"] = d.entity
-        if d.entity == "contacts":
+        if d.entity == "contacts" and d.identity_keys:
             ds["deduplicate"] = True
             ds["identity_keys"] = [dict(k) for k in d.identity_keys]
             if d.blocked_values:
@@ -326,7 +329,7 @@ def _render(config: dict, plans: list[SourcePlan], datasets: list[DatasetPlan], 
         lines.append(f"  - name: {ds['name']}")
         if "entity" in ds:
             lines.append(f"    entity: {ds['entity']}")
-        if d.entity == "contacts":
+        if d.entity == "contacts" and d.identity_keys:
             lines.append(f"    deduplicate: true{_comment(key_coverage(prof, d))}")
             lines.append("    identity_keys:")
             for k in ds["identity_keys"]:

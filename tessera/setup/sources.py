@@ -246,7 +246,8 @@ def find_relations(prof: Profiler, plans: list[SourcePlan], contact_dataset: str
     cache: dict = {}
     for s in plans:
         for col, cp in s.columns.items():
-            if s.record_keys == [col] or cp.type not in ("string", "integer"):
+            # a source's own id points nowhere, except on events (whose rows repeat the user's id)
+            if (s.record_keys == [col] and s.entity != "events") or cp.type not in ("string", "integer"):
                 continue
             best = None
             tried = set()
