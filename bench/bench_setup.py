@@ -12,6 +12,7 @@ counting the rows of every file). Target: <= 10 s.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -105,15 +106,22 @@ def main() -> None:
     made = time.perf_counter()
     make_folder(folder, args.rows)
     made = time.perf_counter() - made
+    cpu = time.process_time()
     base_s, rows = baseline(folder)
+    base_cpu = time.process_time() - cpu
+    cpu = time.process_time()
     with PeakRSS() as rss:
         proposal = propose_config(folder)
+    cpu = time.process_time() - cpu
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     size = sum(p.stat().st_size for p in folder.rglob("*.*"))
     print(f"folder: {len(list(folder.rglob('*.*')))} files, {rows:,} rows, {size / 1e6:.1f} MB (made in {made:.1f} s)")
-    print(f"baseline (DuckDB counts every file's rows): {base_s:.2f} s")
+    print(f"machine: {os.cpu_count()} cores, load average {load:.1f} (other work slows every figure alike)")
+    print(f"baseline (DuckDB counts every file's rows): {base_s:.2f} s, CPU {base_cpu:.2f} s")
     print(f"proposal: {proposal.seconds:.2f} s, {rows / proposal.seconds:,.0f} rows/s, "
           f"{proposal.rows:,} rows profiled, ratio to baseline {proposal.seconds / base_s:.1f}x, "
-          f"peak RSS {rss.peak / 2**20:.0f} MiB (+{(rss.peak - rss.start) / 2**20:.0f} MiB)")
+          f"peak RSS {rss.peak / 2**20:.0f} MiB (+{(rss.peak - rss.start) / 2**20:.0f} MiB), "
+          f"CPU {cpu:.2f} s (all threads; ratio to baseline {cpu / max(base_cpu, 1e-9):.1f}x)")
     print("steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in proposal.timings.items()))
     print(f"sources: {len(proposal.sources)}, datasets: {len(proposal.config['datasets'])}, "
           f"doubts: {len(proposal.doubts)}")

@@ -9,7 +9,9 @@ comma, booleans, capitals). No value is looked at one by one in Python.
 
 from __future__ import annotations
 
+import csv
 import functools
+import json
 import os
 import re
 import tempfile
@@ -76,6 +78,7 @@ class FileProfile:
     decimal_comma: bool = False
     profiled: str | None = None  # the table of the first PROFILE_ROWS records, whose values are profiled
     profiled_rows: int = 0
+    peeked: bool = False  # a later file of a series: its header only was read
 
 
 def discover(folder: Path) -> list[Path]:
@@ -144,6 +147,38 @@ class Profiler:
         else:
             prof.profiled, prof.profiled_rows = table, read.rows
         self._profile_columns(prof, read.columns)
+        return prof
+
+    def peek(self, path: Path, folder: Path, like: FileProfile) -> FileProfile | None:
+        """A later file of a dated series: only its header is read. Returns None when its columns
+        or format differ from ``like`` (the series' first file), which must then be read whole."""
+        rel = path.relative_to(folder).as_posix()
+        prof = FileProfile(path, rel, like.fmt, path.stat().st_size)
+        try:
+            if filereader.detect_format(str(path)) != like.fmt or like.fmt not in _CUTTABLE:
+                return None
+            with open(path, "rb") as f:
+                head = f.read(1 << 16)
+            first = head.split(b"\n", 1)[0].decode("utf-8").removeprefix("\ufeff").rstrip("\r")
+        except (SourceError, UnicodeDecodeError, OSError):
+            return None
+        if like.fmt == "csv":
+            dialect = csv_dialect(str(path))
+            if dialect["delimiter"] != like.delimiter or dialect["encoding"] != "utf-8":
+                return None
+            names = next(csv.reader([first], delimiter=like.delimiter or ","), [])
+            prof.delimiter, prof.bom = like.delimiter, dialect["bom"]
+        else:
+            try:
+                names = list(json.loads(first))
+            except (ValueError, TypeError):
+                return None
+        if [n.strip() for n in names] != list(like.columns):
+            return None
+        prof.columns, prof.table, prof.profiled = like.columns, like.table, like.profiled
+        prof.decimal_comma, prof.sampled, prof.peeked = like.decimal_comma, True, True
+        per_byte = like.rows / max(min(like.size, SAMPLE_BYTES), 1)
+        prof.rows_estimate = int(per_byte * prof.size)
         return prof
 
     def _profile_columns(self, prof: FileProfile, columns: list[str]) -> None:

@@ -19,7 +19,7 @@ from tessera.setup.columns import plan_column, pct
 from tessera.setup.datasets import DatasetPlan, build_dataset, key_coverage, plan_identity, plan_scores
 from tessera.setup.profile import FileProfile, Profiler, discover
 from tessera.setup.sources import ENTITIES, SourcePlan, entity_of, find_relations, pattern_of, record_keys, \
-    series, source_name
+    series, series_key, source_name
 
 CONNECTION = "files"
 
@@ -64,7 +64,17 @@ def propose_config(folder: str | Path, *, connection: str = CONNECTION) -> Propo
         raise ConfigError(f"'{folder}' is not a folder: give the folder that holds the exported files.")
     prof = Profiler()
     try:
-        files = [prof.read(p, folder, i) for i, p in enumerate(discover(folder))]
+        files, firsts = [], {}
+        for i, path in enumerate(discover(folder)):
+            # the later files of a dated series: their header only, when it is the first file's
+            key = series_key(path.relative_to(folder).as_posix())
+            like = firsts.get(key)
+            f = prof.peek(path, folder, like) if like is not None and key is not None else None
+            if f is None:
+                f = prof.read(path, folder, i)
+                if key is not None and not f.error:
+                    firsts.setdefault(key, f)
+            files.append(f)
         read = time.perf_counter()
         prof.timings["read and profile files"] = read - started
         proposal = _propose(prof, folder, files, connection)
@@ -80,9 +90,9 @@ def _propose(prof: Profiler, folder: Path, files: list[FileProfile], connection:
     for f in files:
         if f.error:
             doubts.append(f"file '{f.rel}' left out: {f.error}")
-        elif not f.rows:
+        elif not f.rows and not f.peeked:
             doubts.append(f"file '{f.rel}' left out: no data rows")
-    good = [f for f in files if not f.error and f.rows]
+    good = [f for f in files if not f.error and (f.rows or f.peeked)]
     if not good:
         raise ConfigError(f"No readable data file in '{folder}': Tessera reads .csv, .txt, .tsv, .json, .ndjson, "
                           ".jsonl, .parquet, .pq and .xlsx files." + "".join(f"\n- {d}" for d in doubts))

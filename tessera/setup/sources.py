@@ -58,6 +58,14 @@ class SourcePlan:
         return [c for c, p in self.columns.items() if p.semantic == sem]
 
 
+def series_key(rel: str) -> tuple | None:
+    """(folder, extension, name with its dates and numbers taken out), or None for a name without any."""
+    folder, _, name = rel.rpartition("/")
+    stem, _, ext = name.rpartition(".")
+    shape = _DATE_TOKEN.sub("#", stem)
+    return (folder, ext.lower(), shape) if "#" in shape else None
+
+
 def series(files: list[FileProfile]) -> list[list[FileProfile]]:
     """Files grouped into dated series: same folder, extension and columns, names equal once their
     dates and numbers are taken out (``contacts_2024-01.csv``, ``contacts_2024-02.csv``)."""
