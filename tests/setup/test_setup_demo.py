@@ -67,6 +67,7 @@ def test_proposed_configuration_unifies_contacts_as_well_as_the_hand_written_one
     ws, info, proposal, result = demo
     assert result.status == "succeeded"
     precision, recall, f1 = pairwise_f1(ws, info, proposal)
+    print(f"pairwise precision {precision:.4f}, recall {recall:.4f}, F1 {f1:.4f}")
     assert f1 >= 0.99, (precision, recall)
 
 
