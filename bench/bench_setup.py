@@ -21,9 +21,9 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peak_rss import PeakRSS  # noqa: E402
+from peak_rss import PeakRSS
 
-from tessera.setup import propose_config  # noqa: E402
+from tessera.setup import propose_config
 
 # share of the rows per file
 FILES = {

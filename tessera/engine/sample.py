@@ -52,7 +52,7 @@ def csv_dialect(path: str, quote: str = '"') -> dict:
             out["encoding"] = "not utf-8"
         text = head[: exc.start].decode("utf-8")
     text = text.removeprefix("\ufeff")
-    first, end, counts = _split_header(text, quote)
+    _first, end, counts = _split_header(text, quote)
     best = max(counts.values()) if counts else 0
     if best:
         sample = text[end or len(text):].split("\n")[:50]

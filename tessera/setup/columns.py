@@ -81,8 +81,8 @@ def date_rule(p: ColumnProfile, hint_dayfirst: bool | None) -> tuple[dict | None
         sep = _separator(p)
         fmt = fmt.replace("/", sep)
         return {"date": {"format": fmt}}, f"{pct(n, p.profiled)} values are dates; {why}", doubt, "date"
-    return {"date": {"dayfirst": dayfirst}}, f"{pct(n, p.profiled)} values are dates with a time; {why} " \
-        "(the date is kept)", doubt, "date"
+    why = f"{pct(n, p.profiled)} values are dates with a time; {why} (the date is kept)"
+    return {"date": {"dayfirst": dayfirst}}, why, doubt, "date"
 
 
 def _separator(p: ColumnProfile) -> str:
@@ -166,7 +166,7 @@ def plan_column(fp: FileProfile, p: ColumnProfile, *, country: str, hint_dayfirs
             rules.append("trim")
     elif junk and p.type == "string":
         rules.append({"null_like": sorted(junk)})
-        plan.evidence.append(f"placeholder value(s) present: "
+        plan.evidence.append("placeholder value(s) present: "
                              + ", ".join(f"'{v}' x{c:,}" for v, c in sorted(nulls.items())))
     plan.rules = rules
     if p.type in ("date", "timestamp"):

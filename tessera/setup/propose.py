@@ -15,11 +15,20 @@ from tessera.config.loader import parse_config
 from tessera.config.models import WorkspaceConfig
 from tessera.errors import ConfigError
 from tessera.normalize.phone import DEFAULT_COUNTRY
-from tessera.setup.columns import plan_column, pct
+from tessera.setup.columns import pct, plan_column
 from tessera.setup.datasets import DatasetPlan, build_dataset, key_coverage, plan_identity, plan_scores
 from tessera.setup.profile import FileProfile, Profiler, discover
-from tessera.setup.sources import ENTITIES, SourcePlan, entity_of, find_relations, pattern_of, record_keys, \
-    series, series_key, source_name
+from tessera.setup.sources import (
+    ENTITIES,
+    SourcePlan,
+    entity_of,
+    find_relations,
+    pattern_of,
+    record_keys,
+    series,
+    series_key,
+    source_name,
+)
 
 CONNECTION = "files"
 

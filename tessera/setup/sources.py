@@ -72,7 +72,7 @@ def series(files: list[FileProfile]) -> list[list[FileProfile]]:
     groups: dict[tuple, list[FileProfile]] = {}
     for f in files:
         folder, _, name = f.rel.rpartition("/")
-        stem, dot, ext = name.rpartition(".")
+        stem, _, ext = name.rpartition(".")
         shape = _DATE_TOKEN.sub("#", stem)
         key = (folder, ext.lower(), shape if "#" in shape else name, tuple(f.columns) if not f.error else (f.rel,))
         groups.setdefault(key, []).append(f)
@@ -110,7 +110,7 @@ def source_name(group: list[FileProfile], taken: set[str]) -> str:
 def entity_of(src: SourcePlan) -> tuple[str, str]:
     """The entity of a source from its semantic fields, its record key and its file name."""
     fields = Counter(p.semantic for p in src.columns.values() if p.semantic)
-    has = lambda *names: any(fields[n] for n in names)  # noqa: E731
+    has = lambda *names: any(fields[n] for n in names)
     words = set(tokens(src.pattern.rpartition("/")[2].rpartition(".")[0]))
     words |= {w[:-1] for w in words if w.endswith("s")}
     hint = next((e for e, ws in FILE_HINTS.items() if any(w.startswith(x) for w in words for x in ws)), None)
