@@ -90,7 +90,12 @@ def build_dataset(name: str, entity: str, sources: list[SourcePlan]) -> DatasetP
             if entity == "orders" and sem is None and cp.date_kind and not s.by_field("OrderDate"):
                 sem = cp.semantic = "OrderDate"
                 cp.semantic_evidence = "the only date of an orders source"
-            if sem == "CustomerId" and entity == "contacts":
+            if entity == "contacts" and col in s.same_ids:
+                owner, key, why = s.same_ids[col]
+                sem = cp.semantic = "CustomerId"
+                cp.semantic_evidence = why
+                target = slug(f"{owner}_{key}")
+            elif sem == "CustomerId" and entity == "contacts":
                 target = slug(f"{s.name}_{col}") if col in s.record_keys else slug(col)
             elif sem and sem != "Other" and sem in CANON:
                 target = CANON[sem]
@@ -172,6 +177,8 @@ def plan_identity(prof: Profiler, ds: DatasetPlan) -> None:
         ds.identity_keys.append(entry)
         ev = (f"{sem} in {len(parts)} source(s): {stats['values'] or 0:,} distinct values, "
               f"{stats['multi'] or 0:,} carried by several records")
+        if sem == "CustomerId":
+            ev = "ids shared across sources: " + ev
         if limit:
             ev += f"; at most {limit} per customer"
         ds.identity_evidence[col] = ev

@@ -27,6 +27,7 @@ from tessera.setup.sources import (
     record_keys,
     series,
     series_key,
+    shared_ids,
     source_name,
 )
 
@@ -130,6 +131,7 @@ def _propose(prof: Profiler, folder: Path, files: list[FileProfile], connection:
     mark = _clock(prof, "record keys", mark)
     contacts_sources = [s for s in plans if s.entity == "contacts"]
     find_relations(prof, plans, "contacts" if contacts_sources else None)
+    shared_ids(prof, plans)
     mark = _clock(prof, "relations", mark)
 
     datasets: list[DatasetPlan] = []

@@ -44,6 +44,8 @@ class SourcePlan:
     record_keys: list[str] = field(default_factory=list)
     key_evidence: str = ""
     relations: list[dict] = field(default_factory=list)  # {column, to, evidence}
+    # column -> (source, its record key, evidence): this contact source carries another one's ids
+    same_ids: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     evidence: list[str] = field(default_factory=list)
     doubts: list[str] = field(default_factory=list)
 
@@ -300,3 +302,26 @@ def find_relations(prof: Profiler, plans: list[SourcePlan], contact_dataset: str
                 s.relations.append({"column": col, "to": to, "evidence": ev})
                 if share < 0.9:
                     s.doubts.append(f"relation {s.name}.{col} -> {to}: only {share:.1%} of the values are found")
+
+
+def shared_ids(prof: Profiler, plans: list[SourcePlan]) -> None:
+    """Contact sources that carry another contact source's ids (an e-shop export with the CRM
+    number of its customers): the two columns become one identity key."""
+    contacts = [s for s in plans if s.entity == "contacts"]
+    for s in contacts:
+        for col, cp in s.columns.items():
+            if s.record_keys == [col] or cp.type != "string" or cp.semantic not in (None, "CustomerId"):
+                continue
+            for t in contacts:
+                if t is s or len(t.record_keys) != 1:
+                    continue
+                tcol = t.record_keys[0]
+                if not (_signatures(s.first.columns[col].examples) & _signatures(t.first.columns[tcol].examples)):
+                    continue
+                origin, target = _values(prof, s, col), _values(prof, t, tcol, whole=True)
+                n = origin.count().to_pyarrow().as_py()
+                found = origin.semi_join(target, "v").count().to_pyarrow().as_py() if n else 0
+                if n and found / n >= 0.9:
+                    s.same_ids[col] = (t.name, tcol, f"{found / n:.1%} of {s.name}.{col} found in {t.name}.{tcol} "
+                                                     f"({pct(found, n)} distinct values)")
+                    break

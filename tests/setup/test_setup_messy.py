@@ -23,11 +23,14 @@ CRM = (
 )
 CLIENTES = [
     {"id_cliente": "E1", "nombre": "Lucía", "apellidos": "García", "correo": "Lucia@Ejemplo.es",
-     "telefono": "+34612345678", "fecha_alta": "2023-02-01"},
+     "telefono": "+34612345678", "fecha_alta": "2023-02-01", "id_crm": "C006"},
     {"id_cliente": "E2", "nombre": "Marie", "apellidos": "Dupont", "correo": "marie.dupont@exemple.fr",
-     "telefono": "0612345678", "fecha_alta": "2023-03-15"},
+     "telefono": "0612345678", "fecha_alta": "2023-03-15", "id_crm": "C001"},
     {"id_cliente": "E3", "nombre": "Pedro", "apellidos": "López", "correo": "pedro@ejemplo.es",
-     "telefono": None, "fecha_alta": "2023-05-20"},
+     "telefono": None, "fecha_alta": "2023-05-20", "id_crm": None},
+    # no e-mail, no phone: only the CRM number she carries tells who she is
+    {"id_cliente": "E4", "nombre": "Anne", "apellidos": "Petit", "correo": None, "telefono": None,
+     "fecha_alta": "2023-06-01", "id_crm": "C004"},
 ]
 PEDIDOS = [
     {"id_pedido": "P1", "correo": "lucia@ejemplo.es", "fecha_pedido": "2024-03-05", "importe": 42.5,
@@ -111,6 +114,11 @@ def test_spanish_headers_and_json_orders(proposal):
     assert {"column": "email"} in contacts["identity_keys"] and {"column": "phone"} in contacts["identity_keys"]
     mapped = {m["source"]: m["columns"] for m in contacts["mappings"]}
     assert mapped[clientes["name"]]["first_name"] == "nombre"
+    # the e-shop carries the CRM's numbers: one column of the dataset, an identity key
+    crm = _source(proposal, "crm/clients.csv")["name"]
+    assert mapped[clientes["name"]]["crm_clients_n_client"] == "id_crm"
+    assert mapped[crm]["crm_clients_n_client"] == "N° client"
+    assert {"column": "crm_clients_n_client", "limit": 1} in contacts["identity_keys"]
     assert mapped[clientes["name"]]["last_name"] == "apellidos"
 
 
@@ -131,8 +139,10 @@ def test_init_from_then_run_publishes_unified_datasets(folder, tmp_path):
     assert out.exit_code == 0, out.output
     with Workspace.open(ws_path) as ws:
         contacts = ws.adapter.to_arrow(ws.table("contacts")).to_pylist()
-        # Marie (CRM, e-shop) and Lucía (CRM, e-shop) are one customer each: 6 + 3 records, 2 merges
+        # Marie and Lucía (by e-mail) and Anne (by the CRM number) are in both: 6 + 4 records, 3 merges
         assert len(contacts) == 7
+        anne = next(c for c in contacts if c["email"] == "anne.petit@exemple.fr")
+        assert anne["boutique_clientes_id_cliente"] == "E4"
         marie = next(c for c in contacts if c["email"] == "marie.dupont@exemple.fr")
         assert marie["phone"] == "+33612345678"
         orders = ws.adapter.to_arrow(ws.table("orders")).to_pylist()
