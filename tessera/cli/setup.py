@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tessera.errors import WorkspaceError
 from tessera.setup import Proposal, propose_config
 from tessera.workspace import Workspace
 
@@ -33,6 +34,14 @@ def print_proposal(proposal: Proposal) -> None:
 
 def init_from(path: Path, folder: Path, *, warehouse: str = "duckdb", metadata_url: str | None = None) -> None:
     """Create a workspace, propose a configuration from ``folder``, write it and apply it."""
+    if (Path(path) / "workspace.json").exists():
+        with Workspace.open(path) as existing:
+            configured = bool(existing.store.load_config())
+        if configured:
+            raise WorkspaceError(
+                f"{Path(path).resolve()} already has a configuration: `init --from` never replaces one. Review a "
+                f"proposal with `tessera setup propose {folder} -o proposal.yaml`, then "
+                f"`tessera -w {path} apply proposal.yaml`, or choose a new folder.")
     proposal = propose_config(folder)
     ws = Workspace.init(path, warehouse=warehouse, metadata_url=metadata_url)
     try:

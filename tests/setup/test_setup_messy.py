@@ -137,6 +137,9 @@ def test_init_from_then_run_publishes_unified_datasets(folder, tmp_path):
     assert (ws_path / "workspace.yaml").read_text(encoding="utf-8").startswith("# Proposed by")
     out = runner.invoke(app, ["-w", str(ws_path), "run"])
     assert out.exit_code == 0, out.output
+    # a second `init --from` never replaces the configuration of a workspace
+    again = runner.invoke(app, ["init", str(ws_path), "--from", str(folder)])
+    assert again.exit_code != 0 and "already has a configuration" in str(again.exception)
     with Workspace.open(ws_path) as ws:
         contacts = ws.adapter.to_arrow(ws.table("contacts")).to_pylist()
         # Marie and Lucía (by e-mail) and Anne (by the CRM number) are in both: 6 + 4 records, 3 merges
