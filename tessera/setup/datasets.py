@@ -120,8 +120,8 @@ def build_dataset(name: str, entity: str, sources: list[SourcePlan]) -> DatasetP
         ds.columns.append({**col, "evidence": f"from {', '.join(c['from'])}"
                            + (f" ({c['evidence']})" if c["evidence"] else "")})
     if entity == "contacts":
-        names = {c["name"] for c in ds.columns}
-        ds.date_column = "updated_at" if "updated_at" in names else None
+        dated = {c["name"] for c in ds.columns if c["type"] in ("date", "timestamp")}
+        ds.date_column = "updated_at" if "updated_at" in dated else None
     return ds
 
 
