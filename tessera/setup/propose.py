@@ -154,6 +154,14 @@ def _propose(prof: Profiler, folder: Path, files: list[FileProfile], connection:
         linked = bool(orders) and any(r["to"].split(".")[0] in ({"contacts"} | {s.name for s in contacts.sources})
                                       for s in orders.sources for r in s.relations)
         plan_scores(contacts, orders, by_name.get("order_items"), by_name.get("products"), linked)
+        events = by_name.get("events")
+        contact_names = {"contacts"} | {s.name for s in contacts.sources}
+        if events and any(r["to"].split(".")[0] in contact_names for s in events.sources for r in s.relations):
+            fields = {c["semantic"] for c in events.columns}
+            if {"EventTime", "EventName"} <= fields:
+                contacts.scores = contacts.scores or {"library": []}
+                contacts.scores["library"] = [*contacts.scores["library"], "engagement"]
+                contacts.scores_evidence.append("engagement: the events (EventTime, EventName) are linked to the contacts")
         if orders and not linked:
             doubts.append("no column of the orders was found in the contacts' ids, e-mails or phones: orders "
                           "are not linked to contacts, and no score is proposed")

@@ -181,3 +181,25 @@ def test_setup_propose_writes_the_proposal_without_applying_it(folder, tmp_path)
     text = (tmp_path / "p.yaml").read_text(encoding="utf-8")
     assert "pattern: crm/ventes_*.csv" in text
     assert "Doubt:" in out.output
+
+
+def test_events_linked_to_users_get_the_engagement_score(tmp_path):
+    data = tmp_path / "exports"
+    data.mkdir()
+    (data / "users.csv").write_text("user_id,email,phone\nu1,a@x.fr,0612345678\nu2,b@x.fr,0698765432\n")
+    (data / "events.ndjson").write_text("".join(
+        json.dumps({"user_id": u, "event": e, "timestamp": f"2024-01-0{d}T10:00:00Z", "anonymous_id": f"x{u}"}) + "\n"
+        for d, (u, e) in enumerate([("u1", "page_viewed"), ("u2", "order_completed"), ("u1", "page_viewed")], 1)))
+    proposal = propose_config(data)
+    events = next(s for s in proposal.config["sources"] if s["pattern"] == "events.ndjson")
+    assert {"column": "user_id", "to": "users.user_id"} in events["relations"]
+    contacts = next(d for d in proposal.config["datasets"] if d["name"] == "contacts")
+    assert contacts["scores"]["library"] == ["engagement"]
+    ws = Workspace.init(tmp_path / "ws")
+    try:
+        ws.propose_config(data, apply=True)
+        ws.run()
+        rows = ws.adapter.to_arrow(ws.table("contacts")).to_pylist()
+        assert {r["email"]: r["score_last_seen"] is not None for r in rows} == {"a@x.fr": True, "b@x.fr": True}
+    finally:
+        ws.close()
