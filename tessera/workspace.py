@@ -36,6 +36,7 @@ from tessera.engine.base import EngineAdapter
 from tessera.errors import ConfigError, TesseraError, WorkspaceError
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
 from tessera.secrets import SecretBox, create_key_file
+from tessera.setup import propose_config
 from tessera.store import MetadataStore
 
 SETTINGS = "workspace.json"
@@ -232,8 +233,6 @@ class Workspace:
         Returns:
             The :class:`tessera.setup.Proposal`, with its YAML, evidence and doubts.
         """
-        from tessera.setup import propose_config
-
         proposal = propose_config(folder)
         if apply:
             target = self.path / "workspace.yaml"

@@ -13,6 +13,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tessera.cli.setup import app as setup_app
+from tessera.cli.setup import init_from
 from tessera.errors import ConfigError, ConnectionFailed, TesseraError
 from tessera.workspace import Workspace
 
@@ -88,8 +90,6 @@ def init(path: Path = typer.Argument(..., help="Folder of the new workspace."),
                                               "a configuration read from its files.")) -> None:
     """Create a workspace folder."""
     if from_ is not None:
-        from tessera.cli.setup import init_from
-
         return init_from(path, from_, warehouse=warehouse, metadata_url=metadata_url)
     ws = Workspace.init(path, warehouse=warehouse, metadata_url=metadata_url)
     console.print(f"Workspace ready at [bold]{ws.path}[/] (engine {ws.adapter.name}).")
@@ -181,8 +181,6 @@ def columns(dataset: str = typer.Argument(..., help="Dataset name.")) -> None:
 
 scores_app = typer.Typer(help="The score library.", no_args_is_help=True)
 app.add_typer(scores_app, name="scores")
-from tessera.cli.setup import app as setup_app  # noqa: E402
-
 app.add_typer(setup_app, name="setup")
 
 
