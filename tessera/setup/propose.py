@@ -322,7 +322,8 @@ def _render(config: dict, plans: list[SourcePlan], datasets: list[DatasetPlan], 
             if len(s.files) > 1 else f"file {f.rel}"
         about = f"{f.rows_estimate:,} rows" + (f", profiled on the first {f.rows:,}" if f.sampled else "")
         if f.rejected:
-            about += f", {f.rejected:,} unreadable row(s) kept in rejects"
+            about += (f", {f.rejected:,} unreadable row(s) in the profiled lines (an import keeps such rows in "
+                      "rejects with their line)" if f.sampled else f", {f.rejected:,} unreadable row(s) kept in rejects")
         lines.append(f"  # {files}: {about}")
         lines.append(f"  # entity {s.entity}: {s.entity_evidence}")
         lines.append(f"  - name: {src['name']}")
