@@ -37,6 +37,7 @@ from tessera.engine.base import EngineAdapter
 from tessera.errors import BusyError, ConfigError, NotFoundError, TesseraError, UsageError, WorkspaceError
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
 from tessera.secrets import SecretBox, create_key_file
+from tessera.setup import propose_config
 from tessera.sources.events import EVENTS_TABLE
 from tessera.store import MetadataStore
 
@@ -287,6 +288,23 @@ class Workspace:
                 self.store.save_config(objects, origin="apply")
         self.secrets.prune(config)
         return changes
+
+    def propose_config(self, folder: str | Path, *, apply: bool = False):
+        """Propose a configuration for a folder of exports (see :mod:`tessera.setup`).
+
+        Args:
+            folder: the folder of exported files, read recursively.
+            apply: write the proposal to ``workspace.yaml`` in the workspace folder and apply it.
+
+        Returns:
+            The :class:`tessera.setup.Proposal`, with its YAML, evidence and doubts.
+        """
+        proposal = propose_config(folder)
+        if apply:
+            target = self.path / "workspace.yaml"
+            target.write_text(proposal.yaml, encoding="utf-8")
+            self.apply(target)
+        return proposal
 
     def _check_write_keys(self, config: WorkspaceConfig) -> None:
         """Two http connections with one write key could not tell whose events arrive."""

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tessera.workspace import Workspace
+from tessera.cli.common import console, open_workspace
 
 app = typer.Typer(help="Review matches and override identity resolution (merge, split).", no_args_is_help=True)
-console = Console()
 
 DatasetOpt = typer.Option(None, "--dataset", "-d", help="Dataset (default: the first deduplicated one).")
 NoteOpt = typer.Option(None, "--note", help="Why (kept with the decision).")
 UserOpt = typer.Option(None, "--by", help="Who decides (kept with the decision; default: $USER).")
 
 
-def _open(ctx: typer.Context) -> Workspace:
-    root = ctx.find_root().params.get("workspace")
-    return Workspace.open(Path(root or os.environ.get("TESSERA_WORKSPACE") or "."))
+def _open(_ctx: typer.Context):
+    return open_workspace()
 
 
 def _user(by: str | None) -> str | None:

@@ -13,6 +13,7 @@ import sys
 # Each module registers the commands of its noun on the app.
 from tessera.cli import connections, data, demo, runs, schedule, scores, server, syncs  # noqa: F401
 from tessera.cli import identity as identity_cli
+from tessera.cli.setup import app as setup_app
 from tessera.cli import workspace as workspace_commands  # noqa: F401
 from tessera.cli.common import STATE, app, console, err  # noqa: F401 - app: the one Typer app
 from tessera.cli.common import server as running_server
@@ -20,6 +21,7 @@ from tessera.cli.forward import JOBS, LOCAL, _invoke, _workspace_arg, absolute_p
 from tessera.errors import TesseraError
 
 app.add_typer(identity_cli.app, name="identity")
+app.add_typer(setup_app, name="setup")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,13 +10,18 @@ from rich.table import Table
 
 
 from tessera.cli.common import app, console, open_workspace, server, follow_job
+from tessera.cli.setup import init_from
 from tessera.workspace import Workspace
 
 @app.command()
 def init(path: Path = typer.Argument(..., help="Folder of the new workspace."),
          warehouse: str = typer.Option("duckdb", help="Engine: duckdb (embedded) or spark."),
-         metadata_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the metadata store.")) -> None:
+         metadata_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the metadata store."),
+         from_: Optional[Path] = typer.Option(None, "--from", help="A folder of exports: propose and apply "
+                                              "a configuration read from its files.")) -> None:
     """Create a workspace folder."""
+    if from_ is not None:
+        return init_from(path, from_, warehouse=warehouse, metadata_url=metadata_url)
     ws = Workspace.init(path, warehouse=warehouse, metadata_url=metadata_url)
     console.print(f"Workspace ready at [bold]{ws.path}[/] (engine {ws.adapter.name}).")
     console.print(f"Next: tessera -w {path} apply workspace.yaml")
