@@ -1,6 +1,6 @@
 """Event collection benchmark: sustained ingestion through ``POST /v1/batch`` with durability on.
 
-A server process (``python -m tessera.collect.server``: one uvicorn worker with uvloop and
+A server process (``python -m tessera.api.server``: one uvicorn worker with uvloop and
 httptools, its loader in a child process) serves a new workspace. Client processes, each an
 asyncio client with keep-alive connections on loopback (a minimal HTTP/1.1 client by default,
 httpx with ``--httpx``), send Segment ``track`` messages (about 530 bytes of JSON each:
@@ -289,7 +289,7 @@ def main() -> int:
     ws.close()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "tessera.collect.server", "--workspace", str(ws_dir),
+    server = subprocess.Popen([sys.executable, "-m", "tessera.api.server", "--workspace", str(ws_dir),
                                "--port", str(port), "--log-level", "warning",
                                "--loader-interval", str(args.loader_interval)], cwd=ROOT)
     phases = {}

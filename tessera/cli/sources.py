@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tessera.workspace import Workspace
+from tessera.cli.common import console, open_workspace
 
 app = typer.Typer(help="The source catalog: what each source reads, its columns, files and rejects.",
                   no_args_is_help=True)
-console = Console()
-
-
-def _open(ctx: typer.Context) -> Workspace:
-    # the -w option belongs to the main command
-    path = ctx.find_root().params.get("workspace") or os.environ.get("TESSERA_WORKSPACE") or "."
-    return Workspace.open(Path(path))
 
 
 def _text(value) -> str:
@@ -27,9 +16,9 @@ def _text(value) -> str:
 
 
 @app.command("list")
-def sources_list(ctx: typer.Context) -> None:
+def sources_list() -> None:
     """List the sources with their connection, what they read, record keys and imported files."""
-    with _open(ctx) as ws:
+    with open_workspace() as ws:
         config = ws.config
         files = ws.store.list_imported_files()
     t = Table(title="Sources")
@@ -44,9 +33,9 @@ def sources_list(ctx: typer.Context) -> None:
 
 
 @app.command("show")
-def sources_show(ctx: typer.Context, name: str = typer.Argument(..., help="Source name.")) -> None:
+def sources_show(name: str = typer.Argument(..., help="Source name.")) -> None:
     """Show a source: columns and types, record keys, relations, imported files and rejects."""
-    with _open(ctx) as ws:
+    with open_workspace() as ws:
         info = ws.source(name)
     console.print(f"Source [bold]{info['name']}[/] reads {info['what']} from connection "
                   f"{info['connection']} ({info['connection_type']}); record key(s): "
@@ -85,10 +74,10 @@ def sources_show(ctx: typer.Context, name: str = typer.Argument(..., help="Sourc
 
 
 @app.command("preview")
-def sources_preview(ctx: typer.Context, name: str = typer.Argument(..., help="Source name."),
+def sources_preview(name: str = typer.Argument(..., help="Source name."),
                     limit: int = typer.Option(10, help="Rows to show.")) -> None:
     """Show the first rows of a source after normalization and typing, as the next run sees them."""
-    with _open(ctx) as ws:
+    with open_workspace() as ws:
         rows = ws.preview_source(name, limit)
     t = Table(title=f"{name}: first {rows.num_rows} row(s) after normalization")
     shown = [c for c in rows.column_names if not c.startswith("_tessera_") or c == "_tessera_line"]
