@@ -26,6 +26,8 @@ TINY = {
     "bench_collect.py": (["--events", "300", "--rate", "0", "--clients", "1", "--concurrency", "2"], "loaded"),
     "bench_db_import.py": (["--rows", "300"], "rows/s"),
     "bench_sync.py": (["--rows", "300"], "rows/s"),
+    "bench_matching.py": (["--records", "300", "--data", "{tmp}"], "peak RSS"),
+    "bench_setup.py": (["--rows", "2000"], "rows/s"),
 }
 NEEDS_POSTGRES = {"bench_db_import.py", "bench_sync.py"}
 

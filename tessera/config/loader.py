@@ -206,7 +206,9 @@ def check_references(config: WorkspaceConfig) -> list[str]:
                                 f"(one of {', '.join(SEMANTIC_FIELDS)})")
         declared: dict[str, list[str]] = {}
         for c in [*d.columns, *d.computed]:
-            if c.semantic and c.semantic != "Other":
+            # identifiers may be many (one customer id per source, several e-mails); the fields the
+            # scores and profiles read are taken from one column
+            if c.semantic and c.semantic not in _MANY_ALLOWED:
                 declared.setdefault(c.semantic, []).append(c.name)
         for field, names in declared.items():
             if len(names) > 1:
@@ -217,6 +219,9 @@ def check_references(config: WorkspaceConfig) -> list[str]:
             problems += _check_computed(config, i, d, cols)
     problems += _check_syncs(config)
     return problems
+
+
+_MANY_ALLOWED = {"Other", "CustomerId", "Email", "Phone", "AnonymousId", "LoyaltyCard"}
 
 
 def _check_items_source(where: str, s, sources: dict) -> list[str]:
