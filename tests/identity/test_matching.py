@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tessera.demo.matching_bench import COLUMNS, generate_matching_set, pairwise_scores
-from tessera.errors import IdentityError, NotFoundError
+from tessera.errors import NotFoundError
 from tessera.workspace import Workspace
 
 # Hand-written people besides the generated ones (ids start with X: never generated).
