@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tessera.demo.matching_bench import COLUMNS, generate_matching_set, pairwise_scores
-from tessera.errors import IdentityError
+from tessera.errors import NotFoundError
 from tessera.workspace import Workspace
 
 # Hand-written people besides the generated ones (ids start with X: never generated).
@@ -201,7 +201,7 @@ def test_review_decisions_persist(tmp_path):
     decisions = ws.identity_overrides("contacts")
     assert [(d["kind"], d["origin"]) for d in decisions] == [("merge", "review"), ("reject", "review")]
     assert decisions[0]["created_by"] == "ana"
-    with pytest.raises(IdentityError, match="no source record crm:NOPE"):
+    with pytest.raises(NotFoundError, match="no source record crm:NOPE"):
         ws.identity_decide("crm:X3", "crm:NOPE", accept=True)
     ws.close()
 
