@@ -94,6 +94,10 @@ class EngineAdapter:
     def drop_table(self, name: str) -> None:
         self.con.drop_table(name, force=True)
 
+    def append_query(self, name: str, expr: ibis.Table) -> None:
+        """Append the rows of an Ibis expression, computed in the engine (creating the table when missing)."""
+        raise NotImplementedError
+
     def append(self, name: str, data: pa.Table) -> None:
         """Append rows to a table, creating it when missing."""
         if self.exists(name):
@@ -195,6 +199,16 @@ class SqlCatalogAdapter(EngineAdapter):
 
     def published_target(self, name: str) -> str | None:
         return self._catalog().get(name)
+
+    def append_query(self, name: str, expr: ibis.Table) -> None:
+        """Append the rows of an Ibis expression in the engine (``INSERT ... SELECT``), creating
+        the table when missing."""
+        if not self.exists(name):
+            self.create_table(name, expr)
+            return
+        self.con._run_pre_execute_hooks(expr)
+        columns = ", ".join(q(c) for c in expr.columns)
+        self.sql(f"INSERT INTO {q(name)} ({columns}) {self.con.compile(expr)}")
 
     def list_views(self) -> list[str]:
         return list(self._catalog())
