@@ -431,6 +431,8 @@ class Workspace:
         if fmt not in ("csv", "parquet"):
             raise TesseraError(f"unknown export format '{fmt}': use csv or parquet")
         t = self.table(dataset)
+        if any(s.dataset == dataset for s in self.config.segments):
+            t = self._with_segments_column(dataset, t)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.adapter.export(t, str(path), fmt)
         return path
@@ -627,6 +629,21 @@ class Workspace:
         data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
         data["segments"] = [s for s in data.get("segments", []) if s["name"] != name]
         return self.apply(data)
+
+    def _with_segments_column(self, dataset: str, t: ibis.Table) -> ibis.Table:
+        """``t`` with a ``segments`` column: the names of the segments each record belongs to,
+        sorted and joined by ", " (empty when none)."""
+        from tessera.segments import MEMBERS
+
+        if not self.adapter.exists(MEMBERS) or "tessera_id" not in t.columns or "segments" in t.columns:
+            return t
+        names = [s.name for s in self.config.segments if s.dataset == dataset]
+        m = self.adapter.table(MEMBERS)
+        m = m.filter(m.segment.isin(names))
+        per = m.group_by(_tessera_sid=m.tessera_id).agg(
+            segments=m.segment.collect(distinct=True).sort().join(", "))
+        out = t.left_join(per, t.tessera_id.cast("string") == per._tessera_sid).drop("_tessera_sid")
+        return out.mutate(segments=out.segments.fill_null(""))
 
     def segment_memberships(self, tessera_id: str) -> list[dict]:
         """The segments a record belongs to, with the time it entered each."""

@@ -407,6 +407,9 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.
     serve_workspace(path, host=host, port=port, access_log=access_log, schedules=schedules)
 
 
+app.add_typer(__import__("tessera.cli.segments", fromlist=["app"]).app, name="segments")
+
+
 def main() -> None:
     try:
         app()
