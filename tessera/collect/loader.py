@@ -270,6 +270,8 @@ class Loader:
                     if refused.num_rows:
                         adapter.append(REJECTS_TABLE, refused)
                     ws.store.set_state(STATE_SCOPE, STATE_OFFSET, next_offset)
+                    if new.num_rows:
+                        _refresh_event_segments(ws)
                 finally:
                     ws.close()
         except WorkspaceError as exc:
@@ -280,6 +282,16 @@ class Loader:
         delete_segments_before(self.log_dir, next_offset)
         return LoadResult(n_records, new.num_rows, batch.duplicates + batch.events.num_rows - new.num_rows,
                           refused.num_rows, next_offset)
+
+
+def _refresh_event_segments(ws: Workspace) -> None:
+    """Segments with event conditions take the events just loaded; a failure is logged, never
+    stops the loading (the next run recomputes every segment)."""
+    try:
+        if ws.config.segments:
+            ws.refresh_event_segments(hold_lock=False)  # this loader holds the write lock
+    except Exception as exc:  # noqa: BLE001 - a segment problem must not stop event loading
+        log.error("event loader: segments were not refreshed after the load: %s", exc)
 
 
 def configure_logging(level: int | str) -> None:

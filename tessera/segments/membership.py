@@ -107,8 +107,10 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     members = adapter.table(MEMBERS)
     configured = [s.name for s in config.segments]
     at = ibis.literal(now, dt.timestamp)
-    new_parts: list[ibis.Table] = []
-    log_parts: list[ibis.Table] = []
+    # The new members and the log's new rows go to work tables one segment at a time (small
+    # statements; one union of every segment would make one very deep query).
+    for name in (WORK, f"{WORK}_log"):
+        adapter.drop_table(name)
     versions: dict[str, int] = {}
     for seg in todo:
         compiled = compile_segment(ctx, seg)
@@ -118,17 +120,18 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         flags = {f"_tessera_c{i}": c for i, c in enumerate(compiled.conditions)}
         evaluated = t.select(t[TID], _tessera_in=compiled.where, **flags)
         current = evaluated.filter(evaluated._tessera_in).select(_tessera_id=evaluated[TID].cast("string")).distinct()
+        current = adapter.create_table(f"{WORK}_current", current, temp=True)
         old = members.filter(members.segment == seg.name)
         kept = current.left_join(old, current._tessera_id == old[TID])
-        new_parts.append(kept.select(
+        adapter.append_query(WORK, _conform(kept.select(
             segment=ibis.literal(seg.name, dt.string), **{TID: kept._tessera_id},
             entered_at=ibis.coalesce(kept.entered_at, at),
-            version=ibis.coalesce(kept.version, ibis.literal(version, dt.int64))))
+            version=ibis.coalesce(kept.version, ibis.literal(version, dt.int64))), MEMBERS_SCHEMA))
         entered = current.anti_join(old, current._tessera_id == old[TID])
-        log_parts.append(entered.select(
+        entries = _conform(entered.select(
             segment=ibis.literal(seg.name, dt.string), **{TID: entered._tessera_id},
             change=ibis.literal("entered", dt.string), entered_at=at, exited_at=ibis.null(dt.timestamp),
-            version=ibis.literal(version, dt.int64), exit_condition=ibis.null(dt.string)))
+            version=ibis.literal(version, dt.int64), exit_condition=ibis.null(dt.string)), LOG_SCHEMA)
         exited = old.anti_join(current, old[TID] == current._tessera_id)
         why = exited.left_join(evaluated, exited[TID] == evaluated[TID].cast("string"))
         branches = [(why._tessera_in.isnull(), LEFT_DATASET)]
@@ -137,31 +140,26 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             otherwise = "the definition changed"
         else:
             otherwise = "none of the conditions holds"
-        reason = ibis.cases(*branches, else_=otherwise)
-        log_parts.append(why.select(
+        exits = _conform(why.select(
             segment=ibis.literal(seg.name, dt.string), **{TID: why[TID]},
             change=ibis.literal("exited", dt.string), entered_at=why.entered_at, exited_at=at,
-            version=ibis.literal(version, dt.int64), exit_condition=reason.cast("string")))
-    untouched = members.filter(~members.segment.isin([s.name for s in todo]) & members.segment.isin(configured)) \
-        if configured else members.filter(ibis.literal(False))
-    new_members = _conform(untouched, MEMBERS_SCHEMA)
-    for p in new_parts:
-        new_members = new_members.union(_conform(p, MEMBERS_SCHEMA), distinct=False)
+            version=ibis.literal(version, dt.int64), exit_condition=ibis.cases(*branches, else_=otherwise)),
+            LOG_SCHEMA)
+        adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False))
+        adapter.drop_table(f"{WORK}_current")
+    untouched = members.filter(~members.segment.isin([s.name for s in todo] or [""])
+                               & members.segment.isin(configured or [""]))
+    adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA))
     changes: dict[tuple[str, str], int] = {}
-    if log_parts:
-        log = _conform(log_parts[0], LOG_SCHEMA)
-        for p in log_parts[1:]:
-            log = log.union(_conform(p, LOG_SCHEMA), distinct=False)
-        # The log first (it reads the current members), then the members are replaced.
-        work_log = adapter.create_table(f"{WORK}_log", log, temp=True)
+    if todo:
+        work_log = adapter.table(f"{WORK}_log")
         changes = {(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
             work_log.group_by(["segment", "change"]).agg(n=work_log.count())).to_pylist()}
+        # The log first (it was computed from the current members), then the members are replaced.
         adapter.append_query(LOG, work_log)
-    work = adapter.create_table(WORK, new_members, temp=True)
-    adapter.create_table(MEMBERS, work)
-    adapter.drop_table(WORK)
-    if log_parts:
         adapter.drop_table(f"{WORK}_log")
+    adapter.create_table(MEMBERS, adapter.table(WORK))
+    adapter.drop_table(WORK)
     out: list[Refreshed] = []
     if todo:
         m = adapter.table(MEMBERS)
