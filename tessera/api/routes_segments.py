@@ -13,6 +13,7 @@ from typing import Any, Callable, Literal
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tessera.api.errors import error_response
 from tessera.errors import ConfigError, TesseraError, WorkspaceError
 from tessera.workspace import Workspace
 
@@ -56,11 +57,11 @@ async def _call(request: Request, fn: Callable[[Workspace], Any]) -> Any:
     try:
         return await asyncio.to_thread(_run, request.app.state.workspace_path, fn)
     except ConfigError as exc:
-        raise HTTPException(400, detail={"error": str(exc), "errors": exc.problems}) from None
+        return error_response(400, str(exc), errors=exc.problems)
     except ValidationError as exc:
-        raise HTTPException(400, detail={"error": "invalid segment", "errors": [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()]}) from None
+        errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                  for e in exc.errors()]
+        return error_response(400, f"invalid segment: {'; '.join(errors)}", errors=errors)
     except WorkspaceError as exc:
         raise HTTPException(503, detail=str(exc), headers={"Retry-After": "5"}) from None
     except TesseraError as exc:
