@@ -224,20 +224,20 @@ class _Compiler:
             if info.date_column is None or info.date_column not in rel.columns:
                 raise ConfigError(f"{where}: a time window needs the date of the rows of '{info.dataset}': set "
                                   "date_column (or give a column semantic: EventTime or OrderDate)")
-            when = rel[info.date_column].cast("date")
-            since = shift(self.ctx.as_of, cond.last, cond.unit)
-            c = (when > ibis.literal(since, dt.date)) & (when <= ibis.literal(self.ctx.as_of, dt.date))
+            c = _window(rel[info.date_column], shift(self.ctx.as_of, cond.last, cond.unit), self.ctx.as_of)
             keep = c if keep is None else keep & c
         fn = cond.aggregate or "count"
+        if fn != "count" and cond.column not in rel.columns:
+            raise ConfigError(f"{where}.column: '{cond.column}' is not a column of dataset '{info.dataset}'")
+        # Rows are filtered before grouping (a record without rows gets 0 or NULL after the join).
+        linked = rel[info.link].notnull()
+        rel = rel.filter(linked if keep is None else linked & keep)
         if fn == "count":
-            value = rel.count(where=keep)
+            value = rel.count()
         else:
-            if cond.column not in rel.columns:
-                raise ConfigError(f"{where}.column: '{cond.column}' is not a column of dataset '{info.dataset}'")
             col = rel[cond.column]
-            value = {"sum": col.sum, "avg": col.mean, "min": col.min, "max": col.max}[fn](where=keep)
-        out = rel.group_by(_customer=rel[info.link]).agg(_tessera_v=value)
-        return out.filter(out._customer.notnull())
+            value = {"sum": col.sum, "avg": col.mean, "min": col.min, "max": col.max}[fn]()
+        return rel.group_by(_customer=rel[info.link]).agg(_tessera_v=value)
 
     # -- second pass: expressions
     def expr(self, cond: ConditionConfig, t: ibis.Table, where: str, stack: tuple[str, ...]) -> ibis.BooleanValue:
@@ -274,6 +274,17 @@ class _Compiler:
             raise ConfigError(f"{where}.column: '{cond.column}' is not a column of dataset '{self.segment.dataset}' "
                               f"(columns: {', '.join(known)})")
         return _compare(t[cond.column], cond.op, cond.value, where, self.ctx.as_of, cond.unit).fill_null(False)
+
+
+def _window(when: ibis.Value, since: date, as_of: date) -> ibis.BooleanValue:
+    """After ``since`` and up to ``as_of`` (whole days); timestamps are compared with the bounds of
+    those days, so the engine can skip the blocks out of the window."""
+    if when.type().is_timestamp():
+        lo = datetime.combine(since + timedelta(days=1), datetime.min.time())
+        hi = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
+        return (when >= ibis.literal(lo, dt.timestamp)) & (when < ibis.literal(hi, dt.timestamp))
+    day = when.cast("date")
+    return (day > ibis.literal(since, dt.date)) & (day <= ibis.literal(as_of, dt.date))
 
 
 def _reduce(parts: list[ibis.BooleanValue], how: str) -> ibis.BooleanValue:
