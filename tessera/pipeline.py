@@ -245,8 +245,13 @@ class Pipeline:
 
         ctx = Context(self.adapter, self.config, as_of, self.adapter.table)
         done = refresh(ctx, self.store)
-        return {"segments": len(done), "members": sum(r.size for r in done),
-                "entered": sum(r.entered for r in done), "exited": sum(r.exited for r in done)}
+        counts = {"segments": len(done), "members": sum(r.size for r in done),
+                  "entered": sum(r.entered for r in done), "exited": sum(r.exited for r in done)}
+        skipped = {r.segment: r.skipped for r in done if r.skipped}
+        if skipped:
+            # A segment that cannot be computed this run (a score column missing...) keeps its members.
+            counts["skipped"] = skipped
+        return counts
 
     def _stage_batches(self, src, files: list[dict], backend: str,
                        typed_table) -> tuple[ibis.Table, ibis.Table, list[int]]:

@@ -1255,8 +1255,8 @@ def demo_segments() -> list[dict]:
          "conditions": [
              {"column": "score_total_order_count", "op": ">=", "value": 2},
              {"any": [{"column": "score_purchase_timing", "op": "in", "value": ["overdue", "significantly overdue"]},
-                      {"column": "score_churn_risk", "op": ">=", "value": 0.2}],
-              "label": "late for their next order, or a churn risk of 20% or more"},
+                      {"column": "score_days_since_last_order", "op": ">", "value": 180}],
+              "label": "late for their next order, or no order for 6 months"},
              {"not": {"segment": "lapsed"}, "label": "not lapsed"}]},
         {"name": "lapsed", "description": "Customers without an order for a year",
          "conditions": [

@@ -30,6 +30,7 @@ import ibis.expr.datatypes as dt
 import pyarrow as pa
 
 from tessera.config.models import SegmentConfig, WorkspaceConfig
+from tessera.errors import ConfigError
 from tessera.segments.compile import TID, Context, compile_segment
 
 MEMBERS = "_tessera_segment_members"
@@ -55,6 +56,7 @@ class Refreshed:
     entered: int
     exited: int
     version: int
+    skipped: str | None = None  # why the segment was not refreshed (it kept its members)
 
 
 def definition_hash(segment: SegmentConfig) -> str:
@@ -112,8 +114,14 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     for name in (WORK, f"{WORK}_log"):
         adapter.drop_table(name)
     versions: dict[str, int] = {}
+    skipped: dict[str, str] = {}
     for seg in todo:
-        compiled = compile_segment(ctx, seg)
+        try:
+            compiled = compile_segment(ctx, seg)
+        except ConfigError as exc:
+            # e.g. a predictive score column missing this run: the segment keeps its members
+            skipped[seg.name] = "; ".join(exc.problems)
+            continue
         version = definition_version(store, seg)
         versions[seg.name] = version
         t = compiled.table
@@ -147,11 +155,11 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             LOG_SCHEMA)
         adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False))
         adapter.drop_table(f"{WORK}_current")
-    untouched = members.filter(~members.segment.isin([s.name for s in todo] or [""])
+    untouched = members.filter(~members.segment.isin([s.name for s in todo if s.name not in skipped] or [""])
                                & members.segment.isin(configured or [""]))
     adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA))
     changes: dict[tuple[str, str], int] = {}
-    if todo:
+    if adapter.exists(f"{WORK}_log"):
         work_log = adapter.table(f"{WORK}_log")
         changes = {(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
             work_log.group_by(["segment", "change"]).agg(n=work_log.count())).to_pylist()}
@@ -168,12 +176,17 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             m.group_by("segment").agg(n=m.count())).to_pylist()}
         rows = []
         for seg in todo:
+            if seg.name in skipped:
+                version = int((store.get_state(VERSION_SCOPE, seg.name) or {}).get("version", 0))
+                out.append(Refreshed(seg.name, sizes.get(seg.name, 0), 0, 0, version, skipped[seg.name]))
+                continue
             r = Refreshed(seg.name, sizes.get(seg.name, 0), changes.get((seg.name, "entered"), 0),
                           changes.get((seg.name, "exited"), 0), versions[seg.name])
             out.append(r)
             rows.append({"segment": r.segment, "refreshed_at": now, "size": r.size, "entered": r.entered,
                          "exited": r.exited, "version": r.version})
-        adapter.append(SIZES, pa.Table.from_pylist(rows, schema=SIZES_SCHEMA))
+        if rows:
+            adapter.append(SIZES, pa.Table.from_pylist(rows, schema=SIZES_SCHEMA))
     return out
 
 

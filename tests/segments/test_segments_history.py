@@ -139,3 +139,20 @@ def test_segments_round_trip_through_yaml(tmp_path):
     again = parse_config(yaml.safe_load(dump_yaml(config)))
     assert again.segments == config.segments
     assert "not:" in dump_yaml(config) and "from: orders" in dump_yaml(config)
+
+
+def test_a_segment_that_cannot_be_computed_is_skipped_and_the_run_succeeds(tmp_path):
+    write_data(tmp_path / "data")
+    data = yaml.safe_load(CONFIG + SEGMENTS)
+    data["connections"][0]["path"] = str(tmp_path / "data")
+    data["datasets"][0]["scores"] = {"predictive": True}  # 6 contacts: too few to fit, no columns this run
+    data["segments"].append({"name": "risky", "conditions": [{"column": "score_churn_risk", "op": ">", "value": 0.5}]})
+    ws = Workspace.init(tmp_path / "ws")
+    ws.apply(data)
+    result = ws.run()
+    assert result.datasets["contacts"]["predictive"].startswith("skipped")
+    step = next(s for s in result.steps if s["step"] == "segments")
+    assert "'score_churn_risk' is not a column" in step["skipped"]["risky"]
+    assert member_names(ws, "gold") == {"Ana", "Cy"} and member_names(ws, "risky") == set()
+    assert ws.segment_history("risky")["sizes"] == []
+    ws.close()
