@@ -126,9 +126,11 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         versions[seg.name] = version
         t = compiled.table
         flags = {f"_tessera_c{i}": c for i, c in enumerate(compiled.conditions)}
-        evaluated = t.select(t[TID], _tessera_in=compiled.where, **flags)
-        current = evaluated.filter(evaluated._tessera_in).select(_tessera_id=evaluated[TID].cast("string")).distinct()
-        current = adapter.create_table(f"{WORK}_current", current, temp=True)
+        # One pass over the dataset: each record's id, whether it is a member, and each top-level
+        # condition (the reason of an exit), kept in a work table for the statements below.
+        evaluated = adapter.create_table(f"{WORK}_eval", t.select(
+            _tessera_id=t[TID].cast("string"), _tessera_in=compiled.where, **flags), temp=True)
+        current = evaluated.filter(evaluated._tessera_in).select("_tessera_id")
         old = members.filter(members.segment == seg.name)
         kept = current.left_join(old, current._tessera_id == old[TID])
         adapter.append_query(WORK, _conform(kept.select(
@@ -141,7 +143,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             change=ibis.literal("entered", dt.string), entered_at=at, exited_at=ibis.null(dt.timestamp),
             version=ibis.literal(version, dt.int64), exit_condition=ibis.null(dt.string)), LOG_SCHEMA)
         exited = old.anti_join(current, old[TID] == current._tessera_id)
-        why = exited.left_join(evaluated, exited[TID] == evaluated[TID].cast("string"))
+        why = exited.left_join(evaluated, exited[TID] == evaluated._tessera_id)
         branches = [(why._tessera_in.isnull(), LEFT_DATASET)]
         if seg.match == "all":
             branches += [(~why[f"_tessera_c{i}"], label) for i, label in enumerate(compiled.labels)]
@@ -154,7 +156,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             version=ibis.literal(version, dt.int64), exit_condition=ibis.cases(*branches, else_=otherwise)),
             LOG_SCHEMA)
         adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False))
-        adapter.drop_table(f"{WORK}_current")
+        adapter.drop_table(f"{WORK}_eval")
     untouched = members.filter(~members.segment.isin([s.name for s in todo if s.name not in skipped] or [""])
                                & members.segment.isin(configured or [""]))
     adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA))
