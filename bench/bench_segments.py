@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peak_rss import PeakRSS  # noqa: E402
+from peak_rss import PeakRSS
 
-from tessera.workspace import Workspace  # noqa: E402
+from tessera.workspace import Workspace
 
 AS_OF = date(2024, 12, 31)
 
@@ -119,7 +119,7 @@ def timed(fn, repeat: int) -> list[float]:
 
 def p95(values: list[float]) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
 
 
 def line(what: str, times: list[float], base: list[float], target: float | None) -> None:

@@ -8,7 +8,8 @@ server's writer queue and authentication are wired where the router is included.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import calendar
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 import ibis
 import ibis.expr.datatypes as dt

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -103,7 +103,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         now: the time of the entries and exits (default: now, UTC).
     """
     adapter, config = ctx.adapter, ctx.config
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
+    now = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None, microsecond=0)
     todo = [s for s in config.segments if names is None or s.name in names]
     ensure_tables(adapter)
     members = adapter.table(MEMBERS)

@@ -95,7 +95,7 @@ def test_membership_matches_the_hand_computed_audience(workspace, name):
 
 
 def test_a_run_refreshes_every_segment(workspace):
-    ws, result = workspace
+    _ws, result = workspace
     step = next(s for s in result.steps if s["step"] == "segments")
     assert step["segments"] == len(CASES)
     assert step["members"] == sum(len(m) for _, m in CASES.values())

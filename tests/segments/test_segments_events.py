@@ -8,14 +8,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "events"))
 
-from event_helpers import add_events, event  # noqa: E402
-from test_stitching import CONFIG, CRM, contacts_by_customer  # noqa: E402
+from event_helpers import add_events, event
+from test_stitching import CONFIG, CRM, contacts_by_customer
 
-from tessera.collect.loader import Loader, log_directory  # noqa: E402
-from tessera.collect.log import LogWriter  # noqa: E402
-from tessera.collect.messages import build_record, check_messages  # noqa: E402
-from tessera.workspace import Workspace  # noqa: E402
-
+from tessera.collect.loader import Loader, log_directory
+from tessera.collect.log import LogWriter
+from tessera.collect.messages import build_record, check_messages
+from tessera.workspace import Workspace
 
 EVENT_FIELDS = """
     columns:

@@ -4,6 +4,7 @@ profile tag and the export column, the configuration's checks and its YAML round
 from __future__ import annotations
 
 import csv
+
 import pytest
 import yaml
 from segment_helpers import CONFIG, PEOPLE, make_workspace, member_names, write_data
