@@ -140,7 +140,7 @@ class SparkAdapter(EngineAdapter):
         self._dataframe(data).write.mode("append").parquet(str(self._path(name)))
         self._register(name)
 
-    def append_query(self, name: str, expr: ibis.Table) -> None:
+    def append_query(self, name: str, expr: ibis.Table, *, temp: bool = False) -> None:
         self.append(name, expr)  # a DataFrame of the expression, written in append mode
 
     def drop_table(self, name: str) -> None:

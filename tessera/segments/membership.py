@@ -133,7 +133,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         current = evaluated.filter(evaluated._tessera_in).select("_tessera_id")
         old = members.filter(members.segment == seg.name)
         kept = current.left_join(old, current._tessera_id == old[TID])
-        adapter.append_query(WORK, _conform(kept.select(
+        adapter.append_query(WORK, temp=True, expr=_conform(kept.select(
             segment=ibis.literal(seg.name, dt.string), **{TID: kept._tessera_id},
             entered_at=ibis.coalesce(kept.entered_at, at),
             version=ibis.coalesce(kept.version, ibis.literal(version, dt.int64))), MEMBERS_SCHEMA))
@@ -155,11 +155,11 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             change=ibis.literal("exited", dt.string), entered_at=why.entered_at, exited_at=at,
             version=ibis.literal(version, dt.int64), exit_condition=ibis.cases(*branches, else_=otherwise)),
             LOG_SCHEMA)
-        adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False))
+        adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False), temp=True)
         adapter.drop_table(f"{WORK}_eval")
     untouched = members.filter(~members.segment.isin([s.name for s in todo if s.name not in skipped] or [""])
                                & members.segment.isin(configured or [""]))
-    adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA))
+    adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA), temp=True)
     changes: dict[tuple[str, str], int] = {}
     if adapter.exists(f"{WORK}_log"):
         work_log = adapter.table(f"{WORK}_log")
