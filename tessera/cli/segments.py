@@ -9,17 +9,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tessera.workspace import Workspace
-
 app = typer.Typer(help="Segments: saved audiences with live counts and a history of entries and exits.",
                   no_args_is_help=True)
 console = Console()
 
 
-def _open() -> Workspace:
-    from tessera.cli.main import _ws_path  # the -w option, read when the command runs
+def _open():
+    """The command's workspace (the server's reader when the server answers the command)."""
+    from tessera.cli.common import open_workspace
 
-    return Workspace.open(_ws_path())
+    return open_workspace()
 
 
 @app.command("list")
