@@ -609,7 +609,7 @@ class Workspace:
         seg = next((s for s in config.segments if s.name == name), None)
         if seg is None:
             known = ", ".join(s.name for s in config.segments) or "none"
-            raise TesseraError(f"unknown segment '{name}' (segments: {known}); declare it under segments: and "
+            raise NotFoundError(f"unknown segment '{name}' (segments: {known}); declare it under segments: and "
                                "run tessera apply")
         return seg
 
@@ -695,7 +695,7 @@ class Workspace:
         wanted = columns or [c for c in data.columns if not c.startswith("_") and c != "tessera_id"]
         unknown = [c for c in wanted if c not in data.columns]
         if unknown:
-            raise TesseraError(f"unknown column(s) {', '.join(unknown)} of dataset '{seg.dataset}'")
+            raise UsageError(f"unknown column(s) {', '.join(unknown)} of dataset '{seg.dataset}'")
         data = data.select(_tessera_mid=data.tessera_id.cast("string"), **{c: data[c] for c in wanted})
         joined = m.left_join(data, m.tessera_id == data._tessera_mid).drop("_tessera_mid")
         rows = self.adapter.to_arrow(joined.order_by([ibis.desc("entered_at"), "tessera_id"]).limit(limit)).to_pylist()
