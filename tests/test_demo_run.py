@@ -118,3 +118,12 @@ def test_the_demo_is_the_same_for_the_same_day(tmp_path):
     later = generate(tmp_path / "c", size=150, seed=5, end=dt.date(2026, 3, 1))
     assert (later.out_dir / "data" / "pos" / "tickets.csv").read_bytes() != \
         (a.out_dir / "data" / "pos" / "tickets.csv").read_bytes()
+
+
+def test_the_demo_segments_have_members(demo):
+    ws, _info, result = demo
+    sizes = {s["name"]: s["size"] for s in ws.segments()}
+    assert set(sizes) == {"vip", "at_risk_of_churn", "lapsed", "new_this_month", "cart_abandoners", "omnichannel"}
+    assert all(sizes.values()), f"empty demo segments: {sizes}"
+    step = next(s for s in result.steps if s["step"] == "segments")
+    assert step["members"] == sum(sizes.values())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tessera.api.routes import cli, events, identity, jobs, profiles, schedule, status
+from tessera.api.routes import cli, events, identity, jobs, profiles, schedule, segments, status
 
 ROUTERS: list[APIRouter] = [status.router, profiles.router, schedule.router, jobs.router, events.router, cli.router,
-                             identity.router]
+                             identity.router, segments.router]
