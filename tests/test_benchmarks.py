@@ -28,6 +28,7 @@ TINY = {
     "bench_sync.py": (["--rows", "300"], "rows/s"),
     "bench_matching.py": (["--records", "300", "--data", "{tmp}"], "peak RSS"),
     "bench_setup.py": (["--rows", "2000"], "rows/s"),
+    "bench_segments.py": (["--contacts", "500", "--events", "2000", "--repeat", "2"], "RSS"),
     "bench_api.py": (["--records", "500", "--idle-seconds", "1", "--busy-seconds", "2", "--readers", "2",
                       "--rate", "100", "--data", "{tmp}"], "peak RSS"),
 }
