@@ -54,7 +54,7 @@ class WorkspaceOwner:
         self.jobs = JobQueue(self.workspace.store, {
             "run": self._run, "import": self._import, "sync": self._sync, "apply": self._apply,
             "sync_reset": self._sync_reset,
-        }, on_cancel=self.workspace.adapter.interrupt)
+        }, on_cancel=self.workspace.adapter.interrupt, on_end=self._job_ended)
         self._started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -79,6 +79,25 @@ class WorkspaceOwner:
             json.dump({"url": url, "pid": os.getpid(), "token": self.local_token}, fh)
         os.replace(tmp, target)
         return target
+
+    def submit(self, kind: str, params: dict, *, by: str | None, client: str | None = None) -> dict:
+        """Queue a job asked by ``by`` (recorded in the audit log); the job, queued."""
+        job = self.jobs.submit(kind, params, requested_by=by)
+        self.workspace.store.audit(f"job.{kind}.submitted", actor=by, target=f"job {job['id']}",
+                                   details={"kind": kind, "params": _audited_params(params)}, client=client)
+        return job
+
+    def _job_ended(self, job: dict) -> None:
+        """The audit line of a finished job: its state, error, and for ``apply`` the configuration diff."""
+        details: dict[str, Any] = {"kind": job["kind"], "state": job["state"]}
+        if job.get("error"):
+            details["error"] = job["error"]
+        if job["kind"] == "apply" and isinstance(job.get("result"), dict):
+            details["diff"] = job["result"]
+        elif isinstance(job.get("result"), dict):
+            details["result"] = {k: v for k, v in job["result"].items() if isinstance(v, (int, float, str, bool))}
+        self.workspace.store.audit(f"job.{job['kind']}.finished", actor=job.get("requested_by"),
+                                   target=f"job {job['id']}", details=details)
 
     # ------------------------------------------------------------------ reading
     def read(self, fn: Callable[[Workspace], T]) -> T:
@@ -112,6 +131,15 @@ class WorkspaceOwner:
         if isinstance(params.get("config"), dict):
             return self.workspace.apply(params["config"])
         raise UsageError("an apply job needs 'path' (a YAML file on the server's machine) or 'config' (a mapping)")
+
+
+def _audited_params(params: dict) -> dict:
+    """A job's parameters as the audit log keeps them: a configuration given inline (which may hold
+    secrets) is named, not copied; its diff is recorded when the job ends."""
+    out = dict(params or {})
+    if isinstance(out.get("config"), dict):
+        out["config"] = f"(a configuration given inline: {', '.join(sorted(map(str, out['config']))) or 'empty'})"
+    return out
 
 
 def read_server_file(path: str | Path) -> dict | None:
