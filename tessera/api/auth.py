@@ -29,7 +29,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from tessera.api.owner import WorkspaceOwner
 from tessera.store.models import ROLES
-from tessera.users import TOKEN_PREFIX, Throttle, Users, role_allows
+from tessera.users import TOKEN_PREFIX, Users, role_allows
 
 SESSION_COOKIE = "tessera_session"
 CSRF_HEADER = "X-CSRF-Token"

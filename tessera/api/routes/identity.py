@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from tessera.api.auth import Editor, Owner, Principal, Viewer
+from tessera.api.params import RowId
 
 router = APIRouter(prefix="/api", tags=["identity"])
 
@@ -86,6 +87,6 @@ async def add_override(owner: Owner, caller: Editor, body: OverrideCreate) -> Ov
 
 
 @router.delete("/identity/overrides/{override_id}", status_code=204)
-async def remove_override(owner: Owner, caller: Editor, override_id: int) -> None:
+async def remove_override(owner: Owner, caller: Editor, override_id: RowId) -> None:
     """Forget an override or a review decision."""
     await asyncio.to_thread(owner.read, lambda ws: ws.identity_remove_override(override_id, user=_user(caller)))

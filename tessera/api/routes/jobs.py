@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict
 
-from fastapi import HTTPException, Request
-
 from tessera.api.auth import Editor, Owner, Viewer, client_of
+from tessera.api.params import RowId
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 
@@ -42,7 +41,7 @@ async def create_job(request: Request, owner: Owner, caller: Editor, job: JobCre
 
 
 @router.get("/jobs/{job_id}")
-async def get_job(owner: Owner, _caller: Viewer, job_id: int, wait: float = 0.0) -> dict:
+async def get_job(owner: Owner, _caller: Viewer, job_id: RowId, wait: float = 0.0) -> dict:
     """A job with its state, progress (step, counts), log and result; ``wait`` seconds for it to end."""
     if wait > 0:
         return await asyncio.to_thread(owner.jobs.wait, job_id, min(wait, 30.0))
@@ -50,6 +49,6 @@ async def get_job(owner: Owner, _caller: Viewer, job_id: int, wait: float = 0.0)
 
 
 @router.post("/jobs/{job_id}/cancel")
-async def cancel_job(owner: Owner, _caller: Editor, job_id: int) -> dict:
+async def cancel_job(owner: Owner, _caller: Editor, job_id: RowId) -> dict:
     """Cancel a queued job, or stop a running one (the last publication is left in place)."""
     return await asyncio.to_thread(owner.jobs.cancel, job_id)

@@ -18,6 +18,7 @@ from tessera.api.auth import (
     client_of,
     public,
 )
+from tessera.api.params import RowId
 from tessera.errors import NotFoundError
 
 router = APIRouter(prefix="/api", tags=["users"])
@@ -181,7 +182,7 @@ async def create_token(request: Request, caller: Admin, body: TokenCreate) -> To
 
 
 @router.delete("/tokens/{token_id}")
-async def revoke_token(request: Request, caller: Viewer, token_id: int) -> TokenPublic:
+async def revoke_token(request: Request, caller: Viewer, token_id: RowId) -> TokenPublic:
     """Revoke an API token: an admin any, another user its own."""
     users = request.app.state.users
 
