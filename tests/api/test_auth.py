@@ -281,6 +281,7 @@ def test_login_throttling_per_account_and_per_address(server):
         right = {"email": EMAILS["editor"], "password": PASSWORDS["editor"]}
         held = client.post("/api/session", json=right)
         assert held.status_code == 429 and int(held.headers["Retry-After"]) > 0
+        assert held.json()["code"] == "too_many_requests"
         # the address is held too: another account from it waits as well
         other = client.post("/api/session", json={"email": EMAILS["viewer"], "password": PASSWORDS["viewer"]})
         assert other.status_code == 429
