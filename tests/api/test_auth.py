@@ -143,7 +143,8 @@ def test_every_route_has_one_rule_and_it_is_the_expected_one(server):
     seen = {}
     for method, path, route in api_routes(app):
         rules = rule_of(route)
-        assert len(rules) == 1, f"{method} {path} has the rules {rules}: give it exactly one (require(...), local_only(), public())"
+        assert len(rules) == 1, (f"{method} {path} has the rules {rules}: give it exactly one "
+                                 "(require(...), local_only(), public())")
         seen[(method, path)] = rules[0]
     missing = set(seen) - set(RULES)
     assert not missing, f"routes without an entry in RULES (add them with their rule): {sorted(missing)}"
