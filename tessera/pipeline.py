@@ -232,6 +232,8 @@ class Pipeline:
             if any(enriched(ds) for ds in self.config.datasets):
                 self._step(result, "enrich", do_enrich)
             self._step(result, "publish", do_publish)
+            if self.config.segments:
+                self._step(result, "segments", lambda: self.refresh_segments(as_of or date.today()))
         except TesseraError:
             raise
         except Exception as exc:  # an engine failure: keep the message, the previous state stays
@@ -239,6 +241,21 @@ class Pipeline:
         result.status = "succeeded"
         result.seconds = time.perf_counter() - t0
         return result
+
+    def refresh_segments(self, as_of: date) -> dict:
+        """Recompute every segment's membership on the datasets just published (entries and exits
+        are logged, see :mod:`tessera.segments.membership`)."""
+        from tessera.segments import Context, refresh
+
+        ctx = Context(self.adapter, self.config, as_of, self.adapter.table)
+        done = refresh(ctx, self.store)
+        counts = {"segments": len(done), "members": sum(r.size for r in done),
+                  "entered": sum(r.entered for r in done), "exited": sum(r.exited for r in done)}
+        skipped = {r.segment: r.skipped for r in done if r.skipped}
+        if skipped:
+            # A segment that cannot be computed this run (a score column missing...) keeps its members.
+            counts["skipped"] = skipped
+        return counts
 
     def _stage_batches(self, src, files: list[dict], backend: str,
                        typed_table) -> tuple[ibis.Table, ibis.Table, list[int]]:

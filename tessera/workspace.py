@@ -241,7 +241,7 @@ class Workspace:
     @property
     def config(self) -> WorkspaceConfig:
         objects = self.store.load_config()
-        data: dict = {"connections": [], "sources": [], "datasets": [], "syncs": []}
+        data: dict = {"connections": [], "sources": [], "datasets": [], "syncs": [], "segments": []}
         for kind, _name, spec in objects:
             if kind == "pipeline":
                 data["pipeline"] = spec
@@ -271,7 +271,7 @@ class Workspace:
         before = {(k, n): s for k, n, s in self.store.load_config()}
         objects = []
         for kind, items in (("connection", config.connections), ("source", config.sources),
-                            ("dataset", config.datasets), ("sync", config.syncs)):
+                            ("dataset", config.datasets), ("sync", config.syncs), ("segment", config.segments)):
             for item in items:
                 objects.append((kind, item.name, item.model_dump(mode="json", exclude_defaults=True, by_alias=True)))
         pipeline = config.pipeline.model_dump(mode="json", exclude_defaults=True, by_alias=True)
@@ -344,6 +344,8 @@ class Workspace:
         config = self.config
         if not config.sources:
             raise ConfigError("the workspace has no source yet: declare some in YAML and run tessera apply")
+        as_of = as_of or config.pipeline.as_of
+
         def work(pipeline: Pipeline, run_id: int):
             result = pipeline.run(run_id, import_files=import_files, as_of=as_of)
             counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
@@ -580,7 +582,227 @@ class Workspace:
         if fmt not in ("csv", "parquet"):
             raise UsageError(f"unknown export format '{fmt}': use csv or parquet")
         t = self.table(dataset)
+        if any(s.dataset == dataset for s in self.config.segments):
+            t = self._with_segments_column(dataset, t)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.adapter.export(t, str(path), fmt)
         return path
 
+    # ------------------------------------------------------------------ segments
+    def _segment_context(self, as_of: date | None = None, config: WorkspaceConfig | None = None):
+        """How segments read this workspace: published datasets, events datasets with the events
+        collected since their publication, windows ending at ``as_of`` (default: the pipeline's
+        ``as_of`` or today)."""
+        from datetime import datetime, timezone
+
+        from tessera.segments import Context
+        from tessera.segments.related import is_events_dataset, with_pending_events
+
+        config = config or self.config
+        adapter = self.adapter
+
+        def related(name: str, customer: str) -> ibis.Table:
+            table = self.table(name)
+            if not is_events_dataset(config, name):
+                return table
+            pub = self.store.latest_publication(name)
+            since = datetime.fromisoformat(pub["published_at"]).astimezone(timezone.utc).replace(tzinfo=None) \
+                if pub else None
+            return with_pending_events(adapter, config, name, customer, table, since)
+
+        return Context(adapter, config, as_of or config.pipeline.as_of or date.today(), self.table, related)
+
+    def _segment_config(self, name: str, config: WorkspaceConfig | None = None):
+        config = config or self.config
+        seg = next((s for s in config.segments if s.name == name), None)
+        if seg is None:
+            known = ", ".join(s.name for s in config.segments) or "none"
+            raise NotFoundError(f"unknown segment '{name}' (segments: {known}); declare it under segments: and "
+                               "run tessera apply")
+        return seg
+
+    def segments(self) -> list[dict]:
+        """The segments with their dataset, size, definition version and last refresh."""
+        from tessera.segments import SIZES
+        from tessera.segments.membership import VERSION_SCOPE
+
+        config = self.config
+        latest: dict[str, dict] = {}
+        if config.segments and self.adapter.exists(SIZES):
+            t = self.adapter.table(SIZES)
+            ranked = t.mutate(_r=ibis.row_number().over(group_by="segment", order_by=ibis.desc("refreshed_at")))
+            for r in self.adapter.to_arrow(ranked.filter(ranked._r == 0).drop("_r")).to_pylist():
+                latest[r["segment"]] = r
+        versions = self.store.list_states(VERSION_SCOPE)
+        out = []
+        for s in config.segments:
+            last = latest.get(s.name, {})
+            out.append({"name": s.name, "dataset": s.dataset, "description": s.description,
+                        "conditions": len(s.conditions), "match": s.match, "size": last.get("size"),
+                        "refreshed_at": last["refreshed_at"].isoformat() if last.get("refreshed_at") else None,
+                        "version": (versions.get(s.name) or {}).get("version")})
+        return out
+
+    def segment(self, name: str) -> dict:
+        """One segment: its definition (as in the YAML), the text of each condition and its size."""
+        from tessera.segments import describe
+
+        seg = self._segment_config(name)
+        info = next(s for s in self.segments() if s["name"] == name)
+        return {**info, "definition": seg.model_dump(mode="json", exclude_defaults=True, by_alias=True),
+                "condition_texts": [describe(c) for c in seg.conditions]}
+
+    def segment_count(self, definition) -> dict:
+        """The live count of a segment, saved or not, with the count after each top-level condition.
+
+        Args:
+            definition: a segment's name, or a draft (a SegmentConfig or a mapping as in the YAML;
+                its ``name`` may be left out).
+
+        Returns:
+            ``{"segment", "dataset", "records", "count", "match", "steps": [{"condition", "count"}]}``.
+        """
+        from pydantic import ValidationError
+
+        from tessera.config.loader import segment_problems
+        from tessera.config.models import SegmentConfig
+        from tessera.segments import compile_segment, count_steps
+
+        config = self.config
+        if isinstance(definition, str):
+            seg = self._segment_config(definition, config)
+        else:
+            if isinstance(definition, dict):
+                try:
+                    seg = SegmentConfig.model_validate({"name": "draft", **definition})
+                except ValidationError as exc:
+                    raise ConfigError([f"{'.'.join(str(p) for p in e['loc'])}: "
+                                       f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()],
+                                      origin="segment draft") from None
+            else:
+                seg = definition
+            others = [s for s in config.segments if s.name != seg.name]
+            config = config.model_copy(update={"segments": [*others, seg]})
+            problems = segment_problems(config, only=seg.name)
+            if problems:
+                raise ConfigError(problems, origin="segment draft")
+        compiled = compile_segment(self._segment_context(config=config), seg)
+        return count_steps(self.adapter, compiled)
+
+    def segment_members(self, name: str, *, limit: int = 100, columns: list[str] | None = None) -> list[dict]:
+        """The current members of a segment (as of its last refresh) with their entry time and,
+        beside them, ``columns`` of the dataset (default: every column not starting with ``_``)."""
+        from tessera.segments import MEMBERS
+
+        seg = self._segment_config(name)
+        if not self.adapter.exists(MEMBERS):
+            return []
+        m = self.adapter.table(MEMBERS)
+        m = m.filter(m.segment == name).select("tessera_id", "entered_at", "version")
+        data = self.table(seg.dataset)
+        wanted = columns or [c for c in data.columns if not c.startswith("_") and c != "tessera_id"]
+        unknown = [c for c in wanted if c not in data.columns]
+        if unknown:
+            raise UsageError(f"unknown column(s) {', '.join(unknown)} of dataset '{seg.dataset}'")
+        data = data.select(_tessera_mid=data.tessera_id.cast("string"), **{c: data[c] for c in wanted})
+        joined = m.left_join(data, m.tessera_id == data._tessera_mid).drop("_tessera_mid")
+        rows = self.adapter.to_arrow(joined.order_by([ibis.desc("entered_at"), "tessera_id"]).limit(limit)).to_pylist()
+        return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
+
+    def segment_history(self, name: str, *, limit: int = 200) -> dict:
+        """The size of a segment at each refresh, and its latest entries and exits (newest first)."""
+        from tessera.segments import LOG, SIZES
+
+        self._segment_config(name)
+        iso = lambda rows: [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+                            for r in rows]  # noqa: E731
+        sizes, changes = [], []
+        if self.adapter.exists(SIZES):
+            t = self.adapter.table(SIZES)
+            sizes = iso(self.adapter.to_arrow(t.filter(t.segment == name).order_by("refreshed_at")).to_pylist())
+        if self.adapter.exists(LOG):
+            t = self.adapter.table(LOG)
+            when = ibis.coalesce(t.exited_at, t.entered_at)
+            q = t.filter(t.segment == name).mutate(_at=when).order_by([ibis.desc("_at"), "tessera_id"]).limit(limit)
+            changes = iso(self.adapter.to_arrow(q.drop("_at")).to_pylist())
+        return {"segment": name, "sizes": sizes, "changes": changes}
+
+    def refresh_segments(self, names: list[str] | None = None, *, events_only: bool = False,
+                         hold_lock: bool = True) -> list[dict]:
+        """Recompute segment membership now (a run does it for every segment).
+
+        Args:
+            names: the segments to refresh (default: all).
+            events_only: only the segments with a condition on an events dataset, with the events
+                collected since the last run (what the event loader calls after each load).
+            hold_lock: take the write lock (False: the caller holds it, like the event loader).
+        """
+        from dataclasses import asdict
+
+        from tessera.segments import event_segments, refresh
+
+        config = self.config
+        for n in names or []:
+            self._segment_config(n, config)
+        todo = names if names is not None else [s.name for s in config.segments]
+        if events_only:
+            todo = [n for n in todo if n in event_segments(config)]
+        if not todo:
+            return []
+        if not hold_lock:
+            return [asdict(r) for r in refresh(self._segment_context(config=config), self.store, todo)]
+        with self.writing():
+            return [asdict(r) for r in refresh(self._segment_context(config=config), self.store, todo)]
+
+    def refresh_event_segments(self, *, hold_lock: bool = True) -> list[dict]:
+        """Recompute the segments with event conditions, counting the events loaded since the last
+        run; the event loader calls it after each load that appended events."""
+        return self.refresh_segments(events_only=True, hold_lock=hold_lock)
+
+    def save_segment(self, definition) -> dict:
+        """Create or change one segment (a SegmentConfig or a mapping as in the YAML) and apply the
+        configuration; returns what changed."""
+        from tessera.config.models import SegmentConfig
+
+        seg = definition if isinstance(definition, SegmentConfig) else SegmentConfig.model_validate(definition)
+        config = self.config
+        data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        segs = [s for s in data.get("segments", []) if s["name"] != seg.name]
+        position = next((i for i, s in enumerate(config.segments) if s.name == seg.name), len(segs))
+        segs.insert(position, seg.model_dump(mode="json", exclude_defaults=True, by_alias=True))
+        data["segments"] = segs
+        return self.apply(data)  # secrets stay references to the encrypted values
+
+    def delete_segment(self, name: str) -> dict:
+        """Remove a segment from the configuration (refused while a sync or a segment uses it)."""
+        config = self.config
+        self._segment_config(name, config)
+        data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        data["segments"] = [s for s in data.get("segments", []) if s["name"] != name]
+        return self.apply(data)
+
+    def _with_segments_column(self, dataset: str, t: ibis.Table) -> ibis.Table:
+        """``t`` with a ``segments`` column: the names of the segments each record belongs to,
+        sorted and joined by ", " (empty when none)."""
+        from tessera.segments import MEMBERS
+
+        if not self.adapter.exists(MEMBERS) or "tessera_id" not in t.columns or "segments" in t.columns:
+            return t
+        names = [s.name for s in self.config.segments if s.dataset == dataset]
+        m = self.adapter.table(MEMBERS)
+        m = m.filter(m.segment.isin(names))
+        per = m.group_by(_tessera_sid=m.tessera_id).agg(
+            segments=m.segment.collect(distinct=True).sort().join(", "))
+        out = t.left_join(per, t.tessera_id.cast("string") == per._tessera_sid).drop("_tessera_sid")
+        return out.mutate(segments=out.segments.fill_null(""))
+
+    def segment_memberships(self, tessera_id: str) -> list[dict]:
+        """The segments a record belongs to, with the time it entered each."""
+        from tessera.segments import MEMBERS
+
+        if not self.config.segments or not self.adapter.exists(MEMBERS):
+            return []
+        m = self.adapter.table(MEMBERS)
+        rows = self.adapter.to_arrow(m.filter(m.tessera_id == tessera_id).order_by("segment")).to_pylist()
+        return [{"segment": r["segment"], "entered_at": r["entered_at"].isoformat() if r["entered_at"] else None,
+                 "version": r["version"]} for r in rows]

@@ -94,6 +94,8 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
     if collect:
         app.state.collector = Collector(path, workspace=owner.workspace, loader=loader,
                                         loader_interval=loader_interval)
+        # Segments with event conditions follow the events as they load, between runs.
+        app.state.collector.loaded_callbacks.append(owner.refresh_event_segments_soon)
         app.state.services.append(app.state.collector)
         app.include_router(collect_router)
 

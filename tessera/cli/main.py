@@ -12,10 +12,7 @@ import sys
 
 # Each module registers the commands of its noun on the app.
 from tessera.cli import connections, data, demo, runs, schedule, scores, server, syncs  # noqa: F401
-from tessera.cli import audit as audit_cli
 from tessera.cli import identity as identity_cli
-from tessera.cli import tokens as tokens_cli
-from tessera.cli import users as users_cli
 from tessera.cli.setup import app as setup_app
 from tessera.cli import workspace as workspace_commands  # noqa: F401
 from tessera.cli.common import STATE, app, console, err  # noqa: F401 - app: the one Typer app
@@ -25,9 +22,10 @@ from tessera.errors import TesseraError
 
 app.add_typer(identity_cli.app, name="identity")
 app.add_typer(setup_app, name="setup")
-app.add_typer(users_cli.app, name="users")
-app.add_typer(tokens_cli.app, name="tokens")
-app.add_typer(audit_cli.app, name="audit")
+app.add_typer(__import__("tessera.cli.segments", fromlist=["app"]).app, name="segments")
+app.add_typer(__import__("tessera.cli.users", fromlist=["app"]).app, name="users")
+app.add_typer(__import__("tessera.cli.tokens", fromlist=["app"]).app, name="tokens")
+app.add_typer(__import__("tessera.cli.audit", fromlist=["app"]).app, name="audit")
 
 
 def main(argv: list[str] | None = None) -> None:

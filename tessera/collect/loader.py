@@ -268,6 +268,8 @@ class Loader:
                 with ws.writing(wait=0):  # a run holds it: load at a later tick
                     try:
                         new, refused = self._append(ws.adapter, batch, next_offset)
+                        if new.num_rows:
+                            _refresh_event_segments(ws)
                     finally:
                         ws.close()
             except WorkspaceError as exc:
@@ -279,7 +281,6 @@ class Loader:
         return LoadResult(n_records, new.num_rows, batch.duplicates + batch.events.num_rows - new.num_rows,
                           refused.num_rows, next_offset)
 
-
     def _append(self, adapter, batch: Batch, next_offset: int) -> tuple[pa.Table, pa.Table]:
         new = not_loaded_yet(adapter, batch.events)
         if new.num_rows:
@@ -289,6 +290,16 @@ class Loader:
             adapter.append(REJECTS_TABLE, refused)
         self.workspace.store.set_state(STATE_SCOPE, STATE_OFFSET, next_offset)
         return new, refused
+
+
+def _refresh_event_segments(ws: Workspace) -> None:
+    """Segments with event conditions take the events just loaded; a failure is logged, never
+    stops the loading (the next run recomputes every segment)."""
+    try:
+        if ws.config.segments:
+            ws.refresh_event_segments(hold_lock=False)  # this loader holds the write lock
+    except Exception as exc:  # noqa: BLE001 - a segment problem must not stop event loading
+        log.error("event loader: segments were not refreshed after the load: %s", exc)
 
 
 def configure_logging(level: int | str) -> None:

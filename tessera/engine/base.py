@@ -98,6 +98,10 @@ class EngineAdapter:
     def drop_table(self, name: str) -> None:
         self.con.drop_table(name, force=True)
 
+    def append_query(self, name: str, expr: ibis.Table, *, temp: bool = False) -> None:
+        """Append the rows of an Ibis expression, computed in the engine (creating the table when missing)."""
+        raise NotImplementedError
+
     def append(self, name: str, data: pa.Table) -> None:
         """Append rows to a table, creating it when missing."""
         if self.exists(name):
@@ -207,6 +211,16 @@ class SqlCatalogAdapter(EngineAdapter):
 
     def published_target(self, name: str) -> str | None:
         return self._catalog().get(name)
+
+    def append_query(self, name: str, expr: ibis.Table, *, temp: bool = False) -> None:
+        """Append the rows of an Ibis expression in the engine (``INSERT ... SELECT``), creating
+        the table when missing (a ``temp`` work table, see :meth:`create_table`)."""
+        if not self.exists(name):
+            self.create_table(name, expr, temp=temp)
+            return
+        self.con._run_pre_execute_hooks(expr)
+        columns = ", ".join(q(c) for c in expr.columns)
+        self.sql(f"INSERT INTO {q(name)} ({columns}) {self.con.compile(expr)}")
 
     def list_views(self) -> list[str]:
         return list(self._catalog())

@@ -117,7 +117,8 @@ class PostgresCompiler(_IbisPostgresCompiler):
         (two different collations meeting in a join or a comparison would be an error)."""
         if self.case_collation is None:
             return self.f[function](arg)
-        return self._collate(self.f[function](self._collate(arg, self.case_collation)), "C")
+        # In parentheses: inside POSITION(x IN y) a bare COLLATE is a syntax error.
+        return sge.Paren(this=self._collate(self.f[function](self._collate(arg, self.case_collation)), "C"))
 
     def visit_Lowercase(self, op, *, arg):
         return self._change_case("lower", arg)

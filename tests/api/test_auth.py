@@ -51,9 +51,18 @@ RULES = {
     ("POST", "/api/tokens"): "admin",
     ("DELETE", "/api/tokens/{token_id}"): "viewer",  # a user revokes its own, an admin any
     ("GET", "/api/audit"): "admin",
+    ("GET", "/api/segments"): "viewer",
+    ("POST", "/api/segments/count"): "viewer",  # a live count of a draft: a read
+    ("GET", "/api/segments/{name}"): "viewer",
+    ("GET", "/api/segments/{name}/count"): "viewer",
+    ("GET", "/api/segments/{name}/members"): "viewer",
+    ("GET", "/api/segments/{name}/history"): "viewer",
+    ("POST", "/api/segments"): "editor",
+    ("PUT", "/api/segments/{name}"): "editor",
+    ("DELETE", "/api/segments/{name}"): "editor",
 }
 PATH_VALUES = {"tessera_id": "T1", "job_id": "987654", "override_id": "987654", "email": "nobody@example.com",
-               "token_id": "987654"}
+               "token_id": "987654", "name": "no_such_segment"}
 
 
 class Captured(logging.Handler):

@@ -8,6 +8,8 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
+from fastapi.testclient import TestClient  # noqa: E402
+
 from tessera.api.app import create_app  # noqa: E402
 from tessera.users import Users  # noqa: E402
 from tessera.workspace import Workspace  # noqa: E402
@@ -23,9 +25,10 @@ def served_app(tmp_path_factory):
         users.create("admin@example.com", "admin", "admin-passphrase-1")
         users.create("viewer@example.com", "viewer", "viewer-passphrase-1")
         token, _ = users.create_token("admin@example.com", "admin", expires="1d")
-    app = create_app(path, collect=False)  # no lifespan: jobs are queued, none runs
+    app = create_app(path, collect=False)
     app.state.fuzz_token = token
-    return app
+    with TestClient(app):  # the lifespan: the writer queue runs the jobs the requests ask for
+        yield app
 
 
 def test_no_server_error(served_app):
