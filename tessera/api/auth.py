@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Annotated, Callable
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from tessera.api.owner import WorkspaceOwner
@@ -109,7 +110,13 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def authorized(request: Request) -> Principal:
+bearer = HTTPBearer(auto_error=False, scheme_name="token",
+                    description="An API token (tsk_..., tessera tokens create) or the server's local credential")
+"""Declares the bearer token in the OpenAPI schema (Swagger UI's Authorize button); checked below."""
+
+
+def authorized(request: Request,
+               _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> Principal:
     """The caller (401 without a valid credential); the route's rule then checks its role."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
