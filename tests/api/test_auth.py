@@ -394,3 +394,29 @@ def test_no_password_or_token_in_any_log(server, logs):
     for secret in filter(None, SECRETS):
         assert secret not in raw
     assert "$argon2" in raw
+
+
+def test_the_users_migration_goes_both_ways(tmp_path):
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from tessera.store import MetadataStore
+
+    store = MetadataStore(f"sqlite:///{tmp_path / 'meta.sqlite'}")
+    try:
+        store.upgrade("0004_identity_overrides")
+        assert not {"users", "api_tokens", "audit_log"} & set(inspect(store.engine).get_table_names())
+        store.upgrade()
+        assert {"users", "api_tokens", "audit_log"} <= set(inspect(store.engine).get_table_names())
+        users = Users(store)
+        users.create("a@example.com", "admin", "a-long-passphrase")
+        assert users.authenticate("A@example.com ", "a-long-passphrase")["role"] == "admin"
+        assert users.authenticate("a@example.com", "wrong-passphrase") is None
+        assert users.authenticate("nobody@example.com", "a-long-passphrase") is None
+        cfg = store._alembic_config()
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0004_identity_overrides")
+        assert not {"users", "api_tokens", "audit_log"} & set(inspect(store.engine).get_table_names())
+    finally:
+        store.close()
