@@ -263,6 +263,8 @@ class Workspace:
         def work(pipeline: Pipeline, run_id: int):
             result = pipeline.run(run_id, import_files=import_files, as_of=as_of)
             counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
+            if result.warnings:  # the run's status stays "succeeded"; its counts say what to look at
+                counts["warnings"], counts["refused_files"] = result.warnings, result.refused
             return result, counts
 
         return self._recorded_run("pipeline", None, config, progress, work)
@@ -286,10 +288,15 @@ class Workspace:
             self.store.finish_run(run_id, "succeeded", counts=counts)
             return result
 
-    def import_sources(self, names: list[str] | None = None, *, progress: Progress | None = None) -> dict:
+    def import_sources(self, names: list[str] | None = None, *, progress: Progress | None = None,
+                       retry_refused: bool = False) -> dict:
         """Import the new data of sources (all, or ``names``) into the raw layer, without a run.
 
-        The next run unifies and publishes it. Returns the counts per source.
+        The next run unifies and publishes it. Returns the counts per source (with ``warnings``
+        and ``files_refused`` for a source whose files were refused).
+
+        Args:
+            retry_refused: forget the files refused before, so they are read again.
         """
         config = self.config
         known = {s.name for s in config.sources}
@@ -297,9 +304,17 @@ class Workspace:
         if unknown:
             raise ConfigError(f"unknown source(s) {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})")
         def work(pipeline: Pipeline, _run_id: int):
+            if retry_refused:
+                from tessera.sources.importer import forget_refused
+
+                for name in names or sorted(known):
+                    forget_refused(self.store, name)
             pipeline.collect_garbage()
             totals, per_source = pipeline.import_sources(names)
-            return per_source, {"sources": per_source, **totals}
+            counts = {"sources": per_source, **totals}
+            if pipeline.warnings:
+                counts["warnings"], counts["refused_files"] = pipeline.warnings, pipeline.refused
+            return per_source, counts
 
         return self._recorded_run("import", ",".join(names) if names else None, config, progress, work)
 

@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from tessera.config.models import SEMANTIC_FIELDS, WorkspaceConfig
+from tessera.config.models import FILE_CONNECTIONS, SEMANTIC_FIELDS, WorkspaceConfig
+from tessera.config.paths import file_name_problem, relative_path_problem
 from tessera.errors import ConfigError
 
 
@@ -195,7 +196,7 @@ def check_references(config: WorkspaceConfig) -> list[str]:
 
 def _check_source_kind(where: str, s, kind: str) -> list[str]:
     """What a source needs depends on its connection: files need a pattern, databases a table or query."""
-    from tessera.config.models import DATABASE_CONNECTIONS, FILE_CONNECTIONS
+    from tessera.config.models import DATABASE_CONNECTIONS
 
     problems = []
     if kind in FILE_CONNECTIONS:
@@ -206,6 +207,10 @@ def _check_source_kind(where: str, s, kind: str) -> list[str]:
                 problems.append(f"{where}.{attr}: only database sources have a {attr}; this source reads files ({kind})")
         if s.import_strategy == "incremental":
             problems.append(f"{where}.import_strategy: incremental needs a database connection; files use new_files or full")
+        for attr, what in (("pattern", "pattern"), ("archive_folder", "folder")):
+            problem = getattr(s, attr) and relative_path_problem(getattr(s, attr), what=what)
+            if problem:
+                problems.append(f"{where}.{attr}: {problem}")
     elif kind in DATABASE_CONNECTIONS:
         if bool(s.table) == bool(s.query):
             problems.append(f"{where}: a source on a {kind} connection reads either a table or a query: set exactly one")
@@ -286,6 +291,13 @@ def _check_syncs(config: WorkspaceConfig) -> list[str]:
                             "(local, ftp, ftps, sftp), tables (postgresql, mysql, mariadb) or a webhook")
         elif conn.type in ("postgresql", "mysql", "mariadb") and not s.table:
             problems.append(f"{where}.table: a sync to a {conn.type} connection needs the destination table's name")
+        if conn is not None and conn.type in FILE_CONNECTIONS:
+            problem = relative_path_problem(s.folder, what="folder")
+            if problem:
+                problems.append(f"{where}.folder: {problem}")
+            problem = s.file_name is not None and file_name_problem(s.file_name)
+            if problem:
+                problems.append(f"{where}.file_name: {problem}")
         if s.segment is not None:
             problems.append(f"{where}.segment: segments are not available yet; use filter with the segment's condition")
         d = datasets.get(s.dataset)
