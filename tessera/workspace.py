@@ -189,19 +189,28 @@ class Workspace:
             raise ConfigError(f"unknown connection '{name}' (known: {', '.join(sorted(conns)) or 'none'})")
         return self.secrets.reveal(conns[name])
 
-    def apply(self, config: WorkspaceConfig | str | Path | dict) -> dict:
+    def apply(self, config: WorkspaceConfig | str | Path | dict | None, *, prune: bool = False) -> dict:
         """Replace the workspace configuration; return what changed per kind.
 
         Args:
             config: a WorkspaceConfig, a mapping, or the path of a YAML file.
+            prune: accept a configuration that declares nothing (an empty or comment-only file),
+                which removes every connection, source, dataset and sync; refused otherwise.
         """
+        origin = str(config) if isinstance(config, (str, Path)) else None
         if isinstance(config, (str, Path)):
             config = load_yaml(config)
-        elif isinstance(config, dict):
+        elif isinstance(config, dict) or config is None:
             config = parse_config(config)
         self._check_write_keys(config)
         config = self.secrets.seal(config)
         before = {(k, n): s for k, n, s in self.store.load_config()}
+        declared = config.connections or config.sources or config.datasets or config.syncs
+        if before and not declared and not prune:
+            raise ConfigError(
+                f"the configuration declares no connection, source, dataset or sync (an empty or comment-only "
+                f"file?); applying it would remove all {len(before)} object(s) of the workspace. Check the file, "
+                "or pass --prune (prune=True) to remove them all", origin=origin)
         objects = []
         for kind, items in (("connection", config.connections), ("source", config.sources),
                             ("dataset", config.datasets), ("sync", config.syncs)):

@@ -98,10 +98,12 @@ def init(path: Path = typer.Argument(..., help="Folder of the new workspace."),
 
 
 @app.command()
-def apply(file: Path = typer.Argument(..., help="YAML configuration file.")) -> None:
+def apply(file: Path = typer.Argument(..., help="YAML configuration file."),
+          prune: bool = typer.Option(False, "--prune", help="Accept a file that declares nothing: remove every "
+                                                            "connection, source, dataset and sync.")) -> None:
     """Apply a YAML configuration (connections, sources, datasets) to the workspace."""
     with Workspace.open(_ws_path()) as ws:
-        changes = ws.apply(file)
+        changes = ws.apply(file, prune=prune)
     if not any(changes.values()):
         console.print("No change.")
     for kind, items in changes.items():
@@ -439,6 +441,14 @@ def main() -> None:
         if STATE["debug"]:
             raise
         err.print(f"Error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - a bug of ours still ends in one line, not a traceback
+        if STATE["debug"]:
+            raise
+        detail = (str(exc).strip().splitlines() or [""])[0][:500]
+        err.print(f"Error: unexpected {type(exc).__name__}{': ' + detail if detail else ''}. This is a bug of "
+                  "Tessera, not of your input: rerun with --debug for the traceback and report it.",
+                  markup=False, highlight=False)
         sys.exit(1)
 
 
