@@ -258,6 +258,11 @@ class Pipeline:
             mine = mine[-1:]
         schema = self.store.get_source_schema(src.name)
         if not mine:
+            refused = [r for r in self.refused if r["source"] == src.name]
+            if refused:
+                raise RunError(f"Source '{src.name}' has no imported data: its only file(s) were refused "
+                               f"({'; '.join(r['file'] + ': ' + r['reason'] for r in refused[:3])}). They are kept "
+                               "aside; fix or replace them and run again. Nothing was published.")
             what = f"its pattern '{src.pattern}'" if src.pattern else f"its {'table' if src.table else 'query'}"
             raise RunError(f"Source '{src.name}' has no imported data yet (no imported file or table): check "
                            f"{what} and its connection '{src.connection}' (tessera connections test "

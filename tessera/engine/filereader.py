@@ -144,6 +144,9 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
         head = f.read(_HEAD)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise SourceError(f"File '{path}' is encoded in UTF-16; Tessera reads UTF-8: {_UTF8_FIX}.")
+    if b"\x00" in head:
+        raise SourceError(f"File '{path}' is binary (it holds NUL bytes), not CSV text: export the data again "
+                          "as CSV, or remove the file from the source.")
     try:
         text, bad = head.decode("utf-8"), None
     except UnicodeDecodeError as e:   # only the header must decode here; DuckDB rejects bad data lines
