@@ -135,3 +135,21 @@ def test_a_source_whose_only_file_is_refused_says_so(tmp_path, workspace):
         workspace.run()
     assert "its only file(s) were refused (crm/contacts.csv: " in str(exc.value)
     assert "duplicate" in str(exc.value)
+
+
+def test_a_very_wide_file_is_refused_quickly_and_never_poisons_later_runs(tmp_path, workspace):
+    names = ["id", "email"] + [f"c{i}" for i in range(10_000)]
+    row = ["3", "wide@example.com"] + ["x"] * 10_000
+    (tmp_path / "data" / "crm" / "wide.csv").write_text(",".join(names) + "\n" + ",".join(row) + "\n")
+    result = workspace.run()
+    [refused] = result.refused
+    assert "10,002 columns, more than the 1,000" in refused["reason"]
+    assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com"]
+    # later runs go on, before and after the pattern changes
+    assert workspace.run().status == "succeeded with warnings"
+    cfg = config(tmp_path)
+    cfg["sources"][0]["pattern"] = "crm/*.csv"
+    workspace.apply(cfg)
+    (tmp_path / "data" / "crm" / "wide.csv").unlink()
+    assert workspace.run().status == "succeeded"
+    assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com"]
