@@ -22,6 +22,7 @@ import codecs
 import csv
 import datetime
 import io
+import json
 import os
 import re
 import uuid
@@ -76,8 +77,24 @@ def detect_format(path: str) -> str:
         except FileNotFoundError:
             raise SourceError(f"File '{path}' not found: check the path.") from None
         if start and not start.startswith(b"["):
+            # One object per line is NDJSON; a .json file that is one whole object (often the
+            # records wrapped in {"data": [...]}) is reported, not read as a single row.
+            if start.startswith(b"{") and os.path.getsize(path) <= _WHOLE_JSON_CHECK and _one_json_object(path):
+                return "json"
             return "ndjson"
     return _FORMATS[ext]
+
+
+_WHOLE_JSON_CHECK = 16 * 1024 * 1024  # .json files up to this size are checked for being one object
+
+
+def _one_json_object(path: str) -> bool:
+    """Whether the whole file is a single JSON object (not one object per line)."""
+    try:
+        with open(path, "rb") as f:
+            return isinstance(json.loads(f.read()), dict)
+    except (ValueError, RecursionError):  # several values (NDJSON), invalid, or absurdly deep
+        return False
 
 
 def read_file(con: duckdb.DuckDBPyConnection, path: str, fmt: str = "auto", *, table: str,

@@ -153,3 +153,15 @@ def test_a_very_wide_file_is_refused_quickly_and_never_poisons_later_runs(tmp_pa
     (tmp_path / "data" / "crm" / "wide.csv").unlink()
     assert workspace.run().status == "succeeded"
     assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com"]
+
+
+def test_a_json_object_where_an_array_is_expected_is_refused(tmp_path, workspace):
+    (tmp_path / "data" / "crm" / "export.json").write_text(
+        '{"data": [\n  {"id": "5", "email": "eve@example.com"},\n  {"id": "6", "email": "fay@example.com"}\n]}\n')
+    (tmp_path / "data" / "crm" / "lines.json").write_text('{"id": "7", "email": "gus@example.com"}\n'
+                                                          '{"id": "8", "email": "hal@example.com"}\n')
+    result = workspace.run()
+    [refused] = result.refused
+    assert refused["file"] == "crm/export.json" and "holds a JSON object, not an array" in refused["reason"]
+    assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com", "gus@example.com",
+                                                      "hal@example.com"]
