@@ -295,6 +295,7 @@ def check_references(config: WorkspaceConfig) -> list[str]:
                                 f"(one of {', '.join(SEMANTIC_FIELDS)})")
         if d.computed:
             problems += _check_computed(config, i, d, cols)
+        problems += _check_aggregate_filters(config, i, d)
     problems += _check_syncs(config)
     return problems
 
@@ -361,7 +362,7 @@ def _check_event_columns(where: str, s) -> list[str]:
 def _check_source_filter(where: str, s, kind: str) -> list[str]:
     """A source filter is one checked SQL condition; an event source's columns are known here,
     a file or database source's only once imported (then only the expression itself is checked)."""
-    from tessera.enrich.sql import check_expression
+    from tessera.enrich.sql import check_condition
     from tessera.sources.events import EVENT_COLUMNS, is_json_path
     from tessera.sources.staging import filter_columns, filter_sql
 
@@ -371,14 +372,14 @@ def _check_source_filter(where: str, s, kind: str) -> list[str]:
     else:
         columns = used
     try:
-        check_expression(filter_sql(s.filter), columns, where=f"{where}.filter")
+        check_condition(filter_sql(s.filter), columns, where=f"{where}.filter")
     except ConfigError as exc:
         return exc.problems
     return []
 
 
 def _check_syncs(config: WorkspaceConfig) -> list[str]:
-    from tessera.enrich.sql import check_expression
+    from tessera.enrich.sql import check_condition
 
     problems = []
     conns = {c.name: c for c in config.connections}
@@ -420,9 +421,33 @@ def _check_syncs(config: WorkspaceConfig) -> list[str]:
                 problems.append(f"{where}.consent_columns.{channel}: '{col}' is not a column of dataset '{d.name}'")
         if s.filter:
             try:
-                check_expression(s.filter, cols, where=f"{where}.filter")
+                check_condition(s.filter, cols, where=f"{where}.filter")
             except ConfigError as exc:
                 problems += exc.problems
+    return problems
+
+
+def _check_aggregate_filters(config: WorkspaceConfig, i: int, d) -> list[str]:
+    """Each aggregate's filter is a checked condition over the related dataset's columns, at apply
+    (not first at run time)."""
+    from tessera.enrich.sql import check_condition
+
+    datasets = {x.name: x for x in config.datasets}
+    problems = []
+    for j, a in enumerate(d.aggregates):
+        if not a.filter:
+            continue
+        related = datasets.get(a.from_)
+        if related is not None:
+            columns = _dataset_columns(config, related)
+        else:  # the unknown dataset is reported by the enrichment checks: check the expression only
+            from tessera.enrich.sql import referenced_columns
+
+            columns = referenced_columns(a.filter)
+        try:
+            check_condition(a.filter, columns, where=f"datasets[{i}] ({d.name}).aggregates[{j}] ({a.name}).filter")
+        except ConfigError as exc:
+            problems += exc.problems
     return problems
 
 
