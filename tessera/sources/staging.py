@@ -151,10 +151,13 @@ def stage(
         typed[c] = value.name(c)
 
     texts = [raw[c].fill_null("") if c in raw.columns else ibis.literal("") for c in wanted]
-    # One flat concat of every column: a chain of two-argument concats is as deep as the file is
-    # wide, and a file of thousands of columns would exceed Python's recursion limit.
-    parts = [p for x in texts[1:] for p in (ibis.literal(";"), x)]
-    raw_text = texts[0].concat(*parts) if parts else texts[0]
+    # One flat join of every column (concat_ws): a chain of concats is as deep as the file is wide,
+    # past Python's recursion limit and the engines' expression depth for thousands of columns.
+    # Groups of at most 90 arguments: PostgreSQL takes at most 100 per function call.
+    while len(texts) > 1:
+        texts = [ibis.literal(";").join(texts[i:i + 90]) if len(texts[i:i + 90]) > 1 else texts[i]
+                 for i in range(0, len(texts), 90)]
+    raw_text = texts[0]
     # The raw text is only needed for rejected rows: joined back on (batch, line) for them alone.
     raw_lines = raw.select("_tessera_batch", "_tessera_line", _raw=raw_text)
     rows = raw.mutate(**checks, **typed)
