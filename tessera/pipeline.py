@@ -22,6 +22,7 @@ from tessera.datasets.build import DatasetBuilder, dataset_order, enriched
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import type_name
 from tessera.errors import RunError, TesseraError
+from tessera.identity.review import overrides_by_dataset
 from tessera.sources.importer import PARSE_REJECTS, import_source, raw_table
 from tessera.sources.staging import Batch, stage
 
@@ -192,7 +193,8 @@ class Pipeline:
             return {"rows_staged": staged_total,
                     "rows_rejected": sum(v.get("rejected", 0) for v in result.sources.values())}
 
-        builder = DatasetBuilder(self.adapter, self.config, stages, tag, stage_types)
+        builder = DatasetBuilder(self.adapter, self.config, stages, tag, stage_types,
+                                 overrides=overrides_by_dataset(self.store))
 
         def do_datasets():
             totals = {"records": 0, "unified": 0, "duplicates_merged": 0}
@@ -227,6 +229,8 @@ class Pipeline:
                 views[f"{name}__lineage"] = b.records
                 if b.shared:
                     views[f"{name}__shared_values"] = b.shared
+                if b.matches:
+                    views[f"{name}__matches"] = b.matches
             if reject_parts:
                 views[REJECTS_VIEW] = f"{tag}rejects"
             self.adapter.publish(views)

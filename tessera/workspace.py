@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 from datetime import date
 from contextlib import contextmanager
@@ -31,11 +32,13 @@ import ibis
 import psutil
 
 from tessera.config.loader import dump_yaml, load_yaml, parse_config
-from tessera.config.models import WorkspaceConfig
+from tessera.config.models import DatasetConfig, WorkspaceConfig
 from tessera.engine.base import EngineAdapter
-from tessera.errors import ConfigError, TesseraError, WorkspaceError
+from tessera.errors import BusyError, ConfigError, NotFoundError, TesseraError, UsageError, WorkspaceError
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
 from tessera.secrets import SecretBox, create_key_file
+from tessera.setup import propose_config
+from tessera.sources.events import EVENTS_TABLE
 from tessera.store import MetadataStore
 
 SETTINGS = "workspace.json"
@@ -57,7 +60,12 @@ class Workspace:
         self.store.upgrade()
         self._adapter: EngineAdapter | None = None
         self._lock_fh = None
+        self._held = False  # True while a server owns the workspace (see :meth:`hold`)
+        self._is_reader = False
+        self._readers = threading.local()
         self.secrets = SecretBox(path, self.store)
+        # A run whose process was killed stays 'running' in the store until someone looks.
+        self.store.mark_stale_runs(psutil.pid_exists)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -121,10 +129,66 @@ class Workspace:
         )
 
     def close(self) -> None:
+        if self._is_reader:
+            if self._adapter is not None:
+                self._adapter.close()
+                self._adapter = None
+            return
         if self._adapter is not None:
             self._adapter.close()
             self._adapter = None
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+            self._held = False
         self.store.close()
+
+    # ------------------------------------------------------------------ ownership (the server)
+    def hold(self, owner: str = "the server") -> None:
+        """Own the workspace until :meth:`close`: take the write lock for good and open the warehouse.
+
+        The server does this at its start: from then on it is the only writer (its jobs run one at
+        a time, see :mod:`tessera.jobs`) and :meth:`writing` no longer takes the lock per write.
+
+        Raises:
+            BusyError: another process writes the workspace (a CLI run, another server).
+        """
+        fh = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise BusyError(f"The workspace {self.path} is being written by {holder}; wait for it to finish "
+                            "or stop it, then start the server again.") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{owner} (pid {os.getpid()})")
+        fh.flush()
+        self._lock_fh = fh
+        self._held = True
+        self.adapter  # opened once, kept open
+
+    def reader(self) -> "Workspace":
+        """This workspace for reading on the calling thread, beside a writer on another thread.
+
+        It shares the metadata store and reads the warehouse through a connection of its own
+        (:meth:`EngineAdapter.reader`), so it sees the last publication while a run builds the
+        next one, and never waits for the writer. One reader per thread, kept for the next call.
+        """
+        if self._is_reader:
+            return self
+        reader = getattr(self._readers, "workspace", None)
+        if reader is None:
+            reader = Workspace.__new__(Workspace)
+            reader.path, reader.settings, reader.store, reader.secrets = self.path, self.settings, self.store, self.secrets
+            reader._adapter = self.adapter.reader()
+            reader._lock_fh, reader._held, reader._is_reader = None, False, True
+            reader._readers = self._readers
+            self._readers.workspace = reader
+        return reader
 
     def __enter__(self) -> "Workspace":
         return self
@@ -141,6 +205,9 @@ class Workspace:
                 10 s: the server's event loader holds the lock for a fraction of a second each
                 second); 0 fails at once.
         """
+        if self._held:
+            yield  # the server owns the workspace: its writer queue is the only writer
+            return
         if wait is None:
             wait = float(os.environ.get("TESSERA_LOCK_WAIT", "10"))
         lock_path = self.path / ".lock"
@@ -157,7 +224,7 @@ class Workspace:
                 fh.seek(0)
                 holder = fh.read().strip() or "another process"
                 fh.close()
-                raise WorkspaceError(
+                raise BusyError(
                     f"The workspace {self.path} is being written by {holder}; wait for it to finish or stop it."
                 ) from None
         fh.seek(0)
@@ -231,6 +298,23 @@ class Workspace:
         self.secrets.prune(config)
         return changes
 
+    def propose_config(self, folder: str | Path, *, apply: bool = False):
+        """Propose a configuration for a folder of exports (see :mod:`tessera.setup`).
+
+        Args:
+            folder: the folder of exported files, read recursively.
+            apply: write the proposal to ``workspace.yaml`` in the workspace folder and apply it.
+
+        Returns:
+            The :class:`tessera.setup.Proposal`, with its YAML, evidence and doubts.
+        """
+        proposal = propose_config(folder)
+        if apply:
+            target = self.path / "workspace.yaml"
+            target.write_text(proposal.yaml, encoding="utf-8")
+            self.apply(target)
+        return proposal
+
     def _check_write_keys(self, config: WorkspaceConfig) -> None:
         """Two http connections with one write key could not tell whose events arrive."""
         seen: dict[str, str] = {}
@@ -288,11 +372,13 @@ class Workspace:
                                 reveal=self.secrets.reveal)
             try:
                 result, counts = work(pipeline, run_id)
-            except TesseraError as exc:
-                self.store.finish_run(run_id, "failed", error=str(exc))
-                raise
             except BaseException as exc:
-                self.store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                # A job's progress callback carries its cancel flag (tessera.jobs.JobContext): an
+                # engine statement interrupted by a cancel fails with the engine's error.
+                cancel = getattr(progress, "cancelled", None)
+                status = "cancelled" if cancel is not None and cancel.is_set() else "failed"
+                text = str(exc) if isinstance(exc, TesseraError) else f"{type(exc).__name__}: {exc}"
+                self.store.finish_run(run_id, status, error=text)
                 raise
             self.store.finish_run(run_id, "succeeded", counts=counts)
             return result
@@ -370,7 +456,7 @@ class Workspace:
         """A published dataset (or ``<dataset>__lineage``, ``__records``, ``__shared_values``, ``tessera_rejects``)."""
         if self.adapter.published_target(name) is None:
             known = ", ".join(self.datasets()) or "none"
-            raise TesseraError(f"'{name}' is not published yet (datasets: {known}); run: tessera run")
+            raise NotFoundError(f"'{name}' is not published yet (datasets: {known}); run: tessera run")
         return self.adapter.table(name)
 
     def rejects(self, source: str | None = None) -> ibis.Table:
@@ -384,7 +470,7 @@ class Workspace:
 
         ds = next((d for d in self.config.datasets if d.name == dataset), None)
         if ds is None:
-            raise TesseraError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets()) or 'none'})")
+            raise NotFoundError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets()) or 'none'})")
         declared = {c.name: c for c in ds.columns}
         stage_types = {}
         from tessera.sources.events import EVENT_COLUMNS
@@ -440,18 +526,75 @@ class Workspace:
 
         dataset = dataset or next((d.name for d in self.config.datasets if d.deduplicate), None)
         if dataset is None:
-            raise TesseraError("no dataset has deduplication on: nothing to explain")
+            raise NotFoundError("no dataset has deduplication on: nothing to explain")
         ds = next((d for d in self.config.datasets if d.name == dataset), None)
         if ds is None:
-            raise TesseraError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets())})")
+            raise NotFoundError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets())})")
         return explain(self, ds, tessera_id)
+
+    def collected_events(self, *, limit: int = 100, offset: int = 0, message_id: str | None = None,
+                         user_id: str | None = None, rejected: bool = False) -> list[dict]:
+        """The latest events loaded from the collection API (or the refused messages), newest first."""
+        name = EVENTS_TABLE + ("_rejects" if rejected else "")
+        if not self.adapter.exists(name):
+            return []
+        t = self.adapter.table(name)
+        if message_id is not None and "message_id" in t.columns:
+            t = t.filter(t.message_id == message_id)
+        if user_id is not None and "user_id" in t.columns:
+            t = t.filter(t.user_id == user_id)
+        order = [ibis.desc(t.received_at), ibis.desc(t.log_offset)]
+        if "message_id" in t.columns:
+            order.append(t.message_id)
+        t = t.order_by(order).limit(limit, offset=offset)
+        return self.adapter.to_arrow(t).to_pylist()
+
+    # ------------------------------------------------------------------ identity review and overrides
+    def _deduplicated(self, dataset: str | None) -> DatasetConfig:
+        """The named dataset, or the first deduplicated one."""
+        dataset = dataset or next((d.name for d in self.config.datasets if d.deduplicate), None)
+        if dataset is None:
+            raise NotFoundError("no dataset has deduplication on: set deduplicate: true and identity_keys")
+        ds = next((d for d in self.config.datasets if d.name == dataset), None)
+        if ds is None:
+            raise NotFoundError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets())})")
+        return ds
+
+    def identity_review(self, dataset: str | None = None, *, limit: int = 50) -> list[dict]:
+        """The pairs of probabilistic matching waiting for a decision (see :mod:`tessera.identity.review`)."""
+        from tessera.identity.review import review_queue
+
+        return review_queue(self, self._deduplicated(dataset), limit=limit)
+
+    def identity_decide(self, record_l: str, record_r: str, *, accept: bool, dataset: str | None = None,
+                        user: str | None = None, note: str | None = None) -> dict:
+        """Accept (merge from the next run on) or reject (never link) a pair of the review queue."""
+        from tessera.identity.review import decide
+
+        return decide(self, self._deduplicated(dataset), record_l, record_r, accept=accept, user=user, note=note)
+
+    def identity_override(self, kind: str, records: list[str], *, dataset: str | None = None,
+                          user: str | None = None, note: str | None = None) -> dict:
+        """A manual rule kept across runs and re-imports: ``merge`` records, or ``split`` them off."""
+        from tessera.identity.review import add_override
+
+        return add_override(self, self._deduplicated(dataset), kind, records, user=user, note=note)
+
+    def identity_overrides(self, dataset: str | None = None) -> list[dict]:
+        """The stored overrides and review decisions, oldest first."""
+        return self.store.list_identity_overrides(dataset)
+
+    def identity_remove_override(self, override_id: int) -> None:
+        """Forget an override or a review decision (the next run no longer applies it)."""
+        if not self.store.delete_identity_override(override_id):
+            raise NotFoundError(f"no identity override {override_id}; list them with: tessera identity overrides")
 
     def export_data(self, dataset: str, path: str | Path, fmt: str | None = None) -> Path:
         """Write a published dataset to CSV or Parquet; return the file written."""
         path = Path(path)
         fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
         if fmt not in ("csv", "parquet"):
-            raise TesseraError(f"unknown export format '{fmt}': use csv or parquet")
+            raise UsageError(f"unknown export format '{fmt}': use csv or parquet")
         t = self.table(dataset)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.adapter.export(t, str(path), fmt)

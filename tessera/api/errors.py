@@ -13,9 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from tessera.errors import TesseraError
+
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request", 500: "internal_error",
-          503: "unavailable"}
+          409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
+          500: "internal_error", 503: "unavailable"}
+"""Codes of the HTTP errors raised by the framework; Tessera's own errors carry theirs (tessera.errors)."""
 
 
 def error_body(status: int, error: str, *, errors: list[str] | None = None, code: str | None = None) -> bytes:
@@ -43,9 +46,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, errors[0] if len(errors) == 1 else f"{len(errors)} invalid fields",
                               errors=errors)
 
+    async def tessera_error(_request: Request, exc: TesseraError) -> Response:
+        problems = getattr(exc, "problems", None)
+        headers = {"Retry-After": "5"} if exc.status == 503 else None
+        return error_response(exc.status, str(exc), errors=problems, code=exc.code, headers=headers)
+
     async def internal_error(_request: Request, _exc: Exception) -> Response:
         return error_response(500, "the server failed on this request (a bug): see the server log")
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(TesseraError, tessera_error)
     app.add_exception_handler(Exception, internal_error)

@@ -282,8 +282,23 @@ def check_references(config: WorkspaceConfig) -> list[str]:
         for j, k in enumerate(d.identity_keys):
             if k.column not in cols and k.column not in computed:
                 problems.append(f"{where}.identity_keys[{j}]: '{k.column}' is not a column of the dataset")
+            for col in k.requires_agreement or []:
+                if col not in cols:
+                    problems.append(f"{where}.identity_keys[{j}].requires_agreement: '{col}' is not a column "
+                                    "of the dataset")
         if d.deduplicate and not d.identity_keys:
             problems.append(f"{where}: deduplicate is on but no identity_keys are set (e.g. email, phone)")
+        if d.matching is not None:
+            if not d.deduplicate:
+                problems.append(f"{where}.matching: matching needs deduplicate: true")
+            for j, c in enumerate(d.matching.comparisons):
+                if c.column not in cols:
+                    problems.append(f"{where}.matching.comparisons[{j}].column: '{c.column}' is not a column "
+                                    "of the dataset")
+            for j, rule in enumerate(d.matching.blocking):
+                for col in rule:
+                    if col not in cols:
+                        problems.append(f"{where}.matching.blocking[{j}]: '{col}' is not a column of the dataset")
         if d.date_column and d.date_column not in cols and d.date_column not in computed:
             problems.append(f"{where}.date_column: '{d.date_column}' is not a column of the dataset")
         for s in d.source_priority:

@@ -364,6 +364,49 @@ class ScoresConfig(_Model):
 class IdentityKeyConfig(_Model):
     column: str
     limit: int | None = Field(default=None, ge=1)  # at most N distinct values per unified record
+    # Guard rails of a value people share (Phone, Address, AnonymousId keys by default): a value whose
+    # records disagree is not used to merge them. ``requires_agreement`` names the columns that must not
+    # differ (default: first name, and e-mail or birth date); ``allow_conflicts: true`` turns the guard off.
+    requires_agreement: list[str] | None = None
+    allow_conflicts: bool | None = None
+
+
+MatchMethod = Literal["exact", "levenshtein", "jaro_winkler", "name", "email", "date"]
+
+
+class ComparisonConfig(_Model):
+    """One comparison of probabilistic matching: how equal a column is on the two records of a pair.
+
+    Levels, best first: ``exact`` (after lower case and accents removed), then the method's fuzzy
+    levels, then "different"; a missing value on either side is neutral. ``levels`` sets the fuzzy
+    thresholds: edit distances for ``levenshtein``/``name``/``email``, similarities (0..1) for
+    ``jaro_winkler``, days for ``date``."""
+
+    column: str
+    method: MatchMethod = "exact"
+    levels: list[float] | None = None
+
+
+class MatchingConfig(_Model):
+    """Probabilistic (Fellegi-Sunter) matching of a deduplicated dataset (see docs/identity.md)."""
+
+    comparisons: list[ComparisonConfig] = Field(min_length=1)
+    # Candidate pairs: records equal on every column of at least one rule (after normalization).
+    blocking: list[list[str]] = Field(min_length=1)
+    merge: float = Field(default=0.99, gt=0, lt=1)  # match probability from which records merge
+    review: float = Field(default=0.8, gt=0, lt=1)  # from here up to ``merge``: the review queue
+    max_block_size: int = Field(default=200, ge=2)  # a blocking value with more records pairs none of them
+    # Never link a pair whose first names differ and whose e-mails or birth dates differ (twins, households).
+    guard: bool = True
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> "MatchingConfig":
+        if self.review > self.merge:
+            raise ValueError(f"review ({self.review}) must not be above merge ({self.merge})")
+        for rule in self.blocking:
+            if not rule:
+                raise ValueError("a blocking rule names at least one column, e.g. [last_name, postal_code]")
+        return self
 
 
 class MappingConfig(_Model):
@@ -380,6 +423,7 @@ class DatasetConfig(_Model):
     identity_keys: list[IdentityKeyConfig] = Field(default_factory=list)
     blocked_values: list[str] = Field(default_factory=list)
     shared_value_threshold: int | None = Field(default=50, ge=2)
+    matching: MatchingConfig | None = None  # probabilistic matching besides the identity keys
     date_column: str | None = None  # the record date used by most_recent/first; default import time
     source_priority: list[str] = Field(default_factory=list)
     columns: list[DatasetColumnConfig] = Field(default_factory=list)

@@ -91,6 +91,10 @@ class EngineAdapter:
         """An engine's last touch to a SQL expression of :meth:`add_sql_columns` (none by default)."""
         return expr
 
+    def prepare_functions(self, names: set[str]) -> None:
+        """Make the functions ``names`` (e.g. ``{"levenshtein"}``) callable, or raise EngineError saying
+        how; built in everywhere but where an engine overrides this."""
+
     def drop_table(self, name: str) -> None:
         self.con.drop_table(name, force=True)
 
@@ -167,6 +171,14 @@ class EngineAdapter:
     def published_target(self, name: str) -> str | None:
         """The table a published name points at, or None."""
         raise NotImplementedError
+
+    def reader(self) -> "EngineAdapter":
+        """An adapter for reading on another thread while this one writes: it sees the last
+        committed state (the last publication), never a run's work in progress."""
+        return self
+
+    def interrupt(self) -> None:
+        """Stop the statement running on this adapter, if the engine can (a cancelled job)."""
 
     def close(self) -> None:
         pass
