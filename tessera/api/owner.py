@@ -114,7 +114,8 @@ class WorkspaceOwner:
                                   as_of=date.fromisoformat(as_of) if as_of else None)
 
     def _import(self, params: dict, ctx: JobContext) -> Any:
-        return self.workspace.import_sources(params.get("sources") or None, progress=ctx)
+        return self.workspace.import_sources(params.get("sources") or None, progress=ctx,
+                                             retry_refused=bool(params.get("retry_refused", False)))
 
     def _sync(self, params: dict, ctx: JobContext) -> Any:
         ctx.check()
@@ -165,10 +166,11 @@ class WorkspaceOwner:
 
     def _apply(self, params: dict, ctx: JobContext) -> Any:
         ctx.check()
+        prune = bool(params.get("prune", False))
         if params.get("path"):
-            return self.workspace.apply(Path(params["path"]))
+            return self.workspace.apply(Path(params["path"]), prune=prune)
         if isinstance(params.get("config"), dict):
-            return self.workspace.apply(params["config"])
+            return self.workspace.apply(params["config"], prune=prune)
         raise UsageError("an apply job needs 'path' (a YAML file on the server's machine) or 'config' (a mapping)")
 
 

@@ -109,7 +109,14 @@ def _invoke(argv: list[str]) -> int:
             return exc.exit_code
         if isinstance(exc, click.exceptions.Abort):
             return 1
-        raise
+        if STATE["debug"]:
+            raise
+        # a bug of ours still ends in one line, not a traceback
+        detail = (str(exc).strip().splitlines() or [""])[0][:500]
+        err.print(f"Error: unexpected {type(exc).__name__}{': ' + detail if detail else ''}. This is a bug of "
+                  "Tessera, not of your input: rerun with --debug for the traceback and report it.",
+                  markup=False, highlight=False)
+        return 1
 
 
 _forward_lock = threading.Lock()
