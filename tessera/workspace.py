@@ -573,23 +573,31 @@ class Workspace:
         """Accept (merge from the next run on) or reject (never link) a pair of the review queue."""
         from tessera.identity.review import decide
 
-        return decide(self, self._deduplicated(dataset), record_l, record_r, accept=accept, user=user, note=note)
+        row = decide(self, self._deduplicated(dataset), record_l, record_r, accept=accept, user=user, note=note)
+        self.store.audit("identity.review", actor=user, target=f"override {row['id']}",
+                         details={"decision": "accept" if accept else "reject", "records": [record_l, record_r],
+                                  "dataset": row["dataset"]})
+        return row
 
     def identity_override(self, kind: str, records: list[str], *, dataset: str | None = None,
                           user: str | None = None, note: str | None = None) -> dict:
         """A manual rule kept across runs and re-imports: ``merge`` records, or ``split`` them off."""
         from tessera.identity.review import add_override
 
-        return add_override(self, self._deduplicated(dataset), kind, records, user=user, note=note)
+        row = add_override(self, self._deduplicated(dataset), kind, records, user=user, note=note)
+        self.store.audit(f"identity.{kind}", actor=user, target=f"override {row['id']}",
+                         details={"records": row["records"], "dataset": row["dataset"]})
+        return row
 
     def identity_overrides(self, dataset: str | None = None) -> list[dict]:
         """The stored overrides and review decisions, oldest first."""
         return self.store.list_identity_overrides(dataset)
 
-    def identity_remove_override(self, override_id: int) -> None:
+    def identity_remove_override(self, override_id: int, *, user: str | None = None) -> None:
         """Forget an override or a review decision (the next run no longer applies it)."""
         if not self.store.delete_identity_override(override_id):
             raise NotFoundError(f"no identity override {override_id}; list them with: tessera identity overrides")
+        self.store.audit("identity.override_removed", actor=user, target=f"override {override_id}")
 
     def export_data(self, dataset: str, path: str | Path, fmt: str | None = None) -> Path:
         """Write a published dataset to CSV or Parquet; return the file written."""

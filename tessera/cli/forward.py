@@ -19,8 +19,10 @@ import typer
 from tessera.cli.common import STATE, app, console, err
 from tessera.errors import ConnectionFailed, TesseraError, UsageError
 
-# Commands that never go to a running server: they make a workspace, serve it, or read no workspace.
-LOCAL = {"init", "demo", "serve", "scores", "jobs", "setup"}
+# Commands that never go to a running server: they make a workspace, serve it, or read no workspace;
+# users, tokens and audit touch only the metadata store, which is safe beside a server (and a
+# password read from stdin stays on this side).
+LOCAL = {"init", "demo", "serve", "scores", "jobs", "setup", "users", "tokens", "audit"}
 # Writes: the command itself sends a job to the running server (and shows its progress).
 JOBS = {"run", "import", "apply", "sync run", "sync reset", "schedule run", "segments refresh"}
 
