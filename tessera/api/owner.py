@@ -56,7 +56,7 @@ class WorkspaceOwner:
             "run": self._run, "import": self._import, "sync": self._sync, "apply": self._apply,
             "sync_reset": self._sync_reset, "segments_refresh": self._segments_refresh,
             "segment_save": self._segment_save, "segment_delete": self._segment_delete,
-        }, on_cancel=self.workspace.adapter.interrupt)
+        }, on_cancel=self.workspace.adapter.interrupt, on_end=self._job_ended)
         self._started = False
         self._event_refresh_queued = False
 
@@ -83,6 +83,25 @@ class WorkspaceOwner:
         os.replace(tmp, target)
         return target
 
+    def submit(self, kind: str, params: dict, *, by: str | None, client: str | None = None) -> dict:
+        """Queue a job asked by ``by`` (recorded in the audit log); the job, queued."""
+        job = self.jobs.submit(kind, params, requested_by=by)
+        self.workspace.store.audit(f"job.{kind}.submitted", actor=by, target=f"job {job['id']}",
+                                   details={"kind": kind, "params": _audited_params(params)}, client=client)
+        return job
+
+    def _job_ended(self, job: dict) -> None:
+        """The audit line of a finished job: its state, error, and for ``apply`` the configuration diff."""
+        details: dict[str, Any] = {"kind": job["kind"], "state": job["state"]}
+        if job.get("error"):
+            details["error"] = job["error"]
+        if job["kind"] == "apply" and isinstance(job.get("result"), dict):
+            details["diff"] = job["result"]
+        elif isinstance(job.get("result"), dict):
+            details["result"] = {k: v for k, v in job["result"].items() if isinstance(v, (int, float, str, bool))}
+        self.workspace.store.audit(f"job.{job['kind']}.finished", actor=job.get("requested_by"),
+                                   target=f"job {job['id']}", details=details)
+
     # ------------------------------------------------------------------ reading
     def read(self, fn: Callable[[Workspace], T]) -> T:
         """``fn(workspace)`` on a reader of the workspace (call it from a worker thread)."""
@@ -95,7 +114,8 @@ class WorkspaceOwner:
                                   as_of=date.fromisoformat(as_of) if as_of else None)
 
     def _import(self, params: dict, ctx: JobContext) -> Any:
-        return self.workspace.import_sources(params.get("sources") or None, progress=ctx)
+        return self.workspace.import_sources(params.get("sources") or None, progress=ctx,
+                                             retry_refused=bool(params.get("retry_refused", False)))
 
     def _sync(self, params: dict, ctx: JobContext) -> Any:
         ctx.check()
@@ -129,7 +149,8 @@ class WorkspaceOwner:
 
     def run_job(self, kind: str, params: dict, *, requested_by: str | None = None, timeout: float = 600) -> Any:
         """Queue a job and wait for its end; its result, or its error raised with its code."""
-        job = self.jobs.wait(self.jobs.submit(kind, params, requested_by=requested_by)["id"], timeout)
+        by = str(requested_by) if requested_by is not None else None  # an email, or a Principal of the API
+        job = self.jobs.wait(self.submit(kind, params, by=by)["id"], timeout)
         if job["state"] == "succeeded":
             return job["result"]
         if job["state"] in ("queued", "running"):
@@ -145,11 +166,21 @@ class WorkspaceOwner:
 
     def _apply(self, params: dict, ctx: JobContext) -> Any:
         ctx.check()
+        prune = bool(params.get("prune", False))
         if params.get("path"):
-            return self.workspace.apply(Path(params["path"]))
+            return self.workspace.apply(Path(params["path"]), prune=prune)
         if isinstance(params.get("config"), dict):
-            return self.workspace.apply(params["config"])
+            return self.workspace.apply(params["config"], prune=prune)
         raise UsageError("an apply job needs 'path' (a YAML file on the server's machine) or 'config' (a mapping)")
+
+
+def _audited_params(params: dict) -> dict:
+    """A job's parameters as the audit log keeps them: a configuration given inline (which may hold
+    secrets) is named, not copied; its diff is recorded when the job ends."""
+    out = dict(params or {})
+    if isinstance(out.get("config"), dict):
+        out["config"] = f"(a configuration given inline: {', '.join(sorted(map(str, out['config']))) or 'empty'})"
+    return out
 
 
 def job_error(job: dict) -> TesseraError:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tessera.api.auth import Caller, Owner
+from tessera.api.auth import Editor, Owner, Viewer
 from tessera.config.models import SegmentConfig
 from tessera.errors import ConfigError, ConflictError
 
@@ -60,32 +60,33 @@ def _invalid(exc: ValidationError) -> ConfigError:
 
 
 @router.get("/segments")
-async def list_segments(owner: Owner, caller: Caller) -> dict:
+async def list_segments(owner: Owner, _caller: Viewer) -> dict:
     """The segments with their size at the last refresh."""
     data = await _read(owner, lambda ws: ws.segments())
     return {"data": data, "count": len(data)}
 
 
 @router.post("/segments/count")
-async def count_draft(owner: Owner, caller: Caller, draft: SegmentDraft) -> dict:
+async def count_draft(owner: Owner, _caller: Viewer, draft: SegmentDraft) -> dict:
     """Live count of a definition (saved or not), with the count after each top-level condition."""
     return await _read(owner, lambda ws: ws.segment_count(draft.spec()))
 
 
 @router.get("/segments/{name}")
-async def show_segment(owner: Owner, caller: Caller, name: str) -> dict:
+async def show_segment(owner: Owner, _caller: Viewer, name: str) -> dict:
     """One segment: definition, conditions in words, size and version."""
     return await _read(owner, lambda ws: ws.segment(name))
 
 
 @router.get("/segments/{name}/count")
-async def count_segment(owner: Owner, caller: Caller, name: str) -> dict:
+async def count_segment(owner: Owner, _caller: Viewer, name: str) -> dict:
     """Live count of a saved segment, with the count after each top-level condition."""
     return await _read(owner, lambda ws: ws.segment_count(name))
 
 
 @router.get("/segments/{name}/members")
-async def segment_members(owner: Owner, caller: Caller, name: str, limit: int = 100, columns: str | None = None) -> dict:
+async def segment_members(owner: Owner, _caller: Viewer, name: str, limit: int = 100,
+                          columns: str | None = None) -> dict:
     """The current members of a segment, newest entries first."""
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     data = await _read(owner, lambda ws: ws.segment_members(name, limit=min(max(limit, 1), 10_000), columns=cols))
@@ -93,13 +94,13 @@ async def segment_members(owner: Owner, caller: Caller, name: str, limit: int = 
 
 
 @router.get("/segments/{name}/history")
-async def segment_history(owner: Owner, caller: Caller, name: str, limit: int = 200) -> dict:
+async def segment_history(owner: Owner, _caller: Viewer, name: str, limit: int = 200) -> dict:
     """The size of a segment at each refresh and its latest entries and exits."""
     return await _read(owner, lambda ws: ws.segment_history(name, limit=min(max(limit, 1), 10_000)))
 
 
 @router.post("/segments", status_code=201)
-async def create_segment(owner: Owner, caller: Caller, segment: SegmentCreate) -> dict:
+async def create_segment(owner: Owner, caller: Editor, segment: SegmentCreate) -> dict:
     """Create a segment (its membership is computed at the next run or refresh)."""
     try:
         definition = SegmentConfig.model_validate(segment.spec()).model_dump(mode="json", exclude_defaults=True,
@@ -108,12 +109,12 @@ async def create_segment(owner: Owner, caller: Caller, segment: SegmentCreate) -
         raise _invalid(exc) from None
     if any(s["name"] == segment.name for s in await _read(owner, lambda ws: ws.segments())):
         raise ConflictError(f"segment '{segment.name}' exists already; change it with PUT /api/segments/{segment.name}")
-    await asyncio.to_thread(owner.run_job, "segment_save", {"definition": definition}, requested_by=caller)
+    await asyncio.to_thread(owner.run_job, "segment_save", {"definition": definition}, requested_by=caller.identity)
     return await _read(owner, lambda ws: ws.segment(segment.name))
 
 
 @router.put("/segments/{name}")
-async def change_segment(owner: Owner, caller: Caller, name: str, change: SegmentUpdate) -> dict:
+async def change_segment(owner: Owner, caller: Editor, name: str, change: SegmentUpdate) -> dict:
     """Change a segment's definition (its version increases at the next refresh)."""
     current = (await _read(owner, lambda ws: ws.segment(name)))["definition"]
     try:
@@ -122,12 +123,12 @@ async def change_segment(owner: Owner, caller: Caller, name: str, change: Segmen
         raise _invalid(exc) from None
     await asyncio.to_thread(owner.run_job, "segment_save",
                             {"definition": definition.model_dump(mode="json", exclude_defaults=True, by_alias=True)},
-                            requested_by=caller)
+                            requested_by=caller.identity)
     return await _read(owner, lambda ws: ws.segment(name))
 
 
 @router.delete("/segments/{name}")
-async def delete_segment(owner: Owner, caller: Caller, name: str) -> dict:
+async def delete_segment(owner: Owner, caller: Editor, name: str) -> dict:
     """Delete a segment (refused while a sync or another segment uses it)."""
     await _read(owner, lambda ws: ws.segment(name))  # 404 for an unknown segment
-    return await asyncio.to_thread(owner.run_job, "segment_delete", {"name": name}, requested_by=caller)
+    return await asyncio.to_thread(owner.run_job, "segment_delete", {"name": name}, requested_by=caller.identity)
