@@ -24,7 +24,8 @@ from tessera.engine.types import type_name
 from tessera.errors import RunError, TesseraError
 from tessera.identity.review import overrides_by_dataset
 from tessera.sources.importer import PARSE_REJECTS, import_source, raw_table
-from tessera.sources.staging import Batch, stage
+from tessera.sources.items import derive_items
+from tessera.sources.staging import Batch, nested_path, stage
 
 REJECTS_VIEW = "tessera_rejects"
 RUN_TABLE = re.compile(r"^_tessera_r(\d+)_")
@@ -70,6 +71,8 @@ class Pipeline:
         for i, src in enumerate(todo):
             self.progress("import", src.name, i, len(todo))
             conn = conns[src.connection]
+            if src.items_of is not None:
+                continue  # made from its parent's batches, below
             if conn.type == "http":
                 continue  # events arrive through the collection API, not by import
             if conn.type in DATABASE_CONNECTIONS:
@@ -92,6 +95,17 @@ class Pipeline:
             totals["files_skipped"] += res.files_skipped
             totals["rows_read"] += res.rows
             totals["rows_rejected"] += res.rejected
+        sources = {s.name: s for s in self.config.sources}
+        for child in self.config.sources:
+            if child.items_of is None or child.items_of.source not in sources:
+                continue
+            if names is not None and child.name not in names and child.items_of.source not in names:
+                continue
+            made, rows, rejected = derive_items(self.adapter, self.store, sources[child.items_of.source], child)
+            per_source[child.name] = {"files_new": made, "files_skipped": 0, "rows_read": rows,
+                                      "rejected_on_read": rejected}
+            totals["rows_read"] += rows
+            totals["rows_rejected"] += rejected
         self.progress("import", "done", len(todo), len(todo))
         return totals, per_source
 
@@ -213,7 +227,8 @@ class Pipeline:
         def do_enrich():
             from tessera.enrich.runner import Enricher
 
-            enricher = Enricher(self.adapter, self.config, builder.built, tag, as_of or date.today())
+            enricher = Enricher(self.adapter, self.config, builder.built, tag,
+                                as_of or self.config.pipeline.as_of or date.today())
             todo = [ds for ds in self.config.datasets if enriched(ds)]
             for i, ds in enumerate(todo):
                 self.progress("enrich", ds.name, i, len(todo))
@@ -275,7 +290,11 @@ class Pipeline:
                        typed_table) -> tuple[ibis.Table, ibis.Table, list[int]]:
         """(staged rows, rejects, batch ids) of a source read from imported batches."""
         mine = sorted((f for f in files if f["source"] == src.name), key=lambda f: f["batch_id"])
-        if src.import_strategy == "full" and mine:
+        strategy = src.import_strategy
+        if src.items_of is not None:  # a child source follows its parent's strategy
+            strategy = next((s.import_strategy for s in self.config.sources if s.name == src.items_of.source),
+                            strategy)
+        if strategy == "full" and mine:
             mine = mine[-1:]
         schema = self.store.get_source_schema(src.name)
         if not mine:
@@ -288,7 +307,8 @@ class Pipeline:
             raise RunError(f"Source '{src.name}' has no imported data yet (no imported file or table): check "
                            f"{what} and its connection '{src.connection}' (tessera connections test "
                            f"{src.connection}).")
-        missing = [c for c in self._needed_columns(src.name) if c not in dict(schema)]
+        missing = [c for c in self._needed_columns(src.name) if c not in dict(schema)
+                   and nested_path(c, dict(schema)) is None]
         if missing:
             raise RunError(f"Source '{src.name}': column(s) {', '.join(missing)} used in the "
                            f"configuration are not in its files (columns: {', '.join(c for c, _ in schema)}).")

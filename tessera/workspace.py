@@ -30,6 +30,7 @@ from typing import Iterator
 
 import ibis
 import psutil
+import pyarrow as pa
 
 from tessera.config.loader import dump_yaml, load_yaml, parse_config
 from tessera.config.models import DatasetConfig, WorkspaceConfig
@@ -38,10 +39,26 @@ from tessera.errors import BusyError, ConfigError, NotFoundError, TesseraError, 
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
 from tessera.secrets import SecretBox, create_key_file
 from tessera.setup import propose_config
+from tessera.sources.columns import column_problems
 from tessera.sources.events import EVENTS_TABLE
 from tessera.store import MetadataStore
 
+TID = "tessera_id"
+
 SETTINGS = "workspace.json"
+
+
+def _without_password(url: str) -> str:
+    """A warehouse URL fit to be written in workspace.json: never its password."""
+    from sqlalchemy.engine import make_url
+
+    if "://" not in url:
+        return url
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL we can read: reported when connecting
+        return url
+    return parsed._replace(password=None).render_as_string(hide_password=False) if parsed.password else url
 
 
 def _engine_setting(settings: dict) -> str:
@@ -74,7 +91,10 @@ class Workspace:
 
         Args:
             path: the folder to create.
-            warehouse: ``duckdb`` (default), ``spark`` or a PostgreSQL URL.
+            warehouse: ``duckdb``, ``spark`` or a PostgreSQL URL; default ``TESSERA_WAREHOUSE``, else
+                ``duckdb``. It is recorded in ``workspace.json`` (a URL without its password, which
+                ``TESSERA_WAREHOUSE``, ``PGPASSWORD`` or ``~/.pgpass`` then give), so later commands
+                use the same engine without the environment variable.
             metadata_url: a SQLAlchemy URL for the metadata store (default: SQLite file in the folder).
         """
         path = Path(path).resolve()
@@ -85,7 +105,8 @@ class Workspace:
             raise WorkspaceError(f"{path} exists and is not empty: choose a new folder for the workspace.")
         path.mkdir(parents=True, exist_ok=True)
         (path / "archive").mkdir(exist_ok=True)
-        settings = {"version": 1, "warehouse": warehouse or "duckdb"}
+        settings = {"version": 1, "warehouse": _without_password(warehouse or os.environ.get("TESSERA_WAREHOUSE")
+                                                                 or "duckdb")}
         if metadata_url:
             settings["metadata_url"] = metadata_url
         settings_file.write_text(json.dumps(settings, indent=2) + "\n")
@@ -270,6 +291,9 @@ class Workspace:
         elif isinstance(config, dict) or config is None:
             config = parse_config(config)
         self._check_write_keys(config)
+        problems = column_problems(config, self.store)
+        if problems:
+            raise ConfigError(problems)
         config = self.secrets.seal(config)
         before = {(k, n): s for k, n, s in self.store.load_config()}
         declared = config.connections or config.sources or config.datasets or config.syncs
@@ -345,7 +369,8 @@ class Workspace:
         Args:
             progress: called with (step, label, done, total) as the run goes.
             import_files: import new files first (False: re-run on what is imported).
-            as_of: the date scores and time windows are computed at (default: today).
+            as_of: the date scores, time windows and predictions are computed at (default: the
+                workspace's ``pipeline.as_of`` setting, else today).
 
         Raises:
             RunError: the run failed; the previous published state is left in place.
@@ -484,9 +509,17 @@ class Workspace:
             if src is not None and src.connection in http:
                 stage_types[m.source] = {**EVENT_COLUMNS, **src.types}
             else:
-                stage_types[m.source] = dict(self.store.get_source_schema(m.source))
+                stage_types[m.source] = {**dict(self.store.get_source_schema(m.source)),
+                                         **(dict(src.types) if src is not None else {})}
+        # Once published, a column's type is the published one (a date rule, a declared type...).
+        published = {}
+        if self.adapter.published_target(dataset) is not None:
+            from tessera.engine.types import type_name
+
+            published = {name: type_name(t) for name, t in self.adapter.table(dataset).schema().items()}
         out = []
         for spec in dataset_columns(ds, stage_types):
+            spec.type = published.get(spec.name, spec.type)
             cfg = declared.get(spec.name)
             sources = {m.source: m.columns[spec.name] for m in ds.mappings if spec.name in m.columns}
             out.append({
@@ -499,11 +532,63 @@ class Workspace:
         for c in ds.computed:
             semantic = c.semantic or suggest_semantic(c.name)
             out.append({
-                "column": c.name, "type": c.type or "(expression)", "semantic": semantic,
+                "column": c.name, "type": published.get(c.name) or c.type or "(expression)", "semantic": semantic,
                 "semantic_from": "declared" if c.semantic else ("suggested" if semantic else None),
                 "merge": None, "identity_key": False, "sources": {}, "computed": c.sql,
             })
         return out
+
+    def source(self, name: str) -> dict:
+        """One source of the catalog: its settings, columns with their inferred and declared types,
+        record keys, relations, imported files and rejected rows.
+
+        Raises:
+            TesseraError: no source has this name.
+        """
+        src = self._source_config(name)
+        conn = next((c for c in self.config.connections if c.name == src.connection), None)
+        schema = self.store.get_source_schema(name)
+        files = self.store.list_imported_files(name)
+        rejects: list[dict] = []
+        n_rejects = 0
+        if self.adapter.published_target(REJECTS_VIEW) is not None:
+            t = self.rejects(name)
+            n_rejects = self.adapter.count(t)
+            rejects = self.adapter.to_arrow(t.order_by(["file", "line"]).limit(10)).to_pylist()
+        used_by = [d.name for d in self.config.datasets if any(m.source == name for m in d.mappings)]
+        return {
+            "name": name, "connection": src.connection, "connection_type": conn.type if conn else None,
+            "what": src.pattern or src.table or src.query or "(collected events)",
+            "record_keys": list(src.record_keys),
+            "columns": [{"column": c, "inferred": t, "declared": src.types.get(c),
+                         "normalize": [r.kind for r in src.normalize.get(c, [])]} for c, t in schema],
+            "relations": [{"column": r.column, "to": r.to} for r in src.relations],
+            "files": [{k: f[k] for k in ("name", "batch_id", "imported_at", "rows", "rejected", "status")}
+                      for f in files],
+            "rejects": rejects, "rejected_rows": n_rejects, "datasets": used_by,
+            "on_duplicate_key": src.on_duplicate_key,
+        }
+
+    def preview_source(self, name: str, limit: int = 20) -> pa.Table:
+        """The first ``limit`` staged rows of a source as the next run sees them: its imported data
+        normalized, typed and checked (rejected rows left out), without running anything."""
+        from tessera.sources.events import stage_events
+
+        src = self._source_config(name)
+        pipeline = Pipeline(self.adapter, self.store, self.config, self.path / "archive")
+        if any(c.name == src.connection and c.type == "http" for c in self.config.connections):
+            staged, _ = stage_events(self.adapter, src, extra_columns=[], extra_identifiers=[], tag="_tessera_preview_")
+        else:
+            staged, _, _ = pipeline._stage_batches(src, self.store.list_imported_files(name), self.adapter.name, None)
+        staged = staged.order_by(["_tessera_batch", "_tessera_line"])
+        return self.adapter.to_arrow(staged.limit(limit))
+
+    def _source_config(self, name: str):
+        src = next((s for s in self.config.sources if s.name == name), None)
+        if src is None:
+            known = ", ".join(s.name for s in self.config.sources) or "none"
+            raise TesseraError(f"unknown source '{name}' (sources: {known})")
+        return src
 
     def status(self) -> dict:
         """Published datasets with their row counts, and the last runs."""
@@ -532,7 +617,25 @@ class Workspace:
         ds = next((d for d in self.config.datasets if d.name == dataset), None)
         if ds is None:
             raise NotFoundError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets())})")
-        return explain(self, ds, tessera_id)
+        exp = explain(self, ds, tessera_id)
+        limited = {k.column: k.limit for k in ds.identity_keys if k.limit}
+        if limited and exp.records:
+            # Another unified record sharing a usable key value was kept apart by the key limits.
+            records = self.table(f"{ds.name}__records")
+            unused = {(u["key"], u["value"]) for u in exp.unused}
+            limits = ", ".join(f"{k}: at most {n}" for k, n in limited.items())
+            for k in [k.column for k in ds.identity_keys]:
+                values = sorted({str(r[k]).strip() for r in exp.records if r.get(k) is not None
+                                 and str(r[k]).strip() and (k, str(r[k]).strip()) not in unused})
+                if not values:
+                    continue
+                others = records.filter(records[k].cast("string").strip().isin(values) & (records[TID] != tessera_id))
+                rows = self.adapter.to_arrow(others.select(TID, _v=others[k].cast("string").strip())
+                                             .distinct().order_by([TID, "_v"]).limit(20)).to_pylist()
+                for r in rows:
+                    exp.unused.append({"record": None, "key": k, "value": r["_v"],
+                                       "reason": f"also on {r[TID]}, kept apart by the identity key limits ({limits})"})
+        return exp
 
     def collected_events(self, *, limit: int = 100, offset: int = 0, message_id: str | None = None,
                          user_id: str | None = None, rejected: bool = False) -> list[dict]:

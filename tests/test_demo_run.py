@@ -85,6 +85,41 @@ def test_orders_are_linked_to_their_contacts(demo):
     assert ws.adapter.execute(dangling.count()) == 0
 
 
+def test_the_demo_history_ends_today_and_the_predictive_models_fit(tmp_path):
+    import datetime as dt
+    import json
+
+    info = generate(tmp_path / "company", size=2000, seed=7)
+    today = dt.date.today()
+    with open(info.out_dir / "data" / "eshop" / "orders.ndjson") as fh:
+        days = [json.loads(line)["order_date"][:10] for line in fh if line.strip().endswith("}")]
+    assert max(days) <= today.isoformat() and max(days) >= (today - dt.timedelta(days=7)).isoformat()
+    ws = Workspace.init(tmp_path / "ws")
+    try:
+        ws.apply(info.workspace_path)
+        result = ws.run()
+        assert result.datasets["contacts"]["predictive"] == "fitted"
+        rows = ws.adapter.to_arrow(ws.table("contacts")).to_pylist()
+        alive = [r["score_probability_alive"] for r in rows if r["score_probability_alive"] is not None]
+        assert len(alive) > 1000
+        # customers who stopped buying years ago are seen as gone, recent buyers as alive
+        assert min(alive) < 0.2 and max(alive) > 0.9
+    finally:
+        ws.close()
+
+
+def test_the_demo_is_the_same_for_the_same_day(tmp_path):
+    import datetime as dt
+
+    a = generate(tmp_path / "a", size=150, seed=5, end=dt.date(2025, 3, 1))
+    b = generate(tmp_path / "b", size=150, seed=5, end=dt.date(2025, 3, 1))
+    for name in a.rows:
+        assert (a.out_dir / name).read_bytes() == (b.out_dir / name).read_bytes()
+    later = generate(tmp_path / "c", size=150, seed=5, end=dt.date(2026, 3, 1))
+    assert (later.out_dir / "data" / "pos" / "tickets.csv").read_bytes() != \
+        (a.out_dir / "data" / "pos" / "tickets.csv").read_bytes()
+
+
 def test_the_demo_segments_have_members(demo):
     ws, _info, result = demo
     sizes = {s["name"]: s["size"] for s in ws.segments()}

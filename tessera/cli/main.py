@@ -22,6 +22,7 @@ from tessera.errors import TesseraError
 
 app.add_typer(identity_cli.app, name="identity")
 app.add_typer(setup_app, name="setup")
+app.add_typer(__import__("tessera.cli.sources", fromlist=["app"]).app, name="sources")
 app.add_typer(__import__("tessera.cli.segments", fromlist=["app"]).app, name="segments")
 app.add_typer(__import__("tessera.cli.users", fromlist=["app"]).app, name="users")
 app.add_typer(__import__("tessera.cli.tokens", fromlist=["app"]).app, name="tokens")

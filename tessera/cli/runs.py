@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Optional
 
 import typer
@@ -33,6 +34,10 @@ def print_run(result) -> None:
                    str(c.get("shared_values", "")))
     console.print(ds)
     for name, c in result.datasets.items():
+        if c.get("refused_by_limits"):
+            console.print(f"{name}: {c['refused_by_limits']} record(s) kept apart by the identity key limits "
+                          "(their merge would give a customer more values of a limited key; see tessera explain)",
+                          markup=False, highlight=False)
         if c.get("refused_by_guards") or "matched_pairs" in c:
             console.print(f"{name}: {c.get('refused_by_guards', 0)} shared value(s) refused by guards"
                           + (f", {c['matched_pairs']} pair(s) merged by matching, {c.get('review_pairs', 0)} to "
@@ -57,17 +62,21 @@ def print_warnings(warnings: list[str]) -> None:
 
 
 @app.command()
-def run() -> None:
+def run(as_of: Optional[datetime] = typer.Option(
+        None, "--as-of", formats=["%Y-%m-%d"],
+        help="The date scores, time windows and predictions are computed at (default: the workspace's "
+             "pipeline.as_of, else today).")) -> None:
     """Import new files, unify the datasets and publish them (through the server when one runs)."""
+    day = as_of.date() if as_of else None
     client = server()
     if client is not None:
-        job = follow_job(client, "run", {})
+        job = follow_job(client, "run", {"as_of": day.isoformat()} if day else {})
         print_run(RunResult(**job["result"]))
         return
     with open_workspace() as ws:
         bar, update = progress_bars()
         with bar:
-            result = ws.run(progress=update)
+            result = ws.run(progress=update, as_of=day)
         print_run(result)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -15,13 +16,16 @@ from tessera.workspace import Workspace
 
 @app.command()
 def init(path: Path = typer.Argument(..., help="Folder of the new workspace."),
-         warehouse: str = typer.Option("duckdb", help="Engine: duckdb (embedded) or spark."),
+         warehouse: Optional[str] = typer.Option(
+             None, help="Engine: duckdb (embedded), spark or a postgresql:// URL; default TESSERA_WAREHOUSE, "
+                        "else duckdb. The workspace remembers it."),
          metadata_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL of the metadata store."),
          from_: Optional[Path] = typer.Option(None, "--from", help="A folder of exports: propose and apply "
                                               "a configuration read from its files.")) -> None:
     """Create a workspace folder."""
     if from_ is not None:
-        return init_from(path, from_, warehouse=warehouse, metadata_url=metadata_url)
+        return init_from(path, from_, warehouse=warehouse or os.environ.get("TESSERA_WAREHOUSE") or "duckdb",
+                         metadata_url=metadata_url)
     ws = Workspace.init(path, warehouse=warehouse, metadata_url=metadata_url)
     console.print(f"Workspace ready at [bold]{ws.path}[/] (engine {ws.adapter.name}).")
     console.print(f"Next: tessera -w {path} apply workspace.yaml")

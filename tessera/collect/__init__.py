@@ -33,10 +33,10 @@ accepted batch and never drops one that was not accepted:
   401, too large 413); a request the server could not make durable gets 503 (+ ``Retry-After``),
   which both retry. A retry of a request that was synced but whose answer was lost (timeout,
   connection cut) carries the same message ids, and is stored once (de-duplication by messageId).
-- Limits on the client side: Segment drops messages over 32 KB and cuts batches at 475 KB (the
-  server's limits are 32 KB and 500 KB); RudderStack allows 4 MB: a RudderStack batch over 500 KB
-  gets 413 and is dropped by the client, so keep ``upload_size`` small (the default, 100 messages
-  of usual size, is far below).
+- Limits on the client side: Segment drops messages over 32 KB and cuts batches at 475 KB;
+  RudderStack drops messages over 4 MB and closes a batch once it passes 4 MB (so a batch is under
+  8 MB). Both drop a batch refused with 413, so the server's limits (4 MB a message, 8 MB a
+  request) take what either sends by default.
 """
 
 from tessera.collect.loader import EVENTS_TABLE, REJECTS_TABLE

@@ -18,7 +18,9 @@ in the :data:`DEDUPE_WINDOW` before the batch. The server also answers at once, 
 logging them again, the ids it accepted recently. A crash between the append and the offset
 update replays the batch, which de-duplication then drops: no event is stored twice.
 
-Event time: ``timestamp`` is corrected for the client's clock, as Segment does:
+Event time: a message that carries both ``timestamp`` and ``originalTimestamp`` (rudder-sdk-node
+sends both) has the caller's ``timestamp`` as its event time, as the Segment spec defines it.
+Otherwise ``timestamp`` is corrected for the client's clock, as Segment does:
 ``receivedAt - (sentAt - originalTimestamp)``, where ``originalTimestamp`` is the message's
 ``originalTimestamp`` or else its ``timestamp`` (what the server libraries send), and
 ``sentAt`` the message's or else the request's. Without ``sentAt`` the client's time is kept;
@@ -152,7 +154,11 @@ def build_batch(records) -> Batch:
                 email = context_traits.get("email")
             original = _utc(m.get("originalTimestamp") or m.get("timestamp"))
             sent = _utc(m["sentAt"]) if m.get("sentAt") else request_sent
-            if original is not None and sent is not None:
+            if m.get("timestamp") and m.get("originalTimestamp"):
+                # Both sent (rudder-sdk-node): ``timestamp`` is the caller's, the event time as the
+                # Segment spec defines it; ``originalTimestamp`` is the device's clock at the call.
+                timestamp = _utc(m["timestamp"])
+            elif original is not None and sent is not None:
                 timestamp = received - (sent - original)
             else:
                 timestamp = original or received

@@ -39,7 +39,7 @@ log = logging.getLogger("tessera.collect")
 
 HEADER = struct.Struct("<II")
 SEGMENT_BYTES = 64 * 1024 * 1024
-MAX_RECORD_BYTES = 4 * 1024 * 1024  # a request makes one record: at most 500 KB of JSON, plus refusals
+MAX_RECORD_BYTES = 24 * 1024 * 1024  # a request makes one record: at most 8 MB of JSON, plus refusals
 _SUFFIX = ".log"
 
 

@@ -6,10 +6,13 @@ of type checks (no schema library), and the accepted messages are serialized onc
 log record. Typed columns are extracted later, off the request path, by
 :mod:`tessera.collect.loader`.
 
-Limits (checked after decompression, like Segment's tracking API):
+Limits (checked after decompression), set so that the stock clients' default batches are
+accepted: Segment's clients keep messages under 32 KB and batches under 475 KB, but
+rudder-sdk-python allows a message of 4 MB and closes a batch only once it has passed 4 MB, so its
+largest batch is just under 8 MB (a refused batch is dropped by the client, never resent):
 
-- a message (one call) is at most :data:`MAX_MESSAGE_BYTES` (32 KB) of JSON;
-- a request is at most :data:`MAX_BATCH_BYTES` (500 KB) of JSON;
+- a message (one call) is at most :data:`MAX_MESSAGE_BYTES` (4 MB) of JSON;
+- a request is at most :data:`MAX_BATCH_BYTES` (8 MB) of JSON;
 - a compressed body is decompressed as a stream and refused as soon as its output passes the
   request limit, so a decompression bomb costs at most the limit in memory.
 """
@@ -25,8 +28,8 @@ from typing import Any
 
 import orjson
 
-MAX_MESSAGE_BYTES = 32 * 1024
-MAX_BATCH_BYTES = 500 * 1024
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_BATCH_BYTES = 8 * 1024 * 1024
 # The raw (maybe compressed) body is capped too: it cannot usefully be larger than the JSON.
 MAX_RAW_BYTES = MAX_BATCH_BYTES + 64 * 1024
 

@@ -239,6 +239,8 @@ def check_references(config: WorkspaceConfig) -> list[str]:
         where = f"sources[{i}] ({s.name})"
         if s.connection not in conns:
             problems.append(f"{where}.connection: unknown connection '{s.connection}' (known: {', '.join(sorted(conns)) or 'none'})")
+        elif s.items_of is not None:
+            problems += _check_items_source(where, s, sources)
         else:
             problems += _check_source_kind(where, s, conn_types[s.connection])
         if s.columns:
@@ -308,11 +310,53 @@ def check_references(config: WorkspaceConfig) -> list[str]:
             if c.semantic and c.semantic not in SEMANTIC_FIELDS:
                 problems.append(f"{where}.columns[{j}].semantic: unknown semantic field '{c.semantic}' "
                                 f"(one of {', '.join(SEMANTIC_FIELDS)})")
+        declared: dict[str, list[str]] = {}
+        for c in [*d.columns, *d.computed]:
+            # identifiers may be many (one customer id per source, several e-mails); the fields the
+            # scores and profiles read are taken from one column
+            if c.semantic and c.semantic not in _MANY_ALLOWED:
+                declared.setdefault(c.semantic, []).append(c.name)
+        for field, names in declared.items():
+            if len(names) > 1:
+                problems.append(f"{where}: columns {' and '.join(repr(n) for n in names)} both have the semantic field "
+                                f"{field}; scores would use only one: keep it on one column (set semantic: Other "
+                                "on the others)")
         if d.computed:
             problems += _check_computed(config, i, d, cols)
         problems += _check_aggregate_filters(config, i, d)
     problems += _check_syncs(config)
     problems += segment_problems(config)
+    return problems
+
+
+_MANY_ALLOWED = {"Other", "CustomerId", "Email", "Phone", "AnonymousId", "LoyaltyCard"}
+
+
+def _check_items_source(where: str, s, sources: dict) -> list[str]:
+    """A child source (items_of) reads the files of its parent: same connection, no settings of its own."""
+    problems = []
+    parent = sources.get(s.items_of.source)
+    if parent is None:
+        return [f"{where}.items_of.source: unknown source '{s.items_of.source}' (known: {', '.join(sorted(sources))})"]
+    if parent.items_of is not None:
+        problems.append(f"{where}.items_of.source: '{parent.name}' is itself a child source; point at the source "
+                        "that reads the files")
+    if s.connection != parent.connection:
+        problems.append(f"{where}.connection: a child source uses its parent's connection '{parent.connection}'")
+    for attr in ("pattern", "table", "query", "cursor", "archive_folder", "schedule"):
+        if getattr(s, attr):
+            problems.append(f"{where}.{attr}: a child source (items_of) is imported with its parent '{parent.name}'; "
+                            f"remove {attr}")
+    expected = [*parent.record_keys, "position"]
+    if list(s.record_keys) != expected:
+        problems.append(f"{where}.record_keys: the items of '{parent.name}' are keyed by its record key(s) and their "
+                        f"position: set record_keys: [{', '.join(expected)}]")
+    clash = [f for f in s.items_of.fields if f in expected]
+    if clash:
+        problems.append(f"{where}.items_of.fields: {', '.join(clash)} is already a key column of the items; rename it")
+    if s.items_of.separator is not None and (s.items_of.separator == "" or s.items_of.field_separator == ""
+                                             or s.items_of.separator == s.items_of.field_separator):
+        problems.append(f"{where}.items_of: separator and field_separator must be two different, non-empty texts")
     return problems
 
 

@@ -235,6 +235,18 @@ ColumnType = Literal["string", "integer", "float", "decimal", "boolean", "date",
 # --------------------------------------------------------------------------- sources
 
 
+class ItemsConfig(_Model):
+    """A child source made of the items held in one column of another source's rows: an order's
+    ``line_items`` JSON array of objects, or packed text such as ``SKU1:2|SKU2:1``. Each item is a
+    row keyed by the parent's record key(s) and its ``position`` (1, 2...)."""
+
+    source: str  # the parent source
+    column: str  # its column holding the items
+    fields: list[str] = Field(min_length=1)  # JSON keys (paths: product.sku) or the packed fields in order
+    separator: str | None = None  # packed text: between two items; unset: a JSON array of objects
+    field_separator: str = ":"  # packed text: between the fields of one item
+
+
 class CsvOptions(_Model):
     delimiter: str | None = None  # None: detected
     decimal_comma: bool = False
@@ -269,6 +281,9 @@ class SourceConfig(_Model):
     normalize: dict[str, list[NormalizationRule]] = Field(default_factory=dict)
     relations: list[RelationConfig] = Field(default_factory=list)
     max_reject_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    # A record key on several lines of one file: keep the last line (the newer state), the first,
+    # or reject them all. The other lines go to the rejects, naming the line kept.
+    on_duplicate_key: Literal["first", "last", "reject"] = "last"
     import_strategy: Literal["new_files", "full", "incremental"] = "new_files"
     description: str | None = None
     # Files (local, FTP, FTPS, SFTP): ``pattern`` above. Databases: a table or a query.
@@ -280,6 +295,8 @@ class SourceConfig(_Model):
     schedule: str | None = None  # cron: import this source on its own
     # A SQL condition over the source's columns (DuckDB dialect): only the rows it matches are staged.
     filter: str | None = None
+    # A child source: the items of a column of another source (imported with it; no pattern).
+    items_of: ItemsConfig | None = None
     _v = field_validator("name")(_check_name)
     _c = field_validator("schedule")(_check_cron)
 
@@ -294,8 +311,8 @@ class SourceConfig(_Model):
 # --------------------------------------------------------------------------- datasets
 
 MergeRule = Literal[
-    "most_recent", "non_null_most_recent", "first", "most_frequent", "max", "min", "source_priority",
-    "concat_unique",
+    "most_recent", "non_null_most_recent", "most_recent_or_null", "first", "first_or_null", "most_frequent",
+    "max", "min", "source_priority", "concat_unique",
 ]
 
 SEMANTIC_FIELDS = [
@@ -466,8 +483,8 @@ class SyncConfig(_Model):
 
 class PipelineConfig(_Model):
     schedule: str | None = None  # cron: run the whole pipeline (import, unify, enrich, publish)
-    # The date scores, time windows and segments are computed at (default: the day of the run);
-    # a workspace of historical data (the demo company) sets the day its data ends.
+    # The date scores, time windows, predictions and segments are computed at (default: the day of
+    # the run); the demo company sets the day its data ends.
     as_of: date | None = None
     _c = field_validator("schedule")(_check_cron)
 

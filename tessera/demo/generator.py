@@ -38,7 +38,7 @@ import json
 import random
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import yaml
@@ -73,8 +73,13 @@ JUNK_PHONE_E164 = "+33000000000"
 # duplicate), a household landline on at least 8.
 SHARED_VALUE_THRESHOLD = 5
 
-START = datetime(2018, 1, 1)
-END = datetime(2024, 12, 31, 20, 0)
+# The company's history: seven years ending on the day the demo is generated (``generate(end=...)``).
+HISTORY = timedelta(days=7 * 365)
+CLOSING = time(20, 0)  # the last orders of the last day
+# Purchases follow the process the predictive models assume (BG/NBD): each customer buys at a
+# rate of their own, and after each purchase may stop buying for good.
+PURCHASE_RATE = (1.5, 1 / 150)  # Gamma(shape, scale): purchases per day (mean one every 100 days)
+DROP_OUT = (1.2, 3.0)  # Beta(a, b): the chance of stopping after a purchase (mean 0.29)
 
 # --------------------------------------------------------------------------- reference data
 
@@ -293,6 +298,21 @@ def _fold(text: str) -> str:
     return "".join(c for c in text.lower() if c.isalnum() or c == "-")
 
 
+def _purchases(rng: random.Random, since: datetime, end: datetime, first: bool) -> list[datetime]:
+    """A customer's purchase times from ``since`` to ``end`` (a purchase at ``since`` when ``first``):
+    waits drawn at the customer's own rate, and after each purchase a chance of stopping for good."""
+    rate = rng.gammavariate(*PURCHASE_RATE)  # purchases per day
+    stop = rng.betavariate(*DROP_OUT)
+    out = [since] if first else []
+    when = since
+    while not out or rng.random() >= stop:
+        when = when + timedelta(days=rng.expovariate(rate))
+        if when >= end:
+            break
+        out.append(when.replace(microsecond=0))
+    return out
+
+
 def _dt(rng: random.Random, start: datetime, end: datetime) -> datetime:
     span = int((end - start).total_seconds())
     return start + timedelta(seconds=rng.randrange(max(span, 1)))
@@ -505,7 +525,8 @@ def _assign_roles(rng: random.Random, people: list[_Person]) -> list[list[_Perso
 # --------------------------------------------------------------------------- contact records
 
 
-def _make_contacts(rng: random.Random, people: list[_Person]) -> tuple[list[_Contact], list[_Contact], list[_Contact]]:
+def _make_contacts(rng: random.Random, people: list[_Person], start: datetime, end: datetime
+                   ) -> tuple[list[_Contact], list[_Contact], list[_Contact]]:
     crm: list[_Contact] = []
     eshop: list[_Contact] = []
     pos: list[_Contact] = []
@@ -536,7 +557,8 @@ def _make_contacts(rng: random.Random, people: list[_Person]) -> tuple[list[_Con
                     "last": _pad(rng, _title_or_upper(rng, _typo(rng, p.last) if typo else p.last, 0.6)),
                     "copy": copy,
                     # the duplicate entry is an old one nobody updates any more
-                    "updated": _dt(rng, datetime(2019, 1, 1), END if copy == 0 else datetime(2021, 6, 30)),
+                    "updated": _dt(rng, start + timedelta(days=365),
+                                   end if copy == 0 else start + timedelta(days=3 * 365 + 180)),
                 }
                 crm.append(c)
         if p.in_eshop:
@@ -549,9 +571,9 @@ def _make_contacts(rng: random.Random, people: list[_Person]) -> tuple[list[_Con
             last = _typo(rng, p.last) if typo else p.last
             if rng.random() < 0.08:
                 first, last = first.lower(), last.lower()
-            created = _dt(rng, START, END - timedelta(days=30))
+            created = _dt(rng, start, end - timedelta(days=30))
             c.extra = {"first": first, "last": last, "created": created,
-                       "updated": _dt(rng, created, END)}
+                       "updated": _dt(rng, created, end)}
             eshop.append(c)
         if p.in_pos:
             copies = 2 if p.role == "pos_dup" else 1
@@ -575,7 +597,7 @@ def _make_contacts(rng: random.Random, people: list[_Person]) -> tuple[list[_Con
                 c.extra = {
                     "first": _title_or_upper(rng, _typo(rng, p.first) if typo and rng.random() < 0.5 else p.first, 0.4),
                     "last": _title_or_upper(rng, _typo(rng, p.last) if typo else p.last, 0.5),
-                    "signup": _dt(rng, START, END).date(),
+                    "signup": _dt(rng, start, end).date(),
                     "copy": copy,
                 }
                 if copy == 1:  # the second row of a card written twice: filled in after linking
@@ -682,11 +704,17 @@ def _products(rng: random.Random) -> list[tuple[str, str, str, int]]:
     return products
 
 
-def _basket(rng: random.Random, products, max_lines: int) -> list[tuple[str, int, int]]:
+def _basket(rng: random.Random, products, max_lines: int, level: float | None = None) -> list[tuple[str, int, int]]:
+    """Order lines; ``products`` sorted by price. A customer's ``level`` (0-1) is where in the price
+    range they usually buy, so that customers differ in what they spend per order."""
     n_lines = rng.choices(range(1, max_lines + 1), [50, 28, 13, 6, 3][:max_lines])[0]
     chosen: list[tuple] = []
     while len(chosen) < n_lines:
-        prod = rng.choice(products)
+        if level is None:
+            prod = rng.choice(products)
+        else:
+            at = min(max(level + rng.uniform(-0.15, 0.15), 0.0), 0.999)
+            prod = products[int(at * len(products))]
         if prod in chosen or (prod[2] == "Mobilier" and rng.random() < 0.6):  # furniture sells less
             continue
         chosen.append(prod)
@@ -700,22 +728,27 @@ def _basket(rng: random.Random, products, max_lines: int) -> list[tuple[str, int
 # --------------------------------------------------------------------------- main entry
 
 
-def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
+def generate(out_dir: str | Path, size: int = 2000, seed: int = 7, end: date | None = None) -> DemoInfo:
     """Write the Maison Lumière demo company under ``out_dir`` and return what was written.
 
     ``size`` is the number of real persons (at least 100): about 70% of them are in the CRM,
-    60% have an e-shop account and 50% a loyalty card. Same ``size`` and ``seed``, same bytes.
+    60% have an e-shop account and 50% a loyalty card. The history covers the seven years up to
+    ``end`` (default: today), so that scores and predictions computed today see a living company
+    whose customers buy at their own pace and some of them stop. Same ``size``, ``seed`` and
+    ``end``, same bytes.
     """
     if size < 100:
         raise ValueError("size must be at least 100")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed * 1_000_003 + size)
+    history_end = datetime.combine(end or date.today(), CLOSING)
+    history_start = history_end - HISTORY
 
     people = _make_people(rng, size)
     households = _assign_roles(rng, people)
     _assign_emails_and_phones(rng, people)
-    crm, eshop, pos = _make_contacts(rng, people)
+    crm, eshop, pos = _make_contacts(rng, people, history_start, history_end)
     info = DemoInfo(out_dir=out, workspace_path=out / WORKSPACE_FILE, truth_path=out / TRUTH_FILE,
                     size=size, seed=seed)
 
@@ -842,20 +875,27 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
     # ---------------------------------------------------------------- e-shop orders
     orders = []  # (date, customer_id, customer_email, lines, discount, channel, status)
     for c in eshop:
-        n_orders = rng.choice([0, 0, 1, 1, 1, 2, 2, 3, 4, 6])
-        for _ in range(n_orders):
-            when = _dt(rng, c.extra["created"], END)
+        # a third of the accounts never order
+        for when in _purchases(rng, c.extra["created"], history_end, first=False) if rng.random() < 0.67 else []:
             orders.append([when, c.key, _style_email(rng, c.person.email, 0.15), c.person.idx])
     guests = [c for c in crm if not c.person.in_eshop and c.email and not c.rejected]
     for c in rng.sample(guests, min(len(guests), max(3, len(people) // 60))):
-        orders.append([_dt(rng, START, END), None, _style_email(rng, c.person.email, 0.15), c.person.idx])
+        orders.append([_dt(rng, history_start, history_end), None, _style_email(rng, c.person.email, 0.15), c.person.idx])
     orders.sort(key=lambda o: (o[0], o[3]))
     order_lines: list[str] = []
     item_lines: list[str] = []
     truncated_at = len(orders) // 3
-    for n, (when, customer_id, email, _idx) in enumerate(orders):
+    by_price = sorted(products, key=lambda p: (p[3], p[0]))
+    levels: dict = {}  # a customer's usual price level (see _basket)
+
+    def level_of(who) -> float:
+        if who not in levels:
+            levels[who] = rng.betavariate(1.5, 2.5)
+        return levels[who]
+
+    for n, (when, customer_id, email, idx) in enumerate(orders):
         order_id = f"CMD{n + 1:07d}"
-        basket = _basket(rng, products, 4)
+        basket = _basket(rng, by_price, 4, level_of(idx))
         gross = sum(q * cents for _, q, cents in basket)
         discount = 0
         if rng.random() < 0.15:
@@ -902,12 +942,13 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
     for c in pos:
         if c.extra["copy"] == 1 or not c.key:
             continue
-        start = datetime.combine(c.extra["signup"], datetime.min.time())
-        for _ in range(rng.choice([0, 1, 1, 2, 2, 3, 4, 5])):
+        start = datetime.combine(c.extra["signup"], datetime.min.time()) + timedelta(hours=10)
+        # a loyalty card is usually taken at a purchase
+        for when in _purchases(rng, start, history_end, first=rng.random() < 0.8):
             store = c.person.store if rng.random() < 0.85 else rng.choice(STORES)[0]
-            tickets.append((_dt(rng, start, END), c.key, store))
+            tickets.append((when, c.key, store))
     for _ in range(max(10, len(tickets) // 3)):
-        tickets.append((_dt(rng, START, END), "", rng.choice(STORES)[0]))
+        tickets.append((_dt(rng, history_start, history_end), "", rng.choice(STORES)[0]))
     tickets.sort(key=lambda t: (t[0], t[1], t[2]))
     ticket_writer = _LineWriter(_csv_row(TICKET_HEADER, ",", "\n"))
     item_text = [_csv_row(TICKET_ITEM_HEADER, ",", "\n")]
@@ -915,7 +956,7 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
     n_items = 0
     for n, (when, card, store) in enumerate(tickets):
         ticket_id = f"T{n + 1:07d}"
-        basket = _basket(rng, products, 5)
+        basket = _basket(rng, by_price, 5, level_of(("card", card)) if card else None)
         gross = sum(q * cents for _, q, cents in basket)
         discount = gross // 20 if card and rng.random() < 0.2 else 0
         amount = _money(gross - discount)
@@ -965,7 +1006,7 @@ def generate(out_dir: str | Path, size: int = 2000, seed: int = 7) -> DemoInfo:
 
     text = (f"# {COMPANY} demo workspace (size={size}, seed={seed}).\n"
             "# Files are read from ./data; truth.csv holds the real person behind every contact record.\n")
-    text += dump_yaml(workspace_config(info.blocked_values, SHARED_VALUE_THRESHOLD))
+    text += dump_yaml(workspace_config(info.blocked_values, SHARED_VALUE_THRESHOLD, as_of=history_end.date()))
     _write(out / WORKSPACE_FILE, text)
     return info
 
@@ -999,7 +1040,7 @@ def _col(name: str, semantic: str | None = None, merge: str | None = None, type:
     return col
 
 
-def workspace_config(blocked_values: list[str], shared_value_threshold: int) -> dict:
+def workspace_config(blocked_values: list[str], shared_value_threshold: int, *, as_of: date) -> dict:
     """The Tessera configuration of the demo company, as a plain dict (``workspace.yaml``)."""
     phone_fr = {"phone": {"country": "FR"}}
     junk_phone = {"null_like": ["", JUNK_PHONE, "00 00 00 00 00"]}
@@ -1069,6 +1110,8 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int) -> 
             "format": "csv",
             "csv": {"delimiter": ","},
             "record_keys": ["card_number"],
+            # the shops' system writes a card twice when it is re-linked: the first row is the card holder
+            "on_duplicate_key": "first",
             "types": {"card_number": "string", "mobile": "string", "signup_date": "date"},
             "normalize": {"email": [{"null_like": True}, "email"], "mobile": [junk_phone, phone_fr], **names},
         },
@@ -1239,7 +1282,7 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int) -> 
         "datasets": [contacts, orders, order_items, products, stores],
         "segments": demo_segments(),
         # The company's data ends on END: scores, windows and segments are computed at that day.
-        "pipeline": {"as_of": END.date().isoformat()},
+        "pipeline": {"as_of": as_of.isoformat()},
     }
 
 

@@ -69,7 +69,8 @@ def detect_format(path: str) -> str:
     ext = os.path.splitext(path)[1].lower()
     if ext not in _FORMATS:
         raise SourceError(f"File '{path}' has an unsupported extension '{ext or '(none)'}': Tessera reads .csv, "
-                          ".txt, .tsv, .json, .ndjson, .jsonl, .parquet, .pq and .xlsx files; export it to one of these.")
+                          ".txt, .tsv, .json, .ndjson, .jsonl, .parquet, .pq and .xlsx files, also compressed (.gz, .zip); "
+                          "export it to one of these.")
     if _FORMATS[ext] == "json":
         try:
             with open(path, "rb") as f:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import ibis
 import ibis.expr.datatypes as dt
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 
 from tessera.errors import ConfigError, EngineError
@@ -300,15 +301,33 @@ def strip_accents(expr: ir.StringValue, backend: str) -> ir.StringValue:
 def bind(expr: ir.Value, body: Callable[[ir.Value], ir.Value], backend: str) -> ir.Value:
     """``body(expr)``, with ``expr`` evaluated once per row even when ``body`` uses it many times.
 
-    DuckDB shares repeated sub-expressions by itself. Spark would repeat ``expr`` inside every
-    branch of a large CASE and can exceed the 64 KB limit of a generated Java method, and
-    PostgreSQL would evaluate it again in every branch; a one-element array and a lambda bind the
-    value to a variable instead.
+    Without it every use of ``expr`` in ``body`` is a copy of the whole expression, and of every
+    rule before it in a chain: a country lookup refers to its key a few hundred times, so
+    ``[null_like, country]`` sent DuckDB a query holding hundreds of copies of the null-like
+    test, which its optimizer did not finish planning in 15 minutes. Spark would exceed the
+    64 KB limit of a generated Java method and PostgreSQL would evaluate ``expr`` again in every
+    branch. A one-element array and a lambda bind the value to a variable instead. A bare column
+    or a literal is cheap to repeat and is used as it is.
     """
     check_backend(backend, "bind")
-    if backend == "duckdb":
+    if is_bare(expr):
         return body(expr)
-    return ibis.array([expr]).map(body)[0]
+    return ibis.array([expr]).map(_lambda(body))[0]
+
+
+def is_bare(expr: ir.Value) -> bool:
+    """True for a column reference or a literal: repeating it costs nothing."""
+    return isinstance(expr.op(), (ops.Field, ops.Literal))
+
+
+_bound = iter(range(1, 1 << 62))
+
+
+def _lambda(body: Callable[[ir.Value], ir.Value]) -> Callable[[ir.Value], ir.Value]:
+    """``body`` as a one-argument function with a fresh parameter name: Ibis names the lambda's
+    variable after it, and nested binds must not share one."""
+    name = f"_v{next(_bound)}"
+    return eval(f"lambda {name}: body({name})", {"body": body})  # noqa: S307 - a fixed template
 
 
 # --------------------------------------------------------------------------- regular expressions

@@ -60,4 +60,23 @@ def cast_text(expr: ibis.Value, target: str, *, decimal_comma: bool = False) -> 
         return (
             ibis.cases((low.isin(TRUE_WORDS), True), (low.isin(FALSE_WORDS), False), else_=ibis.null(dt.boolean))
         )
+    if target == "timestamp":
+        return _timestamp(text)
     return text.try_cast(IBIS_TYPES[target])
+
+
+# A UTC offset after a time: "10:00:00+01:00", "10:00+0100", "10:00:00.5 -05", "10:00Z".
+_OFFSET = r"(?:[0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?) ?(?:(Z|z)|([+-])([0-9]{2}):?([0-9]{2})?)$"
+
+
+def _timestamp(text: ibis.StringValue) -> ibis.TimestampValue:
+    """A timestamp; one written with a UTC offset is an instant, stored in UTC
+    ("2024-03-15T10:00:00+01:00" -> 2024-03-15 09:00:00). Without an offset it is kept as written."""
+    sign = text.re_extract(_OFFSET, 2)
+    hours = text.re_extract(_OFFSET, 3).nullif("").cast(dt.int64).fill_null(0)
+    minutes = text.re_extract(_OFFSET, 4).nullif("").cast(dt.int64).fill_null(0)
+    shift = (hours * 60 + minutes) * ibis.ifelse(sign == "-", -1, 1)
+    has_offset = text.re_search(_OFFSET)
+    plain = ibis.ifelse(has_offset, text.re_replace(r" ?(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)$", ""), text)
+    local = plain.try_cast(dt.timestamp)
+    return ibis.ifelse(has_offset & (shift != 0), local - shift.as_interval("m"), local)

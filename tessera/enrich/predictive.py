@@ -105,6 +105,14 @@ def _group(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, first
 
 
+_PLAIN = {"BG/NBD": "purchase-frequency model (BG/NBD: how often customers buy and when they stop)",
+          "Gamma-Gamma": "spend model (Gamma-Gamma: how much customers spend per order)"}
+_FIT_FIX = ("This happens when the order history is too short for the customers' pace, or when customers do "
+            "not really stop buying (or all stop at once). Use a longer history (a year or more), check that the "
+            "order dates (OrderDate) are real dates and that the run's as_of is not before them, or turn "
+            "predictive scores off for this dataset.")
+
+
 def _minimize(fun, theta0, names: tuple[str, ...], max_iterations: int, what: str, ftol: float) -> np.ndarray:
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(theta0)
     res = minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
@@ -112,11 +120,20 @@ def _minimize(fun, theta0, names: tuple[str, ...], max_iterations: int, what: st
     values = ", ".join(f"{k}={v:.6g}" for k, v in zip(names, np.exp(res.x)))
     # a line search that stops at the optimum only for lack of floating-point precision is fine
     ok = res.success or ("ABNORMAL" in str(res.message) and np.max(np.abs(res.jac)) < 1e-6)
+    model = _PLAIN.get(what, what)
+    detail = f"(details: the optimizer says '{res.message or 'no reason given'}'; last parameters: {values})"
     if not ok or not np.isfinite(res.fun):
-        raise PredictiveError(f"The {what} fit did not converge ({res.message}); last parameters: {values}.")
+        if res.nit >= max_iterations:
+            why = f"the search for its parameters used all of its {max_iterations} steps without settling"
+        elif not np.isfinite(res.fun):
+            why = "the order history gives the model an impossible likelihood"
+        else:
+            why = "the search for its parameters stopped before finding the best ones"
+        raise PredictiveError(f"The {model} could not be fitted: {why}. {_FIT_FIX} {detail}.")
     if np.any(np.abs(res.x) >= _LOG_BOUND - 1e-6):
-        raise PredictiveError(f"The {what} fit is degenerate (a parameter reached the edge of its range): {values}. "
-                              "The order history does not support this model.")
+        raise PredictiveError(f"The {model} could not be fitted: the order history only fits it at an extreme "
+                              f"(a parameter ran to the edge of its range), so its predictions would be nonsense. "
+                              f"{_FIT_FIX} {detail}.")
     return res.x
 
 

@@ -15,13 +15,22 @@ import numpy as np
 import pyarrow as pa
 
 from tessera.config.models import DatasetConfig, WorkspaceConfig
-from tessera.datasets.build import Built, add_computed, duckdb_types, link_name, relation_target
+from tessera.datasets.build import (
+    Built,
+    ColumnSpec,
+    add_computed,
+    duckdb_types,
+    enriched,
+    link_name,
+    relation_target,
+)
 from tessera.engine.base import EngineAdapter
 from tessera.enrich.aggregates import Aggregate, aggregate
 from tessera.enrich.engagement import ZERO_WHEN_NO_EVENTS, compute_engagement
 from tessera.enrich.scores import EVENT_SCORES, LIBRARY, compute_scores, missing_fields, score_settings
 from tessera.enrich.sql import check_expression, render
 from tessera.errors import ConfigError
+from tessera.normalize.semantic import suggest_semantic
 
 TID = "tessera_id"
 
@@ -70,6 +79,15 @@ class Enricher:
         self.tag = tag
         self.as_of = as_of
         self.by_name = {d.name: d for d in config.datasets}
+        # The computed columns of a dataset that is not enriched are already in its table: their
+        # semantic fields count for the scores of the datasets related to it.
+        for name, b in built.items():
+            d = self.by_name.get(name)
+            if d is not None and d.computed and not enriched(d):
+                have = {c.name for c in b.columns}
+                b.columns = [*b.columns, *[
+                    ColumnSpec(c.name, c.type or "string", c.semantic or suggest_semantic(c.name), "most_recent", [])
+                    for c in d.computed if c.name not in have]]
 
     def enrich(self, ds: DatasetConfig) -> dict:
         """Add the dataset's enrichment columns; return counts for the run summary."""
@@ -211,13 +229,13 @@ class Enricher:
             items = self.adapter.table(ib.table)
             items = items.mutate(_order=items[link])
             item_fields = _semantic(ib)
-            if "ProductCategory" not in item_fields:
-                items, item_fields = self._categories_via_products(items_name, items, item_fields)
+            items, item_fields = self._categories_via_products(items_name, items, item_fields)
         return compute_scores(o, fields, library, as_of=self.as_of, items=items,
                               item_fields=item_fields, settings=settings).rename(**{TID: "_customer"})
 
     def _categories_via_products(self, items_name: str, items: ibis.Table, fields: dict[str, str]):
-        """Order lines that point at a products dataset get its ProductCategory."""
+        """Order lines that point at a products dataset get its ProductCategory (lines with a
+        category of their own keep it: e-shop lines carry one, point-of-sale lines a SKU only)."""
         for d in self.config.datasets:
             if d.name in self.built and "ProductCategory" in _semantic(self.built[d.name]):
                 link = _links_to(self.config, self.by_name[items_name], d.name)
@@ -226,6 +244,9 @@ class Enricher:
                     cat = _semantic(self.built[d.name])["ProductCategory"]
                     lookup = prod.select(_pid=prod[TID], _category=prod[cat])
                     items = items.left_join(lookup, items[link] == lookup._pid).drop("_pid")
+                    if "ProductCategory" in fields:
+                        own = items[fields["ProductCategory"]].cast("string")
+                        items = items.mutate(_category=own.coalesce(items._category.cast("string")))
                     return items, {**fields, "ProductCategory": "_category"}
         return items, fields
 

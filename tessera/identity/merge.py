@@ -69,11 +69,15 @@ def _merge_groups(rows: ibis.Table, columns: list[MergeColumn], *, date_column: 
     latest = []
     for c in columns:
         v = rows[c.name]
-        if c.rule == "most_recent":
-            latest.append(c.name)
-        elif c.rule == "non_null_most_recent":
+        if c.rule in ("most_recent", "non_null_most_recent"):
+            # The default never replaces a value with nothing: an empty value of a newer record
+            # says "not given", not "erased".
             aggs[c.name] = v.argmin(rows._rn, where=v.notnull())
+        elif c.rule == "most_recent_or_null":
+            latest.append(c.name)
         elif c.rule == "first":
+            aggs[c.name] = v.argmax(rows._rn, where=v.notnull())
+        elif c.rule == "first_or_null":
             aggs[c.name] = v.argmax(rows._rn)
         elif c.rule == "max":
             aggs[c.name] = v.max()

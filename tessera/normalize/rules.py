@@ -41,6 +41,9 @@ import functools
 import gettext
 
 import ibis
+import ibis.expr.datashape as ds
+import ibis.expr.datatypes as dt
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 import pycountry
 
@@ -251,8 +254,20 @@ def _lookup(key: ir.StringValue, items: list[tuple[str, str]], fanout: int = 4) 
 
 def country_code(expr: ir.StringValue, backend: str) -> ir.StringValue:
     """ISO 3166-1 alpha-2 code of a country name or code, NULL when unknown."""
-    items = list(country_keys().items())
-    return bind(_sql_key(expr, backend), lambda key: _lookup(key, items), backend)
+    key = _sql_key(expr, backend)
+    # The lookup's only free name is the lambda's own variable, so one expression serves every
+    # column: building it takes about a second.
+    return ibis.array([key]).map(_country_lookup)[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _country_lookup_expr() -> ir.StringValue:
+    param = ops.Argument(name="_country_key", shape=ds.columnar, dtype=dt.string).to_expr()
+    return _lookup(param, list(country_keys().items()))
+
+
+def _country_lookup(_country_key: ir.StringValue) -> ir.StringValue:
+    return _country_lookup_expr()
 
 
 # --------------------------------------------------------------------------- rules
@@ -318,5 +333,13 @@ def apply_rules(expr: ir.Value, rules: list[NormalizationRule], backend: str) ->
             expr = expr.cast("int64")  # phone numbers read as numbers: 612345678.0
         expr = expr.cast("string")
     for rule in rules:
-        expr = apply_rule(expr, rule, backend)
+        if rule.kind in _READS_INPUT_MANY_TIMES:
+            expr = bind(expr, lambda value, rule=rule: apply_rule(value, rule, backend), backend)
+        else:
+            expr = apply_rule(expr, rule, backend)
     return expr
+
+
+# Rules whose expression refers to its input more than once: after another rule, their input is
+# bound to a variable so that the chain is not copied into each reference (see bind).
+_READS_INPUT_MANY_TIMES = {"null_like", "phone", "date", "country"}

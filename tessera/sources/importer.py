@@ -41,6 +41,7 @@ from tessera.config.models import SourceConfig
 from tessera.connectors.files import Folder, RemoteFile, open_folder
 from tessera.engine.base import EngineAdapter
 from tessera.errors import ConnectionFailed, SourceError
+from tessera.sources.compressed import Member, expand, is_compressed
 
 PARSE_REJECTS = "_tessera_parse_rejects"
 LISTING_STATE = "file_listing"  # metadata store state scope: source -> {name: [size, mtime, sha256]}
@@ -183,6 +184,20 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn, archiv
                     if local is not None and incoming is not None and local.parent == incoming:
                         local.unlink(missing_ok=True)
                     continue
+                elif is_compressed(f.name):
+                    if incoming is None:
+                        (archive_dir / INCOMING).mkdir(parents=True, exist_ok=True)
+                        incoming = Path(tempfile.mkdtemp(prefix="import-", dir=archive_dir / INCOMING))
+                    try:
+                        _import_compressed(adapter, store, src, folder, f, local, digest, archive_dir, result,
+                                           imported, incoming)
+                    except SourceError as exc:
+                        refused[digest] = _refuse(src, f, local, digest, archive_dir, exc, result)
+                        if local is not None and incoming is not None and local.parent == incoming:
+                            local.unlink(missing_ok=True)
+                        continue  # left where it is: not moved to the archive folder
+                    if progress:
+                        progress(f.name)
                 else:
                     try:
                         _import_file(adapter, store, src, folder, f, local, digest, archive_dir, result)
@@ -223,6 +238,32 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn, archiv
     return result
 
 
+def _import_compressed(adapter: EngineAdapter, store, src: SourceConfig, folder: Folder, f: RemoteFile,
+                       local: Path, digest: str, archive_dir: Path, result: ImportResult, imported: set[str],
+                       incoming: Path) -> None:
+    """A ``.gz`` file is imported as the plain file inside it (archived compressed); each member
+    of a ``.zip`` as a file of its own, skipped when its content was already imported."""
+    work = Path(tempfile.mkdtemp(prefix="expand-", dir=incoming))
+    try:
+        try:
+            members = expand(local, f.name, work)
+        except SourceError as exc:
+            raise SourceError(f"Source '{src.name}': {exc}") from None
+        if f.name.lower().endswith(".gz"):
+            _import_file(adapter, store, src, folder, f, local, digest, archive_dir, result, read_path=members[0].path)
+            imported.add(digest)
+            return
+        for m in members:
+            m_digest = sha256_of(m.path)
+            if m_digest in imported:
+                result.files_skipped += 1
+                continue
+            _import_file(adapter, store, src, folder, f, m.path, m_digest, archive_dir, result, member=m)
+            imported.add(m_digest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _refuse(src: SourceConfig, f: RemoteFile, local: Path, digest: str, archive_dir: Path,
             exc: SourceError, result: ImportResult) -> dict:
     """Keep a file that cannot be imported aside, with its reason; the source's other files go on."""
@@ -247,24 +288,32 @@ def forget_refused(store, source: str) -> int:
 
 
 def _import_file(adapter: EngineAdapter, store, src: SourceConfig, folder: Folder, f: RemoteFile,
-                 local: Path, digest: str, archive_dir: Path, result: ImportResult) -> None:
-    """Parse one new file into its raw batch table, archive it and record it."""
+                 local: Path, digest: str, archive_dir: Path, result: ImportResult, *,
+                 read_path: Path | None = None, member: Member | None = None) -> None:
+    """Parse one new file into its raw batch table, archive it and record it.
+
+    ``read_path``: the plain file to parse when ``local`` (archived) is compressed; ``member``: a
+    member of a zip archive, written at ``local``."""
     options = {"header": src.csv.header, "quote": src.csv.quote}
     if src.csv.delimiter:
         options["delimiter"] = src.csv.delimiter
     # Identifiers are always text and declared types win: neither needs inference.
     declared = frozenset(src.types) | frozenset(src.record_keys) | frozenset(r.column for r in src.relations)
-    rel = f.name
+    rel = member.name if member else f.name
+    shown = folder.url(f.name) + (member.name[len(f.name):] if member else "")
     batch = store.next_batch_id()
     table = raw_table(src.name, batch)
     try:
-        info = adapter.import_file(str(local), src.format, table=table, options=options,
+        info = adapter.import_file(str(read_path or local), src.format, table=table, options=options,
                                    decimal_comma=src.csv.decimal_comma, batch=batch, file_name=rel,
                                    declared=declared)
     except SourceError as exc:
-        if folder.local_path(f.name) is not None:
+        if folder.local_path(f.name) is not None and read_path is None and member is None:
             raise
         # name the file where the user knows it, not its temporary download
+        raise SourceError(f"Source '{src.name}': {str(exc).replace(str(read_path or local), shown)}") from exc
+
+
         raise SourceError(f"Source '{src.name}': {str(exc).replace(str(local), folder.url(f.name))}") from exc
     except Exception as exc:  # noqa: BLE001 - a file the parser chokes on is refused, never a crash
         if adapter.exists(table):
@@ -297,13 +346,13 @@ def _import_file(adapter: EngineAdapter, store, src: SourceConfig, folder: Folde
     archived = archive_dir / src.name / digest[:2] / (digest + Path(rel).suffix.lower())
     if not archived.exists():
         archived.parent.mkdir(parents=True, exist_ok=True)
-        if folder.local_path(f.name) is None:
-            os.replace(local, archived)  # a download of ours: move it, no copy
+        if folder.local_path(f.name) is None or member is not None:
+            os.replace(local, archived)  # a download or an extraction of ours: move it, no copy
         else:
             shutil.copy2(local, archived)
     store.set_source_schema(src.name, [(c, info.types.get(c, "string")) for c in info.columns])
     store.add_imported_file(
-        source=src.name, path=folder.url(f.name), name=rel, sha256=digest, size=f.size,
+        source=src.name, path=shown, name=rel, sha256=digest, size=member.size if member else f.size,
         batch_id=batch, imported_at=datetime.now(timezone.utc), rows=info.rows,
         rejected=info.rejected, archive_path=str(archived), status="imported",
     )

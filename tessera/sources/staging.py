@@ -2,7 +2,9 @@
 
 A staged row is a good row of the latest batch that carries its record key. Rows that fail a
 check (missing record key, duplicate record key inside one batch, a value that does not fit
-the column's type) are returned as rejects with their file, line and reason. A source's
+the column's type) are returned as rejects with their file, line and reason. Of the lines of
+one file that share a record key, the source's ``on_duplicate_key`` keeps the last (default), the
+first or none; the others are rejected with the line that was kept. A source's
 ``filter`` (a SQL condition over its typed, normalized columns) keeps only the rows it matches:
 the others are neither staged nor rejected.
 """
@@ -18,6 +20,7 @@ import sqlglot
 import sqlglot.expressions as sge
 
 from tessera.config.models import SourceConfig
+from tessera.engine.functions import json_text
 from tessera.engine.types import cast_text
 from tessera.errors import ConfigError
 from tessera.normalize.rules import apply_rules
@@ -31,6 +34,17 @@ class Batch:
     table: str
     batch: int
     imported_at: str  # ISO timestamp
+
+
+def nested_path(column: str, known) -> tuple[str, list[str]] | None:
+    """(column, path) when ``column`` is a path into a known column's JSON (``customer.address.city``
+    -> ``customer``, ``[address, city]``), else None."""
+    parts = column.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        head = ".".join(parts[:i])
+        if head in known:
+            return head, parts[i:]
+    return None
 
 
 def union_batches(tables: list[ibis.Table], columns: list[str]) -> ibis.Table:
@@ -121,7 +135,11 @@ def stage(
             wanted.append(c)
     inferred = dict(schema)
     identifiers = {*src.record_keys, *(r.column for r in src.relations), *extra_identifiers}
-    raw = union_batches(tables, [c for c in wanted if c in inferred] or wanted)
+    # A column written as a path (customer.email) reads a nested object of the column it starts with.
+    nested = {c: nested_path(c, inferred) for c in wanted if c not in inferred}
+    nested = {c: p for c, p in nested.items() if p}
+    heads = [p[0] for p in nested.values() if p[0] not in wanted]
+    raw = union_batches(tables, [c for c in [*wanted, *dict.fromkeys(heads)] if c in inferred] or wanted)
     # Few batches per source: the import time is a CASE, not a join.
     imported_at = ibis.cases(
         *[(raw._tessera_batch == b.batch, ibis.literal(b.imported_at).cast("timestamp")) for b in batches],
@@ -133,7 +151,10 @@ def stage(
     checks = {}
     bad_type = []  # (column, type, flag column, original text column)
     for c in wanted:
-        value = raw[c] if c in raw.columns else ibis.null(dt.string)
+        if c in nested:
+            value = json_text(raw[nested[c][0]], nested[c][1], backend)
+        else:
+            value = raw[c] if c in raw.columns else ibis.null(dt.string)
         rules = src.normalize.get(c, [])
         if rules:
             value = apply_rules(value, rules, backend)
@@ -187,16 +208,33 @@ def stage(
     keyed = ["_tessera_batch", "_tessera_record"]
     dup_keys = ok.group_by(keyed).agg(_n=ibis._.count()).filter(ibis._["_n"] > 1).select(*keyed)
     suspects = ok.semi_join(dup_keys, keyed)
-    w = ibis.window(group_by=[suspects[k] for k in keyed], order_by=[suspects._tessera_line])
-    ranked = suspects.mutate(_dup=ibis.row_number().over(w), _first_line=suspects._tessera_line.min().over(w))
-    dup = ranked.filter(ranked._dup > 0).mutate(
-        _reason=ibis.literal(f"duplicate record key ({keys_txt}) in the same file; first seen at line ")
-        .concat(ranked._first_line.cast("string")),
-        _column=ibis.literal(src.record_keys[0]),
+    policy = src.on_duplicate_key
+    line = suspects._tessera_line
+    w = ibis.window(group_by=[suspects[k] for k in keyed],
+                    order_by=[ibis.desc(line) if policy == "last" else line])
+    whole = ibis.window(group_by=[suspects[k] for k in keyed])
+    ranked = suspects.mutate(
+        _dup=ibis.row_number().over(w),
+        _kept_line=(line.max() if policy == "last" else line.min()).over(whole),
+        _n_lines=line.count().over(whole),
     )
-    good = ok.anti_join(dup_keys, keyed).union(
-        ranked.filter(ranked._dup == 0).drop("_dup", "_first_line"), distinct=False
-    )
+    head = f"duplicate record key ({keys_txt}) in the same file"
+    if policy == "reject":
+        dup = ranked.mutate(
+            _reason=ibis.literal(f"{head}: on ").concat(
+                ranked._n_lines.cast("string"), " lines, none was kept (on_duplicate_key: reject); first at line ",
+                ranked._tessera_line.min().over(whole).cast("string")),
+            _column=ibis.literal(src.record_keys[0]),
+        )
+        kept = ranked.filter(ibis.literal(False))
+    else:
+        dup = ranked.filter(ranked._dup > 0).mutate(
+            _reason=ibis.literal(f"{head}: line ").concat(
+                ranked._kept_line.cast("string"), f" was kept (on_duplicate_key: {policy})"),
+            _column=ibis.literal(src.record_keys[0]),
+        )
+        kept = ranked.filter(ranked._dup == 0)
+    good = ok.anti_join(dup_keys, keyed).union(kept.drop("_dup", "_kept_line", "_n_lines"), distinct=False)
     if len(batches) > 1:
         # A record key imported again in a later batch is an update: the latest batch wins.
         latest = good.group_by("_tessera_record").agg(_tessera_batch=good._tessera_batch.max())

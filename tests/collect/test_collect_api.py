@@ -113,13 +113,14 @@ def test_an_invalid_message_in_a_batch_is_dropped_and_recorded_while_the_others_
 
 def test_size_limits(shared_server):
     small, big = uid("small"), uid("big")
-    response = post(shared_server, "/v1/batch", {"batch": [track(small), track(big, properties={"x": "y" * 33_000})]})
+    huge = "y" * (4 * 1024 * 1024)
+    response = post(shared_server, "/v1/batch", {"batch": [track(small), track(big, properties={"x": huge})]})
     assert response.status_code == 200 and response.json()["rejected"] == 1
-    assert "more than 32 KB" in response.json()["errors"][0]
-    assert_error(post(shared_server, "/v1/track", track(uid(), properties={"x": "y" * 33_000})), 413,
-                 "payload_too_large", "more than 32 KB")
-    many = {"batch": [track(uid(), properties={"x": "y" * 20_000}) for _ in range(30)]}  # ~600 KB
-    assert_error(post(shared_server, "/v1/batch", many), 413, "payload_too_large", "500 KB")
+    assert "more than 4096 KB" in response.json()["errors"][0]
+    assert_error(post(shared_server, "/v1/track", track(uid(), properties={"x": huge})), 413,
+                 "payload_too_large", "more than 4096 KB")
+    many = {"batch": [track(uid(), properties={"x": "y" * 1_000_000}) for _ in range(9)]}  # ~9 MB
+    assert_error(post(shared_server, "/v1/batch", many), 413, "payload_too_large", "8192 KB")
     shared_server.wait_loaded()
     rows = by_id(events(shared_server.workspace))
     assert small in rows and big not in rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 
 import pytest
@@ -114,3 +115,25 @@ def test_a_message_sent_twice_by_a_client_is_stored_once(shared_server):
     shared_server.wait_loaded()
     rows = [r for r in events(shared_server.workspace) if r["message_id"] == message_id]
     assert len(rows) == 1 and rows[0]["event"] == "First"
+
+
+@pytest.mark.parametrize("gzip", [True, False])
+def test_rudderstack_default_batches_of_large_events_are_accepted(gzip, shared_server, caplog):
+    # rudder-sdk-python closes a batch once it passes 4 MB: 100 events of 45 KB make batches of
+    # about 4 MB, which the client would drop whole had the server refused them.
+    caplog.set_level(logging.DEBUG)
+    errors: list = []
+    client = rudderstack.analytics.Client(write_key=WRITE_KEY, host=shared_server.url, gzip=gzip, debug=True,
+                                          max_retries=1, on_error=lambda exc, batch: errors.append(exc))
+    run = uuid.uuid4().hex[:8]
+    blob = os.urandom(22_500).hex()  # 45 KB that gzip cannot shrink much
+    for i in range(100):
+        client.track(f"user-{run}", "Catalog Synced", {"payload": blob, "i": i}, message_id=f"big-{run}-{i}")
+    client.flush()
+    client.join()
+    assert errors == []
+    log = upload_log(caplog)
+    assert log["requests"] >= 1 and log["requests"] == log["uploaded"] and log["errors"] == 0, log
+    shared_server.wait_loaded()
+    rows = by_id(events(shared_server.workspace))
+    assert all(f"big-{run}-{i}" in rows for i in range(100))

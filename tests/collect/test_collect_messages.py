@@ -35,7 +35,7 @@ def test_too_large_after_decompression_is_413():
     big = b'{"batch": ["' + b"a" * MAX_BATCH_BYTES + b'"]}'
     with pytest.raises(RequestError) as exc:
         read(big)
-    assert exc.value.status == 413 and "500 KB" in exc.value.message
+    assert exc.value.status == 413 and "8192 KB" in exc.value.message
 
 
 def test_a_decompression_bomb_is_refused_before_it_is_inflated():
@@ -101,11 +101,12 @@ def test_message_checks(message, reason):
 def test_a_batch_keeps_its_valid_messages_and_records_why_the_others_were_refused():
     messages = [{"type": "track", "userId": "u", "event": "E", "messageId": "m1"}, {"type": "track"},
                 {"type": "identify", "userId": "u", "messageId": "m3", "writeKey": "secret"},
-                {"type": "track", "userId": "u", "event": "x" * 40_000}]
+                {"type": "track", "userId": "u", "event": "x" * (4 * 1024 * 1024 + 1)},
+                {"type": "track", "userId": "u", "event": "E", "messageId": "m5", "properties": {"x": "y" * 40_000}}]
     checked = check_messages(messages, "batch", connection="web")
-    assert checked.message_ids == ["m1", "m3"]
+    assert checked.message_ids == ["m1", "m3", "m5"]  # 40 KB: rudder-sdk-python sends up to 4 MB
     assert [r["index"] for r in checked.rejects] == [1, 3]
-    assert "more than 32 KB" in checked.rejects[1]["reason"]
+    assert "more than 4096 KB" in checked.rejects[1]["reason"]
     assert b"secret" not in b"".join(checked.accepted)  # a key in a message is not logged
 
 
@@ -146,3 +147,14 @@ def test_typed_columns_email_and_clock_skew():
     assert str(second["timestamp"]) == "2024-05-01 12:00:05"  # 13:00:05 UTC sent 5 s before 13:00:10
     assert orjson.loads(second["properties"]) == {"total": 10} and orjson.loads(second["extra"]) == {"category": "shop"}
     assert second["connection"] == "web" and second["log_offset"] == 0
+
+
+def test_the_callers_timestamp_wins_over_the_devices_original_timestamp():
+    # rudder-sdk-node sends both: timestamp (the caller's) and originalTimestamp (the device's clock).
+    messages = [{"type": "track", "userId": "u", "messageId": "m1", "event": "Imported order",
+                 "timestamp": "2023-11-02T08:00:00+01:00", "originalTimestamp": "2024-05-01T13:00:00Z"}]
+    record = build_record("web", 1714564810 * 1_000_000, "2024-05-01T13:00:10Z",
+                          check_messages(messages, "batch", connection="web"))
+    [row] = build_batch([Record(0, record)]).events.to_pylist()
+    assert str(row["timestamp"]) == "2023-11-02 07:00:00"
+    assert str(row["original_timestamp"]) == "2024-05-01 13:00:00"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -242,8 +243,13 @@ def test_too_little_history_gives_a_clear_message():
 
 
 def test_no_convergence_is_reported(cdnow):
-    with pytest.raises(PredictiveError, match=r"BG/NBD fit did not converge .*last parameters: r=.*alpha=.*a=.*b="):
+    with pytest.raises(PredictiveError) as err:
         BetaGeoModel(max_iterations=1).fit(cdnow["frequency"], cdnow["recency"], cdnow["T"])
+    text = str(err.value)
+    assert text.startswith("The purchase-frequency model (BG/NBD: how often customers buy and when they stop) "
+                           "could not be fitted: the search for its parameters used all of its 1 steps")
+    assert "Use a longer history" in text and "turn predictive scores off" in text
+    assert re.search(r"last parameters: r=.*alpha=.*a=.*b=", text)
 
 
 def test_invalid_summary_and_unfitted_model():

@@ -37,17 +37,31 @@ def merged(con, rule, col, date_column="updated", priority=("pos", "crm", "shop"
     return {r["tessera_id"]: r[col] for r in con.to_pyarrow(out).to_pylist()}
 
 
-def test_most_recent_takes_the_latest_record_even_when_empty(con):
-    # shop:1 has the latest update (30) and no city
-    assert merged(con, "most_recent", "city") == {"A": None, "B": None}
-
-
-def test_non_null_most_recent_skips_empty_values(con):
+def test_most_recent_never_replaces_a_value_with_nothing(con):
+    # shop:1 has the latest update (30) and no city: the default keeps pos:1's Paris
+    assert merged(con, "most_recent", "city") == {"A": "Paris", "B": None}
     assert merged(con, "non_null_most_recent", "city") == {"A": "Paris", "B": None}
+
+
+def test_most_recent_or_null_lets_the_latest_empty_value_win(con):
+    assert merged(con, "most_recent_or_null", "city") == {"A": None, "B": None}
+    assert merged(con, "most_recent_or_null", "name") == {"A": "Jean", "B": "Ana"}
 
 
 def test_first_is_the_oldest_record(con):
     assert merged(con, "first", "amount") == {"A": 10, "B": 7}
+
+
+def test_first_skips_empty_values_unless_asked(con):
+    rows = dict(ROWS, city=[None, "Lyon", "Paris", None])
+    out = merge(ibis.memtable(rows), [MergeColumn("city", "first"), MergeColumn("name", "first_or_null")],
+                date_column="updated", source_priority=[])
+    got = {r["tessera_id"]: r["city"] for r in con.to_pyarrow(out).to_pylist()}
+    assert got == {"A": "Paris", "B": None}  # crm:1 (oldest) has none; pos:1 is next
+    rows = dict(ROWS, name=[None, "Jean", "JEAN", "Ana"])
+    out = merge(ibis.memtable(rows), [MergeColumn("name", "first_or_null")], date_column="updated",
+                source_priority=[])
+    assert {r["tessera_id"]: r["name"] for r in con.to_pyarrow(out).to_pylist()} == {"A": None, "B": "Ana"}
 
 
 def test_recency_falls_back_to_import_time(con):
