@@ -21,7 +21,10 @@ from tessera.config.models import DATABASE_CONNECTIONS, WorkspaceConfig
 from tessera.datasets.build import DatasetBuilder, dataset_order, enriched
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import type_name
+from tessera.enrich.runner import Enricher
 from tessera.errors import RunError, TesseraError
+from tessera.sources.database import import_database_source
+from tessera.sources.events import stage_events
 from tessera.sources.importer import PARSE_REJECTS, import_source, raw_table
 from tessera.sources.staging import Batch, stage
 
@@ -67,8 +70,6 @@ class Pipeline:
             if conn.type == "http":
                 continue  # events arrive through the collection API, not by import
             if conn.type in DATABASE_CONNECTIONS:
-                from tessera.sources.database import import_database_source
-
                 res = import_database_source(self.adapter, self.store, src, self.reveal(conn))
             else:
                 res = import_source(self.adapter, self.store, src, self.reveal(conn), self.archive_dir)
@@ -137,8 +138,6 @@ class Pipeline:
 
                 if conn_types.get(src.connection) == "http":
                     # Events are read from the collected events table, not from imported batches.
-                    from tessera.sources.events import stage_events
-
                     staged, rejects = stage_events(self.adapter, src, extra_columns=self._needed_columns(src.name),
                                                    extra_identifiers=self._relation_targets(src.name), tag=tag,
                                                    materialize=typed_table)
@@ -196,8 +195,6 @@ class Pipeline:
             return totals
 
         def do_enrich():
-            from tessera.enrich.runner import Enricher
-
             enricher = Enricher(self.adapter, self.config, builder.built, tag, as_of or date.today())
             todo = [ds for ds in self.config.datasets if enriched(ds)]
             for i, ds in enumerate(todo):

@@ -16,10 +16,13 @@ Times are the server's local time, like cron.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psutil
 from croniter import croniter
@@ -181,22 +184,18 @@ class Scheduler:
 class SchedulerService:
     """The scheduler as a service of the server (``async start()`` / ``async stop()``)."""
 
-    def __init__(self, workspace_path, *, interval: float = 15.0):
-        self.path = workspace_path
+    def __init__(self, open_workspace: Callable[[], Any], *, interval: float = 15.0):
+        self.open_workspace = open_workspace  # e.g. ``lambda: Workspace.open(path)``
         self.interval = interval
         self.scheduler: Scheduler | None = None
         self._ws = None
 
     async def start(self) -> None:
-        from tessera.workspace import Workspace
-
-        self._ws = Workspace.open(self.path)
+        self._ws = self.open_workspace()
         self.scheduler = Scheduler(self._ws, interval=self.interval)
         self.scheduler.start()
 
     async def stop(self) -> None:
-        import asyncio
-
         if self.scheduler is not None:
             self.scheduler._stop.set()
             # A job in progress finishes first (a run publishes or leaves the last good state).

@@ -30,13 +30,21 @@ from typing import Iterator
 import ibis
 import psutil
 
+from tessera.config.events import EVENT_COLUMNS
 from tessera.config.loader import dump_yaml, load_yaml, parse_config
 from tessera.config.models import WorkspaceConfig
+from tessera.connectors import check_connection
+from tessera.datasets.build import dataset_columns
 from tessera.engine.base import EngineAdapter
 from tessera.errors import ConfigError, TesseraError, WorkspaceError
+from tessera.identity.explain import explain
+from tessera.normalize.semantic import suggest_semantic
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
+from tessera.profiles import profile
+from tessera.schedule import Scheduler
 from tessera.secrets import SecretBox, create_key_file
 from tessera.store import MetadataStore
+from tessera.syncs.runner import run_syncs
 
 SETTINGS = "workspace.json"
 
@@ -103,16 +111,16 @@ class Workspace:
     def _connect(self) -> EngineAdapter:
         engine = _engine_setting(self.settings)
         if engine == "duckdb" or engine.startswith("duckdb:"):
-            from tessera.engine.duckdb import DuckDBAdapter
+            from tessera.engine.duckdb import DuckDBAdapter  # lazy: keeps `tessera --help` fast
 
             file = engine.removeprefix("duckdb:").removeprefix("///") if ":" in engine else ""
             return DuckDBAdapter(file or str(self.path / "warehouse.duckdb"))
         if engine == "spark" or engine.startswith("spark:"):
-            from tessera.engine.spark import SparkAdapter
+            from tessera.engine.spark import SparkAdapter  # lazy: pyspark is heavy and optional
 
             return SparkAdapter(self.path / "spark", master=engine.removeprefix("spark:") if ":" in engine else None)
         if engine.startswith(("postgresql://", "postgresql+psycopg://")):
-            from tessera.engine.postgres import PostgresAdapter
+            from tessera.engine.postgres import PostgresAdapter  # lazy: only for a PostgreSQL warehouse
 
             return PostgresAdapter(engine)
         raise WorkspaceError(
@@ -309,8 +317,6 @@ class Workspace:
         Returns the lines of what was verified; raises ConnectionFailed with a diagnosis
         (host unreachable, authentication refused, table or folder missing, permission denied).
         """
-        from tessera.connectors import check_connection
-
         conn = self.connection(name)
         sources = [s for s in self.config.sources if s.connection == name]
         return check_connection(conn, sources)
@@ -321,8 +327,6 @@ class Workspace:
         A failing destination does not stop the others: each result says what was inserted,
         updated, deleted and failed. ``dry_run`` computes the plan and sends nothing.
         """
-        from tessera.syncs.runner import run_syncs
-
         known = {s.name for s in self.config.syncs}
         unknown = [n for n in names or [] if n not in known]
         if unknown:
@@ -331,8 +335,6 @@ class Workspace:
 
     def scheduler(self, *, interval: float = 15.0):
         """The scheduler of this workspace's cron schedules (see :mod:`tessera.schedule`)."""
-        from tessera.schedule import Scheduler
-
         return Scheduler(self, interval=interval)
 
     def runs(self, limit: int = 20) -> list[dict]:
@@ -355,16 +357,11 @@ class Workspace:
 
     def describe(self, dataset: str) -> list[dict]:
         """The columns of a dataset: type, semantic field (declared or suggested) and merge rule."""
-        from tessera.datasets.build import dataset_columns
-        from tessera.normalize.semantic import suggest_semantic
-
         ds = next((d for d in self.config.datasets if d.name == dataset), None)
         if ds is None:
             raise TesseraError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets()) or 'none'})")
         declared = {c.name: c for c in ds.columns}
         stage_types = {}
-        from tessera.sources.events import EVENT_COLUMNS
-
         http = {c.name for c in self.config.connections if c.type == "http"}
         sources = {s.name: s for s in self.config.sources}
         for m in ds.mappings:
@@ -406,14 +403,10 @@ class Workspace:
     def profile(self, tessera_id: str, dataset: str | None = None, *, events: int = 50) -> dict:
         """The 360° profile of a unified record: attributes, source records, latest events
         (including events collected since the last run). See :mod:`tessera.profiles`."""
-        from tessera.profiles import profile
-
         return profile(self, tessera_id, dataset, events=events)
 
     def explain(self, tessera_id: str, dataset: str | None = None):
         """Why the source records of a unified record were merged (see :mod:`tessera.identity.explain`)."""
-        from tessera.identity.explain import explain
-
         dataset = dataset or next((d.name for d in self.config.datasets if d.deduplicate), None)
         if dataset is None:
             raise TesseraError("no dataset has deduplication on: nothing to explain")

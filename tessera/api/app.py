@@ -81,7 +81,7 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
     if schedules:
         from tessera.schedule import SchedulerService
 
-        app.state.services.append(SchedulerService(path))
+        app.state.services.append(SchedulerService(lambda: Workspace.open(path)))
 
     @app.get("/health", tags=["server"])
     async def health() -> dict:

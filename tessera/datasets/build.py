@@ -18,12 +18,13 @@ from tessera.config.models import (
 )
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import IBIS_TYPES, cast_text, type_name
-from tessera.enrich.sql import check_expression, order_computed, render
+from tessera.engine.sqlrender import render
 from tessera.errors import RunError, TesseraError
 from tessera.identity.merge import MergeColumn, merge
 from tessera.identity.resolve import DEFAULT_BLOCKED, IdentityKey, new_id, resolve
 from tessera.normalize.rules import apply_rules
 from tessera.normalize.semantic import suggest_semantic
+from tessera.sqlcheck import check_expression, order_computed
 
 TID = "tessera_id"
 META = ["_tessera_record", "_tessera_source", "_tessera_batch", "_tessera_file", "_tessera_line",

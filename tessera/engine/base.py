@@ -74,7 +74,7 @@ class EngineAdapter:
         """``table`` with one more column per ``(name, expression)``, in order: each expression is SQL in
         this engine's dialect over the table's columns and the columns added before it.
 
-        The expressions come from :func:`tessera.enrich.sql.render` (checked against its allow-list)."""
+        The expressions come from :func:`tessera.engine.sqlrender.render` (checked against its allow-list)."""
         dialect = self.con.compiler.dialect
         alias = f"{PREFIX}sql_{uuid.uuid4().hex[:12]}"
         source: sge.Expression = sge.Table(this=sg.to_identifier(alias, quoted=True))

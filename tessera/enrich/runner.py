@@ -17,11 +17,12 @@ import pyarrow as pa
 from tessera.config.models import DatasetConfig, WorkspaceConfig
 from tessera.datasets.build import Built, add_computed, duckdb_types, link_name, relation_target
 from tessera.engine.base import EngineAdapter
+from tessera.engine.sqlrender import render
 from tessera.enrich.aggregates import Aggregate, aggregate
 from tessera.enrich.engagement import ZERO_WHEN_NO_EVENTS, compute_engagement
 from tessera.enrich.scores import EVENT_SCORES, LIBRARY, compute_scores, missing_fields, score_settings
-from tessera.enrich.sql import check_expression, render
 from tessera.errors import ConfigError
+from tessera.sqlcheck import check_expression
 
 TID = "tessera_id"
 
@@ -111,7 +112,7 @@ class Enricher:
             parts += self._scores(ds)
             counts["scores"] = len(ds.scores.library)
         if ds.scores and ds.scores.predictive:
-            from tessera.enrich.predictive import PredictiveError
+            from tessera.enrich.predictive import PredictiveError  # lazy: loads SciPy, heavy
 
             try:
                 parts.append(self._predictive(ds))
@@ -231,7 +232,7 @@ class Enricher:
 
     # ---------------------------------------------------------------- predictive
     def _predictive(self, ds: DatasetConfig) -> ibis.Table:
-        from tessera.enrich.predictive import BetaGeoModel, GammaGammaModel
+        from tessera.enrich.predictive import BetaGeoModel, GammaGammaModel  # lazy: loads SciPy, heavy
 
         o, fields, _ = self._orders(ds)
         if "OrderAmount" not in fields:

@@ -18,20 +18,13 @@ import ibis.expr.datatypes as dt
 import numpy as np
 import pyarrow as pa
 
+from tessera.config.models import DEFAULT_BLOCKED  # noqa: F401 - re-exported
 from tessera.engine.base import EngineAdapter
 from tessera.identity.graph import Edges, cluster
 from tessera.normalize.rules import email_is_valid
 
 TID = "tessera_id"
 
-DEFAULT_BLOCKED = [
-    "test@test.com", "test@example.com", "noreply@noreply.com", "no-reply@no-reply.com", "a@a.com",
-    "email@email.com", "none@none.com", "null@null.com", "x@x.com",
-    "0000000000", "+330000000000", "1111111111", "1234567890", "0123456789", "+33000000000",
-    "anonymous", "unknown", "null", "none", "n/a", "0", "-", "undefined", "test",
-    # placeholders that tracking code sends as user or anonymous ids
-    "nan", "nil", "(null)", "[object object]", "00000000-0000-0000-0000-000000000000", "guest",
-]
 
 
 @dataclass

@@ -62,6 +62,7 @@ import ibis
 import pyarrow as pa
 
 from tessera.config.models import SourceConfig
+from tessera.connectors import bigquery
 from tessera.connectors import sql as sqlconn
 from tessera.engine.base import EngineAdapter, q
 from tessera.engine.types import cast_text
@@ -455,9 +456,7 @@ def _driver_batches(db, cur, names: list[str], booleans: set[int]) -> Iterator[p
 def make_read(conn, src: SourceConfig, dcon) -> _Read:
     """The fastest reader that works here for ``src``, opened on the DuckDB connection ``dcon``."""
     if conn.type == "bigquery":
-        from tessera.connectors import bigquery
-
-        return bigquery.arrow_read(conn, src)
+        return ArrowRead(landed_label(conn, src), bigquery.arrow_stream(conn, src, BATCH_ROWS))
     if os.environ.get("TESSERA_DB_READER", "").strip().lower() == "driver":
         return driver_read(conn, src)
     read = ScannerRead(conn, src)
@@ -571,8 +570,6 @@ def diagnose(conn, src: SourceConfig, exc: Exception) -> TesseraError:
     if isinstance(exc, ConnectionFailed):
         return ConnectionFailed(f"Source '{src.name}': {exc}", reason=exc.reason)
     if conn.type == "bigquery":
-        from tessera.connectors import bigquery
-
         found = bigquery.failure(conn, exc)
         return ConnectionFailed(f"Source '{src.name}': {found}", reason=found.reason)
     try:
@@ -720,8 +717,6 @@ def landed_label(conn, src: SourceConfig) -> str:
     if src.query:
         return "query"
     if conn.type == "bigquery":
-        from tessera.connectors import bigquery
-
         return f"bigquery:{bigquery.table_id(conn, src.table)}"
     return f"{conn.type}:{sqlconn.table_label(conn, src.table)}"
 

@@ -14,13 +14,13 @@ from typing import Callable
 
 import ibis
 import ibis.expr.datatypes as dt
-import sqlglot
-import sqlglot.expressions as sge
 
 from tessera.config.models import SourceConfig
+from tessera.engine.sqlrender import render
 from tessera.engine.types import cast_text
 from tessera.errors import ConfigError
 from tessera.normalize.rules import apply_rules
+from tessera.sqlcheck import check_expression, filter_columns, filter_sql
 
 META = ["_tessera_batch", "_tessera_file", "_tessera_line"]
 REJECT_COLUMNS = ["source", "file", "line", "column_name", "reason", "raw", "batch"]
@@ -56,32 +56,6 @@ def record_id(source: str, keys: list[ibis.Value]) -> ibis.Value:
     for p in parts[1:]:
         joined = joined.concat("|", p)
     return ibis.literal(source + ":").concat(joined)
-
-
-def filter_sql(condition: str) -> str:
-    """A source filter with dotted column names (``traits.plan``, ``context.page.url``) quoted as one
-    column each, as the staged columns are named; anything that does not parse is left for
-    :func:`tessera.enrich.sql.check_expression` to report."""
-    try:
-        tree = sqlglot.parse_one(condition, read="duckdb")
-    except (sqlglot.errors.SqlglotError, ValueError):
-        return condition
-    if tree is None:
-        return condition
-    changed = False
-    for col in list(tree.find_all(sge.Column)):
-        parts = [p for p in (col.args.get("catalog"), col.args.get("db"), col.args.get("table"), col.this) if p]
-        if len(parts) > 1 and all(isinstance(p, sge.Identifier) for p in parts):
-            col.replace(sge.column(".".join(str(p.this) for p in parts), quoted=True))
-            changed = True
-    return tree.sql(dialect="duckdb") if changed else condition
-
-
-def filter_columns(condition: str) -> set[str]:
-    """The column names a source filter uses."""
-    from tessera.enrich.sql import referenced_columns
-
-    return referenced_columns(filter_sql(condition))
 
 
 def stage(
@@ -220,8 +194,6 @@ def stage(
 def _keep_matching(rows: ibis.Table, src: SourceConfig, columns: set[str], backend: str, add_sql_columns
                    ) -> ibis.Table:
     """The rows of ``rows`` for which the source's filter is true (not false, not NULL)."""
-    from tessera.enrich.sql import check_expression, render
-
     if add_sql_columns is None:  # pragma: no cover - the pipeline always passes it
         raise ValueError("a source with a filter needs add_sql_columns")
     expr = check_expression(filter_sql(src.filter), columns, where=f"source '{src.name}' filter")

@@ -31,7 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tessera.config.models import SyncConfig
-from tessera.errors import SyncError
+from tessera.connectors.files import open_folder
+from tessera.connectors.webhook import WebhookSender
+from tessera.errors import ConnectionFailed, SyncError
 from tessera.syncs.plan import KEY, OP
 
 FILE_TYPES = ("local", "ftp", "ftps", "sftp")
@@ -102,24 +104,6 @@ class Destination:
         pass
 
 
-def make_destination(ctx: SendContext) -> Destination:
-    kind = ctx.conn.type
-    if kind in FILE_TYPES:
-        return FileDestination(ctx)
-    if kind == "postgresql":
-        from tessera.syncs.tables import PostgresDestination
-
-        return PostgresDestination(ctx)
-    if kind in ("mysql", "mariadb"):
-        from tessera.syncs.tables import MySQLDestination
-
-        return MySQLDestination(ctx)
-    if kind == "webhook":
-        return WebhookDestination(ctx)
-    raise SyncError(f"{ctx.where}: a {kind} connection is not a sync destination; syncs write to files (local, "
-                    "ftp, ftps, sftp), tables (postgresql, mysql, mariadb) or a webhook")
-
-
 # --------------------------------------------------------------------------- files
 
 
@@ -146,8 +130,6 @@ class FileDestination(Destination):
     batch_rows = 100_000
 
     def open(self) -> None:
-        from tessera.connectors.files import open_folder
-
         ctx = self.ctx
         self.name = posixpath.normpath(posixpath.join(ctx.sync.folder or ".", file_name(ctx)))
         self.folder = open_folder(ctx.conn)
@@ -227,8 +209,6 @@ class WebhookDestination(Destination):
         self._batches = 0
 
     def open(self) -> None:
-        from tessera.connectors.webhook import WebhookSender
-
         self.sender = WebhookSender(self.ctx.conn, sync=self.ctx.sync.name, run=self.ctx.run_id)
 
     def records(self, batch: pa.RecordBatch) -> list[dict]:
@@ -242,8 +222,6 @@ class WebhookDestination(Destination):
                 for op, key, row in zip(ops, keys, rows)]
 
     def send(self, batch: pa.RecordBatch, encoded: Any = None) -> list[Refusal]:
-        from tessera.errors import ConnectionFailed
-
         self._batches += 1
         records = self.records(batch)
         batch_id = f"{self.ctx.sync.name}-{self.ctx.run_id}-{self._batches}"

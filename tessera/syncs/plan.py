@@ -48,8 +48,10 @@ import ibis
 import ibis.expr.datatypes as dt
 
 from tessera.config.models import SyncConfig
+from tessera.engine.sqlrender import render
 from tessera.engine.types import TRUE_WORDS
 from tessera.errors import ConfigError, SyncError
+from tessera.sqlcheck import check_expression
 
 PREFIX = "_tessera_sync_"
 # Columns the plan adds beside the destination fields (a destination field may not start with _tessera_).
@@ -237,8 +239,6 @@ def _portable(value: ibis.Value) -> ibis.Value:
 
 def rows_to_send(ws, sync: SyncConfig, conn) -> Prepared:
     """The rows ``sync`` sends: dataset, filter, consent, fields and the key as text."""
-    from tessera.enrich.sql import check_expression, render
-
     adapter = ws.adapter
     table = ws.table(sync.dataset)
     columns = list(table.columns)
