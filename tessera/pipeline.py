@@ -126,7 +126,6 @@ class Pipeline:
         reject_parts: list[ibis.Table] = []
 
         def do_stage():
-            backend = self.adapter.name
             files = self.store.list_imported_files()
             staged_total = 0
             conn_types = {c.name: c.type for c in self.config.connections}
@@ -143,7 +142,7 @@ class Pipeline:
                                                    materialize=typed_table)
                     batch_ids = []
                 else:
-                    staged, rejects, batch_ids = self._stage_batches(src, files, backend, typed_table)
+                    staged, rejects, batch_ids = self._stage_batches(src, files, typed_table)
                 name = f"{tag}stage_{src.name}"
                 staged_t = self.adapter.create_table(name, staged, temp=True)
                 stages[src.name] = name
@@ -187,7 +186,7 @@ class Pipeline:
                 self.progress("unify", ds.name, i, len(order))
                 prev = self.adapter.published_target(f"{ds.name}__records")
                 generation = len(self.store.list_publications(ds.name))
-                built = builder.build(ds, previous_lineage=prev, generation=generation, backend=self.adapter.name)
+                built = builder.build(ds, previous_lineage=prev, generation=generation)
                 result.datasets[ds.name] = built.counts
                 for k in totals:
                     totals[k] += built.counts.get(k, 0)
@@ -233,8 +232,7 @@ class Pipeline:
         result.seconds = time.perf_counter() - t0
         return result
 
-    def _stage_batches(self, src, files: list[dict], backend: str,
-                       typed_table) -> tuple[ibis.Table, ibis.Table, list[int]]:
+    def _stage_batches(self, src, files: list[dict], typed_table) -> tuple[ibis.Table, ibis.Table, list[int]]:
         """(staged rows, rejects, batch ids) of a source read from imported batches."""
         mine = sorted((f for f in files if f["source"] == src.name), key=lambda f: f["batch_id"])
         if src.import_strategy == "full" and mine:
@@ -252,7 +250,7 @@ class Pipeline:
         batches = [Batch(raw_table(src.name, f["batch_id"]), f["batch_id"], _naive_utc(f["imported_at"]))
                    for f in mine]
         tables = [self.adapter.table(b.table) for b in batches]
-        staged, rejects = stage(src, batches, tables, schema, backend=backend,
+        staged, rejects = stage(src, batches, tables, schema, dialect=self.adapter.dialect,
                                 extra_columns=self._needed_columns(src.name),
                                 extra_identifiers=self._relation_targets(src.name),
                                 materialize=typed_table, add_sql_columns=self.adapter.add_sql_columns)

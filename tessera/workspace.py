@@ -36,6 +36,7 @@ from tessera.config.models import WorkspaceConfig
 from tessera.connectors import check_connection
 from tessera.datasets.build import dataset_columns
 from tessera.engine.base import EngineAdapter
+from tessera.engine.connect import open_adapter
 from tessera.errors import ConfigError, TesseraError, WorkspaceError
 from tessera.identity.explain import explain
 from tessera.normalize.semantic import suggest_semantic
@@ -109,24 +110,7 @@ class Workspace:
         return self._adapter
 
     def _connect(self) -> EngineAdapter:
-        engine = _engine_setting(self.settings)
-        if engine == "duckdb" or engine.startswith("duckdb:"):
-            from tessera.engine.duckdb import DuckDBAdapter  # lazy: keeps `tessera --help` fast
-
-            file = engine.removeprefix("duckdb:").removeprefix("///") if ":" in engine else ""
-            return DuckDBAdapter(file or str(self.path / "warehouse.duckdb"))
-        if engine == "spark" or engine.startswith("spark:"):
-            from tessera.engine.spark import SparkAdapter  # lazy: pyspark is heavy and optional
-
-            return SparkAdapter(self.path / "spark", master=engine.removeprefix("spark:") if ":" in engine else None)
-        if engine.startswith(("postgresql://", "postgresql+psycopg://")):
-            from tessera.engine.postgres import PostgresAdapter  # lazy: only for a PostgreSQL warehouse
-
-            return PostgresAdapter(engine)
-        raise WorkspaceError(
-            f"Unknown warehouse '{engine}' (setting TESSERA_WAREHOUSE or workspace.json 'warehouse'): "
-            "use duckdb, spark or a postgresql:// URL."
-        )
+        return open_adapter(_engine_setting(self.settings), self.path)
 
     def close(self) -> None:
         if self._adapter is not None:

@@ -244,8 +244,7 @@ def _computed_rows(adapter, table, expressions, types=None):
 
     ds = DatasetConfig(name="sample", mappings=[{"source": "s", "columns": {"a": "a"}}],
                        computed=[{"name": f"c{i}", "sql": sql} for i, sql in enumerate(expressions)])
-    if adapter.name != "duckdb":
-        types = duckdb_types(table, ds)
+    types = duckdb_types(adapter, table, ds) or types
     out, _ = add_computed(adapter, table, ds, types)
     return out.schema(), adapter.to_arrow(out.order_by("k")).to_pylist()
 

@@ -17,7 +17,6 @@ import pyarrow as pa
 from tessera.config.models import DatasetConfig, WorkspaceConfig
 from tessera.datasets.build import Built, add_computed, duckdb_types, link_name, relation_target
 from tessera.engine.base import EngineAdapter
-from tessera.engine.sqlrender import render
 from tessera.enrich.aggregates import Aggregate, aggregate
 from tessera.enrich.engagement import ZERO_WHEN_NO_EVENTS, compute_engagement
 from tessera.enrich.scores import EVENT_SCORES, LIBRARY, compute_scores, missing_fields, score_settings
@@ -93,7 +92,7 @@ class Enricher:
                 if a.filter:
                     where = f"datasets[{ds.name}].aggregates[{i}] ({a.name})"
                     expr = check_expression(a.filter, set(rel.columns), where=where)
-                    conds.append((f"_cond{i}", render(expr, self.adapter.name)))
+                    conds.append((f"_cond{i}", self.adapter.dialect.render(expr)))
             if conds:
                 rel = self.adapter.add_sql_columns(rel, conds)
             aggs = []
@@ -132,7 +131,7 @@ class Enricher:
             out = out.mutate(**counted)
         if ds.computed:
             # Computed columns may use the new columns: they come last (see datasets.build.enriched).
-            types = None if self.adapter.name == "duckdb" else duckdb_types(out, ds)
+            types = duckdb_types(self.adapter, out, ds)
             out = add_computed(self.adapter, out, ds, types)[0]
         name = f"{self.tag}{ds.name}__enriched"
         self.adapter.create_table(name, out)

@@ -45,7 +45,6 @@ from tessera.config.events import (  # noqa: F401 - EVENT_COLUMNS... re-exported
 )
 from tessera.config.models import DEFAULT_BLOCKED, SourceConfig
 from tessera.engine.base import EngineAdapter
-from tessera.engine.functions import json_text
 from tessera.errors import RunError
 from tessera.sources.staging import Batch, stage
 from tessera.sqlcheck import filter_columns
@@ -93,7 +92,6 @@ def event_rows(adapter: EngineAdapter, src: SourceConfig, columns: list[str], *,
         ev = adapter.create_table(f"{tag}events_none", _empty_events(), temp=True)
     ev = ev.filter(ev["connection"] == src.connection)
     ev = ev.mutate(**{c: ibis.null(dt.string) for c in OPTIONAL_COLUMNS if c not in ev.columns})
-    backend = adapter.name
     ids = {c: _placeholder(ev[c]) for c in ID_COLUMNS}
     # An alias links previousId to userId: its previous id is the anonymous id it replaces.
     ids["anonymous_id"] = ((ev["type"] == "alias") & ids["anonymous_id"].isnull()).ifelse(
@@ -106,7 +104,7 @@ def event_rows(adapter: EngineAdapter, src: SourceConfig, columns: list[str], *,
             values[c] = ev[c].cast("string")
         else:
             root, *path = c.split(".")
-            values[c] = json_text(ev[root].cast("string"), path, backend)
+            values[c] = adapter.dialect.json_text(ev[root].cast("string"), path)
     t = ev.select(**values, _when=ev["timestamp"].cast("timestamp"),
                   _received=ev["received_at"].cast("timestamp"), _mid=ev["message_id"].cast("string"))
     t = _latest_per_key(t, src.record_keys)
@@ -152,7 +150,7 @@ def stage_events(adapter: EngineAdapter, src: SourceConfig, *, extra_columns: li
     schema = [(c, EVENT_COLUMNS.get(c, "string")) for c in columns]
     # received_at is staged to become each event's import time (see the module's docstring).
     staged, rejects = stage(src, [Batch(EVENTS_TABLE, 0, "1970-01-01 00:00:00")], [raw], schema,
-                            backend=adapter.name, extra_columns=[*extra_columns, "received_at"],
+                            dialect=adapter.dialect, extra_columns=[*extra_columns, "received_at"],
                             extra_identifiers=extra_identifiers, materialize=materialize,
                             add_sql_columns=adapter.add_sql_columns)
     staged = staged.mutate(_tessera_imported_at=staged["received_at"].cast("timestamp"))

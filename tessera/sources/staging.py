@@ -16,7 +16,7 @@ import ibis
 import ibis.expr.datatypes as dt
 
 from tessera.config.models import SourceConfig
-from tessera.engine.sqlrender import render
+from tessera.engine.dialects import Dialect
 from tessera.engine.types import cast_text
 from tessera.errors import ConfigError
 from tessera.normalize.rules import apply_rules
@@ -64,7 +64,7 @@ def stage(
     tables: list[ibis.Table],
     schema: list[tuple[str, str]],
     *,
-    backend: str,
+    dialect: Dialect,
     extra_columns: list[str] = (),
     extra_identifiers: list[str] = (),
     materialize=None,
@@ -77,7 +77,7 @@ def stage(
         batches: the raw batches to read, with their import time.
         tables: the raw batch tables (same order as ``batches``).
         schema: the source's columns and inferred types, in file order.
-        backend: the engine's name, for the few functions that differ.
+        dialect: the engine's dialect (``adapter.dialect``), for the few functions that differ.
         extra_columns: columns needed by relations or mappings even if not selected.
         extra_identifiers: columns other sources point at with relations (kept as text).
         materialize: stores an intermediate table in the engine and returns it (optional).
@@ -110,7 +110,7 @@ def stage(
         value = raw[c] if c in raw.columns else ibis.null(dt.string)
         rules = src.normalize.get(c, [])
         if rules:
-            value = apply_rules(value, rules, backend)
+            value = apply_rules(value, rules, dialect)
         target = src.types.get(c) or (None if rules and not value.type().is_string() else inferred.get(c, "string"))
         if c in identifiers and c not in src.types:
             target = "string"  # identifiers are text: "007" and "7" are different keys
@@ -132,7 +132,7 @@ def stage(
     raw_lines = raw.select("_tessera_batch", "_tessera_line", _raw=raw_text)
     rows = raw.mutate(**checks, **typed)
     if src.filter:
-        rows = _keep_matching(rows, src, set(wanted), backend, add_sql_columns)
+        rows = _keep_matching(rows, src, set(wanted), dialect, add_sql_columns)
     key_cols = [rows[k] for k in src.record_keys]
     missing_key = ibis.or_(*[k.isnull() | (k.cast("string").strip() == "") for k in key_cols])
     rows = rows.mutate(_tessera_record=record_id(src.name, key_cols))
@@ -191,13 +191,13 @@ def stage(
     return staged, rejects
 
 
-def _keep_matching(rows: ibis.Table, src: SourceConfig, columns: set[str], backend: str, add_sql_columns
+def _keep_matching(rows: ibis.Table, src: SourceConfig, columns: set[str], dialect: Dialect, add_sql_columns
                    ) -> ibis.Table:
     """The rows of ``rows`` for which the source's filter is true (not false, not NULL)."""
     if add_sql_columns is None:  # pragma: no cover - the pipeline always passes it
         raise ValueError("a source with a filter needs add_sql_columns")
     expr = check_expression(filter_sql(src.filter), columns, where=f"source '{src.name}' filter")
-    rows = add_sql_columns(rows, [("_tessera_keep", render(expr, backend))])
+    rows = add_sql_columns(rows, [("_tessera_keep", dialect.render(expr))])
     kind = rows.schema()["_tessera_keep"]
     if not (kind.is_boolean() or kind.is_null()):
         raise ConfigError(f"source '{src.name}' filter: '{src.filter}' gives {kind} values, not true/false; "

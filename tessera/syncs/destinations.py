@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 from tessera.config.models import SyncConfig
 from tessera.connectors.files import open_folder
 from tessera.connectors.webhook import WebhookSender
+from tessera.engine.filewriter import BatchFileWriter
 from tessera.errors import ConnectionFailed, SyncError
 from tessera.syncs.plan import KEY, OP
 
@@ -136,55 +137,25 @@ class FileDestination(Destination):
         self.tmpdir = Path(tempfile.mkdtemp(prefix="tessera-sync-"))
         self.local = self.tmpdir / posixpath.basename(self.name)
         self.rows = 0
-        self._parquet = None
-        self._duck = None
+        self.writer = BatchFileWriter(self.local, self.ctx.sync.format)
 
     def _columns(self, batch: pa.RecordBatch) -> pa.Table:
         return pa.Table.from_batches([batch]).select([OP, *self.ctx.field_names])
 
     def send(self, batch: pa.RecordBatch, encoded: Any = None) -> list[Refusal]:
         data = self._columns(batch)
-        fmt = self.ctx.sync.format
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(str(self.local), data.schema)
-            self._parquet.write_table(data)
-        else:
-            # DuckDB writes CSV (quoted where needed, NULL as nothing, '' as "") and NDJSON; each
-            # batch is written to a part, then appended to the file.
-            import duckdb
-
-            if self._duck is None:
-                self._duck = duckdb.connect()
-            part = self.tmpdir / "part"
-            self._duck.register("_tessera_batch", data)
-            path = str(part).replace("'", "''")
-            if fmt == "csv":
-                header = "true" if self.rows == 0 else "false"
-                self._duck.execute(f"COPY _tessera_batch TO '{path}' (FORMAT csv, HEADER {header})")
-            else:
-                self._duck.execute(f"COPY _tessera_batch TO '{path}' (FORMAT json)")
-            self._duck.unregister("_tessera_batch")
-            with open(self.local, "ab") as out, open(part, "rb") as src:
-                shutil.copyfileobj(src, out)
-            part.unlink()
+        self.writer.write(data)
         self.rows += data.num_rows
         return []
 
     def finish(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-            self._parquet = None
+        self.writer.close()
         if self.rows:
             self.folder.upload(self.local, self.name)
 
     def close(self) -> None:
-        if getattr(self, "_parquet", None) is not None:
-            self._parquet.close()
-        if getattr(self, "_duck", None) is not None:
-            self._duck.close()
+        if getattr(self, "writer", None) is not None:
+            self.writer.close()
         if getattr(self, "folder", None) is not None:
             try:
                 self.folder.close()

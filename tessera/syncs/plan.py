@@ -48,7 +48,6 @@ import ibis
 import ibis.expr.datatypes as dt
 
 from tessera.config.models import SyncConfig
-from tessera.engine.sqlrender import render
 from tessera.engine.types import TRUE_WORDS
 from tessera.errors import ConfigError, SyncError
 from tessera.sqlcheck import check_expression
@@ -251,7 +250,7 @@ def rows_to_send(ws, sync: SyncConfig, conn) -> Prepared:
         except ConfigError as exc:
             raise SyncError("; ".join(exc.problems)) from None
         keep = "_tessera_keep"
-        table = adapter.add_sql_columns(table, [(keep, render(expr, adapter.name))])
+        table = adapter.add_sql_columns(table, [(keep, adapter.dialect.render(expr))])
         if not table[keep].type().is_boolean():
             raise SyncError(f"{_where(sync)}: filter '{sync.filter}' gives {table[keep].type()} values, not true or "
                             "false; write a condition, e.g. country = 'FR'")

@@ -384,7 +384,7 @@ class SyncJob:
         except Exception as exc:  # noqa: BLE001 - reported as the failure of every change
             dest.close()
             return _message(exc)
-        reader = self.adapter.con.to_pyarrow_batches(stream, chunk_size=dest.batch_rows)
+        reader = self.adapter.to_batches(stream, dest.batch_rows)
         batches = _Prefetch(reader, dest.batch_rows, dest.encode)
         sent = 0
         down: str | None = None

@@ -2,8 +2,8 @@
 ``--spark``), a local Spark session.
 
 ``duckdb_eval`` and ``spark_eval`` evaluate one expression over a column of values and return
-the results in input order: ``evaluate(values, build)`` where ``build(column, backend)``
-returns the Ibis expression. The Spark session is the test run's shared one (tests/conftest.py).
+the results in input order: ``evaluate(values, build)`` where ``build(column, dialect)``
+returns the Ibis expression (``dialect``: the engine's :class:`~tessera.engine.dialects.Dialect`). The Spark session is the test run's shared one (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Callable
 import ibis
 import pyarrow as pa
 import pytest
+
+from tessera.engine.dialects import Dialect, dialect_for
 
 
 @pytest.fixture(scope="session")
@@ -25,11 +27,11 @@ def spark_con(spark_session):
     return ibis.pyspark.connect(spark_session)
 
 
-Build = Callable[[ibis.expr.types.StringValue, str], ibis.Value]
+Build = Callable[[ibis.expr.types.StringValue, Dialect], ibis.Value]
 
 
-def _results(con, table, build: Build, backend: str) -> list:
-    expr = build(table.s, backend)
+def _results(con, table, build: Build, dialect: Dialect) -> list:
+    expr = build(table.s, dialect)
     return con.to_pyarrow(table.select(table.i, x=expr).order_by("i")).column("x").to_pylist()
 
 
@@ -37,7 +39,7 @@ def _results(con, table, build: Build, backend: str) -> list:
 def duckdb_eval(duckdb_con):
     def evaluate(values: list, build: Build) -> list:
         table = ibis.memtable(pa.table({"i": pa.array(range(len(values)), pa.int64()), "s": pa.array(values, pa.string())}))
-        return _results(duckdb_con, table, build, "duckdb")
+        return _results(duckdb_con, table, build, dialect_for("duckdb"))
 
     return evaluate
 
@@ -51,6 +53,6 @@ def spark_eval(spark_session, spark_con):
         name = f"tessera_cases_{next(counter)}"
         frame = spark_session.createDataFrame(list(enumerate(values)), "i long, s string")
         frame.createOrReplaceTempView(name)
-        return _results(spark_con, spark_con.table(name), build, "pyspark")
+        return _results(spark_con, spark_con.table(name), build, dialect_for("pyspark"))
 
     return evaluate
