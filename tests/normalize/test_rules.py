@@ -315,18 +315,10 @@ def _build(rules):
 
 
 @pytest.mark.parametrize("rules,pairs", [pytest.param(r, p, id=i) for i, r, p in CASES])
-def test_rules_duckdb(duckdb_eval, rules, pairs):
+def test_rules(engine_eval, rules, pairs):
     values = [p[0] for p in pairs]
     expected = [p[1] for p in pairs]
-    assert duckdb_eval(values, _build(rules)) == expected
-
-
-@pytest.mark.spark
-@pytest.mark.parametrize("rules,pairs", [pytest.param(r, p, id=i) for i, r, p in CASES])
-def test_rules_spark(spark_eval, rules, pairs):
-    values = [p[0] for p in pairs]
-    expected = [p[1] for p in pairs]
-    assert spark_eval(values, _build(rules)) == expected
+    assert engine_eval(values, _build(rules)) == expected
 
 
 EMAILS = [
@@ -351,14 +343,8 @@ EMAILS = [
 ]
 
 
-def test_email_is_valid_duckdb(duckdb_eval):
-    out = duckdb_eval([e for e, _ in EMAILS], lambda col, backend: email_is_valid(col))
-    assert out == [v for _, v in EMAILS]
-
-
-@pytest.mark.spark
-def test_email_is_valid_spark(spark_eval):
-    out = spark_eval([e for e, _ in EMAILS], lambda col, backend: email_is_valid(col))
+def test_email_is_valid(engine_eval):
+    out = engine_eval([e for e, _ in EMAILS], lambda col, dialect: email_is_valid(col))
     assert out == [v for _, v in EMAILS]
 
 
