@@ -23,13 +23,7 @@ from datetime import date
 import ibis
 import ibis.expr.datatypes as dt
 
-from tessera.config.scores import (  # noqa: F401 - the catalog, re-exported
-    EVENT_SCORES,
-    EVENTS,
-    LIBRARY,
-    PREDICTIVE_COLUMNS,
-    ScoreDef,
-)
+from tessera.config.scores import EVENT_SCORES, EVENTS, LIBRARY  # noqa: F401 - EVENT_SCORES re-exported
 from tessera.errors import ConfigError
 
 CID = "_customer"

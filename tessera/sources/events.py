@@ -35,14 +35,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import pyarrow as pa
 
-from tessera.config.events import (  # noqa: F401 - EVENT_COLUMNS... re-exported
-    EVENT_COLUMNS,
-    ID_COLUMNS,
-    JSON_COLUMNS,
-    OPTIONAL_COLUMNS,
-    column_problem,
-    is_json_path,
-)
+from tessera.config.events import EVENT_COLUMNS, ID_COLUMNS, OPTIONAL_COLUMNS, column_problem
 from tessera.config.models import DEFAULT_BLOCKED, SourceConfig
 from tessera.engine.base import EngineAdapter
 from tessera.errors import RunError

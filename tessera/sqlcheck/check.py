@@ -58,14 +58,14 @@ import contextlib
 import difflib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import sqlglot
 import sqlglot.expressions as exp
-from sqlglot.errors import ErrorLevel, ParseError, SqlglotError, TokenError
+from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.tokens import TokenType
 
-from tessera.errors import ConfigError, EngineError
+from tessera.errors import ConfigError
 
 AUTHORING_DIALECT = "duckdb"
 
