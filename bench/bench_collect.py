@@ -1,7 +1,7 @@
 """Event collection benchmark: sustained ingestion through ``POST /v1/batch`` with durability on.
 
-A server process (``python -m tessera.collect.server``: one uvicorn worker with uvloop and
-httptools, its loader in a child process) serves a new workspace. Client processes, each an
+A server process (``python -m tessera.api.server``: one uvicorn worker with uvloop and
+httptools, its loader a thread beside the requests) serves a new workspace. Client processes, each an
 asyncio client with keep-alive connections on loopback (a minimal HTTP/1.1 client by default,
 httpx with ``--httpx``), send Segment ``track`` messages (about 530 bytes of JSON each:
 context with library, page, user agent and IP, a few properties) in batches of 100. Every 200
@@ -15,14 +15,14 @@ Two phases, each of ``--events`` events:
    whatever the answers (open loop), and latency counts from the time a request was due, so a
    slow server cannot hide behind a slow client.
 
-Printed per phase: events/s, acknowledgement latency p50/p95/p99/max, CPU of the server, loader
-and clients. Then: the peak RSS of the server and of the loader, the time until every event is in
+Printed per phase: events/s, acknowledgement latency p50/p95/p99/max, CPU of the server (its
+loader included) and clients. Then: the peak RSS of the server, the time until every event is in
 ``_tessera_events``, and the rows there (they must equal the events sent: no loss, no duplicate).
 
     .venv/bin/python bench/bench_collect.py                   # 2 x 200k events, 2 client processes
     .venv/bin/python bench/bench_collect.py --events 500000 --rate 30000 --gzip
 
-The machine's cores are shared by the server, its loader, the clients and whatever else runs:
+The machine's cores are shared by the server, the clients and whatever else runs:
 the load average is printed. The clients build their bodies before the clock starts.
 """
 
@@ -240,8 +240,7 @@ def _phase(url: str, args, rate: float, seed: int, server, loader) -> dict:
     return {
         "events": len(latencies) * args.batch, "requests": len(latencies), "seconds": seconds,
         "failures": sum(o[1] for o in outcomes), "latencies": latencies,
-        "cpu": {"server": _cpu(server) - cpu0[0], "loader": _cpu(loader) - cpu0[1],
-                "clients": sum(o[4] for o in outcomes)},
+        "cpu": {"server": _cpu(server) - cpu0[0], "clients": sum(o[4] for o in outcomes)},
     }
 
 
@@ -289,7 +288,7 @@ def main() -> int:
     ws.close()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "tessera.collect.server", "--workspace", str(ws_dir),
+    server = subprocess.Popen([sys.executable, "-m", "tessera.api.server", "--workspace", str(ws_dir),
                                "--port", str(port), "--log-level", "warning",
                                "--loader-interval", str(args.loader_interval)], cwd=ROOT)
     phases = {}
@@ -303,20 +302,14 @@ def main() -> int:
         else:
             raise SystemExit("the server did not start")
         server_proc = psutil.Process(server.pid)
-        loader_proc = None
-        for _ in range(600):
-            loader_proc = next((c for c in server_proc.children()
-                                if "resource_tracker" not in " ".join(c.cmdline())), None)
-            if loader_proc:
-                break
-            time.sleep(0.1)
+        loader_proc = None  # the loader is a thread of the server: its CPU and memory count there
 
         peak = {"server": 0, "loader": 0}
         sampling = True
 
         def sample() -> None:
             while sampling:
-                for name, proc in (("server", server_proc), ("loader", loader_proc)):
+                for name, proc in (("server", server_proc),):
                     try:
                         peak[name] = max(peak[name], proc.memory_info().rss if proc else 0)
                     except psutil.Error:
@@ -352,7 +345,7 @@ def main() -> int:
     if "rate" in phases:
         ok = _report(f"2. at {args.rate:,.0f} events/s (open loop, latency from when each request was due)",
                      phases["rate"]) and ok
-    print(f"peak RSS           server {peak['server'] / 2**20:.0f} MB, loader {peak['loader'] / 2**20:.0f} MB")
+    print(f"peak RSS           server {peak['server'] / 2**20:.0f} MB (its event loader included)")
     print(f"loaded             {rows:,} rows in _tessera_events for {sent:,} events sent; all loaded "
           f"{loaded_after:.1f} s after the last answer")
     print(f"machine            {os.cpu_count()} cores, load average {load1:.1f} at the end")

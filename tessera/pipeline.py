@@ -23,6 +23,7 @@ from tessera.engine.base import EngineAdapter
 from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
 from tessera.errors import RunError, TesseraError
+from tessera.identity.review import overrides_by_dataset
 from tessera.sources.database import import_database_source
 from tessera.sources.events import stage_events
 from tessera.sources.importer import PARSE_REJECTS, import_source, raw_table
@@ -177,7 +178,8 @@ class Pipeline:
             return {"rows_staged": staged_total,
                     "rows_rejected": sum(v.get("rejected", 0) for v in result.sources.values())}
 
-        builder = DatasetBuilder(self.adapter, self.config, stages, tag, stage_types)
+        builder = DatasetBuilder(self.adapter, self.config, stages, tag, stage_types,
+                                 overrides=overrides_by_dataset(self.store))
 
         def do_datasets():
             totals = {"records": 0, "unified": 0, "duplicates_merged": 0}
@@ -210,6 +212,8 @@ class Pipeline:
                 views[f"{name}__lineage"] = b.records
                 if b.shared:
                     views[f"{name}__shared_values"] = b.shared
+                if b.matches:
+                    views[f"{name}__matches"] = b.matches
             if reject_parts:
                 views[REJECTS_VIEW] = f"{tag}rejects"
             self.adapter.publish(views)
@@ -224,6 +228,8 @@ class Pipeline:
             if any(enriched(ds) for ds in self.config.datasets):
                 self._step(result, "enrich", do_enrich)
             self._step(result, "publish", do_publish)
+            if self.config.segments:
+                self._step(result, "segments", lambda: self.refresh_segments(as_of or date.today()))
         except TesseraError:
             raise
         except Exception as exc:  # an engine failure: keep the message, the previous state stays
@@ -231,6 +237,21 @@ class Pipeline:
         result.status = "succeeded"
         result.seconds = time.perf_counter() - t0
         return result
+
+    def refresh_segments(self, as_of: date) -> dict:
+        """Recompute every segment's membership on the datasets just published (entries and exits
+        are logged, see :mod:`tessera.segments.membership`)."""
+        from tessera.segments import Context, refresh
+
+        ctx = Context(self.adapter, self.config, as_of, self.adapter.table)
+        done = refresh(ctx, self.store)
+        counts = {"segments": len(done), "members": sum(r.size for r in done),
+                  "entered": sum(r.entered for r in done), "exited": sum(r.exited for r in done)}
+        skipped = {r.segment: r.skipped for r in done if r.skipped}
+        if skipped:
+            # A segment that cannot be computed this run (a score column missing...) keeps its members.
+            counts["skipped"] = skipped
+        return counts
 
     def _stage_batches(self, src, files: list[dict], typed_table) -> tuple[ibis.Table, ibis.Table, list[int]]:
         """(staged rows, rejects, batch ids) of a source read from imported batches."""

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import ibis
 
 from tessera.datasets.build import link_name, relation_target
-from tessera.errors import TesseraError
+from tessera.errors import NotFoundError
 
 EVENTS_TABLE = "_tessera_events"
 SHOWN = ("message_id", "type", "event", "name", "timestamp", "user_id", "anonymous_id", "email", "properties")
@@ -61,12 +61,12 @@ def profile(ws, tessera_id: str, dataset: str | None = None, *, events: int = 50
     config = ws.config
     dataset = dataset or next((d.name for d in config.datasets if d.deduplicate), None)
     if dataset is None or dataset not in {d.name for d in config.datasets}:
-        raise TesseraError(f"unknown or missing customer dataset '{dataset}': name a deduplicated dataset")
+        raise NotFoundError(f"unknown or missing customer dataset '{dataset}': name a deduplicated dataset")
     adapter = ws.adapter
     table = ws.table(dataset)
     found = _rows(adapter, table.filter(table.tessera_id == tessera_id).limit(1))
     if not found:
-        raise TesseraError(f"no record {tessera_id} in dataset '{dataset}' (ids change only on merges: "
+        raise NotFoundError(f"no record {tessera_id} in dataset '{dataset}' (ids change only on merges: "
                            "see tessera explain)")
     records = ws.table(f"{dataset}__records")
     own = records.filter(records.tessera_id == tessera_id)
@@ -123,5 +123,7 @@ def profile(ws, tessera_id: str, dataset: str | None = None, *, events: int = 50
                 except ValueError:
                     pass
     return {"dataset": dataset, "tessera_id": tessera_id, "attributes": found[0],
+            "segments": [m for m in ws.segment_memberships(tessera_id)
+                         if any(s.name == m["segment"] and s.dataset == dataset for s in config.segments)],
             "records": source_records, "events": merged[:events],
             "pending_events": sum(1 for e in merged if e.get("pending"))}

@@ -19,10 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import psutil
 from croniter import croniter
@@ -70,9 +68,10 @@ def _now() -> datetime:
 class Scheduler:
     """Starts the due jobs of one workspace. ``tick()`` once, or ``start()`` a background thread."""
 
-    def __init__(self, workspace, *, interval: float = 15.0):
+    def __init__(self, workspace, *, interval: float = 15.0, jobs=None):
         self.ws = workspace
         self.interval = interval
+        self.jobs = jobs  # the server's writer queue (tessera.jobs.JobQueue); None: run in this thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._busy: set[str] = set()
@@ -135,7 +134,9 @@ class Scheduler:
         self._busy.add(job.key)
         status, detail = "succeeded", ""
         try:
-            if job.kind == "run":
+            if self.jobs is not None:
+                status, detail = self._through_queue(job)
+            elif job.kind == "run":
                 result = self.ws.run()
                 detail = f"run {result.run_id}"
             elif job.kind == "import":
@@ -159,6 +160,18 @@ class Scheduler:
         log.info("scheduled %s: %s %s", job.label, status, detail)
         return {"job": job.label, "status": status, "detail": detail, "fired": fired.isoformat()}
 
+    def _through_queue(self, job: Job) -> tuple[str, str]:
+        params = {"run": {}, "import": {"sources": [job.target]}, "sync": {"syncs": [job.target]}}[job.kind]
+        queued = self.jobs.submit(job.kind, params, requested_by="schedule")
+        done = self.jobs.wait(queued["id"])
+        if done["state"] != "succeeded":
+            return "failed", f"job {done['id']} {done['state']}: {done.get('error') or ''}"
+        if job.kind == "sync":
+            failed = [r for r in done.get("result") or [] if isinstance(r, dict) and r.get("status", "succeeded")
+                      != "succeeded"]
+            return ("failed" if failed else "succeeded"), f"job {done['id']}"
+        return "succeeded", f"job {done['id']}"
+
     def loop(self) -> None:
         """Tick until :meth:`stop`; used by the server's background thread and ``tessera schedule run --loop``."""
         while not self._stop.is_set():
@@ -167,7 +180,8 @@ class Scheduler:
             except Exception:  # e.g. the metadata store briefly unavailable: try again next tick
                 log.exception("scheduler tick failed")
             finally:
-                self.ws.close()  # release the warehouse between ticks: the CLI may need it
+                if self.jobs is None:
+                    self.ws.close()  # release the warehouse between ticks: the CLI may need it
             self._stop.wait(self.interval)
 
     def start(self) -> threading.Thread:
@@ -182,17 +196,16 @@ class Scheduler:
 
 
 class SchedulerService:
-    """The scheduler as a service of the server (``async start()`` / ``async stop()``)."""
+    """The scheduler as a service of the server: due imports, runs and syncs become jobs of the
+    server's writer queue (``owner.jobs``), so they never meet another writer."""
 
-    def __init__(self, open_workspace: Callable[[], Any], *, interval: float = 15.0):
-        self.open_workspace = open_workspace  # e.g. ``lambda: Workspace.open(path)``
+    def __init__(self, owner, *, interval: float = 15.0):
+        self.owner = owner
         self.interval = interval
         self.scheduler: Scheduler | None = None
-        self._ws = None
 
     async def start(self) -> None:
-        self._ws = self.open_workspace()
-        self.scheduler = Scheduler(self._ws, interval=self.interval)
+        self.scheduler = Scheduler(self.owner.workspace, interval=self.interval, jobs=self.owner.jobs)
         self.scheduler.start()
 
     async def stop(self) -> None:
@@ -200,5 +213,3 @@ class SchedulerService:
             self.scheduler._stop.set()
             # A job in progress finishes first (a run publishes or leaves the last good state).
             await asyncio.to_thread(self.scheduler.stop, 600)
-        if self._ws is not None:
-            self._ws.close()

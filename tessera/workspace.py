@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 from datetime import date
 from contextlib import contextmanager
@@ -32,18 +33,20 @@ import psutil
 
 from tessera.config.events import EVENT_COLUMNS
 from tessera.config.loader import dump_yaml, load_yaml, parse_config
-from tessera.config.models import WorkspaceConfig
+from tessera.config.models import DatasetConfig, WorkspaceConfig
 from tessera.connectors import check_connection
 from tessera.datasets.build import dataset_columns
 from tessera.engine.base import EngineAdapter
 from tessera.engine.connect import open_adapter
-from tessera.errors import ConfigError, TesseraError, WorkspaceError
+from tessera.errors import BusyError, ConfigError, NotFoundError, TesseraError, UsageError, WorkspaceError
 from tessera.identity.explain import explain
 from tessera.normalize.semantic import suggest_semantic
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
 from tessera.profiles import profile
 from tessera.schedule import Scheduler
 from tessera.secrets import SecretBox, create_key_file
+from tessera.setup import propose_config
+from tessera.sources.events import EVENTS_TABLE
 from tessera.store import MetadataStore
 from tessera.syncs.runner import run_syncs
 
@@ -66,7 +69,12 @@ class Workspace:
         self.store.upgrade()
         self._adapter: EngineAdapter | None = None
         self._lock_fh = None
+        self._held = False  # True while a server owns the workspace (see :meth:`hold`)
+        self._is_reader = False
+        self._readers = threading.local()
         self.secrets = SecretBox(path, self.store)
+        # A run whose process was killed stays 'running' in the store until someone looks.
+        self.store.mark_stale_runs(psutil.pid_exists)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -113,10 +121,66 @@ class Workspace:
         return open_adapter(_engine_setting(self.settings), self.path)
 
     def close(self) -> None:
+        if self._is_reader:
+            if self._adapter is not None:
+                self._adapter.close()
+                self._adapter = None
+            return
         if self._adapter is not None:
             self._adapter.close()
             self._adapter = None
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+            self._held = False
         self.store.close()
+
+    # ------------------------------------------------------------------ ownership (the server)
+    def hold(self, owner: str = "the server") -> None:
+        """Own the workspace until :meth:`close`: take the write lock for good and open the warehouse.
+
+        The server does this at its start: from then on it is the only writer (its jobs run one at
+        a time, see :mod:`tessera.jobs`) and :meth:`writing` no longer takes the lock per write.
+
+        Raises:
+            BusyError: another process writes the workspace (a CLI run, another server).
+        """
+        fh = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise BusyError(f"The workspace {self.path} is being written by {holder}; wait for it to finish "
+                            "or stop it, then start the server again.") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{owner} (pid {os.getpid()})")
+        fh.flush()
+        self._lock_fh = fh
+        self._held = True
+        self.adapter  # opened once, kept open
+
+    def reader(self) -> "Workspace":
+        """This workspace for reading on the calling thread, beside a writer on another thread.
+
+        It shares the metadata store and reads the warehouse through a connection of its own
+        (:meth:`EngineAdapter.reader`), so it sees the last publication while a run builds the
+        next one, and never waits for the writer. One reader per thread, kept for the next call.
+        """
+        if self._is_reader:
+            return self
+        reader = getattr(self._readers, "workspace", None)
+        if reader is None:
+            reader = Workspace.__new__(Workspace)
+            reader.path, reader.settings, reader.store, reader.secrets = self.path, self.settings, self.store, self.secrets
+            reader._adapter = self.adapter.reader()
+            reader._lock_fh, reader._held, reader._is_reader = None, False, True
+            reader._readers = self._readers
+            self._readers.workspace = reader
+        return reader
 
     def __enter__(self) -> "Workspace":
         return self
@@ -133,6 +197,9 @@ class Workspace:
                 10 s: the server's event loader holds the lock for a fraction of a second each
                 second); 0 fails at once.
         """
+        if self._held:
+            yield  # the server owns the workspace: its writer queue is the only writer
+            return
         if wait is None:
             wait = float(os.environ.get("TESSERA_LOCK_WAIT", "10"))
         lock_path = self.path / ".lock"
@@ -149,7 +216,7 @@ class Workspace:
                 fh.seek(0)
                 holder = fh.read().strip() or "another process"
                 fh.close()
-                raise WorkspaceError(
+                raise BusyError(
                     f"The workspace {self.path} is being written by {holder}; wait for it to finish or stop it."
                 ) from None
         fh.seek(0)
@@ -166,7 +233,7 @@ class Workspace:
     @property
     def config(self) -> WorkspaceConfig:
         objects = self.store.load_config()
-        data: dict = {"connections": [], "sources": [], "datasets": [], "syncs": []}
+        data: dict = {"connections": [], "sources": [], "datasets": [], "syncs": [], "segments": []}
         for kind, _name, spec in objects:
             if kind == "pipeline":
                 data["pipeline"] = spec
@@ -196,7 +263,7 @@ class Workspace:
         before = {(k, n): s for k, n, s in self.store.load_config()}
         objects = []
         for kind, items in (("connection", config.connections), ("source", config.sources),
-                            ("dataset", config.datasets), ("sync", config.syncs)):
+                            ("dataset", config.datasets), ("sync", config.syncs), ("segment", config.segments)):
             for item in items:
                 objects.append((kind, item.name, item.model_dump(mode="json", exclude_defaults=True, by_alias=True)))
         pipeline = config.pipeline.model_dump(mode="json", exclude_defaults=True, by_alias=True)
@@ -213,6 +280,23 @@ class Workspace:
                 self.store.save_config(objects, origin="apply")
         self.secrets.prune(config)
         return changes
+
+    def propose_config(self, folder: str | Path, *, apply: bool = False):
+        """Propose a configuration for a folder of exports (see :mod:`tessera.setup`).
+
+        Args:
+            folder: the folder of exported files, read recursively.
+            apply: write the proposal to ``workspace.yaml`` in the workspace folder and apply it.
+
+        Returns:
+            The :class:`tessera.setup.Proposal`, with its YAML, evidence and doubts.
+        """
+        proposal = propose_config(folder)
+        if apply:
+            target = self.path / "workspace.yaml"
+            target.write_text(proposal.yaml, encoding="utf-8")
+            self.apply(target)
+        return proposal
 
     def _check_write_keys(self, config: WorkspaceConfig) -> None:
         """Two http connections with one write key could not tell whose events arrive."""
@@ -252,6 +336,8 @@ class Workspace:
         config = self.config
         if not config.sources:
             raise ConfigError("the workspace has no source yet: declare some in YAML and run tessera apply")
+        as_of = as_of or config.pipeline.as_of
+
         def work(pipeline: Pipeline, run_id: int):
             result = pipeline.run(run_id, import_files=import_files, as_of=as_of)
             counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
@@ -269,11 +355,13 @@ class Workspace:
                                 reveal=self.secrets.reveal)
             try:
                 result, counts = work(pipeline, run_id)
-            except TesseraError as exc:
-                self.store.finish_run(run_id, "failed", error=str(exc))
-                raise
             except BaseException as exc:
-                self.store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                # A job's progress callback carries its cancel flag (tessera.jobs.JobContext): an
+                # engine statement interrupted by a cancel fails with the engine's error.
+                cancel = getattr(progress, "cancelled", None)
+                status = "cancelled" if cancel is not None and cancel.is_set() else "failed"
+                text = str(exc) if isinstance(exc, TesseraError) else f"{type(exc).__name__}: {exc}"
+                self.store.finish_run(run_id, status, error=text)
                 raise
             self.store.finish_run(run_id, "succeeded", counts=counts)
             return result
@@ -332,7 +420,7 @@ class Workspace:
         """A published dataset (or ``<dataset>__lineage``, ``__records``, ``__shared_values``, ``tessera_rejects``)."""
         if self.adapter.published_target(name) is None:
             known = ", ".join(self.datasets()) or "none"
-            raise TesseraError(f"'{name}' is not published yet (datasets: {known}); run: tessera run")
+            raise NotFoundError(f"'{name}' is not published yet (datasets: {known}); run: tessera run")
         return self.adapter.table(name)
 
     def rejects(self, source: str | None = None) -> ibis.Table:
@@ -343,7 +431,7 @@ class Workspace:
         """The columns of a dataset: type, semantic field (declared or suggested) and merge rule."""
         ds = next((d for d in self.config.datasets if d.name == dataset), None)
         if ds is None:
-            raise TesseraError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets()) or 'none'})")
+            raise NotFoundError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets()) or 'none'})")
         declared = {c.name: c for c in ds.columns}
         stage_types = {}
         http = {c.name for c in self.config.connections if c.type == "http"}
@@ -393,20 +481,297 @@ class Workspace:
         """Why the source records of a unified record were merged (see :mod:`tessera.identity.explain`)."""
         dataset = dataset or next((d.name for d in self.config.datasets if d.deduplicate), None)
         if dataset is None:
-            raise TesseraError("no dataset has deduplication on: nothing to explain")
+            raise NotFoundError("no dataset has deduplication on: nothing to explain")
         ds = next((d for d in self.config.datasets if d.name == dataset), None)
         if ds is None:
-            raise TesseraError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets())})")
+            raise NotFoundError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets())})")
         return explain(self, ds, tessera_id)
+
+    def collected_events(self, *, limit: int = 100, offset: int = 0, message_id: str | None = None,
+                         user_id: str | None = None, rejected: bool = False) -> list[dict]:
+        """The latest events loaded from the collection API (or the refused messages), newest first."""
+        name = EVENTS_TABLE + ("_rejects" if rejected else "")
+        if not self.adapter.exists(name):
+            return []
+        t = self.adapter.table(name)
+        if message_id is not None and "message_id" in t.columns:
+            t = t.filter(t.message_id == message_id)
+        if user_id is not None and "user_id" in t.columns:
+            t = t.filter(t.user_id == user_id)
+        order = [ibis.desc(t.received_at), ibis.desc(t.log_offset)]
+        if "message_id" in t.columns:
+            order.append(t.message_id)
+        t = t.order_by(order).limit(limit, offset=offset)
+        return self.adapter.to_arrow(t).to_pylist()
+
+    # ------------------------------------------------------------------ identity review and overrides
+    def _deduplicated(self, dataset: str | None) -> DatasetConfig:
+        """The named dataset, or the first deduplicated one."""
+        dataset = dataset or next((d.name for d in self.config.datasets if d.deduplicate), None)
+        if dataset is None:
+            raise NotFoundError("no dataset has deduplication on: set deduplicate: true and identity_keys")
+        ds = next((d for d in self.config.datasets if d.name == dataset), None)
+        if ds is None:
+            raise NotFoundError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets())})")
+        return ds
+
+    def identity_review(self, dataset: str | None = None, *, limit: int = 50) -> list[dict]:
+        """The pairs of probabilistic matching waiting for a decision (see :mod:`tessera.identity.review`)."""
+        from tessera.identity.review import review_queue
+
+        return review_queue(self, self._deduplicated(dataset), limit=limit)
+
+    def identity_decide(self, record_l: str, record_r: str, *, accept: bool, dataset: str | None = None,
+                        user: str | None = None, note: str | None = None) -> dict:
+        """Accept (merge from the next run on) or reject (never link) a pair of the review queue."""
+        from tessera.identity.review import decide
+
+        return decide(self, self._deduplicated(dataset), record_l, record_r, accept=accept, user=user, note=note)
+
+    def identity_override(self, kind: str, records: list[str], *, dataset: str | None = None,
+                          user: str | None = None, note: str | None = None) -> dict:
+        """A manual rule kept across runs and re-imports: ``merge`` records, or ``split`` them off."""
+        from tessera.identity.review import add_override
+
+        return add_override(self, self._deduplicated(dataset), kind, records, user=user, note=note)
+
+    def identity_overrides(self, dataset: str | None = None) -> list[dict]:
+        """The stored overrides and review decisions, oldest first."""
+        return self.store.list_identity_overrides(dataset)
+
+    def identity_remove_override(self, override_id: int) -> None:
+        """Forget an override or a review decision (the next run no longer applies it)."""
+        if not self.store.delete_identity_override(override_id):
+            raise NotFoundError(f"no identity override {override_id}; list them with: tessera identity overrides")
 
     def export_data(self, dataset: str, path: str | Path, fmt: str | None = None) -> Path:
         """Write a published dataset to CSV or Parquet; return the file written."""
         path = Path(path)
         fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
         if fmt not in ("csv", "parquet"):
-            raise TesseraError(f"unknown export format '{fmt}': use csv or parquet")
+            raise UsageError(f"unknown export format '{fmt}': use csv or parquet")
         t = self.table(dataset)
+        if any(s.dataset == dataset for s in self.config.segments):
+            t = self._with_segments_column(dataset, t)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.adapter.export(t, str(path), fmt)
         return path
 
+    # ------------------------------------------------------------------ segments
+    def _segment_context(self, as_of: date | None = None, config: WorkspaceConfig | None = None):
+        """How segments read this workspace: published datasets, events datasets with the events
+        collected since their publication, windows ending at ``as_of`` (default: the pipeline's
+        ``as_of`` or today)."""
+        from datetime import datetime, timezone
+
+        from tessera.segments import Context
+        from tessera.segments.related import is_events_dataset, with_pending_events
+
+        config = config or self.config
+        adapter = self.adapter
+
+        def related(name: str, customer: str) -> ibis.Table:
+            table = self.table(name)
+            if not is_events_dataset(config, name):
+                return table
+            pub = self.store.latest_publication(name)
+            since = datetime.fromisoformat(pub["published_at"]).astimezone(timezone.utc).replace(tzinfo=None) \
+                if pub else None
+            return with_pending_events(adapter, config, name, customer, table, since)
+
+        return Context(adapter, config, as_of or config.pipeline.as_of or date.today(), self.table, related)
+
+    def _segment_config(self, name: str, config: WorkspaceConfig | None = None):
+        config = config or self.config
+        seg = next((s for s in config.segments if s.name == name), None)
+        if seg is None:
+            known = ", ".join(s.name for s in config.segments) or "none"
+            raise TesseraError(f"unknown segment '{name}' (segments: {known}); declare it under segments: and "
+                               "run tessera apply")
+        return seg
+
+    def segments(self) -> list[dict]:
+        """The segments with their dataset, size, definition version and last refresh."""
+        from tessera.segments import SIZES
+        from tessera.segments.membership import VERSION_SCOPE
+
+        config = self.config
+        latest: dict[str, dict] = {}
+        if config.segments and self.adapter.exists(SIZES):
+            t = self.adapter.table(SIZES)
+            ranked = t.mutate(_r=ibis.row_number().over(group_by="segment", order_by=ibis.desc("refreshed_at")))
+            for r in self.adapter.to_arrow(ranked.filter(ranked._r == 0).drop("_r")).to_pylist():
+                latest[r["segment"]] = r
+        versions = self.store.list_states(VERSION_SCOPE)
+        out = []
+        for s in config.segments:
+            last = latest.get(s.name, {})
+            out.append({"name": s.name, "dataset": s.dataset, "description": s.description,
+                        "conditions": len(s.conditions), "match": s.match, "size": last.get("size"),
+                        "refreshed_at": last["refreshed_at"].isoformat() if last.get("refreshed_at") else None,
+                        "version": (versions.get(s.name) or {}).get("version")})
+        return out
+
+    def segment(self, name: str) -> dict:
+        """One segment: its definition (as in the YAML), the text of each condition and its size."""
+        from tessera.segments import describe
+
+        seg = self._segment_config(name)
+        info = next(s for s in self.segments() if s["name"] == name)
+        return {**info, "definition": seg.model_dump(mode="json", exclude_defaults=True, by_alias=True),
+                "condition_texts": [describe(c) for c in seg.conditions]}
+
+    def segment_count(self, definition) -> dict:
+        """The live count of a segment, saved or not, with the count after each top-level condition.
+
+        Args:
+            definition: a segment's name, or a draft (a SegmentConfig or a mapping as in the YAML;
+                its ``name`` may be left out).
+
+        Returns:
+            ``{"segment", "dataset", "records", "count", "match", "steps": [{"condition", "count"}]}``.
+        """
+        from pydantic import ValidationError
+
+        from tessera.config.loader import segment_problems
+        from tessera.config.models import SegmentConfig
+        from tessera.segments import compile_segment, count_steps
+
+        config = self.config
+        if isinstance(definition, str):
+            seg = self._segment_config(definition, config)
+        else:
+            if isinstance(definition, dict):
+                try:
+                    seg = SegmentConfig.model_validate({"name": "draft", **definition})
+                except ValidationError as exc:
+                    raise ConfigError([f"{'.'.join(str(p) for p in e['loc'])}: "
+                                       f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()],
+                                      origin="segment draft") from None
+            else:
+                seg = definition
+            others = [s for s in config.segments if s.name != seg.name]
+            config = config.model_copy(update={"segments": [*others, seg]})
+            problems = segment_problems(config, only=seg.name)
+            if problems:
+                raise ConfigError(problems, origin="segment draft")
+        compiled = compile_segment(self._segment_context(config=config), seg)
+        return count_steps(self.adapter, compiled)
+
+    def segment_members(self, name: str, *, limit: int = 100, columns: list[str] | None = None) -> list[dict]:
+        """The current members of a segment (as of its last refresh) with their entry time and,
+        beside them, ``columns`` of the dataset (default: every column not starting with ``_``)."""
+        from tessera.segments import MEMBERS
+
+        seg = self._segment_config(name)
+        if not self.adapter.exists(MEMBERS):
+            return []
+        m = self.adapter.table(MEMBERS)
+        m = m.filter(m.segment == name).select("tessera_id", "entered_at", "version")
+        data = self.table(seg.dataset)
+        wanted = columns or [c for c in data.columns if not c.startswith("_") and c != "tessera_id"]
+        unknown = [c for c in wanted if c not in data.columns]
+        if unknown:
+            raise TesseraError(f"unknown column(s) {', '.join(unknown)} of dataset '{seg.dataset}'")
+        data = data.select(_tessera_mid=data.tessera_id.cast("string"), **{c: data[c] for c in wanted})
+        joined = m.left_join(data, m.tessera_id == data._tessera_mid).drop("_tessera_mid")
+        rows = self.adapter.to_arrow(joined.order_by([ibis.desc("entered_at"), "tessera_id"]).limit(limit)).to_pylist()
+        return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
+
+    def segment_history(self, name: str, *, limit: int = 200) -> dict:
+        """The size of a segment at each refresh, and its latest entries and exits (newest first)."""
+        from tessera.segments import LOG, SIZES
+
+        self._segment_config(name)
+        iso = lambda rows: [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+                            for r in rows]  # noqa: E731
+        sizes, changes = [], []
+        if self.adapter.exists(SIZES):
+            t = self.adapter.table(SIZES)
+            sizes = iso(self.adapter.to_arrow(t.filter(t.segment == name).order_by("refreshed_at")).to_pylist())
+        if self.adapter.exists(LOG):
+            t = self.adapter.table(LOG)
+            when = ibis.coalesce(t.exited_at, t.entered_at)
+            q = t.filter(t.segment == name).mutate(_at=when).order_by([ibis.desc("_at"), "tessera_id"]).limit(limit)
+            changes = iso(self.adapter.to_arrow(q.drop("_at")).to_pylist())
+        return {"segment": name, "sizes": sizes, "changes": changes}
+
+    def refresh_segments(self, names: list[str] | None = None, *, events_only: bool = False,
+                         hold_lock: bool = True) -> list[dict]:
+        """Recompute segment membership now (a run does it for every segment).
+
+        Args:
+            names: the segments to refresh (default: all).
+            events_only: only the segments with a condition on an events dataset, with the events
+                collected since the last run (what the event loader calls after each load).
+            hold_lock: take the write lock (False: the caller holds it, like the event loader).
+        """
+        from dataclasses import asdict
+
+        from tessera.segments import event_segments, refresh
+
+        config = self.config
+        for n in names or []:
+            self._segment_config(n, config)
+        todo = names if names is not None else [s.name for s in config.segments]
+        if events_only:
+            todo = [n for n in todo if n in event_segments(config)]
+        if not todo:
+            return []
+        if not hold_lock:
+            return [asdict(r) for r in refresh(self._segment_context(config=config), self.store, todo)]
+        with self.writing():
+            return [asdict(r) for r in refresh(self._segment_context(config=config), self.store, todo)]
+
+    def refresh_event_segments(self, *, hold_lock: bool = True) -> list[dict]:
+        """Recompute the segments with event conditions, counting the events loaded since the last
+        run; the event loader calls it after each load that appended events."""
+        return self.refresh_segments(events_only=True, hold_lock=hold_lock)
+
+    def save_segment(self, definition) -> dict:
+        """Create or change one segment (a SegmentConfig or a mapping as in the YAML) and apply the
+        configuration; returns what changed."""
+        from tessera.config.models import SegmentConfig
+
+        seg = definition if isinstance(definition, SegmentConfig) else SegmentConfig.model_validate(definition)
+        config = self.config
+        data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        segs = [s for s in data.get("segments", []) if s["name"] != seg.name]
+        position = next((i for i, s in enumerate(config.segments) if s.name == seg.name), len(segs))
+        segs.insert(position, seg.model_dump(mode="json", exclude_defaults=True, by_alias=True))
+        data["segments"] = segs
+        return self.apply(data)  # secrets stay references to the encrypted values
+
+    def delete_segment(self, name: str) -> dict:
+        """Remove a segment from the configuration (refused while a sync or a segment uses it)."""
+        config = self.config
+        self._segment_config(name, config)
+        data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        data["segments"] = [s for s in data.get("segments", []) if s["name"] != name]
+        return self.apply(data)
+
+    def _with_segments_column(self, dataset: str, t: ibis.Table) -> ibis.Table:
+        """``t`` with a ``segments`` column: the names of the segments each record belongs to,
+        sorted and joined by ", " (empty when none)."""
+        from tessera.segments import MEMBERS
+
+        if not self.adapter.exists(MEMBERS) or "tessera_id" not in t.columns or "segments" in t.columns:
+            return t
+        names = [s.name for s in self.config.segments if s.dataset == dataset]
+        m = self.adapter.table(MEMBERS)
+        m = m.filter(m.segment.isin(names))
+        per = m.group_by(_tessera_sid=m.tessera_id).agg(
+            segments=m.segment.collect(distinct=True).sort().join(", "))
+        out = t.left_join(per, t.tessera_id.cast("string") == per._tessera_sid).drop("_tessera_sid")
+        return out.mutate(segments=out.segments.fill_null(""))
+
+    def segment_memberships(self, tessera_id: str) -> list[dict]:
+        """The segments a record belongs to, with the time it entered each."""
+        from tessera.segments import MEMBERS
+
+        if not self.config.segments or not self.adapter.exists(MEMBERS):
+            return []
+        m = self.adapter.table(MEMBERS)
+        rows = self.adapter.to_arrow(m.filter(m.tessera_id == tessera_id).order_by("segment")).to_pylist()
+        return [{"segment": r["segment"], "entered_at": r["entered_at"].isoformat() if r["entered_at"] else None,
+                 "version": r["version"]} for r in rows]

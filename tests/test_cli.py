@@ -110,4 +110,4 @@ def test_killed_run_leaves_the_last_published_state(tmp_path):
         assert result.status == "succeeded"
         assert ws.adapter.execute(ws.table("contacts").count()) == before + 50
         statuses = [r["status"] for r in ws.runs(3)]
-        assert statuses[:2] == ["succeeded", "killed"]
+        assert statuses[:2] == ["succeeded", "interrupted"]

@@ -83,3 +83,12 @@ def test_orders_are_linked_to_their_contacts(demo):
         contacts, orders.tessera_contacts_id == contacts.tessera_id
     )
     assert ws.adapter.execute(dangling.count()) == 0
+
+
+def test_the_demo_segments_have_members(demo):
+    ws, _info, result = demo
+    sizes = {s["name"]: s["size"] for s in ws.segments()}
+    assert set(sizes) == {"vip", "at_risk_of_churn", "lapsed", "new_this_month", "cart_abandoners", "omnichannel"}
+    assert all(sizes.values()), f"empty demo segments: {sizes}"
+    step = next(s for s in result.steps if s["step"] == "segments")
+    assert step["members"] == sum(sizes.values())

@@ -26,17 +26,19 @@ LAYERS: list[tuple[str, ...]] = [
     ("datasets",),
     ("enrich",),
     ("segments",),
-    ("syncs", "analytics", "privacy", "profiles"),
+    ("syncs", "analytics", "privacy", "profiles", "setup"),
     ("pipeline", "jobs", "schedule"),
     ("workspace",),
     ("collect",),
-    ("api", "web", "cli"),
+    ("api",),
+    ("web", "cli"),
 ]
 
 #: imports against the order that are being moved away, with the reason
 KNOWN = {
-    # serve() is moving into tessera/api (the server owning the workspace, issue 9)
-    ("tessera.collect.server", "tessera.api.app"),
+    # behaviour conditions of segments are checked with the segments' resolution of related
+    # datasets (tessera.segments.related.related_info); it is to move into tessera/config
+    ("tessera.config.loader", "tessera.segments.related"),
 }
 
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

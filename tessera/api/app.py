@@ -1,14 +1,16 @@
 """The server application: one FastAPI app for the event collection API, the REST API and the UI.
 
-:func:`create_app` builds it for one workspace. Each capability is a router plus, when it needs
-to run in the background, a *service* with ``async start()``/``async stop()`` that the app's
-lifespan starts in order and stops in reverse order. To add one::
+:func:`create_app` builds it for one workspace, which the server then owns
+(:class:`~tessera.api.owner.WorkspaceOwner`): the warehouse and the metadata store are opened
+once, writes are jobs of one writer queue, reads are served beside it. Each background
+capability is a *service* with ``async start()``/``async stop()`` that the app's lifespan starts
+in order and stops in reverse order. To add one::
 
-    app.include_router(runs_router)                   # e.g. tessera/api/routes.py
+    app.include_router(router)                        # e.g. tessera/api/routes/<noun>.py
     app.state.services.append(SchedulerService(...))  # before the server starts
 
-Routes reach the workspace path as ``request.app.state.workspace_path`` and the collection
-service as ``request.app.state.collector``.
+Routes reach the owner as ``request.app.state.owner`` (or the ``Owner`` dependency of
+:mod:`tessera.api.auth`) and the collection service as ``request.app.state.collector``.
 """
 
 from __future__ import annotations
@@ -22,34 +24,46 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from tessera.api.errors import install_error_handlers
-from tessera.workspace import Workspace
+from tessera.api.owner import WorkspaceOwner
+from tessera.api.routes import ROUTERS
+from tessera.collect.router import router as collect_router
+from tessera.collect.service import Collector
+from tessera.schedule import SchedulerService
 
 
 def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool = True,
-               loader_interval: float = 1.0, api: bool = True, schedules: bool = False) -> FastAPI:
-    """The server application of a workspace.
+               loader_interval: float = 1.0, api: bool = True, schedules: bool = False,
+               url: str | None = None, cli_runner=None) -> FastAPI:
+    """The server application of a workspace; from here on the application owns the workspace.
 
     Args:
         workspace_path: the workspace folder (it must exist: ``tessera init``).
         collect: serve the event collection API at ``/v1`` (Segment/RudderStack-compatible).
-        loader: load collected events into the warehouse in the background (a child process).
+        loader: load collected events into the warehouse in the background (a thread).
         loader_interval: seconds between two loads of collected events.
         api: serve the REST API at ``/api`` (:mod:`tessera.api.routes`).
-        schedules: start the due scheduled imports, runs and syncs (:mod:`tessera.schedule`).
+        schedules: start the due scheduled imports, runs and syncs as jobs (:mod:`tessera.schedule`).
+        url: the address the server listens on, written to ``server.json`` for the CLI.
+        cli_runner: ``runner(reader_factory, argv, width) -> {stdout, stderr, exit_code}``, which
+            answers the read commands of a CLI (``POST /api/cli``).
 
     Raises:
         WorkspaceError: the folder is not a workspace.
+        BusyError: another process writes the workspace.
     """
-    path = Path(workspace_path).resolve()
-    Workspace.open(path).close()  # a missing workspace fails here, before the server listens
+    owner = WorkspaceOwner(workspace_path)
+    path = owner.path
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         started = []
         try:
+            await asyncio.to_thread(owner.start)
             for service in app.state.services:
                 await service.start()
                 started.append(service)
+            if url:
+                owner.write_server_file(url)
             # What is alive now (modules, configuration) lives as long as the server: keep it out of
             # the garbage collector's full scans, whose pauses showed in the p99 latency.
             gc.collect()
@@ -58,30 +72,28 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
         finally:
             for service in reversed(started):
                 await service.stop()
+            await asyncio.to_thread(owner.stop)
 
     app = FastAPI(title="Tessera", version=_version(), lifespan=lifespan,
                   description="Customer Data Platform: event collection (/v1), REST API (/api) and UI.")
     app.state.workspace_path = path
+    app.state.owner = owner
+    app.state.cli_runner = cli_runner
     app.state.services = []
     app.state.collector = None
     install_error_handlers(app)
 
     if collect:
-        from tessera.collect.router import router as collect_router
-        from tessera.collect.service import Collector
-
-        app.state.collector = Collector(path, loader=loader, loader_interval=loader_interval)
+        app.state.collector = Collector(path, workspace=owner.workspace, loader=loader,
+                                        loader_interval=loader_interval)
         app.state.services.append(app.state.collector)
         app.include_router(collect_router)
 
     if api:
-        from tessera.api.routes import router as api_router
-
-        app.include_router(api_router)
+        for router in ROUTERS:
+            app.include_router(router)
     if schedules:
-        from tessera.schedule import SchedulerService
-
-        app.state.services.append(SchedulerService(lambda: Workspace.open(path)))
+        app.state.services.append(SchedulerService(owner))
 
     @app.get("/health", tags=["server"])
     async def health() -> dict:

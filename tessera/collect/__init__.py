@@ -10,7 +10,7 @@ Modules: :mod:`~tessera.collect.messages` (body, auth, message checks: the reque
 :mod:`~tessera.collect.log` (segment files, CRC records, group commit, recovery),
 :mod:`~tessera.collect.keys` (write key -> http connection), :mod:`~tessera.collect.service`
 (the server-side service), :mod:`~tessera.collect.router` (the routes),
-:mod:`~tessera.collect.loader` (log -> warehouse), :mod:`~tessera.collect.server` (uvicorn).
+:mod:`~tessera.collect.loader` (log -> warehouse), :mod:`~tessera.api.server` (uvicorn).
 
 What the stock clients do (read from their source: segment-analytics-python 2.4.0 and
 rudder-sdk-python 2.1.9), and what the server answers so that a client never resends an

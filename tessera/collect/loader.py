@@ -1,15 +1,16 @@
 """The loader: moves logged events into the warehouse table ``_tessera_events`` in micro-batches.
 
-It runs in a process of its own beside the server (:func:`run_loader`), so the server never
-opens the warehouse and the CPU work of typing events does not slow acknowledgements down.
-Each tick:
+It runs as a thread of the server (:class:`tessera.collect.service.Collector`), which owns the
+workspace, through a warehouse connection of its own: it keeps loading while a run builds the
+next publication (the run reads the events of its snapshot). Each tick:
 
 1. reads the records from the last loaded offset up to the log's synced end;
 2. builds one Arrow table of typed columns (and one of refused messages);
-3. takes the workspace write lock *without waiting* (a ``tessera run`` holding it just delays
-   the tick), opens the warehouse, appends the events that are not there yet, records the new
-   offset with ``store.set_state("collect", "offset", ...)``, and closes the warehouse, so the
-   CLI can use it between ticks (DuckDB allows one writing process per file).
+3. appends the events that are not there yet and records the new offset with
+   ``store.set_state("collect", "offset", ...)``.
+
+Without a server connection (``Loader(workspace)``), a load takes the workspace write lock
+without waiting, opens the warehouse and closes it after.
 
 De-duplication: a message id is stored once per workspace. Inside a micro-batch the first
 occurrence wins; across batches, the batch's ids are semi-joined (in SQL) with the ids loaded
@@ -31,10 +32,7 @@ so their e-mail is not the user's).
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -229,8 +227,11 @@ class LoadResult:
 class Loader:
     """Loads the log of one workspace into its warehouse, one micro-batch per :meth:`load`."""
 
-    def __init__(self, workspace: Workspace, *, batch_bytes: int = BATCH_BYTES):
+    def __init__(self, workspace: Workspace, *, batch_bytes: int = BATCH_BYTES, adapter=None):
         self.workspace = workspace
+        # The server's own warehouse connection for events (it owns the workspace); without one,
+        # each load opens the warehouse under the write lock and closes it after.
+        self.adapter = adapter
         self.log_dir = log_directory(workspace.path)
         self.batch_bytes = batch_bytes
         self.offset = int(workspace.store.get_state(STATE_SCOPE, STATE_OFFSET, 0) or 0)
@@ -259,27 +260,46 @@ class Loader:
             self._prepared = (self.offset, len(records), build_batch(records), next_offset)
         _, n_records, batch, next_offset = self._prepared
         ws = self.workspace
-        try:
-            with ws.writing(wait=0):  # a run holds it: load at a later tick
-                try:
-                    adapter = ws.adapter
-                    new = not_loaded_yet(adapter, batch.events)
-                    if new.num_rows:
-                        adapter.append(EVENTS_TABLE, new)
-                    refused = rejects_not_loaded_yet(adapter, batch.rejects)
-                    if refused.num_rows:
-                        adapter.append(REJECTS_TABLE, refused)
-                    ws.store.set_state(STATE_SCOPE, STATE_OFFSET, next_offset)
-                finally:
-                    ws.close()
-        except WorkspaceError as exc:
-            log.debug("event loader: the workspace is busy (%s); next tick", exc)
-            return None
+        if self.adapter is not None:
+            # Appends beside a run: the run reads the events of its own snapshot.
+            new, refused = self._append(self.adapter, batch, next_offset)
+        else:
+            try:
+                with ws.writing(wait=0):  # a run holds it: load at a later tick
+                    try:
+                        new, refused = self._append(ws.adapter, batch, next_offset)
+                        if new.num_rows:
+                            _refresh_event_segments(ws)
+                    finally:
+                        ws.close()
+            except WorkspaceError as exc:
+                log.debug("event loader: the workspace is busy (%s); next tick", exc)
+                return None
         self.offset = next_offset
         self._prepared = None
         delete_segments_before(self.log_dir, next_offset)
         return LoadResult(n_records, new.num_rows, batch.duplicates + batch.events.num_rows - new.num_rows,
                           refused.num_rows, next_offset)
+
+    def _append(self, adapter, batch: Batch, next_offset: int) -> tuple[pa.Table, pa.Table]:
+        new = not_loaded_yet(adapter, batch.events)
+        if new.num_rows:
+            adapter.append(EVENTS_TABLE, new)
+        refused = rejects_not_loaded_yet(adapter, batch.rejects)
+        if refused.num_rows:
+            adapter.append(REJECTS_TABLE, refused)
+        self.workspace.store.set_state(STATE_SCOPE, STATE_OFFSET, next_offset)
+        return new, refused
+
+
+def _refresh_event_segments(ws: Workspace) -> None:
+    """Segments with event conditions take the events just loaded; a failure is logged, never
+    stops the loading (the next run recomputes every segment)."""
+    try:
+        if ws.config.segments:
+            ws.refresh_event_segments(hold_lock=False)  # this loader holds the write lock
+    except Exception as exc:  # noqa: BLE001 - a segment problem must not stop event loading
+        log.error("event loader: segments were not refreshed after the load: %s", exc)
 
 
 def configure_logging(level: int | str) -> None:
@@ -290,117 +310,3 @@ def configure_logging(level: int | str) -> None:
 
 def log_directory(workspace_path: str | Path) -> Path:
     return Path(workspace_path) / "events" / "log"
-
-
-class LoaderLink:
-    """What the server and its loader process share: the log's synced end and a stop flag.
-
-    Plain shared memory (no locks, no semaphores): each value has one writer, the server.
-    """
-
-    def __init__(self, context, end: int):
-        self._values = context.RawArray("q", 2)
-        self._values[0] = end
-
-    @property
-    def committed(self) -> int:
-        return self._values[0]
-
-    @committed.setter
-    def committed(self, end: int) -> None:
-        self._values[0] = end
-
-    def stop(self) -> None:
-        self._values[1] = 1
-
-    def stopping(self) -> bool:
-        return bool(self._values[1])
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``, less when asked to stop; True when asked to stop."""
-        deadline = time.monotonic() + seconds
-        while not self._values[1]:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(left, 0.05))
-        return True
-
-
-def run_loader(workspace_path: str, link: LoaderLink, parent_pid: int, interval: float = 1.0,
-               drain_timeout: float = 30.0, log_level: int = logging.INFO) -> None:
-    """The loader process: loads every ``interval`` seconds, at once when a whole batch is waiting.
-
-    Args:
-        link: the log's synced end (set by the server's writer thread) and the stop flag: when
-            the server stops, the loader loads what is left (waiting at most ``drain_timeout``
-            seconds for a busy workspace) and ends.
-        parent_pid: the server; when it is gone (killed), the loader loads what was synced and ends.
-    """
-    configure_logging(log_level)
-    # Loading is background work: acknowledging requests comes first when the cores are busy.
-    os.nice(10)
-    ws = Workspace.open(workspace_path)
-    lock = _take_loader_lock(Path(workspace_path), link, parent_pid)
-    if lock is None:
-        ws.close()
-        return
-    try:
-        loader = Loader(ws)
-        loader.check_offset(link.committed)
-        last = 0.0
-        failures = 0
-        deadline = None
-        while True:
-            stopping = link.stopping() or os.getppid() != parent_pid
-            if stopping and deadline is None:
-                deadline = time.monotonic() + drain_timeout
-            end = link.committed
-            if end <= loader.offset:
-                if stopping:
-                    return
-                link.wait(0.1)
-                continue
-            if not stopping and time.monotonic() - last < interval and end - loader.offset < loader.batch_bytes:
-                link.wait(0.05)
-                continue
-            try:
-                result = loader.load(end)
-                failures = 0
-            except Exception:  # noqa: BLE001 - the events stay in the log: report, wait, try again
-                failures += 1
-                log.exception("event loader: loading failed (attempt %d); the events stay in the log", failures)
-                result = None
-            if result is not None:
-                last = time.monotonic()
-                if result.events or result.rejects:
-                    log.info("event loader: %d events loaded, %d duplicates dropped, %d refused (offset %d)",
-                             result.events, result.duplicates, result.rejects, result.offset)
-                continue
-            if stopping and time.monotonic() > deadline:
-                log.warning("event loader: stopping with events not loaded yet; they are loaded at the next start")
-                return
-            # Busy workspace (a run holds it): try again soon. After a failure: back off.
-            pause = 0.2 if failures == 0 else min(30.0, 0.5 * 2 ** failures)
-            if stopping:
-                time.sleep(min(pause, 1.0))
-            else:
-                link.wait(pause)
-    finally:
-        ws.close()
-        lock.close()
-
-
-def _take_loader_lock(workspace: Path, link: LoaderLink, parent_pid: int):
-    """One loader per workspace: a loader orphaned by a killed server finishes before the next one starts."""
-    path = workspace / "events" / ".loader.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+")
-    while True:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fh
-        except BlockingIOError:
-            if link.wait(0.1) or os.getppid() != parent_pid:
-                fh.close()
-                return None

@@ -1,4 +1,4 @@
-"""The collection service of the server: write keys, the durable log, the loader process.
+"""The collection service of the server: write keys, the durable log, the loader thread.
 
 :class:`Collector` lives as long as the server (started and stopped by the app's lifespan) and
 answers the ``/v1`` routes with :meth:`Collector.ingest`. A request is answered 200 only when its
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing as mp
-import os
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from tessera.collect.keys import WriteKeys
-from tessera.collect.loader import STATE_OFFSET, STATE_SCOPE, LoaderLink, log_directory, run_loader
+from tessera.collect.loader import STATE_OFFSET, STATE_SCOPE, Loader, log_directory
 from tessera.collect.log import GroupCommit, LogError, LogWriter
 from tessera.collect.messages import (
     BodyReader, RequestError, basic_auth_user, build_record, check_messages, parse_json, parse_time,
@@ -55,31 +54,37 @@ class Collector:
 
     Args:
         workspace_path: the workspace folder.
-        loader: start the loader process that moves logged events into the warehouse.
+        workspace: the server's open workspace (the server owns it); None opens one.
+        loader: start the loader thread that moves logged events into the warehouse.
         loader_interval: seconds between two micro-batches of the loader.
         refresh_interval: seconds between two checks for changed write keys.
         recent_ids: how many recently accepted message ids are answered without logging them again.
     """
 
-    def __init__(self, workspace_path: str | Path, *, loader: bool = True, loader_interval: float = 1.0,
-                 refresh_interval: float = 3.0, recent_ids: int = 100_000):
+    def __init__(self, workspace_path: str | Path, *, workspace: Workspace | None = None, loader: bool = True,
+                 loader_interval: float = 1.0, refresh_interval: float = 3.0, recent_ids: int = 100_000):
         self.path = Path(workspace_path).resolve()
         self.with_loader = loader
         self.loader_interval = loader_interval
         self.refresh_interval = refresh_interval
         self.recent = RecentIds(recent_ids)
-        self.workspace: Workspace | None = None
+        self.workspace: Workspace | None = workspace
+        self._own_workspace = workspace is None
         self.keys: WriteKeys | None = None
         self.writer: LogWriter | None = None
         self.commit: GroupCommit | None = None
-        self._link: LoaderLink | None = None  # shared with the loader process
-        self._loader: mp.Process | None = None
+        self.committed = 0  # the log's synced end
+        self.loaded_callbacks: list = []  # called with each LoadResult that appended events
+        self._loader: threading.Thread | None = None
+        self._stop_loader = threading.Event()
+        self._loaded = 0
         self._watch_task: asyncio.Task | None = None
         self._key_reload = asyncio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        self.workspace = await asyncio.to_thread(Workspace.open, self.path)
+        if self.workspace is None:
+            self.workspace = await asyncio.to_thread(Workspace.open, self.path)
         self.keys = WriteKeys(self.workspace)
         await asyncio.to_thread(self.keys.refresh, force=True)
         if not self.keys.connections:
@@ -87,11 +92,12 @@ class Collector:
                         self.path)
         self.writer = LogWriter(log_directory(self.path))
         end = await asyncio.to_thread(self.writer.open)
-        self._link = LoaderLink(mp.get_context("spawn"), end)
+        self.committed = end
         self.commit = GroupCommit(self.writer, on_commit=self._set_committed)
         self.commit.start()
         if self.with_loader:
-            self._start_loader()
+            self._loader = threading.Thread(target=self._load_loop, name="tessera-event-loader", daemon=True)
+            self._loader.start()
         self._watch_task = asyncio.create_task(self._watch())
         log.info("collecting events for %s (connections: %s), log end %d", self.path,
                  ", ".join(self.keys.connections) or "none", end)
@@ -104,27 +110,63 @@ class Collector:
         if self.writer is not None:
             self.writer.close()
         if self._loader is not None:
-            self._link.stop()
+            self._stop_loader.set()  # it loads what was synced, then ends
             await asyncio.to_thread(self._loader.join, 60)
             if self._loader.is_alive():
                 log.warning("the event loader did not stop in time; the events left are loaded at the next start")
-                self._loader.terminate()
-        if self.workspace is not None:
+        if self.workspace is not None and self._own_workspace:
             self.workspace.close()
 
-    def _set_committed(self, end: int) -> None:
-        self._link.committed = end
+    def _load_loop(self) -> None:
+        """The loader thread: one micro-batch every ``loader_interval`` seconds (at once when a
+        whole batch waits), appended through a warehouse connection of its own, beside any run."""
+        adapter = self.workspace.adapter.reader()
+        loader = Loader(self.workspace, adapter=adapter)
+        loader.check_offset(self.committed)
+        self._loaded = loader.offset
+        last, failures = 0.0, 0
+        try:
+            while True:
+                stopping = self._stop_loader.is_set()
+                end = self.committed
+                if end <= loader.offset:
+                    if stopping:
+                        return
+                    self._stop_loader.wait(0.05)
+                    continue
+                if not stopping and time.monotonic() - last < self.loader_interval \
+                        and end - loader.offset < loader.batch_bytes:
+                    self._stop_loader.wait(0.02)
+                    continue
+                try:
+                    result = loader.load(end)
+                    failures = 0
+                except Exception:  # noqa: BLE001 - the events stay in the log: report, wait, try again
+                    failures += 1
+                    log.exception("event loader: loading failed (attempt %d); the events stay in the log", failures)
+                    if stopping and failures >= 3:
+                        return
+                    self._stop_loader.wait(min(30.0, 0.5 * 2 ** failures))
+                    continue
+                last = time.monotonic()
+                if result is not None:
+                    self._loaded = result.offset
+                    if result.events or result.rejects:
+                        log.info("event loader: %d events loaded, %d duplicates dropped, %d refused (offset %d)",
+                                 result.events, result.duplicates, result.rejects, result.offset)
+                        for callback in self.loaded_callbacks:
+                            try:
+                                callback(result)
+                            except Exception:  # noqa: BLE001 - loading goes on
+                                log.exception("event loader: a callback after a load failed")
+        finally:
+            adapter.close()
 
-    def _start_loader(self) -> None:
-        self._loader = mp.get_context("spawn").Process(
-            target=run_loader, name="tessera-event-loader", daemon=True,
-            args=(str(self.path), self._link, os.getpid(), self.loader_interval),
-            kwargs={"log_level": logging.getLogger("tessera").getEffectiveLevel()},
-        )
-        self._loader.start()
+    def _set_committed(self, end: int) -> None:
+        self.committed = end
 
     async def _watch(self) -> None:
-        """Every few seconds: reload changed write keys, restart a loader that died."""
+        """Every few seconds: reload changed write keys."""
         while True:
             await asyncio.sleep(self.refresh_interval)
             try:
@@ -132,15 +174,12 @@ class Collector:
                     log.info("write keys reloaded (connections: %s)", ", ".join(self.keys.connections) or "none")
             except Exception:  # noqa: BLE001 - keep serving with the keys we have
                 log.exception("could not reload the write keys; the previous ones stay in use")
-            if self._loader is not None and not self._loader.is_alive():
-                log.error("the event loader ended (exit code %s); starting it again", self._loader.exitcode)
-                self._start_loader()
 
     def status(self) -> dict:
         """The log's end and the loader's offset (what is left to load is the difference)."""
         loaded = self.workspace.store.get_state(STATE_SCOPE, STATE_OFFSET, 0) if self.workspace else 0
         return {
-            "log_end": self._link.committed if self._link is not None else 0,
+            "log_end": self.committed,
             "loaded_offset": loaded,
             "loader_running": bool(self._loader and self._loader.is_alive()),
             "connections": self.keys.connections if self.keys else [],

@@ -178,8 +178,23 @@ def check_references(config: WorkspaceConfig) -> list[str]:
         for j, k in enumerate(d.identity_keys):
             if k.column not in cols and k.column not in computed:
                 problems.append(f"{where}.identity_keys[{j}]: '{k.column}' is not a column of the dataset")
+            for col in k.requires_agreement or []:
+                if col not in cols:
+                    problems.append(f"{where}.identity_keys[{j}].requires_agreement: '{col}' is not a column "
+                                    "of the dataset")
         if d.deduplicate and not d.identity_keys:
             problems.append(f"{where}: deduplicate is on but no identity_keys are set (e.g. email, phone)")
+        if d.matching is not None:
+            if not d.deduplicate:
+                problems.append(f"{where}.matching: matching needs deduplicate: true")
+            for j, c in enumerate(d.matching.comparisons):
+                if c.column not in cols:
+                    problems.append(f"{where}.matching.comparisons[{j}].column: '{c.column}' is not a column "
+                                    "of the dataset")
+            for j, rule in enumerate(d.matching.blocking):
+                for col in rule:
+                    if col not in cols:
+                        problems.append(f"{where}.matching.blocking[{j}]: '{col}' is not a column of the dataset")
         if d.date_column and d.date_column not in cols and d.date_column not in computed:
             problems.append(f"{where}.date_column: '{d.date_column}' is not a column of the dataset")
         for s in d.source_priority:
@@ -192,7 +207,92 @@ def check_references(config: WorkspaceConfig) -> list[str]:
         if d.computed:
             problems += _check_computed(config, i, d, cols)
     problems += _check_syncs(config)
+    problems += segment_problems(config)
     return problems
+
+
+def segment_problems(config: WorkspaceConfig, only: str | None = None) -> list[str]:
+    """Every problem of the segments (or of segment ``only``): unknown dataset, column, segment or
+    related dataset, cycles between segments, refused SQL (see docs/segments.md)."""
+    problems: list[str] = []
+    names = [s.name for s in config.segments]
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"segment '{n}' is declared more than once: give each segment its own name")
+    datasets = {d.name: d for d in config.datasets}
+    by_name = {s.name: s for s in config.segments}
+    for i, seg in enumerate(config.segments):
+        if only is not None and seg.name != only:
+            continue
+        where = f"segments[{i}] ({seg.name})"
+        d = datasets.get(seg.dataset)
+        if d is None:
+            problems.append(f"{where}.dataset: unknown dataset '{seg.dataset}' (known: "
+                            f"{', '.join(sorted(datasets)) or 'none'})")
+            continue
+        cols = _dataset_columns(config, d)
+        for j, cond in enumerate(seg.conditions):
+            problems += _condition_problems(config, seg, cond, f"{where}.conditions[{j}]", cols, by_name, (seg.name,))
+    return problems
+
+
+def _condition_problems(config: WorkspaceConfig, seg, cond, where: str, cols: set[str], by_name: dict,
+                        stack: tuple[str, ...]) -> list[str]:
+    kind = cond.kind
+    if kind in ("all", "any"):
+        out = []
+        for j, c in enumerate(getattr(cond, kind)):
+            out += _condition_problems(config, seg, c, f"{where}.{kind}[{j}]", cols, by_name, stack)
+        return out
+    if kind == "not":
+        return _condition_problems(config, seg, cond.not_, f"{where}.not", cols, by_name, stack)
+    if kind == "column":
+        if cond.column not in cols:
+            return [f"{where}.column: '{cond.column}' is not a column of dataset '{seg.dataset}'"]
+        return []
+    if kind == "segment":
+        other = by_name.get(cond.segment)
+        if other is None:
+            return [f"{where}.segment: unknown segment '{cond.segment}' (segments: {', '.join(by_name) or 'none'})"]
+        if cond.segment in stack:
+            cycle = " -> ".join(stack[stack.index(cond.segment):] + (cond.segment,))
+            return [f"{where}.segment: segments use each other in a cycle: {cycle}; remove one of the references"]
+        if other.dataset != seg.dataset:
+            return [f"{where}.segment: segment '{other.name}' is on dataset '{other.dataset}', this one on "
+                    f"'{seg.dataset}'; a segment uses segments of its own dataset"]
+        out = []
+        for c in other.conditions:
+            for p in _condition_problems(config, other, c, where, cols, by_name, stack + (other.name,)):
+                if "cycle" in p and p not in out:
+                    out.append(p)
+        return out
+    if kind == "sql":
+        try:
+            check_expression(cond.sql, cols, where=f"{where}.sql")
+        except ConfigError as exc:
+            return exc.problems
+        return []
+    # behaviour conditions
+    from tessera.segments.related import related_info
+
+    try:
+        info = related_info(config, seg.dataset, cond, where)
+    except ConfigError as exc:
+        return exc.problems
+    rel_cols = _dataset_columns(config, next(d for d in config.datasets if d.name == info.dataset))
+    out = []
+    if cond.filter:
+        try:
+            check_expression(cond.filter, rel_cols, where=f"{where}.filter")
+        except ConfigError as exc:
+            out += exc.problems
+    if kind == "aggregate" and cond.column and cond.column not in rel_cols:
+        out.append(f"{where}.column: '{cond.column}' is not a column of dataset '{info.dataset}'")
+    if kind in ("did", "not_done") and info.event_column is None:
+        out.append(f"{where}: dataset '{info.dataset}' has no event name column; give one semantic: EventName")
+    if (cond.last or cond.date_column) and (info.date_column is None or info.date_column not in rel_cols):
+        out.append(f"{where}: a time window needs the date of the rows of '{info.dataset}': set date_column, or "
+                   "give a column semantic: EventTime or OrderDate")
+    return out
 
 
 def _check_source_kind(where: str, s, kind: str) -> list[str]:
@@ -283,7 +383,13 @@ def _check_syncs(config: WorkspaceConfig) -> list[str]:
         elif conn.type in ("postgresql", "mysql", "mariadb") and not s.table:
             problems.append(f"{where}.table: a sync to a {conn.type} connection needs the destination table's name")
         if s.segment is not None:
-            problems.append(f"{where}.segment: segments are not available yet; use filter with the segment's condition")
+            seg = next((x for x in config.segments if x.name == s.segment), None)
+            if seg is None:
+                problems.append(f"{where}.segment: unknown segment '{s.segment}' (segments: "
+                                f"{', '.join(x.name for x in config.segments) or 'none'})")
+            elif seg.dataset != s.dataset:
+                problems.append(f"{where}.segment: segment '{seg.name}' is on dataset '{seg.dataset}', the sync sends "
+                                f"'{s.dataset}'; set dataset: {seg.dataset}")
         d = datasets.get(s.dataset)
         if d is None:
             problems.append(f"{where}.dataset: unknown dataset '{s.dataset}' (known: {', '.join(sorted(datasets)) or 'none'})")

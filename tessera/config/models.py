@@ -371,6 +371,49 @@ class ScoresConfig(_Model):
 class IdentityKeyConfig(_Model):
     column: str
     limit: int | None = Field(default=None, ge=1)  # at most N distinct values per unified record
+    # Guard rails of a value people share (Phone, Address, AnonymousId keys by default): a value whose
+    # records disagree is not used to merge them. ``requires_agreement`` names the columns that must not
+    # differ (default: first name, and e-mail or birth date); ``allow_conflicts: true`` turns the guard off.
+    requires_agreement: list[str] | None = None
+    allow_conflicts: bool | None = None
+
+
+MatchMethod = Literal["exact", "levenshtein", "jaro_winkler", "name", "email", "date"]
+
+
+class ComparisonConfig(_Model):
+    """One comparison of probabilistic matching: how equal a column is on the two records of a pair.
+
+    Levels, best first: ``exact`` (after lower case and accents removed), then the method's fuzzy
+    levels, then "different"; a missing value on either side is neutral. ``levels`` sets the fuzzy
+    thresholds: edit distances for ``levenshtein``/``name``/``email``, similarities (0..1) for
+    ``jaro_winkler``, days for ``date``."""
+
+    column: str
+    method: MatchMethod = "exact"
+    levels: list[float] | None = None
+
+
+class MatchingConfig(_Model):
+    """Probabilistic (Fellegi-Sunter) matching of a deduplicated dataset (see docs/identity.md)."""
+
+    comparisons: list[ComparisonConfig] = Field(min_length=1)
+    # Candidate pairs: records equal on every column of at least one rule (after normalization).
+    blocking: list[list[str]] = Field(min_length=1)
+    merge: float = Field(default=0.99, gt=0, lt=1)  # match probability from which records merge
+    review: float = Field(default=0.8, gt=0, lt=1)  # from here up to ``merge``: the review queue
+    max_block_size: int = Field(default=200, ge=2)  # a blocking value with more records pairs none of them
+    # Never link a pair whose first names differ and whose e-mails or birth dates differ (twins, households).
+    guard: bool = True
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> "MatchingConfig":
+        if self.review > self.merge:
+            raise ValueError(f"review ({self.review}) must not be above merge ({self.merge})")
+        for rule in self.blocking:
+            if not rule:
+                raise ValueError("a blocking rule names at least one column, e.g. [last_name, postal_code]")
+        return self
 
 
 class MappingConfig(_Model):
@@ -387,6 +430,7 @@ class DatasetConfig(_Model):
     identity_keys: list[IdentityKeyConfig] = Field(default_factory=list)
     blocked_values: list[str] = Field(default_factory=list)
     shared_value_threshold: int | None = Field(default=50, ge=2)
+    matching: MatchingConfig | None = None  # probabilistic matching besides the identity keys
     date_column: str | None = None  # the record date used by most_recent/first; default import time
     source_priority: list[str] = Field(default_factory=list)
     columns: list[DatasetColumnConfig] = Field(default_factory=list)
@@ -429,7 +473,135 @@ class SyncConfig(_Model):
 
 class PipelineConfig(_Model):
     schedule: str | None = None  # cron: run the whole pipeline (import, unify, enrich, publish)
+    # The date scores, time windows and segments are computed at (default: the day of the run);
+    # a workspace of historical data (the demo company) sets the day its data ends.
+    as_of: date | None = None
     _c = field_validator("schedule")(_check_cron)
+
+
+# --------------------------------------------------------------------------- segments
+
+COLUMN_OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "between", "in", "not_in", "contains", "starts_with",
+                    "is_empty", "is_not_empty", "is_true", "is_false")
+DATE_OPERATORS = ("in_last", "more_than_ago", "before", "after", "anniversary_within")
+#: operators that take no value
+UNARY_OPERATORS = ("is_empty", "is_not_empty", "is_true", "is_false")
+SegmentOperator = Literal["=", "!=", "<", "<=", ">", ">=", "between", "in", "not_in", "contains", "starts_with",
+                          "is_empty", "is_not_empty", "is_true", "is_false", "in_last", "more_than_ago", "before",
+                          "after", "anniversary_within"]
+CONDITION_KINDS = ("all", "any", "not", "column", "segment", "did", "not_done", "aggregate", "sql")
+
+
+class ConditionConfig(_Model):
+    """One condition of a segment: a group (``all``, ``any``, ``not``) or a leaf. Exactly one of
+    ``all``, ``any``, ``not``, ``column``, ``segment``, ``did``, ``not_done``, ``aggregate`` and ``sql``
+    is set; see docs/segments.md for each form."""
+
+    label: str | None = None  # shown in counts and in the exit reasons of the membership log
+    all: list["ConditionConfig"] | None = None
+    any: list["ConditionConfig"] | None = None
+    not_: "ConditionConfig | None" = Field(default=None, alias="not")
+    # a column of the dataset compared with a value (dates: in_last, more_than_ago, before, after...)
+    column: str | None = None
+    op: SegmentOperator | None = None
+    value: Any = None
+    unit: Literal["days", "weeks", "months", "years"] = "days"
+    # membership of another segment of the same dataset
+    segment: str | None = None
+    # behaviour on a related dataset: an event done N times, not done, an aggregate of orders
+    did: str | None = None  # the event's name
+    not_done: str | None = None  # the event's name
+    aggregate: Literal["count", "sum", "avg", "min", "max"] | None = None
+    from_: str | None = Field(default=None, alias="from")  # the related dataset (default: found by its fields)
+    filter: str | None = None  # SQL condition over the related dataset's columns
+    date_column: str | None = None  # the related rows' date (default: EventTime or OrderDate field)
+    last: int | None = Field(default=None, ge=1)  # window: the last N units
+    at_least: int | None = Field(default=None, ge=0)
+    at_most: int | None = Field(default=None, ge=0)
+    exactly: int | None = Field(default=None, ge=0)
+    # an engineer's SQL condition over the dataset's columns (checked against the allow-list)
+    sql: str | None = None
+
+    def _kinds(self) -> list[str]:
+        kinds = [k for k in CONDITION_KINDS if getattr(self, "not_" if k == "not" else k) is not None]
+        if "aggregate" in kinds and "column" in kinds:
+            kinds.remove("column")  # the related dataset's column that is aggregated
+        return kinds
+
+    @property
+    def kind(self) -> str:
+        kinds = self._kinds()
+        return kinds[0] if kinds else "none"
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ConditionConfig":
+        kinds = self._kinds()
+        if len(kinds) != 1:
+            raise ValueError("a condition sets exactly one of all, any, not, column, segment, did, not_done, "
+                             f"aggregate or sql (got {', '.join(kinds) or 'none'})")
+        kind = kinds[0]
+        if kind in ("all", "any") and not getattr(self, kind):
+            raise ValueError(f"{kind} needs at least one condition")
+        if kind == "column":
+            if self.op is None:
+                raise ValueError(f"the condition on column '{self.column}' needs an op, one of "
+                                 f"{', '.join(COLUMN_OPERATORS + DATE_OPERATORS)}")
+            _check_value(self.op, self.value)
+        elif kind == "aggregate":
+            if self.op is None or self.op not in ("=", "!=", "<", "<=", ">", ">=", "between"):
+                raise ValueError("an aggregate condition compares with op =, !=, <, <=, >, >= or between")
+            if self.aggregate != "count" and not self.column:
+                raise ValueError(f"aggregate {self.aggregate} needs the related dataset's column, e.g. column: amount")
+            _check_value(self.op, self.value)
+        elif kind in ("did", "not_done"):
+            times = [t for t in ("at_least", "at_most", "exactly") if getattr(self, t) is not None]
+            if kind == "not_done" and times:
+                raise ValueError("not_done takes last (the days without the event), not at_least/at_most/exactly")
+            if len(times) > 1:
+                raise ValueError(f"set one of at_least, at_most, exactly (got {', '.join(times)})")
+            if kind == "not_done" and self.last is None:
+                raise ValueError("not_done needs last: the number of days (or unit) without the event")
+        if kind != "column" and kind != "aggregate" and (self.op is not None or self.value is not None):
+            raise ValueError(f"op and value belong to column and aggregate conditions, not to {kind}")
+        if kind not in ("did", "not_done", "aggregate"):
+            extra = [f for f in ("from_", "filter", "date_column", "last", "at_least", "at_most", "exactly")
+                     if getattr(self, f) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(e.rstrip('_') for e in extra)} belong to behaviour conditions "
+                                 "(did, not_done, aggregate)")
+        return self
+
+
+def _check_value(op: str, value: Any) -> None:
+    if op in UNARY_OPERATORS:
+        if value is not None:
+            raise ValueError(f"op {op} takes no value")
+        return
+    if value is None:
+        raise ValueError(f"op {op} needs a value")
+    if op == "between" and not (isinstance(value, list) and len(value) == 2):
+        raise ValueError("between takes a list of two values, e.g. value: [10, 20]")
+    if op in ("in", "not_in") and not (isinstance(value, list) and value):
+        raise ValueError(f"{op} takes a list of values, e.g. value: [FR, BE]")
+    if op in ("in_last", "more_than_ago", "anniversary_within") and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise ValueError(f"{op} takes a whole number of units (unit: days, weeks, months or years), e.g. value: 30")
+    if op in ("before", "after") and not isinstance(value, (date, str)):
+        raise ValueError(f"{op} takes a date, e.g. value: 2024-01-31")
+    if op in ("contains", "starts_with") and not isinstance(value, str):
+        raise ValueError(f"{op} takes a text value")
+
+
+class SegmentConfig(_Model):
+    """A saved audience: the records of ``dataset`` for which the conditions hold (all of them, or
+    any with ``match: any``). Membership is recomputed at each run, with a log of entries and exits."""
+
+    name: str
+    dataset: str = "contacts"
+    description: str | None = None
+    match: Literal["all", "any"] = "all"
+    conditions: list[ConditionConfig] = Field(min_length=1)
+    _v = field_validator("name")(_check_name)
 
 
 class WorkspaceConfig(_Model):
@@ -437,4 +609,5 @@ class WorkspaceConfig(_Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     datasets: list[DatasetConfig] = Field(default_factory=list)
     syncs: list[SyncConfig] = Field(default_factory=list)
+    segments: list[SegmentConfig] = Field(default_factory=list)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import ibis
 import ibis.expr.datatypes as dt
-import pyarrow as pa
 import sqlglot.expressions as sqlglot_exp
 
 from tessera.config.models import (
@@ -21,7 +20,7 @@ from tessera.engine.types import IBIS_TYPES, cast_text, type_name
 from tessera.engine.duckdb import authoring_probe
 from tessera.errors import RunError, TesseraError
 from tessera.identity.merge import MergeColumn, merge
-from tessera.identity.resolve import DEFAULT_BLOCKED, IdentityKey, new_id, resolve
+from tessera.identity.resolve import DEFAULT_BLOCKED, SHAREABLE, IdentityKey, Override, new_id, resolve
 from tessera.normalize.rules import apply_rules
 from tessera.normalize.semantic import suggest_semantic
 from tessera.sqlcheck import check_expression, order_computed
@@ -50,6 +49,7 @@ class Built:
     shared: str | None
     columns: list[ColumnSpec]
     counts: dict = field(default_factory=dict)
+    matches: str | None = None  # scored record pairs of probabilistic matching (merged or to review)
 
 
 def dataset_columns(ds: DatasetConfig, stage_types: dict[str, dict[str, str]]) -> list[ColumnSpec]:
@@ -228,8 +228,9 @@ class DatasetBuilder:
     """Builds the datasets of one run, in dependency order, as work tables prefixed by ``tag``."""
 
     def __init__(self, adapter: EngineAdapter, config: WorkspaceConfig, stages: dict[str, str], tag: str,
-                 stage_types: dict[str, dict[str, str]]):
+                 stage_types: dict[str, dict[str, str]], overrides: dict[str, list[Override]] | None = None):
         self.adapter = adapter
+        self.overrides = overrides or {}
         self.config = config
         self.stages = stages
         self.tag = tag
@@ -334,16 +335,29 @@ class DatasetBuilder:
             self.built[ds.name] = built
             return built
         staged = self.adapter.create_table(f"{tag}staged", self.adapter.with_row_index(mapped, "_idx"), temp=True)
-        keys = [IdentityKey(k.column, semantic.get(k.column), k.limit) for k in ds.identity_keys]
+        keys = [IdentityKey(k.column, semantic.get(k.column), k.limit,
+                            guarded=not k.allow_conflicts and (bool(k.requires_agreement)
+                                                               or semantic.get(k.column) in SHAREABLE),
+                            agreement=k.requires_agreement)
+                for k in ds.identity_keys]
+        evidence = {}
+        for c in columns:
+            if c.semantic in ("FirstName", "LastName", "Email", "BirthDate") and c.semantic not in evidence:
+                evidence[c.semantic] = c.name
         prev = self.adapter.table(previous_lineage) if previous_lineage else None
+        matched = None
+        if ds.matching is not None:
+            from tessera.identity.matching import match
+
+            matched = match(self.adapter, staged, ds.matching, tag, evidence)
+            counts.update(matched.counts)
         res = resolve(self.adapter, staged, keys, blocked=ds.blocked_values,
-                      threshold=ds.shared_value_threshold, previous=prev, generation=generation, tag=tag)
+                      threshold=ds.shared_value_threshold, previous=prev, generation=generation, tag=tag,
+                      evidence=evidence, links=matched.links if matched else None,
+                      overrides=self.overrides.get(ds.name))
         counts.update(res.counts)
         shared_table = f"{tag}shared_values"
-        self.adapter.create_table(shared_table, res.shared if res.shared.num_rows else
-                                  pa.table({"key": pa.array([], pa.string()),
-                                            "value": pa.array([], pa.string()),
-                                            "records": pa.array([], pa.int64())}))
+        self.adapter.create_table(shared_table, res.shared)
         joined = staged.join(res.lineage, "_idx")
         self.adapter.create_table(
             f"{tag}records", joined.select(TID, *[c for c in joined.columns if c not in (TID, "_idx", "_size")])
@@ -357,6 +371,12 @@ class DatasetBuilder:
         table = self.adapter.create_table(f"{tag}data", self._computed(ds, merged))
         counts["rows"] = self.adapter.count(table)
         built = Built(ds.name, f"{tag}data", f"{tag}records", shared_table, columns, counts)
+        if matched is not None:
+            built.matches = f"{tag}matches_public"
+            m = self.adapter.table(matched.matches)
+            self.adapter.create_table(built.matches, m.join(
+                res.lineage.select(idx_l="_idx", tessera_id_l=TID), "idx_l").join(
+                res.lineage.select(idx_r="_idx", tessera_id_r=TID), "idx_r").drop("idx_l", "idx_r"))
         self.built[ds.name] = built
         return built
 

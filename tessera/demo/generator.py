@@ -1237,4 +1237,47 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int) -> 
         "connections": [{"name": "demo_files", "type": "local", "path": "data"}],
         "sources": sources,
         "datasets": [contacts, orders, order_items, products, stores],
+        "segments": demo_segments(),
+        # The company's data ends on END: scores, windows and segments are computed at that day.
+        "pipeline": {"as_of": END.date().isoformat()},
     }
+
+
+def demo_segments() -> list[dict]:
+    """The demo company's segments (see docs/segments.md)."""
+    return [
+        {"name": "vip", "description": "Best customers: RFM champions, or 1,000 EUR spent in two years",
+         "match": "any", "conditions": [
+             {"column": "score_rfm_segment", "op": "=", "value": "Champions"},
+             {"aggregate": "sum", "from": "orders", "column": "amount", "op": ">=", "value": 1000, "last": 2,
+              "unit": "years", "filter": "status IS NULL OR status NOT IN ('cancelled', 'returned')"}]},
+        {"name": "at_risk_of_churn", "description": "Repeat customers late for their next order, not lapsed yet",
+         "conditions": [
+             {"column": "score_total_order_count", "op": ">=", "value": 2},
+             {"any": [{"column": "score_purchase_timing", "op": "in", "value": ["overdue", "significantly overdue"]},
+                      {"column": "score_days_since_last_order", "op": ">", "value": 180}],
+              "label": "late for their next order, or no order for 6 months"},
+             {"not": {"segment": "lapsed"}, "label": "not lapsed"}]},
+        {"name": "lapsed", "description": "Customers without an order for a year",
+         "conditions": [
+             {"column": "score_last_order_date", "op": "more_than_ago", "value": 12, "unit": "months"}]},
+        {"name": "new_this_month", "description": "Signed up or first ordered in the last month",
+         "match": "any", "conditions": [
+             {"column": "created_at", "op": "in_last", "value": 1, "unit": "months"},
+             {"column": "score_first_order_date", "op": "in_last", "value": 1, "unit": "months"}]},
+        {"name": "cart_abandoners", "description": "An order cancelled in the last 90 days and none completed since "
+                                                   "(the demo collects no web events; with events, use did: "
+                                                   "Added to Cart)",
+         "conditions": [
+             {"aggregate": "count", "from": "orders", "filter": "status = 'cancelled'", "op": ">=", "value": 1,
+              "last": 90, "label": "cancelled an order in the last 90 days"},
+             {"not": {"aggregate": "count", "from": "orders", "filter": "status IN ('delivered', 'shipped')",
+                      "op": ">=", "value": 1, "last": 30},
+              "label": "no completed order in the last 30 days"}]},
+        {"name": "omnichannel", "description": "Customers who buy both online and in the shops",
+         "conditions": [
+             {"aggregate": "count", "from": "orders", "filter": "channel IN ('web', 'app')", "op": ">=", "value": 1,
+              "label": "ordered online"},
+             {"aggregate": "count", "from": "orders", "filter": "store_id IS NOT NULL", "op": ">=", "value": 1,
+              "label": "bought in a shop"}]},
+    ]

@@ -101,8 +101,16 @@ class EngineAdapter:
         """An engine's last touch to a SQL expression of :meth:`add_sql_columns` (none by default)."""
         return expr
 
+    def prepare_functions(self, names: set[str]) -> None:
+        """Make the functions ``names`` (e.g. ``{"levenshtein"}``) callable, or raise EngineError saying
+        how; built in everywhere but where an engine overrides this."""
+
     def drop_table(self, name: str) -> None:
         self.con.drop_table(name, force=True)
+
+    def append_query(self, name: str, expr: ibis.Table, *, temp: bool = False) -> None:
+        """Append the rows of an Ibis expression, computed in the engine (creating the table when missing)."""
+        raise NotImplementedError
 
     def append(self, name: str, data: pa.Table) -> None:
         """Append rows to a table, creating it when missing."""
@@ -215,6 +223,14 @@ class EngineAdapter:
         """The table a published name points at, or None."""
         raise NotImplementedError
 
+    def reader(self) -> "EngineAdapter":
+        """An adapter for reading on another thread while this one writes: it sees the last
+        committed state (the last publication), never a run's work in progress."""
+        return self
+
+    def interrupt(self) -> None:
+        """Stop the statement running on this adapter, if the engine can (a cancelled job)."""
+
     def close(self) -> None:
         pass
 
@@ -242,6 +258,16 @@ class SqlCatalogAdapter(EngineAdapter):
 
     def published_target(self, name: str) -> str | None:
         return self._catalog().get(name)
+
+    def append_query(self, name: str, expr: ibis.Table, *, temp: bool = False) -> None:
+        """Append the rows of an Ibis expression in the engine (``INSERT ... SELECT``), creating
+        the table when missing (a ``temp`` work table, see :meth:`create_table`)."""
+        if not self.exists(name):
+            self.create_table(name, expr, temp=temp)
+            return
+        self.con._run_pre_execute_hooks(expr)
+        columns = ", ".join(q(c) for c in expr.columns)
+        self.sql(f"INSERT INTO {q(name)} ({columns}) {self.con.compile(expr)}")
 
     def list_views(self) -> list[str]:
         return list(self._catalog())

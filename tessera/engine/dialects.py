@@ -51,6 +51,14 @@ class Dialect:
         """An RE2 replacement (``\\1`` for a group) as the engine spells it."""
         return functions.regex_replacement(replacement, self.name)
 
+    def levenshtein(self, a: ir.StringValue, b: ir.StringValue) -> ir.IntegerValue:
+        """The edit distance of two texts."""
+        return functions.levenshtein(a, b, self.name)
+
+    def jaro_winkler(self, a: ir.StringValue, b: ir.StringValue) -> ir.FloatingValue:
+        """The Jaro-Winkler similarity of two texts."""
+        return functions.jaro_winkler(a, b, self.name)
+
     def json_text(self, expr: ir.StringValue, path: list[str]) -> ir.StringValue:
         """The value at ``path`` inside a JSON text, as text."""
         return functions.json_text(expr, path, self.name)

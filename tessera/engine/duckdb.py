@@ -67,6 +67,19 @@ class DuckDBAdapter(SqlCatalogAdapter):
         for key, value in settings.items():
             self.raw.execute(f"SET {key} = '{value}'")
 
+    def reader(self) -> "DuckDBAdapter":
+        # A cursor is a connection of its own to the same database instance: its own transaction
+        # (reads see the last commit, not the writer's work in progress), no file lock to take.
+        reader = DuckDBAdapter.__new__(DuckDBAdapter)
+        cursor = self.raw.cursor()
+        SqlCatalogAdapter.__init__(reader, ibis.duckdb.from_connection(cursor))
+        reader.path = self.path
+        reader.raw = cursor
+        return reader
+
+    def interrupt(self) -> None:
+        self.raw.interrupt()
+
     def sql(self, statement: str, params: list | None = None):
         try:
             return self.raw.execute(statement, params or [])
@@ -140,7 +153,12 @@ class DuckDBAdapter(SqlCatalogAdapter):
         except Exception:
             self.sql("ROLLBACK")
             raise
-        self.sql("CHECKPOINT")
+        try:
+            self.raw.execute("CHECKPOINT")
+        except duckdb.TransactionException:
+            # Readers on other cursors (the server's API) are active: the publication is durable in
+            # the write-ahead log already, and DuckDB checkpoints it later by itself.
+            pass
 
 
     def export(self, expr: ibis.Table, path: str, fmt: str) -> None:

@@ -472,3 +472,32 @@ def json_text(expr: ir.StringValue, path: list[str], backend: str) -> ir.StringV
         return _duckdb_json_extract_string(expr, jsonpath)
     jsonpath = "$" + "".join(f"[{k}]" if k.isdigit() else f"['{k}']" for k in path)
     return _spark_get_json_object(expr, jsonpath)
+
+
+# --------------------------------------------------------------------------- string similarity
+
+
+@ibis.udf.scalar.builtin(name="jaro_winkler_similarity")
+def _duckdb_jaro_winkler(a: str, b: str) -> float:  # pragma: no cover - declaration
+    """DuckDB: the Jaro-Winkler similarity of two strings (0..1)."""
+
+
+JARO_WINKLER_BACKENDS = ("duckdb",)
+
+
+def levenshtein(a: ir.StringValue, b: ir.StringValue, backend: str) -> ir.IntegerValue:
+    """The edit distance of two strings: the same integer on every engine (PostgreSQL needs the
+    ``fuzzystrmatch`` extension, which :meth:`EngineAdapter.prepare_functions` creates)."""
+    check_backend(backend, "levenshtein")
+    return a.levenshtein(b)
+
+
+def jaro_winkler(a: ir.StringValue, b: ir.StringValue, backend: str) -> ir.FloatingValue:
+    """The Jaro-Winkler similarity (0..1); only DuckDB has it built in."""
+    check_backend(backend, "jaro_winkler")
+    if backend not in JARO_WINKLER_BACKENDS:
+        raise EngineError(
+            f"the engine '{backend}' has no Jaro-Winkler similarity; use the comparison method 'name' or "
+            "'levenshtein' (edit distances), which every engine computes the same way"
+        )
+    return _duckdb_jaro_winkler(a, b)

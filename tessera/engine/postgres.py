@@ -118,7 +118,8 @@ class PostgresCompiler(_IbisPostgresCompiler):
         (two different collations meeting in a join or a comparison would be an error)."""
         if self.case_collation is None:
             return self.f[function](arg)
-        return self._collate(self.f[function](self._collate(arg, self.case_collation)), "C")
+        # In parentheses: inside POSITION(x IN y) a bare COLLATE is a syntax error.
+        return sge.Paren(this=self._collate(self.f[function](self._collate(arg, self.case_collation)), "C"))
 
     def visit_Lowercase(self, op, *, arg):
         return self._change_case("lower", arg)
@@ -292,6 +293,13 @@ class PostgresAdapter(SqlCatalogAdapter):
         self.raw = con.con  # the psycopg connection (autocommit), for COPY and the publication
         con.compiler = PostgresCompiler(self._case_collation())
 
+    def reader(self) -> "PostgresAdapter":
+        # A connection of its own: its transactions see the last publication, not a run's work.
+        return PostgresAdapter(self.url)
+
+    def interrupt(self) -> None:
+        self.raw.cancel()
+
     def _case_collation(self) -> str | None:
         """The collation lower/upper use: text columns are in "C" (byte order, as DuckDB sorts),
         whose case mapping only knows ASCII letters."""
@@ -306,6 +314,23 @@ class PostgresAdapter(SqlCatalogAdapter):
             return self.raw.execute(statement, params)
         except Exception as exc:
             raise EngineError(f"PostgreSQL refused a statement: {exc}", sql=statement) from exc
+
+    def prepare_functions(self, names: set[str]) -> None:
+        """levenshtein comes with the ``fuzzystrmatch`` extension (in PostgreSQL's contrib)."""
+        if "levenshtein" not in names:
+            return
+        found = self.sql("SELECT 1 FROM pg_proc WHERE proname = 'levenshtein' "
+                         "AND pg_function_is_visible(oid)").fetchone()
+        if found:
+            return
+        try:
+            self.sql("CREATE EXTENSION IF NOT EXISTS fuzzystrmatch")
+        except EngineError as exc:
+            raise EngineError(
+                "probabilistic matching needs PostgreSQL's levenshtein function: a superuser runs "
+                "'CREATE EXTENSION fuzzystrmatch;' in the warehouse database (package postgresql-contrib) "
+                f"({exc})"
+            ) from exc
 
     # ------------------------------------------------------------------ tables
     def list_tables(self) -> list[str]:

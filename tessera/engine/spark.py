@@ -141,6 +141,9 @@ class SparkAdapter(EngineAdapter):
         self._dataframe(data).write.mode("append").parquet(str(self._path(name)))
         self._register(name)
 
+    def append_query(self, name: str, expr: ibis.Table, *, temp: bool = False) -> None:
+        self.append(name, expr)  # a DataFrame of the expression, written in append mode
+
     def drop_table(self, name: str) -> None:
         self.session.catalog.dropTempView(name)
         self._registered.discard(name)

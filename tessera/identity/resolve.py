@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from tessera.config.models import DEFAULT_BLOCKED  # noqa: F401 - re-exported
 from tessera.engine.base import EngineAdapter
+from tessera.engine.dialects import Dialect
 from tessera.identity.graph import Edges, cluster
 from tessera.normalize.rules import email_is_valid
 
@@ -27,17 +28,32 @@ TID = "tessera_id"
 
 
 
+# Keys whose values people share (a household landline, an address, a family computer): guarded by default.
+SHAREABLE = ("Phone", "Address", "AnonymousId")
+
+
 @dataclass
 class IdentityKey:
     column: str
     semantic: str | None
     limit: int | None
+    guarded: bool = False  # a value whose records disagree is not used to merge them
+    agreement: list[str] | None = None  # the columns that must agree (None: the default evidence)
+
+
+@dataclass
+class Override:
+    """A manual rule of the identity graph: ``merge`` these records, ``split`` them from the others,
+    or ``reject`` the match of a pair."""
+
+    kind: str
+    records: list[str]
 
 
 @dataclass
 class Resolution:
     lineage: ibis.Table  # _idx, tessera_id, _size (records of its unified record)
-    shared: pa.Table  # key, value, records
+    shared: pa.Table  # key, value, records, reason: values not used to merge
     counts: dict = field(default_factory=dict)
 
 
@@ -66,8 +82,167 @@ def key_values(rows: ibis.Table, keys: list[IdentityKey], blocked: list[str]) ->
     return out
 
 
+def _norm(v: ibis.Value, dialect: Dialect) -> ibis.Value:
+    return dialect.strip_accents(v.cast("string").strip().lower()).nullif("")
+
+
+@dataclass
+class GuardRule:
+    agree: list[str]  # the columns that name a person's part of a shared value
+    conflict: list[list[str]]  # an OR of ANDs of columns that differ
+    reason: str
+    swap: tuple[str, str] | None = None  # (first, last) name columns: swapped names are not a conflict
+
+
+def guard_rule(key: IdentityKey, evidence: dict[str, str]) -> GuardRule | None:
+    """The guard of a guarded key, or None when the dataset has nothing to compare."""
+    if key.agreement:
+        cols = [c for c in key.agreement if c != key.column]
+        return GuardRule(cols, [[c] for c in cols], "records disagree on " + ", ".join(cols))
+    first = evidence.get("FirstName")
+    if not first:
+        return None
+    others = [evidence[s] for s in ("Email", "BirthDate") if evidence.get(s) and evidence[s] != key.column]
+    rule = [[first, o] for o in others] or [[first]]
+    what = " or ".join(["e-mails" if o == evidence.get("Email") else "birth dates" for o in others])
+    last = evidence.get("LastName")
+    return GuardRule([first], rule, "different first names" + (f" and different {what}" if what else ""),
+                     (first, last) if last else None)
+
+
+def _differ(left: ibis.Table, right: ibis.Table, name: dict[str, str], rule: GuardRule, col: str) -> ibis.Value:
+    """Both records have ``col`` and it differs (swapped first and last names do not differ)."""
+    a, b = left[name[col]], right[name[col]]
+    out = a.notnull() & b.notnull() & (a != b)
+    if rule.swap and col == rule.swap[0]:
+        first, last = name[rule.swap[0]], name[rule.swap[1]]
+        out = out & ((left[first] != right[last]) | (left[last] != right[first])).fill_null(True)
+    return out
+
+
+def guard(adapter: EngineAdapter, staged: ibis.Table, kv: ibis.Table, keys: list[IdentityKey],
+          evidence: dict[str, str], tag: str) -> tuple[ibis.Table, pa.Table]:
+    """Guard rails on shared values: a value of a guarded key whose records conflict (pairwise, in
+    the engine) is split by the person's agreement columns (a household landline becomes one value
+    per first name; a record without them keeps the value to itself).
+
+    Returns the new key values and the refused values (level, value, records, reason)."""
+    rules = {i: guard_rule(k, evidence) for i, k in enumerate(keys) if k.guarded}
+    rules = {i: r for i, r in rules.items() if r}
+    empty = pa.table({"level": pa.array([], pa.int8()), "value": pa.array([], pa.string()),
+                      "records": pa.array([], pa.int64()), "reason": pa.array([], pa.string())})
+    if not rules:
+        return kv, empty
+    cols = sorted({c for g in rules.values() for c in g.agree + [x for a in g.conflict for x in a]
+                   + list(g.swap or ())})
+    name = {c: f"_e{i}" for i, c in enumerate(cols)}
+    ev = adapter.create_table(f"{tag}evidence", staged.select(
+        _eidx=staged._idx, **{name[c]: _norm(staged[c], adapter.dialect) for c in cols}), temp=True)
+    parts = []
+    for level, rule in rules.items():
+        g = kv.filter(kv.level == level).join(ev, kv.idx == ev._eidx)
+        left, right = g.view(), g.view()
+        j = left.join(right, [left.value == right.value, left.idx < right.idx])
+
+        conflict = None
+        reason = rule.reason
+        for conj in rule.conflict:
+            term = _differ(left, right, name, rule, conj[0])
+            for c in conj[1:]:
+                term = term & _differ(left, right, name, rule, c)
+            conflict = term if conflict is None else conflict | term
+        parts.append(j.filter(conflict).select(level=left.level, value=left.value, reason=ibis.literal(reason))
+                     .distinct())
+    refused_expr = parts[0]
+    for part in parts[1:]:
+        refused_expr = refused_expr.union(part, distinct=False)
+    refused_t = adapter.create_table(f"{tag}refused", refused_expr, temp=True)
+    if adapter.count(refused_t) == 0:
+        return kv, empty
+    with_counts = kv.join(refused_t, ["level", "value"]).group_by(["level", "value", "reason"]).agg(
+        records=ibis._.count())
+    refused = adapter.to_arrow(with_counts.select("level", "value", "records", "reason")
+                               .order_by([ibis.desc("records"), "level", "value"]))
+    # A refused value is one value per person part: the agreement columns joined, or the record alone.
+    marked = kv.left_join(refused_t.select("level", "value", _ref=ibis.literal(1)), ["level", "value"])
+    marked = marked.join(ev, marked.idx == ev._eidx)
+    part_of = None
+    for level, rule in rules.items():
+        agree = rule.agree
+        text = marked[name[agree[0]]]
+        for c in agree[1:]:
+            text = text.concat("|", marked[name[c]])
+        alone = ibis.literal("#").concat(marked.idx.cast("string"))
+        part_of = ibis.cases((marked.level == level, text.coalesce(alone)), else_=part_of) \
+            if part_of is not None else ibis.cases((marked.level == level, text.coalesce(alone)), else_=alone)
+    value = ibis.cases((marked._ref.notnull(), marked.value.concat("|", part_of)), else_=marked.value)
+    new_kv = adapter.create_table(f"{tag}keys_guarded", marked.select("idx", "level", value=value), temp=True)
+    return new_kv, refused
+
+
+def _override_indices(adapter: EngineAdapter, staged: ibis.Table,
+                      overrides: list[Override]) -> list[tuple[str, np.ndarray]]:
+    """The overrides with their records' indexes (records no longer present are left out)."""
+    ids = sorted({r for o in overrides for r in o.records})
+    if not ids:
+        return []
+    found = adapter.to_arrow(staged.filter(staged._tessera_record.isin(ids)).select("_tessera_record", "_idx"))
+    index = dict(zip(found.column("_tessera_record").to_pylist(), found.column("_idx").to_pylist()))
+    out = []
+    for o in overrides:
+        idx = np.array(sorted({index[r] for r in o.records if r in index}), dtype=np.int64)
+        if len(idx):
+            out.append((o.kind, idx))
+    return out
+
+
+def _extra_edges(record: np.ndarray, value: np.ndarray, level: np.ndarray, n_records: int, n_values: int,
+                 links: np.ndarray, overrides: list[tuple[str, np.ndarray]], link_level: int):
+    """The edges with the match links and the manual overrides: a split group's records get their own
+    copies of their values (and keep links only among themselves), a merge or a link is one more value
+    shared by its records, a rejected pair is not linked."""
+    group = np.full(n_records, -1, dtype=np.int64)
+    merges, rejected = [], []
+    for g, (kind, idx) in enumerate(overrides):
+        if kind == "split":
+            group[idx] = g
+        elif kind == "merge" and len(idx) > 1:
+            merges.append(idx)
+        elif kind == "reject" and len(idx) == 2:
+            rejected.append(int(idx.min()) * n_records + int(idx.max()))
+    if len(links):
+        keep = group[links[:, 0]] == group[links[:, 1]]
+        if rejected:
+            code = np.minimum(links[:, 0], links[:, 1]) * n_records + np.maximum(links[:, 0], links[:, 1])
+            keep &= ~np.isin(code, np.array(rejected, dtype=np.int64))
+        links = links[keep]
+    moved = group[record] >= 0
+    if moved.any():
+        key = group[record[moved]] * max(n_values, 1) + value[moved]
+        uniq, inverse = np.unique(key, return_inverse=True)
+        value = value.copy()
+        value[moved] = n_values + inverse
+        n_values += len(uniq)
+    new_r, new_v = [record], [value]
+    new_l = [level]
+    if len(links):
+        ids = n_values + np.arange(len(links), dtype=np.int64)
+        new_r += [links[:, 0], links[:, 1]]
+        new_v += [ids, ids]
+        new_l += [np.full(2 * len(links), link_level, dtype=np.int8)]
+        n_values += len(links)
+    for idx in merges:
+        new_r.append(idx)
+        new_v.append(np.full(len(idx), n_values, dtype=np.int64))
+        new_l.append(np.full(len(idx), link_level, dtype=np.int8))
+        n_values += 1
+    return np.concatenate(new_r), np.concatenate(new_v), np.concatenate(new_l), n_values
+
+
 def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey], *, blocked: list[str],
-            threshold: int | None, previous: ibis.Table | None, generation: int, tag: str) -> Resolution:
+            threshold: int | None, previous: ibis.Table | None, generation: int, tag: str,
+            evidence: dict[str, str] | None = None, links: pa.Table | None = None,
+            overrides: list[Override] | None = None) -> Resolution:
     """Cluster the staged records of a dataset and give each cluster its unified id.
 
     Args:
@@ -79,6 +254,9 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
         previous: the last published lineage (``_tessera_record``, ``tessera_id``), if any.
         generation: how many times the dataset was published before (salts new ids).
         tag: prefix of the run's work tables.
+        evidence: semantic field -> column (FirstName, Email, BirthDate) for the guard rails.
+        links: record pairs (``idx_l``, ``idx_r``) that probabilistic matching merges.
+        overrides: manual merges, splits and rejected pairs, by record id.
 
     Returns:
         The lineage (``_idx``, ``tessera_id``), the shared values and the counts.
@@ -93,9 +271,17 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
     shared = adapter.to_arrow(shared_expr.order_by([ibis.desc("records"), "level", "value"]))
     if shared.num_rows:
         kv = kv.anti_join(shared_expr, ["level", "value"])
-    level_names = pa.array([keys[i].column for i in shared.column("level").to_pylist()], pa.string())
-    shared = pa.table({"key": level_names, "value": shared.column("value"),
-                       "records": shared.column("records").cast(pa.int64())})
+    kv, refused = guard(adapter, staged, kv, keys, evidence or {}, tag)
+    reason = f"shared by more than {threshold} records" if threshold is not None else ""
+    levels = shared.column("level").to_pylist() + refused.column("level").to_pylist()
+    shared = pa.table({
+        "key": pa.array([keys[i].column for i in levels], pa.string()),
+        "value": pa.concat_arrays([shared.column("value").combine_chunks().cast(pa.string()),
+                                   refused.column("value").combine_chunks().cast(pa.string())]),
+        "records": pa.concat_arrays([shared.column("records").combine_chunks().cast(pa.int64()),
+                                     refused.column("records").combine_chunks().cast(pa.int64())]),
+        "reason": pa.array([reason] * shared.num_rows + refused.column("reason").to_pylist(), pa.string()),
+    })
 
     # Values are numbered in the engine (in no particular order: only records' ids name clusters).
     values = adapter.create_table(
@@ -105,10 +291,17 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
     record = arrow.column("idx").to_numpy().astype(np.int64)
     value = arrow.column("vidx").to_numpy().astype(np.int64)
     n_values = int(value.max()) + 1 if len(value) else 0
+    level = arrow.column("level").to_numpy().astype(np.int8)
     limits = {i: k.limit for i, k in enumerate(keys) if k.limit}
-    labels, refused = cluster(
-        Edges(record, value, arrow.column("level").to_numpy().astype(np.int8), n_records, n_values), limits
-    )
+    link_pairs = np.zeros((0, 2), dtype=np.int64)
+    if links is not None and links.num_rows:
+        link_pairs = np.stack([links.column("idx_l").to_numpy().astype(np.int64),
+                               links.column("idx_r").to_numpy().astype(np.int64)], axis=1)
+    manual = _override_indices(adapter, staged, overrides or [])
+    if len(link_pairs) or manual:
+        record, value, level, n_values = _extra_edges(record, value, level, n_records, n_values, link_pairs,
+                                                      manual, len(keys))
+    labels, refused_by_limits = cluster(Edges(record, value, level, n_records, n_values), limits)
     del arrow, record, value
 
     comp = adapter.create_table(
@@ -138,7 +331,13 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
         "records": n_records,
         "unified": n_unified,
         "duplicates_merged": n_records - n_unified,
-        "shared_values": shared.num_rows,
-        "refused_by_limits": refused,
+        "shared_values": shared.num_rows - refused.num_rows,
+        "refused_by_limits": refused_by_limits,
     }
+    if refused.num_rows or any(k.guarded for k in keys):
+        counts["refused_by_guards"] = refused.num_rows
+    if links is not None:
+        counts["matched_pairs"] = len(link_pairs)
+    if overrides:
+        counts["overrides"] = len(manual)
     return Resolution(lineage=lineage, shared=shared, counts=counts)

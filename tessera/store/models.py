@@ -40,7 +40,10 @@ NAMING_CONVENTION = {
 CONFIG_KINDS = ("connection", "source", "dataset", "sync", "pipeline")
 """Kinds of configuration objects, in the order they are loaded (dependencies first)."""
 
-RUN_STATUSES = ("running", "succeeded", "failed", "killed")
+RUN_STATUSES = ("running", "succeeded", "failed", "killed", "interrupted", "cancelled")
+
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+"""States of a job of the server's writer queue; the last four are final."""
 
 
 def utcnow() -> datetime:
@@ -180,3 +183,45 @@ class State(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[Any | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Job(Base):
+    """A write (run, import, sync, apply) asked of the server, run on its one writer queue."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    log: Mapped[list[Any] | None] = mapped_column(JSON)
+    result: Mapped[Any | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[str | None] = mapped_column(String(255))
+    server_pid: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+IDENTITY_OVERRIDE_KINDS = ("merge", "split", "reject")
+
+
+class IdentityOverride(Base):
+    """A manual rule of identity resolution, kept across runs and re-imports: ``merge`` these source
+    records, ``split`` these records from the rest of their unified record, ``reject`` the match of a
+    pair. Accepting a pair of the review queue is a merge, rejecting it a reject (origin ``review``)."""
+
+    __tablename__ = "identity_overrides"
+    __table_args__ = (Index("ix_identity_overrides_dataset", "dataset"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    records: Mapped[Any] = mapped_column(JSON)  # list of source record ids (_tessera_record)
+    origin: Mapped[str] = mapped_column(String(16))  # manual or review
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -30,12 +30,15 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from tessera.store.models import (
     CONFIG_KINDS,
+    JOB_STATES,
     RUN_STATUSES,
     Base,
     ConfigObject,
     ConfigVersion,
     Counter,
+    IdentityOverride,
     ImportedFile,
+    Job,
     Publication,
     Run,
     RunStep,
@@ -343,9 +346,9 @@ class MetadataStore:
         counts: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
-        """End a run with status succeeded, failed or killed. ``counts=None`` keeps the counts."""
+        """End a run with a final status (succeeded, failed, cancelled...). ``counts=None`` keeps the counts."""
         if status not in RUN_STATUSES or status == "running":
-            raise ValueError(f"cannot finish a run as {status!r}: use one of succeeded, failed, killed")
+            raise ValueError(f"cannot finish a run as {status!r}: use one of {', '.join(RUN_STATUSES[1:])}")
         counts = _json_value(counts, "run counts") if counts is not None else None
         with self._write() as session:
             run = session.get(Run, run_id)
@@ -385,7 +388,7 @@ class MetadataStore:
             return [self._run_dict(r) for r in session.scalars(query)]
 
     def mark_stale_runs(self, alive: Callable[[int], bool]) -> list[int]:
-        """Mark as killed the runs still 'running' whose process is gone; returns their ids.
+        """Mark as interrupted the runs still 'running' whose process is gone; returns their ids.
 
         ``alive(pid)`` tells whether a process is still running (e.g. ``psutil.pid_exists``).
         Runs without a pid are left alone.
@@ -404,11 +407,65 @@ class MetadataStore:
                 result = session.execute(
                     update(Run)
                     .where(Run.id == run_id, Run.status == "running")
-                    .values(status="killed", finished_at=now, error=f"process {pid} ended before the run finished")
+                    .values(status="interrupted", finished_at=now,
+                            error=f"process {pid} ended before the run finished (killed or crashed); "
+                                  "the last publication is intact")
                 )
                 if result.rowcount:
                     marked.append(run_id)
         return marked
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def add_job(self, kind: str, params: dict[str, Any] | None, *, requested_by: str | None = None,
+                server_pid: int | None = None) -> dict[str, Any]:
+        """Record a new job of the writer queue, queued."""
+        params = _json_value(params, "job parameters") if params is not None else None
+        with self._write() as session:
+            job = Job(kind=kind, params=params, state="queued", created_at=utcnow(), requested_by=requested_by,
+                      server_pid=server_pid, log=[])
+            session.add(job)
+            session.flush()
+            return _as_dict(job)
+
+    def update_job(self, job_id: int, **fields: Any) -> dict[str, Any]:
+        """Change a job's state, progress, log, result or error; returns the job."""
+        if "state" in fields and fields["state"] not in JOB_STATES:
+            raise ValueError(f"unknown job state {fields['state']!r}: use one of {', '.join(JOB_STATES)}")
+        for key in ("progress", "log", "result"):
+            if key in fields and fields[key] is not None:
+                fields[key] = _json_value(fields[key], f"job {key}")
+        with self._write() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise KeyError(f"job {job_id} does not exist")
+            for key, value in fields.items():
+                setattr(job, key, value)
+            session.flush()
+            return _as_dict(job)
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        with self._read() as session:
+            job = session.get(Job, job_id)
+            return _as_dict(job) if job is not None else None
+
+    def list_jobs(self, limit: int = 50, *, states: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The latest jobs, newest first."""
+        query = select(Job).order_by(Job.id.desc()).limit(limit)
+        if states is not None:
+            query = query.where(Job.state.in_(list(states)))
+        with self._read() as session:
+            return [_as_dict(j) for j in session.scalars(query)]
+
+    def interrupt_jobs(self, reason: str) -> list[int]:
+        """Mark every queued or running job as interrupted (a server that ended without finishing them)."""
+        with self._write() as session:
+            ids = list(session.scalars(select(Job.id).where(Job.state.in_(("queued", "running")))))
+            if ids:
+                session.execute(update(Job).where(Job.id.in_(ids))
+                                .values(state="interrupted", finished_at=utcnow(), error=reason,
+                                        error_code="interrupted"))
+            return ids
 
     # -- imported files -----------------------------------------------------------------------
 
@@ -621,6 +678,49 @@ class MetadataStore:
     def delete_state(self, scope: str, key: str) -> None:
         with self._write() as session:
             session.execute(delete(State).where(State.scope == scope, State.key == key))
+
+    # -- identity overrides --------------------------------------------------------------------
+
+    def add_identity_override(self, dataset: str, kind: str, records: list[str], *, origin: str = "manual",
+                              note: str | None = None, created_by: str | None = None) -> dict[str, Any]:
+        """Record a manual rule; the rules it contradicts are removed (the newest decision wins):
+        a merge removes the splits that separate its records and the rejects of its pairs, a split
+        the merges and rejects that cross it, a reject the merges of both its records."""
+        recs = sorted(set(records))
+
+        def add(session: Session) -> dict[str, Any]:
+            mine = set(recs)
+            for row in session.scalars(select(IdentityOverride).where(IdentityOverride.dataset == dataset)):
+                theirs = set(row.records)
+                if kind == "merge":
+                    crosses = row.kind == "split" and 0 < len(theirs & mine) < len(mine)
+                    if crosses or (row.kind == "reject" and theirs <= mine):
+                        session.delete(row)
+                elif kind == "split":
+                    crosses = row.kind in ("merge", "reject") and 0 < len(theirs & mine) < len(theirs)
+                    if crosses or (row.kind == "split" and theirs == mine):
+                        session.delete(row)
+                elif kind == "reject" and row.kind in ("merge", "reject") and mine <= theirs:
+                    session.delete(row)
+            row = IdentityOverride(dataset=dataset, kind=kind, records=recs, origin=origin, note=note,
+                                   created_by=created_by, created_at=utcnow())
+            session.add(row)
+            session.flush()
+            return _as_dict(row)
+
+        return self._write_retrying(add)
+
+    def list_identity_overrides(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        """Identity overrides, oldest first (the order they are applied in)."""
+        with self._read() as session:
+            q = select(IdentityOverride).order_by(IdentityOverride.id)
+            if dataset is not None:
+                q = q.where(IdentityOverride.dataset == dataset)
+            return [_as_dict(r) for r in session.scalars(q)]
+
+    def delete_identity_override(self, override_id: int) -> bool:
+        with self._write() as session:
+            return session.execute(delete(IdentityOverride).where(IdentityOverride.id == override_id)).rowcount > 0
 
 
 __all__ = ["MetadataStore", "Base", "MIGRATIONS_DIR"]

@@ -120,6 +120,8 @@ class Prepared:
         s = self.sync
         spec = {"dataset": s.dataset, "fields": self.fields, "filter": s.filter, "consent": self.consent,
                 "mode": s.mode}
+        if s.segment:
+            spec["segment"] = s.segment
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -255,6 +257,8 @@ def rows_to_send(ws, sync: SyncConfig, conn) -> Prepared:
             raise SyncError(f"{_where(sync)}: filter '{sync.filter}' gives {table[keep].type()} values, not true or "
                             "false; write a condition, e.g. country = 'FR'")
         table = table.filter(table[keep].fill_null(False)).drop(keep)
+    if sync.segment:
+        table = _segment_members(ws, sync, table)
     for channel, col in consent.items():
         table = table.filter(_opted_in(table[col], sync, channel, col))
     table = table.filter(table[sync.key].notnull())
@@ -264,6 +268,21 @@ def rows_to_send(ws, sync: SyncConfig, conn) -> Prepared:
     )
     types = {dest: mapped[dest].type() for dest in fields}
     return Prepared(sync, fields, key_field, consent, mapped, types, notes)
+
+
+def _segment_members(ws, sync: SyncConfig, table: ibis.Table) -> ibis.Table:
+    """The rows of ``table`` whose record is a member of the sync's segment (as of its last refresh)."""
+    from tessera.segments import MEMBERS
+
+    segment = next((s for s in ws.config.segments if s.name == sync.segment), None)
+    if segment is None:
+        raise SyncError(f"{_where(sync)}: unknown segment '{sync.segment}'; declare it under segments: and apply")
+    if not ws.adapter.exists(MEMBERS) or "tessera_id" not in table.columns:
+        raise SyncError(f"{_where(sync)}: segment '{sync.segment}' has no members yet; run the pipeline "
+                        "(tessera run) to compute them")
+    members = ws.adapter.table(MEMBERS)
+    members = members.filter(members.segment == sync.segment).select(_tessera_member=members.tessera_id)
+    return table.semi_join(members, table.tessera_id.cast("string") == members._tessera_member)
 
 
 def duplicate_keys(adapter, plan: ibis.Table) -> int:

@@ -302,6 +302,7 @@ class SyncJob:
                 and meta.get("destination") == prepared.destination_identity
                 and meta.get("failed") == 0 and isinstance(meta.get("rows"), int)
                 and not (sync.filter and VOLATILE.search(sync.filter))
+                and not sync.segment  # membership also changes after event loads, between publications
                 and self.adapter.exists(P.state_table_name(sync.name)))
         if same:
             result.planned = {**{op: 0 for op in (*P.CHANGES, "keep", "drop", "retried")}, "unchanged": meta["rows"]}

@@ -9,9 +9,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import orjson
 import pytest
-from collect_helpers import WRITE_KEY, by_id, events, rejects, wait_for
+from collect_helpers import WRITE_KEY, apply_through, by_id, events, rejects, wait_for
 
-from tessera.workspace import Workspace
 
 AUTH = (WRITE_KEY, "")
 
@@ -197,16 +196,14 @@ def test_write_keys_follow_the_configuration(make_server, tmp_path):
     path = make_workspace(tmp_path / "ws")
     server = make_server(path)
     assert post(server, "/v1/track", track(uid())).status_code == 200
-    with Workspace.open(path) as ws:
-        ws.apply({"connections": [{"name": "web", "type": "http", "write_key": WRITE_KEY},
-                                  {"name": "app", "type": "http", "write_key": "wk_app"}]})
+    apply_through(server, {"connections": [{"name": "web", "type": "http", "write_key": WRITE_KEY},
+                                           {"name": "app", "type": "http", "write_key": "wk_app"}]})
     # A new key works at once (an unknown key reloads the keys).
     app_id = uid("app")
     assert post(server, "/v1/track", track(app_id), auth=("wk_app", "")).status_code == 200
     # A rotated key: the old one is refused once the server noticed (it checks every few seconds).
-    with Workspace.open(path) as ws:
-        ws.apply({"connections": [{"name": "web", "type": "http", "write_key": "wk_rotated"},
-                                  {"name": "app", "type": "http", "write_key": "wk_app"}]})
+    apply_through(server, {"connections": [{"name": "web", "type": "http", "write_key": "wk_rotated"},
+                                           {"name": "app", "type": "http", "write_key": "wk_app"}]})
     wait_for(lambda: post(server, "/v1/track", track(uid())).status_code == 401, timeout=30,
              what="the old key to be refused")
     assert post(server, "/v1/track", track(uid()), auth=("wk_rotated", "")).status_code == 200
@@ -216,8 +213,10 @@ def test_write_keys_follow_the_configuration(make_server, tmp_path):
 
 
 def test_the_same_server_answers_the_rest_api(shared_server):
-    response = httpx.get(f"{shared_server.url}/api/status", timeout=60)
+    response = shared_server.api("GET", "/api/status")
     assert response.status_code == 200 and "datasets" in response.json()
+    anonymous = httpx.get(f"{shared_server.url}/api/status", timeout=60)
+    assert_error(anonymous, 401, "unauthorized", "local credential")
 
 
 def test_the_routes_are_documented(shared_server):

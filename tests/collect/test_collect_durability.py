@@ -3,7 +3,6 @@ the CLI runs the pipeline while the server is up."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import threading
@@ -66,14 +65,12 @@ def test_a_server_killed_under_load_loses_no_acknowledged_event(make_server, tmp
     # Kill it twice, at different points: while the log grows, and right after a restart's replay began.
     for round_, target in enumerate((6000, 3000)):
         server = make_server(path)
-        loader = server.loader()
         senders = Senders(server.url, f"r{round_}")
         wait_for(lambda: senders.count() >= target, timeout=120, what=f"{target} acknowledged events")
         server.kill()
         senders.stop()
         assert senders.refused == []
         acknowledged |= senders.acknowledged
-        loader.wait(timeout=120)  # orphaned, it loads what was synced and ends
 
     server = make_server(path)
     server.wait_loaded(timeout=120)
@@ -108,45 +105,36 @@ def test_tessera_run_works_while_the_server_collects(make_server, tmp_path):
     before.stop()
     server.wait_loaded()
 
+    # The server owns the workspace: the CLI's run is a job of its writer queue.
     run = subprocess.Popen([sys.executable, "-m", "tessera.cli.main", "-w", str(path), "run"], cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # Once the run holds the workspace, events keep being accepted; they are loaded after it.
-    wait_for(lambda: f"pid {run.pid}" in (path / ".lock").read_text() or run.poll() is not None,
-             what="the run to take the workspace")
+
+    def running_job():
+        jobs = server.api("GET", "/api/jobs").json()
+        return jobs and jobs[0]["kind"] == "run" and jobs[0]["state"] != "queued" or run.poll() is not None
+
+    wait_for(running_job, what="the run to start on the server")
+    # While it runs, events keep being accepted and loaded.
     during = Senders(server.url, "during", threads=2)
     wait_for(lambda: during.count() >= 500 or run.poll() is not None, timeout=120, what="events during the run")
     output, _ = run.communicate(timeout=600)
     during.stop()
     assert run.returncode == 0, output
-    assert "succeeded" in output
+    assert "sent to the server" in output and "succeeded" in output
     assert during.refused == [] and during.count() > 0
 
     server.wait_loaded()
     ids = {r["message_id"] for r in events(path)}
     assert before.acknowledged <= ids and during.acknowledged <= ids
-    with Workspace.open(path) as ws, ws.writing():
-        assert ws.adapter.count(ws.table("contacts")) == 200
-        ws.close()
-
-
-def test_a_loader_that_dies_is_started_again(make_server, tmp_path):
-    path = make_workspace(tmp_path / "ws")
-    server = make_server(path)
-    first = server.loader()
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=60)
-    senders = Senders(server.url, "after", threads=1)
-    wait_for(lambda: senders.count() >= 200, what="events")
-    senders.stop()
-    wait_for(lambda: server.loader().pid != first.pid, what="a new loader")
-    server.wait_loaded()
-    assert senders.acknowledged <= {r["message_id"] for r in events(path)}
+    status = server.api("GET", "/api/status").json()
+    assert {d["dataset"]: d["rows"] for d in status["datasets"]}["contacts"] == 200
+    assert server.api("GET", "/api/jobs").json()[0]["state"] == "succeeded"
 
 
 def test_a_second_server_on_the_same_workspace_is_refused(make_server, tmp_path):
     path = make_workspace(tmp_path / "ws")
     make_server(path)
-    second = subprocess.run([sys.executable, "-m", "tessera.collect.server", "--workspace", str(path),
+    second = subprocess.run([sys.executable, "-m", "tessera.api.server", "--workspace", str(path),
                              "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert second.returncode == 1
     assert "Error: the event log" in second.stderr and "already written by another process" in second.stderr

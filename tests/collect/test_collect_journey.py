@@ -3,11 +3,13 @@ a run stitches the journey, and a new event reaches the customer's profile while
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 import time
 
-import httpx
-from collect_helpers import WRITE_KEY, wait_for
+import pyarrow.parquet as pq
+from collect_helpers import ROOT, WRITE_KEY, wait_for
 
 from tessera.workspace import Workspace
 
@@ -71,15 +73,23 @@ def test_an_anonymous_journey_joins_the_customer_and_new_events_reach_the_profil
     assert errors == []
     server.wait_loaded()
 
-    with Workspace.open(path) as ws:  # a run while the server collects
-        ws.run()
-        ana = ws.table("contacts").filter(lambda t: t.customer_id == "C1").to_pyarrow().to_pylist()[0]
-        tid = ana["tessera_id"]
-        assert ana["anonymous_id"] == "dev-1" and ana["first_name"] == "Anna"
-        linked = ws.table("events").to_pyarrow().to_pylist()
-        assert {e["type"] for e in linked if e["tessera_contacts_id"] == tid} == {"page", "track", "identify"}
+    # A run while the server collects: the server owns the workspace, the CLI sends the run there.
+    run = subprocess.run([sys.executable, "-m", "tessera.cli.main", "run", "-w", str(path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "sent to the server" in run.stdout and "succeeded" in run.stdout, run.stdout + run.stderr
+    for name in ("contacts", "events"):  # read commands are answered by the server too
+        out = subprocess.run([sys.executable, "-m", "tessera.cli.main", "-w", str(path), "export-data", name,
+                              "-o", str(tmp_path / f"{name}.parquet")], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+    contacts = pq.read_table(tmp_path / "contacts.parquet").to_pylist()
+    ana = next(c for c in contacts if c["customer_id"] == "C1")
+    tid = ana["tessera_id"]
+    assert ana["anonymous_id"] == "dev-1" and ana["first_name"] == "Anna"
+    linked = pq.read_table(tmp_path / "events.parquet").to_pylist()
+    assert {e["type"] for e in linked if e["tessera_contacts_id"] == tid} == {"page", "track", "identify"}
 
-    profile = httpx.get(f"{server.url}/api/profiles/{tid}", timeout=30).json()
+    profile = server.api("GET", f"/api/profiles/{tid}").json()
     assert len(profile["events"]) == 3 and profile["pending_events"] == 0
 
     # A new event of the same device, acknowledged now, shows on the profile before any run.
@@ -88,7 +98,7 @@ def test_an_anonymous_journey_joins_the_customer_and_new_events_reach_the_profil
     assert errors == []
 
     def shown():
-        got = httpx.get(f"{server.url}/api/profiles/{tid}", timeout=30).json()
+        got = server.api("GET", f"/api/profiles/{tid}").json()
         return got if any(e.get("event") == "Checkout Started" for e in got["events"]) else None
 
     profile = wait_for(shown, timeout=60, what="the new event on the profile")

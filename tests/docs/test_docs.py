@@ -15,7 +15,8 @@ def test_every_setting_is_in_the_configuration_reference():
                 models.PostgresConnectionConfig, models.MySQLConnectionConfig, models.SQLiteConnectionConfig,
                 models.FTPConnectionConfig, models.SFTPConnectionConfig, models.BigQueryConnectionConfig,
                 models.WebhookConnectionConfig, models.HttpConnectionConfig, models.SyncConfig,
-                models.PipelineConfig):
+                models.PipelineConfig, models.MatchingConfig, models.ComparisonConfig,
+                models.SegmentConfig, models.ConditionConfig):
         for field, info in cls.model_fields.items():
             if f"`{info.alias or field}" not in DOC:
                 missing.append(f"{cls.__name__}.{field}")

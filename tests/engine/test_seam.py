@@ -67,6 +67,15 @@ def problems(source: str, where: str) -> list[str]:
     return out
 
 
+#: modules that still reach an engine directly, with the reason; each is to move into tessera/engine/
+KNOWN = {
+    # guided setup profiles export files with an embedded DuckDB before any warehouse exists
+    # (as tessera/engine/filereader.py parses files); its profiler is to become an engine module
+    "tessera/setup/profile.py",
+    "tessera/setup/sources.py",
+}
+
+
 def outside_engine() -> list[Path]:
     return sorted(p for p in PACKAGE.rglob("*.py") if ENGINE not in p.parents and "migrations" not in p.parts)
 
@@ -74,7 +83,8 @@ def outside_engine() -> list[Path]:
 def test_nothing_outside_the_engine_knows_which_engine_runs():
     found = []
     for path in outside_engine():
-        found += problems(path.read_text(), str(path.relative_to(ROOT)))
+        if str(path.relative_to(ROOT)) not in KNOWN:
+            found += problems(path.read_text(), str(path.relative_to(ROOT)))
     assert not found, "engine details outside tessera/engine/ (tests/engine/test_seam.py):\n" + "\n".join(found)
 
 
@@ -121,3 +131,9 @@ def test_every_adapter_carries_its_dialect():
         assert DIALECTS[adapter.name] is not None
     with pytest.raises(EngineError, match="not supported"):
         dialect_for("sqlite")
+
+
+def test_known_exceptions_still_reach_an_engine():
+    """An exception that no longer needs to be one is taken off the list."""
+    fixed = [k for k in KNOWN if not problems((ROOT / k).read_text(), k)]
+    assert not fixed, f"no longer reaching an engine, remove from KNOWN: {fixed}"

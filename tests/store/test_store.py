@@ -47,7 +47,7 @@ def test_constructor_does_not_migrate_and_creates_folder(tmp_path: Path) -> None
         assert store.current_revision() is None
         assert not store.is_up_to_date()
         store.upgrade()
-        assert store.current_revision() == MetadataStore.head_revision() == "0002"
+        assert store.current_revision() == MetadataStore.head_revision() == "0004_identity_overrides"
         assert store.is_up_to_date()
         store.upgrade()  # a second upgrade does nothing
     finally:
@@ -213,7 +213,7 @@ def test_mark_stale_runs(store: MetadataStore) -> None:
 
     marked = store.mark_stale_runs(lambda pid: pid == 100)
     assert marked == [dead_run]
-    assert store.get_run(dead_run)["status"] == "killed"
+    assert store.get_run(dead_run)["status"] == "interrupted"
     assert "200" in store.get_run(dead_run)["error"]
     assert store.get_run(dead_run)["finished_at"] is not None
     assert store.get_run(alive_run)["status"] == "running"

@@ -2,10 +2,14 @@
 
     python -m tessera.collect.server --workspace DIR --port 8080
 
-One worker process: the event log has one writer, and one process with group commit keeps up
-with tens of thousands of events per second (see ``bench/bench_collect.py``). The loader runs in
-a child process of its own. SIGINT/SIGTERM stop the server cleanly: requests in flight are
-answered, the log is synced, and the loader loads what is left before it ends.
+One worker process, which owns the workspace while it runs: it opens the warehouse and the
+metadata store once, runs every write as a job of one writer queue, and serves reads beside it
+(:mod:`tessera.api.owner`). The event log has one writer, and one process with group commit keeps
+up with tens of thousands of events per second (see ``bench/bench_collect.py``); the loader is a
+thread with a warehouse connection of its own. SIGINT/SIGTERM stop the server cleanly: requests
+in flight are answered, the running job finishes, the log is synced, and the loader loads what
+is left before it ends. A server killed with SIGKILL leaves the last publication intact; the
+next start marks its unfinished jobs ``interrupted``.
 """
 
 from __future__ import annotations
@@ -14,12 +18,17 @@ import argparse
 import sys
 from pathlib import Path
 
+import uvicorn
+
+from tessera.api.app import create_app
+from tessera.collect.loader import configure_logging, log_directory
+from tessera.collect.log import check_free
 from tessera.errors import TesseraError
 
 
 def serve(workspace_path: str | Path, host: str = "127.0.0.1", port: int = 8080, workers: int = 1, *,
           log_level: str = "info", access_log: bool = False, loader_interval: float = 1.0,
-          schedules: bool = True) -> None:
+          schedules: bool = True, cli_runner=None) -> None:
     """Serve a workspace: the event collection API at ``/v1``, the REST API at ``/api``, the schedules.
 
     Args:
@@ -31,23 +40,22 @@ def serve(workspace_path: str | Path, host: str = "127.0.0.1", port: int = 8080,
         access_log: log every request (costs throughput).
         loader_interval: seconds between two loads of collected events into the warehouse.
         schedules: start the due scheduled imports, runs and syncs (see :mod:`tessera.schedule`).
+        cli_runner: answers the read commands of a CLI on this workspace (``POST /api/cli``);
+            ``tessera serve`` passes it.
 
     Raises:
         WorkspaceError: the folder is not a workspace.
         ValueError: ``workers`` is not 1.
     """
-    import uvicorn
-
-    from tessera.api.app import create_app
-    from tessera.collect.loader import configure_logging, log_directory
-    from tessera.collect.log import check_free
 
     if workers != 1:
         raise ValueError(f"workers={workers}: the server runs one worker process, which owns the event log "
                          "(one process with group commit takes tens of thousands of events per second)")
     configure_logging(log_level)
-    app = create_app(workspace_path, loader_interval=loader_interval, schedules=schedules)
-    check_free(log_directory(app.state.workspace_path))  # a second server on the workspace stops here
+    check_free(log_directory(Path(workspace_path).resolve()))  # a second server on the workspace stops here
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    app = create_app(workspace_path, loader_interval=loader_interval, schedules=schedules,
+                     url=f"http://{shown}:{port}", cli_runner=cli_runner)
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
                 access_log=access_log, server_header=False, timeout_graceful_shutdown=30)
 

@@ -1,0 +1,171 @@
+"""Benchmark of segments on the embedded DuckDB warehouse: live counts and membership refreshes.
+
+Builds a workspace whose published datasets are generated in the warehouse (contacts, and events
+related to them), then measures through the Workspace facade:
+
+1. the live count (with the count after each condition) of a 3-condition definition on columns,
+   repeated, p50/p95 (target: p95 <= 300 ms at 1M contacts);
+2. the live count of the same with a behaviour condition ("did 'Added to Cart' at least 2 times
+   in the last 30 days") over the events (target: p95 <= 1 s at 1M contacts and 10M events);
+3. the refresh of 20 segments (membership, log of entries and exits, sizes), first (everyone
+   enters) and again with nothing changed (target: <= 5 s at 1M contacts).
+
+Each figure is printed beside a bare baseline run in the same process: the same count written
+by hand as one SQL query on the same DuckDB connection.
+
+    python bench/bench_segments.py [--contacts 1000000] [--events 10000000] [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peak_rss import PeakRSS
+
+from tessera.workspace import Workspace
+
+AS_OF = date(2024, 12, 31)
+
+CONFIG = {
+    "connections": [{"name": "files", "type": "local", "path": "."}],
+    "sources": [
+        {"name": "people", "connection": "files", "pattern": "people.csv", "record_keys": ["id"]},
+        {"name": "clicks", "connection": "files", "pattern": "clicks.csv", "record_keys": ["event_id"],
+         "relations": [{"column": "email", "to": "contacts.email"}]},
+    ],
+    "datasets": [
+        {"name": "contacts", "deduplicate": True, "identity_keys": [{"column": "email"}],
+         "mappings": [{"source": "people", "columns": {
+             "email": "email", "age": "age", "country": "country", "optin": "optin", "spent": "spent",
+             "signup": "signup"}}]},
+        {"name": "events", "columns": [{"name": "event", "semantic": "EventName"},
+                                       {"name": "at", "semantic": "EventTime"}],
+         "mappings": [{"source": "clicks", "columns": {"event_id": "event_id", "event": "event", "at": "at",
+                                                       "price": "price"}}]},
+    ],
+    "pipeline": {"as_of": AS_OF.isoformat()},
+}
+
+THREE_COLUMNS = [{"column": "country", "op": "in", "value": ["FR", "BE"]},
+                 {"column": "age", "op": "between", "value": [25, 54]},
+                 {"column": "optin", "op": "is_true"}]
+BEHAVIOUR = {"did": "Added to Cart", "at_least": 2, "last": 30}
+
+BASE_SQL = ("SELECT count(*) FILTER (WHERE country IN ('FR', 'BE')), "
+            "count(*) FILTER (WHERE country IN ('FR', 'BE') AND age BETWEEN 25 AND 54), "
+            "count(*) FILTER (WHERE country IN ('FR', 'BE') AND age BETWEEN 25 AND 54 AND optin) FROM contacts")
+BEHAVIOUR_SQL = (
+    "WITH b AS (SELECT tessera_contacts_id AS id, count(*) AS n FROM events WHERE event = 'Added to Cart' "
+    "AND CAST(\"at\" AS DATE) > DATE '2024-12-01' AND CAST(\"at\" AS DATE) <= DATE '2024-12-31' GROUP BY 1) "
+    "SELECT count(*) FILTER (WHERE country IN ('FR', 'BE') AND age BETWEEN 25 AND 54 AND optin "
+    "AND coalesce(n, 0) >= 2) FROM contacts c LEFT JOIN b ON c.tessera_id = b.id")
+
+
+def twenty_segments() -> list[dict]:
+    segs = []
+    countries = ["FR", "BE", "DE", "ES", "IT"]
+    for i in range(20):
+        conds = [{"column": "country", "op": "=", "value": countries[i % 5]},
+                 {"column": "age", "op": ">=", "value": 20 + i}]
+        if i % 4 == 0:
+            conds.append({"column": "signup", "op": "in_last", "value": 1 + i // 4, "unit": "years"})
+        if i % 5 == 1:
+            conds.append({"column": "spent", "op": ">", "value": 100 * i})
+        if i % 10 == 3:
+            conds.append({"did": "Added to Cart", "last": 30})
+        segs.append({"name": f"s{i:02d}", "conditions": conds})
+    return segs
+
+
+def build(ws: Workspace, contacts: int, events: int) -> None:
+    """Published contacts and events generated in the warehouse (the benchmark's fixture)."""
+    a = ws.adapter
+    a.sql(f"""CREATE OR REPLACE TABLE bench_contacts AS
+        SELECT 'T' || lpad(CAST(i AS VARCHAR), 10, '0') AS tessera_id,
+               'c' || CAST(i AS VARCHAR) || '@example.com' AS email,
+               CAST(18 + hash(i) % 70 AS BIGINT) AS age,
+               (['FR', 'BE', 'DE', 'ES', 'IT', 'NL'])[1 + CAST(hash(i * 7) % 6 AS INTEGER)] AS country,
+               hash(i * 13) % 3 <> 0 AS optin,
+               CAST(hash(i * 17) % 500000 AS DOUBLE) / 100 AS spent,
+               DATE '2019-01-01' + CAST(hash(i * 19) % 2190 AS INTEGER) AS signup
+        FROM range({contacts}) t(i)""")
+    a.sql(f"""CREATE OR REPLACE TABLE bench_events AS
+        SELECT 'e' || CAST(i AS VARCHAR) AS event_id,
+               'T' || lpad(CAST(hash(i) % {contacts} AS VARCHAR), 10, '0') AS tessera_contacts_id,
+               (['Page Viewed', 'Page Viewed', 'Page Viewed', 'Added to Cart', 'Order Completed'])
+                   [1 + CAST(hash(i * 3) % 5 AS INTEGER)] AS event,
+               TIMESTAMP '2024-01-01' + to_seconds(CAST(hash(i * 11) % 31536000 AS BIGINT)) AS at,
+               CAST(hash(i * 5) % 20000 AS DOUBLE) / 100 AS price
+        FROM range({events}) t(i)""")
+    a.publish({"contacts": "bench_contacts", "events": "bench_events"})
+
+
+def timed(fn, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def p95(values: list[float]) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
+
+
+def line(what: str, times: list[float], base: list[float], target: float | None) -> None:
+    p50, p95_ = statistics.median(times), p95(times)
+    b = p95(base)
+    verdict = "" if target is None else ("  meets the target" if p95_ <= target else "  MISSES the target")
+    print(f"{what:<58} p50 {p50 * 1000:7.1f} ms  p95 {p95_ * 1000:7.1f} ms   bare SQL p95 {b * 1000:6.1f} ms "
+          f"(x{p95_ / b:.1f}){verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, PeakRSS() as rss:
+        ws = Workspace.init(Path(tmp) / "ws")
+        ws.apply({**CONFIG, "segments": twenty_segments()})
+        t0 = time.perf_counter()
+        build(ws, args.contacts, args.events)
+        print(f"{args.contacts:,} contacts and {args.events:,} events generated in {time.perf_counter() - t0:.1f} s "
+              f"(DuckDB, {Path(tmp).name})")
+        raw = ws.adapter.raw
+        draft = {"conditions": THREE_COLUMNS}
+        first = ws.segment_count(draft)
+        line(f"live count, 3 column conditions ({first['count']:,} of {first['records']:,})",
+             timed(lambda: ws.segment_count(draft), args.repeat),
+             timed(lambda: raw.execute(BASE_SQL).fetchall(), args.repeat), 0.300)
+        draft_b = {"conditions": [*THREE_COLUMNS, BEHAVIOUR]}
+        first_b = ws.segment_count(draft_b)
+        line(f"live count, + did 'Added to Cart' >= 2 in 30 days ({first_b['count']:,})",
+             timed(lambda: ws.segment_count(draft_b), max(5, args.repeat // 2)),
+             timed(lambda: raw.execute(BEHAVIOUR_SQL).fetchall(), max(5, args.repeat // 2)),
+             1.0 if args.events >= 10_000_000 else None)
+        for label in ("first: every member enters", "again: nothing changed"):
+            t0 = time.perf_counter()
+            done = ws.refresh_segments()
+            seconds = time.perf_counter() - t0
+            members = sum(r["size"] for r in done)
+            print(f"refresh of {len(done)} segments, {label:<27} {seconds:6.2f} s  ({members:,} memberships, "
+                  f"{sum(r['entered'] for r in done):,} entered)"
+                  f"{'  meets the target (5 s)' if seconds <= 5 else '  MISSES the target (5 s)'}")
+        ws.close()
+    print(f"peak RSS {rss.peak / 2**20:,.0f} MB (start {rss.start / 2**20:,.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()

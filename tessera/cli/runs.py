@@ -1,0 +1,80 @@
+"""Runs and imports: ``tessera run``, ``tessera import``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from tessera.cli.common import app, console, open_workspace, progress_bars, server, follow_job
+from tessera.pipeline import RunResult
+
+def print_run(result) -> None:
+    steps = Table(title=f"Run {result.run_id}: {result.status} in {result.seconds:.2f} s")
+    for col in ("step", "seconds", "counts"):
+        steps.add_column(col)
+    for s in result.steps:
+        counts = ", ".join(f"{k}={v}" for k, v in s.items() if k not in ("step", "seconds"))
+        steps.add_row(s["step"], f"{s['seconds']:.2f}", counts)
+    console.print(steps)
+    src = Table(title="Sources")
+    for col in ("source", "new files", "rows read", "staged", "rejected"):
+        src.add_column(col, justify="right" if col != "source" else "left")
+    for name, c in result.sources.items():
+        src.add_row(name, str(c.get("files_new", 0)), str(c.get("rows_read", 0)), str(c.get("staged", "")),
+                    str(c.get("rejected", "")))
+    console.print(src)
+    ds = Table(title="Datasets")
+    for col in ("dataset", "source records", "unified", "duplicates merged", "shared values"):
+        ds.add_column(col, justify="right" if col != "dataset" else "left")
+    for name, c in result.datasets.items():
+        ds.add_row(name, str(c.get("records", "")), str(c.get("rows", "")), str(c.get("duplicates_merged", "")),
+                   str(c.get("shared_values", "")))
+    console.print(ds)
+    for name, c in result.datasets.items():
+        if c.get("refused_by_guards") or "matched_pairs" in c:
+            console.print(f"{name}: {c.get('refused_by_guards', 0)} shared value(s) refused by guards"
+                          + (f", {c['matched_pairs']} pair(s) merged by matching, {c.get('review_pairs', 0)} to "
+                             f"review, {c.get('refused_pairs', 0)} refused" if "candidate_pairs" in c else ""),
+                          markup=False, highlight=False)
+        if c.get("aggregates") or c.get("scores") or c.get("predictive"):
+            console.print(f"{name}: {c.get('aggregates', 0)} aggregate(s), {c.get('scores', 0)} score group(s)"
+                          + (f", predictive {c['predictive']}" if c.get("predictive") else ""),
+                          markup=False, highlight=False)
+
+
+@app.command()
+def run() -> None:
+    """Import new files, unify the datasets and publish them (through the server when one runs)."""
+    client = server()
+    if client is not None:
+        job = follow_job(client, "run", {})
+        print_run(RunResult(**job["result"]))
+        return
+    with open_workspace() as ws:
+        bar, update = progress_bars()
+        with bar:
+            result = ws.run(progress=update)
+        print_run(result)
+
+
+@app.command("import")
+def import_(sources: Optional[list[str]] = typer.Argument(None, help="Sources to import (default: all).")) -> None:
+    """Import the new data of sources (files, database rows) without running the pipeline."""
+    client = server()
+    if client is not None:
+        per_source = follow_job(client, "import", {"sources": sources or None})["result"]
+    else:
+        with open_workspace() as ws:
+            bar, update = progress_bars()
+            with bar:
+                per_source = ws.import_sources(sources or None, progress=update)
+    t = Table(title="Import")
+    for col in ("source", "new batches", "skipped", "rows read", "rejected"):
+        t.add_column(col, justify="left" if col == "source" else "right")
+    for name, c in per_source.items():
+        t.add_row(name, str(c["files_new"]), str(c["files_skipped"]), str(c["rows_read"]), str(c["rejected_on_read"]))
+    console.print(t)
+
+

@@ -1,0 +1,200 @@
+"""Segment membership: recomputed in the warehouse, with an append-only log of entries and exits.
+
+Three warehouse tables, all written set-based (``INSERT ... SELECT`` or one ``CREATE ... AS``):
+
+``_tessera_segment_members``
+    the current members: ``segment``, ``tessera_id``, ``entered_at``, ``version`` (the definition
+    version they entered under). Replaced at each refresh.
+``_tessera_segment_log``
+    one row per entry or exit, never changed: ``segment``, ``tessera_id``, ``change`` (``entered`` or
+    ``exited``), ``entered_at``, ``exited_at`` (NULL for an entry), ``version``, ``exit_condition``
+    (for an exit: the first top-level condition that stopped holding, or why the record left).
+``_tessera_segment_sizes``
+    one row per segment and refresh: ``segment``, ``refreshed_at``, ``size``, ``entered``, ``exited``,
+    ``version``: the size of a segment over time.
+
+A refresh compares the records for which the definition holds now with the current members:
+records found only now entered, records found only before exited. The definition version is a
+counter kept in the metadata store, increased when the definition changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import ibis
+import ibis.expr.datatypes as dt
+import pyarrow as pa
+
+from tessera.config.models import SegmentConfig, WorkspaceConfig
+from tessera.errors import ConfigError
+from tessera.segments.compile import TID, Context, compile_segment
+
+MEMBERS = "_tessera_segment_members"
+LOG = "_tessera_segment_log"
+SIZES = "_tessera_segment_sizes"
+WORK = "_tessera_segw_members"
+VERSION_SCOPE = "segment_versions"
+
+MEMBERS_SCHEMA = ibis.schema({"segment": dt.string, TID: dt.string, "entered_at": dt.timestamp,
+                              "version": dt.int64})
+LOG_SCHEMA = ibis.schema({"segment": dt.string, TID: dt.string, "change": dt.string, "entered_at": dt.timestamp,
+                          "exited_at": dt.timestamp, "version": dt.int64, "exit_condition": dt.string})
+SIZES_SCHEMA = pa.schema([("segment", pa.string()), ("refreshed_at", pa.timestamp("us")), ("size", pa.int64()),
+                          ("entered", pa.int64()), ("exited", pa.int64()), ("version", pa.int64())])
+
+LEFT_DATASET = "the record left the dataset (merged into another or removed)"
+
+
+@dataclass
+class Refreshed:
+    segment: str
+    size: int
+    entered: int
+    exited: int
+    version: int
+    skipped: str | None = None  # why the segment was not refreshed (it kept its members)
+
+
+def definition_hash(segment: SegmentConfig) -> str:
+    spec = segment.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+    spec.pop("description", None)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def definition_version(store, segment: SegmentConfig, *, bump: bool = True) -> int:
+    """The version of ``segment``'s definition: 1 at first, +1 each time it changes."""
+    h = definition_hash(segment)
+    state = store.get_state(VERSION_SCOPE, segment.name) or {}
+    if state.get("hash") == h:
+        return int(state["version"])
+    version = int(state.get("version", 0)) + 1
+    if bump:
+        store.set_state(VERSION_SCOPE, segment.name, {"hash": h, "version": version})
+    return version
+
+
+def _empty(schema: ibis.Schema) -> pa.Table:
+    return pa.Table.from_pylist([], schema=schema.to_pyarrow())
+
+
+def _conform(t: ibis.Table, schema: ibis.Schema) -> ibis.Table:
+    """``t`` with the columns of ``schema``, in its order and types (a union needs equal schemas)."""
+    return t.select(**{n: t[n].cast(typ) for n, typ in schema.items()})
+
+
+def ensure_tables(adapter) -> None:
+    if not adapter.exists(MEMBERS):
+        adapter.create_table(MEMBERS, _empty(MEMBERS_SCHEMA))
+    if not adapter.exists(LOG):
+        adapter.create_table(LOG, _empty(LOG_SCHEMA))
+
+
+def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime | None = None) -> list[Refreshed]:
+    """Recompute the membership of the segments (all, or ``names``) and log who entered and left.
+
+    Args:
+        ctx: the compilation context (published tables, the date windows end at).
+        store: the metadata store (definition versions).
+        names: the segments to refresh (default: all).
+        now: the time of the entries and exits (default: now, UTC).
+    """
+    adapter, config = ctx.adapter, ctx.config
+    now = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None, microsecond=0)
+    todo = [s for s in config.segments if names is None or s.name in names]
+    ensure_tables(adapter)
+    members = adapter.table(MEMBERS)
+    configured = [s.name for s in config.segments]
+    at = ibis.literal(now, dt.timestamp)
+    # The new members and the log's new rows go to work tables one segment at a time (small
+    # statements; one union of every segment would make one very deep query).
+    for name in (WORK, f"{WORK}_log"):
+        adapter.drop_table(name)
+    versions: dict[str, int] = {}
+    skipped: dict[str, str] = {}
+    for seg in todo:
+        try:
+            compiled = compile_segment(ctx, seg)
+        except ConfigError as exc:
+            # e.g. a predictive score column missing this run: the segment keeps its members
+            skipped[seg.name] = "; ".join(exc.problems)
+            continue
+        version = definition_version(store, seg)
+        versions[seg.name] = version
+        t = compiled.table
+        flags = {f"_tessera_c{i}": c for i, c in enumerate(compiled.conditions)}
+        # One pass over the dataset: each record's id, whether it is a member, and each top-level
+        # condition (the reason of an exit), kept in a work table for the statements below.
+        evaluated = adapter.create_table(f"{WORK}_eval", t.select(
+            _tessera_id=t[TID].cast("string"), _tessera_in=compiled.where, **flags), temp=True)
+        current = evaluated.filter(evaluated._tessera_in).select("_tessera_id")
+        old = members.filter(members.segment == seg.name)
+        kept = current.left_join(old, current._tessera_id == old[TID])
+        adapter.append_query(WORK, temp=True, expr=_conform(kept.select(
+            segment=ibis.literal(seg.name, dt.string), **{TID: kept._tessera_id},
+            entered_at=ibis.coalesce(kept.entered_at, at),
+            version=ibis.coalesce(kept.version, ibis.literal(version, dt.int64))), MEMBERS_SCHEMA))
+        entered = current.anti_join(old, current._tessera_id == old[TID])
+        entries = _conform(entered.select(
+            segment=ibis.literal(seg.name, dt.string), **{TID: entered._tessera_id},
+            change=ibis.literal("entered", dt.string), entered_at=at, exited_at=ibis.null(dt.timestamp),
+            version=ibis.literal(version, dt.int64), exit_condition=ibis.null(dt.string)), LOG_SCHEMA)
+        exited = old.anti_join(current, old[TID] == current._tessera_id)
+        why = exited.left_join(evaluated, exited[TID] == evaluated._tessera_id)
+        branches = [(why._tessera_in.isnull(), LEFT_DATASET)]
+        if seg.match == "all":
+            branches += [(~why[f"_tessera_c{i}"], label) for i, label in enumerate(compiled.labels)]
+            otherwise = "the definition changed"
+        else:
+            otherwise = "none of the conditions holds"
+        exits = _conform(why.select(
+            segment=ibis.literal(seg.name, dt.string), **{TID: why[TID]},
+            change=ibis.literal("exited", dt.string), entered_at=why.entered_at, exited_at=at,
+            version=ibis.literal(version, dt.int64), exit_condition=ibis.cases(*branches, else_=otherwise)),
+            LOG_SCHEMA)
+        adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False), temp=True)
+        adapter.drop_table(f"{WORK}_eval")
+    untouched = members.filter(~members.segment.isin([s.name for s in todo if s.name not in skipped] or [""])
+                               & members.segment.isin(configured or [""]))
+    adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA), temp=True)
+    changes: dict[tuple[str, str], int] = {}
+    if adapter.exists(f"{WORK}_log"):
+        work_log = adapter.table(f"{WORK}_log")
+        changes = {(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
+            work_log.group_by(["segment", "change"]).agg(n=work_log.count())).to_pylist()}
+        # The log first (it was computed from the current members), then the members are replaced.
+        adapter.append_query(LOG, work_log)
+        adapter.drop_table(f"{WORK}_log")
+    adapter.create_table(MEMBERS, adapter.table(WORK))
+    adapter.drop_table(WORK)
+    out: list[Refreshed] = []
+    if todo:
+        m = adapter.table(MEMBERS)
+        m = m.filter(m.segment.isin([s.name for s in todo]))
+        sizes = {r["segment"]: int(r["n"]) for r in adapter.to_arrow(
+            m.group_by("segment").agg(n=m.count())).to_pylist()}
+        rows = []
+        for seg in todo:
+            if seg.name in skipped:
+                version = int((store.get_state(VERSION_SCOPE, seg.name) or {}).get("version", 0))
+                out.append(Refreshed(seg.name, sizes.get(seg.name, 0), 0, 0, version, skipped[seg.name]))
+                continue
+            r = Refreshed(seg.name, sizes.get(seg.name, 0), changes.get((seg.name, "entered"), 0),
+                          changes.get((seg.name, "exited"), 0), versions[seg.name])
+            out.append(r)
+            rows.append({"segment": r.segment, "refreshed_at": now, "size": r.size, "entered": r.entered,
+                         "exited": r.exited, "version": r.version})
+        if rows:
+            adapter.append(SIZES, pa.Table.from_pylist(rows, schema=SIZES_SCHEMA))
+    return out
+
+
+def event_segments(config: WorkspaceConfig) -> list[str]:
+    """The segments with a behaviour condition on an events dataset (fed by the collection API)."""
+    from tessera.segments.related import behaviour_datasets, is_events_dataset
+
+    return [s.name for s in config.segments
+            if any(is_events_dataset(config, d) for d in behaviour_datasets(config, s))]
