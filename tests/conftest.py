@@ -22,8 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from servers import MARIADB_MISSING, POSTGRES_MISSING, MariaDBServer, PostgresServer, ServerUnavailable  # noqa: E402
 
-from tessera.engine.connect import open_adapter  # noqa: E402
-from tessera.workspace import Workspace  # noqa: E402
 
 pytest_plugins = ["remote_fixtures"]  # FTP, FTPS and SFTP servers (tests/remote_fixtures.py)
 
@@ -205,6 +203,9 @@ def make_workspace(request: pytest.FixtureRequest, tmp_path: Path):
     when the test uses it (one test body on every engine), else DuckDB. ``run`` runs the pipeline
     once. Each call makes a new workspace (``tmp_path / "ws"``, then ``ws1``...) unless ``path``
     is given; every workspace made is closed after the test."""
+    # imported here: importing every module at collection would change what tests of the public API see
+    from tessera.workspace import Workspace
+
     made: list[Workspace] = []
 
     def make(config: str | dict | None = None, files: dict[str, str | bytes] | None = None, *,
@@ -237,6 +238,8 @@ def make_workspace(request: pytest.FixtureRequest, tmp_path: Path):
 @pytest.fixture
 def engine_adapter(engine: str, tmp_path: Path):
     """An adapter on the test's engine (the ``engine`` fixture), without a workspace; closed afterwards."""
+    from tessera.engine.connect import open_adapter
+
     (tmp_path / "warehouse").mkdir()
     adapter = open_adapter(engine, tmp_path / "warehouse")
     yield adapter
