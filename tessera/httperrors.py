@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
           409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
-          500: "internal_error", 503: "unavailable"}
+          429: "too_many_requests", 500: "internal_error", 503: "unavailable"}
 """Codes of the HTTP errors raised by the framework; Tessera's own errors carry theirs (tessera.errors)."""
 
 

@@ -44,6 +44,9 @@ class RunResult:
     sources: dict[str, dict] = field(default_factory=dict)
     datasets: dict[str, dict] = field(default_factory=dict)
     seconds: float = 0.0
+    # what the user should know though the run succeeded: refused files, links left out...
+    warnings: list[str] = field(default_factory=list)
+    refused: list[dict] = field(default_factory=list)  # {"source", "file", "reason", "kept"}
 
 
 class Pipeline:
@@ -55,6 +58,8 @@ class Pipeline:
         self.archive_dir = archive_dir
         self.progress = progress or (lambda *a: None)
         self.reveal = reveal or (lambda conn: conn)  # the connection with its secrets, for connectors
+        self.warnings: list[str] = []
+        self.refused: list[dict] = []
 
     def import_sources(self, names: list[str] | None = None) -> tuple[dict, dict[str, dict]]:
         """Import the new data of the sources (all, or ``names``): files, database rows, events.
@@ -63,7 +68,7 @@ class Pipeline:
         """
         conns = {c.name: c for c in self.config.connections}
         todo = [s for s in self.config.sources if names is None or s.name in names]
-        totals = {"files_new": 0, "files_skipped": 0, "rows_read": 0, "rows_rejected": 0}
+        totals = {"files_new": 0, "files_skipped": 0, "files_refused": 0, "rows_read": 0, "rows_rejected": 0}
         per_source: dict[str, dict] = {}
         for i, src in enumerate(todo):
             self.progress("import", src.name, i, len(todo))
@@ -76,6 +81,14 @@ class Pipeline:
                 res = import_source(self.adapter, self.store, src, self.reveal(conn), self.archive_dir)
             per_source[src.name] = {"files_new": res.files_new, "files_skipped": res.files_skipped,
                                     "rows_read": res.rows, "rejected_on_read": res.rejected}
+            refused = getattr(res, "refused", [])
+            if refused:
+                per_source[src.name]["files_refused"] = len(refused)
+                totals["files_refused"] += len(refused)
+                self.refused += [{"source": src.name, **r} for r in refused]
+            if getattr(res, "warnings", None):
+                per_source[src.name]["warnings"] = list(res.warnings)
+                self.warnings += res.warnings
             totals["files_new"] += res.files_new
             totals["files_skipped"] += res.files_skipped
             totals["rows_read"] += res.rows
@@ -234,7 +247,8 @@ class Pipeline:
             raise
         except Exception as exc:  # an engine failure: keep the message, the previous state stays
             raise RunError(f"The run failed: {exc}. The last published state is unchanged.") from exc
-        result.status = "succeeded"
+        result.warnings, result.refused = list(self.warnings), list(self.refused)
+        result.status = "succeeded with warnings" if result.warnings else "succeeded"
         result.seconds = time.perf_counter() - t0
         return result
 
@@ -260,6 +274,11 @@ class Pipeline:
             mine = mine[-1:]
         schema = self.store.get_source_schema(src.name)
         if not mine:
+            refused = [r for r in self.refused if r["source"] == src.name]
+            if refused:
+                raise RunError(f"Source '{src.name}' has no imported data: its only file(s) were refused "
+                               f"({'; '.join(r['file'] + ': ' + r['reason'] for r in refused[:3])}). They are kept "
+                               "aside; fix or replace them and run again. Nothing was published.")
             what = f"its pattern '{src.pattern}'" if src.pattern else f"its {'table' if src.table else 'query'}"
             raise RunError(f"Source '{src.name}' has no imported data yet (no imported file or table): check "
                            f"{what} and its connection '{src.connection}' (tessera connections test "

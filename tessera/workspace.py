@@ -248,19 +248,28 @@ class Workspace:
             raise ConfigError(f"unknown connection '{name}' (known: {', '.join(sorted(conns)) or 'none'})")
         return self.secrets.reveal(conns[name])
 
-    def apply(self, config: WorkspaceConfig | str | Path | dict) -> dict:
+    def apply(self, config: WorkspaceConfig | str | Path | dict | None, *, prune: bool = False) -> dict:
         """Replace the workspace configuration; return what changed per kind.
 
         Args:
             config: a WorkspaceConfig, a mapping, or the path of a YAML file.
+            prune: accept a configuration that declares nothing (an empty or comment-only file),
+                which removes every connection, source, dataset and sync; refused otherwise.
         """
+        origin = str(config) if isinstance(config, (str, Path)) else None
         if isinstance(config, (str, Path)):
             config = load_yaml(config)
-        elif isinstance(config, dict):
+        elif isinstance(config, dict) or config is None:
             config = parse_config(config)
         self._check_write_keys(config)
         config = self.secrets.seal(config)
         before = {(k, n): s for k, n, s in self.store.load_config()}
+        declared = config.connections or config.sources or config.datasets or config.syncs
+        if before and not declared and not prune:
+            raise ConfigError(
+                f"the configuration declares no connection, source, dataset or sync (an empty or comment-only "
+                f"file?); applying it would remove all {len(before)} object(s) of the workspace. Check the file, "
+                "or pass --prune (prune=True) to remove them all", origin=origin)
         objects = []
         for kind, items in (("connection", config.connections), ("source", config.sources),
                             ("dataset", config.datasets), ("sync", config.syncs), ("segment", config.segments)):
@@ -341,6 +350,8 @@ class Workspace:
         def work(pipeline: Pipeline, run_id: int):
             result = pipeline.run(run_id, import_files=import_files, as_of=as_of)
             counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
+            if result.warnings:  # the run's status stays "succeeded"; its counts say what to look at
+                counts["warnings"], counts["refused_files"] = result.warnings, result.refused
             return result, counts
 
         return self._recorded_run("pipeline", None, config, progress, work)
@@ -366,10 +377,15 @@ class Workspace:
             self.store.finish_run(run_id, "succeeded", counts=counts)
             return result
 
-    def import_sources(self, names: list[str] | None = None, *, progress: Progress | None = None) -> dict:
+    def import_sources(self, names: list[str] | None = None, *, progress: Progress | None = None,
+                       retry_refused: bool = False) -> dict:
         """Import the new data of sources (all, or ``names``) into the raw layer, without a run.
 
-        The next run unifies and publishes it. Returns the counts per source.
+        The next run unifies and publishes it. Returns the counts per source (with ``warnings``
+        and ``files_refused`` for a source whose files were refused).
+
+        Args:
+            retry_refused: forget the files refused before, so they are read again.
         """
         config = self.config
         known = {s.name for s in config.sources}
@@ -377,9 +393,17 @@ class Workspace:
         if unknown:
             raise ConfigError(f"unknown source(s) {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})")
         def work(pipeline: Pipeline, _run_id: int):
+            if retry_refused:
+                from tessera.sources.importer import forget_refused
+
+                for name in names or sorted(known):
+                    forget_refused(self.store, name)
             pipeline.collect_garbage()
             totals, per_source = pipeline.import_sources(names)
-            return per_source, {"sources": per_source, **totals}
+            counts = {"sources": per_source, **totals}
+            if pipeline.warnings:
+                counts["warnings"], counts["refused_files"] = pipeline.warnings, pipeline.refused
+            return per_source, counts
 
         return self._recorded_run("import", ",".join(names) if names else None, config, progress, work)
 
@@ -526,23 +550,31 @@ class Workspace:
         """Accept (merge from the next run on) or reject (never link) a pair of the review queue."""
         from tessera.identity.review import decide
 
-        return decide(self, self._deduplicated(dataset), record_l, record_r, accept=accept, user=user, note=note)
+        row = decide(self, self._deduplicated(dataset), record_l, record_r, accept=accept, user=user, note=note)
+        self.store.audit("identity.review", actor=user, target=f"override {row['id']}",
+                         details={"decision": "accept" if accept else "reject", "records": [record_l, record_r],
+                                  "dataset": row["dataset"]})
+        return row
 
     def identity_override(self, kind: str, records: list[str], *, dataset: str | None = None,
                           user: str | None = None, note: str | None = None) -> dict:
         """A manual rule kept across runs and re-imports: ``merge`` records, or ``split`` them off."""
         from tessera.identity.review import add_override
 
-        return add_override(self, self._deduplicated(dataset), kind, records, user=user, note=note)
+        row = add_override(self, self._deduplicated(dataset), kind, records, user=user, note=note)
+        self.store.audit(f"identity.{kind}", actor=user, target=f"override {row['id']}",
+                         details={"records": row["records"], "dataset": row["dataset"]})
+        return row
 
     def identity_overrides(self, dataset: str | None = None) -> list[dict]:
         """The stored overrides and review decisions, oldest first."""
         return self.store.list_identity_overrides(dataset)
 
-    def identity_remove_override(self, override_id: int) -> None:
+    def identity_remove_override(self, override_id: int, *, user: str | None = None) -> None:
         """Forget an override or a review decision (the next run no longer applies it)."""
         if not self.store.delete_identity_override(override_id):
             raise NotFoundError(f"no identity override {override_id}; list them with: tessera identity overrides")
+        self.store.audit("identity.override_removed", actor=user, target=f"override {override_id}")
 
     def export_data(self, dataset: str, path: str | Path, fmt: str | None = None) -> Path:
         """Write a published dataset to CSV or Parquet; return the file written."""
@@ -586,7 +618,7 @@ class Workspace:
         seg = next((s for s in config.segments if s.name == name), None)
         if seg is None:
             known = ", ".join(s.name for s in config.segments) or "none"
-            raise TesseraError(f"unknown segment '{name}' (segments: {known}); declare it under segments: and "
+            raise NotFoundError(f"unknown segment '{name}' (segments: {known}); declare it under segments: and "
                                "run tessera apply")
         return seg
 
@@ -672,7 +704,7 @@ class Workspace:
         wanted = columns or [c for c in data.columns if not c.startswith("_") and c != "tessera_id"]
         unknown = [c for c in wanted if c not in data.columns]
         if unknown:
-            raise TesseraError(f"unknown column(s) {', '.join(unknown)} of dataset '{seg.dataset}'")
+            raise UsageError(f"unknown column(s) {', '.join(unknown)} of dataset '{seg.dataset}'")
         data = data.select(_tessera_mid=data.tessera_id.cast("string"), **{c: data[c] for c in wanted})
         joined = m.left_join(data, m.tessera_id == data._tessera_mid).drop("_tessera_mid")
         rows = self.adapter.to_arrow(joined.order_by([ibis.desc("entered_at"), "tessera_id"]).limit(limit)).to_pylist()

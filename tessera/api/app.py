@@ -22,13 +22,18 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
+from tessera.api.auth import Sessions
 from tessera.api.errors import install_error_handlers
 from tessera.api.owner import WorkspaceOwner
 from tessera.api.routes import ROUTERS
 from tessera.collect.router import router as collect_router
 from tessera.collect.service import Collector
 from tessera.schedule import SchedulerService
+from tessera.users import Throttle, Users
 
 
 def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool = True,
@@ -74,10 +79,13 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
                 await service.stop()
             await asyncio.to_thread(owner.stop)
 
-    app = FastAPI(title="Tessera", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="Tessera", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Customer Data Platform: event collection (/v1), REST API (/api) and UI.")
     app.state.workspace_path = path
     app.state.owner = owner
+    app.state.users = Users(owner.workspace.store)
+    app.state.sessions = Sessions(owner.workspace.store)
+    app.state.throttle = Throttle()
     app.state.cli_runner = cli_runner
     app.state.services = []
     app.state.collector = None
@@ -86,6 +94,8 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
     if collect:
         app.state.collector = Collector(path, workspace=owner.workspace, loader=loader,
                                         loader_interval=loader_interval)
+        # Segments with event conditions follow the events as they load, between runs.
+        app.state.collector.loaded_callbacks.append(owner.refresh_event_segments_soon)
         app.state.services.append(app.state.collector)
         app.include_router(collect_router)
 
@@ -94,6 +104,7 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
             app.include_router(router)
     if schedules:
         app.state.services.append(SchedulerService(owner))
+    install_docs(app)
 
     @app.get("/health", tags=["server"])
     async def health() -> dict:
@@ -104,6 +115,38 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
         return out
 
     return app
+
+
+def docs_assets() -> Path:
+    """The folder of Swagger UI's and ReDoc's files, from the installed ``fastapi-offline`` package."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).resolve().parent / "static"
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` and ReDoc at ``/redoc``, served offline: their files come from an
+    installed package (``/docs/assets``), and the pages reference no other site."""
+    app.mount("/docs/assets", StaticFiles(directory=docs_assets()), name="docs-assets")
+    title = app.title
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{title} - API",
+                                   oauth2_redirect_url="/docs/oauth2-redirect",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon.png")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url, title=f"{title} - API",
+                              redoc_js_url="/docs/assets/redoc.standalone.js",
+                              redoc_favicon_url="/docs/assets/favicon.png", with_google_fonts=False)
 
 
 def _version() -> str:

@@ -23,8 +23,9 @@ from typing import Any, Callable, TypeVar
 
 import psutil
 
-from tessera.errors import NotFoundError, UsageError
+from tessera.errors import BusyError, NotFoundError, TesseraError, UsageError
 from tessera.jobs import JobContext, JobQueue
+from tessera.segments import event_segments
 from tessera.syncs import reset_sync
 from tessera.workspace import Workspace
 
@@ -53,9 +54,11 @@ class WorkspaceOwner:
         self.local_token = "tsl_" + secrets.token_urlsafe(32)
         self.jobs = JobQueue(self.workspace.store, {
             "run": self._run, "import": self._import, "sync": self._sync, "apply": self._apply,
-            "sync_reset": self._sync_reset,
-        }, on_cancel=self.workspace.adapter.interrupt)
+            "sync_reset": self._sync_reset, "segments_refresh": self._segments_refresh,
+            "segment_save": self._segment_save, "segment_delete": self._segment_delete,
+        }, on_cancel=self.workspace.adapter.interrupt, on_end=self._job_ended)
         self._started = False
+        self._event_refresh_queued = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -80,6 +83,25 @@ class WorkspaceOwner:
         os.replace(tmp, target)
         return target
 
+    def submit(self, kind: str, params: dict, *, by: str | None, client: str | None = None) -> dict:
+        """Queue a job asked by ``by`` (recorded in the audit log); the job, queued."""
+        job = self.jobs.submit(kind, params, requested_by=by)
+        self.workspace.store.audit(f"job.{kind}.submitted", actor=by, target=f"job {job['id']}",
+                                   details={"kind": kind, "params": _audited_params(params)}, client=client)
+        return job
+
+    def _job_ended(self, job: dict) -> None:
+        """The audit line of a finished job: its state, error, and for ``apply`` the configuration diff."""
+        details: dict[str, Any] = {"kind": job["kind"], "state": job["state"]}
+        if job.get("error"):
+            details["error"] = job["error"]
+        if job["kind"] == "apply" and isinstance(job.get("result"), dict):
+            details["diff"] = job["result"]
+        elif isinstance(job.get("result"), dict):
+            details["result"] = {k: v for k, v in job["result"].items() if isinstance(v, (int, float, str, bool))}
+        self.workspace.store.audit(f"job.{job['kind']}.finished", actor=job.get("requested_by"),
+                                   target=f"job {job['id']}", details=details)
+
     # ------------------------------------------------------------------ reading
     def read(self, fn: Callable[[Workspace], T]) -> T:
         """``fn(workspace)`` on a reader of the workspace (call it from a worker thread)."""
@@ -92,11 +114,48 @@ class WorkspaceOwner:
                                   as_of=date.fromisoformat(as_of) if as_of else None)
 
     def _import(self, params: dict, ctx: JobContext) -> Any:
-        return self.workspace.import_sources(params.get("sources") or None, progress=ctx)
+        return self.workspace.import_sources(params.get("sources") or None, progress=ctx,
+                                             retry_refused=bool(params.get("retry_refused", False)))
 
     def _sync(self, params: dict, ctx: JobContext) -> Any:
         ctx.check()
         return self.workspace.sync(params.get("syncs") or None, dry_run=bool(params.get("dry_run", False)))
+
+    def _segments_refresh(self, params: dict, ctx: JobContext) -> Any:
+        ctx.check()
+        if params.get("events_only"):
+            self._event_refresh_queued = False  # events loaded from now on need a refresh of their own
+            return self.workspace.refresh_event_segments()
+        return self.workspace.refresh_segments(params.get("segments") or None)
+
+    def _segment_save(self, params: dict, ctx: JobContext) -> Any:
+        return self.workspace.save_segment(params["definition"])
+
+    def _segment_delete(self, params: dict, ctx: JobContext) -> Any:
+        return self.workspace.delete_segment(params["name"])
+
+    def refresh_event_segments_soon(self, _load=None) -> None:
+        """After an event load: queue one refresh of the segments with event conditions, unless one
+        is queued already (loads every second would otherwise queue a refresh each)."""
+        if self._event_refresh_queued:
+            return
+        try:
+            if not event_segments(self.workspace.config):
+                return
+        except Exception:  # noqa: BLE001 - a configuration being changed: the next load tries again
+            return
+        self._event_refresh_queued = True
+        self.jobs.submit("segments_refresh", {"events_only": True}, requested_by="event loader")
+
+    def run_job(self, kind: str, params: dict, *, requested_by: str | None = None, timeout: float = 600) -> Any:
+        """Queue a job and wait for its end; its result, or its error raised with its code."""
+        by = str(requested_by) if requested_by is not None else None  # an email, or a Principal of the API
+        job = self.jobs.wait(self.submit(kind, params, by=by)["id"], timeout)
+        if job["state"] == "succeeded":
+            return job["result"]
+        if job["state"] in ("queued", "running"):
+            raise BusyError(f"job {job['id']} ({kind}) is still {job['state']}: follow it with GET /api/jobs/{job['id']}")
+        raise job_error(job)
 
     def _sync_reset(self, params: dict, ctx: JobContext) -> Any:
         name = params.get("sync")
@@ -107,11 +166,41 @@ class WorkspaceOwner:
 
     def _apply(self, params: dict, ctx: JobContext) -> Any:
         ctx.check()
+        prune = bool(params.get("prune", False))
         if params.get("path"):
-            return self.workspace.apply(Path(params["path"]))
+            return self.workspace.apply(Path(params["path"]), prune=prune)
         if isinstance(params.get("config"), dict):
-            return self.workspace.apply(params["config"])
+            return self.workspace.apply(params["config"], prune=prune)
         raise UsageError("an apply job needs 'path' (a YAML file on the server's machine) or 'config' (a mapping)")
+
+
+def _audited_params(params: dict) -> dict:
+    """A job's parameters as the audit log keeps them: a configuration given inline (which may hold
+    secrets) is named, not copied; its diff is recorded when the job ends."""
+    out = dict(params or {})
+    if isinstance(out.get("config"), dict):
+        out["config"] = f"(a configuration given inline: {', '.join(sorted(map(str, out['config']))) or 'empty'})"
+    return out
+
+
+def job_error(job: dict) -> TesseraError:
+    """The error of a failed or cancelled job, with the code and HTTP status of its class."""
+    by_code = {code: cls for cls in _error_classes() for code in (cls.code,)}
+    cls = by_code.get(job.get("error_code") or "", TesseraError)
+    error = TesseraError.__new__(cls)
+    Exception.__init__(error, job.get("error") or f"job {job['id']} {job['state']}")
+    if job.get("error_code") and cls is TesseraError:
+        error.code = job["error_code"]
+    return error
+
+
+def _error_classes() -> list[type[TesseraError]]:
+    out, todo = [], [TesseraError]
+    while todo:
+        cls = todo.pop(0)
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out
 
 
 def read_server_file(path: str | Path) -> dict | None:

@@ -15,6 +15,7 @@ next start marks its unfinished jobs ``interrupted``.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from pathlib import Path
 
@@ -23,7 +24,35 @@ import uvicorn
 from tessera.api.app import create_app
 from tessera.collect.loader import configure_logging, log_directory
 from tessera.collect.log import check_free
-from tessera.errors import TesseraError
+from tessera.errors import TesseraError, UsageError
+from tessera.users import Users
+from tessera.workspace import Workspace
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(workspace_path: str | Path, host: str) -> None:
+    """Refuse to listen beyond this machine while nobody can sign in as admin.
+
+    Raises:
+        UsageError: ``host`` is not a loopback address and the workspace has no admin.
+    """
+    if is_loopback(host):
+        return
+    with Workspace.open(workspace_path) as ws:
+        has_admin = Users(ws.store).has_admin()
+    if not has_admin:
+        raise UsageError(f"--host {host} opens the server beyond this machine, and the workspace has no admin yet: "
+                         "create one first with: tessera users create-admin --email you@example.com --password-stdin "
+                         "(or serve on 127.0.0.1)")
 
 
 def serve(workspace_path: str | Path, host: str = "127.0.0.1", port: int = 8080, workers: int = 1, *,
@@ -51,6 +80,7 @@ def serve(workspace_path: str | Path, host: str = "127.0.0.1", port: int = 8080,
     if workers != 1:
         raise ValueError(f"workers={workers}: the server runs one worker process, which owns the event log "
                          "(one process with group commit takes tens of thousands of events per second)")
+    check_exposure(workspace_path, host)
     configure_logging(log_level)
     check_free(log_directory(Path(workspace_path).resolve()))  # a second server on the workspace stops here
     shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host

@@ -19,10 +19,12 @@ import typer
 from tessera.cli.common import STATE, app, console, err
 from tessera.errors import ConnectionFailed, TesseraError, UsageError
 
-# Commands that never go to a running server: they make a workspace, serve it, or read no workspace.
-LOCAL = {"init", "demo", "serve", "scores", "jobs", "setup"}
+# Commands that never go to a running server: they make a workspace, serve it, or read no workspace;
+# users, tokens and audit touch only the metadata store, which is safe beside a server (and a
+# password read from stdin stays on this side).
+LOCAL = {"init", "demo", "serve", "scores", "jobs", "setup", "users", "tokens", "audit"}
 # Writes: the command itself sends a job to the running server (and shows its progress).
-JOBS = {"run", "import", "apply", "sync run", "sync reset", "schedule run"}
+JOBS = {"run", "import", "apply", "sync run", "sync reset", "schedule run", "segments refresh"}
 
 
 def normalize_argv(argv: list[str]) -> list[str]:
@@ -69,7 +71,7 @@ def command_of(argv: list[str]) -> str:
             i += 1
             continue
         words.append(arg)
-        if len(words) == 2 or words[0] not in ("sync", "schedule", "connections", "jobs", "scores", "identity", "setup"):
+        if len(words) == 2 or words[0] not in ("sync", "schedule", "connections", "jobs", "scores", "identity", "setup", "segments"):
             break
         i += 1
     return " ".join(words)
@@ -107,7 +109,14 @@ def _invoke(argv: list[str]) -> int:
             return exc.exit_code
         if isinstance(exc, click.exceptions.Abort):
             return 1
-        raise
+        if STATE["debug"]:
+            raise
+        # a bug of ours still ends in one line, not a traceback
+        detail = (str(exc).strip().splitlines() or [""])[0][:500]
+        err.print(f"Error: unexpected {type(exc).__name__}{': ' + detail if detail else ''}. This is a bug of "
+                  "Tessera, not of your input: rerun with --debug for the traceback and report it.",
+                  markup=False, highlight=False)
+        return 1
 
 
 _forward_lock = threading.Lock()

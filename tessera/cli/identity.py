@@ -90,7 +90,7 @@ def overrides(ctx: typer.Context, dataset: Optional[str] = DatasetOpt,
     """List the manual overrides and review decisions (or remove one)."""
     with _open(ctx) as ws:
         if remove is not None:
-            ws.identity_remove_override(remove)
+            ws.identity_remove_override(remove, user=_user(None))
             console.print(f"Override {remove} removed; the next run no longer applies it.")
             return
         rows = ws.identity_overrides(dataset)

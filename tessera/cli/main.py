@@ -23,6 +23,9 @@ from tessera.errors import TesseraError
 app.add_typer(identity_cli.app, name="identity")
 app.add_typer(setup_app, name="setup")
 app.add_typer(__import__("tessera.cli.segments", fromlist=["app"]).app, name="segments")
+app.add_typer(__import__("tessera.cli.users", fromlist=["app"]).app, name="users")
+app.add_typer(__import__("tessera.cli.tokens", fromlist=["app"]).app, name="tokens")
+app.add_typer(__import__("tessera.cli.audit", fromlist=["app"]).app, name="audit")
 
 
 def main(argv: list[str] | None = None) -> None:

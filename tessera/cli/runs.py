@@ -42,6 +42,18 @@ def print_run(result) -> None:
             console.print(f"{name}: {c.get('aggregates', 0)} aggregate(s), {c.get('scores', 0)} score group(s)"
                           + (f", predictive {c['predictive']}" if c.get("predictive") else ""),
                           markup=False, highlight=False)
+    print_warnings(result.warnings)
+    if result.refused:
+        console.print(f"{len(result.refused)} file(s) refused; the other files and sources were published. "
+                      "Fix or replace them and run again, or retry them as they are with: tessera import "
+                      + " ".join(sorted({r['source'] for r in result.refused})) + " --retry-refused",
+                      markup=False, highlight=False)
+
+
+def print_warnings(warnings: list[str]) -> None:
+    """What the user should look at although the work succeeded (refused files and how to retry)."""
+    for w in warnings:
+        console.print(f"Warning: {w}", markup=False, highlight=False)
 
 
 @app.command()
@@ -60,21 +72,25 @@ def run() -> None:
 
 
 @app.command("import")
-def import_(sources: Optional[list[str]] = typer.Argument(None, help="Sources to import (default: all).")) -> None:
+def import_(sources: Optional[list[str]] = typer.Argument(None, help="Sources to import (default: all)."),
+            retry_refused: bool = typer.Option(False, "--retry-refused",
+                                               help="Read again the files refused by earlier imports.")) -> None:
     """Import the new data of sources (files, database rows) without running the pipeline."""
     client = server()
     if client is not None:
-        per_source = follow_job(client, "import", {"sources": sources or None})["result"]
+        per_source = follow_job(client, "import", {"sources": sources or None,
+                                                   "retry_refused": retry_refused})["result"]
     else:
         with open_workspace() as ws:
             bar, update = progress_bars()
             with bar:
-                per_source = ws.import_sources(sources or None, progress=update)
+                per_source = ws.import_sources(sources or None, progress=update, retry_refused=retry_refused)
     t = Table(title="Import")
     for col in ("source", "new batches", "skipped", "rows read", "rejected"):
         t.add_column(col, justify="left" if col == "source" else "right")
     for name, c in per_source.items():
         t.add_row(name, str(c["files_new"]), str(c["files_skipped"]), str(c["rows_read"]), str(c["rejected_on_read"]))
     console.print(t)
+    print_warnings([w for c in per_source.values() for w in c.get("warnings", [])])
 
 

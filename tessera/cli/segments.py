@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tessera.cli.common import console, follow_job, open_workspace, server
+
 app = typer.Typer(help="Segments: saved audiences with live counts and a history of entries and exits.",
                   no_args_is_help=True)
-console = Console()
 
 
 def _open():
     """The command's workspace (the server's reader when the server answers the command)."""
-    from tessera.cli.common import open_workspace
-
     return open_workspace()
 
 
@@ -108,8 +106,12 @@ def history(name: str = typer.Argument(..., help="Segment name."),
 
 @app.command()
 def refresh(names: list[str] = typer.Argument(None, help="Segments to refresh (default: all).")) -> None:
-    """Recompute segment membership now, without a run."""
-    with _open() as ws:
-        done = ws.refresh_segments(names or None)
+    """Recompute segment membership now, without a run (a job of the server when one runs)."""
+    client = server()
+    if client is not None:
+        done = follow_job(client, "segments_refresh", {"segments": names or None}, bars=False)["result"]
+    else:
+        with _open() as ws:
+            done = ws.refresh_segments(names or None)
     for r in done:
         console.print(f"{r['segment']}: {r['size']} member(s), {r['entered']} entered, {r['exited']} exited")

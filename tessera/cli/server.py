@@ -23,7 +23,9 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.
     """Serve the workspace: the REST API (/api), the event collection API (/v1) and the schedules.
 
     While it runs, the server owns the workspace: other tessera commands on it are sent to it.
+    A --host other than loopback needs an admin first (tessera users create-admin).
     """
+    from tessera.api.server import check_exposure
     from tessera.api.server import serve as serve_workspace  # uvicorn is loaded only to serve
 
     path = ws_path()
@@ -31,6 +33,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.
     if running is not None:
         raise WorkspaceError(f"a server already serves {path.resolve()} at {running.url} (pid {running.pid})")
     Workspace.open(path).close()
+    check_exposure(path, host)
     console.print(f"Serving {path.resolve()} on http://{host}:{port} (REST API at /api, events at /v1)")
     serve_workspace(path, host=host, port=port, access_log=access_log, schedules=schedules,
                     loader_interval=loader_interval, log_level=log_level, cli_runner=run_in_server)

@@ -29,14 +29,16 @@ def init(path: Path = typer.Argument(..., help="Folder of the new workspace."),
 
 
 @app.command()
-def apply(file: Path = typer.Argument(..., help="YAML configuration file.")) -> None:
+def apply(file: Path = typer.Argument(..., help="YAML configuration file."),
+          prune: bool = typer.Option(False, "--prune", help="Accept a file that declares nothing: remove every "
+                                                            "connection, source, dataset and sync.")) -> None:
     """Apply a YAML configuration (connections, sources, datasets) to the workspace."""
     client = server()
     if client is not None:
-        changes = follow_job(client, "apply", {"path": str(file.resolve())}, bars=False)["result"]
+        changes = follow_job(client, "apply", {"path": str(file.resolve()), "prune": prune}, bars=False)["result"]
     else:
         with open_workspace() as ws:
-            changes = ws.apply(file)
+            changes = ws.apply(file, prune=prune)
     if not any(changes.values()):
         console.print("No change.")
     for kind, items in changes.items():

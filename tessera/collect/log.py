@@ -46,6 +46,9 @@ _SUFFIX = ".log"
 class LogError(TesseraError):
     """The log cannot be used (locked by another process, unreadable, or corrupt)."""
 
+    code = "log_unavailable"
+    status = 503
+
 
 class LogGapError(LogError):
     """Records asked for are gone (segments deleted by hand); ``resume_at`` is the next one there is."""

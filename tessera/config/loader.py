@@ -15,17 +15,130 @@ from pydantic import ValidationError
 
 from tessera.config.events import EVENT_COLUMNS, column_problem, is_json_path
 from tessera.config.models import DATABASE_CONNECTIONS, FILE_CONNECTIONS, SEMANTIC_FIELDS, WorkspaceConfig
+from tessera.config.paths import file_name_problem, relative_path_problem
 from tessera.config.scores import LIBRARY, PREDICTIVE_COLUMNS
 from tessera.errors import ConfigError
-from tessera.sqlcheck import check_expression, filter_columns, filter_sql, order_computed
+from tessera.sqlcheck import (
+    check_condition,
+    check_expression,
+    filter_columns,
+    filter_sql,
+    order_computed,
+    referenced_columns,
+)
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A YAML loader that remembers the line of every mapping key and sequence item."""
+# A workspace file is kilobytes (a thousand sources: under 1 MB); past this it is refused unread.
+MAX_CONFIG_BYTES = int(os.environ.get("TESSERA_CONFIG_MAX_BYTES") or 2 * 1024 * 1024)
+MAX_DEPTH = 64  # mappings and lists nested deeper than this are refused (a real file needs about 8)
+MAX_ALIAS_NODES = 10_000  # values that aliases (*name) may add by repeating anchored ones
+
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when installed: 5-10x faster
+
+
+class _LineLoader(_BaseLoader):
+    """A YAML loader that remembers the line of every mapping key and sequence item and reports
+    duplicate keys. :func:`read_yaml_text` refuses deep nesting and alias bombs before building."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+        self.checked: set[int] = set()
+
+
+class _Refused(Exception):
+    """A file refused before it is built (too deep, an alias bomb); the message says where."""
+
+
+def _check_depth(text: str) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH`` from the parser's flat event stream, before any
+    recursive step builds the document (a million '[' would otherwise crash the process)."""
+    loader = _BaseLoader(text)
+    depth = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    raise _Refused(f"line {mark.line + 1}, column {mark.column + 1}: values are nested more than "
+                                   f"{MAX_DEPTH} levels deep; a workspace file needs far fewer: flatten it")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document holds once every alias is expanded, counted without expanding
+    (each node's size once, memoized); stops counting past the limit. Recursive aliases are refused."""
+    sizes: dict[int, int] = {}
+    limit = 10 * MAX_ALIAS_NODES + 10_000_000
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    busy: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children = _children(node)
+        if not done:
+            if key in busy:
+                mark = node.start_mark
+                raise _Refused(f"line {mark.line + 1}: an alias refers to a value that contains it (a loop); "
+                               "remove the alias")
+            busy.add(key)
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+        else:
+            busy.discard(key)
+            sizes[key] = min(limit, 1 + sum(sizes[id(c)] for c in children))
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _distinct_nodes(root: yaml.Node) -> int:
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.extend(_children(node))
+    return len(seen)
+
+
+def _check_duplicates(loader: _LineLoader, node: yaml.MappingNode) -> None:
+    """A key written twice in one mapping is an error (YAML would silently keep the last one);
+    keys brought by a merge (``<<: *defaults``) may be overridden."""
+    if id(node) in loader.checked:
+        return
+    loader.checked.add(id(node))
+    first: dict = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        line = key_node.start_mark.line + 1
+        if key_node.value in first:
+            loader.duplicates.append(f"line {line}: the key '{key_node.value}' appears twice in the same mapping "
+                                     f"(first on line {first[key_node.value]}); keep one")
+        else:
+            first[key_node.value] = line
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
+    _check_duplicates(loader, node)
+    mapping = yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep=True)
     lines = {}
     for key_node, _ in node.value:
         lines[key_node.value] = key_node.start_mark.line + 1
@@ -36,7 +149,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool =
 
 
 def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode, deep: bool = False) -> list:
-    seq = _LinedList(yaml.SafeLoader.construct_sequence(loader, node, deep=True))
+    seq = _LinedList(yaml.constructor.SafeConstructor.construct_sequence(loader, node, deep=True))
     seq.lines = [item.start_mark.line + 1 for item in node.value]
     return seq
 
@@ -206,6 +319,7 @@ def check_references(config: WorkspaceConfig) -> list[str]:
                                 f"(one of {', '.join(SEMANTIC_FIELDS)})")
         if d.computed:
             problems += _check_computed(config, i, d, cols)
+        problems += _check_aggregate_filters(config, i, d)
     problems += _check_syncs(config)
     problems += segment_problems(config)
     return problems
@@ -307,6 +421,10 @@ def _check_source_kind(where: str, s, kind: str) -> list[str]:
                 problems.append(f"{where}.{attr}: only database sources have a {attr}; this source reads files ({kind})")
         if s.import_strategy == "incremental":
             problems.append(f"{where}.import_strategy: incremental needs a database connection; files use new_files or full")
+        for attr, what in (("pattern", "pattern"), ("archive_folder", "folder")):
+            problem = getattr(s, attr) and relative_path_problem(getattr(s, attr), what=what)
+            if problem:
+                problems.append(f"{where}.{attr}: {problem}")
     elif kind in DATABASE_CONNECTIONS:
         if bool(s.table) == bool(s.query):
             problems.append(f"{where}: a source on a {kind} connection reads either a table or a query: set exactly one")
@@ -358,7 +476,7 @@ def _check_source_filter(where: str, s, kind: str) -> list[str]:
     else:
         columns = used
     try:
-        check_expression(filter_sql(s.filter), columns, where=f"{where}.filter")
+        check_condition(filter_sql(s.filter), columns, where=f"{where}.filter")
     except ConfigError as exc:
         return exc.problems
     return []
@@ -382,6 +500,13 @@ def _check_syncs(config: WorkspaceConfig) -> list[str]:
                             "(local, ftp, ftps, sftp), tables (postgresql, mysql, mariadb) or a webhook")
         elif conn.type in ("postgresql", "mysql", "mariadb") and not s.table:
             problems.append(f"{where}.table: a sync to a {conn.type} connection needs the destination table's name")
+        if conn is not None and conn.type in FILE_CONNECTIONS:
+            problem = relative_path_problem(s.folder, what="folder")
+            if problem:
+                problems.append(f"{where}.folder: {problem}")
+            problem = s.file_name is not None and file_name_problem(s.file_name)
+            if problem:
+                problems.append(f"{where}.file_name: {problem}")
         if s.segment is not None:
             seg = next((x for x in config.segments if x.name == s.segment), None)
             if seg is None:
@@ -405,9 +530,31 @@ def _check_syncs(config: WorkspaceConfig) -> list[str]:
                 problems.append(f"{where}.consent_columns.{channel}: '{col}' is not a column of dataset '{d.name}'")
         if s.filter:
             try:
-                check_expression(s.filter, cols, where=f"{where}.filter")
+                check_condition(s.filter, cols, where=f"{where}.filter")
             except ConfigError as exc:
                 problems += exc.problems
+    return problems
+
+
+def _check_aggregate_filters(config: WorkspaceConfig, i: int, d) -> list[str]:
+    """Each aggregate's filter is a checked condition over the related dataset's columns, at apply
+    (not first at run time)."""
+
+    datasets = {x.name: x for x in config.datasets}
+    problems = []
+    for j, a in enumerate(d.aggregates):
+        if not a.filter:
+            continue
+        related = datasets.get(a.from_)
+        if related is not None:
+            columns = _dataset_columns(config, related)
+        else:  # the unknown dataset is reported by the enrichment checks: check the expression only
+
+            columns = referenced_columns(a.filter)
+        try:
+            check_condition(a.filter, columns, where=f"datasets[{i}] ({d.name}).aggregates[{j}] ({a.name}).filter")
+        except ConfigError as exc:
+            problems += exc.problems
     return problems
 
 
@@ -494,17 +641,81 @@ def _check_computed(config: WorkspaceConfig, i: int, d, cols: list[str]) -> list
     return problems
 
 
+def _read_text(path: Path) -> str:
+    """The file's text: UTF-8 of a bounded size, else a ConfigError saying where and what to do."""
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"the file is {size:,} bytes, above the limit of {MAX_CONFIG_BYTES:,} bytes for a "
+                          "workspace configuration; remove what is not configuration, or raise "
+                          "TESSERA_CONFIG_MAX_BYTES", origin=str(path))
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise ConfigError("this is not a text file (it holds NUL bytes); give the workspace YAML file",
+                          origin=str(path))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"line {line}, column {column}: the byte 0x{data[exc.start]:02x} is not UTF-8; save the "
+                          "file as UTF-8 (e.g. iconv -f latin1 -t utf-8)", origin=str(path)) from None
+
+
+def read_yaml_text(text: str, origin: str = "configuration") -> Any:
+    """Parse YAML text into lined mappings and lists (see :func:`_line_of`).
+
+    Refused with a ConfigError naming the line: invalid YAML, nesting deeper than ``MAX_DEPTH``,
+    aliases that would add more than ``MAX_ALIAS_NODES`` values (a "billion laughs" file), recursive
+    aliases, and keys repeated in one mapping.
+    """
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"the text is {len(text):,} characters, above the limit of {MAX_CONFIG_BYTES:,} for a "
+                          "workspace configuration", origin=origin)
+    loader = None
+    try:
+        _check_depth(text)
+        loader = _LineLoader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        expanded = _expanded_size(node)
+        if expanded - _distinct_nodes(node) > MAX_ALIAS_NODES:
+            raise _Refused(f"its aliases (*name) would repeat anchored values into more than {MAX_ALIAS_NODES:,} "
+                           "values; write the values out, or use fewer nested aliases")
+        data = loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        if isinstance(exc, yaml.reader.ReaderError):
+            line = text[:exc.position].count("\n") + 1
+            column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+            where = f"line {line}, column {column}: "
+            detail = (f"it holds the control character #x{exc.character:04x}; remove it or save the file as text"
+                      if isinstance(exc.character, int) else str(exc.reason))
+        else:
+            detail = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}not valid YAML ({detail})", origin=origin) from None
+    except _Refused as exc:
+        raise ConfigError(str(exc), origin=origin) from None
+    except RecursionError:
+        raise ConfigError(f"values are nested too deeply (more than {MAX_DEPTH} levels); flatten the file",
+                          origin=origin) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if loader.duplicates:
+        raise ConfigError(loader.duplicates, origin=origin)
+    return data
+
+
 def load_yaml(path: str | Path) -> WorkspaceConfig:
     """Read and validate a workspace YAML file. Local connection paths become absolute."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"file not found: {path}")
-    try:
-        lined = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 - safe loader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{where}not valid YAML ({getattr(exc, 'problem', exc)})", origin=str(path)) from None
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder: give the workspace YAML file")
+    lined = read_yaml_text(_read_text(path), origin=str(path))
     config = parse_config(lined, origin=str(path), lined=lined)
     base = path.resolve().parent
     for conn in config.connections:

@@ -65,6 +65,9 @@ class LocalConnectionConfig(_Connection):
 
     type: Literal["local"]
     path: str
+    # Follow symbolic links that lead outside ``path`` (refused by default: a link must not let a
+    # source read files from elsewhere on the machine).
+    allow_symlinks: bool = False
 
 
 class PostgresConnectionConfig(_Connection):

@@ -10,8 +10,10 @@ revealed)::
             folder.move(f.name, "archive")                # -> "archive/contacts_2024.csv"
         folder.upload(Path("out.csv"), "exports/segment.csv")  # atomic: temporary name, then rename
 
-Names are posix paths relative to the connection's ``path``; an absolute name or folder is an
-absolute path on that machine. Patterns are globs matched segment by segment (``*``, ``?``,
+Names are posix paths relative to the connection's ``path`` and never leave it: an absolute name
+or one that goes up with ``..`` outside the folder is refused (``reason="config"``). In a local
+folder, a symbolic link whose target lies outside the folder is left out of listings and refused
+when read, unless the connection sets ``allow_symlinks: true``. Patterns are globs matched segment by segment (``*``, ``?``,
 ``[abc]`` inside one folder name; ``**`` for any number of folders, including none), case-sensitive.
 
 Every failure is a :class:`~tessera.errors.ConnectionFailed` whose ``reason`` is one of
@@ -102,6 +104,11 @@ def match_pattern(pattern: str, name: str) -> bool:
     return len(segments) in states
 
 
+def _within(path: str, base: str) -> bool:
+    """Whether the normalized absolute ``path`` is ``base`` or lies under it."""
+    return path == base or path.startswith(base.rstrip("/") + "/")
+
+
 # --------------------------------------------------------------------------- the interface
 
 
@@ -116,6 +123,7 @@ class Folder:
     kind = "folder"
     conn = None
     base = "/"  # absolute path of the connection's folder on its system
+    refused: list[str] = []  # why files were left out of the last listings (links leaving the folder)
 
     # -- what a caller uses ----------------------------------------------------------------
 
@@ -127,6 +135,7 @@ class Folder:
         """
         segments = split_pattern(pattern)
         found: list[RemoteFile] = []
+        self.refused = []
 
         def walk(rel: str, states: set[int], depth: int) -> None:
             for entry in self._scandir(self._abs(rel) if rel else self.base):
@@ -208,8 +217,14 @@ class Folder:
     # -- paths -----------------------------------------------------------------------------
 
     def _abs(self, name: str) -> str:
-        """The absolute path of a name relative to the connection's folder (absolute stays)."""
-        return posixpath.normpath(posixpath.join(self.base, name))
+        """The absolute path of a name relative to the connection's folder; a name that leaves
+        the folder (absolute, or going up with ``..``) is refused."""
+        path = posixpath.normpath(posixpath.join(self.base, name))
+        if not _within(path, self.base):
+            raise ConnectionFailed(
+                f"{self._label()}: '{name}' is outside the connection's folder {self.base}; names are relative "
+                "to that folder and cannot leave it (change the connection's path instead)", reason="config")
+        return path
 
     def _rel(self, path: str) -> str:
         """A name relative to the connection's folder (an absolute path when outside it)."""
@@ -300,9 +315,25 @@ class LocalFolder(Folder):
     def __init__(self, conn):
         self.conn = conn
         self.base = posixpath.normpath(os.path.abspath(os.path.expanduser(str(conn.path))))
+        self.real_base = os.path.realpath(self.base)  # the folder itself may be reached through a link
+        self.allow_symlinks = bool(getattr(conn, "allow_symlinks", False))
+        self.refused = []
 
     def local_path(self, name: str) -> Path | None:
-        return Path(self._abs(name))
+        path = self._abs(name)
+        self._check_link(path, name)
+        return Path(path)
+
+    def _leaves(self, path: str) -> bool:
+        """Whether ``path``, once its symbolic links are followed, lies outside the folder."""
+        return not self.allow_symlinks and not _within(os.path.realpath(path), self.real_base)
+
+    def _check_link(self, path: str, name: str) -> None:
+        if name and self._leaves(path):
+            raise ConnectionFailed(
+                f"{self._label()}: '{name}' is a symbolic link (or lies under one) that leads outside the "
+                f"connection's folder {self.base}; move the file into the folder, or set allow_symlinks: true "
+                "on the connection to follow such links", reason="config")
 
     def url(self, name: str = "") -> str:
         return self._abs(name) if name else self.base
@@ -333,12 +364,18 @@ class LocalFolder(Folder):
                         st = e.stat()
                     except OSError:
                         continue  # a broken symbolic link or a file removed meanwhile
+                    if e.is_symlink() and self._leaves(e.path):
+                        self.refused.append(
+                            f"'{self._rel(e.path)}' is a symbolic link to {os.path.realpath(e.path)}, outside the "
+                            "connection's folder: left out (set allow_symlinks: true on the connection to follow it)")
+                        continue
                     entries.append(Entry(e.name, is_dir, 0 if is_dir else st.st_size, st.st_mtime))
             return entries
         except OSError as exc:
             raise self._fail(exc, "list", path) from None
 
     def _get(self, path: str, dest: Path) -> None:
+        self._check_link(path, self._rel(path))
         try:
             shutil.copyfile(path, dest)
         except OSError as exc:

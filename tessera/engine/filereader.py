@@ -22,9 +22,11 @@ import codecs
 import csv
 import datetime
 import io
+import json
 import os
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 import duckdb
@@ -43,6 +45,7 @@ _RAW_MAX = 2000             # raw text kept for the end of a file swallowed by a
 _DUCKDB_RAW_CAP = 10000     # DuckDB keeps at most this many bytes of a rejected line
 _UTF8_FIX = "re-save the file as UTF-8 (Excel: 'CSV UTF-8'; text editors: encoding UTF-8)"
 _EMPTY = "is empty: export the data again, or remove the file from the source"
+MAX_COLUMNS = 1_000  # wider files are refused (a file of 5,000 columns took minutes and gigabytes)
 
 
 @dataclass
@@ -74,8 +77,24 @@ def detect_format(path: str) -> str:
         except FileNotFoundError:
             raise SourceError(f"File '{path}' not found: check the path.") from None
         if start and not start.startswith(b"["):
+            # One object per line is NDJSON; a .json file that is one whole object (often the
+            # records wrapped in {"data": [...]}) is reported, not read as a single row.
+            if start.startswith(b"{") and os.path.getsize(path) <= _WHOLE_JSON_CHECK and _one_json_object(path):
+                return "json"
             return "ndjson"
     return _FORMATS[ext]
+
+
+_WHOLE_JSON_CHECK = 16 * 1024 * 1024  # .json files up to this size are checked for being one object
+
+
+def _one_json_object(path: str) -> bool:
+    """Whether the whole file is a single JSON object (not one object per line)."""
+    try:
+        with open(path, "rb") as f:
+            return isinstance(json.loads(f.read()), dict)
+    except (ValueError, RecursionError):  # several values (NDJSON), invalid, or absurdly deep
+        return False
 
 
 def read_file(con: duckdb.DuckDBPyConnection, path: str, fmt: str = "auto", *, table: str,
@@ -105,14 +124,23 @@ def read_file(con: duckdb.DuckDBPyConnection, path: str, fmt: str = "auto", *, t
     return FileRead(table, rejects, columns, rows, rejected)
 
 
+def _check_width(path: str, n: int) -> None:
+    """Refuse a file wider than MAX_COLUMNS before reading it (every column costs work in each run)."""
+    if n > MAX_COLUMNS:
+        raise SourceError(f"File '{path}' has {n:,} columns, more than the {MAX_COLUMNS:,} Tessera reads from one "
+                          "file: export only the columns the source needs, or split the file.")
+
+
 def _check_names(path: str, names: list, where: str) -> list[str]:
+    _check_width(path, len(names))
     names = ["" if n is None else str(n).replace("\ufeff", "").strip() for n in names]
     unnamed = [str(i + 1) for i, n in enumerate(names) if not n]
     if unnamed:
-        raise SourceError(f"File '{path}': the {where} has no name for column(s) {', '.join(unnamed)}: "
+        shown = ", ".join(unnamed[:10]) + (f" and {len(unnamed) - 10} more" if len(unnamed) > 10 else "")
+        raise SourceError(f"File '{path}': the {where} has no name for column(s) {shown}: "
                           f"name every column in the {where}, or delete the empty columns.")
-    lowered = [n.lower() for n in names]
-    dups = sorted({n for n in names if lowered.count(n.lower()) > 1})
+    counts = Counter(n.lower() for n in names)
+    dups = sorted({n for n in names if counts[n.lower()] > 1})
     if dups:   # DuckDB column names ignore case, so 'Email' and 'email' clash too
         raise SourceError(f"File '{path}': the {where} has duplicate column names {', '.join(map(repr, dups))} "
                           "(case is ignored): rename them so that every column has its own name.")
@@ -144,6 +172,9 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
         head = f.read(_HEAD)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise SourceError(f"File '{path}' is encoded in UTF-16; Tessera reads UTF-8: {_UTF8_FIX}.")
+    if b"\x00" in head:
+        raise SourceError(f"File '{path}' is binary (it holds NUL bytes), not CSV text: export the data again "
+                          "as CSV, or remove the file from the source.")
     try:
         text, bad = head.decode("utf-8"), None
     except UnicodeDecodeError as e:   # only the header must decode here; DuckDB rejects bad data lines
@@ -171,6 +202,7 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
     else:
         fields = first.split(delim)
     if not header:
+        _check_width(path, len(fields))
         names, h, hn = [f"column{i + 1}" for i in range(len(fields))], 0, 0
     else:
         names, h, hn = _check_names(path, fields, "header line"), 1, first.count("\n")

@@ -52,6 +52,12 @@ def window_filter(rel: ibis.Table, agg: Aggregate, as_of: date) -> ibis.Value | 
     return cond
 
 
+def _exact(col: ibis.Value) -> ibis.Value:
+    """A float column as exact decimals for a sum or mean: a float sum depends on the order the rows
+    arrive in (2705.53 one run, 2705.5299999999997 the next), a decimal sum does not."""
+    return col.cast(dt.Decimal(38, 9))
+
+
 def aggregate(related: ibis.Table, link: str, aggs: list[tuple[Aggregate, ibis.Value | None]], *,
               as_of: date) -> ibis.Table:
     """One row per linked id (``_customer``) with one column per aggregate.
@@ -75,9 +81,11 @@ def aggregate(related: ibis.Table, link: str, aggs: list[tuple[Aggregate, ibis.V
         elif f == "count_distinct":
             values[agg.name] = col.nunique(where=where).cast("int64")
         elif f == "sum":
-            values[agg.name] = col.sum(where=where)
+            values[agg.name] = _exact(col).sum(where=where).cast(col.type()) if col.type().is_floating() \
+                else col.sum(where=where)
         elif f == "avg":
-            values[agg.name] = col.mean(where=where)
+            values[agg.name] = _exact(col).mean(where=where).cast("float64") if col.type().is_floating() \
+                else col.mean(where=where)
         elif f == "min":
             values[agg.name] = col.min(where=where)
         elif f == "max":

@@ -44,9 +44,14 @@ _SUBSAMPLE_ROWS = 50_000  # rows of the subsample fit that gives the starting po
 class PredictiveError(TesseraError):
     """A predictive model cannot be fitted or used on this data."""
 
+    code = "predictive"
+    status = 422
+
 
 class InsufficientHistoryError(PredictiveError):
     """Too few customers with a repeat order to fit a predictive model."""
+
+    code = "insufficient_history"
 
 
 def _arrays(n_expected: int | None = None, **named) -> list[np.ndarray]:

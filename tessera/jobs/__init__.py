@@ -108,12 +108,15 @@ class JobQueue:
         handlers: job kind -> ``handler(params, context)``; its return value (a dataclass, a dict,
             a list) becomes the job's result.
         on_cancel: called when a running job is cancelled, e.g. to interrupt the engine's statement.
+        on_end: called with the finished job (its final state, result, error), e.g. to audit it.
     """
 
-    def __init__(self, store, handlers: dict[str, Handler], *, on_cancel: Callable[[], None] | None = None):
+    def __init__(self, store, handlers: dict[str, Handler], *, on_cancel: Callable[[], None] | None = None,
+                 on_end: Callable[[dict], None] | None = None):
         self.store = store
         self.handlers = dict(handlers)
         self.on_cancel = on_cancel
+        self.on_end = on_end
         self._pending: _queue.Queue[int | None] = _queue.Queue()
         self._running: JobContext | None = None
         self._cancel_requested: set[int] = set()
@@ -241,10 +244,16 @@ class JobQueue:
             ctx.log(f"{job['kind']} {state if error is None else state + ': ' + error.splitlines()[0]}"
                     f" in {time.monotonic() - started:.2f} s")
             with self._lock:
-                self.store.update_job(job["id"], state=state, result=result, error=error, error_code=code,
-                                      finished_at=_now(), progress=ctx.snapshot(), log=ctx.lines)
+                finished = self.store.update_job(job["id"], state=state, result=result, error=error,
+                                                 error_code=code, finished_at=_now(), progress=ctx.snapshot(),
+                                                 log=ctx.lines)
                 self._running = None
                 self._done.notify_all()
+            if self.on_end is not None:
+                try:
+                    self.on_end(finished)
+                except Exception:  # noqa: BLE001 - the job is done; its audit line is best effort
+                    log.exception("could not record the end of job %s", job["id"])
 
     def _save_progress(self, ctx: JobContext) -> None:
         try:

@@ -15,7 +15,14 @@ FTPS or SFTP server alike. For each file matching the source's pattern:
    (on the server for remote folders); files already in it are never imported again.
 
 Each file is recorded as soon as it is imported: a failure later (a server that drops the
-connection, a file above the reject rate) keeps what was imported before it.
+connection) keeps what was imported before it.
+
+A file that cannot be read (binary garbage, a broken compression, a header that is not text,
+duplicate or too many columns, more rejected rows than ``max_reject_rate``) is *refused*: it is
+kept aside in the workspace archive (``refused/<source>/``), remembered by its content hash in
+the metadata store's state ``refused_files/<source>`` so later imports skip it without reading it
+again, and reported; the source's other files are imported. Fixing the file (its content changes)
+or ``tessera import --retry-refused`` tries it again.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from tessera.errors import ConnectionFailed, SourceError
 
 PARSE_REJECTS = "_tessera_parse_rejects"
 LISTING_STATE = "file_listing"  # metadata store state scope: source -> {name: [size, mtime, sha256]}
+REFUSED_STATE = "refused_files"  # metadata store state scope: source -> {sha256: {name, reason, kept}}
+REFUSED = "refused"  # folder of the workspace archive where refused files are kept aside
 INCOMING = ".incoming"  # folder of the workspace archive where remote files are downloaded
 
 
@@ -53,6 +62,9 @@ class ImportResult:
     rejected: int = 0
     files_moved: int = 0
     messages: list[str] = field(default_factory=list)
+    # files refused in this import: {"file", "reason", "kept"}; and what the user should know
+    refused: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def sha256_of(path: Path) -> str:
@@ -138,7 +150,10 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn, archiv
             raise _source_failed(src, exc) from None
         if not files:
             result.messages.append(f"no file matches '{src.pattern}' in {folder.url()}")
+        result.warnings += [f"Source '{src.name}': {r}" for r in folder.refused]
         imported = {f["sha256"] for f in store.list_imported_files(src.name)}
+        refused: dict = store.get_state(REFUSED_STATE, src.name, {}) or {}
+        refused_before = dict(refused)
         remote = folder.local_path("") is None
         listing = _Listing(store, src.name, imported, files) if remote else None
         incoming: Path | None = None
@@ -160,8 +175,22 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn, archiv
                     digest = sha256_of(local)
                 if digest in imported:
                     result.files_skipped += 1
+                elif digest in refused:
+                    result.files_skipped += 1
+                    result.warnings.append(
+                        f"Source '{src.name}': file '{f.name}' is still refused ({refused[digest]['reason']}); "
+                        f"fix or replace it, or run: tessera import {src.name} --retry-refused")
+                    if local is not None and incoming is not None and local.parent == incoming:
+                        local.unlink(missing_ok=True)
+                    continue
                 else:
-                    _import_file(adapter, store, src, folder, f, local, digest, archive_dir, result)
+                    try:
+                        _import_file(adapter, store, src, folder, f, local, digest, archive_dir, result)
+                    except SourceError as exc:
+                        refused[digest] = _refuse(src, f, local, digest, archive_dir, exc, result)
+                        if local is not None and incoming is not None and local.parent == incoming:
+                            local.unlink(missing_ok=True)
+                        continue  # left where it is: not moved to the archive folder
                     imported.add(digest)
                     if progress:
                         progress(f.name)
@@ -179,6 +208,8 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn, archiv
                         if listing:
                             listing.forget(f)
         finally:
+            if refused != refused_before:
+                store.set_state(REFUSED_STATE, src.name, refused)
             if listing:
                 listing.save()
             if incoming is not None:
@@ -190,6 +221,29 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn, archiv
             + "; ".join(move_failures[:3]) + ". Fix the folder's permissions or the source's archive_folder."
         )
     return result
+
+
+def _refuse(src: SourceConfig, f: RemoteFile, local: Path, digest: str, archive_dir: Path,
+            exc: SourceError, result: ImportResult) -> dict:
+    """Keep a file that cannot be imported aside, with its reason; the source's other files go on."""
+    kept = archive_dir / REFUSED / src.name / f"{digest[:12]}_{Path(f.name).name}"
+    if not kept.exists():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, kept)
+    reason = str(exc).removeprefix(f"Source '{src.name}': ")
+    result.refused.append({"file": f.name, "reason": reason, "kept": str(kept)})
+    result.warnings.append(
+        f"Source '{src.name}': file '{f.name}' was refused: {reason} (kept aside as {kept}). Fix or replace "
+        f"the file and run again, or run: tessera import {src.name} --retry-refused")
+    return {"name": f.name, "reason": reason[:500], "kept": str(kept)}
+
+
+def forget_refused(store, source: str) -> int:
+    """Forget the files refused for ``source`` so the next import tries them again; how many."""
+    refused = store.get_state(REFUSED_STATE, source, {}) or {}
+    if refused:
+        store.set_state(REFUSED_STATE, source, {})
+    return len(refused)
 
 
 def _import_file(adapter: EngineAdapter, store, src: SourceConfig, folder: Folder, f: RemoteFile,
@@ -212,6 +266,12 @@ def _import_file(adapter: EngineAdapter, store, src: SourceConfig, folder: Folde
             raise
         # name the file where the user knows it, not its temporary download
         raise SourceError(f"Source '{src.name}': {str(exc).replace(str(local), folder.url(f.name))}") from exc
+    except Exception as exc:  # noqa: BLE001 - a file the parser chokes on is refused, never a crash
+        if adapter.exists(table):
+            adapter.drop_table(table)
+        detail = (str(exc).strip().splitlines() or [""])[0][:300].replace(str(local), rel)
+        raise SourceError(f"Source '{src.name}': file '{rel}' could not be read ({type(exc).__name__}"
+                          f"{': ' + detail if detail else ''})") from exc
     total = info.rows + info.rejected
     if total and info.rejected / total > src.max_reject_rate:
         adapter.drop_table(table)

@@ -125,9 +125,13 @@ def stage(
         typed[c] = value.name(c)
 
     texts = [raw[c].fill_null("") if c in raw.columns else ibis.literal("") for c in wanted]
+    # One flat join of every column (concat_ws): a chain of concats is as deep as the file is wide,
+    # past Python's recursion limit and the engines' expression depth for thousands of columns.
+    # Groups of at most 90 arguments: PostgreSQL takes at most 100 per function call.
+    while len(texts) > 1:
+        texts = [ibis.literal(";").join(texts[i:i + 90]) if len(texts[i:i + 90]) > 1 else texts[i]
+                 for i in range(0, len(texts), 90)]
     raw_text = texts[0]
-    for x in texts[1:]:
-        raw_text = raw_text.concat(";", x)
     # The raw text is only needed for rejected rows: joined back on (batch, line) for them alone.
     raw_lines = raw.select("_tessera_batch", "_tessera_line", _raw=raw_text)
     rows = raw.mutate(**checks, **typed)
@@ -137,16 +141,16 @@ def stage(
     missing_key = ibis.or_(*[k.isnull() | (k.cast("string").strip() == "") for k in key_cols])
     rows = rows.mutate(_tessera_record=record_id(src.name, key_cols))
 
-    reason = ibis.null(dt.string)
-    column = ibis.null(dt.string)
-    # Later checks first so the first failing check wins in the CASE below.
-    for c, target, flag, orig in reversed(bad_type):
-        cond, original = rows[flag], rows[orig]
-        reason = cond.ifelse(ibis.literal("value '").concat(original, f"' is not a valid {target}"), reason)
-        column = cond.ifelse(ibis.literal(c), column)
+    # One flat CASE (the first failing check wins): nested ifelse calls would be as deep as the
+    # number of typed columns, past Python's recursion limit for a wide file.
     keys_txt = ", ".join(src.record_keys)
-    reason = missing_key.ifelse(ibis.literal(f"record key ({keys_txt}) is empty"), reason)
-    column = missing_key.ifelse(ibis.literal(src.record_keys[0]), column)
+    reason_cases = [(missing_key, ibis.literal(f"record key ({keys_txt}) is empty"))]
+    column_cases = [(missing_key, ibis.literal(src.record_keys[0]))]
+    for c, target, flag, orig in bad_type:
+        reason_cases.append((rows[flag], ibis.literal("value '").concat(rows[orig], f"' is not a valid {target}")))
+        column_cases.append((rows[flag], ibis.literal(c)))
+    reason = ibis.cases(*reason_cases, else_=ibis.null(dt.string))
+    column = ibis.cases(*column_cases, else_=ibis.null(dt.string))
     rows = rows.mutate(_reason=reason, _column=column)
     if materialize is not None:
         # Normalization trees are large: compile them once, then work on the typed table.

@@ -9,6 +9,7 @@ expression in its own SQL (:meth:`tessera.engine.dialects.Dialect.render`).
 
 from tessera.sqlcheck.check import (
     AUTHORING_DIALECT,
+    check_condition,
     check_expression,
     check_replacement,
     filter_columns,
@@ -19,6 +20,7 @@ from tessera.sqlcheck.check import (
 
 __all__ = [
     "AUTHORING_DIALECT",
+    "check_condition",
     "check_expression",
     "check_replacement",
     "filter_columns",

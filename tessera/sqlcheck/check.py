@@ -215,6 +215,10 @@ _ALLOWED_HINT = "allowed: scalar functions over this dataset's columns"
 # --------------------------------------------------------------------------- checking
 
 
+MAX_REPEAT = 10_000  # the largest length lpad, rpad and repeat may produce (no unbounded allocation)
+MAX_NESTING = 30  # levels of parentheses and function calls in one expression (the parser recurses)
+
+
 def _snippet(node: exp.Expression, limit: int = 60) -> str:
     try:
         text = node.sql(dialect=AUTHORING_DIALECT)
@@ -228,6 +232,10 @@ def function_name(node: exp.Expression) -> str:
     """The name of a function node as DuckDB spells it (``read_csv``, ``sum``, ``age``)."""
     if isinstance(node, exp.Anonymous):
         return str(node.name).lower()
+    if isinstance(node, (exp.Binary, exp.Unary)):
+        # operators (and, or, =, +...): their name is their kind; rendering the whole operand
+        # tree for each of them made checking a chain of N terms take N^2 time
+        return node.key.lower()
     text = _snippet(node, 200)
     head = text.split("(", 1)[0].strip().lower()
     if re.fullmatch(r"[a-z_][a-z0-9_]*", head):
@@ -429,6 +437,12 @@ def _check_arguments(node: exp.Func, name: str) -> None:
             raise _Refused(f"{_snippet(node)}: the group of regexp_extract must be a number")
         if node.args.get("parameters") is not None:
             raise _Refused(f"{_snippet(node)}: regexp_extract options are not supported")
+    elif isinstance(node, _classes("Pad", "Repeat")):
+        size = node.args.get("expression") if isinstance(node, _classes("Pad")) else node.args.get("times")
+        if not (isinstance(size, exp.Literal) and not size.is_string and str(size.this).isdigit()
+                and int(str(size.this)) <= MAX_REPEAT):
+            raise _Refused(f"{_snippet(node)}: the length of {name} must be a whole number up to {MAX_REPEAT:,} "
+                           "written in the expression (one value must not grow without bound)")
     elif isinstance(node, exp.Log):
         base = node.this
         if not (node.expression is not None and isinstance(base, exp.Literal) and str(base.this) == "10"):
@@ -551,11 +565,19 @@ def check_expression(sql: str, columns: set[str], *, where: str) -> exp.Expressi
         raise refuse(f"not valid SQL ({_first_line(exc)})") from None
     if any(t.token_type == TokenType.SEMICOLON for t in tokens):
         raise refuse("';' is not allowed: a computed column is one expression, not statements")
+    depth = 0
+    for t in tokens:
+        depth += (t.token_type == TokenType.L_PAREN) - (t.token_type == TokenType.R_PAREN)
+        if depth > MAX_NESTING:
+            raise refuse(f"parentheses and function calls are nested more than {MAX_NESTING} levels deep (line "
+                         f"{t.line}, column {t.col}); simplify the expression")
     try:
         with _quiet_parser():
             statements = [s for s in sqlglot.parse(sql, read=AUTHORING_DIALECT) if s is not None]
     except (ParseError, TokenError) as exc:
         raise refuse(f"not valid SQL ({_first_line(exc)})") from None
+    except RecursionError:
+        raise refuse("the expression is nested too deeply to be read; simplify it") from None
     if not statements:
         raise refuse("the expression is empty")
     if len(statements) > 1:
@@ -572,6 +594,8 @@ def check_expression(sql: str, columns: set[str], *, where: str) -> exp.Expressi
             _check_node(node, known)
     except _Refused as exc:
         raise refuse(str(exc)) from None
+    except RecursionError:
+        raise refuse("the expression is nested too deeply to be checked; simplify it") from None
     for col in list(root.find_all(exp.Column)):
         ident = col.this
         name = str(ident.this)
@@ -579,6 +603,28 @@ def check_expression(sql: str, columns: set[str], *, where: str) -> exp.Expressi
         if col is root:
             return quoted
         col.replace(quoted)
+    return root
+
+
+# Expressions whose value is never true or false: a filter made of one of them is refused at apply
+# (the engines would fail at run time, or with an internal error).
+_NOT_CONDITIONS = _classes("Add", "Sub", "Mul", "Div", "IntDiv", "Mod", "DPipe", "Concat", "ConcatWs", "Lower",
+                           "Upper", "Length", "Trim", "Substring", "Pad", "Repeat", "Round", "Abs", "Initcap",
+                           "Reverse", "Replace", "CurrentDate", "CurrentTimestamp", "Interval")
+
+
+def check_condition(sql: str, columns: set[str], *, where: str) -> exp.Expression:
+    """Like :func:`check_expression`, for a filter: the expression must also be a condition (true or
+    false), not a text, a number or a date."""
+    root = check_expression(sql, columns, where=where)
+    node = root
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if (isinstance(node, exp.Literal) or isinstance(node, _NOT_CONDITIONS)) and not isinstance(node, exp.Boolean):
+        kind = "a text" if isinstance(node, exp.Literal) and node.is_string else (
+            "a number" if isinstance(node, exp.Literal) else f"a value ({_snippet(node)})")
+        raise ConfigError(f"{where}: the filter is {kind}, not a condition; write a comparison that is true "
+                          "or false, e.g. country = 'FR' or amount > 100")
     return root
 
 

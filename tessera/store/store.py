@@ -31,7 +31,10 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from tessera.store.models import (
     CONFIG_KINDS,
     JOB_STATES,
+    ROLES,
     RUN_STATUSES,
+    ApiToken,
+    AuditEntry,
     Base,
     ConfigObject,
     ConfigVersion,
@@ -45,6 +48,7 @@ from tessera.store.models import (
     Secret,
     SourceSchema,
     State,
+    User,
     utcnow,
 )
 
@@ -721,6 +725,161 @@ class MetadataStore:
     def delete_identity_override(self, override_id: int) -> bool:
         with self._write() as session:
             return session.execute(delete(IdentityOverride).where(IdentityOverride.id == override_id)).rowcount > 0
+
+    # -- users, API tokens, audit log ----------------------------------------------------------
+
+    @staticmethod
+    def _user_dict(user: User) -> dict[str, Any]:
+        out = _as_dict(user)
+        out.pop("password_hash", None)
+        return out
+
+    def add_user(self, email: str, role: str, password_hash: str | None, *,
+                 created_by: str | None = None) -> dict[str, Any]:
+        """Record a user (without its password hash in the answer).
+
+        Raises:
+            ValueError: an unknown role, or a user with this email exists.
+        """
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+        try:
+            with self._write() as session:
+                user = User(email=email, role=role, password_hash=password_hash, created_at=utcnow(),
+                            created_by=created_by)
+                session.add(user)
+                session.flush()
+                return self._user_dict(user)
+        except IntegrityError:
+            raise ValueError(f"a user with the email {email!r} exists") from None
+
+    def get_user(self, email: str, *, with_hash: bool = False) -> dict[str, Any] | None:
+        with self._read() as session:
+            user = session.scalars(select(User).where(User.email == email)).first()
+            if user is None:
+                return None
+            return _as_dict(user) if with_hash else self._user_dict(user)
+
+    def get_user_by_id(self, user_id: int) -> dict[str, Any] | None:
+        with self._read() as session:
+            user = session.get(User, user_id)
+            return self._user_dict(user) if user is not None else None
+
+    def list_users(self) -> list[dict[str, Any]]:
+        with self._read() as session:
+            return [self._user_dict(u) for u in session.scalars(select(User).order_by(User.email))]
+
+    def count_admins(self) -> int:
+        with self._read() as session:
+            return int(session.scalar(select(func.count()).select_from(User).where(User.role == "admin")) or 0)
+
+    def set_user(self, email: str, **fields: Any) -> dict[str, Any] | None:
+        """Change a user's ``role`` or ``password_hash``; None when no such user."""
+        if "role" in fields and fields["role"] not in ROLES:
+            raise ValueError(f"unknown role {fields['role']!r}: use one of {', '.join(ROLES)}")
+        with self._write() as session:
+            user = session.scalars(select(User).where(User.email == email)).first()
+            if user is None:
+                return None
+            for key, value in fields.items():
+                setattr(user, key, value)
+            session.flush()
+            return self._user_dict(user)
+
+    def delete_user(self, email: str) -> bool:
+        """Remove a user and its API tokens."""
+        with self._write() as session:
+            user = session.scalars(select(User).where(User.email == email)).first()
+            if user is None:
+                return False
+            session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+            session.delete(user)
+            return True
+
+    @staticmethod
+    def _token_dict(token: ApiToken, email: str | None) -> dict[str, Any]:
+        out = _as_dict(token)
+        out.pop("token_hash", None)
+        out["user"] = email
+        return out
+
+    def add_token(self, user_id: int, role: str, token_hash: str, prefix: str, *,
+                  expires_at: datetime | None = None, note: str | None = None) -> dict[str, Any]:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+        with self._write() as session:
+            user = session.get(User, user_id)
+            if user is None:
+                raise ValueError(f"no user {user_id}")
+            token = ApiToken(user_id=user_id, role=role, token_hash=token_hash, prefix=prefix, note=note,
+                             created_at=utcnow(), expires_at=expires_at)
+            session.add(token)
+            session.flush()
+            return self._token_dict(token, user.email)
+
+    def find_token(self, token_hash: str) -> dict[str, Any] | None:
+        """The token with this hash and its user (``user``, ``user_role``), whatever its state."""
+        with self._read() as session:
+            row = session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+                                  .where(ApiToken.token_hash == token_hash)).first()
+            if row is None:
+                return None
+            out = self._token_dict(row[0], row[1].email)
+            out["user_role"] = row[1].role
+            return out
+
+    def get_token(self, token_id: int) -> dict[str, Any] | None:
+        with self._read() as session:
+            row = session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+                                  .where(ApiToken.id == token_id)).first()
+            return self._token_dict(row[0], row[1].email) if row is not None else None
+
+    def list_tokens(self, user_id: int | None = None) -> list[dict[str, Any]]:
+        query = select(ApiToken, User).join(User, User.id == ApiToken.user_id).order_by(ApiToken.id)
+        if user_id is not None:
+            query = query.where(ApiToken.user_id == user_id)
+        with self._read() as session:
+            return [self._token_dict(t, u.email) for t, u in session.execute(query)]
+
+    def revoke_token(self, token_id: int) -> dict[str, Any] | None:
+        """Mark a token revoked (it stays listed); None when no such token."""
+        with self._write() as session:
+            token = session.get(ApiToken, token_id)
+            if token is None:
+                return None
+            if token.revoked_at is None:
+                token.revoked_at = utcnow()
+            session.flush()
+            user = session.get(User, token.user_id)
+            return self._token_dict(token, user.email if user else None)
+
+    def touch_token(self, token_id: int) -> None:
+        with self._write() as session:
+            session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
+
+    def audit(self, action: str, *, actor: str | None, target: str | None = None, details: Any = None,
+              client: str | None = None) -> int:
+        """Append a line to the audit log; its id. Lines are never changed nor removed."""
+        details = _json_value(details, "audit details") if details is not None else None
+        with self._write() as session:
+            entry = AuditEntry(at=utcnow(), actor=actor, action=action, target=target, details=details,
+                               client=client)
+            session.add(entry)
+            session.flush()
+            return entry.id
+
+    def list_audit(self, limit: int = 100, *, action: str | None = None, actor: str | None = None,
+                   before: int | None = None) -> list[dict[str, Any]]:
+        """Audit lines, newest first; ``action`` matches a prefix (``job`` for job.submitted, job.finished)."""
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        if action:
+            query = query.where(AuditEntry.action.startswith(action))
+        if actor:
+            query = query.where(AuditEntry.actor == actor)
+        if before is not None:
+            query = query.where(AuditEntry.id < before)
+        with self._read() as session:
+            return [_as_dict(e) for e in session.scalars(query)]
 
 
 __all__ = ["MetadataStore", "Base", "MIGRATIONS_DIR"]

@@ -47,6 +47,9 @@ class DestinationDown(SyncError):
     too many batches refused in a row): the batch being sent and the following ones are kept
     for the next run."""
 
+    code = "destination_down"
+    status = 502
+
 
 @dataclass
 class Refusal:

@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from fastapi import FastAPI
 from segment_helpers import make_workspace
 
-from tessera.api.errors import install_error_handlers
-from tessera.api.routes_segments import router
+from tessera.api.app import create_app
 
 SEGMENTS = """
 pipeline: {as_of: 2024-12-31}
@@ -24,14 +22,13 @@ def test_segment_routes(tmp_path):
     ws = make_workspace(tmp_path, segments=SEGMENTS)
     ws.run()
     ws.close()
-    app = FastAPI()
-    app.state.workspace_path = ws.path
-    install_error_handlers(app)
-    app.include_router(router)
+    app = create_app(ws.path, collect=False)  # the server owns the workspace; changes are jobs of its queue
+    headers = {"Authorization": f"Bearer {app.state.owner.local_token}"}
 
     async def calls() -> dict:
         out = {}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        async with app.router.lifespan_context(app), \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers) as client:
             out["list"] = (await client.get("/api/segments")).json()
             out["count"] = (await client.post("/api/segments/count", json={"conditions": [
                 {"column": "age", "op": ">=", "value": 30}, {"column": "optin", "op": "is_true"}]})).json()
@@ -47,6 +44,8 @@ def test_segment_routes(tmp_path):
             out["history"] = (await client.get("/api/segments/gold/history")).json()
             out["delete"] = await client.delete("/api/segments/young")
             out["missing"] = await client.get("/api/segments/young")
+            out["anonymous"] = await client.get("/api/segments", headers={"Authorization": ""})
+            out["jobs"] = (await client.get("/api/jobs")).json()
         return out
 
     out = asyncio.run(calls())
@@ -61,3 +60,5 @@ def test_segment_routes(tmp_path):
     assert sorted(m["name"] for m in out["members"]["data"]) == ["Ana", "Cy"]
     assert out["history"]["sizes"][0]["size"] == 2
     assert out["delete"].status_code == 200 and out["missing"].status_code == 404
+    assert out["anonymous"].status_code == 401
+    assert [j["kind"] for j in out["jobs"]] == ["segment_delete", "segment_save", "segment_save"]

@@ -81,3 +81,36 @@ def test_an_event_load_updates_event_segments_before_the_next_run(tmp_path):
     assert {m["tessera_id"] for m in ws.segment_members("recent_buyers")} == {ids["C1"], ids["C2"]}
     assert ws.segment_history("recent_buyers")["sizes"][-1]["entered"] == 0
     ws.close()
+
+
+def test_with_the_server_running_a_customer_enters_an_event_segment_after_the_event(tmp_path):
+    """The stock path: an event through /v1, loaded by the server's loader, refreshed as a job."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "collect"))
+    import httpx
+    from collect_helpers import Server, wait_for
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "crm.csv").write_text(CRM)
+    (tmp_path / "workspace.yaml").write_text(_config())
+    with Workspace.init(tmp_path / "ws") as ws:
+        ws.apply(tmp_path / "workspace.yaml")
+        ws.run()
+        ids = {k: v["tessera_id"] for k, v in contacts_by_customer(ws).items()}
+        assert ws.segment_members("recent_buyers") == []
+    server = Server(tmp_path / "ws", tmp_path / "server.log")
+    try:
+        sent = httpx.post(f"{server.url}/v1/track", auth=("wk_web", ""), timeout=30,
+                          json={"type": "track", "userId": "C2", "event": "Order Completed", "messageId": "srv-1"})
+        assert sent.status_code == 200, sent.text
+        acknowledged = time.monotonic()
+
+        def entered():
+            members = server.api("GET", "/api/segments/recent_buyers/members").json()["data"]
+            return {m["tessera_id"] for m in members} == {ids["C2"]}
+
+        wait_for(entered, timeout=120, what="C2 to enter recent_buyers")
+        print(f"entered the segment {time.monotonic() - acknowledged:.2f} s after the acknowledgement")
+        jobs = server.api("GET", "/api/jobs").json()
+        assert any(j["kind"] == "segments_refresh" and j["requested_by"] == "event loader" for j in jobs)
+    finally:
+        server.stop()

@@ -2,14 +2,14 @@
 
 Reads run in a worker thread on a reader of the server's workspace (the last publication; they
 never wait for a run); writes are jobs of the writer queue (:mod:`tessera.jobs`). Every route
-depends on :func:`tessera.api.auth.authorized`.
+has one rule of :mod:`tessera.api.auth` (``Viewer``, ``Editor``, ``Admin``, ``Local`` or ``public()``).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tessera.api.routes import cli, events, identity, jobs, profiles, schedule, status
+from tessera.api.routes import audit, cli, events, identity, jobs, profiles, schedule, segments, status, users
 
 ROUTERS: list[APIRouter] = [status.router, profiles.router, schedule.router, jobs.router, events.router, cli.router,
-                             identity.router]
+                             identity.router, segments.router, users.router, audit.router]

@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tessera.api.auth import Caller, Owner
+from tessera.api.auth import Local, Owner
 
 router = APIRouter(prefix="/api", tags=["cli"])
 
@@ -19,7 +19,7 @@ class CliCall(BaseModel):
 
 
 @router.post("/cli")
-async def cli(request: Request, owner: Owner, _caller: Caller, call: CliCall) -> dict:
+async def cli(request: Request, owner: Owner, _caller: Local, call: CliCall) -> dict:
     """Run a read command of the CLI (status, rejects, explain...) on the last publication; its output."""
     runner = request.app.state.cli_runner
     if runner is None:

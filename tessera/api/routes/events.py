@@ -6,13 +6,13 @@ import asyncio
 
 from fastapi import APIRouter
 
-from tessera.api.auth import Caller, Owner
+from tessera.api.auth import Owner, Viewer
 
 router = APIRouter(prefix="/api", tags=["events"])
 
 
 @router.get("/events")
-async def events(owner: Owner, _caller: Caller, limit: int = 100, offset: int = 0, message_id: str | None = None,
+async def events(owner: Owner, _caller: Viewer, limit: int = 100, offset: int = 0, message_id: str | None = None,
                  user_id: str | None = None, rejected: bool = False) -> list[dict]:
     """The latest collected events (or refused messages with ``rejected=true``), filtered by message or user id."""
     limit, offset = min(max(limit, 1), 10_000), max(offset, 0)

@@ -10,7 +10,8 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from tessera.api.auth import Caller, Owner
+from tessera.api.auth import Editor, Owner, Principal, Viewer
+from tessera.api.params import RowId
 
 router = APIRouter(prefix="/api", tags=["identity"])
 
@@ -50,19 +51,19 @@ class OverridesPublic(BaseModel):
     count: int
 
 
-def _user(caller: str) -> str | None:
-    return caller
+def _user(caller: Principal) -> str | None:
+    return caller.identity
 
 
 @router.get("/identity/review")
-async def review_queue(owner: Owner, _caller: Caller, dataset: str | None = None, limit: int = 50) -> dict:
+async def review_queue(owner: Owner, _caller: Viewer, dataset: str | None = None, limit: int = 50) -> dict:
     """The pairs of probabilistic matching waiting for a decision, with their evidence."""
     rows = await asyncio.to_thread(owner.read, lambda ws: ws.identity_review(dataset, limit=min(max(limit, 1), 1000)))
     return {"data": rows, "count": len(rows)}
 
 
 @router.post("/identity/review", status_code=201)
-async def decide(owner: Owner, caller: Caller, body: DecisionCreate) -> OverridePublic:
+async def decide(owner: Owner, caller: Editor, body: DecisionCreate) -> OverridePublic:
     """Accept (merge from the next run on) or reject (never link) a pair of the review queue."""
     row = await asyncio.to_thread(owner.read, lambda ws: ws.identity_decide(
         body.record_l, body.record_r, accept=body.decision == "accept", dataset=body.dataset,
@@ -71,14 +72,14 @@ async def decide(owner: Owner, caller: Caller, body: DecisionCreate) -> Override
 
 
 @router.get("/identity/overrides")
-async def list_overrides(owner: Owner, _caller: Caller, dataset: str | None = None) -> OverridesPublic:
+async def list_overrides(owner: Owner, _caller: Viewer, dataset: str | None = None) -> OverridesPublic:
     """Manual overrides and review decisions, oldest first."""
     rows = await asyncio.to_thread(owner.read, lambda ws: ws.identity_overrides(dataset))
     return OverridesPublic(data=[OverridePublic(**r) for r in rows], count=len(rows))
 
 
 @router.post("/identity/overrides", status_code=201)
-async def add_override(owner: Owner, caller: Caller, body: OverrideCreate) -> OverridePublic:
+async def add_override(owner: Owner, caller: Editor, body: OverrideCreate) -> OverridePublic:
     """Always merge records, or split records off their unified record (kept across runs)."""
     row = await asyncio.to_thread(owner.read, lambda ws: ws.identity_override(
         body.kind, body.records, dataset=body.dataset, user=_user(caller), note=body.note))
@@ -86,6 +87,6 @@ async def add_override(owner: Owner, caller: Caller, body: OverrideCreate) -> Ov
 
 
 @router.delete("/identity/overrides/{override_id}", status_code=204)
-async def remove_override(owner: Owner, _caller: Caller, override_id: int) -> None:
+async def remove_override(owner: Owner, caller: Editor, override_id: RowId) -> None:
     """Forget an override or a review decision."""
-    await asyncio.to_thread(owner.read, lambda ws: ws.identity_remove_override(override_id))
+    await asyncio.to_thread(owner.read, lambda ws: ws.identity_remove_override(override_id, user=_user(caller)))

@@ -6,13 +6,13 @@ import asyncio
 
 from fastapi import APIRouter
 
-from tessera.api.auth import Caller, Owner
+from tessera.api.auth import Owner, Viewer
 
 router = APIRouter(prefix="/api", tags=["profiles"])
 
 
 @router.get("/profiles/{tessera_id}")
-async def profile(owner: Owner, _caller: Caller, tessera_id: str, dataset: str | None = None,
+async def profile(owner: Owner, _caller: Viewer, tessera_id: str, dataset: str | None = None,
                   events: int = 50) -> dict:
     """A unified record's attributes, source records and latest events (including those collected since the last run)."""
     limit = min(max(events, 1), 500)

@@ -6,12 +6,12 @@ import asyncio
 
 from fastapi import APIRouter
 
-from tessera.api.auth import Caller, Owner
+from tessera.api.auth import Owner, Viewer
 
 router = APIRouter(prefix="/api", tags=["schedule"])
 
 
 @router.get("/schedule")
-async def schedule(owner: Owner, _caller: Caller) -> list[dict]:
+async def schedule(owner: Owner, _caller: Viewer) -> list[dict]:
     """The scheduled jobs with their next run and last status."""
     return await asyncio.to_thread(owner.read, lambda ws: ws.scheduler().next_runs())
