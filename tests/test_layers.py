@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     ("sqlcheck", "httperrors", "demo"),
     ("config", "store"),
-    ("engine", "connectors", "secrets"),
+    ("engine", "connectors", "secrets", "users"),
     ("normalize",),
     ("sources",),
     ("identity",),
