@@ -20,7 +20,10 @@ import time
 import ibis
 
 from tessera.config.models import NormalizationRule
+from tessera.engine.dialects import dialect_for
 from tessera.normalize.rules import apply_rules, email_is_valid
+
+DUCKDB = dialect_for("duckdb")
 
 PHONES_SQL = """
 CREATE OR REPLACE TABLE phones AS
@@ -100,20 +103,20 @@ def main() -> None:
     con.raw_sql(EMAILS_SQL.format(rows=args.rows))
     phones, emails = con.table("phones"), con.table("emails")
 
-    phone = apply_rules(phones.s, _rules({"phone": {"country": "FR"}}), "duckdb")
+    phone = apply_rules(phones.s, _rules({"phone": {"country": "FR"}}), DUCKDB)
     _time(con, "phone -> E.164 (FR)", phones, {"e164": phone}, args.rows)
 
-    email = apply_rules(emails.s, _rules("email"), "duckdb")
+    email = apply_rules(emails.s, _rules("email"), DUCKDB)
     _time(con, "email", emails, {"email": email}, args.rows)
     _time(con, "email + email_is_valid", emails, {"email": email, "valid": ibis.ifelse(email_is_valid(email), 1, None)}, args.rows)
 
     if args.extra:
         con.raw_sql(EXTRA_SQL.format(rows=args.rows))
         extra = con.table("extra")
-        _time(con, "date (detected, dayfirst)", extra, {"d": apply_rules(extra.d, _rules({"date": {"dayfirst": True}}), "duckdb")}, args.rows)
-        _time(con, "country", extra, {"c": apply_rules(extra.c, _rules("country"), "duckdb")}, args.rows)
-        _time(con, "title", extra, {"n": apply_rules(extra.n, _rules("title"), "duckdb")}, args.rows)
-        _time(con, "trim + null_like", emails, {"s": apply_rules(emails.s, _rules("trim", "null_like"), "duckdb")}, args.rows)
+        _time(con, "date (detected, dayfirst)", extra, {"d": apply_rules(extra.d, _rules({"date": {"dayfirst": True}}), DUCKDB)}, args.rows)
+        _time(con, "country", extra, {"c": apply_rules(extra.c, _rules("country"), DUCKDB)}, args.rows)
+        _time(con, "title", extra, {"n": apply_rules(extra.n, _rules("title"), DUCKDB)}, args.rows)
+        _time(con, "trim + null_like", emails, {"s": apply_rules(emails.s, _rules("trim", "null_like"), DUCKDB)}, args.rows)
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak_mb:,.0f} MB")

@@ -154,10 +154,13 @@ class JobCancelled(TesseraError):
 
 
 def error_table() -> list[tuple[str, str, int]]:
-    """(class name, code, HTTP status) of every error class, for the docs and the API."""
+    """(class name, code, HTTP status) of every error class that has a code of its own, for the docs
+    and the API (a subclass that inherits its code, e.g. a module's own failure, is answered as its
+    parent)."""
     out, todo = [], [TesseraError]
     while todo:
         cls = todo.pop(0)
-        out.append((cls.__name__, cls.code, cls.status))
+        if cls is TesseraError or "code" in vars(cls):
+            out.append((cls.__name__, cls.code, cls.status))
         todo.extend(cls.__subclasses__())
     return out

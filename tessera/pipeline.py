@@ -21,8 +21,11 @@ from tessera.config.models import DATABASE_CONNECTIONS, WorkspaceConfig
 from tessera.datasets.build import DatasetBuilder, dataset_order, enriched
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import type_name
+from tessera.enrich.runner import Enricher
 from tessera.errors import RunError, TesseraError
 from tessera.identity.review import overrides_by_dataset
+from tessera.sources.database import import_database_source
+from tessera.sources.events import stage_events
 from tessera.sources.importer import PARSE_REJECTS, import_source, raw_table
 from tessera.sources.items import derive_items
 from tessera.sources.staging import Batch, nested_path, stage
@@ -76,8 +79,6 @@ class Pipeline:
             if conn.type == "http":
                 continue  # events arrive through the collection API, not by import
             if conn.type in DATABASE_CONNECTIONS:
-                from tessera.sources.database import import_database_source
-
                 res = import_database_source(self.adapter, self.store, src, self.reveal(conn))
             else:
                 res = import_source(self.adapter, self.store, src, self.reveal(conn), self.archive_dir)
@@ -153,7 +154,6 @@ class Pipeline:
         reject_parts: list[ibis.Table] = []
 
         def do_stage():
-            backend = self.adapter.name
             files = self.store.list_imported_files()
             staged_total = 0
             conn_types = {c.name: c.type for c in self.config.connections}
@@ -165,14 +165,12 @@ class Pipeline:
 
                 if conn_types.get(src.connection) == "http":
                     # Events are read from the collected events table, not from imported batches.
-                    from tessera.sources.events import stage_events
-
                     staged, rejects = stage_events(self.adapter, src, extra_columns=self._needed_columns(src.name),
                                                    extra_identifiers=self._relation_targets(src.name), tag=tag,
                                                    materialize=typed_table)
                     batch_ids = []
                 else:
-                    staged, rejects, batch_ids = self._stage_batches(src, files, backend, typed_table)
+                    staged, rejects, batch_ids = self._stage_batches(src, files, typed_table)
                 name = f"{tag}stage_{src.name}"
                 staged_t = self.adapter.create_table(name, staged, temp=True)
                 stages[src.name] = name
@@ -217,7 +215,7 @@ class Pipeline:
                 self.progress("unify", ds.name, i, len(order))
                 prev = self.adapter.published_target(f"{ds.name}__records")
                 generation = len(self.store.list_publications(ds.name))
-                built = builder.build(ds, previous_lineage=prev, generation=generation, backend=self.adapter.name)
+                built = builder.build(ds, previous_lineage=prev, generation=generation)
                 result.datasets[ds.name] = built.counts
                 for k in totals:
                     totals[k] += built.counts.get(k, 0)
@@ -225,8 +223,6 @@ class Pipeline:
             return totals
 
         def do_enrich():
-            from tessera.enrich.runner import Enricher
-
             enricher = Enricher(self.adapter, self.config, builder.built, tag,
                                 as_of or self.config.pipeline.as_of or date.today())
             todo = [ds for ds in self.config.datasets if enriched(ds)]
@@ -286,8 +282,7 @@ class Pipeline:
             counts["skipped"] = skipped
         return counts
 
-    def _stage_batches(self, src, files: list[dict], backend: str,
-                       typed_table) -> tuple[ibis.Table, ibis.Table, list[int]]:
+    def _stage_batches(self, src, files: list[dict], typed_table) -> tuple[ibis.Table, ibis.Table, list[int]]:
         """(staged rows, rejects, batch ids) of a source read from imported batches."""
         mine = sorted((f for f in files if f["source"] == src.name), key=lambda f: f["batch_id"])
         strategy = src.import_strategy
@@ -315,7 +310,7 @@ class Pipeline:
         batches = [Batch(raw_table(src.name, f["batch_id"]), f["batch_id"], _naive_utc(f["imported_at"]))
                    for f in mine]
         tables = [self.adapter.table(b.table) for b in batches]
-        staged, rejects = stage(src, batches, tables, schema, backend=backend,
+        staged, rejects = stage(src, batches, tables, schema, dialect=self.adapter.dialect,
                                 extra_columns=self._needed_columns(src.name),
                                 extra_identifiers=self._relation_targets(src.name),
                                 materialize=typed_table, add_sql_columns=self.adapter.add_sql_columns)

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 import ibis
 
+from tessera.datasets.build import link_name, relation_target
 from tessera.errors import NotFoundError
 
 EVENTS_TABLE = "_tessera_events"
@@ -37,8 +38,6 @@ def _rows(adapter, expr: ibis.Table) -> list[dict]:
 def event_links(config, dataset: str) -> list[tuple[str, str, list[tuple[str, str]], str]]:
     """(events dataset, its link column, [(event column, customer column)], connection) for each events
     dataset related to ``dataset`` through an event source."""
-    from tessera.datasets.build import link_name, relation_target
-
     http = {c.name for c in config.connections if c.type == "http"}
     feeds = {m.source: d.name for d in config.datasets for m in d.mappings}
     out = []

@@ -32,16 +32,25 @@ import ibis
 import psutil
 import pyarrow as pa
 
+from tessera.config.events import EVENT_COLUMNS
 from tessera.config.loader import dump_yaml, load_yaml, parse_config
 from tessera.config.models import DatasetConfig, WorkspaceConfig
+from tessera.connectors import check_connection
+from tessera.datasets.build import dataset_columns
 from tessera.engine.base import EngineAdapter
+from tessera.engine.connect import open_adapter
 from tessera.errors import BusyError, ConfigError, NotFoundError, TesseraError, UsageError, WorkspaceError
+from tessera.identity.explain import explain
+from tessera.normalize.semantic import suggest_semantic
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
+from tessera.profiles import profile
+from tessera.schedule import Scheduler
 from tessera.secrets import SecretBox, create_key_file
 from tessera.setup import propose_config
 from tessera.sources.columns import column_problems
 from tessera.sources.events import EVENTS_TABLE
 from tessera.store import MetadataStore
+from tessera.syncs.runner import run_syncs
 
 TID = "tessera_id"
 
@@ -130,24 +139,7 @@ class Workspace:
         return self._adapter
 
     def _connect(self) -> EngineAdapter:
-        engine = _engine_setting(self.settings)
-        if engine == "duckdb" or engine.startswith("duckdb:"):
-            from tessera.engine.duckdb import DuckDBAdapter
-
-            file = engine.removeprefix("duckdb:").removeprefix("///") if ":" in engine else ""
-            return DuckDBAdapter(file or str(self.path / "warehouse.duckdb"))
-        if engine == "spark" or engine.startswith("spark:"):
-            from tessera.engine.spark import SparkAdapter
-
-            return SparkAdapter(self.path / "spark", master=engine.removeprefix("spark:") if ":" in engine else None)
-        if engine.startswith(("postgresql://", "postgresql+psycopg://")):
-            from tessera.engine.postgres import PostgresAdapter
-
-            return PostgresAdapter(engine)
-        raise WorkspaceError(
-            f"Unknown warehouse '{engine}' (setting TESSERA_WAREHOUSE or workspace.json 'warehouse'): "
-            "use duckdb, spark or a postgresql:// URL."
-        )
+        return open_adapter(_engine_setting(self.settings), self.path)
 
     def close(self) -> None:
         if self._is_reader:
@@ -446,8 +438,6 @@ class Workspace:
         Returns the lines of what was verified; raises ConnectionFailed with a diagnosis
         (host unreachable, authentication refused, table or folder missing, permission denied).
         """
-        from tessera.connectors import check_connection
-
         conn = self.connection(name)
         sources = [s for s in self.config.sources if s.connection == name]
         return check_connection(conn, sources)
@@ -458,8 +448,6 @@ class Workspace:
         A failing destination does not stop the others: each result says what was inserted,
         updated, deleted and failed. ``dry_run`` computes the plan and sends nothing.
         """
-        from tessera.syncs.runner import run_syncs
-
         known = {s.name for s in self.config.syncs}
         unknown = [n for n in names or [] if n not in known]
         if unknown:
@@ -468,8 +456,6 @@ class Workspace:
 
     def scheduler(self, *, interval: float = 15.0):
         """The scheduler of this workspace's cron schedules (see :mod:`tessera.schedule`)."""
-        from tessera.schedule import Scheduler
-
         return Scheduler(self, interval=interval)
 
     def runs(self, limit: int = 20) -> list[dict]:
@@ -492,16 +478,11 @@ class Workspace:
 
     def describe(self, dataset: str) -> list[dict]:
         """The columns of a dataset: type, semantic field (declared or suggested) and merge rule."""
-        from tessera.datasets.build import dataset_columns
-        from tessera.normalize.semantic import suggest_semantic
-
         ds = next((d for d in self.config.datasets if d.name == dataset), None)
         if ds is None:
             raise NotFoundError(f"unknown dataset '{dataset}' (datasets: {', '.join(self.datasets()) or 'none'})")
         declared = {c.name: c for c in ds.columns}
         stage_types = {}
-        from tessera.sources.events import EVENT_COLUMNS
-
         http = {c.name for c in self.config.connections if c.type == "http"}
         sources = {s.name: s for s in self.config.sources}
         for m in ds.mappings:
@@ -579,7 +560,7 @@ class Workspace:
         if any(c.name == src.connection and c.type == "http" for c in self.config.connections):
             staged, _ = stage_events(self.adapter, src, extra_columns=[], extra_identifiers=[], tag="_tessera_preview_")
         else:
-            staged, _, _ = pipeline._stage_batches(src, self.store.list_imported_files(name), self.adapter.name, None)
+            staged, _, _ = pipeline._stage_batches(src, self.store.list_imported_files(name), None)
         staged = staged.order_by(["_tessera_batch", "_tessera_line"])
         return self.adapter.to_arrow(staged.limit(limit))
 
@@ -603,14 +584,10 @@ class Workspace:
     def profile(self, tessera_id: str, dataset: str | None = None, *, events: int = 50) -> dict:
         """The 360° profile of a unified record: attributes, source records, latest events
         (including events collected since the last run). See :mod:`tessera.profiles`."""
-        from tessera.profiles import profile
-
         return profile(self, tessera_id, dataset, events=events)
 
     def explain(self, tessera_id: str, dataset: str | None = None):
         """Why the source records of a unified record were merged (see :mod:`tessera.identity.explain`)."""
-        from tessera.identity.explain import explain
-
         dataset = dataset or next((d.name for d in self.config.datasets if d.deduplicate), None)
         if dataset is None:
             raise NotFoundError("no dataset has deduplication on: nothing to explain")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from servers import MARIADB_MISSING, POSTGRES_MISSING, MariaDBServer, PostgresServer, ServerUnavailable  # noqa: E402
+
 
 pytest_plugins = ["remote_fixtures"]  # FTP, FTPS and SFTP servers (tests/remote_fixtures.py)
 
@@ -185,3 +187,60 @@ def engine(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres":
         return request.getfixturevalue("postgres_db_url")
     return request.param
+
+
+# -- Workspaces -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_workspace(request: pytest.FixtureRequest, tmp_path: Path):
+    """``make_workspace(config, files=None, *, warehouse=None, run=False, path=None)``: a workspace
+    with ``config`` applied (YAML text, dedented and written to ``tmp_path / "workspace.yaml"``, so
+    that ``path: data`` is ``tmp_path / "data"``; or a dict; None applies nothing).
+
+    ``files`` ({name: text or bytes}) are written into ``tmp_path / "data"`` first, the folder the
+    test configurations read. The warehouse is ``warehouse`` if given, else the ``engine`` fixture's
+    when the test uses it (one test body on every engine), else DuckDB. ``run`` runs the pipeline
+    once. Each call makes a new workspace (``tmp_path / "ws"``, then ``ws1``...) unless ``path``
+    is given; every workspace made is closed after the test."""
+    # imported here: importing every module at collection would change what tests of the public API see
+    from tessera.workspace import Workspace
+
+    made: list[Workspace] = []
+
+    def make(config: str | dict | None = None, files: dict[str, str | bytes] | None = None, *,
+             warehouse: str | None = None, run: bool = False, path: Path | None = None) -> Workspace:
+        data = tmp_path / "data"
+        data.mkdir(exist_ok=True)
+        for name, content in (files or {}).items():
+            if isinstance(content, bytes):
+                (data / name).write_bytes(content)
+            else:
+                (data / name).write_text(content)
+        if warehouse is None and "engine" in request.fixturenames:
+            warehouse = request.getfixturevalue("engine")
+        ws = Workspace.init(path or tmp_path / (f"ws{len(made)}" if made else "ws"), warehouse=warehouse)
+        made.append(ws)
+        if isinstance(config, str):  # relative paths are read from tmp_path, the YAML file's folder
+            (tmp_path / "workspace.yaml").write_text(textwrap.dedent(config))
+            ws.apply(tmp_path / "workspace.yaml")
+        elif config is not None:
+            ws.apply(config)
+        if run:
+            ws.run()
+        return ws
+
+    yield make
+    for ws in made:
+        ws.close()
+
+
+@pytest.fixture
+def engine_adapter(engine: str, tmp_path: Path):
+    """An adapter on the test's engine (the ``engine`` fixture), without a workspace; closed afterwards."""
+    from tessera.engine.connect import open_adapter
+
+    (tmp_path / "warehouse").mkdir()
+    adapter = open_adapter(engine, tmp_path / "warehouse")
+    yield adapter
+    adapter.close()

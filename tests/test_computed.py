@@ -93,18 +93,15 @@ datasets:
 
 
 @pytest.fixture
-def make_workspace(tmp_path, engine):
+def make_workspace(make_workspace, engine):
+    """The shared factory (tests/conftest.py) with this module's files, on every engine."""
+
     def make(config=CONFIG):
-        data = tmp_path / "data"
-        data.mkdir(exist_ok=True)
         lines = ["id,prenom,nom,email,naissance"]
         lines += [f"{i},{f},{n},{e},{b.isoformat() if b else ''}" for i, f, n, e, b in PEOPLE]
-        (data / "people.csv").write_text("\n".join(lines) + "\n")
-        (data / "orders.ndjson").write_text("\n".join(json.dumps(o) for o in ORDERS) + "\n")
-        (tmp_path / "workspace.yaml").write_text(textwrap.dedent(config))
-        ws = Workspace.init(tmp_path / "ws", warehouse=engine)
-        ws.apply(tmp_path / "workspace.yaml")
-        return ws
+        files = {"people.csv": "\n".join(lines) + "\n",
+                 "orders.ndjson": "\n".join(json.dumps(o) for o in ORDERS) + "\n"}
+        return make_workspace(config, files)
 
     return make
 
@@ -244,8 +241,7 @@ def _computed_rows(adapter, table, expressions, types=None):
 
     ds = DatasetConfig(name="sample", mappings=[{"source": "s", "columns": {"a": "a"}}],
                        computed=[{"name": f"c{i}", "sql": sql} for i, sql in enumerate(expressions)])
-    if adapter.name != "duckdb":
-        types = duckdb_types(table, ds)
+    types = duckdb_types(adapter, table, ds) or types
     out, _ = add_computed(adapter, table, ds, types)
     return out.schema(), adapter.to_arrow(out.order_by("k")).to_pylist()
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import textwrap
 from datetime import date
 
-from tessera.workspace import Workspace
 
 CONFIG = """
 connections: [{name: files, type: local, path: data}]
@@ -45,20 +43,17 @@ datasets:
 """
 
 
-def test_aggregates_and_scores_in_a_run(tmp_path, engine):
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "people.csv").write_text("id,name,email\n1,Ana,ana@example.com\n2,Bo,bo@example.com\n3,Cy,cy@example.com\n")
-    (data / "sales.csv").write_text(
-        "order_id,email,day,amount,category\n"
-        "o1,ANA@example.com,2024-12-01,100,Textile\n"
-        "o2,ana@example.com,2023-06-01,50,Textile\n"
-        "o3,ana@example.com,2024-02-01,20,Cuisine\n"
-        "o4,bo@example.com,2024-12-20,10,Jardin\n"
-    )
-    (tmp_path / "w.yaml").write_text(textwrap.dedent(CONFIG))
-    ws = Workspace.init(tmp_path / "ws", warehouse=engine)
-    ws.apply(tmp_path / "w.yaml")
+def test_aggregates_and_scores_in_a_run(make_workspace, engine):
+    ws = make_workspace(CONFIG, {
+        "people.csv": "id,name,email\n1,Ana,ana@example.com\n2,Bo,bo@example.com\n3,Cy,cy@example.com\n",
+        "sales.csv": (
+            "order_id,email,day,amount,category\n"
+            "o1,ANA@example.com,2024-12-01,100,Textile\n"
+            "o2,ana@example.com,2023-06-01,50,Textile\n"
+            "o3,ana@example.com,2024-02-01,20,Cuisine\n"
+            "o4,bo@example.com,2024-12-20,10,Jardin\n"
+        ),
+    })
     result = ws.run(as_of=date(2024, 12, 31))
     assert result.datasets["contacts"]["aggregates"] == 3
     rows = {r["email"]: r for r in ws.adapter.to_arrow(ws.table("contacts")).to_pylist()}
@@ -74,4 +69,3 @@ def test_aggregates_and_scores_in_a_run(tmp_path, engine):
     # computed columns may use aggregates and scores
     assert ana["big_spender"] is True and bo["big_spender"] is False and cy["big_spender"] is False
     assert ana["segment_label"] == f"{ana['score_rfm_segment']} ({ana['score_rfm']})"
-    ws.close()

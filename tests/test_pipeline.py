@@ -97,17 +97,14 @@ datasets:
 
 
 @pytest.fixture
-def make_workspace(tmp_path, engine):
-    def make(crm=CRM, shop=SHOP, orders=ORDERS, config=CONFIG):
-        data = tmp_path / "data"
-        data.mkdir(exist_ok=True)
-        (data / "crm_1.csv").write_bytes(crm.encode("utf-8"))
-        (data / "shop.json").write_text(json.dumps(shop))
-        (data / "orders.ndjson").write_text("\n".join(json.dumps(o) for o in orders) + "\n")
-        (tmp_path / "workspace.yaml").write_text(textwrap.dedent(config))
-        ws = Workspace.init(tmp_path / "ws", warehouse=engine)
-        ws.apply(tmp_path / "workspace.yaml")
-        return ws
+def make_workspace(make_workspace, engine):
+    """The shared factory (tests/conftest.py) with this module's files, on every engine."""
+
+    def make(crm=CRM, shop=SHOP, orders=ORDERS, config=CONFIG, files=None):
+        if files is None:
+            files = {"crm_1.csv": crm.encode("utf-8"), "shop.json": json.dumps(shop),
+                     "orders.ndjson": "\n".join(json.dumps(o) for o in orders) + "\n"}
+        return make_workspace(config, files)
 
     return make
 
@@ -290,10 +287,8 @@ def test_describe_shows_semantic_fields(make_workspace):
     assert cols["email"]["identity_key"] and cols["email"]["sources"] == {"crm": "courriel", "shop": "email"}
 
 
-def test_key_limit_splits_instead_of_merging(tmp_path, engine):
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "cards.csv").write_text(
+def test_key_limit_splits_instead_of_merging(make_workspace):
+    cards = (
         "row,card,email,phone\n"
         "1,C1,a@example.com,\n"
         "2,C2,a@example.com,\n"  # another card with the same email: must not merge with row 1
@@ -301,7 +296,7 @@ def test_key_limit_splits_instead_of_merging(tmp_path, engine):
         "4,,b@example.com,\n"  # no card: merges with row 3
         "5,,,06 12 34 56 78\n"  # same phone as row 3: merges too
     )
-    (tmp_path / "w.yaml").write_text(textwrap.dedent("""
+    ws = make_workspace(files={"cards.csv": cards}, config="""
         connections: [{name: files, type: local, path: data}]
         sources:
           - name: cards
@@ -315,9 +310,7 @@ def test_key_limit_splits_instead_of_merging(tmp_path, engine):
             identity_keys: [{column: card, limit: 1}, {column: email}, {column: phone}]
             columns: [{name: email, semantic: Email}, {name: phone, semantic: Phone}]
             mappings: [{source: cards, columns: {card: card, email: email, phone: phone, row: row}}]
-    """))
-    ws = Workspace.init(tmp_path / "ws", warehouse=engine)
-    ws.apply(tmp_path / "w.yaml")
+    """)
     result = ws.run()
     lineage = {r["_tessera_record"]: r["tessera_id"] for r in rows(ws, "contacts__lineage")}
     assert lineage["cards:1"] != lineage["cards:2"]

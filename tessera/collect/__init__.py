@@ -25,7 +25,7 @@ accepted batch and never drops one that was not accepted:
 - Success: Segment accepts any 2xx, RudderStack only exactly 200. The body is not read. The server
   answers ``200 {"success": true}`` and only after the request's record is synced to the log.
 - Errors: both read ``code`` and ``message`` from a JSON error body (else report "unknown"): the
-  server's error body has them (see :mod:`tessera.api.errors`).
+  server's error body has them (see :mod:`tessera.httperrors`).
 - Retries: Segment retries network errors, 408, 410, 429, 460 and every 5xx but 501/505, and honours
   ``Retry-After`` (it then re-queues the batch); it drops the batch and calls ``on_error`` on 400,
   401, 403, 404, 413, 422 and other 4xx. RudderStack retries network errors, 429 and every 5xx, and

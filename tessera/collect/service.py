@@ -17,13 +17,13 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from tessera.api.errors import error_response
 from tessera.collect.keys import WriteKeys
 from tessera.collect.loader import STATE_OFFSET, STATE_SCOPE, Loader, log_directory
 from tessera.collect.log import GroupCommit, LogError, LogWriter
 from tessera.collect.messages import (
     BodyReader, RequestError, basic_auth_user, build_record, check_messages, parse_json, parse_time,
 )
+from tessera.httperrors import error_response
 from tessera.workspace import Workspace
 
 log = logging.getLogger("tessera.collect")

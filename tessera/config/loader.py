@@ -13,9 +13,19 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from tessera.config.models import FILE_CONNECTIONS, SEMANTIC_FIELDS, WorkspaceConfig
+from tessera.config.events import EVENT_COLUMNS, column_problem, is_json_path
+from tessera.config.models import DATABASE_CONNECTIONS, FILE_CONNECTIONS, SEMANTIC_FIELDS, WorkspaceConfig
 from tessera.config.paths import file_name_problem, relative_path_problem
+from tessera.config.scores import LIBRARY, PREDICTIVE_COLUMNS
 from tessera.errors import ConfigError
+from tessera.sqlcheck import (
+    check_condition,
+    check_expression,
+    filter_columns,
+    filter_sql,
+    order_computed,
+    referenced_columns,
+)
 
 
 # A workspace file is kilobytes (a thousand sources: under 1 MB); past this it is refused unread.
@@ -274,7 +284,6 @@ def check_references(config: WorkspaceConfig) -> list[str]:
             if not m.columns:
                 problems.append(f"{where}.mappings[{j}].columns: map at least one column")
             if m.source in sources and conn_types.get(sources[m.source].connection) == "http":
-                from tessera.sources.events import column_problem
 
                 for col, src_col in m.columns.items():
                     problem = column_problem(src_col)
@@ -386,8 +395,6 @@ def segment_problems(config: WorkspaceConfig, only: str | None = None) -> list[s
 
 def _condition_problems(config: WorkspaceConfig, seg, cond, where: str, cols: set[str], by_name: dict,
                         stack: tuple[str, ...]) -> list[str]:
-    from tessera.enrich.sql import check_expression
-
     kind = cond.kind
     if kind in ("all", "any"):
         out = []
@@ -448,7 +455,6 @@ def _condition_problems(config: WorkspaceConfig, seg, cond, where: str, cols: se
 
 def _check_source_kind(where: str, s, kind: str) -> list[str]:
     """What a source needs depends on its connection: files need a pattern, databases a table or query."""
-    from tessera.config.models import DATABASE_CONNECTIONS
 
     problems = []
     if kind in FILE_CONNECTIONS:
@@ -492,7 +498,6 @@ def _check_source_kind(where: str, s, kind: str) -> list[str]:
 
 def _check_event_columns(where: str, s) -> list[str]:
     """An event source's columns are the event columns and JSON paths (traits.first_name...)."""
-    from tessera.sources.events import column_problem
 
     problems = []
     for setting, names in (("columns", s.columns or []), ("record_keys", s.record_keys),
@@ -508,9 +513,6 @@ def _check_event_columns(where: str, s) -> list[str]:
 def _check_source_filter(where: str, s, kind: str) -> list[str]:
     """A source filter is one checked SQL condition; an event source's columns are known here,
     a file or database source's only once imported (then only the expression itself is checked)."""
-    from tessera.enrich.sql import check_condition
-    from tessera.sources.events import EVENT_COLUMNS, is_json_path
-    from tessera.sources.staging import filter_columns, filter_sql
 
     used = filter_columns(s.filter)
     if kind == "http":
@@ -525,7 +527,6 @@ def _check_source_filter(where: str, s, kind: str) -> list[str]:
 
 
 def _check_syncs(config: WorkspaceConfig) -> list[str]:
-    from tessera.enrich.sql import check_condition
 
     problems = []
     conns = {c.name: c for c in config.connections}
@@ -582,7 +583,6 @@ def _check_syncs(config: WorkspaceConfig) -> list[str]:
 def _check_aggregate_filters(config: WorkspaceConfig, i: int, d) -> list[str]:
     """Each aggregate's filter is a checked condition over the related dataset's columns, at apply
     (not first at run time)."""
-    from tessera.enrich.sql import check_condition
 
     datasets = {x.name: x for x in config.datasets}
     problems = []
@@ -593,7 +593,6 @@ def _check_aggregate_filters(config: WorkspaceConfig, i: int, d) -> list[str]:
         if related is not None:
             columns = _dataset_columns(config, related)
         else:  # the unknown dataset is reported by the enrichment checks: check the expression only
-            from tessera.enrich.sql import referenced_columns
 
             columns = referenced_columns(a.filter)
         try:
@@ -639,7 +638,6 @@ def _link_columns(config: WorkspaceConfig, dataset) -> list[str]:
 def enrichment_columns(d) -> list[str]:
     """Columns a dataset gains in the enrichment step (aggregates, library and predictive scores):
     computed columns may use them, and are then added after that step."""
-    from tessera.enrich.scores import LIBRARY, PREDICTIVE_COLUMNS
 
     out = [a.name for a in d.aggregates]
     if d.scores:
@@ -653,7 +651,6 @@ def enrichment_columns(d) -> list[str]:
 
 def _check_computed(config: WorkspaceConfig, i: int, d, cols: list[str]) -> list[str]:
     """Each computed column's SQL against the dataset's columns, names, and cycles between them."""
-    from tessera.enrich.sql import check_expression, order_computed
 
     problems: list[str] = []
     base = set(cols) | {"tessera_id"} | set(_link_columns(config, d)) | set(enrichment_columns(d))

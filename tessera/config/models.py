@@ -184,6 +184,16 @@ def _check_cron(value: str | None) -> str | None:
 
 # --------------------------------------------------------------------------- normalization
 
+#: values that never identify anyone (placeholders, test addresses), blocked on every identity key
+DEFAULT_BLOCKED = [
+    "test@test.com", "test@example.com", "noreply@noreply.com", "no-reply@no-reply.com", "a@a.com",
+    "email@email.com", "none@none.com", "null@null.com", "x@x.com",
+    "0000000000", "+330000000000", "1111111111", "1234567890", "0123456789", "+33000000000",
+    "anonymous", "unknown", "null", "none", "n/a", "0", "-", "undefined", "test",
+    # placeholders that tracking code sends as user or anonymous ids
+    "nan", "nil", "(null)", "[object object]", "00000000-0000-0000-0000-000000000000", "guest",
+]
+
 NULL_LIKE_DEFAULT = ["", "N/A", "n/a", "NA", "null", "NULL", "None", "-", "0000-00-00", "00/00/0000"]
 
 
@@ -336,7 +346,7 @@ class DatasetColumnConfig(_Model):
 class ComputedColumnConfig(_Model):
     """A column computed from the other columns of the same dataset: one SQL expression in DuckDB's
     dialect (``concat(first_name, ' ', last_name)``), checked and rendered for the engine by
-    :mod:`tessera.enrich.sql`. It may use another computed column."""
+    :mod:`tessera.sqlcheck`. It may use another computed column."""
 
     name: str
     sql: str

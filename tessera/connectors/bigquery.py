@@ -189,9 +189,9 @@ def failure(conn, exc: BaseException, *, what: str | None = None) -> ConnectionF
     return ConnectionFailed(f"connection '{conn.name}': BigQuery: {type(exc).__name__}: {text}")
 
 
-def arrow_read(conn, src):
-    """The reader of a BigQuery source for :func:`tessera.sources.database.land`."""
-    from tessera.sources.database import BATCH_ROWS, ArrowRead, landed_label
+def arrow_stream(conn, src, batch_rows: int):
+    """The reader of a BigQuery source for :func:`tessera.sources.database.land`: ``stream(bound)``
+    gives (column names, declared types, iterator of Arrow record batches of ``batch_rows`` rows)."""
 
     def stream(bound):
         sql, params = build_query(conn, src, bound)
@@ -199,7 +199,7 @@ def arrow_read(conn, src):
         what = f"table {src.table}" if src.table else f"the query of source '{src.name}'"
         try:
             job = client(conn).query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
-            rows = job.result(page_size=BATCH_ROWS)
+            rows = job.result(page_size=batch_rows)
         except ConnectionFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - google-api-core, google-auth, requests
@@ -208,7 +208,7 @@ def arrow_read(conn, src):
         types = {f.name: bigquery_type(f.field_type) for f in rows.schema}
         return names, types, rows.to_arrow_iterable()
 
-    return ArrowRead(landed_label(conn, src), stream)
+    return stream
 
 
 def check(conn, sources=()) -> list[str]:

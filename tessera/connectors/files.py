@@ -275,11 +275,11 @@ def open_folder(conn) -> Folder:
     if conn.type == "local":
         return LocalFolder(conn)
     if conn.type in ("ftp", "ftps"):
-        from tessera.connectors.ftp import FTPFolder
+        from tessera.connectors.ftp import FTPFolder  # lazy: each protocol loads only when used
 
         return FTPFolder(conn)
     if conn.type == "sftp":
-        from tessera.connectors.sftp import SFTPFolder
+        from tessera.connectors.sftp import SFTPFolder  # lazy: asyncssh is heavy
 
         return SFTPFolder(conn)
     raise ConnectionFailed(f"connection '{conn.name}' is a {conn.type} connection, not a folder of files "

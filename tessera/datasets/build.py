@@ -17,12 +17,13 @@ from tessera.config.models import (
 )
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import IBIS_TYPES, cast_text, type_name
-from tessera.enrich.sql import check_expression, order_computed, render
+from tessera.engine.duckdb import authoring_probe
 from tessera.errors import RunError, TesseraError
 from tessera.identity.merge import MergeColumn, merge
 from tessera.identity.resolve import DEFAULT_BLOCKED, SHAREABLE, IdentityKey, Override, new_id, resolve
 from tessera.normalize.rules import apply_rules
 from tessera.normalize.semantic import suggest_semantic
+from tessera.sqlcheck import check_expression, order_computed
 
 TID = "tessera_id"
 META = ["_tessera_record", "_tessera_source", "_tessera_batch", "_tessera_file", "_tessera_line",
@@ -195,13 +196,13 @@ def _add_sql(adapter: EngineAdapter, table: ibis.Table, ds: DatasetConfig, batch
         return RunError(f"dataset {ds.name}, computed column {cfg.name} ({cfg.sql}): {first}")
 
     try:
-        return adapter.add_sql_columns(table, [(cfg.name, render(expr, adapter.name)) for cfg, expr in batch])
+        return adapter.add_sql_columns(table, [(cfg.name, adapter.dialect.render(expr)) for cfg, expr in batch])
     except TesseraError:
         raise
     except Exception as exc:  # the engine refused an expression: find which one
         for cfg, expr in batch:
             try:
-                adapter.add_sql_columns(table, [(cfg.name, render(expr, adapter.name))])
+                adapter.add_sql_columns(table, [(cfg.name, adapter.dialect.render(expr))])
             except Exception as single:  # noqa: BLE001 - reported with its column
                 raise refused(cfg, single) from single
         raise refused(batch[0][0], exc) from exc
@@ -212,17 +213,14 @@ def enriched(ds: DatasetConfig) -> bool:
     return bool(ds.aggregates or (ds.scores and (ds.scores.library or ds.scores.predictive)))
 
 
-def duckdb_types(table: ibis.Table, ds: DatasetConfig) -> dict[str, dt.DataType]:
+def duckdb_types(adapter: EngineAdapter, table: ibis.Table, ds: DatasetConfig) -> dict[str, dt.DataType] | None:
     """The types of the computed columns of ``ds`` as DuckDB (the authoring dialect) gives them, found
-    on an empty in-memory table of ``table``'s schema: the reference every engine is cast to."""
-    from tessera.engine.duckdb import DuckDBAdapter
-
-    probe = DuckDBAdapter(":memory:")
-    try:
-        empty = probe.create_table("t", table.schema().to_pyarrow().empty_table())
+    on an empty in-memory table of ``table``'s schema: the reference every engine is cast to. None
+    when ``adapter`` gives them by itself."""
+    if adapter.authoring_types:
+        return None
+    with authoring_probe(table.schema()) as (probe, empty):
         _, types = add_computed(probe, empty, ds)
-    finally:
-        probe.close()
     return types
 
 
@@ -265,7 +263,7 @@ class DatasetBuilder:
         # A value that points at several customers cannot say which one: no link.
         return lookup.filter(lookup.n == 1).select("key", "tid"), rules
 
-    def _mapped(self, ds: DatasetConfig, columns: list[ColumnSpec], links: list[str], backend: str) -> ibis.Table:
+    def _mapped(self, ds: DatasetConfig, columns: list[ColumnSpec], links: list[str]) -> ibis.Table:
         key_columns = {k.column for k in ds.identity_keys} if ds.deduplicate else set()
         parts = []
         for m in ds.mappings:
@@ -275,7 +273,7 @@ class DatasetBuilder:
                 lookup, rules = self._lookup(rel)
                 ref = t[rel.column].cast("string")
                 if rules:
-                    ref = apply_rules(ref, rules, backend)
+                    ref = apply_rules(ref, rules, self.adapter.dialect)
                 alias = f"_link{i}"
                 t = t.mutate(**{f"{alias}_key": ref.cast("string")})
                 t = t.left_join(lookup.rename(**{f"{alias}_key": "key", alias: "tid"}), f"{alias}_key")
@@ -289,7 +287,7 @@ class DatasetBuilder:
                     continue
                 v = t[m.columns[spec.name]]
                 if spec.rules:
-                    v = apply_rules(v.cast("string") if not v.type().is_string() else v, spec.rules, backend)
+                    v = apply_rules(v.cast("string") if not v.type().is_string() else v, spec.rules, self.adapter.dialect)
                 if type_name(v.type()) != spec.type:
                     v = cast_text(v, spec.type) if v.type().is_string() else v.try_cast(target)
                 if spec.name in key_columns and spec.type == "string":
@@ -310,11 +308,11 @@ class DatasetBuilder:
         """The unified table with the computed columns of ``ds`` (typed as DuckDB types them)."""
         if not ds.computed or enriched(ds):
             return table  # added by the enrichment step, after the columns they may use
-        types = None if self.adapter.name == "duckdb" else duckdb_types(table, ds)
+        types = duckdb_types(self.adapter, table, ds)
         return add_computed(self.adapter, table, ds, types)[0]
 
     # ---------------------------------------------------------------- build
-    def build(self, ds: DatasetConfig, *, previous_lineage: str | None, generation: int, backend: str) -> Built:
+    def build(self, ds: DatasetConfig, *, previous_lineage: str | None, generation: int) -> Built:
         columns = dataset_columns(ds, self.stage_types)
         links = []
         for m in ds.mappings:
@@ -323,7 +321,7 @@ class DatasetBuilder:
                 if name not in links:
                     links.append(name)
         tag = f"{self.tag}{ds.name}__"
-        mapped = self._mapped(ds, columns, links, backend)
+        mapped = self._mapped(ds, columns, links)
         semantic = {c.name: c.semantic for c in columns}
         counts: dict = {}
         shared_table = None

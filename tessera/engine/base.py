@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 import ibis
@@ -20,6 +22,7 @@ import sqlglot as sg
 import sqlglot.expressions as sge
 
 from tessera.engine import filereader
+from tessera.engine.dialects import Dialect
 
 PREFIX = "_tessera_"
 
@@ -42,11 +45,18 @@ class FileImport:
 
 
 class EngineAdapter:
-    """Base class of the engine adapters."""
+    """Base class of the engine adapters.
 
-    name: str = "base"
-    #: publication of several tables is one transaction (readers never see a half-published run)
-    atomic_publish: bool = False
+    The packages above the engine ask an adapter, never test its name: its :attr:`dialect` holds
+    the functions whose SQL differs, its capability flags (class constants) say what it can do,
+    and its methods do what needs its connection (bulk loads, streams, publication)."""
+
+    #: the Ibis backend name, for messages and status only
+    name: ClassVar[str] = "base"
+    #: the functions whose SQL differs by engine, and the rendering of user SQL
+    dialect: ClassVar[Dialect]
+    #: user SQL (written in DuckDB's dialect) gets DuckDB's types here as it is: no cast needed
+    authoring_types: ClassVar[bool] = False
 
     def __init__(self, con: ibis.BaseBackend):
         self.con = con
@@ -74,7 +84,7 @@ class EngineAdapter:
         """``table`` with one more column per ``(name, expression)``, in order: each expression is SQL in
         this engine's dialect over the table's columns and the columns added before it.
 
-        The expressions come from :func:`tessera.enrich.sql.render` (checked against its allow-list)."""
+        The expressions come from :func:`tessera.engine.sqlrender.render` (checked against its allow-list)."""
         dialect = self.con.compiler.dialect
         alias = f"{PREFIX}sql_{uuid.uuid4().hex[:12]}"
         source: sge.Expression = sge.Table(this=sg.to_identifier(alias, quoted=True))
@@ -128,6 +138,10 @@ class EngineAdapter:
                 for batch in reader:
                     writer.write_batch(batch)
 
+    def to_batches(self, expr: ibis.Table, batch_rows: int) -> pa.RecordBatchReader:
+        """Stream the rows of ``expr`` as Arrow record batches of about ``batch_rows`` rows."""
+        return self.con.to_pyarrow_batches(expr, chunk_size=batch_rows)
+
     def count(self, expr: ibis.Table) -> int:
         return int(self.con.execute(expr.count()))
 
@@ -167,9 +181,42 @@ class EngineAdapter:
         self.create_table(table, data)
         return info
 
+    # ------------------------------------------------------------------ databases
+    @contextmanager
+    def scanner(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A DuckDB connection on which a source database is read (its scanner extension, ATTACH,
+        secrets): an embedded one here, the warehouse's own on DuckDB."""
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET temp_directory = '{tempfile.gettempdir().replace(chr(39), chr(39) * 2)}'")
+            con.execute("SET preserve_insertion_order = false")
+            yield con
+        finally:
+            con.close()
+
+    def load_select(self, scanner: duckdb.DuckDBPyConnection, table: str, select: str, *, create: bool,
+                    batch_rows: int, progress: Callable[[int], None] | None = None) -> int:
+        """Run the DuckDB ``select`` on ``scanner`` (a connection of :meth:`scanner`) into ``table``,
+        created when ``create``, else appended to; returns the rows loaded. Here its rows stream into
+        the warehouse in Arrow record batches; ``progress`` hears the rows loaded so far."""
+        reader = scanner.execute(select).to_arrow_reader(batch_rows)
+        rows = 0
+        for record_batch in reader:
+            if record_batch.num_rows == 0 and not create:
+                continue
+            self.append(table, pa.Table.from_batches([record_batch]))
+            create = False
+            rows += record_batch.num_rows
+            if progress:
+                progress(rows)
+        if create:
+            self.create_table(table, reader.schema.empty_table())
+        return rows
+
     # ------------------------------------------------------------------ publication
     def publish(self, views: dict[str, str]) -> None:
-        """Point each published name at its new table. Subclasses make it atomic when they can."""
+        """Point each published name at its new table, atomically: readers see the whole previous
+        publication or the whole new one, and a failure leaves the previous one."""
         raise NotImplementedError
 
     def published_target(self, name: str) -> str | None:

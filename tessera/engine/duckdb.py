@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import duckdb
 import ibis
@@ -11,6 +13,7 @@ import pyarrow as pa
 
 from tessera.engine import filereader
 from tessera.engine.base import CATALOG, FileImport, SqlCatalogAdapter, q
+from tessera.engine.dialects import DuckDBDialect
 from tessera.errors import EngineError, WorkspaceError
 
 
@@ -31,7 +34,8 @@ _patch_compiler()
 
 class DuckDBAdapter(SqlCatalogAdapter):
     name = "duckdb"
-    atomic_publish = True
+    dialect = DuckDBDialect()
+    authoring_types = True
 
     def __init__(self, path: str, *, read_only: bool = False, threads: int | None = None,
                  memory_limit: str | None = None):
@@ -122,6 +126,21 @@ class DuckDBAdapter(SqlCatalogAdapter):
             self.sql(f"DROP TABLE IF EXISTS {q(read.rejects_table)}")
         return FileImport(read.columns, read.rows, read.rejected, types, rejects)
 
+    @contextmanager
+    def scanner(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        yield self.raw  # a source database is read straight into the warehouse
+
+    def load_select(self, scanner: duckdb.DuckDBPyConnection, table: str, select: str, *, create: bool,
+                    batch_rows: int, progress: Callable[[int], None] | None = None) -> int:
+        if create:
+            self.sql(f"CREATE TABLE {q(table)} AS {select}")
+            rows = self.sql(f"SELECT count(*) FROM {q(table)}").fetchone()[0]
+        else:
+            rows = self.sql(f"INSERT INTO {q(table)} {select}").fetchone()[0]
+        if progress:
+            progress(rows)
+        return rows
+
     def publish(self, views: dict[str, str]) -> None:
         # One transaction: readers see either the whole previous state or the whole new one.
         self.sql(f"CREATE TABLE IF NOT EXISTS {CATALOG} (name VARCHAR PRIMARY KEY, target VARCHAR)")
@@ -146,3 +165,14 @@ class DuckDBAdapter(SqlCatalogAdapter):
         sql = self.con.compile(expr)
         options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet"
         self.sql(f"COPY ({sql}) TO '{path.replace(chr(39), chr(39) * 2)}' ({options})")
+
+
+@contextmanager
+def authoring_probe(schema: ibis.Schema) -> Iterator[tuple[DuckDBAdapter, ibis.Table]]:
+    """An in-memory DuckDB adapter and an empty table of ``schema`` in it: there user SQL shows the
+    types DuckDB, its authoring dialect, gives it (the reference every engine is cast to)."""
+    probe = DuckDBAdapter(":memory:")
+    try:
+        yield probe, probe.create_table("t", schema.to_pyarrow().empty_table())
+    finally:
+        probe.close()

@@ -125,6 +125,17 @@ def read_file(con: duckdb.DuckDBPyConnection, path: str, fmt: str = "auto", *, t
     return FileRead(table, rejects, columns, rows, rejected)
 
 
+def peek_columns(path: str, fmt: str, options: dict) -> list[str] | None:
+    """The column names of a file as an import would read them, or None when it cannot be read."""
+    con = duckdb.connect()
+    try:
+        return read_file(con, path, fmt, table="peek", **options).columns
+    except (SourceError, duckdb.Error):
+        return None
+    finally:
+        con.close()
+
+
 def _check_width(path: str, n: int) -> None:
     """Refuse a file wider than MAX_COLUMNS before reading it (every column costs work in each run)."""
     if n > MAX_COLUMNS:

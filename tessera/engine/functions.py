@@ -20,7 +20,9 @@ import ibis.expr.datatypes as dt
 import ibis.expr.operations as ops
 import ibis.expr.types as ir
 
+from tessera.config.events import JSON_KEY
 from tessera.errors import ConfigError, EngineError
+from tessera.sqlcheck import check_replacement
 
 SUPPORTED_BACKENDS = ("duckdb", "pyspark", "postgres")
 
@@ -439,6 +441,7 @@ def regex_replacement(replacement: str, backend: str) -> str:
     PostgreSQL takes it as is but spells the whole match ``\\&`` where RE2 writes ``\\0``.
     """
     check_backend(backend, "regex_replace")
+    check_replacement(replacement)
     out: list[str] = []
     i = 0
     while i < len(replacement):
@@ -450,13 +453,8 @@ def regex_replacement(replacement: str, backend: str) -> str:
                     out.append("\\&")
                 else:
                     out.append(("$" if backend == "pyspark" else "\\") + nxt)
-            elif nxt == "\\":
+            else:  # a backslash: check_replacement allows nothing else
                 out.append("\\\\")
-            else:
-                raise ConfigError(
-                    f"regex_replace 'with' value '{replacement}': use \\1..\\9 for a group and \\\\ for a "
-                    "backslash"
-                )
             i += 2
             continue
         if ch == "$" and backend == "pyspark":
@@ -469,7 +467,6 @@ def regex_replacement(replacement: str, backend: str) -> str:
 
 # --------------------------------------------------------------------------- JSON
 
-JSON_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def json_text(expr: ir.StringValue, path: list[str], backend: str) -> ir.StringValue:

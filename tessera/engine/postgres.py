@@ -46,6 +46,7 @@ import sqlglot.expressions as sge
 from ibis.backends.sql.compilers.postgres import PostgresCompiler as _IbisPostgresCompiler
 
 from tessera.engine.base import CATALOG, FileImport, SqlCatalogAdapter, q
+from tessera.engine.dialects import PostgresDialect
 from tessera.engine.functions import postgres_regex
 from tessera.errors import EngineError, WorkspaceError
 
@@ -274,7 +275,7 @@ def arrow_for_copy(table: pa.Table) -> pa.Table:
 
 class PostgresAdapter(SqlCatalogAdapter):
     name = "postgres"
-    atomic_publish = True
+    dialect = PostgresDialect()
 
     def __init__(self, url: str):
         self.url = url

@@ -18,6 +18,7 @@ import ibis
 import pyarrow as pa
 
 from tessera.engine.base import EngineAdapter
+from tessera.engine.dialects import SparkDialect
 from tessera.errors import EngineError
 
 _SESSION = None
@@ -69,7 +70,7 @@ def spark_session(master: str | None = None, warehouse_dir: str | None = None):
 
 class SparkAdapter(EngineAdapter):
     name = "pyspark"
-    atomic_publish = True  # the catalog file is replaced in one rename
+    dialect = SparkDialect()
 
     def __init__(self, root: str | Path, *, master: str | None = None, session=None):
         self.root = Path(root)

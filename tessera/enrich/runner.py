@@ -28,9 +28,9 @@ from tessera.engine.base import EngineAdapter
 from tessera.enrich.aggregates import Aggregate, aggregate
 from tessera.enrich.engagement import ZERO_WHEN_NO_EVENTS, compute_engagement
 from tessera.enrich.scores import EVENT_SCORES, LIBRARY, compute_scores, missing_fields, score_settings
-from tessera.enrich.sql import check_expression, render
 from tessera.errors import ConfigError
 from tessera.normalize.semantic import suggest_semantic
+from tessera.sqlcheck import check_expression
 
 TID = "tessera_id"
 
@@ -110,7 +110,7 @@ class Enricher:
                 if a.filter:
                     where = f"datasets[{ds.name}].aggregates[{i}] ({a.name})"
                     expr = check_expression(a.filter, set(rel.columns), where=where)
-                    conds.append((f"_cond{i}", render(expr, self.adapter.name)))
+                    conds.append((f"_cond{i}", self.adapter.dialect.render(expr)))
             if conds:
                 rel = self.adapter.add_sql_columns(rel, conds)
             aggs = []
@@ -129,7 +129,7 @@ class Enricher:
             parts += self._scores(ds)
             counts["scores"] = len(ds.scores.library)
         if ds.scores and ds.scores.predictive:
-            from tessera.enrich.predictive import PredictiveError
+            from tessera.enrich.predictive import PredictiveError  # lazy: loads SciPy, heavy
 
             try:
                 parts.append(self._predictive(ds))
@@ -149,7 +149,7 @@ class Enricher:
             out = out.mutate(**counted)
         if ds.computed:
             # Computed columns may use the new columns: they come last (see datasets.build.enriched).
-            types = None if self.adapter.name == "duckdb" else duckdb_types(out, ds)
+            types = duckdb_types(self.adapter, out, ds)
             out = add_computed(self.adapter, out, ds, types)[0]
         name = f"{self.tag}{ds.name}__enriched"
         self.adapter.create_table(name, out)
@@ -252,7 +252,7 @@ class Enricher:
 
     # ---------------------------------------------------------------- predictive
     def _predictive(self, ds: DatasetConfig) -> ibis.Table:
-        from tessera.enrich.predictive import BetaGeoModel, GammaGammaModel
+        from tessera.enrich.predictive import BetaGeoModel, GammaGammaModel  # lazy: loads SciPy, heavy
 
         o, fields, _ = self._orders(ds)
         if "OrderAmount" not in fields:

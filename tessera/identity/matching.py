@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from tessera.config.models import ComparisonConfig, MatchingConfig
 from tessera.engine.base import EngineAdapter
-from tessera.engine.functions import jaro_winkler, levenshtein, strip_accents
+from tessera.engine.dialects import Dialect
 
 U_SAMPLE_PAIRS = 100_000  # pseudo-random pairs counted for the u probabilities
 EM_ITERATIONS = 60
@@ -51,8 +51,8 @@ def level_names(c: ComparisonConfig) -> list[str]:
     return ["missing", "exact", *fuzzy, "different"]
 
 
-def _text(v: ibis.Value, backend: str) -> ibis.Value:
-    s = strip_accents(v.cast("string").strip().lower(), backend)
+def _text(v: ibis.Value, dialect: Dialect) -> ibis.Value:
+    s = dialect.strip_accents(v.cast("string").strip().lower())
     return s.nullif("")
 
 
@@ -66,12 +66,12 @@ class Prepared:
 
 
 def prepare(adapter: EngineAdapter, staged: ibis.Table, cfg: MatchingConfig, tag: str) -> Prepared:
-    backend = adapter.name
+    dialect = adapter.dialect
     cols = list(dict.fromkeys([c.column for c in cfg.comparisons] + [c for rule in cfg.blocking for c in rule]))
     sel, text, dates = {}, {}, {}
     for i, col in enumerate(cols):
         text[col] = f"_t{i}"
-        sel[f"_t{i}"] = _text(staged[col], backend)
+        sel[f"_t{i}"] = _text(staged[col], dialect)
         if staged[col].type().is_date() or staged[col].type().is_timestamp():
             dates[col] = f"_d{i}"
             sel[f"_d{i}"] = staged[col].cast("date")
@@ -79,7 +79,7 @@ def prepare(adapter: EngineAdapter, staged: ibis.Table, cfg: MatchingConfig, tag
     return Prepared(table, text, dates)
 
 
-def _level(c: ComparisonConfig, l: ibis.Table, r: ibis.Table, p: Prepared, backend: str) -> ibis.Value:
+def _level(c: ComparisonConfig, l: ibis.Table, r: ibis.Table, p: Prepared, dialect: Dialect) -> ibis.Value:
     """The comparison level of ``c`` for the pair (l, r), as int8."""
     a, b = l[p.text[c.column]], r[p.text[c.column]]
     levels = c.levels if c.levels is not None else DEFAULT_LEVELS[c.method]
@@ -99,17 +99,17 @@ def _level(c: ComparisonConfig, l: ibis.Table, r: ibis.Table, p: Prepared, backe
             # One edit leaves the first three or the last three characters of a long enough string alike.
             far = (a.length() >= 6) & (b.length() >= 6) & (a.substr(0, 3) != b.substr(0, 3)) & (a.right(3) != b.right(3))
             cases.append((far, different))
-        dist = levenshtein(a, b, backend)
+        dist = dialect.levenshtein(a, b)
         for t in levels:
             cases.append((dist <= int(t), n))
             n += 1
     elif c.method == "jaro_winkler":
-        sim = jaro_winkler(a, b, backend)
+        sim = dialect.jaro_winkler(a, b)
         for t in levels:
             cases.append((sim >= float(t), n))
             n += 1
     elif c.method == "date":
-        cases.append((levenshtein(a, b, backend) <= 1, n))
+        cases.append((dialect.levenshtein(a, b) <= 1, n))
         n += 1
         if c.column in p.dates:
             da, db = l[p.dates[c.column]], r[p.dates[c.column]]
@@ -125,7 +125,7 @@ def _level(c: ComparisonConfig, l: ibis.Table, r: ibis.Table, p: Prepared, backe
     return ibis.cases(*cases, else_=n).cast(dt.int8)
 
 
-def _pair_levels(pairs: ibis.Table, p: Prepared, cfg: MatchingConfig, backend: str) -> ibis.Table:
+def _pair_levels(pairs: ibis.Table, p: Prepared, cfg: MatchingConfig, dialect: Dialect) -> ibis.Table:
     """``pairs`` (idx_l, idx_r) with one level column ``g<i>`` per comparison; the left record is the
     one whose id comes first (record indexes differ between engines, ids do not)."""
     l = p.table.view()
@@ -137,7 +137,7 @@ def _pair_levels(pairs: ibis.Table, p: Prepared, cfg: MatchingConfig, backend: s
         idx_r=ibis.cases((first, pairs.idx_r), else_=pairs.idx_l),
         record_l=ibis.cases((first, l._tessera_record), else_=r._tessera_record),
         record_r=ibis.cases((first, r._tessera_record), else_=l._tessera_record),
-        **{f"g{i}": _level(c, l, r, p, backend) for i, c in enumerate(cfg.comparisons)},
+        **{f"g{i}": _level(c, l, r, p, dialect) for i, c in enumerate(cfg.comparisons)},
     )
 
 
@@ -309,7 +309,7 @@ def guard_condition(cfg: MatchingConfig, evidence: dict[str, str], pairs: ibis.T
 def match(adapter: EngineAdapter, staged: ibis.Table, cfg: MatchingConfig, tag: str,
           evidence: dict[str, str] | None = None) -> MatchResult:
     """Score the candidate pairs of ``staged`` (``_idx``, ``_tessera_record`` and the columns)."""
-    backend = adapter.name
+    dialect = adapter.dialect
     methods = {c.method for c in cfg.comparisons}
     if methods & {"levenshtein", "email", "date"}:
         adapter.prepare_functions({"levenshtein"})
@@ -317,10 +317,10 @@ def match(adapter: EngineAdapter, staged: ibis.Table, cfg: MatchingConfig, tag: 
     p = prepare(adapter, staged, cfg, tag)
     gcols = [f"g{i}" for i in range(len(cfg.comparisons))]
     blocked = adapter.create_table(f"{tag}match_blocked", candidate_pairs(p, cfg), temp=True)
-    pairs = adapter.create_table(f"{tag}match_pairs", _pair_levels(blocked, p, cfg, backend), temp=True)
+    pairs = adapter.create_table(f"{tag}match_pairs", _pair_levels(blocked, p, cfg, dialect), temp=True)
     patterns = adapter.to_arrow(pairs.group_by(gcols).agg(_n=ibis._.count()).order_by(gcols))
     u_pat = pa.table({}) if n < 2 else adapter.to_arrow(
-        _pair_levels(_u_pairs(adapter, p, n, tag), p, cfg, backend).group_by(gcols).agg(_n=ibis._.count()).order_by(gcols)
+        _pair_levels(_u_pairs(adapter, p, n, tag), p, cfg, dialect).group_by(gcols).agg(_n=ibis._.count()).order_by(gcols)
     )
 
     def arrays(t: pa.Table) -> tuple[np.ndarray, np.ndarray]:

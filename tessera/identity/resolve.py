@@ -18,21 +18,14 @@ import ibis.expr.datatypes as dt
 import numpy as np
 import pyarrow as pa
 
+from tessera.config.models import DEFAULT_BLOCKED  # noqa: F401 - re-exported
 from tessera.engine.base import EngineAdapter
-from tessera.engine.functions import strip_accents
+from tessera.engine.dialects import Dialect
 from tessera.identity.graph import Edges, cluster
 from tessera.normalize.rules import email_is_valid
 
 TID = "tessera_id"
 
-DEFAULT_BLOCKED = [
-    "test@test.com", "test@example.com", "noreply@noreply.com", "no-reply@no-reply.com", "a@a.com",
-    "email@email.com", "none@none.com", "null@null.com", "x@x.com",
-    "0000000000", "+330000000000", "1111111111", "1234567890", "0123456789", "+33000000000",
-    "anonymous", "unknown", "null", "none", "n/a", "0", "-", "undefined", "test",
-    # placeholders that tracking code sends as user or anonymous ids
-    "nan", "nil", "(null)", "[object object]", "00000000-0000-0000-0000-000000000000", "guest",
-]
 
 
 # Keys whose values people share (a household landline, an address, a family computer): guarded by default.
@@ -89,8 +82,8 @@ def key_values(rows: ibis.Table, keys: list[IdentityKey], blocked: list[str]) ->
     return out
 
 
-def _norm(v: ibis.Value, backend: str) -> ibis.Value:
-    return strip_accents(v.cast("string").strip().lower(), backend).nullif("")
+def _norm(v: ibis.Value, dialect: Dialect) -> ibis.Value:
+    return dialect.strip_accents(v.cast("string").strip().lower()).nullif("")
 
 
 @dataclass
@@ -128,7 +121,7 @@ def _differ(left: ibis.Table, right: ibis.Table, name: dict[str, str], rule: Gua
 
 
 def guard(adapter: EngineAdapter, staged: ibis.Table, kv: ibis.Table, keys: list[IdentityKey],
-          evidence: dict[str, str], backend: str, tag: str) -> tuple[ibis.Table, pa.Table]:
+          evidence: dict[str, str], tag: str) -> tuple[ibis.Table, pa.Table]:
     """Guard rails on shared values: a value of a guarded key whose records conflict (pairwise, in
     the engine) is split by the person's agreement columns (a household landline becomes one value
     per first name; a record without them keeps the value to itself).
@@ -144,7 +137,7 @@ def guard(adapter: EngineAdapter, staged: ibis.Table, kv: ibis.Table, keys: list
                    + list(g.swap or ())})
     name = {c: f"_e{i}" for i, c in enumerate(cols)}
     ev = adapter.create_table(f"{tag}evidence", staged.select(
-        _eidx=staged._idx, **{name[c]: _norm(staged[c], backend) for c in cols}), temp=True)
+        _eidx=staged._idx, **{name[c]: _norm(staged[c], adapter.dialect) for c in cols}), temp=True)
     parts = []
     for level, rule in rules.items():
         g = kv.filter(kv.level == level).join(ev, kv.idx == ev._eidx)
@@ -278,7 +271,7 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
     shared = adapter.to_arrow(shared_expr.order_by([ibis.desc("records"), "level", "value"]))
     if shared.num_rows:
         kv = kv.anti_join(shared_expr, ["level", "value"])
-    kv, refused = guard(adapter, staged, kv, keys, evidence or {}, adapter.name, tag)
+    kv, refused = guard(adapter, staged, kv, keys, evidence or {}, tag)
     reason = f"shared by more than {threshold} records" if threshold is not None else ""
     levels = shared.column("level").to_pylist() + refused.column("level").to_pylist()
     shared = pa.table({

@@ -48,16 +48,8 @@ import ibis.expr.types as ir
 import pycountry
 
 from tessera.config.models import NULL_LIKE_DEFAULT, NormalizationRule
-from tessera.engine.functions import (
-    accent_table,
-    bind,
-    check_backend,
-    regex_pattern,
-    regex_replacement,
-    strip_accents,
-    title_case,
-    try_parse_date,
-)
+from tessera.engine.dialects import Dialect
+from tessera.engine.functions import accent_table
 from tessera.errors import ConfigError
 from tessera.normalize.phone import DEFAULT_COUNTRY, phone_e164
 
@@ -136,7 +128,7 @@ _DATE_SHAPES_FIXED = [
 _SLASH_DMY = r"^\d{1,2}/\d{1,2}/\d{4}\z"
 
 
-def parse_date(expr: ir.StringValue, spec: dict | bool | None, backend: str) -> ir.DateValue:
+def parse_date(expr: ir.StringValue, spec: dict | bool | None, dialect: Dialect) -> ir.DateValue:
     """The ``date`` rule: a DATE, or NULL when the text is not a valid date."""
     options = {} if spec in (None, True) else dict(spec)
     unknown = set(options) - {"format", "dayfirst"}
@@ -144,13 +136,13 @@ def parse_date(expr: ir.StringValue, spec: dict | bool | None, backend: str) -> 
         raise ConfigError(f"date rule: unknown option(s) {sorted(unknown)}; use format or dayfirst")
     value = trim(expr)
     if options.get("format"):
-        return try_parse_date(value, str(options["format"]), backend)
+        return dialect.try_parse_date(value, str(options["format"]))
     dayfirst = bool(options.get("dayfirst", False))
     day = value.re_replace(_TIME_SUFFIX, "")
     shapes = list(_DATE_SHAPES_FIXED)
     shapes.insert(2, (_SLASH_DMY, "%d/%m/%Y" if dayfirst else "%m/%d/%Y"))
     return ibis.cases(
-        *[(day.re_search(shape), try_parse_date(day, fmt, backend)) for shape, fmt in shapes],
+        *[(day.re_search(shape), dialect.try_parse_date(day, fmt)) for shape, fmt in shapes],
         else_=ibis.null("date"),
     )
 
@@ -165,10 +157,10 @@ def _py_key(text: str) -> str:
     return "".join(ch for ch in t if ch.isascii() and ch.isalnum()).upper()
 
 
-def _sql_key(expr: ir.StringValue, backend: str) -> ir.StringValue:
+def _sql_key(expr: ir.StringValue, dialect: Dialect) -> ir.StringValue:
     """Upper-case ASCII letters and digits of ``expr``: "Côte d'Ivoire" -> "COTEDIVOIRE"."""
     # other characters go before upper-casing, which is not the same everywhere for them (ß)
-    return strip_accents(expr, backend).re_replace(r"[^A-Za-z0-9]+", "").upper()
+    return dialect.strip_accents(expr).re_replace(r"[^A-Za-z0-9]+", "").upper()
 
 
 # Common names and aliases the ISO lists and their translations do not carry.
@@ -252,9 +244,9 @@ def _lookup(key: ir.StringValue, items: list[tuple[str, str]], fanout: int = 4) 
     return ibis.cases(*branches, else_=_lookup(key, chunks[-1], fanout))
 
 
-def country_code(expr: ir.StringValue, backend: str) -> ir.StringValue:
+def country_code(expr: ir.StringValue, dialect: Dialect) -> ir.StringValue:
     """ISO 3166-1 alpha-2 code of a country name or code, NULL when unknown."""
-    key = _sql_key(expr, backend)
+    key = _sql_key(expr, dialect)
     # The lookup's only free name is the lambda's own variable, so one expression serves every
     # column: building it takes about a second.
     return ibis.array([key]).map(_country_lookup)[0]
@@ -273,7 +265,7 @@ def _country_lookup(_country_key: ir.StringValue) -> ir.StringValue:
 # --------------------------------------------------------------------------- rules
 
 
-def apply_rule(expr: ir.Value, rule: NormalizationRule, backend: str) -> ir.Value:
+def apply_rule(expr: ir.Value, rule: NormalizationRule, dialect: Dialect) -> ir.Value:
     """One rule on a string expression."""
     kind = rule.kind
     if kind == "trim":
@@ -283,7 +275,7 @@ def apply_rule(expr: ir.Value, rule: NormalizationRule, backend: str) -> ir.Valu
     if kind == "upper":
         return expr.upper()
     if kind == "title":
-        return title_case(expr, backend)
+        return dialect.title_case(expr)
     if kind == "replace":
         find, with_ = rule.replace["find"], rule.replace["with"]
         if find == "":
@@ -293,7 +285,7 @@ def apply_rule(expr: ir.Value, rule: NormalizationRule, backend: str) -> ir.Valu
         pattern, with_ = rule.regex_replace["pattern"], rule.regex_replace["with"]
         if pattern == "":
             raise ConfigError("regex_replace: 'pattern' must not be empty")
-        return expr.re_replace(regex_pattern(pattern, backend), regex_replacement(with_, backend))
+        return expr.re_replace(dialect.regex_pattern(pattern), dialect.regex_replacement(with_))
     if kind == "null_like":
         return null_like(expr, None if rule.null_like is True else list(rule.null_like))
     if kind == "email":
@@ -305,18 +297,17 @@ def apply_rule(expr: ir.Value, rule: NormalizationRule, backend: str) -> ir.Valu
             raise ConfigError(f"phone rule: unknown option(s) {sorted(unknown)}; use country")
         return phone_e164(expr, options.get("country") or DEFAULT_COUNTRY)
     if kind == "date":
-        return parse_date(expr, rule.date, backend)
+        return parse_date(expr, rule.date, dialect)
     if kind == "country":
-        return country_code(expr, backend)
+        return country_code(expr, dialect)
     raise ConfigError(f"unknown normalization rule '{kind}'")  # pragma: no cover - model forbids it
 
 
-def apply_rules(expr: ir.Value, rules: list[NormalizationRule], backend: str) -> ir.Value:
-    """Apply ``rules`` in order to ``expr``; ``backend`` is the Ibis backend name
-    (``"duckdb"``, ``"pyspark"`` or ``"postgres"``). Returns a string expression, or a date one
+def apply_rules(expr: ir.Value, rules: list[NormalizationRule], dialect: Dialect) -> ir.Value:
+    """Apply ``rules`` in order to ``expr``, with the functions of the engine's ``dialect``
+    (``adapter.dialect``). Returns a string expression, or a date one
     when the last rule is ``date``. A non-text column is first cast to text (a date column with
     only a ``date`` rule is cast to DATE)."""
-    check_backend(backend, "apply_rules")
     rules = [r if isinstance(r, NormalizationRule) else NormalizationRule.model_validate(r) for r in rules]
     if not rules:
         return expr
@@ -334,9 +325,9 @@ def apply_rules(expr: ir.Value, rules: list[NormalizationRule], backend: str) ->
         expr = expr.cast("string")
     for rule in rules:
         if rule.kind in _READS_INPUT_MANY_TIMES:
-            expr = bind(expr, lambda value, rule=rule: apply_rule(value, rule, backend), backend)
+            expr = dialect.bind(expr, lambda value, rule=rule: apply_rule(value, rule, dialect))
         else:
-            expr = apply_rule(expr, rule, backend)
+            expr = apply_rule(expr, rule, dialect)
     return expr
 
 

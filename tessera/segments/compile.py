@@ -3,7 +3,7 @@
 A segment is evaluated on one table: the published dataset with, beside its columns,
 
 - one boolean column ``_tessera_sql<i>`` per SQL leaf (checked against the user-SQL allow-list of
-  :mod:`tessera.enrich.sql` and rendered for the engine);
+  :mod:`tessera.sqlcheck` and rendered by the engine's dialect);
 - one value column ``_tessera_b<i>`` per behaviour leaf: a count, sum, average, minimum or maximum of
   the related rows (events, orders) of each record, grouped in the engine and left-joined on
   ``tessera_id``.
@@ -28,8 +28,8 @@ import ibis.expr.datatypes as dt
 
 from tessera.config.models import ConditionConfig, SegmentConfig, WorkspaceConfig
 from tessera.engine.types import FALSE_WORDS, TRUE_WORDS
-from tessera.enrich.sql import check_expression, render
 from tessera.errors import ConfigError
+from tessera.sqlcheck import check_expression
 
 TID = "tessera_id"
 
@@ -191,7 +191,7 @@ class _Compiler:
             rendered = []
             for name, sql, _cond, where in self.sql:
                 expr = check_expression(sql, columns, where=f"{where}.sql")
-                rendered.append((name, render(expr, ctx.adapter.name)))
+                rendered.append((name, ctx.adapter.dialect.render(expr)))
             t = ctx.adapter.add_sql_columns(t, rendered)
             for name, sql, _cond, where in self.sql:
                 if not t[name].type().is_boolean():
@@ -212,7 +212,7 @@ class _Compiler:
         keep = None
         if cond.filter:
             expr = check_expression(cond.filter, set(rel.columns), where=f"{where}.filter")
-            rel = self.ctx.adapter.add_sql_columns(rel, [("_tessera_f", render(expr, self.ctx.adapter.name))])
+            rel = self.ctx.adapter.add_sql_columns(rel, [("_tessera_f", self.ctx.adapter.dialect.render(expr))])
             keep = rel._tessera_f.fill_null(False)
         name = cond.did or cond.not_done
         if name is not None:

@@ -154,8 +154,7 @@ def with_pending_events(adapter, config: WorkspaceConfig, events_dataset: str, c
 
     Only the columns a pending event can give are kept: the link, and every dataset column mapped
     from an event column or a JSON path (cast to the published type)."""
-    from tessera.engine.functions import json_text
-    from tessera.sources.events import is_json_path
+    from tessera.config.events import is_json_path
 
     if not adapter.exists(EVENTS_TABLE):
         return published
@@ -197,7 +196,7 @@ def with_pending_events(adapter, config: WorkspaceConfig, events_dataset: str, c
             value = pending[scol]
         elif is_json_path(scol):
             root, *path = scol.split(".")
-            value = json_text(pending[root], path, adapter.name)
+            value = adapter.dialect.json_text(pending[root], path)
         else:
             continue
         cols[dcol] = value.cast(published[dcol].type())

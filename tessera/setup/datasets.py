@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 import ibis
 
 from tessera.config.models import NormalizationRule
+from tessera.engine.dialects import dialect_for
 from tessera.enrich.scores import EVENT_SCORES, LIBRARY, missing_fields
 from tessera.normalize.rules import apply_rules
 from tessera.normalize.semantic import tokens
 from tessera.setup.columns import pct
 from tessera.setup.profile import Profiler, slug
 from tessera.setup.sources import SourcePlan
+
+DUCKDB = dialect_for("duckdb")  # files are profiled with DuckDB, whatever the warehouse
 
 CANON = {
     "Email": "email", "Phone": "phone", "FirstName": "first_name", "LastName": "last_name", "FullName": "full_name",
@@ -136,7 +139,7 @@ def _raw(prof: Profiler, s: SourcePlan, col: str) -> ibis.Table:
 def _normalized(union: ibis.Table, rules: list) -> ibis.Table:
     """The values of every source normalized at once (one compiled rule, whatever the sources)."""
     rules = [NormalizationRule.model_validate(r) for r in rules if not (isinstance(r, dict) and "null_like" in r)]
-    v = apply_rules(union.v, rules, "duckdb") if rules else union.v
+    v = apply_rules(union.v, rules, DUCKDB) if rules else union.v
     v = v.cast("string").strip()
     return union.select(v=v).filter(lambda x: x.v.notnull() & (x.v != ""))
 

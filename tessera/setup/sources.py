@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import ibis
 
 from tessera.config.models import NormalizationRule
+from tessera.engine.dialects import dialect_for
 from tessera.engine.sample import column_values
 from tessera.normalize.rules import apply_rules
 from tessera.normalize.semantic import tokens
@@ -234,7 +235,7 @@ def _values(prof: Profiler, src: SourcePlan, col: str, *, whole: bool = False) -
     v = t[name]
     rules = _rules(src, col)
     if rules:
-        v = apply_rules(v, rules, "duckdb")
+        v = apply_rules(v, rules, dialect_for("duckdb"))
     v = v.cast("string").strip()
     values = t.select(v=v).filter(lambda x: x.v.notnull() & (x.v != "")).distinct()
     # kept in the engine: every comparison with this column reads it again

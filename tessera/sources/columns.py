@@ -16,11 +16,9 @@ import difflib
 import unicodedata
 from pathlib import Path
 
-import duckdb
 
 from tessera.config.models import WorkspaceConfig
-from tessera.engine.filereader import read_file
-from tessera.errors import SourceError
+from tessera.engine.filereader import peek_columns
 from tessera.sources.staging import filter_columns, nested_path
 
 _PEEK_MAX_BYTES = 50 * 1024 * 1024  # larger files are checked at their import
@@ -55,13 +53,7 @@ def _first_local_file(config: WorkspaceConfig, src) -> Path | None:
 def _peek(path: Path, fmt: str, options: dict) -> list[str] | None:
     if path.stat().st_size > _PEEK_MAX_BYTES or path.name.lower().endswith((".gz", ".zip")):
         return None
-    con = duckdb.connect()
-    try:
-        return read_file(con, str(path), fmt, table="peek", **options).columns
-    except (SourceError, duckdb.Error):
-        return None  # a file that cannot be read is reported at its import, with its line
-    finally:
-        con.close()
+    return peek_columns(str(path), fmt, options)  # None: a file that cannot be read is reported at its import
 
 
 def known_columns(config: WorkspaceConfig, store) -> dict[str, tuple[list[str], str]]:

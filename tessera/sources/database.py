@@ -10,12 +10,13 @@ and the source's schema is set from the database's column types, so staging cast
 
 How rows travel (measured on 1,000,000 rows of PostgreSQL, see ``bench/bench_db_import.py``):
 
-* on the DuckDB warehouse, the database is ATTACHed (READ_ONLY) with DuckDB's scanner extension,
-  loaded offline from its PyPI wheel, and the batch is one ``CREATE TABLE ... AS SELECT`` over
-  ``postgres_query``/``mysql_query``/``sqlite_query``: PostgreSQL rows arrive by binary COPY and
-  never pass through Python;
-* on the other warehouses (Spark, PostgreSQL), an in-memory DuckDB reads the same way and hands
-  Arrow record batches of 100,000 rows to ``adapter.append``;
+* the database is ATTACHed (READ_ONLY) with DuckDB's scanner extension (:mod:`tessera.engine.scanner`),
+  loaded offline from its PyPI wheel, on the connection of ``adapter.scanner()``, and the rows of
+  ``postgres_query``/``mysql_query``/``sqlite_query`` go into the warehouse with
+  ``adapter.load_select``: on DuckDB the scanner runs in the warehouse and the batch is one
+  ``CREATE TABLE ... AS SELECT`` (PostgreSQL rows arrive by binary COPY and never pass through
+  Python); on the other warehouses (Spark, PostgreSQL) an in-memory DuckDB reads the same way and
+  hands Arrow record batches of 100,000 rows to ``adapter.append``;
 * when the scanner extension cannot load (``TESSERA_DB_READER=driver`` forces it), the
   database's Python driver reads with a server-side cursor, 100,000 rows at a time;
 * BigQuery results stream as Arrow record batches (:mod:`tessera.connectors.bigquery`).
@@ -46,24 +47,22 @@ the SELECT not granted, and names the fix; the password never appears in a messa
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 
-import duckdb
 import ibis
 import pyarrow as pa
 
 from tessera.config.models import SourceConfig
+from tessera.connectors import bigquery
 from tessera.connectors import sql as sqlconn
-from tessera.engine.base import EngineAdapter, q
+from tessera.engine import scanner
+from tessera.engine.base import EngineAdapter
 from tessera.engine.types import cast_text
 from tessera.errors import ConnectionFailed, SourceError, TesseraError
 from tessera.sources.importer import ImportResult, raw_table
@@ -74,8 +73,6 @@ KEY = "_tessera_key"  # a record key as one text, in the key table
 META = ("_tessera_batch", "_tessera_file", "_tessera_line")
 STATE = "cursor"  # metadata store scope of the incremental cursors
 
-_EXTENSIONS = {"postgresql": "postgres_scanner", "mysql": "mysql_scanner", "sqlite": "sqlite_scanner"}
-_QUERY_FUNCTIONS = {"postgresql": "postgres_query", "mysql": "mysql_query", "sqlite": "sqlite_query"}
 _NUMERIC = ("integer", "float", "decimal")
 
 
@@ -130,19 +127,6 @@ def sqlite_declared_type(declared: str | None) -> str:
     if "DEC" in d or "NUMERIC" in d:
         return "decimal"
     return "string"
-
-
-def _text_cast(name: str, duck_type: str) -> str:
-    """DuckDB SQL of a column as text: timestamps with a time zone in UTC, without the offset;
-    bytes as the UTF-8 text they hold (MySQL's JSON and TEXT with a binary collation arrive as
-    bytes), else escaped (``\\xFF``)."""
-    col = q(name)
-    kind = duck_type.upper()
-    if kind in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"):
-        return f"CAST(timezone('UTC', {col}) AS VARCHAR) AS {q(name)}"
-    if kind == "BLOB":
-        return f"coalesce(try(decode({col})), CAST({col} AS VARCHAR)) AS {q(name)}"
-    return f"CAST({col} AS VARCHAR) AS {q(name)}"
 
 
 def _literal(text: str) -> str:
@@ -234,25 +218,6 @@ def _signature(src: SourceConfig) -> str:
 
 # --------------------------------------------------------------------------- readers
 
-class ExtensionUnavailable(Exception):
-    """A DuckDB scanner extension cannot be loaded here."""
-
-
-def load_extension(dcon: duckdb.DuckDBPyConnection, name: str) -> None:
-    """LOAD a scanner extension from its PyPI wheel (``duckdb-extension-<name>``): nothing is downloaded."""
-    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
-    if spec is None or not spec.submodule_search_locations:
-        raise ExtensionUnavailable(f"the package duckdb-extension-{name.replace('_', '-')} is not installed")
-    version = dcon.execute("PRAGMA version").fetchone()[0]
-    path = Path(list(spec.submodule_search_locations)[0]) / "extensions" / version / f"{name}.duckdb_extension"
-    if not path.is_file():
-        raise ExtensionUnavailable(f"{path.name} has no build for DuckDB {version}")
-    try:
-        dcon.execute(f"LOAD {_literal(str(path))}")
-    except duckdb.Error as exc:
-        raise ExtensionUnavailable(str(exc)) from exc
-
-
 class _Read:
     """How one source is read into DuckDB: ``chunks`` yields DuckDB FROM items (valid until the
     next one is asked for); ``declared_types`` are the column types the database declares."""
@@ -291,50 +256,29 @@ class ScannerRead(_Read):
         self._sqlite_types: dict[str, str] = {}
 
     def open(self, dcon) -> None:
-        load_extension(dcon, _EXTENSIONS[self.kind])
         c = self.conn
         if self.kind == "postgresql":
-            dcon.execute(
-                f"CREATE OR REPLACE TEMPORARY SECRET {self.secret} (TYPE postgres, HOST {_literal(c.host)}, "
-                f"PORT {int(c.port)}, DATABASE {_literal(c.database)}, USER {_literal(c.user)}, "
-                f"PASSWORD {_literal(c.password or '')})")
-            options = f"connect_timeout={int(c.connect_timeout)}" + (f" sslmode={c.sslmode}" if c.sslmode else "")
-            dcon.execute(f"ATTACH {_literal(options)} AS {self.alias} (TYPE postgres, SECRET {self.secret}, READ_ONLY)")
+            scanner.attach(dcon, "postgresql", self.alias, self.secret, host=c.host, port=c.port, database=c.database,
+                           user=c.user, password=c.password, connect_timeout=c.connect_timeout, sslmode=c.sslmode)
         elif self.kind == "mysql":
             sqlconn.mysql_preflight(c)
-            dcon.execute(
-                f"CREATE OR REPLACE TEMPORARY SECRET {self.secret} (TYPE mysql, HOST {_literal(c.host)}, "
-                f"PORT {int(c.port)}, DATABASE {_literal(c.database)}, USER {_literal(c.user)}, "
-                f"PASSWORD {_literal(c.password or '')})")
-            dcon.execute("SET mysql_session_time_zone = '+00:00'")  # TIMESTAMP columns in UTC
-            dcon.execute("SET mysql_incomplete_dates_as_nulls = true")  # '0000-00-00' is no date
-            dcon.execute(f"ATTACH '' AS {self.alias} (TYPE mysql, SECRET {self.secret}, READ_ONLY)")
+            scanner.attach(dcon, "mysql", self.alias, self.secret, host=c.host, port=c.port, database=c.database,
+                           user=c.user, password=c.password)
         else:
             sqlconn.sqlite_open(c).close()  # a missing or unreadable file gets its diagnosis first
             self._sqlite_types = _sqlite_types(c, self.src)
-            dcon.execute("SET sqlite_all_varchar = true")  # SQLite values need not match their declared type
-            dcon.execute(f"ATTACH {_literal(str(c.path))} AS {self.alias} (TYPE sqlite, READ_ONLY)")
+            scanner.attach(dcon, "sqlite", self.alias, self.secret, path=str(c.path))
         self._attached = True
 
     def chunks(self, dcon, bound):
         where = cursor_condition(self.conn, bound) if bound else None
-        sql = sqlconn.source_select(self.conn, self.src, where)
-        yield f"{_QUERY_FUNCTIONS[self.kind]}({_literal(self.alias)}, {_literal(sql)})"
+        yield scanner.query_from(self.kind, self.alias, sqlconn.source_select(self.conn, self.src, where))
 
     def declared_types(self) -> dict[str, str]:
         return self._sqlite_types
 
     def close(self, dcon) -> None:
-        for statement in (f"DETACH DATABASE IF EXISTS {self.alias}" if self._attached else None,
-                          f"DROP TEMPORARY SECRET IF EXISTS {self.secret}" if self.kind != "sqlite" else None,
-                          "RESET sqlite_all_varchar" if self.kind == "sqlite" else None,
-                          "RESET mysql_session_time_zone" if self.kind == "mysql" else None,
-                          "RESET mysql_incomplete_dates_as_nulls" if self.kind == "mysql" else None):
-            if statement:
-                try:
-                    dcon.execute(statement)
-                except duckdb.Error:
-                    pass
+        scanner.detach(dcon, self.kind, self.alias, self.secret, attached=self._attached)
         self._attached = False
 
 
@@ -373,16 +317,13 @@ class ArrowRead(_Read):
                 if batch.num_rows == 0 and seen:
                     continue
                 seen = True
-                dcon.register(self.view, pa.Table.from_batches([batch]))
+                scanner.register(dcon, self.view, pa.Table.from_batches([batch]))
                 yield self.view
             if not seen:  # an empty result still has columns
-                dcon.register(self.view, pa.table({n: pa.array([], pa.string()) for n in names}))
+                scanner.register(dcon, self.view, pa.table({n: pa.array([], pa.string()) for n in names}))
                 yield self.view
         finally:
-            try:
-                dcon.unregister(self.view)
-            except duckdb.Error:
-                pass
+            scanner.unregister(dcon, self.view)
 
     def declared_types(self) -> dict[str, str]:
         return self._types
@@ -455,15 +396,13 @@ def _driver_batches(db, cur, names: list[str], booleans: set[int]) -> Iterator[p
 def make_read(conn, src: SourceConfig, dcon) -> _Read:
     """The fastest reader that works here for ``src``, opened on the DuckDB connection ``dcon``."""
     if conn.type == "bigquery":
-        from tessera.connectors import bigquery
-
-        return bigquery.arrow_read(conn, src)
+        return ArrowRead(landed_label(conn, src), bigquery.arrow_stream(conn, src, BATCH_ROWS))
     if os.environ.get("TESSERA_DB_READER", "").strip().lower() == "driver":
         return driver_read(conn, src)
     read = ScannerRead(conn, src)
     try:
         read.open(dcon)
-    except ExtensionUnavailable:
+    except scanner.ExtensionUnavailable:
         read.close(dcon)
         return driver_read(conn, src)
     except BaseException:
@@ -482,73 +421,44 @@ class Landed:
     rows: int
 
 
-def _select(from_item: str, described: list[tuple[str, str]], batch: int, label: str, offset: int) -> str:
-    """The DuckDB SELECT of one chunk: text columns, row hash, batch, label and row number."""
-    casts = ", ".join(_text_cast(n, t) for n, t in described)
-    names = ", ".join(q(n) for n, _ in described)
-    return (f"SELECT *, CAST(hash({names}) >> 1 AS BIGINT) AS {HASH}, "
-            f"CAST({int(batch)} AS BIGINT) AS _tessera_batch, {_literal(label)} AS _tessera_file, "
-            f"CAST(row_number() OVER () + {int(offset)} AS BIGINT) AS _tessera_line "
-            f"FROM (SELECT {casts} FROM {from_item}) AS _tessera_r")
-
-
 def land(adapter: EngineAdapter, conn, src: SourceConfig, table: str, batch: int,
          bound: CursorBound | None, progress=None) -> Landed:
     """Read ``src`` (rows at or after ``bound``) into the new table ``table`` of the warehouse."""
-    on_duckdb = adapter.name == "duckdb"
-    dcon = adapter.raw if on_duckdb else duckdb.connect()
-    if not on_duckdb:
-        dcon.execute(f"SET temp_directory = {_literal(tempfile.gettempdir())}")
-        dcon.execute("SET preserve_insertion_order = false")
-    read = None
-    try:
-        read = make_read(conn, src, dcon)
-        described: list[tuple[str, str]] = []
-        natives: dict[str, str] = {}  # per column, the first type other than VARCHAR over the chunks
-        rows = 0
-        created = False
-        for from_item in read.chunks(dcon, bound):
-            described = [(r[0], r[1]) for r in dcon.execute(f"DESCRIBE SELECT * FROM {from_item}").fetchall()]
-            _check_names(src, [n for n, _ in described])
-            for n, t in described:
-                if natives.get(n, "VARCHAR") == "VARCHAR":
-                    natives[n] = t  # (a column NULL all along a chunk is read as text there)
-            sql = _select(from_item, described, batch, read.label, rows)
-            if on_duckdb:  # straight into the warehouse
-                if created:
-                    rows += dcon.execute(f"INSERT INTO {q(table)} {sql}").fetchone()[0]
-                else:
-                    dcon.execute(f"CREATE TABLE {q(table)} AS {sql}")
-                    rows += dcon.execute(f"SELECT count(*) FROM {q(table)}").fetchone()[0]
+    with adapter.scanner() as dcon:
+        read = None
+        try:
+            read = make_read(conn, src, dcon)
+            described: list[tuple[str, str]] = []
+            natives: dict[str, str] = {}  # per column, the first type other than VARCHAR over the chunks
+            rows = 0
+            created = False
+            for from_item in read.chunks(dcon, bound):
+                described = scanner.describe(dcon, from_item)
+                _check_names(src, [n for n, _ in described])
+                for n, t in described:
+                    if natives.get(n, "VARCHAR") == "VARCHAR":
+                        natives[n] = t  # (a column NULL all along a chunk is read as text there)
+                done = rows
+
+                def report(n: int, done: int = done, label: str = read.label) -> None:
+                    progress(f"{label}: {done + n:,} rows")
+
+                select = scanner.text_select(from_item, described, hash_column=HASH, batch=batch, label=read.label,
+                                             offset=rows)
+                rows += adapter.load_select(dcon, table, select, create=not created, batch_rows=BATCH_ROWS,
+                                            progress=report if progress else None)
                 created = True
-            else:  # streamed to the warehouse in Arrow record batches
-                reader = dcon.execute(sql).to_arrow_reader(BATCH_ROWS)
-                for record_batch in reader:
-                    if record_batch.num_rows == 0 and created:
-                        continue
-                    adapter.append(table, pa.Table.from_batches([record_batch]))
-                    created = True
-                    rows += record_batch.num_rows
-                    if progress:
-                        progress(f"{read.label}: {rows:,} rows")
-                if not created:
-                    adapter.create_table(table, reader.schema.empty_table())
-                    created = True
-        declared = read.declared_types()
-        types = {n: declared.get(n) or tessera_type(natives[n]) for n, _ in described}
-        if progress and on_duckdb:
-            progress(f"{read.label}: {rows:,} rows")
-        return Landed([n for n, _ in described], types, natives, rows)
-    except BaseException as exc:
-        _drop_quietly(adapter, table)
-        if not isinstance(exc, Exception) or (isinstance(exc, TesseraError) and not isinstance(exc, ConnectionFailed)):
-            raise
-        raise diagnose(conn, src, exc) from exc
-    finally:
-        if read is not None:
-            read.close(dcon)
-        if not on_duckdb:
-            dcon.close()
+            declared = read.declared_types()
+            types = {n: declared.get(n) or tessera_type(natives[n]) for n, _ in described}
+            return Landed([n for n, _ in described], types, natives, rows)
+        except BaseException as exc:
+            _drop_quietly(adapter, table)
+            if not isinstance(exc, Exception) or (isinstance(exc, TesseraError) and not isinstance(exc, ConnectionFailed)):
+                raise
+            raise diagnose(conn, src, exc) from exc
+        finally:
+            if read is not None:
+                read.close(dcon)
 
 
 def _drop_quietly(adapter: EngineAdapter, table: str) -> None:
@@ -571,8 +481,6 @@ def diagnose(conn, src: SourceConfig, exc: Exception) -> TesseraError:
     if isinstance(exc, ConnectionFailed):
         return ConnectionFailed(f"Source '{src.name}': {exc}", reason=exc.reason)
     if conn.type == "bigquery":
-        from tessera.connectors import bigquery
-
         found = bigquery.failure(conn, exc)
         return ConnectionFailed(f"Source '{src.name}': {found}", reason=found.reason)
     try:
@@ -720,8 +628,6 @@ def landed_label(conn, src: SourceConfig) -> str:
     if src.query:
         return "query"
     if conn.type == "bigquery":
-        from tessera.connectors import bigquery
-
         return f"bigquery:{bigquery.table_id(conn, src.table)}"
     return f"{conn.type}:{sqlconn.table_label(conn, src.table)}"
 

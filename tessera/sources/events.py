@@ -35,58 +35,14 @@ import ibis
 import ibis.expr.datatypes as dt
 import pyarrow as pa
 
-from tessera.config.models import SourceConfig
+from tessera.config.events import EVENT_COLUMNS, ID_COLUMNS, OPTIONAL_COLUMNS, column_problem
+from tessera.config.models import DEFAULT_BLOCKED, SourceConfig
 from tessera.engine.base import EngineAdapter
-from tessera.engine.functions import JSON_KEY, json_text
 from tessera.errors import RunError
-from tessera.sources.staging import Batch, filter_columns, stage
+from tessera.sources.staging import Batch, stage
+from tessera.sqlcheck import filter_columns
 
 EVENTS_TABLE = "_tessera_events"
-
-#: column -> type of every event (the Segment/RudderStack message fields).
-EVENT_COLUMNS: dict[str, str] = {
-    "message_id": "string",
-    "connection": "string",
-    "type": "string",  # identify, track, page, screen, group, alias
-    "event": "string",  # the track event's name ("Order Completed")
-    "name": "string",  # the page or screen name
-    "user_id": "string",
-    "anonymous_id": "string",
-    "previous_id": "string",
-    "group_id": "string",
-    "email": "string",  # traits.email or context.traits.email, lower-cased and trimmed
-    "timestamp": "timestamp",  # when the event happened, corrected for the client's clock skew
-    "original_timestamp": "timestamp",
-    "sent_at": "timestamp",
-    "received_at": "timestamp",
-    "properties": "string",  # JSON text
-    "traits": "string",
-    "context": "string",
-    "integrations": "string",
-    "extra": "string",  # the message's other top-level fields (a page call's category...), as JSON text
-}
-JSON_COLUMNS = ("properties", "traits", "context", "integrations", "extra")
-OPTIONAL_COLUMNS = ("extra",)  # events tables written before it read it as empty
-ID_COLUMNS = ("user_id", "anonymous_id", "previous_id", "group_id", "email")
-
-
-def is_json_path(name: str) -> bool:
-    """``traits.first_name``, ``context.page.url``: a value inside a JSON column."""
-    root, _, rest = name.partition(".")
-    return root in JSON_COLUMNS and bool(rest) and all(JSON_KEY.match(k) for k in rest.split("."))
-
-
-def column_problem(name: str) -> str | None:
-    """Why ``name`` is not a column of an event source, or None when it is one."""
-    if name in EVENT_COLUMNS or is_json_path(name):
-        return None
-    root, dot, rest = name.partition(".")
-    if dot and root in JSON_COLUMNS:
-        return (f"'{name}' is not a JSON path Tessera reads: keys are letters, digits, '_' and '-', "
-                f"separated by dots (e.g. {root}.first_name)")
-    return (f"'{name}' is not an event column: use one of {', '.join(EVENT_COLUMNS)}, or a value inside "
-            f"{', '.join(JSON_COLUMNS)} such as traits.first_name, properties.revenue or context.page.url")
-
 
 def used_columns(src: SourceConfig, extra: list[str] = ()) -> list[str]:
     """Every column name the configuration reads from an event source, in a stable order."""
@@ -103,8 +59,6 @@ def used_columns(src: SourceConfig, extra: list[str] = ()) -> list[str]:
 
 def _placeholder(value: ibis.Value) -> ibis.Value:
     """NULL for an empty or placeholder id (the identity graph's built-in blocked values)."""
-    from tessera.identity.resolve import DEFAULT_BLOCKED
-
     blocked = sorted({b.strip().lower() for b in DEFAULT_BLOCKED} | {""})
     text = value.cast("string")
     return text.strip().lower().isin(blocked).ifelse(ibis.null(dt.string), text)
@@ -131,7 +85,6 @@ def event_rows(adapter: EngineAdapter, src: SourceConfig, columns: list[str], *,
         ev = adapter.create_table(f"{tag}events_none", _empty_events(), temp=True)
     ev = ev.filter(ev["connection"] == src.connection)
     ev = ev.mutate(**{c: ibis.null(dt.string) for c in OPTIONAL_COLUMNS if c not in ev.columns})
-    backend = adapter.name
     ids = {c: _placeholder(ev[c]) for c in ID_COLUMNS}
     # An alias links previousId to userId: its previous id is the anonymous id it replaces.
     ids["anonymous_id"] = ((ev["type"] == "alias") & ids["anonymous_id"].isnull()).ifelse(
@@ -144,7 +97,7 @@ def event_rows(adapter: EngineAdapter, src: SourceConfig, columns: list[str], *,
             values[c] = ev[c].cast("string")
         else:
             root, *path = c.split(".")
-            values[c] = json_text(ev[root].cast("string"), path, backend)
+            values[c] = adapter.dialect.json_text(ev[root].cast("string"), path)
     t = ev.select(**values, _when=ev["timestamp"].cast("timestamp"),
                   _received=ev["received_at"].cast("timestamp"), _mid=ev["message_id"].cast("string"))
     t = _latest_per_key(t, src.record_keys)
@@ -190,7 +143,7 @@ def stage_events(adapter: EngineAdapter, src: SourceConfig, *, extra_columns: li
     schema = [(c, EVENT_COLUMNS.get(c, "string")) for c in columns]
     # received_at is staged to become each event's import time (see the module's docstring).
     staged, rejects = stage(src, [Batch(EVENTS_TABLE, 0, "1970-01-01 00:00:00")], [raw], schema,
-                            backend=adapter.name, extra_columns=[*extra_columns, "received_at"],
+                            dialect=adapter.dialect, extra_columns=[*extra_columns, "received_at"],
                             extra_identifiers=extra_identifiers, materialize=materialize,
                             add_sql_columns=adapter.add_sql_columns)
     staged = staged.mutate(_tessera_imported_at=staged["received_at"].cast("timestamp"))

@@ -16,14 +16,13 @@ from typing import Callable
 
 import ibis
 import ibis.expr.datatypes as dt
-import sqlglot
-import sqlglot.expressions as sge
 
 from tessera.config.models import SourceConfig
-from tessera.engine.functions import json_text
+from tessera.engine.dialects import Dialect
 from tessera.engine.types import cast_text
 from tessera.errors import ConfigError
 from tessera.normalize.rules import apply_rules
+from tessera.sqlcheck import check_expression, filter_columns, filter_sql
 
 META = ["_tessera_batch", "_tessera_file", "_tessera_line"]
 REJECT_COLUMNS = ["source", "file", "line", "column_name", "reason", "raw", "batch"]
@@ -72,39 +71,13 @@ def record_id(source: str, keys: list[ibis.Value]) -> ibis.Value:
     return ibis.literal(source + ":").concat(joined)
 
 
-def filter_sql(condition: str) -> str:
-    """A source filter with dotted column names (``traits.plan``, ``context.page.url``) quoted as one
-    column each, as the staged columns are named; anything that does not parse is left for
-    :func:`tessera.enrich.sql.check_expression` to report."""
-    try:
-        tree = sqlglot.parse_one(condition, read="duckdb")
-    except (sqlglot.errors.SqlglotError, ValueError):
-        return condition
-    if tree is None:
-        return condition
-    changed = False
-    for col in list(tree.find_all(sge.Column)):
-        parts = [p for p in (col.args.get("catalog"), col.args.get("db"), col.args.get("table"), col.this) if p]
-        if len(parts) > 1 and all(isinstance(p, sge.Identifier) for p in parts):
-            col.replace(sge.column(".".join(str(p.this) for p in parts), quoted=True))
-            changed = True
-    return tree.sql(dialect="duckdb") if changed else condition
-
-
-def filter_columns(condition: str) -> set[str]:
-    """The column names a source filter uses."""
-    from tessera.enrich.sql import referenced_columns
-
-    return referenced_columns(filter_sql(condition))
-
-
 def stage(
     src: SourceConfig,
     batches: list[Batch],
     tables: list[ibis.Table],
     schema: list[tuple[str, str]],
     *,
-    backend: str,
+    dialect: Dialect,
     extra_columns: list[str] = (),
     extra_identifiers: list[str] = (),
     materialize=None,
@@ -117,7 +90,7 @@ def stage(
         batches: the raw batches to read, with their import time.
         tables: the raw batch tables (same order as ``batches``).
         schema: the source's columns and inferred types, in file order.
-        backend: the engine's name, for the few functions that differ.
+        dialect: the engine's dialect (``adapter.dialect``), for the few functions that differ.
         extra_columns: columns needed by relations or mappings even if not selected.
         extra_identifiers: columns other sources point at with relations (kept as text).
         materialize: stores an intermediate table in the engine and returns it (optional).
@@ -152,12 +125,12 @@ def stage(
     bad_type = []  # (column, type, flag column, original text column)
     for c in wanted:
         if c in nested:
-            value = json_text(raw[nested[c][0]], nested[c][1], backend)
+            value = dialect.json_text(raw[nested[c][0]], nested[c][1])
         else:
             value = raw[c] if c in raw.columns else ibis.null(dt.string)
         rules = src.normalize.get(c, [])
         if rules:
-            value = apply_rules(value, rules, backend)
+            value = apply_rules(value, rules, dialect)
         target = src.types.get(c) or (None if rules and not value.type().is_string() else inferred.get(c, "string"))
         if c in identifiers and c not in src.types:
             target = "string"  # identifiers are text: "007" and "7" are different keys
@@ -183,7 +156,7 @@ def stage(
     raw_lines = raw.select("_tessera_batch", "_tessera_line", _raw=raw_text)
     rows = raw.mutate(**checks, **typed)
     if src.filter:
-        rows = _keep_matching(rows, src, set(wanted), backend, add_sql_columns)
+        rows = _keep_matching(rows, src, set(wanted), dialect, add_sql_columns)
     key_cols = [rows[k] for k in src.record_keys]
     missing_key = ibis.or_(*[k.isnull() | (k.cast("string").strip() == "") for k in key_cols])
     rows = rows.mutate(_tessera_record=record_id(src.name, key_cols))
@@ -259,15 +232,13 @@ def stage(
     return staged, rejects
 
 
-def _keep_matching(rows: ibis.Table, src: SourceConfig, columns: set[str], backend: str, add_sql_columns
+def _keep_matching(rows: ibis.Table, src: SourceConfig, columns: set[str], dialect: Dialect, add_sql_columns
                    ) -> ibis.Table:
     """The rows of ``rows`` for which the source's filter is true (not false, not NULL)."""
-    from tessera.enrich.sql import check_expression, render
-
     if add_sql_columns is None:  # pragma: no cover - the pipeline always passes it
         raise ValueError("a source with a filter needs add_sql_columns")
     expr = check_expression(filter_sql(src.filter), columns, where=f"source '{src.name}' filter")
-    rows = add_sql_columns(rows, [("_tessera_keep", render(expr, backend))])
+    rows = add_sql_columns(rows, [("_tessera_keep", dialect.render(expr))])
     kind = rows.schema()["_tessera_keep"]
     if not (kind.is_boolean() or kind.is_null()):
         raise ConfigError(f"source '{src.name}' filter: '{src.filter}' gives {kind} values, not true/false; "

@@ -31,7 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tessera.config.models import SyncConfig
-from tessera.errors import SyncError
+from tessera.connectors.files import open_folder
+from tessera.connectors.webhook import WebhookSender
+from tessera.engine.filewriter import BatchFileWriter
+from tessera.errors import ConnectionFailed, SyncError
 from tessera.syncs.plan import KEY, OP
 
 FILE_TYPES = ("local", "ftp", "ftps", "sftp")
@@ -105,24 +108,6 @@ class Destination:
         pass
 
 
-def make_destination(ctx: SendContext) -> Destination:
-    kind = ctx.conn.type
-    if kind in FILE_TYPES:
-        return FileDestination(ctx)
-    if kind == "postgresql":
-        from tessera.syncs.tables import PostgresDestination
-
-        return PostgresDestination(ctx)
-    if kind in ("mysql", "mariadb"):
-        from tessera.syncs.tables import MySQLDestination
-
-        return MySQLDestination(ctx)
-    if kind == "webhook":
-        return WebhookDestination(ctx)
-    raise SyncError(f"{ctx.where}: a {kind} connection is not a sync destination; syncs write to files (local, "
-                    "ftp, ftps, sftp), tables (postgresql, mysql, mariadb) or a webhook")
-
-
 # --------------------------------------------------------------------------- files
 
 
@@ -149,63 +134,31 @@ class FileDestination(Destination):
     batch_rows = 100_000
 
     def open(self) -> None:
-        from tessera.connectors.files import open_folder
-
         ctx = self.ctx
         self.name = posixpath.normpath(posixpath.join(ctx.sync.folder or ".", file_name(ctx)))
         self.folder = open_folder(ctx.conn)
         self.tmpdir = Path(tempfile.mkdtemp(prefix="tessera-sync-"))
         self.local = self.tmpdir / posixpath.basename(self.name)
         self.rows = 0
-        self._parquet = None
-        self._duck = None
+        self.writer = BatchFileWriter(self.local, self.ctx.sync.format)
 
     def _columns(self, batch: pa.RecordBatch) -> pa.Table:
         return pa.Table.from_batches([batch]).select([OP, *self.ctx.field_names])
 
     def send(self, batch: pa.RecordBatch, encoded: Any = None) -> list[Refusal]:
         data = self._columns(batch)
-        fmt = self.ctx.sync.format
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(str(self.local), data.schema)
-            self._parquet.write_table(data)
-        else:
-            # DuckDB writes CSV (quoted where needed, NULL as nothing, '' as "") and NDJSON; each
-            # batch is written to a part, then appended to the file.
-            import duckdb
-
-            if self._duck is None:
-                self._duck = duckdb.connect()
-            part = self.tmpdir / "part"
-            self._duck.register("_tessera_batch", data)
-            path = str(part).replace("'", "''")
-            if fmt == "csv":
-                header = "true" if self.rows == 0 else "false"
-                self._duck.execute(f"COPY _tessera_batch TO '{path}' (FORMAT csv, HEADER {header})")
-            else:
-                self._duck.execute(f"COPY _tessera_batch TO '{path}' (FORMAT json)")
-            self._duck.unregister("_tessera_batch")
-            with open(self.local, "ab") as out, open(part, "rb") as src:
-                shutil.copyfileobj(src, out)
-            part.unlink()
+        self.writer.write(data)
         self.rows += data.num_rows
         return []
 
     def finish(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-            self._parquet = None
+        self.writer.close()
         if self.rows:
             self.folder.upload(self.local, self.name)
 
     def close(self) -> None:
-        if getattr(self, "_parquet", None) is not None:
-            self._parquet.close()
-        if getattr(self, "_duck", None) is not None:
-            self._duck.close()
+        if getattr(self, "writer", None) is not None:
+            self.writer.close()
         if getattr(self, "folder", None) is not None:
             try:
                 self.folder.close()
@@ -230,8 +183,6 @@ class WebhookDestination(Destination):
         self._batches = 0
 
     def open(self) -> None:
-        from tessera.connectors.webhook import WebhookSender
-
         self.sender = WebhookSender(self.ctx.conn, sync=self.ctx.sync.name, run=self.ctx.run_id)
 
     def records(self, batch: pa.RecordBatch) -> list[dict]:
@@ -245,8 +196,6 @@ class WebhookDestination(Destination):
                 for op, key, row in zip(ops, keys, rows)]
 
     def send(self, batch: pa.RecordBatch, encoded: Any = None) -> list[Refusal]:
-        from tessera.errors import ConnectionFailed
-
         self._batches += 1
         records = self.records(batch)
         batch_id = f"{self.ctx.sync.name}-{self.ctx.run_id}-{self._batches}"

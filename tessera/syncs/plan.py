@@ -50,6 +50,7 @@ import ibis.expr.datatypes as dt
 from tessera.config.models import SyncConfig
 from tessera.engine.types import TRUE_WORDS
 from tessera.errors import ConfigError, SyncError
+from tessera.sqlcheck import check_expression
 
 PREFIX = "_tessera_sync_"
 # Columns the plan adds beside the destination fields (a destination field may not start with _tessera_).
@@ -239,8 +240,6 @@ def _portable(value: ibis.Value) -> ibis.Value:
 
 def rows_to_send(ws, sync: SyncConfig, conn) -> Prepared:
     """The rows ``sync`` sends: dataset, filter, consent, fields and the key as text."""
-    from tessera.enrich.sql import check_expression, render
-
     adapter = ws.adapter
     table = ws.table(sync.dataset)
     columns = list(table.columns)
@@ -253,7 +252,7 @@ def rows_to_send(ws, sync: SyncConfig, conn) -> Prepared:
         except ConfigError as exc:
             raise SyncError("; ".join(exc.problems)) from None
         keep = "_tessera_keep"
-        table = adapter.add_sql_columns(table, [(keep, render(expr, adapter.name))])
+        table = adapter.add_sql_columns(table, [(keep, adapter.dialect.render(expr))])
         if not table[keep].type().is_boolean():
             raise SyncError(f"{_where(sync)}: filter '{sync.filter}' gives {table[keep].type()} values, not true or "
                             "false; write a condition, e.g. country = 'FR'")

@@ -52,11 +52,15 @@ from tessera.errors import ConfigError, SyncError, TesseraError
 from tessera.syncs import plan as P
 from tessera.syncs.destinations import (
     DESTINATION_TYPES,
+    FILE_TYPES,
+    Destination,
+    FileDestination,
     Refusal,
     SendContext,
-    make_destination,
+    WebhookDestination,
     refused_keys,
 )
+from tessera.syncs.tables import MySQLDestination, PostgresDestination
 
 STATE_SCOPE = "sync"  # metadata store states: what the warehouse state of each sync describes
 FAILED_SCHEMA = pa.schema([(P.KEY, pa.string()), ("_tessera_error", pa.string())])
@@ -65,6 +69,20 @@ FAILED_CHUNK = 200_000  # failed records loaded into the warehouse at a time
 VOLATILE = re.compile(r"\b(current_date|today|now|current_timestamp|random)\b", re.IGNORECASE)
 
 Progress = Callable[[str, str, int, int], None]  # (step, label, done, total)
+
+
+def make_destination(ctx: SendContext) -> Destination:
+    kind = ctx.conn.type
+    if kind in FILE_TYPES:
+        return FileDestination(ctx)
+    if kind == "postgresql":
+        return PostgresDestination(ctx)
+    if kind in ("mysql", "mariadb"):
+        return MySQLDestination(ctx)
+    if kind == "webhook":
+        return WebhookDestination(ctx)
+    raise SyncError(f"{ctx.where}: a {kind} connection is not a sync destination; syncs write to files (local, "
+                    "ftp, ftps, sftp), tables (postgresql, mysql, mariadb) or a webhook")
 
 
 @dataclass
@@ -367,7 +385,7 @@ class SyncJob:
         except Exception as exc:  # noqa: BLE001 - reported as the failure of every change
             dest.close()
             return _message(exc)
-        reader = self.adapter.con.to_pyarrow_batches(stream, chunk_size=dest.batch_rows)
+        reader = self.adapter.to_batches(stream, dest.batch_rows)
         batches = _Prefetch(reader, dest.batch_rows, dest.encode)
         sent = 0
         down: str | None = None

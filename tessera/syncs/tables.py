@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from tessera.connectors.sql import mysql_connect, pg_connect
 from tessera.engine.postgres import arrow_for_copy
 from tessera.errors import ConnectionFailed, SyncError
 from tessera.syncs.destinations import Destination, DestinationDown, Refusal, SendContext
@@ -180,8 +181,6 @@ class PostgresDestination(TableDestination):
 
     def open(self) -> None:
         import psycopg
-
-        from tessera.connectors.sql import pg_connect
 
         conn = self.ctx.conn
         try:
@@ -356,8 +355,6 @@ class MySQLDestination(TableDestination):
 
     def open(self) -> None:
         import pymysql
-
-        from tessera.connectors.sql import mysql_connect
 
         conn = self.ctx.conn
         try:

@@ -15,7 +15,6 @@ import time
 
 import duckdb
 import ibis
-import phonenumbers
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -27,12 +26,8 @@ from tessera.engine.duckdb import DuckDBAdapter
 from tessera.engine.functions import postgres_regex, regex_replacement
 from tessera.engine.postgres import PostgresAdapter, parse_url
 from tessera.errors import EngineError, WorkspaceError
-from tessera.normalize.phone import e164_python, phone_e164
-from tessera.normalize.rules import email_is_valid
 from tessera.workspace import Workspace
 
-from normalize.test_phone import MAIN_REGIONS, _example_numbers, fr_variants  # noqa: E402
-from normalize.test_rules import CASES, EMAILS, _build  # noqa: E402
 from test_demo_run import pair_scores  # noqa: E402
 
 
@@ -311,35 +306,20 @@ def test_regex_translation():
 
 @pytest.fixture
 def evaluate(adapter):
-    """``evaluate(values, build)``: ``build(column, "postgres")`` over a text column, in input order."""
+    """``evaluate(values, build)``: ``build(column, adapter.dialect)`` over a text column, in input order."""
     counter = itertools.count()
 
     def run(values: list, build) -> list:
         name = f"cases_{next(counter)}"
         t = adapter.create_table(name, pa.table({"i": pa.array(range(len(values)), pa.int64()),
                                                  "s": pa.array(values, pa.string())}))
-        return adapter.to_arrow(t.select(t.i, x=build(t.s, "postgres")).order_by("i")).column("x").to_pylist()
+        return adapter.to_arrow(t.select(t.i, x=build(t.s, adapter.dialect)).order_by("i")).column("x").to_pylist()
 
     return run
 
 
-@pytest.mark.parametrize("rules,pairs", [pytest.param(r, p, id=i) for i, r, p in CASES])
-def test_normalization_rules(evaluate, rules, pairs):
-    assert evaluate([p[0] for p in pairs], _build(rules)) == [p[1] for p in pairs]
-
-
-def test_email_is_valid(evaluate):
-    assert evaluate([e for e, _ in EMAILS], lambda col, backend: email_is_valid(col)) == [v for _, v in EMAILS]
-
-
-def test_phones_agree_with_phonenumbers(evaluate):
-    values = fr_variants()
-    assert evaluate(values, lambda col, backend: phone_e164(col, "FR")) == e164_python(values, "FR")
-    for region in MAIN_REGIONS:
-        values = _example_numbers(region)
-        if phonenumbers.PhoneMetadata.metadata_for_region(region).national_prefix_transform_rule:
-            values = [v for v in values if v.startswith(("+", "00"))]
-        assert evaluate(values, lambda col, backend: phone_e164(col, region)) == e164_python(values, region), region
+# The normalization rules, e-mail checks and phone numbers run on PostgreSQL in the shared
+# bodies of tests/normalize (the ``engine_eval`` fixture).
 
 
 def test_regex_functions(evaluate):

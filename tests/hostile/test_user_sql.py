@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tessera.config.loader import parse_config
-from tessera.enrich.sql import check_condition, check_expression
+from tessera.sqlcheck import check_condition, check_expression
 from tessera.errors import ConfigError
 
 

@@ -1,16 +1,23 @@
-"""Merge rules on hand-computable records (DuckDB in memory)."""
+"""Merge rules on hand-computable records, one test body on every engine (``engine_adapter``)."""
 
+import itertools
 from datetime import datetime
 
-import ibis
+import pyarrow as pa
 import pytest
 
 from tessera.identity.merge import MergeColumn, merge
 
+_tables = itertools.count()
+
 
 @pytest.fixture
-def con():
-    return ibis.duckdb.connect()
+def con(engine_adapter):
+    return engine_adapter
+
+
+def records(adapter):
+    return adapter.create_table(f"rows_{next(_tables)}", pa.table(ROWS))
 
 
 def t(day):
@@ -32,9 +39,8 @@ ROWS = {
 
 
 def merged(con, rule, col, date_column="updated", priority=("pos", "crm", "shop")):
-    rows = ibis.memtable(ROWS)
-    out = merge(rows, [MergeColumn(col, rule)], date_column=date_column, source_priority=list(priority))
-    return {r["tessera_id"]: r[col] for r in con.to_pyarrow(out).to_pylist()}
+    out = merge(records(con), [MergeColumn(col, rule)], date_column=date_column, source_priority=list(priority))
+    return {r["tessera_id"]: r[col] for r in con.to_arrow(out).to_pylist()}
 
 
 def test_most_recent_never_replaces_a_value_with_nothing(con):
@@ -54,14 +60,15 @@ def test_first_is_the_oldest_record(con):
 
 def test_first_skips_empty_values_unless_asked(con):
     rows = dict(ROWS, city=[None, "Lyon", "Paris", None])
-    out = merge(ibis.memtable(rows), [MergeColumn("city", "first"), MergeColumn("name", "first_or_null")],
+    out = merge(con.create_table(f"rows_{next(_tables)}", pa.table(rows)),
+                [MergeColumn("city", "first"), MergeColumn("name", "first_or_null")],
                 date_column="updated", source_priority=[])
-    got = {r["tessera_id"]: r["city"] for r in con.to_pyarrow(out).to_pylist()}
+    got = {r["tessera_id"]: r["city"] for r in con.to_arrow(out).to_pylist()}
     assert got == {"A": "Paris", "B": None}  # crm:1 (oldest) has none; pos:1 is next
     rows = dict(ROWS, name=[None, "Jean", "JEAN", "Ana"])
-    out = merge(ibis.memtable(rows), [MergeColumn("name", "first_or_null")], date_column="updated",
-                source_priority=[])
-    assert {r["tessera_id"]: r["name"] for r in con.to_pyarrow(out).to_pylist()} == {"A": None, "B": "Ana"}
+    out = merge(con.create_table(f"rows_{next(_tables)}", pa.table(rows)), [MergeColumn("name", "first_or_null")],
+                date_column="updated", source_priority=[])
+    assert {r["tessera_id"]: r["name"] for r in con.to_arrow(out).to_pylist()} == {"A": None, "B": "Ana"}
 
 
 def test_recency_falls_back_to_import_time(con):
@@ -87,8 +94,7 @@ def test_concat_unique_sorts_distinct_values(con):
 
 
 def test_record_count_and_sources(con):
-    rows = ibis.memtable(ROWS)
-    out = con.to_pyarrow(merge(rows, [], date_column=None, source_priority=[])).to_pylist()
+    out = con.to_arrow(merge(records(con), [], date_column=None, source_priority=[])).to_pylist()
     by_id = {r["tessera_id"]: r for r in out}
     assert by_id["A"]["tessera_record_count"] == 3
     assert by_id["A"]["tessera_sources"] == "crm, pos, shop"

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from tessera.config.models import NormalizationRule
+from tessera.engine.dialects import dialect_for
 from tessera.engine.functions import (
     regex_replacement,
     strftime_to_java,
@@ -22,6 +23,8 @@ from tessera.normalize.rules import (
     country_keys,
     email_is_valid,
 )
+
+DUCKDB = dialect_for("duckdb")
 
 D = dt.date
 
@@ -308,22 +311,14 @@ CASES = [
 
 def _build(rules):
     parsed = [NormalizationRule.model_validate(r) for r in rules]
-    return lambda col, backend: apply_rules(col, parsed, backend)
+    return lambda col, dialect: apply_rules(col, parsed, dialect)
 
 
 @pytest.mark.parametrize("rules,pairs", [pytest.param(r, p, id=i) for i, r, p in CASES])
-def test_rules_duckdb(duckdb_eval, rules, pairs):
+def test_rules(engine_eval, rules, pairs):
     values = [p[0] for p in pairs]
     expected = [p[1] for p in pairs]
-    assert duckdb_eval(values, _build(rules)) == expected
-
-
-@pytest.mark.spark
-@pytest.mark.parametrize("rules,pairs", [pytest.param(r, p, id=i) for i, r, p in CASES])
-def test_rules_spark(spark_eval, rules, pairs):
-    values = [p[0] for p in pairs]
-    expected = [p[1] for p in pairs]
-    assert spark_eval(values, _build(rules)) == expected
+    assert engine_eval(values, _build(rules)) == expected
 
 
 EMAILS = [
@@ -348,14 +343,8 @@ EMAILS = [
 ]
 
 
-def test_email_is_valid_duckdb(duckdb_eval):
-    out = duckdb_eval([e for e, _ in EMAILS], lambda col, backend: email_is_valid(col))
-    assert out == [v for _, v in EMAILS]
-
-
-@pytest.mark.spark
-def test_email_is_valid_spark(spark_eval):
-    out = spark_eval([e for e, _ in EMAILS], lambda col, backend: email_is_valid(col))
+def test_email_is_valid(engine_eval):
+    out = engine_eval([e for e, _ in EMAILS], lambda col, dialect: email_is_valid(col))
     assert out == [v for _, v in EMAILS]
 
 
@@ -388,7 +377,7 @@ def test_unknown_backend():
     with pytest.raises(EngineError, match="mssql"):
         try_parse_date(t.s, "%Y", "mssql")
     with pytest.raises(EngineError, match="sqlite"):
-        apply_rules(t.s, [NormalizationRule.model_validate("trim")], "sqlite")
+        apply_rules(t.s, [NormalizationRule.model_validate("trim")], dialect_for("sqlite"))
 
 
 def test_regex_replacement_per_engine():
@@ -402,13 +391,13 @@ def test_regex_replacement_per_engine():
 def test_rule_errors():
     t = ibis.table({"s": "string"}, name="t")
     with pytest.raises(ConfigError, match="last"):
-        apply_rules(t.s, [NormalizationRule.model_validate(r) for r in ["date", "trim"]], "duckdb")
+        apply_rules(t.s, [NormalizationRule.model_validate(r) for r in ["date", "trim"]], DUCKDB)
     with pytest.raises(ConfigError, match="ZZ"):
-        apply_rules(t.s, [NormalizationRule.model_validate({"phone": {"country": "ZZ"}})], "duckdb")
+        apply_rules(t.s, [NormalizationRule.model_validate({"phone": {"country": "ZZ"}})], DUCKDB)
     with pytest.raises(ConfigError, match="option"):
-        apply_rules(t.s, [NormalizationRule.model_validate({"date": {"fmt": "%Y"}})], "duckdb")
+        apply_rules(t.s, [NormalizationRule.model_validate({"date": {"fmt": "%Y"}})], DUCKDB)
     with pytest.raises(ConfigError):
-        apply_rules(t.s, [NormalizationRule.model_validate({"replace": {"find": "", "with": "x"}})], "duckdb")
+        apply_rules(t.s, [NormalizationRule.model_validate({"replace": {"find": "", "with": "x"}})], DUCKDB)
 
 
 def test_non_text_columns(duckdb_con):
@@ -422,12 +411,12 @@ def test_non_text_columns(duckdb_con):
         )
     )
     rule = [NormalizationRule.model_validate({"phone": {"country": "FR"}})]
-    phone = apply_rules(t.n, rule, "duckdb")
-    phone_f = apply_rules(t.f, rule, "duckdb")
-    day = apply_rules(t.d, [NormalizationRule.model_validate("date")], "duckdb")
+    phone = apply_rules(t.n, rule, DUCKDB)
+    phone_f = apply_rules(t.f, rule, DUCKDB)
+    day = apply_rules(t.d, [NormalizationRule.model_validate("date")], DUCKDB)
     out = duckdb_con.to_pyarrow(t.select(p=phone, f=phone_f, d=day)).to_pydict()
     assert out == {"p": ["+33612345678", None], "f": ["+33612345678", None], "d": [dt.date(2020, 1, 2), None]}
-    assert apply_rules(t.n, [], "duckdb").equals(t.n)
+    assert apply_rules(t.n, [], DUCKDB).equals(t.n)
 
 
 def test_country_keys_cover_every_iso_code():

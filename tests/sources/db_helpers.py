@@ -38,16 +38,13 @@ def my_run(settings: dict, *statements: str) -> list:
     return rows
 
 
-def make_workspace(path, connection: dict, source: dict, columns: dict, *, warehouse=None,
-                   name: str = "customers") -> Workspace:
-    """A workspace with one database connection ``crm``, one source and a ``contacts`` dataset."""
-    ws = Workspace.init(path, warehouse=warehouse)
-    ws.apply({
+def workspace_config(connection: dict, source: dict, columns: dict, name: str = "customers") -> dict:
+    """One database connection ``crm``, one source and a ``contacts`` dataset."""
+    return {
         "connections": [{"name": "crm", **connection}],
         "sources": [{"name": name, "connection": "crm", **source}],
         "datasets": [{"name": "contacts", "mappings": [{"source": name, "columns": columns}]}],
-    })
-    return ws
+    }
 
 
 def published(ws: Workspace, order_by: str = "customer_id") -> list[dict]:

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
-from db_helpers import batches, make_workspace, my_run, pg_run, published
+from db_helpers import batches, my_run, pg_run, published
 
 from tessera.config.models import PostgresConnectionConfig, SourceConfig
 from tessera.errors import ConnectionFailed, SourceError
@@ -45,9 +45,9 @@ def incremental(**overrides) -> dict:
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-def test_postgres_full_import_types_and_rerun(tmp_path, postgres_app_db, workspaces):
+def test_postgres_full_import_types_and_rerun(tmp_path, postgres_app_db, db_workspace):
     pg_run(postgres_app_db, PG_TABLE)
-    ws = workspaces(make_workspace(tmp_path / "ws", postgres_app_db, pg_source(), COLUMNS))
+    ws = db_workspace(postgres_app_db, pg_source(), COLUMNS)
     result = ws.run()
     assert result.sources["customers"]["files_new"] == 1
     assert result.sources["customers"]["rows_read"] == 5
@@ -90,9 +90,9 @@ def test_postgres_full_import_types_and_rerun(tmp_path, postgres_app_db, workspa
     assert rows[0]["email"] == "ana@new.example"
 
 
-def test_postgres_incremental_reads_new_and_changed_rows_only(tmp_path, postgres_app_db, workspaces):
+def test_postgres_incremental_reads_new_and_changed_rows_only(tmp_path, postgres_app_db, db_workspace):
     pg_run(postgres_app_db, PG_TABLE)
-    ws = workspaces(make_workspace(tmp_path / "ws", postgres_app_db, incremental(), COLUMNS))
+    ws = db_workspace(postgres_app_db, incremental(), COLUMNS)
     ws.run()
     assert [b["rows"] for b in batches(ws)] == [5]
     state = ws.store.get_state("cursor", "customers")
@@ -142,15 +142,15 @@ def test_postgres_incremental_condition_runs_in_the_database(postgres_app_db):
     assert "customers_updated_at" in plan and "Seq Scan" not in plan
 
 
-def test_postgres_query_source(tmp_path, postgres_app_db, workspaces):
+def test_postgres_query_source(tmp_path, postgres_app_db, db_workspace):
     pg_run(postgres_app_db, PG_TABLE,
            "CREATE TABLE orders (id int, customer_id bigint, total numeric(12,2))",
            "INSERT INTO orders VALUES (1, 1, 10), (2, 1, 5.5), (3, 4, 100)")
     query = ("SELECT c.id, c.email, sum(o.total) AS spent, count(o.id) AS orders "
              "FROM customers c LEFT JOIN orders o ON o.customer_id = c.id GROUP BY c.id, c.email")
-    ws = workspaces(make_workspace(tmp_path / "ws", postgres_app_db,
+    ws = db_workspace(postgres_app_db,
                                    {"query": query, "record_keys": ["id"], "import_strategy": "full"},
-                                   {"customer_id": "id", "email": "email", "spent": "spent", "orders": "orders"}))
+                                   {"customer_id": "id", "email": "email", "spent": "spent", "orders": "orders"})
     ws.run()
     assert batches(ws)[0]["path"] == "query"
     assert dict(ws.store.get_source_schema("customers"))["orders"] == "integer"
@@ -159,12 +159,12 @@ def test_postgres_query_source(tmp_path, postgres_app_db, workspaces):
     assert rows["2"]["spent"] is None and rows["2"]["orders"] == 0
 
 
-def test_postgres_incremental_query_source_with_numeric_cursor(tmp_path, postgres_app_db, workspaces):
+def test_postgres_incremental_query_source_with_numeric_cursor(tmp_path, postgres_app_db, db_workspace):
     pg_run(postgres_app_db, "CREATE TABLE events (seq bigint, email text)",
            "INSERT INTO events SELECT g, 'u' || g || '@example.com' FROM generate_series(1, 10) g")
     source = {"query": "SELECT seq, email FROM events WHERE email IS NOT NULL", "record_keys": ["seq"],
               "import_strategy": "incremental", "cursor": "seq", "lookback": 3}
-    ws = workspaces(make_workspace(tmp_path / "ws", postgres_app_db, source, {"customer_id": "seq", "email": "email"}))
+    ws = db_workspace(postgres_app_db, source, {"customer_id": "seq", "email": "email"})
     ws.import_sources(["customers"])
     pg_run(postgres_app_db, "INSERT INTO events VALUES (11, 'new@example.com')")
     counts = ws.import_sources(["customers"])
@@ -174,9 +174,9 @@ def test_postgres_incremental_query_source_with_numeric_cursor(tmp_path, postgre
     assert len(published(ws)) == 11
 
 
-def test_import_sources_by_name(tmp_path, postgres_app_db, workspaces):
+def test_import_sources_by_name(tmp_path, postgres_app_db, db_workspace):
     pg_run(postgres_app_db, PG_TABLE)
-    ws = workspaces(make_workspace(tmp_path / "ws", postgres_app_db, pg_source(), COLUMNS))
+    ws = db_workspace(postgres_app_db, pg_source(), COLUMNS)
     counts = ws.import_sources(["customers"])
     assert counts == {"customers": {"files_new": 1, "files_skipped": 0, "rows_read": 5, "rejected_on_read": 0}}
     assert ws.import_sources(["customers"])["customers"]["files_skipped"] == 1
@@ -184,11 +184,11 @@ def test_import_sources_by_name(tmp_path, postgres_app_db, workspaces):
     assert len(published(ws)) == 5
 
 
-def test_postgres_source_on_every_engine(tmp_path, postgres_app_db, engine, workspaces):
+def test_postgres_source_on_every_engine(tmp_path, postgres_app_db, engine, db_workspace):
     """Full and incremental imports on the DuckDB, Spark and PostgreSQL warehouses."""
     pg_run(postgres_app_db, PG_TABLE)
     warehouse = None if engine == "duckdb" else engine
-    ws = workspaces(make_workspace(tmp_path / "ws", postgres_app_db, incremental(), COLUMNS, warehouse=warehouse))
+    ws = db_workspace(postgres_app_db, incremental(), COLUMNS, warehouse=warehouse)
     ws.run()
     pg_run(postgres_app_db, "UPDATE customers SET score = 1, updated_at = '2025-01-02 00:00:00' WHERE id = 2",
            "INSERT INTO customers (id, email, vip, updated_at) VALUES (6, 'fay@example.com', true, '2025-01-02 00:00:01')")
@@ -210,51 +210,51 @@ def _fails(ws) -> ConnectionFailed:
     return err.value
 
 
-def test_postgres_wrong_password_is_auth_refused(tmp_path, postgres_app_db, workspaces):
+def test_postgres_wrong_password_is_auth_refused(tmp_path, postgres_app_db, db_workspace):
     settings = {**postgres_app_db, "password": "Wr0ng-s3cret"}
-    err = _fails(workspaces(make_workspace(tmp_path / "ws", settings, pg_source(), COLUMNS)))
+    err = _fails(db_workspace(settings, pg_source(), COLUMNS))
     assert err.reason == "auth_refused"
     assert "Source 'customers'" in str(err) and f"user '{settings['user']}'" in str(err)
     assert "Wr0ng-s3cret" not in str(err) and "app-secret" not in str(err)
 
 
-def test_postgres_wrong_port_is_unreachable(tmp_path, postgres_app_db, workspaces):
+def test_postgres_wrong_port_is_unreachable(tmp_path, postgres_app_db, db_workspace):
     from servers import free_port
 
     port = free_port()
-    err = _fails(workspaces(make_workspace(tmp_path / "ws", {**postgres_app_db, "port": port}, pg_source(), COLUMNS)))
+    err = _fails(db_workspace({**postgres_app_db, "port": port}, pg_source(), COLUMNS))
     assert err.reason == "unreachable"
     assert f"cannot reach 127.0.0.1:{port}: connection refused" in str(err)
 
 
-def test_postgres_missing_table_is_not_found(tmp_path, postgres_app_db, workspaces):
+def test_postgres_missing_table_is_not_found(tmp_path, postgres_app_db, db_workspace):
     pg_run(postgres_app_db, PG_TABLE)
-    err = _fails(workspaces(make_workspace(tmp_path / "ws", postgres_app_db, pg_source(table="clients"), COLUMNS)))
+    err = _fails(db_workspace(postgres_app_db, pg_source(table="clients"), COLUMNS))
     assert err.reason == "not_found"
     assert "public.clients" in str(err) and "customers" in str(err)  # names the missing and the existing tables
 
 
-def test_postgres_role_without_select_is_permission_denied(tmp_path, postgres_server, postgres_app_db, workspaces):
+def test_postgres_role_without_select_is_permission_denied(tmp_path, postgres_server, postgres_app_db, db_workspace):
     pg_run(postgres_app_db, PG_TABLE)
     postgres_server.create_role("reader_nogrant", "reader-pw")
     settings = {**postgres_app_db, "user": "reader_nogrant", "password": "reader-pw"}
-    err = _fails(workspaces(make_workspace(tmp_path / "ws", settings, pg_source(), COLUMNS)))
+    err = _fails(db_workspace(settings, pg_source(), COLUMNS))
     assert err.reason == "permission_denied"
     assert 'GRANT SELECT ON public.customers TO "reader_nogrant"' in str(err)
 
 
-def test_failed_import_records_nothing_and_leaves_no_table(tmp_path, postgres_app_db, workspaces):
+def test_failed_import_records_nothing_and_leaves_no_table(tmp_path, postgres_app_db, db_workspace):
     pg_run(postgres_app_db, PG_TABLE)
-    ws = workspaces(make_workspace(tmp_path / "ws", postgres_app_db, pg_source(record_keys=["customer_no"]), COLUMNS))
+    ws = db_workspace(postgres_app_db, pg_source(record_keys=["customer_no"]), COLUMNS)
     with pytest.raises(SourceError, match="customer_no"):
         ws.import_sources(["customers"])
     assert batches(ws) == []
     assert not [t for t in ws.adapter.list_tables() if t.startswith("_tessera_raw_")]
 
 
-def test_lookback_must_fit_the_cursor(tmp_path, postgres_app_db, workspaces):
+def test_lookback_must_fit_the_cursor(tmp_path, postgres_app_db, db_workspace):
     pg_run(postgres_app_db, PG_TABLE)
-    ws = workspaces(make_workspace(tmp_path / "ws", postgres_app_db, incremental(lookback=10), COLUMNS))
+    ws = db_workspace(postgres_app_db, incremental(lookback=10), COLUMNS)
     ws.import_sources(["customers"])  # the first import reads everything
     with pytest.raises(SourceError, match=r"lookback 10 is a number but cursor 'updated_at' is a timestamp"):
         ws.import_sources(["customers"])
@@ -278,9 +278,9 @@ INSERT INTO customers VALUES
 """
 
 
-def test_mariadb_full_and_incremental(tmp_path, mariadb_db, workspaces):
+def test_mariadb_full_and_incremental(tmp_path, mariadb_db, db_workspace):
     my_run(mariadb_db, MY_TABLE, MY_ROWS)
-    ws = workspaces(make_workspace(tmp_path / "ws", mariadb_db, incremental(), COLUMNS))
+    ws = db_workspace(mariadb_db, incremental(), COLUMNS)
     ws.run()
     assert dict(ws.store.get_source_schema("customers")) == {
         "id": "integer", "email": "string", "name": "string", "score": "decimal", "vip": "boolean",
@@ -300,12 +300,12 @@ def test_mariadb_full_and_incremental(tmp_path, mariadb_db, workspaces):
     assert len(rows) == 6 and rows[0]["email"] == "ana@new.example"
 
 
-def test_mariadb_query_source_full(tmp_path, mariadb_db, workspaces):
+def test_mariadb_query_source_full(tmp_path, mariadb_db, db_workspace):
     my_run(mariadb_db, MY_TABLE, MY_ROWS)
     source = {"query": "SELECT id, UPPER(email) AS email, score * 2 AS score FROM customers WHERE vip = 1",
               "record_keys": ["id"], "import_strategy": "full"}
-    ws = workspaces(make_workspace(tmp_path / "ws", mariadb_db, source,
-                                   {"customer_id": "id", "email": "email", "score": "score"}))
+    ws = db_workspace(mariadb_db, source,
+                                   {"customer_id": "id", "email": "email", "score": "score"})
     ws.run()
     rows = published(ws)
     assert [(r["customer_id"], r["email"], r["score"]) for r in rows] == [
@@ -313,7 +313,7 @@ def test_mariadb_query_source_full(tmp_path, mariadb_db, workspaces):
     assert ws.run().sources["customers"]["files_skipped"] == 1
 
 
-def test_mariadb_zero_dates_json_and_other_types(tmp_path, mariadb_db, workspaces):
+def test_mariadb_zero_dates_json_and_other_types(tmp_path, mariadb_db, db_workspace):
     my_run(mariadb_db, "SET SESSION sql_mode = ''",
            "CREATE TABLE customers (id INT PRIMARY KEY, seen DATETIME, born DATE, prefs JSON, tier ENUM('gold', 'silver'), "
            "opens TIME, since YEAR, active BIT(1), note TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin)",
@@ -321,7 +321,7 @@ def test_mariadb_zero_dates_json_and_other_types(tmp_path, mariadb_db, workspace
            "'09:30:00', 2024, 1, 'Café ☕'), (2, '2024-05-01 10:00:00', '2024-05-01', NULL, NULL, NULL, NULL, 0, NULL)")
     columns = {"customer_id": "id", "seen": "seen", "born": "born", "prefs": "prefs", "tier": "tier",
                "opens": "opens", "since": "since", "active": "active", "note": "note"}
-    ws = workspaces(make_workspace(tmp_path / "ws", mariadb_db, pg_source(), columns))
+    ws = db_workspace(mariadb_db, pg_source(), columns)
     ws.run()
     first, second = published(ws)
     assert first["seen"] is None and first["born"] is None  # MySQL's zero dates are no date
@@ -331,7 +331,7 @@ def test_mariadb_zero_dates_json_and_other_types(tmp_path, mariadb_db, workspace
     assert first["active"] is True and second["active"] is False
 
 
-def test_mariadb_failures(tmp_path, mariadb_server, mariadb_db, workspaces):
+def test_mariadb_failures(tmp_path, mariadb_server, mariadb_db, db_workspace):
     from servers import free_port
 
     my_run(mariadb_db, MY_TABLE, MY_ROWS)
@@ -343,7 +343,7 @@ def test_mariadb_failures(tmp_path, mariadb_server, mariadb_db, workspaces):
     mariadb_server.create_user("usage_only", "usage-pw", grants="USAGE ON *.*")
     cases.append(({"user": "usage_only", "password": "usage-pw"}, pg_source(), "permission_denied"))
     for i, (overrides, source, reason) in enumerate(cases):
-        ws = workspaces(make_workspace(tmp_path / f"ws{i}", {**mariadb_db, **overrides}, source, COLUMNS))
+        ws = db_workspace({**mariadb_db, **overrides}, source, COLUMNS, path=tmp_path / f"ws{i}")
         err = _fails(ws)
         assert err.reason == reason, str(err)
         assert "Wr0ng-s3cret" not in str(err) and mariadb_db["password"] not in str(err)
@@ -372,9 +372,9 @@ def _sqlite_file(path) -> str:
     return str(path)
 
 
-def test_sqlite_full_and_incremental(tmp_path, workspaces):
+def test_sqlite_full_and_incremental(tmp_path, db_workspace):
     path = _sqlite_file(tmp_path / "shop.db")
-    ws = workspaces(make_workspace(tmp_path / "ws", {"type": "sqlite", "path": path}, incremental(), COLUMNS))
+    ws = db_workspace({"type": "sqlite", "path": path}, incremental(), COLUMNS)
     ws.run()
     schema = dict(ws.store.get_source_schema("customers"))
     assert schema["vip"] == "boolean" and schema["score"] == "decimal" and schema["updated_at"] == "timestamp"
@@ -394,9 +394,9 @@ def test_sqlite_full_and_incremental(tmp_path, workspaces):
     assert [r["customer_id"] for r in published(ws)] == ["1", "2", "3", "4"]
 
 
-def test_sqlite_missing_file_is_not_found(tmp_path, workspaces):
-    ws = workspaces(make_workspace(tmp_path / "ws", {"type": "sqlite", "path": str(tmp_path / "none.db")},
-                                   pg_source(), COLUMNS))
+def test_sqlite_missing_file_is_not_found(tmp_path, db_workspace):
+    ws = db_workspace({"type": "sqlite", "path": str(tmp_path / "none.db")},
+                                   pg_source(), COLUMNS)
     err = _fails(ws)
     assert err.reason == "not_found" and "none.db" in str(err)
 
@@ -404,7 +404,7 @@ def test_sqlite_missing_file_is_not_found(tmp_path, workspaces):
 # --------------------------------------------------------------------------- driver fallback
 
 
-def test_driver_reader_gives_the_same_batches(tmp_path, postgres_app_db, mariadb_db, monkeypatch, workspaces):
+def test_driver_reader_gives_the_same_batches(tmp_path, postgres_app_db, mariadb_db, monkeypatch, db_workspace):
     """Without the scanner extension, the drivers read the same rows into the same text."""
     pg_run(postgres_app_db, PG_TABLE)
     my_run(mariadb_db, MY_TABLE, MY_ROWS)
@@ -413,7 +413,7 @@ def test_driver_reader_gives_the_same_batches(tmp_path, postgres_app_db, mariadb
         raws = []
         for reader in ("scanner", "driver"):
             monkeypatch.setenv("TESSERA_DB_READER", reader)
-            ws = workspaces(make_workspace(tmp_path / f"{name}_{reader}", settings, incremental(), COLUMNS))
+            ws = db_workspace(settings, incremental(), COLUMNS, path=tmp_path / f"{name}_{reader}")
             ws.import_sources(["customers"])
             files = batches(ws)
             table = ws.adapter.table(raw_table("customers", files[0]["batch_id"]))

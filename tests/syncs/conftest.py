@@ -1,6 +1,6 @@
 """Fixtures of the sync tests: a workspace on a local CSV of contacts, and a webhook receiver.
 
-``make_ws(syncs, connections)`` builds a workspace (``Workspace.init``, ``apply``, ``run``) whose
+``make_ws(syncs, connections)`` builds a workspace (the shared ``make_workspace``, run once) whose
 dataset ``contacts`` is fed by ``data/contacts.csv`` (import strategy ``full``: the latest file
 is the whole source). ``change(ws, text)`` rewrites that file and runs the pipeline again.
 
@@ -51,23 +51,16 @@ def config(base: Path, syncs: list[dict], connections: list[dict] | None = None)
 
 
 @pytest.fixture
-def make_ws(tmp_path):
-    """``make_ws(syncs, connections=None, contacts=CONTACTS)``: a workspace, run once."""
-    opened = []
+def make_ws(make_workspace, tmp_path):
+    """``make_ws(syncs, connections=None, contacts=CONTACTS, warehouse=None)``: a workspace of the
+    shared factory (tests/conftest.py), run once."""
 
     def make(syncs: list[dict], connections: list[dict] | None = None, contacts: str = CONTACTS,
              warehouse: str | None = None) -> Workspace:
-        (tmp_path / "data").mkdir(exist_ok=True)
-        (tmp_path / "data" / "contacts.csv").write_text(contacts)
-        ws = Workspace.init(tmp_path / "ws", warehouse=warehouse)
-        ws.apply(config(tmp_path, syncs, connections))
-        ws.run()
-        opened.append(ws)
-        return ws
+        return make_workspace(config(tmp_path, syncs, connections), {"contacts.csv": contacts}, warehouse=warehouse,
+                              run=True, path=tmp_path / "ws")
 
-    yield make
-    for ws in opened:
-        ws.close()
+    return make
 
 
 @pytest.fixture

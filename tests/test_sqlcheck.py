@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlglot
 
-from tessera.enrich.sql import check_expression, order_computed, render
+from tessera.engine.sqlrender import render
+from tessera.sqlcheck import check_expression, order_computed
 from tessera.errors import ConfigError
 
 COLUMNS = {"first_name", "last_name", "birth_date", "email", "amount", "updated_at", "tessera_id", "age"}
