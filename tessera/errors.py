@@ -153,14 +153,19 @@ class JobCancelled(TesseraError):
     status = 409
 
 
+def error_classes() -> list[type[TesseraError]]:
+    """Every error class loaded so far, the root first."""
+    out, todo = [], [TesseraError]
+    while todo:
+        cls = todo.pop(0)
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
 def error_table() -> list[tuple[str, str, int]]:
     """(class name, code, HTTP status) of every error class that has a code of its own, for the docs
     and the API (a subclass that inherits its code, e.g. a module's own failure, is answered as its
     parent)."""
-    out, todo = [], [TesseraError]
-    while todo:
-        cls = todo.pop(0)
-        if cls is TesseraError or "code" in vars(cls):
-            out.append((cls.__name__, cls.code, cls.status))
-        todo.extend(cls.__subclasses__())
-    return out
+    return [(cls.__name__, cls.code, cls.status) for cls in error_classes()
+            if cls is TesseraError or "code" in vars(cls)]

@@ -21,12 +21,12 @@ def test_the_exported_names_are_pinned():
 
 
 def test_every_error_has_a_code_and_an_http_status():
-    from tessera.errors import error_table
+    from tessera.errors import error_classes, error_table
 
     table = error_table()
     assert {name for name, _, _ in table} >= {n for n in EXPORTED if n.endswith(("Error", "Failed", "Cancelled"))}
     own = {}  # a class that sets a code owns it; a subclass without one answers with its parent's
-    for cls in _classes(tessera.TesseraError):
+    for cls in error_classes():
         if "code" in cls.__dict__:
             assert cls.code not in own, f"{cls.__name__} and {own[cls.code]} share the code {cls.code}"
             own[cls.code] = cls.__name__
@@ -39,11 +39,3 @@ def test_importing_tessera_does_not_load_the_engines():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 
-
-def _classes(root):
-    out, todo = [], [root]
-    while todo:
-        cls = todo.pop(0)
-        out.append(cls)
-        todo.extend(cls.__subclasses__())
-    return out

@@ -23,7 +23,7 @@ from typing import Any, Callable, TypeVar
 
 import psutil
 
-from tessera.errors import BusyError, NotFoundError, TesseraError, UsageError
+from tessera.errors import BusyError, NotFoundError, TesseraError, UsageError, error_classes
 from tessera.jobs import JobContext, JobQueue
 from tessera.segments import event_segments
 from tessera.syncs import reset_sync
@@ -185,22 +185,13 @@ def _audited_params(params: dict) -> dict:
 
 def job_error(job: dict) -> TesseraError:
     """The error of a failed or cancelled job, with the code and HTTP status of its class."""
-    by_code = {code: cls for cls in _error_classes() for code in (cls.code,)}
+    by_code = {cls.code: cls for cls in reversed(error_classes()) if 'code' in vars(cls) or cls is TesseraError}
     cls = by_code.get(job.get("error_code") or "", TesseraError)
     error = TesseraError.__new__(cls)
     Exception.__init__(error, job.get("error") or f"job {job['id']} {job['state']}")
     if job.get("error_code") and cls is TesseraError:
         error.code = job["error_code"]
     return error
-
-
-def _error_classes() -> list[type[TesseraError]]:
-    out, todo = [], [TesseraError]
-    while todo:
-        cls = todo.pop(0)
-        out.append(cls)
-        todo.extend(cls.__subclasses__())
-    return out
 
 
 def read_server_file(path: str | Path) -> dict | None:
