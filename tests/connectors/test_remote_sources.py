@@ -177,10 +177,10 @@ def test_a_bad_file_is_named_by_its_server_path_and_earlier_files_stay(remote_fo
     remote_folder.write("contacts_1.csv", CONTACTS_1)
     remote_folder.write("contacts_2.csv", "id;email;Email\n3;c@example.com;Nice\n")  # unreadable header
     workspace.apply(config(remote_folder.connection()))
-    with pytest.raises(SourceError) as err:
-        workspace.import_sources()
-    message = str(err.value)
-    assert "Source 'crm'" in message and "duplicate column names" in message
+    counts = workspace.import_sources()  # the bad file is refused and kept aside; the good one goes on
+    assert counts["crm"]["files_new"] == 1 and counts["crm"]["files_refused"] == 1
+    message = " ".join(counts["crm"]["warnings"])
+    assert "Source 'crm'" in message and "duplicate column names" in message and "--retry-refused" in message
     assert f"{remote_folder.path}/contacts_2.csv" in message and ".incoming" not in message
     assert [f["name"] for f in workspace.store.list_imported_files("crm")] == ["contacts_1.csv"]
     assert not any((workspace.path / "archive" / ".incoming").iterdir())
