@@ -64,7 +64,7 @@ from tessera.connectors import sql as sqlconn
 from tessera.engine import scanner
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import cast_text
-from tessera.errors import ConnectionFailed, SourceError, TesseraError
+from tessera.errors import ConnectionFailed, EngineError, SourceError, TesseraError
 from tessera.sources.importer import ImportResult, raw_table
 
 BATCH_ROWS = 100_000  # rows per Arrow record batch handed to a warehouse
@@ -453,7 +453,9 @@ def land(adapter: EngineAdapter, conn, src: SourceConfig, table: str, batch: int
             return Landed([n for n, _ in described], types, natives, rows)
         except BaseException as exc:
             _drop_quietly(adapter, table)
-            if not isinstance(exc, Exception) or (isinstance(exc, TesseraError) and not isinstance(exc, ConnectionFailed)):
+            # The engine's refusal of the read (EngineError) is the database's answer: diagnose it.
+            if not isinstance(exc, Exception) or (isinstance(exc, TesseraError)
+                                                  and not isinstance(exc, (ConnectionFailed, EngineError))):
                 raise
             raise diagnose(conn, src, exc) from exc
         finally:
