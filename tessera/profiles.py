@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 
 import ibis
 
-from tessera.datasets.build import link_name, relation_target
 from tessera.errors import NotFoundError
+from tessera.segments.related import event_links
 
 EVENTS_TABLE = "_tessera_events"
 SHOWN = ("message_id", "type", "event", "name", "timestamp", "user_id", "anonymous_id", "email", "properties")
@@ -33,27 +33,6 @@ def _plain(value):
 
 def _rows(adapter, expr: ibis.Table) -> list[dict]:
     return [{k: _plain(v) for k, v in r.items()} for r in adapter.to_arrow(expr).to_pylist()]
-
-
-def event_links(config, dataset: str) -> list[tuple[str, str, list[tuple[str, str]], str]]:
-    """(events dataset, its link column, [(event column, customer column)], connection) for each events
-    dataset related to ``dataset`` through an event source."""
-    http = {c.name for c in config.connections if c.type == "http"}
-    feeds = {m.source: d.name for d in config.datasets for m in d.mappings}
-    out = []
-    for src in config.sources:
-        if src.connection not in http or src.name not in feeds:
-            continue
-        pairs, link = [], None
-        for rel in src.relations:
-            target = relation_target(config, rel)[2]
-            if target != dataset:
-                continue
-            link = link or link_name(config, rel)
-            pairs.append((rel.column, rel.to.split(".")[1]))
-        if pairs:
-            out.append((feeds[src.name], link, pairs, src.connection))
-    return out
 
 
 def profile(ws, tessera_id: str, dataset: str | None = None, *, events: int = 50) -> dict:

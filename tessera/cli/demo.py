@@ -32,7 +32,8 @@ def demo(path: Path = typer.Argument(Path("demo-workspace"), help="Folder of the
         ws.export_data(name, exports / f"{name}.csv")
     ws.close()
     console.print(f"\nDatasets exported to [bold]{exports}[/]; workspace at [bold]{path}[/].")
-    console.print(f"Try: .venv/bin/tessera -w {path} status | rejects | explain <tessera_id>")
+    console.print(f"Try: .venv/bin/tessera -w {path} status | rejects | segments list | explain <tessera_id>")
+    console.print(f"Serve it (REST API, events, schedules): .venv/bin/tessera -w {path} serve")
     _ = info
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from tessera.cli.common import app, console, open_workspace, server, follow_job
 from tessera.cli.setup import init_from
+from tessera.errors import ConfigError
 from tessera.workspace import Workspace
 
 @app.command()
@@ -39,6 +40,8 @@ def apply(file: Path = typer.Argument(..., help="YAML configuration file."),
     """Apply a YAML configuration (connections, sources, datasets) to the workspace."""
     client = server()
     if client is not None:
+        if not file.is_file():  # a typo is not worth a failed job in the server's list
+            raise ConfigError(f"file not found: {file}")
         changes = follow_job(client, "apply", {"path": str(file.resolve()), "prune": prune}, bars=False)["result"]
     else:
         with open_workspace() as ws:

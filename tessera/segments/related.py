@@ -125,7 +125,7 @@ def behaviour_datasets(config: WorkspaceConfig, segment, seen: tuple[str, ...] =
     return out
 
 
-def _event_links(config: WorkspaceConfig, dataset: str) -> list[tuple[str, str, list[tuple[str, str]], str]]:
+def event_links(config: WorkspaceConfig, dataset: str) -> list[tuple[str, str, list[tuple[str, str]], str]]:
     """(events dataset, its link column, [(event column, customer column)], connection) of each event
     source feeding a dataset related to ``dataset``."""
     from tessera.datasets.build import link_name, relation_target
@@ -158,7 +158,7 @@ def with_pending_events(adapter, config: WorkspaceConfig, events_dataset: str, c
 
     if not adapter.exists(EVENTS_TABLE):
         return published
-    links = [x for x in _event_links(config, customer_dataset) if x[0] == events_dataset]
+    links = [x for x in event_links(config, customer_dataset) if x[0] == events_dataset]
     records_name = f"{customer_dataset}__records"
     if not links or adapter.published_target(records_name) is None:
         return published
