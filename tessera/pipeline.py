@@ -24,6 +24,8 @@ from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
 from tessera.errors import RunError, TesseraError
 from tessera.identity.review import overrides_by_dataset
+from tessera.privacy import consent as consent_history
+from tessera.privacy.suppression import has_suppressions, purge_batch
 from tessera.sources.database import import_database_source
 from tessera.sources.events import stage_events
 from tessera.sources.importer import PARSE_REJECTS, import_source, raw_table
@@ -52,13 +54,15 @@ class RunResult:
 
 class Pipeline:
     def __init__(self, adapter: EngineAdapter, store, config: WorkspaceConfig, archive_dir: Path,
-                 progress: Progress | None = None, reveal: Callable | None = None):
+                 progress: Progress | None = None, reveal: Callable | None = None,
+                 salt: Callable[[], str | None] | None = None):
         self.adapter = adapter
         self.store = store
         self.config = config
         self.archive_dir = archive_dir
         self.progress = progress or (lambda *a: None)
         self.reveal = reveal or (lambda conn: conn)  # the connection with its secrets, for connectors
+        self.salt = salt or (lambda: None)  # the privacy salt (tessera.privacy.suppression), from the secrets
         self.warnings: list[str] = []
         self.refused: list[dict] = []
 
@@ -71,6 +75,9 @@ class Pipeline:
         todo = [s for s in self.config.sources if names is None or s.name in names]
         totals = {"files_new": 0, "files_skipped": 0, "files_refused": 0, "rows_read": 0, "rows_rejected": 0}
         per_source: dict[str, dict] = {}
+        salt = self.salt() if has_suppressions(self.adapter) else None
+        if salt is not None:
+            totals["rows_suppressed"] = 0
         for i, src in enumerate(todo):
             self.progress("import", src.name, i, len(todo))
             conn = conns[src.connection]
@@ -78,12 +85,20 @@ class Pipeline:
                 continue  # made from its parent's batches, below
             if conn.type == "http":
                 continue  # events arrive through the collection API, not by import
+            before = {f["batch_id"] for f in self.store.list_imported_files(src.name)} if salt else set()
             if conn.type in DATABASE_CONNECTIONS:
                 res = import_database_source(self.adapter, self.store, src, self.reveal(conn))
             else:
                 res = import_source(self.adapter, self.store, src, self.reveal(conn), self.archive_dir)
             per_source[src.name] = {"files_new": res.files_new, "files_skipped": res.files_skipped,
                                     "rows_read": res.rows, "rejected_on_read": res.rejected}
+            if salt is not None:
+                # Rows of erased customers are dropped from the new batches (tessera.privacy.suppression).
+                suppressed = sum(purge_batch(self.adapter, self.config, src, raw_table(src.name, f["batch_id"]), salt)
+                                 for f in self.store.list_imported_files(src.name) if f["batch_id"] not in before
+                                 and self.adapter.exists(raw_table(src.name, f["batch_id"])))
+                per_source[src.name]["rows_suppressed"] = suppressed
+                totals["rows_suppressed"] += suppressed
             refused = getattr(res, "refused", [])
             if refused:
                 per_source[src.name]["files_refused"] = len(refused)
@@ -256,6 +271,7 @@ class Pipeline:
             if any(enriched(ds) for ds in self.config.datasets):
                 self._step(result, "enrich", do_enrich)
             self._step(result, "publish", do_publish)
+            self._step(result, "consent", lambda: consent_history.refresh(self.adapter, self.config))
             if self.config.segments:
                 self._step(result, "segments", lambda: self.refresh_segments(as_of or date.today()))
         except TesseraError:

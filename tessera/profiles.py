@@ -105,4 +105,5 @@ def profile(ws, tessera_id: str, dataset: str | None = None, *, events: int = 50
             "segments": [m for m in ws.segment_memberships(tessera_id)
                          if any(s.name == m["segment"] and s.dataset == dataset for s in config.segments)],
             "records": source_records, "events": merged[:events],
+            "consent": ws.consent_history(tessera_id, dataset),
             "pending_events": sum(1 for e in merged if e.get("pending"))}

@@ -25,6 +25,8 @@ from tessera.errors import ConfigError
 
 KEY_FILE = "secret.key"
 _SALT = b"tessera-secret-key-v1"
+# Secrets of Tessera itself (the privacy salt), not of a connection: never pruned by apply.
+INTERNAL_PREFIX = "tessera:"
 
 
 def create_key_file(workspace: Path) -> Path:
@@ -124,5 +126,5 @@ class SecretBox:
         used = {getattr(c, f).secret for c in config.connections for f in SECRET_FIELDS
                 if isinstance(getattr(c, f, None), SecretRef) and getattr(c, f).secret}
         for name in self.store.list_secrets():
-            if name not in used:
+            if name not in used and not name.startswith(INTERNAL_PREFIX):
                 self.store.delete_secret(name)

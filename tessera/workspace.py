@@ -43,6 +43,11 @@ from tessera.errors import BusyError, ConfigError, NotFoundError, TesseraError, 
 from tessera.identity.explain import explain
 from tessera.normalize.semantic import suggest_semantic
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
+from tessera.privacy import consent as consent_history
+from tessera.privacy.erase import erase as erase_customer
+from tessera.privacy import export as privacy_export
+from tessera.privacy.suppression import listing as suppression_listing
+from tessera.privacy.suppression import salt as privacy_salt
 from tessera.profiles import profile
 from tessera.schedule import Scheduler
 from tessera.secrets import SecretBox, create_key_file
@@ -50,6 +55,7 @@ from tessera.setup import propose_config
 from tessera.sources.columns import column_problems
 from tessera.sources.events import EVENTS_TABLE
 from tessera.store import MetadataStore
+from tessera.syncs import customer_state, mark_erased
 from tessera.syncs.runner import run_syncs
 
 TID = "tessera_id"
@@ -388,7 +394,7 @@ class Workspace:
             self.store.mark_stale_runs(psutil.pid_exists)
             run_id = self.store.start_run(kind, target, os.getpid())
             pipeline = Pipeline(self.adapter, self.store, config, self.path / "archive", progress,
-                                reveal=self.secrets.reveal)
+                                reveal=self.secrets.reveal, salt=lambda: privacy_salt(self.secrets))
             try:
                 result, counts = work(pipeline, run_id)
             except BaseException as exc:
@@ -910,3 +916,73 @@ class Workspace:
         rows = self.adapter.to_arrow(m.filter(m.tessera_id == tessera_id).order_by("segment")).to_pylist()
         return [{"segment": r["segment"], "entered_at": r["entered_at"].isoformat() if r["entered_at"] else None,
                  "version": r["version"]} for r in rows]
+
+    # ------------------------------------------------------------------ privacy
+    def erase(self, customer: str, *, dataset: str | None = None, actor: str | None = None,
+              event_log=None) -> dict:
+        """Erase a customer everywhere, now (see :mod:`tessera.privacy.erase`); the receipt.
+
+        Args:
+            customer: a ``tessera_id``, or an identity value (e-mail, phone, customer id...).
+            dataset: the customer dataset (default: every deduplicated dataset is searched).
+            actor: who asked, for the audit log.
+            event_log: called with the erasure to remove the customer's messages from the event
+                log (the collector's :func:`tessera.collect.scrub.scrub_log`), when it is given.
+
+        Returns:
+            The receipt (also in the audit log, action ``privacy.erase``): the customer's ids,
+            the identifiers by kind, and each place with the rows removed.
+        """
+        def syncs(job) -> None:
+            if job.dataset and job.tessera_ids:
+                for marked in mark_erased(self, job.dataset, job.tessera_ids):
+                    job.note(f"sync {marked['sync']} (a delete is sent at its next run)", marked["keys"])
+
+        with self.writing():
+            return erase_customer(self, customer, dataset=dataset, actor=actor, before_delete=[syncs],
+                                       after_delete=[event_log] if event_log is not None else [])
+
+    def export_customer(self, customer: str, path: str | Path | None = None, fmt: str | None = None, *,
+                        dataset: str | None = None, actor: str | None = None) -> dict:
+        """Everything held on a customer (see :mod:`tessera.privacy.export`), audited.
+
+        Args:
+            customer: a ``tessera_id`` or an identity value.
+            path: write the export there: ``.json``, or ``.zip`` (one CSV file per section).
+            fmt: ``json`` or ``zip`` (default: from the suffix of ``path``).
+
+        Returns:
+            The export document (with ``file`` when it was written).
+        """
+        doc = privacy_export.collect(self, customer, dataset=dataset,
+                                     syncs=lambda ds, ids: customer_state(self, ds, ids))
+        written = privacy_export.write(doc, path, fmt) if path is not None else None
+        subject = f"customer {', '.join(doc['tessera_ids'])}" if doc["tessera_ids"] else "an identifier"
+        request = self.store.add_privacy_request("export", subject, actor)
+        details = {"request": request, "sections": privacy_export.counts(doc),
+                   "file": written.name if written else None}
+        self.store.finish_privacy_request(request, "done", details)
+        self.store.audit("privacy.export", actor=actor, target=subject, details=details)
+        if written is not None:
+            doc["file"] = str(written)
+        return doc
+
+    def suppressions(self, limit: int = 100) -> dict:
+        """The suppression list: its size per kind and the latest entries (hash prefixes only)."""
+        return suppression_listing(self.adapter, limit)
+
+    def privacy_requests(self, limit: int = 100) -> list[dict]:
+        """The erase and export requests with their receipts, newest first."""
+        return self.store.list_privacy_requests(limit)
+
+    def consent_history(self, tessera_id: str, dataset: str | None = None) -> dict:
+        """A customer's current consent per channel and its history (see :mod:`tessera.privacy.consent`)."""
+        dataset = dataset or next((d.name for d in self.config.datasets if d.deduplicate), None)
+        if dataset is None:
+            return {"current": {}, "history": []}
+        return consent_history.history(self.adapter, dataset, tessera_id)
+
+    def consent_granted(self, dataset: str, channel: str):
+        """The ``tessera_id`` of the customers whose current consent for ``channel`` is granted, or
+        None when the history holds nothing for it (syncs then use the opt-in column)."""
+        return consent_history.granted(self.adapter, dataset, channel)

@@ -47,6 +47,8 @@ import pyarrow.compute as pc
 from tessera.collect.log import LogGapError, delete_segments_before, read_records
 from tessera.collect.messages import parse_time
 from tessera.errors import WorkspaceError
+from tessera.privacy.suppression import drop_suppressed_events, has_suppressions
+from tessera.privacy.suppression import salt as privacy_salt
 from tessera.workspace import Workspace
 
 log = logging.getLogger("tessera.collect")
@@ -228,6 +230,7 @@ class LoadResult:
     duplicates: int  # dropped: already loaded or repeated in the batch
     rejects: int
     offset: int  # the next offset to load
+    suppressed: int = 0  # dropped: events of erased customers (tessera.privacy.suppression)
 
 
 class Loader:
@@ -242,6 +245,7 @@ class Loader:
         self.batch_bytes = batch_bytes
         self.offset = int(workspace.store.get_state(STATE_SCOPE, STATE_OFFSET, 0) or 0)
         self._prepared: tuple[int, int, Batch, int] | None = None  # (offset, records, batch, next offset)
+        self._suppressed = 0  # events of erased customers dropped by the last append
 
     def check_offset(self, end: int) -> None:
         """After a restart: a loaded offset beyond the log's end means the disk lost synced data."""
@@ -284,11 +288,17 @@ class Loader:
         self.offset = next_offset
         self._prepared = None
         delete_segments_before(self.log_dir, next_offset)
-        return LoadResult(n_records, new.num_rows, batch.duplicates + batch.events.num_rows - new.num_rows,
-                          refused.num_rows, next_offset)
+        suppressed, self._suppressed = self._suppressed, 0
+        if suppressed:
+            log.info("event loader: %d event(s) of erased customers dropped", suppressed)
+        return LoadResult(n_records, new.num_rows,
+                          batch.duplicates + batch.events.num_rows - new.num_rows - suppressed,
+                          refused.num_rows, next_offset, suppressed)
 
     def _append(self, adapter, batch: Batch, next_offset: int) -> tuple[pa.Table, pa.Table]:
         new = not_loaded_yet(adapter, batch.events)
+        if has_suppressions(adapter):
+            new, self._suppressed = drop_suppressed_events(adapter, new, privacy_salt(self.workspace.secrets))
         if new.num_rows:
             adapter.append(EVENTS_TABLE, new)
         refused = rejects_not_loaded_yet(adapter, batch.rejects)

@@ -49,7 +49,7 @@ class SecretRef(_Model):
 # A password, key or token: plain text in YAML (encrypted at rest by ``tessera apply``) or a reference.
 Secret = Union[str, SecretRef]
 
-Channel = Literal["email", "sms"]
+Channel = Literal["email", "sms", "phone", "ads"]
 
 
 class _Connection(_Model):
@@ -327,7 +327,7 @@ MergeRule = Literal[
 
 SEMANTIC_FIELDS = [
     "CustomerId", "Email", "Phone", "FirstName", "LastName", "FullName", "BirthDate", "Gender", "Address",
-    "PostalCode", "City", "Country", "LoyaltyCard", "EmailOptIn", "SmsOptIn", "CreatedAt", "UpdatedAt",
+    "PostalCode", "City", "Country", "LoyaltyCard", "EmailOptIn", "SmsOptIn", "PhoneOptIn", "AdsOptIn", "CreatedAt", "UpdatedAt",
     "OrderId", "OrderDate", "OrderAmount", "DiscountAmount", "Store", "Channel", "ProductId", "ProductName",
     "ProductCategory", "Quantity", "UnitPrice", "StoreId", "StoreName", "AnonymousId", "EventName", "EventType",
     "EventTime", "Other",

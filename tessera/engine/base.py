@@ -112,6 +112,13 @@ class EngineAdapter:
         """Append the rows of an Ibis expression, computed in the engine (creating the table when missing)."""
         raise NotImplementedError
 
+    def delete_matching(self, name: str, matching: ibis.Table, columns: list[str]) -> None:
+        """Delete the rows of table ``name`` whose ``columns`` equal those of a row of ``matching``
+        (an Ibis expression with these columns, computed in the engine). Here the table is
+        rewritten without them (an engine without DELETE); engines with transactions delete."""
+        kept = self.table(name).anti_join(matching.select(*columns), columns)
+        self.create_table(name, kept)
+
     def append(self, name: str, data: pa.Table) -> None:
         """Append rows to a table, creating it when missing."""
         if self.exists(name):
@@ -271,6 +278,13 @@ class SqlCatalogAdapter(EngineAdapter):
 
     def list_views(self) -> list[str]:
         return list(self._catalog())
+
+    def delete_matching(self, name: str, matching: ibis.Table, columns: list[str]) -> None:
+        """``DELETE ... WHERE EXISTS`` the same key in ``matching`` (one statement, in the engine)."""
+        self.con._run_pre_execute_hooks(matching)
+        sub = self.con.compile(matching.select(*columns))
+        same = " AND ".join(f"{q('_tessera_m')}.{q(c)} = {q(name)}.{q(c)}" for c in columns)
+        self.sql(f"DELETE FROM {q(name)} WHERE EXISTS (SELECT 1 FROM ({sub}) AS {q('_tessera_m')} WHERE {same})")
 
     def close(self) -> None:
         try:

@@ -28,6 +28,8 @@ SYNONYMS: dict[str, list[str]] = {
         "abonne_newsletter",
     ],
     "SmsOptIn": ["sms_optin", "optin_sms", "sms_opt_in", "opt_in_sms", "sms_consent", "consentement_sms"],
+    "PhoneOptIn": ["phone_optin", "optin_phone", "phone_opt_in", "call_optin", "phone_consent"],
+    "AdsOptIn": ["ads_optin", "optin_ads", "ads_opt_in", "ads_consent", "advertising_consent", "ad_consent"],
     "Email": [
         "email", "e_mail", "mail", "courriel", "correo", "correo_electronico", "email_address",
         "adresse_email", "adresse_mail", "adresse_e_mail", "adresse_courriel", "direccion_correo",
@@ -120,6 +122,7 @@ _TYPES: dict[str, set[str]] = {
     "BirthDate": _DATES, "OrderDate": _DATES, "CreatedAt": _DATES, "UpdatedAt": _DATES,
     "OrderAmount": _AMOUNTS, "DiscountAmount": _AMOUNTS, "UnitPrice": _AMOUNTS, "Quantity": _AMOUNTS,
     "EmailOptIn": {_TEXT, _INT, _BOOL}, "SmsOptIn": {_TEXT, _INT, _BOOL}, "EventTime": _DATES,
+    "PhoneOptIn": {_TEXT, _INT, _BOOL}, "AdsOptIn": {_TEXT, _INT, _BOOL},
 }
 _KNOWN_TYPES = {_TEXT, _INT, *_NUM, _BOOL, _DATE, _TS}
 

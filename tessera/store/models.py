@@ -273,3 +273,19 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(512))
     details: Mapped[Any | None] = mapped_column(JSON)
     client: Mapped[str | None] = mapped_column(String(64))
+
+
+class PrivacyRequest(Base):
+    """An erase or export of one customer: who asked, when, and its receipt (what was removed
+    where, with counts; the customer named by ``tessera_id``, never by an e-mail or a phone)."""
+
+    __tablename__ = "privacy_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # erase or export
+    subject: Mapped[str] = mapped_column(String(512))
+    requested_by: Mapped[str | None] = mapped_column(String(320))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))  # running, done, failed
+    receipt: Mapped[Any | None] = mapped_column(JSON)

@@ -40,6 +40,7 @@ from tessera.store.models import (
     ConfigVersion,
     Counter,
     IdentityOverride,
+    PrivacyRequest,
     ImportedFile,
     Job,
     Publication,
@@ -880,6 +881,29 @@ class MetadataStore:
             query = query.where(AuditEntry.id < before)
         with self._read() as session:
             return [_as_dict(e) for e in session.scalars(query)]
+
+    # -- privacy requests ---------------------------------------------------------------------
+
+    def add_privacy_request(self, kind: str, subject: str, requested_by: str | None) -> int:
+        """Record an erase or export as it starts; its id."""
+        with self._write() as session:
+            row = PrivacyRequest(kind=kind, subject=subject[:512], requested_by=requested_by,
+                                 requested_at=utcnow(), status="running")
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def finish_privacy_request(self, request_id: int, status: str, receipt: Any = None) -> None:
+        receipt = _json_value(receipt, "privacy receipt") if receipt is not None else None
+        with self._write() as session:
+            session.execute(update(PrivacyRequest).where(PrivacyRequest.id == request_id)
+                            .values(status=status, receipt=receipt, finished_at=utcnow()))
+
+    def list_privacy_requests(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Erase and export requests, newest first."""
+        with self._read() as session:
+            q = select(PrivacyRequest).order_by(PrivacyRequest.id.desc()).limit(limit)
+            return [_as_dict(r) for r in session.scalars(q)]
 
 
 __all__ = ["MetadataStore", "Base", "MIGRATIONS_DIR"]

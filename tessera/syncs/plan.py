@@ -25,7 +25,8 @@ rows. The steps, for one sync:
                   insert is retried)
    ``update``     ``upsert``/``mirror``: the row hash differs from the hash the destination holds
    ``delete``     ``mirror``: the key left the rows (dataset, filter or consent) and the
-                  destination holds it
+                  destination holds it; any mode: the customer was erased (``pending`` is
+                  ``erase``, :mod:`tessera.syncs.erased`)
    ``unchanged``  same hash, or ``insert`` mode (which never updates)
    ``keep``       ``insert``/``upsert``: the key left the rows; the destination keeps it, the
                   state too (it is not sent again if it comes back unchanged)
@@ -66,7 +67,8 @@ STATE_SCHEMA = ibis.schema({
     "sent_at": dt.timestamp, "pending": dt.string,
 })
 CHANGES = ("insert", "update", "delete")
-OPT_IN_FIELDS = {"email": "EmailOptIn", "sms": "SmsOptIn"}
+ERASE = "erase"  # the state's ``pending`` of a key whose customer was erased: deleted at the next run
+OPT_IN_FIELDS = {"email": "EmailOptIn", "sms": "SmsOptIn", "phone": "PhoneOptIn", "ads": "AdsOptIn"}
 
 
 MAX_NAME = 63  # the longest table name every engine takes (PostgreSQL)
@@ -259,8 +261,14 @@ def rows_to_send(ws, sync: SyncConfig, conn) -> Prepared:
         table = table.filter(table[keep].fill_null(False)).drop(keep)
     if sync.segment:
         table = _segment_members(ws, sync, table)
+    current = getattr(ws, "consent_granted", None)
     for channel, col in consent.items():
-        table = table.filter(_opted_in(table[col], sync, channel, col))
+        # the current consent of the history (sources and events) when there is one, else the column
+        granted = current(sync.dataset, channel) if current is not None and "tessera_id" in table.columns else None
+        if granted is not None:
+            table = table.semi_join(granted, table.tessera_id.cast("string") == granted._tessera_consent_id)
+        else:
+            table = table.filter(_opted_in(table[col], sync, channel, col))
     table = table.filter(table[sync.key].notnull())
     mapped = table.select(
         **{KEY: _text(table[sync.key])},
@@ -336,6 +344,8 @@ def classify(prepared: Prepared, state: ibis.Table) -> ibis.Table:
         branches.append((present & differs, "update"))
     branches.append((present, "unchanged"))
     branches.append((~delivered, "drop"))
+    # an erased customer is deleted at the destination whatever the mode (tessera.syncs.erased)
+    branches.append(((joined[f"{S}pending"] == ERASE).fill_null(False), "delete"))
     branches.append((ibis.literal(mode == "mirror"), "delete"))
     joined = joined.mutate(**{OP: ibis.cases(*branches, else_="keep")})
     return joined.mutate(**{
@@ -436,7 +446,8 @@ def next_state(outcome: ibis.Table, now: datetime) -> ibis.Table:
         error=failed.ifelse(out._tessera_error, ibis.null(dt.string)),
         attempts=failed.ifelse(out[f"{S}attempts"].fill_null(0) + 1, ibis.literal(0, dt.int64)).cast("int64"),
         sent_at=sent.ifelse(ibis.literal(now, dt.timestamp), out[f"{S}sent_at"]),
-        pending=failed.ifelse(op, ibis.null(dt.string)),
+        pending=failed.ifelse(ibis.cases((out[f"{S}pending"] == ERASE, ibis.literal(ERASE)), else_=op),
+                              ibis.null(dt.string)),
     )
 
 

@@ -47,7 +47,7 @@ def test_constructor_does_not_migrate_and_creates_folder(tmp_path: Path) -> None
         assert store.current_revision() is None
         assert not store.is_up_to_date()
         store.upgrade()
-        assert store.current_revision() == MetadataStore.head_revision() == "0005_users"
+        assert store.current_revision() == MetadataStore.head_revision() == "0006_privacy"
         assert store.is_up_to_date()
         store.upgrade()  # a second upgrade does nothing
     finally:
