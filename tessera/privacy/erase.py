@@ -298,23 +298,28 @@ def _raw_batches(ws, config: WorkspaceConfig, job: Erasure) -> None:
                 conds.append(v.isin(values))
         if not conds:
             continue
-        hit = any_of(conds).fill_null(False)
-        matched = t.filter(hit)
-        n = adapter.count(matched)
+        # The matching lines, materialized once (normalization rules make large expressions).
+        work = f"_tessera_erase_{name}"[:63]
+        hits = adapter.create_table(work, t.filter(any_of(conds).fill_null(False)).select(
+            _hit=t._tessera_line.cast("int64")), temp=True)
+        n = adapter.count(hits)
         if not n:
+            adapter.drop_table(work)
             continue
         record = files.get((src.name, batch))
         spans = None
         if record and record.get("archive_path"):
             # Where each removed record ends: the line where the next record (or rejected line) starts.
-            lines = t.select(line=t._tessera_line.cast("int64"), hit=hit)
+            lines = t.select(line=t._tessera_line.cast("int64"))
             if parse_rejects is not None:
                 pr = parse_rejects.filter((parse_rejects.source == src.name) & (parse_rejects.batch == batch))
-                lines = lines.union(pr.select(line=pr.line.cast("int64"), hit=ibis.literal(False)), distinct=False)
+                lines = lines.union(pr.select(line=pr.line.cast("int64")), distinct=False)
             nxt = lines.mutate(next=lines.line.lead().over(order_by=lines.line))
+            mine = nxt.semi_join(hits, nxt.line == hits._hit)
             spans = [(r["line"], r["next"]) for r in
-                     adapter.to_arrow(nxt.filter(nxt.hit).select("line", "next").order_by("line")).to_pylist()]
-        adapter.delete_matching(name, matched, ["_tessera_line"])
+                     adapter.to_arrow(mine.select("line", "next").order_by("line")).to_pylist()]
+        adapter.delete_matching(name, hits.select(_tessera_line=hits._hit), ["_tessera_line"])
+        adapter.drop_table(work)
         shown = record["name"] if record else f"batch {batch}"
         job.note(f"raw batch {batch} of source {src.name} ({shown})", n, table=name)
         if spans is not None:

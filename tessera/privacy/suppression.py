@@ -98,16 +98,29 @@ def suppressed_rows(adapter: EngineAdapter, config: WorkspaceConfig, src: Source
     return table.filter(any_of(conditions).fill_null(False))
 
 
+def delete_lines(adapter: EngineAdapter, name: str, matched: ibis.Table) -> int:
+    """Delete the rows of raw batch ``name`` found by ``matched``; how many.
+
+    The lines are materialized first: normalization rules (phones...) make large expressions,
+    compiled once so."""
+    work = f"_tessera_purge_{name}"[:63]
+    lines = adapter.create_table(work, matched.select("_tessera_line"), temp=True)
+    try:
+        n = adapter.count(lines)
+        if n:
+            adapter.delete_matching(name, lines, ["_tessera_line"])
+    finally:
+        adapter.drop_table(work)
+    return n
+
+
 def purge_batch(adapter: EngineAdapter, config: WorkspaceConfig, src: SourceConfig, name: str,
                 salt_value: str) -> int:
     """Delete from raw batch ``name`` of ``src`` the rows of suppressed customers; how many."""
     matched = suppressed_rows(adapter, config, src, adapter.table(name), salt_value)
     if matched is None:
         return 0
-    n = adapter.count(matched)
-    if n:
-        adapter.delete_matching(name, matched, ["_tessera_line"])
-    return n
+    return delete_lines(adapter, name, matched)
 
 
 def event_condition(events: ibis.Table, listed: ibis.Table, salt_value: str) -> ibis.BooleanValue:
