@@ -89,3 +89,56 @@ def test_erase_removes_the_customer_everywhere_and_a_reimport_does_not_bring_the
     [run] = [r for r in ws.runs() if r["id"] == result.run_id]
     listing = ws.suppressions()
     assert listing["count"] == 4 and listing["kinds"] == {"customer_id": 1, "email": 1, "phone": 1, "anonymous_id": 1}
+
+
+def _log(path, messages: list[dict]) -> int:
+    """Write one request of ``messages`` to the workspace's event log, as the server does."""
+    import time
+
+    from tessera.collect.loader import log_directory
+    from tessera.collect.log import LogWriter
+    from tessera.collect.messages import build_record, check_messages
+
+    writer = LogWriter(log_directory(path))
+    writer.open()
+    checked = check_messages(messages, "batch", connection="web")
+    writer.write([build_record("web", time.time_ns() // 1000, None, checked)])
+    end = writer.end
+    writer.close()
+    return end
+
+
+def test_events_after_the_erase_are_dropped_and_the_log_forgets_the_customer(shop):
+    from tessera.collect.loader import Loader, log_directory
+    from tessera.collect.log import list_segments, read_records
+    from tessera.collect.scrub import scrub_log
+
+    ws = shop()
+    # Collected through the log before the erase: one of Ana's, one of Bo's.
+    end = _log(ws.path, [
+        {"type": "track", "userId": "C1", "event": "Viewed", "messageId": "before-ana"},
+        {"type": "track", "userId": "C2", "event": "Viewed", "messageId": "before-bo",
+         "context": {"traits": {"email": "bo@example.com"}}},
+    ])
+    assert Loader(ws).load(end).events == 2
+    receipt = ws.erase("C1", event_log=scrub_log(ws.path))
+    removed = {r["where"]: r for r in receipt["removed"]}
+    assert removed["collected events"]["rows"] == 3  # the identify, the page view and the track
+    assert removed["event log (messages not loaded yet or kept in the last segment)"]["rows"] == 1
+    [(_, segment)] = list_segments(log_directory(ws.path))
+    assert b"before-ana" not in segment.read_bytes() and b"before-bo" in segment.read_bytes()
+    records, _ = read_records(log_directory(ws.path), 0, end)  # offsets and CRCs still hold
+    assert len(records) == 1
+
+    # After the erase, the same e-mail (any case), user id or anonymous id is dropped at load.
+    end = _log(ws.path, [
+        {"type": "identify", "userId": "new-id", "messageId": "after-1", "traits": {"email": " ANA@example.com"}},
+        {"type": "track", "userId": "C1", "event": "Viewed", "messageId": "after-2"},
+        {"type": "page", "anonymousId": "a1", "messageId": "after-3"},
+        {"type": "track", "userId": "C3", "event": "Viewed", "messageId": "after-4"},
+    ])
+    result = Loader(ws).load(end)
+    assert (result.events, result.suppressed, result.duplicates) == (1, 3, 0)
+    assert sorted(e["message_id"] for e in ws.collected_events()) == ["after-4", "before-bo", "t1"]
+    ws.run()
+    assert ws.adapter.count(ws.table("contacts").filter(ws.table("contacts").customer_id == "new-id")) == 0
