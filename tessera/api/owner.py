@@ -23,6 +23,7 @@ from typing import Any, Callable, TypeVar
 
 import psutil
 
+from tessera.collect.scrub import scrub_log
 from tessera.errors import BusyError, NotFoundError, TesseraError, UsageError, error_classes
 from tessera.jobs import JobContext, JobQueue
 from tessera.segments import event_segments
@@ -56,7 +57,11 @@ class WorkspaceOwner:
             "run": self._run, "import": self._import, "sync": self._sync, "apply": self._apply,
             "sync_reset": self._sync_reset, "segments_refresh": self._segments_refresh,
             "segment_save": self._segment_save, "segment_delete": self._segment_delete,
+            "privacy_erase": self._privacy_erase,
         }, on_cancel=self.workspace.adapter.interrupt, on_end=self._job_ended)
+        # The customer of an erase job, by the job's reference: an e-mail or a phone is never
+        # written into the jobs table nor the audit log (the receipt names the tessera_id).
+        self._erase_subjects: dict[str, str] = {}
         self._started = False
         self._event_refresh_queued = False
 
@@ -156,6 +161,26 @@ class WorkspaceOwner:
         if job["state"] in ("queued", "running"):
             raise BusyError(f"job {job['id']} ({kind}) is still {job['state']}: follow it with GET /api/jobs/{job['id']}")
         raise job_error(job)
+
+    def erase(self, customer: str, *, dataset: str | None = None, requested_by: str | None = None,
+              timeout: float = 600) -> dict:
+        """Erase a customer as a job of the writer queue; its receipt (see :meth:`Workspace.erase`)."""
+        ref = secrets.token_hex(8)
+        self._erase_subjects[ref] = customer
+        try:
+            return self.run_job("privacy_erase", {"customer_ref": ref, "dataset": dataset},
+                                requested_by=requested_by, timeout=timeout)
+        finally:
+            self._erase_subjects.pop(ref, None)
+
+    def _privacy_erase(self, params: dict, ctx: JobContext) -> Any:
+        ctx.check()
+        customer = self._erase_subjects.get(params.get("customer_ref") or "")
+        if customer is None:
+            raise UsageError("this erase job lost its customer (the server restarted): ask for the erase again")
+        actor = (self.jobs.store.get_job(ctx.job_id) or {}).get("requested_by")
+        return self.workspace.erase(customer, dataset=params.get("dataset"), actor=actor,
+                                    event_log=scrub_log(self.path))
 
     def _sync_reset(self, params: dict, ctx: JobContext) -> Any:
         name = params.get("sync")

@@ -24,7 +24,7 @@ from tessera.errors import ConnectionFailed, TesseraError, UsageError
 # password read from stdin stays on this side).
 LOCAL = {"init", "demo", "serve", "scores", "jobs", "setup", "users", "tokens", "audit"}
 # Writes: the command itself sends a job to the running server (and shows its progress).
-JOBS = {"run", "import", "apply", "sync run", "sync reset", "schedule run", "segments refresh"}
+JOBS = {"run", "import", "apply", "sync run", "sync reset", "schedule run", "segments refresh", "privacy erase"}
 
 
 def normalize_argv(argv: list[str]) -> list[str]:
@@ -71,7 +71,8 @@ def command_of(argv: list[str]) -> str:
             i += 1
             continue
         words.append(arg)
-        if len(words) == 2 or words[0] not in ("sync", "schedule", "connections", "jobs", "scores", "identity", "setup", "segments"):
+        if len(words) == 2 or words[0] not in ("sync", "schedule", "connections", "jobs", "scores", "identity", "setup", "segments",
+                                                 "privacy"):
             break
         i += 1
     return " ".join(words)

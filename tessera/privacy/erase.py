@@ -119,7 +119,7 @@ def find_customer(ws, value: str, dataset: str | None = None) -> tuple[DatasetCo
             continue
         rec = adapter.table(records)
         conds = [text(rec[k]).isin(vs) for k, vs in forms.items() if k in rec.columns and vs]
-        found = adapter.to_arrow(rec.filter(any_of(conds)).select(TID).distinct().order_by(TID)).column(TID).to_pylist()
+        found = sorted(set(adapter.to_arrow(rec.filter(any_of(conds)).select(TID).distinct()).column(TID).to_pylist()))
         if found:
             values = identifiers_of(adapter, ds, found)
             return ds, found, values
@@ -142,9 +142,9 @@ def identifiers_of(adapter, ds: DatasetConfig, ids: list[str]) -> dict[str, list
     for p in parts[1:]:
         union = union.union(p, distinct=False)
     out: dict[str, list[str]] = {}
-    for r in adapter.to_arrow(union.filter(union.value.notnull()).distinct().order_by(["kind", "value"])).to_pylist():
+    for r in adapter.to_arrow(union.filter(union.value.notnull()).distinct()).to_pylist():
         out.setdefault(r["kind"], []).append(r["value"])
-    return out
+    return {k: sorted(set(v)) for k, v in sorted(out.items())}
 
 
 # --------------------------------------------------------------------------- erase

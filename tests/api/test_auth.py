@@ -60,6 +60,10 @@ RULES = {
     ("POST", "/api/segments"): "editor",
     ("PUT", "/api/segments/{name}"): "editor",
     ("DELETE", "/api/segments/{name}"): "editor",
+    ("POST", "/api/privacy/erase"): "admin",
+    ("POST", "/api/privacy/export"): "admin",
+    ("GET", "/api/privacy/suppressions"): "admin",
+    ("GET", "/api/privacy/requests"): "admin",
 }
 PATH_VALUES = {"tessera_id": "T1", "job_id": "987654", "override_id": "987654", "email": "nobody@example.com",
                "token_id": "987654", "name": "no_such_segment"}

@@ -23,7 +23,8 @@ def _raw_text(ws) -> str:
     return "\n".join(out)
 
 
-def test_erase_removes_the_customer_everywhere_and_a_reimport_does_not_bring_them_back(shop, receiver, tmp_path):
+def test_erase_removes_the_customer_everywhere_and_a_reimport_does_not_bring_them_back(shop, receiver, tmp_path,
+                                                                                        engine):
     ws = shop([HOOK], [webhook_connection(receiver.url)])
     ana = customer(ws, "C1")
     assert ana["email"] == "ana@example.com" and ana["phone"] == "+33612345678"
