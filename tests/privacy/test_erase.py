@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from conftest import CRM, ORDERS, customer, webhook_connection
+from privacy_helpers import CRM, ORDERS, customer, webhook_connection
 
 from tessera.syncs import run_syncs
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import customer
+from privacy_helpers import customer
 
 from tessera.syncs import run_syncs
 

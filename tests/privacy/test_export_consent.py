@@ -7,7 +7,7 @@ import io
 import json
 import zipfile
 
-from conftest import customer, webhook_connection
+from privacy_helpers import customer, webhook_connection
 from event_helpers import add_events, event
 
 from tessera.syncs import run_syncs
