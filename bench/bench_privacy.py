@@ -118,7 +118,14 @@ def main() -> None:
         print(f"first run (import, unify, publish, consent history): {time.perf_counter() - t0:.1f} s")
 
         # 1. erase, by e-mail as the customer wrote it to us
-        target = n // 3 * 2  # an even number: its e-mail was upper-cased in the file
+        # a customer with orders and events, whose e-mail was upper-cased in the file (an even number)
+        row = ws.adapter.sql(f"""SELECT CAST(substr(o.customer_email, 2, strpos(o.customer_email, '@') - 2) AS BIGINT) AS i
+            FROM read_csv('{base / "data" / "orders_1.csv"}') o
+            WHERE CAST(substr(o.customer_email, 2, strpos(o.customer_email, '@') - 2) AS BIGINT) % 2 = 0
+              AND 'C' || substr(o.customer_email, 2, strpos(o.customer_email, '@') - 2)
+                  IN (SELECT user_id FROM _tessera_events)
+            LIMIT 1""").fetchone()
+        target = int(row[0])
         email, customer_id = f"p{target}@example.com", f"C{target}"
         t0 = time.perf_counter()
         receipt = ws.erase(f"P{target}@EXAMPLE.com", actor="bench")
@@ -129,7 +136,7 @@ def main() -> None:
         for r in receipt["removed"]:
             print(f"    {r['where']:<60} {r['rows']:>6}  {r.get('how', 'deleted')}")
         # baseline: the same kind of deletes of another customer, by hand, on the same connection
-        other = target + 2
+        other = (target + 2) % n
         t = ws.table("contacts")
         tid = ws.adapter.to_arrow(t.filter(t.customer_id == f"C{other}").select("tessera_id")).column(0)[0].as_py()
         bare = bare_erase(ws, tid, f"p{other}@example.com", f"C{other}")

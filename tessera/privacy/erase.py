@@ -37,8 +37,8 @@ from tessera.normalize.rules import apply_rules
 from tessera.privacy import suppression
 from tessera.privacy.archive import rewrite
 from tessera.privacy.consent import HISTORY as CONSENT_HISTORY
-from tessera.privacy.identifiers import (EVENT_ID_COLUMNS, any_of, deduplicated, digest, key_rule_sets,
-                                         raw_value, source_identifiers, text)
+from tessera.privacy.identifiers import (EVENT_ID_COLUMNS, any_of, deduplicated, digest, identifier_table,
+                                         key_rule_sets, text)
 from tessera.segments import LOG, MEMBERS
 from tessera.sources.events import EVENTS_TABLE
 from tessera.sources.importer import PARSE_REJECTS
@@ -198,7 +198,7 @@ def _suppress(adapter, job: Erasure, salt: str) -> int:
     if not rows:
         return 0
     t = ibis.memtable(rows, schema={"kind": "string", "value": "string"})
-    return suppression.add(adapter, t.select("kind", hash=digest(t.value, salt)), job.request)
+    return suppression.add(adapter, t.select("kind", hash=digest(text(t.value), salt)), job.request)
 
 
 def _delete(adapter, name: str, matched: ibis.Table, keys: list[str]) -> int:
@@ -291,17 +291,13 @@ def _raw_batches(ws, config: WorkspaceConfig, job: Erasure) -> None:
             continue
         src, batch = sources[m.group(1)], int(m.group(2))
         t = adapter.table(name)
-        conds = []
-        for ident in source_identifiers(config, src):
-            v = raw_value(t, ident, adapter.dialect)
-            if v is not None:
-                conds.append(v.isin(values))
-        if not conds:
-            continue
-        # The matching lines, materialized once (normalization rules make large expressions).
+        # The identifiers normalized once into a work table (normalization rules make large expressions).
         work = f"_tessera_erase_{name}"[:63]
-        hits = adapter.create_table(work, t.filter(any_of(conds).fill_null(False)).select(
-            _hit=t._tessera_line.cast("int64")), temp=True)
+        ids, columns = identifier_table(adapter, config, src, t, work)
+        if ids is None:
+            continue
+        hits = ids.filter(any_of([text(ids[c]).isin(values) for c in columns]).fill_null(False)) \
+            .select(_hit=ids._tessera_line)
         n = adapter.count(hits)
         if not n:
             adapter.drop_table(work)

@@ -35,7 +35,7 @@ from tessera.datasets.build import link_name, relation_target
 from tessera.errors import NotFoundError, UsageError
 from tessera.privacy import consent
 from tessera.privacy.erase import RAW_TABLE, find_customer
-from tessera.privacy.identifiers import EVENT_ID_COLUMNS, any_of, raw_value, source_identifiers, text
+from tessera.privacy.identifiers import EVENT_ID_COLUMNS, any_of, identifier_table, text
 from tessera.segments import LOG, MEMBERS
 from tessera.sources.events import EVENTS_TABLE
 
@@ -125,12 +125,18 @@ def collect(ws, value: str, *, dataset: str | None = None,
                 continue
             src = sources[m.group(1)]
             t = adapter.table(name)
-            conds = [v.isin(all_values) for v in (raw_value(t, i, adapter.dialect)
-                                                  for i in source_identifiers(config, src)) if v is not None]
-            if conds:
-                rows = _rows(adapter, t.filter(any_of(conds).fill_null(False)).order_by("_tessera_line"))
-                if rows:
-                    doc["source_rows"].setdefault(src.name, []).extend(rows)
+            work = f"_tessera_export_{name}"[:63]
+            ids, columns = identifier_table(adapter, config, src, t, work)
+            if ids is None:
+                continue
+            try:
+                hits = ids.filter(any_of([text(ids[c]).isin(all_values) for c in columns]).fill_null(False))
+                rows = _rows(adapter, t.semi_join(hits, t._tessera_line.cast("int64") == hits._tessera_line)
+                             .order_by("_tessera_line"))
+            finally:
+                adapter.drop_table(work)
+            if rows:
+                doc["source_rows"].setdefault(src.name, []).extend(rows)
         if adapter.exists(EVENTS_TABLE):
             ev = adapter.table(EVENTS_TABLE)
             conds = [text(ev[c]).isin(all_values) for c in EVENT_ID_COLUMNS if c in ev.columns]

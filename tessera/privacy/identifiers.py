@@ -94,8 +94,9 @@ def text(value: ibis.Value) -> ibis.StringValue:
 
 
 def raw_value(table: ibis.Table, ident: Identifier, dialect: Dialect) -> ibis.StringValue | None:
-    """The normalized text of ``ident`` in a raw batch (all text columns), None when the batch
-    does not have the column."""
+    """``ident`` in a raw batch (all text columns) through its normalization rules, None when the
+    batch does not have the column; :func:`text` of it is the compared value (applied once the
+    value is materialized: normalization expressions are large, and nesting them grows them)."""
     if ident.column in table.columns:
         v = table[ident.column].cast("string")
     else:
@@ -106,12 +107,29 @@ def raw_value(table: ibis.Table, ident: Identifier, dialect: Dialect) -> ibis.St
     for rules in ident.rules:
         if rules:
             v = apply_rules(v if v.type().is_string() else v.cast("string"), rules, dialect)
-    return text(v)
+    return v if v.type().is_string() else v.cast("string")
+
+
+def identifier_table(adapter, config: WorkspaceConfig, src: SourceConfig, table: ibis.Table,
+                     work: str) -> tuple[ibis.Table | None, list[str]]:
+    """A work table ``work`` (temporary: the caller drops it) of the raw batch's
+    ``_tessera_line`` and its identifiers normalized by their rules (columns ``_tessera_i<n>``),
+    and the names of those columns; (None, []) when the batch has no identifier column."""
+    exprs = {}
+    for j, ident in enumerate(source_identifiers(config, src)):
+        v = raw_value(table, ident, adapter.dialect)
+        if v is not None:
+            exprs[f"_tessera_i{j}"] = v
+    if not exprs:
+        return None, []
+    out = adapter.create_table(work, table.select(_tessera_line=table._tessera_line.cast("int64"), **exprs),
+                               temp=True)
+    return out, list(exprs)
 
 
 def digest(value: ibis.Value, salt: str) -> ibis.StringValue:
-    """The salted SHA-256 (hex) of a normalized identifier, computed by the engine."""
-    return ibis.literal(salt, dt.string).concat(text(value)).hexdigest("sha256")
+    """The salted SHA-256 (hex) of a normalized identifier (already :func:`text`), by the engine."""
+    return ibis.literal(salt, dt.string).concat(value).hexdigest("sha256")
 
 
 def any_of(conditions: list[ibis.BooleanValue]) -> ibis.BooleanValue:

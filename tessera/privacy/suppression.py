@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from tessera.config.models import SourceConfig, WorkspaceConfig
 from tessera.engine.base import EngineAdapter
-from tessera.privacy.identifiers import EVENT_ID_COLUMNS, any_of, digest, raw_value, source_identifiers
+from tessera.privacy.identifiers import EVENT_ID_COLUMNS, any_of, digest, identifier_table, text
 
 SUPPRESSED = "_tessera_suppressed"
 SALT_SECRET = "tessera:privacy_salt"  # not a connection's field: apply never prunes it
@@ -81,50 +81,33 @@ def is_listed(adapter: EngineAdapter, value: str, salt_value: str) -> bool:
     if not adapter.exists(SUPPRESSED):
         return False
     t = adapter.table(SUPPRESSED)
-    return bool(adapter.count(t.filter(t.hash == digest(ibis.literal(value, dt.string), salt_value))))
+    return bool(adapter.count(t.filter(t.hash == digest(text(ibis.literal(value, dt.string)), salt_value))))
 
 
-def suppressed_rows(adapter: EngineAdapter, config: WorkspaceConfig, src: SourceConfig, table: ibis.Table,
-                    salt_value: str) -> ibis.Table | None:
-    """The rows of a raw batch of ``src`` whose identifiers are on the list (None: nothing to check)."""
-    conditions = []
-    listed = hashes(adapter)
-    for ident in source_identifiers(config, src):
-        v = raw_value(table, ident, adapter.dialect)
-        if v is not None:
-            conditions.append(digest(v, salt_value).isin(listed.hash))
-    if not conditions:
-        return None
-    return table.filter(any_of(conditions).fill_null(False))
+def purge_batch(adapter: EngineAdapter, config: WorkspaceConfig, src: SourceConfig, name: str,
+                salt_value: str) -> int:
+    """Delete from raw batch ``name`` of ``src`` the rows of suppressed customers; how many.
 
-
-def delete_lines(adapter: EngineAdapter, name: str, matched: ibis.Table) -> int:
-    """Delete the rows of raw batch ``name`` found by ``matched``; how many.
-
-    The lines are materialized first: normalization rules (phones...) make large expressions,
-    compiled once so."""
+    The identifiers are normalized into a work table first (normalization expressions are large:
+    computed once), then hashed and semi-joined with the list."""
     work = f"_tessera_purge_{name}"[:63]
-    lines = adapter.create_table(work, matched.select("_tessera_line"), temp=True)
+    ids, columns = identifier_table(adapter, config, src, adapter.table(name), work)
+    if ids is None:
+        return 0
     try:
-        n = adapter.count(lines)
+        listed = hashes(adapter)
+        matched = ids.filter(any_of([digest(text(ids[c]), salt_value).isin(listed.hash) for c in columns])
+                             .fill_null(False))
+        n = adapter.count(matched)
         if n:
-            adapter.delete_matching(name, lines, ["_tessera_line"])
+            adapter.delete_matching(name, matched.select("_tessera_line"), ["_tessera_line"])
     finally:
         adapter.drop_table(work)
     return n
 
 
-def purge_batch(adapter: EngineAdapter, config: WorkspaceConfig, src: SourceConfig, name: str,
-                salt_value: str) -> int:
-    """Delete from raw batch ``name`` of ``src`` the rows of suppressed customers; how many."""
-    matched = suppressed_rows(adapter, config, src, adapter.table(name), salt_value)
-    if matched is None:
-        return 0
-    return delete_lines(adapter, name, matched)
-
-
 def event_condition(events: ibis.Table, listed: ibis.Table, salt_value: str) -> ibis.BooleanValue:
-    return any_of([digest(events[c], salt_value).isin(listed.hash) for c in EVENT_ID_COLUMNS
+    return any_of([digest(text(events[c]), salt_value).isin(listed.hash) for c in EVENT_ID_COLUMNS
                    if c in events.columns]).fill_null(False)
 
 
