@@ -135,6 +135,7 @@ def main() -> None:
               f"{receipt['suppressed']} identifiers suppressed  {verdict}")
         for r in receipt["removed"]:
             print(f"    {r['where']:<60} {r['rows']:>6}  {r.get('how', 'deleted')}")
+        print("    seconds per step: " + ", ".join(f"{k} {v:.2f}" for k, v in receipt["steps"].items()))
         # baseline: the same kind of deletes of another customer, by hand, on the same connection
         other = (target + 2) % n
         t = ws.table("contacts")

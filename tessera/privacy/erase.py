@@ -9,7 +9,8 @@ customer or anonymous id), normalized as the sources normalize it. Then, in this
    run of each sync sends a delete whatever its mode (the hook of the caller, see
    :func:`tessera.syncs.mark_erased`);
 3. published datasets: the customer's unified rows, source records and lineage, the rows of
-   related datasets that point at them (orders, events), their shared values and matches;
+   related datasets that point at them (orders, events), their shared values and matches, and
+   the manual identity overrides (merges, splits) that name their source records;
 4. rejected rows whose raw text holds one of the identifiers;
 5. the raw batches of every file and database source: rows whose identifiers match;
 6. the archived files of those batches, rewritten without the rows (:mod:`tessera.privacy.archive`);
@@ -118,7 +119,9 @@ def find_customer(ws, value: str, dataset: str | None = None) -> tuple[DatasetCo
         if adapter.published_target(records) is None:
             continue
         rec = adapter.table(records)
-        conds = [text(rec[k]).isin(vs) for k, vs in forms.items() if k in rec.columns and vs]
+        # identity key columns of the records are trimmed when staged: plain equality finds them
+        conds = [(rec[k] if rec[k].type().is_string() else rec[k].cast("string")).isin(vs)
+                 for k, vs in forms.items() if k in rec.columns and vs]
         found = sorted(set(adapter.to_arrow(rec.filter(any_of(conds)).select(TID).distinct()).column(TID).to_pylist()))
         if found:
             values = identifiers_of(adapter, ds, found)
@@ -165,28 +168,38 @@ def erase(ws, value: str, *, dataset: str | None = None, actor: str | None = Non
     t0 = time.perf_counter()
     adapter = ws.adapter
     config = ws.config
+    steps: dict[str, float] = {}
+
+    def timed(name: str, fn, *args) -> None:
+        start = time.perf_counter()
+        fn(*args)
+        steps[name] = round(time.perf_counter() - start, 3)
+
     ds, ids, values = find_customer(ws, value, dataset)
+    steps["find"] = round(time.perf_counter() - t0, 3)
     subject = f"customer {ids[0]}" if len(ids) == 1 else (
         f"customers {', '.join(ids)}" if ids else "an identifier no published record carries")
     request = ws.store.add_privacy_request("erase", subject, actor)
     job = Erasure(request, ds.name if ds else None, ids, values)
     salt = suppression.salt(ws.secrets, create=True)
+    start = time.perf_counter()
     listed = _suppress(adapter, job, salt)
+    steps["suppress"] = round(time.perf_counter() - start, 3)
     for hook in before_delete:
-        hook(job)
+        timed("syncs", hook, job)
     if ds is not None and ids:
-        _published(adapter, config, ds, job)
-    _rejects(adapter, job)
-    _raw_batches(ws, config, job)
-    _events(adapter, job)
-    _segments_and_consent(adapter, job)
+        timed("datasets", _published, adapter, ws.store, config, ds, job)
+    timed("rejects", _rejects, adapter, job)
+    timed("raw batches and archived files", _raw_batches, ws, config, job)
+    timed("events", _events, adapter, job)
+    timed("segments and consent", _segments_and_consent, adapter, job)
     for hook in after_delete:
-        hook(job)
+        timed("event log", hook, job)
     receipt = {
         "request": request, "subject": subject, "dataset": job.dataset, "tessera_ids": ids,
         "identifiers": {k: len(v) for k, v in values.items()}, "suppressed": listed,
         "removed": job.removed, "rows_removed": sum(r["rows"] for r in job.removed),
-        "seconds": round(time.perf_counter() - t0, 3),
+        "seconds": round(time.perf_counter() - t0, 3), "steps": steps,
     }
     ws.store.finish_privacy_request(request, "done", receipt)
     ws.store.audit("privacy.erase", actor=actor, target=subject, details=receipt)
@@ -208,7 +221,7 @@ def _delete(adapter, name: str, matched: ibis.Table, keys: list[str]) -> int:
     return n
 
 
-def _published(adapter, config: WorkspaceConfig, ds: DatasetConfig, job: Erasure) -> None:
+def _published(adapter, store, config: WorkspaceConfig, ds: DatasetConfig, job: Erasure) -> None:
     """The customer's rows in every published dataset, records and lineage."""
     ids = job.tessera_ids
     sources = {s.name: s for s in config.sources}
@@ -235,6 +248,13 @@ def _published(adapter, config: WorkspaceConfig, ds: DatasetConfig, job: Erasure
             what = "source records and lineage" if key == "_tessera_record" and d.deduplicate else "rows"
             job.note(f"dataset {d.name} ({what})", _delete(adapter, target, t.filter(any_of(conds)), [key]),
                      table=target)
+    if erased_records:
+        # Manual merges and splits name source records (``crm:C1``): those of the customer go too.
+        gone = set(erased_records)
+        overrides = [o for o in store.list_identity_overrides(ds.name) if gone & set(o["records"])]
+        for o in overrides:
+            store.delete_identity_override(o["id"])
+        job.note(f"identity overrides of dataset {ds.name}", len(overrides))
     values = job.all_values
     for d in deduplicated(config):
         shared = adapter.published_target(f"{d.name}__shared_values")
@@ -296,26 +316,27 @@ def _raw_batches(ws, config: WorkspaceConfig, job: Erasure) -> None:
         ids, columns = identifier_table(adapter, config, src, t, work)
         if ids is None:
             continue
-        hits = ids.filter(any_of([text(ids[c]).isin(values) for c in columns]).fill_null(False)) \
-            .select(_hit=ids._tessera_line)
+        hit_rows = ids.filter(any_of([text(ids[c]).isin(values) for c in columns]).fill_null(False))
+        hits = adapter.create_table(f"{work}_h"[:63], hit_rows.select(_hit=hit_rows._tessera_line), temp=True)
+        adapter.drop_table(work)
         n = adapter.count(hits)
         if not n:
-            adapter.drop_table(work)
+            adapter.drop_table(f"{work}_h"[:63])
             continue
         record = files.get((src.name, batch))
         spans = None
         if record and record.get("archive_path"):
-            # Where each removed record ends: the line where the next record (or rejected line) starts.
+            # Where each removed record ends: the first line after it where a record (or a
+            # rejected line) starts; a range join of the few lines removed with the batch's lines.
             lines = t.select(line=t._tessera_line.cast("int64"))
             if parse_rejects is not None:
                 pr = parse_rejects.filter((parse_rejects.source == src.name) & (parse_rejects.batch == batch))
                 lines = lines.union(pr.select(line=pr.line.cast("int64")), distinct=False)
-            nxt = lines.mutate(next=lines.line.lead().over(order_by=lines.line))
-            mine = nxt.semi_join(hits, nxt.line == hits._hit)
-            spans = [(r["line"], r["next"]) for r in
-                     adapter.to_arrow(mine.select("line", "next").order_by("line")).to_pylist()]
+            after = hits.left_join(lines, lines.line > hits._hit)
+            nxt = after.group_by(after._hit).agg(next=after.line.min())
+            spans = [(r["_hit"], r["next"]) for r in adapter.to_arrow(nxt.order_by("_hit")).to_pylist()]
         adapter.delete_matching(name, hits.select(_tessera_line=hits._hit), ["_tessera_line"])
-        adapter.drop_table(work)
+        adapter.drop_table(f"{work}_h"[:63])
         shown = record["name"] if record else f"batch {batch}"
         job.note(f"raw batch {batch} of source {src.name} ({shown})", n, table=name)
         if spans is not None:

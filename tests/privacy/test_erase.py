@@ -143,3 +143,14 @@ def test_events_after_the_erase_are_dropped_and_the_log_forgets_the_customer(sho
     assert sorted(e["message_id"] for e in ws.collected_events()) == ["after-4", "before-bo", "t1"]
     ws.run()
     assert ws.adapter.count(ws.table("contacts").filter(ws.table("contacts").customer_id == "new-id")) == 0
+
+
+def test_an_erase_forgets_the_identity_overrides_of_the_customer(shop):
+    ws = shop()
+    ana, bo = customer(ws, "C1"), customer(ws, "C2")
+    ws.identity_override("split", ["crm:C1"], user="test")
+    ws.identity_override("merge", ["crm:C2", "crm:C3"], user="test")
+    receipt = ws.erase(ana["tessera_id"])
+    assert {r["where"]: r["rows"] for r in receipt["removed"]}["identity overrides of dataset contacts"] == 1
+    assert [o["records"] for o in ws.identity_overrides()] == [["crm:C2", "crm:C3"]]
+    assert customer(ws, "C2")["tessera_id"] == bo["tessera_id"]
