@@ -181,20 +181,29 @@ def erase(ws, value: str, *, dataset: str | None = None, actor: str | None = Non
         f"customers {', '.join(ids)}" if ids else "an identifier no published record carries")
     request = ws.store.add_privacy_request("erase", subject, actor)
     job = Erasure(request, ds.name if ds else None, ids, values)
-    salt = suppression.salt(ws.secrets, create=True)
-    start = time.perf_counter()
-    listed = _suppress(adapter, job, salt)
-    steps["suppress"] = round(time.perf_counter() - start, 3)
-    for hook in before_delete:
-        timed("syncs", hook, job)
-    if ds is not None and ids:
-        timed("datasets", _published, adapter, ws.store, config, ds, job)
-    timed("rejects", _rejects, adapter, job)
-    timed("raw batches and archived files", _raw_batches, ws, config, job)
-    timed("events", _events, adapter, job)
-    timed("segments and consent", _segments_and_consent, adapter, job)
-    for hook in after_delete:
-        timed("event log", hook, job)
+    try:
+        salt = suppression.salt(ws.secrets, create=True)
+        start = time.perf_counter()
+        listed = _suppress(adapter, job, salt)
+        steps["suppress"] = round(time.perf_counter() - start, 3)
+        for hook in before_delete:
+            timed("syncs", hook, job)
+        if ds is not None and ids:
+            timed("datasets", _published, adapter, ws.store, config, ds, job)
+        timed("rejects", _rejects, adapter, job)
+        timed("raw batches and archived files", _raw_batches, ws, config, job)
+        timed("events", _events, adapter, job)
+        timed("segments and consent", _segments_and_consent, adapter, job)
+        for hook in after_delete:
+            timed("event log", hook, job)
+    except BaseException as exc:
+        # What was removed stays removed; asking again finishes the erase (every step is idempotent).
+        # The error's text may quote the identifier: the audit log keeps its kind and step only.
+        partial = {"request": request, "subject": subject, "removed": job.removed,
+                   "error": type(exc).__name__, "after_steps": list(steps)}
+        ws.store.finish_privacy_request(request, "failed", partial)
+        ws.store.audit("privacy.erase.failed", actor=actor, target=subject, details=partial)
+        raise
     receipt = {
         "request": request, "subject": subject, "dataset": job.dataset, "tessera_ids": ids,
         "identifiers": {k: len(v) for k, v in values.items()}, "suppressed": listed,
