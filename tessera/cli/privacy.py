@@ -47,7 +47,9 @@ def erase(customer: str = typer.Argument(..., help="A tessera_id, or an e-mail, 
                       "undone", abort=True)
     client = server()
     if client is not None:
-        receipt = client.call("POST", "/api/privacy/erase", json={"customer": customer, "dataset": dataset})
+        # an erase at millions of rows takes tens of seconds: wait for it longer than for a read
+        receipt = client.call("POST", "/api/privacy/erase", json={"customer": customer, "dataset": dataset},
+                              timeout=900)
     else:
         from tessera.collect.scrub import scrub_log  # imported here: it loads the collector
 

@@ -359,7 +359,10 @@ def _events(adapter, job: Erasure) -> None:
     if not values or not adapter.exists(EVENTS_TABLE):
         return
     ev = adapter.table(EVENTS_TABLE)
-    conds = [text(ev[c]).isin(values) for c in EVENT_ID_COLUMNS if c in ev.columns]
+    # ``email`` is stored trimmed and lower-cased by the collector: compared as it is (no trim per row)
+    emails = sorted(suppressed_event_values(job))
+    conds = [ev.email.isin(emails) if c == "email" else text(ev[c]).isin(values)
+             for c in EVENT_ID_COLUMNS if c in ev.columns]
     if conds:
         key = "message_id" if "message_id" in ev.columns else "log_offset"
         job.note("collected events", _delete(adapter, EVENTS_TABLE, ev.filter(any_of(conds).fill_null(False)), [key]),
