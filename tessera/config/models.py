@@ -291,6 +291,8 @@ class SourceConfig(_Model):
     normalize: dict[str, list[NormalizationRule]] = Field(default_factory=dict)
     relations: list[RelationConfig] = Field(default_factory=list)
     max_reject_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    # CSV and NDJSON files: a line longer than this (bytes) refuses the file, naming the line.
+    max_line_bytes: int = Field(default=2_000_000, ge=1_000, le=1_000_000_000)
     # A record key on several lines of one file: keep the last line (the newer state), the first,
     # or reject them all. The other lines go to the rejects, naming the line kept.
     on_duplicate_key: Literal["first", "last", "reject"] = "last"

@@ -294,7 +294,7 @@ def _import_file(adapter: EngineAdapter, store, src: SourceConfig, folder: Folde
 
     ``read_path``: the plain file to parse when ``local`` (archived) is compressed; ``member``: a
     member of a zip archive, written at ``local``."""
-    options = {"header": src.csv.header, "quote": src.csv.quote}
+    options = {"header": src.csv.header, "quote": src.csv.quote, "max_line_bytes": src.max_line_bytes}
     if src.csv.delimiter:
         options["delimiter"] = src.csv.delimiter
     # Identifiers are always text and declared types win: neither needs inference.
