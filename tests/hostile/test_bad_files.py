@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from tessera.errors import RunError
 from tessera.workspace import Workspace
 
 CONTACTS = "id,email\n1,ann@example.com\n2,bob@example.com\n"
@@ -127,14 +126,53 @@ def test_mixed_line_endings_are_read_or_refused_never_fatal(tmp_path, workspace)
         assert {"cy@example.com", "dan@example.com"} <= set(emails)
 
 
-def test_a_source_whose_only_file_is_refused_says_so(tmp_path, workspace):
-    """A source with no data at all cannot feed its dataset: the run fails, naming the refused file
-    (and the last publication stays); it is no longer an unexplained 'no imported data'."""
+def test_a_source_whose_only_file_is_refused_does_not_fail_the_run(tmp_path, workspace):
+    """A source with no data at all cannot feed its dataset: that dataset keeps its last publication,
+    the other sources are published, and the run succeeds with warnings naming the refused file."""
     (tmp_path / "data" / "crm" / "contacts.csv").write_bytes(BAD_FILES["duplicate_header.csv"])
-    with pytest.raises(RunError) as exc:
-        workspace.run()
-    assert "its only file(s) were refused (crm/contacts.csv: " in str(exc.value)
-    assert "duplicate" in str(exc.value)
+    result = workspace.run()
+    assert result.status == "succeeded with warnings"
+    assert [r["file"] for r in result.refused] == ["crm/contacts.csv"]
+    assert column(workspace, "orders", "order_id") == ["o1", "o2"]
+    assert "contacts" not in result.datasets
+    text = " ".join(result.warnings)
+    assert "Dataset 'contacts' was not rebuilt" in text and "source 'crm' has no data" in text
+    assert "crm/contacts.csv" in text and "tessera import crm --retry-refused" in text
+    # the next run says it again (the file is still refused) and still publishes the rest
+    (tmp_path / "data" / "shop" / "more.csv").write_text("order_id,amount\no3,1\n")
+    again = workspace.run()
+    assert again.status == "succeeded with warnings" and "o3" in column(workspace, "orders", "order_id")
+    assert any("Dataset 'contacts' was not rebuilt" in w for w in again.warnings)
+    # a fixed file brings the dataset back
+    (tmp_path / "data" / "crm" / "contacts.csv").write_text(CONTACTS)
+    assert workspace.run().status == "succeeded"
+    assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com"]
+
+
+def test_datasets_that_need_a_source_without_data_are_left_out_and_the_others_published(tmp_path):
+    """Orders related to the contacts and an aggregate of them on the contacts: when the contacts'
+    only file is refused, neither dataset can be built; an independent dataset is published."""
+    data = tmp_path / "data"
+    for d in ("crm", "shop", "web"):
+        (data / d).mkdir(parents=True)
+    (data / "crm" / "contacts.csv").write_bytes(BAD_FILES["latin1_header.csv"])
+    (data / "shop" / "orders.csv").write_text("order_id,amount,email\no1,10.50,ann@example.com\n")
+    (data / "web" / "visits.csv").write_text("id,page\nv1,/home\n")
+    cfg = config(tmp_path)
+    cfg["sources"][1]["relations"] = [{"column": "email", "to": "crm.email"}]
+    cfg["sources"].append({"name": "web", "connection": "files", "pattern": "web/*.csv", "record_keys": ["id"]})
+    cfg["datasets"][1]["mappings"][0]["columns"]["email"] = "email"
+    cfg["datasets"].append({"name": "visits", "mappings": [{"source": "web", "columns": {"id": "id",
+                                                                                         "page": "page"}}]})
+    with Workspace.init(tmp_path / "ws") as ws:
+        ws.apply(cfg)
+        result = ws.run()
+        assert result.status == "succeeded with warnings"
+        assert sorted(result.datasets) == ["visits"]
+        assert column(ws, "visits", "page") == ["/home"]
+        text = " ".join(result.warnings)
+        assert "Dataset 'contacts' was not rebuilt" in text and "source 'crm' has no data" in text
+        assert "Dataset 'orders' was not rebuilt" in text and "it needs dataset 'contacts'" in text
 
 
 def test_a_very_wide_file_is_refused_quickly_and_never_poisons_later_runs(tmp_path, workspace):
