@@ -290,6 +290,7 @@ class Pipeline:
         counts = {"segments": len(done), "members": sum(r.size for r in done),
                   "entered": sum(r.entered for r in done), "exited": sum(r.exited for r in done)}
         skipped = {r.segment: r.skipped for r in done if r.skipped}
+        self.warnings += [f"Segment '{r.segment}' was not refreshed: {r.skipped}" for r in done if r.failed]
         if skipped:
             # A segment that cannot be computed this run (a score column missing...) keeps its members.
             counts["skipped"] = skipped

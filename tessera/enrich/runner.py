@@ -19,6 +19,7 @@ from tessera.datasets.build import (
     Built,
     ColumnSpec,
     add_computed,
+    create_computed,
     duckdb_types,
     enriched,
     link_name,
@@ -147,12 +148,14 @@ class Enricher:
             counted.update({c: out[c].fill_null(0) for c in ZERO_WHEN_NO_EVENTS})
         if counted:
             out = out.mutate(**counted)
+        name = f"{self.tag}{ds.name}__enriched"
         if ds.computed:
             # Computed columns may use the new columns: they come last (see datasets.build.enriched).
             types = duckdb_types(self.adapter, out, ds)
-            out = add_computed(self.adapter, out, ds, types)[0]
-        name = f"{self.tag}{ds.name}__enriched"
-        self.adapter.create_table(name, out)
+            place = f"datasets[{self.config.datasets.index(ds)}] ({ds.name})"
+            create_computed(self.adapter, name, out, add_computed(self.adapter, out, ds, types)[0], ds, place, types)
+        else:
+            self.adapter.create_table(name, out)
         self.built[ds.name].table = name
         return counts
 
