@@ -498,7 +498,48 @@ class PipelineConfig(_Model):
     # The date scores, time windows, predictions and segments are computed at (default: the day of
     # the run); the demo company sets the day its data ends.
     as_of: date | None = None
+    # Limits of one run or import (a job): the engine's memory ("4GB", "500MiB", or "50%" of this
+    # machine's memory; unset: TESSERA_DUCKDB_MEMORY_LIMIT, else DuckDB's default of 80%) and its
+    # wall time ("45m", "2h", or seconds). Past either, the job stops with a message naming the
+    # setting, and the last publication stays.
+    memory_limit: str | None = None
+    time_limit: str | float = "6h"
     _c = field_validator("schedule")(_check_cron)
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        if v is not None and not MEMORY_RE.match(v):
+            raise ValueError(f"'{v}' is not an amount of memory: write e.g. '4GB', '500MB', '2GiB' or '50%'")
+        if v is not None and v.strip().endswith("%") and not 0 < float(v.strip()[:-1]) <= 100:
+            raise ValueError(f"'{v}': a share of the machine's memory is between 1% and 100%")
+        return v
+
+    @field_validator("time_limit")
+    @classmethod
+    def _time(cls, v: str | float) -> str | float:
+        duration_seconds(v)
+        return v
+
+
+MEMORY_RE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)\s*$", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(value: str | float) -> float:
+    """Seconds of a duration written ``90``, ``"45s"``, ``"30m"``, ``"2h"``, ``"1d"`` (ValueError otherwise)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", str(value))
+        if not m:
+            raise ValueError(f"'{value}' is not a duration: write e.g. '45m', '2h', '90s' or a number of seconds")
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if not seconds > 0:
+        raise ValueError(f"'{value}' is not a duration above zero")
+    return seconds
 
 
 # --------------------------------------------------------------------------- segments

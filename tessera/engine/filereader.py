@@ -50,6 +50,10 @@ MAX_COLUMNS = 1_000  # wider files are refused (a file of 5,000 columns took min
 MAX_LINE_BYTES = 2_000_000
 
 
+#: the engine out of memory or interrupted (a job's limits): not the file's fault, never a refused file
+_NOT_THE_FILE = (duckdb.OutOfMemoryException, duckdb.InterruptException)
+
+
 @dataclass
 class FileRead:
     table: str
@@ -273,6 +277,8 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote, max_line_byte
             con.execute(f"INSERT INTO {qi(rejects)} VALUES (?, NULL, ?, ?)", _unterminated(path, end, last))
         con.execute(f"ALTER TABLE {qi(table)} DROP COLUMN _tessera_k")
         con.execute(f"ALTER TABLE {qi(table)} DROP COLUMN _tessera_nl")
+    except _NOT_THE_FILE:
+        raise
     except duckdb.Error as e:
         hint = ("; it probably mixes line endings (LF and CR LF) or holds a stray carriage return: re-save it "
                 "with one kind of line ending") if "invalid state" in str(e) else ""
@@ -459,6 +465,8 @@ def _read_json(con, path: str, table: str, rejects: str, *, array: bool) -> list
                                   "an array of objects ([{...}, {...}]) or one object per line in a .ndjson file.")
         con.execute(f"CREATE OR REPLACE TEMP TABLE {el} AS SELECT i::BIGINT AS i, e::VARCHAR AS e, "
                     f"CASE WHEN json_valid(e) THEN json_type(e) END AS jt FROM ({src})", [path])
+    except _NOT_THE_FILE:
+        raise
     except duckdb.Error as e:
         message = str(e)
         if "UTF-8" in message:
@@ -506,6 +514,8 @@ def _read_parquet(con, path: str, table: str) -> list[str]:
                     + "".join(f"{e} AS {qi(n)}, " for e, n in zip(exprs, names))
                     + f"(file_row_number + 1)::BIGINT AS {LINE} FROM read_parquet(?, file_row_number=true) "
                     "ORDER BY file_row_number", [path])
+    except _NOT_THE_FILE:
+        raise
     except duckdb.Error as e:
         raise SourceError(f"File '{path}' could not be read as Parquet ({e}): check that it is a Parquet file.") from e
     return names

@@ -312,12 +312,11 @@ def _import_file(adapter: EngineAdapter, store, src: SourceConfig, folder: Folde
             raise
         # name the file where the user knows it, not its temporary download
         raise SourceError(f"Source '{src.name}': {str(exc).replace(str(read_path or local), shown)}") from exc
-
-
-        raise SourceError(f"Source '{src.name}': {str(exc).replace(str(local), folder.url(f.name))}") from exc
     except Exception as exc:  # noqa: BLE001 - a file the parser chokes on is refused, never a crash
         if adapter.exists(table):
             adapter.drop_table(table)
+        if adapter.stopped(exc):
+            raise  # out of memory or interrupted: the job stops, the file is not to blame
         detail = (str(exc).strip().splitlines() or [""])[0][:300].replace(str(local), rel)
         raise SourceError(f"Source '{src.name}': file '{rel}' could not be read ({type(exc).__name__}"
                           f"{': ' + detail if detail else ''})") from exc
