@@ -127,6 +127,8 @@ class SFTPConnectionConfig(_Connection):
     known_hosts: str | None = None  # a known_hosts file; None: ~/.ssh/known_hosts
     verify_host_key: bool = True
     timeout: int = Field(default=30, ge=1)
+    # Follow symbolic links on the server that lead outside ``path`` (refused by default).
+    allow_symlinks: bool = False
 
 
 class BigQueryConnectionConfig(_Connection):
