@@ -18,7 +18,14 @@ from typing import Callable
 import ibis
 
 from tessera.config.models import DATABASE_CONNECTIONS, WorkspaceConfig
-from tessera.datasets.build import DatasetBuilder, dataset_order, enriched, relation_target
+from tessera.datasets.build import (
+    DatasetBuilder,
+    dataset_order,
+    enriched,
+    expression_failed,
+    relation_target,
+    value_error,
+)
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
@@ -164,8 +171,15 @@ class Pipeline:
             for i, src in enumerate(self.config.sources):
                 self.progress("stage", src.name, i, len(self.config.sources))
 
-                def typed_table(t, n=f"{tag}typed_{src.name}"):
-                    return self.adapter.create_table(n, t, temp=True)
+                def typed_table(t, n=f"{tag}typed_{src.name}", src=src, i=i):
+                    try:
+                        return self.adapter.create_table(n, t, temp=True)
+                    except Exception as exc:
+                        # the source's filter is the one user expression of staging
+                        if src.filter and value_error(self.adapter, exc):
+                            raise expression_failed(f"Source '{src.name}', filter", f"sources[{i}] ({src.name}).filter",
+                                                    src.filter, exc) from exc
+                        raise
 
                 why = self._no_data(src, files, no_data)
                 if why:

@@ -216,15 +216,18 @@ def engine_text(exc: BaseException) -> str:
     return first[:400]
 
 
-def value_error_hint(message: str) -> str:
-    """What to do when a user expression fails on some values (the engine's ``message``)."""
+def value_error_hint(message: str, *, column: bool = True) -> str:
+    """What to do when a user expression fails on some values (the engine's ``message``);
+    ``column``: the expression is a computed column's (it has a ``type`` setting)."""
     text = message.lower()
     if "out of range" in text or "overflow" in text:
         return "a value is too large for its type: cast to a larger one (BIGINT, DOUBLE or DECIMAL(38, 2))"
     if "conversion" in text or "could not convert" in text or "invalid input syntax" in text:
-        return ("a CAST meets a value that does not fit the type: remove the CAST and set the column's type "
-                "(a value that does not fit then becomes empty), or cast only the values that fit, e.g. "
-                "CASE WHEN regexp_matches(x, '^[0-9]+$') THEN CAST(x AS BIGINT) END")
+        return ("a CAST meets a value that does not fit the type: "
+                + ("remove the CAST and set the column's type (a value that does not fit then becomes empty), or "
+                   if column else "")
+                + "cast only the values that fit, e.g. CASE WHEN regexp_matches(x, '^[0-9]+$') THEN "
+                  "CAST(x AS BIGINT) END")
     return ("fix the expression: tessera apply checks what an expression may use, not the values it meets "
             "when the run computes it")
 
@@ -244,7 +247,11 @@ def computed_failure(adapter: EngineAdapter, table: ibis.Table, ds: DatasetConfi
     e.g. ``datasets[0] (contacts)``) and the fix; None when none of them fails on its own.
 
     Each column is computed alone (with the columns it uses) and evaluated, in dependency order."""
-    if any(word in str(exc).lower() for word in NOT_A_VALUE_ERROR):
+    if not value_error(adapter, exc):
+        return None
+    try:  # the columns the computed ones are added to: when they fail, another expression is to blame
+        adapter.to_arrow(table.aggregate(**{f"_n{i}": table[c].count() for i, c in enumerate(table.columns)}))
+    except Exception:  # noqa: BLE001 - not a computed column's fault
         return None
     index = {c.name: i for i, c in enumerate(ds.computed)}
     plan = computed_plan(ds, set(table.columns))
@@ -254,13 +261,38 @@ def computed_failure(adapter: EngineAdapter, table: ibis.Table, ds: DatasetConfi
             t = add_computed(adapter, table, upto, types)[0]
             adapter.count(t.filter(t[cfg.name].notnull()))
         except Exception as single:  # noqa: BLE001 - this is the column to name
-            if isinstance(single, TesseraError) and not isinstance(single, EngineError):
+            if not value_error(adapter, single):
                 return None
-            message = engine_text(single)
-            return RunError(
-                f"Dataset '{ds.name}', computed column '{cfg.name}' ({place}.computed[{index[cfg.name]}] "
-                f"({cfg.name}).sql: {cfg.sql}): the engine could not compute it on this run's rows: {message}. "
-                f"{_sentence(value_error_hint(message))}. The last published state is unchanged.")
+            return expression_failed(f"Dataset '{ds.name}', computed column '{cfg.name}'",
+                                     f"{place}.computed[{index[cfg.name]}] ({cfg.name}).sql", cfg.sql, single)
+    return None
+
+
+def value_error(adapter: EngineAdapter, exc: BaseException) -> bool:
+    """Whether ``exc`` may be an expression failing on some values: an engine error, not the engine
+    stopped (memory, interrupt) nor one of Tessera's own errors."""
+    if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
+        return False
+    return not adapter.stopped(exc) and not any(w in str(exc).lower() for w in NOT_A_VALUE_ERROR)
+
+
+def expression_failed(what: str, place: str, sql: str, exc: BaseException, *,
+                      tail: str = "The last published state is unchanged.") -> RunError:
+    """The error of a user's expression that the engine could not compute on the run's rows."""
+    message = engine_text(exc)
+    return RunError(f"{what} ({place}: {sql}): the engine could not compute it on this run's rows: {message}. "
+                    f"{_sentence(value_error_hint(message, column='computed column' in what))}. {tail}")
+
+
+def first_failing(adapter: EngineAdapter, checks: list[tuple[str, str, str, ibis.Table, str]]) -> RunError | None:
+    """The first of ``checks`` (what, place, SQL, table, column) whose column the engine cannot
+    compute on the table's rows, as its error; None when each one works."""
+    for what, place, sql, table, column in checks:
+        try:
+            adapter.count(table.filter(table[column].notnull()))
+        except Exception as exc:  # noqa: BLE001 - the expression to name
+            if value_error(adapter, exc):
+                return expression_failed(what, place, sql, exc)
     return None
 
 

@@ -15,11 +15,14 @@ ORDERS = "order_id,amount,email\no1,10.5,ann@example.com\no2,3,bob@example.com\n
 
 
 def config(tmp_path, *, computed: list[dict], aggregates: list[dict] | None = None,
-           segments: list[dict] | None = None) -> dict:
+           segments: list[dict] | None = None, source_filter: str | None = None,
+           sync_filter: str | None = None) -> dict:
     return {
-        "connections": [{"name": "files", "type": "local", "path": str(tmp_path / "data")}],
+        "connections": [{"name": "files", "type": "local", "path": str(tmp_path / "data")},
+                        {"name": "out", "type": "local", "path": str(tmp_path / "out")}],
         "sources": [
-            {"name": "crm", "connection": "files", "pattern": "c*.csv", "record_keys": ["id"]},
+            {"name": "crm", "connection": "files", "pattern": "c*.csv", "record_keys": ["id"],
+             **({"filter": source_filter} if source_filter else {})},
             {"name": "shop", "connection": "files", "pattern": "o*.csv", "record_keys": ["order_id"],
              "relations": [{"column": "email", "to": "crm.email"}]},
         ],
@@ -31,6 +34,8 @@ def config(tmp_path, *, computed: list[dict], aggregates: list[dict] | None = No
                                                                            "amount": "amount", "email": "email"}}]},
         ],
         "segments": segments or [],
+        "syncs": [{"name": "export", "dataset": "contacts", "connection": "out",
+                   **({"filter": sync_filter} if sync_filter else {})}],
     }
 
 
@@ -94,3 +99,31 @@ def test_a_failing_segment_condition_skips_that_segment_only(tmp_path, ws):
                               "segment 'broken'.conditions[1].sql (CAST(name AS INTEGER) > 3)")
     assert "'Ann'" in warning
     assert ws.segment("a_names")["size"] == 1
+
+
+def test_a_failing_source_filter_is_named(tmp_path, ws):
+    text = failure(ws, config(tmp_path, computed=[{"name": "initial", "sql": "left(name, 1)"}],
+                              source_filter="CAST(name AS INTEGER) > 0"))
+    assert text.startswith("Source 'crm', filter (sources[0] (crm).filter: CAST(name AS INTEGER) > 0): the engine "
+                           "could not compute it")
+    assert "cast only the values that fit" in text and "set the column's type" not in text
+
+
+def test_a_failing_aggregate_filter_is_named_not_the_computed_columns(tmp_path, ws):
+    text = failure(ws, config(tmp_path, computed=[{"name": "initial", "sql": "left(name, 1)"}],
+                              aggregates=[{"name": "spent", "from": "orders", "function": "sum", "column": "amount"},
+                                          {"name": "odd", "from": "orders", "function": "count",
+                                           "filter": "CAST(email AS INTEGER) > 0"}]))
+    assert text.startswith("Dataset 'contacts', aggregate 'odd' (datasets[0] (contacts).aggregates[1] (odd).filter: "
+                           "CAST(email AS INTEGER) > 0): the engine could not compute it")
+
+
+def test_a_failing_sync_filter_is_named_and_nothing_is_sent(tmp_path, ws):
+    ws.apply(config(tmp_path, computed=[{"name": "initial", "sql": "left(name, 1)"}],
+                    sync_filter="CAST(name AS INTEGER) > 0"))
+    [result] = ws.sync(["export"])
+    assert result.status == "failed"
+    assert result.errors[0].startswith("Sync 'export', filter (syncs[0] (export).filter: CAST(name AS INTEGER) > 0): "
+                                       "the engine could not compute it")
+    assert result.errors[0].endswith("Nothing was sent.")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
