@@ -203,3 +203,21 @@ def test_a_json_object_where_an_array_is_expected_is_refused(tmp_path, workspace
     assert refused["file"] == "crm/export.json" and "holds a JSON object, not an array" in refused["reason"]
     assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com", "gus@example.com",
                                                       "hal@example.com"]
+
+
+@pytest.mark.parametrize("name, content, line", [
+    ("no_newline.csv", b"id,email\n" + b"1,x@example.com," * 200, 2),
+    ("long_line.ndjson", b'{"id": "1", "email": "a@example.com"}\n{"id": "2", "email": "' + b"x" * 3000 + b'"}\n', 2),
+    ("long_header.csv", b"id," + b"e" * 3000 + b"\n1,2\n", 1),
+])
+def test_a_line_past_max_line_bytes_refuses_the_file_and_the_rest_goes_on(tmp_path, workspace, name, content, line):
+    cfg = config(tmp_path)
+    cfg["sources"][0]["max_line_bytes"] = 1000  # the default is 2,000,000: a test file stays small
+    workspace.apply(cfg)
+    (tmp_path / "data" / "crm" / name).write_bytes(content)
+    result = workspace.run()
+    [refused] = result.refused
+    assert refused["file"] == f"crm/{name}"
+    assert f"line {line} is too long (more than 1,000 bytes, the source's max_line_bytes)" in refused["reason"]
+    assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com"]
+    assert column(workspace, "orders", "order_id") == ["o1", "o2"]
