@@ -39,7 +39,7 @@ from tessera.connectors import check_connection
 from tessera.datasets.build import dataset_columns
 from tessera.engine.base import EngineAdapter
 from tessera.engine.connect import open_adapter
-from tessera.errors import BusyError, ConfigError, NotFoundError, TesseraError, UsageError, WorkspaceError
+from tessera.errors import BusyError, ConfigError, EngineError, NotFoundError, TesseraError, UsageError, WorkspaceError
 from tessera.identity.explain import explain
 from tessera.normalize.semantic import suggest_semantic
 from tessera.jobs.limits import JobLimits
@@ -797,8 +797,16 @@ class Workspace:
             problems = segment_problems(config, only=seg.name)
             if problems:
                 raise ConfigError(problems, origin="segment draft")
-        compiled = compile_segment(self._segment_context(config=config), seg)
-        return count_steps(self.adapter, compiled)
+        ctx = self._segment_context(config=config)
+        compiled = compile_segment(ctx, seg)
+        try:
+            return count_steps(self.adapter, compiled)
+        except Exception as exc:
+            if (isinstance(exc, TesseraError) and not isinstance(exc, EngineError)) or self.adapter.stopped(exc):
+                raise
+            from tessera.segments.compile import explain_failure
+
+            raise UsageError(f"Segment '{seg.name}': {explain_failure(ctx, seg, exc)}.") from exc
 
     def segment_members(self, name: str, *, limit: int = 100, columns: list[str] | None = None) -> list[dict]:
         """The current members of a segment (as of its last refresh) with their entry time and,

@@ -402,6 +402,21 @@ def failing_sql(ctx: Context, segment: SegmentConfig) -> tuple[str, str, str] | 
     return None
 
 
+def explain_failure(ctx: Context, segment: SegmentConfig, exc: BaseException) -> str:
+    """Why the engine could not compute ``segment`` (its error ``exc``), naming the failing SQL
+    condition when one fails on its own."""
+    try:
+        found = failing_sql(ctx, segment)
+    except Exception:  # noqa: BLE001 - the diagnosis is a courtesy: the first error is reported
+        found = None
+    if found is None:
+        text = str(exc).split("\nSQL: ")[0].removeprefix("DuckDB refused a statement: ").strip()
+        return "the engine could not compute it: " + " ".join((text.splitlines() or [type(exc).__name__])[0].split())
+    place, sql, message = found
+    return (f"the engine could not compute its condition {place} ({sql}) on the dataset's rows: {message}; fix the "
+            "condition (tessera apply checks what it may use, not the values it meets)")
+
+
 def count_steps(adapter, compiled: Compiled) -> dict:
     """The number of records, the count of the whole definition and the count after each
     top-level condition (cumulative: each narrows, or with ``match: any`` widens, the audience),

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from tessera.config.models import SegmentConfig, WorkspaceConfig
 from tessera.errors import ConfigError, EngineError, TesseraError
-from tessera.segments.compile import TID, Context, compile_segment, failing_sql
+from tessera.segments.compile import TID, Context, compile_segment, explain_failure
 
 MEMBERS = "_tessera_segment_members"
 LOG = "_tessera_segment_log"
@@ -206,17 +206,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
 
 def _failure(ctx: Context, seg: SegmentConfig, exc: BaseException) -> str:
     """Why the engine could not compute ``seg``, naming its failing SQL condition when one is."""
-    try:
-        found = failing_sql(ctx, seg)
-    except Exception:  # noqa: BLE001 - the diagnosis is a courtesy: the first error is reported
-        found = None
-    if found is None:
-        text = str(exc).split("\nSQL: ")[0].removeprefix("DuckDB refused a statement: ").strip()
-        return ("the engine could not compute it: " + " ".join((text.splitlines() or [type(exc).__name__])[0].split())
-                + "; it keeps its members")
-    place, sql, message = found
-    return (f"the engine could not compute its condition {place} ({sql}) on the dataset's rows: {message}; fix the "
-            "condition (tessera apply checks what it may use, not the values it meets); it keeps its members")
+    return explain_failure(ctx, seg, exc) + "; it keeps its members"
 
 
 def event_segments(config: WorkspaceConfig) -> list[str]:

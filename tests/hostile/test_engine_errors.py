@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tessera.errors import RunError
+from tessera.errors import RunError, UsageError
 from tessera.workspace import Workspace
 
 CONTACTS = "id,email,name\n1,ann@example.com,Ann\n2,bob@example.com,Bob\n"
@@ -99,6 +99,13 @@ def test_a_failing_segment_condition_skips_that_segment_only(tmp_path, ws):
                               "segment 'broken'.conditions[1].sql (CAST(name AS INTEGER) > 3)")
     assert "'Ann'" in warning
     assert ws.segment("a_names")["size"] == 1
+    # the live count says the same, as an error of the request (not an internal error)
+    with pytest.raises(UsageError) as exc:
+        ws.segment_count("broken")
+    assert str(exc.value).startswith("Segment 'broken': the engine could not compute its condition "
+                                     "segment 'broken'.conditions[1].sql (CAST(name AS INTEGER) > 3)")
+    [done] = ws.refresh_segments(["broken"])
+    assert "conditions[1].sql" in done["skipped"]
 
 
 def test_a_failing_source_filter_is_named(tmp_path, ws):
