@@ -221,3 +221,26 @@ def test_a_line_past_max_line_bytes_refuses_the_file_and_the_rest_goes_on(tmp_pa
     assert f"line {line} is too long (more than 1,000 bytes, the source's max_line_bytes)" in refused["reason"]
     assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com"]
     assert column(workspace, "orders", "order_id") == ["o1", "o2"]
+
+
+@pytest.mark.parametrize("name", ["bomb.csv.gz", "bomb.zip"])
+def test_a_decompression_bomb_is_refused_before_it_fills_the_disk(tmp_path, workspace, monkeypatch, name):
+    from tessera.sources import compressed
+
+    monkeypatch.setattr(compressed, "_ALLOWANCE", 0)  # the limit is then 200 times the compressed size
+    body = b"id,email\n" + b"0" * 5_000_000
+    if name.endswith(".gz"):
+        data = gzip.compress(body, compresslevel=9)
+    else:
+        import io
+        import zipfile
+
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("a.csv", body)
+        data = buf.getvalue()
+    (tmp_path / "data" / "crm" / name).write_bytes(data)
+    result = workspace.run()
+    [refused] = result.refused
+    assert refused["file"] == f"crm/{name}" and "looks like a decompression bomb" in refused["reason"]
+    assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com"]
