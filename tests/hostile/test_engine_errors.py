@@ -39,14 +39,18 @@ def config(tmp_path, *, computed: list[dict], aggregates: list[dict] | None = No
     }
 
 
-@pytest.fixture
-def ws(tmp_path):
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """One workspace for the module: each test applies its configuration; a failed run leaves the
+    first publication, and the one successful run publishes the same rows."""
+    tmp_path = tmp_path_factory.mktemp("engine_errors")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "contacts.csv").write_text(CONTACTS)
     (tmp_path / "data" / "orders.csv").write_text(ORDERS)
     with Workspace.init(tmp_path / "ws") as w:
         w.apply(config(tmp_path, computed=[{"name": "initial", "sql": "left(name, 1)"}]))
         w.run()
+        w.tmp = tmp_path
         yield w
 
 
@@ -61,16 +65,16 @@ def failure(ws, cfg) -> str:
     return text
 
 
-def test_a_cast_that_fails_names_the_computed_column_and_the_fix(tmp_path, ws):
-    text = failure(ws, config(tmp_path, computed=[{"name": "initial", "sql": "left(name, 1)"},
+def test_a_cast_that_fails_names_the_computed_column_and_the_fix(ws):
+    text = failure(ws, config(ws.tmp, computed=[{"name": "initial", "sql": "left(name, 1)"},
                                                   {"name": "n", "sql": "CAST(name AS INTEGER)"}]))
     assert text.startswith("Dataset 'contacts', computed column 'n' (datasets[0] (contacts).computed[1] (n).sql: "
                            "CAST(name AS INTEGER)): the engine could not compute it")
     assert "'Ann'" in text and "set the column's type" in text and "last published state is unchanged" in text
 
 
-def test_the_failing_column_is_found_among_dependent_ones(tmp_path, ws):
-    text = failure(ws, config(tmp_path, computed=[
+def test_the_failing_column_is_found_among_dependent_ones(ws):
+    text = failure(ws, config(ws.tmp, computed=[
         {"name": "initial", "sql": "left(name, 1)"},
         {"name": "size", "sql": "length(name)"},
         {"name": "huge", "sql": "CAST(size * 1000000000000 AS INTEGER)"},
@@ -79,16 +83,16 @@ def test_the_failing_column_is_found_among_dependent_ones(tmp_path, ws):
     assert "out of range" in text and "cast to a larger one" in text
 
 
-def test_a_computed_column_after_aggregates_is_named_too(tmp_path, ws):
-    text = failure(ws, config(tmp_path, computed=[{"name": "initial", "sql": "left(name, 1)"},
+def test_a_computed_column_after_aggregates_is_named_too(ws):
+    text = failure(ws, config(ws.tmp, computed=[{"name": "initial", "sql": "left(name, 1)"},
                                                   {"name": "bad", "sql": "CAST(email AS DATE)"}],
                               aggregates=[{"name": "spent", "from": "orders", "function": "sum",
                                            "column": "amount"}]))
     assert "computed column 'bad' (datasets[0] (contacts).computed[1] (bad).sql: CAST(email AS DATE))" in text
 
 
-def test_a_failing_segment_condition_skips_that_segment_only(tmp_path, ws):
-    ws.apply(config(tmp_path, computed=[{"name": "initial", "sql": "left(name, 1)"}], segments=[
+def test_a_failing_segment_condition_skips_that_segment_only(ws):
+    ws.apply(config(ws.tmp, computed=[{"name": "initial", "sql": "left(name, 1)"}], segments=[
         {"name": "broken", "conditions": [{"column": "email", "op": "is_not_empty"},
                                           {"sql": "CAST(name AS INTEGER) > 3"}]},
         {"name": "a_names", "conditions": [{"sql": "initial = 'A'"}]}]))
@@ -108,16 +112,16 @@ def test_a_failing_segment_condition_skips_that_segment_only(tmp_path, ws):
     assert "conditions[1].sql" in done["skipped"]
 
 
-def test_a_failing_source_filter_is_named(tmp_path, ws):
-    text = failure(ws, config(tmp_path, computed=[{"name": "initial", "sql": "left(name, 1)"}],
+def test_a_failing_source_filter_is_named(ws):
+    text = failure(ws, config(ws.tmp, computed=[{"name": "initial", "sql": "left(name, 1)"}],
                               source_filter="CAST(name AS INTEGER) > 0"))
     assert text.startswith("Source 'crm', filter (sources[0] (crm).filter: CAST(name AS INTEGER) > 0): the engine "
                            "could not compute it")
     assert "cast only the values that fit" in text and "set the column's type" not in text
 
 
-def test_a_failing_aggregate_filter_is_named_not_the_computed_columns(tmp_path, ws):
-    text = failure(ws, config(tmp_path, computed=[{"name": "initial", "sql": "left(name, 1)"}],
+def test_a_failing_aggregate_filter_is_named_not_the_computed_columns(ws):
+    text = failure(ws, config(ws.tmp, computed=[{"name": "initial", "sql": "left(name, 1)"}],
                               aggregates=[{"name": "spent", "from": "orders", "function": "sum", "column": "amount"},
                                           {"name": "odd", "from": "orders", "function": "count",
                                            "filter": "CAST(email AS INTEGER) > 0"}]))
@@ -125,12 +129,12 @@ def test_a_failing_aggregate_filter_is_named_not_the_computed_columns(tmp_path, 
                            "CAST(email AS INTEGER) > 0): the engine could not compute it")
 
 
-def test_a_failing_sync_filter_is_named_and_nothing_is_sent(tmp_path, ws):
-    ws.apply(config(tmp_path, computed=[{"name": "initial", "sql": "left(name, 1)"}],
+def test_a_failing_sync_filter_is_named_and_nothing_is_sent(ws):
+    ws.apply(config(ws.tmp, computed=[{"name": "initial", "sql": "left(name, 1)"}],
                     sync_filter="CAST(name AS INTEGER) > 0"))
     [result] = ws.sync(["export"])
     assert result.status == "failed"
     assert result.errors[0].startswith("Sync 'export', filter (syncs[0] (export).filter: CAST(name AS INTEGER) > 0): "
                                        "the engine could not compute it")
     assert result.errors[0].endswith("Nothing was sent.")
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert not (ws.tmp / "out").exists() or not any((ws.tmp / "out").iterdir())
