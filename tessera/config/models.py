@@ -517,10 +517,13 @@ class PipelineConfig(_Model):
             raise ValueError(f"'{v}': a share of the machine's memory is between 1% and 100%")
         return v
 
-    @field_validator("time_limit")
+    @field_validator("time_limit", mode="before")
     @classmethod
-    def _time(cls, v: str | float) -> str | float:
-        duration_seconds(v)
+    def _time(cls, v: Any) -> str | float:
+        if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+            raise ValueError(f"{v!r} is not a duration: write e.g. '45m', '2h', '90s' or a number of seconds")
+        if duration_seconds(v) > 30 * 86400:
+            raise ValueError(f"'{v}' is more than the longest time limit, 30 days ('30d')")
         return v
 
 

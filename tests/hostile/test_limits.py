@@ -71,6 +71,8 @@ def test_an_import_past_its_time_limit_names_the_setting(ws):
     ({"memory_limit": "150%"}, "between 1% and 100%"),
     ({"time_limit": "soon"}, "pipeline.time_limit: 'soon' is not a duration"),
     ({"time_limit": 0}, "not a duration above zero"),
+    ({"time_limit": 1e308}, "more than the longest time limit, 30 days"),
+    ({"time_limit": True}, "not a duration"),
 ])
 def test_limits_are_checked_at_apply(tmp_path, pipeline, expected):
     with pytest.raises(ConfigError) as exc:
