@@ -171,7 +171,14 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn, archiv
                     try:
                         folder.download(f.name, local)
                     except ConnectionFailed as exc:
-                        raise _source_failed(src, exc) from None
+                        if exc.reason not in ("not_found", "permission_denied", "config"):
+                            raise _source_failed(src, exc) from None
+                        # This one file: gone since the listing, forbidden, or a link the server (or
+                        # Tessera) refuses. The others go on; it is tried again next time.
+                        local.unlink(missing_ok=True)
+                        result.warnings.append(f"Source '{src.name}': file '{f.name}' could not be downloaded and "
+                                               f"was left out of this import ({exc}); it is tried again next time")
+                        continue
                 if digest is None:
                     digest = sha256_of(local)
                 if digest in imported:

@@ -88,3 +88,23 @@ def test_patterns_leaving_the_folder_are_refused_at_apply_for_every_folder_kind(
                       "datasets": []})
     text = str(exc.value)
     assert "sources[0] (crm).pattern:" in text and "sources[0] (crm).archive_folder:" in text
+
+
+def test_a_file_the_ftp_server_refuses_is_left_out_and_the_others_imported(ftp_folder, tmp_path):
+    """pyftpdlib lists a link leading outside its root but refuses to send it: that file is left out
+    with a warning (tried again next time), the source's other files are imported."""
+    outside = tmp_path / "stolen.csv"
+    outside.write_text("id,email\n9,thief@example.com\n")
+    ftp_folder.write("contacts.csv", CONTACTS)
+    os.symlink(outside, ftp_folder.dir / "link.csv")
+    cfg = {"connections": [{"name": "server", **ftp_folder.connection()}],
+           "sources": [{"name": "crm", "connection": "server", "pattern": "*.csv", "record_keys": ["id"]}],
+           "datasets": [{"name": "contacts", "mappings": [{"source": "crm", "columns": {"email": "email"}}]}]}
+    with Workspace.init(tmp_path / "ws") as ws:
+        ws.apply(cfg)
+        result = ws.run()
+        emails = set(ws.table("contacts").to_pyarrow().column("email").to_pylist())
+    assert emails == {"ann@example.com", "bob@example.com"}
+    assert result.status == "succeeded with warnings"
+    assert any("file 'link.csv' could not be downloaded and was left out of this import" in w
+               for w in result.warnings)
