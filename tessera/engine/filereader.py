@@ -554,6 +554,8 @@ def _read_xlsx(con, path: str, table: str) -> list[str]:
         header.pop()
     try:
         return _xlsx_duckdb(con, path, table, header, header_row, kinds)
+    except _NOT_THE_FILE:
+        raise
     except (duckdb.Error, ImportError, ValueError):
         return _xlsx_openpyxl(con, path, table, _check_names(path, header, "header row"), header_row)
 
