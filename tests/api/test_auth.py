@@ -60,6 +60,10 @@ RULES = {
     ("POST", "/api/segments"): "editor",
     ("PUT", "/api/segments/{name}"): "editor",
     ("DELETE", "/api/segments/{name}"): "editor",
+    ("GET", "/api/config"): "viewer",
+    ("POST", "/api/config/validate"): "editor",
+    ("POST", "/api/config/diff"): "editor",
+    ("POST", "/api/config/apply"): "admin",
 }
 PATH_VALUES = {"tessera_id": "T1", "job_id": "987654", "override_id": "987654", "email": "nobody@example.com",
                "token_id": "987654", "name": "no_such_segment"}
