@@ -368,41 +368,51 @@ class Workspace:
         return found
 
     def change_object(self, kind: str, name: str, spec: dict | None, *, expected_version: str | None = None,
-                      create: bool = False) -> dict:
+                      create: bool = False, dry_run: bool = False) -> dict:
         """Create (``create``), change or remove (``spec`` None) one object of the configuration, then
         apply the whole configuration with every check of :meth:`apply`; returns what changed.
 
         Args:
-            kind: connection, source, dataset, sync or segment.
+            kind: connection, source, dataset, sync, segment, or pipeline (its settings).
             name: the object's name.
-            spec: its definition as in the YAML (a connection's omitted secrets are kept).
+            spec: its definition as in the YAML.
             expected_version: the object's version the change was made from; VersionConflict when
                 the object changed since.
             create: refuse (ConflictError) an object that exists already.
+            dry_run: check everything, change nothing (returns the diff :meth:`diff_config` gives).
         """
-        plural = KIND_PLURALS[kind]
         data = self.config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
-        items = data.get(plural, [])
-        position = next((i for i, o in enumerate(items) if o["name"] == name), None)
-        if create:
-            if position is not None:
-                raise ConflictError(f"{kind} '{name}' exists already: change it with PUT, or pick another name")
+        if kind == "pipeline":  # one object: its settings (the pipeline's schedule, as_of)
+            stored = next((s for k, _n, s in self.store.load_config() if k == "pipeline"), {})
+            if expected_version is not None and spec_version(stored) != expected_version:
+                raise VersionConflict(f"the pipeline settings changed since version {expected_version} (now "
+                                      f"{spec_version(stored)}): read them again and send the new version")
+            data["pipeline"] = spec or {}
         else:
-            current = self.config_object(kind, name)
-            if expected_version is not None and current["version"] != expected_version:
-                raise VersionConflict(f"{kind} '{name}' changed since version {expected_version} (now "
-                                      f"{current['version']}, {current['updated_at']}): read it again, redo the "
-                                      "change and send it with the new version")
-        if spec is not None:
-            spec = {**spec, "name": name}
-            if position is None:
-                items.append(spec)
+            plural = KIND_PLURALS[kind]
+            items = data.get(plural, [])
+            position = next((i for i, o in enumerate(items) if o["name"] == name), None)
+            if create:
+                if position is not None:
+                    raise ConflictError(f"{kind} '{name}' exists already: change it with PUT, or pick another name")
             else:
-                items[position] = spec
-        elif position is not None:
-            items.pop(position)
-        data[plural] = items
-        return self.apply(data, prune=spec is None)
+                current = self.config_object(kind, name)
+                if expected_version is not None and current["version"] != expected_version:
+                    raise VersionConflict(f"{kind} '{name}' changed since version {expected_version} (now "
+                                          f"{current['version']}, {current['updated_at']}): read it again, redo "
+                                          "the change and send it with the new version")
+            if spec is not None:
+                spec = {**spec, "name": name}
+                if position is None:
+                    items.append(spec)
+                else:
+                    items[position] = spec
+            elif position is not None:
+                items.pop(position)
+            data[plural] = items
+        if dry_run:
+            return self.diff_config(data, prune=True)
+        return self.apply(data, prune=True)
 
     def _check_version(self, expected: int) -> None:
         current = self.config_version()

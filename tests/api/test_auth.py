@@ -64,9 +64,45 @@ RULES = {
     ("POST", "/api/config/validate"): "editor",
     ("POST", "/api/config/diff"): "editor",
     ("POST", "/api/config/apply"): "admin",
+    ("GET", "/api/connections"): "viewer",  # never a secret
+    ("GET", "/api/connections/{name}"): "viewer",
+    ("POST", "/api/connections"): "admin",
+    ("PUT", "/api/connections/{name}"): "admin",
+    ("DELETE", "/api/connections/{name}"): "admin",
+    ("POST", "/api/connections/{name}/test"): "editor",
+    ("GET", "/api/sources"): "viewer",
+    ("GET", "/api/sources/{name}"): "viewer",
+    ("GET", "/api/sources/{name}/preview"): "viewer",
+    ("POST", "/api/sources"): "editor",
+    ("PUT", "/api/sources/{name}"): "editor",
+    ("DELETE", "/api/sources/{name}"): "editor",
+    ("GET", "/api/datasets"): "viewer",
+    ("GET", "/api/datasets/{name}"): "viewer",
+    ("POST", "/api/datasets"): "editor",
+    ("PUT", "/api/datasets/{name}"): "editor",
+    ("DELETE", "/api/datasets/{name}"): "editor",
+    ("GET", "/api/datasets/{name}/rows"): "viewer",
+    ("GET", "/api/datasets/{name}/export"): "viewer",  # a viewer needs the grant export (checked in the route)
+    ("GET", "/api/customers"): "viewer",
+    ("GET", "/api/syncs"): "viewer",
+    ("GET", "/api/syncs/{name}"): "viewer",
+    ("POST", "/api/syncs/{name}/plan"): "editor",
+    ("POST", "/api/syncs/{name}/run"): "editor",
+    ("POST", "/api/syncs"): "editor",
+    ("PUT", "/api/syncs/{name}"): "editor",
+    ("DELETE", "/api/syncs/{name}"): "editor",
+    ("GET", "/api/schedules"): "viewer",
+    ("PUT", "/api/schedules/{kind}/{name}"): "editor",
+    ("GET", "/api/runs"): "viewer",
+    ("GET", "/api/runs/{run_id}"): "viewer",
+    ("POST", "/api/runs"): "editor",
+    ("POST", "/api/imports"): "editor",
+    ("GET", "/api/jobs/{job_id}/events"): "viewer",
+    ("GET", "/api/users/{email}/grants"): "admin",
+    ("PUT", "/api/users/{email}/grants"): "admin",
 }
 PATH_VALUES = {"tessera_id": "T1", "job_id": "987654", "override_id": "987654", "email": "nobody@example.com",
-               "token_id": "987654", "name": "no_such_segment"}
+               "token_id": "987654", "name": "no_such_segment", "run_id": "987654", "kind": "source"}
 
 
 class Captured(logging.Handler):
