@@ -290,9 +290,9 @@ class Workspace:
             expected_version: the version of the configuration this one was made from
                 (:meth:`config_version`); refused with VersionConflict when another change came since.
         """
-        config = self.validate_config(config, prune=prune)
         if expected_version is not None:
             self._check_version(expected_version)
+        config = self.validate_config(config, prune=prune)
         config = self.secrets.seal(config)
         changes = self._changes(config)
         if changes["added"] or changes["removed"] or changes["changed"]:
@@ -413,6 +413,10 @@ class Workspace:
         if dry_run:
             return self.diff_config(data, prune=True)
         return self.apply(data, prune=True)
+
+    def check_config_version(self, expected: int) -> None:
+        """Raise VersionConflict (409) unless ``expected`` is the configuration's current version."""
+        self._check_version(expected)
 
     def _check_version(self, expected: int) -> None:
         current = self.config_version()

@@ -26,6 +26,7 @@ from tessera.normalize.semantic import suggest_semantic
 TID = "tessera_id"
 KINDS = ("email", "phone", "id")
 MAX_CUSTOMERS = 100
+_SQL_WS = " \t\n\r\x0b\x0c"  # what the engine's strip() removes (not the non-breaking spaces the trim rule removes)
 
 
 def _customer_dataset(config, dataset: str | None):
@@ -107,8 +108,9 @@ def lookup_values(ws, dataset: str | None, column: str, value: str, *, engine: b
         if not engine:
             ok, result = _in_python(value, [*rules, *dataset_rules])
             if ok:
-                if result is not None and result.strip():
-                    out.add(result.strip())
+                result = result.strip(_SQL_WS) if result is not None else None
+                if result:
+                    out.add(result)
                 continue
         v = raw
         if rules:

@@ -127,31 +127,33 @@ def test_dataset_definition_and_a_stale_change(api):
 
 
 def test_generated_queries_of_the_data_routes_never_fail_the_server(shop):
-    """Schemathesis on the data routes of a published dataset: generated filters, SQL, sorts,
-    cursors, columns and identity values answer 4xx at worst, never a server error."""
-    schemathesis = pytest.importorskip("schemathesis")
+    """Generated filters, SQL, sorts, cursors, columns and identity values (Hypothesis) answer 4xx
+    at worst, never a server error, always in the one error body."""
     from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
-    app = shop["app"]
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app).include(
-        path_regex=r"^/api/(datasets/\{name\}/(rows|export)|customers)$", method="GET")
-    token = shop["clients"]["editor"].headers["Authorization"]
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 3
-    failures = []
-    for operation in operations:
+    client = shop["clients"]["editor"]
+    words = st.sampled_from(["country", "-crm_id", "email", "tessera_id", "nope", "", ",", "-", "'", "1=1",
+                             "crm_id >= 'C030'", "[]", "{}", "null", "\u0000"])
+    junk = st.one_of(st.text(max_size=40), words,
+                     st.lists(words, max_size=3).map(",".join),
+                     st.lists(st.dictionaries(st.sampled_from(["column", "op", "value", "sql", "all", "not"]),
+                                              st.one_of(words, st.integers(), st.none()), max_size=3),
+                              max_size=2).map(json.dumps))
+    params = st.dictionaries(st.sampled_from(["filter", "sql", "sort", "cursor", "columns", "limit", "match",
+                                              "total"]), junk, max_size=4)
+    lookups = st.dictionaries(st.sampled_from(["email", "phone", "id", "tessera_id", "dataset", "limit"]), junk,
+                              min_size=1, max_size=2)
 
-        @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def check(case):
-            if case.path_parameters:
-                case.path_parameters = {"name": "contacts"}
-            response = case.call(headers={"Authorization": token})
-            assert response.status_code < 500, (case.path, case.query, response.text)
+    @given(rows=params, lookup=lookups)
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def check(rows, lookup):
+        for path, query in (("/api/datasets/contacts/rows", rows), ("/api/customers", lookup)):
+            answer = client.get(path, params=query)
+            assert answer.status_code < 500, (path, query, answer.text)
+            if answer.status_code >= 400:
+                body = answer.json()
+                assert body["ok"] is False and body["status"] == answer.status_code and body["errors"], body
 
-        try:
-            check()
-        except AssertionError as exc:
-            failures.append(str(exc))
-    assert not failures, "\n".join(failures)
+    check()

@@ -113,7 +113,11 @@ async def diff_config(owner: Owner, _caller: Editor, body: ConfigText) -> DiffPu
 async def apply_config(request: Request, owner: Owner, caller: Admin, body: ConfigApply) -> ApplyPublic:
     """Replace the configuration (a job of the writer queue, audited with its diff); 409 when it changed
     since ``version``."""
-    await read(owner, lambda ws: _check(ws, body))  # every problem at once, before queueing
+    def check(ws):  # a stale version, then every problem at once, before queueing (the job checks again)
+        ws.check_config_version(body.version)
+        _check(ws, body)
+
+    await read(owner, check)
     done = await run_change(request, owner, caller, "apply",
                             {"yaml": body.yaml, "prune": body.prune, "expected_version": body.version})
     version = await read(owner, lambda ws: ws.config_version())
