@@ -33,7 +33,7 @@ import psutil
 import pyarrow as pa
 
 from tessera.config.events import EVENT_COLUMNS
-from tessera.config.loader import dump_yaml, load_yaml, load_yaml_text, parse_config
+from tessera.config.loader import dump_yaml, load_yaml, load_yaml_text, parse_config, resolve_paths
 from tessera.config.models import DatasetConfig, WorkspaceConfig
 from tessera.config.versions import KIND_PLURALS, spec_version
 from tessera.connectors import check_connection
@@ -410,9 +410,11 @@ class Workspace:
             elif position is not None:
                 items.pop(position)
             data[plural] = items
+        # relative local paths are taken from the workspace folder, as for a configuration sent as text
+        config = resolve_paths(parse_config(data, origin=f"{kind} '{name}'"), self.path)
         if dry_run:
-            return self.diff_config(data, prune=True)
-        return self.apply(data, prune=True)
+            return self.diff_config(config, prune=True)
+        return self.apply(config, prune=True)
 
     def check_config_version(self, expected: int) -> None:
         """Raise VersionConflict (409) unless ``expected`` is the configuration's current version."""
