@@ -165,6 +165,10 @@ def _check_names(path: str, names: list, where: str) -> list[str]:
     if dups:   # DuckDB column names ignore case, so 'Email' and 'email' clash too
         raise SourceError(f"File '{path}': the {where} has duplicate column names {', '.join(map(repr, dups))} "
                           "(case is ignored): rename them so that every column has its own name.")
+    nul = [str(i + 1) for i, n in enumerate(names) if "\x00" in n]
+    if nul:   # no engine takes a NUL character in a column name
+        raise SourceError(f"File '{path}': a column name of the {where} holds a NUL character (column(s) "
+                          f"{', '.join(nul[:10])}): rename it.")
     reserved = [n for n in names if n.lower().startswith("_tessera_")]
     if reserved:
         raise SourceError(f"File '{path}': column names starting with '_tessera_' are reserved by Tessera "
