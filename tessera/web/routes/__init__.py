@@ -1,0 +1,11 @@
+"""The pages of the web app: one module per section, each an ``APIRouter`` kept out of the
+OpenAPI schema. Every page has one rule of :mod:`tessera.web.auth` (``Viewer``, ``Editor``,
+``Admin`` or ``public()``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tessera.web.routes import home, session
+
+ROUTERS: list[APIRouter] = [session.router, home.router]
