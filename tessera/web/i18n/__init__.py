@@ -51,6 +51,9 @@ class Translator:
         self._words = catalog(self.lang)
         self._fallback = catalog(DEFAULT)
 
-    def __call__(self, key: str, **values) -> str:
+    def has(self, key: str) -> bool:
+        return key in self._words or key in self._fallback
+
+    def __call__(self, key: str, /, **values) -> str:
         text = self._words.get(key) or self._fallback.get(key) or key
         return text.format(**values) if values else text
