@@ -6,6 +6,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tessera.web.routes import customers, home, session
+from tessera.web.routes import customers, home, segments, session
 
-ROUTERS: list[APIRouter] = [session.router, home.router, customers.router]
+ROUTERS: list[APIRouter] = [session.router, home.router, customers.router, segments.router]
