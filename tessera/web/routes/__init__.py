@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tessera.web.routes import customers, home, segments, session
+from tessera.web.routes import admin, catalog, customers, home, runs, segments, session, syncs
 
-ROUTERS: list[APIRouter] = [session.router, home.router, customers.router, segments.router]
+ROUTERS: list[APIRouter] = [session.router, home.router, customers.router, segments.router, runs.router,
+                            syncs.router, catalog.router, admin.router]
