@@ -150,6 +150,6 @@ def test_admins_create_a_token_shown_once_and_revoke_it(web):
 def test_the_audit_log_lists_sign_ins_and_changes(web):
     admin = web.client("admin")
     page = admin.get("/admin/audit").text
-    assert "login.succeeded" in page and "job.import.submitted" in page
+    assert "login.succeeded" in page and "user.created" in page
     only = admin.get("/admin/audit", params={"action": "login"}).text
-    assert "login.succeeded" in only and "job.import.submitted" not in only
+    assert "login.succeeded" in only and "user.created" not in only
