@@ -107,7 +107,10 @@ def test_the_source_catalog(web):
         assert f"<td>{col['column']}" in page
     if info["rejected_rows"]:
         assert str(escape(info["rejects"][0]["reason"])) in page
+    preview = client.get("/sources/crm_contacts/preview").text
+    assert "<th>id_client</th>" in preview and "<html" not in preview
     assert client.get("/sources/nope").status_code == 404
+    assert client.get("/sources/nope/preview").status_code == 404
 
 
 def test_datasets_and_their_columns(web):
