@@ -142,8 +142,9 @@ def test_admins_create_a_token_shown_once_and_revoke_it(web):
     page = admin.post("/admin/tokens", data={"email": EMAILS["viewer"], "role": "viewer", "expires": "1d",
                                              "csrf_token": admin.csrf})
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
-    token = re.search(r"<code>(tsk_[\w-]+)</code>", page.text).group(1)
+    token = re.search(r"<code[^>]*>(tsk_[\w-]+)</code>", page.text).group(1)
     assert web.app.state.users.check_token(token) is not None
+    assert 'x-data="copyable"' in page.text  # a copy button (Alpine.js)
     assert token not in admin.get("/admin/tokens").text, "a token is shown once"
     token_id = web.app.state.users.check_token(token)["id"]
     admin.post(f"/admin/tokens/{token_id}/revoke", data={"csrf_token": admin.csrf})
