@@ -84,6 +84,9 @@ def test_dry_run_then_send_a_sync_to_a_file(web, file_sync):
     assert written and sum(1 for _ in written[0].open()) == size + 1  # a header and one line per member
     page = editor.get(f"/syncs/{file_sync}").text
     assert "succeeded" in page and f"{size} new" in page.replace("\u202f", "")
+    member = web.app.state.owner.read(lambda ws: ws.segment_members("vip", limit=1))[0]["tessera_id"]
+    timeline = editor.get(f"/customers/{member}").text.split('id="timeline"')[1]
+    assert re.search(rf'Sent by <a href="/syncs/{file_sync}">', timeline), "the send is in the customer's timeline"
 
 
 def test_test_a_connection(web):
