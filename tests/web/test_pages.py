@@ -62,12 +62,24 @@ def test_create_a_file_sync_from_a_segment(web, file_sync):
     assert f'href="/syncs/{file_sync}"' in listed and "never sent" in listed
 
 
+def test_a_file_sync_with_chosen_fields(web):
+    editor = web.client("editor")
+    answer = editor.post("/syncs/new", data={"name": "vip_emails", "segment": "vip", "connection": "demo_files",
+                                             "mode": "upsert", "format": "csv", "folder": "audiences",
+                                             "fields": "email\nsegment_rfm = score_rfm_segment\n",
+                                             "csrf_token": editor.csrf}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    sync = web.app.state.owner.read(lambda ws: next(s for s in ws.config.syncs if s.name == "vip_emails"))
+    assert sync.fields == {"email": "email", "segment_rfm": "score_rfm_segment"}
+    assert "segment_rfm ← score_rfm_segment" in editor.get("/syncs/vip_emails").text
+
+
 def test_a_sync_form_with_problems_says_them_all(web, file_sync):
     editor = web.client("editor")
     answer = editor.post("/syncs/new", data={"name": file_sync, "segment": "nope", "connection": "nope",
-                                             "csrf_token": editor.csrf})
+                                             "fields": "a b = c", "csrf_token": editor.csrf})
     assert answer.status_code == 400
-    for text in ("Choose a segment", "Choose a destination", "has this name already"):
+    for text in ("Choose a segment", "Choose a destination", "has this name already", "Fields: write one per line"):
         assert text in answer.text
 
 
