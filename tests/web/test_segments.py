@@ -157,3 +157,12 @@ def test_deleting_a_segment_needs_an_editor(web):
     assert gone.status_code == 303 and gone.headers["location"] == "/segments"
     assert "to_delete" not in [s["name"] for s in web.app.state.owner.read(lambda ws: ws.segments())]
     assert editor.get("/segments/to_delete").status_code == 404
+
+
+def test_with_any_of_the_conditions_each_step_widens_the_audience(web):
+    client = web.client("viewer")
+    form = {**FORM, "match": "any"}
+    html = client.post("/segments/count", data=form, headers={"X-CSRF-Token": client.csrf}).text
+    steps = [int(n.replace("\u202f", "")) for n in re.findall(r'id="step-c\d+"[^>]*>→ ([\d\u202f]+) in all so far', html)]
+    assert len(steps) == 3 and steps == sorted(steps), "each condition adds to the audience"
+    assert steps[-1] == count_of(html)
