@@ -16,15 +16,34 @@ SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
 CHART_ROWS = 5000
 
 
-def _field(c: Column, axis: str | None = None) -> dict:
+def _field(c: Column, discrete: bool = False) -> dict:
+    """The encoding of a column; ``discrete``: dates as ordered categories (heat map cells)."""
     enc: dict[str, Any] = {"field": c.key, "type": c.vega_type, "title": c.label}
     if c.order and c.vega_type in ("ordinal", "nominal"):
         enc["sort"] = c.order
     if c.vega_type == "temporal":
-        enc["timeUnit"] = "yearmonthdate"
-    if c.vega_type == "quantitative" and axis:
-        enc["axis"] = {"format": "~s"} if axis == "y" else {}
+        enc["timeUnit"] = c.time_unit or "yearmonthdate"
+        if discrete:
+            enc["type"] = "ordinal"
     return enc
+
+
+def _measure(c: Column) -> dict:
+    enc: dict[str, Any] = {"field": c.key, "type": "quantitative", "title": c.label}
+    if c.percent:
+        enc["axis"] = {"format": "%"}
+    return enc
+
+
+def _text(c: Column, value: Any) -> str:
+    """A figure as a person reads it: a share in percent, large numbers without decimals."""
+    if value is None:
+        return "-"
+    if c.percent:
+        return f"{100 * value:.1f} %"
+    if isinstance(value, float) and abs(value) < 1000 and value != int(value):
+        return f"{value:,.2f}"
+    return f"{value:,.0f}"
 
 
 def spec(chart: str, title: str, columns: list[Column], rows: list[dict]) -> dict | None:
@@ -36,45 +55,49 @@ def spec(chart: str, title: str, columns: list[Column], rows: list[dict]) -> dic
     if chart == "table":
         return None
     if chart == "number":
-        fold = [m.key for m in measures]
-        return {**base, "height": 80,
-                "transform": [{"fold": fold, "as": ["measure", "value"]}],
+        row = rows[0] if rows else {}
+        values = [{"measure": m.label, "value": row.get(m.key), "text": _text(m, row.get(m.key))} for m in measures]
+        return {**base, "height": 80, "data": {"values": values},
                 "mark": {"type": "text", "fontSize": 28, "fontWeight": "bold"},
-                "encoding": {"text": {"field": "value", "type": "quantitative", "format": ",.4~g"},
+                "encoding": {"text": {"field": "text", "type": "nominal"},
                              "x": {"field": "measure", "type": "nominal", "title": None,
-                                   "axis": {"orient": "top", "labelAngle": 0},
-                                   "sort": fold}}}
+                                   "axis": {"orient": "top", "labelAngle": 0, "domain": False, "ticks": False,
+                                            "labelFontSize": 13},
+                                   "sort": [m.label for m in measures]}}}
     if chart == "pie":
         return {**base, "mark": {"type": "arc", "tooltip": True},
-                "encoding": {"theta": {"field": measures[0].key, "type": "quantitative", "title": measures[0].label},
+                "encoding": {"theta": _measure(measures[0]),
                              "color": {**_field(dims[0]), "type": "nominal" if dims[0].vega_type != "ordinal"
                                        else "ordinal"}}}
     if chart == "heatmap":
         return {**base, "mark": {"type": "rect", "tooltip": True},
-                "encoding": {"x": _field(dims[0]), "y": _field(dims[1]),
-                             "color": {"field": measures[0].key, "type": "quantitative", "title": measures[0].label}}}
-    x = _field(dims[0])
-    if dims[0].vega_type == "temporal":
-        x["timeUnit"] = "yearmonthdate"
+                "encoding": {"x": _field(dims[0], True), "y": _field(dims[1], True),
+                             "color": _measure(measures[0]),
+                             "tooltip": [_field(dims[0], True), _field(dims[1], True), _measure(measures[0])]}}
+    x = _field(dims[0], discrete=chart != "line")
     mark = {"type": "line", "point": True, "tooltip": True} if chart == "line" else {"type": "bar", "tooltip": True}
     if len(dims) == 2:
         color = {**_field(dims[1]), "type": "ordinal" if dims[1].vega_type == "ordinal" else "nominal"}
         color.pop("timeUnit", None)
-        enc = {"x": x, "y": {"field": measures[0].key, "type": "quantitative", "title": measures[0].label,
-                             **({"stack": None} if chart == "line" else {})},
+        enc = {"x": x, "y": {**_measure(measures[0]), **({"stack": None} if chart == "line" else {})},
                "color": color}
         if chart == "bar":  # grouped bars side by side
             enc["xOffset"] = {"field": dims[1].key}
         return {**base, "mark": mark, "encoding": enc}
     if len(measures) > 1:
-        fold = [m.key for m in measures]
+        # measures side by side, each named by its label
+        labels = {m.key: m.label for m in measures}
+        long = [{**{k: v for k, v in r.items() if k not in labels}, "measure": labels[k], "value": r[k]}
+                for r in rows[:CHART_ROWS] for k in labels]
+        order = [m.label for m in measures]
         enc = {"x": x, "y": {"field": "value", "type": "quantitative", "title": None},
-               "color": {"field": "measure", "type": "nominal", "sort": fold, "title": None}}
+               "color": {"field": "measure", "type": "nominal", "sort": order, "title": None}}
+        if all(m.percent for m in measures):
+            enc["y"]["axis"] = {"format": "%"}
         if chart == "bar":
-            enc["xOffset"] = {"field": "measure", "sort": fold}
-        return {**base, "transform": [{"fold": fold, "as": ["measure", "value"]}], "mark": mark, "encoding": enc}
-    return {**base, "mark": mark,
-            "encoding": {"x": x, "y": {"field": measures[0].key, "type": "quantitative", "title": measures[0].label}}}
+            enc["xOffset"] = {"field": "measure", "sort": order}
+        return {**base, "data": {"values": long}, "mark": mark, "encoding": enc}
+    return {**base, "mark": mark, "encoding": {"x": x, "y": _measure(measures[0])}}
 
 
 def render(vl_spec: dict | None, fmt: str, *, scale: float = 2.0) -> bytes:

@@ -84,6 +84,8 @@ class Column:
     role: str  # dimension | measure
     vega_type: str  # nominal | ordinal | temporal | quantitative
     order: list[str] | None = None  # the bands' labels in their order (ordinal dimensions)
+    time_unit: str | None = None  # Vega-Lite's time unit of a date band (yearmonth...)
+    percent: bool = False  # a share (0 to 1), shown as a percentage
 
 
 @dataclass
@@ -372,7 +374,10 @@ def _dimension(t: ibis.Table, refs: _Refs, d: DimensionConfig, i: int, as_of: da
             return key, value, idx, Column(key, d.label or f"{base_label} (day of week)", "dimension", "ordinal",
                                            list(WEEKDAYS))
         value = day if d.band == "day" else day.truncate(_TRUNC[d.band]).cast("date")
-        return key, value, None, Column(key, d.label or f"{base_label} ({d.band})", "dimension", "temporal")
+        unit = {"day": "yearmonthdate", "week": "yearmonthdate", "month": "yearmonth", "quarter": "yearquarter",
+                "year": "year"}[d.band]
+        return key, value, None, Column(key, d.label or f"{base_label} ({d.band})", "dimension", "temporal",
+                                        time_unit=unit)
     if d.bins:
         if not typ.is_numeric():
             raise ConfigError(f"{where}.bins: bins are bands of a number; '{d.column}' holds {typ}")
@@ -533,7 +538,7 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
             if m.fn in ("avg", "median"):
                 value = value.cast("float64")
         aggs[key] = value
-        columns.append(Column(key, label, "measure", "quantitative"))
+        columns.append(Column(key, label, "measure", "quantitative", percent=m.fn == "share"))
     if groups:
         out = t.group_by(**groups).aggregate(**aggs)
         first_measure = next(c.key for c in columns if c.role == "measure")

@@ -56,6 +56,7 @@ class WorkspaceOwner:
             "run": self._run, "import": self._import, "sync": self._sync, "apply": self._apply,
             "sync_reset": self._sync_reset, "segments_refresh": self._segments_refresh,
             "segment_save": self._segment_save, "segment_delete": self._segment_delete,
+            "dashboard_save": self._dashboard_save, "dashboard_delete": self._dashboard_delete,
         }, on_cancel=self.workspace.adapter.interrupt, on_end=self._job_ended)
         self._started = False
         self._event_refresh_queued = False
@@ -133,6 +134,12 @@ class WorkspaceOwner:
 
     def _segment_delete(self, params: dict, ctx: JobContext) -> Any:
         return self.workspace.delete_segment(params["name"])
+
+    def _dashboard_save(self, params: dict, ctx: JobContext) -> Any:
+        return self.workspace.save_dashboard(params["definition"])
+
+    def _dashboard_delete(self, params: dict, ctx: JobContext) -> Any:
+        return self.workspace.delete_dashboard(params["name"])
 
     def refresh_event_segments_soon(self, _load=None) -> None:
         """After an event load: queue one refresh of the segments with event conditions, unless one

@@ -57,7 +57,7 @@ def test_sales_figures_and_filters(ws):
     assert fig["discounted_orders"] == pytest.approx(sum(float(o["discount"]) > 0 for o in ORDERS) / len(ORDERS))
     per_store: dict[str, float] = defaultdict(float)
     for o in ORDERS:
-        per_store[o["store"] or "(empty)"] += float(o["amount"])
+        per_store[o["store"] or "(no store)"] += float(o["amount"])
     assert {r["store"]: r["revenue"] for r in q["revenue_by_store"]["rows"]} == pytest.approx(dict(per_store))
     items = Counter()
     month = {o["order_id"]: o["day"][:7] for o in ORDERS}

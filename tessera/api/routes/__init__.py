@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from tessera.api.routes import audit, cli, events, identity, jobs, profiles, schedule, segments, status, users
+from tessera.api.routes import dashboards
 
 ROUTERS: list[APIRouter] = [status.router, profiles.router, schedule.router, jobs.router, events.router, cli.router,
-                             identity.router, segments.router, users.router, audit.router]
+                             identity.router, segments.router, users.router, audit.router, dashboards.router]
