@@ -758,7 +758,7 @@ class Workspace:
         return {**info, "definition": seg.model_dump(mode="json", exclude_defaults=True, by_alias=True),
                 "condition_texts": [describe(c) for c in seg.conditions]}
 
-    def segment_count(self, definition) -> dict:
+    def segment_count(self, definition, *, _compiled: bool = False) -> dict:
         """The live count of a segment, saved or not, with the count after each top-level condition.
 
         Args:
@@ -793,7 +793,21 @@ class Workspace:
             if problems:
                 raise ConfigError(problems, origin="segment draft")
         compiled = compile_segment(self._segment_context(config=config), seg)
-        return count_steps(self.adapter, compiled)
+        return compiled if _compiled else count_steps(self.adapter, compiled)
+
+    def segment_preview(self, definition, *, limit: int = 10, columns: list[str] | None = None) -> list[dict]:
+        """The first ``limit`` records for which a segment's definition holds now (saved or a
+        draft, as for :meth:`segment_count`), with ``columns`` of its dataset (default: all but
+        those starting with ``_``), by ``tessera_id``."""
+        compiled = self.segment_count(definition, _compiled=True)
+        t = compiled.table
+        wanted = columns or [c for c in self.table(compiled.segment.dataset).columns if not c.startswith("_")]
+        unknown = [c for c in wanted if c not in t.columns]
+        if unknown:
+            raise UsageError(f"unknown column(s) {', '.join(unknown)} of dataset '{compiled.segment.dataset}'")
+        order = ["tessera_id"] if "tessera_id" in t.columns else []
+        rows = self.adapter.to_arrow(t.filter(compiled.where).select(*wanted).order_by(order).limit(limit)).to_pylist()
+        return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 
     def segment_members(self, name: str, *, limit: int = 100, columns: list[str] | None = None) -> list[dict]:
         """The current members of a segment (as of its last refresh) with their entry time and,
