@@ -11,7 +11,8 @@ from typing import Any
 from tessera.analytics.question import Column
 from tessera.errors import UsageError
 
-SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
+SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
+VL_VERSION = "6.4"  # the Vega-Lite of vl-convert, the same as the vendored one of the web app
 #: the most rows a chart is drawn with (the CSV has them all)
 CHART_ROWS = 5000
 
@@ -51,7 +52,8 @@ def spec(chart: str, title: str, columns: list[Column], rows: list[dict]) -> dic
     dims = [c for c in columns if c.role == "dimension"]
     measures = [c for c in columns if c.role == "measure"]
     base: dict[str, Any] = {"$schema": SCHEMA, "title": title, "data": {"values": rows[:CHART_ROWS]},
-                            "width": "container", "height": 260, "config": {"view": {"stroke": None}}}
+                            "width": "container", "height": 260,
+                            "config": {"font": "system-ui, sans-serif", "view": {"stroke": None}}}
     if chart == "table":
         return None
     if chart == "number":
@@ -112,7 +114,7 @@ def render(vl_spec: dict | None, fmt: str, *, scale: float = 2.0) -> bytes:
         raise UsageError("a table has no picture: download it as CSV, or choose a chart type")
     drawn = {**vl_spec, "width": 640 if vl_spec.get("width") == "container" else vl_spec.get("width", 640)}
     if fmt == "png":
-        return vlc.vegalite_to_png(drawn, scale=scale)
+        return vlc.vegalite_to_png(drawn, vl_version=VL_VERSION, scale=scale)
     if fmt == "svg":
-        return vlc.vegalite_to_svg(drawn).encode("utf-8")
+        return vlc.vegalite_to_svg(drawn, vl_version=VL_VERSION).encode("utf-8")
     raise UsageError(f"unknown picture format '{fmt}': use png or svg")

@@ -192,7 +192,18 @@ class Analytics:
             if not soft:
                 raise
             return self._unavailable(q, str(exc))
-        key = (self.key, q.model_dump_json(), (filters or Filters()).key(), self._versions(p))
+        # only the filters this question applies: a filter that does not concern it finds it cached
+        f = filters or Filters()
+        used = Filters(f.date_from, f.date_to, f.stores, f.channels, f.segment)
+        for name in ("period", "store", "channel", "segment"):
+            if name not in p.applied:
+                if name == "period":
+                    used.date_from = used.date_to = None
+                elif name == "segment":
+                    used.segment = None
+                else:
+                    setattr(used, name + "s", [])
+        key = (self.key, q.model_dump_json(), used.key(), self._versions(p))
         with _LOCK:
             hit = _CACHE.get(key)
             if hit is not None:
@@ -203,8 +214,8 @@ class Analytics:
         rows = rows[:CHART_ROWS]
         result = {"name": q.name, "title": q.title or q.name, "description": q.description, "chart": q.chart,
                   "dataset": q.dataset,
-                  "columns": [{"key": c.key, "label": c.label, "role": c.role, "type": c.vega_type}
-                              for c in p.columns],
+                  "columns": [{"key": c.key, "label": c.label, "role": c.role, "type": c.vega_type,
+                               "percent": c.percent} for c in p.columns],
                   "rows": rows, "truncated": truncated,
                   "filters": {"applied": p.applied, "ignored": p.ignored}, "notes": p.notes,
                   "spec": spec(q.chart, q.title or q.name, p.columns, rows)}
@@ -242,6 +253,26 @@ class Analytics:
     def picture(self, q: QuestionConfig, fmt: str, filters: Filters | None = None) -> bytes:
         result = self.run(q, filters)
         return render(result["spec"], fmt)
+
+    def columns(self, dataset: str) -> list[tuple[str, str]]:
+        """What a question on ``dataset`` may group by or measure: (reference, type) of its columns,
+        then of the datasets it links to (``contacts.birth_date``)."""
+        from tessera.segments.related import links_to
+
+        config = self.src.config
+        out: list[tuple[str, str]] = []
+        for d in [dataset] + [x.name for x in config.datasets if x.name != dataset]:
+            if d != dataset and links_to(config, dataset, d) is None:
+                continue
+            try:
+                schema = self.src.table(d).schema()
+            except TesseraError:
+                continue
+            for col, typ in schema.items():
+                if col.startswith("_") or col == "tessera_id" or (col.startswith("tessera_") and col.endswith("_id")):
+                    continue
+                out.append((col if d == dataset else f"{d}.{col}", str(typ).lower()))
+        return out
 
     def filter_values(self) -> dict:
         """The choices of the dashboards' filters: stores, channels, segments and the period the
