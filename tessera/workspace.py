@@ -937,9 +937,19 @@ class Workspace:
         config = self.config
         ctx = self._segment_context(config=config)
         adapter = self.adapter
-        return Analytics(Source(adapter, config, ctx.as_of, self.table, ctx,
-                                lambda: adapter.table(MEMBERS) if adapter.exists(MEMBERS) else None),
-                         str(self.path))
+        tables: dict = {}  # one schema read per dataset for the whole request
+
+        def table(name: str) -> ibis.Table:
+            if name not in tables:
+                tables[name] = self.table(name)
+            return tables[name]
+
+        def members() -> ibis.Table | None:
+            if MEMBERS not in tables:
+                tables[MEMBERS] = adapter.table(MEMBERS) if adapter.exists(MEMBERS) else None
+            return tables[MEMBERS]
+
+        return Analytics(Source(adapter, config, ctx.as_of, table, ctx, members), str(self.path))
 
     def dashboards(self) -> list[dict]:
         """The dashboards: name, title, default or custom, number of questions, filters."""

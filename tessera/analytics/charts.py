@@ -51,6 +51,9 @@ def spec(chart: str, title: str, columns: list[Column], rows: list[dict]) -> dic
     """The Vega-Lite specification of a question's result (``None`` for a table)."""
     dims = [c for c in columns if c.role == "dimension"]
     measures = [c for c in columns if c.role == "measure"]
+    dated = [c.key for c in dims if c.vega_type == "temporal"]
+    if dated:  # a row without a date has no place on a time axis (the CSV keeps it)
+        rows = [r for r in rows if all(r.get(k) is not None for k in dated)]
     base: dict[str, Any] = {"$schema": SCHEMA, "title": title, "data": {"values": rows[:CHART_ROWS]},
                             "width": "container", "height": 260,
                             "config": {"font": "system-ui, sans-serif", "view": {"stroke": None}}}
@@ -69,8 +72,7 @@ def spec(chart: str, title: str, columns: list[Column], rows: list[dict]) -> dic
     if chart == "pie":
         return {**base, "mark": {"type": "arc", "tooltip": True},
                 "encoding": {"theta": _measure(measures[0]),
-                             "color": {**_field(dims[0]), "type": "nominal" if dims[0].vega_type != "ordinal"
-                                       else "ordinal"}}}
+                             "color": {**_field(dims[0]), "type": "nominal"}}}
     if chart == "heatmap":
         return {**base, "mark": {"type": "rect", "tooltip": True},
                 "encoding": {"x": _field(dims[0], True), "y": _field(dims[1], True),
@@ -79,7 +81,7 @@ def spec(chart: str, title: str, columns: list[Column], rows: list[dict]) -> dic
     x = _field(dims[0], discrete=chart != "line")
     mark = {"type": "line", "point": True, "tooltip": True} if chart == "line" else {"type": "bar", "tooltip": True}
     if len(dims) == 2:
-        color = {**_field(dims[1]), "type": "ordinal" if dims[1].vega_type == "ordinal" else "nominal"}
+        color = {**_field(dims[1]), "type": "nominal"}  # distinct colours, in the bands' order
         color.pop("timeUnit", None)
         enc = {"x": x, "y": {**_measure(measures[0]), **({"stack": None} if chart == "line" else {})},
                "color": color}

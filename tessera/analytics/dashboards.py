@@ -113,6 +113,25 @@ class Analytics:
     def __init__(self, source: Source, workspace_key: str):
         self.src = source
         self.key = workspace_key
+        self._published: dict[str, Any] = {}
+        self._segments_version: Any = None
+
+    def _published_target(self, dataset: str) -> Any:
+        if dataset not in self._published:
+            self._published[dataset] = self.src.adapter.published_target(dataset)
+        return self._published[dataset]
+
+    def _all_versions(self) -> tuple:
+        """Every publication a question may read, and the last segment refresh: the key of a
+        result looked up before its query is even planned."""
+        return (tuple(self._published_target(d.name) for d in self.src.config.datasets), self._segment_refresh())
+
+    def _segment_refresh(self) -> Any:
+        if self._segments_version is None:
+            adapter = self.src.adapter
+            self._segments_version = (str(adapter.execute(adapter.table(SIZES).refreshed_at.max()))
+                                      if self.src.config.segments and adapter.exists(SIZES) else "")
+        return self._segments_version
 
     # -- definitions
     def _all(self) -> list[tuple[DashboardConfig, dict[str, str], str]]:
@@ -182,6 +201,12 @@ class Analytics:
         """One question's result: columns, rows (at most ``CHART_ROWS``), its Vega-Lite spec and the
         dashboard filters it applied or ignored. ``soft``: a question that cannot run on this
         workspace answers with ``unavailable`` (its reason) instead of raising."""
+        whole = (self.key, q.model_dump_json(), (filters or Filters()).key(), self._all_versions())
+        with _LOCK:
+            hit = _CACHE.get(whole)
+            if hit is not None:
+                _CACHE.move_to_end(whole)
+                return {**hit, "cached": True}
         try:
             p = self.plan(q, filters, where)
         except Unavailable as exc:
@@ -206,8 +231,9 @@ class Analytics:
         key = (self.key, q.model_dump_json(), used.key(), self._versions(p))
         with _LOCK:
             hit = _CACHE.get(key)
-            if hit is not None:
+            if hit is not None:  # the filters that changed do not concern this question
                 _CACHE.move_to_end(key)
+                _CACHE[whole] = hit
                 return {**hit, "cached": True}
         rows = [_json_row(r) for r in self.src.adapter.to_arrow(p.expr.limit(CHART_ROWS + 1)).to_pylist()]
         truncated = len(rows) > CHART_ROWS
@@ -220,18 +246,16 @@ class Analytics:
                   "filters": {"applied": p.applied, "ignored": p.ignored}, "notes": p.notes,
                   "spec": spec(q.chart, q.title or q.name, p.columns, rows)}
         with _LOCK:
-            _CACHE[key] = result
+            _CACHE[key] = _CACHE[whole] = result
             while len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
         return {**result, "cached": False}
 
     def _versions(self, p: Plan) -> tuple:
         """What a result depends on: the published tables of its datasets, the last segment refresh."""
-        adapter = self.src.adapter
-        out: list[Any] = [adapter.published_target(d) for d in sorted(p.datasets)]
+        out: list[Any] = [self._published_target(d) for d in sorted(p.datasets)]
         if p.segments or "segment" in p.applied:
-            if adapter.exists(SIZES):
-                out.append(str(adapter.execute(adapter.table(SIZES).refreshed_at.max())))
+            out.append(self._segment_refresh())
         return tuple(out)
 
     def csv(self, q: QuestionConfig, filters: Filters | None = None) -> Iterator[bytes]:
