@@ -4,6 +4,7 @@ viewer sets, results cached by publication version, CSV streamed, pictures drawn
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import threading
@@ -235,7 +236,13 @@ class Analytics:
                 _CACHE.move_to_end(key)
                 _CACHE[whole] = hit
                 return {**hit, "cached": True}
-        rows = [_json_row(r) for r in self.src.adapter.to_arrow(p.expr.limit(CHART_ROWS + 1)).to_pylist()]
+        try:
+            fetched = self.src.adapter.to_arrow(p.expr.limit(CHART_ROWS + 1)).to_pylist()
+        except TesseraError as exc:  # the engine refused it: this chart says so, the others are drawn
+            if not soft:
+                raise
+            return self._unavailable(q, str(exc))
+        rows = [_json_row(r) for r in fetched]
         truncated = len(rows) > CHART_ROWS
         rows = rows[:CHART_ROWS]
         result = {"name": q.name, "title": q.title or q.name, "description": q.description, "chart": q.chart,
@@ -276,7 +283,16 @@ class Analytics:
 
     def picture(self, q: QuestionConfig, fmt: str, filters: Filters | None = None) -> bytes:
         result = self.run(q, filters)
-        return render(result["spec"], fmt)
+        key = ("picture", fmt, json.dumps(result["spec"], sort_keys=True, default=str))
+        with _LOCK:
+            hit = _CACHE.get(key)
+        if hit is None:
+            hit = render(result["spec"], fmt)
+            with _LOCK:
+                _CACHE[key] = hit
+                while len(_CACHE) > _CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+        return hit
 
     def columns(self, dataset: str) -> list[tuple[str, str]]:
         """What a question on ``dataset`` may group by or measure: (reference, type) of its columns,
