@@ -327,11 +327,11 @@ def segment_changes(ws, tessera_id: str, *, limit: int = 50) -> list[dict]:
 
 
 def customer_view(ws, tessera_id: str, dataset: str | None = None, *, since=None, until=None,
-                  events: int = 100) -> dict:
+                  events: int = 100, charts: bool = True) -> dict:
     """Everything the customer 360 page shows: the profile (:func:`profile`), each attribute with
     its source and date, identities and consent, key figures, the identity graph, the timeline
     (orders, events, segment entries and exits; newest first, between ``since`` and ``until``),
-    chart data and the scores."""
+    chart data (unless ``charts`` is false: :func:`customer_charts` gives it apart) and the scores."""
     dataset = customer_dataset(ws, dataset)
     base = profile(ws, tessera_id, dataset, events=events)
     attrs = base["attributes"]
@@ -372,7 +372,7 @@ def customer_view(ws, tessera_id: str, dataset: str | None = None, *, since=None
     return {**base, "attribute_sources": attribute_sources(ws, dataset, attrs, base["records"]),
             "identities": identities, "consent": consent, "scores": scores, "figures": figures,
             "graph": identity_graph(ws, dataset, tessera_id), "timeline": timeline,
-            "charts": customer_charts(ws, dataset, tessera_id), "fields": fields}
+            "charts": customer_charts(ws, dataset, tessera_id) if charts else None, "fields": fields}
 
 
 def _in_range(at, since, until) -> bool:

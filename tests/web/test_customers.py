@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from html import unescape
 
 import pytest
 
@@ -70,7 +72,18 @@ def test_customer_360_shows_identities_graph_timeline_scores_and_segments(web, m
                      attributes), "an attribute names the source it came from"
     scores = html[html.index('id="scores"'):]
     assert "rfm_segment" in scores and "Group from the RFM digits" in scores
-    assert 'class="chart"' in html and "data-spec=" in html
+    assert f'hx-get="/customers/{row["tessera_id"]}/charts" hx-trigger="load"' in html
+
+
+def test_the_charts_of_a_customer(web, merged):
+    row, _ = merged
+    html = web.client("viewer").get(f"/customers/{row['tessera_id']}/charts").text
+    specs = [json.loads(unescape(s)) for s in re.findall(r'data-spec="([^"]+)"', html)]
+    spend = next(s for s in specs if s["mark"]["type"] == "bar" and s["encoding"]["x"].get("timeUnit"))
+    total = sum(v["amount"] for v in spend["data"]["values"])
+    assert round(total, 2) == round(row["score_orders_total_amount"], 2)
+    assert sum(v["orders"] for v in spend["data"]["values"]) == row["score_total_order_count"]
+    assert "<html" not in html
 
 
 def test_the_timeline_keeps_the_date_range(web, merged):

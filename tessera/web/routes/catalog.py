@@ -65,14 +65,17 @@ async def sources(request: Request, user: Viewer):
 
 def _source(ws, name: str) -> dict:
     info = ws.source(name)
+    reasons = next((r["reasons"] for r in overview.rejects_by_source(ws) if r["source"] == name), [])
+    return {"source": info, "reasons": reasons}
+
+
+def _preview(ws, name: str) -> dict:
     try:
         table = ws.preview_source(name, 20)
-        preview = {"columns": [c for c in table.column_names if not c.startswith("_tessera")],
-                   "rows": table.to_pylist(), "error": None}
+        return {"columns": [c for c in table.column_names if not c.startswith("_tessera")],
+                "rows": table.to_pylist(), "error": None}
     except TesseraError as exc:
-        preview = {"columns": [], "rows": [], "error": str(exc)}
-    reasons = next((r["reasons"] for r in overview.rejects_by_source(ws) if r["source"] == name), [])
-    return {"source": info, "preview": preview, "reasons": reasons}
+        return {"columns": [], "rows": [], "error": str(exc)}
 
 
 @router.get("/sources/{name}")
@@ -81,6 +84,16 @@ async def source(request: Request, user: Viewer, name: str):
     if name not in known:
         raise NotFoundError(f"no source '{name}' (sources: {', '.join(known) or 'none'})")
     return render(request, "source.html", nav="sources", **(await read(request, lambda ws: _source(ws, name))))
+
+
+@router.get("/sources/{name}/preview")
+async def source_preview(request: Request, user: Viewer, name: str):
+    """A source's preview (its rows staged as the next run reads them), asked by the source's page
+    once it is shown: staging takes longer than the rest of the page."""
+    known = await read(request, lambda ws: [s.name for s in ws.config.sources])
+    if name not in known:
+        raise NotFoundError(f"no source '{name}' (sources: {', '.join(known) or 'none'})")
+    return render(request, "source_preview.html", preview=await read(request, lambda ws: _preview(ws, name)))
 
 
 @router.get("/datasets")

@@ -41,9 +41,18 @@ def _day(value: str | None, name: str) -> date | None:
 async def customer(request: Request, user: Viewer, tessera_id: str, since: str | None = Query(None, max_length=10),
                    until: str | None = Query(None, max_length=10)):
     start, end = _day(since, "since"), _day(until, "until")
-    view = await read(request, lambda ws: profiles.customer_view(ws, tessera_id, since=start, until=end))
+    view = await read(request, lambda ws: profiles.customer_view(ws, tessera_id, since=start, until=end, charts=False))
     return render(request, "customer.html", nav="customers", v=view, since=since or "", until=until or "",
-                  graph=graph_layout(view["graph"]), charts=chart_specs(view["charts"]))
+                  graph=graph_layout(view["graph"]))
+
+
+@router.get("/customers/{tessera_id}/charts")
+async def customer_charts(request: Request, user: Viewer, tessera_id: str):
+    """The 360 page's charts, asked by the page once it is shown (the page itself answers sooner)."""
+    def charts(ws):
+        return profiles.customer_charts(ws, profiles.customer_dataset(ws), tessera_id)
+
+    return render(request, "customer_charts.html", charts=chart_specs(await read(request, charts)))
 
 
 def graph_layout(graph: dict, width: int = 640) -> dict:
