@@ -34,7 +34,7 @@ from tessera.config.models import (
 from tessera.errors import ConfigError
 from tessera.segments import MEMBERS, Context, compile_segment
 from tessera.segments.related import _semantics, links_to
-from tessera.sqlcheck import check_expression
+from tessera.sqlcheck import check_expression, referenced_columns
 
 TID = "tessera_id"
 AGE_BANDS = [(None, 18, "under 18"), (18, 25, "18-24"), (25, 35, "25-34"), (35, 45, "35-44"), (45, 55, "45-54"),
@@ -141,6 +141,7 @@ class _Refs:
         self.base = src.table(q.dataset)
         self.related: dict[str, dict[str, str]] = {}  # dataset -> {column: joined name}
         self.segments: dict[str, str] = {}  # segment -> flag column
+        self.buyers: ibis.Column | None = None  # customers kept by the dashboard's order filters
         self.datasets = {q.dataset}
 
     def semantic(self, dataset: str, field_name: str, where: str) -> str:
@@ -198,8 +199,13 @@ class _Refs:
             raise Unavailable(f"{where}: dataset '{self.q.dataset}' has no link to the customers of '{cust.name}'")
         return link
 
-    def joined(self) -> ibis.Table:
+    def joined(self, needed: set[str] | None = None) -> ibis.Table:
+        """The dataset (only the ``needed`` columns when given: a narrow table compiles and runs
+        faster) with the related columns and segment flags joined."""
         t = self.base
+        if needed is not None:
+            keep = [c for c in t.columns if c in needed or c == TID]
+            t = t.select(*keep)
         for other, cols in self.related.items():
             link = links_to(self.config, self.q.dataset, other)
             rel = self.src.table(other)
@@ -235,10 +241,6 @@ def _rewrite(cond: dict, refs: _Refs, where: str) -> dict:
 # --------------------------------------------------------------------------- dashboard filters
 
 
-def _quote(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _filter_conditions(refs: _Refs, filters: Filters, where: str) -> tuple[list[dict], list[str], list[str]]:
     """The dashboard's filters as conditions on the question's dataset, with the filters applied and
     those that do not concern it."""
@@ -265,7 +267,7 @@ def _filter_conditions(refs: _Refs, filters: Filters, where: str) -> tuple[list[
 
     is_customers = cust is not None and q.dataset == cust.name and orders is not None
     date_col = find("OrderDate", q.date_column) or find("EventTime")
-    behaviour: list[str] = []
+    behaviour: list[tuple[str, str]] = []  # (filter, orders' column): customers who bought so
     for name in ("period", "store", "channel"):
         if name not in wanted:
             continue
@@ -286,14 +288,7 @@ def _filter_conditions(refs: _Refs, filters: Filters, where: str) -> tuple[list[
             if ocol is None:
                 ignored.append(name)
                 continue
-            if name == "period":
-                if filters.date_from:
-                    behaviour.append(f"CAST({ocol} AS DATE) >= CAST({_quote(filters.date_from.isoformat())} AS DATE)")
-                if filters.date_to:
-                    behaviour.append(f"CAST({ocol} AS DATE) <= CAST({_quote(filters.date_to.isoformat())} AS DATE)")
-            else:
-                values = filters.stores if name == "store" else filters.channels
-                behaviour.append(f"{ocol} IN ({', '.join(_quote(v) for v in values)})")
+            behaviour.append((name, ocol))
             applied.append(name)
             continue
         if name == "period":
@@ -308,8 +303,7 @@ def _filter_conditions(refs: _Refs, filters: Filters, where: str) -> tuple[list[
             conds.append({"column": col, "op": "in", "value": filters.stores if name == "store" else filters.channels})
         applied.append(name)
     if behaviour:
-        conds.append({"aggregate": "count", "from": orders, "filter": " AND ".join(behaviour), "op": ">=",
-                      "value": 1, "label": "bought in the dashboard's period, store or channel"})
+        refs.buyers = _buyers(refs, orders, cust.name, behaviour, filters)
     if "segment" in wanted:
         try:
             refs.segment_flag(filters.segment, f"{where} filter segment")
@@ -320,6 +314,27 @@ def _filter_conditions(refs: _Refs, filters: Filters, where: str) -> tuple[list[
                 raise
             ignored.append("segment")
     return conds, applied, ignored
+
+
+def _buyers(refs: _Refs, orders: str, customers: str, behaviour: list[tuple[str, str]],
+            filters: Filters) -> ibis.Column:
+    """The customers with an order in the period, at one of the stores, on one of the channels:
+    one semi-join on the orders (a subquery the engine runs once per question)."""
+    o = refs.src.table(orders)
+    link = links_to(refs.config, orders, customers)
+    keep = o[link].notnull()
+    for name, col in behaviour:
+        c = o[col]
+        if name == "period":
+            day = c.cast("date") if c.type().is_timestamp() else c
+            if filters.date_from:
+                keep = keep & (day >= ibis.literal(filters.date_from))
+            if filters.date_to:
+                keep = keep & (day <= ibis.literal(filters.date_to))
+        else:
+            keep = keep & c.cast("string").isin(filters.stores if name == "store" else filters.channels)
+    refs.datasets.add(orders)
+    return o.filter(keep)[link].cast("string")
 
 
 def _orders_dataset(config: WorkspaceConfig, customers: str | None) -> str | None:
@@ -465,7 +480,9 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
         if m.fn == "share":
             conditions.append(_rewrite(m.where.model_dump(mode="json", exclude_defaults=True, by_alias=True), refs,
                                        f"{where}.measures[{i}].where"))
-    joined = refs.joined()
+    joined = refs.joined(_needed(refs, q, conditions, measure_cols))
+    if refs.buyers is not None:
+        joined = joined.filter(joined[TID].cast("string").isin(refs.buyers))
     if conditions:
         ctx = Context(src.adapter, src.config, src.as_of,
                       lambda name: joined if name == q.dataset else src.table(name),
@@ -553,6 +570,58 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
     else:
         out = t.aggregate(**aggs)
     return Plan(q, out, columns, applied, ignored, refs.datasets, set(refs.segments), notes)
+
+
+def _needed(refs: _Refs, q: QuestionConfig, conditions: list[dict], measure_cols: list) -> set[str] | None:
+    """The columns of the dataset the question reads: its dimensions and measures, the columns its
+    conditions name (segments referenced included, SQL through its parser), the link columns."""
+    lower = {c.lower(): c for c in refs.base.columns}
+    out: set[str] = {TID}
+    for other in refs.related:
+        out.add(links_to(refs.config, q.dataset, other) or "")
+    for name in refs.segments:
+        seg = next(s for s in refs.config.segments if s.name == name)
+        if seg.dataset != q.dataset:
+            out.add(links_to(refs.config, q.dataset, seg.dataset) or "")
+    for d in q.dimensions:
+        if d.column:
+            out.add(refs.column(d.column, "dimension"))
+    out |= {c for c in measure_cols if c}
+    for m in q.measures:
+        if m.fn == "customers":
+            out.add(refs.customer_key("measure"))
+        if m.sql:
+            found = referenced_columns(m.sql)
+            if not found:
+                return None
+            out |= {lower.get(c.lower(), c) for c in found}
+    seen: set[str] = set()
+
+    def walk(cond: dict) -> bool:
+        for key in ("all", "any"):
+            for c in cond.get(key) or []:
+                if not walk(c):
+                    return False
+        if cond.get("not"):
+            return walk(cond["not"])
+        if cond.get("column") and cond.get("aggregate") is None:
+            out.add(cond["column"])
+        if cond.get("sql"):
+            found = referenced_columns(cond["sql"])
+            if not found:
+                return False
+            out.update(lower.get(c.lower(), c) for c in found)
+        if cond.get("segment") and cond["segment"] not in seen:
+            seen.add(cond["segment"])
+            seg = next((s for s in refs.config.segments if s.name == cond["segment"]), None)
+            if seg is None:
+                return False
+            return all(walk(c.model_dump(mode="json", exclude_defaults=True, by_alias=True)) for c in seg.conditions)
+        return True
+
+    if not all(walk(c) for c in conditions):
+        return None  # let the compiler name the problem on the whole table
+    return out
 
 
 def _unique(key: str, used: set[str]) -> str:
