@@ -353,12 +353,12 @@ def customer_view(ws, tessera_id: str, dataset: str | None = None, *, since=None
     timeline = [{"at": o.get("at"), "kind": "order", "dataset": o["dataset"], "item": o} for o in orders]
     for e in base["events"]:
         at = e.get("timestamp")
-        if _in_range(at, since, until):
+        if in_range(at, since, until):
             timeline.append({"at": at, "kind": "event", "dataset": e.get("dataset"), "item": e})
     for ch in segment_changes(ws, tessera_id):
         for kind in ("entered", "exited"):
             at = ch.get(f"{kind}_at")
-            if at and _in_range(at, since, until):
+            if at and in_range(at, since, until):
                 timeline.append({"at": at, "kind": f"segment_{kind}", "dataset": None, "item": ch})
     timeline.sort(key=lambda x: str(x["at"] or ""), reverse=True)
     figures = {k: attrs.get(c) for k, c in (
@@ -375,7 +375,8 @@ def customer_view(ws, tessera_id: str, dataset: str | None = None, *, since=None
             "charts": customer_charts(ws, dataset, tessera_id) if charts else None, "fields": fields}
 
 
-def _in_range(at, since, until) -> bool:
+def in_range(at, since, until) -> bool:
+    """Whether a time (ISO text or datetime) falls between the days ``since`` and ``until`` (each optional)."""
     text = str(at or "")[:10]
     if since is not None and text and text < since.isoformat():
         return False

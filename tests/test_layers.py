@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("datasets",),
     ("enrich",),
     ("segments",),
-    ("syncs", "analytics", "privacy", "profiles", "setup", "overview"),
+    ("syncs", "analytics", "privacy", "profiles", "setup", "browse", "overview"),
     ("pipeline", "jobs", "schedule"),
     ("workspace",),
     ("collect",),

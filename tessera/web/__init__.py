@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tessera.errors import TesseraError
@@ -43,20 +44,36 @@ class StaticAssets(StaticFiles):
         return response
 
 
+class SecurityHeaders:
+    """The Content-Security-Policy and the other security headers on the web app's answers. A plain
+    ASGI middleware that lets every other path (the event collection API above all) through untouched."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not is_web_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def install_web(app: FastAPI) -> None:
     """Serve the web app at ``/`` on a server application (pages, static files, headers, errors)."""
     app.mount("/static", StaticAssets(directory=STATIC, check_dir=True), name="web-static")
     for router in ROUTERS:
         app.include_router(router)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        if is_web_path(request.url.path):
-            for name, value in SECURITY_HEADERS.items():
-                response.headers.setdefault(name, value)
-        return response
-
+    app.add_middleware(SecurityHeaders)
     _install_error_pages(app)
 
 

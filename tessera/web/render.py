@@ -16,7 +16,6 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markupsafe import Markup
 
 from tessera.users import role_allows
 from tessera.web import i18n
@@ -68,7 +67,7 @@ def _number(value: Any, digits: int = 0) -> str:
     return text.replace(",", "\u202f")  # a thin space groups thousands in both languages
 
 
-def _tojson_attr(value: Any) -> Markup:
+def _tojson_attr(value: Any) -> str:
     """JSON for a data-* attribute (autoescaped by Jinja as an attribute value)."""
     return json.dumps(value, default=str, separators=(",", ":"))
 

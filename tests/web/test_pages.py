@@ -62,12 +62,24 @@ def test_create_a_file_sync_from_a_segment(web, file_sync):
     assert f'href="/syncs/{file_sync}"' in listed and "never sent" in listed
 
 
+def test_a_file_sync_with_chosen_fields(web):
+    editor = web.client("editor")
+    answer = editor.post("/syncs/new", data={"name": "vip_emails", "segment": "vip", "connection": "demo_files",
+                                             "mode": "upsert", "format": "csv", "folder": "audiences",
+                                             "fields": "email\nsegment_rfm = score_rfm_segment\n",
+                                             "csrf_token": editor.csrf}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    sync = web.app.state.owner.read(lambda ws: next(s for s in ws.config.syncs if s.name == "vip_emails"))
+    assert sync.fields == {"email": "email", "segment_rfm": "score_rfm_segment"}
+    assert "segment_rfm ← score_rfm_segment" in editor.get("/syncs/vip_emails").text
+
+
 def test_a_sync_form_with_problems_says_them_all(web, file_sync):
     editor = web.client("editor")
     answer = editor.post("/syncs/new", data={"name": file_sync, "segment": "nope", "connection": "nope",
-                                             "csrf_token": editor.csrf})
+                                             "fields": "a b = c", "csrf_token": editor.csrf})
     assert answer.status_code == 400
-    for text in ("Choose a segment", "Choose a destination", "has this name already"):
+    for text in ("Choose a segment", "Choose a destination", "has this name already", "Fields: write one per line"):
         assert text in answer.text
 
 
@@ -84,6 +96,9 @@ def test_dry_run_then_send_a_sync_to_a_file(web, file_sync):
     assert written and sum(1 for _ in written[0].open()) == size + 1  # a header and one line per member
     page = editor.get(f"/syncs/{file_sync}").text
     assert "succeeded" in page and f"{size} new" in page.replace("\u202f", "")
+    member = web.app.state.owner.read(lambda ws: ws.segment_members("vip", limit=1))[0]["tessera_id"]
+    timeline = editor.get(f"/customers/{member}").text.split('id="timeline"')[1]
+    assert re.search(rf'Sent by <a href="/syncs/{file_sync}">', timeline), "the send is in the customer's timeline"
 
 
 def test_test_a_connection(web):
@@ -142,8 +157,9 @@ def test_admins_create_a_token_shown_once_and_revoke_it(web):
     page = admin.post("/admin/tokens", data={"email": EMAILS["viewer"], "role": "viewer", "expires": "1d",
                                              "csrf_token": admin.csrf})
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
-    token = re.search(r"<code>(tsk_[\w-]+)</code>", page.text).group(1)
+    token = re.search(r"<code[^>]*>(tsk_[\w-]+)</code>", page.text).group(1)
     assert web.app.state.users.check_token(token) is not None
+    assert 'x-data="copyable"' in page.text  # a copy button (Alpine.js)
     assert token not in admin.get("/admin/tokens").text, "a token is shown once"
     token_id = web.app.state.users.check_token(token)["id"]
     admin.post(f"/admin/tokens/{token_id}/revoke", data={"csrf_token": admin.csrf})

@@ -144,3 +144,25 @@ def test_a_saved_segment_shows_its_members_and_history(web):
     assert f"Members ({size})" in members
     assert len(re.findall(r'href="/customers/T', members)) == min(size, 20)
     assert "Latest entries and exits" in page.text
+
+
+def test_deleting_a_segment_needs_an_editor(web):
+    editor = web.client("editor")
+    form = {"dataset": "contacts", "match": "all", "name": "to_delete", "c0.kind": "column", "c0.column": "city",
+            "c0.op": "is_not_empty", "csrf_token": editor.csrf}
+    assert editor.post("/segments/save", data=form, follow_redirects=False).status_code == 303
+    viewer = web.client("viewer")
+    assert viewer.post("/segments/to_delete/delete", data={"csrf_token": viewer.csrf}).status_code == 403
+    gone = editor.post("/segments/to_delete/delete", data={"csrf_token": editor.csrf}, follow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"] == "/segments"
+    assert "to_delete" not in [s["name"] for s in web.app.state.owner.read(lambda ws: ws.segments())]
+    assert editor.get("/segments/to_delete").status_code == 404
+
+
+def test_with_any_of_the_conditions_each_step_widens_the_audience(web):
+    client = web.client("viewer")
+    form = {**FORM, "match": "any"}
+    html = client.post("/segments/count", data=form, headers={"X-CSRF-Token": client.csrf}).text
+    steps = [int(n.replace("\u202f", "")) for n in re.findall(r'id="step-c\d+"[^>]*>→ ([\d\u202f]+) in all so far', html)]
+    assert len(steps) == 3 and steps == sorted(steps), "each condition adds to the audience"
+    assert steps[-1] == count_of(html)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from tessera import profiles
 from tessera.errors import UsageError
+from tessera.syncs.sent import sends_of
 from tessera.web.auth import Viewer
 from tessera.web.reading import read
 from tessera.web.render import render
@@ -41,7 +42,14 @@ def _day(value: str | None, name: str) -> date | None:
 async def customer(request: Request, user: Viewer, tessera_id: str, since: str | None = Query(None, max_length=10),
                    until: str | None = Query(None, max_length=10)):
     start, end = _day(since, "since"), _day(until, "until")
-    view = await read(request, lambda ws: profiles.customer_view(ws, tessera_id, since=start, until=end, charts=False))
+    def build(ws):
+        view = profiles.customer_view(ws, tessera_id, since=start, until=end, charts=False)
+        sends = [s for s in sends_of(ws, view["dataset"], view["attributes"]) if profiles.in_range(s["at"], start, end)]
+        view["timeline"] = sorted(view["timeline"] + [{"at": s["at"], "kind": "sync", "dataset": None, "item": s}
+                                                      for s in sends], key=lambda x: str(x["at"] or ""), reverse=True)
+        return view
+
+    view = await read(request, build)
     return render(request, "customer.html", nav="customers", v=view, since=since or "", until=until or "",
                   graph=graph_layout(view["graph"]))
 

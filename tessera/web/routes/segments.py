@@ -41,7 +41,7 @@ def _count(ws, draft: dict, options: dict) -> dict:
     (by position in the form), the conditions left out and why, and a preview of members."""
     keep, conds, problems = sf.countable(draft)
     out = {"records": None, "count": None, "steps": {}, "problems": problems, "errors": [], "preview": [],
-           "preview_columns": []}
+           "preview_columns": [], "match": draft["match"]}
     if not conds:
         return out
     spec = {"dataset": draft["dataset"], "match": draft["match"], "conditions": conds}

@@ -59,7 +59,7 @@ async def create_sync(request: Request, user: Editor):
     raw = {k: str(v).strip() for k, v in (await request.form()).items()}
     options = await read(request, _form_options)
     form = {k: raw.get(k, "") for k in ("name", "segment", "connection", "mode", "format", "folder", "file_name",
-                                         "description")}
+                                         "description", "fields")}
     datasets = dict(options["segments"])
     errors = []
     if form["segment"] not in datasets:
@@ -75,6 +75,11 @@ async def create_sync(request: Request, user: Editor):
     for key in ("file_name", "description"):
         if form[key]:
             definition[key] = form[key]
+    fields, bad = parse_fields(form["fields"])
+    if bad:
+        errors.append(("fields", "syncs.error_fields"))
+    elif fields:
+        definition["fields"] = fields
     problems: list[str] = []
     if not errors:
         try:
@@ -89,6 +94,23 @@ async def create_sync(request: Request, user: Editor):
         return render(request, "sync_new.html", status_code=400, nav="syncs", form=form, errors=errors,
                       problems=problems, **options)
     return RedirectResponse(f"/syncs/{form['name']}", status_code=303)
+
+
+def parse_fields(text: str) -> tuple[dict[str, str], list[str]]:
+    """``destination = column`` lines (or a bare column: the same name at the destination) -> the
+    sync's ``fields``, and the lines that are neither."""
+    fields, bad = {}, []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        dest, sep, col = line.partition("=")
+        dest, col = dest.strip(), (col.strip() if sep else dest.strip())
+        if not dest or not col or any(c.isspace() for c in dest + col):
+            bad.append(line)
+        else:
+            fields[dest] = col
+    return fields, bad
 
 
 def _sync(ws, name: str) -> dict:

@@ -19,3 +19,17 @@
     }
   });
 })();
+
+// Alpine.js components (its CSP build: components are registered here, templates only name them).
+document.addEventListener("alpine:init", function () {
+  // <div x-data="copyable"><code x-ref="text">…</code><button @click="copy">: copy a value once shown.
+  window.Alpine.data("copyable", function () {
+    return {
+      copied: false,
+      copy: function () {
+        var self = this;
+        navigator.clipboard.writeText(this.$refs.text.textContent.trim()).then(function () { self.copied = true; });
+      }
+    };
+  });
+});
