@@ -72,8 +72,9 @@ def server(demo_template, tmp_path_factory):
     thread.join(60)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module-wide: Playwright's loop must be gone before later modules call asyncio.run().
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield chromium
