@@ -8,6 +8,8 @@ the next run.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from datetime import date
@@ -25,7 +27,7 @@ from tessera.enrich.runner import Enricher
 from tessera.errors import RunError, TesseraError
 from tessera.identity.review import overrides_by_dataset
 from tessera.sources.database import import_database_source
-from tessera.sources.events import stage_events
+from tessera.sources.events import EVENTS_TABLE, stage_events
 from tessera.sources.importer import PARSE_REJECTS, import_source, raw_table
 from tessera.sources.items import derive_items
 from tessera.sources.staging import Batch, nested_path, stage
@@ -35,6 +37,10 @@ RUN_TABLE = re.compile(r"^_tessera_r(\d+)_")
 RAW_TABLE = re.compile(r"^_tessera_raw_(.+)_(\d+)$")
 
 Progress = Callable[[str, str, int, int], None]  # (step, label, done, total)
+# metadata store state: the digest of the last published run's inputs, its publication and counts
+INPUTS_STATE = ("pipeline_inputs", "last")
+# bumped when a change of the pipeline's code changes what a run publishes from the same inputs
+INPUTS_FORMAT = 1
 
 
 @dataclass
@@ -48,6 +54,7 @@ class RunResult:
     # what the user should know though the run succeeded: refused files, links left out...
     warnings: list[str] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)  # {"source", "file", "reason", "kept"}
+    unchanged: bool = False  # nothing new since the last run: its publication was kept as it is
 
 
 class Pipeline:
@@ -135,7 +142,39 @@ class Pipeline:
                 self.adapter.drop_table(name)
 
     # ------------------------------------------------------------------ run
-    def run(self, run_id: int, *, import_files: bool = True, as_of: date | None = None) -> RunResult:
+    def inputs_digest(self, day: date) -> str:
+        """A digest of everything a run publishes from: the configuration, the imported batches (each
+        with its content digest), the collected events' watermark, the identity overrides and the
+        day scores and segments are computed at. Equal digests give equal publications."""
+        files = sorted((f["source"], f["batch_id"], f["sha256"]) for f in self.store.list_imported_files())
+        overrides = [(o["dataset"], o["kind"], list(o["records"])) for o in self.store.list_identity_overrides()]
+        events = None
+        conn_types = {c.name: c.type for c in self.config.connections}
+        if any(conn_types.get(s.connection) == "http" for s in self.config.sources) \
+                and self.adapter.exists(EVENTS_TABLE):
+            t = self.adapter.table(EVENTS_TABLE)
+            # The collected events are only appended (or erased): their count and latest arrival move.
+            events = self.adapter.to_arrow(t.aggregate(n=t.count(), last=t.received_at.max())).to_pylist()
+        payload = json.dumps([INPUTS_FORMAT, self.config.model_dump(mode="json"), files, overrides, events,
+                              day.isoformat()], sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def _last_inputs(self, digest: str) -> dict | None:
+        """The state of the last published run when it had the same inputs and its publication is
+        still in place, else None."""
+        last = self.store.get_state(*INPUTS_STATE)
+        if not last or last.get("digest") != digest:
+            return None
+        for view, target in last.get("published", {}).items():
+            if self.adapter.published_target(view) != target or not self.adapter.exists(target):
+                return None
+        return last
+
+    def run(self, run_id: int, *, import_files: bool = True, as_of: date | None = None,
+            full: bool = False) -> RunResult:
+        """Import, stage, unify, enrich and publish; with nothing new since the last published run
+        (same inputs digest, see :meth:`inputs_digest`) the publication is kept as it is, unless
+        ``full``."""
         result = RunResult(run_id, "running")
         t0 = time.perf_counter()
         tag = f"_tessera_r{run_id}_"
@@ -148,6 +187,23 @@ class Pipeline:
 
         if import_files:
             self._step(result, "import", do_import)
+
+        inputs = self.inputs_digest(as_of or date.today())
+        last = None if full else self._last_inputs(inputs)
+        if last is not None:
+            def keep():
+                for name, counts in last.get("sources", {}).items():
+                    result.sources.setdefault(name, {}).update(counts)
+                result.datasets.update(last.get("datasets", {}))
+                return {"unchanged": 1, "published": len(last.get("datasets", {}))}
+
+            self._step(result, "unchanged", keep)
+            result.unchanged = True
+            result.warnings, result.refused = list(self.warnings), list(self.refused)
+            result.status = "succeeded with warnings" if result.warnings else "succeeded"
+            result.seconds = time.perf_counter() - t0
+            return result
+        published: dict[str, str] = {}
 
         stages: dict[str, str] = {}
         stage_types: dict[str, dict[str, str]] = {}
@@ -245,6 +301,7 @@ class Pipeline:
             if reject_parts:
                 views[REJECTS_VIEW] = f"{tag}rejects"
             self.adapter.publish(views)
+            published.update(views)
             for name, b in builder.built.items():
                 self.store.record_publication(name, run_id, b.table, b.counts.get("rows", 0))
             self.collect_garbage()
@@ -262,6 +319,10 @@ class Pipeline:
             raise
         except Exception as exc:  # an engine failure: keep the message, the previous state stays
             raise RunError(f"The run failed: {exc}. The last published state is unchanged.") from exc
+        self.store.set_state(*INPUTS_STATE, json.loads(json.dumps({
+            "digest": inputs, "run_id": run_id, "published": published, "datasets": result.datasets,
+            "sources": {n: {k: c[k] for k in ("staged", "rejected") if k in c} for n, c in result.sources.items()},
+        }, default=str)))
         result.warnings, result.refused = list(self.warnings), list(self.refused)
         result.status = "succeeded with warnings" if result.warnings else "succeeded"
         result.seconds = time.perf_counter() - t0
