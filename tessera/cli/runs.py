@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from tessera.cli.common import app, console, open_workspace, progress_bars, server, follow_job
-from tessera.pipeline import RunResult
 
 def print_run(result) -> None:
     steps = Table(title=f"Run {result.run_id}: {result.status} in {result.seconds:.2f} s")
@@ -82,6 +81,8 @@ def run(as_of: Optional[datetime] = typer.Option(
         if full:
             params["full"] = True
         job = follow_job(client, "run", params)
+        from tessera.pipeline import RunResult
+
         print_run(RunResult(**job["result"]))
         return
     with open_workspace() as ws:
