@@ -21,6 +21,7 @@ import ibis
 
 from tessera.config.models import DATABASE_CONNECTIONS, WorkspaceConfig
 from tessera.datasets.build import DatasetBuilder, dataset_order, enriched
+from tessera.datasets.incremental import Previous
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
@@ -30,15 +31,19 @@ from tessera.sources.database import import_database_source
 from tessera.sources.events import EVENTS_TABLE, stage_events
 from tessera.sources.importer import PARSE_REJECTS, import_source, raw_table
 from tessera.sources.items import derive_items
-from tessera.sources.staging import Batch, nested_path, stage
+from tessera.sources.staging import Batch, latest_versions, nested_path, stage, union_all
 
 REJECTS_VIEW = "tessera_rejects"
 RUN_TABLE = re.compile(r"^_tessera_r(\d+)_")
+# the staged rows and rejects of one imported batch, kept from run to run (see _stage_batches)
+STAGED_TABLE = re.compile(r"^_tessera_staged(rej)?_(.+)_(\d+)_([0-9a-f]{12})$")
 RAW_TABLE = re.compile(r"^_tessera_raw_(.+)_(\d+)$")
 
 Progress = Callable[[str, str, int, int], None]  # (step, label, done, total)
 # metadata store state: the digest of the last published run's inputs, its publication and counts
 INPUTS_STATE = ("pipeline_inputs", "last")
+# metadata store state: what the last publication built per dataset, and under which configuration
+BUILT_STATE = ("pipeline_inputs", "built")
 # bumped when a change of the pipeline's code changes what a run publishes from the same inputs
 INPUTS_FORMAT = 1
 
@@ -68,6 +73,7 @@ class Pipeline:
         self.reveal = reveal or (lambda conn: conn)  # the connection with its secrets, for connectors
         self.warnings: list[str] = []
         self.refused: list[dict] = []
+        self.kept_stages: set[str] = set()  # the staged batches this run used
 
     def import_sources(self, names: list[str] | None = None) -> tuple[dict, dict[str, dict]]:
         """Import the new data of the sources (all, or ``names``): files, database rows, events.
@@ -134,6 +140,9 @@ class Pipeline:
             if target:
                 published.add(target)
         recorded = {(f["source"], f["batch_id"]) for f in self.store.list_imported_files()}
+        # the unified tables before enrichment the next run builds on (see _previous_builds)
+        built = self.store.get_state(*BUILT_STATE) or {}
+        published |= {t["data"] for t in built.get("datasets", {}).values()}
         for name in self.adapter.list_tables():
             if (RUN_TABLE.match(name) and name not in published) or name.startswith("_tessera_syncw_"):
                 self.adapter.drop_table(name)  # a run's or a killed sync's work tables
@@ -159,6 +168,30 @@ class Pipeline:
                               day.isoformat()], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
 
+    def config_digest(self) -> str:
+        """A digest of what decides how records are unified: the configuration and the identity overrides."""
+        overrides = [(o["dataset"], o["kind"], list(o["records"])) for o in self.store.list_identity_overrides()]
+        return hashlib.sha256(json.dumps([INPUTS_FORMAT, type(self.adapter).__name__,
+                                          self.config.model_dump(mode="json"), overrides],
+                                         sort_keys=True, default=str).encode()).hexdigest()
+
+    def _previous_builds(self, config_digest: str) -> dict[str, Previous]:
+        """The tables the last publication built per dataset when it was built under the same
+        configuration and is still in place (an incremental run starts from them)."""
+        built = self.store.get_state(*BUILT_STATE) or {}
+        if built.get("config") != config_digest:
+            return {}
+        out = {}
+        for name, t in built.get("datasets", {}).items():
+            if self.adapter.published_target(f"{name}__records") != t["records"]:
+                continue  # published by another way since (or dropped): build it whole
+            shared = t.get("shared")
+            if not (self.adapter.exists(t["records"]) and self.adapter.exists(t["data"])) or (
+                    shared and self.adapter.published_target(f"{name}__shared_values") != shared):
+                continue
+            out[name] = Previous(t["records"], t["data"], shared)
+        return out
+
     def _last_inputs(self, digest: str) -> dict | None:
         """The state of the last published run when it had the same inputs and its publication is
         still in place, else None."""
@@ -173,8 +206,9 @@ class Pipeline:
     def run(self, run_id: int, *, import_files: bool = True, as_of: date | None = None,
             full: bool = False) -> RunResult:
         """Import, stage, unify, enrich and publish; with nothing new since the last published run
-        (same inputs digest, see :meth:`inputs_digest`) the publication is kept as it is, unless
-        ``full``."""
+        (same inputs digest, see :meth:`inputs_digest`) the publication is kept as it is, and after
+        new records only the unified records they touch are resolved again
+        (:mod:`tessera.datasets.incremental`); ``full`` rebuilds everything."""
         result = RunResult(run_id, "running")
         t0 = time.perf_counter()
         tag = f"_tessera_r{run_id}_"
@@ -217,7 +251,7 @@ class Pipeline:
                 self.progress("stage", src.name, i, len(self.config.sources))
 
                 def typed_table(t, n=f"{tag}typed_{src.name}"):
-                    return self.adapter.create_table(n, t, temp=True)
+                    return self.adapter.create_table(n, t, temp=True, overwrite=True)
 
                 if conn_types.get(src.connection) == "http":
                     # Events are read from the collected events table, not from imported batches.
@@ -253,6 +287,9 @@ class Pipeline:
                 result.sources.setdefault(src.name, {}).update(staged=n_ok, rejected=n_rej + n_parse)
                 staged_total += n_ok
             self.progress("stage", "done", len(self.config.sources), len(self.config.sources))
+            for name in self.adapter.list_tables():
+                if STAGED_TABLE.match(name) and name not in self.kept_stages:
+                    self.adapter.drop_table(name)  # a batch no longer read, or staged under other settings
             if reject_parts:
                 all_rejects = reject_parts[0]
                 for p in reject_parts[1:]:
@@ -261,8 +298,11 @@ class Pipeline:
             return {"rows_staged": staged_total,
                     "rows_rejected": sum(v.get("rejected", 0) for v in result.sources.values())}
 
+        config_digest = self.config_digest()
         builder = DatasetBuilder(self.adapter, self.config, stages, tag, stage_types,
-                                 overrides=overrides_by_dataset(self.store))
+                                 overrides=overrides_by_dataset(self.store),
+                                 previous={} if full else self._previous_builds(config_digest))
+        bases: dict[str, dict] = {}
 
         def do_datasets():
             totals = {"records": 0, "unified": 0, "duplicates_merged": 0}
@@ -273,6 +313,8 @@ class Pipeline:
                 generation = len(self.store.list_publications(ds.name))
                 built = builder.build(ds, previous_lineage=prev, generation=generation)
                 result.datasets[ds.name] = built.counts
+                if built.table != built.records:  # a deduplicated dataset
+                    bases[ds.name] = {"records": built.records, "data": built.table, "shared": built.shared}
                 for k in totals:
                     totals[k] += built.counts.get(k, 0)
             self.progress("unify", "done", len(order), len(order))
@@ -304,6 +346,7 @@ class Pipeline:
             published.update(views)
             for name, b in builder.built.items():
                 self.store.record_publication(name, run_id, b.table, b.counts.get("rows", 0))
+            self.store.set_state(*BUILT_STATE, {"config": config_digest, "datasets": bases})
             self.collect_garbage()
             return {"published": len(builder.built)}
 
@@ -371,11 +414,33 @@ class Pipeline:
         batches = [Batch(raw_table(src.name, f["batch_id"]), f["batch_id"], _naive_utc(f["imported_at"]))
                    for f in mine]
         tables = [self.adapter.table(b.table) for b in batches]
-        staged, rejects = stage(src, batches, tables, schema, dialect=self.adapter.dialect,
-                                extra_columns=self._needed_columns(src.name),
-                                extra_identifiers=self._relation_targets(src.name),
-                                materialize=typed_table, add_sql_columns=self.adapter.add_sql_columns)
-        return staged, rejects, [b.batch for b in batches]
+        options = dict(dialect=self.adapter.dialect, extra_columns=self._needed_columns(src.name),
+                       extra_identifiers=self._relation_targets(src.name),
+                       add_sql_columns=self.adapter.add_sql_columns)
+        if typed_table is None:  # a preview: nothing is kept
+            staged, rejects = stage(src, batches, tables, schema, **options)
+            return staged, rejects, [b.batch for b in batches]
+        # Staging is per batch but for the choice of each record's latest version: each batch is
+        # staged once and kept (under a digest of what staging reads besides the batch), so a run
+        # after a new file stages that file alone.
+        digest = hashlib.sha256(json.dumps([INPUTS_FORMAT, type(self.adapter).__name__, src.model_dump(mode="json"),
+                                            schema, options["extra_columns"], options["extra_identifiers"]],
+                                           sort_keys=True, default=str).encode()).hexdigest()[:12]
+        staged_parts, reject_parts = [], []
+        for b, t in zip(batches, tables):
+            name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
+                              f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")
+            if not (self.adapter.exists(name) and self.adapter.exists(rej_name)):
+                staged, rejects = stage(src, [b], [t], schema, materialize=typed_table, **options)
+                self.adapter.create_table(name, staged)
+                self.adapter.create_table(rej_name, rejects)
+            self.kept_stages.update((name, rej_name))
+            staged_parts.append(self.adapter.table(name))
+            reject_parts.append(self.adapter.table(rej_name))
+        staged = union_all(staged_parts)
+        if len(staged_parts) > 1:
+            staged = latest_versions(staged)
+        return staged, union_all(reject_parts), [b.batch for b in batches]
 
     def _relation_targets(self, source: str) -> list[str]:
         """Columns of ``source`` that relations of other sources point at."""

@@ -242,7 +242,7 @@ def _extra_edges(record: np.ndarray, value: np.ndarray, level: np.ndarray, n_rec
 def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey], *, blocked: list[str],
             threshold: int | None, previous: ibis.Table | None, generation: int, tag: str,
             evidence: dict[str, str] | None = None, links: pa.Table | None = None,
-            overrides: list[Override] | None = None) -> Resolution:
+            overrides: list[Override] | None = None, counted: ibis.Table | None = None) -> Resolution:
     """Cluster the staged records of a dataset and give each cluster its unified id.
 
     Args:
@@ -257,13 +257,16 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
         evidence: semantic field -> column (FirstName, Email, BirthDate) for the guard rails.
         links: record pairs (``idx_l``, ``idx_r``) that probabilistic matching merges.
         overrides: manual merges, splits and rejected pairs, by record id.
+        counted: the key values (``level``, ``value``) of all the dataset's records, when ``staged``
+            is a part of them (an incremental run): values are counted against ``threshold`` there.
 
     Returns:
         The lineage (``_idx``, ``tessera_id``), the shared values and the counts.
     """
     n_records = adapter.count(staged)
     kv = adapter.create_table(f"{tag}keys", key_values(staged, keys, blocked), temp=True)
-    per_value = kv.group_by(["level", "value"]).agg(records=kv.count())
+    every = counted if counted is not None else kv
+    per_value = every.group_by(["level", "value"]).agg(records=every.count())
     if threshold is not None:
         shared_expr = per_value.filter(per_value.records > threshold)
     else:
