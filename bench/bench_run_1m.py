@@ -5,7 +5,8 @@ customer id, in varied writings; see :mod:`tessera.demo.identity_bench`). Each s
 process of its own (its peak RSS is its own), alternately ``--rounds`` times:
 
 * **tessera**: ``Workspace.init`` + ``apply``, then ``run()`` (import, stage, unify, publish),
-  then a second ``run()`` with nothing new (kept as published);
+  then a second ``run()`` with nothing new (kept as published), then a run after a file of
+  ``--delta`` x N new or changed records (incremental);
 * **bare**: one DuckDB connection reads the three files, normalizes the keys (trim + lower-case
   e-mails, E.164 phones, upper-case ids), builds the key table, numbers the values, labels the
   connected components with SciPy and writes the identity map (record -> cluster) to a table.
@@ -18,6 +19,7 @@ Prints each side's time and peak RSS, the ratios, and the number of unified reco
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -34,14 +36,53 @@ from peak_rss import PeakRSS, run_in_child  # noqa: E402
 SOURCES = ("src_a", "src_b", "src_c")
 
 
-def _tessera(data_dir: str, ws_dir: str, queue) -> None:
+def _files(data_dir: Path, folder: Path) -> None:
+    """The benchmark's files linked (or copied) into ``folder``, with a configuration that reads every
+    ``src_a*.parquet`` (so that a later file adds to the first)."""
+    import yaml
+
+    folder.mkdir(parents=True)
+    for name in SOURCES:
+        try:  # a hard link (a local folder does not follow symbolic links out of it)
+            os.link(data_dir / f"{name}.parquet", folder / f"{name}.parquet")
+        except OSError:
+            shutil.copyfile(data_dir / f"{name}.parquet", folder / f"{name}.parquet")
+    config = yaml.safe_load((data_dir / "workspace.yaml").read_text())
+    for src in config["sources"]:
+        src["pattern"] = src["pattern"].replace(".parquet", "*.parquet")
+    (folder / "workspace.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _delta(folder: Path, share: float) -> int:
+    """A file of ``share`` x the records: half of them changed records of src_a (a new phone
+    number), half new records carrying the e-mail of a src_b record."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    a = pq.read_table(folder / "src_a.parquet")
+    b = pq.read_table(folder / "src_b.parquet")
+    n = max(2, int((a.num_rows + b.num_rows) / 0.8 * share)) // 2
+    changed = a.slice(0, n)
+    changed = changed.set_column(changed.schema.get_field_index("phone"), "phone",
+                                 pc.binary_join_element_wise("+3361", pc.cast(pa.array(range(n)), pa.string()), ""))
+    new = a.slice(n, n)
+    new = new.set_column(0, "record_id", pc.binary_join_element_wise("NEW", new.column("record_id"), ""))
+    new = new.set_column(new.schema.get_field_index("email"), "email", b.column("email").slice(0, n))
+    pq.write_table(pa.concat_tables([changed, new]), folder / "src_a_delta.parquet")
+    return 2 * n
+
+
+def _tessera(data_dir: str, ws_dir: str, share: float, queue) -> None:
     try:
         with PeakRSS() as rss:
             t0 = time.perf_counter()
             from tessera.workspace import Workspace  # loads the engine and the pipeline's modules
 
+            folder = Path(ws_dir).parent / "data"
+            _files(Path(data_dir), folder)
             ws = Workspace.init(ws_dir)
-            ws.apply(Path(data_dir) / "workspace.yaml")
+            ws.apply(folder / "workspace.yaml")
             setup = time.perf_counter() - t0
             t1 = time.perf_counter()
             result = ws.run()
@@ -49,10 +90,18 @@ def _tessera(data_dir: str, ws_dir: str, queue) -> None:
             t2 = time.perf_counter()
             again = ws.run()
             noop = time.perf_counter() - t2
+            out = {}
+            if share:
+                delta = _delta(folder, share)
+                t3 = time.perf_counter()
+                inc = ws.run()
+                out = {"delta": delta, "incremental": time.perf_counter() - t3,
+                       "inc_steps": {s["step"]: s["seconds"] for s in inc.steps},
+                       "resolved_again": inc.datasets["contacts"].get("resolved_again") or 0}
             ws.close()
         queue.put({"wall": wall, "setup": setup, "noop": noop, "unchanged": again.unchanged,
                    "steps": {s["step"]: s["seconds"] for s in result.steps},
-                   "unified": result.datasets["contacts"]["rows"], "peak": rss.peak})
+                   "unified": result.datasets["contacts"]["rows"], "peak": rss.peak, **out})
     except Exception:  # noqa: BLE001 - shown by the parent
         queue.put({"error": traceback.format_exc()})
 
@@ -121,6 +170,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=1, help="alternated runs of each side (the best is kept)")
     ap.add_argument("--data", type=Path, default=ROOT / ".bench")
+    ap.add_argument("--delta", type=float, default=0.01,
+                    help="share of new or changed records of the file added after the full run (0: none)")
     args = ap.parse_args()
 
     from tessera.demo.identity_bench import generate_identity_bench
@@ -135,7 +186,8 @@ def main() -> None:
         for name, target in (("bare", _bare), ("tessera", _tessera)):
             tmp = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
             try:
-                out = run_in_child(target, str(data_dir), str(tmp / "ws") if name == "tessera" else str(tmp))
+                out = (run_in_child(target, str(data_dir), str(tmp / "ws"), args.delta) if name == "tessera"
+                       else run_in_child(target, str(data_dir), str(tmp)))
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             if name not in best or out["wall"] < best[name]["wall"]:
@@ -148,6 +200,10 @@ def main() -> None:
           f"(workspace init + apply {t['setup']:.2f} s)")
     print(f"ratio tessera / bare: time {t['wall'] / b['wall']:.2f}x, peak RSS {t['peak'] / b['peak']:.2f}x")
     print(f"second run, nothing new: {t['noop']:.3f} s ({'kept as published' if t['unchanged'] else 'rebuilt'})")
+    if args.delta:
+        steps = ", ".join(f"{k} {v:.2f} s" for k, v in t["inc_steps"].items())
+        print(f"run after a file of {t['delta']:,} new or changed records: {t['incremental']:.2f} s [{steps}], "
+              f"{t['resolved_again']:,} records resolved again; {t['incremental'] / t['wall']:.1%} of the full run")
 
 
 if __name__ == "__main__":
