@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import ibis
+import ibis.expr.operations as ops
 
 from tessera.config.models import DATABASE_CONNECTIONS, WorkspaceConfig
 from tessera.datasets.build import DatasetBuilder, dataset_order, enriched
@@ -261,12 +262,13 @@ class Pipeline:
                     batch_ids = []
                 else:
                     staged, rejects, batch_ids = self._stage_batches(src, files, typed_table)
-                name = f"{tag}stage_{src.name}"
-                staged_t = self.adapter.create_table(name, staged, temp=True)
+                # A source read from one kept batch is staged already: no copy.
+                name = _stored(staged) or f"{tag}stage_{src.name}"
+                staged_t = staged if _stored(staged) else self.adapter.create_table(name, staged, temp=True)
                 stages[src.name] = name
                 stage_types[src.name] = {c: type_name(staged_t.schema()[c]) for c in staged_t.columns}
-                rej_name = f"{tag}rejects_{src.name}"
-                rej = self.adapter.create_table(rej_name, rejects, temp=True)
+                rej = rejects if _stored(rejects) else self.adapter.create_table(f"{tag}rejects_{src.name}", rejects,
+                                                                                  temp=True)
                 n_ok = self.adapter.count(staged_t)
                 n_rej = self.adapter.count(rej)
                 n_parse = 0
@@ -466,6 +468,12 @@ class Pipeline:
                     if obj == source and col not in cols:
                         cols.append(col)
         return cols
+
+
+def _stored(table: ibis.Table) -> str | None:
+    """The name of the stored table ``table`` reads as it is, or None for a query."""
+    op = table.op()
+    return op.name if isinstance(op, ops.DatabaseTable) else None
 
 
 def _naive_utc(iso: str) -> str:

@@ -25,7 +25,17 @@ def _labels_both_ways(adapter, pairs, n_records):
     return local.tolist(), comp["_comp"], sizes.tolist(), comp["_size"]
 
 
-def test_engine_components_match_scipy(engine_adapter):
+@pytest.fixture
+def duckdb_adapter(tmp_path):
+    from tessera.engine.connect import open_adapter
+
+    (tmp_path / "warehouse").mkdir()
+    adapter = open_adapter("duckdb", tmp_path / "warehouse")
+    yield adapter
+    adapter.close()
+
+
+def test_engine_components_match_scipy(duckdb_adapter):
     # a long chain (0-1-2-...-39, linked in a shuffled order of values), a star, pairs, loners
     rng = np.random.default_rng(3)
     chain = [(i, f"c{i}") for i in range(40)] + [(i + 1, f"c{i}") for i in range(39)]
@@ -33,7 +43,7 @@ def test_engine_components_match_scipy(engine_adapter):
     pairs = [(200 + 2 * i, f"p{i}") for i in range(10)] + [(201 + 2 * i, f"p{i}") for i in range(10)]
     edges = chain + star + pairs
     edges = [edges[i] for i in rng.permutation(len(edges))]
-    local, remote, local_sizes, remote_sizes = _labels_both_ways(engine_adapter, edges, 230)
+    local, remote, local_sizes, remote_sizes = _labels_both_ways(duckdb_adapter, edges, 230)
     assert remote == local
     assert remote_sizes == local_sizes
     assert local[39] == 0 and local[105] == 100 and local[225] == 225
