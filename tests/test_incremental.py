@@ -99,6 +99,14 @@ def _contacts_workspace_files(folder: Path) -> None:
     from tessera.demo.identity_bench import generate_identity_bench
 
     generate_identity_bench(folder, n_records=3000, seed=5)
+    # a household landline: Ann and Bob disagree (first names, e-mails), so the guard refuses it
+    c = pq.read_table(folder / "src_c.parquet")
+    stamp = c.column("updated_at")[0].as_py()
+    house = [{"record_id": rid, "first_name": first, "last_name": "Martin", "email": email,
+              "phone": "+33 1 40 00 00 01", "customer_id": cid, "updated_at": stamp}
+             for rid, first, email, cid in (("H1", "Ann", "ann@house.fr", None), ("H2", "Bob", "bob@house.fr", None),
+                                            ("H3", "Cid", None, "CU-HOUSE-3"))]
+    pq.write_table(pa.Table.from_pylist(house, schema=c.schema), folder / "src_c_house.parquet")
     config = yaml.safe_load((folder / "workspace.yaml").read_text())
     for src in config["sources"]:
         src["pattern"] = src["pattern"].replace(".parquet", "*.parquet")
@@ -141,6 +149,9 @@ def _delta(folder: Path) -> None:
     new = [dict(others[10 + i], record_id=f"ANEW{i}", first_name="Zed", updated_at=stamp) for i in range(10)]
     new += [dict(rows[0], record_id=f"ASHARED{i}", email=None, customer_id=None, phone=shared_phone,
                  first_name=rows[0]["first_name"]) for i in range(55)]
+    # Cid's customer id on a new record: Cid's unified record is touched, and with it the refused landline
+    new.append(dict(rows[0], record_id="AHOUSE", first_name="Cid", email=None, phone=None,
+                    customer_id="CU-HOUSE-3"))
     pq.write_table(pa.Table.from_pylist(rows + new, schema=a.schema), folder / "src_a_2.parquet")
 
 
@@ -188,6 +199,8 @@ def test_an_incremental_run_publishes_what_a_full_rebuild_does(tmp_path):
     assert _snapshot(a, "orders", ["order_id"]) == _snapshot(b, "orders", ["order_id"])
     shared = [r for r in _snapshot(a, "contacts__shared_values", ["key", "value"]) if r["records"] > 50]
     assert shared and shared[0]["key"] == "phone"
+    house = [r for r in _snapshot(a, "contacts__shared_values", ["key", "value"]) if r["value"] == "+33140000001"]
+    assert house and house[0]["records"] == 3 and "first names" in house[0]["reason"]
     # and the same people as a workspace that reads every file at once
     scratch = Workspace.init(tmp_path / "scratch")
     scratch.apply(data / "workspace.yaml")

@@ -19,9 +19,10 @@ from tessera.engine.base import EngineAdapter
 from tessera.engine.types import IBIS_TYPES, cast_text, type_name
 from tessera.engine.duckdb import authoring_probe
 from tessera.errors import RunError, TesseraError
-from tessera.datasets.incremental import Previous, affected, all_key_values
+from tessera.datasets.incremental import Previous, affected, all_key_values, carriers
 from tessera.identity.merge import MergeColumn, merge
-from tessera.identity.resolve import DEFAULT_BLOCKED, SHAREABLE, IdentityKey, Override, new_id, resolve
+from tessera.identity.resolve import (DEFAULT_BLOCKED, SHAREABLE, IdentityKey, Override, key_values, new_id,
+                                     resolve)
 from tessera.normalize.rules import apply_rules
 from tessera.normalize.semantic import suggest_semantic
 from tessera.sqlcheck import check_expression, order_computed
@@ -331,6 +332,22 @@ class DatasetBuilder:
                 and not any(k.limit for k in ds.identity_keys)
                 and not any(self.sources[m.source].connection in events for m in ds.mappings))
 
+    def _refused_before(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous) -> ibis.Table | None:
+        """(level, value) of the values the guards refused in the last run."""
+        if before.shared is None or not any(k.guarded for k in keys):
+            return None
+        old = self.adapter.table(before.shared)
+        old = old.filter(old.reason != _shared_reason(ds))
+        level = ibis.cases(*[(old.key == k.column, ibis.literal(i, "int8")) for i, k in enumerate(keys)])
+        return old.select(level=level, value=old.value)
+
+    def _counted(self, current: ibis.Table, part: ibis.Table, keys: list[IdentityKey],
+                 ds: DatasetConfig) -> ibis.Table:
+        """``level, value`` for every record that carries a key value of ``part`` (the affected set):
+        what the shared-value threshold counts."""
+        mine = key_values(part, keys, ds.blocked_values).select("level", "value").distinct()
+        return carriers(current, mine, keys).select("level", "value")
+
     def _keep_refused(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous, shared_table: str,
                       part: ibis.Table) -> None:
         """Add to ``shared_table`` the values the guards refused in the last run that no record of the
@@ -378,8 +395,9 @@ class DatasetBuilder:
             current = self.adapter.create_table(f"{tag}current", mapped, temp=True)
             prev_records = self.adapter.table(before.records)
             if prev_records.drop(TID).schema() == current.schema():
-                plan = affected(self.adapter, current, prev_records, keys, ds.blocked_values, tag)
-                if plan.count * 2 > plan.total:
+                plan = affected(self.adapter, current, prev_records, keys, ds.blocked_values, tag,
+                                refused=self._refused_before(ds, keys, before))
+                if plan is not None and plan.count * 2 > plan.total:
                     plan = None  # most records are affected: a full build is as quick
             mapped = current
         part = mapped.semi_join(plan.records, "_tessera_record") if plan else mapped
@@ -399,7 +417,7 @@ class DatasetBuilder:
                       threshold=ds.shared_value_threshold, previous=prev, generation=generation, tag=tag,
                       evidence=evidence, links=matched.links if matched else None,
                       overrides=self.overrides.get(ds.name),
-                      counted=all_key_values(current, keys, ds.blocked_values) if plan else None)
+                      counted=self._counted(current, staged, keys, ds) if plan else None)
         counts.update(res.counts)
         shared_table = f"{tag}shared_values"
         self.adapter.create_table(shared_table, res.shared)
