@@ -303,6 +303,11 @@ class MetadataStore:
             rows = session.scalars(select(ConfigVersion).order_by(ConfigVersion.id.desc()).limit(limit))
             return [_as_dict(r) for r in rows]
 
+    def current_config_version(self) -> int:
+        """The id of the last applied configuration (0 before the first apply)."""
+        with self._read() as session:
+            return session.scalar(select(func.max(ConfigVersion.id))) or 0
+
     def config_objects(self) -> list[dict[str, Any]]:
         """The current configuration objects with their position and ``updated_at``."""
         with self._read() as session:
