@@ -159,9 +159,8 @@ class Pipeline:
         files = sorted((f["source"], f["batch_id"], f["sha256"]) for f in self.store.list_imported_files())
         overrides = [(o["dataset"], o["kind"], list(o["records"])) for o in self.store.list_identity_overrides()]
         events = None
-        conn_types = {c.name: c.type for c in self.config.connections}
-        if any(conn_types.get(s.connection) == "http" for s in self.config.sources) \
-                and self.adapter.exists(EVENTS_TABLE):
+        # Event sources and the behaviour conditions of segments read the collected events.
+        if self.adapter.exists(EVENTS_TABLE):
             t = self.adapter.table(EVENTS_TABLE)
             # The collected events are only appended (or erased): their count and latest arrival move.
             events = self.adapter.to_arrow(t.aggregate(n=t.count(), last=t.received_at.max())).to_pylist()
