@@ -44,6 +44,7 @@ from tessera.errors import (
     BusyError,
     ConfigError,
     ConflictError,
+    EngineError,
     NotFoundError,
     TesseraError,
     UsageError,
@@ -52,6 +53,7 @@ from tessera.errors import (
 )
 from tessera.identity.explain import explain
 from tessera.normalize.semantic import suggest_semantic
+from tessera.jobs.limits import JobLimits
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
 from tessera.profiles import profile
 from tessera.schedule import Scheduler
@@ -524,17 +526,23 @@ class Workspace:
         with self.writing():
             self.store.mark_stale_runs(psutil.pid_exists)
             run_id = self.store.start_run(kind, target, os.getpid())
-            pipeline = Pipeline(self.adapter, self.store, config, self.path / "archive", progress,
+            # pipeline.memory_limit and pipeline.time_limit bound the job (tessera.jobs.limits)
+            limits = JobLimits(self.adapter, config.pipeline, progress, what=kind if kind == "import" else "run")
+            pipeline = Pipeline(self.adapter, self.store, config, self.path / "archive", limits.progress,
                                 reveal=self.secrets.reveal)
             try:
-                result, counts = work(pipeline, run_id)
+                with limits:
+                    result, counts = work(pipeline, run_id)
             except BaseException as exc:
                 # A job's progress callback carries its cancel flag (tessera.jobs.JobContext): an
                 # engine statement interrupted by a cancel fails with the engine's error.
                 cancel = getattr(progress, "cancelled", None)
                 status = "cancelled" if cancel is not None and cancel.is_set() else "failed"
-                text = str(exc) if isinstance(exc, TesseraError) else f"{type(exc).__name__}: {exc}"
+                reported = exc if status == "cancelled" else limits.explain(exc)
+                text = str(reported) if isinstance(reported, TesseraError) else f"{type(exc).__name__}: {exc}"
                 self.store.finish_run(run_id, status, error=text)
+                if reported is not exc:
+                    raise reported from exc
                 raise
             self.store.finish_run(run_id, "succeeded", counts=counts)
             return result
@@ -893,7 +901,7 @@ class Workspace:
         return {**info, "definition": seg.model_dump(mode="json", exclude_defaults=True, by_alias=True),
                 "condition_texts": [describe(c) for c in seg.conditions]}
 
-    def segment_count(self, definition) -> dict:
+    def segment_count(self, definition, *, _compiled: bool = False) -> dict:
         """The live count of a segment, saved or not, with the count after each top-level condition.
 
         Args:
@@ -927,8 +935,32 @@ class Workspace:
             problems = segment_problems(config, only=seg.name)
             if problems:
                 raise ConfigError(problems, origin="segment draft")
-        compiled = compile_segment(self._segment_context(config=config), seg)
-        return count_steps(self.adapter, compiled)
+        ctx = self._segment_context(config=config)
+        compiled = compile_segment(ctx, seg)
+        if _compiled:
+            return compiled
+        try:
+            return count_steps(self.adapter, compiled)
+        except Exception as exc:
+            if (isinstance(exc, TesseraError) and not isinstance(exc, EngineError)) or self.adapter.stopped(exc):
+                raise
+            from tessera.segments.compile import explain_failure
+
+            raise UsageError(f"Segment '{seg.name}': {explain_failure(ctx, seg, exc)}.") from exc
+
+    def segment_preview(self, definition, *, limit: int = 10, columns: list[str] | None = None) -> list[dict]:
+        """The first ``limit`` records for which a segment's definition holds now (saved or a
+        draft, as for :meth:`segment_count`), with ``columns`` of its dataset (default: all but
+        those starting with ``_``), by ``tessera_id``."""
+        compiled = self.segment_count(definition, _compiled=True)
+        t = compiled.table
+        wanted = columns or [c for c in self.table(compiled.segment.dataset).columns if not c.startswith("_")]
+        unknown = [c for c in wanted if c not in t.columns]
+        if unknown:
+            raise UsageError(f"unknown column(s) {', '.join(unknown)} of dataset '{compiled.segment.dataset}'")
+        order = ["tessera_id"] if "tessera_id" in t.columns else []
+        rows = self.adapter.to_arrow(t.filter(compiled.where).select(*wanted).order_by(order).limit(limit)).to_pylist()
+        return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 
     def segment_members(self, name: str, *, limit: int = 100, columns: list[str] | None = None) -> list[dict]:
         """The current members of a segment (as of its last refresh) with their entry time and,

@@ -30,8 +30,8 @@ import ibis.expr.datatypes as dt
 import pyarrow as pa
 
 from tessera.config.models import SegmentConfig, WorkspaceConfig
-from tessera.errors import ConfigError
-from tessera.segments.compile import TID, Context, compile_segment
+from tessera.errors import ConfigError, EngineError, TesseraError
+from tessera.segments.compile import TID, Context, compile_segment, explain_failure
 
 MEMBERS = "_tessera_segment_members"
 LOG = "_tessera_segment_log"
@@ -57,6 +57,7 @@ class Refreshed:
     exited: int
     version: int
     skipped: str | None = None  # why the segment was not refreshed (it kept its members)
+    failed: bool = False  # skipped because the engine could not compute it (a user's SQL condition)
 
 
 def definition_hash(segment: SegmentConfig) -> str:
@@ -115,6 +116,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         adapter.drop_table(name)
     versions: dict[str, int] = {}
     skipped: dict[str, str] = {}
+    failed: set[str] = set()
     for seg in todo:
         try:
             compiled = compile_segment(ctx, seg)
@@ -128,8 +130,17 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         flags = {f"_tessera_c{i}": c for i, c in enumerate(compiled.conditions)}
         # One pass over the dataset: each record's id, whether it is a member, and each top-level
         # condition (the reason of an exit), kept in a work table for the statements below.
-        evaluated = adapter.create_table(f"{WORK}_eval", t.select(
-            _tessera_id=t[TID].cast("string"), _tessera_in=compiled.where, **flags), temp=True)
+        try:
+            evaluated = adapter.create_table(f"{WORK}_eval", t.select(
+                _tessera_id=t[TID].cast("string"), _tessera_in=compiled.where, **flags), temp=True)
+        except Exception as exc:
+            if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
+                raise
+            # A condition the engine cannot compute on these rows (a CAST of a text...): this
+            # segment keeps its members and says which condition failed; the others go on.
+            skipped[seg.name] = _failure(ctx, seg, exc)
+            failed.add(seg.name)
+            continue
         current = evaluated.filter(evaluated._tessera_in).select("_tessera_id")
         old = members.filter(members.segment == seg.name)
         kept = current.left_join(old, current._tessera_id == old[TID])
@@ -180,7 +191,8 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         for seg in todo:
             if seg.name in skipped:
                 version = int((store.get_state(VERSION_SCOPE, seg.name) or {}).get("version", 0))
-                out.append(Refreshed(seg.name, sizes.get(seg.name, 0), 0, 0, version, skipped[seg.name]))
+                out.append(Refreshed(seg.name, sizes.get(seg.name, 0), 0, 0, version, skipped[seg.name],
+                                     seg.name in failed))
                 continue
             r = Refreshed(seg.name, sizes.get(seg.name, 0), changes.get((seg.name, "entered"), 0),
                           changes.get((seg.name, "exited"), 0), versions[seg.name])
@@ -190,6 +202,11 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         if rows:
             adapter.append(SIZES, pa.Table.from_pylist(rows, schema=SIZES_SCHEMA))
     return out
+
+
+def _failure(ctx: Context, seg: SegmentConfig, exc: BaseException) -> str:
+    """Why the engine could not compute ``seg``, naming its failing SQL condition when one is."""
+    return explain_failure(ctx, seg, exc) + "; it keeps its members"
 
 
 def event_segments(config: WorkspaceConfig) -> list[str]:
