@@ -492,7 +492,7 @@ class Workspace:
 
     # ------------------------------------------------------------------ runs
     def run(self, *, progress: Progress | None = None, import_files: bool = True,
-            as_of: date | None = None) -> RunResult:
+            as_of: date | None = None, full: bool = False) -> RunResult:
         """Import new files, unify every dataset and publish the result at once.
 
         Args:
@@ -500,6 +500,8 @@ class Workspace:
             import_files: import new files first (False: re-run on what is imported).
             as_of: the date scores, time windows and predictions are computed at (default: the
                 workspace's ``pipeline.as_of`` setting, else today).
+            full: rebuild and publish even when nothing changed since the last run (by default such
+                a run keeps the published state as it is, see :meth:`Pipeline.inputs_digest`).
 
         Raises:
             RunError: the run failed; the previous published state is left in place.
@@ -510,8 +512,10 @@ class Workspace:
         as_of = as_of or config.pipeline.as_of
 
         def work(pipeline: Pipeline, run_id: int):
-            result = pipeline.run(run_id, import_files=import_files, as_of=as_of)
+            result = pipeline.run(run_id, import_files=import_files, as_of=as_of, full=full)
             counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
+            if result.unchanged:
+                counts["unchanged"] = True
             if result.warnings:  # the run's status stays "succeeded"; its counts say what to look at
                 counts["warnings"], counts["refused_files"] = result.warnings, result.refused
             return result, counts

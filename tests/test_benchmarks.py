@@ -19,9 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # benchmark -> (tiny arguments, text its output must hold); {tmp} is a temporary folder
 TINY = {
     "bench_normalize.py": (["--rows", "200"], "rows/s"),
+    "bench_cli_startup.py": (["--repeat", "1"], "median"),
     "bench_predictive.py": (["--rows", "1000"], "rows/s"),
     "bench_scores.py": (["--customers", "100", "--orders", "500", "--events", "500"], "events/s"),
     "bench_identity.py": (["--records", "300", "--data", "{tmp}"], "peak RSS"),
+    "bench_run_1m.py": (["--records", "300", "--data", "{tmp}"], "ratio tessera / bare"),
     "bench_import.py": (["--contacts", "300", "--orders", "600", "--data", "{tmp}"], "peak RSS"),
     "bench_collect.py": (["--events", "300", "--rate", "0", "--clients", "1", "--concurrency", "2"], "loaded"),
     "bench_db_import.py": (["--rows", "300"], "rows/s"),

@@ -113,7 +113,8 @@ class WorkspaceOwner:
     def _run(self, params: dict, ctx: JobContext) -> Any:
         as_of = params.get("as_of")
         return self.workspace.run(progress=ctx, import_files=bool(params.get("import_files", True)),
-                                  as_of=date.fromisoformat(as_of) if as_of else None)
+                                  as_of=date.fromisoformat(as_of) if as_of else None,
+                                  full=bool(params.get("full", False)))
 
     def _import(self, params: dict, ctx: JobContext) -> Any:
         return self.workspace.import_sources(params.get("sources") or None, progress=ctx,
