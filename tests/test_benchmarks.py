@@ -34,6 +34,8 @@ TINY = {
     "bench_api.py": (["--records", "500", "--idle-seconds", "1", "--busy-seconds", "2", "--readers", "2",
                       "--rate", "100", "--data", "{tmp}"], "peak RSS"),
     "bench_api_data.py": (["--records", "500", "--requests", "5", "--data", "{tmp}"], "peak RSS"),
+    "bench_web.py": (["--size", "300", "--repeat", "2"], "peak RSS"),
+    "bench_analytics.py": (["--customers", "300", "--orders", "1500", "--repeat", "1"], "peak RSS"),
 }
 NEEDS_POSTGRES = {"bench_db_import.py", "bench_sync.py"}
 
