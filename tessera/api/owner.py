@@ -59,6 +59,7 @@ class WorkspaceOwner:
             "segment_save": self._segment_save, "segment_delete": self._segment_delete,
             "privacy_erase": self._privacy_erase,
             "config_change": self._config_change,
+            "dashboard_save": self._dashboard_save, "dashboard_delete": self._dashboard_delete,
         }, on_cancel=self.workspace.adapter.interrupt, on_end=self._job_ended)
         # The customer of an erase job, by the job's reference: an e-mail or a phone is never
         # written into the jobs table nor the audit log (the receipt names the tessera_id).
@@ -117,7 +118,8 @@ class WorkspaceOwner:
     def _run(self, params: dict, ctx: JobContext) -> Any:
         as_of = params.get("as_of")
         return self.workspace.run(progress=ctx, import_files=bool(params.get("import_files", True)),
-                                  as_of=date.fromisoformat(as_of) if as_of else None)
+                                  as_of=date.fromisoformat(as_of) if as_of else None,
+                                  full=bool(params.get("full", False)))
 
     def _import(self, params: dict, ctx: JobContext) -> Any:
         return self.workspace.import_sources(params.get("sources") or None, progress=ctx,
@@ -139,6 +141,12 @@ class WorkspaceOwner:
 
     def _segment_delete(self, params: dict, ctx: JobContext) -> Any:
         return self.workspace.delete_segment(params["name"])
+
+    def _dashboard_save(self, params: dict, ctx: JobContext) -> Any:
+        return self.workspace.save_dashboard(params["definition"])
+
+    def _dashboard_delete(self, params: dict, ctx: JobContext) -> Any:
+        return self.workspace.delete_dashboard(params["name"])
 
     def refresh_event_segments_soon(self, _load=None) -> None:
         """After an event load: queue one refresh of the segments with event conditions, unless one

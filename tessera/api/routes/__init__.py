@@ -15,6 +15,7 @@ from tessera.api.routes import (
     config,
     connections,
     customers,
+    dashboards,
     datasets,
     events,
     grants,
@@ -37,4 +38,4 @@ ROUTERS: list[APIRouter] = [status.router, profiles.router, schedule.router, job
                              identity.router, segments.router, users.router, audit.router,
                              config.router, connections.router, sources.router, datasets.router, customers.router,
                              syncs.router, schedules.router, runs.router, job_events.router, grants.router,
-                             privacy.router]
+                             dashboards.router, privacy.router]
