@@ -46,6 +46,8 @@ from tessera.sources.importer import PARSE_REJECTS
 
 TID = "tessera_id"
 RAW_TABLE = re.compile(r"^_tessera_raw_(.+)_(\d+)$")
+# the staged rows of one imported batch, kept from run to run by the pipeline (tessera.pipeline.STAGED_TABLE)
+STAGED_TABLE = re.compile(r"^_tessera_staged(rej)?_(.+)_(\d+)_([0-9a-f]{12})$")
 RUN_REJECTS = "tessera_rejects"  # the published rejects of the last run
 EVENT_REJECTS = "_tessera_events_rejects"
 MIN_SEARCHED = 3  # identifiers shorter than this are not searched inside rejected raw text
@@ -314,7 +316,8 @@ def _raw_batches(ws, config: WorkspaceConfig, job: Erasure) -> None:
     sources = {s.name: s for s in config.sources}
     files = {(f["source"], f["batch_id"]): f for f in ws.store.list_imported_files()}
     parse_rejects = adapter.table(PARSE_REJECTS) if adapter.exists(PARSE_REJECTS) else None
-    for name in sorted(adapter.list_tables()):
+    tables = sorted(adapter.list_tables())
+    for name in tables:
         m = RAW_TABLE.match(name)
         if not m or m.group(1) not in sources:
             continue
@@ -346,6 +349,12 @@ def _raw_batches(ws, config: WorkspaceConfig, job: Erasure) -> None:
             spans = [(r["_hit"], r["next"]) for r in adapter.to_arrow(nxt.order_by("_hit")).to_pylist()]
         adapter.delete_matching(name, hits.select(_tessera_line=hits._hit), ["_tessera_line"])
         adapter.drop_table(f"{work}_h"[:63])
+        # The batch's staged rows kept for the next runs held the customer too: the next run
+        # stages the batch again from its purged rows.
+        for staged in tables:
+            k = STAGED_TABLE.match(staged)
+            if k and k.group(2) == src.name and int(k.group(3)) == batch:
+                adapter.drop_table(staged)
         shown = record["name"] if record else f"batch {batch}"
         job.note(f"raw batch {batch} of source {src.name} ({shown})", n, table=name)
         if spans is not None:
