@@ -36,3 +36,29 @@ def test_a_profile_shows_new_events_before_the_next_run(make_workspace):
     prof = ws.profile(tid)
     assert [e["message_id"] for e in prof["events"]] == ["t2", "p2", "i1", "p1"]
     assert prof["pending_events"] == 0
+
+
+def test_reads_follow_each_apply_and_run(make_workspace):
+    """A server's reads keep what they compile and the status per state of the store: an apply
+    or a run is seen by the very next read, on the same reader."""
+    import yaml
+
+    ws = make_workspace(CONFIG, {"crm.csv": CRM})
+    ws.run()
+    reader = ws.reader()
+    status = reader.status()
+    assert [d["version"] for d in status["datasets"] if d["dataset"] == "contacts"] == [1]
+    tid = contacts_by_customer(ws)["C2"]["tessera_id"]
+    assert reader.profile(tid)["attributes"]["first_name"] == "Bo"
+    assert reader.status() == status  # nothing changed: the same answer
+    data = yaml.safe_load(ws.export_config())
+    contacts = next(d for d in data["datasets"] if d["name"] == "contacts")
+    contacts["computed"] = [{"name": "shout", "sql": "upper(first_name)"}]
+    ws.apply(data)
+    assert [c.name for c in reader.config.datasets[0].computed] == ["shout"]
+    assert "shout" not in reader.profile(tid)["attributes"]  # not published yet
+    ws.run()
+    after = reader.status()
+    assert [d["version"] for d in after["datasets"] if d["dataset"] == "contacts"] == [2]
+    assert len(after["runs"]) == len(status["runs"]) + 1
+    assert reader.profile(tid)["attributes"]["shout"] == "BO"
