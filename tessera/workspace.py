@@ -845,7 +845,7 @@ class Workspace:
 
         from tessera.config.loader import segment_problems
         from tessera.config.models import SegmentConfig
-        from tessera.segments import compile_segment, count_steps
+        from tessera.segments.compile import compile_segment, prepare_count, run_count
 
         config = self.config
         if isinstance(definition, str):
@@ -865,8 +865,14 @@ class Workspace:
             problems = segment_problems(config, only=seg.name)
             if problems:
                 raise ConfigError(problems, origin="segment draft")
-        compiled = compile_segment(self._segment_context(config=config), seg)
-        return count_steps(self.adapter, compiled)
+        ctx = self._segment_context(config=config)
+        # Compiled once per definition and state of the workspace: a marketer counts the same
+        # draft again and again while changing another condition, and a saved segment's count
+        # is asked by every page that shows it.
+        key = ("segment_count", json.dumps(seg.model_dump(mode="json", by_alias=True), sort_keys=True, default=str),
+               ctx.as_of.isoformat())
+        plan = self.cached_read(key, lambda: prepare_count(self.adapter, compile_segment(ctx, seg)))
+        return run_count(self.adapter, plan)
 
     def segment_members(self, name: str, *, limit: int = 100, columns: list[str] | None = None) -> list[dict]:
         """The current members of a segment (as of its last refresh) with their entry time and,

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from tessera.config.models import SegmentConfig, WorkspaceConfig
 from tessera.errors import ConfigError
-from tessera.segments.compile import TID, Context, compile_segment
+from tessera.segments.compile import TID, Compiled, Context, compile_segment, compile_segments
 
 MEMBERS = "_tessera_segment_members"
 LOG = "_tessera_segment_log"
@@ -109,54 +109,20 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     members = adapter.table(MEMBERS)
     configured = [s.name for s in config.segments]
     at = ibis.literal(now, dt.timestamp)
-    # The new members and the log's new rows go to work tables one segment at a time (small
-    # statements; one union of every segment would make one very deep query).
     for name in (WORK, f"{WORK}_log"):
         adapter.drop_table(name)
     versions: dict[str, int] = {}
     skipped: dict[str, str] = {}
+    by_dataset: dict[str, list[SegmentConfig]] = {}
     for seg in todo:
-        try:
-            compiled = compile_segment(ctx, seg)
-        except ConfigError as exc:
-            # e.g. a predictive score column missing this run: the segment keeps its members
-            skipped[seg.name] = "; ".join(exc.problems)
+        by_dataset.setdefault(seg.dataset, []).append(seg)
+    for segments in by_dataset.values():
+        compiled = _compile_all(ctx, segments, skipped)
+        if not compiled:
             continue
-        version = definition_version(store, seg)
-        versions[seg.name] = version
-        t = compiled.table
-        flags = {f"_tessera_c{i}": c for i, c in enumerate(compiled.conditions)}
-        # One pass over the dataset: each record's id, whether it is a member, and each top-level
-        # condition (the reason of an exit), kept in a work table for the statements below.
-        evaluated = adapter.create_table(f"{WORK}_eval", t.select(
-            _tessera_id=t[TID].cast("string"), _tessera_in=compiled.where, **flags), temp=True)
-        current = evaluated.filter(evaluated._tessera_in).select("_tessera_id")
-        old = members.filter(members.segment == seg.name)
-        kept = current.left_join(old, current._tessera_id == old[TID])
-        adapter.append_query(WORK, temp=True, expr=_conform(kept.select(
-            segment=ibis.literal(seg.name, dt.string), **{TID: kept._tessera_id},
-            entered_at=ibis.coalesce(kept.entered_at, at),
-            version=ibis.coalesce(kept.version, ibis.literal(version, dt.int64))), MEMBERS_SCHEMA))
-        entered = current.anti_join(old, current._tessera_id == old[TID])
-        entries = _conform(entered.select(
-            segment=ibis.literal(seg.name, dt.string), **{TID: entered._tessera_id},
-            change=ibis.literal("entered", dt.string), entered_at=at, exited_at=ibis.null(dt.timestamp),
-            version=ibis.literal(version, dt.int64), exit_condition=ibis.null(dt.string)), LOG_SCHEMA)
-        exited = old.anti_join(current, old[TID] == current._tessera_id)
-        why = exited.left_join(evaluated, exited[TID] == evaluated._tessera_id)
-        branches = [(why._tessera_in.isnull(), LEFT_DATASET)]
-        if seg.match == "all":
-            branches += [(~why[f"_tessera_c{i}"], label) for i, label in enumerate(compiled.labels)]
-            otherwise = "the definition changed"
-        else:
-            otherwise = "none of the conditions holds"
-        exits = _conform(why.select(
-            segment=ibis.literal(seg.name, dt.string), **{TID: why[TID]},
-            change=ibis.literal("exited", dt.string), entered_at=why.entered_at, exited_at=at,
-            version=ibis.literal(version, dt.int64), exit_condition=ibis.cases(*branches, else_=otherwise)),
-            LOG_SCHEMA)
-        adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False), temp=True)
-        adapter.drop_table(f"{WORK}_eval")
+        for c in compiled:
+            versions[c.segment.name] = definition_version(store, c.segment)
+        _evaluate(adapter, compiled, members, at, versions)
     untouched = members.filter(~members.segment.isin([s.name for s in todo if s.name not in skipped] or [""])
                                & members.segment.isin(configured or [""]))
     adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA), temp=True)
@@ -190,6 +156,79 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         if rows:
             adapter.append(SIZES, pa.Table.from_pylist(rows, schema=SIZES_SCHEMA))
     return out
+
+
+def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str, str]) -> list[Compiled]:
+    """The segments of one dataset compiled together; one that cannot be compiled (e.g. a
+    predictive score column missing this run) is left out, keeps its members, and says why."""
+    try:
+        return compile_segments(ctx, segments)
+    except ConfigError:
+        pass
+    good = []
+    for seg in segments:
+        try:
+            compile_segment(ctx, seg)
+            good.append(seg)
+        except ConfigError as exc:
+            skipped[seg.name] = "; ".join(exc.problems)
+    return compile_segments(ctx, good)
+
+
+def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.Value, versions: dict[str, int]) -> None:
+    """One pass over the dataset for all its segments, then their new members and their log.
+
+    A work table holds each record's id, whether it is a member of each segment and each
+    top-level condition of each (the reason of an exit); the new members, the entries and the
+    exits of every segment then come from it in three statements."""
+    t = compiled[0].table
+    flags: dict[str, ibis.Value] = {"_tessera_id": t[TID].cast("string")}
+    for k, c in enumerate(compiled):
+        flags[f"_tessera_in{k}"] = c.where
+        if c.segment.match == "all":
+            flags.update({f"_tessera_c{k}_{i}": cond for i, cond in enumerate(c.conditions)})
+    evaluated = adapter.create_table(f"{WORK}_eval", t.select(**flags), temp=True)
+    # segment, record: the members now, in long form
+    parts = [evaluated.filter(evaluated[f"_tessera_in{k}"]).select(
+        _tessera_seg=ibis.literal(c.segment.name, dt.string), _tessera_id=evaluated._tessera_id)
+        for k, c in enumerate(compiled)]
+    current = adapter.create_table(f"{WORK}_current", parts[0].union(*parts[1:], distinct=False) if parts[1:]
+                                   else parts[0], temp=True)
+    names = [c.segment.name for c in compiled]
+
+    def version_of(segment: ibis.Value) -> ibis.Value:
+        return ibis.cases(*[(segment == n, versions[n]) for n in names], else_=0).cast(dt.int64)
+
+    old = members.filter(members.segment.isin(names))
+    same = (current._tessera_seg == old.segment) & (current._tessera_id == old[TID])
+    kept = current.left_join(old, same)
+    adapter.append_query(WORK, temp=True, expr=_conform(kept.select(
+        segment=kept._tessera_seg, **{TID: kept._tessera_id}, entered_at=ibis.coalesce(kept.entered_at, at),
+        version=ibis.coalesce(kept.version, version_of(kept._tessera_seg))), MEMBERS_SCHEMA))
+    entered = current.anti_join(old, same)
+    entries = _conform(entered.select(
+        segment=entered._tessera_seg, **{TID: entered._tessera_id}, change=ibis.literal("entered", dt.string),
+        entered_at=at, exited_at=ibis.null(dt.timestamp),
+        version=version_of(entered._tessera_seg), exit_condition=ibis.null(dt.string)), LOG_SCHEMA)
+    exited = old.anti_join(current, (old.segment == current._tessera_seg) & (old[TID] == current._tessera_id))
+    why = exited.left_join(evaluated, exited[TID] == evaluated._tessera_id)
+    branches = [(why._tessera_id.isnull(), LEFT_DATASET)]
+    otherwise = []
+    for k, c in enumerate(compiled):
+        mine = why.segment == c.segment.name
+        if c.segment.match == "all":
+            branches += [(mine & ~why[f"_tessera_c{k}_{i}"], label) for i, label in enumerate(c.labels)]
+            otherwise.append((mine, "the definition changed"))
+        else:
+            otherwise.append((mine, "none of the conditions holds"))
+    exits = _conform(why.select(
+        segment=why.segment, **{TID: why[TID]}, change=ibis.literal("exited", dt.string),
+        entered_at=why.entered_at, exited_at=at,
+        version=version_of(why.segment),
+        exit_condition=ibis.cases(*branches, *otherwise, else_="the definition changed")), LOG_SCHEMA)
+    adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False), temp=True)
+    adapter.drop_table(f"{WORK}_eval")
+    adapter.drop_table(f"{WORK}_current")
 
 
 def event_segments(config: WorkspaceConfig) -> list[str]:
