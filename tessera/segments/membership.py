@@ -116,26 +116,36 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     by_dataset: dict[str, list[SegmentConfig]] = {}
     for seg in todo:
         by_dataset.setdefault(seg.dataset, []).append(seg)
-    for segments in by_dataset.values():
+    currents: list[tuple[str, list[str]]] = []  # per dataset: its members now (a work table), its segments
+    for j, segments in enumerate(by_dataset.values()):
         compiled = _compile_all(ctx, segments, skipped)
         if not compiled:
             continue
         for c in compiled:
             versions[c.segment.name] = definition_version(store, c.segment)
-        _evaluate(adapter, compiled, members, at, versions)
-    untouched = members.filter(~members.segment.isin([s.name for s in todo if s.name not in skipped] or [""])
-                               & members.segment.isin(configured or [""]))
-    adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA), temp=True)
+        current = f"{WORK}_current{j}"
+        _evaluate(adapter, compiled, members, at, versions, current)
+        currents.append((current, [c.segment.name for c in compiled]))
     changes: dict[tuple[str, str], int] = {}
     if adapter.exists(f"{WORK}_log"):
         work_log = adapter.table(f"{WORK}_log")
         changes = {(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
             work_log.group_by(["segment", "change"]).agg(n=work_log.count())).to_pylist()}
-        # The log first (it was computed from the current members), then the members are replaced.
-        adapter.append_query(LOG, work_log)
-        adapter.drop_table(f"{WORK}_log")
-    adapter.create_table(MEMBERS, adapter.table(WORK))
-    adapter.drop_table(WORK)
+    removed = adapter.count(members.filter(~members.segment.isin(configured or [""]))) > 0
+    if any(changes.values()) or removed:
+        # New members = the members now (keeping the entry time and version of those who stay)
+        # and the untouched segments' members; the log first, as it was computed from the members.
+        for current, names in currents:
+            _keep_members(adapter, adapter.table(current), names, members, at, versions)
+        untouched = members.filter(~members.segment.isin([s.name for s in todo if s.name not in skipped] or [""])
+                                   & members.segment.isin(configured or [""]))
+        adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA), temp=True)
+        if changes:
+            adapter.append_query(LOG, adapter.table(f"{WORK}_log"))
+        adapter.create_table(MEMBERS, adapter.table(WORK))
+    # else: nobody entered or left, and the members table stays as it is (no copy of it)
+    for name in (WORK, f"{WORK}_log", *(c for c, _ in currents)):
+        adapter.drop_table(name)
     out: list[Refreshed] = []
     if todo:
         m = adapter.table(MEMBERS)
@@ -175,12 +185,28 @@ def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str,
     return compile_segments(ctx, good)
 
 
-def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.Value, versions: dict[str, int]) -> None:
-    """One pass over the dataset for all its segments, then their new members and their log.
+def _version_of(segment: ibis.Value, names: list[str], versions: dict[str, int]) -> ibis.Value:
+    return ibis.cases(*[(segment == n, versions[n]) for n in names], else_=0).cast(dt.int64)
+
+
+def _keep_members(adapter, current: ibis.Table, names: list[str], members: ibis.Table, at: ibis.Value,
+                  versions: dict[str, int]) -> None:
+    """Append the members now of ``names`` to the new members, with the entry time and version of
+    those who were members already."""
+    old = members.filter(members.segment.isin(names))
+    kept = current.left_join(old, (current._tessera_seg == old.segment) & (current._tessera_id == old[TID]))
+    adapter.append_query(WORK, temp=True, expr=_conform(kept.select(
+        segment=kept._tessera_seg, **{TID: kept._tessera_id}, entered_at=ibis.coalesce(kept.entered_at, at),
+        version=ibis.coalesce(kept.version, _version_of(kept._tessera_seg, names, versions))), MEMBERS_SCHEMA))
+
+
+def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.Value, versions: dict[str, int],
+              current_table: str) -> None:
+    """One pass over the dataset for all its segments, then their members now and their log.
 
     A work table holds each record's id, whether it is a member of each segment and each
-    top-level condition of each (the reason of an exit); the new members, the entries and the
-    exits of every segment then come from it in three statements."""
+    top-level condition of each (the reason of an exit); the members now (``current_table``,
+    segment and id), the entries and the exits of every segment then come from it."""
     t = compiled[0].table
     flags: dict[str, ibis.Value] = {"_tessera_id": t[TID].cast("string")}
     for k, c in enumerate(compiled):
@@ -192,19 +218,15 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
     parts = [evaluated.filter(evaluated[f"_tessera_in{k}"]).select(
         _tessera_seg=ibis.literal(c.segment.name, dt.string), _tessera_id=evaluated._tessera_id)
         for k, c in enumerate(compiled)]
-    current = adapter.create_table(f"{WORK}_current", parts[0].union(*parts[1:], distinct=False) if parts[1:]
+    current = adapter.create_table(current_table, parts[0].union(*parts[1:], distinct=False) if parts[1:]
                                    else parts[0], temp=True)
     names = [c.segment.name for c in compiled]
 
     def version_of(segment: ibis.Value) -> ibis.Value:
-        return ibis.cases(*[(segment == n, versions[n]) for n in names], else_=0).cast(dt.int64)
+        return _version_of(segment, names, versions)
 
     old = members.filter(members.segment.isin(names))
     same = (current._tessera_seg == old.segment) & (current._tessera_id == old[TID])
-    kept = current.left_join(old, same)
-    adapter.append_query(WORK, temp=True, expr=_conform(kept.select(
-        segment=kept._tessera_seg, **{TID: kept._tessera_id}, entered_at=ibis.coalesce(kept.entered_at, at),
-        version=ibis.coalesce(kept.version, version_of(kept._tessera_seg))), MEMBERS_SCHEMA))
     entered = current.anti_join(old, same)
     entries = _conform(entered.select(
         segment=entered._tessera_seg, **{TID: entered._tessera_id}, change=ibis.literal("entered", dt.string),
@@ -228,7 +250,6 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
         exit_condition=ibis.cases(*branches, *otherwise, else_="the definition changed")), LOG_SCHEMA)
     adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False), temp=True)
     adapter.drop_table(f"{WORK}_eval")
-    adapter.drop_table(f"{WORK}_current")
 
 
 def event_segments(config: WorkspaceConfig) -> list[str]:
