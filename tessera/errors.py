@@ -16,6 +16,7 @@ where (file, line, column, setting) and how to fix it. Anything else is a bug of
      +-- NotFoundError      no such object (dataset, record, job, segment...)
      +-- BusyError          the workspace is busy with another writer; retry later
      +-- ConflictError      the change was made against an old version of the object
+     |    +-- VersionConflict   ... the version sent is no longer the current one
      +-- ForbiddenError     the caller may not do this
      +-- JobCancelled       a job was cancelled before it finished
 
@@ -136,6 +137,14 @@ class ConflictError(TesseraError):
     """A change was made against an old version of an object, or the object exists already."""
 
     code = "conflict"
+    status = 409
+
+
+class VersionConflict(ConflictError):
+    """A change names the version of the configuration (or of one object) it was made from, and
+    another change came first: read the current version, merge, and send again."""
+
+    code = "version_conflict"
     status = 409
 
 

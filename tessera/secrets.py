@@ -89,15 +89,17 @@ class SecretBox:
                 f"or {KEY_FILE} changed); apply the configuration again with the value in the YAML"
             ) from None
 
-    def seal(self, config: WorkspaceConfig) -> WorkspaceConfig:
-        """Store the plain secrets of ``config`` encrypted; return it with references in their place."""
+    def seal(self, config: WorkspaceConfig, *, store: bool = True) -> WorkspaceConfig:
+        """Store the plain secrets of ``config`` encrypted; return it with references in their place.
+        ``store=False`` only puts the references (what apply would keep, for a diff)."""
         config = config.model_copy(deep=True)
         for conn in config.connections:
             for field in SECRET_FIELDS:
                 value = getattr(conn, field, None)
                 if isinstance(value, str):
                     name = f"{conn.name}.{field}"
-                    self.put(name, value)
+                    if store:
+                        self.put(name, value)
                     setattr(conn, field, SecretRef(secret=name))
         return config
 

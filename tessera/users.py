@@ -115,6 +115,11 @@ def _aware(value: Any) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
+GRANTS = ("export",)
+"""Rights given to a user beyond its role: ``export`` (a viewer may export datasets)."""
+GRANTS_SCOPE = "grants"
+
+
 class Users:
     """Users and API tokens of one workspace's metadata store."""
 
@@ -153,6 +158,21 @@ class Users:
         if user is None:
             raise NotFoundError(f"no user '{email}': list them with tessera users list")
         return user
+
+    def grants(self, email: str) -> list[str]:
+        """What a user may do beyond its role (``export`` lets a viewer export datasets)."""
+        return list(self.store.get_state(GRANTS_SCOPE, _check_email(email)) or [])
+
+    def set_grants(self, email: str, grants: list[str], *, by: str | None = None) -> list[str]:
+        """Replace a user's grants (see :data:`GRANTS`); audited."""
+        user = self.get(email)
+        unknown = sorted(set(grants) - set(GRANTS))
+        if unknown:
+            raise UsageError(f"unknown grant(s) {', '.join(unknown)}: use {', '.join(GRANTS)}")
+        kept = sorted(set(grants))
+        self.store.set_state(GRANTS_SCOPE, user["email"], kept)
+        self.store.audit("user.grants", actor=by, target=user["email"], details={"grants": kept})
+        return kept
 
     def has_admin(self) -> bool:
         return self.store.count_admins() > 0

@@ -33,13 +33,23 @@ import psutil
 import pyarrow as pa
 
 from tessera.config.events import EVENT_COLUMNS
-from tessera.config.loader import dump_yaml, load_yaml, parse_config
+from tessera.config.loader import dump_yaml, load_yaml, load_yaml_text, parse_config, resolve_paths
 from tessera.config.models import DatasetConfig, WorkspaceConfig
+from tessera.config.versions import KIND_PLURALS, spec_version
 from tessera.connectors import check_connection
 from tessera.datasets.build import dataset_columns
 from tessera.engine.base import EngineAdapter
 from tessera.engine.connect import open_adapter
-from tessera.errors import BusyError, ConfigError, NotFoundError, TesseraError, UsageError, WorkspaceError
+from tessera.errors import (
+    BusyError,
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    TesseraError,
+    UsageError,
+    VersionConflict,
+    WorkspaceError,
+)
 from tessera.identity.explain import explain
 from tessera.normalize.semantic import suggest_semantic
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
@@ -300,13 +310,34 @@ class Workspace:
             raise ConfigError(f"unknown connection '{name}' (known: {', '.join(sorted(conns)) or 'none'})")
         return self.secrets.reveal(conns[name])
 
-    def apply(self, config: WorkspaceConfig | str | Path | dict | None, *, prune: bool = False) -> dict:
+    def apply(self, config: WorkspaceConfig | str | Path | dict | None, *, prune: bool = False,
+              expected_version: int | None = None) -> dict:
         """Replace the workspace configuration; return what changed per kind.
 
         Args:
             config: a WorkspaceConfig, a mapping, or the path of a YAML file.
             prune: accept a configuration that declares nothing (an empty or comment-only file),
                 which removes every connection, source, dataset and sync; refused otherwise.
+            expected_version: the version of the configuration this one was made from
+                (:meth:`config_version`); refused with VersionConflict when another change came since.
+        """
+        if expected_version is not None:
+            self._check_version(expected_version)
+        config = self.validate_config(config, prune=prune)
+        config = self.secrets.seal(config)
+        changes = self._changes(config)
+        if changes["added"] or changes["removed"] or changes["changed"]:
+            with self.writing():
+                self.store.save_config(self._objects(config), origin="apply")
+        self.secrets.prune(config)
+        return changes
+
+    def validate_config(self, config: WorkspaceConfig | str | Path | dict | None, *,
+                        prune: bool = False) -> WorkspaceConfig:
+        """Check a configuration as :meth:`apply` does, without applying it; the checked configuration.
+
+        Raises:
+            ConfigError: every problem found, each with its line (YAML) and setting.
         """
         origin = str(config) if isinstance(config, (str, Path)) else None
         if isinstance(config, (str, Path)):
@@ -317,14 +348,117 @@ class Workspace:
         problems = column_problems(config, self.store)
         if problems:
             raise ConfigError(problems)
-        config = self.secrets.seal(config)
-        before = {(k, n): s for k, n, s in self.store.load_config()}
+        before = self.store.load_config()
         declared = config.connections or config.sources or config.datasets or config.syncs
         if before and not declared and not prune:
             raise ConfigError(
                 f"the configuration declares no connection, source, dataset or sync (an empty or comment-only "
                 f"file?); applying it would remove all {len(before)} object(s) of the workspace. Check the file, "
                 "or pass --prune (prune=True) to remove them all", origin=origin)
+        return config
+
+    def parse_config_text(self, text: str) -> WorkspaceConfig:
+        """A configuration given as YAML text, read like a file (problems with their line); relative
+        local paths are taken from the workspace folder."""
+        return load_yaml_text(text, self.path)
+
+    def diff_config(self, config: WorkspaceConfig | str | Path | dict | None, *, prune: bool = False) -> dict:
+        """What :meth:`apply` would change: ``added``, ``removed``, ``changed`` objects and ``text``,
+        a unified diff of the YAML (secrets stay references: their values are never shown)."""
+        import difflib
+
+        config = self.secrets.seal(self.validate_config(config, prune=prune), store=False)
+        changes = self._changes(config)
+        before, after = self.export_config(), dump_yaml(config)
+        changes["text"] = "".join(difflib.unified_diff(before.splitlines(keepends=True),
+                                                       after.splitlines(keepends=True), "current", "proposed"))
+        changes["version"] = self.config_version()
+        return changes
+
+    def config_version(self) -> int:
+        """The version of the whole configuration: the id of its last applied change (0: none yet)."""
+        return self.store.current_config_version()
+
+    def config_objects(self) -> list[dict]:
+        """Every configuration object with its kind, name, version (:func:`spec_version`), last change
+        and definition (secrets as references, never their values)."""
+        return [{"kind": o["kind"], "name": o["name"], "version": spec_version(o["spec"]),
+                 "updated_at": o["updated_at"].isoformat() if hasattr(o["updated_at"], "isoformat") else o["updated_at"],
+                 "spec": o["spec"]} for o in self.store.config_objects()]
+
+    def config_object(self, kind: str, name: str) -> dict:
+        """One configuration object (see :meth:`config_objects`).
+
+        Raises:
+            NotFoundError: no object of this kind has this name.
+        """
+        found = next((o for o in self.config_objects() if o["kind"] == kind and o["name"] == name), None)
+        if found is None:
+            known = ", ".join(sorted(o["name"] for o in self.config_objects() if o["kind"] == kind)) or "none"
+            raise NotFoundError(f"unknown {kind} '{name}' ({KIND_PLURALS.get(kind, kind)}: {known})")
+        return found
+
+    def change_object(self, kind: str, name: str, spec: dict | None, *, expected_version: str | None = None,
+                      create: bool = False, dry_run: bool = False) -> dict:
+        """Create (``create``), change or remove (``spec`` None) one object of the configuration, then
+        apply the whole configuration with every check of :meth:`apply`; returns what changed.
+
+        Args:
+            kind: connection, source, dataset, sync, segment, or pipeline (its settings).
+            name: the object's name.
+            spec: its definition as in the YAML.
+            expected_version: the object's version the change was made from; VersionConflict when
+                the object changed since.
+            create: refuse (ConflictError) an object that exists already.
+            dry_run: check everything, change nothing (returns the diff :meth:`diff_config` gives).
+        """
+        data = self.config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        if kind == "pipeline":  # one object: its settings (the pipeline's schedule, as_of)
+            stored = next((s for k, _n, s in self.store.load_config() if k == "pipeline"), {})
+            if expected_version is not None and spec_version(stored) != expected_version:
+                raise VersionConflict(f"the pipeline settings changed since version {expected_version} (now "
+                                      f"{spec_version(stored)}): read them again and send the new version")
+            data["pipeline"] = spec or {}
+        else:
+            plural = KIND_PLURALS[kind]
+            items = data.get(plural, [])
+            position = next((i for i, o in enumerate(items) if o["name"] == name), None)
+            if create:
+                if position is not None:
+                    raise ConflictError(f"{kind} '{name}' exists already: change it with PUT, or pick another name")
+            else:
+                current = self.config_object(kind, name)
+                if expected_version is not None and current["version"] != expected_version:
+                    raise VersionConflict(f"{kind} '{name}' changed since version {expected_version} (now "
+                                          f"{current['version']}, {current['updated_at']}): read it again, redo "
+                                          "the change and send it with the new version")
+            if spec is not None:
+                spec = {**spec, "name": name}
+                if position is None:
+                    items.append(spec)
+                else:
+                    items[position] = spec
+            elif position is not None:
+                items.pop(position)
+            data[plural] = items
+        # relative local paths are taken from the workspace folder, as for a configuration sent as text
+        config = resolve_paths(parse_config(data, origin=f"{kind} '{name}'"), self.path)
+        if dry_run:
+            return self.diff_config(config, prune=True)
+        return self.apply(config, prune=True)
+
+    def check_config_version(self, expected: int) -> None:
+        """Raise VersionConflict (409) unless ``expected`` is the configuration's current version."""
+        self._check_version(expected)
+
+    def _check_version(self, expected: int) -> None:
+        current = self.config_version()
+        if expected != current:
+            raise VersionConflict(f"the configuration changed since version {expected} (now version {current}): "
+                                  "read it again (GET /api/config), redo the change and send it with the new version")
+
+    @staticmethod
+    def _objects(config: WorkspaceConfig) -> list[tuple[str, str, dict]]:
         objects = []
         for kind, items in (("connection", config.connections), ("source", config.sources),
                             ("dataset", config.datasets), ("sync", config.syncs), ("segment", config.segments)):
@@ -333,17 +467,16 @@ class Workspace:
         pipeline = config.pipeline.model_dump(mode="json", exclude_defaults=True, by_alias=True)
         if pipeline:
             objects.append(("pipeline", "pipeline", pipeline))
-        after = {(k, n): s for k, n, s in objects}
-        changes = {
+        return objects
+
+    def _changes(self, sealed: WorkspaceConfig) -> dict:
+        before = {(k, n): s for k, n, s in self.store.load_config()}
+        after = {(k, n): s for k, n, s in self._objects(sealed)}
+        return {
             "added": sorted(f"{k} {n}" for k, n in after.keys() - before.keys()),
             "removed": sorted(f"{k} {n}" for k, n in before.keys() - after.keys()),
             "changed": sorted(f"{k} {n}" for k, n in after.keys() & before.keys() if after[(k, n)] != before[(k, n)]),
         }
-        if changes["added"] or changes["removed"] or changes["changed"]:
-            with self.writing():
-                self.store.save_config(objects, origin="apply")
-        self.secrets.prune(config)
-        return changes
 
     def propose_config(self, folder: str | Path, *, apply: bool = False):
         """Propose a configuration for a folder of exports (see :mod:`tessera.setup`).

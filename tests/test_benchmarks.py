@@ -31,6 +31,7 @@ TINY = {
     "bench_segments.py": (["--contacts", "500", "--events", "2000", "--repeat", "2"], "RSS"),
     "bench_api.py": (["--records", "500", "--idle-seconds", "1", "--busy-seconds", "2", "--readers", "2",
                       "--rate", "100", "--data", "{tmp}"], "peak RSS"),
+    "bench_api_data.py": (["--records", "500", "--requests", "5", "--data", "{tmp}"], "peak RSS"),
 }
 NEEDS_POSTGRES = {"bench_db_import.py", "bench_sync.py"}
 

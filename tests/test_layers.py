@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("datasets",),
     ("enrich",),
     ("segments",),
-    ("syncs", "analytics", "privacy", "profiles", "setup"),
+    ("syncs", "analytics", "privacy", "profiles", "setup", "browse"),
     ("pipeline", "jobs", "schedule"),
     ("workspace",),
     ("collect",),

@@ -56,6 +56,7 @@ class WorkspaceOwner:
             "run": self._run, "import": self._import, "sync": self._sync, "apply": self._apply,
             "sync_reset": self._sync_reset, "segments_refresh": self._segments_refresh,
             "segment_save": self._segment_save, "segment_delete": self._segment_delete,
+            "config_change": self._config_change,
         }, on_cancel=self.workspace.adapter.interrupt, on_end=self._job_ended)
         self._started = False
         self._event_refresh_queued = False
@@ -105,7 +106,7 @@ class WorkspaceOwner:
         details: dict[str, Any] = {"kind": job["kind"], "state": job["state"]}
         if job.get("error"):
             details["error"] = job["error"]
-        if job["kind"] == "apply" and isinstance(job.get("result"), dict):
+        if job["kind"] in ("apply", "config_change") and isinstance(job.get("result"), dict):
             details["diff"] = job["result"]
         elif isinstance(job.get("result"), dict):
             details["result"] = {k: v for k, v in job["result"].items() if isinstance(v, (int, float, str, bool))}
@@ -192,11 +193,26 @@ class WorkspaceOwner:
     def _apply(self, params: dict, ctx: JobContext) -> Any:
         ctx.check()
         prune = bool(params.get("prune", False))
+        expected = params.get("expected_version")
+        if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
+            raise UsageError("expected_version: give the configuration's version as a number (GET /api/config)")
         if params.get("path"):
-            return self.workspace.apply(Path(params["path"]), prune=prune)
+            return self.workspace.apply(Path(params["path"]), prune=prune, expected_version=expected)
         if isinstance(params.get("config"), dict):
-            return self.workspace.apply(params["config"], prune=prune)
-        raise UsageError("an apply job needs 'path' (a YAML file on the server's machine) or 'config' (a mapping)")
+            return self.workspace.apply(params["config"], prune=prune, expected_version=expected)
+        if isinstance(params.get("yaml"), str):
+            config = self.workspace.parse_config_text(params["yaml"])
+            return self.workspace.apply(config, prune=prune, expected_version=expected)
+        raise UsageError("an apply job needs 'path' (a YAML file on the server's machine), 'config' (a mapping) "
+                         "or 'yaml' (the configuration's text)")
+
+    def _config_change(self, params: dict, ctx: JobContext) -> Any:
+        """One object of the configuration created, changed or removed, then the whole configuration
+        applied with every check of apply (see :meth:`Workspace.change_object`)."""
+        ctx.check()
+        return self.workspace.change_object(params["kind"], params["name"], params.get("spec"),
+                                            expected_version=params.get("expected_version"),
+                                            create=bool(params.get("create", False)))
 
 
 def _audited_params(params: dict) -> dict:
@@ -205,6 +221,10 @@ def _audited_params(params: dict) -> dict:
     out = dict(params or {})
     if isinstance(out.get("config"), dict):
         out["config"] = f"(a configuration given inline: {', '.join(sorted(map(str, out['config']))) or 'empty'})"
+    if isinstance(out.get("yaml"), str):
+        out["yaml"] = f"(a configuration given as YAML: {len(out['yaml'])} characters)"
+    if isinstance(out.get("spec"), dict):
+        out["spec"] = f"(the definition of {out.get('kind')} {out.get('name')}: see the diff)"
     return out
 
 

@@ -761,7 +761,18 @@ def load_yaml(path: str | Path) -> WorkspaceConfig:
         raise ConfigError(f"{path} is a folder: give the workspace YAML file")
     lined = read_yaml_text(_read_text(path), origin=str(path))
     config = parse_config(lined, origin=str(path), lined=lined)
-    base = path.resolve().parent
+    return resolve_paths(config, path.resolve().parent)
+
+
+def load_yaml_text(text: str, base: str | Path, origin: str = "the configuration") -> WorkspaceConfig:
+    """Read and validate a workspace configuration given as YAML text (the API's ``/api/config``);
+    relative local paths are taken from ``base`` (the workspace folder)."""
+    lined = read_yaml_text(text, origin=origin)
+    return resolve_paths(parse_config(lined, origin=origin, lined=lined), Path(base).resolve())
+
+
+def resolve_paths(config: WorkspaceConfig, base: Path) -> WorkspaceConfig:
+    """Local connection paths (folders, SQLite files, key files) relative to ``base`` made absolute."""
     for conn in config.connections:
         if conn.type in ("local", "sqlite") and not os.path.isabs(conn.path):
             conn.path = str((base / conn.path).resolve())

@@ -320,6 +320,11 @@ class MetadataStore:
         with self.engine.connect() as conn:
             return tuple(int(v or 0) for v in conn.execute(_READ_STATE).one())
 
+    def current_config_version(self) -> int:
+        """The id of the last applied configuration (0 before the first apply)."""
+        with self._read() as session:
+            return session.scalar(select(func.max(ConfigVersion.id))) or 0
+
     def config_objects(self) -> list[dict[str, Any]]:
         """The current configuration objects with their position and ``updated_at``."""
         with self._read() as session:

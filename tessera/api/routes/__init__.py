@@ -9,7 +9,30 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tessera.api.routes import audit, cli, events, identity, jobs, profiles, schedule, segments, status, users
+from tessera.api.routes import (
+    audit,
+    cli,
+    config,
+    connections,
+    customers,
+    datasets,
+    events,
+    grants,
+    identity,
+    job_events,
+    jobs,
+    profiles,
+    runs,
+    schedule,
+    schedules,
+    segments,
+    sources,
+    status,
+    syncs,
+    users,
+)
 
 ROUTERS: list[APIRouter] = [status.router, profiles.router, schedule.router, jobs.router, events.router, cli.router,
-                             identity.router, segments.router, users.router, audit.router]
+                             identity.router, segments.router, users.router, audit.router,
+                             config.router, connections.router, sources.router, datasets.router, customers.router,
+                             syncs.router, schedules.router, runs.router, job_events.router, grants.router]

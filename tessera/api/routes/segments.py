@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tessera.api.auth import Editor, Owner, Viewer
+from tessera.api.resources import OptionalVersion
+from tessera.api.resources import change as change_object
 from tessera.config.models import SegmentConfig
 from tessera.errors import ConfigError, ConflictError
 
@@ -72,10 +74,16 @@ async def count_draft(owner: Owner, _caller: Viewer, draft: SegmentDraft) -> dic
     return await _read(owner, lambda ws: ws.segment_count(draft.spec()))
 
 
+def _with_config_version(ws, name: str) -> dict:
+    out = ws.segment(name)
+    out["config_version"] = ws.config_object("segment", name)["version"]
+    return out
+
+
 @router.get("/segments/{name}")
 async def show_segment(owner: Owner, _caller: Viewer, name: str) -> dict:
-    """One segment: definition, conditions in words, size and version."""
-    return await _read(owner, lambda ws: ws.segment(name))
+    """One segment: definition, conditions in words, size, version and config_version (send it back with a change)."""
+    return await _read(owner, lambda ws: _with_config_version(ws, name))
 
 
 @router.get("/segments/{name}/count")
@@ -110,25 +118,32 @@ async def create_segment(owner: Owner, caller: Editor, segment: SegmentCreate) -
     if any(s["name"] == segment.name for s in await _read(owner, lambda ws: ws.segments())):
         raise ConflictError(f"segment '{segment.name}' exists already; change it with PUT /api/segments/{segment.name}")
     await asyncio.to_thread(owner.run_job, "segment_save", {"definition": definition}, requested_by=caller.identity)
-    return await _read(owner, lambda ws: ws.segment(segment.name))
+    return await _read(owner, lambda ws: _with_config_version(ws, segment.name))
 
 
 @router.put("/segments/{name}")
-async def change_segment(owner: Owner, caller: Editor, name: str, change: SegmentUpdate) -> dict:
-    """Change a segment's definition (its version increases at the next refresh)."""
+async def change_segment(request: Request, owner: Owner, caller: Editor, name: str, change: SegmentUpdate,
+                         version: OptionalVersion = None) -> dict:
+    """Change a segment's definition (its version increases at the next refresh); with ``version`` (its
+    config_version), 409 when it changed since."""
     current = (await _read(owner, lambda ws: ws.segment(name)))["definition"]
     try:
         definition = SegmentConfig.model_validate({**current, **change.model_dump(exclude_none=True), "name": name})
     except ValidationError as exc:
         raise _invalid(exc) from None
-    await asyncio.to_thread(owner.run_job, "segment_save",
-                            {"definition": definition.model_dump(mode="json", exclude_defaults=True, by_alias=True)},
-                            requested_by=caller.identity)
-    return await _read(owner, lambda ws: ws.segment(name))
+    spec = definition.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+    if version is not None:
+        await change_object(request, owner, caller, "segment", name, spec, version=version)
+    else:
+        await asyncio.to_thread(owner.run_job, "segment_save", {"definition": spec}, requested_by=caller.identity)
+    return await _read(owner, lambda ws: _with_config_version(ws, name))
 
 
 @router.delete("/segments/{name}")
-async def delete_segment(owner: Owner, caller: Editor, name: str) -> dict:
-    """Delete a segment (refused while a sync or another segment uses it)."""
+async def delete_segment(request: Request, owner: Owner, caller: Editor, name: str,
+                         version: OptionalVersion = None) -> dict:
+    """Delete a segment (refused while a sync or another segment uses it); with ``version``, 409 when it changed since."""
     await _read(owner, lambda ws: ws.segment(name))  # 404 for an unknown segment
+    if version is not None:
+        return (await change_object(request, owner, caller, "segment", name, None, version=version)).model_dump()
     return await asyncio.to_thread(owner.run_job, "segment_delete", {"name": name}, requested_by=caller.identity)
