@@ -188,3 +188,280 @@ def _read(adapter, plan: ProfilePlan, tessera_id: str, events: int) -> dict:
     return {"dataset": plan.dataset, "tessera_id": tessera_id, "attributes": found[0],
             "segments": memberships, "records": source_records, "events": merged[:events],
             "pending_events": sum(1 for e in merged if e.get("pending"))}
+
+
+# --------------------------------------------------------------------------- search and the 360 view
+NAME_FIELDS = ("FirstName", "LastName", "FullName", "Company")
+ID_FIELDS = ("CustomerId", "LoyaltyCard", "Email", "Phone")
+CONSENT_HINTS = ("optin", "opt_in", "consent", "unsubscribed", "opt_out", "optout")
+RECORD = "_tessera_record"
+
+
+def customer_dataset(ws, dataset: str | None = None) -> str:
+    """The dataset of customers: ``dataset``, else the first deduplicated dataset.
+
+    Raises:
+        NotFoundError: no such dataset, or none is deduplicated.
+    """
+    name = dataset or next((d.name for d in ws.config.datasets if d.deduplicate), None)
+    if name is None or name not in {d.name for d in ws.config.datasets}:
+        raise NotFoundError(f"unknown or missing customer dataset '{name}': name a deduplicated dataset")
+    return name
+
+
+def _fields(ws, dataset: str) -> dict[str, str]:
+    from tessera.segments.related import _semantics
+
+    return _semantics(ws.config, dataset)
+
+
+def search_customers(ws, text: str, dataset: str | None = None, *, limit: int = 20) -> dict:
+    """Customers whose name, email or phone contains ``text``, or whose id (the unified id, an
+    identity key, a source record's key) equals it; at most ``limit``, by name.
+
+    Returns:
+        ``{"dataset", "query", "results": [{"tessera_id", "name", "email", "phone", "city"}], "more": bool}``.
+    """
+    dataset = customer_dataset(ws, dataset)
+    query = " ".join((text or "").split())
+    out = {"dataset": dataset, "query": query, "results": [], "more": False}
+    if len(query) < 2:
+        return out
+    t = ws.table(dataset)
+    fields = {k: v for k, v in _fields(ws, dataset).items() if v in t.columns}
+    lowered = query.lower()
+    conds = []
+    names = [fields[f] for f in NAME_FIELDS if f in fields]
+    if names:
+        hay = ibis.literal(" ").join([t[c].cast("string").fill_null("").lower() for c in names])
+        words = lowered.split()
+        cond = hay.contains(words[0])
+        for w in words[1:]:
+            cond = cond & hay.contains(w)
+        conds.append(cond)
+    if "Email" in fields:
+        conds.append(t[fields["Email"]].cast("string").lower().contains(lowered))
+    digits = "".join(ch for ch in query if ch.isdigit()).lstrip("0")
+    if "Phone" in fields and len(digits) >= 4 and len(digits) >= len(query.replace(" ", "")) - 3:
+        conds.append(t[fields["Phone"]].cast("string").contains(digits))
+    ds = next(d for d in ws.config.datasets if d.name == dataset)
+    ids = {k.column for k in ds.identity_keys} | {fields[f] for f in ID_FIELDS if f in fields}
+    conds += [t[c].cast("string") == query for c in sorted(ids) if c in t.columns]
+    conds.append(t.tessera_id == query)
+    if ws.adapter.published_target(f"{dataset}__records") is not None:
+        records = ws.adapter.table(f"{dataset}__records")
+        hit = records.filter(records[RECORD].endswith(f":{query}")).select(records.tessera_id)
+        conds.append(t.tessera_id.isin(hit.tessera_id))
+    cond = conds[0]
+    for c in conds[1:]:
+        cond = cond | c
+    shown = {"tessera_id": t.tessera_id}
+    for key, field_name in (("first", "FirstName"), ("last", "LastName"), ("full", "FullName"), ("email", "Email"),
+                            ("phone", "Phone"), ("city", "City")):
+        if field_name in fields:
+            shown[key] = t[fields[field_name]].cast("string")
+    order = [shown[k] for k in ("last", "first", "full", "email") if k in shown] + [t.tessera_id]
+    rows = _rows(ws.adapter, t.filter(cond).order_by(order).select(**shown).limit(limit + 1))
+    for r in rows[:limit]:
+        name = r.get("full") or " ".join(x for x in (r.get("first"), r.get("last")) if x)
+        out["results"].append({"tessera_id": r["tessera_id"], "name": name or None, "email": r.get("email"),
+                               "phone": r.get("phone"), "city": r.get("city")})
+    out["more"] = len(rows) > limit
+    return out
+
+
+def _date_of(record: dict, updated_col: str | None) -> str | None:
+    return _plain(record.get(updated_col)) if updated_col and record.get(updated_col) else record.get("_tessera_imported_at")
+
+
+def attribute_sources(ws, dataset: str, attributes: dict, records: list[dict]) -> list[dict]:
+    """Each column of a unified record with its value, and the source record it came from (the
+    most recent source record holding that value) with that record's date."""
+    fields = _fields(ws, dataset)
+    updated = fields.get("UpdatedAt")
+    ds = next(d for d in ws.config.datasets if d.name == dataset)
+    mapped = [c for m in ds.mappings for c in m.columns]
+    columns = list(dict.fromkeys([c.name for c in ds.columns] + mapped))
+    by_date = sorted(records, key=lambda r: str(_date_of(r, updated) or ""), reverse=True)
+    semantic_of = {v: k for k, v in fields.items()}
+    out = []
+    for col in columns:
+        if col not in attributes:
+            continue
+        value = attributes[col]
+        came = [r for r in by_date if value is not None and r.get(col) is not None and str(r.get(col)) == str(value)]
+        first = came[0] if came else None
+        out.append({"column": col, "semantic": semantic_of.get(col), "value": value,
+                    "source": first.get("_tessera_source") if first else None,
+                    "record": first.get(RECORD) if first else None,
+                    "date": _date_of(first, updated) if first else None,
+                    "sources": sorted({r.get("_tessera_source") for r in came if r.get("_tessera_source")})})
+    return out
+
+
+def identity_graph(ws, dataset: str, tessera_id: str) -> dict:
+    """The source records merged into a unified record and why: ``{"nodes": [{"id", "source",
+    "label"}], "edges": [{"from", "to", "key", "value"}], "unused": [...]}``."""
+    exp = ws.explain(tessera_id, dataset)
+    nodes = [{"id": r[RECORD], "source": r.get("_tessera_source"), "label": exp.who(r[RECORD])} for r in exp.records]
+    edges = [{"from": link.via, "to": link.record, "key": link.key, "value": link.value,
+              "probability": link.probability} for link in exp.links if link.via]
+    return {"nodes": nodes, "edges": edges, "unused": [{k: _plain(v) for k, v in u.items()} for u in exp.unused]}
+
+
+def _related_orders(ws, dataset: str) -> list[tuple[str, str, dict]]:
+    """(dataset, link column, semantic fields) of each published dataset linked to the customers
+    with an OrderDate (orders, tickets)."""
+    from tessera.segments.related import links_to
+
+    out = []
+    for d in ws.config.datasets:
+        if d.name == dataset or ws.adapter.published_target(d.name) is None:
+            continue
+        link = links_to(ws.config, d.name, dataset)
+        fields = _fields(ws, d.name)
+        if link and "OrderDate" in fields:
+            out.append((d.name, link, fields))
+    return out
+
+
+def _window(t, col: str, since, until):
+    cond = None
+    if since is not None:
+        cond = t[col] >= ibis.literal(since).cast(t[col].type())
+    if until is not None:
+        c2 = t[col].cast("date") <= ibis.literal(until)
+        cond = c2 if cond is None else cond & c2
+    return t if cond is None else t.filter(cond)
+
+
+def customer_orders(ws, dataset: str, tessera_id: str, *, since=None, until=None, limit: int = 200) -> list[dict]:
+    """The orders of a customer from each related orders dataset, newest first."""
+    out = []
+    for name, link, fields in _related_orders(ws, dataset):
+        t = ws.table(name)
+        date_col = fields["OrderDate"]
+        mine = _window(t.filter(t[link] == tessera_id), date_col, since, until)
+        shown = {"at": mine[date_col]}
+        for key, f in (("order", "OrderId"), ("amount", "OrderAmount"), ("channel", "Channel"), ("store", "Store"),
+                       ("discount", "DiscountAmount")):
+            if f in fields and fields[f] in t.columns:
+                shown[key] = mine[fields[f]]
+        for r in _rows(ws.adapter, mine.select(**shown).order_by(ibis.desc("at")).limit(limit)):
+            out.append({"dataset": name, **r})
+    out.sort(key=lambda r: str(r.get("at") or ""), reverse=True)
+    return out[:limit]
+
+
+def customer_charts(ws, dataset: str, tessera_id: str) -> dict:
+    """What the 360 page charts: spend per month, orders per channel, order lines per category."""
+    from tessera.segments.related import links_to
+
+    spend, channels, categories = [], [], []
+    for name, link, fields in _related_orders(ws, dataset):
+        t = ws.table(name)
+        mine = t.filter(t[link] == tessera_id)
+        month = mine[fields["OrderDate"]].cast("date").truncate("M")
+        amount = mine[fields["OrderAmount"]] if "OrderAmount" in fields else ibis.literal(0)
+        per = mine.mutate(_m=month, _a=amount).group_by("_m").agg(amount=lambda x: x._a.sum(), orders=lambda x: x.count())
+        spend += [{"month": r["_m"], "amount": r["amount"], "orders": r["orders"], "dataset": name}
+                  for r in _rows(ws.adapter, per.order_by("_m"))]
+        if "Channel" in fields:
+            c = mine.group_by(channel=mine[fields["Channel"]].cast("string")).agg(orders=mine.count())
+            channels += _rows(ws.adapter, c.order_by(ibis.desc("orders")))
+        # Order lines of these orders, with the category of their own or of their product.
+        for items in ws.config.datasets:
+            if items.name in (name, dataset) or ws.adapter.published_target(items.name) is None:
+                continue
+            to_order = links_to(ws.config, items.name, name)
+            if not to_order:
+                continue
+            it = ws.table(items.name)
+            ifields = _fields(ws, items.name)
+            lines = it.filter(it[to_order].isin(mine.tessera_id))
+            category = lines[ifields["ProductCategory"]] if "ProductCategory" in ifields else None
+            if category is None:
+                for prod in ws.config.datasets:
+                    to_prod = links_to(ws.config, items.name, prod.name)
+                    pfields = _fields(ws, prod.name) if to_prod else {}
+                    if to_prod and "ProductCategory" in pfields and ws.adapter.published_target(prod.name):
+                        p = ws.table(prod.name).select(_pid=lambda x: x.tessera_id, _cat=pfields["ProductCategory"])
+                        lines = lines.left_join(p, lines[to_prod] == p._pid)
+                        category = lines._cat
+                        break
+            if category is None:
+                continue
+            g = lines.mutate(_c=category.cast("string")).group_by(category="_c").agg(lines=lambda x: x.count())
+            categories += _rows(ws.adapter, g.order_by(ibis.desc("lines")))
+    return {"spend": spend, "channels": channels, "categories": categories}
+
+
+def segment_changes(ws, tessera_id: str, *, limit: int = 50) -> list[dict]:
+    """The segment entries and exits of one record, newest first."""
+    from tessera.segments.membership import LOG
+
+    if not ws.adapter.exists(LOG):
+        return []
+    t = ws.adapter.table(LOG)
+    when = ibis.coalesce(t.exited_at, t.entered_at)
+    q = t.filter(t.tessera_id == tessera_id).mutate(_at=when).order_by(ibis.desc("_at")).limit(limit)
+    return _rows(ws.adapter, q.drop("_at"))
+
+
+def customer_view(ws, tessera_id: str, dataset: str | None = None, *, since=None, until=None,
+                  events: int = 100, charts: bool = True) -> dict:
+    """Everything the customer 360 page shows: the profile (:func:`profile`), each attribute with
+    its source and date, identities and consent, key figures, the identity graph, the timeline
+    (orders, events, segment entries and exits; newest first, between ``since`` and ``until``),
+    chart data (unless ``charts`` is false: :func:`customer_charts` gives it apart) and the scores."""
+    dataset = customer_dataset(ws, dataset)
+    base = profile(ws, tessera_id, dataset, events=events)
+    attrs = base["attributes"]
+    fields = _fields(ws, dataset)
+    ds = next(d for d in ws.config.datasets if d.name == dataset)
+    id_cols = list(dict.fromkeys([k.column for k in ds.identity_keys] + [fields[f] for f in ID_FIELDS if f in fields]))
+    identities = []
+    for col in id_cols:
+        values = sorted({str(r[col]) for r in base["records"] if r.get(col) not in (None, "")})
+        for part in (attrs.get(col) or "").split(", ") if isinstance(attrs.get(col), str) else []:
+            if part and part not in values:
+                values.append(part)
+        identities += [{"column": col, "value": v} for v in values]
+    identities += [{"column": "record", "value": r[RECORD]} for r in base["records"] if r.get(RECORD)]
+    consent = [{"column": c, "value": v} for c, v in attrs.items()
+               if any(h in c.lower() for h in CONSENT_HINTS) and not c.startswith("_")]
+    scores = [{"column": c, "value": v} for c, v in attrs.items() if c.startswith("score_")]
+    orders = customer_orders(ws, dataset, tessera_id, since=since, until=until)
+    timeline = [{"at": o.get("at"), "kind": "order", "dataset": o["dataset"], "item": o} for o in orders]
+    for e in base["events"]:
+        at = e.get("timestamp")
+        if in_range(at, since, until):
+            timeline.append({"at": at, "kind": "event", "dataset": e.get("dataset"), "item": e})
+    for ch in segment_changes(ws, tessera_id):
+        for kind in ("entered", "exited"):
+            at = ch.get(f"{kind}_at")
+            if at and in_range(at, since, until):
+                timeline.append({"at": at, "kind": f"segment_{kind}", "dataset": None, "item": ch})
+    timeline.sort(key=lambda x: str(x["at"] or ""), reverse=True)
+    figures = {k: attrs.get(c) for k, c in (
+        ("orders", "score_total_order_count"), ("revenue", "score_orders_total_amount"),
+        ("last_order", "score_last_order_date"), ("rfm_segment", "score_rfm_segment"),
+        ("churn_risk", "score_churn_risk"), ("clv", "score_predicted_clv")) if c in attrs}
+    if "orders" not in figures and orders:
+        figures["orders"] = len(orders)
+        figures["revenue"] = sum(o.get("amount") or 0 for o in orders)
+        figures["last_order"] = orders[0].get("at")
+    return {**base, "attribute_sources": attribute_sources(ws, dataset, attrs, base["records"]),
+            "identities": identities, "consent": consent, "scores": scores, "figures": figures,
+            "graph": identity_graph(ws, dataset, tessera_id), "timeline": timeline,
+            "charts": customer_charts(ws, dataset, tessera_id) if charts else None, "fields": fields}
+
+
+def in_range(at, since, until) -> bool:
+    """Whether a time (ISO text or datetime) falls between the days ``since`` and ``until`` (each optional)."""
+    text = str(at or "")[:10]
+    if since is not None and text and text < since.isoformat():
+        return False
+    if until is not None and text and text > until.isoformat():
+        return False
+    return True

@@ -964,7 +964,7 @@ class Workspace:
         return {**info, "definition": seg.model_dump(mode="json", exclude_defaults=True, by_alias=True),
                 "condition_texts": [describe(c) for c in seg.conditions]}
 
-    def segment_count(self, definition) -> dict:
+    def segment_count(self, definition, *, _compiled: bool = False) -> dict:
         """The live count of a segment, saved or not, with the count after each top-level condition.
 
         Args:
@@ -999,6 +999,8 @@ class Workspace:
             if problems:
                 raise ConfigError(problems, origin="segment draft")
         ctx = self._segment_context(config=config)
+        if _compiled:
+            return compile_segment(ctx, seg)
         # Compiled once per definition and state of the workspace: a marketer counts the same
         # draft again and again while changing another condition, and a saved segment's count
         # is asked by every page that shows it.
@@ -1006,6 +1008,20 @@ class Workspace:
                ctx.as_of.isoformat())
         plan = self.cached_read(key, lambda: prepare_count(self.adapter, compile_segment(ctx, seg)))
         return run_count(self.adapter, plan)
+
+    def segment_preview(self, definition, *, limit: int = 10, columns: list[str] | None = None) -> list[dict]:
+        """The first ``limit`` records for which a segment's definition holds now (saved or a
+        draft, as for :meth:`segment_count`), with ``columns`` of its dataset (default: all but
+        those starting with ``_``), by ``tessera_id``."""
+        compiled = self.segment_count(definition, _compiled=True)
+        t = compiled.table
+        wanted = columns or [c for c in self.table(compiled.segment.dataset).columns if not c.startswith("_")]
+        unknown = [c for c in wanted if c not in t.columns]
+        if unknown:
+            raise UsageError(f"unknown column(s) {', '.join(unknown)} of dataset '{compiled.segment.dataset}'")
+        order = ["tessera_id"] if "tessera_id" in t.columns else []
+        rows = self.adapter.to_arrow(t.filter(compiled.where).select(*wanted).order_by(order).limit(limit)).to_pylist()
+        return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 
     def segment_members(self, name: str, *, limit: int = 100, columns: list[str] | None = None) -> list[dict]:
         """The current members of a segment (as of its last refresh) with their entry time and,

@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("datasets",),
     ("enrich",),
     ("segments",),
-    ("syncs", "analytics", "privacy", "profiles", "setup", "browse"),
+    ("syncs", "analytics", "privacy", "profiles", "setup", "browse", "overview"),
     ("pipeline", "jobs", "schedule"),
     ("workspace",),
     ("collect",),
@@ -39,6 +39,9 @@ KNOWN = {
     # behaviour conditions of segments are checked with the segments' resolution of related
     # datasets (tessera.segments.related.related_info); it is to move into tessera/config
     ("tessera.config.loader", "tessera.segments.related"),
+    # the server application mounts the web app at / (create_app(web=True)); the web app's pages
+    # sign in with the API's sessions (tessera.api.auth), so it stands above the API
+    ("tessera.api.app", "tessera.web"),
 }
 
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -34,11 +34,12 @@ from tessera.collect.router import router as collect_router
 from tessera.collect.service import Collector
 from tessera.schedule import SchedulerService
 from tessera.users import Throttle, Users
+from tessera.web import install_web
 
 
 def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool = True,
                loader_interval: float = 1.0, api: bool = True, schedules: bool = False,
-               url: str | None = None, cli_runner=None) -> FastAPI:
+               url: str | None = None, cli_runner=None, web: bool = True) -> FastAPI:
     """The server application of a workspace; from here on the application owns the workspace.
 
     Args:
@@ -51,6 +52,7 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
         url: the address the server listens on, written to ``server.json`` for the CLI.
         cli_runner: ``runner(reader_factory, argv, width) -> {stdout, stderr, exit_code}``, which
             answers the read commands of a CLI (``POST /api/cli``).
+        web: serve the marketer's web app at ``/`` (:mod:`tessera.web`).
 
     Raises:
         WorkspaceError: the folder is not a workspace.
@@ -105,6 +107,8 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
     if schedules:
         app.state.services.append(SchedulerService(owner))
     install_docs(app)
+    if web:
+        install_web(app)
 
     @app.get("/health", tags=["server"])
     async def health() -> dict:

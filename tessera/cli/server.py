@@ -34,7 +34,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.
         raise WorkspaceError(f"a server already serves {path.resolve()} at {running.url} (pid {running.pid})")
     Workspace.open(path).close()
     check_exposure(path, host)
-    console.print(f"Serving {path.resolve()} on http://{host}:{port} (REST API at /api, events at /v1)")
+    console.print(f"Serving {path.resolve()} on http://{host}:{port} (web app at /, REST API at /api, events at /v1)")
     serve_workspace(path, host=host, port=port, access_log=access_log, schedules=schedules,
                     loader_interval=loader_interval, log_level=log_level, cli_runner=run_in_server)
 

@@ -1,0 +1,120 @@
+"""Connections (with a test button), the source catalog and the datasets."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from tessera import overview
+from tessera.errors import ConnectionFailed, NotFoundError, TesseraError
+from tessera.web.auth import Editor, Viewer
+from tessera.web.reading import read
+from tessera.web.render import render
+
+router = APIRouter(include_in_schema=False)
+
+
+def _connections(ws) -> list[dict]:
+    out = []
+    for c in ws.config.connections:
+        out.append({"name": c.name, "type": c.type,
+                    "sources": [s.name for s in ws.config.sources if s.connection == c.name],
+                    "syncs": [s.name for s in ws.config.syncs if s.connection == c.name]})
+    return out
+
+
+@router.get("/connections")
+async def connections(request: Request, user: Viewer):
+    return render(request, "connections.html", nav="connections", connections=await read(request, _connections),
+                  tested=None)
+
+
+@router.post("/connections/{name}/test")
+async def test_connection(request: Request, user: Editor, name: str):
+    """Open the connection for real and check what its sources read (an HTMX fragment)."""
+    known = await read(request, lambda ws: [c.name for c in ws.config.connections])
+    if name not in known:
+        raise NotFoundError(f"no connection '{name}' (connections: {', '.join(known) or 'none'})")
+    try:
+        lines, ok = await read(request, lambda ws: ws.test_connection(name)), True
+    except ConnectionFailed as exc:
+        lines, ok = [str(exc)], False
+    except TesseraError as exc:
+        lines, ok = [str(exc)], False
+    tested = {"name": name, "lines": lines, "ok": ok}
+    if request.headers.get("hx-request") == "true":
+        return render(request, "connection_test.html", tested=tested)
+    return render(request, "connections.html", nav="connections", connections=await read(request, _connections),
+                  tested=tested)
+
+
+def _sources(ws) -> list[dict]:
+    rejects = {r["source"]: r["rows"] for r in overview.rejects_by_source(ws)}
+    files: dict[str, int] = {}
+    for f in ws.store.list_imported_files():
+        files[f["source"]] = files.get(f["source"], 0) + 1
+    return [{"name": s.name, "connection": s.connection, "what": s.pattern or s.table or s.query or "(events)",
+             "files": files.get(s.name, 0), "rejected": rejects.get(s.name, 0),
+             "datasets": [d.name for d in ws.config.datasets if any(m.source == s.name for m in d.mappings)]}
+            for s in ws.config.sources]
+
+
+@router.get("/sources")
+async def sources(request: Request, user: Viewer):
+    return render(request, "sources.html", nav="sources", sources=await read(request, _sources))
+
+
+def _source(ws, name: str) -> dict:
+    info = ws.source(name)
+    reasons = next((r["reasons"] for r in overview.rejects_by_source(ws) if r["source"] == name), [])
+    return {"source": info, "reasons": reasons}
+
+
+def _preview(ws, name: str) -> dict:
+    try:
+        table = ws.preview_source(name, 20)
+        return {"columns": [c for c in table.column_names if not c.startswith("_tessera")],
+                "rows": table.to_pylist(), "error": None}
+    except TesseraError as exc:
+        return {"columns": [], "rows": [], "error": str(exc)}
+
+
+@router.get("/sources/{name}")
+async def source(request: Request, user: Viewer, name: str):
+    known = await read(request, lambda ws: [s.name for s in ws.config.sources])
+    if name not in known:
+        raise NotFoundError(f"no source '{name}' (sources: {', '.join(known) or 'none'})")
+    return render(request, "source.html", nav="sources", **(await read(request, lambda ws: _source(ws, name))))
+
+
+@router.get("/sources/{name}/preview")
+async def source_preview(request: Request, user: Viewer, name: str):
+    """A source's preview (its rows staged as the next run reads them), asked by the source's page
+    once it is shown: staging takes longer than the rest of the page."""
+    known = await read(request, lambda ws: [s.name for s in ws.config.sources])
+    if name not in known:
+        raise NotFoundError(f"no source '{name}' (sources: {', '.join(known) or 'none'})")
+    return render(request, "source_preview.html", preview=await read(request, lambda ws: _preview(ws, name)))
+
+
+@router.get("/datasets")
+async def datasets(request: Request, user: Viewer):
+    data = await read(request, overview.holdings)
+    return render(request, "datasets.html", nav="datasets", datasets=data["datasets"])
+
+
+def _dataset(ws, name: str) -> dict:
+    ds = next((d for d in ws.config.datasets if d.name == name), None)
+    if ds is None:
+        raise NotFoundError(f"no dataset '{name}' (datasets: {', '.join(ws.datasets()) or 'none'})")
+    described = ws.describe(name)
+    preview = overview.dataset_preview(ws, name, 20) if ws.adapter.published_target(name) is not None else None
+    shown = {c["column"] for c in described}
+    published_only = [c for c in (preview["columns"] if preview else []) if c not in shown and c != "tessera_id"]
+    return {"dataset": ds.model_dump(mode="json", by_alias=True, exclude_defaults=True), "columns": described,
+            "extra_columns": published_only, "preview": preview, "deduplicate": bool(ds.deduplicate),
+            "segments": [s.name for s in ws.config.segments if s.dataset == name]}
+
+
+@router.get("/datasets/{name}")
+async def dataset(request: Request, user: Viewer, name: str):
+    return render(request, "dataset.html", nav="datasets", **(await read(request, lambda ws: _dataset(ws, name))))

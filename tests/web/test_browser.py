@@ -1,0 +1,250 @@
+"""The web app in a real browser (Debian's Chromium driven by Playwright): sign in, start a run and
+watch it, find a customer by e-mail, build a segment and watch its count, send it to a file. Each
+test saves a screenshot; one records the browser's network log and fails on any request that
+leaves the server (and on any Content-Security-Policy violation).
+
+Skipped when /usr/bin/chromium or Playwright is missing, unless TESSERA_TEST_BROWSER=1 (as
+``scripts/test.sh`` sets it), which makes them fail instead. One browser and one server serve the
+whole module.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from web_helpers import EMAILS, PASSWORDS
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
+REQUIRED = os.environ.get("TESSERA_TEST_BROWSER") == "1"
+SLOW = 120_000  # ms: the longest a run of the small demo may take on a busy machine
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - reported by the skip below
+    sync_playwright = None
+
+if not CHROMIUM.exists() or sync_playwright is None:
+    why = ("Debian's chromium is not installed (apt-get install -y chromium)" if not CHROMIUM.exists()
+           else "playwright is not installed (pip install playwright==1.65.2)")
+    if REQUIRED:
+        pytest.fail(f"TESSERA_TEST_BROWSER=1 but {why}", pytrace=False)
+    pytest.skip(f"browser tests skipped: {why}; scripts/test.sh installs it", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(demo_template, tmp_path_factory):
+    """``tessera serve``'s application (uvicorn) on a copy of the demo workspace, in a thread."""
+    import uvicorn
+
+    from tessera.api.app import create_app
+
+    path = tmp_path_factory.mktemp("browser-ws") / "ws"
+    shutil.copytree(demo_template, path)
+    port = _free_port()
+    app = create_app(path, collect=False)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", loop="asyncio", http="h11")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{port}", "app": app, "path": path}
+    srv.should_exit = True
+    thread.join(60)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("screenshots")
+
+
+class Recorded:
+    """Every request the page made and every console message."""
+
+    def __init__(self, page):
+        self.requests: list[str] = []
+        self.console: list[str] = []
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+
+
+@pytest.fixture(scope="module")
+def session(browser, server):
+    """One signed-in page (an editor) for the module, with its network and console log."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    recorded = Recorded(page)
+    page.goto(server["url"] + "/")
+    assert page.url.endswith("/login")
+    page.fill("input[name=email]", EMAILS["editor"])
+    page.fill("input[name=password]", PASSWORDS["editor"])
+    page.click("button.primary")
+    page.wait_for_url(server["url"] + "/")
+    yield page, recorded
+    context.close()
+
+
+def test_sign_in(browser, server, shots):
+    context = browser.new_context(locale="fr-FR")
+    page = context.new_page()
+    page.goto(server["url"] + "/customers")
+    assert urlsplit(page.url).path == "/login"
+    page.fill("input[name=email]", EMAILS["viewer"])
+    page.fill("input[name=password]", "not the password")
+    page.click("button.primary")
+    expect(page.locator(".alert.error")).to_contain_text("E-mail ou mot de passe incorrect")
+    page.fill("input[name=password]", PASSWORDS["viewer"])
+    page.click("button.primary")
+    page.wait_for_url(server["url"] + "/customers")
+    expect(page.locator(".who")).to_have_text(EMAILS["viewer"])
+    expect(page.locator("h1")).to_have_text("Clients")
+    page.screenshot(path=shots / "sign_in.png", full_page=True)
+    page.click("#logout")
+    page.wait_for_url(re.compile(r".*/login$"))
+    context.close()
+
+
+def test_start_a_run_and_watch_its_progress(session, server, shots):
+    page, _ = session
+    page.goto(server["url"] + "/runs")
+    page.click("#start-run")
+    page.wait_for_url(re.compile(r".*/runs/jobs/\d+$"))
+    progress = page.locator("#job-progress")
+    expect(progress).to_have_attribute("data-state", re.compile("queued|running|succeeded"))
+    seen_steps = set()
+    deadline = time.monotonic() + SLOW / 1000
+    while progress.get_attribute("data-state") in ("queued", "running") and time.monotonic() < deadline:
+        seen_steps |= set(page.locator("#steps td:first-child").all_inner_texts())
+        page.wait_for_timeout(200)
+    expect(progress).to_have_attribute("data-state", "succeeded", timeout=SLOW)
+    seen_steps |= set(page.locator("#steps td:first-child").all_inner_texts())
+    assert {"Import files", "Merge customer records"} <= seen_steps, seen_steps
+    page.screenshot(path=shots / "run.png", full_page=True)
+
+
+def test_find_a_customer_by_email_and_see_the_merged_profile(session, server, shots):
+    page, _ = session
+
+    def merged(ws):
+        t = ws.table("contacts")
+        q = t.filter((t.tessera_record_count >= 2) & t.email.notnull() & (t.score_total_order_count >= 1))
+        return ws.adapter.to_arrow(q.order_by("tessera_id").limit(1)).to_pylist()[0]
+
+    row = server["app"].state.owner.read(merged)
+    page.goto(server["url"] + "/customers")
+    page.locator("#q").press_sequentially(row["email"][:12], delay=30)
+    link = page.locator(f'#results a[href="/customers/{row["tessera_id"]}"]')
+    if not link.count():
+        page.locator("#q").fill(row["email"])
+    expect(link).to_be_visible()
+    link.click()
+    page.wait_for_url(re.compile(rf".*/customers/{row['tessera_id']}$"))
+    expect(page.locator("#header")).to_contain_text(row["email"])
+    assert page.locator("#graph circle").count() == row["tessera_record_count"]
+    expect(page.locator("#timeline .badge.kind").filter(has_text="order").first).to_be_visible()
+    expect(page.locator("#chart-spend svg")).to_be_visible()  # Vega-Lite drew the spend chart
+    page.screenshot(path=shots / "customer_360.png", full_page=True)
+
+
+def _live_count(page) -> int:
+    return int(re.sub(r"\D", "", page.locator("#live-count").inner_text()))
+
+
+def test_build_a_segment_and_see_the_count_change(session, server, shots):
+    page, _ = session
+    page.goto(server["url"] + "/segments/new")
+    page.select_option("select[name='c0.column']", "score_total_order_count")
+    page.select_option("select[name='c0.op']", ">=")
+    value = page.locator("input[name='c0.value']")
+    value.fill("1")
+    expect(page.locator("#live-count")).to_be_visible()
+    first = _live_count(page)
+    value.fill("3")
+    expect(page.locator("#live-count")).not_to_have_text(page.locator("#live-count").inner_text())
+    second = _live_count(page)
+    assert 0 < second < first
+    expect(page.locator("#step-c0")).to_contain_text(str(second))
+    page.click("#add-condition")
+    page.select_option("select[name='c1.kind']", "segment")
+    page.select_option("select[name='c1.segment']", "vip")
+    expect(page.locator("#step-c1")).to_be_visible()
+    expect(page.locator("#step-c1")).to_contain_text("left")
+    third = _live_count(page)
+    assert third <= second
+    page.fill("input[name=name]", "browser_regulars")
+    page.screenshot(path=shots / "segment_builder.png", full_page=True)
+    page.click("#save-segment")
+    page.wait_for_url(re.compile(r".*/segments/browser_regulars$"))
+    expect(page.locator("h1")).to_contain_text("browser_regulars")
+
+
+def test_create_a_file_sync_from_the_segment_and_run_it(session, server, shots):
+    page, _ = session
+    owner = server["app"].state.owner
+    if not any(s["name"] == "browser_regulars" for s in owner.read(lambda ws: ws.segments())):
+        owner.run_job("segment_save", {"definition": {"name": "browser_regulars", "conditions": [
+            {"column": "score_total_order_count", "op": ">=", "value": 3}]}})
+    page.goto(server["url"] + "/syncs/new?segment=browser_regulars")
+    page.fill("input[name=name]", "regulars_file")
+    page.select_option("select[name=mode]", "mirror")
+    page.click("#create-sync")
+    page.wait_for_url(re.compile(r".*/syncs/regulars_file$"))
+    page.click("#dry-run")
+    expect(page.locator("#plan-counts")).to_contain_text("new")
+    page.click("#run-sync")
+    page.wait_for_url(re.compile(r".*/runs/jobs/\d+$"))
+    expect(page.locator("#job-progress")).to_have_attribute("data-state", "succeeded", timeout=SLOW)
+    page.goto(server["url"] + "/syncs/regulars_file")
+    expect(page.locator("table .badge").first).to_have_text("succeeded")
+    folder = owner.read(lambda ws: Path(next(c for c in ws.config.connections if c.name == "demo_files").path))
+    assert list((folder / "audiences").glob("regulars_file*.csv"))
+    page.screenshot(path=shots / "sync.png", full_page=True)
+
+
+def test_no_request_leaves_the_server(session, server, shots):
+    page, recorded = session
+    for path in ("/", "/customers", "/segments/vip", "/segments/new", "/syncs", "/sources/crm_contacts",
+                 "/datasets/contacts", "/runs"):
+        page.goto(server["url"] + path)
+        page.wait_for_load_state("networkidle")
+    customer = server["app"].state.owner.read(lambda ws: ws.adapter.to_arrow(
+        ws.table("contacts").filter(ws.table("contacts").score_total_order_count >= 2).select("tessera_id").limit(1))
+        .to_pylist()[0]["tessera_id"])
+    page.goto(f"{server['url']}/customers/{customer}")
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#chart-spend svg")).to_be_visible()
+    page.screenshot(path=shots / "network.png", full_page=True)
+    own = urlsplit(server["url"]).netloc
+    outside = [u for u in recorded.requests if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u).netloc != own]
+    assert len(recorded.requests) > 20
+    assert not outside, f"requests that left the server: {outside}"
+    blocked = [m for m in recorded.console if "Content Security Policy" in m or "Refused to" in m]
+    assert not blocked, f"the Content-Security-Policy blocked something: {blocked}"
