@@ -64,13 +64,6 @@ class ProfilePlan:
     waiting_for: tuple[str, ...] = ()
 
 
-def customer_dataset(config, dataset: str | None) -> str:
-    dataset = dataset or next((d.name for d in config.datasets if d.deduplicate), None)
-    if dataset is None or dataset not in {d.name for d in config.datasets}:
-        raise NotFoundError(f"unknown or missing customer dataset '{dataset}': name a deduplicated dataset")
-    return dataset
-
-
 def plan_profile(ws, dataset: str, events: int) -> ProfilePlan:
     """Compile the queries of a profile of ``dataset`` (showing up to ``events`` events)."""
     config = ws.config
@@ -135,7 +128,7 @@ def plan_profile(ws, dataset: str, events: int) -> ProfilePlan:
 
 def profile(ws, tessera_id: str, dataset: str | None = None, *, events: int = 50) -> dict:
     """The profile of ``tessera_id`` in ``dataset`` (default: the first deduplicated dataset)."""
-    dataset = customer_dataset(ws.config, dataset)
+    dataset = customer_dataset(ws, dataset)
     key = ("profile", dataset, events)
     plan = ws.cached_read(key, lambda: plan_profile(ws, dataset, events))
     if plan.waiting_for and any(ws.adapter.exists(t) for t in plan.waiting_for):
@@ -150,26 +143,31 @@ def profile(ws, tessera_id: str, dataset: str | None = None, *, events: int = 50
         return _read(ws.adapter, plan, tessera_id, events)
 
 
-def _rows(adapter, prepared: Prepared, tessera_id: str) -> list[dict]:
+def _rows(adapter, expr: ibis.Table) -> list[dict]:
+    return [{k: _plain(v) for k, v in r.items()} for r in adapter.to_arrow(expr).to_pylist()]
+
+
+def _fetched(adapter, prepared: Prepared, tessera_id: str) -> list[dict]:
     return [{k: _plain(v) for k, v in r.items()} for r in adapter.fetch(prepared, tid=tessera_id)]
 
 
 def _read(adapter, plan: ProfilePlan, tessera_id: str, events: int) -> dict:
-    found = _rows(adapter, plan.record, tessera_id)
+    found = _fetched(adapter, plan.record, tessera_id)
     if not found:
         raise NotFoundError(f"no record {tessera_id} in dataset '{plan.dataset}' (ids change only on merges: "
                            "see tessera explain)")
-    source_records = _rows(adapter, plan.records, tessera_id)
+    source_records = _fetched(adapter, plan.records, tessera_id)
     published_events, recent = [], []
     for ev in plan.events:
         if ev.published is not None:
-            for r in _rows(adapter, ev.published, tessera_id):
+            for r in _fetched(adapter, ev.published, tessera_id):
                 shown = {ev.renamed.get(k, k): v for k, v in r.items()}
                 if ev.time_column:
                     shown["timestamp"] = r.get(ev.time_column)
                 published_events.append({"dataset": ev.dataset, **shown})
         if ev.pending is not None:
-            recent += [{"dataset": ev.dataset, "pending": True, **r} for r in _rows(adapter, ev.pending, tessera_id)]
+            recent += [{"dataset": ev.dataset, "pending": True, **r}
+                       for r in _fetched(adapter, ev.pending, tessera_id)]
 
     seen = {e.get("message_id") for e in published_events}
     merged = [e for e in recent if e.get("message_id") not in seen] + published_events
