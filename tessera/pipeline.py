@@ -18,7 +18,14 @@ from typing import Callable
 import ibis
 
 from tessera.config.models import DATABASE_CONNECTIONS, WorkspaceConfig
-from tessera.datasets.build import DatasetBuilder, dataset_order, enriched
+from tessera.datasets.build import (
+    DatasetBuilder,
+    dataset_order,
+    enriched,
+    expression_failed,
+    relation_target,
+    value_error,
+)
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
@@ -26,7 +33,7 @@ from tessera.errors import RunError, TesseraError
 from tessera.identity.review import overrides_by_dataset
 from tessera.sources.database import import_database_source
 from tessera.sources.events import stage_events
-from tessera.sources.importer import PARSE_REJECTS, import_source, raw_table
+from tessera.sources.importer import PARSE_REJECTS, REFUSED_STATE, import_source, raw_table
 from tessera.sources.items import derive_items
 from tessera.sources.staging import Batch, nested_path, stage
 
@@ -152,6 +159,10 @@ class Pipeline:
         stages: dict[str, str] = {}
         stage_types: dict[str, dict[str, str]] = {}
         reject_parts: list[ibis.Table] = []
+        # sources without any data because every file they had was refused -> why; the datasets
+        # they feed (and those that depend on them) are not rebuilt this run
+        no_data: dict[str, str] = {}
+        skipped: dict[str, str] = {}
 
         def do_stage():
             files = self.store.list_imported_files()
@@ -160,9 +171,20 @@ class Pipeline:
             for i, src in enumerate(self.config.sources):
                 self.progress("stage", src.name, i, len(self.config.sources))
 
-                def typed_table(t, n=f"{tag}typed_{src.name}"):
-                    return self.adapter.create_table(n, t, temp=True)
+                def typed_table(t, n=f"{tag}typed_{src.name}", src=src, i=i):
+                    try:
+                        return self.adapter.create_table(n, t, temp=True)
+                    except Exception as exc:
+                        # the source's filter is the one user expression of staging
+                        if src.filter and value_error(self.adapter, exc):
+                            raise expression_failed(f"Source '{src.name}', filter", f"sources[{i}] ({src.name}).filter",
+                                                    src.filter, exc) from exc
+                        raise
 
+                why = self._no_data(src, files, no_data)
+                if why:
+                    no_data[src.name] = why
+                    continue
                 if conn_types.get(src.connection) == "http":
                     # Events are read from the collected events table, not from imported batches.
                     staged, rejects = stage_events(self.adapter, src, extra_columns=self._needed_columns(src.name),
@@ -197,6 +219,10 @@ class Pipeline:
                 result.sources.setdefault(src.name, {}).update(staged=n_ok, rejected=n_rej + n_parse)
                 staged_total += n_ok
             self.progress("stage", "done", len(self.config.sources), len(self.config.sources))
+            skipped.update(self._skipped_datasets(no_data))
+            for name, why in skipped.items():
+                self.warnings.append(f"Dataset '{name}' was not rebuilt by this run (its last publication, if any, "
+                                     f"stays): {why}")
             if reject_parts:
                 all_rejects = reject_parts[0]
                 for p in reject_parts[1:]:
@@ -210,7 +236,7 @@ class Pipeline:
 
         def do_datasets():
             totals = {"records": 0, "unified": 0, "duplicates_merged": 0}
-            order = dataset_order(self.config)
+            order = [ds for ds in dataset_order(self.config) if ds.name not in skipped]
             for i, ds in enumerate(order):
                 self.progress("unify", ds.name, i, len(order))
                 prev = self.adapter.published_target(f"{ds.name}__records")
@@ -225,7 +251,7 @@ class Pipeline:
         def do_enrich():
             enricher = Enricher(self.adapter, self.config, builder.built, tag,
                                 as_of or self.config.pipeline.as_of or date.today())
-            todo = [ds for ds in self.config.datasets if enriched(ds)]
+            todo = [ds for ds in self.config.datasets if enriched(ds) and ds.name not in skipped]
             for i, ds in enumerate(todo):
                 self.progress("enrich", ds.name, i, len(todo))
                 result.datasets[ds.name].update(enricher.enrich(ds))
@@ -253,11 +279,12 @@ class Pipeline:
         try:
             self._step(result, "stage", do_stage)
             self._step(result, "unify", do_datasets)
-            if any(enriched(ds) for ds in self.config.datasets):
+            if any(enriched(ds) and ds.name not in skipped for ds in self.config.datasets):
                 self._step(result, "enrich", do_enrich)
             self._step(result, "publish", do_publish)
-            if self.config.segments:
-                self._step(result, "segments", lambda: self.refresh_segments(as_of or date.today()))
+            segments = self._segments_of_built(skipped)
+            if segments:
+                self._step(result, "segments", lambda: self.refresh_segments(as_of or date.today(), segments))
         except TesseraError:
             raise
         except Exception as exc:  # an engine failure: keep the message, the previous state stays
@@ -267,20 +294,86 @@ class Pipeline:
         result.seconds = time.perf_counter() - t0
         return result
 
-    def refresh_segments(self, as_of: date) -> dict:
-        """Recompute every segment's membership on the datasets just published (entries and exits
-        are logged, see :mod:`tessera.segments.membership`)."""
+    def refresh_segments(self, as_of: date, names: list[str] | None = None) -> dict:
+        """Recompute the membership of every segment (or of ``names``) on the datasets just
+        published (entries and exits are logged, see :mod:`tessera.segments.membership`)."""
         from tessera.segments import Context, refresh
 
         ctx = Context(self.adapter, self.config, as_of, self.adapter.table)
-        done = refresh(ctx, self.store)
+        done = refresh(ctx, self.store, names)
         counts = {"segments": len(done), "members": sum(r.size for r in done),
                   "entered": sum(r.entered for r in done), "exited": sum(r.exited for r in done)}
         skipped = {r.segment: r.skipped for r in done if r.skipped}
+        self.warnings += [f"Segment '{r.segment}' was not refreshed: {r.skipped}" for r in done if r.failed]
         if skipped:
             # A segment that cannot be computed this run (a score column missing...) keeps its members.
             counts["skipped"] = skipped
         return counts
+
+    def _no_data(self, src, files: list[dict], no_data: dict[str, str]) -> str | None:
+        """Why ``src`` has no data for this run because its files were refused (None: it has data,
+        or it lacks data for another reason, reported when it is staged)."""
+        if src.items_of is not None:
+            parent = no_data.get(src.items_of.source)
+            return f"its parent source '{src.items_of.source}' has no data" if parent else None
+        if any(f["source"] == src.name for f in files):
+            return None
+        refused = self.store.get_state(REFUSED_STATE, src.name, {}) or {}
+        if not refused:
+            return None
+        names = sorted({r["name"] for r in refused.values()})
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return (f"source '{src.name}' has no data: its file(s) were refused ({shown}); fix or replace them and "
+                f"run again, or run: tessera import {src.name} --retry-refused")
+
+    def _skipped_datasets(self, no_data: dict[str, str]) -> dict[str, str]:
+        """The datasets this run cannot rebuild, with why: those fed by a source without data, and
+        those that need one of them (a relation, an aggregate, the orders or events of scores)."""
+        if not no_data:
+            return {}
+        sources = {s.name: s for s in self.config.sources}
+        skipped: dict[str, str] = {}
+        for ds in self.config.datasets:
+            for m in ds.mappings:
+                if m.source in no_data:
+                    skipped[ds.name] = no_data[m.source]
+                    break
+        changed = True
+        while changed:
+            changed = False
+            for ds in self.config.datasets:
+                if ds.name in skipped:
+                    continue
+                needs = set()
+                for m in ds.mappings:
+                    for rel in sources[m.source].relations:
+                        needs.add(relation_target(self.config, rel)[2])
+                needs |= {a.from_ for a in ds.aggregates} if ds.aggregates else set()
+                if ds.scores is not None:
+                    needs |= {d for d in (ds.scores.orders, ds.scores.order_items) if d}
+                    # the orders, order lines and events of scores are datasets related to this one
+                    needs |= {d.name for d in self.config.datasets for m in d.mappings
+                              for rel in sources[m.source].relations
+                              if relation_target(self.config, rel)[2] == ds.name}
+                lost = sorted((needs - {ds.name}) & set(skipped))
+                if lost:
+                    skipped[ds.name] = f"it needs dataset '{lost[0]}', which was not rebuilt"
+                    changed = True
+        return skipped
+
+    def _segments_of_built(self, skipped: dict[str, str]) -> list[str]:
+        """The segments to refresh: those whose datasets were all rebuilt by this run."""
+        if not skipped:
+            return [s.name for s in self.config.segments]
+        from tessera.segments.related import behaviour_datasets
+
+        keep = []
+        for seg in self.config.segments:
+            if seg.dataset in skipped or any(d in skipped for d in behaviour_datasets(self.config, seg)):
+                self.warnings.append(f"Segment '{seg.name}' was not refreshed: its dataset was not rebuilt")
+                continue
+            keep.append(seg.name)
+        return keep
 
     def _stage_batches(self, src, files: list[dict], typed_table) -> tuple[ibis.Table, ibis.Table, list[int]]:
         """(staged rows, rejects, batch ids) of a source read from imported batches."""
@@ -292,12 +385,7 @@ class Pipeline:
         if strategy == "full" and mine:
             mine = mine[-1:]
         schema = self.store.get_source_schema(src.name)
-        if not mine:
-            refused = [r for r in self.refused if r["source"] == src.name]
-            if refused:
-                raise RunError(f"Source '{src.name}' has no imported data: its only file(s) were refused "
-                               f"({'; '.join(r['file'] + ': ' + r['reason'] for r in refused[:3])}). They are kept "
-                               "aside; fix or replace them and run again. Nothing was published.")
+        if not mine:  # (a source whose files were all refused is left out before: see _no_data)
             what = f"its pattern '{src.pattern}'" if src.pattern else f"its {'table' if src.table else 'query'}"
             raise RunError(f"Source '{src.name}' has no imported data yet (no imported file or table): check "
                            f"{what} and its connection '{src.connection}' (tessera connections test "

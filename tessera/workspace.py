@@ -44,6 +44,7 @@ from tessera.errors import (
     BusyError,
     ConfigError,
     ConflictError,
+    EngineError,
     NotFoundError,
     TesseraError,
     UsageError,
@@ -52,6 +53,7 @@ from tessera.errors import (
 )
 from tessera.identity.explain import explain
 from tessera.normalize.semantic import suggest_semantic
+from tessera.jobs.limits import JobLimits
 from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
 from tessera.profiles import profile
 from tessera.schedule import Scheduler
@@ -551,17 +553,23 @@ class Workspace:
         with self.writing():
             self.store.mark_stale_runs(psutil.pid_exists)
             run_id = self.store.start_run(kind, target, os.getpid())
-            pipeline = Pipeline(self.adapter, self.store, config, self.path / "archive", progress,
+            # pipeline.memory_limit and pipeline.time_limit bound the job (tessera.jobs.limits)
+            limits = JobLimits(self.adapter, config.pipeline, progress, what=kind if kind == "import" else "run")
+            pipeline = Pipeline(self.adapter, self.store, config, self.path / "archive", limits.progress,
                                 reveal=self.secrets.reveal)
             try:
-                result, counts = work(pipeline, run_id)
+                with limits:
+                    result, counts = work(pipeline, run_id)
             except BaseException as exc:
                 # A job's progress callback carries its cancel flag (tessera.jobs.JobContext): an
                 # engine statement interrupted by a cancel fails with the engine's error.
                 cancel = getattr(progress, "cancelled", None)
                 status = "cancelled" if cancel is not None and cancel.is_set() else "failed"
-                text = str(exc) if isinstance(exc, TesseraError) else f"{type(exc).__name__}: {exc}"
+                reported = exc if status == "cancelled" else limits.explain(exc)
+                text = str(reported) if isinstance(reported, TesseraError) else f"{type(exc).__name__}: {exc}"
                 self.store.finish_run(run_id, status, error=text)
+                if reported is not exc:
+                    raise reported from exc
                 raise
             self.store.finish_run(run_id, "succeeded", counts=counts)
             return result
@@ -1006,8 +1014,15 @@ class Workspace:
         # is asked by every page that shows it.
         key = ("segment_count", json.dumps(seg.model_dump(mode="json", by_alias=True), sort_keys=True, default=str),
                ctx.as_of.isoformat())
-        plan = self.cached_read(key, lambda: prepare_count(self.adapter, compile_segment(ctx, seg)))
-        return run_count(self.adapter, plan)
+        try:
+            plan = self.cached_read(key, lambda: prepare_count(self.adapter, compile_segment(ctx, seg)))
+            return run_count(self.adapter, plan)
+        except Exception as exc:
+            if (isinstance(exc, TesseraError) and not isinstance(exc, EngineError)) or self.adapter.stopped(exc):
+                raise
+            from tessera.segments.compile import explain_failure
+
+            raise UsageError(f"Segment '{seg.name}': {explain_failure(ctx, seg, exc)}.") from exc
 
     def segment_preview(self, definition, *, limit: int = 10, columns: list[str] | None = None) -> list[dict]:
         """The first ``limit`` records for which a segment's definition holds now (saved or a

@@ -114,4 +114,8 @@ def refresh(names: list[str] = typer.Argument(None, help="Segments to refresh (d
         with _open() as ws:
             done = ws.refresh_segments(names or None)
     for r in done:
+        if r.get("skipped"):
+            console.print(f"{r['segment']}: not refreshed, {r['skipped']} ({r['size']} member(s))",
+                          markup=False, highlight=False)
+            continue
         console.print(f"{r['segment']}: {r['size']} member(s), {r['entered']} entered, {r['exited']} exited")

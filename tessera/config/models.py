@@ -127,6 +127,8 @@ class SFTPConnectionConfig(_Connection):
     known_hosts: str | None = None  # a known_hosts file; None: ~/.ssh/known_hosts
     verify_host_key: bool = True
     timeout: int = Field(default=30, ge=1)
+    # Follow symbolic links on the server that lead outside ``path`` (refused by default).
+    allow_symlinks: bool = False
 
 
 class BigQueryConnectionConfig(_Connection):
@@ -291,6 +293,8 @@ class SourceConfig(_Model):
     normalize: dict[str, list[NormalizationRule]] = Field(default_factory=dict)
     relations: list[RelationConfig] = Field(default_factory=list)
     max_reject_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    # CSV and NDJSON files: a line longer than this (bytes) refuses the file, naming the line.
+    max_line_bytes: int = Field(default=2_000_000, ge=1_000, le=1_000_000_000)
     # A record key on several lines of one file: keep the last line (the newer state), the first,
     # or reject them all. The other lines go to the rejects, naming the line kept.
     on_duplicate_key: Literal["first", "last", "reject"] = "last"
@@ -496,7 +500,51 @@ class PipelineConfig(_Model):
     # The date scores, time windows, predictions and segments are computed at (default: the day of
     # the run); the demo company sets the day its data ends.
     as_of: date | None = None
+    # Limits of one run or import (a job): the engine's memory ("4GB", "500MiB", or "50%" of this
+    # machine's memory; unset: TESSERA_DUCKDB_MEMORY_LIMIT, else DuckDB's default of 80%) and its
+    # wall time ("45m", "2h", or seconds). Past either, the job stops with a message naming the
+    # setting, and the last publication stays.
+    memory_limit: str | None = None
+    time_limit: str | float = "6h"
     _c = field_validator("schedule")(_check_cron)
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        if v is not None and not MEMORY_RE.match(v):
+            raise ValueError(f"'{v}' is not an amount of memory: write e.g. '4GB', '500MB', '2GiB' or '50%'")
+        if v is not None and v.strip().endswith("%") and not 0 < float(v.strip()[:-1]) <= 100:
+            raise ValueError(f"'{v}': a share of the machine's memory is between 1% and 100%")
+        return v
+
+    @field_validator("time_limit", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> str | float:
+        if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+            raise ValueError(f"{v!r} is not a duration: write e.g. '45m', '2h', '90s' or a number of seconds")
+        if duration_seconds(v) > 30 * 86400:
+            raise ValueError(f"'{v}' is more than the longest time limit, 30 days ('30d')")
+        return v
+
+
+MEMORY_RE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)\s*$", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(value: str | float) -> float:
+    """Seconds of a duration written ``90``, ``"45s"``, ``"30m"``, ``"2h"``, ``"1d"`` (ValueError otherwise)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", str(value))
+        if not m:
+            raise ValueError(f"'{value}' is not a duration: write e.g. '45m', '2h', '90s' or a number of seconds")
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if not seconds > 0:
+        raise ValueError(f"'{value}' is not a duration above zero")
+    return seconds
 
 
 # --------------------------------------------------------------------------- segments

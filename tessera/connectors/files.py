@@ -12,8 +12,8 @@ revealed)::
 
 Names are posix paths relative to the connection's ``path`` and never leave it: an absolute name
 or one that goes up with ``..`` outside the folder is refused (``reason="config"``). In a local
-folder, a symbolic link whose target lies outside the folder is left out of listings and refused
-when read, unless the connection sets ``allow_symlinks: true``. Patterns are globs matched segment by segment (``*``, ``?``,
+folder and on an SFTP server, a symbolic link whose target lies outside the folder is left out of
+listings and refused when read or written through, unless the connection sets ``allow_symlinks: true``. Patterns are globs matched segment by segment (``*``, ``?``,
 ``[abc]`` inside one folder name; ``**`` for any number of folders, including none), case-sensitive.
 
 Every failure is a :class:`~tessera.errors.ConnectionFailed` whose ``reason`` is one of
@@ -166,6 +166,7 @@ class Folder:
         target = self._abs(name)
         parent, base = posixpath.split(target)
         self._makedirs(parent)
+        self._check_link(parent, self._rel(parent))  # a folder that is a link leading elsewhere
         temp = posixpath.join(parent, f".{base}{TEMP_MARK}{uuid.uuid4().hex[:12]}")
         try:
             self._put(Path(src), temp)
@@ -186,6 +187,7 @@ class Folder:
         source = self._abs(name)
         target_dir = self._abs(folder)
         self._makedirs(target_dir)
+        self._check_link(target_dir, folder)
         taken = {e.name for e in self._scandir(target_dir)}
         stem, dot, ext = posixpath.basename(source).partition(".")
         candidate = posixpath.basename(source)
@@ -240,6 +242,10 @@ class Folder:
     def _label(self) -> str:
         name = getattr(self.conn, "name", "?")
         return f"connection '{name}'"
+
+    def _check_link(self, path: str, name: str) -> None:
+        """Refuse ``path`` when a symbolic link takes it outside the connection's folder (folders
+        whose system has links and can resolve them: local and SFTP)."""
 
     # -- primitives (absolute paths) -------------------------------------------------------
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import asyncssh
 
-from tessera.connectors.files import Entry, Folder, check_folder
+from tessera.connectors.files import Entry, Folder, _within, check_folder
 from tessera.errors import ConnectionFailed
 
 # --------------------------------------------------------------------------- the event loop thread
@@ -179,6 +179,8 @@ class SFTPFolder(Folder):
     def __init__(self, conn):
         self.conn = conn
         self._ssh = self._sftp = None
+        self.refused = []
+        self.allow_symlinks = bool(getattr(conn, "allow_symlinks", False))
         self._ssh, self._sftp = _call(_connect(conn, self._where()))
         try:
             path = conn.path or "/"
@@ -188,6 +190,34 @@ class SFTPFolder(Folder):
         except (asyncssh.Error, OSError) as exc:
             self.close()
             raise self._fail(exc, "open", conn.path) from None
+        self.real_base = self.base  # the folder itself may be reached through a link on the server
+        if not self.allow_symlinks:
+            try:
+                self.real_base = posixpath.normpath(_call(self._sftp.realpath(self.base)))
+            except (asyncssh.Error, OSError):
+                pass  # a folder that does not exist: its listing says so
+
+    # -- symbolic links on the server ------------------------------------------------------
+
+    async def _outside(self, path: str) -> str | None:
+        """Where ``path`` leads once the server follows its links, when that is outside the
+        connection's folder (``"outside what this connection may see"`` when the server will not
+        say); None when it stays inside, or when links may be followed."""
+        if self.allow_symlinks:
+            return None
+        try:
+            target = posixpath.normpath(await self._sftp.realpath(path))
+        except asyncssh.SFTPError:
+            return "a place outside what this connection may see"
+        return None if _within(target, self.real_base) else target
+
+    def _check_link(self, path: str, name: str) -> None:
+        where = self._run("read", path, self._outside(path))
+        if name and where:
+            raise ConnectionFailed(
+                f"{self._label()}: '{name}' is a symbolic link on the server (or lies under one) that leads to "
+                f"{where}, outside the connection's folder {self.base}; move the file into the folder, or set "
+                "allow_symlinks: true on the connection to follow such links", reason="config")
 
     def _where(self) -> str:
         return f"{self._label()} (sftp://{self.conn.host}:{self.conn.port})"
@@ -232,11 +262,18 @@ class SFTPFolder(Folder):
                 attrs = item.attrs
                 mode = attrs.permissions
                 if mode is not None and stat.S_ISLNK(mode):
+                    full = posixpath.join(path, name)
                     try:  # a symbolic link: describe what it points at
-                        attrs = await self._sftp.stat(posixpath.join(path, name))
+                        attrs = await self._sftp.stat(full)
                         mode = attrs.permissions
                     except asyncssh.SFTPError:
                         continue  # a broken link
+                    where = await self._outside(full)
+                    if where:
+                        self.refused.append(
+                            f"'{self._rel(full)}' is a symbolic link on the server to {where}, outside the "
+                            "connection's folder: left out (set allow_symlinks: true on the connection to follow it)")
+                        continue
                 if mode is not None:
                     is_dir = stat.S_ISDIR(mode)
                 else:
@@ -251,7 +288,9 @@ class SFTPFolder(Folder):
         return self._run("list", path, scan())
 
     def _get(self, path: str, dest: Path) -> None:
-        self._run("download", path, self._sftp.get(path, str(dest)))
+        self._check_link(path, self._rel(path))
+        # the content, not a copy of the link (links leaving the folder were refused above)
+        self._run("download", path, self._sftp.get(path, str(dest), follow_symlinks=True))
 
     def _put(self, src: Path, path: str) -> None:
         self._run("upload", path, self._sftp.put(str(src), path))

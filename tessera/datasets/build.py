@@ -18,7 +18,7 @@ from tessera.config.models import (
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import IBIS_TYPES, cast_text, type_name
 from tessera.engine.duckdb import authoring_probe
-from tessera.errors import RunError, TesseraError
+from tessera.errors import EngineError, RunError, TesseraError
 from tessera.identity.merge import MergeColumn, merge
 from tessera.identity.resolve import DEFAULT_BLOCKED, SHAREABLE, IdentityKey, Override, new_id, resolve
 from tessera.normalize.rules import apply_rules
@@ -208,6 +208,109 @@ def _add_sql(adapter: EngineAdapter, table: ibis.Table, ds: DatasetConfig, batch
         raise refused(batch[0][0], exc) from exc
 
 
+def engine_text(exc: BaseException) -> str:
+    """The engine's own words for a failure, on one line (without the SQL it was given)."""
+    text = str(exc).split("\nSQL: ")[0].removeprefix("DuckDB refused a statement: ").strip()
+    lines = [x for x in text.splitlines() if x.strip()]
+    first = " ".join(lines[0].split()) if lines else type(exc).__name__
+    return first[:400]
+
+
+def value_error_hint(message: str, *, column: bool = True) -> str:
+    """What to do when a user expression fails on some values (the engine's ``message``);
+    ``column``: the expression is a computed column's (it has a ``type`` setting)."""
+    text = message.lower()
+    if "out of range" in text or "overflow" in text:
+        return "a value is too large for its type: cast to a larger one (BIGINT, DOUBLE or DECIMAL(38, 2))"
+    if "conversion" in text or "could not convert" in text or "invalid input syntax" in text:
+        return ("a CAST meets a value that does not fit the type: "
+                + ("remove the CAST and set the column's type (a value that does not fit then becomes empty), or "
+                   if column else "")
+                + "cast only the values that fit, e.g. CASE WHEN regexp_matches(x, '^[0-9]+$') THEN "
+                  "CAST(x AS BIGINT) END")
+    return ("fix the expression: tessera apply checks what an expression may use, not the values it meets "
+            "when the run computes it")
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+#: engine failures that are not about a user expression's values: no diagnosis, they are reported as they are
+NOT_A_VALUE_ERROR = ("out of memory", "interrupt", "cancel", "could not allocate", "no space left")
+
+
+def computed_failure(adapter: EngineAdapter, table: ibis.Table, ds: DatasetConfig, place: str,
+                     types: dict[str, dt.DataType] | None, exc: BaseException) -> RunError | None:
+    """The computed column of ``ds`` that the engine cannot compute on ``table``'s rows, as an error
+    naming the dataset, the column, its place in the configuration (``place`` is the dataset's,
+    e.g. ``datasets[0] (contacts)``) and the fix; None when none of them fails on its own.
+
+    Each column is computed alone (with the columns it uses) and evaluated, in dependency order."""
+    if not value_error(adapter, exc):
+        return None
+    try:  # the columns the computed ones are added to: when they fail, another expression is to blame
+        adapter.to_arrow(table.aggregate(**{f"_n{i}": table[c].count() for i, c in enumerate(table.columns)}))
+    except Exception:  # noqa: BLE001 - not a computed column's fault
+        return None
+    index = {c.name: i for i, c in enumerate(ds.computed)}
+    plan = computed_plan(ds, set(table.columns))
+    for k, (cfg, _expr) in enumerate(plan):
+        upto = ds.model_copy(update={"computed": [c for c, _ in plan[:k + 1]]})
+        try:
+            t = add_computed(adapter, table, upto, types)[0]
+            adapter.count(t.filter(t[cfg.name].notnull()))
+        except Exception as single:  # noqa: BLE001 - this is the column to name
+            if not value_error(adapter, single):
+                return None
+            return expression_failed(f"Dataset '{ds.name}', computed column '{cfg.name}'",
+                                     f"{place}.computed[{index[cfg.name]}] ({cfg.name}).sql", cfg.sql, single)
+    return None
+
+
+def value_error(adapter: EngineAdapter, exc: BaseException) -> bool:
+    """Whether ``exc`` may be an expression failing on some values: an engine error, not the engine
+    stopped (memory, interrupt) nor one of Tessera's own errors."""
+    if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
+        return False
+    return not adapter.stopped(exc) and not any(w in str(exc).lower() for w in NOT_A_VALUE_ERROR)
+
+
+def expression_failed(what: str, place: str, sql: str, exc: BaseException, *,
+                      tail: str = "The last published state is unchanged.") -> RunError:
+    """The error of a user's expression that the engine could not compute on the run's rows."""
+    message = engine_text(exc)
+    return RunError(f"{what} ({place}: {sql}): the engine could not compute it on this run's rows: {message}. "
+                    f"{_sentence(value_error_hint(message, column='computed column' in what))}. {tail}")
+
+
+def first_failing(adapter: EngineAdapter, checks: list[tuple[str, str, str, ibis.Table, str]]) -> RunError | None:
+    """The first of ``checks`` (what, place, SQL, table, column) whose column the engine cannot
+    compute on the table's rows, as its error; None when each one works."""
+    for what, place, sql, table, column in checks:
+        try:
+            adapter.count(table.filter(table[column].notnull()))
+        except Exception as exc:  # noqa: BLE001 - the expression to name
+            if value_error(adapter, exc):
+                return expression_failed(what, place, sql, exc)
+    return None
+
+
+def create_computed(adapter: EngineAdapter, name: str, table: ibis.Table, with_computed: ibis.Table,
+                    ds: DatasetConfig, place: str, types: dict[str, dt.DataType] | None = None) -> ibis.Table:
+    """``adapter.create_table(name, with_computed)``, where ``with_computed`` is ``table`` with the
+    computed columns of ``ds``: an engine error in one of them names it (see :func:`computed_failure`)."""
+    try:
+        return adapter.create_table(name, with_computed)
+    except Exception as exc:
+        if with_computed is table or (isinstance(exc, TesseraError) and not isinstance(exc, EngineError)):
+            raise
+        failure = computed_failure(adapter, table, ds, place, types, exc)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
 def enriched(ds: DatasetConfig) -> bool:
     """The dataset gains columns in the enrichment step (its computed columns come after them)."""
     return bool(ds.aggregates or (ds.scores and (ds.scores.library or ds.scores.predictive)))
@@ -304,12 +407,15 @@ class DatasetBuilder:
         return out
 
     # ---------------------------------------------------------------- computed columns
-    def _computed(self, ds: DatasetConfig, table: ibis.Table) -> ibis.Table:
-        """The unified table with the computed columns of ``ds`` (typed as DuckDB types them)."""
+    def _create(self, ds: DatasetConfig, name: str, table: ibis.Table) -> ibis.Table:
+        """The work table ``name`` of the unified ``table`` with the computed columns of ``ds`` (typed
+        as DuckDB types them); an engine error in a computed column names it."""
         if not ds.computed or enriched(ds):
-            return table  # added by the enrichment step, after the columns they may use
+            return self.adapter.create_table(name, table)  # added by the enrichment step, after the columns they may use
         types = duckdb_types(self.adapter, table, ds)
-        return add_computed(self.adapter, table, ds, types)[0]
+        place = f"datasets[{self.config.datasets.index(ds)}] ({ds.name})"
+        return create_computed(self.adapter, name, table, add_computed(self.adapter, table, ds, types)[0], ds,
+                               place, types)
 
     # ---------------------------------------------------------------- build
     def build(self, ds: DatasetConfig, *, previous_lineage: str | None, generation: int) -> Built:
@@ -328,7 +434,7 @@ class DatasetBuilder:
         if not ds.deduplicate:
             # One row per source record: the records table is the dataset.
             rows = mapped.select(**{TID: new_id(mapped._tessera_record, 0)}, **{c: mapped[c] for c in mapped.columns})
-            records = self.adapter.create_table(f"{tag}records", self._computed(ds, rows))
+            records = self._create(ds, f"{tag}records", rows)
             n = self.adapter.count(records)
             counts.update(records=n, unified=n, duplicates_merged=0, rows=n)
             built = Built(ds.name, f"{tag}records", f"{tag}records", None, columns, counts)
@@ -368,7 +474,7 @@ class DatasetBuilder:
             date_column=ds.date_column,
             source_priority=ds.source_priority,
         )
-        table = self.adapter.create_table(f"{tag}data", self._computed(ds, merged))
+        table = self._create(ds, f"{tag}data", merged)
         counts["rows"] = self.adapter.count(table)
         built = Built(ds.name, f"{tag}data", f"{tag}records", shared_table, columns, counts)
         if matched is not None:

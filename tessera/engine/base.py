@@ -73,6 +73,17 @@ class FileImport:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def caused_by(exc: BaseException | None, kind: type, text: str) -> bool:
+    """Whether ``exc`` or an exception in its chain of causes is a ``kind`` (or says ``text``)."""
+    for _ in range(10):
+        if exc is None:
+            return False
+        if isinstance(exc, kind) or text in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class EngineAdapter:
     """Base class of the engine adapters.
 
@@ -291,6 +302,22 @@ class EngineAdapter:
 
     def interrupt(self) -> None:
         """Stop the statement running on this adapter, if the engine can (a cancelled job)."""
+
+    def set_memory_limit(self, limit: str | None) -> None:
+        """Bound the memory of this engine's statements (``"4GB"``, ``"123456789B"``); None: the
+        engine's default. Engines that take their memory from elsewhere (Spark's driver memory, a
+        PostgreSQL server's settings) ignore it."""
+
+    def out_of_memory(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (or what caused it) is this engine's refusal for lack of memory."""
+        return False
+
+    def stopped(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the engine out of memory or interrupted (a job's limits, a cancel): no
+        fault of the data, so a file being read is not refused for it. Files are parsed by an
+        embedded DuckDB on every engine: its own refusals count too."""
+        return (self.out_of_memory(exc) or caused_by(exc, duckdb.OutOfMemoryException, "Out of Memory Error")
+                or caused_by(exc, duckdb.InterruptException, "INTERRUPT Error"))
 
     def close(self) -> None:
         pass

@@ -13,7 +13,7 @@ import ibis
 import pyarrow as pa
 
 from tessera.engine import filereader
-from tessera.engine.base import CATALOG, FileImport, Prepared, SqlCatalogAdapter, index_name, q
+from tessera.engine.base import CATALOG, FileImport, Prepared, SqlCatalogAdapter, caused_by, index_name, q
 from tessera.engine.dialects import DuckDBDialect
 from tessera.errors import EngineError, WorkspaceError
 
@@ -67,6 +67,8 @@ class DuckDBAdapter(SqlCatalogAdapter):
             settings["memory_limit"] = memory_limit or os.environ["TESSERA_DUCKDB_MEMORY_LIMIT"]
         for key, value in settings.items():
             self.raw.execute(f"SET {key} = '{value}'")
+        # what a job without a memory limit of its own gets back (RESET would not apply it)
+        self.default_memory_limit = self.raw.execute("SELECT current_setting('memory_limit')").fetchone()[0]
 
     def reader(self) -> "DuckDBAdapter":
         # A cursor is a connection of its own to the same database instance: its own transaction
@@ -107,6 +109,15 @@ class DuckDBAdapter(SqlCatalogAdapter):
             return False
         self.sql(f"CREATE INDEX IF NOT EXISTS {q(name)} ON {q(table)} ({q(column)})")
         return True
+
+    def set_memory_limit(self, limit: str | None) -> None:
+        # Past the limit DuckDB spills to its temporary folder (beside the warehouse file), then fails.
+        limit = limit or getattr(self, "default_memory_limit", None)
+        if limit:
+            self.sql(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
+
+    def out_of_memory(self, exc: BaseException) -> bool:
+        return caused_by(exc, duckdb.OutOfMemoryException, "Out of Memory Error")
 
     def sql(self, statement: str, params: list | None = None):
         try:

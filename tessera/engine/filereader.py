@@ -46,6 +46,12 @@ _DUCKDB_RAW_CAP = 10000     # DuckDB keeps at most this many bytes of a rejected
 _UTF8_FIX = "re-save the file as UTF-8 (Excel: 'CSV UTF-8'; text editors: encoding UTF-8)"
 _EMPTY = "is empty: export the data again, or remove the file from the source"
 MAX_COLUMNS = 1_000  # wider files are refused (a file of 5,000 columns took minutes and gigabytes)
+#: longest line of a CSV or NDJSON file, in bytes (the source's ``max_line_bytes``); DuckDB's own default
+MAX_LINE_BYTES = 2_000_000
+
+
+#: the engine out of memory or interrupted (a job's limits): not the file's fault, never a refused file
+_NOT_THE_FILE = (duckdb.OutOfMemoryException, duckdb.InterruptException)
 
 
 @dataclass
@@ -99,7 +105,8 @@ def _one_json_object(path: str) -> bool:
 
 
 def read_file(con: duckdb.DuckDBPyConnection, path: str, fmt: str = "auto", *, table: str,
-              delimiter: str | None = None, header: bool = True, quote: str = '"') -> FileRead:
+              delimiter: str | None = None, header: bool = True, quote: str = '"',
+              max_line_bytes: int = MAX_LINE_BYTES) -> FileRead:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SourceError(f"File '{path}' not found: check the path (relative paths start from {os.getcwd()}).")
@@ -112,8 +119,10 @@ def read_file(con: duckdb.DuckDBPyConnection, path: str, fmt: str = "auto", *, t
     con.execute(f"CREATE OR REPLACE TEMP TABLE {qi(rejects)} "
                 "(line BIGINT, column_name VARCHAR, reason VARCHAR, raw VARCHAR)")
     if fmt == "csv":
-        columns = _read_csv(con, path, table, rejects, delimiter, header, quote)
+        columns = _read_csv(con, path, table, rejects, delimiter, header, quote, max_line_bytes)
     elif fmt in ("json", "ndjson"):
+        if fmt == "ndjson":
+            _scan_lines(path, max_line_bytes)   # before DuckDB reads the whole text
         columns = _read_json(con, path, table, rejects, array=fmt == "json")
     elif fmt == "parquet":
         columns = _read_parquet(con, path, table)
@@ -156,6 +165,10 @@ def _check_names(path: str, names: list, where: str) -> list[str]:
     if dups:   # DuckDB column names ignore case, so 'Email' and 'email' clash too
         raise SourceError(f"File '{path}': the {where} has duplicate column names {', '.join(map(repr, dups))} "
                           "(case is ignored): rename them so that every column has its own name.")
+    nul = [str(i + 1) for i, n in enumerate(names) if "\x00" in n]
+    if nul:   # no engine takes a NUL character in a column name
+        raise SourceError(f"File '{path}': a column name of the {where} holds a NUL character (column(s) "
+                          f"{', '.join(nul[:10])}): rename it.")
     reserved = [n for n in names if n.lower().startswith("_tessera_")]
     if reserved:
         raise SourceError(f"File '{path}': column names starting with '_tessera_' are reserved by Tessera "
@@ -179,7 +192,7 @@ def _utf8_error(path: str, data: bytes | None = None) -> SourceError:
 # ---------------------------------------------------------------- CSV
 
 
-def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
+def _read_csv(con, path, table, rejects, delimiter, header, quote, max_line_bytes) -> list[str]:
     with open(path, "rb") as f:
         head = f.read(_HEAD)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -192,6 +205,9 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
     except UnicodeDecodeError as e:   # only the header must decode here; DuckDB rejects bad data lines
         text, bad = head[:e.start].decode("utf-8"), e.start
     text = text.removeprefix("\ufeff")
+    # One pass over the file, in chunks: a line past the limit refuses the file before anything else
+    # reads it (a 200 MB line is not a record; DuckDB would report it as a line of the wrong width).
+    last, empty_lines = _scan_lines(path, max_line_bytes)
     if not text.strip() and bad is None:
         raise SourceError(f"File '{path}' {_EMPTY}.")
     first, end, counts = _split_header(text, quote)
@@ -221,7 +237,6 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
         if all(re.fullmatch(r"[-+\d\s.,:/]+", x) for x in names) or any("@" in x for x in names):
             raise SourceError(f"File '{path}': the first line ({first[:80]!r}) looks like data, not a header: "
                               "add a first line with the column names.")
-    last, empty_lines = _scan_lines(path)
     uid = uuid.uuid4().hex[:12]
     rt, rs, rt2, rs2, rj, recs = (f"_tessera_{p}_{uid}" for p in ("rt", "rs", "rt2", "rs2", "rj", "recs"))
 
@@ -230,6 +245,7 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
         cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(ncols))
         return (f"read_csv(?, columns={{{cols}}}, auto_detect=false, all_varchar=true, header={str(header).lower()}, "
                 f"delim={ql(delim)}, quote={ql(quote)}, escape={ql(quote)}, parallel=false, store_rejects=true, "
+                f"max_line_size={max(int(max_line_bytes), 1 << 20) + 2}, "
                 f"rejects_table={ql(rtable)}, rejects_scan={ql(rscan)})")
 
     n = len(names)
@@ -265,6 +281,8 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote) -> list[str]:
             con.execute(f"INSERT INTO {qi(rejects)} VALUES (?, NULL, ?, ?)", _unterminated(path, end, last))
         con.execute(f"ALTER TABLE {qi(table)} DROP COLUMN _tessera_k")
         con.execute(f"ALTER TABLE {qi(table)} DROP COLUMN _tessera_nl")
+    except _NOT_THE_FILE:
+        raise
     except duckdb.Error as e:
         hint = ("; it probably mixes line endings (LF and CR LF) or holds a stray carriage return: re-save it "
                 "with one kind of line ending") if "invalid state" in str(e) else ""
@@ -293,12 +311,17 @@ def _split_header(text: str, quote: str) -> tuple[str, int | None, dict[str, int
     return text.rstrip("\r\n"), None, counts
 
 
-def _scan_lines(path: str) -> tuple[int, bool]:
-    """Number of the last line holding more than line breaks, and whether any line is empty."""
-    lines = last = 0
+def _scan_lines(path: str, max_line: int | None = None) -> tuple[int, bool]:
+    """Number of the last line holding more than line breaks, and whether any line is empty.
+
+    With ``max_line``, a line longer than that many bytes (line break excluded) refuses the file,
+    naming the line, as soon as it is seen: the file is read in chunks, never whole."""
+    lines = last = run = 0   # run: bytes of the current line seen so far
     empty, tail = False, b""
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
+            if max_line is not None:
+                run = _check_line_lengths(path, chunk, lines, run, max_line)
             body = chunk.rstrip(b"\r\n")
             if body:
                 last = lines + body.count(b"\n") + 1
@@ -307,6 +330,35 @@ def _scan_lines(path: str) -> tuple[int, bool]:
             lines += chunk.count(b"\n")
             tail = chunk[-2:]
     return last, empty
+
+
+def _check_line_lengths(path: str, chunk: bytes, lines: int, run: int, max_line: int) -> int:
+    """Refuse the file when a line of ``chunk`` (whose first byte is on line ``lines + 1``, ``run``
+    bytes into it) is longer than ``max_line``; return the bytes of the line the chunk ends in."""
+    first = chunk.find(b"\n")
+    if first < 0:
+        if run + len(chunk) > max_line:
+            raise _line_too_long(path, lines + 1, max_line)
+        return run + len(chunk)
+    if run + first > max_line:
+        raise _line_too_long(path, lines + 1, max_line)
+    final = chunk.rfind(b"\n")
+    if final - first > max_line:   # a whole line inside the chunk may be too long
+        breaks = np.flatnonzero(np.frombuffer(chunk, np.uint8, final - first + 1, first) == 10)
+        over = np.flatnonzero(np.diff(breaks) - 1 > max_line)
+        if over.size:
+            raise _line_too_long(path, lines + 2 + int(over[0]), max_line)
+    rest = len(chunk) - final - 1
+    if rest > max_line:
+        raise _line_too_long(path, lines + 1 + chunk.count(b"\n"), max_line)
+    return rest
+
+
+def _line_too_long(path: str, line: int, max_line: int) -> SourceError:
+    return SourceError(f"File '{path}': line {line:,} is too long (more than {max_line:,} bytes, the source's "
+                       "max_line_bytes): a record is rarely that long, so the file is probably not in the "
+                       "source's format (no line breaks, or a quote never closed); export it again, or raise "
+                       "max_line_bytes on the source.")
 
 
 def _collect_rejects(con, rt: str, rj: str, names: list[str], header: bool) -> None:
@@ -417,6 +469,8 @@ def _read_json(con, path: str, table: str, rejects: str, *, array: bool) -> list
                                   "an array of objects ([{...}, {...}]) or one object per line in a .ndjson file.")
         con.execute(f"CREATE OR REPLACE TEMP TABLE {el} AS SELECT i::BIGINT AS i, e::VARCHAR AS e, "
                     f"CASE WHEN json_valid(e) THEN json_type(e) END AS jt FROM ({src})", [path])
+    except _NOT_THE_FILE:
+        raise
     except duckdb.Error as e:
         message = str(e)
         if "UTF-8" in message:
@@ -464,6 +518,8 @@ def _read_parquet(con, path: str, table: str) -> list[str]:
                     + "".join(f"{e} AS {qi(n)}, " for e, n in zip(exprs, names))
                     + f"(file_row_number + 1)::BIGINT AS {LINE} FROM read_parquet(?, file_row_number=true) "
                     "ORDER BY file_row_number", [path])
+    except _NOT_THE_FILE:
+        raise
     except duckdb.Error as e:
         raise SourceError(f"File '{path}' could not be read as Parquet ({e}): check that it is a Parquet file.") from e
     return names
@@ -502,6 +558,8 @@ def _read_xlsx(con, path: str, table: str) -> list[str]:
         header.pop()
     try:
         return _xlsx_duckdb(con, path, table, header, header_row, kinds)
+    except _NOT_THE_FILE:
+        raise
     except (duckdb.Error, ImportError, ValueError):
         return _xlsx_openpyxl(con, path, table, _check_names(path, header, "header row"), header_row)
 

@@ -19,10 +19,13 @@ from tessera.datasets.build import (
     Built,
     ColumnSpec,
     add_computed,
+    create_computed,
+    first_failing,
     duckdb_types,
     enriched,
     link_name,
     relation_target,
+    value_error,
 )
 from tessera.engine.base import EngineAdapter
 from tessera.enrich.aggregates import Aggregate, aggregate
@@ -94,6 +97,8 @@ class Enricher:
         base = self.adapter.table(self.built[ds.name].table)
         parts: list[ibis.Table] = []
         counts: dict = {}
+        place = f"datasets[{self.config.datasets.index(ds)}] ({ds.name})"
+        filters: list = []  # aggregate filters, to name the one the engine cannot compute
         by_source: dict[str, list] = {}
         for i, a in enumerate(ds.aggregates):
             by_source.setdefault(a.from_, []).append((i, a))
@@ -113,6 +118,8 @@ class Enricher:
                     conds.append((f"_cond{i}", self.adapter.dialect.render(expr)))
             if conds:
                 rel = self.adapter.add_sql_columns(rel, conds)
+                filters += [(f"Dataset '{ds.name}', aggregate '{a.name}'", f"{place}.aggregates[{i}] ({a.name}).filter",
+                             a.filter, rel, f"_cond{i}") for i, a in items if a.filter]
             aggs = []
             for i, a in items:
                 where = f"datasets[{ds.name}].aggregates[{i}] ({a.name})"
@@ -147,12 +154,20 @@ class Enricher:
             counted.update({c: out[c].fill_null(0) for c in ZERO_WHEN_NO_EVENTS})
         if counted:
             out = out.mutate(**counted)
-        if ds.computed:
-            # Computed columns may use the new columns: they come last (see datasets.build.enriched).
-            types = duckdb_types(self.adapter, out, ds)
-            out = add_computed(self.adapter, out, ds, types)[0]
         name = f"{self.tag}{ds.name}__enriched"
-        self.adapter.create_table(name, out)
+        try:
+            if ds.computed:
+                # Computed columns may use the new columns: they come last (see datasets.build.enriched).
+                types = duckdb_types(self.adapter, out, ds)
+                create_computed(self.adapter, name, out, add_computed(self.adapter, out, ds, types)[0], ds, place,
+                                types)
+            else:
+                self.adapter.create_table(name, out)
+        except Exception as exc:
+            failure = first_failing(self.adapter, filters) if filters and value_error(self.adapter, exc) else None
+            if failure is None:
+                raise
+            raise failure from exc
         self.built[ds.name].table = name
         return counts
 

@@ -444,6 +444,42 @@ def compile_segments(ctx: Context, segments: list[SegmentConfig]) -> list[Compil
     return out
 
 
+def failing_sql(ctx: Context, segment: SegmentConfig) -> tuple[str, str, str] | None:
+    """The SQL condition of ``segment`` that the engine cannot compute on its dataset's rows, as
+    (its place in the configuration, its text, the engine's words); None when each one alone works.
+
+    Used to explain an engine failure of the whole segment: each condition is computed alone."""
+    c = _Compiler(ctx, segment.dataset)
+    base = f"segment '{segment.name}'.conditions"
+    for i, cond in enumerate(segment.conditions):
+        c.collect(cond, f"{base}[{i}]", (segment.name,))
+    t = ctx.table(segment.dataset)
+    for name, sql, _cond, where in c.sql:
+        expr = check_expression(sql, set(t.columns), where=f"{where}.sql")
+        one = ctx.adapter.add_sql_columns(t, [(name, ctx.adapter.dialect.render(expr))])
+        try:
+            ctx.adapter.count(one.filter(one[name]))
+        except Exception as exc:  # noqa: BLE001 - the condition to name
+            text = str(exc).split("\nSQL: ")[0].removeprefix("DuckDB refused a statement: ").strip()
+            return f"{where}.sql", sql, " ".join((text.splitlines() or [type(exc).__name__])[0].split())[:400]
+    return None
+
+
+def explain_failure(ctx: Context, segment: SegmentConfig, exc: BaseException) -> str:
+    """Why the engine could not compute ``segment`` (its error ``exc``), naming the failing SQL
+    condition when one fails on its own."""
+    try:
+        found = failing_sql(ctx, segment)
+    except Exception:  # noqa: BLE001 - the diagnosis is a courtesy: the first error is reported
+        found = None
+    if found is None:
+        text = str(exc).split("\nSQL: ")[0].removeprefix("DuckDB refused a statement: ").strip()
+        return "the engine could not compute it: " + " ".join((text.splitlines() or [type(exc).__name__])[0].split())
+    place, sql, message = found
+    return (f"the engine could not compute its condition {place} ({sql}) on the dataset's rows: {message}; fix the "
+            "condition (tessera apply checks what it may use, not the values it meets)")
+
+
 @dataclass(frozen=True)
 class CountPlan:
     """The compiled query of a live count (see :func:`prepare_count`)."""

@@ -30,8 +30,8 @@ import ibis.expr.datatypes as dt
 import pyarrow as pa
 
 from tessera.config.models import SegmentConfig, WorkspaceConfig
-from tessera.errors import ConfigError
-from tessera.segments.compile import TID, Compiled, Context, compile_segment, compile_segments
+from tessera.errors import ConfigError, EngineError, TesseraError
+from tessera.segments.compile import TID, Compiled, Context, compile_segment, compile_segments, explain_failure
 
 MEMBERS = "_tessera_segment_members"
 LOG = "_tessera_segment_log"
@@ -57,6 +57,7 @@ class Refreshed:
     exited: int
     version: int
     skipped: str | None = None  # why the segment was not refreshed (it kept its members)
+    failed: bool = False  # skipped because the engine could not compute it (a user's SQL condition)
 
 
 def definition_hash(segment: SegmentConfig) -> str:
@@ -113,6 +114,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         adapter.drop_table(name)
     versions: dict[str, int] = {}
     skipped: dict[str, str] = {}
+    failed: set[str] = set()
     by_dataset: dict[str, list[SegmentConfig]] = {}
     for seg in todo:
         by_dataset.setdefault(seg.dataset, []).append(seg)
@@ -124,8 +126,26 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         for c in compiled:
             versions[c.segment.name] = definition_version(store, c.segment)
         current = f"{WORK}_current{j}"
-        _evaluate(adapter, compiled, members, at, versions, current)
-        currents.append((current, [c.segment.name for c in compiled]))
+        try:
+            _evaluate(adapter, compiled, members, at, versions, current)
+            currents.append((current, [c.segment.name for c in compiled]))
+            continue
+        except Exception as exc:
+            if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
+                raise
+        # A condition the engine cannot compute on these rows (a CAST of a text...): each segment
+        # on its own, so that the one that fails keeps its members and says which condition failed.
+        for k, c in enumerate(compiled):
+            alone = f"{current}_{k}"
+            try:
+                _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions, alone)
+            except Exception as exc:
+                if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
+                    raise
+                skipped[c.segment.name] = _failure(ctx, c.segment, exc)
+                failed.add(c.segment.name)
+                continue
+            currents.append((alone, [c.segment.name]))
     changes: dict[tuple[str, str], int] = {}
     if adapter.exists(f"{WORK}_log"):
         work_log = adapter.table(f"{WORK}_log")
@@ -156,7 +176,8 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         for seg in todo:
             if seg.name in skipped:
                 version = int((store.get_state(VERSION_SCOPE, seg.name) or {}).get("version", 0))
-                out.append(Refreshed(seg.name, sizes.get(seg.name, 0), 0, 0, version, skipped[seg.name]))
+                out.append(Refreshed(seg.name, sizes.get(seg.name, 0), 0, 0, version, skipped[seg.name],
+                                     seg.name in failed))
                 continue
             r = Refreshed(seg.name, sizes.get(seg.name, 0), changes.get((seg.name, "entered"), 0),
                           changes.get((seg.name, "exited"), 0), versions[seg.name])
@@ -250,6 +271,11 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
         exit_condition=ibis.cases(*branches, *otherwise, else_="the definition changed")), LOG_SCHEMA)
     adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False), temp=True)
     adapter.drop_table(f"{WORK}_eval")
+
+
+def _failure(ctx: Context, seg: SegmentConfig, exc: BaseException) -> str:
+    """Why the engine could not compute ``seg``, naming its failing SQL condition when one is."""
+    return explain_failure(ctx, seg, exc) + "; it keeps its members"
 
 
 def event_segments(config: WorkspaceConfig) -> list[str]:

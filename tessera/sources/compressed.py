@@ -14,7 +14,6 @@ compressed files alike.
 from __future__ import annotations
 
 import gzip
-import shutil
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -23,6 +22,30 @@ from pathlib import Path, PurePosixPath
 from tessera.errors import SourceError
 
 _CHUNK = 1 << 20
+#: a compressed file may expand to this many times its size (plus a small allowance), no more: data
+#: exports compress 5 to 50 times, a "decompression bomb" of zeros about 1,000 times
+MAX_RATIO = 200
+_ALLOWANCE = 64 << 20
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _copy(src, dst, limit: int) -> None:
+    """Copy the stream ``src`` into ``dst``, stopping as soon as more than ``limit`` bytes came."""
+    written = 0
+    while chunk := src.read(_CHUNK):
+        written += len(chunk)
+        if written > limit:
+            raise _TooLarge
+        dst.write(chunk)
+
+
+def _bomb(name: str, size: int, limit: int) -> SourceError:
+    return SourceError(f"File '{name}' expands to more than {limit:,} bytes, over {MAX_RATIO} times its compressed "
+                       f"size of {size:,} bytes: it looks like a decompression bomb and was not expanded further. If "
+                       "it is real data, decompress it before putting it in the folder.")
 
 
 @dataclass
@@ -49,9 +72,14 @@ def expand(local: Path, name: str, workdir: Path) -> list[Member]:
     if lower.endswith(".gz"):
         inner = PurePosixPath(name).name[: -len(".gz")] or "data"
         out = workdir / inner
+        size = local.stat().st_size
+        limit = size * MAX_RATIO + _ALLOWANCE
         try:
             with gzip.open(local, "rb") as src, out.open("wb") as dst:
-                shutil.copyfileobj(src, dst, _CHUNK)
+                _copy(src, dst, limit)
+        except _TooLarge:
+            out.unlink(missing_ok=True)
+            raise _bomb(name, size, limit) from None
         except (OSError, EOFError, zlib.error) as exc:
             out.unlink(missing_ok=True)
             raise SourceError(f"File '{name}' is not a valid gzip file ({exc}): compress it again with gzip, "
@@ -64,6 +92,8 @@ def expand(local: Path, name: str, workdir: Path) -> list[Member]:
                           "or remove the .zip extension if it is not one.") from None
     members: list[Member] = []
     used: set[str] = set()
+    size = local.stat().st_size
+    limit = size * MAX_RATIO + _ALLOWANCE  # for all the members together
     with archive:
         for info in archive.infolist():
             parts = PurePosixPath(info.filename.replace("\\", "/")).parts
@@ -81,7 +111,11 @@ def expand(local: Path, name: str, workdir: Path) -> list[Member]:
             out = sub / target
             try:
                 with archive.open(info) as src, out.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
+                    _copy(src, dst, limit)
+                limit -= out.stat().st_size
+            except _TooLarge:
+                out.unlink(missing_ok=True)
+                raise _bomb(name, size, size * MAX_RATIO + _ALLOWANCE) from None
             except (zipfile.BadZipFile, OSError, zlib.error, NotImplementedError, RuntimeError) as exc:
                 raise SourceError(f"File '{name}': member '{info.filename}' cannot be extracted ({exc}): "
                                   "create the archive again (zip without a password).") from None

@@ -171,7 +171,14 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn, archiv
                     try:
                         folder.download(f.name, local)
                     except ConnectionFailed as exc:
-                        raise _source_failed(src, exc) from None
+                        if exc.reason not in ("not_found", "permission_denied", "config"):
+                            raise _source_failed(src, exc) from None
+                        # This one file: gone since the listing, forbidden, or a link the server (or
+                        # Tessera) refuses. The others go on; it is tried again next time.
+                        local.unlink(missing_ok=True)
+                        result.warnings.append(f"Source '{src.name}': file '{f.name}' could not be downloaded and "
+                                               f"was left out of this import ({exc}); it is tried again next time")
+                        continue
                 if digest is None:
                     digest = sha256_of(local)
                 if digest in imported:
@@ -294,7 +301,7 @@ def _import_file(adapter: EngineAdapter, store, src: SourceConfig, folder: Folde
 
     ``read_path``: the plain file to parse when ``local`` (archived) is compressed; ``member``: a
     member of a zip archive, written at ``local``."""
-    options = {"header": src.csv.header, "quote": src.csv.quote}
+    options = {"header": src.csv.header, "quote": src.csv.quote, "max_line_bytes": src.max_line_bytes}
     if src.csv.delimiter:
         options["delimiter"] = src.csv.delimiter
     # Identifiers are always text and declared types win: neither needs inference.
@@ -312,12 +319,11 @@ def _import_file(adapter: EngineAdapter, store, src: SourceConfig, folder: Folde
             raise
         # name the file where the user knows it, not its temporary download
         raise SourceError(f"Source '{src.name}': {str(exc).replace(str(read_path or local), shown)}") from exc
-
-
-        raise SourceError(f"Source '{src.name}': {str(exc).replace(str(local), folder.url(f.name))}") from exc
     except Exception as exc:  # noqa: BLE001 - a file the parser chokes on is refused, never a crash
         if adapter.exists(table):
             adapter.drop_table(table)
+        if adapter.stopped(exc):
+            raise  # out of memory or interrupted: the job stops, the file is not to blame
         detail = (str(exc).strip().splitlines() or [""])[0][:300].replace(str(local), rel)
         raise SourceError(f"Source '{src.name}': file '{rel}' could not be read ({type(exc).__name__}"
                           f"{': ' + detail if detail else ''})") from exc

@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tessera.config.models import SyncConfig
+from tessera.datasets.build import expression_failed, value_error
 from tessera.errors import ConfigError, SyncError, TesseraError
 from tessera.syncs import plan as P
 from tessera.syncs.destinations import (
@@ -148,7 +149,12 @@ def run_syncs(ws, names: list[str] | None = None, *, dry_run: bool = False, lock
     return [_run_one(ws, s, dry_run=dry_run, lock=lock, progress=progress) for s in todo]
 
 
-def _message(exc: BaseException) -> str:
+def _message(exc: BaseException, ws=None, sync: SyncConfig | None = None) -> str:
+    if sync is not None and sync.filter and isinstance(exc, Exception) and value_error(ws.adapter, exc):
+        # the engine could not compute the sync's filter on the dataset's rows: name it, not the SQL
+        i = next((n for n, s in enumerate(ws.config.syncs) if s.name == sync.name), 0)
+        return str(expression_failed(f"Sync '{sync.name}', filter", f"syncs[{i}] ({sync.name}).filter", sync.filter,
+                                     exc, tail="Nothing was sent."))
     return str(exc) if isinstance(exc, TesseraError) else f"{type(exc).__name__}: {exc}"
 
 
@@ -160,7 +166,7 @@ def _run_one(ws, sync: SyncConfig, *, dry_run: bool, lock: bool, progress: Progr
             SyncJob(ws, sync, None, progress).plan_only(result)
         except Exception as exc:  # noqa: BLE001 - one sync never stops the others
             result.status = "failed"
-            result.errors.insert(0, _message(exc))
+            result.errors.insert(0, _message(exc, ws, sync))
         result.seconds = time.perf_counter() - t0
         return result
     try:
@@ -172,7 +178,7 @@ def _run_one(ws, sync: SyncConfig, *, dry_run: bool, lock: bool, progress: Progr
                 SyncJob(ws, sync, run_id, progress).run(result)
             except BaseException as exc:
                 result.status = "failed"
-                result.errors.insert(0, _message(exc))
+                result.errors.insert(0, _message(exc, ws, sync))
                 if not isinstance(exc, Exception):  # interrupted: recorded, then let it go
                     ws.store.finish_run(run_id, "killed", counts=result.counts(), error=_message(exc) or "interrupted")
                     raise

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from tessera.errors import RunError
 from tessera.workspace import Workspace
 
 CONTACTS = "id,email\n1,ann@example.com\n2,bob@example.com\n"
@@ -127,14 +126,53 @@ def test_mixed_line_endings_are_read_or_refused_never_fatal(tmp_path, workspace)
         assert {"cy@example.com", "dan@example.com"} <= set(emails)
 
 
-def test_a_source_whose_only_file_is_refused_says_so(tmp_path, workspace):
-    """A source with no data at all cannot feed its dataset: the run fails, naming the refused file
-    (and the last publication stays); it is no longer an unexplained 'no imported data'."""
+def test_a_source_whose_only_file_is_refused_does_not_fail_the_run(tmp_path, workspace):
+    """A source with no data at all cannot feed its dataset: that dataset keeps its last publication,
+    the other sources are published, and the run succeeds with warnings naming the refused file."""
     (tmp_path / "data" / "crm" / "contacts.csv").write_bytes(BAD_FILES["duplicate_header.csv"])
-    with pytest.raises(RunError) as exc:
-        workspace.run()
-    assert "its only file(s) were refused (crm/contacts.csv: " in str(exc.value)
-    assert "duplicate" in str(exc.value)
+    result = workspace.run()
+    assert result.status == "succeeded with warnings"
+    assert [r["file"] for r in result.refused] == ["crm/contacts.csv"]
+    assert column(workspace, "orders", "order_id") == ["o1", "o2"]
+    assert "contacts" not in result.datasets
+    text = " ".join(result.warnings)
+    assert "Dataset 'contacts' was not rebuilt" in text and "source 'crm' has no data" in text
+    assert "crm/contacts.csv" in text and "tessera import crm --retry-refused" in text
+    # the next run says it again (the file is still refused) and still publishes the rest
+    (tmp_path / "data" / "shop" / "more.csv").write_text("order_id,amount\no3,1\n")
+    again = workspace.run()
+    assert again.status == "succeeded with warnings" and "o3" in column(workspace, "orders", "order_id")
+    assert any("Dataset 'contacts' was not rebuilt" in w for w in again.warnings)
+    # a fixed file brings the dataset back
+    (tmp_path / "data" / "crm" / "contacts.csv").write_text(CONTACTS)
+    assert workspace.run().status == "succeeded"
+    assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com"]
+
+
+def test_datasets_that_need_a_source_without_data_are_left_out_and_the_others_published(tmp_path):
+    """Orders related to the contacts and an aggregate of them on the contacts: when the contacts'
+    only file is refused, neither dataset can be built; an independent dataset is published."""
+    data = tmp_path / "data"
+    for d in ("crm", "shop", "web"):
+        (data / d).mkdir(parents=True)
+    (data / "crm" / "contacts.csv").write_bytes(BAD_FILES["latin1_header.csv"])
+    (data / "shop" / "orders.csv").write_text("order_id,amount,email\no1,10.50,ann@example.com\n")
+    (data / "web" / "visits.csv").write_text("id,page\nv1,/home\n")
+    cfg = config(tmp_path)
+    cfg["sources"][1]["relations"] = [{"column": "email", "to": "crm.email"}]
+    cfg["sources"].append({"name": "web", "connection": "files", "pattern": "web/*.csv", "record_keys": ["id"]})
+    cfg["datasets"][1]["mappings"][0]["columns"]["email"] = "email"
+    cfg["datasets"].append({"name": "visits", "mappings": [{"source": "web", "columns": {"id": "id",
+                                                                                         "page": "page"}}]})
+    with Workspace.init(tmp_path / "ws") as ws:
+        ws.apply(cfg)
+        result = ws.run()
+        assert result.status == "succeeded with warnings"
+        assert sorted(result.datasets) == ["visits"]
+        assert column(ws, "visits", "page") == ["/home"]
+        text = " ".join(result.warnings)
+        assert "Dataset 'contacts' was not rebuilt" in text and "source 'crm' has no data" in text
+        assert "Dataset 'orders' was not rebuilt" in text and "it needs dataset 'contacts'" in text
 
 
 def test_a_very_wide_file_is_refused_quickly_and_never_poisons_later_runs(tmp_path, workspace):
@@ -165,3 +203,44 @@ def test_a_json_object_where_an_array_is_expected_is_refused(tmp_path, workspace
     assert refused["file"] == "crm/export.json" and "holds a JSON object, not an array" in refused["reason"]
     assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com", "gus@example.com",
                                                       "hal@example.com"]
+
+
+@pytest.mark.parametrize("name, content, line", [
+    ("no_newline.csv", b"id,email\n" + b"1,x@example.com," * 200, 2),
+    ("long_line.ndjson", b'{"id": "1", "email": "a@example.com"}\n{"id": "2", "email": "' + b"x" * 3000 + b'"}\n', 2),
+    ("long_header.csv", b"id," + b"e" * 3000 + b"\n1,2\n", 1),
+])
+def test_a_line_past_max_line_bytes_refuses_the_file_and_the_rest_goes_on(tmp_path, workspace, name, content, line):
+    cfg = config(tmp_path)
+    cfg["sources"][0]["max_line_bytes"] = 1000  # the default is 2,000,000: a test file stays small
+    workspace.apply(cfg)
+    (tmp_path / "data" / "crm" / name).write_bytes(content)
+    result = workspace.run()
+    [refused] = result.refused
+    assert refused["file"] == f"crm/{name}"
+    assert f"line {line} is too long (more than 1,000 bytes, the source's max_line_bytes)" in refused["reason"]
+    assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com"]
+    assert column(workspace, "orders", "order_id") == ["o1", "o2"]
+
+
+@pytest.mark.parametrize("name", ["bomb.csv.gz", "bomb.zip"])
+def test_a_decompression_bomb_is_refused_before_it_fills_the_disk(tmp_path, workspace, monkeypatch, name):
+    from tessera.sources import compressed
+
+    monkeypatch.setattr(compressed, "_ALLOWANCE", 0)  # the limit is then 200 times the compressed size
+    body = b"id,email\n" + b"0" * 5_000_000
+    if name.endswith(".gz"):
+        data = gzip.compress(body, compresslevel=9)
+    else:
+        import io
+        import zipfile
+
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("a.csv", body)
+        data = buf.getvalue()
+    (tmp_path / "data" / "crm" / name).write_bytes(data)
+    result = workspace.run()
+    [refused] = result.refused
+    assert refused["file"] == f"crm/{name}" and "looks like a decompression bomb" in refused["reason"]
+    assert column(workspace, "contacts", "email") == ["ann@example.com", "bob@example.com"]

@@ -49,3 +49,9 @@ def test_fuzz_csv(tmp_path_factory, body, with_header):
 @given(body=_json_bytes, lines=st.booleans())
 def test_fuzz_json(tmp_path_factory, body, lines):
     _read(tmp_path_factory, "garbage.ndjson" if lines else "garbage.json", body)
+
+
+def test_a_nul_character_in_a_json_key_is_refused(tmp_path_factory):
+    """Found by the fuzzing: a key "\\u0000" broke the reader's SQL."""
+    _read(tmp_path_factory, "nul.json", b'[{"\\u0000": 1, "id": "2"}]')
+    _read(tmp_path_factory, "nul.ndjson", b'{"a\\u0000b": 1}\n')
