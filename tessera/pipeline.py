@@ -8,6 +8,8 @@ the next run.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from datetime import date
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import ibis
+import ibis.expr.operations as ops
 
 from tessera.config.models import DATABASE_CONNECTIONS, WorkspaceConfig
 from tessera.datasets.build import (
@@ -26,22 +29,31 @@ from tessera.datasets.build import (
     relation_target,
     value_error,
 )
+from tessera.datasets.incremental import Previous
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
 from tessera.errors import RunError, TesseraError
 from tessera.identity.review import overrides_by_dataset
 from tessera.sources.database import import_database_source
-from tessera.sources.events import stage_events
+from tessera.sources.events import EVENTS_TABLE, stage_events
 from tessera.sources.importer import PARSE_REJECTS, REFUSED_STATE, import_source, raw_table
 from tessera.sources.items import derive_items
-from tessera.sources.staging import Batch, nested_path, stage
+from tessera.sources.staging import Batch, latest_versions, nested_path, stage, union_all
 
 REJECTS_VIEW = "tessera_rejects"
 RUN_TABLE = re.compile(r"^_tessera_r(\d+)_")
+# the staged rows and rejects of one imported batch, kept from run to run (see _stage_batches)
+STAGED_TABLE = re.compile(r"^_tessera_staged(rej)?_(.+)_(\d+)_([0-9a-f]{12})$")
 RAW_TABLE = re.compile(r"^_tessera_raw_(.+)_(\d+)$")
 
 Progress = Callable[[str, str, int, int], None]  # (step, label, done, total)
+# metadata store state: the digest of the last published run's inputs, its publication and counts
+INPUTS_STATE = ("pipeline_inputs", "last")
+# metadata store state: what the last publication built per dataset, and under which configuration
+BUILT_STATE = ("pipeline_inputs", "built")
+# bumped when a change of the pipeline's code changes what a run publishes from the same inputs
+INPUTS_FORMAT = 1
 
 
 @dataclass
@@ -55,6 +67,7 @@ class RunResult:
     # what the user should know though the run succeeded: refused files, links left out...
     warnings: list[str] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)  # {"source", "file", "reason", "kept"}
+    unchanged: bool = False  # nothing new since the last run: its publication was kept as it is
 
 
 class Pipeline:
@@ -68,6 +81,7 @@ class Pipeline:
         self.reveal = reveal or (lambda conn: conn)  # the connection with its secrets, for connectors
         self.warnings: list[str] = []
         self.refused: list[dict] = []
+        self.kept_stages: set[str] = set()  # the staged batches this run used
 
     def import_sources(self, names: list[str] | None = None) -> tuple[dict, dict[str, dict]]:
         """Import the new data of the sources (all, or ``names``): files, database rows, events.
@@ -134,6 +148,9 @@ class Pipeline:
             if target:
                 published.add(target)
         recorded = {(f["source"], f["batch_id"]) for f in self.store.list_imported_files()}
+        # the unified tables before enrichment the next run builds on (see _previous_builds)
+        built = self.store.get_state(*BUILT_STATE) or {}
+        published |= {t["data"] for t in built.get("datasets", {}).values()}
         for name in self.adapter.list_tables():
             if (RUN_TABLE.match(name) and name not in published) or name.startswith("_tessera_syncw_"):
                 self.adapter.drop_table(name)  # a run's or a killed sync's work tables
@@ -142,7 +159,63 @@ class Pipeline:
                 self.adapter.drop_table(name)
 
     # ------------------------------------------------------------------ run
-    def run(self, run_id: int, *, import_files: bool = True, as_of: date | None = None) -> RunResult:
+    def inputs_digest(self, day: date) -> str:
+        """A digest of everything a run publishes from: the configuration, the imported batches (each
+        with its content digest), the collected events' watermark, the identity overrides and the
+        day scores and segments are computed at. Equal digests give equal publications."""
+        files = sorted((f["source"], f["batch_id"], f["sha256"]) for f in self.store.list_imported_files())
+        overrides = [(o["dataset"], o["kind"], list(o["records"])) for o in self.store.list_identity_overrides()]
+        events = None
+        # Event sources and the behaviour conditions of segments read the collected events.
+        if self.adapter.exists(EVENTS_TABLE):
+            t = self.adapter.table(EVENTS_TABLE)
+            # The collected events are only appended (or erased): their count and latest arrival move.
+            events = self.adapter.to_arrow(t.aggregate(n=t.count(), last=t.received_at.max())).to_pylist()
+        payload = json.dumps([INPUTS_FORMAT, self.config.model_dump(mode="json"), files, overrides, events,
+                              day.isoformat()], sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def config_digest(self) -> str:
+        """A digest of what decides how records are unified: the configuration and the identity overrides."""
+        overrides = [(o["dataset"], o["kind"], list(o["records"])) for o in self.store.list_identity_overrides()]
+        return hashlib.sha256(json.dumps([INPUTS_FORMAT, type(self.adapter).__name__,
+                                          self.config.model_dump(mode="json"), overrides],
+                                         sort_keys=True, default=str).encode()).hexdigest()
+
+    def _previous_builds(self, config_digest: str) -> dict[str, Previous]:
+        """The tables the last publication built per dataset when it was built under the same
+        configuration and is still in place (an incremental run starts from them)."""
+        built = self.store.get_state(*BUILT_STATE) or {}
+        if built.get("config") != config_digest:
+            return {}
+        out = {}
+        for name, t in built.get("datasets", {}).items():
+            if self.adapter.published_target(f"{name}__records") != t["records"]:
+                continue  # published by another way since (or dropped): build it whole
+            shared = t.get("shared")
+            if not (self.adapter.exists(t["records"]) and self.adapter.exists(t["data"])) or (
+                    shared and self.adapter.published_target(f"{name}__shared_values") != shared):
+                continue
+            out[name] = Previous(t["records"], t["data"], shared)
+        return out
+
+    def _last_inputs(self, digest: str) -> dict | None:
+        """The state of the last published run when it had the same inputs and its publication is
+        still in place, else None."""
+        last = self.store.get_state(*INPUTS_STATE)
+        if not last or last.get("digest") != digest:
+            return None
+        for view, target in last.get("published", {}).items():
+            if self.adapter.published_target(view) != target or not self.adapter.exists(target):
+                return None
+        return last
+
+    def run(self, run_id: int, *, import_files: bool = True, as_of: date | None = None,
+            full: bool = False) -> RunResult:
+        """Import, stage, unify, enrich and publish; with nothing new since the last published run
+        (same inputs digest, see :meth:`inputs_digest`) the publication is kept as it is, and after
+        new records only the unified records they touch are resolved again
+        (:mod:`tessera.datasets.incremental`); ``full`` rebuilds everything."""
         result = RunResult(run_id, "running")
         t0 = time.perf_counter()
         tag = f"_tessera_r{run_id}_"
@@ -155,6 +228,23 @@ class Pipeline:
 
         if import_files:
             self._step(result, "import", do_import)
+
+        inputs = self.inputs_digest(as_of or date.today())
+        last = None if full else self._last_inputs(inputs)
+        if last is not None:
+            def keep():
+                for name, counts in last.get("sources", {}).items():
+                    result.sources.setdefault(name, {}).update(counts)
+                result.datasets.update(last.get("datasets", {}))
+                return {"unchanged": 1, "published": len(last.get("datasets", {}))}
+
+            self._step(result, "unchanged", keep)
+            result.unchanged = True
+            result.warnings, result.refused = list(self.warnings), list(self.refused)
+            result.status = "succeeded with warnings" if result.warnings else "succeeded"
+            result.seconds = time.perf_counter() - t0
+            return result
+        published: dict[str, str] = {}
 
         stages: dict[str, str] = {}
         stage_types: dict[str, dict[str, str]] = {}
@@ -193,12 +283,13 @@ class Pipeline:
                     batch_ids = []
                 else:
                     staged, rejects, batch_ids = self._stage_batches(src, files, typed_table)
-                name = f"{tag}stage_{src.name}"
-                staged_t = self.adapter.create_table(name, staged, temp=True)
+                # A source read from one kept batch is staged already: no copy.
+                name = _stored(staged) or f"{tag}stage_{src.name}"
+                staged_t = staged if _stored(staged) else self.adapter.create_table(name, staged, temp=True)
                 stages[src.name] = name
                 stage_types[src.name] = {c: type_name(staged_t.schema()[c]) for c in staged_t.columns}
-                rej_name = f"{tag}rejects_{src.name}"
-                rej = self.adapter.create_table(rej_name, rejects, temp=True)
+                rej = rejects if _stored(rejects) else self.adapter.create_table(f"{tag}rejects_{src.name}", rejects,
+                                                                                  temp=True)
                 n_ok = self.adapter.count(staged_t)
                 n_rej = self.adapter.count(rej)
                 n_parse = 0
@@ -219,6 +310,9 @@ class Pipeline:
                 result.sources.setdefault(src.name, {}).update(staged=n_ok, rejected=n_rej + n_parse)
                 staged_total += n_ok
             self.progress("stage", "done", len(self.config.sources), len(self.config.sources))
+            for name in self.adapter.list_tables():
+                if STAGED_TABLE.match(name) and name not in self.kept_stages:
+                    self.adapter.drop_table(name)  # a batch no longer read, or staged under other settings
             skipped.update(self._skipped_datasets(no_data))
             for name, why in skipped.items():
                 self.warnings.append(f"Dataset '{name}' was not rebuilt by this run (its last publication, if any, "
@@ -231,8 +325,11 @@ class Pipeline:
             return {"rows_staged": staged_total,
                     "rows_rejected": sum(v.get("rejected", 0) for v in result.sources.values())}
 
+        config_digest = self.config_digest()
         builder = DatasetBuilder(self.adapter, self.config, stages, tag, stage_types,
-                                 overrides=overrides_by_dataset(self.store))
+                                 overrides=overrides_by_dataset(self.store),
+                                 previous={} if full else self._previous_builds(config_digest))
+        bases: dict[str, dict] = {}
 
         def do_datasets():
             totals = {"records": 0, "unified": 0, "duplicates_merged": 0}
@@ -243,6 +340,8 @@ class Pipeline:
                 generation = len(self.store.list_publications(ds.name))
                 built = builder.build(ds, previous_lineage=prev, generation=generation)
                 result.datasets[ds.name] = built.counts
+                if built.table != built.records:  # a deduplicated dataset
+                    bases[ds.name] = {"records": built.records, "data": built.table, "shared": built.shared}
                 for k in totals:
                     totals[k] += built.counts.get(k, 0)
             self.progress("unify", "done", len(order), len(order))
@@ -271,8 +370,10 @@ class Pipeline:
             if reject_parts:
                 views[REJECTS_VIEW] = f"{tag}rejects"
             self.adapter.publish(views)
+            published.update(views)
             for name, b in builder.built.items():
                 self.store.record_publication(name, run_id, b.table, b.counts.get("rows", 0))
+            self.store.set_state(*BUILT_STATE, {"config": config_digest, "datasets": bases})
             self.collect_garbage()
             return {"published": len(builder.built)}
 
@@ -289,6 +390,10 @@ class Pipeline:
             raise
         except Exception as exc:  # an engine failure: keep the message, the previous state stays
             raise RunError(f"The run failed: {exc}. The last published state is unchanged.") from exc
+        self.store.set_state(*INPUTS_STATE, json.loads(json.dumps({
+            "digest": inputs, "run_id": run_id, "published": published, "datasets": result.datasets,
+            "sources": {n: {k: c[k] for k in ("staged", "rejected") if k in c} for n, c in result.sources.items()},
+        }, default=str)))
         result.warnings, result.refused = list(self.warnings), list(self.refused)
         result.status = "succeeded with warnings" if result.warnings else "succeeded"
         result.seconds = time.perf_counter() - t0
@@ -398,11 +503,33 @@ class Pipeline:
         batches = [Batch(raw_table(src.name, f["batch_id"]), f["batch_id"], _naive_utc(f["imported_at"]))
                    for f in mine]
         tables = [self.adapter.table(b.table) for b in batches]
-        staged, rejects = stage(src, batches, tables, schema, dialect=self.adapter.dialect,
-                                extra_columns=self._needed_columns(src.name),
-                                extra_identifiers=self._relation_targets(src.name),
-                                materialize=typed_table, add_sql_columns=self.adapter.add_sql_columns)
-        return staged, rejects, [b.batch for b in batches]
+        options = dict(dialect=self.adapter.dialect, extra_columns=self._needed_columns(src.name),
+                       extra_identifiers=self._relation_targets(src.name),
+                       add_sql_columns=self.adapter.add_sql_columns)
+        if typed_table is None:  # a preview: nothing is kept
+            staged, rejects = stage(src, batches, tables, schema, **options)
+            return staged, rejects, [b.batch for b in batches]
+        # Staging is per batch but for the choice of each record's latest version: each batch is
+        # staged once and kept (under a digest of what staging reads besides the batch), so a run
+        # after a new file stages that file alone.
+        digest = hashlib.sha256(json.dumps([INPUTS_FORMAT, type(self.adapter).__name__, src.model_dump(mode="json"),
+                                            schema, options["extra_columns"], options["extra_identifiers"]],
+                                           sort_keys=True, default=str).encode()).hexdigest()[:12]
+        staged_parts, reject_parts = [], []
+        for b, t in zip(batches, tables):
+            name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
+                              f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")
+            if not (self.adapter.exists(name) and self.adapter.exists(rej_name)):
+                staged, rejects = stage(src, [b], [t], schema, materialize=typed_table, **options)
+                self.adapter.create_table(name, staged)
+                self.adapter.create_table(rej_name, rejects)
+            self.kept_stages.update((name, rej_name))
+            staged_parts.append(self.adapter.table(name))
+            reject_parts.append(self.adapter.table(rej_name))
+        staged = union_all(staged_parts)
+        if len(staged_parts) > 1:
+            staged = latest_versions(staged)
+        return staged, union_all(reject_parts), [b.batch for b in batches]
 
     def _relation_targets(self, source: str) -> list[str]:
         """Columns of ``source`` that relations of other sources point at."""
@@ -428,6 +555,12 @@ class Pipeline:
                     if obj == source and col not in cols:
                         cols.append(col)
         return cols
+
+
+def _stored(table: ibis.Table) -> str | None:
+    """The name of the stored table ``table`` reads as it is, or None for a query."""
+    op = table.op()
+    return op.name if isinstance(op, ops.DatabaseTable) else None
 
 
 def _naive_utc(iso: str) -> str:

@@ -32,6 +32,7 @@ import ibis
 import psutil
 import pyarrow as pa
 
+from tessera.analytics import dashboard_problems
 from tessera.config.events import EVENT_COLUMNS
 from tessera.config.loader import dump_yaml, load_yaml, load_yaml_text, parse_config, resolve_paths
 from tessera.config.models import DatasetConfig, WorkspaceConfig
@@ -297,7 +298,7 @@ class Workspace:
 
     def _load_config(self) -> WorkspaceConfig:
         objects = self.store.load_config()
-        data: dict = {"connections": [], "sources": [], "datasets": [], "syncs": [], "segments": []}
+        data: dict = {"connections": [], "sources": [], "datasets": [], "syncs": [], "segments": [], "dashboards": []}
         for kind, _name, spec in objects:
             if kind == "pipeline":
                 data["pipeline"] = spec
@@ -347,7 +348,7 @@ class Workspace:
         elif isinstance(config, dict) or config is None:
             config = parse_config(config)
         self._check_write_keys(config)
-        problems = column_problems(config, self.store)
+        problems = column_problems(config, self.store) + dashboard_problems(config)
         if problems:
             raise ConfigError(problems)
         before = self.store.load_config()
@@ -463,7 +464,8 @@ class Workspace:
     def _objects(config: WorkspaceConfig) -> list[tuple[str, str, dict]]:
         objects = []
         for kind, items in (("connection", config.connections), ("source", config.sources),
-                            ("dataset", config.datasets), ("sync", config.syncs), ("segment", config.segments)):
+                            ("dataset", config.datasets), ("sync", config.syncs), ("segment", config.segments),
+                            ("dashboard", config.dashboards)):
             for item in items:
                 objects.append((kind, item.name, item.model_dump(mode="json", exclude_defaults=True, by_alias=True)))
         pipeline = config.pipeline.model_dump(mode="json", exclude_defaults=True, by_alias=True)
@@ -521,7 +523,7 @@ class Workspace:
 
     # ------------------------------------------------------------------ runs
     def run(self, *, progress: Progress | None = None, import_files: bool = True,
-            as_of: date | None = None) -> RunResult:
+            as_of: date | None = None, full: bool = False) -> RunResult:
         """Import new files, unify every dataset and publish the result at once.
 
         Args:
@@ -529,6 +531,8 @@ class Workspace:
             import_files: import new files first (False: re-run on what is imported).
             as_of: the date scores, time windows and predictions are computed at (default: the
                 workspace's ``pipeline.as_of`` setting, else today).
+            full: rebuild and publish even when nothing changed since the last run (by default such
+                a run keeps the published state as it is, see :meth:`Pipeline.inputs_digest`).
 
         Raises:
             RunError: the run failed; the previous published state is left in place.
@@ -539,8 +543,10 @@ class Workspace:
         as_of = as_of or config.pipeline.as_of
 
         def work(pipeline: Pipeline, run_id: int):
-            result = pipeline.run(run_id, import_files=import_files, as_of=as_of)
+            result = pipeline.run(run_id, import_files=import_files, as_of=as_of, full=full)
             counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
+            if result.unchanged:
+                counts["unchanged"] = True
             if result.warnings:  # the run's status stays "succeeded"; its counts say what to look at
                 counts["warnings"], counts["refused_files"] = result.warnings, result.refused
             return result, counts
@@ -1155,3 +1161,107 @@ class Workspace:
         rows = self.adapter.to_arrow(m.filter(m.tessera_id == tessera_id).order_by("segment")).to_pylist()
         return [{"segment": r["segment"], "entered_at": r["entered_at"].isoformat() if r["entered_at"] else None,
                  "version": r["version"]} for r in rows]
+
+    # ------------------------------------------------------------------ dashboards
+    def analytics(self):
+        """The dashboards of this workspace (:class:`tessera.analytics.Analytics`): the seven
+        defaults and the configuration's own, run on the last publication."""
+        from tessera.analytics import Analytics, Source
+        from tessera.segments import MEMBERS
+
+        config = self.config
+        ctx = self._segment_context(config=config)
+        adapter = self.adapter
+        tables: dict = {}  # one schema read per dataset for the whole request
+
+        def table(name: str) -> ibis.Table:
+            if name not in tables:
+                tables[name] = self.table(name)
+            return tables[name]
+
+        def members() -> ibis.Table | None:
+            if MEMBERS not in tables:
+                tables[MEMBERS] = adapter.table(MEMBERS) if adapter.exists(MEMBERS) else None
+            return tables[MEMBERS]
+
+        return Analytics(Source(adapter, config, ctx.as_of, table, ctx, members), str(self.path))
+
+    def dashboards(self) -> list[dict]:
+        """The dashboards: name, title, default or custom, number of questions, filters."""
+        return self.analytics().list()
+
+    def dashboard(self, name: str, filters: dict | None = None) -> dict:
+        """A dashboard with every question's result (see :meth:`run_question`) under ``filters``
+        (``period``, ``store``, ``channel``, ``segment``); a question that cannot run on this
+        workspace says why in ``unavailable``."""
+        from tessera.analytics import parse_filters
+
+        a = self.analytics()
+        return a.run_dashboard(name, parse_filters(filters, a.src.as_of))
+
+    def run_question(self, question, filters: dict | None = None) -> dict:
+        """One question, saved (``(dashboard, name)``) or a draft (a mapping as in the YAML):
+        ``{"columns", "rows", "spec", "filters": {"applied", "ignored"}, ...}``."""
+        from tessera.analytics import parse_filters
+
+        a = self.analytics()
+        return a.run(self._question(a, question), parse_filters(filters, a.src.as_of))
+
+    def question_csv(self, question, filters: dict | None = None):
+        """Every row of a question's result as CSV bytes, streamed (no row cap)."""
+        from tessera.analytics import parse_filters
+
+        a = self.analytics()
+        return a.csv(self._question(a, question), parse_filters(filters, a.src.as_of))
+
+    def question_picture(self, question, fmt: str = "png", filters: dict | None = None) -> bytes:
+        """A question's chart as PNG or SVG, drawn on the server."""
+        from tessera.analytics import parse_filters
+
+        a = self.analytics()
+        return a.picture(self._question(a, question), fmt, parse_filters(filters, a.src.as_of))
+
+    def dashboard_filter_values(self) -> dict:
+        """The choices of the dashboards' filters (stores, channels, segments, the orders' period)."""
+        return self.analytics().filter_values()
+
+    @staticmethod
+    def _question(a, question):
+        from tessera.analytics import validate_question
+
+        if isinstance(question, tuple):
+            q, lacking = a.question(*question)
+            if lacking:
+                from tessera.analytics import Unavailable
+
+                raise Unavailable(f"dashboard '{question[0]}' question '{question[1]}': {lacking}")
+            return q
+        return question if not isinstance(question, dict) else validate_question(question)
+
+    def save_dashboard(self, definition) -> dict:
+        """Create or change one custom dashboard (a DashboardConfig or a mapping as in the YAML) and
+        apply the configuration; returns what changed."""
+        from tessera.config.models import DashboardConfig
+
+        d = definition if isinstance(definition, DashboardConfig) else DashboardConfig.model_validate(definition)
+        config = self.config
+        data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        items = [x for x in data.get("dashboards", []) if x["name"] != d.name]
+        position = next((i for i, x in enumerate(config.dashboards) if x.name == d.name), len(items))
+        items.insert(position, d.model_dump(mode="json", exclude_defaults=True, by_alias=True))
+        data["dashboards"] = items
+        return self.apply(data)
+
+    def delete_dashboard(self, name: str) -> dict:
+        """Remove a custom dashboard from the configuration (the defaults cannot be removed)."""
+        from tessera.analytics import NAMES
+
+        config = self.config
+        if name in NAMES:
+            raise UsageError(f"'{name}' is a default dashboard; it cannot be deleted")
+        if not any(d.name == name for d in config.dashboards):
+            raise NotFoundError(f"unknown dashboard '{name}' (custom dashboards: "
+                                f"{', '.join(d.name for d in config.dashboards) or 'none'})")
+        data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        data["dashboards"] = [x for x in data.get("dashboards", []) if x["name"] != name]
+        return self.apply(data)

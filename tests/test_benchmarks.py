@@ -19,9 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # benchmark -> (tiny arguments, text its output must hold); {tmp} is a temporary folder
 TINY = {
     "bench_normalize.py": (["--rows", "200"], "rows/s"),
+    "bench_cli_startup.py": (["--repeat", "1"], "median"),
     "bench_predictive.py": (["--rows", "1000"], "rows/s"),
     "bench_scores.py": (["--customers", "100", "--orders", "500", "--events", "500"], "events/s"),
     "bench_identity.py": (["--records", "300", "--data", "{tmp}"], "peak RSS"),
+    "bench_run_1m.py": (["--records", "300", "--data", "{tmp}"], "ratio tessera / bare"),
     "bench_import.py": (["--contacts", "300", "--orders", "600", "--data", "{tmp}"], "peak RSS"),
     "bench_collect.py": (["--events", "300", "--rate", "0", "--clients", "1", "--concurrency", "2"], "loaded"),
     "bench_db_import.py": (["--rows", "300"], "rows/s"),
@@ -32,6 +34,8 @@ TINY = {
     "bench_api.py": (["--records", "500", "--idle-seconds", "1", "--busy-seconds", "2", "--readers", "2",
                       "--rate", "100", "--data", "{tmp}"], "peak RSS"),
     "bench_api_data.py": (["--records", "500", "--requests", "5", "--data", "{tmp}"], "peak RSS"),
+    "bench_web.py": (["--size", "300", "--repeat", "2"], "peak RSS"),
+    "bench_analytics.py": (["--customers", "300", "--orders", "1500", "--repeat", "1"], "peak RSS"),
 }
 NEEDS_POSTGRES = {"bench_db_import.py", "bench_sync.py"}
 

@@ -57,6 +57,7 @@ class WorkspaceOwner:
             "sync_reset": self._sync_reset, "segments_refresh": self._segments_refresh,
             "segment_save": self._segment_save, "segment_delete": self._segment_delete,
             "config_change": self._config_change,
+            "dashboard_save": self._dashboard_save, "dashboard_delete": self._dashboard_delete,
         }, on_cancel=self.workspace.adapter.interrupt, on_end=self._job_ended)
         self._started = False
         self._event_refresh_queued = False
@@ -122,7 +123,8 @@ class WorkspaceOwner:
     def _run(self, params: dict, ctx: JobContext) -> Any:
         as_of = params.get("as_of")
         result = self.workspace.run(progress=ctx, import_files=bool(params.get("import_files", True)),
-                                    as_of=date.fromisoformat(as_of) if as_of else None)
+                                    as_of=date.fromisoformat(as_of) if as_of else None,
+                                    full=bool(params.get("full", False)))
         # After the run (its time and result stand as they are): the new tables get the indexes
         # that profiles read them by.
         self._index_after(ctx)
@@ -159,6 +161,12 @@ class WorkspaceOwner:
 
     def _segment_delete(self, params: dict, ctx: JobContext) -> Any:
         return self.workspace.delete_segment(params["name"])
+
+    def _dashboard_save(self, params: dict, ctx: JobContext) -> Any:
+        return self.workspace.save_dashboard(params["definition"])
+
+    def _dashboard_delete(self, params: dict, ctx: JobContext) -> Any:
+        return self.workspace.delete_dashboard(params["name"])
 
     def refresh_event_segments_soon(self, _load=None) -> None:
         """After an event load: queue one refresh of the segments with event conditions, unless one

@@ -12,16 +12,19 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
-import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from tessera.api.owner import read_server_file
 from tessera.errors import BusyError, TesseraError, WorkspaceError
-from tessera.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tessera.workspace import Workspace
+
+# The workspace, the engines and the HTTP client are imported by the commands that use them, so
+# that ``tessera --help`` and the commands' own help load only the CLI (tests/test_cli_startup.py).
 
 app = typer.Typer(help="Tessera, the open-source Customer Data Platform.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -52,6 +55,8 @@ def open_workspace() -> Iterator[Workspace]:
     if STATE.get("reader") is not None:
         yield STATE["reader"]
         return
+    from tessera.workspace import Workspace
+
     with Workspace.open(ws_path()) as ws:
         yield ws
 
@@ -76,10 +81,14 @@ class ServerClient:
     def __init__(self, info: dict):
         self.url = info["url"].rstrip("/")
         self.pid = info["pid"]
+        import httpx
+
         self._http = httpx.Client(base_url=self.url, timeout=60,
                                   headers={"Authorization": f"Bearer {info['token']}"}, trust_env=False)
 
     def call(self, method: str, path: str, **kwargs) -> dict | list:
+        import httpx
+
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -97,6 +106,8 @@ def server() -> ServerClient | None:
     """The server that owns the workspace, if one runs (None inside the server itself)."""
     if STATE.get("reader") is not None:
         return None
+    from tessera.api.owner import read_server_file
+
     info = read_server_file(ws_path())
     return ServerClient(info) if info else None
 

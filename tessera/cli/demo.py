@@ -8,7 +8,6 @@ import typer
 
 from tessera.cli.common import app, console, progress_bars
 from tessera.cli.runs import print_run
-from tessera.workspace import Workspace
 
 @app.command()
 def demo(path: Path = typer.Argument(Path("demo-workspace"), help="Folder of the demo workspace."),
@@ -16,6 +15,7 @@ def demo(path: Path = typer.Argument(Path("demo-workspace"), help="Folder of the
          seed: int = typer.Option(7, help="Random seed (same seed, same data).")) -> None:
     """Generate the demo company's files, run the pipeline and export the datasets."""
     from tessera.demo.generator import generate
+    from tessera.workspace import Workspace
 
     path = path.resolve()
     ws = Workspace.init(path)

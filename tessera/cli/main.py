@@ -27,6 +27,7 @@ app.add_typer(__import__("tessera.cli.segments", fromlist=["app"]).app, name="se
 app.add_typer(__import__("tessera.cli.users", fromlist=["app"]).app, name="users")
 app.add_typer(__import__("tessera.cli.tokens", fromlist=["app"]).app, name="tokens")
 app.add_typer(__import__("tessera.cli.audit", fromlist=["app"]).app, name="audit")
+app.add_typer(__import__("tessera.cli.dashboards", fromlist=["app"]).app, name="dashboards")
 
 
 def main(argv: list[str] | None = None) -> None:

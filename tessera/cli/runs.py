@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from tessera.cli.common import app, console, open_workspace, progress_bars, server, follow_job
-from tessera.pipeline import RunResult
 
 def print_run(result) -> None:
     steps = Table(title=f"Run {result.run_id}: {result.status} in {result.seconds:.2f} s")
@@ -19,6 +18,9 @@ def print_run(result) -> None:
         counts = ", ".join(f"{k}={v}" for k, v in s.items() if k not in ("step", "seconds"))
         steps.add_row(s["step"], f"{s['seconds']:.2f}", counts)
     console.print(steps)
+    if getattr(result, "unchanged", False):
+        console.print("Nothing new since the last run: the published datasets were kept as they are "
+                      "(tessera run --full rebuilds them).", markup=False, highlight=False)
     src = Table(title="Sources")
     for col in ("source", "new files", "rows read", "staged", "rejected"):
         src.add_column(col, justify="right" if col != "source" else "left")
@@ -65,18 +67,28 @@ def print_warnings(warnings: list[str]) -> None:
 def run(as_of: Optional[datetime] = typer.Option(
         None, "--as-of", formats=["%Y-%m-%d"],
         help="The date scores, time windows and predictions are computed at (default: the workspace's "
-             "pipeline.as_of, else today).")) -> None:
-    """Import new files, unify the datasets and publish them (through the server when one runs)."""
+             "pipeline.as_of, else today)."),
+        full: bool = typer.Option(False, "--full",
+                                  help="Rebuild and publish even when nothing changed since the last run.")) -> None:
+    """Import new files, unify the datasets and publish them (through the server when one runs).
+
+    A run that finds nothing new (same configuration, imported files, events, identity overrides
+    and date) keeps the published datasets as they are."""
     day = as_of.date() if as_of else None
     client = server()
     if client is not None:
-        job = follow_job(client, "run", {"as_of": day.isoformat()} if day else {})
+        params = {"as_of": day.isoformat()} if day else {}
+        if full:
+            params["full"] = True
+        job = follow_job(client, "run", params)
+        from tessera.pipeline import RunResult
+
         print_run(RunResult(**job["result"]))
         return
     with open_workspace() as ws:
         bar, update = progress_bars()
         with bar:
-            result = ws.run(progress=update, as_of=day)
+            result = ws.run(progress=update, as_of=day, full=full)
         print_run(result)
 
 

@@ -9,7 +9,6 @@ from rich.table import Table
 from tessera.cli.common import app, console, server, ws_path
 from tessera.cli.forward import run_in_server
 from tessera.errors import UsageError, WorkspaceError
-from tessera.workspace import Workspace
 
 
 @app.command()
@@ -27,6 +26,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.
     """
     from tessera.api.server import check_exposure
     from tessera.api.server import serve as serve_workspace  # uvicorn is loaded only to serve
+    from tessera.workspace import Workspace
 
     path = ws_path()
     running = server()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from tessera.errors import WorkspaceError
-from tessera.setup import Proposal, propose_config
-from tessera.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tessera.setup import Proposal
 
 app = typer.Typer(help="Guided setup: a configuration proposed from a folder of exports.", no_args_is_help=True)
 console = Console()
@@ -34,6 +35,9 @@ def print_proposal(proposal: Proposal) -> None:
 
 def init_from(path: Path, folder: Path, *, warehouse: str = "duckdb", metadata_url: str | None = None) -> None:
     """Create a workspace, propose a configuration from ``folder``, write it and apply it."""
+    from tessera.setup import propose_config
+    from tessera.workspace import Workspace
+
     if (Path(path) / "workspace.json").exists():
         with Workspace.open(path) as existing:
             configured = bool(existing.store.load_config())
@@ -61,6 +65,8 @@ def propose(folder: Path = typer.Argument(..., help="The folder of exported file
             output: Optional[Path] = typer.Option(None, "--output", "-o",
                                                   help="File to write (default: stdout).")) -> None:
     """Propose a configuration for a folder of exports, without applying it."""
+    from tessera.setup import propose_config
+
     proposal = propose_config(folder)
     if output:
         output.write_text(proposal.yaml, encoding="utf-8")

@@ -9,8 +9,6 @@ from rich.table import Table
 
 from tessera.cli.common import app, console, err, open_workspace, server, follow_job
 from tessera.errors import ConfigError
-from tessera.syncs import reset_sync
-from tessera.syncs.runner import SyncResult
 
 sync_app = typer.Typer(help="Syncs of datasets to destinations.", no_args_is_help=True)
 app.add_typer(sync_app, name="sync")
@@ -36,6 +34,8 @@ def sync_run(names: Optional[list[str]] = typer.Argument(None, help="Syncs to ru
     client = server()
     if client is not None:
         job = follow_job(client, "sync", {"syncs": names or None, "dry_run": dry_run}, bars=False)
+        from tessera.syncs.runner import SyncResult
+
         results = [SyncResult(**r) for r in job["result"]]
     else:
         with open_workspace() as ws:
@@ -72,6 +72,8 @@ def sync_reset(name: str = typer.Argument(..., help="Sync name.")) -> None:
             if name not in {s.name for s in ws.config.syncs}:
                 raise ConfigError(f"unknown sync '{name}'")
             with ws.writing():
+                from tessera.syncs import reset_sync
+
                 reset_sync(ws, name)
     console.print(f"Sync {name} reset: its next run sends everything.")
 

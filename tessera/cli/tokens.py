@@ -12,8 +12,7 @@ import typer
 from rich.table import Table
 
 from tessera.cli.common import console, open_workspace
-from tessera.cli.users import actor
-from tessera.users import Users
+from tessera.cli.users import actor, users_of
 
 app = typer.Typer(help="API tokens of users: create (shown once), list, revoke.", no_args_is_help=True)
 
@@ -25,7 +24,7 @@ def create(user: str = typer.Option(..., "--user", help="The email of the token'
            note: Optional[str] = typer.Option(None, "--note", help="What the token is for.")) -> None:
     """Create an API token and print it, once: only its hash is kept."""
     with open_workspace() as ws:
-        token, row = Users(ws.store).create_token(user, role, expires=expires, note=note, by=actor())
+        token, row = users_of(ws).create_token(user, role, expires=expires, note=note, by=actor())
     until = row["expires_at"][:19] if row.get("expires_at") else "never"
     console.print(f"Token {row['id']} for {row['user']} ({row['role']}), expires {until}. "
                   "Copy it now, it is not shown again:", highlight=False)
@@ -36,7 +35,7 @@ def create(user: str = typer.Option(..., "--user", help="The email of the token'
 def revoke(token_id: int = typer.Argument(..., help="The token's id (tessera tokens list).")) -> None:
     """Revoke a token: the server refuses it from now on."""
     with open_workspace() as ws:
-        row = Users(ws.store).revoke_token(token_id, by=actor())
+        row = users_of(ws).revoke_token(token_id, by=actor())
     console.print(f"Token {token_id} of {row['user']} revoked.", highlight=False)
 
 
@@ -44,7 +43,7 @@ def revoke(token_id: int = typer.Argument(..., help="The token's id (tessera tok
 def list_tokens(user: Optional[str] = typer.Option(None, "--user", help="Only the tokens of this user.")) -> None:
     """List the tokens (never the tokens themselves): user, role, state, expiry, last use."""
     with open_workspace() as ws:
-        rows = Users(ws.store).tokens(user)
+        rows = users_of(ws).tokens(user)
     if not rows:
         console.print("No API token: create one with tessera tokens create --user E --role R")
         return

@@ -14,12 +14,18 @@ from rich.table import Table
 
 from tessera.cli.common import console, open_workspace
 from tessera.errors import UsageError
-from tessera.users import Users
 
 app = typer.Typer(help="Users of the server and their roles (admin, editor, viewer).", no_args_is_help=True)
 
 PasswordStdin = typer.Option(False, "--password-stdin",
                              help="Read the password from stdin (its first line), e.g. from a secret manager.")
+
+
+def users_of(ws):
+    """The users and tokens of the workspace (:class:`tessera.users.Users`, imported when used)."""
+    from tessera.users import Users
+
+    return Users(ws.store)
 
 
 def actor() -> str:
@@ -47,7 +53,7 @@ def create_admin(email: str = typer.Option(..., "--email", help="The admin's ema
     """Create an admin: the first user of a server, who then adds the others."""
     password = read_password(password_stdin)
     with open_workspace() as ws:
-        user = Users(ws.store).create(email, "admin", password, by=actor())
+        user = users_of(ws).create(email, "admin", password, by=actor())
     console.print(f"Admin {user['email']} created.", highlight=False)
 
 
@@ -58,7 +64,7 @@ def add(email: str = typer.Argument(..., help="The user's email."),
     """Add a user with a role."""
     password = read_password(password_stdin)
     with open_workspace() as ws:
-        user = Users(ws.store).create(email, role, password, by=actor())
+        user = users_of(ws).create(email, role, password, by=actor())
     console.print(f"User {user['email']} ({user['role']}) added.", highlight=False)
 
 
@@ -66,7 +72,7 @@ def add(email: str = typer.Argument(..., help="The user's email."),
 def remove(email: str = typer.Argument(..., help="The user's email.")) -> None:
     """Remove a user and its API tokens (never the last admin)."""
     with open_workspace() as ws:
-        Users(ws.store).remove(email, by=actor())
+        users_of(ws).remove(email, by=actor())
     console.print(f"User {email} removed.", highlight=False)
 
 
@@ -74,7 +80,7 @@ def remove(email: str = typer.Argument(..., help="The user's email.")) -> None:
 def list_users() -> None:
     """List the users and their roles."""
     with open_workspace() as ws:
-        rows = Users(ws.store).list()
+        rows = users_of(ws).list()
     if not rows:
         console.print("No user yet: create the first admin with tessera users create-admin --email E --password-stdin")
         return

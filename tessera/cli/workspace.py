@@ -13,7 +13,6 @@ from rich.table import Table
 from tessera.cli.common import app, console, open_workspace, server, follow_job
 from tessera.cli.setup import init_from
 from tessera.errors import ConfigError
-from tessera.workspace import Workspace
 
 @app.command()
 def init(path: Path = typer.Argument(..., help="Folder of the new workspace."),
@@ -27,6 +26,8 @@ def init(path: Path = typer.Argument(..., help="Folder of the new workspace."),
     if from_ is not None:
         return init_from(path, from_, warehouse=warehouse or os.environ.get("TESSERA_WAREHOUSE") or "duckdb",
                          metadata_url=metadata_url)
+    from tessera.workspace import Workspace
+
     ws = Workspace.init(path, warehouse=warehouse, metadata_url=metadata_url)
     console.print(f"Workspace ready at [bold]{ws.path}[/] (engine {ws.adapter.name}).")
     console.print(f"Next: tessera -w {path} apply workspace.yaml")

@@ -672,10 +672,118 @@ class SegmentConfig(_Model):
     _v = field_validator("name")(_check_name)
 
 
+# --------------------------------------------------------------------------- dashboards
+
+DATE_BANDS = ("day", "week", "month", "quarter", "year", "weekday")
+CHART_TYPES = ("bar", "stacked_bar", "line", "pie", "heatmap", "table", "number")
+DASHBOARD_FILTERS = ("period", "store", "channel", "segment")
+
+
+class DimensionConfig(_Model):
+    """What a question groups by: a column (``orders.channel``; ``@Channel`` names the column by its
+    semantic field; ``contacts.birth_date`` reads a related dataset through the link column), a band of
+    it (``band: month`` of a date, ``band: age`` of a birth date, ``bins: [0, 50, 100]`` of a number),
+    or membership of a segment (``segment: vip``). See docs/analytics.md."""
+
+    column: str | None = None
+    segment: str | None = None
+    band: Literal["day", "week", "month", "quarter", "year", "weekday", "age"] | None = None
+    bins: list[float] | None = Field(default=None, min_length=1)
+    empty: str | None = None  # the name of empty values (default: "(empty)", or "unknown" for bands)
+    labels: list[str] | None = None  # the bins' names: one more than the edges (under the first, ..., over the last)
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "DimensionConfig":
+        if (self.column is None) == (self.segment is None):
+            raise ValueError("a dimension sets exactly one of column or segment, e.g. column: channel")
+        if self.segment is not None and (self.band or self.bins):
+            raise ValueError("band and bins belong to a column dimension, not to segment membership")
+        if self.band and self.bins:
+            raise ValueError("set band (of a date) or bins (of a number), not both")
+        if self.bins and sorted(self.bins) != list(self.bins):
+            raise ValueError("bins are the band edges in increasing order, e.g. bins: [0, 50, 100]")
+        if self.labels is not None and (not self.bins or len(self.labels) != len(self.bins) + 1):
+            raise ValueError("labels name the bins: one more label than edges (bins: [2] -> labels: [new, returning])")
+        return self
+
+
+class MeasureConfig(_Model):
+    """What a question counts: ``count`` of rows, ``customers`` (distinct customers), ``sum``, ``avg``,
+    ``median``, ``min``, ``max`` of a column or of a checked SQL expression (``sql``), or ``share``:
+    the part of the rows (0 to 1) for which the condition ``where`` holds."""
+
+    fn: Literal["count", "customers", "sum", "avg", "median", "min", "max", "share"] = "count"
+    column: str | None = None
+    sql: str | None = None
+    where: ConditionConfig | None = None
+    label: str | None = None
+    optional: bool = False  # left out (not an error) when the workspace lacks its column
+
+    @model_validator(mode="after")
+    def _shape(self) -> "MeasureConfig":
+        if self.column is not None and self.sql is not None:
+            raise ValueError("a measure reads a column or a sql expression, not both")
+        if self.fn in ("sum", "avg", "median", "min", "max") and self.column is None and self.sql is None:
+            raise ValueError(f"{self.fn} needs a column (or sql), e.g. column: amount")
+        if self.fn == "share" and self.where is None:
+            raise ValueError("share needs a condition: where: {column: email_optin, op: is_true}")
+        if self.fn != "share" and self.where is not None:
+            raise ValueError("where belongs to the share measure; filter the question with filters:")
+        return self
+
+
+class QuestionConfig(_Model):
+    """One chart of a dashboard: a dataset, up to two dimensions, measures, filters (a segment's
+    condition tree) and a chart type."""
+
+    name: str
+    title: str | None = None
+    description: str | None = None
+    dataset: str
+    dimensions: list[DimensionConfig] = Field(default_factory=list, max_length=2)
+    measures: list[MeasureConfig] = Field(default_factory=lambda: [MeasureConfig()], min_length=1)
+    filters: list[ConditionConfig] = Field(default_factory=list)
+    chart: Literal["bar", "stacked_bar", "line", "pie", "heatmap", "table", "number"] = "bar"
+    # the date the dashboard's period filter applies to (default: the dataset's OrderDate/EventTime column)
+    date_column: str | None = None
+    sort: Literal["dimension", "measure"] | None = None  # default: bands and dates in order, others by measure
+    limit: int | None = Field(default=None, ge=1, le=10_000)
+    _v = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "QuestionConfig":
+        n = len(self.dimensions)
+        if self.chart in ("stacked_bar", "heatmap") and n != 2:
+            raise ValueError(f"a {self.chart.replace('_', ' ')} crosses two dimensions (it has {n})")
+        if self.chart in ("bar", "line", "pie") and n == 0:
+            raise ValueError(f"a {self.chart} chart needs a dimension (or use chart: number)")
+        if self.chart == "pie" and n != 1:
+            raise ValueError("a pie chart has one dimension")
+        if self.chart == "number" and n:
+            raise ValueError("chart: number shows measures without dimensions")
+        if self.chart in ("stacked_bar", "heatmap", "pie") and len(self.measures) != 1:
+            raise ValueError(f"a {self.chart.replace('_', ' ')} shows one measure")
+        return self
+
+
+class DashboardConfig(_Model):
+    """A named, shared list of questions, with the filters a viewer may set on it."""
+
+    name: str
+    title: str | None = None
+    description: str | None = None
+    filters: list[Literal["period", "store", "channel", "segment"]] = Field(
+        default_factory=lambda: list(DASHBOARD_FILTERS))
+    questions: list[QuestionConfig] = Field(min_length=1)
+    _v = field_validator("name")(_check_name)
+
+
 class WorkspaceConfig(_Model):
     connections: list[ConnectionConfig] = Field(default_factory=list)
     sources: list[SourceConfig] = Field(default_factory=list)
     datasets: list[DatasetConfig] = Field(default_factory=list)
     syncs: list[SyncConfig] = Field(default_factory=list)
     segments: list[SegmentConfig] = Field(default_factory=list)
+    dashboards: list[DashboardConfig] = Field(default_factory=list)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)

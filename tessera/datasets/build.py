@@ -19,8 +19,10 @@ from tessera.engine.base import EngineAdapter
 from tessera.engine.types import IBIS_TYPES, cast_text, type_name
 from tessera.engine.duckdb import authoring_probe
 from tessera.errors import EngineError, RunError, TesseraError
+from tessera.datasets.incremental import Previous, affected, all_key_values, carriers
 from tessera.identity.merge import MergeColumn, merge
-from tessera.identity.resolve import DEFAULT_BLOCKED, SHAREABLE, IdentityKey, Override, new_id, resolve
+from tessera.identity.resolve import (DEFAULT_BLOCKED, SHAREABLE, IdentityKey, Override, key_values, new_id,
+                                     resolve)
 from tessera.normalize.rules import apply_rules
 from tessera.normalize.semantic import suggest_semantic
 from tessera.sqlcheck import check_expression, order_computed
@@ -327,13 +329,23 @@ def duckdb_types(adapter: EngineAdapter, table: ibis.Table, ds: DatasetConfig) -
     return types
 
 
+def _shared_reason(ds: DatasetConfig) -> str:
+    """The reason of a value set aside by the shared-value threshold (see :func:`resolve`)."""
+    threshold = ds.shared_value_threshold
+    return f"shared by more than {threshold} records" if threshold is not None else ""
+
+
 class DatasetBuilder:
     """Builds the datasets of one run, in dependency order, as work tables prefixed by ``tag``."""
 
     def __init__(self, adapter: EngineAdapter, config: WorkspaceConfig, stages: dict[str, str], tag: str,
-                 stage_types: dict[str, dict[str, str]], overrides: dict[str, list[Override]] | None = None):
+                 stage_types: dict[str, dict[str, str]], overrides: dict[str, list[Override]] | None = None,
+                 previous: dict[str, Previous] | None = None):
         self.adapter = adapter
         self.overrides = overrides or {}
+        # what the last run built under the same configuration: datasets it allows are resolved
+        # incrementally (see tessera.datasets.incremental)
+        self.previous = previous or {}
         self.config = config
         self.stages = stages
         self.tag = tag
@@ -417,6 +429,44 @@ class DatasetBuilder:
         return create_computed(self.adapter, name, table, add_computed(self.adapter, table, ds, types)[0], ds,
                                place, types)
 
+    # ---------------------------------------------------------------- incremental
+    def _incremental(self, ds: DatasetConfig, links: list[str]) -> bool:
+        """The dataset can be resolved incrementally: no probabilistic matching, key limits, manual
+        overrides, links to other datasets (their ids may move) or event sources (one batch)."""
+        events = {c.name for c in self.config.connections if c.type == "http"}
+        return (ds.matching is None and not links and not self.overrides.get(ds.name)
+                and not any(k.limit for k in ds.identity_keys)
+                and not any(self.sources[m.source].connection in events for m in ds.mappings))
+
+    def _refused_before(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous) -> ibis.Table | None:
+        """(level, value) of the values the guards refused in the last run."""
+        if before.shared is None or not any(k.guarded for k in keys):
+            return None
+        old = self.adapter.table(before.shared)
+        old = old.filter(old.reason != _shared_reason(ds))
+        level = ibis.cases(*[(old.key == k.column, ibis.literal(i, "int8")) for i, k in enumerate(keys)])
+        return old.select(level=level, value=old.value)
+
+    def _counted(self, current: ibis.Table, part: ibis.Table, keys: list[IdentityKey],
+                 ds: DatasetConfig) -> ibis.Table:
+        """``level, value`` for every record that carries a key value of ``part`` (the affected set):
+        what the shared-value threshold counts."""
+        mine = key_values(part, keys, ds.blocked_values).select("level", "value").distinct()
+        return carriers(current, mine, keys).select("level", "value")
+
+    def _keep_refused(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous, shared_table: str,
+                      part: ibis.Table) -> None:
+        """Add to ``shared_table`` the values the guards refused in the last run that no record of the
+        affected set carries (the affected set's own were just found again)."""
+        if before.shared is None:
+            return
+        kv = all_key_values(part, keys, ds.blocked_values)
+        key = ibis.cases(*[(kv.level == i, ibis.literal(k.column)) for i, k in enumerate(keys)])
+        carried = kv.select(key=key, value=kv.value.cast("string")).distinct()
+        old = self.adapter.table(before.shared)
+        kept = old.filter(old.reason != _shared_reason(ds)).anti_join(carried, ["key", "value"])
+        self.adapter.append_query(shared_table, kept.select(*self.adapter.table(shared_table).columns))
+
     # ---------------------------------------------------------------- build
     def build(self, ds: DatasetConfig, *, previous_lineage: str | None, generation: int) -> Built:
         columns = dataset_columns(ds, self.stage_types)
@@ -440,12 +490,24 @@ class DatasetBuilder:
             built = Built(ds.name, f"{tag}records", f"{tag}records", None, columns, counts)
             self.built[ds.name] = built
             return built
-        staged = self.adapter.create_table(f"{tag}staged", self.adapter.with_row_index(mapped, "_idx"), temp=True)
         keys = [IdentityKey(k.column, semantic.get(k.column), k.limit,
                             guarded=not k.allow_conflicts and (bool(k.requires_agreement)
                                                                or semantic.get(k.column) in SHAREABLE),
                             agreement=k.requires_agreement)
                 for k in ds.identity_keys]
+        plan = current = None
+        before = self.previous.get(ds.name) if self._incremental(ds, links) else None
+        if before is not None:
+            current = self.adapter.create_table(f"{tag}current", mapped, temp=True)
+            prev_records = self.adapter.table(before.records)
+            if prev_records.drop(TID).schema() == current.schema():
+                plan = affected(self.adapter, current, prev_records, keys, ds.blocked_values, tag,
+                                refused=self._refused_before(ds, keys, before))
+                if plan is not None and plan.count * 2 > plan.total:
+                    plan = None  # most records are affected: a full build is as quick
+            mapped = current
+        part = mapped.semi_join(plan.records, "_tessera_record") if plan else mapped
+        staged = self.adapter.create_table(f"{tag}staged", self.adapter.with_row_index(part, "_idx"), temp=True)
         evidence = {}
         for c in columns:
             if c.semantic in ("FirstName", "LastName", "Email", "BirthDate") and c.semantic not in evidence:
@@ -460,22 +522,41 @@ class DatasetBuilder:
         res = resolve(self.adapter, staged, keys, blocked=ds.blocked_values,
                       threshold=ds.shared_value_threshold, previous=prev, generation=generation, tag=tag,
                       evidence=evidence, links=matched.links if matched else None,
-                      overrides=self.overrides.get(ds.name))
+                      overrides=self.overrides.get(ds.name),
+                      counted=self._counted(current, staged, keys, ds) if plan else None)
         counts.update(res.counts)
         shared_table = f"{tag}shared_values"
         self.adapter.create_table(shared_table, res.shared)
         joined = staged.join(res.lineage, "_idx")
-        self.adapter.create_table(
-            f"{tag}records", joined.select(TID, *[c for c in joined.columns if c not in (TID, "_idx", "_size")])
-        )
+        records = joined.select(TID, *[c for c in joined.columns if c not in (TID, "_idx", "_size")])
         merged = merge(
             joined,
             [MergeColumn(c.name, c.merge) for c in columns] + [MergeColumn(name, "most_recent") for name in links],
             date_column=ds.date_column,
             source_priority=ds.source_priority,
         )
-        table = self._create(ds, f"{tag}data", merged)
+        if plan is not None:
+            # The unified records the new records do not touch are taken as they were.
+            kept_records = self.adapter.table(before.records).anti_join(plan.records, "_tessera_record")
+            records = kept_records.union(records.cast(kept_records.schema()), distinct=False)
+            part = self._create(ds, f"{tag}data_part", merged)
+            kept_data = self.adapter.table(before.data).anti_join(plan.old_ids, TID)
+            self._keep_refused(ds, keys, before, shared_table, current.semi_join(plan.records, "_tessera_record"))
+            counts["records"] = plan.total
+            counts["resolved_again"] = plan.count
+            self.adapter.create_table(f"{tag}records", records)
+            table = self.adapter.create_table(f"{tag}data", kept_data.union(part.cast(kept_data.schema()),
+                                                                            distinct=False))
+        else:
+            self.adapter.create_table(f"{tag}records", records)
+            table = self._create(ds, f"{tag}data", merged)
         counts["rows"] = self.adapter.count(table)
+        if plan is not None:
+            counts["unified"] = counts["rows"]
+            counts["duplicates_merged"] = counts["records"] - counts["rows"]
+            if "refused_by_guards" in counts:
+                sv = self.adapter.table(shared_table)
+                counts["refused_by_guards"] = self.adapter.count(sv.filter(sv.reason != _shared_reason(ds)))
         built = Built(ds.name, f"{tag}data", f"{tag}records", shared_table, columns, counts)
         if matched is not None:
             built.matches = f"{tag}matches_public"

@@ -97,6 +97,9 @@ class EngineAdapter:
     dialect: ClassVar[Dialect]
     #: user SQL (written in DuckDB's dialect) gets DuckDB's types here as it is: no cast needed
     authoring_types: ClassVar[bool] = False
+    #: identity components are found by joins in the engine (a cluster: no edge goes to the driver),
+    #: not on this machine with SciPy
+    graph_in_engine: ClassVar[bool] = False
 
     def __init__(self, con: ibis.BaseBackend):
         self.con = con

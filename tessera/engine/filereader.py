@@ -628,6 +628,9 @@ _TS = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)
        r"( ?(Z|[+-][0-9]{2}(:?[0-9]{2})?))?")
 
 
+INFER_SAMPLE_ROWS = 10_000
+
+
 def infer_types(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], *,
                 decimal_comma: bool = False) -> dict[str, str]:
     """Type each column from all its non-empty values, in one aggregate query.
@@ -650,13 +653,33 @@ def infer_types(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], 
                       "ELSE false END"),
     ]
     values = ", ".join(f"NULLIF(trim({qi(c)}), '') AS v{i}" for i, c in enumerate(columns))
-    parts = []
-    for i in range(len(columns)):
-        parts.append(f"count(v{i})")
-        parts += [f"coalesce(bool_and({cond.replace('@', f'v{i}')}), false)" for _, cond in checks]
-    row = con.execute(f"SELECT {', '.join(parts)} FROM (SELECT {values} FROM {qi(table)})").fetchone()
-    types, width = {}, len(checks) + 1
+
+    def votes(candidates: dict[int, list[int]], source: str) -> dict[int, tuple[int, list[bool]]]:
+        """(non-empty values, does every one pass check k) of the columns and checks asked."""
+        parts, where = [], []
+        for i, ks in candidates.items():
+            parts.append(f"count(v{i})")
+            parts += [f"coalesce(bool_and({checks[k][1].replace('@', f'v{i}')}), false)" for k in ks]
+            where.append(i)
+        row = con.execute(f"SELECT {', '.join(parts)} FROM (SELECT {values} FROM {source})").fetchone()
+        out, pos = {}, 0
+        for i in where:
+            n = len(candidates[i])
+            out[i] = (row[pos], list(row[pos + 1:pos + 1 + n]))
+            pos += 1 + n
+        return out
+
+    # A type that fails on the first rows fails on all: only the checks the first rows pass are
+    # run over the whole table (most text columns pass none, and the regular expressions are the cost).
+    sample = votes({i: list(range(len(checks))) for i in range(len(columns))},
+                   f"(SELECT * FROM {qi(table)} LIMIT {INFER_SAMPLE_ROWS})")
+    rest = {i: [k for k, good in enumerate(ok) if good or not n] for i, (n, ok) in sample.items()}
+    rest = {i: ks for i, ks in rest.items() if ks}  # (a column empty in the first rows keeps every check)
+    full = votes(rest, qi(table)) if rest else {}
+    types = {}
     for i, c in enumerate(columns):
-        count, *ok = row[i * width:(i + 1) * width]
-        types[c] = next((name for (name, _), good in zip(checks, ok) if good), "string") if count else "string"
+        count, ok = full[i] if i in full else sample[i]
+        ks = rest.get(i, [])
+        passed = [k for k, good in zip(ks, ok) if good] if i in full else []
+        types[c] = checks[passed[0]][0] if count and passed else "string"
     return types

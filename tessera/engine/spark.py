@@ -71,6 +71,7 @@ def spark_session(master: str | None = None, warehouse_dir: str | None = None):
 class SparkAdapter(EngineAdapter):
     name = "pyspark"
     dialect = SparkDialect()
+    graph_in_engine = True
 
     def __init__(self, root: str | Path, *, master: str | None = None, session=None):
         self.root = Path(root)

@@ -21,6 +21,7 @@ import pyarrow as pa
 from tessera.config.models import DEFAULT_BLOCKED  # noqa: F401 - re-exported
 from tessera.engine.base import EngineAdapter
 from tessera.engine.dialects import Dialect
+from tessera.identity.components import engine_components
 from tessera.identity.graph import Edges, cluster
 from tessera.normalize.rules import email_is_valid
 
@@ -239,10 +240,42 @@ def _extra_edges(record: np.ndarray, value: np.ndarray, level: np.ndarray, n_rec
     return np.concatenate(new_r), np.concatenate(new_v), np.concatenate(new_l), n_values
 
 
+def _local_components(adapter: EngineAdapter, kv: ibis.Table, keys: list[IdentityKey], n_records: int,
+                      links: pa.Table | None, manual: list[tuple[str, np.ndarray]], limits: dict[int, int],
+                      tag: str) -> tuple[ibis.Table, int, int, np.ndarray]:
+    """(components table ``_idx, _comp, _size``, unified records, records split by limits, match
+    links) labelled on this machine with SciPy (:mod:`tessera.identity.graph`)."""
+    # Values are numbered in the engine (in no particular order: only records' ids name clusters).
+    values = adapter.create_table(
+        f"{tag}values", adapter.with_row_index(kv.select("level", "value").distinct(), "vidx"), temp=True
+    )
+    arrow = adapter.to_arrow(kv.join(values, ["level", "value"]).select("idx", "vidx", "level"))
+    record = arrow.column("idx").to_numpy().astype(np.int64)
+    value = arrow.column("vidx").to_numpy().astype(np.int64)
+    n_values = int(value.max()) + 1 if len(value) else 0
+    level = arrow.column("level").to_numpy().astype(np.int8)
+    link_pairs = np.zeros((0, 2), dtype=np.int64)
+    if links is not None and links.num_rows:
+        link_pairs = np.stack([links.column("idx_l").to_numpy().astype(np.int64),
+                               links.column("idx_r").to_numpy().astype(np.int64)], axis=1)
+    if len(link_pairs) or manual:
+        record, value, level, n_values = _extra_edges(record, value, level, n_records, n_values, link_pairs,
+                                                      manual, len(keys))
+    labels, refused_by_limits = cluster(Edges(record, value, level, n_records, n_values), limits)
+    del arrow, record, value
+    comp = adapter.create_table(
+        f"{tag}components",
+        pa.table({"_idx": pa.array(np.arange(n_records, dtype=np.int64)), "_comp": pa.array(labels),
+                  "_size": pa.array(np.bincount(labels)[labels].astype(np.int64))}),
+        temp=True,
+    )
+    return comp, int(len(np.unique(labels))), refused_by_limits, link_pairs
+
+
 def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey], *, blocked: list[str],
             threshold: int | None, previous: ibis.Table | None, generation: int, tag: str,
             evidence: dict[str, str] | None = None, links: pa.Table | None = None,
-            overrides: list[Override] | None = None) -> Resolution:
+            overrides: list[Override] | None = None, counted: ibis.Table | None = None) -> Resolution:
     """Cluster the staged records of a dataset and give each cluster its unified id.
 
     Args:
@@ -257,13 +290,16 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
         evidence: semantic field -> column (FirstName, Email, BirthDate) for the guard rails.
         links: record pairs (``idx_l``, ``idx_r``) that probabilistic matching merges.
         overrides: manual merges, splits and rejected pairs, by record id.
+        counted: the key values (``level``, ``value``) of all the dataset's records, when ``staged``
+            is a part of them (an incremental run): values are counted against ``threshold`` there.
 
     Returns:
         The lineage (``_idx``, ``tessera_id``), the shared values and the counts.
     """
     n_records = adapter.count(staged)
     kv = adapter.create_table(f"{tag}keys", key_values(staged, keys, blocked), temp=True)
-    per_value = kv.group_by(["level", "value"]).agg(records=kv.count())
+    every = counted if counted is not None else kv
+    per_value = every.group_by(["level", "value"]).agg(records=every.count())
     if threshold is not None:
         shared_expr = per_value.filter(per_value.records > threshold)
     else:
@@ -283,40 +319,26 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
         "reason": pa.array([reason] * shared.num_rows + refused.column("reason").to_pylist(), pa.string()),
     })
 
-    # Values are numbered in the engine (in no particular order: only records' ids name clusters).
-    values = adapter.create_table(
-        f"{tag}values", adapter.with_row_index(kv.select("level", "value").distinct(), "vidx"), temp=True
-    )
-    arrow = adapter.to_arrow(kv.join(values, ["level", "value"]).select("idx", "vidx", "level"))
-    record = arrow.column("idx").to_numpy().astype(np.int64)
-    value = arrow.column("vidx").to_numpy().astype(np.int64)
-    n_values = int(value.max()) + 1 if len(value) else 0
-    level = arrow.column("level").to_numpy().astype(np.int8)
     limits = {i: k.limit for i, k in enumerate(keys) if k.limit}
-    link_pairs = np.zeros((0, 2), dtype=np.int64)
-    if links is not None and links.num_rows:
-        link_pairs = np.stack([links.column("idx_l").to_numpy().astype(np.int64),
-                               links.column("idx_r").to_numpy().astype(np.int64)], axis=1)
     manual = _override_indices(adapter, staged, overrides or [])
-    if len(link_pairs) or manual:
-        record, value, level, n_values = _extra_edges(record, value, level, n_records, n_values, link_pairs,
-                                                      manual, len(keys))
-    labels, refused_by_limits = cluster(Edges(record, value, level, n_records, n_values), limits)
-    del arrow, record, value
-
-    comp = adapter.create_table(
-        f"{tag}components",
-        pa.table({"_idx": pa.array(np.arange(n_records, dtype=np.int64)), "_comp": pa.array(labels),
-                  "_size": pa.array(np.bincount(labels)[labels].astype(np.int64))}),
-        temp=True,
-    )
+    has_links = links is not None and links.num_rows > 0
+    if adapter.graph_in_engine and not limits and not has_links and not manual:
+        # Components by joins in the engine: no edge is collected to the driver.
+        comp = engine_components(adapter, staged.select("_idx"), kv, tag)
+        n_unified = adapter.count(comp.select("_comp").distinct())
+        refused_by_limits, link_pairs = 0, np.zeros((0, 2), dtype=np.int64)
+    else:
+        comp, n_unified, refused_by_limits, link_pairs = _local_components(
+            adapter, kv, keys, n_records, links, manual, limits, tag)
     members = staged.select("_idx", "_tessera_record").join(comp, "_idx")
     # The first record id (in text order) names a new cluster: the same on every engine.
     reps = members.group_by("_comp").agg(_rep_record=members._tessera_record.min())
     if previous is not None:
         cand = members.join(previous.select("_tessera_record", old_id=previous[TID]), "_tessera_record")
-        cand = cand.group_by(["_comp", "old_id"]).agg(n=ibis._.count())
-        by_old = ibis.window(group_by="old_id", order_by=[ibis.desc("n"), "_comp"])
+        cand = cand.group_by(["_comp", "old_id"]).agg(n=ibis._.count()).join(reps, "_comp")
+        # An id split evenly goes to the part with the first record: not to a row number, which
+        # differs between engines and between a full and an incremental run.
+        by_old = ibis.window(group_by="old_id", order_by=[ibis.desc("n"), "_rep_record"])
         won = cand.mutate(k=ibis.row_number().over(by_old)).filter(ibis._.k == 0)
         by_comp = ibis.window(group_by="_comp", order_by=[ibis.desc("n"), "old_id"])
         kept = won.mutate(k=ibis.row_number().over(by_comp)).filter(ibis._.k == 0).select("_comp", "old_id")
@@ -326,7 +348,6 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
         tid = new_id(reps._rep_record, generation)
     ids = adapter.create_table(f"{tag}ids", reps.select("_comp", **{TID: tid}), temp=True)
     lineage = comp.join(ids, "_comp").select("_idx", TID, "_size")
-    n_unified = int(len(np.unique(labels)))
     counts = {
         "records": n_records,
         "unified": n_unified,

@@ -71,6 +71,20 @@ def record_id(source: str, keys: list[ibis.Value]) -> ibis.Value:
     return ibis.literal(source + ":").concat(joined)
 
 
+def latest_versions(rows: ibis.Table) -> ibis.Table:
+    """Of the rows of several batches, the latest version of each record: a record key imported
+    again in a later batch is an update."""
+    latest = rows.group_by("_tessera_record").agg(_tessera_batch=rows._tessera_batch.max())
+    return rows.semi_join(latest, ["_tessera_record", "_tessera_batch"])
+
+
+def union_all(tables: list[ibis.Table]) -> ibis.Table:
+    out = tables[0]
+    for t in tables[1:]:
+        out = out.union(t, distinct=False)
+    return out
+
+
 def stage(
     src: SourceConfig,
     batches: list[Batch],
@@ -209,9 +223,7 @@ def stage(
         kept = ranked.filter(ranked._dup == 0)
     good = ok.anti_join(dup_keys, keyed).union(kept.drop("_dup", "_kept_line", "_n_lines"), distinct=False)
     if len(batches) > 1:
-        # A record key imported again in a later batch is an update: the latest batch wins.
-        latest = good.group_by("_tessera_record").agg(_tessera_batch=good._tessera_batch.max())
-        good = good.semi_join(latest, ["_tessera_record", "_tessera_batch"])
+        good = latest_versions(good)
     staged = good.select(
         "_tessera_record", *META, "_tessera_imported_at", *[c for c in wanted]
     ).mutate(_tessera_source=ibis.literal(src.name))

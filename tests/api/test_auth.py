@@ -100,9 +100,21 @@ RULES = {
     ("GET", "/api/jobs/{job_id}/events"): "viewer",
     ("GET", "/api/users/{email}/grants"): "admin",
     ("PUT", "/api/users/{email}/grants"): "admin",
+    ("GET", "/api/dashboards"): "viewer",
+    ("GET", "/api/dashboards/filters"): "viewer",
+    ("GET", "/api/dashboards/{name}"): "viewer",
+    ("GET", "/api/dashboards/{name}/definition"): "viewer",
+    ("GET", "/api/dashboards/{name}/{question}.csv"): "viewer",
+    ("GET", "/api/dashboards/{name}/{question}.png"): "viewer",
+    ("GET", "/api/dashboards/{name}/{question}.svg"): "viewer",
+    ("POST", "/api/questions/run"): "viewer",  # runs a draft question: a read
+    ("POST", "/api/dashboards"): "editor",
+    ("PUT", "/api/dashboards/{name}"): "editor",
+    ("DELETE", "/api/dashboards/{name}"): "editor",
 }
 PATH_VALUES = {"tessera_id": "T1", "job_id": "987654", "override_id": "987654", "email": "nobody@example.com",
-               "token_id": "987654", "name": "no_such_segment", "run_id": "987654", "kind": "source"}
+               "token_id": "987654", "name": "no_such_segment", "run_id": "987654", "kind": "source",
+               "question": "no_such_question"}
 
 
 class Captured(logging.Handler):

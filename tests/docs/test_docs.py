@@ -16,7 +16,8 @@ def test_every_setting_is_in_the_configuration_reference():
                 models.FTPConnectionConfig, models.SFTPConnectionConfig, models.BigQueryConnectionConfig,
                 models.WebhookConnectionConfig, models.HttpConnectionConfig, models.SyncConfig,
                 models.PipelineConfig, models.MatchingConfig, models.ComparisonConfig, models.ItemsConfig,
-                models.SegmentConfig, models.ConditionConfig):
+                models.SegmentConfig, models.ConditionConfig, models.DashboardConfig, models.QuestionConfig,
+                models.DimensionConfig, models.MeasureConfig):
         for field, info in cls.model_fields.items():
             if f"`{info.alias or field}" not in DOC:
                 missing.append(f"{cls.__name__}.{field}")

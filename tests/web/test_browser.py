@@ -72,8 +72,9 @@ def server(demo_template, tmp_path_factory):
     thread.join(60)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module-wide: Playwright's loop must be gone before later modules call asyncio.run().
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield chromium
@@ -229,10 +230,42 @@ def test_create_a_file_sync_from_the_segment_and_run_it(session, server, shots):
     page.screenshot(path=shots / "sync.png", full_page=True)
 
 
+def test_build_save_and_reopen_a_dashboard(session, server, shots):
+    """A default dashboard drawn by the vendored Vega-Lite, then a chart crossing two dimensions
+    (orders by channel and the customer's age band) built, previewed, saved and reopened."""
+    page, _ = session
+    page.goto(server["url"] + "/dashboards/sales")
+    page.wait_for_selector("#q-revenue_by_month .chart svg .mark-line path", timeout=SLOW)
+    assert page.locator(".chart svg").count() >= 4
+    page.screenshot(path=shots / "dashboard_sales.png", full_page=True)
+    page.goto(server["url"] + "/dashboards/new")
+    page.fill("input[name=dashboard_title]", "Purchases by channel and age")
+    page.fill("input[name=dashboard]", "channel_age")
+    page.fill("input[name=title]", "Purchases by channel and age")
+    with page.expect_response(lambda r: r.url.endswith("/dashboards/form")):
+        page.select_option("select[name=dataset]", "orders")
+    page.select_option("select[name=chart]", "stacked_bar")
+    page.select_option("select[name='d0.column']", "channel")
+    page.select_option("select[name='d1.column']", "contacts.birth_date")
+    with page.expect_response(lambda r: r.url.endswith("/dashboards/preview")):
+        page.select_option("select[name='d1.band']", "age")
+    page.wait_for_selector("#preview .chart svg .mark-rect path", timeout=SLOW)
+    page.screenshot(path=shots / "dashboard_builder.png", full_page=True)
+    page.click("#save-chart")
+    page.wait_for_url(server["url"] + "/dashboards/channel_age")
+    page.reload()
+    page.wait_for_selector("#q-purchases_by_channel_and_age .chart svg .mark-rect path", timeout=SLOW)
+    expect(page.locator("#q-purchases_by_channel_and_age")).to_contain_text("25-34")
+    page.screenshot(path=shots / "dashboard_saved.png", full_page=True)
+    saved = server["app"].state.owner.read(lambda ws: ws.analytics().definition("channel_age"))
+    assert saved["questions"][0]["dimensions"] == [{"column": "channel"},
+                                                   {"column": "contacts.birth_date", "band": "age"}]
+
+
 def test_no_request_leaves_the_server(session, server, shots):
     page, recorded = session
     for path in ("/", "/customers", "/segments/vip", "/segments/new", "/syncs", "/sources/crm_contacts",
-                 "/datasets/contacts", "/runs"):
+                 "/datasets/contacts", "/runs", "/dashboards", "/dashboards/retention"):
         page.goto(server["url"] + path)
         page.wait_for_load_state("networkidle")
     customer = server["app"].state.owner.read(lambda ws: ws.adapter.to_arrow(

@@ -53,9 +53,19 @@ RULES = {
     ("POST", "/admin/tokens"): "admin",
     ("POST", "/admin/tokens/{token_id}/revoke"): "admin",
     ("GET", "/admin/audit"): "admin",
+    ("GET", "/dashboards"): "viewer",
+    ("GET", "/dashboards/new"): "editor",
+    ("GET", "/dashboards/{name}"): "viewer",
+    ("GET", "/dashboards/{name}/add"): "editor",
+    ("GET", "/dashboards/{name}/{question}/edit"): "editor",
+    ("POST", "/dashboards/form"): "viewer",  # redraws a draft chart: a read
+    ("POST", "/dashboards/preview"): "viewer",  # the preview of a draft chart: a read
+    ("POST", "/dashboards/save"): "editor",
+    ("POST", "/dashboards/{name}/delete"): "editor",
+    ("POST", "/dashboards/{name}/{question}/remove"): "editor",
 }
 PATH_VALUES = {"tessera_id": "Tnobody", "name": "no_such_thing", "job_id": "987654", "email": "nobody@example.com",
-               "token_id": "987654"}
+               "token_id": "987654", "question": "no_such_question"}
 
 
 def rules_of(route: APIRoute) -> list[str]:

@@ -15,6 +15,7 @@ from tessera.api.routes import (
     config,
     connections,
     customers,
+    dashboards,
     datasets,
     events,
     grants,
@@ -35,4 +36,5 @@ from tessera.api.routes import (
 ROUTERS: list[APIRouter] = [status.router, profiles.router, schedule.router, jobs.router, events.router, cli.router,
                              identity.router, segments.router, users.router, audit.router,
                              config.router, connections.router, sources.router, datasets.router, customers.router,
-                             syncs.router, schedules.router, runs.router, job_events.router, grants.router]
+                             syncs.router, schedules.router, runs.router, job_events.router, grants.router,
+                             dashboards.router]

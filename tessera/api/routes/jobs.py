@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api", tags=["jobs"])
 
 
 class JobCreate(BaseModel):
-    """A write to queue: ``kind`` and its parameters (run: import_files, as_of; import: sources;
+    """A write to queue: ``kind`` and its parameters (run: import_files, as_of, full; import: sources;
     sync: syncs, dry_run; apply: path of a YAML file on the server's machine, or config)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -23,6 +23,7 @@ class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     import_files: bool = Field(default=True, description="import new data first")
     as_of: date | None = Field(default=None, description="the date scores and windows are computed at")
+    full: bool = Field(default=False, description="rebuild everything, even when nothing changed since the last run")
 
 
 class ImportCreate(BaseModel):
@@ -55,7 +56,8 @@ async def show_run(owner: Owner, _caller: Viewer, run_id: RowId) -> dict:
 async def start_run(request: Request, owner: Owner, caller: Editor, body: RunCreate | None = None) -> dict:
     """Start a run (import, unify, enrich, publish) as a job; answered at once with the queued job."""
     body = body or RunCreate()
-    params = {"import_files": body.import_files, "as_of": body.as_of.isoformat() if body.as_of else None}
+    params = {"import_files": body.import_files, "as_of": body.as_of.isoformat() if body.as_of else None,
+              "full": body.full}
     return await asyncio.to_thread(owner.submit, "run", params, by=caller.identity, client=client_of(request))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from tessera.web.routes import admin, catalog, customers, home, runs, segments, session, syncs
+from tessera.web.routes import dashboards
 
 ROUTERS: list[APIRouter] = [session.router, home.router, customers.router, segments.router, runs.router,
-                            syncs.router, catalog.router, admin.router]
+                            syncs.router, catalog.router, admin.router, dashboards.router]

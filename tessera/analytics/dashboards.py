@@ -1,0 +1,386 @@
+"""Dashboards: the seven defaults and the workspace's own, their questions run with the filters a
+viewer sets, results cached by publication version, CSV streamed, pictures drawn on the server."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import threading
+from collections import OrderedDict
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from tessera.analytics.charts import CHART_ROWS, render, spec
+from tessera.analytics.defaults import DEFAULTS, NAMES, default_dashboards
+from tessera.analytics.question import Filters, Plan, Source, Unavailable, plan
+from tessera.config.models import DashboardConfig, QuestionConfig
+from tessera.errors import ConfigError, NotFoundError, TesseraError, UsageError
+from tessera.segments import SIZES
+from tessera.segments.compile import shift
+from tessera.segments.related import _semantics
+
+_CACHE: OrderedDict[tuple, dict] = OrderedDict()
+_CACHE_SIZE = 512
+_LOCK = threading.Lock()
+_PERIOD = re.compile(r"^last_(\d+)_(days|weeks|months|years)$")
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def parse_filters(values: dict[str, Any] | None, as_of: date) -> Filters:
+    """Dashboard filter values from a request: ``period`` (``2024-01-01..2024-12-31``, ``..2024-06-30``,
+    ``last_90_days``, ``last_12_months``, or ``{from, to}``), ``store`` and ``channel`` (a list or
+    comma-separated text), ``segment`` (a name).
+
+    Raises:
+        UsageError: a value that is not understood, naming the filter and the expected form.
+    """
+    values = {k: v for k, v in (values or {}).items() if v not in (None, "", [])}
+    unknown = sorted(set(values) - {"period", "store", "channel", "segment"})
+    if unknown:
+        raise UsageError(f"unknown dashboard filter(s) {', '.join(unknown)}: use period, store, channel, segment")
+    f = Filters()
+    period = values.get("period")
+    if isinstance(period, dict):
+        lo, hi = period.get("from"), period.get("to")
+    elif isinstance(period, str):
+        m = _PERIOD.match(period.strip())
+        if m:
+            lo, hi = shift(as_of, int(m.group(1)), m.group(2)).isoformat(), as_of.isoformat()
+        elif ".." in period:
+            lo, hi = period.split("..", 1)
+        else:
+            raise UsageError(f"filter period: '{period}' is not a period; write 2024-01-01..2024-12-31, "
+                             "..2024-06-30, last_90_days or last_12_months")
+    else:
+        lo = hi = None
+    try:
+        f.date_from = date.fromisoformat(str(lo).strip()) if lo else None
+        f.date_to = date.fromisoformat(str(hi).strip()) if hi else None
+    except ValueError:
+        raise UsageError(f"filter period: '{lo}..{hi}' holds a date that is not YYYY-MM-DD") from None
+    if f.date_from and f.date_to and f.date_from > f.date_to:
+        raise UsageError(f"filter period: it starts ({f.date_from}) after it ends ({f.date_to})")
+    for name in ("store", "channel"):
+        v = values.get(name)
+        items = [x.strip() for x in v.split(",")] if isinstance(v, str) else [str(x) for x in (v or [])]
+        setattr(f, name + "s", [x for x in items if x])
+    if values.get("segment"):
+        f.segment = str(values["segment"])
+    return f
+
+
+# --------------------------------------------------------------------------- the dashboards
+
+
+def dashboard_problems(config) -> list[str]:
+    """Problems of the workspace's dashboards found without running them (at apply): names taken
+    twice or by a default dashboard, unknown datasets and segments."""
+    problems: list[str] = []
+    names = [d.name for d in config.dashboards]
+    datasets = {d.name for d in config.datasets}
+    segments = {s.name for s in config.segments}
+    for i, d in enumerate(config.dashboards):
+        where = f"dashboards[{i}] ({d.name})"
+        if d.name in NAMES:
+            problems.append(f"{where}.name: '{d.name}' is a default dashboard; give yours another name")
+        elif names.index(d.name) != i:
+            problems.append(f"{where}.name: dashboard '{d.name}' is declared more than once")
+        qnames = [q.name for q in d.questions]
+        for j, q in enumerate(d.questions):
+            qw = f"{where}.questions[{j}] ({q.name})"
+            if qnames.index(q.name) != j:
+                problems.append(f"{qw}.name: question '{q.name}' is declared more than once in this dashboard")
+            if q.dataset not in datasets:
+                problems.append(f"{qw}.dataset: unknown dataset '{q.dataset}' (datasets: "
+                                f"{', '.join(sorted(datasets)) or 'none'})")
+            for k, dim in enumerate(q.dimensions):
+                if dim.segment and dim.segment not in segments:
+                    problems.append(f"{qw}.dimensions[{k}].segment: unknown segment '{dim.segment}' (segments: "
+                                    f"{', '.join(sorted(segments)) or 'none'})")
+    return problems
+
+
+class Analytics:
+    """The dashboards of one workspace, read through ``source`` (see :class:`Source`)."""
+
+    def __init__(self, source: Source, workspace_key: str):
+        self.src = source
+        self.key = workspace_key
+        self._published: dict[str, Any] = {}
+        self._segments_version: Any = None
+
+    def _published_target(self, dataset: str) -> Any:
+        if dataset not in self._published:
+            self._published[dataset] = self.src.adapter.published_target(dataset)
+        return self._published[dataset]
+
+    def _all_versions(self) -> tuple:
+        """Every publication a question may read, and the last segment refresh: the key of a
+        result looked up before its query is even planned."""
+        return (tuple(self._published_target(d.name) for d in self.src.config.datasets), self._segment_refresh())
+
+    def _segment_refresh(self) -> Any:
+        if self._segments_version is None:
+            adapter = self.src.adapter
+            self._segments_version = (str(adapter.execute(adapter.table(SIZES).refreshed_at.max()))
+                                      if self.src.config.segments and adapter.exists(SIZES) else "")
+        return self._segments_version
+
+    # -- definitions
+    def _all(self) -> list[tuple[DashboardConfig, dict[str, str], str]]:
+        out = [(d, lacking, "default") for d, lacking in default_dashboards(self.src.config)]
+        out += [(d, {}, "custom") for d in self.src.config.dashboards]
+        return out
+
+    def find(self, name: str) -> tuple[DashboardConfig, dict[str, str], str]:
+        for d, lacking, kind in self._all():
+            if d.name == name:
+                return d, lacking, kind
+        known = ", ".join(d.name for d, _, _ in self._all())
+        raise NotFoundError(f"unknown dashboard '{name}' (dashboards: {known})")
+
+    def question(self, dashboard: str, name: str) -> tuple[QuestionConfig, str | None]:
+        d, lacking, _ = self.find(dashboard)
+        q = next((q for q in d.questions if q.name == name), None)
+        if q is None:
+            raise NotFoundError(f"dashboard '{dashboard}' has no question '{name}' (questions: "
+                                f"{', '.join(q.name for q in d.questions)})")
+        return q, lacking.get(name)
+
+    def list(self) -> list[dict]:
+        return [{"name": d.name, "title": d.title or d.name, "description": d.description, "kind": kind,
+                 "questions": len(d.questions), "filters": list(d.filters),
+                 "unavailable": len(lacking)} for d, lacking, kind in self._all()]
+
+    def definition(self, name: str) -> dict:
+        d, _, kind = self.find(name)
+        return {"kind": kind, **d.model_dump(mode="json", exclude_defaults=True, by_alias=True)}
+
+    # -- running
+    def run_dashboard(self, name: str, filters: Filters | None = None) -> dict:
+        d, lacking, kind = self.find(name)
+        filters = filters or Filters()
+        usable = Filters(**{k: v for k, v in vars(filters).items()})
+        for f in ("period", "store", "channel", "segment"):
+            if f not in d.filters:
+                if f == "period":
+                    usable.date_from = usable.date_to = None
+                elif f == "segment":
+                    usable.segment = None
+                else:
+                    setattr(usable, f + "s", [])
+        results = []
+        for i, q in enumerate(d.questions):
+            if q.name in lacking:
+                results.append(self._unavailable(q, lacking[q.name]))
+                continue
+            results.append(self.run(q, usable, where=f"dashboard '{name}'.questions[{i}] ({q.name})", soft=True))
+        return {"name": d.name, "title": d.title or d.name, "description": d.description, "kind": kind,
+                "filters": list(d.filters), "filter_values": {k: v for k, v in {
+                    "period": _period_text(usable), "store": usable.stores, "channel": usable.channels,
+                    "segment": usable.segment}.items() if v},
+                "questions": results}
+
+    @staticmethod
+    def _unavailable(q: QuestionConfig, message: str) -> dict:
+        return {"name": q.name, "title": q.title or q.name, "chart": q.chart, "dataset": q.dataset,
+                "unavailable": message, "columns": [], "rows": [], "spec": None}
+
+    def plan(self, q: QuestionConfig, filters: Filters | None = None, where: str | None = None) -> Plan:
+        return plan(self.src, q, filters, where=where)
+
+    def run(self, q: QuestionConfig, filters: Filters | None = None, *, where: str | None = None,
+            soft: bool = False) -> dict:
+        """One question's result: columns, rows (at most ``CHART_ROWS``), its Vega-Lite spec and the
+        dashboard filters it applied or ignored. ``soft``: a question that cannot run on this
+        workspace answers with ``unavailable`` (its reason) instead of raising."""
+        whole = (self.key, q.model_dump_json(), (filters or Filters()).key(), self._all_versions())
+        with _LOCK:
+            hit = _CACHE.get(whole)
+            if hit is not None:
+                _CACHE.move_to_end(whole)
+                return {**hit, "cached": True}
+        try:
+            p = self.plan(q, filters, where)
+        except Unavailable as exc:
+            if not soft:
+                raise
+            return self._unavailable(q, "; ".join(exc.problems))
+        except TesseraError as exc:
+            if not soft:
+                raise
+            return self._unavailable(q, str(exc))
+        # only the filters this question applies: a filter that does not concern it finds it cached
+        f = filters or Filters()
+        used = Filters(f.date_from, f.date_to, f.stores, f.channels, f.segment)
+        for name in ("period", "store", "channel", "segment"):
+            if name not in p.applied:
+                if name == "period":
+                    used.date_from = used.date_to = None
+                elif name == "segment":
+                    used.segment = None
+                else:
+                    setattr(used, name + "s", [])
+        key = (self.key, q.model_dump_json(), used.key(), self._versions(p))
+        with _LOCK:
+            hit = _CACHE.get(key)
+            if hit is not None:  # the filters that changed do not concern this question
+                _CACHE.move_to_end(key)
+                _CACHE[whole] = hit
+                return {**hit, "cached": True}
+        try:
+            fetched = self.src.adapter.to_arrow(p.expr.limit(CHART_ROWS + 1)).to_pylist()
+        except TesseraError as exc:  # the engine refused it: this chart says so, the others are drawn
+            if not soft:
+                raise
+            return self._unavailable(q, str(exc))
+        rows = [_json_row(r) for r in fetched]
+        truncated = len(rows) > CHART_ROWS
+        rows = rows[:CHART_ROWS]
+        result = {"name": q.name, "title": q.title or q.name, "description": q.description, "chart": q.chart,
+                  "dataset": q.dataset,
+                  "columns": [{"key": c.key, "label": c.label, "role": c.role, "type": c.vega_type,
+                               "percent": c.percent} for c in p.columns],
+                  "rows": rows, "truncated": truncated,
+                  "filters": {"applied": p.applied, "ignored": p.ignored}, "notes": p.notes,
+                  "spec": spec(q.chart, q.title or q.name, p.columns, rows)}
+        with _LOCK:
+            _CACHE[key] = _CACHE[whole] = result
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        return {**result, "cached": False}
+
+    def _versions(self, p: Plan) -> tuple:
+        """What a result depends on: the published tables of its datasets, the last segment refresh."""
+        out: list[Any] = [self._published_target(d) for d in sorted(p.datasets)]
+        if p.segments or "segment" in p.applied:
+            out.append(self._segment_refresh())
+        return tuple(out)
+
+    def csv(self, q: QuestionConfig, filters: Filters | None = None) -> Iterator[bytes]:
+        """Every row of the question's result as CSV (a header of labels), streamed in batches."""
+        p = self.plan(q, filters)
+        reader = self.src.adapter.to_batches(p.expr, 50_000)
+        labels = [c.label for c in p.columns]
+
+        def stream() -> Iterator[bytes]:
+            yield (",".join(_csv_field(x) for x in labels) + "\n").encode("utf-8")
+            options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+            for batch in reader:
+                buf = io.BytesIO()
+                pacsv.write_csv(pa.Table.from_batches([batch]), buf, write_options=options)
+                yield buf.getvalue()
+
+        return stream()
+
+    def picture(self, q: QuestionConfig, fmt: str, filters: Filters | None = None) -> bytes:
+        result = self.run(q, filters)
+        key = ("picture", fmt, json.dumps(result["spec"], sort_keys=True, default=str))
+        with _LOCK:
+            hit = _CACHE.get(key)
+        if hit is None:
+            hit = render(result["spec"], fmt)
+            with _LOCK:
+                _CACHE[key] = hit
+                while len(_CACHE) > _CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+        return hit
+
+    def columns(self, dataset: str) -> list[tuple[str, str]]:
+        """What a question on ``dataset`` may group by or measure: (reference, type) of its columns,
+        then of the datasets it links to (``contacts.birth_date``)."""
+        from tessera.segments.related import links_to
+
+        config = self.src.config
+        out: list[tuple[str, str]] = []
+        for d in [dataset] + [x.name for x in config.datasets if x.name != dataset]:
+            if d != dataset and links_to(config, dataset, d) is None:
+                continue
+            try:
+                schema = self.src.table(d).schema()
+            except TesseraError:
+                continue
+            for col, typ in schema.items():
+                if col.startswith("_") or col == "tessera_id" or (col.startswith("tessera_") and col.endswith("_id")):
+                    continue
+                out.append((col if d == dataset else f"{d}.{col}", str(typ).lower()))
+        return out
+
+    def filter_values(self) -> dict:
+        """The choices of the dashboards' filters: stores, channels, segments and the period the
+        orders cover."""
+        from tessera.analytics.defaults import roles
+
+        config = self.src.config
+        found = roles(config)
+        out: dict[str, Any] = {"store": [], "channel": [], "segment": [s.name for s in config.segments],
+                               "period": None, "as_of": self.src.as_of.isoformat()}
+        orders = found.get("orders")
+        if orders is None:
+            return out
+        try:
+            t = self.src.table(orders)
+        except TesseraError:
+            return out
+        sem = _semantics(config, orders)
+        adapter = self.src.adapter
+        for name, fld in (("store", "Store"), ("channel", "Channel")):
+            col = sem.get(fld)
+            if col in t.columns:
+                v = t.select(v=t[col].cast("string")).filter(lambda x: x.v.notnull()).distinct().order_by("v")
+                out[name] = [r["v"] for r in adapter.to_arrow(v.limit(1000)).to_pylist()]
+        col = sem.get("OrderDate")
+        if col in t.columns:
+            row = adapter.to_arrow(t.aggregate(lo=t[col].min(), hi=t[col].max())).to_pylist()[0]
+            out["period"] = {"from": _json_value(row["lo"])[:10] if row["lo"] else None,
+                             "to": _json_value(row["hi"])[:10] if row["hi"] else None}
+        return out
+
+
+def _period_text(f: Filters) -> str | None:
+    if not (f.date_from or f.date_to):
+        return None
+    return f"{f.date_from.isoformat() if f.date_from else ''}..{f.date_to.isoformat() if f.date_to else ''}"
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return float(v)
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    return v
+
+
+def _json_row(row: dict) -> dict:
+    return {k: _json_value(v) for k, v in row.items()}
+
+
+def _csv_field(text: str) -> str:
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def validate_question(data: dict, where: str = "question") -> QuestionConfig:
+    """A question from a mapping, every problem named with its path."""
+    from pydantic import ValidationError
+
+    try:
+        return QuestionConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([f"{where}.{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                           if e["loc"] else f"{where}: {e['msg'].removeprefix('Value error, ')}"
+                           for e in exc.errors()]) from None
+
+
+__all__ = ["Analytics", "DEFAULTS", "dashboard_problems", "parse_filters", "validate_question"]

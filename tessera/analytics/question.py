@@ -1,0 +1,640 @@
+"""Compiling a question (dataset, dimensions, measures, filters) to one grouped Ibis query.
+
+A question runs on one published dataset with, beside its columns,
+
+- the columns of related datasets it names (``contacts.birth_date`` on orders), left-joined once per
+  related dataset through the link column (``tessera_contacts_id``), named ``<dataset>__<column>``;
+- one flag per segment it uses (``segment__<segment>``), from the members of the segment's last
+  refresh, joined on the record (the segment's dataset) or on the link to it;
+- the helper columns of the segment compiler (:mod:`tessera.segments.compile`) for its filters, the
+  dashboard's filters turned into conditions, and the conditions of ``share`` measures.
+
+The result is one ``GROUP BY`` over the dimensions, computed in the engine; bands (age, month,
+number bins) are expressions with a sort key so their order is the bands' order, not the labels'.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Callable
+
+import ibis
+
+from tessera.config.models import (
+    ConditionConfig,
+    DatasetConfig,
+    DimensionConfig,
+    MeasureConfig,
+    QuestionConfig,
+    SegmentConfig,
+    WorkspaceConfig,
+)
+from tessera.errors import ConfigError
+from tessera.segments import MEMBERS, Context, compile_segment
+from tessera.segments.related import _semantics, links_to
+from tessera.sqlcheck import check_expression, referenced_columns
+
+TID = "tessera_id"
+AGE_BANDS = [(None, 18, "under 18"), (18, 25, "18-24"), (25, 35, "25-34"), (35, 45, "35-44"), (45, 55, "45-54"),
+             (55, 65, "55-64"), (65, None, "65 and over")]
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+TEMPORAL_BANDS = ("day", "week", "month", "quarter", "year")
+_TRUNC = {"week": "W", "month": "M", "quarter": "Q", "year": "Y"}
+
+
+class Unavailable(ConfigError):
+    """A question that cannot run on this workspace: its dataset, a column or a link is missing
+    (answered like any configuration error; a dashboard shows it in place of the chart)."""
+
+
+@dataclass
+class Filters:
+    """The values of a dashboard's filters: a period (inclusive days), stores, channels, a segment."""
+
+    date_from: date | None = None
+    date_to: date | None = None
+    stores: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    segment: str | None = None
+
+    def active(self) -> list[str]:
+        out = []
+        if self.date_from or self.date_to:
+            out.append("period")
+        if self.stores:
+            out.append("store")
+        if self.channels:
+            out.append("channel")
+        if self.segment:
+            out.append("segment")
+        return out
+
+    def key(self) -> tuple:
+        return (self.date_from, self.date_to, tuple(self.stores), tuple(self.channels), self.segment)
+
+
+@dataclass
+class Column:
+    """One column of a question's result: its key in the rows, its role and its Vega-Lite type."""
+
+    key: str
+    label: str
+    role: str  # dimension | measure
+    vega_type: str  # nominal | ordinal | temporal | quantitative
+    order: list[str] | None = None  # the bands' labels in their order (ordinal dimensions)
+    time_unit: str | None = None  # Vega-Lite's time unit of a date band (yearmonth...)
+    percent: bool = False  # a share (0 to 1), shown as a percentage
+
+
+@dataclass
+class Plan:
+    question: QuestionConfig
+    expr: ibis.Table  # the grouped, sorted result
+    columns: list[Column]
+    applied: list[str]  # dashboard filters that narrow this question
+    ignored: list[str]  # dashboard filters that do not concern it (no such column)
+    datasets: set[str]
+    segments: set[str]
+    notes: list[str] = field(default_factory=list)  # optional measures left out, and why
+
+
+@dataclass
+class Source:
+    """How questions read a workspace (what :meth:`Workspace._analytics_source` gives)."""
+
+    adapter: Any
+    config: WorkspaceConfig
+    as_of: date
+    table: Callable[[str], ibis.Table]  # a published dataset
+    segment_context: Context
+    members: Callable[[], ibis.Table | None]  # the segment members table, when it exists
+
+
+# --------------------------------------------------------------------------- references
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return s or "value"
+
+
+def customer_dataset(config: WorkspaceConfig) -> DatasetConfig | None:
+    """The dataset of customers: the first deduplicated dataset (the one segments usually target)."""
+    return next((d for d in config.datasets if d.deduplicate), None)
+
+
+class _Refs:
+    """Resolves the names a question uses (``@Semantic``, ``dataset.column``) to columns of the
+    joined table, remembering the related columns to join."""
+
+    def __init__(self, src: Source, q: QuestionConfig, where: str):
+        self.src = src
+        self.config = src.config
+        self.q = q
+        self.where = where
+        names = {d.name: d for d in self.config.datasets}
+        if q.dataset not in names:
+            raise Unavailable(f"{where}.dataset: this workspace has no dataset '{q.dataset}' "
+                              f"(datasets: {', '.join(names) or 'none'})")
+        self.base = src.table(q.dataset)
+        self.related: dict[str, dict[str, str]] = {}  # dataset -> {column: joined name}
+        self.segments: dict[str, str] = {}  # segment -> flag column
+        self.buyers: ibis.Column | None = None  # customers kept by the dashboard's order filters
+        self.datasets = {q.dataset}
+
+    def semantic(self, dataset: str, field_name: str, where: str) -> str:
+        col = _semantics(self.config, dataset).get(field_name)
+        if col is None:
+            raise Unavailable(f"{where}: dataset '{dataset}' has no column with the semantic field {field_name}; "
+                              f"set semantic: {field_name} on one of its columns")
+        return col
+
+    def column(self, ref: str, where: str) -> str:
+        """The joined table's column for ``ref``."""
+        if ref in self.segments.values():
+            return ref
+        if "." in ref:
+            other, col = ref.split(".", 1)
+            if other == self.q.dataset:
+                return self.column(col, where)
+            if other not in {d.name for d in self.config.datasets}:
+                raise Unavailable(f"{where}: '{ref}' names dataset '{other}', which this workspace does not have")
+            if col.startswith("@"):
+                col = self.semantic(other, col[1:], where)
+            table = self.src.table(other)
+            if col not in table.columns:
+                raise Unavailable(f"{where}: dataset '{other}' has no column '{col}'")
+            if links_to(self.config, self.q.dataset, other) is None:
+                raise Unavailable(f"{where}: dataset '{self.q.dataset}' has no link to dataset '{other}' (a relation "
+                                  f"of its sources to '{other}'); use a column of '{self.q.dataset}'")
+            self.datasets.add(other)
+            return self.related.setdefault(other, {}).setdefault(col, f"{other}__{col}")
+        col = self.semantic(self.q.dataset, ref[1:], where) if ref.startswith("@") else ref
+        if col not in self.base.columns or col.startswith("_tessera"):
+            known = [c for c in self.base.columns if not c.startswith("_")]
+            raise Unavailable(f"{where}: dataset '{self.q.dataset}' has no column '{col}' (columns: "
+                              f"{', '.join(known[:40])}{'...' if len(known) > 40 else ''})")
+        return col
+
+    def segment_flag(self, name: str, where: str) -> str:
+        seg = next((s for s in self.config.segments if s.name == name), None)
+        if seg is None:
+            raise Unavailable(f"{where}: unknown segment '{name}' (segments: "
+                              f"{', '.join(s.name for s in self.config.segments) or 'none'})")
+        if seg.dataset != self.q.dataset and links_to(self.config, self.q.dataset, seg.dataset) is None:
+            raise Unavailable(f"{where}: segment '{name}' is on dataset '{seg.dataset}', which dataset "
+                              f"'{self.q.dataset}' does not link to")
+        return self.segments.setdefault(name, f"segment__{name}")
+
+    def customer_key(self, where: str) -> str:
+        cust = customer_dataset(self.config)
+        if cust is None:
+            raise Unavailable(f"{where}: no dataset of customers (a dataset with deduplicate: true) to count")
+        if cust.name == self.q.dataset:
+            return TID
+        link = links_to(self.config, self.q.dataset, cust.name)
+        if link is None or link not in self.base.columns:
+            raise Unavailable(f"{where}: dataset '{self.q.dataset}' has no link to the customers of '{cust.name}'")
+        return link
+
+    def joined(self, needed: set[str] | None = None) -> ibis.Table:
+        """The dataset (only the ``needed`` columns when given: a narrow table compiles and runs
+        faster) with the related columns and segment flags joined."""
+        t = self.base
+        if needed is not None:
+            keep = [c for c in t.columns if c in needed or c == TID]
+            t = t.select(*keep)
+        for other, cols in self.related.items():
+            link = links_to(self.config, self.q.dataset, other)
+            rel = self.src.table(other)
+            rel = rel.select(_tessera_k=rel[TID].cast("string"), **{name: rel[c] for c, name in cols.items()})
+            t = t.left_join(rel, t[link].cast("string") == rel._tessera_k).drop("_tessera_k")
+        members = self.src.members() if self.segments else None
+        for name, flag in self.segments.items():
+            seg = next(s for s in self.config.segments if s.name == name)
+            key = TID if seg.dataset == self.q.dataset else links_to(self.config, self.q.dataset, seg.dataset)
+            if members is None:
+                t = t.mutate(**{flag: ibis.literal(False)})
+                continue
+            m = members.filter(members.segment == name).select(_tessera_m=members.tessera_id.cast("string"))
+            m = m.distinct().mutate(**{flag: ibis.literal(True)})
+            t = t.left_join(m, t[key].cast("string") == m._tessera_m).drop("_tessera_m")
+            t = t.mutate(**{flag: t[flag].fill_null(False)})
+        return t
+
+
+def _rewrite(cond: dict, refs: _Refs, where: str) -> dict:
+    """A condition (as a mapping) with its related and semantic column names made joined columns."""
+    out = dict(cond)
+    for key in ("all", "any"):
+        if out.get(key):
+            out[key] = [_rewrite(c, refs, f"{where}.{key}[{i}]") for i, c in enumerate(out[key])]
+    if out.get("not"):
+        out["not"] = _rewrite(out["not"], refs, f"{where}.not")
+    if out.get("column") and out.get("aggregate") is None:
+        out["column"] = refs.column(out["column"], f"{where}.column")
+    return out
+
+
+# --------------------------------------------------------------------------- dashboard filters
+
+
+def _filter_conditions(refs: _Refs, filters: Filters, where: str) -> tuple[list[dict], list[str], list[str]]:
+    """The dashboard's filters as conditions on the question's dataset, with the filters applied and
+    those that do not concern it."""
+    config, q = refs.config, refs.q
+    conds: list[dict] = []
+    applied: list[str] = []
+    ignored: list[str] = []
+    wanted = filters.active()
+    if not wanted:
+        return conds, applied, ignored
+    cust = customer_dataset(config)
+    orders = _orders_dataset(config, cust.name if cust else None)
+    own = _semantics(config, q.dataset)
+
+    def find(field_name: str, explicit: str | None = None) -> str | None:
+        if explicit:
+            return explicit
+        if field_name in own:
+            return own[field_name]
+        for d in config.datasets:  # a related dataset that carries it (order lines -> orders)
+            if d.name != q.dataset and links_to(config, q.dataset, d.name) and field_name in _semantics(config, d.name):
+                return f"{d.name}.{_semantics(config, d.name)[field_name]}"
+        return None
+
+    is_customers = cust is not None and q.dataset == cust.name and orders is not None
+    date_col = find("OrderDate", q.date_column) or find("EventTime")
+    behaviour: list[tuple[str, str]] = []  # (filter, orders' column): customers who bought so
+    for name in ("period", "store", "channel"):
+        if name not in wanted:
+            continue
+        if name == "period":
+            col = date_col
+            if is_customers and q.date_column is None:
+                col = "@OrderDate"
+        else:
+            col = find("Store" if name == "store" else "Channel")
+            if is_customers and col is None:
+                col = "@Store" if name == "store" else "@Channel"
+        if col is None:
+            ignored.append(name)
+            continue
+        if is_customers and col.startswith("@"):
+            # customers who bought in the period / at the store / on the channel
+            ocol = _semantics(config, orders).get(col[1:])
+            if ocol is None:
+                ignored.append(name)
+                continue
+            behaviour.append((name, ocol))
+            applied.append(name)
+            continue
+        if name == "period":
+            if filters.date_from and filters.date_to:
+                conds.append({"column": col, "op": "between",
+                              "value": [filters.date_from.isoformat(), filters.date_to.isoformat()]})
+            elif filters.date_from:
+                conds.append({"column": col, "op": ">=", "value": filters.date_from.isoformat()})
+            else:
+                conds.append({"column": col, "op": "<=", "value": filters.date_to.isoformat()})
+        else:
+            conds.append({"column": col, "op": "in", "value": filters.stores if name == "store" else filters.channels})
+        applied.append(name)
+    if behaviour:
+        refs.buyers = _buyers(refs, orders, cust.name, behaviour, filters)
+    if "segment" in wanted:
+        try:
+            refs.segment_flag(filters.segment, f"{where} filter segment")
+            conds.append({"column": f"segment__{filters.segment}", "op": "is_true"})
+            applied.append("segment")
+        except Unavailable:
+            if filters.segment not in {s.name for s in config.segments}:
+                raise
+            ignored.append("segment")
+    return conds, applied, ignored
+
+
+def _buyers(refs: _Refs, orders: str, customers: str, behaviour: list[tuple[str, str]],
+            filters: Filters) -> ibis.Column:
+    """The customers with an order in the period, at one of the stores, on one of the channels:
+    one semi-join on the orders (a subquery the engine runs once per question)."""
+    o = refs.src.table(orders)
+    link = links_to(refs.config, orders, customers)
+    keep = o[link].notnull()
+    for name, col in behaviour:
+        c = o[col]
+        if name == "period":
+            day = c.cast("date") if c.type().is_timestamp() else c
+            if filters.date_from:
+                keep = keep & (day >= ibis.literal(filters.date_from))
+            if filters.date_to:
+                keep = keep & (day <= ibis.literal(filters.date_to))
+        else:
+            keep = keep & c.cast("string").isin(filters.stores if name == "store" else filters.channels)
+    refs.datasets.add(orders)
+    return o.filter(keep)[link].cast("string")
+
+
+def _orders_dataset(config: WorkspaceConfig, customers: str | None) -> str | None:
+    if customers is None:
+        return None
+    for d in config.datasets:
+        if d.name != customers and "OrderDate" in _semantics(config, d.name) and links_to(config, d.name, customers):
+            return d.name
+    return None
+
+
+# --------------------------------------------------------------------------- dimensions and measures
+
+
+def _dimension(t: ibis.Table, refs: _Refs, d: DimensionConfig, i: int, as_of: date, where: str
+               ) -> tuple[str, ibis.Value, ibis.Value | None, Column]:
+    """(key, value, sort key or None, column) of one dimension."""
+    if d.segment is not None:
+        flag = refs.segments[d.segment]
+        label = d.label or f"in {d.segment}"
+        value = t[flag].ifelse(f"in {d.segment}", f"not in {d.segment}")
+        return _slug(label), value, t[flag].ifelse(0, 1), Column(_slug(label), label, "dimension", "nominal",
+                                                                [f"in {d.segment}", f"not in {d.segment}"])
+    name = refs.column(d.column, where)
+    col = t[name]
+    typ = col.type()
+    base_label = d.label or d.column.split(".")[-1].lstrip("@").replace("_", " ")
+    if d.band == "age":
+        if not (typ.is_date() or typ.is_timestamp()):
+            raise ConfigError(f"{where}.band: age bands need a birth date; '{d.column}' holds {typ}")
+        day = col.cast("date")
+        md = day.month() * 100 + day.day()
+        age = (as_of.year - day.year()) - (md > (as_of.month * 100 + as_of.day)).ifelse(1, 0)
+        branches, order = [], []
+        for k, (lo, hi, label) in enumerate(AGE_BANDS):
+            cond = (age >= lo) if hi is None else ((age < hi) if lo is None else ((age >= lo) & (age < hi)))
+            branches.append((cond, label))
+            order.append((cond, k))
+        value = ibis.cases(*branches, else_=d.empty or "unknown")
+        sort = ibis.cases(*order, else_=len(AGE_BANDS))
+        labels = [b[2] for b in AGE_BANDS] + [d.empty or "unknown"]
+        label = d.label or "age"
+        return _slug(label), value, sort, Column(_slug(label), label, "dimension", "ordinal", labels)
+    if d.band is not None:
+        if not (typ.is_date() or typ.is_timestamp()):
+            raise ConfigError(f"{where}.band: {d.band} is a band of a date; '{d.column}' holds {typ}")
+        day = col.cast("date")
+        key = _slug(f"{base_label} {d.band}") if not d.label else _slug(d.label)
+        if d.band == "weekday":
+            idx = day.day_of_week.index()
+            value = ibis.cases(*[(idx == k, w) for k, w in enumerate(WEEKDAYS)], else_=None)
+            return key, value, idx, Column(key, d.label or f"{base_label} (day of week)", "dimension", "ordinal",
+                                           list(WEEKDAYS))
+        value = day if d.band == "day" else day.truncate(_TRUNC[d.band]).cast("date")
+        unit = {"day": "yearmonthdate", "week": "yearmonthdate", "month": "yearmonth", "quarter": "yearquarter",
+                "year": "year"}[d.band]
+        return key, value, None, Column(key, d.label or f"{base_label} ({d.band})", "dimension", "temporal",
+                                        time_unit=unit)
+    if d.bins:
+        if not typ.is_numeric():
+            raise ConfigError(f"{where}.bins: bins are bands of a number; '{d.column}' holds {typ}")
+        edges = list(d.bins)
+        fmt = lambda x: f"{x:g}"  # noqa: E731
+        labels = [f"under {fmt(edges[0])}", *[f"{fmt(lo)}-{fmt(hi)}" for lo, hi in zip(edges, edges[1:])],
+                  f"{fmt(edges[-1])} and over"]
+        labels = list(d.labels) if d.labels else labels
+        branches = [(col < edges[0], labels[0])]
+        for k, (lo, hi) in enumerate(zip(edges, edges[1:])):
+            branches.append(((col >= lo) & (col < hi), labels[k + 1]))
+        branches.append((col >= edges[-1], labels[-1]))
+        value = ibis.cases(*branches, else_=d.empty or "unknown")
+        sort = ibis.cases(*[(c, k) for k, (c, _l) in enumerate(branches)], else_=-1 if d.empty else len(branches))
+        key = _slug(d.label or base_label)
+        labels = [d.empty, *labels] if d.empty else [*labels, "unknown"]
+        return key, value, sort, Column(key, d.label or base_label, "dimension", "ordinal", labels)
+    key = _slug(d.label or base_label)
+    if typ.is_date() or typ.is_timestamp():
+        return key, col, None, Column(key, d.label or base_label, "dimension", "temporal")
+    if typ.is_numeric():
+        return key, col, None, Column(key, d.label or base_label, "dimension", "ordinal")
+    if typ.is_boolean():
+        return key, col.cast("string").fill_null(d.empty or "unknown"), None, Column(key, d.label or base_label, "dimension",
+                                                                          "nominal")
+    return key, col.cast("string").fill_null(d.empty or "(empty)"), None, Column(key, d.label or base_label, "dimension",
+                                                                      "nominal")
+
+
+def _measure_label(m: MeasureConfig) -> str:
+    if m.label:
+        return m.label
+    what = (m.column or m.sql or "").split(".")[-1].lstrip("@").replace("_", " ")
+    return {"count": "rows", "customers": "customers", "share": "share"}.get(m.fn) or f"{m.fn} of {what}"
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, where: str | None = None) -> Plan:
+    """The query of question ``q`` with the dashboard's ``filters`` (see the module's documentation).
+
+    Raises:
+        Unavailable: its dataset, a column, a link or a segment is missing in this workspace.
+        ConfigError: a band does not fit its column's type, a SQL expression is refused.
+    """
+    filters = filters or Filters()
+    where = where or f"question '{q.name}'"
+    refs = _Refs(src, q, where)
+    notes: list[str] = []
+    if any(m.optional for m in q.measures):
+        kept = []
+        for i, m in enumerate(q.measures):
+            try:
+                if m.optional and m.column:
+                    refs.column(m.column, f"{where}.measures[{i}].column")
+                if m.optional and m.where is not None:
+                    _rewrite(m.where.model_dump(mode="json", exclude_defaults=True, by_alias=True), refs,
+                             f"{where}.measures[{i}].where")
+                kept.append(m)
+            except Unavailable as exc:
+                notes += exc.problems
+        if not kept:
+            raise Unavailable(notes)
+        q = q.model_copy(update={"measures": kept})
+    # names first (they decide the joins), then expressions on the joined table
+    for i, d in enumerate(q.dimensions):
+        if d.segment is not None:
+            refs.segment_flag(d.segment, f"{where}.dimensions[{i}].segment")
+        else:
+            refs.column(d.column, f"{where}.dimensions[{i}].column")
+    measure_cols = []
+    for i, m in enumerate(q.measures):
+        mw = f"{where}.measures[{i}]"
+        measure_cols.append(refs.column(m.column, f"{mw}.column") if m.column else None)
+        if m.fn == "customers":
+            refs.customer_key(mw)
+    conditions = [_rewrite(c.model_dump(mode="json", exclude_defaults=True, by_alias=True), refs,
+                           f"{where}.filters[{i}]") for i, c in enumerate(q.filters)]
+    extra, applied, ignored = _filter_conditions(refs, filters, where)
+    for j, c in enumerate(extra):
+        conditions.append(_rewrite(c, refs, f"{where} filter {j}"))
+    n_all = len(conditions)
+    for i, m in enumerate(q.measures):
+        if m.fn == "share":
+            conditions.append(_rewrite(m.where.model_dump(mode="json", exclude_defaults=True, by_alias=True), refs,
+                                       f"{where}.measures[{i}].where"))
+    joined = refs.joined(_needed(refs, q, conditions, measure_cols))
+    if refs.buyers is not None:
+        joined = joined.filter(joined[TID].cast("string").isin(refs.buyers))
+    if conditions:
+        ctx = Context(src.adapter, src.config, src.as_of,
+                      lambda name: joined if name == q.dataset else src.table(name),
+                      src.segment_context.related)
+        try:
+            seg = SegmentConfig(name="question", dataset=q.dataset,
+                                conditions=[ConditionConfig.model_validate(c) for c in conditions])
+        except ValueError as exc:
+            raise ConfigError(f"{where}.filters: {exc}") from None
+        compiled = compile_segment(ctx, seg)
+        t = compiled.table
+        keep = None
+        for c in compiled.conditions[:n_all]:
+            keep = c if keep is None else keep & c
+        shares = compiled.conditions[n_all:]
+        t = t.mutate(**{f"_tessera_share{k}": c for k, c in enumerate(shares)})
+        if keep is not None:
+            t = t.mutate(_tessera_keep=keep)
+            t = t.filter(t._tessera_keep)
+    else:
+        t = joined
+    sql_cols = [(f"_tessera_m{i}", m.sql, i) for i, m in enumerate(q.measures) if m.sql]
+    if sql_cols:
+        rendered = []
+        for name, sql, i in sql_cols:
+            expr = check_expression(sql, set(t.columns), where=f"{where}.measures[{i}].sql")
+            rendered.append((name, src.adapter.dialect.render(expr)))
+        t = src.adapter.add_sql_columns(t, rendered)
+    # dimensions
+    groups: dict[str, ibis.Value] = {}
+    sorts: list[str] = []
+    columns: list[Column] = []
+    used: set[str] = set()
+    for i, d in enumerate(q.dimensions):
+        key, value, sort, column = _dimension(t, refs, d, i, src.as_of, f"{where}.dimensions[{i}]")
+        key = _unique(key, used)
+        column.key = key
+        groups[key] = value
+        if sort is not None:
+            groups[f"_tessera_o{i}"] = sort
+            sorts.append(f"_tessera_o{i}")
+        else:
+            sorts.append(key)
+        columns.append(column)
+    # measures
+    aggs: dict[str, ibis.Value] = {}
+    share_index = 0
+    for i, m in enumerate(q.measures):
+        mw = f"{where}.measures[{i}]"
+        label = _measure_label(m)
+        key = _unique(_slug(label), used)
+        if m.fn == "count":
+            value = t.count()
+        elif m.fn == "customers":
+            value = t[refs.customer_key(mw)].nunique()
+        elif m.fn == "share":
+            flag = t[f"_tessera_share{share_index}"]
+            share_index += 1
+            value = flag.ifelse(1, 0).cast("float64").mean().cast("float64")
+        else:
+            col = t[f"_tessera_m{i}"] if m.sql else t[measure_cols[i]]
+            if not col.type().is_numeric() and m.fn in ("sum", "avg", "median"):
+                if col.type().is_boolean():
+                    col = col.ifelse(1, 0)
+                else:
+                    raise ConfigError(f"{mw}: {m.fn} needs numbers; '{m.column or m.sql}' holds {col.type()}")
+            if m.fn in ("avg", "median"):
+                col = col.cast("float64")
+            value = {"sum": col.sum, "avg": col.mean, "median": col.median, "min": col.min, "max": col.max}[m.fn]()
+            if m.fn in ("avg", "median"):
+                value = value.cast("float64")
+        aggs[key] = value
+        columns.append(Column(key, label, "measure", "quantitative", percent=m.fn == "share"))
+    if groups:
+        out = t.group_by(**groups).aggregate(**aggs)
+        first_measure = next(c.key for c in columns if c.role == "measure")
+        by_measure = q.sort == "measure" or (
+            q.sort is None and len(q.dimensions) == 1 and columns[0].vega_type == "nominal"
+            and sorts[0] == columns[0].key)
+        order = [ibis.desc(first_measure), *sorts] if by_measure else [*sorts]
+        out = out.order_by(order)
+        if q.limit:
+            out = out.limit(q.limit)
+        out = out.select(*[c.key for c in columns])
+    else:
+        out = t.aggregate(**aggs)
+    return Plan(q, out, columns, applied, ignored, refs.datasets, set(refs.segments), notes)
+
+
+def _needed(refs: _Refs, q: QuestionConfig, conditions: list[dict], measure_cols: list) -> set[str] | None:
+    """The columns of the dataset the question reads: its dimensions and measures, the columns its
+    conditions name (segments referenced included, SQL through its parser), the link columns."""
+    lower = {c.lower(): c for c in refs.base.columns}
+    out: set[str] = {TID}
+    for other in refs.related:
+        out.add(links_to(refs.config, q.dataset, other) or "")
+    for name in refs.segments:
+        seg = next(s for s in refs.config.segments if s.name == name)
+        if seg.dataset != q.dataset:
+            out.add(links_to(refs.config, q.dataset, seg.dataset) or "")
+    for d in q.dimensions:
+        if d.column:
+            out.add(refs.column(d.column, "dimension"))
+    out |= {c for c in measure_cols if c}
+    for m in q.measures:
+        if m.fn == "customers":
+            out.add(refs.customer_key("measure"))
+        if m.sql:
+            found = referenced_columns(m.sql)
+            if not found:
+                return None
+            out |= {lower.get(c.lower(), c) for c in found}
+    seen: set[str] = set()
+
+    def walk(cond: dict) -> bool:
+        for key in ("all", "any"):
+            for c in cond.get(key) or []:
+                if not walk(c):
+                    return False
+        if cond.get("not"):
+            return walk(cond["not"])
+        if cond.get("column") and cond.get("aggregate") is None:
+            out.add(cond["column"])
+        if cond.get("sql"):
+            found = referenced_columns(cond["sql"])
+            if not found:
+                return False
+            out.update(lower.get(c.lower(), c) for c in found)
+        if cond.get("segment") and cond["segment"] not in seen:
+            seen.add(cond["segment"])
+            seg = next((s for s in refs.config.segments if s.name == cond["segment"]), None)
+            if seg is None:
+                return False
+            return all(walk(c.model_dump(mode="json", exclude_defaults=True, by_alias=True)) for c in seg.conditions)
+        return True
+
+    if not all(walk(c) for c in conditions):
+        return None  # let the compiler name the problem on the whole table
+    return out
+
+
+def _unique(key: str, used: set[str]) -> str:
+    k, n = key, 2
+    while k in used:
+        k = f"{key}_{n}"
+        n += 1
+    used.add(k)
+    return k
+
+
+def as_date_value(v: Any) -> Any:
+    return v.isoformat() if hasattr(v, "isoformat") else v
+
+
+__all__ = ["Column", "Filters", "Plan", "Source", "Unavailable", "customer_dataset", "plan"]

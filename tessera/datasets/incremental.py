@@ -1,0 +1,113 @@
+"""Incremental identity resolution: after new or changed records, only the unified records they
+touch are resolved and merged again.
+
+The unified records of a dataset are the connected components of its identity graph. New or
+changed records (and records gone) can only change the components that hold one of their key
+values, now or before, and the components those records belonged to. Every other component
+keeps its records, its ``tessera_id`` and its merged row, whatever a full rebuild would find:
+
+1. *touched records*: the records that are new, changed (read from another batch) or gone;
+2. *touched values*: their identity key values, now and in the last run;
+3. the *affected set*: the records that carry a touched value now, the touched records, and
+   every record of the unified records any of them belonged to;
+4. values the guards refused in the last run may have records in several unified records, and a
+   guard judges a value on all of its records: the set grows by the records of such values (and
+   their unified records) until it holds them all;
+5. the affected set is resolved on its own (values shared beyond the threshold are counted over
+   all records), and its unified records are merged again; the other unified records, their
+   lineage and the values their guards refused are taken as they were.
+
+A component is closed: a value links only records that carry it, and all of them are in the
+affected set when one is. The ids of new components come from their first record, the others
+keep the id most of their records had: the same result as a full rebuild of the same data
+(``tests/test_incremental.py`` compares them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+
+from tessera.engine.base import EngineAdapter
+from tessera.identity.resolve import IdentityKey, key_values
+
+TID = "tessera_id"
+REC = "_tessera_record"
+
+
+@dataclass
+class Previous:
+    """What the last run built for a dataset: its lineage (records), unified table before
+    enrichment, and shared values."""
+
+    records: str
+    data: str
+    shared: str | None
+
+
+@dataclass
+class Affected:
+    records: ibis.Table  # _tessera_record of the affected set (materialized)
+    old_ids: ibis.Table  # tessera_id of the previous unified records it covers (materialized)
+    count: int  # records of the affected set
+    total: int  # records now
+
+
+def carriers(current: ibis.Table, values: ibis.Table, keys: list[IdentityKey]) -> ibis.Table:
+    """``_tessera_record``, ``level``, ``value`` of the records of ``current`` that carry one of ``values``
+    (``level``, ``value``): equality joins on the key columns, no check of the values run again."""
+    parts = []
+    for i, k in enumerate(keys):
+        wanted = values.filter(values.level == i).select(_v="value").distinct()
+        text = current[k.column].cast("string")
+        hit = current.semi_join(wanted, text == wanted._v)
+        parts.append(hit.select(REC, level=ibis.literal(i, "int8"), value=hit[k.column].cast("string")))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.union(p, distinct=False)
+    return out
+
+
+def affected(adapter: EngineAdapter, current: ibis.Table, previous: ibis.Table, keys: list[IdentityKey],
+             blocked: list[str], tag: str, refused: ibis.Table | None = None, rounds: int = 8) -> Affected | None:
+    """The affected set of ``current`` (this run's records) against ``previous`` (the last lineage).
+
+    ``refused`` (``level``, ``value``): the values the guards refused in the last run. Their records
+    may lie in several unified records, and a guard judges a value on all its records: the set grows
+    by the records of such values (and their unified records) until it holds them all, or None after
+    ``rounds`` rounds (the caller builds the dataset whole)."""
+    now = current.select(REC, "_tessera_batch")
+    before = previous.select(REC, "_tessera_batch")
+    # New or read from another batch (an update), and gone.
+    changed = now.anti_join(before, [REC, "_tessera_batch"]).select(REC)
+    gone = before.anti_join(now, REC).select(REC)
+    touched = adapter.create_table(f"{tag}touched", changed.union(gone, distinct=False), temp=True)
+
+    def values(rows: ibis.Table) -> ibis.Table:
+        return key_values(rows.mutate(_idx=rows[REC]), keys, blocked).select("level", "value")
+
+    touched_values = values(current.semi_join(touched, REC)).union(
+        values(previous.semi_join(touched, REC)), distinct=False).distinct()
+    seeds = carriers(current, touched_values, keys).select(REC).union(touched, distinct=False)
+    for i in range(rounds):
+        old_ids = adapter.create_table(
+            f"{tag}affected_ids", previous.semi_join(seeds, REC).select(TID).distinct(), temp=True)
+        members = previous.semi_join(old_ids, TID).select(REC)
+        records = adapter.create_table(f"{tag}affected_{i}", seeds.union(members, distinct=False).distinct(),
+                                       temp=True)
+        if refused is None:
+            break
+        held = values(current.semi_join(records, REC)).semi_join(refused, ["level", "value"])
+        more = carriers(current, held, keys).select(REC).anti_join(records, REC)
+        if adapter.count(more) == 0:
+            break
+        seeds = records.union(more, distinct=False)
+    else:
+        return None
+    return Affected(records, old_ids, adapter.count(current.semi_join(records, REC)), adapter.count(current))
+
+
+def all_key_values(current: ibis.Table, keys: list[IdentityKey], blocked: list[str]) -> ibis.Table:
+    """The key values (``idx`` = the record id, ``level``, ``value``) of every record of ``current``."""
+    return key_values(current.mutate(_idx=current[REC]), keys, blocked)

@@ -1,0 +1,157 @@
+"""Questions compiled to one grouped query: every figure is checked against the same rows read in
+plain Python (analytics_helpers.py), with one test body on every engine."""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+
+import pytest
+from analytics_helpers import LINES, PRODUCTS, SALES, age_band, make, people, rows
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("spark", marks=pytest.mark.spark),
+                                        pytest.param("postgres", marks=pytest.mark.postgres)])
+def ws(request, tmp_path_factory):
+    engine = request.param
+    if engine == "spark":
+        request.getfixturevalue("spark_session")
+    elif engine == "postgres":
+        engine = request.getfixturevalue("postgres_server").create_database(f"an_{uuid.uuid4().hex[:8]}")
+    ws = make(tmp_path_factory.mktemp(f"an-{request.param}"), engine)
+    assert ws.run().status == "succeeded"
+    yield ws
+    ws.close()
+
+
+ORDERS = rows(SALES)
+PEOPLE = people()
+
+
+def run(ws, question: dict, filters: dict | None = None) -> list[dict]:
+    result = ws.run_question({"name": "q", **question}, filters)
+    return result["rows"]
+
+
+def test_cross_tab_of_channel_and_the_customers_age_band(ws):
+    got = run(ws, {"dataset": "orders", "chart": "heatmap",
+                   "dimensions": [{"column": "channel"}, {"column": "contacts.birth", "band": "age"}],
+                   "measures": [{"fn": "count", "label": "orders"}, ] })
+    expected = Counter((o["channel"], age_band(PEOPLE[o["email"]]["birth"]) if o["email"] else "unknown")
+                       for o in ORDERS)
+    assert {(r["channel"], r["age"]): r["orders"] for r in got} == dict(expected)
+    # rows come in the bands' order within each channel, not in the labels' alphabetical order
+    web = [r["age"] for r in got if r["channel"] == "web"]
+    assert web == ["under 18", "25-34", "55-64", "unknown"]
+
+
+def test_sum_average_median_and_distinct_customers_per_month(ws):
+    got = run(ws, {"dataset": "orders", "chart": "line", "dimensions": [{"column": "day", "band": "month"}],
+                   "measures": [{"fn": "sum", "column": "amount"}, {"fn": "avg", "column": "amount"},
+                                {"fn": "median", "column": "amount"}, {"fn": "customers"},
+                                {"fn": "max", "column": "@OrderAmount", "label": "largest"}]})
+    by_month: dict[str, list[dict]] = defaultdict(list)
+    for o in ORDERS:
+        by_month[o["day"][:7] + "-01"].append(o)
+    assert [r["day_month"][:10] for r in got] == sorted(by_month)  # a date band is in time order
+    for r in got:
+        orders = by_month[r["day_month"][:10]]
+        amounts = [float(o["amount"]) for o in orders]
+        assert r["sum_of_amount"] == pytest.approx(sum(amounts))
+        assert r["avg_of_amount"] == pytest.approx(sum(amounts) / len(amounts))
+        assert r["median_of_amount"] == pytest.approx(statistics.median(amounts))
+        assert r["customers"] == len({o["email"] for o in orders if o["email"]})
+        assert r["largest"] == pytest.approx(max(amounts))
+
+
+def test_number_bins_weeks_and_weekdays(ws):
+    got = run(ws, {"dataset": "orders", "dimensions": [{"column": "amount", "bins": [20, 100, 200]}],
+                   "measures": [{"fn": "count"}]})
+    def band(a: float) -> str:
+        return "under 20" if a < 20 else "20-100" if a < 100 else "100-200" if a < 200 else "200 and over"
+    expected = Counter(band(float(o["amount"])) for o in ORDERS)
+    assert [(r["amount"], r["rows"]) for r in got] == [(b, expected[b]) for b in
+                                                      ["under 20", "20-100", "100-200", "200 and over"]]
+    weeks = run(ws, {"dataset": "orders", "dimensions": [{"column": "day", "band": "week"}],
+                     "measures": [{"fn": "count"}]})
+    def monday(d: str) -> str:
+        day = date.fromisoformat(d)
+        return (day - timedelta(days=day.weekday())).isoformat()
+    assert {r["day_week"][:10]: r["rows"] for r in weeks} == dict(Counter(monday(o["day"]) for o in ORDERS))
+    days = run(ws, {"dataset": "orders", "dimensions": [{"column": "day", "band": "weekday"}],
+                    "measures": [{"fn": "count"}]})
+    names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    expected = Counter(names[date.fromisoformat(o["day"]).weekday()] for o in ORDERS)
+    assert [(r["day_weekday"], r["rows"]) for r in days] == [(n, expected[n]) for n in names if expected[n]]
+
+
+def test_filters_are_a_segment_condition_tree_with_related_columns(ws):
+    got = run(ws, {"dataset": "orders", "dimensions": [{"column": "channel"}],
+                   "measures": [{"fn": "sum", "column": "amount", "label": "revenue"}],
+                   "filters": [{"any": [{"column": "amount", "op": ">", "value": 100},
+                                        {"column": "contacts.city", "op": "=", "value": "Paris"}]},
+                               {"not": {"column": "channel", "op": "=", "value": "app"}}]})
+    expected: dict[str, float] = defaultdict(float)
+    for o in ORDERS:
+        city = PEOPLE[o["email"]]["city"] if o["email"] else None
+        if (float(o["amount"]) > 100 or city == "Paris") and o["channel"] != "app":
+            expected[o["channel"]] += float(o["amount"])
+    assert {r["channel"]: r["revenue"] for r in got} == pytest.approx(dict(expected))
+    assert [r["channel"] for r in got] == sorted(expected, key=lambda c: -expected[c])  # by the measure
+
+
+def test_dashboard_filters_period_store_channel_and_segment(ws):
+    big = {e for e, total in _totals().items() if total >= 300}  # segment big_spenders
+    q = {"dataset": "orders", "chart": "number", "measures": [{"fn": "count"}, {"fn": "sum", "column": "amount"}]}
+    result = ws.run_question({"name": "q", **q}, {"period": "2024-10-15..2024-12-01", "store": "S1,S2",
+                                                  "segment": "big_spenders"})
+    assert result["filters"] == {"applied": ["period", "store", "segment"], "ignored": []}
+    kept = [o for o in ORDERS if "2024-10-15" <= o["day"] <= "2024-12-01" and o["store"] in ("S1", "S2")
+            and o["email"] in big]
+    assert result["rows"][0]["rows"] == len(kept)
+    assert result["rows"][0]["sum_of_amount"] == pytest.approx(sum(float(o["amount"]) for o in kept))
+    # on the customers: those who bought in the period on the channel
+    got = run(ws, {"dataset": "contacts", "chart": "number", "measures": [{"fn": "customers"}]},
+              {"period": "2024-11-01..2024-12-31", "channel": "web,app"})
+    buyers = {o["email"] for o in ORDERS if o["email"] and "2024-11-01" <= o["day"] and o["channel"] in ("web", "app")}
+    assert got[0]["customers"] == len(buyers)
+    # order lines reach the period through their order
+    items = run(ws, {"dataset": "order_items", "dimensions": [{"column": "products.category"}],
+                     "measures": [{"fn": "sum", "column": "quantity", "label": "items"}]},
+                {"period": "2024-10-01..2024-12-31"})
+    day = {o["order_id"]: o["day"] for o in ORDERS}
+    category = {p["product_id"]: p["category"] for p in rows(PRODUCTS)}
+    expected: Counter = Counter()
+    for line in rows(LINES):
+        if "2024-10-01" <= day[line["order_id"]] <= "2024-12-31":
+            expected[category[line["product_id"]]] += int(line["quantity"])
+    assert {r["category"]: r["items"] for r in items} == dict(expected)
+
+
+def _totals() -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for o in ORDERS:
+        if o["email"]:
+            out[o["email"]] += float(o["amount"])
+    return out
+
+
+def test_segment_membership_as_a_dimension_and_a_share_measure(ws):
+    big = {e for e, total in _totals().items() if total >= 300}
+    got = run(ws, {"dataset": "contacts", "dimensions": [{"segment": "big_spenders"}],
+                   "measures": [{"fn": "customers"},
+                                {"fn": "share", "label": "opted in", "where": {"column": "optin", "op": "is_true"}}]})
+    members = [p for e, p in PEOPLE.items() if e in big]
+    others = [p for e, p in PEOPLE.items() if e not in big]
+    assert got == [
+        {"in_big_spenders": "in big_spenders", "customers": len(members),
+         "opted_in": pytest.approx(sum(p["optin"] == "true" for p in members) / len(members))},
+        {"in_big_spenders": "not in big_spenders", "customers": len(others),
+         "opted_in": pytest.approx(sum(p["optin"] == "true" for p in others) / len(others))}]
+    on_orders = run(ws, {"dataset": "orders", "dimensions": [{"segment": "big_spenders", "label": "big"}],
+                         "measures": [{"fn": "count"}]})
+    assert {r["big"]: r["rows"] for r in on_orders} == {
+        "in big_spenders": sum(o["email"] in big for o in ORDERS),
+        "not in big_spenders": sum(o["email"] not in big for o in ORDERS)}
