@@ -54,33 +54,35 @@ def _free_port() -> int:
 
 
 def _readers(url: str, token: str, ids: list[str], seconds: float, concurrency: int, out) -> None:
-    """A client process: ``concurrency`` tasks alternate status and profile reads for ``seconds``."""
-    import httpx
+    """A client process: ``concurrency`` tasks alternate status and profile reads for ``seconds``.
+
+    It speaks HTTP/1.1 over kept-alive sockets (bench_collect's minimal client): httpx costs a few
+    milliseconds of CPU per request, which on two shared cores the server would lose."""
+    from bench_collect import _RawConnections
 
     async def main() -> dict:
         lat: dict[str, list[float]] = {"status": [], "profile": []}
         errors: dict[str, int] = {"status": 0, "profile": 0}
         deadline = time.perf_counter() + seconds
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits,
-                                     timeout=30, trust_env=False) as client:
-            async def task(n: int) -> None:
-                rng = random.Random(n)
-                i = 0
-                while time.perf_counter() < deadline:
-                    route = "status" if i % 4 == 0 else "profile"
-                    path = "/api/status" if route == "status" else f"/api/profiles/{rng.choice(ids)}?events=20"
-                    t0 = time.perf_counter()
-                    try:
-                        r = await client.get(path)
-                        ok = r.status_code == 200
-                    except httpx.HTTPError:
-                        ok = False
-                    lat[route].append(time.perf_counter() - t0)
-                    errors[route] += 0 if ok else 1
-                    i += 1
+        client = _RawConnections(url, {"Authorization": f"Bearer {token}"}, concurrency)
 
-            await asyncio.gather(*(task(n) for n in range(concurrency)))
+        async def task(n: int) -> None:
+            rng = random.Random(n)
+            i = 0
+            while time.perf_counter() < deadline:
+                route = "status" if i % 4 == 0 else "profile"
+                path = "/api/status" if route == "status" else f"/api/profiles/{rng.choice(ids)}?events=20"
+                t0 = time.perf_counter()
+                try:
+                    ok = await client.get(path) == 200
+                except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+                    ok = False
+                lat[route].append(time.perf_counter() - t0)
+                errors[route] += 0 if ok else 1
+                i += 1
+
+        await asyncio.gather(*(task(n) for n in range(concurrency)))
+        await client.close()
         return {"lat": lat, "errors": errors}
 
     out.put(asyncio.run(main()))

@@ -105,6 +105,13 @@ class _RawConnections:
     async def post(self, path: str, body: bytes) -> int:
         request = (b"POST %s HTTP/1.1\r\nHost: %s:%d\r\n%sContent-Length: %d\r\n\r\n"
                    % (path.encode(), self.host.encode(), self.port, self.head, len(body)) + body)
+        return await self.send(request)
+
+    async def get(self, path: str) -> int:
+        return await self.send(b"GET %s HTTP/1.1\r\nHost: %s:%d\r\n%s\r\n"
+                               % (path.encode(), self.host.encode(), self.port, self.head))
+
+    async def send(self, request: bytes) -> int:
         async with self.slots:
             while self.idle:
                 # A connection idle for long may have been closed by the server (keep-alive timeout 5 s).

@@ -108,6 +108,9 @@ class Workspace:
         self._held = False  # True while a server owns the workspace (see :meth:`hold`)
         self._is_reader = False
         self._readers = threading.local()
+        # What reads derive from the store's state (the parsed configuration, compiled queries,
+        # the status), shared by this workspace and its readers: see :meth:`cached_read`.
+        self._cache: dict = {}
         self.secrets = SecretBox(path, self.store)
         # A run whose process was killed stays 'running' in the store until someone looks.
         self.store.mark_stale_runs(psutil.pid_exists)
@@ -218,7 +221,7 @@ class Workspace:
             reader.path, reader.settings, reader.store, reader.secrets = self.path, self.settings, self.store, self.secrets
             reader._adapter = self.adapter.reader()
             reader._lock_fh, reader._held, reader._is_reader = None, False, True
-            reader._readers = self._readers
+            reader._readers, reader._cache = self._readers, self._cache
             self._readers.workspace = reader
         return reader
 
@@ -272,6 +275,34 @@ class Workspace:
     # ------------------------------------------------------------------ configuration
     @property
     def config(self) -> WorkspaceConfig:
+        # Parsed once per applied version (validating it costs milliseconds, and every read asks).
+        version = self.store.read_state()[0]
+        cached = self._cache.get("config")
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        config = self._load_config()
+        self._cache["config"] = (version, config)
+        return config
+
+    def cached_read(self, key, build):
+        """``build()``, computed once per state of the workspace: the configuration version and
+        the publications (see :meth:`MetadataStore.read_state`). Built again on the next call
+        after an apply or a run publishes."""
+        state = self.store.read_state()[:2]
+        cached = self._cache.get(("read", key))
+        if cached is not None and cached[0] == state:
+            return cached[1]
+        value = build()
+        if len(self._cache) > 512:  # drafts of segments counted over a long session: start again
+            self._cache.clear()
+        self._cache[("read", key)] = (state, value)
+        return value
+
+    def forget_read(self, key) -> None:
+        """Drop what :meth:`cached_read` keeps under ``key`` (it is built again at the next read)."""
+        self._cache.pop(("read", key), None)
+
+    def _load_config(self) -> WorkspaceConfig:
         objects = self.store.load_config()
         data: dict = {"connections": [], "sources": [], "datasets": [], "syncs": [], "segments": [], "dashboards": []}
         for kind, _name, spec in objects:
@@ -619,7 +650,13 @@ class Workspace:
         return [d.name for d in self.config.datasets]
 
     def table(self, name: str) -> ibis.Table:
-        """A published dataset (or ``<dataset>__lineage``, ``__records``, ``__shared_values``, ``tessera_rejects``)."""
+        """A published dataset (or ``<dataset>__lineage``, ``__records``, ``__shared_values``, ``tessera_rejects``).
+
+        Looked up once per publication (its schema is read from the engine): a table expression
+        is immutable and runs on whichever connection executes it."""
+        return self.cached_read(("table", name), lambda: self._published_table(name))
+
+    def _published_table(self, name: str) -> ibis.Table:
         if self.adapter.published_target(name) is None:
             known = ", ".join(self.datasets()) or "none"
             raise NotFoundError(f"'{name}' is not published yet (datasets: {known}); run: tessera run")
@@ -725,14 +762,23 @@ class Workspace:
         return src
 
     def status(self) -> dict:
-        """Published datasets with their row counts, and the last runs."""
-        pubs = []
-        for name in self.datasets():
-            latest = self.store.latest_publication(name)
-            pubs.append({"dataset": name, "rows": latest["rows"] if latest else None,
-                         "published_at": latest["published_at"] if latest else None,
-                         "version": latest["version"] if latest else 0})
-        return {"path": str(self.path), "engine": self.adapter.name, "datasets": pubs, "runs": self.runs(5)}
+        """Published datasets with their row counts, and the last runs.
+
+        Computed once per state of the store (configuration, publications, runs and their
+        steps): a server answers it many times a second, a run changes it a few times."""
+        state = self.store.read_state()
+        cached = self._cache.get("status")
+        if cached is None or cached[0] != state:
+            pubs = []
+            for name in self.datasets():
+                latest = self.store.latest_publication(name)
+                pubs.append({"dataset": name, "rows": latest["rows"] if latest else None,
+                             "published_at": latest["published_at"] if latest else None,
+                             "version": latest["version"] if latest else 0})
+            cached = (state, {"path": str(self.path), "engine": self.adapter.name, "datasets": pubs,
+                              "runs": self.runs(5)})
+            self._cache["status"] = cached
+        return dict(cached[1])  # callers add keys of their own (the server: its jobs)
 
     def profile(self, tessera_id: str, dataset: str | None = None, *, events: int = 50) -> dict:
         """The 360° profile of a unified record: attributes, source records, latest events
@@ -766,6 +812,35 @@ class Workspace:
                     exp.unused.append({"record": None, "key": k, "value": r["_v"],
                                        "reason": f"also on {r[TID]}, kept apart by the identity key limits ({limits})"})
         return exp
+
+    def index_for_reads(self) -> list[str]:
+        """Index the columns that reads find a customer by, on the engines that have indexes: the
+        ``tessera_id`` of each deduplicated dataset and of its source records, the link column of
+        its events datasets, and the segment members. Returns the ``table.column`` indexed now.
+
+        The server does it after each run and at its start (a profile then reads a few index
+        entries instead of scanning a million ids); published tables never change, so the index
+        is made once per publication."""
+        from tessera.segments import MEMBERS
+        from tessera.segments.related import event_links
+
+        config = self.config
+        wanted: list[tuple[str, str]] = []
+        for ds in config.datasets:
+            if not ds.deduplicate:
+                continue
+            wanted += [(ds.name, TID), (f"{ds.name}__records", TID)]
+            wanted += [(events_ds, link) for events_ds, link, _pairs, _conn in event_links(config, ds.name)]
+        made = []
+        with self.writing():
+            for view, column in wanted:
+                target = self.adapter.published_target(view)
+                if target is not None and column in self.adapter.table(view).columns \
+                        and self.adapter.index(target, column):
+                    made.append(f"{target}.{column}")
+            if config.segments and self.adapter.exists(MEMBERS) and self.adapter.index(MEMBERS, TID):
+                made.append(f"{MEMBERS}.{TID}")
+        return made
 
     def collected_events(self, *, limit: int = 100, offset: int = 0, message_id: str | None = None,
                          user_id: str | None = None, rejected: bool = False) -> list[dict]:
@@ -923,7 +998,7 @@ class Workspace:
 
         from tessera.config.loader import segment_problems
         from tessera.config.models import SegmentConfig
-        from tessera.segments import compile_segment, count_steps
+        from tessera.segments.compile import compile_segment, prepare_count, run_count
 
         config = self.config
         if isinstance(definition, str):
@@ -944,11 +1019,16 @@ class Workspace:
             if problems:
                 raise ConfigError(problems, origin="segment draft")
         ctx = self._segment_context(config=config)
-        compiled = compile_segment(ctx, seg)
         if _compiled:
-            return compiled
+            return compile_segment(ctx, seg)
+        # Compiled once per definition and state of the workspace: a marketer counts the same
+        # draft again and again while changing another condition, and a saved segment's count
+        # is asked by every page that shows it.
+        key = ("segment_count", json.dumps(seg.model_dump(mode="json", by_alias=True), sort_keys=True, default=str),
+               ctx.as_of.isoformat())
         try:
-            return count_steps(self.adapter, compiled)
+            plan = self.cached_read(key, lambda: prepare_count(self.adapter, compile_segment(ctx, seg)))
+            return run_count(self.adapter, plan)
         except Exception as exc:
             if (isinstance(exc, TesseraError) and not isinstance(exc, EngineError)) or self.adapter.stopped(exc):
                 raise

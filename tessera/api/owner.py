@@ -69,10 +69,20 @@ class WorkspaceOwner:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        try:
+            self._index()  # a run made without the server left its tables without the readers' indexes
+        except TesseraError as exc:
+            log.warning("the published tables were not indexed for reads (%s); profiles read them unindexed", exc)
         interrupted = self.jobs.start()
         if interrupted:
             log.warning("%d job(s) of a previous server were interrupted: %s", len(interrupted), interrupted)
         self._started = True
+
+    def _index(self) -> list[str]:
+        made = self.workspace.index_for_reads()
+        if made:
+            log.info("indexed for reads: %s", ", ".join(made))
+        return made
 
     def stop(self) -> None:
         if self._started:
@@ -117,9 +127,22 @@ class WorkspaceOwner:
     # ------------------------------------------------------------------ jobs
     def _run(self, params: dict, ctx: JobContext) -> Any:
         as_of = params.get("as_of")
-        return self.workspace.run(progress=ctx, import_files=bool(params.get("import_files", True)),
-                                  as_of=date.fromisoformat(as_of) if as_of else None,
-                                  full=bool(params.get("full", False)))
+        result = self.workspace.run(progress=ctx, import_files=bool(params.get("import_files", True)),
+                                    as_of=date.fromisoformat(as_of) if as_of else None,
+                                    full=bool(params.get("full", False)))
+        # After the run (its time and result stand as they are): the new tables get the indexes
+        # that profiles read them by.
+        self._index_after(ctx)
+        return result
+
+    def _index_after(self, ctx: JobContext) -> None:
+        # No cancel check here: what was published stays published, with or without its index.
+        try:
+            made = self._index()
+            if made:
+                ctx.log(f"indexed for reads: {', '.join(made)}")
+        except TesseraError as exc:  # reads work without the index, slower
+            log.warning("the published tables were not indexed for reads (%s)", exc)
 
     def _import(self, params: dict, ctx: JobContext) -> Any:
         return self.workspace.import_sources(params.get("sources") or None, progress=ctx,
@@ -134,7 +157,9 @@ class WorkspaceOwner:
         if params.get("events_only"):
             self._event_refresh_queued = False  # events loaded from now on need a refresh of their own
             return self.workspace.refresh_event_segments()
-        return self.workspace.refresh_segments(params.get("segments") or None)
+        result = self.workspace.refresh_segments(params.get("segments") or None)
+        self._index_after(ctx)
+        return result
 
     def _segment_save(self, params: dict, ctx: JobContext) -> Any:
         return self.workspace.save_segment(params["definition"])

@@ -39,6 +39,15 @@ accepted batch and never drops one that was not accepted:
   request) take what either sends by default.
 """
 
-from tessera.collect.loader import EVENTS_TABLE, REJECTS_TABLE
+# The names are read from the loader when first asked: the event typing process imports this
+# package (``python -m tessera.collect.batches``) and needs none of the loader's imports.
+def __getattr__(name: str):
+    if name in __all__:
+        from tessera.collect import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'tessera.collect' has no attribute {name!r}")
+
+
 
 __all__ = ["EVENTS_TABLE", "REJECTS_TABLE"]

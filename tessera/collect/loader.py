@@ -36,16 +36,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import ibis
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tessera.collect.log import LogGapError, delete_segments_before, read_records
-from tessera.collect.messages import parse_time
+from tessera.collect.batches import EVENT_SCHEMA, REJECT_SCHEMA, Batch, BatchProcess, build_batch, read_batch
+from tessera.collect.log import LogGapError, delete_segments_before
 from tessera.errors import WorkspaceError
 from tessera.privacy.suppression import drop_suppressed_events, has_suppressions
 from tessera.privacy.suppression import salt as privacy_salt
@@ -53,149 +52,15 @@ from tessera.workspace import Workspace
 
 log = logging.getLogger("tessera.collect")
 
+__all__ = ["EVENT_SCHEMA", "EVENTS_TABLE", "REJECT_SCHEMA", "REJECTS_TABLE", "Batch", "LoadResult", "Loader",
+           "build_batch", "log_directory"]
+
 EVENTS_TABLE = "_tessera_events"
 REJECTS_TABLE = "_tessera_events_rejects"
 STATE_SCOPE = "collect"
 STATE_OFFSET = "offset"
 DEDUPE_WINDOW = timedelta(hours=48)
 BATCH_BYTES = 16 * 1024 * 1024  # log bytes per micro-batch (about 30k events of 500 bytes)
-
-_TS = pa.timestamp("us")
-EVENT_SCHEMA = pa.schema([
-    ("message_id", pa.string()),
-    ("connection", pa.string()),
-    ("type", pa.string()),
-    ("event", pa.string()),
-    ("name", pa.string()),
-    ("user_id", pa.string()),
-    ("anonymous_id", pa.string()),
-    ("previous_id", pa.string()),
-    ("group_id", pa.string()),
-    ("email", pa.string()),
-    ("timestamp", _TS),
-    ("original_timestamp", _TS),
-    ("sent_at", _TS),
-    ("received_at", _TS),
-    ("properties", pa.string()),
-    ("traits", pa.string()),
-    ("context", pa.string()),
-    ("integrations", pa.string()),
-    ("extra", pa.string()),  # the other top-level fields (page category, channel...), as JSON
-    ("log_offset", pa.int64()),
-])
-REJECT_SCHEMA = pa.schema([
-    ("connection", pa.string()),
-    ("received_at", _TS),
-    ("reason", pa.string()),
-    ("message", pa.string()),
-    ("log_offset", pa.int64()),
-])
-_MAPPED = frozenset({
-    "messageId", "type", "event", "name", "userId", "anonymousId", "previousId", "groupId", "timestamp",
-    "originalTimestamp", "sentAt", "receivedAt", "properties", "traits", "context", "integrations", "writeKey",
-})
-_EPOCH = datetime(1970, 1, 1)
-
-
-def _utc(value) -> datetime | None:
-    """A naive UTC datetime from an ISO 8601 string (no offset: taken as UTC)."""
-    if value is None:
-        return None
-    dt = parse_time(value)
-    if dt is None or dt.tzinfo is None:
-        return dt
-    return dt.astimezone(timezone.utc).replace(tzinfo=None)
-
-
-def _text(value) -> str | None:
-    if value is None or value == "":
-        return None
-    return value if type(value) is str else str(value)
-
-
-def _json(value) -> str | None:
-    # decode() copies into an exact-size str: orjson's bytes keep a buffer of several KB each.
-    return None if value is None else orjson.dumps(value).decode()
-
-
-@dataclass
-class Batch:
-    events: pa.Table
-    rejects: pa.Table
-    duplicates: int  # message ids repeated inside the batch
-
-
-def build_batch(records) -> Batch:
-    """Typed columns of the messages of log records (first occurrence of a message id wins)."""
-    names = EVENT_SCHEMA.names
-    cols: dict[str, list] = {n: [] for n in names}
-    rejects: dict[str, list] = {n: [] for n in REJECT_SCHEMA.names}
-    seen: set[str] = set()
-    duplicates = 0
-    for record in records:
-        data = orjson.loads(record.payload)
-        connection = data["connection"]
-        received = _EPOCH + timedelta(microseconds=data["received_at"])
-        request_sent = _utc(data.get("sent_at"))
-        for m in data["messages"]:
-            message_id = m["messageId"]
-            if message_id in seen:
-                duplicates += 1
-                continue
-            seen.add(message_id)
-            kind = m["type"]
-            traits = m.get("traits")
-            context = m.get("context")
-            context_traits = context.get("traits") if context else None
-            if type(context_traits) is not dict:
-                context_traits = None
-            if kind == "identify" and traits is None:
-                traits = context_traits  # RudderStack's clients send an identify's traits there
-            email = traits.get("email") if kind == "identify" and traits else None
-            if email is None and context_traits:
-                email = context_traits.get("email")
-            original = _utc(m.get("originalTimestamp") or m.get("timestamp"))
-            sent = _utc(m["sentAt"]) if m.get("sentAt") else request_sent
-            if m.get("timestamp") and m.get("originalTimestamp"):
-                # Both sent (rudder-sdk-node): ``timestamp`` is the caller's, the event time as the
-                # Segment spec defines it; ``originalTimestamp`` is the device's clock at the call.
-                timestamp = _utc(m["timestamp"])
-            elif original is not None and sent is not None:
-                timestamp = received - (sent - original)
-            else:
-                timestamp = original or received
-            extra = {k: v for k, v in m.items() if k not in _MAPPED}
-            cols["message_id"].append(message_id)
-            cols["connection"].append(connection)
-            cols["type"].append(kind)
-            cols["event"].append(_text(m.get("event")))
-            cols["name"].append(_text(m.get("name")))
-            cols["user_id"].append(_text(m.get("userId")))
-            cols["anonymous_id"].append(_text(m.get("anonymousId")))
-            cols["previous_id"].append(_text(m.get("previousId")))
-            cols["group_id"].append(_text(m.get("groupId")))
-            cols["email"].append(email.strip().lower() or None if type(email) is str else None)
-            cols["timestamp"].append(timestamp)
-            cols["original_timestamp"].append(original)
-            cols["sent_at"].append(sent)
-            cols["received_at"].append(received)
-            cols["properties"].append(_json(m.get("properties")))
-            cols["traits"].append(_json(traits))
-            cols["context"].append(_json(context))
-            cols["integrations"].append(_json(m.get("integrations")))
-            cols["extra"].append(_json(extra) if extra else None)
-            cols["log_offset"].append(record.offset)
-        for reject in data.get("rejects") or ():
-            rejects["connection"].append(connection)
-            rejects["received_at"].append(received)
-            rejects["reason"].append(reject["reason"])
-            rejects["message"].append(reject.get("message"))
-            rejects["log_offset"].append(record.offset)
-    events = pa.table([pa.array(cols[n], type=EVENT_SCHEMA.field(n).type) for n in names], schema=EVENT_SCHEMA)
-    rejected = pa.table([pa.array(rejects[n], type=REJECT_SCHEMA.field(n).type) for n in REJECT_SCHEMA.names],
-                        schema=REJECT_SCHEMA)
-    return Batch(events, rejected, duplicates)
-
 
 def not_loaded_yet(adapter, events: pa.Table) -> pa.Table:
     """The events whose message id is not in ``_tessera_events`` yet (within the de-duplication window)."""
@@ -236,8 +101,12 @@ class LoadResult:
 class Loader:
     """Loads the log of one workspace into its warehouse, one micro-batch per :meth:`load`."""
 
-    def __init__(self, workspace: Workspace, *, batch_bytes: int = BATCH_BYTES, adapter=None):
+    def __init__(self, workspace: Workspace, *, batch_bytes: int = BATCH_BYTES, adapter=None,
+                 batches: BatchProcess | None = None):
         self.workspace = workspace
+        # The server types the records in a child process (it would hold the interpreter lock
+        # against the readers and the run); elsewhere, here.
+        self.batches = batches
         # The server's own warehouse connection for events (it owns the workspace); without one,
         # each load opens the warehouse under the write lock and closes it after.
         self.adapter = adapter
@@ -262,12 +131,15 @@ class Loader:
         if self._prepared is None or self._prepared[0] != self.offset:
             # Kept until loaded: a busy workspace (a run can take minutes) costs no re-reading.
             try:
-                records, next_offset = read_records(self.log_dir, self.offset, end, max_bytes=self.batch_bytes)
+                if self.batches is not None:
+                    n_records, batch, next_offset = self.batches.read(self.offset, end, self.batch_bytes)
+                else:
+                    n_records, batch, next_offset = read_batch(self.log_dir, self.offset, end, self.batch_bytes)
             except LogGapError as exc:
                 log.error("event loader: %s; loading resumes at offset %d", exc, exc.resume_at)
                 self.offset = exc.resume_at
                 return None
-            self._prepared = (self.offset, len(records), build_batch(records), next_offset)
+            self._prepared = (self.offset, n_records, batch, next_offset)
         _, n_records, batch, next_offset = self._prepared
         ws = self.workspace
         if self.adapter is not None:

@@ -17,6 +17,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from tessera.collect.batches import BatchProcess
 from tessera.collect.keys import WriteKeys
 from tessera.collect.loader import STATE_OFFSET, STATE_SCOPE, Loader, log_directory
 from tessera.collect.log import GroupCommit, LogError, LogWriter
@@ -121,7 +122,8 @@ class Collector:
         """The loader thread: one micro-batch every ``loader_interval`` seconds (at once when a
         whole batch waits), appended through a warehouse connection of its own, beside any run."""
         adapter = self.workspace.adapter.reader()
-        loader = Loader(self.workspace, adapter=adapter)
+        batches = BatchProcess(log_directory(self.path))
+        loader = Loader(self.workspace, adapter=adapter, batches=batches)
         loader.check_offset(self.committed)
         self._loaded = loader.offset
         last, failures = 0.0, 0
@@ -160,6 +162,7 @@ class Collector:
                             except Exception:  # noqa: BLE001 - loading goes on
                                 log.exception("event loader: a callback after a load failed")
         finally:
+            batches.close()
             adapter.close()
 
     def _set_committed(self, end: int) -> None:

@@ -8,6 +8,8 @@ this package.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,11 +27,38 @@ from tessera.engine import filereader
 from tessera.engine.dialects import Dialect
 
 PREFIX = "_tessera_"
+_PARAM = "__tessera_param__"
+_PARAM_RE = re.compile("'" + _PARAM + r"([A-Za-z0-9]+)__'")
+
+
+def param(name: str) -> ibis.Value:
+    """A text value left open in a query that :meth:`EngineAdapter.prepare` compiles once: it is
+    bound at each :meth:`EngineAdapter.fetch` (``name``: letters and digits)."""
+    if not name.isalnum():
+        raise ValueError(f"a parameter name is letters and digits, not {name!r}")
+    return ibis.literal(f"{_PARAM}{name}__", type="string")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A query compiled once (see :meth:`EngineAdapter.prepare`): its SQL text and the parameter
+    bound at each placeholder, in order."""
+
+    text: str
+    names: tuple[str, ...]
+
+    def values(self, bound: dict[str, Any]) -> list[Any]:
+        return [bound[n] for n in self.names]
 
 
 def q(name: str) -> str:
     """Quote an identifier for SQL text built inside the engine package."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def index_name(table: str, column: str) -> str:
+    """The name of the index of ``column`` of ``table`` (short enough for every engine)."""
+    return PREFIX + "ix_" + hashlib.sha1(f"{table}.{column}".encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -171,6 +200,38 @@ class EngineAdapter:
 
     def execute(self, expr: ibis.Expr) -> Any:
         return self.con.execute(expr)
+
+    # ------------------------------------------------------------------ prepared reads
+    #: the placeholder of a bound value in this engine driver's SQL (None: values are written in)
+    placeholder: ClassVar[str | None] = None
+
+    def prepare(self, expr: ibis.Table) -> Prepared:
+        """Compile ``expr`` once; its :func:`param` values become placeholders bound by :meth:`fetch`.
+
+        The reads of a server (a profile, a status) compile the same expressions again and again
+        with only a customer's id changing: compiling them costs far more than running them."""
+        sql = self.con.compile(expr)
+        names = tuple(_PARAM_RE.findall(sql))
+        if self.placeholder is None:
+            return Prepared(sql, names)
+        parts = _PARAM_RE.split(sql)[::2]  # the text around the placeholders
+        return Prepared(self.placeholder.join(self._literal_text(p) for p in parts), names)
+
+    def _literal_text(self, text: str) -> str:
+        """SQL text around placeholders as the driver wants it (psycopg doubles ``%``)."""
+        return text
+
+    def fetch(self, prepared: Prepared, **bound: Any) -> list[dict]:
+        """The rows of a prepared query with its parameters bound, as dictionaries."""
+        dialect = self.con.compiler.dialect
+        text = _PARAM_RE.sub(lambda m: sge.convert(bound[m.group(1)]).sql(dialect=dialect), prepared.text)
+        return self.to_arrow(self.con.sql(text)).to_pylist()
+
+    def index(self, table: str, column: str) -> bool:
+        """Index ``column`` of ``table`` for point reads (a customer's rows) when the engine has
+        indexes; True when an index was made. Published tables are never changed after their run,
+        so an index costs nothing to keep up."""
+        return False
 
     # ------------------------------------------------------------------ files
     def parse_file(self, path: str, fmt: str, *, options: dict, decimal_comma: bool = False,

@@ -45,7 +45,7 @@ import sqlglot as sg
 import sqlglot.expressions as sge
 from ibis.backends.sql.compilers.postgres import PostgresCompiler as _IbisPostgresCompiler
 
-from tessera.engine.base import CATALOG, FileImport, SqlCatalogAdapter, q
+from tessera.engine.base import CATALOG, FileImport, Prepared, SqlCatalogAdapter, index_name, q
 from tessera.engine.dialects import PostgresDialect
 from tessera.engine.functions import postgres_regex
 from tessera.errors import EngineError, WorkspaceError
@@ -299,6 +299,26 @@ class PostgresAdapter(SqlCatalogAdapter):
 
     def interrupt(self) -> None:
         self.raw.cancel()
+
+    placeholder = "%s"
+
+    def _literal_text(self, text: str) -> str:
+        return text.replace("%", "%%")
+
+    def fetch(self, prepared: Prepared, **bound) -> list[dict]:
+        try:
+            cursor = self.raw.execute(prepared.text, prepared.values(bound))
+        except Exception as exc:
+            raise EngineError(f"PostgreSQL refused a statement: {exc}", sql=prepared.text) from exc
+        names = [d.name for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def index(self, table: str, column: str) -> bool:
+        name = index_name(table, column)
+        if self.exists(name):
+            return False
+        self.sql(f"CREATE INDEX IF NOT EXISTS {q(name)} ON {q(table)} ({q(column)})")
+        return True
 
     def _case_collation(self) -> str | None:
         """The collation lower/upper use: text columns are in "C" (byte order, as DuckDB sorts),

@@ -138,16 +138,30 @@ def _days_ahead(as_of: date, n: int) -> list[int]:
 
 
 class _Compiler:
-    def __init__(self, ctx: Context, segment: SegmentConfig):
+    """Compiles the segments of one dataset over one shared table: a SQL leaf or a behaviour leaf
+    that several segments share (the same condition, or a segment used by others) is one column."""
+
+    def __init__(self, ctx: Context, dataset: str):
         self.ctx = ctx
-        self.segment = segment
+        self.dataset = dataset
         self.by_name = {s.name: s for s in ctx.config.segments}
         self.datasets = {d.name: d for d in ctx.config.datasets}
         self.names: dict[int, str] = {}  # id(leaf) -> helper column
+        self.shared: dict[str, str] = {}  # a leaf's definition -> helper column
         self.sql: list[tuple[str, str, ConditionConfig, str]] = []
         self.behaviours: list[tuple[str, ConditionConfig, str]] = []
         self.behaviour_datasets: set[str] = set()
         self.table: ibis.Table | None = None
+
+    def _name(self, cond: ConditionConfig, prefix: str) -> str | None:
+        """The helper column of a new leaf, or None when an equal leaf has one already."""
+        key = json.dumps(cond.model_dump(mode="json", exclude={"label"}), sort_keys=True, default=str)
+        if key in self.shared:
+            self.names[id(cond)] = self.shared[key]
+            return None
+        name = f"{prefix}{len(self.shared)}"
+        self.names[id(cond)] = self.shared[key] = name
+        return name
 
     # -- first pass: helper columns
     def collect(self, cond: ConditionConfig, where: str, stack: tuple[str, ...]) -> None:
@@ -162,13 +176,13 @@ class _Compiler:
             for i, c in enumerate(other.conditions):
                 self.collect(c, f"segment '{other.name}'.conditions[{i}]", stack + (other.name,))
         elif kind == "sql" and id(cond) not in self.names:
-            name = f"_tessera_sql{len(self.names)}"
-            self.names[id(cond)] = name
-            self.sql.append((name, cond.sql, cond, where))
+            name = self._name(cond, "_tessera_sql")
+            if name is not None:
+                self.sql.append((name, cond.sql, cond, where))
         elif kind in ("did", "not_done", "aggregate") and id(cond) not in self.names:
-            name = f"_tessera_b{len(self.names)}"
-            self.names[id(cond)] = name
-            self.behaviours.append((name, cond, where))
+            name = self._name(cond, "_tessera_b")
+            if name is not None:
+                self.behaviours.append((name, cond, where))
 
     def _referenced(self, cond: ConditionConfig, where: str, stack: tuple[str, ...]) -> SegmentConfig:
         if cond.segment in stack:
@@ -178,14 +192,14 @@ class _Compiler:
         if other is None:
             raise ConfigError(f"{where}.segment: unknown segment '{cond.segment}' "
                               f"(segments: {', '.join(sorted(self.by_name)) or 'none'})")
-        if other.dataset != self.segment.dataset:
+        if other.dataset != self.dataset:
             raise ConfigError(f"{where}.segment: segment '{other.name}' is on dataset '{other.dataset}', this one on "
-                              f"'{self.segment.dataset}'; a segment uses segments of its own dataset")
+                              f"'{self.dataset}'; a segment uses segments of its own dataset")
         return other
 
     def build_table(self) -> ibis.Table:
         ctx = self.ctx
-        t = ctx.table(self.segment.dataset)
+        t = ctx.table(self.dataset)
         columns = set(t.columns)
         if self.sql:
             rendered = []
@@ -197,23 +211,59 @@ class _Compiler:
                 if not t[name].type().is_boolean():
                     raise ConfigError(f"{where}.sql: '{sql}' gives {t[name].type()} values, not true or false; "
                                       "write a condition, e.g. country = 'FR'")
+        # The behaviour leaves on one related dataset are one grouped aggregate (a value per leaf,
+        # each over its own rows), left-joined once.
+        from tessera.segments.related import related_info
+
+        by_dataset: dict[str, list[tuple[str, ConditionConfig, str, Any]]] = {}
         for name, cond, where in self.behaviours:
-            per = self._behaviour(cond, where).rename(_tessera_bid="_customer", **{name: "_tessera_v"})
+            info = related_info(self.ctx.config, self.dataset, cond, where)
+            self.behaviour_datasets.add(info.dataset)
+            by_dataset.setdefault(info.dataset, []).append((name, cond, where, info))
+        for leaves in by_dataset.values():
+            per = self._behaviours(leaves)
             t = t.left_join(per, t[TID] == per._tessera_bid).drop("_tessera_bid")
         return t
 
-    def _behaviour(self, cond: ConditionConfig, where: str) -> ibis.Table:
-        """One row per record of the segment's dataset with related rows: ``_customer`` and the value."""
-        from tessera.segments.related import related_info
+    def _behaviours(self, leaves: list[tuple[str, ConditionConfig, str, Any]]) -> ibis.Table:
+        """One row per record of the segment's dataset with related rows: ``_tessera_bid`` and one
+        value per leaf (count, sum, average, minimum or maximum of the rows it keeps)."""
+        info = leaves[0][3]
+        rel = self.ctx.related_table(info.dataset, self.dataset)
+        filters = [(f"_tessera_f{i}", cond, where) for i, (_n, cond, where, _i) in enumerate(leaves) if cond.filter]
+        if filters:
+            rendered = []
+            for fname, cond, where in filters:
+                expr = check_expression(cond.filter, set(rel.columns), where=f"{where}.filter")
+                rendered.append((fname, self.ctx.adapter.dialect.render(expr)))
+            rel = self.ctx.adapter.add_sql_columns(rel, rendered)
+        def keeps_of(rel: ibis.Table) -> list:
+            return [self._keep(rel, cond, where, leaf_info, f"_tessera_f{i}" if cond.filter else None)
+                    for i, (_name, cond, where, leaf_info) in enumerate(leaves)]
 
-        info = related_info(self.ctx.config, self.segment.dataset, cond, where)
-        self.behaviour_datasets.add(info.dataset)
-        rel = self.ctx.related_table(info.dataset, self.segment.dataset)
-        keep = None
-        if cond.filter:
-            expr = check_expression(cond.filter, set(rel.columns), where=f"{where}.filter")
-            rel = self.ctx.adapter.add_sql_columns(rel, [("_tessera_f", self.ctx.adapter.dialect.render(expr))])
-            keep = rel._tessera_f.fill_null(False)
+        # Rows no leaf keeps are left out before grouping (the window's bounds let the engine skip
+        # the blocks out of it); a record without rows gets 0 or NULL after the join.
+        keeps = keeps_of(rel)
+        linked = rel[info.link].notnull()
+        if all(k is not None for k in keeps):
+            linked = linked & _reduce(keeps, "or")
+        rel = rel.filter(linked)
+        keeps = keeps_of(rel)
+        values = {}
+        for (name, cond, where, _info), keep in zip(leaves, keeps):
+            fn = cond.aggregate or "count"
+            if fn == "count":
+                values[name] = rel.count(where=keep)
+                continue
+            if cond.column not in rel.columns:
+                raise ConfigError(f"{where}.column: '{cond.column}' is not a column of dataset '{info.dataset}'")
+            col = rel[cond.column]
+            values[name] = {"sum": col.sum, "avg": col.mean, "min": col.min, "max": col.max}[fn](where=keep)
+        return rel.group_by(_tessera_bid=rel[info.link]).agg(**values)
+
+    def _keep(self, rel: ibis.Table, cond: ConditionConfig, where: str, info, filter_column: str | None):
+        """The rows of the related dataset a behaviour leaf counts (None: all its linked rows)."""
+        keep = rel[filter_column].fill_null(False) if filter_column else None
         name = cond.did or cond.not_done
         if name is not None:
             if info.event_column is None or info.event_column not in rel.columns:
@@ -222,23 +272,13 @@ class _Compiler:
             c = rel[info.event_column] == name
             keep = c if keep is None else keep & c
         if cond.last is not None:
-            if info.date_column is None or info.date_column not in rel.columns:
+            date_column = info.date_column  # the leaf's date_column, else the dataset's date field
+            if date_column is None or date_column not in rel.columns:
                 raise ConfigError(f"{where}: a time window needs the date of the rows of '{info.dataset}': set "
                                   "date_column (or give a column semantic: EventTime or OrderDate)")
-            c = _window(rel[info.date_column], shift(self.ctx.as_of, cond.last, cond.unit), self.ctx.as_of)
+            c = _window(rel[date_column], shift(self.ctx.as_of, cond.last, cond.unit), self.ctx.as_of)
             keep = c if keep is None else keep & c
-        fn = cond.aggregate or "count"
-        if fn != "count" and cond.column not in rel.columns:
-            raise ConfigError(f"{where}.column: '{cond.column}' is not a column of dataset '{info.dataset}'")
-        # Rows are filtered before grouping (a record without rows gets 0 or NULL after the join).
-        linked = rel[info.link].notnull()
-        rel = rel.filter(linked if keep is None else linked & keep)
-        if fn == "count":
-            value = rel.count()
-        else:
-            col = rel[cond.column]
-            value = {"sum": col.sum, "avg": col.mean, "min": col.min, "max": col.max}[fn]()
-        return rel.group_by(_customer=rel[info.link]).agg(_tessera_v=value)
+        return keep
 
     # -- second pass: expressions
     def expr(self, cond: ConditionConfig, t: ibis.Table, where: str, stack: tuple[str, ...]) -> ibis.BooleanValue:
@@ -272,7 +312,7 @@ class _Compiler:
             return _compare(value, cond.op, cond.value, where, self.ctx.as_of, cond.unit).fill_null(False)
         if cond.column not in t.columns or cond.column.startswith("_tessera_"):
             known = [c for c in t.columns if not c.startswith("_tessera")]
-            raise ConfigError(f"{where}.column: '{cond.column}' is not a column of dataset '{self.segment.dataset}' "
+            raise ConfigError(f"{where}.column: '{cond.column}' is not a column of dataset '{self.dataset}' "
                               f"(columns: {', '.join(known)})")
         return _compare(t[cond.column], cond.op, cond.value, where, self.ctx.as_of, cond.unit).fill_null(False)
 
@@ -369,16 +409,39 @@ def compile_segment(ctx: Context, segment: SegmentConfig) -> Compiled:
     Raises:
         ConfigError: a column, dataset or segment it names does not exist, a SQL leaf is refused.
     """
-    if segment.dataset not in {d.name for d in ctx.config.datasets}:
-        raise ConfigError(f"segment '{segment.name}'.dataset: unknown dataset '{segment.dataset}'")
-    c = _Compiler(ctx, segment)
-    base = f"segment '{segment.name}'.conditions"
-    for i, cond in enumerate(segment.conditions):
-        c.collect(cond, f"{base}[{i}]", (segment.name,))
+    return compile_segments(ctx, [segment])[0]
+
+
+def compile_segments(ctx: Context, segments: list[SegmentConfig]) -> list[Compiled]:
+    """Compile segments of one dataset over one shared table, so that one query evaluates them
+    all: a leaf they share is computed once, and the behaviour leaves on one related dataset are
+    one grouped aggregate.
+
+    Raises:
+        ConfigError: as :func:`compile_segment`, for any of the segments.
+    """
+    if not segments:
+        return []
+    dataset = segments[0].dataset
+    for segment in segments:
+        if segment.dataset not in {d.name for d in ctx.config.datasets}:
+            raise ConfigError(f"segment '{segment.name}'.dataset: unknown dataset '{segment.dataset}'")
+        if segment.dataset != dataset:
+            raise ValueError("compile_segments compiles segments of one dataset")  # a caller's bug
+    c = _Compiler(ctx, dataset)
+    for segment in segments:
+        base = f"segment '{segment.name}'.conditions"
+        for i, cond in enumerate(segment.conditions):
+            c.collect(cond, f"{base}[{i}]", (segment.name,))
     t = c.build_table()
-    conds = [c.expr(cond, t, f"{base}[{i}]", (segment.name,)) for i, cond in enumerate(segment.conditions)]
-    where = _reduce(conds, "and" if segment.match == "all" else "or")
-    return Compiled(segment, t, conds, [describe(x) for x in segment.conditions], where, c.behaviour_datasets)
+    out = []
+    for segment in segments:
+        base = f"segment '{segment.name}'.conditions"
+        conds = [c.expr(cond, t, f"{base}[{i}]", (segment.name,)) for i, cond in enumerate(segment.conditions)]
+        where = _reduce(conds, "and" if segment.match == "all" else "or")
+        out.append(Compiled(segment, t, conds, [describe(x) for x in segment.conditions], where,
+                            set(c.behaviour_datasets)))
+    return out
 
 
 def failing_sql(ctx: Context, segment: SegmentConfig) -> tuple[str, str, str] | None:
@@ -386,7 +449,7 @@ def failing_sql(ctx: Context, segment: SegmentConfig) -> tuple[str, str, str] | 
     (its place in the configuration, its text, the engine's words); None when each one alone works.
 
     Used to explain an engine failure of the whole segment: each condition is computed alone."""
-    c = _Compiler(ctx, segment)
+    c = _Compiler(ctx, segment.dataset)
     base = f"segment '{segment.name}'.conditions"
     for i, cond in enumerate(segment.conditions):
         c.collect(cond, f"{base}[{i}]", (segment.name,))
@@ -417,10 +480,20 @@ def explain_failure(ctx: Context, segment: SegmentConfig, exc: BaseException) ->
             "condition (tessera apply checks what it may use, not the values it meets)")
 
 
-def count_steps(adapter, compiled: Compiled) -> dict:
-    """The number of records, the count of the whole definition and the count after each
-    top-level condition (cumulative: each narrows, or with ``match: any`` widens, the audience),
-    in one query."""
+@dataclass(frozen=True)
+class CountPlan:
+    """The compiled query of a live count (see :func:`prepare_count`)."""
+
+    segment: str
+    dataset: str
+    match: str
+    labels: tuple[str, ...]
+    query: Any  # tessera.engine.base.Prepared
+
+
+def prepare_count(adapter, compiled: Compiled) -> CountPlan:
+    """Compile the count of a segment: the number of records, and the count after each top-level
+    condition (cumulative: each narrows, or with ``match: any`` widens, the audience), in one query."""
     t = compiled.table
     how = "and" if compiled.segment.match == "all" else "or"
     aggs = {"_n": t.count()}
@@ -428,7 +501,20 @@ def count_steps(adapter, compiled: Compiled) -> dict:
     for i, c in enumerate(compiled.conditions):
         acc = c if acc is None else (acc & c if how == "and" else acc | c)
         aggs[f"_s{i}"] = acc.ifelse(1, 0).sum()
-    row = adapter.to_arrow(t.aggregate(**aggs)).to_pylist()[0]
-    steps = [{"condition": label, "count": int(row[f"_s{i}"] or 0)} for i, label in enumerate(compiled.labels)]
-    return {"segment": compiled.segment.name, "dataset": compiled.segment.dataset, "records": int(row["_n"] or 0),
-            "count": steps[-1]["count"] if steps else 0, "match": compiled.segment.match, "steps": steps}
+    return CountPlan(compiled.segment.name, compiled.segment.dataset, compiled.segment.match,
+                     tuple(compiled.labels), adapter.prepare(t.aggregate(**aggs)))
+
+
+def run_count(adapter, plan: CountPlan) -> dict:
+    """Run a compiled count: ``{"segment", "dataset", "records", "count", "match", "steps"}``."""
+    row = adapter.fetch(plan.query)[0]
+    steps = [{"condition": label, "count": int(row[f"_s{i}"] or 0)} for i, label in enumerate(plan.labels)]
+    return {"segment": plan.segment, "dataset": plan.dataset, "records": int(row["_n"] or 0),
+            "count": steps[-1]["count"] if steps else 0, "match": plan.match, "steps": steps}
+
+
+def count_steps(adapter, compiled: Compiled) -> dict:
+    """The number of records, the count of the whole definition and the count after each
+    top-level condition (cumulative: each narrows, or with ``match: any`` widens, the audience),
+    in one query."""
+    return run_count(adapter, prepare_count(adapter, compiled))

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from tessera.config.models import SegmentConfig, WorkspaceConfig
 from tessera.errors import ConfigError, EngineError, TesseraError
-from tessera.segments.compile import TID, Context, compile_segment, explain_failure
+from tessera.segments.compile import TID, Compiled, Context, compile_segment, compile_segments, explain_failure
 
 MEMBERS = "_tessera_segment_members"
 LOG = "_tessera_segment_log"
@@ -110,77 +110,62 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     members = adapter.table(MEMBERS)
     configured = [s.name for s in config.segments]
     at = ibis.literal(now, dt.timestamp)
-    # The new members and the log's new rows go to work tables one segment at a time (small
-    # statements; one union of every segment would make one very deep query).
     for name in (WORK, f"{WORK}_log"):
         adapter.drop_table(name)
     versions: dict[str, int] = {}
     skipped: dict[str, str] = {}
     failed: set[str] = set()
+    by_dataset: dict[str, list[SegmentConfig]] = {}
     for seg in todo:
-        try:
-            compiled = compile_segment(ctx, seg)
-        except ConfigError as exc:
-            # e.g. a predictive score column missing this run: the segment keeps its members
-            skipped[seg.name] = "; ".join(exc.problems)
+        by_dataset.setdefault(seg.dataset, []).append(seg)
+    currents: list[tuple[str, list[str]]] = []  # per dataset: its members now (a work table), its segments
+    for j, segments in enumerate(by_dataset.values()):
+        compiled = _compile_all(ctx, segments, skipped)
+        if not compiled:
             continue
-        version = definition_version(store, seg)
-        versions[seg.name] = version
-        t = compiled.table
-        flags = {f"_tessera_c{i}": c for i, c in enumerate(compiled.conditions)}
-        # One pass over the dataset: each record's id, whether it is a member, and each top-level
-        # condition (the reason of an exit), kept in a work table for the statements below.
+        for c in compiled:
+            versions[c.segment.name] = definition_version(store, c.segment)
+        current = f"{WORK}_current{j}"
         try:
-            evaluated = adapter.create_table(f"{WORK}_eval", t.select(
-                _tessera_id=t[TID].cast("string"), _tessera_in=compiled.where, **flags), temp=True)
+            _evaluate(adapter, compiled, members, at, versions, current)
+            currents.append((current, [c.segment.name for c in compiled]))
+            continue
         except Exception as exc:
             if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
                 raise
-            # A condition the engine cannot compute on these rows (a CAST of a text...): this
-            # segment keeps its members and says which condition failed; the others go on.
-            skipped[seg.name] = _failure(ctx, seg, exc)
-            failed.add(seg.name)
-            continue
-        current = evaluated.filter(evaluated._tessera_in).select("_tessera_id")
-        old = members.filter(members.segment == seg.name)
-        kept = current.left_join(old, current._tessera_id == old[TID])
-        adapter.append_query(WORK, temp=True, expr=_conform(kept.select(
-            segment=ibis.literal(seg.name, dt.string), **{TID: kept._tessera_id},
-            entered_at=ibis.coalesce(kept.entered_at, at),
-            version=ibis.coalesce(kept.version, ibis.literal(version, dt.int64))), MEMBERS_SCHEMA))
-        entered = current.anti_join(old, current._tessera_id == old[TID])
-        entries = _conform(entered.select(
-            segment=ibis.literal(seg.name, dt.string), **{TID: entered._tessera_id},
-            change=ibis.literal("entered", dt.string), entered_at=at, exited_at=ibis.null(dt.timestamp),
-            version=ibis.literal(version, dt.int64), exit_condition=ibis.null(dt.string)), LOG_SCHEMA)
-        exited = old.anti_join(current, old[TID] == current._tessera_id)
-        why = exited.left_join(evaluated, exited[TID] == evaluated._tessera_id)
-        branches = [(why._tessera_in.isnull(), LEFT_DATASET)]
-        if seg.match == "all":
-            branches += [(~why[f"_tessera_c{i}"], label) for i, label in enumerate(compiled.labels)]
-            otherwise = "the definition changed"
-        else:
-            otherwise = "none of the conditions holds"
-        exits = _conform(why.select(
-            segment=ibis.literal(seg.name, dt.string), **{TID: why[TID]},
-            change=ibis.literal("exited", dt.string), entered_at=why.entered_at, exited_at=at,
-            version=ibis.literal(version, dt.int64), exit_condition=ibis.cases(*branches, else_=otherwise)),
-            LOG_SCHEMA)
-        adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False), temp=True)
-        adapter.drop_table(f"{WORK}_eval")
-    untouched = members.filter(~members.segment.isin([s.name for s in todo if s.name not in skipped] or [""])
-                               & members.segment.isin(configured or [""]))
-    adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA), temp=True)
+        # A condition the engine cannot compute on these rows (a CAST of a text...): each segment
+        # on its own, so that the one that fails keeps its members and says which condition failed.
+        for k, c in enumerate(compiled):
+            alone = f"{current}_{k}"
+            try:
+                _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions, alone)
+            except Exception as exc:
+                if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
+                    raise
+                skipped[c.segment.name] = _failure(ctx, c.segment, exc)
+                failed.add(c.segment.name)
+                continue
+            currents.append((alone, [c.segment.name]))
     changes: dict[tuple[str, str], int] = {}
     if adapter.exists(f"{WORK}_log"):
         work_log = adapter.table(f"{WORK}_log")
         changes = {(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
             work_log.group_by(["segment", "change"]).agg(n=work_log.count())).to_pylist()}
-        # The log first (it was computed from the current members), then the members are replaced.
-        adapter.append_query(LOG, work_log)
-        adapter.drop_table(f"{WORK}_log")
-    adapter.create_table(MEMBERS, adapter.table(WORK))
-    adapter.drop_table(WORK)
+    removed = adapter.count(members.filter(~members.segment.isin(configured or [""]))) > 0
+    if any(changes.values()) or removed:
+        # New members = the members now (keeping the entry time and version of those who stay)
+        # and the untouched segments' members; the log first, as it was computed from the members.
+        for current, names in currents:
+            _keep_members(adapter, adapter.table(current), names, members, at, versions)
+        untouched = members.filter(~members.segment.isin([s.name for s in todo if s.name not in skipped] or [""])
+                                   & members.segment.isin(configured or [""]))
+        adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA), temp=True)
+        if changes:
+            adapter.append_query(LOG, adapter.table(f"{WORK}_log"))
+        adapter.create_table(MEMBERS, adapter.table(WORK))
+    # else: nobody entered or left, and the members table stays as it is (no copy of it)
+    for name in (WORK, f"{WORK}_log", *(c for c, _ in currents)):
+        adapter.drop_table(name)
     out: list[Refreshed] = []
     if todo:
         m = adapter.table(MEMBERS)
@@ -202,6 +187,90 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         if rows:
             adapter.append(SIZES, pa.Table.from_pylist(rows, schema=SIZES_SCHEMA))
     return out
+
+
+def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str, str]) -> list[Compiled]:
+    """The segments of one dataset compiled together; one that cannot be compiled (e.g. a
+    predictive score column missing this run) is left out, keeps its members, and says why."""
+    try:
+        return compile_segments(ctx, segments)
+    except ConfigError:
+        pass
+    good = []
+    for seg in segments:
+        try:
+            compile_segment(ctx, seg)
+            good.append(seg)
+        except ConfigError as exc:
+            skipped[seg.name] = "; ".join(exc.problems)
+    return compile_segments(ctx, good)
+
+
+def _version_of(segment: ibis.Value, names: list[str], versions: dict[str, int]) -> ibis.Value:
+    return ibis.cases(*[(segment == n, versions[n]) for n in names], else_=0).cast(dt.int64)
+
+
+def _keep_members(adapter, current: ibis.Table, names: list[str], members: ibis.Table, at: ibis.Value,
+                  versions: dict[str, int]) -> None:
+    """Append the members now of ``names`` to the new members, with the entry time and version of
+    those who were members already."""
+    old = members.filter(members.segment.isin(names))
+    kept = current.left_join(old, (current._tessera_seg == old.segment) & (current._tessera_id == old[TID]))
+    adapter.append_query(WORK, temp=True, expr=_conform(kept.select(
+        segment=kept._tessera_seg, **{TID: kept._tessera_id}, entered_at=ibis.coalesce(kept.entered_at, at),
+        version=ibis.coalesce(kept.version, _version_of(kept._tessera_seg, names, versions))), MEMBERS_SCHEMA))
+
+
+def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.Value, versions: dict[str, int],
+              current_table: str) -> None:
+    """One pass over the dataset for all its segments, then their members now and their log.
+
+    A work table holds each record's id, whether it is a member of each segment and each
+    top-level condition of each (the reason of an exit); the members now (``current_table``,
+    segment and id), the entries and the exits of every segment then come from it."""
+    t = compiled[0].table
+    flags: dict[str, ibis.Value] = {"_tessera_id": t[TID].cast("string")}
+    for k, c in enumerate(compiled):
+        flags[f"_tessera_in{k}"] = c.where
+        if c.segment.match == "all":
+            flags.update({f"_tessera_c{k}_{i}": cond for i, cond in enumerate(c.conditions)})
+    evaluated = adapter.create_table(f"{WORK}_eval", t.select(**flags), temp=True)
+    # segment, record: the members now, in long form
+    parts = [evaluated.filter(evaluated[f"_tessera_in{k}"]).select(
+        _tessera_seg=ibis.literal(c.segment.name, dt.string), _tessera_id=evaluated._tessera_id)
+        for k, c in enumerate(compiled)]
+    current = adapter.create_table(current_table, parts[0].union(*parts[1:], distinct=False) if parts[1:]
+                                   else parts[0], temp=True)
+    names = [c.segment.name for c in compiled]
+
+    def version_of(segment: ibis.Value) -> ibis.Value:
+        return _version_of(segment, names, versions)
+
+    old = members.filter(members.segment.isin(names))
+    same = (current._tessera_seg == old.segment) & (current._tessera_id == old[TID])
+    entered = current.anti_join(old, same)
+    entries = _conform(entered.select(
+        segment=entered._tessera_seg, **{TID: entered._tessera_id}, change=ibis.literal("entered", dt.string),
+        entered_at=at, exited_at=ibis.null(dt.timestamp),
+        version=version_of(entered._tessera_seg), exit_condition=ibis.null(dt.string)), LOG_SCHEMA)
+    exited = old.anti_join(current, (old.segment == current._tessera_seg) & (old[TID] == current._tessera_id))
+    why = exited.left_join(evaluated, exited[TID] == evaluated._tessera_id)
+    branches = [(why._tessera_id.isnull(), LEFT_DATASET)]
+    otherwise = []
+    for k, c in enumerate(compiled):
+        mine = why.segment == c.segment.name
+        if c.segment.match == "all":
+            branches += [(mine & ~why[f"_tessera_c{k}_{i}"], label) for i, label in enumerate(c.labels)]
+            otherwise.append((mine, "the definition changed"))
+        else:
+            otherwise.append((mine, "none of the conditions holds"))
+    exits = _conform(why.select(
+        segment=why.segment, **{TID: why[TID]}, change=ibis.literal("exited", dt.string),
+        entered_at=why.entered_at, exited_at=at,
+        version=version_of(why.segment),
+        exit_condition=ibis.cases(*branches, *otherwise, else_="the definition changed")), LOG_SCHEMA)
+    adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False), temp=True)
+    adapter.drop_table(f"{WORK}_eval")
 
 
 def _failure(ctx: Context, seg: SegmentConfig, exc: BaseException) -> str:

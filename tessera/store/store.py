@@ -62,6 +62,14 @@ _PG_MIGRATION_LOCK = 7_315_002_001
 _PG_LOCK_PUBLICATION = 73_150_001
 _PG_LOCK_SOURCE_SCHEMA = 73_150_002
 
+# One plain statement (built once: it runs on every read request of a server).
+_READ_STATE = text(
+    f"SELECT (SELECT coalesce(max(id), 0) FROM {ConfigVersion.__tablename__}), "
+    f"(SELECT count(*) FROM {Publication.__tablename__}), "
+    f"(SELECT coalesce(max(id), 0) FROM {Run.__tablename__}), "
+    f"(SELECT coalesce(max(id), 0) FROM {RunStep.__tablename__}), "
+    f"(SELECT count(*) FROM {Run.__tablename__} WHERE finished_at IS NOT NULL)")
+
 _IMPORTED_FILE_FIELDS = {c.key for c in ImportedFile.__table__.columns} - {"id"}
 _IMPORTED_FILE_REQUIRED = {"source", "path", "name", "sha256", "size", "batch_id"}
 
@@ -303,6 +311,15 @@ class MetadataStore:
         with self._read() as session:
             rows = session.scalars(select(ConfigVersion).order_by(ConfigVersion.id.desc()).limit(limit))
             return [_as_dict(r) for r in rows]
+
+    def read_state(self) -> tuple[int, ...]:
+        """A token that changes when the configuration, a publication or a run changes:
+        (configuration version, publications, last run, last run step, finished runs).
+
+        Readers cache what they derive from these (a parsed configuration, compiled queries, the
+        status) and ask this one cheap query per request to know whether the cache still holds."""
+        with self.engine.connect() as conn:
+            return tuple(int(v or 0) for v in conn.execute(_READ_STATE).one())
 
     def current_config_version(self) -> int:
         """The id of the last applied configuration (0 before the first apply)."""

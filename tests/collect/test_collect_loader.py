@@ -72,3 +72,31 @@ def test_a_loaded_offset_beyond_the_log_is_reset_to_its_end(tmp_path):
     with ws.writing():
         assert not ws.adapter.exists(EVENTS_TABLE)
         ws.close()
+
+
+def test_the_typing_process_gives_what_typing_in_process_gives(tmp_path):
+    """The server types logged events in a child process: the same tables, the gaps told, and a
+    child that died is started again."""
+    import pytest
+
+    from tessera.collect.batches import BatchProcess, read_batch
+    from tessera.collect.log import LogGapError
+
+    path = make_workspace(tmp_path / "ws")
+    end = log_events(path, ["a", "b", "bad1", "a"])
+    child = BatchProcess(log_directory(path))
+    try:
+        n, batch, next_offset = child.read(0, end, 1 << 20)
+        here = read_batch(log_directory(path), 0, end, 1 << 20)
+        assert (n, next_offset, batch.duplicates) == (here[0], here[2], here[1].duplicates) == (4, end, 1)
+        assert batch.events.equals(here[1].events) and batch.rejects.equals(here[1].rejects)
+        assert batch.events.column("message_id").to_pylist() == ["a", "b"]
+        child._proc.kill()
+        child._proc.wait()
+        assert child.read(0, end, 1 << 20)[1].events.equals(here[1].events)  # a new child
+        (log_directory(path) / "00000000000000000000.log").rename(log_directory(path) / "00000000000000000100.log")
+        with pytest.raises(LogGapError) as gap:
+            child.read(0, end, 1 << 20)
+        assert gap.value.resume_at == 100
+    finally:
+        child.close()

@@ -6,7 +6,11 @@ from event_helpers import add_events, event
 from test_stitching import CONFIG, CRM, contacts_by_customer
 
 
-def test_a_profile_shows_new_events_before_the_next_run(make_workspace):
+def test_a_profile_shows_new_events_before_the_next_run(make_workspace, monkeypatch):
+    """Also: a server's reads keep what they compile and the status per state of the store, yet
+    see an apply or a run at the very next read, and write nothing to the metadata store."""
+    import yaml
+
     ws = make_workspace(CONFIG, {"crm.csv": CRM})
     add_events(ws, [
         event("page", "2024-12-01 10:00:00", anon="a1", message_id="p1", received="2024-12-01 10:00:00"),
@@ -14,8 +18,11 @@ def test_a_profile_shows_new_events_before_the_next_run(make_workspace):
               received="2024-12-01 10:10:00"),
     ])
     ws.run()
+    reader = ws.reader()
+    status = reader.status()
+    assert reader.status() == status
     tid = contacts_by_customer(ws)["C1"]["tessera_id"]
-    prof = ws.profile(tid)
+    prof = reader.profile(tid)
     assert prof["attributes"]["customer_id"] == "C1"
     assert {r["customer_id"] for r in prof["records"]} == {"C1"}
     assert [e["message_id"] for e in prof["events"]] == ["i1", "p1"]
@@ -33,6 +40,24 @@ def test_a_profile_shows_new_events_before_the_next_run(make_workspace):
     assert prof["pending_events"] == 2
     assert prof["events"][0]["properties"] == {"revenue": 12.5}
     ws.run()
-    prof = ws.profile(tid)
+    prof = reader.profile(tid)
     assert [e["message_id"] for e in prof["events"]] == ["t2", "p2", "i1", "p1"]
     assert prof["pending_events"] == 0
+    after = reader.status()
+    assert [d["version"] for d in after["datasets"] if d["dataset"] == "contacts"] == [2]
+    assert len(after["runs"]) == len(status["runs"]) + 1
+    data = yaml.safe_load(ws.export_config())
+    next(d for d in data["datasets"] if d["name"] == "contacts")["computed"] = [
+        {"name": "shout", "sql": "upper(first_name)"}]
+    ws.apply(data)
+    assert [c.name for c in reader.config.datasets[0].computed] == ["shout"]
+
+    def no_write():
+        raise AssertionError("a read wrote to the metadata store")
+
+    monkeypatch.setattr(ws.store, "_write", no_write)
+    monkeypatch.setattr(ws.store, "_write_retrying", lambda fn: no_write())
+    assert reader.status()["datasets"] and reader.profile(tid)["events"]
+    draft = {"conditions": [{"column": "customer_id", "op": "=", "value": "C1"}]}
+    assert reader.segment_count(draft)["count"] == reader.segment_count(draft)["count"] == 1
+

@@ -122,3 +122,22 @@ def test_dates_move_back_by_calendar_units():
     assert shift(date(2025, 2, 28), 1, "years") == date(2024, 2, 28)
     # a birthday on Feb 29 is celebrated on Mar 1 in the years without it
     assert 229 in _days_ahead(date(2025, 2, 27), 3) and 229 not in _days_ahead(date(2024, 2, 27), 1)
+
+
+def test_one_pass_membership_equals_each_segment_evaluated_alone(workspace):
+    """A refresh evaluates all the segments of a dataset in one query (shared helper columns, one
+    grouped aggregate per related dataset); each segment compiled and evaluated on its own gives
+    the same members."""
+    from tessera.segments import MEMBERS, compile_segment
+
+    ws, _ = workspace
+    ctx = ws._segment_context()
+    members = ws.adapter.table(MEMBERS)
+    one_pass: dict[str, set[str]] = {}
+    for r in ws.adapter.to_arrow(members.select("segment", "tessera_id")).to_pylist():
+        one_pass.setdefault(r["segment"], set()).add(r["tessera_id"])
+    assert set(one_pass) <= set(CASES)
+    for seg in ws.config.segments:
+        c = compile_segment(ctx, seg)
+        alone = ws.adapter.to_arrow(c.table.filter(c.where).select(id=c.table.tessera_id.cast("string")))
+        assert one_pass.get(seg.name, set()) == set(alone["id"].to_pylist()), seg.name
