@@ -63,6 +63,16 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if app.state.lifespans:
+            # The application is already running (a test client and a test tool may both enter
+            # its lifespan): the first entry owns the start and the stop.
+            app.state.lifespans += 1
+            try:
+                yield
+            finally:
+                app.state.lifespans -= 1
+            return
+        app.state.lifespans = 1
         started = []
         try:
             await asyncio.to_thread(owner.start)
@@ -80,11 +90,13 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
             for service in reversed(started):
                 await service.stop()
             await asyncio.to_thread(owner.stop)
+            app.state.lifespans = 0
 
     app = FastAPI(title="Tessera", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Customer Data Platform: event collection (/v1), REST API (/api) and UI.")
     app.state.workspace_path = path
     app.state.owner = owner
+    app.state.lifespans = 0
     app.state.users = Users(owner.workspace.store)
     app.state.sessions = Sessions(owner.workspace.store)
     app.state.throttle = Throttle()
