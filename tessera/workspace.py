@@ -636,7 +636,20 @@ class Workspace:
         unknown = [n for n in names or [] if n not in known]
         if unknown:
             raise ConfigError(f"unknown sync(s) {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})")
-        return run_syncs(self, names, dry_run=dry_run)
+        return self._limited("sync", lambda: run_syncs(self, names, dry_run=dry_run))
+
+    def _limited(self, what: str, work):
+        """``work()`` bounded by pipeline.memory_limit and pipeline.time_limit (tessera.jobs.limits),
+        like a run: past a limit it fails with a message naming the setting."""
+        limits = JobLimits(self.adapter, self.config.pipeline, None, what=what)
+        try:
+            with limits:
+                return work()
+        except BaseException as exc:
+            reported = limits.explain(exc)
+            if reported is not exc:
+                raise reported from exc
+            raise
 
     def scheduler(self, *, interval: float = 15.0):
         """The scheduler of this workspace's cron schedules (see :mod:`tessera.schedule`)."""
@@ -1110,10 +1123,13 @@ class Workspace:
             todo = [n for n in todo if n in event_segments(config)]
         if not todo:
             return []
+        def work() -> list[dict]:
+            return [asdict(r) for r in refresh(self._segment_context(config=config), self.store, todo)]
+
         if not hold_lock:
-            return [asdict(r) for r in refresh(self._segment_context(config=config), self.store, todo)]
+            return self._limited("segment refresh", work)
         with self.writing():
-            return [asdict(r) for r in refresh(self._segment_context(config=config), self.store, todo)]
+            return self._limited("segment refresh", work)
 
     def refresh_event_segments(self, *, hold_lock: bool = True) -> list[dict]:
         """Recompute the segments with event conditions, counting the events loaded since the last

@@ -83,3 +83,16 @@ def test_limits_are_checked_at_apply(tmp_path, pipeline, expected):
 def test_good_limits_are_accepted(tmp_path):
     cfg = parse_config(config(tmp_path, memory_limit="50%", time_limit="2h"))
     assert cfg.pipeline.memory_limit == "50%"
+
+
+def test_a_segment_refresh_past_the_memory_limit_names_the_setting(ws):
+    with_segment = {**config(ws.tmp), "segments": [{"name": "ann", "dataset": "contacts",
+                                                     "conditions": [{"column": "email", "op": "contains", "value": "ann"}]}]}
+    ws.apply(with_segment)
+    assert ws.refresh_segments()[0]["size"] == 1
+    ws.apply({**with_segment, "pipeline": {"memory_limit": "1MB"}})
+    with pytest.raises(RunError) as exc:
+        ws.refresh_segments()
+    assert "The segment refresh needed more memory than its memory limit of 1MB (setting pipeline.memory_limit)" \
+        in str(exc.value)
+    ws.apply(config(ws.tmp))
