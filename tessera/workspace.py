@@ -1309,9 +1309,14 @@ class Workspace:
                 for marked in mark_erased(self, job.dataset, job.tessera_ids):
                     job.note(f"sync {marked['sync']} (a delete is sent at its next run)", marked["keys"])
 
+        from tessera.analytics.dashboards import forget_results
+
         with self.writing():
-            return erase_customer(self, customer, dataset=dataset, actor=actor, before_delete=[syncs],
-                                       after_delete=[event_log] if event_log is not None else [])
+            try:
+                return erase_customer(self, customer, dataset=dataset, actor=actor, before_delete=[syncs],
+                                      after_delete=[event_log] if event_log is not None else [])
+            finally:
+                forget_results()  # cached charts may have counted the customer
 
     def export_customer(self, customer: str, path: str | Path | None = None, fmt: str | None = None, *,
                         dataset: str | None = None, actor: str | None = None) -> dict:

@@ -28,6 +28,12 @@ from tessera.segments.related import _semantics
 _CACHE: OrderedDict[tuple, dict] = OrderedDict()
 _CACHE_SIZE = 512
 _LOCK = threading.Lock()
+
+
+def forget_results() -> None:
+    """Drop every cached chart result (after an erase: no chart may still count the customer)."""
+    with _LOCK:
+        _CACHE.clear()
 _PERIOD = re.compile(r"^last_(\d+)_(days|weeks|months|years)$")
 
 

@@ -21,6 +21,8 @@ RULES = {
     ("GET", "/customers/search"): "viewer",
     ("GET", "/customers/{tessera_id}"): "viewer",
     ("GET", "/customers/{tessera_id}/charts"): "viewer",
+    ("POST", "/customers/{tessera_id}/export"): "admin",
+    ("POST", "/customers/{tessera_id}/erase"): "admin",
     ("GET", "/segments"): "viewer",
     ("GET", "/segments/new"): "viewer",
     ("GET", "/segments/{name}"): "viewer",

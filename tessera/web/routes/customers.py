@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import tempfile
 from datetime import date
+from pathlib import Path
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import Response
 
 from tessera import profiles
 from tessera.errors import UsageError
 from tessera.syncs.sent import sends_of
-from tessera.web.auth import Viewer
-from tessera.web.reading import read
-from tessera.web.render import render
+from tessera.web.auth import Admin, Viewer
+from tessera.web.reading import owner_of, read
+from tessera.web import i18n
+from tessera.web.render import language, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,6 +66,30 @@ async def customer_charts(request: Request, user: Viewer, tessera_id: str):
         return profiles.customer_charts(ws, profiles.customer_dataset(ws), tessera_id)
 
     return render(request, "customer_charts.html", charts=chart_specs(await read(request, charts)))
+
+
+@router.post("/customers/{tessera_id}/export")
+async def export_customer(request: Request, user: Admin, tessera_id: str):
+    """Everything held on the customer, as a zip of CSV files (audited)."""
+    def work(ws) -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "customer.zip"
+            ws.export_customer(tessera_id, path, "zip", actor=user.identity)
+            return path.read_bytes()
+
+    data = await read(request, work)
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="customer-{tessera_id}.zip"'})
+
+
+@router.post("/customers/{tessera_id}/erase")
+async def erase_customer(request: Request, user: Admin, tessera_id: str, confirm: str = Form("", max_length=200)):
+    """Erase the customer everywhere (a job of the writer queue), once their id is typed again."""
+    if confirm.strip() != tessera_id:
+        translate = i18n.Translator(language(request))
+        raise UsageError(translate("privacy.mismatch", id=tessera_id))
+    receipt = await asyncio.to_thread(owner_of(request).erase, tessera_id, requested_by=user.identity)
+    return render(request, "customer_erased.html", nav="customers", r=receipt)
 
 
 def graph_layout(graph: dict, width: int = 640) -> dict:
