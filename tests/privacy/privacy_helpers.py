@@ -1,5 +1,5 @@
 """Helpers of the privacy tests: the shop's files and configuration, and the webhook receiver
-of the sync tests (tests/syncs/conftest.py, loaded under another name)."""
+of the sync tests (tests/syncs/sync_helpers.py, loaded under another name)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-_spec = importlib.util.spec_from_file_location("sync_fixtures", HERE.parent / "syncs" / "conftest.py")
+_spec = importlib.util.spec_from_file_location("sync_fixtures", HERE.parent / "syncs" / "sync_helpers.py")
 sync_fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sync_fixtures)
 Receiver, webhook_connection = sync_fixtures.Receiver, sync_fixtures.webhook_connection

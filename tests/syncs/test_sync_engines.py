@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from conftest import CONTACTS, webhook_connection
+from sync_helpers import CONTACTS, webhook_connection
 from tessera.syncs import run_syncs
 
 

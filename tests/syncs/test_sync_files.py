@@ -10,7 +10,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import CONTACTS, reconfigure
+from sync_helpers import CONTACTS, reconfigure
 from tessera.syncs import run_syncs
 
 OUT = {"name": "out", "type": "local", "path": "OUT"}

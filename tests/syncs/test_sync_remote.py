@@ -7,7 +7,7 @@ import io
 
 import pyarrow.parquet as pq
 
-from conftest import CONTACTS, reconfigure
+from sync_helpers import CONTACTS, reconfigure
 from tessera.syncs import run_syncs
 
 

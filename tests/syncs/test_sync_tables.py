@@ -8,7 +8,7 @@ import datetime as dtm
 
 import pytest
 
-from conftest import CONTACTS, reconfigure
+from sync_helpers import CONTACTS, reconfigure
 from tessera.syncs import run_syncs
 
 FIELDS = {"id": "crm_id", "mail": "email", "town": "city", "amount": "amount", "optin": "email_optin"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CONTACTS, SECRET, Receiver, webhook_connection
+from sync_helpers import CONTACTS, SECRET, Receiver, webhook_connection
 from servers import free_port
 from tessera.connectors.webhook import check, sign, verify
 from tessera.errors import ConnectionFailed
@@ -123,7 +123,7 @@ def test_other_4xx_are_not_retried_and_401_stops_the_run(make_ws, receiver):
     receiver.clear()
     receiver.answers = [(401, {"error": "who are you"}, {})]
     ws2_conn = webhook_connection(receiver.url, batch_size=2, max_retries=3)
-    from conftest import reconfigure
+    from sync_helpers import reconfigure
 
     reconfigure(ws, ws.path.parent, [SYNC], [ws2_conn])
     [retry] = run_syncs(ws)
