@@ -35,6 +35,7 @@ TINY = {
                       "--rate", "100", "--data", "{tmp}"], "peak RSS"),
     "bench_api_data.py": (["--records", "500", "--requests", "5", "--data", "{tmp}"], "peak RSS"),
     "bench_web.py": (["--size", "300", "--repeat", "2"], "peak RSS"),
+    "bench_privacy.py": (["--contacts", "300"], "peak RSS"),
     "bench_analytics.py": (["--customers", "300", "--orders", "1500", "--repeat", "1"], "peak RSS"),
 }
 NEEDS_POSTGRES = {"bench_db_import.py", "bench_sync.py"}

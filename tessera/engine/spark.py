@@ -130,6 +130,11 @@ class SparkAdapter(EngineAdapter):
             df.write.mode("overwrite").parquet(str(tmp))
             shutil.rmtree(path)
             tmp.rename(path)
+            # Published views read the folder's old files: read it again (a table rewritten in
+            # place, like an erase's deletes, would otherwise point them at files now gone).
+            for view, target in self._published().items():
+                if target == name:
+                    self._register_view(view, name)
         else:
             df.write.mode("overwrite").parquet(str(path))
         self._register(name)

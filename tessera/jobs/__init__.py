@@ -248,12 +248,14 @@ class JobQueue:
                                                  error_code=code, finished_at=_now(), progress=ctx.snapshot(),
                                                  log=ctx.lines)
                 self._running = None
+                # Before any waiter sees the end (waiters read under this lock): whoever was told
+                # the job ended finds its audit line.
+                if self.on_end is not None:
+                    try:
+                        self.on_end(finished)
+                    except Exception:  # noqa: BLE001 - the job is done; its audit line is best effort
+                        log.exception("could not record the end of job %s", job["id"])
                 self._done.notify_all()
-            if self.on_end is not None:
-                try:
-                    self.on_end(finished)
-                except Exception:  # noqa: BLE001 - the job is done; its audit line is best effort
-                    log.exception("could not record the end of job %s", job["id"])
 
     def _save_progress(self, ctx: JobContext) -> None:
         try:

@@ -4,6 +4,7 @@ with its line and setting), diff, apply as an audited job, and 409 on a stale ve
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -76,8 +77,15 @@ def test_diff_apply_and_a_stale_version_is_refused(client):
     moved = client.post("/api/config/apply", json={"yaml": other, "version": now["version"]})
     assert moved.status_code == 200 and moved.json()["changed"] == ["source crm"]
 
-    lines = client.get("/api/audit", params={"action": "job.apply"}).json()["data"]
-    finished = [line for line in lines if line["action"] == "job.apply.finished" and line["details"]["state"] == "succeeded"]
+    # A job's end is written to the audit log as it ends, beside the answer: wait for both lines.
+    for _ in range(200):
+        lines = client.get("/api/audit", params={"action": "job.apply"}).json()["data"]
+        finished = [line for line in lines
+                    if line["action"] == "job.apply.finished" and line["details"]["state"] == "succeeded"]
+        if len(finished) >= 2:
+            break
+        time.sleep(0.05)
+    assert len(finished) == 2, lines
     assert finished[0]["details"]["diff"]["changed"] == ["source crm"]
     # the stale apply was refused before a job was queued: two applies, two jobs
     assert [line["action"] for line in lines].count("job.apply.submitted") == 2
