@@ -138,7 +138,13 @@ class EngineAdapter:
             query = sg.select(sge.Star(), sge.alias_(expr, name, quoted=True)).from_(source)
         if query is None:
             return table
-        return table.alias(alias).sql(query.sql(dialect=dialect))
+        # On this adapter's own connection: ``table`` may be bound to another one (a table cached by
+        # the workspace, bound to the writer's connection, read from a reader's thread), and
+        # asking that connection for the new columns' types would race with its own statements.
+        self.con._run_pre_execute_hooks(table)
+        inner = self.con.compile(table)
+        return self.con.sql(f"WITH {sg.to_identifier(alias, quoted=True).sql(dialect=dialect)} AS ({inner}) "
+                            f"{query.sql(dialect=dialect)}")
 
     def adapt_sql_expression(self, expr: sge.Expression) -> sge.Expression:
         """An engine's last touch to a SQL expression of :meth:`add_sql_columns` (none by default)."""

@@ -25,10 +25,14 @@ async def runs(request: Request, user: Viewer):
 
 
 @router.post("/runs")
-async def start(request: Request, user: Editor, kind: str = Form("run", max_length=20)):
+async def start(request: Request, user: Editor, kind: str = Form("run", max_length=20),
+                full: bool = Form(False)):
     if kind not in JOB_KINDS:
         kind = "run"
-    job = await submit(request, kind, dict(JOB_KINDS[kind]), user.identity)
+    params = dict(JOB_KINDS[kind])
+    if kind == "run" and full:
+        params["full"] = True  # rebuild everything, even when nothing new came in
+    job = await submit(request, kind, params, user.identity)
     return RedirectResponse(f"/runs/jobs/{job['id']}", status_code=303)
 
 
