@@ -27,19 +27,24 @@ def _keys(ws, sync, ids: list[str]) -> ibis.Table | None:
     return own.select(_tessera_erased_key=key)
 
 
-def mark_erased(ws, dataset: str, ids: list[str]) -> list[dict]:
-    """Mark the keys of ``ids`` in the state of every sync of ``dataset``; what was marked."""
-    adapter = ws.adapter
-    out = []
+def _states_of(ws, dataset: str, ids: list[str]):
+    """``(sync, state table name, state, the state's rows of ids)`` for each sync of ``dataset`` with a state."""
     for sync in ws.config.syncs:
         name = state_table_name(sync.name)
-        if sync.dataset != dataset or not adapter.exists(name):
+        if sync.dataset != dataset or not ws.adapter.exists(name):
             continue
         keys = _keys(ws, sync, ids)
         if keys is None:
             continue
-        state = adapter.table(name)
-        matched = state.filter(state.key.isin(keys._tessera_erased_key))
+        state = ws.adapter.table(name)
+        yield sync, name, state, state.filter(state.key.isin(keys._tessera_erased_key))
+
+
+def mark_erased(ws, dataset: str, ids: list[str]) -> list[dict]:
+    """Mark the keys of ``ids`` in the state of every sync of ``dataset``; what was marked."""
+    adapter = ws.adapter
+    out = []
+    for sync, name, state, matched in _states_of(ws, dataset, ids):
         n = adapter.count(matched)
         if n:
             work = work_table_name(sync.name, "erase")
@@ -57,18 +62,10 @@ def mark_erased(ws, dataset: str, ids: list[str]) -> list[dict]:
 
 def customer_state(ws, dataset: str, ids: list[str]) -> list[dict]:
     """What each sync of ``dataset`` holds for ``ids``: key, status, last sent, pending operation."""
-    adapter = ws.adapter
     out = []
-    for sync in ws.config.syncs:
-        name = state_table_name(sync.name)
-        if sync.dataset != dataset or not adapter.exists(name):
-            continue
-        keys = _keys(ws, sync, ids)
-        if keys is None:
-            continue
-        state = adapter.table(name)
-        rows = adapter.to_arrow(state.filter(state.key.isin(keys._tessera_erased_key))
-                                .select("key", "status", "sent_at", "pending", "error", "attempts")).to_pylist()
+    for sync, _name, _state, matched in _states_of(ws, dataset, ids):
+        rows = ws.adapter.to_arrow(matched.select("key", "status", "sent_at", "pending", "error",
+                                                  "attempts")).to_pylist()
         for r in rows:
             out.append({"sync": sync.name, "connection": sync.connection, "mode": sync.mode, **{
                 k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}})
