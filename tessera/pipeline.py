@@ -356,7 +356,8 @@ class Pipeline:
                 built = builder.build(ds, previous_lineage=prev, generation=generation)
                 result.datasets[ds.name] = built.counts
                 if built.table != built.records:  # a deduplicated dataset
-                    bases[ds.name] = {"records": built.records, "data": built.table, "shared": built.shared}
+                    bases[ds.name] = {"records": built.target(built.records), "data": built.target(built.table),
+                                      "shared": built.shared}
                 for k in totals:
                     totals[k] += built.counts.get(k, 0)
             self.progress("unify", "done", len(order), len(order))
@@ -374,23 +375,33 @@ class Pipeline:
 
         def do_publish():
             views = {}
+            patches = []
             for name, b in builder.built.items():
-                views[name] = b.table
-                views[f"{name}__records"] = b.records
-                views[f"{name}__lineage"] = b.records
+                views[name] = b.target(b.table)
+                views[f"{name}__records"] = b.target(b.records)
+                views[f"{name}__lineage"] = b.target(b.records)
+                patches += b.patches
                 if b.shared:
                     views[f"{name}__shared_values"] = b.shared
                 if b.matches:
                     views[f"{name}__matches"] = b.matches
             if reject_parts:
                 views[REJECTS_VIEW] = f"{tag}rejects"
-            self.adapter.publish(views)
+            self.adapter.publish(views, patches)
             published.update(views)
             for name, b in builder.built.items():
-                self.store.record_publication(name, run_id, b.table, b.counts.get("rows", 0))
+                self.store.record_publication(name, run_id, b.target(b.table), b.counts.get("rows", 0))
             self.store.set_state(*BUILT_STATE, {"config": config_digest, "datasets": bases})
+            drop_views()
             self.collect_garbage()
             return {"published": len(builder.built)}
+
+        def drop_views():
+            """Drop the views through which this run read the tables it patches (before the tables
+            they read are collected)."""
+            for b in builder.built.values():
+                for view in b.stored:
+                    self.adapter.drop_table(view)
 
         try:
             self._step(result, "stage", do_stage)
@@ -402,9 +413,15 @@ class Pipeline:
             segments = self._segments_of_built(skipped)
             if segments:
                 self._step(result, "segments", lambda: self.refresh_segments(as_of or date.today(), segments))
-        except TesseraError:
-            raise
-        except Exception as exc:  # an engine failure: keep the message, the previous state stays
+        except BaseException as exc:
+            if not published:
+                try:
+                    drop_views()
+                except Exception:  # noqa: BLE001 - the run's failure is the one to report
+                    pass
+            if isinstance(exc, TesseraError) or not isinstance(exc, Exception):
+                raise
+            # an engine failure: keep the message, the previous state stays
             raise RunError(f"The run failed: {exc}. The last published state is unchanged.") from exc
         self.store.set_state(*INPUTS_STATE, json.loads(json.dumps({
             "digest": inputs, "run_id": run_id, "published": published, "datasets": result.datasets,

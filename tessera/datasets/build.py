@@ -15,7 +15,7 @@ from tessera.config.models import (
     RelationConfig,
     WorkspaceConfig,
 )
-from tessera.engine.base import EngineAdapter
+from tessera.engine.base import EngineAdapter, Patch
 from tessera.engine.types import IBIS_TYPES, cast_text, type_name
 from tessera.engine.duckdb import authoring_probe
 from tessera.errors import EngineError, RunError, TesseraError
@@ -52,6 +52,14 @@ class Built:
     columns: list[ColumnSpec]
     counts: dict = field(default_factory=dict)
     matches: str | None = None  # scored record pairs of probabilistic matching (merged or to review)
+    # an incremental run on an engine that patches in place: the run's views (``table``, ``records``)
+    # -> the tables of the last publication they become once ``patches`` are applied
+    stored: dict[str, str] = field(default_factory=dict)
+    patches: list[Patch] = field(default_factory=list)
+
+    def target(self, name: str) -> str:
+        """The table a name of this build is published as."""
+        return self.stored.get(name, name)
 
 
 def dataset_columns(ds: DatasetConfig, stage_types: dict[str, dict[str, str]]) -> list[ColumnSpec]:
@@ -335,6 +343,13 @@ def _shared_reason(ds: DatasetConfig) -> str:
     return f"shared by more than {threshold} records" if threshold is not None else ""
 
 
+def _types(table: ibis.Table) -> list[tuple[str, dt.DataType]]:
+    """The columns of ``table`` in order, with their types as a table stores them (nullable or not
+    alike, timestamps of any precision alike)."""
+    return [(name, dt.Timestamp(timezone=dtype.timezone) if dtype.is_timestamp() else dtype.copy(nullable=True))
+            for name, dtype in table.schema().items()]
+
+
 class DatasetBuilder:
     """Builds the datasets of one run, in dependency order, as work tables prefixed by ``tag``."""
 
@@ -496,17 +511,19 @@ class DatasetBuilder:
                             agreement=k.requires_agreement)
                 for k in ds.identity_keys]
         plan = current = None
+        stored: dict[str, str] = {}
+        patches: list[Patch] = []
         before = self.previous.get(ds.name) if self._incremental(ds, links) else None
         if before is not None:
-            current = self.adapter.create_table(f"{tag}current", mapped, temp=True)
             prev_records = self.adapter.table(before.records)
-            if prev_records.drop(TID).schema() == current.schema():
-                plan = affected(self.adapter, current, prev_records, keys, ds.blocked_values, tag,
+            if _types(prev_records.drop(TID)) == _types(mapped):
+                plan = affected(self.adapter, mapped, prev_records, keys, ds.blocked_values, tag,
                                 refused=self._refused_before(ds, keys, before))
                 if plan is not None and plan.count * 2 > plan.total:
                     plan = None  # most records are affected: a full build is as quick
-            mapped = current
-        part = mapped.semi_join(plan.records, "_tessera_record") if plan else mapped
+        if plan is not None:
+            current = plan.current
+        part = current.semi_join(plan.records, "_tessera_record") if plan else mapped
         staged = self.adapter.create_table(f"{tag}staged", self.adapter.with_row_index(part, "_idx"), temp=True)
         evidence = {}
         for c in columns:
@@ -538,15 +555,28 @@ class DatasetBuilder:
         if plan is not None:
             # The unified records the new records do not touch are taken as they were.
             kept_records = self.adapter.table(before.records).anti_join(plan.records, "_tessera_record")
+            new_records = records
             records = kept_records.union(records.cast(kept_records.schema()), distinct=False)
             part = self._create(ds, f"{tag}data_part", merged)
             kept_data = self.adapter.table(before.data).anti_join(plan.old_ids, TID)
             self._keep_refused(ds, keys, before, shared_table, current.semi_join(plan.records, "_tessera_record"))
             counts["records"] = plan.total
             counts["resolved_again"] = plan.count
-            self.adapter.create_table(f"{tag}records", records)
-            table = self.adapter.create_table(f"{tag}data", kept_data.union(part.cast(kept_data.schema()),
-                                                                            distinct=False))
+            if self.adapter.patches_in_place:
+                # The last publication's tables are patched when this run publishes (the rows of
+                # the affected unified records replaced); until then the run reads them through views.
+                records_part = self.adapter.create_table(f"{tag}records_part",
+                                                         new_records.cast(kept_records.schema()))
+                data_part = part.cast(kept_data.schema())
+                self.adapter.create_view(f"{tag}records", kept_records.union(records_part, distinct=False))
+                table = self.adapter.create_view(f"{tag}data", kept_data.union(data_part, distinct=False))
+                stored = {f"{tag}records": before.records, f"{tag}data": before.data}
+                patches = [Patch(before.records, "_tessera_record", plan.records, records_part),
+                           Patch(before.data, TID, plan.old_ids, data_part)]
+            else:
+                self.adapter.create_table(f"{tag}records", records)
+                table = self.adapter.create_table(f"{tag}data", kept_data.union(part.cast(kept_data.schema()),
+                                                                                distinct=False))
         else:
             self.adapter.create_table(f"{tag}records", records)
             table = self._create(ds, f"{tag}data", merged)
@@ -557,7 +587,8 @@ class DatasetBuilder:
             if "refused_by_guards" in counts:
                 sv = self.adapter.table(shared_table)
                 counts["refused_by_guards"] = self.adapter.count(sv.filter(sv.reason != _shared_reason(ds)))
-        built = Built(ds.name, f"{tag}data", f"{tag}records", shared_table, columns, counts)
+        built = Built(ds.name, f"{tag}data", f"{tag}records", shared_table, columns, counts,
+                      stored=stored, patches=patches)
         if matched is not None:
             built.matches = f"{tag}matches_public"
             m = self.adapter.table(matched.matches)

@@ -52,6 +52,7 @@ class Affected:
     old_ids: ibis.Table  # tessera_id of the previous unified records it covers (materialized)
     count: int  # records of the affected set
     total: int  # records now
+    current: ibis.Table  # this run's records: the last lineage's untouched ones and the new versions
 
 
 def carriers(current: ibis.Table, values: ibis.Table, keys: list[IdentityKey]) -> ibis.Table:
@@ -69,27 +70,34 @@ def carriers(current: ibis.Table, values: ibis.Table, keys: list[IdentityKey]) -
     return out
 
 
-def affected(adapter: EngineAdapter, current: ibis.Table, previous: ibis.Table, keys: list[IdentityKey],
+def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, keys: list[IdentityKey],
              blocked: list[str], tag: str, refused: ibis.Table | None = None, rounds: int = 8) -> Affected | None:
-    """The affected set of ``current`` (this run's records) against ``previous`` (the last lineage).
+    """The affected set of ``mapped`` (this run's records, as a query) against ``previous`` (the last
+    lineage, whose columns are ``mapped``'s and ``tessera_id``).
+
+    Only the records that are new or changed are read from ``mapped``: the others are the rows of
+    ``previous`` (the same batch, the same configuration), so no copy of every record is made.
 
     ``refused`` (``level``, ``value``): the values the guards refused in the last run. Their records
     may lie in several unified records, and a guard judges a value on all its records: the set grows
     by the records of such values (and their unified records) until it holds them all, or None after
     ``rounds`` rounds (the caller builds the dataset whole)."""
-    now = current.select(REC, "_tessera_batch")
+    now = mapped.select(REC, "_tessera_batch")
     before = previous.select(REC, "_tessera_batch")
     # New or read from another batch (an update), and gone.
-    changed = now.anti_join(before, [REC, "_tessera_batch"]).select(REC)
+    changed = adapter.create_table(f"{tag}changed", now.anti_join(before, [REC, "_tessera_batch"]).select(REC),
+                                   temp=True)
     gone = before.anti_join(now, REC).select(REC)
     touched = adapter.create_table(f"{tag}touched", changed.union(gone, distinct=False), temp=True)
+    fresh = adapter.create_table(f"{tag}fresh", mapped.semi_join(changed, REC), temp=True)
+    current = previous.select(*mapped.columns).anti_join(touched, REC).union(fresh, distinct=False)
 
     def values(rows: ibis.Table) -> ibis.Table:
         return key_values(rows.mutate(_idx=rows[REC]), keys, blocked).select("level", "value")
 
-    touched_values = values(current.semi_join(touched, REC)).union(
-        values(previous.semi_join(touched, REC)), distinct=False).distinct()
-    seeds = carriers(current, touched_values, keys).select(REC).union(touched, distinct=False)
+    touched_values = values(fresh).union(values(previous.semi_join(touched, REC)), distinct=False).distinct()
+    seeds = adapter.create_table(f"{tag}seeds", carriers(current, touched_values, keys).select(REC).union(
+        touched, distinct=False).distinct(), temp=True)
     for i in range(rounds):
         old_ids = adapter.create_table(
             f"{tag}affected_ids", previous.semi_join(seeds, REC).select(TID).distinct(), temp=True)
@@ -105,7 +113,8 @@ def affected(adapter: EngineAdapter, current: ibis.Table, previous: ibis.Table, 
         seeds = records.union(more, distinct=False)
     else:
         return None
-    return Affected(records, old_ids, adapter.count(current.semi_join(records, REC)), adapter.count(current))
+    return Affected(records, old_ids, adapter.count(current.semi_join(records, REC)), adapter.count(current),
+                    current)
 
 
 def all_key_values(current: ibis.Table, keys: list[IdentityKey], blocked: list[str]) -> ibis.Table:

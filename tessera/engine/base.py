@@ -73,6 +73,18 @@ class FileImport:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Patch:
+    """Rows of a published table replaced when a run publishes, in the publication's transaction
+    (see :attr:`EngineAdapter.patches_in_place`): the rows whose ``key`` is in ``remove`` go, the
+    rows of ``add`` (the table's columns) come in."""
+
+    table: str
+    key: str
+    remove: ibis.Table  # with a column ``key``
+    add: ibis.Table
+
+
 def caused_by(exc: BaseException | None, kind: type, text: str) -> bool:
     """Whether ``exc`` or an exception in its chain of causes is a ``kind`` (or says ``text``)."""
     for _ in range(10):
@@ -100,6 +112,11 @@ class EngineAdapter:
     #: identity components are found by joins in the engine (a cluster: no edge goes to the driver),
     #: not on this machine with SciPy
     graph_in_engine: ClassVar[bool] = False
+    #: a run may change tables of the last publication in place (:class:`Patch`: rows deleted and
+    #: inserted in the publication's transaction, readers see the whole change or none of it)
+    #: instead of copying them whole; its own reads see the change through a view of the run
+    #: (:meth:`create_view`)
+    patches_in_place: ClassVar[bool] = False
 
     def __init__(self, con: ibis.BaseBackend):
         self.con = con
@@ -301,10 +318,16 @@ class EngineAdapter:
             self.create_table(table, reader.schema.empty_table())
         return rows
 
+    def create_view(self, name: str, expr: ibis.Table) -> ibis.Table:
+        """A view of ``expr`` seen by this connection alone (a run's reads of a table it will
+        patch, see :attr:`patches_in_place`); :meth:`drop_table` drops it."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ publication
-    def publish(self, views: dict[str, str]) -> None:
+    def publish(self, views: dict[str, str], patches: list[Patch] = ()) -> None:
         """Point each published name at its new table, atomically: readers see the whole previous
-        publication or the whole new one, and a failure leaves the previous one."""
+        publication or the whole new one, and a failure leaves the previous one. ``patches`` (on
+        engines with :attr:`patches_in_place`) are applied in the same transaction."""
         raise NotImplementedError
 
     def published_target(self, name: str) -> str | None:
@@ -375,6 +398,12 @@ class SqlCatalogAdapter(EngineAdapter):
 
     def list_views(self) -> list[str]:
         return list(self._catalog())
+
+    def _apply(self, patches: list[Patch]) -> None:
+        """Apply ``patches`` (inside the caller's transaction)."""
+        for p in patches:
+            self.delete_matching(p.table, p.remove.select(p.key), [p.key])
+            self.append_query(p.table, p.add)
 
     def delete_matching(self, name: str, matching: ibis.Table, columns: list[str]) -> None:
         """``DELETE ... WHERE EXISTS`` the same key in ``matching`` (one statement, in the engine)."""

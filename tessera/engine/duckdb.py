@@ -13,7 +13,7 @@ import ibis
 import pyarrow as pa
 
 from tessera.engine import filereader
-from tessera.engine.base import CATALOG, FileImport, Prepared, SqlCatalogAdapter, caused_by, index_name, q
+from tessera.engine.base import CATALOG, FileImport, Patch, Prepared, SqlCatalogAdapter, caused_by, index_name, q
 from tessera.engine.dialects import DuckDBDialect
 from tessera.errors import EngineError, WorkspaceError
 
@@ -37,6 +37,7 @@ class DuckDBAdapter(SqlCatalogAdapter):
     name = "duckdb"
     dialect = DuckDBDialect()
     authoring_types = True
+    patches_in_place = True
 
     def __init__(self, path: str, *, read_only: bool = False, threads: int | None = None,
                  memory_limit: str | None = None):
@@ -135,6 +136,17 @@ class DuckDBAdapter(SqlCatalogAdapter):
         self.sql(f"CREATE {replace}{kind} {q(name)} AS {self.con.compile(obj)}")
         return self.con.table(name)
 
+    def create_view(self, name: str, expr: ibis.Table) -> ibis.Table:
+        self.con._run_pre_execute_hooks(expr)
+        self.sql(f"CREATE OR REPLACE TEMP VIEW {q(name)} AS {self.con.compile(expr)}")
+        return self.con.table(name)
+
+    def drop_table(self, name: str) -> None:
+        # A run's view (see create_view) is listed with the tables, and DROP TABLE refuses it.
+        kind = self.sql("SELECT table_type FROM information_schema.tables WHERE table_name = ? "
+                        "ORDER BY table_catalog = 'temp' DESC LIMIT 1", [name]).fetchone()
+        self.sql(f"DROP {'VIEW' if kind and kind[0] == 'VIEW' else 'TABLE'} IF EXISTS {q(name)}")
+
     def with_row_index(self, table: ibis.Table, name: str) -> ibis.Table:
         # An unordered row number needs no sort.
         return table.mutate(**{name: ibis.row_number().over()})
@@ -180,11 +192,12 @@ class DuckDBAdapter(SqlCatalogAdapter):
             progress(rows)
         return rows
 
-    def publish(self, views: dict[str, str]) -> None:
+    def publish(self, views: dict[str, str], patches: list[Patch] = ()) -> None:
         # One transaction: readers see either the whole previous state or the whole new one.
         self.sql(f"CREATE TABLE IF NOT EXISTS {CATALOG} (name VARCHAR PRIMARY KEY, target VARCHAR)")
         self.sql("BEGIN TRANSACTION")
         try:
+            self._apply(list(patches))
             for view, table in views.items():
                 self.sql(f"CREATE OR REPLACE VIEW {q(view)} AS SELECT * FROM {q(table)}")
                 self.sql(f"INSERT OR REPLACE INTO {CATALOG} VALUES (?, ?)", [view, table])

@@ -45,7 +45,7 @@ import sqlglot as sg
 import sqlglot.expressions as sge
 from ibis.backends.sql.compilers.postgres import PostgresCompiler as _IbisPostgresCompiler
 
-from tessera.engine.base import CATALOG, FileImport, Prepared, SqlCatalogAdapter, index_name, q
+from tessera.engine.base import CATALOG, FileImport, Patch, Prepared, SqlCatalogAdapter, index_name, q
 from tessera.engine.dialects import PostgresDialect
 from tessera.engine.functions import postgres_regex
 from tessera.errors import EngineError, WorkspaceError
@@ -276,6 +276,7 @@ def arrow_for_copy(table: pa.Table) -> pa.Table:
 class PostgresAdapter(SqlCatalogAdapter):
     name = "postgres"
     dialect = PostgresDialect()
+    patches_in_place = True
 
     def __init__(self, url: str):
         self.url = url
@@ -427,7 +428,16 @@ class PostgresAdapter(SqlCatalogAdapter):
             raise EngineError(f"PostgreSQL refused the rows copied into {name}: {exc}", sql=statement) from exc
 
     def drop_table(self, name: str) -> None:
-        self.sql(f"DROP TABLE IF EXISTS {q(name)}")
+        # A run's view (see create_view) is dropped by name too: DROP TABLE refuses a view.
+        kind = self.sql("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", [q(name)]).fetchone()
+        self.sql(f"DROP {'VIEW' if kind and kind[0] == 'v' else 'TABLE'} IF EXISTS {q(name)}")
+
+    def create_view(self, name: str, expr: ibis.Table) -> ibis.Table:
+        _check_name(name)
+        self.con._run_pre_execute_hooks(expr)
+        self.sql(f"DROP VIEW IF EXISTS {q(name)}")
+        self.sql(f"CREATE TEMP VIEW {q(name)} AS {self.con.compile(expr)}")
+        return self.con.table(name)
 
     def append(self, name: str, data: pa.Table) -> None:
         """Append rows in bulk (COPY), creating the table when missing."""
@@ -487,11 +497,12 @@ class PostgresAdapter(SqlCatalogAdapter):
             raise EngineError(f"PostgreSQL could not export to {path}: {exc}", sql=statement) from exc
 
     # ------------------------------------------------------------------ publication
-    def publish(self, views: dict[str, str]) -> None:
+    def publish(self, views: dict[str, str], patches: list[Patch] = ()) -> None:
         # One transaction: readers see either the whole previous state or the whole new one.
         # DROP + CREATE, not CREATE OR REPLACE: a new run may change a view's columns.
         self.sql(f"CREATE TABLE IF NOT EXISTS {CATALOG} (name TEXT PRIMARY KEY, target TEXT NOT NULL)")
         with self.raw.transaction():
+            self._apply(list(patches))
             for view, table in views.items():
                 self.sql(f"DROP VIEW IF EXISTS {q(view)}")
                 self.sql(f"CREATE VIEW {q(view)} AS SELECT * FROM {q(table)}")

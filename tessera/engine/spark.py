@@ -159,7 +159,9 @@ class SparkAdapter(EngineAdapter):
         return int(self.con.execute(expr.count()))
 
     # ------------------------------------------------------------------ publication
-    def publish(self, views: dict[str, str]) -> None:
+    def publish(self, views: dict[str, str], patches=()) -> None:
+        if patches:  # patches_in_place is False: a run copies what it changes
+            raise NotImplementedError("Spark tables are not changed in place")
         current = self._published()
         current.update(views)
         f = self.root / "published.json"
