@@ -86,6 +86,10 @@ class Pipeline:
         self.warnings: list[str] = []
         self.refused: list[dict] = []
         self.kept_stages: set[str] = set()  # the staged batches this run used
+        self.views: list[str] = []  # the views this run made to read its work (dropped before it ends)
+        # per source read from kept batches: batch id -> its staged table, and the rows staged
+        self.staged_batches: dict[str, dict[int, str]] = {}
+        self.staged_rows: dict[str, int] = {}
 
     def import_sources(self, names: list[str] | None = None) -> tuple[dict, dict[str, dict]]:
         """Import the new data of the sources (all, or ``names``): files, database rows, events.
@@ -211,7 +215,10 @@ class Pipeline:
             if not (self.adapter.exists(t["records"]) and self.adapter.exists(t["data"])) or (
                     shared and self.adapter.published_target(f"{name}__shared_values") != shared):
                 continue
-            out[name] = Previous(t["records"], t["data"], shared)
+            stages = t.get("stages")
+            out[name] = Previous(t["records"], t["data"], shared,
+                                 {src: {int(b): n for b, n in pairs} for src, pairs in stages.items()}
+                                 if stages is not None else None)
         return out
 
     def _last_inputs(self, digest: str) -> dict | None:
@@ -298,9 +305,16 @@ class Pipeline:
                     batch_ids = []
                 else:
                     staged, rejects, batch_ids = self._stage_batches(src, files, typed_table)
-                # A source read from one kept batch is staged already: no copy.
+                # A source read from one kept batch is staged already: no copy; one read from several
+                # (the latest version of each record) is a view where views cost nothing until read.
                 name = _stored(staged) or f"{tag}stage_{src.name}"
-                staged_t = staged if _stored(staged) else self.adapter.create_table(name, staged, temp=True)
+                if _stored(staged):
+                    staged_t = staged
+                elif len(batch_ids) > 1 and self.adapter.cheap_views:
+                    staged_t = self.adapter.create_view(name, staged)
+                    self.views.append(name)
+                else:
+                    staged_t = self.adapter.create_table(name, staged, temp=True)
                 stages[src.name] = name
                 stage_types[src.name] = {c: type_name(staged_t.schema()[c]) for c in staged_t.columns}
                 rej = rejects if _stored(rejects) else self.adapter.create_table(f"{tag}rejects_{src.name}", rejects,
@@ -323,6 +337,7 @@ class Pipeline:
                         f"'tessera rejects' after fixing, or raise max_reject_rate."
                     )
                 result.sources.setdefault(src.name, {}).update(staged=n_ok, rejected=n_rej + n_parse)
+                self.staged_rows[src.name] = n_ok
                 staged_total += n_ok
             self.progress("stage", "done", len(self.config.sources), len(self.config.sources))
             for name in self.adapter.list_tables():
@@ -343,7 +358,8 @@ class Pipeline:
         config_digest = self.config_digest()
         builder = DatasetBuilder(self.adapter, self.config, stages, tag, stage_types,
                                  overrides=overrides_by_dataset(self.store),
-                                 previous={} if full else self._previous_builds(config_digest))
+                                 previous={} if full else self._previous_builds(config_digest),
+                                 staged_batches=self.staged_batches, staged_rows=self.staged_rows)
         bases: dict[str, dict] = {}
 
         def do_datasets():
@@ -358,6 +374,9 @@ class Pipeline:
                 if built.table != built.records:  # a deduplicated dataset
                     bases[ds.name] = {"records": built.target(built.records), "data": built.target(built.table),
                                       "shared": built.shared}
+                    sources = [m.source for m in ds.mappings]
+                    if all(s in self.staged_batches for s in sources):  # the batches it read
+                        bases[ds.name]["stages"] = {s: sorted(self.staged_batches[s].items()) for s in sources}
                 for k in totals:
                     totals[k] += built.counts.get(k, 0)
             self.progress("unify", "done", len(order), len(order))
@@ -402,6 +421,8 @@ class Pipeline:
             for b in builder.built.values():
                 for view in b.stored:
                     self.adapter.drop_table(view)
+            while self.views:
+                self.adapter.drop_table(self.views.pop())
 
         try:
             self._step(result, "stage", do_stage)
@@ -557,6 +578,7 @@ class Pipeline:
                 self.adapter.create_table(name, staged)
                 self.adapter.create_table(rej_name, rejects)
             self.kept_stages.update((name, rej_name))
+            self.staged_batches.setdefault(src.name, {})[b.batch] = name
             staged_parts.append(self.adapter.table(name))
             reject_parts.append(self.adapter.table(rej_name))
         staged = union_all(staged_parts)

@@ -19,7 +19,7 @@ from tessera.engine.base import EngineAdapter, Patch
 from tessera.engine.types import IBIS_TYPES, cast_text, type_name
 from tessera.engine.duckdb import authoring_probe
 from tessera.errors import EngineError, RunError, TesseraError
-from tessera.datasets.incremental import Previous, affected, all_key_values, carriers
+from tessera.datasets.incremental import Previous, affected, all_key_values, carriers, changed_by_batches
 from tessera.identity.merge import MergeColumn, merge
 from tessera.identity.resolve import (DEFAULT_BLOCKED, SHAREABLE, IdentityKey, Override, key_values, new_id,
                                      resolve)
@@ -355,12 +355,18 @@ class DatasetBuilder:
 
     def __init__(self, adapter: EngineAdapter, config: WorkspaceConfig, stages: dict[str, str], tag: str,
                  stage_types: dict[str, dict[str, str]], overrides: dict[str, list[Override]] | None = None,
-                 previous: dict[str, Previous] | None = None):
+                 previous: dict[str, Previous] | None = None,
+                 staged_batches: dict[str, dict[int, str]] | None = None, staged_rows: dict[str, int] | None = None):
         self.adapter = adapter
         self.overrides = overrides or {}
         # what the last run built under the same configuration: datasets it allows are resolved
         # incrementally (see tessera.datasets.incremental)
         self.previous = previous or {}
+        # per source read from kept batches: batch id -> staged table, and the rows staged (what
+        # tells the records an incremental run reads again, see changed_by_batches)
+        # (filled as the run stages its sources, after the builder is made)
+        self.staged_batches = staged_batches if staged_batches is not None else {}
+        self.staged_rows = staged_rows if staged_rows is not None else {}
         self.config = config
         self.stages = stages
         self.tag = tag
@@ -453,6 +459,16 @@ class DatasetBuilder:
                 and not any(k.limit for k in ds.identity_keys)
                 and not any(self.sources[m.source].connection in events for m in ds.mappings))
 
+    def _changed(self, ds: DatasetConfig, before: Previous, previous: ibis.Table, tag: str) -> ibis.Table | None:
+        """The records of ``ds`` read from batches the last run did not read, when nothing else
+        changed (see :func:`changed_by_batches`), else None."""
+        sources = [m.source for m in ds.mappings]
+        if before.stages is None or len(set(sources)) != len(sources) or set(before.stages) != set(sources) \
+                or any(s not in self.staged_rows for s in sources):
+            return None
+        return changed_by_batches(self.adapter, previous, before.stages, self.staged_batches,
+                                  sum(self.staged_rows[s] for s in sources), tag)
+
     def _refused_before(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous) -> ibis.Table | None:
         """(level, value) of the values the guards refused in the last run."""
         if before.shared is None or not any(k.guarded for k in keys):
@@ -518,7 +534,8 @@ class DatasetBuilder:
             prev_records = self.adapter.table(before.records)
             if _types(prev_records.drop(TID)) == _types(mapped):
                 plan = affected(self.adapter, mapped, prev_records, keys, ds.blocked_values, tag,
-                                refused=self._refused_before(ds, keys, before))
+                                refused=self._refused_before(ds, keys, before),
+                                changed=self._changed(ds, before, prev_records, tag))
                 if plan is not None and plan.count * 2 > plan.total:
                     plan = None  # most records are affected: a full build is as quick
         if plan is not None:

@@ -44,6 +44,7 @@ class Previous:
     records: str
     data: str
     shared: str | None
+    stages: dict[str, dict[int, str]] | None = None  # per source: batch id -> staged table it read
 
 
 @dataclass
@@ -70,8 +71,37 @@ def carriers(current: ibis.Table, values: ibis.Table, keys: list[IdentityKey]) -
     return out
 
 
+def changed_by_batches(adapter: EngineAdapter, previous: ibis.Table, before: dict[str, dict[int, str]],
+                       now: dict[str, dict[int, str]], rows: int, tag: str) -> ibis.Table | None:
+    """The records read from batches the last run did not read, when that is all that changed: every
+    batch it read (per source: batch id -> staged table) is read again, the new batches come after
+    them, and the records now (``rows``) are those of ``previous`` plus the new ones (none gone). A
+    record's version is the one of the latest batch that has it, so the others kept theirs. None
+    when that does not hold (the caller compares every record)."""
+    parts = []
+    for source, old in before.items():
+        mine = now.get(source)
+        if mine is None or any(mine.get(b) != name for b, name in old.items()):
+            return None
+        fresh = [name for b, name in mine.items() if b not in old]
+        if fresh and old and min(b for b in mine if b not in old) < max(old):
+            return None
+        parts += [adapter.table(name).select(REC) for name in fresh]
+    if not parts:
+        return None
+    union = parts[0]
+    for p in parts[1:]:
+        union = union.union(p, distinct=False)
+    changed = adapter.create_table(f"{tag}changed", union.distinct(), temp=True)
+    known = adapter.count(previous.semi_join(changed, REC))
+    if rows != adapter.count(previous) + adapter.count(changed) - known:
+        return None  # records gone (or back): compare them all
+    return changed
+
+
 def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, keys: list[IdentityKey],
-             blocked: list[str], tag: str, refused: ibis.Table | None = None, rounds: int = 8) -> Affected | None:
+             blocked: list[str], tag: str, refused: ibis.Table | None = None, rounds: int = 8,
+             changed: ibis.Table | None = None) -> Affected | None:
     """The affected set of ``mapped`` (this run's records, as a query) against ``previous`` (the last
     lineage, whose columns are ``mapped``'s and ``tessera_id``).
 
@@ -81,14 +111,20 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
     ``refused`` (``level``, ``value``): the values the guards refused in the last run. Their records
     may lie in several unified records, and a guard judges a value on all its records: the set grows
     by the records of such values (and their unified records) until it holds them all, or None after
-    ``rounds`` rounds (the caller builds the dataset whole)."""
-    now = mapped.select(REC, "_tessera_batch")
-    before = previous.select(REC, "_tessera_batch")
-    # New or read from another batch (an update), and gone.
-    changed = adapter.create_table(f"{tag}changed", now.anti_join(before, [REC, "_tessera_batch"]).select(REC),
-                                   temp=True)
-    gone = before.anti_join(now, REC).select(REC)
-    touched = adapter.create_table(f"{tag}touched", changed.union(gone, distinct=False), temp=True)
+    ``rounds`` rounds (the caller builds the dataset whole).
+
+    ``changed``: the records new or changed when known already, none gone (see
+    :func:`changed_by_batches`); else every record of ``mapped`` is compared with ``previous``."""
+    if changed is not None:
+        touched = changed
+    else:
+        now = mapped.select(REC, "_tessera_batch")
+        before = previous.select(REC, "_tessera_batch")
+        # New or read from another batch (an update), and gone.
+        changed = adapter.create_table(f"{tag}changed", now.anti_join(before, [REC, "_tessera_batch"]).select(REC),
+                                       temp=True)
+        gone = before.anti_join(now, REC).select(REC)
+        touched = adapter.create_table(f"{tag}touched", changed.union(gone, distinct=False), temp=True)
     fresh = adapter.create_table(f"{tag}fresh", mapped.semi_join(changed, REC), temp=True)
     current = previous.select(*mapped.columns).anti_join(touched, REC).union(fresh, distinct=False)
 

@@ -117,6 +117,9 @@ class EngineAdapter:
     #: instead of copying them whole; its own reads see the change through a view of the run
     #: (:meth:`create_view`)
     patches_in_place: ClassVar[bool] = False
+    #: a view costs nothing until a query reads it (the engine plans them together): a run reads a
+    #: source staged from several batches through a view (:meth:`create_view`), not a copy
+    cheap_views: ClassVar[bool] = False
 
     def __init__(self, con: ibis.BaseBackend):
         self.con = con

@@ -38,6 +38,7 @@ class DuckDBAdapter(SqlCatalogAdapter):
     dialect = DuckDBDialect()
     authoring_types = True
     patches_in_place = True
+    cheap_views = True
 
     def __init__(self, path: str, *, read_only: bool = False, threads: int | None = None,
                  memory_limit: str | None = None):

@@ -277,6 +277,7 @@ class PostgresAdapter(SqlCatalogAdapter):
     name = "postgres"
     dialect = PostgresDialect()
     patches_in_place = True
+    cheap_views = True
 
     def __init__(self, url: str):
         self.url = url
