@@ -41,7 +41,7 @@ from tessera.sources.database import import_database_source
 from tessera.sources.events import EVENTS_TABLE, stage_events
 from tessera.sources.importer import PARSE_REJECTS, REFUSED_STATE, import_source, raw_table
 from tessera.sources.items import derive_items
-from tessera.sources.staging import Batch, latest_versions, nested_path, stage, union_all
+from tessera.sources.staging import Batch, latest_of, nested_path, stage, union_all
 
 REJECTS_VIEW = "tessera_rejects"
 RUN_TABLE = re.compile(r"^_tessera_r(\d+)_")
@@ -581,9 +581,7 @@ class Pipeline:
             self.staged_batches.setdefault(src.name, {})[b.batch] = name
             staged_parts.append(self.adapter.table(name))
             reject_parts.append(self.adapter.table(rej_name))
-        staged = union_all(staged_parts)
-        if len(staged_parts) > 1:
-            staged = latest_versions(staged)
+        staged = latest_of(staged_parts)
         return staged, union_all(reject_parts), [b.batch for b in batches]
 
     def _relation_targets(self, source: str) -> list[str]:

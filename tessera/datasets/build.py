@@ -19,7 +19,7 @@ from tessera.engine.base import EngineAdapter, Patch
 from tessera.engine.types import IBIS_TYPES, cast_text, type_name
 from tessera.engine.duckdb import authoring_probe
 from tessera.errors import EngineError, RunError, TesseraError
-from tessera.datasets.incremental import Previous, affected, all_key_values, carriers, changed_by_batches
+from tessera.datasets.incremental import Current, Previous, affected, all_key_values, changed_by_batches
 from tessera.identity.merge import MergeColumn, merge
 from tessera.identity.resolve import (DEFAULT_BLOCKED, SHAREABLE, IdentityKey, Override, key_values, new_id,
                                      resolve)
@@ -478,12 +478,12 @@ class DatasetBuilder:
         level = ibis.cases(*[(old.key == k.column, ibis.literal(i, "int8")) for i, k in enumerate(keys)])
         return old.select(level=level, value=old.value)
 
-    def _counted(self, current: ibis.Table, part: ibis.Table, keys: list[IdentityKey],
+    def _counted(self, current: Current, part: ibis.Table, keys: list[IdentityKey],
                  ds: DatasetConfig) -> ibis.Table:
         """``level, value`` for every record that carries a key value of ``part`` (the affected set):
         what the shared-value threshold counts."""
         mine = key_values(part, keys, ds.blocked_values).select("level", "value").distinct()
-        return carriers(current, mine, keys).select("level", "value")
+        return current.carriers(mine, keys).select("level", "value")
 
     def _keep_refused(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous, shared_table: str,
                       part: ibis.Table) -> None:
@@ -540,7 +540,7 @@ class DatasetBuilder:
                     plan = None  # most records are affected: a full build is as quick
         if plan is not None:
             current = plan.current
-        part = current.semi_join(plan.records, "_tessera_record") if plan else mapped
+        part = current.rows(plan.records) if plan else mapped
         staged = self.adapter.create_table(f"{tag}staged", self.adapter.with_row_index(part, "_idx"), temp=True)
         evidence = {}
         for c in columns:
@@ -576,7 +576,7 @@ class DatasetBuilder:
             records = kept_records.union(records.cast(kept_records.schema()), distinct=False)
             part = self._create(ds, f"{tag}data_part", merged)
             kept_data = self.adapter.table(before.data).anti_join(plan.old_ids, TID)
-            self._keep_refused(ds, keys, before, shared_table, current.semi_join(plan.records, "_tessera_record"))
+            self._keep_refused(ds, keys, before, shared_table, staged)
             counts["records"] = plan.total
             counts["resolved_again"] = plan.count
             if self.adapter.patches_in_place:

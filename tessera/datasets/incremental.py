@@ -53,7 +53,29 @@ class Affected:
     old_ids: ibis.Table  # tessera_id of the previous unified records it covers (materialized)
     count: int  # records of the affected set
     total: int  # records now
-    current: ibis.Table  # this run's records: the last lineage's untouched ones and the new versions
+    current: "Current"  # this run's records
+
+
+@dataclass
+class Current:
+    """This run's records without a copy of them all: the rows of the last lineage (``previous``,
+    with the mapped columns) for the records not ``touched``, and the new versions (``fresh``).
+    Reads go to each part on its own, so that a lookup in the lineage is not preceded by a pass
+    over all of it."""
+
+    previous: ibis.Table
+    touched: ibis.Table
+    fresh: ibis.Table
+
+    def rows(self, records: ibis.Table) -> ibis.Table:
+        """The rows of ``records`` (``_tessera_record``)."""
+        kept = self.previous.semi_join(records, REC).anti_join(self.touched, REC)
+        return kept.union(self.fresh.semi_join(records, REC), distinct=False)
+
+    def carriers(self, values: ibis.Table, keys: list[IdentityKey]) -> ibis.Table:
+        """See :func:`carriers`."""
+        kept = carriers(self.previous, values, keys).anti_join(self.touched, REC)
+        return kept.union(carriers(self.fresh, values, keys), distinct=False)
 
 
 def carriers(current: ibis.Table, values: ibis.Table, keys: list[IdentityKey]) -> ibis.Table:
@@ -126,13 +148,13 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
         gone = before.anti_join(now, REC).select(REC)
         touched = adapter.create_table(f"{tag}touched", changed.union(gone, distinct=False), temp=True)
     fresh = adapter.create_table(f"{tag}fresh", mapped.semi_join(changed, REC), temp=True)
-    current = previous.select(*mapped.columns).anti_join(touched, REC).union(fresh, distinct=False)
+    current = Current(previous.select(*mapped.columns), touched, fresh)
 
     def values(rows: ibis.Table) -> ibis.Table:
         return key_values(rows.mutate(_idx=rows[REC]), keys, blocked).select("level", "value")
 
     touched_values = values(fresh).union(values(previous.semi_join(touched, REC)), distinct=False).distinct()
-    seeds = adapter.create_table(f"{tag}seeds", carriers(current, touched_values, keys).select(REC).union(
+    seeds = adapter.create_table(f"{tag}seeds", current.carriers(touched_values, keys).select(REC).union(
         touched, distinct=False).distinct(), temp=True)
     for i in range(rounds):
         old_ids = adapter.create_table(
@@ -142,15 +164,16 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
                                        temp=True)
         if refused is None:
             break
-        held = values(current.semi_join(records, REC)).semi_join(refused, ["level", "value"])
-        more = carriers(current, held, keys).select(REC).anti_join(records, REC)
+        held = values(current.rows(records)).semi_join(refused, ["level", "value"])
+        more = current.carriers(held, keys).select(REC).anti_join(records, REC)
         if adapter.count(more) == 0:
             break
         seeds = records.union(more, distinct=False)
     else:
         return None
-    return Affected(records, old_ids, adapter.count(current.semi_join(records, REC)), adapter.count(current),
-                    current)
+    # (counted on the small sides: the lineage's count is known to the engine)
+    total = adapter.count(previous) - adapter.count(previous.semi_join(touched, REC)) + adapter.count(fresh)
+    return Affected(records, old_ids, adapter.count(current.rows(records)), total, current)
 
 
 def all_key_values(current: ibis.Table, keys: list[IdentityKey], blocked: list[str]) -> ibis.Table:

@@ -78,6 +78,20 @@ def latest_versions(rows: ibis.Table) -> ibis.Table:
     return rows.semi_join(latest, ["_tessera_record", "_tessera_batch"])
 
 
+def latest_of(batches: list[ibis.Table], most: int = 8) -> ibis.Table:
+    """:func:`latest_versions` of the rows of ``batches`` (each one batch's staged rows, one row per
+    record, oldest first): every row of the newest batch, then the rows of each older batch whose
+    record no newer batch has. Each step looks up the records of the newer batches, usually few
+    beside the first: no grouping of every row. Past ``most`` batches, :func:`latest_versions`."""
+    if len(batches) == 1 or len(batches) > most:
+        return latest_versions(union_all(batches)) if len(batches) > 1 else batches[0]
+    out, newer = batches[-1], batches[-1].select("_tessera_record")
+    for t in reversed(batches[:-1]):
+        out = out.union(t.anti_join(newer, "_tessera_record"), distinct=False)
+        newer = newer.union(t.select("_tessera_record"), distinct=False)
+    return out
+
+
 def union_all(tables: list[ibis.Table]) -> ibis.Table:
     out = tables[0]
     for t in tables[1:]:
