@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from datetime import date
 from pathlib import Path
 
@@ -169,44 +170,104 @@ def _clusters(ws) -> set[frozenset]:
     return {frozenset(g) for g in groups.values()}
 
 
-def test_an_incremental_run_publishes_what_a_full_rebuild_does(tmp_path):
-    from tessera.workspace import Workspace
+def _second_delta(folder: Path) -> tuple[str, str]:
+    """A file after the first incremental run: a new record carrying the e-mail of one person and the
+    customer id of another (it merges them), and a src_b record imported again with keys of its own (it
+    leaves its unified record). Returns the two ids of the records merged and the record that left."""
+    import pyarrow.parquet as pq
 
-    data = tmp_path / "data"
-    _contacts_workspace_files(data)
-    spaces = {}
-    for name in ("incremental", "full"):
-        ws = spaces[name] = Workspace.init(tmp_path / name)
-        ws.apply(data / "workspace.yaml")
-        first = ws.run(as_of=date(2025, 1, 1))
-        assert "resolved_again" not in first.datasets["contacts"]
-    _delta(data)
-    inc = spaces["incremental"].run(as_of=date(2025, 1, 1))
-    full = spaces["full"].run(as_of=date(2025, 1, 1), full=True)
-    counts = inc.datasets["contacts"]
-    # only the touched unified records were resolved again
-    assert 85 <= counts["resolved_again"] < counts["records"] / 10
-    assert "resolved_again" not in full.datasets["contacts"]
-    for key in ("records", "unified", "duplicates_merged", "shared_values", "refused_by_guards", "rows",
-                "aggregates"):
-        assert counts[key] == full.datasets["contacts"][key], key
-    a, b = spaces["incremental"], spaces["full"]
+    b = pq.read_table(folder / "src_b.parquet").to_pylist()
+    c = pq.read_table(folder / "src_c.parquet")
+    one = next(r for r in b[200:] if r["email"])
+    two = next(r for r in b[300:] if r["customer_id"] and r["customer_id"] != one["customer_id"])
+    stamp = max(r["updated_at"] for r in c.to_pylist())
+    # (a customer id, not a phone: phones are guarded, and the bridge's first name is neither's)
+    bridge = dict(c.slice(0, 1).to_pylist()[0], record_id="CBRIDGE", email=one["email"], phone=None,
+                  customer_id=two["customer_id"], updated_at=stamp)
+    pq.write_table(pq.read_table(folder / "src_c.parquet").from_pylist([bridge], schema=c.schema),
+                   folder / "src_c_3.parquet")
+    leaver = dict(b[500], email="someone.else@example.org", phone=None, customer_id="CU-LEFT-1", updated_at=stamp)
+    pq.write_table(pq.read_table(folder / "src_b.parquet").from_pylist([leaver], schema=pq.read_schema(
+        folder / "src_b.parquet")), folder / "src_b_2.parquet")
+    return f"src_b:{one['record_id']}", f"src_b:{two['record_id']}", f"src_b:{leaver['record_id']}"
+
+
+def _same(a, b) -> None:
+    """``a`` and ``b`` publish the same unified records, lineage, shared values and linked orders."""
     assert _snapshot(a, "contacts", ["tessera_id"]) == _snapshot(b, "contacts", ["tessera_id"])
     assert _snapshot(a, "contacts__records", ["_tessera_record"]) == \
         _snapshot(b, "contacts__records", ["_tessera_record"])
     assert _snapshot(a, "contacts__shared_values", ["key", "value"]) == \
         _snapshot(b, "contacts__shared_values", ["key", "value"])
     assert _snapshot(a, "orders", ["order_id"]) == _snapshot(b, "orders", ["order_id"])
-    shared = [r for r in _snapshot(a, "contacts__shared_values", ["key", "value"]) if r["records"] > 50]
-    assert shared and shared[0]["key"] == "phone"
-    house = [r for r in _snapshot(a, "contacts__shared_values", ["key", "value"]) if r["value"] == "+33140000001"]
-    assert house and house[0]["records"] == 3 and "first names" in house[0]["reason"]
-    # and the same people as a workspace that reads every file at once
-    scratch = Workspace.init(tmp_path / "scratch")
-    scratch.apply(data / "workspace.yaml")
-    scratch.run(as_of=date(2025, 1, 1))
-    assert _clusters(scratch) == _clusters(a)
-    # a run after nothing new keeps it all
-    assert a.run(as_of=date(2025, 1, 1)).unchanged
-    for ws in (a, b, scratch):
-        ws.close()
+
+
+def _warehouses(request, engine: str, n: int) -> list[str | None]:
+    """``n`` warehouses of the test's engine, one per workspace (a database each on PostgreSQL)."""
+    if not engine.startswith("postgresql"):
+        return [None if engine == "duckdb" else engine] * n
+    server = request.getfixturevalue("postgres_server")
+    names = [f"t_{uuid.uuid4().hex[:12]}" for _ in range(n)]
+    request.addfinalizer(lambda: [server.drop_database(name) for name in names])
+    return [server.create_database(name) for name in names]
+
+
+def test_an_incremental_run_publishes_what_a_full_rebuild_does(tmp_path, engine, request):
+    from tessera.workspace import Workspace
+
+    data = tmp_path / "data"
+    _contacts_workspace_files(data)
+    warehouses = _warehouses(request, engine, 3)
+    spaces = {}
+    for name, warehouse in zip(("incremental", "full"), warehouses):
+        ws = spaces[name] = Workspace.init(tmp_path / name, warehouse=warehouse)
+        ws.apply(data / "workspace.yaml")
+        first = ws.run(as_of=date(2025, 1, 1))
+        assert "resolved_again" not in first.datasets["contacts"]
+    a, b = spaces["incremental"], spaces["full"]
+    try:
+        _delta(data)
+        inc = a.run(as_of=date(2025, 1, 1))
+        full = b.run(as_of=date(2025, 1, 1), full=True)
+        counts = inc.datasets["contacts"]
+        # only the touched unified records were resolved again
+        assert 85 <= counts["resolved_again"] < counts["records"] / 10
+        assert "resolved_again" not in full.datasets["contacts"]
+        for key in ("records", "unified", "duplicates_merged", "shared_values", "refused_by_guards", "rows",
+                    "aggregates"):
+            assert counts[key] == full.datasets["contacts"][key], key
+        _same(a, b)
+        shared = [r for r in _snapshot(a, "contacts__shared_values", ["key", "value"]) if r["records"] > 50]
+        assert shared and shared[0]["key"] == "phone"
+        house = [r for r in _snapshot(a, "contacts__shared_values", ["key", "value"])
+                 if r["value"] == "+33140000001"]
+        assert house and house[0]["records"] == 3 and "first names" in house[0]["reason"]
+
+        # again, on what the first incremental run published: a new record that merges two people, a
+        # record imported again that leaves its unified record
+        one, two, leaver = _second_delta(data)
+        ids = {r["_tessera_record"]: r["tessera_id"] for r in _snapshot(a, "contacts__records", ["_tessera_record"])}
+        assert ids[one] != ids[two]
+        mates = [r for r, t in ids.items() if t == ids[leaver] and r != leaver]
+        assert mates
+        again = a.run(as_of=date(2025, 1, 1))
+        b.run(as_of=date(2025, 1, 1), full=True)
+        assert 0 < again.datasets["contacts"]["resolved_again"] < counts["records"] / 10
+        _same(a, b)
+        ids = {r["_tessera_record"]: r["tessera_id"] for r in _snapshot(a, "contacts__records", ["_tessera_record"])}
+        assert ids[one] == ids[two] == ids["src_c:CBRIDGE"]
+        assert all(ids[m] != ids[leaver] for m in mates)
+
+        # and the same people as a workspace that reads every file at once
+        scratch = Workspace.init(tmp_path / "scratch", warehouse=warehouses[2])
+        try:
+            scratch.apply(data / "workspace.yaml")
+            scratch.run(as_of=date(2025, 1, 1))
+            assert _clusters(scratch) == _clusters(a)
+        finally:
+            scratch.close()
+        # a run after nothing new keeps it all
+        assert a.run(as_of=date(2025, 1, 1)).unchanged
+    finally:
+        a.close()
+        b.close()

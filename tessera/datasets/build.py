@@ -485,17 +485,19 @@ class DatasetBuilder:
         mine = key_values(part, keys, ds.blocked_values).select("level", "value").distinct()
         return current.carriers(mine, keys).select("level", "value")
 
-    def _keep_refused(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous, shared_table: str,
+    def _keep_shared(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous, shared_table: str,
                       part: ibis.Table) -> None:
-        """Add to ``shared_table`` the values the guards refused in the last run that no record of the
-        affected set carries (the affected set's own were just found again)."""
+        """Add to ``shared_table`` the values set aside in the last run (shared beyond the threshold or
+        refused by the guards) that no record of the affected set carries: all their records are
+        outside it, unchanged, so they are set aside as before (the affected set's own values were
+        just judged again)."""
         if before.shared is None:
             return
         kv = all_key_values(part, keys, ds.blocked_values)
         key = ibis.cases(*[(kv.level == i, ibis.literal(k.column)) for i, k in enumerate(keys)])
         carried = kv.select(key=key, value=kv.value.cast("string")).distinct()
         old = self.adapter.table(before.shared)
-        kept = old.filter(old.reason != _shared_reason(ds)).anti_join(carried, ["key", "value"])
+        kept = old.anti_join(carried, ["key", "value"])
         self.adapter.append_query(shared_table, kept.select(*self.adapter.table(shared_table).columns))
 
     # ---------------------------------------------------------------- build
@@ -576,7 +578,7 @@ class DatasetBuilder:
             records = kept_records.union(records.cast(kept_records.schema()), distinct=False)
             part = self._create(ds, f"{tag}data_part", merged)
             kept_data = self.adapter.table(before.data).anti_join(plan.old_ids, TID)
-            self._keep_refused(ds, keys, before, shared_table, staged)
+            self._keep_shared(ds, keys, before, shared_table, staged)
             counts["records"] = plan.total
             counts["resolved_again"] = plan.count
             if self.adapter.patches_in_place:
@@ -601,9 +603,11 @@ class DatasetBuilder:
         if plan is not None:
             counts["unified"] = counts["rows"]
             counts["duplicates_merged"] = counts["records"] - counts["rows"]
+            sv = self.adapter.table(shared_table)
+            refused_by_guards = self.adapter.count(sv.filter(sv.reason != _shared_reason(ds)))
+            counts["shared_values"] = self.adapter.count(sv) - refused_by_guards
             if "refused_by_guards" in counts:
-                sv = self.adapter.table(shared_table)
-                counts["refused_by_guards"] = self.adapter.count(sv.filter(sv.reason != _shared_reason(ds)))
+                counts["refused_by_guards"] = refused_by_guards
         built = Built(ds.name, f"{tag}data", f"{tag}records", shared_table, columns, counts,
                       stored=stored, patches=patches)
         if matched is not None:
