@@ -29,7 +29,7 @@ from tessera.datasets.build import (
     relation_target,
     value_error,
 )
-from tessera.datasets.incremental import Previous
+from tessera.datasets.incremental import BUILT_STATE, Previous
 from tessera.engine.base import EngineAdapter
 from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
@@ -52,8 +52,6 @@ RAW_TABLE = re.compile(r"^_tessera_raw_(.+)_(\d+)$")
 Progress = Callable[[str, str, int, int], None]  # (step, label, done, total)
 # metadata store state: the digest of the last published run's inputs, its publication and counts
 INPUTS_STATE = ("pipeline_inputs", "last")
-# metadata store state: what the last publication built per dataset, and under which configuration
-BUILT_STATE = ("pipeline_inputs", "built")
 # bumped when a change of the pipeline's code changes what a run publishes from the same inputs
 INPUTS_FORMAT = 1
 

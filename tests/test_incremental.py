@@ -271,3 +271,23 @@ def test_an_incremental_run_publishes_what_a_full_rebuild_does(tmp_path, engine,
     finally:
         a.close()
         b.close()
+
+
+def test_an_erased_customer_stays_erased_after_an_incremental_run(make_workspace, tmp_path):
+    # an aggregate: the published contacts are the enriched table, the unified one is kept beside it
+    config = CONFIG.replace("    source_priority: [crm, shop]\n",
+                            "    source_priority: [crm, shop]\n"
+                            "    aggregates: [{name: orders_count, from: orders, function: count}]\n")
+    ws = make_workspace(config, FILES)
+    ws.run()
+    ana = next(r["tessera_id"] for r in rows(ws, "contacts") if r["email"] == "ana@example.com")
+    receipt = ws.erase("ana@example.com")
+    assert {r["where"] for r in receipt["removed"]} >= {"dataset contacts (rows)",
+                                                        "dataset contacts (unified rows kept for the next run)"}
+    (tmp_path / "data" / "crm_2.csv").write_text("id;prenom;nom;courriel;telephone;date_naissance;maj\n"
+                                                 "7;Nina;Simone;nina@example.com;;;2024-05-01\n")
+    grown = ws.run()
+    assert grown.datasets["contacts"]["resolved_again"] == 1
+    emails = {c["email"] for c in rows(ws, "contacts")}
+    assert "nina@example.com" in emails and "ana@example.com" not in emails
+    assert ana not in {c["tessera_id"] for c in rows(ws, "contacts")}

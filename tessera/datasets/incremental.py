@@ -34,6 +34,16 @@ from tessera.identity.resolve import IdentityKey, key_values
 
 TID = "tessera_id"
 REC = "_tessera_record"
+# metadata store state: what the last publication built per dataset, and under which configuration
+BUILT_STATE = ("pipeline_inputs", "built")
+
+
+def kept_unified(store) -> dict[str, str]:
+    """Per deduplicated dataset, the unified table (before enrichment) the last run built and the
+    next one starts from: published as the dataset itself, or kept beside the enriched table. What
+    removes a customer's rows from the published tables removes them there too (an erase)."""
+    built = store.get_state(*BUILT_STATE) or {}
+    return {name: t["data"] for name, t in built.get("datasets", {}).items()}
 
 
 @dataclass

@@ -33,6 +33,7 @@ import ibis.expr.datatypes as dt
 
 from tessera.config.models import DatasetConfig, WorkspaceConfig
 from tessera.datasets.build import link_name, relation_target
+from tessera.datasets.incremental import kept_unified
 from tessera.errors import NotFoundError, UsageError
 from tessera.normalize.rules import apply_rules
 from tessera.privacy import suppression
@@ -259,6 +260,13 @@ def _published(adapter, store, config: WorkspaceConfig, ds: DatasetConfig, job: 
             what = "source records and lineage" if key == "_tessera_record" and d.deduplicate else "rows"
             job.note(f"dataset {d.name} ({what})", _delete(adapter, target, t.filter(any_of(conds)), [key]),
                      table=target)
+    kept = kept_unified(store).get(ds.name)
+    if kept and kept not in (adapter.published_target(ds.name), adapter.published_target(f"{ds.name}__records")) \
+            and adapter.exists(kept):
+        # the unified table before enrichment, which the next incremental run starts from
+        t = adapter.table(kept)
+        job.note(f"dataset {ds.name} (unified rows kept for the next run)",
+                 _delete(adapter, kept, t.filter(t[TID].isin(ids)), [TID]), table=kept)
     if erased_records:
         # Manual merges and splits name source records (``crm:C1``): those of the customer go too.
         gone = set(erased_records)
