@@ -832,8 +832,8 @@ class Workspace:
         its events datasets, and the segment members. Returns the ``table.column`` indexed now.
 
         The server does it after each run and at its start (a profile then reads a few index
-        entries instead of scanning a million ids); published tables never change, so the index
-        is made once per publication."""
+        entries instead of scanning a million ids); an index is made once per published table (an
+        incremental run patches the tables it keeps, and their indexes with them)."""
         from tessera.segments import MEMBERS
         from tessera.segments.related import event_links
 

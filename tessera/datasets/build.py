@@ -28,6 +28,9 @@ from tessera.normalize.semantic import suggest_semantic
 from tessera.sqlcheck import check_expression, order_computed
 
 TID = "tessera_id"
+# the share of deleted rows past which an incremental run copies the tables it would patch (the
+# copy leaves the deleted rows behind)
+DEAD_SHARE = 0.2
 META = ["_tessera_record", "_tessera_source", "_tessera_batch", "_tessera_file", "_tessera_line",
         "_tessera_imported_at"]
 
@@ -581,7 +584,8 @@ class DatasetBuilder:
             self._keep_shared(ds, keys, before, shared_table, staged)
             counts["records"] = plan.total
             counts["resolved_again"] = plan.count
-            if self.adapter.patches_in_place:
+            if self.adapter.patches_in_place and max(self.adapter.dead_share(before.records),
+                                                     self.adapter.dead_share(before.data)) < DEAD_SHARE:
                 # The last publication's tables are patched when this run publishes (the rows of
                 # the affected unified records replaced); until then the run reads them through views.
                 records_part = self.adapter.create_table(f"{tag}records_part",

@@ -255,8 +255,9 @@ class EngineAdapter:
 
     def index(self, table: str, column: str) -> bool:
         """Index ``column`` of ``table`` for point reads (a customer's rows) when the engine has
-        indexes; True when an index was made. Published tables are never changed after their run,
-        so an index costs nothing to keep up."""
+        indexes; True when an index was made. Published tables change only by the few rows an
+        incremental run patches (or an erase deletes), which the engine keeps indexed: an index
+        is made once per table."""
         return False
 
     # ------------------------------------------------------------------ files
@@ -320,6 +321,11 @@ class EngineAdapter:
         if create:
             self.create_table(table, reader.schema.empty_table())
         return rows
+
+    def dead_share(self, table: str) -> float:
+        """The share of the rows stored for ``table`` that are deleted but still take room (rows
+        patched away, kept until the table is copied); 0 where the engine reclaims them itself."""
+        return 0.0
 
     def create_view(self, name: str, expr: ibis.Table) -> ibis.Table:
         """A view of ``expr`` seen by this connection alone (a run's reads of a table it will

@@ -33,10 +33,6 @@ def _patch_compiler() -> None:
 _patch_compiler()
 
 
-#: the share of deleted rows at which a checkpoint compacts a table changed in place
-DEAD_SHARE = 0.2
-
-
 class DuckDBAdapter(SqlCatalogAdapter):
     name = "duckdb"
     dialect = DuckDBDialect()
@@ -210,13 +206,12 @@ class DuckDBAdapter(SqlCatalogAdapter):
         except Exception:
             self.sql("ROLLBACK")
             raise
-        # Rows deleted by patches are compacted away ("vacuum") by a checkpoint: it rewrites every
-        # row group around them, seconds for a million rows however few were deleted. Done once a
-        # patched table carries enough deleted rows, not after every patch.
-        compact = any(self._dead_share(p.table) >= DEAD_SHARE for p in patches)
+        # Rows deleted by patches would be compacted away ("vacuum") by the checkpoint, which
+        # rewrites the row groups around them: seconds for a million rows however few were
+        # deleted. They stay (see dead_share: the pipeline copies a table that holds too many).
         vacuum = self.raw.execute("SELECT current_setting('max_vacuum_tasks')").fetchone()[0]
         try:
-            if patches and not compact:
+            if patches:
                 self.raw.execute("SET max_vacuum_tasks = 0")
             self.raw.execute("CHECKPOINT")
         except duckdb.TransactionException:
@@ -226,8 +221,7 @@ class DuckDBAdapter(SqlCatalogAdapter):
         finally:
             self.raw.execute(f"SET max_vacuum_tasks = {int(vacuum)}")
 
-    def _dead_share(self, table: str) -> float:
-        """The share of the rows stored for ``table`` that are deleted (kept until a compaction)."""
+    def dead_share(self, table: str) -> float:
         stored = self.sql("SELECT estimated_size FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main' "
                           "AND NOT temporary", [table]).fetchone()
         live = self.sql(f"SELECT count(*) FROM {q(table)}").fetchone()[0]
