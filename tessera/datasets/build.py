@@ -482,11 +482,13 @@ class DatasetBuilder:
         return old.select(level=level, value=old.value)
 
     def _counted(self, current: Current, part: ibis.Table, keys: list[IdentityKey],
-                 ds: DatasetConfig) -> ibis.Table:
+                 ds: DatasetConfig, tag: str) -> ibis.Table:
         """``level, value`` for every record that carries a key value of ``part`` (the affected set):
-        what the shared-value threshold counts."""
-        mine = key_values(part, keys, ds.blocked_values).select("level", "value").distinct()
-        return current.carriers(mine, keys).select("level", "value")
+        what the shared-value threshold counts (materialized: read once per key, then counted)."""
+        mine = self.adapter.create_table(f"{tag}part_values", key_values(part, keys, ds.blocked_values)
+                                         .select("level", "value").distinct(), temp=True)
+        return self.adapter.create_table(f"{tag}counted", current.carriers(mine, keys).select("level", "value"),
+                                         temp=True)
 
     def _keep_shared(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous, shared_table: str,
                       part: ibis.Table) -> None:
@@ -545,7 +547,7 @@ class DatasetBuilder:
                     plan = None  # most records are affected: a full build is as quick
         if plan is not None:
             current = plan.current
-        part = current.rows(plan.records) if plan else mapped
+        part = plan.rows if plan else mapped
         staged = self.adapter.create_table(f"{tag}staged", self.adapter.with_row_index(part, "_idx"), temp=True)
         evidence = {}
         for c in columns:
@@ -562,7 +564,7 @@ class DatasetBuilder:
                       threshold=ds.shared_value_threshold, previous=prev, generation=generation, tag=tag,
                       evidence=evidence, links=matched.links if matched else None,
                       overrides=self.overrides.get(ds.name),
-                      counted=self._counted(current, staged, keys, ds) if plan else None)
+                      counted=self._counted(current, staged, keys, ds, tag) if plan else None)
         counts.update(res.counts)
         shared_table = f"{tag}shared_values"
         self.adapter.create_table(shared_table, res.shared)

@@ -64,6 +64,7 @@ class Affected:
     count: int  # records of the affected set
     total: int  # records now
     current: "Current"  # this run's records
+    rows: ibis.Table  # this run's rows of the affected set (materialized)
 
 
 @dataclass
@@ -163,7 +164,9 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
     def values(rows: ibis.Table) -> ibis.Table:
         return key_values(rows.mutate(_idx=rows[REC]), keys, blocked).select("level", "value")
 
-    touched_values = values(fresh).union(values(previous.semi_join(touched, REC)), distinct=False).distinct()
+    # (materialized: each lookup of carriers reads them once per key)
+    touched_values = adapter.create_table(f"{tag}touched_values", values(fresh).union(
+        values(previous.semi_join(touched, REC)), distinct=False).distinct(), temp=True)
     seeds = adapter.create_table(f"{tag}seeds", current.carriers(touched_values, keys).select(REC).union(
         touched, distinct=False).distinct(), temp=True)
     for i in range(rounds):
@@ -174,7 +177,8 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
                                        temp=True)
         if refused is None:
             break
-        held = values(current.rows(records)).semi_join(refused, ["level", "value"])
+        held = adapter.create_table(f"{tag}held", values(current.rows(records)).semi_join(refused, ["level", "value"]),
+                                    temp=True)
         more = current.carriers(held, keys).select(REC).anti_join(records, REC)
         if adapter.count(more) == 0:
             break
@@ -183,7 +187,8 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
         return None
     # (counted on the small sides: the lineage's count is known to the engine)
     total = adapter.count(previous) - adapter.count(previous.semi_join(touched, REC)) + adapter.count(fresh)
-    return Affected(records, old_ids, adapter.count(current.rows(records)), total, current)
+    rows = adapter.create_table(f"{tag}affected_rows", current.rows(records), temp=True)
+    return Affected(records, old_ids, adapter.count(rows), total, current, rows)
 
 
 def all_key_values(current: ibis.Table, keys: list[IdentityKey], blocked: list[str]) -> ibis.Table:
