@@ -402,10 +402,14 @@ class DatasetBuilder:
         # A value that points at several customers cannot say which one: no link.
         return lookup.filter(lookup.n == 1).select("key", "tid"), rules
 
-    def _mapped(self, ds: DatasetConfig, columns: list[ColumnSpec], links: list[str]) -> ibis.Table:
+    def _mapped(self, ds: DatasetConfig, columns: list[ColumnSpec], links: list[str],
+                only: set[str] | None = None) -> ibis.Table:
+        """The mapped rows of ``ds`` (of the sources ``only``, when given)."""
         key_columns = {k.column for k in ds.identity_keys} if ds.deduplicate else set()
         parts = []
         for m in ds.mappings:
+            if only is not None and m.source not in only:
+                continue
             t = self.adapter.table(self.stages[m.source])
             link_cols: dict[str, list[str]] = {}
             for i, rel in enumerate(self.sources[m.source].relations):
@@ -462,9 +466,10 @@ class DatasetBuilder:
                 and not any(k.limit for k in ds.identity_keys)
                 and not any(self.sources[m.source].connection in events for m in ds.mappings))
 
-    def _changed(self, ds: DatasetConfig, before: Previous, previous: ibis.Table, tag: str) -> ibis.Table | None:
-        """The records of ``ds`` read from batches the last run did not read, when nothing else
-        changed (see :func:`changed_by_batches`), else None."""
+    def _changed(self, ds: DatasetConfig, before: Previous, previous: ibis.Table,
+                 tag: str) -> tuple[ibis.Table, set[str]] | None:
+        """The records of ``ds`` read from batches the last run did not read, and their sources,
+        when nothing else changed (see :func:`changed_by_batches`), else None."""
         sources = [m.source for m in ds.mappings]
         if before.stages is None or len(set(sources)) != len(sources) or set(before.stages) != set(sources) \
                 or any(s not in self.staged_rows for s in sources):
@@ -540,9 +545,11 @@ class DatasetBuilder:
         if before is not None:
             prev_records = self.adapter.table(before.records)
             if _types(prev_records.drop(TID)) == _types(mapped):
+                changed = self._changed(ds, before, prev_records, tag)
                 plan = affected(self.adapter, mapped, prev_records, keys, ds.blocked_values, tag,
                                 refused=self._refused_before(ds, keys, before),
-                                changed=self._changed(ds, before, prev_records, tag))
+                                changed=changed[0] if changed else None,
+                                fresh_from=self._mapped(ds, columns, links, only=changed[1]) if changed else None)
                 if plan is not None and plan.count * 2 > plan.total:
                     plan = None  # most records are affected: a full build is as quick
         if plan is not None:

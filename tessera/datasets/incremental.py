@@ -105,13 +105,14 @@ def carriers(current: ibis.Table, values: ibis.Table, keys: list[IdentityKey]) -
 
 
 def changed_by_batches(adapter: EngineAdapter, previous: ibis.Table, before: dict[str, dict[int, str]],
-                       now: dict[str, dict[int, str]], rows: int, tag: str) -> ibis.Table | None:
+                       now: dict[str, dict[int, str]], rows: int, tag: str) -> tuple[ibis.Table, set[str]] | None:
     """The records read from batches the last run did not read, when that is all that changed: every
     batch it read (per source: batch id -> staged table) is read again, the new batches come after
     them, and the records now (``rows``) are those of ``previous`` plus the new ones (none gone). A
-    record's version is the one of the latest batch that has it, so the others kept theirs. None
-    when that does not hold (the caller compares every record)."""
-    parts = []
+    record's version is the one of the latest batch that has it, so the others kept theirs. Returns
+    them with the sources they come from; None when that does not hold (the caller compares every
+    record)."""
+    parts, sources = [], set()
     for source, old in before.items():
         mine = now.get(source)
         if mine is None or any(mine.get(b) != name for b, name in old.items()):
@@ -120,6 +121,7 @@ def changed_by_batches(adapter: EngineAdapter, previous: ibis.Table, before: dic
         if fresh and old and min(b for b in mine if b not in old) < max(old):
             return None
         parts += [adapter.table(name).select(REC) for name in fresh]
+        sources |= {source} if fresh else set()
     if not parts:
         return None
     union = parts[0]
@@ -129,12 +131,12 @@ def changed_by_batches(adapter: EngineAdapter, previous: ibis.Table, before: dic
     known = adapter.count(previous.semi_join(changed, REC))
     if rows != adapter.count(previous) + adapter.count(changed) - known:
         return None  # records gone (or back): compare them all
-    return changed
+    return changed, sources
 
 
 def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, keys: list[IdentityKey],
              blocked: list[str], tag: str, refused: ibis.Table | None = None, rounds: int = 8,
-             changed: ibis.Table | None = None) -> Affected | None:
+             changed: ibis.Table | None = None, fresh_from: ibis.Table | None = None) -> Affected | None:
     """The affected set of ``mapped`` (this run's records, as a query) against ``previous`` (the last
     lineage, whose columns are ``mapped``'s and ``tessera_id``).
 
@@ -147,7 +149,8 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
     ``rounds`` rounds (the caller builds the dataset whole).
 
     ``changed``: the records new or changed when known already, none gone (see
-    :func:`changed_by_batches`); else every record of ``mapped`` is compared with ``previous``."""
+    :func:`changed_by_batches`); else every record of ``mapped`` is compared with ``previous``.
+    ``fresh_from``: the part of ``mapped`` that holds them (the sources with new batches)."""
     if changed is not None:
         touched = changed
     else:
@@ -158,7 +161,8 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
                                        temp=True)
         gone = before.anti_join(now, REC).select(REC)
         touched = adapter.create_table(f"{tag}touched", changed.union(gone, distinct=False), temp=True)
-    fresh = adapter.create_table(f"{tag}fresh", mapped.semi_join(changed, REC), temp=True)
+    rows_from = fresh_from if fresh_from is not None else mapped
+    fresh = adapter.create_table(f"{tag}fresh", rows_from.semi_join(changed, REC), temp=True)
     current = Current(previous.select(*mapped.columns), touched, fresh)
 
     def values(rows: ibis.Table) -> ibis.Table:
