@@ -170,36 +170,66 @@ def _clusters(ws) -> set[frozenset]:
     return {frozenset(g) for g in groups.values()}
 
 
-def _second_delta(folder: Path) -> tuple[str, str]:
-    """A file after the first incremental run: a new record carrying the e-mail of one person and the
-    customer id of another (it merges them), and a src_b record imported again with keys of its own (it
-    leaves its unified record). Returns the two ids of the records merged and the record that left."""
+def _merged_and_left(folder: Path) -> tuple[dict, dict, dict]:
+    """The src_b records of :func:`_second_delta`: two people it merges, one record that leaves."""
     import pyarrow.parquet as pq
 
     b = pq.read_table(folder / "src_b.parquet").to_pylist()
-    c = pq.read_table(folder / "src_c.parquet")
     one = next(r for r in b[200:] if r["email"])
     two = next(r for r in b[300:] if r["customer_id"] and r["customer_id"] != one["customer_id"])
+    return one, two, b[500]
+
+
+def _second_delta(folder: Path) -> None:
+    """Files after the first incremental run: a new record carrying the e-mail of one person and the
+    customer id of another (it merges them), and a src_b record imported again with keys of its own
+    (it leaves its unified record)."""
+    import pyarrow.parquet as pq
+
+    one, two, left = _merged_and_left(folder)
+    c = pq.read_table(folder / "src_c.parquet")
     stamp = max(r["updated_at"] for r in c.to_pylist())
     # (a customer id, not a phone: phones are guarded, and the bridge's first name is neither's)
     bridge = dict(c.slice(0, 1).to_pylist()[0], record_id="CBRIDGE", email=one["email"], phone=None,
                   customer_id=two["customer_id"], updated_at=stamp)
     pq.write_table(pq.read_table(folder / "src_c.parquet").from_pylist([bridge], schema=c.schema),
                    folder / "src_c_3.parquet")
-    leaver = dict(b[500], email="someone.else@example.org", phone=None, customer_id="CU-LEFT-1", updated_at=stamp)
+    leaver = dict(left, email="someone.else@example.org", phone=None, customer_id="CU-LEFT-1", updated_at=stamp)
     pq.write_table(pq.read_table(folder / "src_b.parquet").from_pylist([leaver], schema=pq.read_schema(
         folder / "src_b.parquet")), folder / "src_b_2.parquet")
-    return f"src_b:{one['record_id']}", f"src_b:{two['record_id']}", f"src_b:{leaver['record_id']}"
 
 
-def _same(a, b) -> None:
-    """``a`` and ``b`` publish the same unified records, lineage, shared values and linked orders."""
-    assert _snapshot(a, "contacts", ["tessera_id"]) == _snapshot(b, "contacts", ["tessera_id"])
-    assert _snapshot(a, "contacts__records", ["_tessera_record"]) == \
-        _snapshot(b, "contacts__records", ["_tessera_record"])
-    assert _snapshot(a, "contacts__shared_values", ["key", "value"]) == \
-        _snapshot(b, "contacts__shared_values", ["key", "value"])
-    assert _snapshot(a, "orders", ["order_id"]) == _snapshot(b, "orders", ["order_id"])
+def _published(ws) -> dict[str, list[dict]]:
+    """The unified records, lineage, shared values and linked orders ``ws`` publishes."""
+    return {"contacts": _snapshot(ws, "contacts", ["tessera_id"]),
+            "contacts__records": _snapshot(ws, "contacts__records", ["_tessera_record"]),
+            "contacts__shared_values": _snapshot(ws, "contacts__shared_values", ["key", "value"]),
+            "orders": _snapshot(ws, "orders", ["order_id"])}
+
+
+COUNTS = ("records", "unified", "duplicates_merged", "shared_values", "refused_by_guards", "rows", "aggregates")
+
+
+def _three_runs(folder: Path, path: Path, warehouse: str | None, *,
+                full: bool) -> tuple[list[tuple[dict, dict]], set[frozenset]]:
+    """A workspace on its own copy of the files, run after each of the three files (the first, the
+    delta, the second delta), incrementally or ``full``: (counts of contacts, what it published) per
+    run, and its clusters. One workspace at a time: Spark's session is shared by the workspaces of
+    a process."""
+    from tessera.workspace import Workspace
+
+    _contacts_workspace_files(folder)
+    out = []
+    with Workspace.init(path, warehouse=warehouse) as ws:
+        ws.apply(folder / "workspace.yaml")
+        for change in (None, _delta, _second_delta):
+            if change is not None:
+                change(folder)
+            result = ws.run(as_of=date(2025, 1, 1), full=full)
+            out.append((result.datasets["contacts"], _published(ws)))
+        assert ws.run(as_of=date(2025, 1, 1)).unchanged  # a run after nothing new keeps it all
+        clusters = _clusters(ws)
+    return out, clusters
 
 
 def _warehouses(request, engine: str, n: int) -> list[str | None]:
@@ -215,62 +245,37 @@ def _warehouses(request, engine: str, n: int) -> list[str | None]:
 def test_an_incremental_run_publishes_what_a_full_rebuild_does(tmp_path, engine, request):
     from tessera.workspace import Workspace
 
-    data = tmp_path / "data"
-    _contacts_workspace_files(data)
     warehouses = _warehouses(request, engine, 3)
-    spaces = {}
-    for name, warehouse in zip(("incremental", "full"), warehouses):
-        ws = spaces[name] = Workspace.init(tmp_path / name, warehouse=warehouse)
-        ws.apply(data / "workspace.yaml")
-        first = ws.run(as_of=date(2025, 1, 1))
-        assert "resolved_again" not in first.datasets["contacts"]
-    a, b = spaces["incremental"], spaces["full"]
-    try:
-        _delta(data)
-        inc = a.run(as_of=date(2025, 1, 1))
-        full = b.run(as_of=date(2025, 1, 1), full=True)
-        counts = inc.datasets["contacts"]
-        # only the touched unified records were resolved again
-        assert 85 <= counts["resolved_again"] < counts["records"] / 10
-        assert "resolved_again" not in full.datasets["contacts"]
-        for key in ("records", "unified", "duplicates_merged", "shared_values", "refused_by_guards", "rows",
-                    "aggregates"):
-            assert counts[key] == full.datasets["contacts"][key], key
-        _same(a, b)
-        shared = [r for r in _snapshot(a, "contacts__shared_values", ["key", "value"]) if r["records"] > 50]
-        assert shared and shared[0]["key"] == "phone"
-        house = [r for r in _snapshot(a, "contacts__shared_values", ["key", "value"])
-                 if r["value"] == "+33140000001"]
-        assert house and house[0]["records"] == 3 and "first names" in house[0]["reason"]
-
-        # again, on what the first incremental run published: a new record that merges two people, a
-        # record imported again that leaves its unified record
-        one, two, leaver = _second_delta(data)
-        ids = {r["_tessera_record"]: r["tessera_id"] for r in _snapshot(a, "contacts__records", ["_tessera_record"])}
-        assert ids[one] != ids[two]
-        mates = [r for r, t in ids.items() if t == ids[leaver] and r != leaver]
-        assert mates
-        again = a.run(as_of=date(2025, 1, 1))
-        b.run(as_of=date(2025, 1, 1), full=True)
-        assert 0 < again.datasets["contacts"]["resolved_again"] < counts["records"] / 10
-        _same(a, b)
-        ids = {r["_tessera_record"]: r["tessera_id"] for r in _snapshot(a, "contacts__records", ["_tessera_record"])}
-        assert ids[one] == ids[two] == ids["src_c:CBRIDGE"]
-        assert all(ids[m] != ids[leaver] for m in mates)
-
-        # and the same people as a workspace that reads every file at once
-        scratch = Workspace.init(tmp_path / "scratch", warehouse=warehouses[2])
-        try:
-            scratch.apply(data / "workspace.yaml")
-            scratch.run(as_of=date(2025, 1, 1))
-            assert _clusters(scratch) == _clusters(a)
-        finally:
-            scratch.close()
-        # a run after nothing new keeps it all
-        assert a.run(as_of=date(2025, 1, 1)).unchanged
-    finally:
-        a.close()
-        b.close()
+    inc, clusters = _three_runs(tmp_path / "inc_data", tmp_path / "incremental", warehouses[0], full=False)
+    full, _ = _three_runs(tmp_path / "full_data", tmp_path / "full", warehouses[1], full=True)
+    assert "resolved_again" not in inc[0][0] and all("resolved_again" not in c for c, _ in full)
+    # the first delta: changed e-mails merging people, a changed phone splitting one, new records, a
+    # phone carried beyond the threshold, a refused landline touched; only the touched unified
+    # records were resolved again
+    counts = inc[1][0]
+    assert 85 <= counts["resolved_again"] < counts["records"] / 10
+    # the second, on the tables the first patched: a new record merging two people, a record
+    # imported again leaving its unified record
+    assert 0 < inc[2][0]["resolved_again"] < counts["records"] / 10
+    for (a_counts, a), (b_counts, b) in zip(inc, full):
+        assert {k: a_counts[k] for k in COUNTS} == {k: b_counts[k] for k in COUNTS}
+        assert a == b
+    published = inc[1][1]
+    shared = [r for r in published["contacts__shared_values"] if r["records"] > 50]
+    assert shared and shared[0]["key"] == "phone"
+    house = [r for r in published["contacts__shared_values"] if r["value"] == "+33140000001"]
+    assert house and house[0]["records"] == 3 and "first names" in house[0]["reason"]
+    one, two, leaver = (f"src_b:{r['record_id']}" for r in _merged_and_left(tmp_path / "inc_data"))
+    before = {r["_tessera_record"]: r["tessera_id"] for r in inc[1][1]["contacts__records"]}
+    after = {r["_tessera_record"]: r["tessera_id"] for r in inc[2][1]["contacts__records"]}
+    assert before[one] != before[two] and after[one] == after[two] == after["src_c:CBRIDGE"]
+    mates = [r for r, t in before.items() if t == before[leaver] and r != leaver]
+    assert mates and all(after[m] != after[leaver] for m in mates)
+    # and the same people as a workspace that reads every file at once
+    with Workspace.init(tmp_path / "scratch", warehouse=warehouses[2]) as scratch:
+        scratch.apply(tmp_path / "inc_data" / "workspace.yaml")
+        scratch.run(as_of=date(2025, 1, 1))
+        assert _clusters(scratch) == clusters
 
 
 def test_an_erased_customer_stays_erased_after_an_incremental_run(make_workspace, tmp_path):
