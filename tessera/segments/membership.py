@@ -97,6 +97,12 @@ def ensure_tables(adapter) -> None:
 def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime | None = None) -> list[Refreshed]:
     """Recompute the membership of the segments (all, or ``names``) and log who entered and left.
 
+    Set-based and single-pass: per dataset, one query evaluates every segment's conditions for
+    each record (the behaviour conditions of a related dataset are one grouped aggregate), one
+    join of the members now with the current members gives every entry and exit of every
+    segment, then one append to the log; the members table changes by the entries and exits only
+    (it is rewritten when most of it changes, e.g. at the first refresh).
+
     Args:
         ctx: the compilation context (published tables, the date windows end at).
         store: the metadata store (definition versions).
@@ -110,62 +116,52 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     members = adapter.table(MEMBERS)
     configured = [s.name for s in config.segments]
     at = ibis.literal(now, dt.timestamp)
-    for name in (WORK, f"{WORK}_log"):
-        adapter.drop_table(name)
+    work_log = f"{WORK}_log"
+    adapter.drop_table(work_log)
     versions: dict[str, int] = {}
     skipped: dict[str, str] = {}
     failed: set[str] = set()
     by_dataset: dict[str, list[SegmentConfig]] = {}
     for seg in todo:
         by_dataset.setdefault(seg.dataset, []).append(seg)
-    currents: list[tuple[str, list[str]]] = []  # per dataset: its members now (a work table), its segments
-    for j, segments in enumerate(by_dataset.values()):
+    for segments in by_dataset.values():
         compiled = _compile_all(ctx, segments, skipped)
         if not compiled:
             continue
         for c in compiled:
             versions[c.segment.name] = definition_version(store, c.segment)
-        current = f"{WORK}_current{j}"
         try:
-            _evaluate(adapter, compiled, members, at, versions, current)
-            currents.append((current, [c.segment.name for c in compiled]))
+            _evaluate(adapter, compiled, members, at, versions, work_log)
             continue
         except Exception as exc:
             if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
                 raise
         # A condition the engine cannot compute on these rows (a CAST of a text...): each segment
         # on its own, so that the one that fails keeps its members and says which condition failed.
-        for k, c in enumerate(compiled):
-            alone = f"{current}_{k}"
+        for c in compiled:
             try:
-                _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions, alone)
+                _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions, work_log)
             except Exception as exc:
                 if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
                     raise
                 skipped[c.segment.name] = _failure(ctx, c.segment, exc)
                 failed.add(c.segment.name)
-                continue
-            currents.append((alone, [c.segment.name]))
     changes: dict[tuple[str, str], int] = {}
-    if adapter.exists(f"{WORK}_log"):
-        work_log = adapter.table(f"{WORK}_log")
+    if adapter.exists(work_log):
+        log_t = adapter.table(work_log)
         changes = {(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
-            work_log.group_by(["segment", "change"]).agg(n=work_log.count())).to_pylist()}
-    removed = adapter.count(members.filter(~members.segment.isin(configured or [""]))) > 0
+            log_t.group_by(["segment", "change"]).agg(n=log_t.count())).to_pylist()}
+    gone = members.filter(~members.segment.isin(configured or [""]))
+    removed = adapter.count(gone) > 0
     if any(changes.values()) or removed:
-        # New members = the members now (keeping the entry time and version of those who stay)
-        # and the untouched segments' members; the log first, as it was computed from the members.
-        for current, names in currents:
-            _keep_members(adapter, adapter.table(current), names, members, at, versions)
-        untouched = members.filter(~members.segment.isin([s.name for s in todo if s.name not in skipped] or [""])
-                                   & members.segment.isin(configured or [""]))
-        adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA), temp=True)
+        # The log first, as it was computed from the members.
         if changes:
-            adapter.append_query(LOG, adapter.table(f"{WORK}_log"))
-        adapter.create_table(MEMBERS, adapter.table(WORK))
-    # else: nobody entered or left, and the members table stays as it is (no copy of it)
-    for name in (WORK, f"{WORK}_log", *(c for c, _ in currents)):
-        adapter.drop_table(name)
+            adapter.append_query(LOG, adapter.table(work_log))
+        entered = sum(n for (_s, change), n in changes.items() if change == "entered")
+        _apply(adapter, members, adapter.table(work_log) if changes else None, entered,
+               sum(changes.values()) - entered, gone if removed else None, configured)
+    # else: nobody entered or left, and the members table stays as it is
+    adapter.drop_table(work_log)
     out: list[Refreshed] = []
     if todo:
         m = adapter.table(MEMBERS)
@@ -189,6 +185,33 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     return out
 
 
+def _apply(adapter, members: ibis.Table, log: ibis.Table | None, entered: int, exited: int,
+           gone: ibis.Table | None, configured: list[str]) -> None:
+    """Change the members table by the entries and exits of ``log`` and drop the members of the
+    segments no longer configured (``gone``): in place when few rows change (the entry time and
+    version of those who stay, and the table's index, are kept as they are), else rewritten in
+    one statement (at the first refresh everyone enters: a rewrite costs less than an insert
+    into an indexed table)."""
+    entries = exits = None
+    if log is not None and entered:
+        entries = _conform(log.filter(log.change == "entered"), MEMBERS_SCHEMA)
+    if log is not None and exited:
+        exits = log.filter(log.change == "exited").select("segment", TID)
+    if (entered + exited) * 4 > adapter.count(members):
+        kept = members.filter(members.segment.isin(configured or [""]))
+        if exits is not None:
+            kept = kept.anti_join(exits, ["segment", TID])
+        kept = _conform(kept, MEMBERS_SCHEMA)
+        adapter.create_table(MEMBERS, kept.union(entries, distinct=False) if entries is not None else kept)
+        return
+    if exits is not None:
+        adapter.delete_matching(MEMBERS, exits, ["segment", TID])
+    if gone is not None:
+        adapter.delete_matching(MEMBERS, gone.select("segment").distinct(), ["segment"])
+    if entries is not None:
+        adapter.append_query(MEMBERS, entries)
+
+
 def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str, str]) -> list[Compiled]:
     """The segments of one dataset compiled together; one that cannot be compiled (e.g. a
     predictive score column missing this run) is left out, keeps its members, and says why."""
@@ -206,71 +229,82 @@ def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str,
     return compile_segments(ctx, good)
 
 
-def _version_of(segment: ibis.Value, names: list[str], versions: dict[str, int]) -> ibis.Value:
-    return ibis.cases(*[(segment == n, versions[n]) for n in names], else_=0).cast(dt.int64)
-
-
-def _keep_members(adapter, current: ibis.Table, names: list[str], members: ibis.Table, at: ibis.Value,
-                  versions: dict[str, int]) -> None:
-    """Append the members now of ``names`` to the new members, with the entry time and version of
-    those who were members already."""
-    old = members.filter(members.segment.isin(names))
-    kept = current.left_join(old, (current._tessera_seg == old.segment) & (current._tessera_id == old[TID]))
-    adapter.append_query(WORK, temp=True, expr=_conform(kept.select(
-        segment=kept._tessera_seg, **{TID: kept._tessera_id}, entered_at=ibis.coalesce(kept.entered_at, at),
-        version=ibis.coalesce(kept.version, _version_of(kept._tessera_seg, names, versions))), MEMBERS_SCHEMA))
-
-
 def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.Value, versions: dict[str, int],
-              current_table: str) -> None:
-    """One pass over the dataset for all its segments, then their members now and their log.
+              log_table: str) -> None:
+    """One pass over the dataset for all its segments, then all their entries and exits at once.
 
-    A work table holds each record's id, whether it is a member of each segment and each
-    top-level condition of each (the reason of an exit); the members now (``current_table``,
-    segment and id), the entries and the exits of every segment then come from it."""
+    A work table holds each record's id and one flag per distinct top-level condition of the
+    segments (a condition several segments share is one flag). The members now (segment, id:
+    each segment's records whose flags hold) are compared with the current members in one
+    full outer join: found only now, they entered; found only before, they left, and the
+    first condition whose flag does not hold says why. The entries and exits are appended to
+    ``log_table`` (the log's columns)."""
     t = compiled[0].table
-    flags: dict[str, ibis.Value] = {"_tessera_id": t[TID].cast("string")}
-    for k, c in enumerate(compiled):
-        flags[f"_tessera_in{k}"] = c.where
-        if c.segment.match == "all":
-            flags.update({f"_tessera_c{k}_{i}": cond for i, cond in enumerate(c.conditions)})
-    evaluated = adapter.create_table(f"{WORK}_eval", t.select(**flags), temp=True)
-    # segment, record: the members now, in long form
-    parts = [evaluated.filter(evaluated[f"_tessera_in{k}"]).select(
-        _tessera_seg=ibis.literal(c.segment.name, dt.string), _tessera_id=evaluated._tessera_id)
+    columns: dict[str, ibis.Value] = {"_tessera_id": t[TID].cast("string")}
+    flag_of: dict = {}  # a condition's expression -> its flag column
+
+    def flag(cond: ibis.Value) -> str:
+        key = cond.op()
+        if key not in flag_of:
+            flag_of[key] = f"_tessera_f{len(flag_of)}"
+            columns[flag_of[key]] = cond
+        return flag_of[key]
+
+    flags = [[flag(cond) for cond in c.conditions] for c in compiled]
+    evaluated = adapter.create_table(f"{WORK}_eval", t.select(**columns), temp=True)
+    try:
+        _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table)
+    finally:
+        adapter.drop_table(f"{WORK}_eval")
+
+
+def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: ibis.Table, members: ibis.Table,
+          at: ibis.Value, versions: dict[str, int], log_table: str) -> None:
+    def holds(k: int) -> ibis.BooleanValue:
+        parts = [evaluated[f] for f in flags[k]]
+        return _reduce(parts, "and" if compiled[k].segment.match == "all" else "or")
+
+    # segment, record, version: the members now, in long form
+    parts = [evaluated.filter(holds(k)).select(
+        _tessera_seg=ibis.literal(c.segment.name, dt.string), _tessera_id=evaluated._tessera_id,
+        _tessera_v=ibis.literal(versions[c.segment.name], dt.int64))
         for k, c in enumerate(compiled)]
-    current = adapter.create_table(current_table, parts[0].union(*parts[1:], distinct=False) if parts[1:]
-                                   else parts[0], temp=True)
+    current = parts[0].union(*parts[1:], distinct=False) if parts[1:] else parts[0]
     names = [c.segment.name for c in compiled]
-
-    def version_of(segment: ibis.Value) -> ibis.Value:
-        return _version_of(segment, names, versions)
-
     old = members.filter(members.segment.isin(names))
-    same = (current._tessera_seg == old.segment) & (current._tessera_id == old[TID])
-    entered = current.anti_join(old, same)
-    entries = _conform(entered.select(
-        segment=entered._tessera_seg, **{TID: entered._tessera_id}, change=ibis.literal("entered", dt.string),
-        entered_at=at, exited_at=ibis.null(dt.timestamp),
-        version=version_of(entered._tessera_seg), exit_condition=ibis.null(dt.string)), LOG_SCHEMA)
-    exited = old.anti_join(current, (old.segment == current._tessera_seg) & (old[TID] == current._tessera_id))
-    why = exited.left_join(evaluated, exited[TID] == evaluated._tessera_id)
-    branches = [(why._tessera_id.isnull(), LEFT_DATASET)]
+    both = current.outer_join(old, (current._tessera_seg == old.segment) & (current._tessera_id == old[TID]))
+    changed = both.filter(both._tessera_seg.isnull() | both.segment.isnull())
+    changed = changed.select(
+        _tessera_s=ibis.coalesce(changed._tessera_seg, changed.segment),
+        _tessera_r=ibis.coalesce(changed._tessera_id, changed[TID]),
+        _tessera_in=changed._tessera_seg.notnull(), _tessera_v=changed._tessera_v, _tessera_at=changed.entered_at)
+    why = changed.left_join(evaluated, changed._tessera_r == evaluated._tessera_id)
+    seg = why._tessera_s
+    branches = [(why._tessera_in, ibis.null(dt.string)), (why._tessera_id.isnull(), LEFT_DATASET)]
     otherwise = []
     for k, c in enumerate(compiled):
-        mine = why.segment == c.segment.name
+        mine = seg == c.segment.name
         if c.segment.match == "all":
-            branches += [(mine & ~why[f"_tessera_c{k}_{i}"], label) for i, label in enumerate(c.labels)]
+            branches += [(mine & ~why[f], label) for f, label in zip(flags[k], c.labels)]
             otherwise.append((mine, "the definition changed"))
         else:
             otherwise.append((mine, "none of the conditions holds"))
-    exits = _conform(why.select(
-        segment=why.segment, **{TID: why[TID]}, change=ibis.literal("exited", dt.string),
-        entered_at=why.entered_at, exited_at=at,
-        version=version_of(why.segment),
-        exit_condition=ibis.cases(*branches, *otherwise, else_="the definition changed")), LOG_SCHEMA)
-    adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False), temp=True)
-    adapter.drop_table(f"{WORK}_eval")
+    version = ibis.cases(*[(seg == n, versions[n]) for n in names], else_=0).cast(dt.int64)
+    entering = why._tessera_in
+    adapter.append_query(log_table, temp=True, expr=_conform(why.select(
+        segment=seg, **{TID: why._tessera_r},
+        change=entering.ifelse(ibis.literal("entered", dt.string), ibis.literal("exited", dt.string)),
+        entered_at=entering.ifelse(at, why._tessera_at.cast(dt.timestamp)),
+        exited_at=entering.ifelse(ibis.null(dt.timestamp), at),
+        version=ibis.coalesce(why._tessera_v, version),
+        exit_condition=ibis.cases(*branches, *otherwise, else_="the definition changed")), LOG_SCHEMA))
+
+
+def _reduce(parts: list[ibis.BooleanValue], how: str) -> ibis.BooleanValue:
+    out = parts[0]
+    for p in parts[1:]:
+        out = (out & p) if how == "and" else (out | p)
+    return out
 
 
 def _failure(ctx: Context, seg: SegmentConfig, exc: BaseException) -> str:
