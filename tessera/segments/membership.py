@@ -264,20 +264,19 @@ def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: 
         parts = [evaluated[f] for f in flags[k]]
         return _reduce(parts, "and" if compiled[k].segment.match == "all" else "or")
 
-    # segment, record, version: the members now, in long form
-    parts = [evaluated.filter(holds(k)).select(
-        _tessera_seg=ibis.literal(c.segment.name, dt.string), _tessera_id=evaluated._tessera_id,
-        _tessera_v=ibis.literal(versions[c.segment.name], dt.int64))
-        for k, c in enumerate(compiled)]
-    current = parts[0].union(*parts[1:], distinct=False) if parts[1:] else parts[0]
+    # segment, record: the members now, in long form (one row per record and segment it is in)
     names = [c.segment.name for c in compiled]
+    parts = [evaluated.filter(holds(k)).select(_tessera_seg=ibis.literal(n, dt.string),
+                                               _tessera_id=evaluated._tessera_id)
+             for k, n in enumerate(names)]
+    current = parts[0].union(*parts[1:], distinct=False) if parts[1:] else parts[0]
     old = members.filter(members.segment.isin(names))
     both = current.outer_join(old, (current._tessera_seg == old.segment) & (current._tessera_id == old[TID]))
     changed = both.filter(both._tessera_seg.isnull() | both.segment.isnull())
     changed = changed.select(
         _tessera_s=ibis.coalesce(changed._tessera_seg, changed.segment),
         _tessera_r=ibis.coalesce(changed._tessera_id, changed[TID]),
-        _tessera_in=changed._tessera_seg.notnull(), _tessera_v=changed._tessera_v, _tessera_at=changed.entered_at)
+        _tessera_in=changed._tessera_seg.notnull(), _tessera_at=changed.entered_at)
     why = changed.left_join(evaluated, changed._tessera_r == evaluated._tessera_id)
     seg = why._tessera_s
     branches = [(why._tessera_in, ibis.null(dt.string)), (why._tessera_id.isnull(), LEFT_DATASET)]
@@ -289,14 +288,17 @@ def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: 
             otherwise.append((mine, "the definition changed"))
         else:
             otherwise.append((mine, "none of the conditions holds"))
-    version = ibis.cases(*[(seg == n, versions[n]) for n in names], else_=0).cast(dt.int64)
+    if len({versions[n] for n in names}) == 1:
+        version = ibis.literal(versions[names[0]], dt.int64)
+    else:
+        version = ibis.cases(*[(seg == n, versions[n]) for n in names], else_=0).cast(dt.int64)
     entering = why._tessera_in
     adapter.append_query(log_table, temp=True, expr=_conform(why.select(
         segment=seg, **{TID: why._tessera_r},
         change=entering.ifelse(ibis.literal("entered", dt.string), ibis.literal("exited", dt.string)),
         entered_at=entering.ifelse(at, why._tessera_at.cast(dt.timestamp)),
         exited_at=entering.ifelse(ibis.null(dt.timestamp), at),
-        version=ibis.coalesce(why._tessera_v, version),
+        version=version,
         exit_condition=ibis.cases(*branches, *otherwise, else_="the definition changed")), LOG_SCHEMA))
 
 
