@@ -118,6 +118,10 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     at = ibis.literal(now, dt.timestamp)
     work_log = f"{WORK}_log"
     adapter.drop_table(work_log)
+    # the size of each segment now (one pass over the members: the sizes after the refresh
+    # follow from its entries and exits, and segments no longer configured are found)
+    before = {r["segment"]: int(r["n"]) for r in adapter.to_arrow(
+        members.group_by("segment").agg(n=members.count())).to_pylist()}
     versions: dict[str, int] = {}
     skipped: dict[str, str] = {}
     failed: set[str] = set()
@@ -151,23 +155,21 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         log_t = adapter.table(work_log)
         changes = {(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
             log_t.group_by(["segment", "change"]).agg(n=log_t.count())).to_pylist()}
-    gone = members.filter(~members.segment.isin(configured or [""]))
-    removed = adapter.count(gone) > 0
-    if any(changes.values()) or removed:
+    gone = [name for name in before if name not in configured]
+    if any(changes.values()) or gone:
         # The log first, as it was computed from the members.
         if changes:
             adapter.append_query(LOG, adapter.table(work_log))
         entered = sum(n for (_s, change), n in changes.items() if change == "entered")
         _apply(adapter, members, adapter.table(work_log) if changes else None, entered,
-               sum(changes.values()) - entered, gone if removed else None, configured)
+               sum(changes.values()) - entered, sum(before.values()), gone)
     # else: nobody entered or left, and the members table stays as it is
     adapter.drop_table(work_log)
     out: list[Refreshed] = []
     if todo:
-        m = adapter.table(MEMBERS)
-        m = m.filter(m.segment.isin([s.name for s in todo]))
-        sizes = {r["segment"]: int(r["n"]) for r in adapter.to_arrow(
-            m.group_by("segment").agg(n=m.count())).to_pylist()}
+        sizes = {name: n + changes.get((name, "entered"), 0) - changes.get((name, "exited"), 0)
+                 for name, n in before.items()}
+        sizes.update({name: changes.get((name, "entered"), 0) for (name, _c) in changes if name not in before})
         rows = []
         for seg in todo:
             if seg.name in skipped:
@@ -185,20 +187,20 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     return out
 
 
-def _apply(adapter, members: ibis.Table, log: ibis.Table | None, entered: int, exited: int,
-           gone: ibis.Table | None, configured: list[str]) -> None:
-    """Change the members table by the entries and exits of ``log`` and drop the members of the
-    segments no longer configured (``gone``): in place when few rows change (the entry time and
-    version of those who stay, and the table's index, are kept as they are), else rewritten in
-    one statement (at the first refresh everyone enters: a rewrite costs less than an insert
-    into an indexed table)."""
+def _apply(adapter, members: ibis.Table, log: ibis.Table | None, entered: int, exited: int, total: int,
+           gone: list[str]) -> None:
+    """Change the members table (``total`` rows) by the entries and exits of ``log`` and drop the
+    members of the segments no longer configured (``gone``): in place when few rows change (the
+    entry time and version of those who stay, and the table's index, are kept as they are), else
+    rewritten in one statement (at the first refresh everyone enters: a rewrite costs less than
+    an insert into an indexed table)."""
     entries = exits = None
     if log is not None and entered:
         entries = _conform(log.filter(log.change == "entered"), MEMBERS_SCHEMA)
     if log is not None and exited:
         exits = log.filter(log.change == "exited").select("segment", TID)
-    if (entered + exited) * 4 > adapter.count(members):
-        kept = members.filter(members.segment.isin(configured or [""]))
+    if (entered + exited) * 4 > total:
+        kept = members.filter(~members.segment.isin(gone)) if gone else members
         if exits is not None:
             kept = kept.anti_join(exits, ["segment", TID])
         kept = _conform(kept, MEMBERS_SCHEMA)
@@ -206,8 +208,9 @@ def _apply(adapter, members: ibis.Table, log: ibis.Table | None, entered: int, e
         return
     if exits is not None:
         adapter.delete_matching(MEMBERS, exits, ["segment", TID])
-    if gone is not None:
-        adapter.delete_matching(MEMBERS, gone.select("segment").distinct(), ["segment"])
+    if gone:
+        adapter.delete_matching(MEMBERS, members.filter(members.segment.isin(gone)).select("segment").distinct(),
+                                ["segment"])
     if entries is not None:
         adapter.append_query(MEMBERS, entries)
 
