@@ -4,7 +4,8 @@ Three warehouse tables, all written set-based (``INSERT ... SELECT`` or one ``CR
 
 ``_tessera_segment_members``
     the current members: ``segment``, ``tessera_id``, ``entered_at``, ``version`` (the definition
-    version they entered under). Replaced at each refresh.
+    version they entered under). A refresh deletes its exits and inserts its entries (or rewrites
+    the table in one statement when most of it changes).
 ``_tessera_segment_log``
     one row per entry or exit, never changed: ``segment``, ``tessera_id``, ``change`` (``entered`` or
     ``exited``), ``entered_at``, ``exited_at`` (NULL for an entry), ``version``, ``exit_condition``
@@ -14,8 +15,9 @@ Three warehouse tables, all written set-based (``INSERT ... SELECT`` or one ``CR
     ``version``: the size of a segment over time.
 
 A refresh compares the records for which the definition holds now with the current members:
-records found only now entered, records found only before exited. The definition version is a
-counter kept in the metadata store, increased when the definition changes.
+records found only now entered, records found only before exited. All the segments of a dataset
+are compared in one pass (see :func:`refresh`). The definition version is a counter kept in the
+metadata store, increased when the definition changes.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     # follow from its entries and exits, and segments no longer configured are found)
     before = {r["segment"]: int(r["n"]) for r in adapter.to_arrow(
         members.group_by("segment").agg(n=members.count())).to_pylist()}
+    fresh = {s.name for s in todo if not before.get(s.name)}  # no members: only entries
     versions: dict[str, int] = {}
     skipped: dict[str, str] = {}
     failed: set[str] = set()
@@ -135,7 +138,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         for c in compiled:
             versions[c.segment.name] = definition_version(store, c.segment)
         try:
-            _evaluate(adapter, compiled, members, at, versions, work_log)
+            _evaluate(adapter, compiled, members, at, versions, work_log, fresh)
             continue
         except Exception as exc:
             if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
@@ -144,7 +147,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         # on its own, so that the one that fails keeps its members and says which condition failed.
         for c in compiled:
             try:
-                _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions, work_log)
+                _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions, work_log, fresh)
             except Exception as exc:
                 if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
                     raise
@@ -233,7 +236,7 @@ def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str,
 
 
 def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.Value, versions: dict[str, int],
-              log_table: str) -> None:
+              log_table: str, fresh: set[str]) -> None:
     """One pass over the dataset for all its segments, then all their entries and exits at once.
 
     A work table holds each record's id and one flag per distinct top-level condition of the
@@ -256,23 +259,48 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
     flags = [[flag(cond) for cond in c.conditions] for c in compiled]
     evaluated = adapter.create_table(f"{WORK}_eval", t.select(**columns), temp=True)
     try:
-        _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table)
+        _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh)
     finally:
         adapter.drop_table(f"{WORK}_eval")
 
 
 def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: ibis.Table, members: ibis.Table,
-          at: ibis.Value, versions: dict[str, int], log_table: str) -> None:
+          at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str]) -> None:
+    """Append the entries and exits of the segments ``compiled`` to ``log_table``. The segments
+    without members (``fresh``: new, or empty until now) only have entries: no join for them."""
+
     def holds(k: int) -> ibis.BooleanValue:
         parts = [evaluated[f] for f in flags[k]]
         return _reduce(parts, "and" if compiled[k].segment.match == "all" else "or")
 
-    # segment, record: the members now, in long form (one row per record and segment it is in)
-    names = [c.segment.name for c in compiled]
-    parts = [evaluated.filter(holds(k)).select(_tessera_seg=ibis.literal(n, dt.string),
-                                               _tessera_id=evaluated._tessera_id)
-             for k, n in enumerate(names)]
-    current = parts[0].union(*parts[1:], distinct=False) if parts[1:] else parts[0]
+    def members_now(ks: list[int], **more) -> ibis.Table:
+        """segment, record: the members now of segments ``ks``, in long form."""
+        parts = [evaluated.filter(holds(k)).select(_tessera_seg=ibis.literal(compiled[k].segment.name, dt.string),
+                                                   _tessera_id=evaluated._tessera_id,
+                                                   **{n: f(compiled[k].segment.name) for n, f in more.items()})
+                 for k in ks]
+        return parts[0].union(*parts[1:], distinct=False) if parts[1:] else parts[0]
+
+    pieces = []
+    new = [k for k, c in enumerate(compiled) if c.segment.name in fresh]
+    if new:
+        entered = members_now(new, _tessera_v=lambda n: ibis.literal(versions[n], dt.int64))
+        pieces.append(_conform(entered.select(
+            segment=entered._tessera_seg, **{TID: entered._tessera_id}, change=ibis.literal("entered", dt.string),
+            entered_at=at, exited_at=ibis.null(dt.timestamp), version=entered._tessera_v,
+            exit_condition=ibis.null(dt.string)), LOG_SCHEMA))
+    known = [k for k, c in enumerate(compiled) if c.segment.name not in fresh]
+    if known:
+        pieces.append(_changes(compiled, known, flags, evaluated, members_now(known), members, at, versions))
+    adapter.append_query(log_table, pieces[0].union(*pieces[1:], distinct=False) if pieces[1:] else pieces[0],
+                         temp=True)
+
+
+def _changes(compiled: list[Compiled], ks: list[int], flags: list[list[str]], evaluated: ibis.Table,
+             current: ibis.Table, members: ibis.Table, at: ibis.Value, versions: dict[str, int]) -> ibis.Table:
+    """The entries and exits (the log's columns) of segments ``ks``: their members now
+    (``current``) and their members until now, compared in one full outer join."""
+    names = [compiled[k].segment.name for k in ks]
     old = members.filter(members.segment.isin(names))
     both = current.outer_join(old, (current._tessera_seg == old.segment) & (current._tessera_id == old[TID]))
     changed = both.filter(both._tessera_seg.isnull() | both.segment.isnull())
@@ -284,7 +312,8 @@ def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: 
     seg = why._tessera_s
     branches = [(why._tessera_in, ibis.null(dt.string)), (why._tessera_id.isnull(), LEFT_DATASET)]
     otherwise = []
-    for k, c in enumerate(compiled):
+    for k in ks:
+        c = compiled[k]
         mine = seg == c.segment.name
         if c.segment.match == "all":
             branches += [(mine & ~why[f], label) for f, label in zip(flags[k], c.labels)]
@@ -296,13 +325,13 @@ def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: 
     else:
         version = ibis.cases(*[(seg == n, versions[n]) for n in names], else_=0).cast(dt.int64)
     entering = why._tessera_in
-    adapter.append_query(log_table, temp=True, expr=_conform(why.select(
+    return _conform(why.select(
         segment=seg, **{TID: why._tessera_r},
         change=entering.ifelse(ibis.literal("entered", dt.string), ibis.literal("exited", dt.string)),
         entered_at=entering.ifelse(at, why._tessera_at.cast(dt.timestamp)),
         exited_at=entering.ifelse(ibis.null(dt.timestamp), at),
         version=version,
-        exit_condition=ibis.cases(*branches, *otherwise, else_="the definition changed")), LOG_SCHEMA))
+        exit_condition=ibis.cases(*branches, *otherwise, else_="the definition changed")), LOG_SCHEMA)
 
 
 def _reduce(parts: list[ibis.BooleanValue], how: str) -> ibis.BooleanValue:
