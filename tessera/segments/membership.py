@@ -131,43 +131,48 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     by_dataset: dict[str, list[SegmentConfig]] = {}
     for seg in todo:
         by_dataset.setdefault(seg.dataset, []).append(seg)
-    for segments in by_dataset.values():
-        compiled = _compile_all(ctx, segments, skipped)
-        if not compiled:
-            continue
-        for c in compiled:
-            versions[c.segment.name] = definition_version(store, c.segment)
-        try:
-            _evaluate(adapter, compiled, members, at, versions, work_log, fresh)
-            continue
-        except Exception as exc:
-            if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
-                raise
-        # A condition the engine cannot compute on these rows (a CAST of a text...): each segment
-        # on its own, so that the one that fails keeps its members and says which condition failed.
-        for c in compiled:
+    evals: list[str] = []  # the work tables of each evaluation, dropped at the end
+    entries: list[ibis.Table] = []  # the entries of the segments without members yet (read from those)
+    try:
+        for segments in by_dataset.values():
+            compiled = _compile_all(ctx, segments, skipped)
+            if not compiled:
+                continue
+            for c in compiled:
+                versions[c.segment.name] = definition_version(store, c.segment)
             try:
-                _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions, work_log, fresh)
+                entries += _evaluate(adapter, compiled, members, at, versions, work_log, fresh, evals)
+                continue
             except Exception as exc:
                 if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
                     raise
-                skipped[c.segment.name] = _failure(ctx, c.segment, exc)
-                failed.add(c.segment.name)
-    changes: dict[tuple[str, str], int] = {}
-    if adapter.exists(work_log):
-        log_t = adapter.table(work_log)
-        changes = {(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
-            log_t.group_by(["segment", "change"]).agg(n=log_t.count())).to_pylist()}
-    gone = [name for name in before if name not in configured]
-    if any(changes.values()) or gone:
-        # The log first, as it was computed from the members.
-        if changes:
-            adapter.append_query(LOG, adapter.table(work_log))
-        entered = sum(n for (_s, change), n in changes.items() if change == "entered")
-        _apply(adapter, members, adapter.table(work_log) if changes else None, entered,
-               sum(changes.values()) - entered, sum(before.values()), gone)
-    # else: nobody entered or left, and the members table stays as it is
-    adapter.drop_table(work_log)
+            # A condition the engine cannot compute on these rows (a CAST of a text...): each segment
+            # on its own, so that the one that fails keeps its members and says which condition failed.
+            for c in compiled:
+                try:
+                    entries += _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions,
+                                         work_log, fresh, evals)
+                except Exception as exc:
+                    if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
+                        raise
+                    skipped[c.segment.name] = _failure(ctx, c.segment, exc)
+                    failed.add(c.segment.name)
+        changes: dict[tuple[str, str], int] = {}
+        logs = ([adapter.table(work_log)] if adapter.exists(work_log) else []) + entries
+        for log_t in logs:
+            changes.update({(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
+                log_t.group_by(["segment", "change"]).agg(n=log_t.count())).to_pylist()})
+        gone = [name for name in before if name not in configured]
+        if any(changes.values()) or gone:
+            # The log first, as it was computed from the members.
+            for log_t in logs:
+                adapter.append_query(LOG, log_t)
+            entered = sum(n for (_s, change), n in changes.items() if change == "entered")
+            _apply(adapter, members, logs, entered, sum(changes.values()) - entered, sum(before.values()), gone)
+        # else: nobody entered or left, and the members table stays as it is
+    finally:
+        for name in (work_log, *evals):
+            adapter.drop_table(name)
     out: list[Refreshed] = []
     if todo:
         sizes = {name: n + changes.get((name, "entered"), 0) - changes.get((name, "exited"), 0)
@@ -190,32 +195,30 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     return out
 
 
-def _apply(adapter, members: ibis.Table, log: ibis.Table | None, entered: int, exited: int, total: int,
+def _apply(adapter, members: ibis.Table, logs: list[ibis.Table], entered: int, exited: int, total: int,
            gone: list[str]) -> None:
-    """Change the members table (``total`` rows) by the entries and exits of ``log`` and drop the
+    """Change the members table (``total`` rows) by the entries and exits of ``logs`` and drop the
     members of the segments no longer configured (``gone``): in place when few rows change (the
     entry time and version of those who stay, and the table's index, are kept as they are), else
     rewritten in one statement (at the first refresh everyone enters: a rewrite costs less than
     an insert into an indexed table)."""
-    entries = exits = None
-    if log is not None and entered:
-        entries = _conform(log.filter(log.change == "entered"), MEMBERS_SCHEMA)
-    if log is not None and exited:
-        exits = log.filter(log.change == "exited").select("segment", TID)
+    entries = [_conform(t.filter(t.change == "entered"), MEMBERS_SCHEMA) for t in logs] if entered else []
+    exits = [t.filter(t.change == "exited").select("segment", TID) for t in logs] if exited else []
+    exits = exits[0].union(*exits[1:], distinct=False) if exits[1:] else (exits[0] if exits else None)
     if (entered + exited) * 4 > total:
         kept = members.filter(~members.segment.isin(gone)) if gone else members
         if exits is not None:
             kept = kept.anti_join(exits, ["segment", TID])
         kept = _conform(kept, MEMBERS_SCHEMA)
-        adapter.create_table(MEMBERS, kept.union(entries, distinct=False) if entries is not None else kept)
+        adapter.create_table(MEMBERS, kept.union(*entries, distinct=False) if entries else kept)
         return
     if exits is not None:
         adapter.delete_matching(MEMBERS, exits, ["segment", TID])
     if gone:
         adapter.delete_matching(MEMBERS, members.filter(members.segment.isin(gone)).select("segment").distinct(),
                                 ["segment"])
-    if entries is not None:
-        adapter.append_query(MEMBERS, entries)
+    for part in entries:
+        adapter.append_query(MEMBERS, part)
 
 
 def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str, str]) -> list[Compiled]:
@@ -236,7 +239,7 @@ def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str,
 
 
 def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.Value, versions: dict[str, int],
-              log_table: str, fresh: set[str]) -> None:
+              log_table: str, fresh: set[str], evals: list[str]) -> list[ibis.Table]:
     """One pass over the dataset for all its segments, then all their entries and exits at once.
 
     A work table holds each record's id and one flag per distinct top-level condition of the
@@ -244,7 +247,9 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
     each segment's records whose flags hold) are compared with the current members in one
     full outer join: found only now, they entered; found only before, they left, and the
     first condition whose flag does not hold says why. The entries and exits are appended to
-    ``log_table`` (the log's columns)."""
+    ``log_table`` (the log's columns), but those of the segments without members (``fresh``),
+    which are only entries, are returned as a query of the work table (named in ``evals``): they
+    go to the log and the members table without a copy in between."""
     t = compiled[0].table
     columns: dict[str, ibis.Value] = {"_tessera_id": t[TID].cast("string")}
     flag_of: dict = {}  # a condition's expression -> its flag column
@@ -257,17 +262,17 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
         return flag_of[key]
 
     flags = [[flag(cond) for cond in c.conditions] for c in compiled]
-    evaluated = adapter.create_table(f"{WORK}_eval", t.select(**columns), temp=True)
-    try:
-        _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh)
-    finally:
-        adapter.drop_table(f"{WORK}_eval")
+    name = f"{WORK}_eval{len(evals)}"
+    evals.append(name)
+    evaluated = adapter.create_table(name, t.select(**columns), temp=True)
+    return _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh)
 
 
 def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: ibis.Table, members: ibis.Table,
-          at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str]) -> None:
+          at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str]) -> list[ibis.Table]:
     """Append the entries and exits of the segments ``compiled`` to ``log_table``. The segments
-    without members (``fresh``: new, or empty until now) only have entries: no join for them."""
+    without members (``fresh``: new, or empty until now) only have entries, no join for them:
+    returned as a query (the log's columns)."""
 
     def holds(k: int) -> ibis.BooleanValue:
         parts = [evaluated[f] for f in flags[k]]
@@ -281,19 +286,19 @@ def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: 
                  for k in ks]
         return parts[0].union(*parts[1:], distinct=False) if parts[1:] else parts[0]
 
-    pieces = []
+    out = []
     new = [k for k, c in enumerate(compiled) if c.segment.name in fresh]
     if new:
         entered = members_now(new, _tessera_v=lambda n: ibis.literal(versions[n], dt.int64))
-        pieces.append(_conform(entered.select(
+        out.append(_conform(entered.select(
             segment=entered._tessera_seg, **{TID: entered._tessera_id}, change=ibis.literal("entered", dt.string),
             entered_at=at, exited_at=ibis.null(dt.timestamp), version=entered._tessera_v,
             exit_condition=ibis.null(dt.string)), LOG_SCHEMA))
     known = [k for k, c in enumerate(compiled) if c.segment.name not in fresh]
     if known:
-        pieces.append(_changes(compiled, known, flags, evaluated, members_now(known), members, at, versions))
-    adapter.append_query(log_table, pieces[0].union(*pieces[1:], distinct=False) if pieces[1:] else pieces[0],
-                         temp=True)
+        adapter.append_query(log_table, _changes(compiled, known, flags, evaluated, members_now(known), members, at,
+                                                 versions), temp=True)
+    return out
 
 
 def _changes(compiled: list[Compiled], ks: list[int], flags: list[list[str]], evaluated: ibis.Table,
