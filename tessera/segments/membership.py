@@ -133,6 +133,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         by_dataset.setdefault(seg.dataset, []).append(seg)
     evals: list[str] = []  # the work tables of each evaluation, dropped at the end
     entries: list[ibis.Table] = []  # the entries of the segments without members yet (read from those)
+    changes: dict[tuple[str, str], int] = {}  # (segment, entered or exited) -> how many
     try:
         for segments in by_dataset.values():
             compiled = _compile_all(ctx, segments, skipped)
@@ -141,7 +142,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             for c in compiled:
                 versions[c.segment.name] = definition_version(store, c.segment)
             try:
-                entries += _evaluate(adapter, compiled, members, at, versions, work_log, fresh, evals)
+                entries += _evaluate(adapter, compiled, members, at, versions, work_log, fresh, evals, changes)
                 continue
             except Exception as exc:
                 if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
@@ -151,17 +152,18 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             for c in compiled:
                 try:
                     entries += _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions,
-                                         work_log, fresh, evals)
+                                         work_log, fresh, evals, changes)
                 except Exception as exc:
                     if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
                         raise
                     skipped[c.segment.name] = _failure(ctx, c.segment, exc)
                     failed.add(c.segment.name)
-        changes: dict[tuple[str, str], int] = {}
-        logs = ([adapter.table(work_log)] if adapter.exists(work_log) else []) + entries
-        for log_t in logs:
+        logs = list(entries)
+        if adapter.exists(work_log):
+            log_t = adapter.table(work_log)
             changes.update({(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
                 log_t.group_by(["segment", "change"]).agg(n=log_t.count())).to_pylist()})
+            logs.insert(0, log_t)
         gone = [name for name in before if name not in configured]
         if any(changes.values()) or gone:
             # The log first, as it was computed from the members.
@@ -239,7 +241,8 @@ def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str,
 
 
 def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.Value, versions: dict[str, int],
-              log_table: str, fresh: set[str], evals: list[str]) -> list[ibis.Table]:
+              log_table: str, fresh: set[str], evals: list[str],
+              changes: dict[tuple[str, str], int]) -> list[ibis.Table]:
     """One pass over the dataset for all its segments, then all their entries and exits at once.
 
     A work table holds each record's id and one flag per distinct top-level condition of the
@@ -265,14 +268,15 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
     name = f"{WORK}_eval{len(evals)}"
     evals.append(name)
     evaluated = adapter.create_table(name, t.select(**columns), temp=True)
-    return _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh)
+    return _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh, changes)
 
 
 def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: ibis.Table, members: ibis.Table,
-          at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str]) -> list[ibis.Table]:
+          at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str],
+          changes: dict[tuple[str, str], int]) -> list[ibis.Table]:
     """Append the entries and exits of the segments ``compiled`` to ``log_table``. The segments
     without members (``fresh``: new, or empty until now) only have entries, no join for them:
-    returned as a query (the log's columns)."""
+    returned as a query (the log's columns), and counted into ``changes`` (one aggregate)."""
 
     def holds(k: int) -> ibis.BooleanValue:
         parts = [evaluated[f] for f in flags[k]]
@@ -294,6 +298,8 @@ def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: 
             segment=entered._tessera_seg, **{TID: entered._tessera_id}, change=ibis.literal("entered", dt.string),
             entered_at=at, exited_at=ibis.null(dt.timestamp), version=entered._tessera_v,
             exit_condition=ibis.null(dt.string)), LOG_SCHEMA))
+        counts = adapter.to_arrow(evaluated.aggregate(**{f"n{k}": evaluated.count(where=holds(k)) for k in new}))
+        changes.update({(compiled[k].segment.name, "entered"): int(counts[f"n{k}"][0].as_py() or 0) for k in new})
     known = [k for k, c in enumerate(compiled) if c.segment.name not in fresh]
     if known:
         adapter.append_query(log_table, _changes(compiled, known, flags, evaluated, members_now(known), members, at,
