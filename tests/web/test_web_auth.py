@@ -43,6 +43,13 @@ RULES = {
     ("POST", "/syncs/{name}/run"): "editor",
     ("GET", "/connections"): "viewer",
     ("POST", "/connections/{name}/test"): "editor",
+    ("GET", "/connections/new"): "admin",
+    ("POST", "/connections/new"): "admin",
+    ("GET", "/connections/{name}/edit"): "admin",
+    ("POST", "/connections/{name}/edit"): "admin",
+    ("POST", "/connections/{name}/delete"): "admin",
+    ("GET", "/schedules"): "viewer",
+    ("POST", "/schedules/{kind}/{name}"): "editor",
     ("GET", "/sources"): "viewer",
     ("GET", "/sources/{name}"): "viewer",
     ("GET", "/sources/{name}/preview"): "viewer",
@@ -66,7 +73,7 @@ RULES = {
     ("POST", "/dashboards/{name}/delete"): "editor",
     ("POST", "/dashboards/{name}/{question}/remove"): "editor",
 }
-PATH_VALUES = {"tessera_id": "Tnobody", "name": "no_such_thing", "job_id": "987654", "email": "nobody@example.com",
+PATH_VALUES = {"kind": "sync", "tessera_id": "Tnobody", "name": "no_such_thing", "job_id": "987654", "email": "nobody@example.com",
                "token_id": "987654", "question": "no_such_question"}
 
 
