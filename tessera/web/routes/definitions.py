@@ -1,0 +1,90 @@
+"""The definition of one source or dataset as YAML, changed by editors: the text as ``tessera
+export`` writes the object, checked by the same code as ``tessera apply`` (every problem at once,
+with its place), made by a job of the writer queue from the version shown (the REST API's own
+change, :func:`tessera.api.resources.change`: 409 when the object changed since)."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+
+from tessera.api.resources import change
+from tessera.config.loader import read_yaml_text
+from tessera.errors import ConfigError, NotFoundError, TesseraError, VersionConflict
+from tessera.web.auth import Editor
+from tessera.web.reading import owner_of, read
+from tessera.web.render import render
+
+router = APIRouter(include_in_schema=False)
+SECTIONS = {"source": "sources", "dataset": "datasets"}
+
+
+def as_yaml(spec: dict) -> str:
+    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=110)
+
+
+async def _stored(request: Request, kind: str, name: str) -> dict:
+    return await read(request, lambda ws: ws.config_object(kind, name))
+
+
+def _page(request: Request, kind: str, name: str, text: str, version: str, status_code: int = 200,
+          problems: list | None = None, conflict: str | None = None):
+    return render(request, "definition.html", status_code=status_code, nav=SECTIONS[kind], kind=kind, name=name,
+                  section=SECTIONS[kind], text=text, version=version, problems=problems or [], conflict=conflict)
+
+
+def parse(text: str, kind: str, name: str) -> dict:
+    """The posted YAML of one object -> its definition (ConfigError naming the line when it is not
+    YAML, not a mapping, or renames the object)."""
+    data = read_yaml_text(text, origin=f"{kind} '{name}'")
+    if not isinstance(data, dict):
+        raise ConfigError(f"the definition of a {kind} is a mapping of settings (name: ..., ...)",
+                          origin=f"{kind} '{name}'")
+    if data.get("name", name) != name:
+        raise ConfigError(f"name: a {kind} is not renamed here (it was '{name}'); keep the name, or create a new "
+                          f"{kind} in the configuration", origin=f"{kind} '{name}'")
+    return json.loads(json.dumps({**data, "name": name}, default=str))  # plain values for the job's parameters
+
+
+async def _edit(request: Request, kind: str, name: str):
+    obj = await _stored(request, kind, name)
+    return _page(request, kind, name, as_yaml(obj["spec"]), obj["version"])
+
+
+async def _save(request: Request, user, kind: str, name: str):
+    form = await request.form()
+    text, version = str(form.get("definition") or ""), str(form.get("version") or "")
+    await _stored(request, kind, name)  # 404 for an unknown object
+    try:
+        await change(request, owner_of(request), user, kind, name, parse(text, kind, name), version=version or None)
+    except NotFoundError:
+        raise
+    except VersionConflict as exc:
+        return _page(request, kind, name, text, version, status_code=exc.status, conflict=str(exc))
+    except TesseraError as exc:
+        return _page(request, kind, name, text, version, status_code=exc.status,
+                     problems=getattr(exc, "problems", None) or [str(exc)])
+    return RedirectResponse(f"/{SECTIONS[kind]}/{name}?saved=1", status_code=303)
+
+
+@router.get("/sources/{name}/edit")
+async def edit_source(request: Request, user: Editor, name: str):
+    return await _edit(request, "source", name)
+
+
+@router.post("/sources/{name}/edit")
+async def save_source(request: Request, user: Editor, name: str):
+    return await _save(request, user, "source", name)
+
+
+@router.get("/datasets/{name}/edit")
+async def edit_dataset(request: Request, user: Editor, name: str):
+    return await _edit(request, "dataset", name)
+
+
+@router.post("/datasets/{name}/edit")
+async def save_dataset(request: Request, user: Editor, name: str):
+    return await _save(request, user, "dataset", name)
