@@ -93,8 +93,14 @@ def test_delete_a_connection_but_not_one_in_use(web):
     hook = web.app.state.owner.read(lambda ws: ws.config_object("connection", "crm_hook"))["spec"]
     assert hook["headers"] == {"X-Team": "marketing"} and hook["secret"] == {"secret": "crm_hook.secret"}
     used = admin.post("/connections/demo_files/delete", data=form_of(admin))
-    assert used.status_code == 400 and 'id="delete-error"' in used.text
+    assert used.status_code == 409 and 'id="delete-error"' in used.text and "It is used by crm_contacts" in used.text
+    assert 'id="in-use"' in admin.get("/connections/demo_files/edit").text
     assert "demo_files" in web.app.state.owner.read(lambda ws: [c.name for c in ws.config.connections])
+    old = version_on(admin.get("/connections/crm_hook/edit").text)
+    assert admin.post("/connections/crm_hook/edit", data=form_of(admin, version=old, url="https://hooks.example.com/v2"),
+                      follow_redirects=False).status_code == 303
+    late = admin.post("/connections/crm_hook/delete", data=form_of(admin, version=old))
+    assert late.status_code == 409 and "changed since version" in late.text
     version = version_on(admin.get("/connections/crm_hook/edit").text)
     gone = admin.post("/connections/crm_hook/delete", data=form_of(admin, version=version), follow_redirects=False)
     assert gone.status_code == 303

@@ -106,9 +106,15 @@ async def create_connection(request: Request, user: Admin):
     return await _save(request, user, kind, existing=None)
 
 
+def _used_by(ws, name: str) -> list[str]:
+    return ([s.name for s in ws.config.sources if s.connection == name]
+            + [s.name for s in ws.config.syncs if s.connection == name])
+
+
 async def _existing(request: Request, name: str) -> dict:
     obj = await read(request, lambda ws: ws.config_object("connection", name))
-    return public_connection(obj).model_dump()
+    used_by = await read(request, lambda ws: _used_by(ws, name))
+    return {**public_connection(obj).model_dump(), "used_by": used_by}
 
 
 @router.get("/connections/{name}/edit")
@@ -128,6 +134,9 @@ async def change_connection(request: Request, user: Admin, name: str):
 async def delete_connection(request: Request, user: Admin, name: str):
     """Delete a connection (refused while a source or sync uses it); its stored secrets go with it."""
     version = str((await request.form()).get("version") or "") or None
+    used_by = await read(request, lambda ws: _used_by(ws, name))
+    if used_by:  # said plainly here; the configuration's checks would refuse it too
+        return await _list_page(request, status_code=409, error={"name": name, "used_by": used_by, "problems": []})
     try:
         await change(request, owner_of(request), user, "connection", name, None, version=version)
     except NotFoundError:
