@@ -309,7 +309,8 @@ def test_build_save_and_reopen_a_dashboard(session, server, shots):
 def test_no_request_leaves_the_server(session, server, shots):
     page, recorded = session
     for path in ("/", "/customers", "/segments/vip", "/segments/new", "/syncs", "/sources/crm_contacts",
-                 "/datasets/contacts", "/runs", "/dashboards", "/dashboards/retention"):
+                 "/datasets/contacts", "/runs", "/dashboards", "/dashboards/retention", "/schedules", "/syncs/new",
+                 "/connections"):
         page.goto(server["url"] + path)
         page.wait_for_load_state("networkidle")
     customer = server["app"].state.owner.read(lambda ws: ws.adapter.to_arrow(

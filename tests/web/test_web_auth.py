@@ -77,8 +77,8 @@ RULES = {
     ("POST", "/dashboards/{name}/delete"): "editor",
     ("POST", "/dashboards/{name}/{question}/remove"): "editor",
 }
-PATH_VALUES = {"kind": "sync", "tessera_id": "Tnobody", "name": "no_such_thing", "job_id": "987654", "email": "nobody@example.com",
-               "token_id": "987654", "question": "no_such_question"}
+PATH_VALUES = {"tessera_id": "Tnobody", "name": "no_such_thing", "job_id": "987654", "email": "nobody@example.com",
+               "token_id": "987654", "question": "no_such_question", "kind": "sync"}
 
 
 def rules_of(route: APIRoute) -> list[str]:
