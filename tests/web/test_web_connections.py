@@ -45,7 +45,7 @@ def test_create_a_connection_its_password_stored_encrypted(web, crm):
     assert "stored encrypted" in edit and 'id="delete-connection"' in edit
 
 
-def test_change_a_connection_keeps_the_password_left_empty(web, crm):
+def test_change_a_connection_keeps_the_password_left_empty_or_forgets_it(web, crm):
     admin = web.client("admin")
     version = version_on(admin.get(f"/connections/{crm}/edit").text)
     answer = admin.post(f"/connections/{crm}/edit", data=form_of(admin, version=version, host="db2.example.com",
@@ -54,6 +54,18 @@ def test_change_a_connection_keeps_the_password_left_empty(web, crm):
     assert answer.status_code == 303, answer.text
     conn = web.app.state.owner.read(lambda ws: ws.connection(crm))
     assert conn.host == "db2.example.com" and conn.sslmode is None and conn.password == "s3cret-pass"
+    version = version_on(admin.get(f"/connections/{crm}/edit").text)
+    answer = admin.post(f"/connections/{crm}/edit", data=form_of(admin, version=version, host="db2.example.com",
+                                                                  port="5433", database="crm", user="tessera",
+                                                                  forget="password"), follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    assert web.app.state.owner.read(lambda ws: ws.connection(crm)).password is None, "forgotten when asked"
+    assert "password" not in web.app.state.owner.read(lambda ws: ws.config_object("connection", crm))["spec"]
+    version = version_on(admin.get(f"/connections/{crm}/edit").text)
+    assert admin.post(f"/connections/{crm}/edit", data=form_of(admin, version=version, host="db2.example.com",
+                                                                port="5433", database="crm", user="tessera",
+                                                                password="s3cret-pass"),
+                      follow_redirects=False).status_code == 303
 
 
 def test_a_change_from_an_old_version_shows_the_conflict(web, crm):

@@ -72,15 +72,17 @@ def connection_spec(body: RootModel, name: str | None = None) -> dict:
 
 
 async def save_connection(request: Request, owner: WorkspaceOwner, caller: Principal, spec: dict, *,
-                          version: str | None = None, create: bool = False) -> ChangePublic:
+                          version: str | None = None, create: bool = False,
+                          forget: tuple[str, ...] = ()) -> ChangePublic:
     """Create (``create``) or change the connection ``spec`` (made from ``version``) through the
     writer queue, with every check of ``tessera apply``, which stores plain secrets encrypted. A
-    change that leaves a secret out keeps the stored one (the REST API and the web app's form)."""
+    change that leaves a secret out keeps the stored one, unless it is named in ``forget`` (the
+    REST API and the web app's form)."""
     if not create:
         current = (await get_object(owner, "connection", spec["name"]))["spec"]
         if current.get("type") == spec["type"]:
             for field in SECRET_FIELDS:
-                if field not in spec and current.get(field) is not None:
+                if field not in spec and field not in forget and current.get(field) is not None:
                     spec[field] = current[field]  # the stored reference: the value itself is never read here
     return await change(request, owner, caller, "connection", spec["name"], spec, version=version, create=create)
 

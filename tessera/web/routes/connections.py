@@ -77,7 +77,9 @@ async def _save(request: Request, user, kind: str, *, existing: dict | None):
     if not errors:
         version = str(form.get("version") or "") or None
         try:
-            await save_connection(request, owner_of(request), user, spec, version=version, create=existing is None)
+            forget = tuple(f for f in form.getlist("forget") if f not in spec)
+            await save_connection(request, owner_of(request), user, spec, version=version, create=existing is None,
+                                  forget=forget)
         except VersionConflict as exc:
             conflict, status = str(exc), exc.status
         except ConflictError as exc:  # a connection of this name exists already
