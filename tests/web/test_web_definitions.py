@@ -48,7 +48,10 @@ def test_every_problem_is_shown_at_once_and_nothing_changes(web):
     assert answer.status_code == 400
     problems = answer.text.split('id="problems"')[1].split("</div>")[0]
     assert "2 problem(s)" in problems
-    assert "unknown setting &#39;patern&#39;" in problems and "max_reject_rate" in problems
+    lines = broken.splitlines()
+    patern, rate = lines.index("patern: '*.csv'") + 1, lines.index("max_reject_rate: 7") + 1
+    assert f"line {patern}, patern: unknown setting" in problems, "placed in the text typed, with its line"
+    assert f"line {rate}, max_reject_rate:" in problems
     assert "patern: &#39;*.csv&#39;" in answer.text, "the text typed stays in the editor"
     not_yaml = editor.post("/sources/eshop_orders/edit", data={"definition": "name: eshop_orders\n  bad: [\n",
                                                                 "version": version, "csrf_token": editor.csrf})

@@ -6,13 +6,14 @@ change, :func:`tessera.api.resources.change`: 409 when the object changed since)
 from __future__ import annotations
 
 import json
+import re
 
 import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
 from tessera.api.resources import change
-from tessera.config.loader import read_yaml_text
+from tessera.config.loader import line_of, read_yaml_text
 from tessera.errors import ConfigError, NotFoundError, TesseraError, VersionConflict
 from tessera.web.auth import Editor
 from tessera.web.reading import owner_of, read
@@ -34,6 +35,30 @@ def _page(request: Request, kind: str, name: str, text: str, version: str, statu
           problems: list | None = None, conflict: str | None = None):
     return render(request, "definition.html", status_code=status_code, nav=SECTIONS[kind], kind=kind, name=name,
                   section=SECTIONS[kind], text=text, version=version, problems=problems or [], conflict=conflict)
+
+
+_PLACE = re.compile(r"^(?:line \d+, )?(?P<plural>sources|datasets)\[\d+\](?: \((?P<name>[^)]*)\))?"
+                    r"\.(?P<path>[\w.\[\]-]+?)(?=: |\s)")
+
+
+def placed(problems: list[str], text: str, kind: str, name: str) -> list[str]:
+    """Problems of the whole configuration as places in the object's YAML text: ``sources[3]
+    (orders).csv.delimiter: ...`` becomes ``line 6, csv.delimiter: ...``. The problems of other
+    objects (a segment the change breaks) keep their place in the configuration."""
+    try:
+        lined = read_yaml_text(text)
+    except TesseraError:
+        return problems
+    out = []
+    for problem in problems:
+        m = _PLACE.match(problem)
+        if not m or m["plural"] != SECTIONS[kind] or m["name"] not in (None, name):
+            out.append(problem)
+            continue
+        loc = tuple(int(i) if i else key for key, i in re.findall(r"([A-Za-z_][\w-]*)|\[(\d+)\]", m["path"]))
+        line = line_of(lined, loc)
+        out.append(f"{f'line {line}, ' if line else ''}{m['path']}{problem[m.end():]}")
+    return out
 
 
 def parse(text: str, kind: str, name: str) -> dict:
@@ -66,7 +91,7 @@ async def _save(request: Request, user, kind: str, name: str):
         return _page(request, kind, name, text, version, status_code=exc.status, conflict=str(exc))
     except TesseraError as exc:
         return _page(request, kind, name, text, version, status_code=exc.status,
-                     problems=getattr(exc, "problems", None) or [str(exc)])
+                     problems=placed(getattr(exc, "problems", None) or [str(exc)], text, kind, name))
     return RedirectResponse(f"/{SECTIONS[kind]}/{name}?saved=1", status_code=303)
 
 
