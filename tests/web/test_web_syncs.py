@@ -5,6 +5,7 @@ sync (table, mode, key), and the problems of the form next to their fields."""
 from __future__ import annotations
 
 import hashlib
+import html
 import hmac
 import json
 import re
@@ -108,3 +109,26 @@ def test_the_problems_of_the_form_are_shown_next_to_their_fields(web):
     assert "whole_contacts" not in [s.name for s in web.app.state.owner.read(lambda ws: ws.config.syncs)]
     assert web.client("viewer").post("/syncs/new", data={"name": "x", "csrf_token": web.client("viewer").csrf}
                                      ).status_code == 403
+
+
+def test_change_a_sync_as_yaml_then_delete_it(web):
+    editor = web.client("editor")
+    assert editor.post("/syncs/new", data={"name": "vip_later", "segment": "vip", "connection": "demo_files",
+                                           "mode": "mirror", "folder": "audiences", "csrf_token": editor.csrf},
+                       follow_redirects=False).status_code == 303
+    assert 'href="/syncs/vip_later/edit"' in editor.get("/syncs/vip_later").text
+    page = editor.get("/syncs/vip_later/edit").text
+    text = html.unescape(re.search(r'<textarea name="definition"[^>]*>(.*?)</textarea>', page, re.S).group(1))
+    old = re.search(r'name="version" value="([0-9a-f]+)"', page).group(1)
+    answer = editor.post("/syncs/vip_later/edit", data={"definition": text.replace("mode: mirror", "mode: insert"),
+                                                        "version": old, "csrf_token": editor.csrf},
+                         follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/syncs/vip_later?saved=1"
+    assert sync_of(web, "vip_later").mode == "insert"
+    late = editor.post("/syncs/vip_later/delete", data={"version": old, "csrf_token": editor.csrf})
+    assert late.status_code == 409 and 'id="conflict"' in late.text
+    version = re.search(r'name="version" value="([0-9a-f]+)"', editor.get("/syncs/vip_later/edit").text).group(1)
+    gone = editor.post("/syncs/vip_later/delete", data={"version": version, "csrf_token": editor.csrf},
+                       follow_redirects=False)
+    assert gone.status_code == 303 and "Sync vip_later deleted" in editor.get(gone.headers["location"]).text
+    assert "vip_later" not in [s.name for s in web.app.state.owner.read(lambda ws: ws.config.syncs)]

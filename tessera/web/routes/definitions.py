@@ -1,4 +1,4 @@
-"""The definition of one source or dataset as YAML, changed by editors: the text as ``tessera
+"""The definition of one source, dataset or sync as YAML, changed by editors: the text as ``tessera
 export`` writes the object, checked by the same code as ``tessera apply`` (every problem at once,
 with its place), made by a job of the writer queue from the version shown (the REST API's own
 change, :func:`tessera.api.resources.change`: 409 when the object changed since)."""
@@ -20,7 +20,7 @@ from tessera.web.reading import owner_of, read
 from tessera.web.render import render
 
 router = APIRouter(include_in_schema=False)
-SECTIONS = {"source": "sources", "dataset": "datasets"}
+SECTIONS = {"source": "sources", "dataset": "datasets", "sync": "syncs"}
 
 
 def as_yaml(spec: dict) -> str:
@@ -37,7 +37,7 @@ def _page(request: Request, kind: str, name: str, text: str, version: str, statu
                   section=SECTIONS[kind], text=text, version=version, problems=problems or [], conflict=conflict)
 
 
-_PLACE = re.compile(r"^(?:line \d+, )?(?P<plural>sources|datasets)\[\d+\](?: \((?P<name>[^)]*)\))?"
+_PLACE = re.compile(r"^(?:line \d+, )?(?P<plural>sources|datasets|syncs)\[\d+\](?: \((?P<name>[^)]*)\))?"
                     r"\.(?P<path>[\w.\[\]-]+?)(?=: |\s)")
 
 
@@ -113,3 +113,30 @@ async def edit_dataset(request: Request, user: Editor, name: str):
 @router.post("/datasets/{name}/edit")
 async def save_dataset(request: Request, user: Editor, name: str):
     return await _save(request, user, "dataset", name)
+
+
+@router.get("/syncs/{name}/edit")
+async def edit_sync(request: Request, user: Editor, name: str):
+    return await _edit(request, "sync", name)
+
+
+@router.post("/syncs/{name}/edit")
+async def save_sync(request: Request, user: Editor, name: str):
+    return await _save(request, user, "sync", name)
+
+
+@router.post("/syncs/{name}/delete")
+async def delete_sync(request: Request, user: Editor, name: str):
+    """Delete a sync (what it sent stays at the destination), made from the version shown."""
+    obj = await _stored(request, "sync", name)
+    version = str((await request.form()).get("version") or "") or None
+    try:
+        await change(request, owner_of(request), user, "sync", name, None, version=version)
+    except NotFoundError:
+        raise
+    except TesseraError as exc:
+        problems = getattr(exc, "problems", None) or [str(exc)]
+        conflict = str(exc) if isinstance(exc, VersionConflict) else None
+        return _page(request, "sync", name, as_yaml(obj["spec"]), obj["version"], status_code=exc.status,
+                     problems=[] if conflict else problems, conflict=conflict)
+    return RedirectResponse(f"/syncs?deleted={name}", status_code=303)
