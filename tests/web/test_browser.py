@@ -180,30 +180,49 @@ def test_find_a_customer_by_email_and_see_the_merged_profile(session, server, sh
     page.screenshot(path=shots / "customer_360.png", full_page=True)
 
 
-def _live_count(page) -> int:
-    return int(re.sub(r"\D", "", page.locator("#live-count").inner_text()))
+def _settled(page) -> None:
+    """Wait until no HTMX request, swap or settle is under way: the controls of freshly swapped-in
+    HTML only listen once they have settled, so a choice made before that would be lost."""
+    page.wait_for_function(
+        "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')")
+
+
+def _expect_count(page, server, conditions) -> int:
+    """Wait until the live count shows what the workspace counts for ``conditions`` (each edit
+    re-renders the form and recounts after a delay, so the shown figure changes more than once)."""
+    owner = server["app"].state.owner
+    n = owner.read(lambda ws: ws.segment_count(
+        {"dataset": "contacts", "match": "all", "conditions": conditions}))["count"]
+    digits = r"\D?".join(str(n))
+    expect(page.locator("#live-count")).to_have_text(re.compile(rf"^\s*{digits}\s*$"))
+    return n
 
 
 def test_build_a_segment_and_see_the_count_change(session, server, shots):
     page, _ = session
     page.goto(server["url"] + "/segments/new")
     page.select_option("select[name='c0.column']", "score_total_order_count")
+    _settled(page)
     page.select_option("select[name='c0.op']", ">=")
+    _settled(page)
     value = page.locator("input[name='c0.value']")
     value.fill("1")
-    expect(page.locator("#live-count")).to_be_visible()
-    first = _live_count(page)
+    expect(value).to_have_value("1")
+    first = _expect_count(page, server, [{"column": "score_total_order_count", "op": ">=", "value": 1}])
     value.fill("3")
-    expect(page.locator("#live-count")).not_to_have_text(page.locator("#live-count").inner_text())
-    second = _live_count(page)
+    expect(value).to_have_value("3")
+    regulars = [{"column": "score_total_order_count", "op": ">=", "value": 3}]
+    second = _expect_count(page, server, regulars)
     assert 0 < second < first
     expect(page.locator("#step-c0")).to_contain_text(str(second))
     page.click("#add-condition")
+    _settled(page)
     page.select_option("select[name='c1.kind']", "segment")
+    _settled(page)
     page.select_option("select[name='c1.segment']", "vip")
     expect(page.locator("#step-c1")).to_be_visible()
     expect(page.locator("#step-c1")).to_contain_text("left")
-    third = _live_count(page)
+    third = _expect_count(page, server, regulars + [{"segment": "vip"}])
     assert third <= second
     page.fill("input[name=name]", "browser_regulars")
     page.screenshot(path=shots / "segment_builder.png", full_page=True)
@@ -288,9 +307,13 @@ def test_build_save_and_reopen_a_dashboard(session, server, shots):
     page.fill("input[name=title]", "Purchases by channel and age")
     with page.expect_response(lambda r: r.url.endswith("/dashboards/form")):
         page.select_option("select[name=dataset]", "orders")
+    _settled(page)
     page.select_option("select[name=chart]", "stacked_bar")
+    _settled(page)
     page.select_option("select[name='d0.column']", "channel")
+    _settled(page)
     page.select_option("select[name='d1.column']", "contacts.birth_date")
+    _settled(page)
     with page.expect_response(lambda r: r.url.endswith("/dashboards/preview")):
         page.select_option("select[name='d1.band']", "age")
     page.wait_for_selector("#preview .chart svg .mark-rect path", timeout=SLOW)
