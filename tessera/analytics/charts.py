@@ -29,10 +29,14 @@ def _field(c: Column, discrete: bool = False) -> dict:
     return enc
 
 
-def _measure(c: Column) -> dict:
+def _measure(c: Column, channel: str = "axis") -> dict:
+    """A measure's encoding on an axis, or on a legend (``channel="legend"``: colours) or a tooltip."""
     enc: dict[str, Any] = {"field": c.key, "type": "quantitative", "title": c.label}
     if c.percent:
-        enc["axis"] = {"format": "%"}
+        if channel == "tooltip":
+            enc["format"] = ".1%"
+        else:
+            enc[channel] = {"format": "%"}
     return enc
 
 
@@ -76,8 +80,9 @@ def spec(chart: str, title: str, columns: list[Column], rows: list[dict]) -> dic
     if chart == "heatmap":
         return {**base, "mark": {"type": "rect", "tooltip": True},
                 "encoding": {"x": _field(dims[0], True), "y": _field(dims[1], True),
-                             "color": _measure(measures[0]),
-                             "tooltip": [_field(dims[0], True), _field(dims[1], True), _measure(measures[0])]}}
+                             "color": _measure(measures[0], "legend"),
+                             "tooltip": [_field(dims[0], True), _field(dims[1], True),
+                                         *[_measure(m, "tooltip") for m in measures]]}}
     x = _field(dims[0], discrete=chart != "line")
     mark = {"type": "line", "point": True, "tooltip": True} if chart == "line" else {"type": "bar", "tooltip": True}
     if len(dims) == 2:

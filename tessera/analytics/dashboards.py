@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from tessera.analytics.analyses import plan_analysis
 from tessera.analytics.charts import CHART_ROWS, render, spec
 from tessera.analytics.defaults import DEFAULTS, NAMES, default_dashboards
 from tessera.analytics.question import Filters, Plan, Source, Unavailable, plan
@@ -201,6 +202,8 @@ class Analytics:
                 "unavailable": message, "columns": [], "rows": [], "spec": None}
 
     def plan(self, q: QuestionConfig, filters: Filters | None = None, where: str | None = None) -> Plan:
+        if q.analysis is not None:
+            return plan_analysis(self.src, q, filters, where=where)
         return plan(self.src, q, filters, where=where)
 
     def run(self, q: QuestionConfig, filters: Filters | None = None, *, where: str | None = None,

@@ -86,6 +86,8 @@ class Column:
     order: list[str] | None = None  # the bands' labels in their order (ordinal dimensions)
     time_unit: str | None = None  # Vega-Lite's time unit of a date band (yearmonth...)
     percent: bool = False  # a share (0 to 1), shown as a percentage
+    term: str | None = None  # the label's entry in the web app's catalogs (chart.<term>), when not its slug
+    args: dict[str, str] | None = None  # the values of the term's {placeholders}
 
 
 @dataclass

@@ -86,17 +86,8 @@ def test_scores_dashboards_match_the_published_scores(ws):
     assert {r["purchase_timing"]: r["customers"] for r in retention["purchase_timing"]["rows"]} == dict(timing)
     # the workspace has no predictive scores: the chart says what is missing instead of failing
     assert "score_churn_risk" in retention["churn_risk"]["unavailable"]
-    # cohorts: customers per first-order month and order month
-    first = {}
-    for o in sorted(ORDERS, key=lambda o: o["day"]):
-        if o["email"]:
-            first.setdefault(o["email"], o["day"][:7])
-    cohort = defaultdict(set)
-    for o in ORDERS:
-        if o["email"]:
-            cohort[(first[o["email"]], o["day"][:7])].add(o["email"])
-    assert {(r["first_order_month"][:7], r["order_month"][:7]): r["customers"]
-            for r in retention["cohorts"]["rows"]} == {k: len(v) for k, v in cohort.items()}
+    # the cohort triangle: tests/analytics/test_analyses.py
+    assert retention["cohort_retention"]["columns"][0]["key"] == "months_after"
 
 
 def test_stores_and_products_figures(ws):
