@@ -21,6 +21,7 @@ from tessera.analytics.charts import CHART_ROWS, render, spec
 from tessera.analytics.defaults import DEFAULTS, NAMES, default_dashboards
 from tessera.analytics.question import Filters, Plan, Source, Unavailable, plan
 from tessera.config.models import DashboardConfig, QuestionConfig
+from tessera.config.versions import spec_version
 from tessera.errors import ConfigError, NotFoundError, TesseraError, UsageError
 from tessera.segments import SIZES
 from tessera.segments.compile import shift
@@ -168,8 +169,11 @@ class Analytics:
                  "unavailable": len(lacking)} for d, lacking, kind in self._all()]
 
     def definition(self, name: str) -> dict:
+        """A dashboard as in the YAML, with its ``kind`` (default or custom) and ``version`` (a
+        digest of the definition: a change sent with an older one is refused)."""
         d, _, kind = self.find(name)
-        return {"kind": kind, **d.model_dump(mode="json", exclude_defaults=True, by_alias=True)}
+        spec = d.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        return {"kind": kind, "version": spec_version(spec), **spec}
 
     # -- running
     def run_dashboard(self, name: str, filters: Filters | None = None) -> dict:
@@ -191,6 +195,7 @@ class Analytics:
                 continue
             results.append(self.run(q, usable, where=f"dashboard '{name}'.questions[{i}] ({q.name})", soft=True))
         return {"name": d.name, "title": d.title or d.name, "description": d.description, "kind": kind,
+                "version": spec_version(d.model_dump(mode="json", exclude_defaults=True, by_alias=True)),
                 "filters": list(d.filters), "filter_values": {k: v for k, v in {
                     "period": _period_text(usable), "store": usable.stores, "channel": usable.channels,
                     "segment": usable.segment}.items() if v},

@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 import pytest
 from analytics_helpers import AS_OF, LINES, PRODUCTS, SALES, age_band, make, people, rows
 
-from tessera.errors import ConfigError, NotFoundError, UsageError
+from tessera.errors import ConfigError, NotFoundError, UsageError, VersionConflict
 
 ORDERS = rows(SALES)
 PEOPLE = people()
@@ -154,7 +154,16 @@ def test_yaml_round_trip_and_custom_dashboards(ws, tmp_path):
     assert other.export_config() == text
     other.save_dashboard({"name": "mine", "questions": [{"name": "n", "dataset": "orders", "chart": "number"}]})
     assert [d["name"] for d in other.dashboards() if d["kind"] == "custom"] == ["my_sales", "mine"]
-    other.delete_dashboard("mine")
+    first = other.analytics().definition("mine")["version"]
+    other.save_dashboard({"name": "mine", "title": "Mine", "questions": [
+        {"name": "n", "dataset": "orders", "chart": "number"}]}, expected_version=first)
+    with pytest.raises(VersionConflict, match=f"dashboard 'mine' changed since version {first}"):
+        other.save_dashboard({"name": "mine", "questions": [{"name": "n", "dataset": "orders", "chart": "number"}]},
+                             expected_version=first)
+    with pytest.raises(VersionConflict):
+        other.delete_dashboard("mine", expected_version=first)
+    assert other.analytics().definition("mine")["title"] == "Mine"
+    other.delete_dashboard("mine", expected_version=other.analytics().definition("mine")["version"])
     assert "mine" not in other.export_config()
     with pytest.raises(UsageError, match="default dashboard"):
         other.delete_dashboard("sales")

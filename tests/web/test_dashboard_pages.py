@@ -103,3 +103,32 @@ def test_the_builder_previews_saves_edits_and_removes_a_chart(web):
         ["orders_by_channel"]
     gone = editor.post("/dashboards/mine/delete", data={"csrf_token": editor.csrf}, follow_redirects=False)
     assert gone.status_code == 303 and viewer.get("/dashboards/mine").status_code == 404
+
+
+def test_a_change_made_from_an_old_version_shows_the_conflict(web):
+    editor = web.client("editor")
+    created = editor.post("/dashboards/save", data=_form(editor, dashboard="theirs"), follow_redirects=False)
+    assert created.status_code == 303
+    page = editor.get("/dashboards/theirs/orders_by_channel/edit")
+    opened = re.search(r'name="version" value="([0-9a-f]+)"', page.text).group(1)
+    shown = editor.get("/dashboards/theirs")
+    assert f'name="version" value="{opened}"' in shown.text  # the remove and delete forms carry it too
+    # another editor changes the dashboard meanwhile
+    changed = editor.put("/api/dashboards/theirs", params={"version": opened}, json={"title": "Changed"},
+                         headers={"X-CSRF-Token": editor.csrf})
+    assert changed.status_code == 200, changed.text
+    stale = _form(editor, dashboard="theirs", existing="1", original="orders_by_channel", version=opened,
+                  title="Mine now")
+    refused = editor.post("/dashboards/save", data=stale, follow_redirects=False)
+    assert refused.status_code == 409 and "Someone changed this dashboard" in refused.text
+    assert f'value="{changed.json()["version"]}"' in refused.text  # saving again is a choice made knowingly
+    assert editor.get("/api/dashboards/theirs/definition").json()["questions"][0]["title"] == "Orders by channel"
+    fr = editor.post("/dashboards/save", data=stale, headers={"Accept-Language": "fr"}, follow_redirects=False)
+    assert fr.status_code == 409 and "Quelqu'un a modifié ce tableau de bord" in fr.text.replace("&#39;", "'")
+    removed = editor.post("/dashboards/theirs/orders_by_channel/remove",
+                          data={"csrf_token": editor.csrf, "version": opened}, follow_redirects=False)
+    assert removed.status_code == 409 and 'href="/dashboards/theirs"' in removed.text
+    again = editor.post("/dashboards/save", data={**stale, "version": changed.json()["version"]},
+                        follow_redirects=False)
+    assert again.status_code == 303
+    assert editor.get("/api/dashboards/theirs/definition").json()["questions"][0]["title"] == "Mine now"
