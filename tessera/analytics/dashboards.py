@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from tessera.analytics.analyses import plan_analysis
-from tessera.analytics.charts import CHART_ROWS, render, spec
+from tessera.analytics.charts import CHART_ROWS, column_dict, render, spec
 from tessera.analytics.defaults import DEFAULTS, NAMES, default_dashboards
 from tessera.analytics.question import Filters, Plan, Source, Unavailable, plan
 from tessera.config.models import DashboardConfig, QuestionConfig
@@ -261,8 +261,7 @@ class Analytics:
         rows = rows[:CHART_ROWS]
         result = {"name": q.name, "title": q.title or q.name, "description": q.description, "chart": q.chart,
                   "dataset": q.dataset,
-                  "columns": [{"key": c.key, "label": c.label, "role": c.role, "type": c.vega_type,
-                               "percent": c.percent} for c in p.columns],
+                  "columns": [column_dict(c) for c in p.columns],
                   "rows": rows, "truncated": truncated,
                   "filters": {"applied": p.applied, "ignored": p.ignored}, "notes": p.notes,
                   "spec": spec(q.chart, q.title or q.name, p.columns, rows)}
@@ -296,7 +295,11 @@ class Analytics:
         return stream()
 
     def picture(self, q: QuestionConfig, fmt: str, filters: Filters | None = None) -> bytes:
-        result = self.run(q, filters)
+        return self.draw(self.run(q, filters)["spec"], fmt)
+
+    def draw(self, vl_spec: dict | None, fmt: str) -> bytes:
+        """A chart's specification as PNG or SVG (cached by the specification)."""
+        result = {"spec": vl_spec}
         key = ("picture", fmt, json.dumps(result["spec"], sort_keys=True, default=str))
         with _LOCK:
             hit = _CACHE.get(key)

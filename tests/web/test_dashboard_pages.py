@@ -132,3 +132,34 @@ def test_a_change_made_from_an_old_version_shows_the_conflict(web):
                         follow_redirects=False)
     assert again.status_code == 303
     assert editor.get("/api/dashboards/theirs/definition").json()["questions"][0]["title"] == "Mine now"
+
+
+def _specs(page: str) -> list[dict]:
+    import html
+    import json
+
+    return [json.loads(html.unescape(s)) for s in re.findall(r'data-spec="([^"]*)"', page)]
+
+
+def test_default_charts_speak_the_users_language(web):
+    client = web.client("viewer")
+    fr = client.get("/dashboards/sales", headers={"Accept-Language": "fr"})
+    titles = {(s["encoding"]["x"].get("title"), s["encoding"].get("y", {}).get("title")) for s in _specs(fr.text)
+              if "x" in s["encoding"]}
+    assert ("mois", "chiffre d'affaires") in titles and ("magasin", "chiffre d'affaires") in titles
+    en = client.get("/dashboards/sales")
+    assert ("month", "revenue") in {(s["encoding"]["x"].get("title"), s["encoding"].get("y", {}).get("title"))
+                                    for s in _specs(en.text) if "x" in s["encoding"]}
+    # band names too, and the RFM migration's dated axes
+    people = client.get("/dashboards/customer_knowledge", headers={"Accept-Language": "fr"}).text
+    assert any("moins de 18 ans" in s["encoding"]["x"].get("sort", []) for s in _specs(people) if "x" in s["encoding"])
+    rfm = _specs(client.get("/dashboards/rfm", headers={"Accept-Language": "fr"}).text)
+    migration = next(s for s in rfm if s["mark"]["type"] == "rect" and "segment RFM au" in s["encoding"]["x"]["title"])
+    assert migration["encoding"]["color"]["title"] == "clients"
+    svg = client.get("/dashboards/sales/revenue_by_month.svg", headers={"Accept-Language": "fr"})
+    import html
+
+    assert svg.status_code == 200 and "Chiffre d'affaires par mois" in html.unescape(svg.text)
+    png = client.get("/dashboards/sales/revenue_by_month.png?period=last_90_days", headers={"Accept-Language": "fr"})
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    assert client.get("/dashboards/sales/revenue_by_month.gif").status_code == 404

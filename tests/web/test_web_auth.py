@@ -60,6 +60,7 @@ RULES = {
     ("GET", "/dashboards/{name}"): "viewer",
     ("GET", "/dashboards/{name}/add"): "editor",
     ("GET", "/dashboards/{name}/{question}/edit"): "editor",
+    ("GET", "/dashboards/{name}/{question}.{fmt}"): "viewer",
     ("POST", "/dashboards/form"): "viewer",  # redraws a draft chart: a read
     ("POST", "/dashboards/preview"): "viewer",  # the preview of a draft chart: a read
     ("POST", "/dashboards/save"): "editor",
@@ -67,7 +68,7 @@ RULES = {
     ("POST", "/dashboards/{name}/{question}/remove"): "editor",
 }
 PATH_VALUES = {"tessera_id": "Tnobody", "name": "no_such_thing", "job_id": "987654", "email": "nobody@example.com",
-               "token_id": "987654", "question": "no_such_question"}
+               "token_id": "987654", "question": "no_such_question", "fmt": "png"}
 
 
 def rules_of(route: APIRoute) -> list[str]:

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tessera.errors import ConfigError, NotFoundError, TesseraError, VersionConflict
-from tessera.web.i18n import Translator
+from tessera.analytics.charts import relabel
+from tessera.web.i18n import Translator, catalog
 from tessera.web.auth import Editor, Viewer
 from tessera.web.reading import read, run_job
 from tessera.web.render import language, render
@@ -59,8 +60,12 @@ async def new_dashboard(request: Request, user: Editor):
 async def dashboard(request: Request, user: Viewer, name: str):
     filters = _filter_args(request)
 
+    lang = language(request)
+
     def build(ws):
         shown = ws.dashboard(name, filters)
+        if shown["kind"] == "default":
+            shown["questions"] = [_in_language(q, lang) for q in shown["questions"]]
         for q in shown["questions"]:  # the card's heading is the title (in the page's language)
             if q.get("spec"):
                 q["spec"] = {k: v for k, v in q["spec"].items() if k != "title"}
@@ -72,6 +77,38 @@ async def dashboard(request: Request, user: Viewer, name: str):
               "store": q.get("store") or "", "channel": q.get("channel") or "", "segment": q.get("segment") or ""}
     return render(request, "dashboard.html", nav="dashboards", periods=PERIODS, chosen=chosen,
                   query=_query(filters), **data)
+
+
+def _in_language(result: dict, lang: str) -> dict:
+    """A default dashboard's chart with its title, axis and legend titles and band names in ``lang``."""
+    if lang == "en":
+        return result
+    t = Translator(lang)
+
+    def words(key: str, values: dict) -> str | None:
+        return t(key, **values) if t.has(key) and key in catalog(lang) else None
+
+    title = t(f"dash.q.{result['name']}") if t.has(f"dash.q.{result['name']}") else None
+    return relabel(result, words, title)
+
+
+@router.get("/dashboards/{name}/{question}.{fmt}")
+async def picture(request: Request, user: Viewer, name: str, question: str, fmt: str):
+    """A chart as PNG or SVG drawn on the server, in the page's language (the API's is English)."""
+    if fmt not in ("png", "svg"):
+        return render(request, "error.html", status_code=404, status=404, message=f"no .{fmt} download: png or svg")
+    filters = _filter_args(request)
+    lang = language(request)
+
+    def draw(ws):
+        result = ws.run_question((name, question), filters)
+        if ws.analytics().find(name)[2] == "default":
+            result = _in_language(result, lang)
+        return ws.analytics().draw(result["spec"], fmt)
+
+    data = await read(request, draw)
+    return Response(data, media_type="image/png" if fmt == "png" else "image/svg+xml",
+                    headers={"Content-Disposition": f'inline; filename="{name}-{question}.{fmt}"'})
 
 
 @router.get("/dashboards/{name}/add")
