@@ -3,14 +3,12 @@ bought together) on the small fixed shop, against figures computed by hand from 
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from datetime import date
 
 import pytest
-from analytics_helpers import AS_OF, LINES, PRODUCTS, SALES, make, rows
+from analytics_helpers import AS_OF, LINES, PRODUCTS, SALES, make, rfm_at, rows
 
-from tessera.enrich.scores import RFM_SEGMENTS
 from tessera.errors import ConfigError
 
 ORDERS = [o for o in rows(SALES) if o["email"]]  # an order without a customer belongs to no one
@@ -22,30 +20,6 @@ def ws(tmp_path_factory):
     assert ws.run().status == "succeeded"
     yield ws
     ws.close()
-
-
-def quintile(value, values, descending=False) -> int:
-    """1-5 by the share of customers at or below (above, ``descending``) the value."""
-    share = sum((v >= value) if descending else (v <= value) for v in values) / len(values)
-    return min(5, max(1, math.ceil(share * 5)))
-
-
-def rfm_at(day: date) -> dict[str, str]:
-    """Each customer's RFM segment from their orders up to ``day``, by the rules of docs/scores.md."""
-    mine = defaultdict(list)
-    for o in ORDERS:
-        if date.fromisoformat(o["day"]) <= day:
-            mine[o["email"]].append(o)
-    recency = {c: (day - max(date.fromisoformat(o["day"]) for o in os)).days for c, os in mine.items()}
-    count = {c: len(os) for c, os in mine.items()}
-    total = {c: sum(float(o["amount"]) for o in os) for c, os in mine.items()}
-    out = {}
-    for c in mine:
-        r = quintile(recency[c], recency.values(), descending=True)
-        fm = (quintile(count[c], count.values()) + quintile(total[c], total.values())) / 2
-        out[c] = next((name for name, (rlo, rhi), (flo, fhi) in RFM_SEGMENTS
-                       if rlo <= r <= rhi and flo <= fm <= fhi), "Need Attention")
-    return out
 
 
 def test_rfm_migration_between_the_period_ends(ws):
