@@ -210,12 +210,13 @@ def cohort_retention(src: Source, q: QuestionConfig, filters: Filters, where: st
         first = first.filter(shop.in_period(first._first))
     first = shop.members(first)
     first = first.select(CID, _cohort=first._first.truncate("M").cast("date"))
-    per = orders.mutate(_m=orders._day.truncate("M").cast("date"))
-    per = per.group_by([CID, "_m"]).agg(_n=per.count())
-    j = per.join(first, per[CID] == first[CID]).select(per._m, per._n, first._cohort)
-    j = j.mutate(_k=_months_between(j._cohort, j._m))
+    # each order's month after its customer's first, the months shown kept before any grouping
+    j = orders.join(first, orders[CID] == first[CID]).select(orders[CID], orders._day, first._cohort)
+    j = j.mutate(_k=_months_between(j._cohort, j._day))
+    j = j.filter(j._k <= months)
+    per = j.group_by([CID, "_cohort", "_k"]).agg(_n=j.count())
     # in the first month a second order is ordering again; in the others any order is
-    again = j.filter(((j._k > 0) | (j._n > 1)) & (j._k <= months))
+    again = per.filter((per._k > 0) | (per._n > 1))
     again = again.group_by(["_cohort", "_k"]).agg(_again=again.count())
     sizes = first.group_by("_cohort").agg(_size=first.count())
     last = ibis.literal(src.as_of, dt.date)
@@ -284,7 +285,8 @@ def categories_together(src: Source, q: QuestionConfig, filters: Filters, where:
         lines = lines.select(_b=lines._order, _cat=lines._cat)
     baskets = lines.distinct()
     per = baskets.group_by("_cat").agg(_n=baskets.count())
-    total = baskets.aggregate(_all=baskets._b.nunique())
+    ids = baskets.select("_b").distinct()  # a grouping runs in parallel, an ungrouped COUNT DISTINCT may not
+    total = ids.aggregate(_all=ids.count())
     other = baskets.select(_b2=baskets._b, _cat2=baskets._cat)
     pairs = baskets.join(other, [baskets._b == other._b2, baskets._cat < other._cat2])
     pairs = pairs.select(_c1=baskets._cat, _c2=other._cat2)
