@@ -1212,14 +1212,15 @@ class Workspace:
         """The dashboards: name, title, default or custom, number of questions, filters."""
         return self.analytics().list()
 
-    def dashboard(self, name: str, filters: dict | None = None) -> dict:
+    def dashboard(self, name: str, filters: dict | None = None, *, later: bool = False) -> dict:
         """A dashboard with every question's result (see :meth:`run_question`) under ``filters``
         (``period``, ``store``, ``channel``, ``segment``); a question that cannot run on this
-        workspace says why in ``unavailable``."""
+        workspace says why in ``unavailable``. ``later``: the ready-made analyses are left for
+        :meth:`run_question` (marked ``later``)."""
         from tessera.analytics import parse_filters
 
         a = self.analytics()
-        return a.run_dashboard(name, parse_filters(filters, a.src.as_of))
+        return a.run_dashboard(name, parse_filters(filters, a.src.as_of), later=later)
 
     def run_question(self, question, filters: dict | None = None) -> dict:
         """One question, saved (``(dashboard, name)``) or a draft (a mapping as in the YAML):

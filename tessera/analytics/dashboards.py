@@ -176,7 +176,10 @@ class Analytics:
         return {"kind": kind, "version": spec_version(spec), **spec}
 
     # -- running
-    def run_dashboard(self, name: str, filters: Filters | None = None) -> dict:
+    def run_dashboard(self, name: str, filters: Filters | None = None, *, later: bool = False) -> dict:
+        """A dashboard with every question's result under ``filters``. ``later``: the questions with
+        an ``analysis`` (the costly ones) are not run but marked ``later`` (a page asks for them
+        one by one, so that the others are shown at once)."""
         d, lacking, kind = self.find(name)
         filters = filters or Filters()
         usable = Filters(**{k: v for k, v in vars(filters).items()})
@@ -192,6 +195,10 @@ class Analytics:
         for i, q in enumerate(d.questions):
             if q.name in lacking:
                 results.append(self._unavailable(q, lacking[q.name]))
+                continue
+            if later and q.analysis is not None:
+                results.append({"name": q.name, "title": q.title or q.name, "chart": q.chart, "dataset": q.dataset,
+                                "later": True, "columns": [], "rows": [], "spec": None})
                 continue
             results.append(self.run(q, usable, where=f"dashboard '{name}'.questions[{i}] ({q.name})", soft=True))
         return {"name": d.name, "title": d.title or d.name, "description": d.description, "kind": kind,

@@ -61,6 +61,7 @@ RULES = {
     ("GET", "/dashboards/{name}/add"): "editor",
     ("GET", "/dashboards/{name}/{question}/edit"): "editor",
     ("GET", "/dashboards/{name}/{question}.{fmt}"): "viewer",
+    ("GET", "/dashboards/{name}/{question}/chart"): "viewer",
     ("POST", "/dashboards/form"): "viewer",  # redraws a draft chart: a read
     ("POST", "/dashboards/preview"): "viewer",  # the preview of a draft chart: a read
     ("POST", "/dashboards/save"): "editor",

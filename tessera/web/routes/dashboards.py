@@ -63,7 +63,7 @@ async def dashboard(request: Request, user: Viewer, name: str):
     lang = language(request)
 
     def build(ws):
-        shown = ws.dashboard(name, filters)
+        shown = ws.dashboard(name, filters, later=True)  # the costly analyses come in their own requests
         if shown["kind"] == "default":
             shown["questions"] = [_in_language(q, lang) for q in shown["questions"]]
         for q in shown["questions"]:  # the card's heading is the title (in the page's language)
@@ -90,6 +90,29 @@ def _in_language(result: dict, lang: str) -> dict:
 
     title = t(f"dash.q.{result['name']}") if t.has(f"dash.q.{result['name']}") else None
     return relabel(result, words, title)
+
+
+@router.get("/dashboards/{name}/{question}/chart")
+async def chart(request: Request, user: Viewer, name: str, question: str):
+    """One chart of a dashboard (its card's body), asked by the page for a ready-made analysis."""
+    filters = _filter_args(request)
+    lang = language(request)
+
+    def build(ws):
+        kind = ws.analytics().find(name)[2]
+        q = ws.run_question((name, question), filters)
+        if kind == "default":
+            q = _in_language(q, lang)
+        if q.get("spec"):
+            q["spec"] = {k: v for k, v in q["spec"].items() if k != "title"}
+        return {"q": q, "d": {"name": name, "kind": kind}}
+
+    try:
+        data = await read(request, build)
+    except ConfigError as exc:  # the chart cannot run on this workspace: its card says why
+        data = {"q": {"name": question, "unavailable": "; ".join(getattr(exc, "problems", None) or [str(exc)])},
+                "d": {"name": name}}
+    return render(request, "dashboard_card.html", query=_query(filters), **data)
 
 
 @router.get("/dashboards/{name}/{question}.{fmt}")
