@@ -223,7 +223,8 @@ class Analytics:
         """One question's result: columns, rows (at most ``CHART_ROWS``), its Vega-Lite spec and the
         dashboard filters it applied or ignored. ``soft``: a question that cannot run on this
         workspace answers with ``unavailable`` (its reason) instead of raising."""
-        whole = (self.key, q.model_dump_json(), (filters or Filters()).key(), self._all_versions())
+        # as_of too: age bands and the analyses' default dates move with it
+        whole = (self.key, self.src.as_of, q.model_dump_json(), (filters or Filters()).key(), self._all_versions())
         with _LOCK:
             hit = _CACHE.get(whole)
             if hit is not None:
@@ -250,7 +251,7 @@ class Analytics:
                     used.segment = None
                 else:
                     setattr(used, name + "s", [])
-        key = (self.key, q.model_dump_json(), used.key(), self._versions(p))
+        key = (self.key, self.src.as_of, q.model_dump_json(), used.key(), self._versions(p))
         with _LOCK:
             hit = _CACHE.get(key)
             if hit is not None:  # the filters that changed do not concern this question
