@@ -235,6 +235,45 @@ def test_create_a_file_sync_from_the_segment_and_run_it(session, server, shots):
     page.screenshot(path=shots / "sync.png", full_page=True)
 
 
+def test_an_admin_creates_a_database_connection_and_a_sync_to_it(browser, server, shots):
+    """The type chosen redraws the connection form; the password is never shown again; the sync
+    form shows the table of a database destination and hides the file settings."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(server["url"] + "/login?next=/connections")
+    page.fill("input[name=email]", EMAILS["admin"])
+    page.fill("input[name=password]", PASSWORDS["admin"])
+    page.click("button.primary")
+    page.click("#new-connection")
+    with page.expect_navigation():
+        page.select_option("select[name=type]", "postgresql")
+    expect(page.locator("input[name=port]")).to_have_value("5432")
+    page.fill("input[name=name]", "browser_dwh")
+    page.fill("input[name=host]", "dwh.example.com")
+    page.fill("input[name=database]", "marketing")
+    page.fill("input[name=user]", "tessera")
+    page.fill("input[name=password]", "browser-secret")
+    page.screenshot(path=shots / "connection_form.png", full_page=True)
+    page.click("#save-connection")
+    page.wait_for_url(re.compile(r".*/connections\?saved=browser_dwh$"))
+    page.click("a[href='/connections/browser_dwh/edit'] >> nth=0")
+    expect(page.locator("input[name=password]")).to_have_value("")
+    assert "browser-secret" not in page.content()
+    page.goto(server["url"] + "/syncs/new")
+    page.select_option("select[name=connection]", "browser_dwh")
+    expect(page.locator("input[name=table]")).to_be_visible()
+    expect(page.locator("input[name=folder]")).to_be_hidden()
+    page.fill("input[name=name]", "vip_to_dwh")
+    page.fill("input[name=table]", "vip_customers")
+    page.select_option("select[name=segment]", "vip")
+    page.click("#create-sync")
+    page.wait_for_url(re.compile(r".*/syncs/vip_to_dwh$"))
+    expect(page.locator("dl.kv")).to_contain_text("vip_customers")
+    page.screenshot(path=shots / "database_sync.png", full_page=True)
+    context.close()
+
+
 def test_build_save_and_reopen_a_dashboard(session, server, shots):
     """A default dashboard drawn by the vendored Vega-Lite, then a chart crossing two dimensions
     (orders by channel and the customer's age band) built, previewed, saved and reopened."""
@@ -270,7 +309,8 @@ def test_build_save_and_reopen_a_dashboard(session, server, shots):
 def test_no_request_leaves_the_server(session, server, shots):
     page, recorded = session
     for path in ("/", "/customers", "/segments/vip", "/segments/new", "/syncs", "/sources/crm_contacts",
-                 "/datasets/contacts", "/runs", "/dashboards", "/dashboards/retention"):
+                 "/datasets/contacts", "/runs", "/dashboards", "/dashboards/retention", "/schedules", "/syncs/new",
+                 "/connections"):
         page.goto(server["url"] + path)
         page.wait_for_load_state("networkidle")
     customer = server["app"].state.owner.read(lambda ws: ws.adapter.to_arrow(

@@ -41,13 +41,27 @@ RULES = {
     ("GET", "/syncs/{name}"): "viewer",
     ("POST", "/syncs/{name}/plan"): "editor",
     ("POST", "/syncs/{name}/run"): "editor",
+    ("GET", "/syncs/{name}/edit"): "editor",
+    ("POST", "/syncs/{name}/edit"): "editor",
+    ("POST", "/syncs/{name}/delete"): "editor",
     ("GET", "/connections"): "viewer",
     ("POST", "/connections/{name}/test"): "editor",
+    ("GET", "/connections/new"): "admin",
+    ("POST", "/connections/new"): "admin",
+    ("GET", "/connections/{name}/edit"): "admin",
+    ("POST", "/connections/{name}/edit"): "admin",
+    ("POST", "/connections/{name}/delete"): "admin",
+    ("GET", "/schedules"): "viewer",
+    ("POST", "/schedules/{kind}/{name}"): "editor",
     ("GET", "/sources"): "viewer",
     ("GET", "/sources/{name}"): "viewer",
     ("GET", "/sources/{name}/preview"): "viewer",
     ("GET", "/datasets"): "viewer",
     ("GET", "/datasets/{name}"): "viewer",
+    ("GET", "/sources/{name}/edit"): "editor",
+    ("POST", "/sources/{name}/edit"): "editor",
+    ("GET", "/datasets/{name}/edit"): "editor",
+    ("POST", "/datasets/{name}/edit"): "editor",
     ("GET", "/admin/users"): "admin",
     ("POST", "/admin/users"): "admin",
     ("POST", "/admin/users/{email}/remove"): "admin",
@@ -69,7 +83,7 @@ RULES = {
     ("POST", "/dashboards/{name}/{question}/remove"): "editor",
 }
 PATH_VALUES = {"tessera_id": "Tnobody", "name": "no_such_thing", "job_id": "987654", "email": "nobody@example.com",
-               "token_id": "987654", "question": "no_such_question", "fmt": "png"}
+               "token_id": "987654", "question": "no_such_question", "fmt": "png", "kind": "sync"}
 
 
 def rules_of(route: APIRoute) -> list[str]:
