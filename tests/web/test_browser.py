@@ -301,6 +301,10 @@ def test_build_save_and_reopen_a_dashboard(session, server, shots):
     page.wait_for_selector("#q-revenue_by_month .chart svg .mark-line path", timeout=SLOW)
     assert page.locator(".chart svg").count() >= 4
     page.screenshot(path=shots / "dashboard_sales.png", full_page=True)
+    # the cohort triangle comes after the page (a request of its own) and is drawn as it arrives
+    page.goto(server["url"] + "/dashboards/retention")
+    page.wait_for_selector("#q-cohort_retention .chart svg .mark-rect path", timeout=SLOW)
+    page.screenshot(path=shots / "dashboard_retention.png", full_page=True)
     page.goto(server["url"] + "/dashboards/new")
     page.fill("input[name=dashboard_title]", "Purchases by channel and age")
     page.fill("input[name=dashboard]", "channel_age")

@@ -74,6 +74,8 @@ RULES = {
     ("GET", "/dashboards/{name}"): "viewer",
     ("GET", "/dashboards/{name}/add"): "editor",
     ("GET", "/dashboards/{name}/{question}/edit"): "editor",
+    ("GET", "/dashboards/{name}/{question}.{fmt}"): "viewer",
+    ("GET", "/dashboards/{name}/{question}/chart"): "viewer",
     ("POST", "/dashboards/form"): "viewer",  # redraws a draft chart: a read
     ("POST", "/dashboards/preview"): "viewer",  # the preview of a draft chart: a read
     ("POST", "/dashboards/save"): "editor",
@@ -81,7 +83,7 @@ RULES = {
     ("POST", "/dashboards/{name}/{question}/remove"): "editor",
 }
 PATH_VALUES = {"tessera_id": "Tnobody", "name": "no_such_thing", "job_id": "987654", "email": "nobody@example.com",
-               "token_id": "987654", "question": "no_such_question", "kind": "sync"}
+               "token_id": "987654", "question": "no_such_question", "fmt": "png", "kind": "sync"}
 
 
 def rules_of(route: APIRoute) -> list[str]:
