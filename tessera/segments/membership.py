@@ -150,6 +150,8 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             # A condition the engine cannot compute on these rows (a CAST of a text...): each segment
             # on its own, so that the one that fails keeps its members and says which condition failed.
             for c in compiled:
+                changes.pop((c.segment.name, "entered"), None)  # counted again on its own
+            for c in compiled:
                 try:
                     entries += _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions,
                                          work_log, fresh, evals, changes)
