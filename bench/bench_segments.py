@@ -134,19 +134,22 @@ def event_to_member(ws: Workspace) -> tuple[float, str, int]:
 
     raw = ws.adapter.raw
     # a customer of the segment's columns not in it yet (no Added to Cart in the window)
-    email, tid = raw.execute("""SELECT c.email, c.tessera_id FROM contacts c WHERE c.country = 'ES' AND c.age >= 23
-        AND NOT EXISTS (SELECT 1 FROM _tessera_segment_members m WHERE m.segment = 's03' AND m.tessera_id = c.tessera_id)
+    email, tid = raw.execute("""SELECT c.email, c.tessera_id FROM contacts c
+        WHERE c.country = 'ES' AND c.age >= 23 AND NOT EXISTS (
+            SELECT 1 FROM _tessera_segment_members m WHERE m.segment = 's03' AND m.tessera_id = c.tessera_id)
         ORDER BY c.tessera_id LIMIT 1""").fetchone()
     message = {"type": "track", "userId": email, "event": "Added to Cart", "messageId": "bench-1",
                "timestamp": "2024-12-30T10:00:00Z"}
     writer = LogWriter(log_directory(ws.path))
     writer.open()
     t0 = time.perf_counter()
-    writer.write([build_record("web", time.time_ns() // 1000, None, check_messages([message], "batch", connection="web"))])
+    checked = check_messages([message], "batch", connection="web")
+    writer.write([build_record("web", time.time_ns() // 1000, None, checked)])
     end = writer.end
     writer.close()
     loaded = Loader(ws).load(end)
-    assert loaded is not None and loaded.events == 1, loaded
+    if loaded is None or loaded.events != 1:
+        raise SystemExit(f"the event loader did not load the event: {loaded}")
     members = ws.adapter.table(MEMBERS)
     found = ws.adapter.count(members.filter((members.segment == "s03") & (members.tessera_id == tid)))
     seconds = time.perf_counter() - t0
