@@ -73,8 +73,10 @@ def plan_profile(ws, dataset: str, events: int) -> ProfilePlan:
     config = ws.config
     adapter = ws.adapter
     tid = param("tid")
-    table = ws.table(dataset)
-    records = ws.table(f"{dataset}__records")
+    ws.table(dataset), ws.table(f"{dataset}__records")  # NotFoundError while not published
+    # the customer's rows are read through the tessera_id indexes (Workspace.index_for_reads)
+    table = adapter.indexed_table(dataset)
+    records = adapter.indexed_table(f"{dataset}__records")
     waiting: list[str] = []
     plan = ProfilePlan(dataset, adapter.prepare(table.filter(table.tessera_id == tid).limit(1)),
                        adapter.prepare(records.filter(records.tessera_id == tid).limit(RECORDS_SHOWN)))
@@ -89,7 +91,8 @@ def plan_profile(ws, dataset: str, events: int) -> ProfilePlan:
         time_col = next((c["column"] for c in ws.describe(events_ds) if c["semantic"] == "EventTime"), None)
         published = None
         if adapter.published_target(events_ds) is not None:
-            ev = ws.table(events_ds)
+            ws.table(events_ds)
+            ev = adapter.indexed_table(events_ds)
             cols = [c for c in ev.columns if not c.startswith("_tessera")]
             order = [ibis.desc(time_col)] if time_col in ev.columns else []
             sel = ev.filter(ev[link] == tid).select(*cols)

@@ -852,8 +852,9 @@ class Workspace:
 
     def index_for_reads(self) -> list[str]:
         """Index the columns that reads find a customer by, on the engines that have indexes: the
-        ``tessera_id`` of each deduplicated dataset and of its source records, the link column of
-        its events datasets, and the segment members. Returns the ``table.column`` indexed now.
+        ``tessera_id`` of each deduplicated dataset and of its source records, the identity keys of
+        its source records, the link column of its events datasets, and the segment members.
+        Returns the ``table.column`` indexed now.
 
         The server does it after each run and at its start (a profile then reads a few index
         entries instead of scanning a million ids); published tables never change, so the index
@@ -867,6 +868,8 @@ class Workspace:
             if not ds.deduplicate:
                 continue
             wanted += [(ds.name, TID), (f"{ds.name}__records", TID)]
+            # customers are found by their identity values in the source records (/api/customers)
+            wanted += [(f"{ds.name}__records", k.column) for k in ds.identity_keys]
             wanted += [(events_ds, link) for events_ds, link, _pairs, _conn in event_links(config, ds.name)]
         made = []
         with self.writing():
