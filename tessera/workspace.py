@@ -1246,14 +1246,15 @@ class Workspace:
         """The dashboards: name, title, default or custom, number of questions, filters."""
         return self.analytics().list()
 
-    def dashboard(self, name: str, filters: dict | None = None) -> dict:
+    def dashboard(self, name: str, filters: dict | None = None, *, later: bool = False) -> dict:
         """A dashboard with every question's result (see :meth:`run_question`) under ``filters``
         (``period``, ``store``, ``channel``, ``segment``); a question that cannot run on this
-        workspace says why in ``unavailable``."""
+        workspace says why in ``unavailable``. ``later``: the ready-made analyses are left for
+        :meth:`run_question` (marked ``later``)."""
         from tessera.analytics import parse_filters
 
         a = self.analytics()
-        return a.run_dashboard(name, parse_filters(filters, a.src.as_of))
+        return a.run_dashboard(name, parse_filters(filters, a.src.as_of), later=later)
 
     def run_question(self, question, filters: dict | None = None) -> dict:
         """One question, saved (``(dashboard, name)``) or a draft (a mapping as in the YAML):
@@ -1294,13 +1295,21 @@ class Workspace:
             return q
         return question if not isinstance(question, dict) else validate_question(question)
 
-    def save_dashboard(self, definition) -> dict:
+    def save_dashboard(self, definition, *, expected_version: str | None = None) -> dict:
         """Create or change one custom dashboard (a DashboardConfig or a mapping as in the YAML) and
-        apply the configuration; returns what changed."""
+        apply the configuration; returns what changed.
+
+        Args:
+            definition: the dashboard as in the YAML.
+            expected_version: the dashboard's version the change was made from; VersionConflict when
+                it changed since (or NotFoundError when it was deleted).
+        """
         from tessera.config.models import DashboardConfig
 
         d = definition if isinstance(definition, DashboardConfig) else DashboardConfig.model_validate(definition)
         config = self.config
+        if expected_version is not None:
+            self._check_dashboard_version(config, d.name, expected_version)
         data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
         items = [x for x in data.get("dashboards", []) if x["name"] != d.name]
         position = next((i for i, x in enumerate(config.dashboards) if x.name == d.name), len(items))
@@ -1308,8 +1317,9 @@ class Workspace:
         data["dashboards"] = items
         return self.apply(data)
 
-    def delete_dashboard(self, name: str) -> dict:
-        """Remove a custom dashboard from the configuration (the defaults cannot be removed)."""
+    def delete_dashboard(self, name: str, *, expected_version: str | None = None) -> dict:
+        """Remove a custom dashboard from the configuration (the defaults cannot be removed);
+        ``expected_version`` as for :meth:`save_dashboard`."""
         from tessera.analytics import NAMES
 
         config = self.config
@@ -1318,9 +1328,22 @@ class Workspace:
         if not any(d.name == name for d in config.dashboards):
             raise NotFoundError(f"unknown dashboard '{name}' (custom dashboards: "
                                 f"{', '.join(d.name for d in config.dashboards) or 'none'})")
+        if expected_version is not None:
+            self._check_dashboard_version(config, name, expected_version)
         data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
         data["dashboards"] = [x for x in data.get("dashboards", []) if x["name"] != name]
         return self.apply(data)
+
+    @staticmethod
+    def _check_dashboard_version(config: WorkspaceConfig, name: str, expected: str) -> None:
+        current = next((d for d in config.dashboards if d.name == name), None)
+        if current is None:
+            raise NotFoundError(f"dashboard '{name}' was deleted since version {expected}: create it again "
+                                "(POST /api/dashboards) if you still want it")
+        version = spec_version(current.model_dump(mode="json", exclude_defaults=True, by_alias=True))
+        if version != expected:
+            raise VersionConflict(f"dashboard '{name}' changed since version {expected} (now {version}): read it "
+                                  "again, redo the change and send it with the new version")
 
     # ------------------------------------------------------------------ privacy
     def erase(self, customer: str, *, dataset: str | None = None, actor: str | None = None,
