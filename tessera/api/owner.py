@@ -122,7 +122,9 @@ class WorkspaceOwner:
     # ------------------------------------------------------------------ reading
     def read(self, fn: Callable[[Workspace], T]) -> T:
         """``fn(workspace)`` on a reader of the workspace (call it from a worker thread)."""
-        return fn(self.workspace.reader())
+        reader = self.workspace.reader()
+        with reader.pinned():  # one look at the store's state per read, not one per cached thing
+            return fn(reader)
 
     # ------------------------------------------------------------------ jobs
     def _run(self, params: dict, ctx: JobContext) -> Any:
