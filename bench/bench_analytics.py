@@ -5,7 +5,8 @@ score columns the default dashboards read, orders, order lines, products; segmen
 measures through the Workspace facade:
 
 1. each default dashboard, cold (the result cache emptied before each repeat) and warm (cached),
-   p50/p95; then with the period and store filters;
+   p50/p95; the web page of those with ready-made analyses (drawn before them); then with the
+   period, store and segment filters;
 2. a custom chart crossing two dimensions (orders by channel and the customer's age band, through
    the link to the contacts);
 3. the choices of the filters, a PNG drawn on the server, and the CSV of a 1-row-per-order
@@ -206,6 +207,10 @@ def main() -> None:
             label = f"{name} ({charts} charts{f', {missing} without data' if missing else ''})"
             line(f"{label}, cold", timed(lambda: ws.dashboard(name), args.repeat, clear), bare, 1.0, at_size)
             line(f"{name}, warm", timed(lambda: ws.dashboard(name), args.repeat), bare, 0.300, at_size)
+            if any(q.get("later") for q in ws.dashboard(name, later=True)["questions"]):
+                # the web page: drawn without its ready-made analyses, which follow one by one
+                line(f"{name}, page before its analyses, cold",
+                     timed(lambda: ws.dashboard(name, later=True), args.repeat, clear), bare, 1.0, at_size)
             filters = {"period": "last_12_months", "store": "S01,S02", "segment": "big"}
             line(f"{name}, period + store + segment filters, cold",
                  timed(lambda: ws.dashboard(name, filters), args.repeat, clear), bare, 1.0, at_size)

@@ -4,7 +4,9 @@ The demo company of ``--size`` people (about 1.8 source records each, orders, ti
 segments, every score) is generated and run once, then served in-process (the ASGI app, as
 ``tessera serve`` runs it, without the network). Each page is asked ``--repeat`` times (the 360
 page and the search for random customers, the live count of a 3-condition draft, the segment
-builder, lists and catalog pages) as a signed-in admin. Printed per page: p50, p95 and max in ms,
+builder, lists and catalog pages, the connection, sync, schedule and definition forms) as a
+signed-in admin; a connection saved through its form (a change: checked, then a job of the
+writer queue) is timed apart. Printed per page: p50, p95 and max in ms,
 beside two baselines in the same process: ``/health`` (the app's routing and middleware alone)
 and, for the 360 page, the bare ``profiles.customer_view`` call it renders (reading alone), with
 the peak RSS and the load average (the machine is shared: compare the ratios).
@@ -132,11 +134,33 @@ def main() -> int:
                 "source preview (apart)": get(lambda i: "/sources/crm_contacts/preview"),
                 "dataset page": get(lambda i: "/datasets/contacts"),
                 "audit log": get(lambda i: "/admin/audit"),
+                "connections": get(lambda i: "/connections"),
+                "new connection form": get(lambda i: "/connections/new?type=postgresql"),
+                "connection form": get(lambda i: "/connections/demo_files/edit"),
+                "schedules": get(lambda i: "/schedules"),
+                "new sync form": get(lambda i: "/syncs/new"),
+                "sync page": get(lambda i: "/syncs/bench_vip"),
+                "source definition": get(lambda i: "/sources/crm_contacts/edit"),
+                "dataset definition": get(lambda i: "/datasets/contacts/edit"),
             }
+            made = client.post("/syncs/new", data={"name": "bench_vip", "segment": "vip", "connection": "demo_files",
+                                                   "mode": "mirror", "format": "csv", "folder": "audiences"},
+                               headers={"X-CSRF-Token": csrf}, follow_redirects=False)
+            assert made.status_code == 303, made.text
             results = {}
             for name, ask in pages.items():
                 ask(0)  # warm: first compilation of the page's queries and template
                 results[name] = timed(ask, args.repeat)
+            saves = []  # a change: checked on a reader, then applied by a job of the writer queue
+            demo_files = owner.read(lambda ws: ws.config_object("connection", "demo_files"))["spec"]["path"]
+            for i in range(min(args.repeat, 10)):
+                version = owner.read(lambda ws: ws.config_object("connection", "demo_files"))["version"]
+                t0 = time.perf_counter()
+                r = client.post("/connections/demo_files/edit", data={"version": version, "path": demo_files,
+                                                                       "description": f"change {i}"},
+                                headers={"X-CSRF-Token": csrf}, follow_redirects=False)
+                saves.append((time.perf_counter() - t0) * 1000)
+                assert r.status_code == 303, r.text[-500:]
             bare = timed(lambda i: owner.read(lambda ws: profiles.customer_view(ws, picks[i]["tessera_id"],
                                                                                   charts=False)), args.repeat)
 
@@ -147,6 +171,8 @@ def main() -> int:
         target = TARGET_MS.get(name, None if "baseline" in name else TARGET_MS["page"])
         verdict = "" if target is None else (f"p95 <= {target:.0f} ms: " + ("met" if p95(values) <= target else "NOT met"))
         print(f"{name:<24}{statistics.median(values):>9.1f}{p95(values):>9.1f}{max(values):>9.1f}  {verdict}")
+    print(f"{'save a connection':<24}{statistics.median(saves):>9.1f}{p95(saves):>9.1f}{max(saves):>9.1f}  "
+          f"(a change: checked, then applied by the writer queue; {len(saves)} saves)")
     print(f"{'360 view, bare call':<24}{statistics.median(bare):>9.1f}{p95(bare):>9.1f}{max(bare):>9.1f}  "
           f"(reading alone: the page is {p95(results['customer 360']) / p95(bare):.2f}x its p95)")
     print(f"\npeak RSS {rss.peak / 2**20:.0f} MB; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

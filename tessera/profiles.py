@@ -15,6 +15,7 @@ running them.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -60,8 +61,11 @@ class ProfilePlan:
     records: Prepared
     events: list[EventsPlan] = field(default_factory=list)
     memberships: Prepared | None = None
+    consent: Prepared | None = None  # the customer's consent changes, newest first
     #: tables that were missing when the plan was made, and would change it once they exist
     waiting_for: tuple[str, ...] = ()
+    #: when ``waiting_for`` was last looked for (the engine's catalog costs a read more than its queries)
+    looked_at: float = field(default_factory=time.monotonic)
 
 
 def plan_profile(ws, dataset: str, events: int) -> ProfilePlan:
@@ -69,8 +73,10 @@ def plan_profile(ws, dataset: str, events: int) -> ProfilePlan:
     config = ws.config
     adapter = ws.adapter
     tid = param("tid")
-    table = ws.table(dataset)
-    records = ws.table(f"{dataset}__records")
+    ws.table(dataset), ws.table(f"{dataset}__records")  # NotFoundError while not published
+    # the customer's rows are read through the tessera_id indexes (Workspace.index_for_reads)
+    table = adapter.indexed_table(dataset)
+    records = adapter.indexed_table(f"{dataset}__records")
     waiting: list[str] = []
     plan = ProfilePlan(dataset, adapter.prepare(table.filter(table.tessera_id == tid).limit(1)),
                        adapter.prepare(records.filter(records.tessera_id == tid).limit(RECORDS_SHOWN)))
@@ -85,7 +91,8 @@ def plan_profile(ws, dataset: str, events: int) -> ProfilePlan:
         time_col = next((c["column"] for c in ws.describe(events_ds) if c["semantic"] == "EventTime"), None)
         published = None
         if adapter.published_target(events_ds) is not None:
-            ev = ws.table(events_ds)
+            ws.table(events_ds)
+            ev = adapter.indexed_table(events_ds)
             cols = [c for c in ev.columns if not c.startswith("_tessera")]
             order = [ibis.desc(time_col)] if time_col in ev.columns else []
             sel = ev.filter(ev[link] == tid).select(*cols)
@@ -122,8 +129,15 @@ def plan_profile(ws, dataset: str, events: int) -> ProfilePlan:
                 m.filter((m.tessera_id == tid) & m.segment.isin(segments)).order_by("segment"))
         else:
             waiting.append(MEMBERS_TABLE)
+    consent = ws.consent_query(dataset, tid)
+    plan.consent = adapter.prepare(consent) if consent is not None else None
     plan.waiting_for = tuple(waiting)
     return plan
+
+
+#: seconds between two looks for the tables a profile plan waits for (collected events, segment
+#: members): a table made between two runs shows in profiles at most this late
+WAIT_LOOK_SECONDS = 1.0
 
 
 def profile(ws, tessera_id: str, dataset: str | None = None, *, events: int = 50) -> dict:
@@ -131,16 +145,19 @@ def profile(ws, tessera_id: str, dataset: str | None = None, *, events: int = 50
     dataset = customer_dataset(ws, dataset)
     key = ("profile", dataset, events)
     plan = ws.cached_read(key, lambda: plan_profile(ws, dataset, events))
-    if plan.waiting_for and any(ws.adapter.exists(t) for t in plan.waiting_for):
-        ws.forget_read(key)
-        plan = ws.cached_read(key, lambda: plan_profile(ws, dataset, events))
+    if plan.waiting_for and time.monotonic() - plan.looked_at >= WAIT_LOOK_SECONDS:
+        plan.looked_at = time.monotonic()
+        tables = set(ws.adapter.list_tables())
+        if any(t in tables for t in plan.waiting_for):
+            ws.forget_read(key)
+            plan = ws.cached_read(key, lambda: plan_profile(ws, dataset, events))
     try:
-        return _with_consent(ws, _read(ws.adapter, plan, tessera_id, events))
+        return _read(ws, plan, tessera_id, events)
     except EngineError:
         # A publication moved under the plan (its state is recorded just after): plan it again.
         ws.forget_read(key)
         plan = ws.cached_read(key, lambda: plan_profile(ws, dataset, events))
-        return _with_consent(ws, _read(ws.adapter, plan, tessera_id, events))
+        return _read(ws, plan, tessera_id, events)
 
 
 def _rows(adapter, expr: ibis.Table) -> list[dict]:
@@ -151,12 +168,8 @@ def _fetched(adapter, prepared: Prepared, tessera_id: str) -> list[dict]:
     return [{k: _plain(v) for k, v in r.items()} for r in adapter.fetch(prepared, tid=tessera_id)]
 
 
-def _with_consent(ws, profile: dict) -> dict:
-    """The profile with the customer's consent: current state per channel and history."""
-    return {**profile, "consent": ws.consent_history(profile["tessera_id"], profile["dataset"])}
-
-
-def _read(adapter, plan: ProfilePlan, tessera_id: str, events: int) -> dict:
+def _read(ws, plan: ProfilePlan, tessera_id: str, events: int) -> dict:
+    adapter = ws.adapter
     found = _fetched(adapter, plan.record, tessera_id)
     if not found:
         raise NotFoundError(f"no record {tessera_id} in dataset '{plan.dataset}' (ids change only on merges: "
@@ -190,7 +203,9 @@ def _read(adapter, plan: ProfilePlan, tessera_id: str, events: int) -> dict:
                        for r in adapter.fetch(plan.memberships, tid=tessera_id)]
     return {"dataset": plan.dataset, "tessera_id": tessera_id, "attributes": found[0],
             "segments": memberships, "records": source_records, "events": merged[:events],
-            "pending_events": sum(1 for e in merged if e.get("pending"))}
+            "pending_events": sum(1 for e in merged if e.get("pending")),
+            # the customer's consent: current state per channel and history
+            "consent": ws.consent_of_rows(adapter.fetch(plan.consent, tid=tessera_id) if plan.consent else [])}
 
 
 # --------------------------------------------------------------------------- search and the 360 view

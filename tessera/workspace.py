@@ -111,6 +111,7 @@ class Workspace:
         # What reads derive from the store's state (the parsed configuration, compiled queries,
         # the status), shared by this workspace and its readers: see :meth:`cached_read`.
         self._cache: dict = {}
+        self._pinned: list | None = None  # the store's state for the read in progress (see :meth:`pinned`)
         self.secrets = SecretBox(path, self.store)
         # A run whose process was killed stays 'running' in the store until someone looks.
         self.store.mark_stale_runs(psutil.pid_exists)
@@ -221,9 +222,32 @@ class Workspace:
             reader.path, reader.settings, reader.store, reader.secrets = self.path, self.settings, self.store, self.secrets
             reader._adapter = self.adapter.reader()
             reader._lock_fh, reader._held, reader._is_reader = None, False, True
+            reader._pinned = None
             reader._readers, reader._cache = self._readers, self._cache
             self._readers.workspace = reader
         return reader
+
+    @contextmanager
+    def pinned(self) -> Iterator["Workspace"]:
+        """Read the store's state once for what runs inside (one request of the server), instead of
+        once per cached thing it asks for: :attr:`config`, :meth:`cached_read`, :meth:`status`.
+        What is read inside sees one state of the workspace; the next request sees the next."""
+        if self._pinned is not None:  # already pinned by an outer read
+            yield self
+            return
+        self._pinned = []
+        try:
+            yield self
+        finally:
+            self._pinned = None
+
+    def _state(self) -> tuple[int, ...]:
+        pinned = self._pinned
+        if pinned is None:
+            return self.store.read_state()
+        if not pinned:
+            pinned.append(self.store.read_state())
+        return pinned[0]
 
     def __enter__(self) -> "Workspace":
         return self
@@ -276,7 +300,7 @@ class Workspace:
     @property
     def config(self) -> WorkspaceConfig:
         # Parsed once per applied version (validating it costs milliseconds, and every read asks).
-        version = self.store.read_state()[0]
+        version = self._state()[0]
         cached = self._cache.get("config")
         if cached is not None and cached[0] == version:
             return cached[1]
@@ -288,7 +312,7 @@ class Workspace:
         """``build()``, computed once per state of the workspace: the configuration version and
         the publications (see :meth:`MetadataStore.read_state`). Built again on the next call
         after an apply or a run publishes."""
-        state = self.store.read_state()[:2]
+        state = self._state()[:2]
         cached = self._cache.get(("read", key))
         if cached is not None and cached[0] == state:
             return cached[1]
@@ -779,7 +803,7 @@ class Workspace:
 
         Computed once per state of the store (configuration, publications, runs and their
         steps): a server answers it many times a second, a run changes it a few times."""
-        state = self.store.read_state()
+        state = self._state()
         cached = self._cache.get("status")
         if cached is None or cached[0] != state:
             pubs = []
@@ -828,8 +852,9 @@ class Workspace:
 
     def index_for_reads(self) -> list[str]:
         """Index the columns that reads find a customer by, on the engines that have indexes: the
-        ``tessera_id`` of each deduplicated dataset and of its source records, the link column of
-        its events datasets, and the segment members. Returns the ``table.column`` indexed now.
+        ``tessera_id`` of each deduplicated dataset and of its source records, the identity keys of
+        its source records, the link column of its events datasets, and the segment members.
+        Returns the ``table.column`` indexed now.
 
         The server does it after each run and at its start (a profile then reads a few index
         entries instead of scanning a million ids); an index is made once per published table (an
@@ -843,6 +868,8 @@ class Workspace:
             if not ds.deduplicate:
                 continue
             wanted += [(ds.name, TID), (f"{ds.name}__records", TID)]
+            # customers are found by their identity values in the source records (/api/customers)
+            wanted += [(f"{ds.name}__records", k.column) for k in ds.identity_keys]
             wanted += [(events_ds, link) for events_ds, link, _pairs, _conn in event_links(config, ds.name)]
         made = []
         with self.writing():
@@ -926,12 +953,19 @@ class Workspace:
         fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
         if fmt not in ("csv", "parquet"):
             raise UsageError(f"unknown export format '{fmt}': use csv or parquet")
-        t = self.table(dataset)
-        if any(s.dataset == dataset for s in self.config.segments):
-            t = self._with_segments_column(dataset, t)
+        t = self.export_table(dataset)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.adapter.export(t, str(path), fmt)
         return path
+
+    def export_table(self, dataset: str) -> ibis.Table:
+        """The rows an export of a published dataset holds (the file of :meth:`export_data`, the
+        API's stream): the dataset's columns, and ``segments`` when segments are defined on it
+        (the names of the segments each record belongs to, sorted, joined by ", ")."""
+        t = self.table(dataset)
+        if any(s.dataset == dataset for s in self.config.segments):
+            t = self._with_segments_column(dataset, t)
+        return t
 
     # ------------------------------------------------------------------ segments
     def _segment_context(self, as_of: date | None = None, config: WorkspaceConfig | None = None):
@@ -1212,14 +1246,15 @@ class Workspace:
         """The dashboards: name, title, default or custom, number of questions, filters."""
         return self.analytics().list()
 
-    def dashboard(self, name: str, filters: dict | None = None) -> dict:
+    def dashboard(self, name: str, filters: dict | None = None, *, later: bool = False) -> dict:
         """A dashboard with every question's result (see :meth:`run_question`) under ``filters``
         (``period``, ``store``, ``channel``, ``segment``); a question that cannot run on this
-        workspace says why in ``unavailable``."""
+        workspace says why in ``unavailable``. ``later``: the ready-made analyses are left for
+        :meth:`run_question` (marked ``later``)."""
         from tessera.analytics import parse_filters
 
         a = self.analytics()
-        return a.run_dashboard(name, parse_filters(filters, a.src.as_of))
+        return a.run_dashboard(name, parse_filters(filters, a.src.as_of), later=later)
 
     def run_question(self, question, filters: dict | None = None) -> dict:
         """One question, saved (``(dashboard, name)``) or a draft (a mapping as in the YAML):
@@ -1260,13 +1295,21 @@ class Workspace:
             return q
         return question if not isinstance(question, dict) else validate_question(question)
 
-    def save_dashboard(self, definition) -> dict:
+    def save_dashboard(self, definition, *, expected_version: str | None = None) -> dict:
         """Create or change one custom dashboard (a DashboardConfig or a mapping as in the YAML) and
-        apply the configuration; returns what changed."""
+        apply the configuration; returns what changed.
+
+        Args:
+            definition: the dashboard as in the YAML.
+            expected_version: the dashboard's version the change was made from; VersionConflict when
+                it changed since (or NotFoundError when it was deleted).
+        """
         from tessera.config.models import DashboardConfig
 
         d = definition if isinstance(definition, DashboardConfig) else DashboardConfig.model_validate(definition)
         config = self.config
+        if expected_version is not None:
+            self._check_dashboard_version(config, d.name, expected_version)
         data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
         items = [x for x in data.get("dashboards", []) if x["name"] != d.name]
         position = next((i for i, x in enumerate(config.dashboards) if x.name == d.name), len(items))
@@ -1274,8 +1317,9 @@ class Workspace:
         data["dashboards"] = items
         return self.apply(data)
 
-    def delete_dashboard(self, name: str) -> dict:
-        """Remove a custom dashboard from the configuration (the defaults cannot be removed)."""
+    def delete_dashboard(self, name: str, *, expected_version: str | None = None) -> dict:
+        """Remove a custom dashboard from the configuration (the defaults cannot be removed);
+        ``expected_version`` as for :meth:`save_dashboard`."""
         from tessera.analytics import NAMES
 
         config = self.config
@@ -1284,9 +1328,22 @@ class Workspace:
         if not any(d.name == name for d in config.dashboards):
             raise NotFoundError(f"unknown dashboard '{name}' (custom dashboards: "
                                 f"{', '.join(d.name for d in config.dashboards) or 'none'})")
+        if expected_version is not None:
+            self._check_dashboard_version(config, name, expected_version)
         data = config.model_dump(mode="json", exclude_defaults=True, by_alias=True)
         data["dashboards"] = [x for x in data.get("dashboards", []) if x["name"] != name]
         return self.apply(data)
+
+    @staticmethod
+    def _check_dashboard_version(config: WorkspaceConfig, name: str, expected: str) -> None:
+        current = next((d for d in config.dashboards if d.name == name), None)
+        if current is None:
+            raise NotFoundError(f"dashboard '{name}' was deleted since version {expected}: create it again "
+                                "(POST /api/dashboards) if you still want it")
+        version = spec_version(current.model_dump(mode="json", exclude_defaults=True, by_alias=True))
+        if version != expected:
+            raise VersionConflict(f"dashboard '{name}' changed since version {expected} (now {version}): read it "
+                                  "again, redo the change and send it with the new version")
 
     # ------------------------------------------------------------------ privacy
     def erase(self, customer: str, *, dataset: str | None = None, actor: str | None = None,
@@ -1357,6 +1414,16 @@ class Workspace:
         if dataset is None:
             return {"current": {}, "history": []}
         return consent_history.history(self.adapter, dataset, tessera_id)
+
+    def consent_query(self, dataset: str, tessera_id):
+        """The query of a customer's consent changes, newest first, for :meth:`consent_of_rows`
+        (``tessera_id`` may be a bound parameter); None while the workspace has no consent history."""
+        return consent_history.history_query(self.adapter, dataset, tessera_id)
+
+    @staticmethod
+    def consent_of_rows(rows: list[dict]) -> dict:
+        """:meth:`consent_history`'s answer from the rows of :meth:`consent_query`."""
+        return consent_history.history_of_rows(rows)
 
     def consent_granted(self, dataset: str, channel: str):
         """The ``tessera_id`` of the customers whose current consent for ``channel`` is granted, or

@@ -6,7 +6,8 @@ interpreter); ``vl-convert`` renders it without a browser, so a download is the 
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Callable
 
 from tessera.analytics.question import Column
 from tessera.errors import UsageError
@@ -29,10 +30,14 @@ def _field(c: Column, discrete: bool = False) -> dict:
     return enc
 
 
-def _measure(c: Column) -> dict:
+def _measure(c: Column, channel: str = "axis") -> dict:
+    """A measure's encoding on an axis, or on a legend (``channel="legend"``: colours) or a tooltip."""
     enc: dict[str, Any] = {"field": c.key, "type": "quantitative", "title": c.label}
     if c.percent:
-        enc["axis"] = {"format": "%"}
+        if channel == "tooltip":
+            enc["format"] = ".1%"
+        else:
+            enc[channel] = {"format": "%"}
     return enc
 
 
@@ -76,8 +81,9 @@ def spec(chart: str, title: str, columns: list[Column], rows: list[dict]) -> dic
     if chart == "heatmap":
         return {**base, "mark": {"type": "rect", "tooltip": True},
                 "encoding": {"x": _field(dims[0], True), "y": _field(dims[1], True),
-                             "color": _measure(measures[0]),
-                             "tooltip": [_field(dims[0], True), _field(dims[1], True), _measure(measures[0])]}}
+                             "color": _measure(measures[0], "legend"),
+                             "tooltip": [_field(dims[0], True), _field(dims[1], True),
+                                         *[_measure(m, "tooltip") for m in measures]]}}
     x = _field(dims[0], discrete=chart != "line")
     mark = {"type": "line", "point": True, "tooltip": True} if chart == "line" else {"type": "bar", "tooltip": True}
     if len(dims) == 2:
@@ -102,6 +108,56 @@ def spec(chart: str, title: str, columns: list[Column], rows: list[dict]) -> dic
             enc["xOffset"] = {"field": "measure", "sort": order}
         return {**base, "data": {"values": long}, "mark": mark, "encoding": enc}
     return {**base, "mark": mark, "encoding": {"x": x, "y": _measure(measures[0])}}
+
+
+def column_dict(c: Column) -> dict:
+    """A result's column as the API gives it (enough to draw the chart again in another language)."""
+    out = {"key": c.key, "label": c.label, "role": c.role, "type": c.vega_type, "percent": c.percent}
+    for name in ("order", "time_unit", "term", "args"):
+        if getattr(c, name):
+            out[name] = getattr(c, name)
+    return out
+
+
+_UNDER = re.compile(r"^under (-?[\d.]+)$")
+_OVER = re.compile(r"^(-?[\d.]+) and over$")
+
+
+def relabel(result: dict, words: Callable[[str, dict], str | None], title: str | None = None) -> dict:
+    """A question's result with its labels in another language, its chart drawn again.
+
+    ``words(key, values)`` gives the text of a catalog key (None when the catalog lacks it):
+    ``chart.<term>`` for a column (its ``term``, else its label's slug, with its ``args``),
+    ``chart.value.<text>`` for a fixed name of a band (``unknown``, ``returning``), ``chart.under``
+    and ``chart.and_over`` for number bands. Anything without a translation keeps its text.
+    """
+    if result.get("unavailable") or not result.get("columns"):
+        return result
+
+    def value(v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        found = words(f"chart.value.{v}", {})
+        if found:
+            return found
+        m = _UNDER.match(v) or _OVER.match(v)
+        if m:
+            return words("chart.under" if m.re is _UNDER else "chart.and_over", {"n": m.group(1)}) or v
+        return v
+
+    columns, dims = [], []
+    for c in result["columns"]:
+        term = c.get("term") or re.sub(r"[^a-z0-9]+", "_", c["label"].lower()).strip("_")
+        label = words(f"chart.{term}", dict(c.get("args") or {})) or c["label"]
+        order = [value(v) for v in c["order"]] if c.get("order") else None
+        columns.append(Column(c["key"], label, c["role"], c["type"], order, c.get("time_unit"), c.get("percent", False),
+                              c.get("term"), c.get("args")))
+        if c["role"] == "dimension" and c["type"] in ("nominal", "ordinal"):
+            dims.append(c["key"])
+    rows = [{k: (value(v) if k in dims else v) for k, v in r.items()} for r in result["rows"]]
+    title = title or result.get("title") or result["name"]
+    return {**result, "title": title, "columns": [column_dict(c) for c in columns], "rows": rows,
+            "spec": spec(result["chart"], title, columns, rows)}
 
 
 def render(vl_spec: dict | None, fmt: str, *, scale: float = 2.0) -> bytes:

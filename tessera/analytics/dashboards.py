@@ -16,10 +16,12 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from tessera.analytics.charts import CHART_ROWS, render, spec
+from tessera.analytics.analyses import plan_analysis
+from tessera.analytics.charts import CHART_ROWS, column_dict, render, spec
 from tessera.analytics.defaults import DEFAULTS, NAMES, default_dashboards
 from tessera.analytics.question import Filters, Plan, Source, Unavailable, plan
 from tessera.config.models import DashboardConfig, QuestionConfig
+from tessera.config.versions import spec_version
 from tessera.errors import ConfigError, NotFoundError, TesseraError, UsageError
 from tessera.segments import SIZES
 from tessera.segments.compile import shift
@@ -167,11 +169,17 @@ class Analytics:
                  "unavailable": len(lacking)} for d, lacking, kind in self._all()]
 
     def definition(self, name: str) -> dict:
+        """A dashboard as in the YAML, with its ``kind`` (default or custom) and ``version`` (a
+        digest of the definition: a change sent with an older one is refused)."""
         d, _, kind = self.find(name)
-        return {"kind": kind, **d.model_dump(mode="json", exclude_defaults=True, by_alias=True)}
+        spec = d.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        return {"kind": kind, "version": spec_version(spec), **spec}
 
     # -- running
-    def run_dashboard(self, name: str, filters: Filters | None = None) -> dict:
+    def run_dashboard(self, name: str, filters: Filters | None = None, *, later: bool = False) -> dict:
+        """A dashboard with every question's result under ``filters``. ``later``: the questions with
+        an ``analysis`` (the costly ones) are not run but marked ``later`` (a page asks for them
+        one by one, so that the others are shown at once)."""
         d, lacking, kind = self.find(name)
         filters = filters or Filters()
         usable = Filters(**{k: v for k, v in vars(filters).items()})
@@ -188,8 +196,13 @@ class Analytics:
             if q.name in lacking:
                 results.append(self._unavailable(q, lacking[q.name]))
                 continue
+            if later and q.analysis is not None:
+                results.append({"name": q.name, "title": q.title or q.name, "chart": q.chart, "dataset": q.dataset,
+                                "later": True, "columns": [], "rows": [], "spec": None})
+                continue
             results.append(self.run(q, usable, where=f"dashboard '{name}'.questions[{i}] ({q.name})", soft=True))
         return {"name": d.name, "title": d.title or d.name, "description": d.description, "kind": kind,
+                "version": spec_version(d.model_dump(mode="json", exclude_defaults=True, by_alias=True)),
                 "filters": list(d.filters), "filter_values": {k: v for k, v in {
                     "period": _period_text(usable), "store": usable.stores, "channel": usable.channels,
                     "segment": usable.segment}.items() if v},
@@ -201,6 +214,8 @@ class Analytics:
                 "unavailable": message, "columns": [], "rows": [], "spec": None}
 
     def plan(self, q: QuestionConfig, filters: Filters | None = None, where: str | None = None) -> Plan:
+        if q.analysis is not None:
+            return plan_analysis(self.src, q, filters, where=where)
         return plan(self.src, q, filters, where=where)
 
     def run(self, q: QuestionConfig, filters: Filters | None = None, *, where: str | None = None,
@@ -208,7 +223,8 @@ class Analytics:
         """One question's result: columns, rows (at most ``CHART_ROWS``), its Vega-Lite spec and the
         dashboard filters it applied or ignored. ``soft``: a question that cannot run on this
         workspace answers with ``unavailable`` (its reason) instead of raising."""
-        whole = (self.key, q.model_dump_json(), (filters or Filters()).key(), self._all_versions())
+        # as_of too: age bands and the analyses' default dates move with it
+        whole = (self.key, self.src.as_of, q.model_dump_json(), (filters or Filters()).key(), self._all_versions())
         with _LOCK:
             hit = _CACHE.get(whole)
             if hit is not None:
@@ -235,7 +251,7 @@ class Analytics:
                     used.segment = None
                 else:
                     setattr(used, name + "s", [])
-        key = (self.key, q.model_dump_json(), used.key(), self._versions(p))
+        key = (self.key, self.src.as_of, q.model_dump_json(), used.key(), self._versions(p))
         with _LOCK:
             hit = _CACHE.get(key)
             if hit is not None:  # the filters that changed do not concern this question
@@ -253,8 +269,7 @@ class Analytics:
         rows = rows[:CHART_ROWS]
         result = {"name": q.name, "title": q.title or q.name, "description": q.description, "chart": q.chart,
                   "dataset": q.dataset,
-                  "columns": [{"key": c.key, "label": c.label, "role": c.role, "type": c.vega_type,
-                               "percent": c.percent} for c in p.columns],
+                  "columns": [column_dict(c) for c in p.columns],
                   "rows": rows, "truncated": truncated,
                   "filters": {"applied": p.applied, "ignored": p.ignored}, "notes": p.notes,
                   "spec": spec(q.chart, q.title or q.name, p.columns, rows)}
@@ -288,7 +303,11 @@ class Analytics:
         return stream()
 
     def picture(self, q: QuestionConfig, fmt: str, filters: Filters | None = None) -> bytes:
-        result = self.run(q, filters)
+        return self.draw(self.run(q, filters)["spec"], fmt)
+
+    def draw(self, vl_spec: dict | None, fmt: str) -> bytes:
+        """A chart's specification as PNG or SVG (cached by the specification)."""
+        result = {"spec": vl_spec}
         key = ("picture", fmt, json.dumps(result["spec"], sort_keys=True, default=str))
         with _LOCK:
             hit = _CACHE.get(key)

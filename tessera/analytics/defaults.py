@@ -42,6 +42,11 @@ def _q(name: str, title: str, dataset: str, measures: list[dict], dims: list[dic
             "chart": chart, **more}
 
 
+def _a(name: str, title: str, dataset: str, kind: str, chart: str = "heatmap", **options: Any) -> dict:
+    """A question answered by a ready-made analysis (:mod:`tessera.analytics.analyses`)."""
+    return {"name": name, "title": title, "dataset": dataset, "chart": chart, "analysis": {"kind": kind, **options}}
+
+
 CUSTOMERS = {"fn": "customers", "label": "customers"}
 REVENUE = {"fn": "sum", "column": "@OrderAmount", "label": "revenue"}
 ORDERS = {"fn": "count", "label": "orders"}
@@ -99,7 +104,8 @@ DEFAULTS: list[dict] = [
             [{"column": "@OrderDate", "band": "month", "label": "month"}], chart="line"),
      ]},
     {"name": "rfm", "title": "RFM",
-     "description": "Customers and revenue per RFM segment (recency, frequency, monetary value).",
+     "description": "Customers and revenue per RFM segment (recency, frequency, monetary value), and how "
+                    "customers moved between segments.",
      "questions": [
          _q("rfm_customers", "Customers per RFM segment", "{customers}", [CUSTOMERS],
             [{"column": "score_rfm_segment", "label": "RFM segment"}],
@@ -116,6 +122,7 @@ DEFAULTS: list[dict] = [
             [{"fn": "avg", "column": "score_average_order_value", "label": "average order value"}],
             [{"column": "score_rfm_segment", "label": "RFM segment"}],
             filters=[{"column": "score_rfm_segment", "op": NOT_EMPTY}]),
+         _a("rfm_migration", "RFM segment migration", "{customers}", "rfm_migration"),
      ]},
     {"name": "retention", "title": "Purchase cycle and retention",
      "description": "Who is on time for their next order and who is slipping away; monthly cohorts.",
@@ -126,10 +133,7 @@ DEFAULTS: list[dict] = [
          _q("days_between_orders", "Average days between orders", "{customers}", [CUSTOMERS],
             [{"column": "score_average_days_between_orders", "bins": [30, 60, 90, 180, 365], "label": "days"}],
             filters=[{"column": "score_average_days_between_orders", "op": NOT_EMPTY}]),
-         _q("cohorts", "Monthly cohorts: customers ordering again", "{orders}", [CUSTOMERS],
-            [{"column": "{customers}.score_first_order_date", "band": "month", "label": "first order month"},
-             {"column": "@OrderDate", "band": "month", "label": "order month"}], chart="heatmap",
-            filters=[{"column": "{customers}.score_first_order_date", "op": NOT_EMPTY}]),
+         _a("cohort_retention", "Monthly cohorts: share ordering again", "{orders}", "cohort_retention"),
          _q("churn_risk", "Churn risk", "{customers}", [CUSTOMERS],
             [{"column": "score_churn_risk", "bins": [0.25, 0.5, 0.75], "label": "churn risk"}],
             filters=[{"column": "score_churn_risk", "op": NOT_EMPTY}]),
@@ -149,7 +153,8 @@ DEFAULTS: list[dict] = [
             filters=[{"column": "score_favorite_store", "op": NOT_EMPTY}]),
      ]},
     {"name": "products", "title": "Products and categories",
-     "description": "Top categories and products, and how many categories customers buy.",
+     "description": "Top categories and products, how many categories customers buy, and the categories "
+                    "bought together.",
      "questions": [
          _q("top_categories", "Top categories", "{items}", [
              {"fn": "sum", "column": "@Quantity", "label": "items"},
@@ -163,6 +168,7 @@ DEFAULTS: list[dict] = [
          _q("category_count", "Customers by number of categories bought", "{customers}", [CUSTOMERS],
             [{"column": "score_category_count", "label": "categories bought"}],
             filters=[{"column": "score_category_count", "op": NOT_EMPTY}]),
+         _a("categories_together", "Categories bought together", "{items}", "categories_together", chart="table"),
      ]},
     {"name": "engagement", "title": "Engagement and campaigns",
      "description": "E-mail opens and clicks, site activity and abandoned carts, from the collected events.",

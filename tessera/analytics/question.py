@@ -86,6 +86,8 @@ class Column:
     order: list[str] | None = None  # the bands' labels in their order (ordinal dimensions)
     time_unit: str | None = None  # Vega-Lite's time unit of a date band (yearmonth...)
     percent: bool = False  # a share (0 to 1), shown as a percentage
+    term: str | None = None  # the label's entry in the web app's catalogs (chart.<term>), when not its slug
+    args: dict[str, str] | None = None  # the values of the term's {placeholders}
 
 
 @dataclass
@@ -537,7 +539,11 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
         if m.fn == "count":
             value = t.count()
         elif m.fn == "customers":
-            value = t[refs.customer_key(mw)].nunique()
+            link = refs.customer_key(mw)
+            # On the customers' own dataset each row is one customer (its joins are to one row each and
+            # the dashboard's filters are semi-joins): counting rows gives the same number without the
+            # costly distinct count of text ids.
+            value = t.count() if link == TID else t[link].nunique()
         elif m.fn == "share":
             flag = t[f"_tessera_share{share_index}"]
             share_index += 1

@@ -122,7 +122,9 @@ class WorkspaceOwner:
     # ------------------------------------------------------------------ reading
     def read(self, fn: Callable[[Workspace], T]) -> T:
         """``fn(workspace)`` on a reader of the workspace (call it from a worker thread)."""
-        return fn(self.workspace.reader())
+        reader = self.workspace.reader()
+        with reader.pinned():  # one look at the store's state per read, not one per cached thing
+            return fn(reader)
 
     # ------------------------------------------------------------------ jobs
     def _run(self, params: dict, ctx: JobContext) -> Any:
@@ -168,10 +170,10 @@ class WorkspaceOwner:
         return self.workspace.delete_segment(params["name"])
 
     def _dashboard_save(self, params: dict, ctx: JobContext) -> Any:
-        return self.workspace.save_dashboard(params["definition"])
+        return self.workspace.save_dashboard(params["definition"], expected_version=params.get("expected_version"))
 
     def _dashboard_delete(self, params: dict, ctx: JobContext) -> Any:
-        return self.workspace.delete_dashboard(params["name"])
+        return self.workspace.delete_dashboard(params["name"], expected_version=params.get("expected_version"))
 
     def refresh_event_segments_soon(self, _load=None) -> None:
         """After an event load: queue one refresh of the segments with event conditions, unless one

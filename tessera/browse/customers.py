@@ -12,12 +12,14 @@ merge rules.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import ibis
 
 from tessera.browse.rows import plain
-from tessera.errors import NotFoundError, UsageError
+from tessera.engine.base import Prepared, param
+from tessera.errors import EngineError, NotFoundError, UsageError
 from tessera.config.models import NULL_LIKE_DEFAULT
 from tessera.normalize.phone import DEFAULT_COUNTRY, e164_python
 from tessera.normalize.rules import _PY_WS, apply_rules
@@ -26,6 +28,7 @@ from tessera.normalize.semantic import suggest_semantic
 TID = "tessera_id"
 KINDS = ("email", "phone", "id")
 MAX_CUSTOMERS = 100
+MAX_RECORDS = 10_000  # source records read per value looked up (a value shared by more is a placeholder)
 _SQL_WS = " \t\n\r\x0b\x0c"  # what the engine's strip() removes (not the non-breaking spaces the trim rule removes)
 
 
@@ -153,7 +156,20 @@ def find_customers(ws, *, email: str | None = None, phone: str | None = None, id
     limit = min(max(int(limit), 1), MAX_CUSTOMERS)
     config = ws.config
     ds = _customer_dataset(config, dataset)
-    table = ws.table(ds.name)
+    ws.table(ds.name)  # NotFoundError while the dataset is not published
+    key = ("customers", ds.name, kind)
+    plan = ws.cached_read(key, lambda: _plan(ws, ds.name, kind, config))
+    try:
+        return _find(ws, ds.name, plan, kind, value, limit, config)
+    except EngineError:
+        # A publication moved under the plan (its state is recorded just after): plan it again.
+        ws.forget_read(key)
+        plan = ws.cached_read(key, lambda: _plan(ws, ds.name, kind, config))
+        return _find(ws, ds.name, plan, kind, value, limit, config)
+
+
+def _find(ws, dataset: str, plan: "_Plan", kind: str, value: str, limit: int, config) -> dict[str, Any]:
+    adapter = ws.adapter
     searched: dict[str, list[str]] = {}
     if kind == "tessera_id":
         searched[TID] = [value.strip()]
@@ -161,22 +177,45 @@ def find_customers(ws, *, email: str | None = None, phone: str | None = None, id
     else:
         if kind == "id":
             searched[TID] = [value.strip()]
-        for col in lookup_columns(ws, ds.name, kind, config):
-            searched[col] = lookup_values(ws, ds.name, col, value, config=config)
-        source = f"{ds.name}__records"
-        records = ws.table(source) if ws.adapter.published_target(source) is not None else table
-        cond = None
+        for col in plan.columns:
+            searched[col] = lookup_values(ws, dataset, col, value, config=config)
+        # One point read per column and value, each through the column's index where the engine
+        # has one (Workspace.index_for_reads): an IN list or an OR of columns would scan them all.
+        found: set[str] = set()
         for col, values in searched.items():
-            if col not in records.columns or not values:
-                continue
-            c = records[col].cast("string").isin(values)
-            cond = c if cond is None else cond | c
-        if cond is None:
-            return {"data": [], "count": 0, "searched": searched}
-        # Two small queries: the ids, then their rows (a join would rebuild every column of a wide dataset).
-        found = records.filter(cond).select(TID).distinct().order_by(TID).limit(limit)
-        ids = [r[TID] for r in ws.adapter.to_arrow(found).to_pylist()]
+            query = plan.by_column.get(col)
+            for v in values if query is not None else ():
+                found.update(r[TID] for r in adapter.fetch(query, v=v))
+        ids = sorted(found)[:limit]
         if not ids:
             return {"data": [], "count": 0, "searched": searched}
-    rows = ws.adapter.to_arrow(table.filter(table[TID].isin(ids)).order_by(TID).limit(limit)).to_pylist()
+    rows = [r for tid in ids for r in adapter.fetch(plan.row, tid=tid)][:limit]
     return {"data": [{k: plain(v) for k, v in r.items()} for r in rows], "count": len(rows), "searched": searched}
+
+
+@dataclass
+class _Plan:
+    """The compiled queries of the lookups of one kind in one dataset (one per published state)."""
+
+    columns: list[str]  # the columns an identity value is normalized for and searched in
+    by_column: dict[str, Prepared]  # column -> the tessera_id of the records with a value (``v``)
+    row: Prepared  # the unified record of a tessera_id (``tid``)
+
+
+def _plan(ws, dataset: str, kind: str, config) -> _Plan:
+    adapter = ws.adapter
+    ws.table(dataset)
+    table = adapter.indexed_table(dataset)  # read through its indexes (Workspace.index_for_reads)
+    source = f"{dataset}__records"
+    records = adapter.indexed_table(source) if adapter.published_target(source) is not None else table
+    columns = lookup_columns(ws, dataset, kind, config) if kind != "tessera_id" else []
+    by_column = {}
+    for col in [*columns, *([TID] if kind == "id" else [])]:
+        if col not in records.columns:
+            continue
+        c = records[col]
+        # A text column compared as it is, so that the engine can use its index.
+        cond = c == param("v") if c.type().is_string() else c.cast("string") == param("v")
+        # Distinct and sorted in Python: DuckDB leaves the index for a DISTINCT or an ORDER BY.
+        by_column[col] = adapter.prepare(records.filter(cond).select(TID).limit(MAX_RECORDS))
+    return _Plan(columns, by_column, adapter.prepare(table.filter(table[TID] == param("tid")).limit(1)))

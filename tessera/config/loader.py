@@ -183,6 +183,12 @@ def _line_of(data: Any, loc: tuple) -> int | None:
     return line
 
 
+def line_of(data: Any, loc: tuple) -> int | None:
+    """The line of the value at ``loc`` (keys and list positions) in what :func:`read_yaml_text`
+    read, or of its nearest parent; None when the data was not read from YAML text."""
+    return _line_of(data, loc)
+
+
 _UNION_TAGS = {"local", "postgresql", "mysql", "mariadb", "sqlite", "ftp", "ftps", "sftp", "bigquery", "webhook",
                "http", "str", "SecretRef"}
 

@@ -733,9 +733,37 @@ class MeasureConfig(_Model):
         return self
 
 
+ANALYSIS_CHARTS = {"rfm_migration": ("heatmap", "table"), "cohort_retention": ("heatmap", "table"),
+                   "categories_together": ("table", "heatmap")}
+
+
+class AnalysisConfig(_Model):
+    """A ready-made analysis that a grouping cannot say, computed in the engine in place of the
+    question's dimensions and measures (see docs/analytics.md):
+
+    - ``rfm_migration``: customers by RFM segment at ``date_from`` and at ``date_to`` (each computed by
+      the score library from the orders up to that date);
+    - ``cohort_retention``: monthly cohorts of first orders and the share of each that ordered again
+      1, 2, ... ``months`` months later (a cohort triangle);
+    - ``categories_together``: pairs of product categories bought in the same order (``basket:
+      order``) or by the same customer (``basket: customer``), with their count and lift."""
+
+    kind: Literal["rfm_migration", "cohort_retention", "categories_together"]
+    date_from: date | None = None  # rfm_migration (default: the period filter's start, else a year before date_to)
+    date_to: date | None = None  # rfm_migration (default: the period filter's end, else the workspace's as_of)
+    months: int = Field(default=12, ge=1, le=120)  # cohort_retention: the months after the first shown
+    basket: Literal["order", "customer"] = "order"  # categories_together
+
+    @model_validator(mode="after")
+    def _shape(self) -> "AnalysisConfig":
+        if self.date_from and self.date_to and self.date_from >= self.date_to:
+            raise ValueError(f"date_from ({self.date_from}) comes before date_to ({self.date_to})")
+        return self
+
+
 class QuestionConfig(_Model):
     """One chart of a dashboard: a dataset, up to two dimensions, measures, filters (a segment's
-    condition tree) and a chart type."""
+    condition tree) and a chart type; or a ready-made ``analysis`` with its chart."""
 
     name: str
     title: str | None = None
@@ -749,10 +777,22 @@ class QuestionConfig(_Model):
     date_column: str | None = None
     sort: Literal["dimension", "measure"] | None = None  # default: bands and dates in order, others by measure
     limit: int | None = Field(default=None, ge=1, le=10_000)
+    analysis: AnalysisConfig | None = None
     _v = field_validator("name")(_check_name)
 
     @model_validator(mode="after")
     def _shape(self) -> "QuestionConfig":
+        if self.analysis is not None:
+            given = [k for k in ("dimensions", "filters") if getattr(self, k)]
+            if self.measures != [MeasureConfig()]:
+                given.append("measures")
+            if given:
+                raise ValueError(f"an analysis ({self.analysis.kind}) makes its own figures: leave out "
+                                 f"{', '.join(given)}")
+            charts = ANALYSIS_CHARTS[self.analysis.kind]
+            if self.chart not in charts:
+                raise ValueError(f"{self.analysis.kind} is drawn as {' or '.join(charts)}, not {self.chart}")
+            return self
         n = len(self.dimensions)
         if self.chart in ("stacked_bar", "heatmap") and n != 2:
             raise ValueError(f"a {self.chart.replace('_', ' ')} crosses two dimensions (it has {n})")

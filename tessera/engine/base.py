@@ -348,6 +348,11 @@ class EngineAdapter:
         committed state (the last publication), never a run's work in progress."""
         return self
 
+    def indexed_table(self, name: str) -> ibis.Table:
+        """The published ``name`` for point reads by an indexed column (:meth:`index`): on engines
+        whose planner does not use a table's index through a view, the table it points at."""
+        return self.table(name)
+
     def interrupt(self) -> None:
         """Stop the statement running on this adapter, if the engine can (a cancelled job)."""
 

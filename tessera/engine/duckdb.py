@@ -85,6 +85,11 @@ class DuckDBAdapter(SqlCatalogAdapter):
     def interrupt(self) -> None:
         self.raw.interrupt()
 
+    def indexed_table(self, name: str) -> ibis.Table:
+        # DuckDB scans the whole table behind a view even for an equality on an indexed column
+        # (an email among a million records: 20 ms through the view, 1 ms on the table).
+        return self.table(self.published_target(name) or name)
+
     placeholder = "?"
 
     def fetch(self, prepared: Prepared, **bound) -> list[dict]:

@@ -183,14 +183,27 @@ def granted(adapter: EngineAdapter, dataset: str, channel: str) -> ibis.Table | 
     return current.filter(current.granted).select(_tessera_consent_id=current[TID])
 
 
-def history(adapter: EngineAdapter, dataset: str, tessera_id: str) -> dict:
-    """The consent of one customer: current state per channel, and every change, newest first."""
+def history_query(adapter: EngineAdapter, dataset: str, tessera_id) -> ibis.Table | None:
+    """The consent changes of one customer, newest first (``tessera_id``: a value or a bound
+    parameter, see :func:`tessera.engine.base.param`); None when there is no history yet."""
     h = _history_of(adapter, dataset)
     if h is None:
-        return {"current": {}, "history": []}
+        return None
     own = h.filter(h[TID] == tessera_id)
-    rows = adapter.to_arrow(own.order_by([ibis.desc("at"), ibis.desc("recorded_at"), "channel"])
-                            .select("channel", "granted", "source", "record", "at", "recorded_at")).to_pylist()
+    return (own.order_by([ibis.desc("at"), ibis.desc("recorded_at"), "channel"])
+            .select("channel", "granted", "source", "record", "at", "recorded_at"))
+
+
+def history(adapter: EngineAdapter, dataset: str, tessera_id: str) -> dict:
+    """The consent of one customer: current state per channel, and every change, newest first."""
+    query = history_query(adapter, dataset, tessera_id)
+    if query is None:
+        return {"current": {}, "history": []}
+    return history_of_rows(adapter.to_arrow(query).to_pylist())
+
+
+def history_of_rows(rows: list[dict]) -> dict:
+    """The answer of :func:`history` from the rows of :func:`history_query`."""
     plain = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
     current: dict[str, dict] = {}
     for r in plain:

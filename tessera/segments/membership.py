@@ -4,7 +4,8 @@ Three warehouse tables, all written set-based (``INSERT ... SELECT`` or one ``CR
 
 ``_tessera_segment_members``
     the current members: ``segment``, ``tessera_id``, ``entered_at``, ``version`` (the definition
-    version they entered under). Replaced at each refresh.
+    version they entered under). A refresh deletes its exits and inserts its entries (or rewrites
+    the table in one statement when most of it changes).
 ``_tessera_segment_log``
     one row per entry or exit, never changed: ``segment``, ``tessera_id``, ``change`` (``entered`` or
     ``exited``), ``entered_at``, ``exited_at`` (NULL for an entry), ``version``, ``exit_condition``
@@ -14,8 +15,9 @@ Three warehouse tables, all written set-based (``INSERT ... SELECT`` or one ``CR
     ``version``: the size of a segment over time.
 
 A refresh compares the records for which the definition holds now with the current members:
-records found only now entered, records found only before exited. The definition version is a
-counter kept in the metadata store, increased when the definition changes.
+records found only now entered, records found only before exited. All the segments of a dataset
+are compared in one pass (see :func:`refresh`). The definition version is a counter kept in the
+metadata store, increased when the definition changes.
 """
 
 from __future__ import annotations
@@ -97,6 +99,12 @@ def ensure_tables(adapter) -> None:
 def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime | None = None) -> list[Refreshed]:
     """Recompute the membership of the segments (all, or ``names``) and log who entered and left.
 
+    Set-based and single-pass: per dataset, one query evaluates every segment's conditions for
+    each record (the behaviour conditions of a related dataset are one grouped aggregate), one
+    join of the members now with the current members gives every entry and exit of every
+    segment, then one append to the log; the members table changes by the entries and exits only
+    (it is rewritten when most of it changes, e.g. at the first refresh).
+
     Args:
         ctx: the compilation context (published tables, the date windows end at).
         store: the metadata store (definition versions).
@@ -110,68 +118,70 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     members = adapter.table(MEMBERS)
     configured = [s.name for s in config.segments]
     at = ibis.literal(now, dt.timestamp)
-    for name in (WORK, f"{WORK}_log"):
-        adapter.drop_table(name)
+    work_log = f"{WORK}_log"
+    adapter.drop_table(work_log)
+    # the size of each segment now (one pass over the members: the sizes after the refresh
+    # follow from its entries and exits, and segments no longer configured are found)
+    before = {r["segment"]: int(r["n"]) for r in adapter.to_arrow(
+        members.group_by("segment").agg(n=members.count())).to_pylist()}
+    fresh = {s.name for s in todo if not before.get(s.name)}  # no members: only entries
     versions: dict[str, int] = {}
     skipped: dict[str, str] = {}
     failed: set[str] = set()
     by_dataset: dict[str, list[SegmentConfig]] = {}
     for seg in todo:
         by_dataset.setdefault(seg.dataset, []).append(seg)
-    currents: list[tuple[str, list[str]]] = []  # per dataset: its members now (a work table), its segments
-    for j, segments in enumerate(by_dataset.values()):
-        compiled = _compile_all(ctx, segments, skipped)
-        if not compiled:
-            continue
-        for c in compiled:
-            versions[c.segment.name] = definition_version(store, c.segment)
-        current = f"{WORK}_current{j}"
-        try:
-            _evaluate(adapter, compiled, members, at, versions, current)
-            currents.append((current, [c.segment.name for c in compiled]))
-            continue
-        except Exception as exc:
-            if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
-                raise
-        # A condition the engine cannot compute on these rows (a CAST of a text...): each segment
-        # on its own, so that the one that fails keeps its members and says which condition failed.
-        for k, c in enumerate(compiled):
-            alone = f"{current}_{k}"
+    evals: list[str] = []  # the work tables of each evaluation, dropped at the end
+    entries: list[ibis.Table] = []  # the entries of the segments without members yet (read from those)
+    changes: dict[tuple[str, str], int] = {}  # (segment, entered or exited) -> how many
+    try:
+        for segments in by_dataset.values():
+            compiled = _compile_all(ctx, segments, skipped)
+            if not compiled:
+                continue
+            for c in compiled:
+                versions[c.segment.name] = definition_version(store, c.segment)
             try:
-                _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions, alone)
+                entries += _evaluate(adapter, compiled, members, at, versions, work_log, fresh, evals, changes)
+                continue
             except Exception as exc:
                 if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
                     raise
-                skipped[c.segment.name] = _failure(ctx, c.segment, exc)
-                failed.add(c.segment.name)
-                continue
-            currents.append((alone, [c.segment.name]))
-    changes: dict[tuple[str, str], int] = {}
-    if adapter.exists(f"{WORK}_log"):
-        work_log = adapter.table(f"{WORK}_log")
-        changes = {(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
-            work_log.group_by(["segment", "change"]).agg(n=work_log.count())).to_pylist()}
-    removed = adapter.count(members.filter(~members.segment.isin(configured or [""]))) > 0
-    if any(changes.values()) or removed:
-        # New members = the members now (keeping the entry time and version of those who stay)
-        # and the untouched segments' members; the log first, as it was computed from the members.
-        for current, names in currents:
-            _keep_members(adapter, adapter.table(current), names, members, at, versions)
-        untouched = members.filter(~members.segment.isin([s.name for s in todo if s.name not in skipped] or [""])
-                                   & members.segment.isin(configured or [""]))
-        adapter.append_query(WORK, _conform(untouched, MEMBERS_SCHEMA), temp=True)
-        if changes:
-            adapter.append_query(LOG, adapter.table(f"{WORK}_log"))
-        adapter.create_table(MEMBERS, adapter.table(WORK))
-    # else: nobody entered or left, and the members table stays as it is (no copy of it)
-    for name in (WORK, f"{WORK}_log", *(c for c, _ in currents)):
-        adapter.drop_table(name)
+            # A condition the engine cannot compute on these rows (a CAST of a text...): each segment
+            # on its own, so that the one that fails keeps its members and says which condition failed.
+            for c in compiled:
+                changes.pop((c.segment.name, "entered"), None)  # counted again on its own
+            for c in compiled:
+                try:
+                    entries += _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions,
+                                         work_log, fresh, evals, changes)
+                except Exception as exc:
+                    if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
+                        raise
+                    skipped[c.segment.name] = _failure(ctx, c.segment, exc)
+                    failed.add(c.segment.name)
+        logs = list(entries)
+        if adapter.exists(work_log):
+            log_t = adapter.table(work_log)
+            changes.update({(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
+                log_t.group_by(["segment", "change"]).agg(n=log_t.count())).to_pylist()})
+            logs.insert(0, log_t)
+        gone = [name for name in before if name not in configured]
+        if any(changes.values()) or gone:
+            # The log first, as it was computed from the members.
+            for log_t in logs:
+                adapter.append_query(LOG, log_t)
+            entered = sum(n for (_s, change), n in changes.items() if change == "entered")
+            _apply(adapter, members, logs, entered, sum(changes.values()) - entered, sum(before.values()), gone)
+        # else: nobody entered or left, and the members table stays as it is
+    finally:
+        for name in (work_log, *evals):
+            adapter.drop_table(name)
     out: list[Refreshed] = []
     if todo:
-        m = adapter.table(MEMBERS)
-        m = m.filter(m.segment.isin([s.name for s in todo]))
-        sizes = {r["segment"]: int(r["n"]) for r in adapter.to_arrow(
-            m.group_by("segment").agg(n=m.count())).to_pylist()}
+        sizes = {name: n + changes.get((name, "entered"), 0) - changes.get((name, "exited"), 0)
+                 for name, n in before.items()}
+        sizes.update({name: changes.get((name, "entered"), 0) for (name, _c) in changes if name not in before})
         rows = []
         for seg in todo:
             if seg.name in skipped:
@@ -187,6 +197,32 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         if rows:
             adapter.append(SIZES, pa.Table.from_pylist(rows, schema=SIZES_SCHEMA))
     return out
+
+
+def _apply(adapter, members: ibis.Table, logs: list[ibis.Table], entered: int, exited: int, total: int,
+           gone: list[str]) -> None:
+    """Change the members table (``total`` rows) by the entries and exits of ``logs`` and drop the
+    members of the segments no longer configured (``gone``): in place when few rows change (the
+    entry time and version of those who stay, and the table's index, are kept as they are), else
+    rewritten in one statement (at the first refresh everyone enters: a rewrite costs less than
+    an insert into an indexed table)."""
+    entries = [_conform(t.filter(t.change == "entered"), MEMBERS_SCHEMA) for t in logs] if entered else []
+    exits = [t.filter(t.change == "exited").select("segment", TID) for t in logs] if exited else []
+    exits = exits[0].union(*exits[1:], distinct=False) if exits[1:] else (exits[0] if exits else None)
+    if (entered + exited) * 4 > total:
+        kept = members.filter(~members.segment.isin(gone)) if gone else members
+        if exits is not None:
+            kept = kept.anti_join(exits, ["segment", TID])
+        kept = _conform(kept, MEMBERS_SCHEMA)
+        adapter.create_table(MEMBERS, kept.union(*entries, distinct=False) if entries else kept)
+        return
+    if exits is not None:
+        adapter.delete_matching(MEMBERS, exits, ["segment", TID])
+    if gone:
+        adapter.delete_matching(MEMBERS, members.filter(members.segment.isin(gone)).select("segment").distinct(),
+                                ["segment"])
+    for part in entries:
+        adapter.append_query(MEMBERS, part)
 
 
 def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str, str]) -> list[Compiled]:
@@ -206,71 +242,116 @@ def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str,
     return compile_segments(ctx, good)
 
 
-def _version_of(segment: ibis.Value, names: list[str], versions: dict[str, int]) -> ibis.Value:
-    return ibis.cases(*[(segment == n, versions[n]) for n in names], else_=0).cast(dt.int64)
-
-
-def _keep_members(adapter, current: ibis.Table, names: list[str], members: ibis.Table, at: ibis.Value,
-                  versions: dict[str, int]) -> None:
-    """Append the members now of ``names`` to the new members, with the entry time and version of
-    those who were members already."""
-    old = members.filter(members.segment.isin(names))
-    kept = current.left_join(old, (current._tessera_seg == old.segment) & (current._tessera_id == old[TID]))
-    adapter.append_query(WORK, temp=True, expr=_conform(kept.select(
-        segment=kept._tessera_seg, **{TID: kept._tessera_id}, entered_at=ibis.coalesce(kept.entered_at, at),
-        version=ibis.coalesce(kept.version, _version_of(kept._tessera_seg, names, versions))), MEMBERS_SCHEMA))
-
-
 def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.Value, versions: dict[str, int],
-              current_table: str) -> None:
-    """One pass over the dataset for all its segments, then their members now and their log.
+              log_table: str, fresh: set[str], evals: list[str],
+              changes: dict[tuple[str, str], int]) -> list[ibis.Table]:
+    """One pass over the dataset for all its segments, then all their entries and exits at once.
 
-    A work table holds each record's id, whether it is a member of each segment and each
-    top-level condition of each (the reason of an exit); the members now (``current_table``,
-    segment and id), the entries and the exits of every segment then come from it."""
+    A work table holds each record's id and one flag per distinct top-level condition of the
+    segments (a condition several segments share is one flag). The members now (segment, id:
+    each segment's records whose flags hold) are compared with the current members in one
+    full outer join: found only now, they entered; found only before, they left, and the
+    first condition whose flag does not hold says why. The entries and exits are appended to
+    ``log_table`` (the log's columns), but those of the segments without members (``fresh``),
+    which are only entries, are returned as a query of the work table (named in ``evals``): they
+    go to the log and the members table without a copy in between."""
     t = compiled[0].table
-    flags: dict[str, ibis.Value] = {"_tessera_id": t[TID].cast("string")}
-    for k, c in enumerate(compiled):
-        flags[f"_tessera_in{k}"] = c.where
-        if c.segment.match == "all":
-            flags.update({f"_tessera_c{k}_{i}": cond for i, cond in enumerate(c.conditions)})
-    evaluated = adapter.create_table(f"{WORK}_eval", t.select(**flags), temp=True)
-    # segment, record: the members now, in long form
-    parts = [evaluated.filter(evaluated[f"_tessera_in{k}"]).select(
-        _tessera_seg=ibis.literal(c.segment.name, dt.string), _tessera_id=evaluated._tessera_id)
-        for k, c in enumerate(compiled)]
-    current = adapter.create_table(current_table, parts[0].union(*parts[1:], distinct=False) if parts[1:]
-                                   else parts[0], temp=True)
-    names = [c.segment.name for c in compiled]
+    columns: dict[str, ibis.Value] = {"_tessera_id": t[TID].cast("string")}
+    flag_of: dict = {}  # a condition's expression -> its flag column
 
-    def version_of(segment: ibis.Value) -> ibis.Value:
-        return _version_of(segment, names, versions)
+    def flag(cond: ibis.Value) -> str:
+        key = cond.op()
+        if key not in flag_of:
+            flag_of[key] = f"_tessera_f{len(flag_of)}"
+            columns[flag_of[key]] = cond
+        return flag_of[key]
 
+    flags = [[flag(cond) for cond in c.conditions] for c in compiled]
+    name = f"{WORK}_eval{len(evals)}"
+    evals.append(name)
+    evaluated = adapter.create_table(name, t.select(**columns), temp=True)
+    return _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh, changes)
+
+
+def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: ibis.Table, members: ibis.Table,
+          at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str],
+          changes: dict[tuple[str, str], int]) -> list[ibis.Table]:
+    """Append the entries and exits of the segments ``compiled`` to ``log_table``. The segments
+    without members (``fresh``: new, or empty until now) only have entries, no join for them:
+    returned as a query (the log's columns), and counted into ``changes`` (one aggregate)."""
+
+    def holds(k: int) -> ibis.BooleanValue:
+        parts = [evaluated[f] for f in flags[k]]
+        return _reduce(parts, "and" if compiled[k].segment.match == "all" else "or")
+
+    def members_now(ks: list[int], **more) -> ibis.Table:
+        """segment, record: the members now of segments ``ks``, in long form."""
+        parts = [evaluated.filter(holds(k)).select(_tessera_seg=ibis.literal(compiled[k].segment.name, dt.string),
+                                                   _tessera_id=evaluated._tessera_id,
+                                                   **{n: f(compiled[k].segment.name) for n, f in more.items()})
+                 for k in ks]
+        return parts[0].union(*parts[1:], distinct=False) if parts[1:] else parts[0]
+
+    out = []
+    new = [k for k, c in enumerate(compiled) if c.segment.name in fresh]
+    if new:
+        entered = members_now(new, _tessera_v=lambda n: ibis.literal(versions[n], dt.int64))
+        out.append(_conform(entered.select(
+            segment=entered._tessera_seg, **{TID: entered._tessera_id}, change=ibis.literal("entered", dt.string),
+            entered_at=at, exited_at=ibis.null(dt.timestamp), version=entered._tessera_v,
+            exit_condition=ibis.null(dt.string)), LOG_SCHEMA))
+        counts = adapter.to_arrow(evaluated.aggregate(**{f"n{k}": evaluated.count(where=holds(k)) for k in new}))
+        changes.update({(compiled[k].segment.name, "entered"): int(counts[f"n{k}"][0].as_py() or 0) for k in new})
+    known = [k for k, c in enumerate(compiled) if c.segment.name not in fresh]
+    if known:
+        adapter.append_query(log_table, _changes(compiled, known, flags, evaluated, members_now(known), members, at,
+                                                 versions), temp=True)
+    return out
+
+
+def _changes(compiled: list[Compiled], ks: list[int], flags: list[list[str]], evaluated: ibis.Table,
+             current: ibis.Table, members: ibis.Table, at: ibis.Value, versions: dict[str, int]) -> ibis.Table:
+    """The entries and exits (the log's columns) of segments ``ks``: their members now
+    (``current``) and their members until now, compared in one full outer join."""
+    names = [compiled[k].segment.name for k in ks]
     old = members.filter(members.segment.isin(names))
-    same = (current._tessera_seg == old.segment) & (current._tessera_id == old[TID])
-    entered = current.anti_join(old, same)
-    entries = _conform(entered.select(
-        segment=entered._tessera_seg, **{TID: entered._tessera_id}, change=ibis.literal("entered", dt.string),
-        entered_at=at, exited_at=ibis.null(dt.timestamp),
-        version=version_of(entered._tessera_seg), exit_condition=ibis.null(dt.string)), LOG_SCHEMA)
-    exited = old.anti_join(current, (old.segment == current._tessera_seg) & (old[TID] == current._tessera_id))
-    why = exited.left_join(evaluated, exited[TID] == evaluated._tessera_id)
-    branches = [(why._tessera_id.isnull(), LEFT_DATASET)]
+    both = current.outer_join(old, (current._tessera_seg == old.segment) & (current._tessera_id == old[TID]))
+    changed = both.filter(both._tessera_seg.isnull() | both.segment.isnull())
+    changed = changed.select(
+        _tessera_s=ibis.coalesce(changed._tessera_seg, changed.segment),
+        _tessera_r=ibis.coalesce(changed._tessera_id, changed[TID]),
+        _tessera_in=changed._tessera_seg.notnull(), _tessera_at=changed.entered_at)
+    why = changed.left_join(evaluated, changed._tessera_r == evaluated._tessera_id)
+    seg = why._tessera_s
+    branches = [(why._tessera_in, ibis.null(dt.string)), (why._tessera_id.isnull(), LEFT_DATASET)]
     otherwise = []
-    for k, c in enumerate(compiled):
-        mine = why.segment == c.segment.name
+    for k in ks:
+        c = compiled[k]
+        mine = seg == c.segment.name
         if c.segment.match == "all":
-            branches += [(mine & ~why[f"_tessera_c{k}_{i}"], label) for i, label in enumerate(c.labels)]
+            branches += [(mine & ~why[f], label) for f, label in zip(flags[k], c.labels)]
             otherwise.append((mine, "the definition changed"))
         else:
             otherwise.append((mine, "none of the conditions holds"))
-    exits = _conform(why.select(
-        segment=why.segment, **{TID: why[TID]}, change=ibis.literal("exited", dt.string),
-        entered_at=why.entered_at, exited_at=at,
-        version=version_of(why.segment),
+    if len({versions[n] for n in names}) == 1:
+        version = ibis.literal(versions[names[0]], dt.int64)
+    else:
+        version = ibis.cases(*[(seg == n, versions[n]) for n in names], else_=0).cast(dt.int64)
+    entering = why._tessera_in
+    return _conform(why.select(
+        segment=seg, **{TID: why._tessera_r},
+        change=entering.ifelse(ibis.literal("entered", dt.string), ibis.literal("exited", dt.string)),
+        entered_at=entering.ifelse(at, why._tessera_at.cast(dt.timestamp)),
+        exited_at=entering.ifelse(ibis.null(dt.timestamp), at),
+        version=version,
         exit_condition=ibis.cases(*branches, *otherwise, else_="the definition changed")), LOG_SCHEMA)
-    adapter.append_query(f"{WORK}_log", entries.union(exits, distinct=False), temp=True)
-    adapter.drop_table(f"{WORK}_eval")
+
+
+def _reduce(parts: list[ibis.BooleanValue], how: str) -> ibis.BooleanValue:
+    out = parts[0]
+    for p in parts[1:]:
+        out = (out & p) if how == "and" else (out | p)
+    return out
 
 
 def _failure(ctx: Context, seg: SegmentConfig, exc: BaseException) -> str:

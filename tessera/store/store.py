@@ -70,6 +70,8 @@ _READ_STATE = text(
     f"(SELECT coalesce(max(id), 0) FROM {RunStep.__tablename__}), "
     f"(SELECT count(*) FROM {Run.__tablename__} WHERE finished_at IS NOT NULL)")
 
+_READ_STATE_SQL = str(_READ_STATE)  # no bound values: the same text for every driver
+
 _IMPORTED_FILE_FIELDS = {c.key for c in ImportedFile.__table__.columns} - {"id"}
 _IMPORTED_FILE_REQUIRED = {"source", "path", "name", "sha256", "size", "batch_id"}
 
@@ -317,9 +319,20 @@ class MetadataStore:
         (configuration version, publications, last run, last run step, finished runs).
 
         Readers cache what they derive from these (a parsed configuration, compiled queries, the
-        status) and ask this one cheap query per request to know whether the cache still holds."""
-        with self.engine.connect() as conn:
-            return tuple(int(v or 0) for v in conn.execute(_READ_STATE).one())
+        status) and ask this one cheap query per request to know whether the cache still holds.
+        It goes to the driver's connection: SQLAlchemy's transaction and result handling cost
+        several times the query on SQLite."""
+        conn = self.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(_READ_STATE_SQL)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        finally:
+            conn.close()  # back to the pool (which ends the driver's transaction, if it began one)
+        return tuple(int(v or 0) for v in row)
 
     def current_config_version(self) -> int:
         """The id of the last applied configuration (0 before the first apply)."""

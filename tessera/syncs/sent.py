@@ -1,7 +1,10 @@
-"""What the syncs last sent of one record: read from each sync's state table (its last send of
-each key, with the time and whether the destination took it)."""
+"""What the syncs sent: of one record, each sync's last send (from its state table: its last send
+of each key, with the time and whether the destination took it); of one sync, the records it
+could not deliver, grouped by error."""
 
 from __future__ import annotations
+
+import ibis
 
 from tessera.syncs.plan import state_table_name
 
@@ -24,3 +27,20 @@ def sends_of(ws, dataset: str, record: dict) -> list[dict]:
                         "status": r["status"], "error": r["error"], "connection": sync.connection})
     out.sort(key=lambda s: s["at"] or "", reverse=True)
     return out
+
+
+def failures(ws, sync: str, limit: int = 10) -> dict:
+    """The records a sync could not deliver (sent again at its next run), from its state table:
+    ``{"records": N, "errors": [{"error", "records", "attempts"}]}``, the most frequent
+    errors first."""
+    table = state_table_name(sync)
+    if not ws.adapter.exists(table):
+        return {"records": 0, "errors": []}
+    t = ws.adapter.table(table)
+    failed = t.filter(t.status == "failed")
+    grouped = (failed.group_by(error=failed.error.fill_null(""))
+               .aggregate(records=failed.count(), attempts=failed.attempts.max())
+               .order_by([ibis.desc("records"), "error"]).limit(limit))
+    errors = ws.adapter.to_arrow(grouped).to_pylist()
+    return {"records": sum(e["records"] for e in errors) if len(errors) < limit else ws.adapter.count(failed),
+            "errors": errors}

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import textwrap
+from collections import defaultdict
 from datetime import date
 from pathlib import Path
 
+from tessera.enrich.scores import RFM_SEGMENTS
 from tessera.workspace import Workspace
 
 AS_OF = date(2024, 12, 31)
@@ -180,3 +183,29 @@ def make(folder: Path, engine: str = "duckdb", dashboards: bool = True) -> Works
     ws = Workspace.init(folder / "ws", warehouse=engine)
     ws.apply(folder / "w.yaml")
     return ws
+
+
+def quintile(value, values, descending=False) -> int:
+    """1-5 by the share of customers at or below (above, ``descending``) the value."""
+    share = sum((v >= value) if descending else (v <= value) for v in values) / len(values)
+    return min(5, max(1, math.ceil(share * 5)))
+
+
+def rfm_at(day: date) -> dict[str, str]:
+    """Each customer's RFM segment from their orders up to ``day``, by the rules of docs/scores.md."""
+    mine = defaultdict(list)
+    for o in rows(SALES):
+        if not o["email"]:
+            continue  # an order without a customer belongs to no one
+        if date.fromisoformat(o["day"]) <= day:
+            mine[o["email"]].append(o)
+    recency = {c: (day - max(date.fromisoformat(o["day"]) for o in os)).days for c, os in mine.items()}
+    count = {c: len(os) for c, os in mine.items()}
+    total = {c: sum(float(o["amount"]) for o in os) for c, os in mine.items()}
+    out = {}
+    for c in mine:
+        r = quintile(recency[c], recency.values(), descending=True)
+        fm = (quintile(count[c], count.values()) + quintile(total[c], total.values())) / 2
+        out[c] = next((name for name, (rlo, rhi), (flo, fhi) in RFM_SEGMENTS
+                       if rlo <= r <= rhi and flo <= fm <= fhi), "Need Attention")
+    return out

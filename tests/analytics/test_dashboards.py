@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 import pytest
 from analytics_helpers import AS_OF, LINES, PRODUCTS, SALES, age_band, make, people, rows
 
-from tessera.errors import ConfigError, NotFoundError, UsageError
+from tessera.errors import ConfigError, NotFoundError, UsageError, VersionConflict
 
 ORDERS = rows(SALES)
 PEOPLE = people()
@@ -86,17 +86,8 @@ def test_scores_dashboards_match_the_published_scores(ws):
     assert {r["purchase_timing"]: r["customers"] for r in retention["purchase_timing"]["rows"]} == dict(timing)
     # the workspace has no predictive scores: the chart says what is missing instead of failing
     assert "score_churn_risk" in retention["churn_risk"]["unavailable"]
-    # cohorts: customers per first-order month and order month
-    first = {}
-    for o in sorted(ORDERS, key=lambda o: o["day"]):
-        if o["email"]:
-            first.setdefault(o["email"], o["day"][:7])
-    cohort = defaultdict(set)
-    for o in ORDERS:
-        if o["email"]:
-            cohort[(first[o["email"]], o["day"][:7])].add(o["email"])
-    assert {(r["first_order_month"][:7], r["order_month"][:7]): r["customers"]
-            for r in retention["cohorts"]["rows"]} == {k: len(v) for k, v in cohort.items()}
+    # the cohort triangle: tests/analytics/test_analyses.py
+    assert retention["cohort_retention"]["columns"][0]["key"] == "months_after"
 
 
 def test_stores_and_products_figures(ws):
@@ -163,7 +154,16 @@ def test_yaml_round_trip_and_custom_dashboards(ws, tmp_path):
     assert other.export_config() == text
     other.save_dashboard({"name": "mine", "questions": [{"name": "n", "dataset": "orders", "chart": "number"}]})
     assert [d["name"] for d in other.dashboards() if d["kind"] == "custom"] == ["my_sales", "mine"]
-    other.delete_dashboard("mine")
+    first = other.analytics().definition("mine")["version"]
+    other.save_dashboard({"name": "mine", "title": "Mine", "questions": [
+        {"name": "n", "dataset": "orders", "chart": "number"}]}, expected_version=first)
+    with pytest.raises(VersionConflict, match=f"dashboard 'mine' changed since version {first}"):
+        other.save_dashboard({"name": "mine", "questions": [{"name": "n", "dataset": "orders", "chart": "number"}]},
+                             expected_version=first)
+    with pytest.raises(VersionConflict):
+        other.delete_dashboard("mine", expected_version=first)
+    assert other.analytics().definition("mine")["title"] == "Mine"
+    other.delete_dashboard("mine", expected_version=other.analytics().definition("mine")["version"])
     assert "mine" not in other.export_config()
     with pytest.raises(UsageError, match="default dashboard"):
         other.delete_dashboard("sales")

@@ -47,9 +47,16 @@ def test_dashboard_routes(tmp_path):
             out["csv"] = await c.get("/api/dashboards/mine/by_store.csv")
             out["png"] = await c.get("/api/dashboards/mine/by_store.png", params={"channel": "shop"})
             out["svg"] = await c.get("/api/dashboards/mine/by_store.svg")
-            out["change"] = (await c.put("/api/dashboards/mine", json={"title": "Revenue per store"})).json()
-            out["change_default"] = await c.put("/api/dashboards/sales", json={"title": "x"})
-            out["delete"] = await c.delete("/api/dashboards/mine")
+            first = (await c.get("/api/dashboards/mine/definition")).json()["version"]
+            out["change"] = (await c.put("/api/dashboards/mine", params={"version": first},
+                                         json={"title": "Revenue per store"})).json()
+            # a second editor who opened the first version is told, and changes nothing
+            out["stale"] = await c.put("/api/dashboards/mine", params={"version": first}, json={"title": "Old"})
+            out["no_version"] = await c.put("/api/dashboards/mine", json={"title": "x"})
+            out["stale_delete"] = await c.delete("/api/dashboards/mine", params={"version": first})
+            out["after_stale"] = (await c.get("/api/dashboards/mine/definition")).json()
+            out["change_default"] = await c.put("/api/dashboards/sales", params={"version": "x"}, json={"title": "x"})
+            out["delete"] = await c.delete("/api/dashboards/mine", params={"version": out["change"]["version"]})
             out["missing"] = await c.get("/api/dashboards/mine")
             out["anonymous"] = await c.get("/api/dashboards", headers={"Authorization": ""})
         return out
@@ -78,6 +85,12 @@ def test_dashboard_routes(tmp_path):
     assert out["png"].headers["content-type"] == "image/png" and out["png"].content[:8] == b"\x89PNG\r\n\x1a\n"
     assert out["svg"].content.lstrip().startswith(b"<svg")
     assert out["change"]["title"] == "Revenue per store" and out["change"]["questions"][0]["name"] == "by_store"
+    assert out["change"]["version"] != out["create"].json()["version"]
+    stale = out["stale"]
+    assert stale.status_code == 409 and stale.json()["ok"] is False
+    assert f"dashboard 'mine' changed since version {out['create'].json()['version']}" in stale.json()["error"]
+    assert out["stale_delete"].status_code == 409 and out["no_version"].status_code in (400, 422)
+    assert out["after_stale"]["title"] == "Revenue per store" and out["after_stale"]["version"] == out["change"]["version"]
     assert out["change_default"].status_code == 409
     assert out["delete"].status_code == 200 and out["missing"].status_code == 404
     assert out["anonymous"].status_code == 401

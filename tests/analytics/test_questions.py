@@ -155,3 +155,21 @@ def test_segment_membership_as_a_dimension_and_a_share_measure(ws):
     assert {r["big"]: r["rows"] for r in on_orders} == {
         "in big_spenders": sum(o["email"] in big for o in ORDERS),
         "not in big_spenders": sum(o["email"] not in big for o in ORDERS)}
+
+
+def test_ready_made_analyses_give_the_same_figures_on_every_engine(ws):
+    from analytics_helpers import rfm_at
+
+    migration = ws.run_question(("rfm", "rfm_migration"), {"period": "2024-06-30..2024-12-31"})["rows"]
+    before, after = rfm_at(date(2024, 6, 30)), rfm_at(date(2024, 12, 31))
+    moves = Counter((before.get(c, "(no order yet)"), s) for c, s in after.items())
+    assert {(r["rfm_segment_before"], r["rfm_segment_after"]): r["customers"] for r in migration} == dict(moves)
+    cohorts = ws.run_question(("retention", "cohort_retention"), {"period": "2024-10-01..2024-12-31"})["rows"]
+    assert [(r["cohort"][:7], r["months_after"], r["customers_again"], r["repeat_rate"]) for r in cohorts] == [
+        ("2024-10", 0, 1, 0.5), ("2024-10", 1, 0, 0.0), ("2024-10", 2, 1, 0.5),  # ed: two in Oct., one in Dec.
+        ("2024-11", 0, 0, 0.0), ("2024-11", 1, 1, 0.5),  # ha: Nov. then Dec.; gu: once
+        ("2024-12", 0, 0, 0.0)]
+    together = ws.run_question(("products", "categories_together"))["rows"]
+    # o05 alone holds two categories: Kitchen (5 of the 9 orders with lines) and Decoration (3)
+    assert together == [{"category": "Decoration", "other_category": "Kitchen", "orders": 1,
+                         "lift": pytest.approx(9 / 15)}]

@@ -157,3 +157,29 @@ def test_generated_queries_of_the_data_routes_never_fail_the_server(shop):
                 assert body["ok"] is False and body["status"] == answer.status_code and body["errors"], body
 
     check()
+
+
+def test_an_export_has_the_segments_column_of_the_cli_export(shop, api, tmp_path):
+    """Issue 13: a segment is a column in dataset exports, over the API as in ``tessera`` exports."""
+    editor, owner = api["editor"], shop["app"].state.owner
+    made = editor.post("/api/segments", json={"name": "french", "dataset": "contacts",
+                                               "conditions": [{"column": "country", "op": "=", "value": "FR"}]})
+    assert made.status_code == 201, made.text
+    try:
+        owner.run_job("segments_refresh", {})
+        answer = editor.get("/api/datasets/contacts/export", params={"format": "csv"})
+        assert answer.status_code == 200, answer.text
+        rows = {r["tessera_id"]: r for r in csv.DictReader(io.StringIO(answer.text))}
+        cli = owner.read(lambda ws: ws.export_data("contacts", tmp_path / "contacts.csv"))
+        with open(cli, newline="") as fh:
+            expected = {r["tessera_id"]: r["segments"] for r in csv.DictReader(fh)}
+        assert {tid: r["segments"] for tid, r in rows.items()} == expected
+        assert {r["segments"] for r in rows.values()} == {"french", ""}
+        assert all(r["segments"] == ("french" if r["country"] == "FR" else "") for r in rows.values())
+        parquet = pq.read_table(io.BytesIO(editor.get("/api/datasets/contacts/export",
+                                                      params={"format": "parquet"}).content))
+        assert dict(zip(parquet.column("tessera_id").to_pylist(), parquet.column("segments").to_pylist())) == expected
+    finally:
+        version = editor.get("/api/segments/french").json().get("config_version")
+        assert editor.delete("/api/segments/french", params={"version": version} if version else {}).status_code == 200
+    assert "segments" not in editor.get("/api/datasets/contacts/export").text.splitlines()[0].split(",")

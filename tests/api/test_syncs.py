@@ -36,3 +36,21 @@ def test_sync_plan_and_schedule(shop):
     assert current["spec"]["schedule"] == "0 6 * * *"
     assert editor.delete("/api/syncs/to_folder", params={"version": current["version"]}).status_code == 200
     assert [s["name"] for s in viewer.get("/api/syncs").json()["data"]] == []
+
+
+def test_a_failed_plan_answers_with_the_error_body(shop):
+    """A dry-run plan that cannot be computed is an error (422, code sync_failed), not a 200."""
+    editor = shop["clients"]["editor"]
+    made = editor.post("/api/syncs", json={"name": "bad_filter", "dataset": "contacts", "connection": "files",
+                                           "folder": "out_bad", "format": "csv", "mode": "mirror",
+                                           "filter": "CAST(first_name AS INTEGER) > 0"})
+    assert made.status_code == 201, made.text
+    try:
+        plan = editor.post("/api/syncs/bad_filter/plan")
+        body = plan.json()
+        assert plan.status_code == 422, plan.text
+        assert body["ok"] is False and body["code"] == "sync_failed" and body["status"] == 422
+        assert "bad_filter" in body["error"] and "filter" in body["error"] and body["errors"][0] == body["error"]
+    finally:
+        version = editor.get("/api/syncs/bad_filter").json()["version"]
+        assert editor.delete("/api/syncs/bad_filter", params={"version": version}).status_code == 200

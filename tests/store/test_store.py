@@ -368,3 +368,19 @@ def test_record_publication_concurrent(store: MetadataStore, store_url: str) -> 
     for s in stores:
         s.close()
     assert sorted(versions) == list(range(1, 16))
+
+
+def test_read_state_follows_runs_steps_and_publications(store: MetadataStore) -> None:
+    """The token readers check their caches against, read on the driver's connection."""
+    seen = [store.read_state()]
+    run_id = store.start_run("build", "customers", pid=1)
+    seen.append(store.read_state())
+    store.add_step(run_id, "stage", 0.5, {"rows": 3})
+    seen.append(store.read_state())
+    store.record_publication("customers", run_id, "customers__v1", 3)
+    seen.append(store.read_state())
+    store.finish_run(run_id, "succeeded")
+    seen.append(store.read_state())
+    assert len(set(seen)) == len(seen), seen  # every change gives a new state
+    assert store.read_state() == seen[-1]  # and nothing else does
+    assert all(isinstance(v, int) for v in seen[-1]) and seen[-1][1] == seen[0][1] + 1

@@ -103,3 +103,68 @@ def test_the_builder_previews_saves_edits_and_removes_a_chart(web):
         ["orders_by_channel"]
     gone = editor.post("/dashboards/mine/delete", data={"csrf_token": editor.csrf}, follow_redirects=False)
     assert gone.status_code == 303 and viewer.get("/dashboards/mine").status_code == 404
+
+
+def test_a_change_made_from_an_old_version_shows_the_conflict(web):
+    editor = web.client("editor")
+    created = editor.post("/dashboards/save", data=_form(editor, dashboard="theirs"), follow_redirects=False)
+    assert created.status_code == 303
+    page = editor.get("/dashboards/theirs/orders_by_channel/edit")
+    opened = re.search(r'name="version" value="([0-9a-f]+)"', page.text).group(1)
+    shown = editor.get("/dashboards/theirs")
+    assert f'name="version" value="{opened}"' in shown.text  # the remove and delete forms carry it too
+    # another editor changes the dashboard meanwhile
+    changed = editor.put("/api/dashboards/theirs", params={"version": opened}, json={"title": "Changed"},
+                         headers={"X-CSRF-Token": editor.csrf})
+    assert changed.status_code == 200, changed.text
+    stale = _form(editor, dashboard="theirs", existing="1", original="orders_by_channel", version=opened,
+                  title="Mine now")
+    refused = editor.post("/dashboards/save", data=stale, follow_redirects=False)
+    assert refused.status_code == 409 and "Someone changed this dashboard" in refused.text
+    assert f'value="{changed.json()["version"]}"' in refused.text  # saving again is a choice made knowingly
+    assert editor.get("/api/dashboards/theirs/definition").json()["questions"][0]["title"] == "Orders by channel"
+    fr = editor.post("/dashboards/save", data=stale, headers={"Accept-Language": "fr"}, follow_redirects=False)
+    assert fr.status_code == 409 and "Quelqu'un a modifié ce tableau de bord" in fr.text.replace("&#39;", "'")
+    removed = editor.post("/dashboards/theirs/orders_by_channel/remove",
+                          data={"csrf_token": editor.csrf, "version": opened}, follow_redirects=False)
+    assert removed.status_code == 409 and 'href="/dashboards/theirs"' in removed.text
+    again = editor.post("/dashboards/save", data={**stale, "version": changed.json()["version"]},
+                        follow_redirects=False)
+    assert again.status_code == 303
+    assert editor.get("/api/dashboards/theirs/definition").json()["questions"][0]["title"] == "Mine now"
+
+
+def _specs(page: str) -> list[dict]:
+    import html
+    import json
+
+    return [json.loads(html.unescape(s)) for s in re.findall(r'data-spec="([^"]*)"', page)]
+
+
+def test_default_charts_speak_the_users_language(web):
+    client = web.client("viewer")
+    fr = client.get("/dashboards/sales", headers={"Accept-Language": "fr"})
+    titles = {(s["encoding"]["x"].get("title"), s["encoding"].get("y", {}).get("title")) for s in _specs(fr.text)
+              if "x" in s["encoding"]}
+    assert ("mois", "chiffre d'affaires") in titles and ("magasin", "chiffre d'affaires") in titles
+    en = client.get("/dashboards/sales")
+    assert ("month", "revenue") in {(s["encoding"]["x"].get("title"), s["encoding"].get("y", {}).get("title"))
+                                    for s in _specs(en.text) if "x" in s["encoding"]}
+    # band names too, and the RFM migration's dated axes
+    people = client.get("/dashboards/customer_knowledge", headers={"Accept-Language": "fr"}).text
+    assert any("moins de 18 ans" in s["encoding"]["x"].get("sort", []) for s in _specs(people) if "x" in s["encoding"])
+    # the costly ready-made analyses come after the page, each in a request of its own
+    page = client.get("/dashboards/rfm?period=last_90_days", headers={"Accept-Language": "fr"}).text
+    assert 'hx-get="/dashboards/rfm/rfm_migration/chart?period=last_90_days"' in page
+    card = client.get("/dashboards/rfm/rfm_migration/chart?period=last_90_days", headers={"Accept-Language": "fr"})
+    assert card.status_code == 200 and "/dashboards/rfm/rfm_migration.png?period=last_90_days" in card.text
+    (migration,) = _specs(card.text)
+    assert migration["mark"]["type"] == "rect" and "segment RFM au" in migration["encoding"]["x"]["title"]
+    assert migration["encoding"]["color"]["title"] == "clients" and "title" not in migration
+    svg = client.get("/dashboards/sales/revenue_by_month.svg", headers={"Accept-Language": "fr"})
+    import html
+
+    assert svg.status_code == 200 and "Chiffre d'affaires par mois" in html.unescape(svg.text)
+    png = client.get("/dashboards/sales/revenue_by_month.png?period=last_90_days", headers={"Accept-Language": "fr"})
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    assert client.get("/dashboards/sales/revenue_by_month.gif").status_code == 404

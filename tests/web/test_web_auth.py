@@ -41,13 +41,27 @@ RULES = {
     ("GET", "/syncs/{name}"): "viewer",
     ("POST", "/syncs/{name}/plan"): "editor",
     ("POST", "/syncs/{name}/run"): "editor",
+    ("GET", "/syncs/{name}/edit"): "editor",
+    ("POST", "/syncs/{name}/edit"): "editor",
+    ("POST", "/syncs/{name}/delete"): "editor",
     ("GET", "/connections"): "viewer",
     ("POST", "/connections/{name}/test"): "editor",
+    ("GET", "/connections/new"): "admin",
+    ("POST", "/connections/new"): "admin",
+    ("GET", "/connections/{name}/edit"): "admin",
+    ("POST", "/connections/{name}/edit"): "admin",
+    ("POST", "/connections/{name}/delete"): "admin",
+    ("GET", "/schedules"): "viewer",
+    ("POST", "/schedules/{kind}/{name}"): "editor",
     ("GET", "/sources"): "viewer",
     ("GET", "/sources/{name}"): "viewer",
     ("GET", "/sources/{name}/preview"): "viewer",
     ("GET", "/datasets"): "viewer",
     ("GET", "/datasets/{name}"): "viewer",
+    ("GET", "/sources/{name}/edit"): "editor",
+    ("POST", "/sources/{name}/edit"): "editor",
+    ("GET", "/datasets/{name}/edit"): "editor",
+    ("POST", "/datasets/{name}/edit"): "editor",
     ("GET", "/admin/users"): "admin",
     ("POST", "/admin/users"): "admin",
     ("POST", "/admin/users/{email}/remove"): "admin",
@@ -60,6 +74,8 @@ RULES = {
     ("GET", "/dashboards/{name}"): "viewer",
     ("GET", "/dashboards/{name}/add"): "editor",
     ("GET", "/dashboards/{name}/{question}/edit"): "editor",
+    ("GET", "/dashboards/{name}/{question}.{fmt}"): "viewer",
+    ("GET", "/dashboards/{name}/{question}/chart"): "viewer",
     ("POST", "/dashboards/form"): "viewer",  # redraws a draft chart: a read
     ("POST", "/dashboards/preview"): "viewer",  # the preview of a draft chart: a read
     ("POST", "/dashboards/save"): "editor",
@@ -67,7 +83,7 @@ RULES = {
     ("POST", "/dashboards/{name}/{question}/remove"): "editor",
 }
 PATH_VALUES = {"tessera_id": "Tnobody", "name": "no_such_thing", "job_id": "987654", "email": "nobody@example.com",
-               "token_id": "987654", "question": "no_such_question"}
+               "token_id": "987654", "question": "no_such_question", "fmt": "png", "kind": "sync"}
 
 
 def rules_of(route: APIRoute) -> list[str]:

@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, RootModel
 
-from tessera.api.auth import Admin, Editor, Owner, Viewer
+from tessera.api.auth import Admin, Editor, Owner, Principal, Viewer
 from tessera.api.changes import read
+from tessera.api.owner import WorkspaceOwner
 from tessera.api.resources import ChangePublic, OptionalVersion, Version, change, get_object, list_objects
 from tessera.config.models import SECRET_FIELDS, ConnectionConfig
 from tessera.errors import UsageError
@@ -46,7 +47,8 @@ class ConnectionTestPublic(BaseModel):
     checks: list[str]
 
 
-def _public(obj: dict) -> ConnectionPublic:
+def public_connection(obj: dict) -> ConnectionPublic:
+    """A stored connection without its secrets: only whether each is set and where it comes from."""
     spec = dict(obj["spec"])
     secrets = {}
     for field in SECRET_FIELDS:
@@ -59,7 +61,8 @@ def _public(obj: dict) -> ConnectionPublic:
                             updated_at=obj["updated_at"], spec=spec, secrets=secrets)
 
 
-def _spec(body: RootModel, name: str | None = None) -> dict:
+def connection_spec(body: RootModel, name: str | None = None) -> dict:
+    """A connection as the YAML writes it (defaults left out, its ``type`` always), named ``name``."""
     spec = body.root.model_dump(mode="json", exclude_defaults=True, by_alias=True)
     spec["type"] = body.root.type  # the discriminator, even where it is the default
     if name is not None and spec.get("name") != name:
@@ -68,39 +71,49 @@ def _spec(body: RootModel, name: str | None = None) -> dict:
     return spec
 
 
+async def save_connection(request: Request, owner: WorkspaceOwner, caller: Principal, spec: dict, *,
+                          version: str | None = None, create: bool = False,
+                          forget: tuple[str, ...] = ()) -> ChangePublic:
+    """Create (``create``) or change the connection ``spec`` (made from ``version``) through the
+    writer queue, with every check of ``tessera apply``, which stores plain secrets encrypted. A
+    change that leaves a secret out keeps the stored one, unless it is named in ``forget`` (the
+    REST API and the web app's form)."""
+    if not create:
+        current = (await get_object(owner, "connection", spec["name"]))["spec"]
+        if current.get("type") == spec["type"]:
+            for field in SECRET_FIELDS:
+                if field not in spec and field not in forget and current.get(field) is not None:
+                    spec[field] = current[field]  # the stored reference: the value itself is never read here
+    return await change(request, owner, caller, "connection", spec["name"], spec, version=version, create=create)
+
+
 @router.get("/connections")
 async def list_connections(owner: Owner, _caller: Viewer) -> ConnectionsPublic:
     """The connections, without their secrets."""
-    data = [_public(o) for o in await list_objects(owner, "connection")]
+    data = [public_connection(o) for o in await list_objects(owner, "connection")]
     return ConnectionsPublic(data=data, count=len(data))
 
 
 @router.get("/connections/{name}")
 async def show_connection(owner: Owner, _caller: Viewer, name: str) -> ConnectionPublic:
     """One connection with its version (its secrets: only whether they are set)."""
-    return _public(await get_object(owner, "connection", name))
+    return public_connection(await get_object(owner, "connection", name))
 
 
 @router.post("/connections", status_code=201)
 async def create_connection(request: Request, owner: Owner, caller: Admin, body: ConnectionCreate) -> ConnectionPublic:
     """Create a connection (checked like tessera apply; a job of the writer queue)."""
-    spec = _spec(body)
-    await change(request, owner, caller, "connection", spec["name"], spec, create=True)
-    return _public(await get_object(owner, "connection", spec["name"]))
+    spec = connection_spec(body)
+    await save_connection(request, owner, caller, spec, create=True)
+    return public_connection(await get_object(owner, "connection", spec["name"]))
 
 
 @router.put("/connections/{name}")
 async def change_connection(request: Request, owner: Owner, caller: Admin, name: str, version: Version,
                             body: ConnectionUpdate) -> ConnectionPublic:
     """Change a connection made from ``version`` (409 when it changed since); omitted secrets are kept."""
-    spec = _spec(body, name)
-    current = (await get_object(owner, "connection", name))["spec"]
-    if current.get("type") == spec["type"]:
-        for field in SECRET_FIELDS:
-            if field not in spec and current.get(field) is not None:
-                spec[field] = current[field]  # the stored reference: the value itself is never read here
-    await change(request, owner, caller, "connection", name, spec, version=version)
-    return _public(await get_object(owner, "connection", name))
+    await save_connection(request, owner, caller, connection_spec(body, name), version=version)
+    return public_connection(await get_object(owner, "connection", name))
 
 
 @router.delete("/connections/{name}")

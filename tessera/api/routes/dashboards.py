@@ -13,8 +13,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tessera.api.auth import Editor, Owner, Viewer
+from tessera.api.resources import OptionalVersion, Version
 from tessera.config.models import DashboardConfig
-from tessera.errors import ConfigError, ConflictError
+from tessera.errors import ConfigError, ConflictError, VersionConflict
 
 router = APIRouter(prefix="/api", tags=["dashboards"])
 
@@ -29,7 +30,8 @@ class QuestionRun(BaseModel):
 
 
 class DashboardUpdate(BaseModel):
-    """A custom dashboard's new title, description, filters or questions (as in the YAML)."""
+    """A custom dashboard's new title, description, filters or questions (as in the YAML); the
+    ``version`` it was made from goes in the query (``?version=``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -133,21 +135,35 @@ async def create_dashboard(owner: Owner, caller: Editor, dashboard: dict[str, An
     return await _read(owner, lambda ws: ws.analytics().definition(definition["name"]))
 
 
+def _check_version(name: str, current: dict, version: str | None) -> None:
+    if version is not None and current["version"] != version:
+        raise VersionConflict(f"dashboard '{name}' changed since version {version} (now {current['version']}): "
+                              "read it again (GET /api/dashboards/{name}/definition), redo the change and send it "
+                              "with the new version".replace("{name}", name))
+
+
 @router.put("/dashboards/{name}")
-async def change_dashboard(owner: Owner, caller: Editor, name: str, change: DashboardUpdate) -> dict:
-    """Change a custom dashboard (the defaults are not changed: copy one under another name)."""
+async def change_dashboard(owner: Owner, caller: Editor, name: str, change: DashboardUpdate,
+                           version: Version) -> dict:
+    """Change a custom dashboard made from ``version`` (409 when it changed since)."""
     current = await _read(owner, lambda ws: ws.analytics().definition(name))
     if current.pop("kind") == "default":
         raise ConflictError(f"'{name}' is a default dashboard; save your version under another name")
+    _check_version(name, current, version)
+    current.pop("version")
     definition = _dashboard({**current, **change.model_dump(exclude_none=True), "name": name})
-    await asyncio.to_thread(owner.run_job, "dashboard_save", {"definition": definition}, requested_by=caller.identity)
+    # checked again by the job: another change may be queued before this one
+    await asyncio.to_thread(owner.run_job, "dashboard_save", {"definition": definition, "expected_version": version},
+                            requested_by=caller.identity)
     return await _read(owner, lambda ws: ws.analytics().definition(name))
 
 
 @router.delete("/dashboards/{name}")
-async def delete_dashboard(owner: Owner, caller: Editor, name: str) -> dict:
-    """Delete a custom dashboard."""
+async def delete_dashboard(owner: Owner, caller: Editor, name: str, version: OptionalVersion = None) -> dict:
+    """Delete a custom dashboard (made from ``version`` when given: 409 when it changed since)."""
     current = await _read(owner, lambda ws: ws.analytics().definition(name))  # 404 for an unknown dashboard
     if current["kind"] == "default":
         raise ConflictError(f"'{name}' is a default dashboard; it cannot be deleted")
-    return await asyncio.to_thread(owner.run_job, "dashboard_delete", {"name": name}, requested_by=caller.identity)
+    _check_version(name, current, version)
+    return await asyncio.to_thread(owner.run_job, "dashboard_delete", {"name": name, "expected_version": version},
+                                   requested_by=caller.identity)

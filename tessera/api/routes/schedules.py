@@ -9,8 +9,9 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tessera.api.auth import Editor, Owner, Viewer
+from tessera.api.auth import Editor, Owner, Principal, Viewer
 from tessera.api.changes import read
+from tessera.api.owner import WorkspaceOwner
 from tessera.api.resources import ChangePublic, Version, change
 from tessera.config.versions import spec_version
 
@@ -45,31 +46,39 @@ def _spec(ws, kind: str, name: str) -> tuple[dict, str]:
     return dict(obj["spec"]), obj["version"]
 
 
+def schedules_of(ws) -> SchedulesPublic:
+    """Every schedule (the pipeline's, each source's and sync's, set or not) and the next runs."""
+    out = []
+    spec, version = _spec(ws, "pipeline", "pipeline")
+    out.append(SchedulePublic(kind="pipeline", name="pipeline", cron=spec.get("schedule"), version=version))
+    for o in ws.config_objects():
+        if o["kind"] in ("source", "sync"):
+            out.append(SchedulePublic(kind=o["kind"], name=o["name"], cron=o["spec"].get("schedule"),
+                                      version=o["version"]))
+    return SchedulesPublic(data=out, next_runs=ws.scheduler().next_runs())
+
+
+async def set_schedule(request: Request, owner: WorkspaceOwner, caller: Principal, kind: str, name: str,
+                       cron: str | None, version: str) -> ChangePublic:
+    """Set (``cron``) or remove (None) the schedule of the pipeline, a source or a sync, made from
+    the ``version`` of the object that holds it (the REST API and the web app's schedules page)."""
+    spec, _ = await read(owner, lambda ws: _spec(ws, kind, name))
+    if cron:
+        spec["schedule"] = cron
+    else:
+        spec.pop("schedule", None)
+    return await change(request, owner, caller, kind, "pipeline" if kind == "pipeline" else name, spec,
+                        version=version)
+
+
 @router.get("/schedules")
 async def list_schedules(owner: Owner, _caller: Viewer) -> SchedulesPublic:
     """Every schedule (pipeline, sources, syncs) with the version to change it, and the next runs."""
-
-    def work(ws):
-        out = []
-        spec, version = _spec(ws, "pipeline", "pipeline")
-        out.append(SchedulePublic(kind="pipeline", name="pipeline", cron=spec.get("schedule"), version=version))
-        for o in ws.config_objects():
-            if o["kind"] in ("source", "sync"):
-                out.append(SchedulePublic(kind=o["kind"], name=o["name"], cron=o["spec"].get("schedule"),
-                                          version=o["version"]))
-        return SchedulesPublic(data=out, next_runs=ws.scheduler().next_runs())
-
-    return await read(owner, work)
+    return await read(owner, schedules_of)
 
 
 @router.put("/schedules/{kind}/{name}")
 async def change_schedule(request: Request, owner: Owner, caller: Editor, kind: Kind, name: str, version: Version,
                           body: ScheduleUpdate) -> ChangePublic:
     """Set or remove the schedule of the pipeline (name ``pipeline``), a source or a sync."""
-    spec, _ = await read(owner, lambda ws: _spec(ws, kind, name))
-    if body.cron:
-        spec["schedule"] = body.cron
-    else:
-        spec.pop("schedule", None)
-    return await change(request, owner, caller, kind, "pipeline" if kind == "pipeline" else name, spec,
-                        version=version)
+    return await set_schedule(request, owner, caller, kind, name, body.cron, version)

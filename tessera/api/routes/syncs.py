@@ -14,6 +14,7 @@ from tessera.api.auth import Editor, Owner, Viewer, client_of
 from tessera.api.changes import run_change
 from tessera.api.resources import ChangePublic, OptionalVersion, Version, change, get_object, list_objects, spec_of
 from tessera.config.models import SyncConfig
+from tessera.errors import SyncError
 
 router = APIRouter(prefix="/api", tags=["syncs"])
 
@@ -65,8 +66,13 @@ async def plan_sync(request: Request, owner: Owner, caller: Editor, name: str) -
     """The dry-run plan of a sync: the records it would insert, update and delete; nothing is sent."""
     await get_object(owner, "sync", name)
     done = await run_change(request, owner, caller, "sync", {"syncs": [name], "dry_run": True})
-    results = done["changes"] or [{}]
-    return SyncPlanPublic(job=done["job"], plan=results[0])
+    plan = (done["changes"] or [{}])[0]
+    if plan.get("status") == "failed":  # the plan could not be computed: an error, not a plan
+        errors = [str(e) for e in plan.get("errors") or []] or [f"the plan of sync '{name}' failed (job {done['job']})"]
+        failed = SyncError(errors[0])
+        failed.problems = errors  # the error body's "errors"
+        raise failed
+    return SyncPlanPublic(job=done["job"], plan=plan)
 
 
 @router.post("/syncs/{name}/run", status_code=202)

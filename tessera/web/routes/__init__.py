@@ -7,7 +7,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from tessera.web.routes import admin, catalog, customers, home, runs, segments, session, syncs
-from tessera.web.routes import dashboards
+from tessera.web.routes import connections, dashboards, definitions, schedules
 
 ROUTERS: list[APIRouter] = [session.router, home.router, customers.router, segments.router, runs.router,
-                            syncs.router, catalog.router, admin.router, dashboards.router]
+                            syncs.router, catalog.router, connections.router, schedules.router, definitions.router,
+                            admin.router, dashboards.router]

@@ -1,50 +1,16 @@
-"""Connections (with a test button), the source catalog and the datasets."""
+"""The source catalog and the datasets (connections: :mod:`tessera.web.routes.connections`)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
 from tessera import overview
-from tessera.errors import ConnectionFailed, NotFoundError, TesseraError
-from tessera.web.auth import Editor, Viewer
+from tessera.errors import NotFoundError, TesseraError
+from tessera.web.auth import Viewer
 from tessera.web.reading import read
 from tessera.web.render import render
 
 router = APIRouter(include_in_schema=False)
-
-
-def _connections(ws) -> list[dict]:
-    out = []
-    for c in ws.config.connections:
-        out.append({"name": c.name, "type": c.type,
-                    "sources": [s.name for s in ws.config.sources if s.connection == c.name],
-                    "syncs": [s.name for s in ws.config.syncs if s.connection == c.name]})
-    return out
-
-
-@router.get("/connections")
-async def connections(request: Request, user: Viewer):
-    return render(request, "connections.html", nav="connections", connections=await read(request, _connections),
-                  tested=None)
-
-
-@router.post("/connections/{name}/test")
-async def test_connection(request: Request, user: Editor, name: str):
-    """Open the connection for real and check what its sources read (an HTMX fragment)."""
-    known = await read(request, lambda ws: [c.name for c in ws.config.connections])
-    if name not in known:
-        raise NotFoundError(f"no connection '{name}' (connections: {', '.join(known) or 'none'})")
-    try:
-        lines, ok = await read(request, lambda ws: ws.test_connection(name)), True
-    except ConnectionFailed as exc:
-        lines, ok = [str(exc)], False
-    except TesseraError as exc:
-        lines, ok = [str(exc)], False
-    tested = {"name": name, "lines": lines, "ok": ok}
-    if request.headers.get("hx-request") == "true":
-        return render(request, "connection_test.html", tested=tested)
-    return render(request, "connections.html", nav="connections", connections=await read(request, _connections),
-                  tested=tested)
 
 
 def _sources(ws) -> list[dict]:

@@ -9,10 +9,12 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tessera.errors import ConfigError, TesseraError
+from tessera.errors import ConfigError, NotFoundError, TesseraError, VersionConflict
+from tessera.analytics.charts import relabel
+from tessera.web.i18n import Translator, catalog
 from tessera.web.auth import Editor, Viewer
 from tessera.web.reading import read, run_job
-from tessera.web.render import render
+from tessera.web.render import language, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -58,8 +60,12 @@ async def new_dashboard(request: Request, user: Editor):
 async def dashboard(request: Request, user: Viewer, name: str):
     filters = _filter_args(request)
 
+    lang = language(request)
+
     def build(ws):
-        shown = ws.dashboard(name, filters)
+        shown = ws.dashboard(name, filters, later=True)  # the costly analyses come in their own requests
+        if shown["kind"] == "default":
+            shown["questions"] = [_in_language(q, lang) for q in shown["questions"]]
         for q in shown["questions"]:  # the card's heading is the title (in the page's language)
             if q.get("spec"):
                 q["spec"] = {k: v for k, v in q["spec"].items() if k != "title"}
@@ -73,12 +79,67 @@ async def dashboard(request: Request, user: Viewer, name: str):
                   query=_query(filters), **data)
 
 
+def _in_language(result: dict, lang: str) -> dict:
+    """A default dashboard's chart with its title, axis and legend titles and band names in ``lang``."""
+    if lang == "en":
+        return result
+    t = Translator(lang)
+
+    def words(key: str, values: dict) -> str | None:
+        return t(key, **values) if t.has(key) and key in catalog(lang) else None
+
+    title = t(f"dash.q.{result['name']}") if t.has(f"dash.q.{result['name']}") else None
+    return relabel(result, words, title)
+
+
+@router.get("/dashboards/{name}/{question}/chart")
+async def chart(request: Request, user: Viewer, name: str, question: str):
+    """One chart of a dashboard (its card's body), asked by the page for a ready-made analysis."""
+    filters = _filter_args(request)
+    lang = language(request)
+
+    def build(ws):
+        kind = ws.analytics().find(name)[2]
+        q = ws.run_question((name, question), filters)
+        if kind == "default":
+            q = _in_language(q, lang)
+        if q.get("spec"):
+            q["spec"] = {k: v for k, v in q["spec"].items() if k != "title"}
+        return {"q": q, "d": {"name": name, "kind": kind}}
+
+    try:
+        data = await read(request, build)
+    except ConfigError as exc:  # the chart cannot run on this workspace: its card says why
+        data = {"q": {"name": question, "unavailable": "; ".join(getattr(exc, "problems", None) or [str(exc)])},
+                "d": {"name": name}}
+    return render(request, "dashboard_card.html", query=_query(filters), **data)
+
+
+@router.get("/dashboards/{name}/{question}.{fmt}")
+async def picture(request: Request, user: Viewer, name: str, question: str, fmt: str):
+    """A chart as PNG or SVG drawn on the server, in the page's language (the API's is English)."""
+    if fmt not in ("png", "svg"):
+        return render(request, "error.html", status_code=404, status=404, message=f"no .{fmt} download: png or svg")
+    filters = _filter_args(request)
+    lang = language(request)
+
+    def draw(ws):
+        result = ws.run_question((name, question), filters)
+        if ws.analytics().find(name)[2] == "default":
+            result = _in_language(result, lang)
+        return ws.analytics().draw(result["spec"], fmt)
+
+    data = await read(request, draw)
+    return Response(data, media_type="image/png" if fmt == "png" else "image/svg+xml",
+                    headers={"Content-Disposition": f'inline; filename="{name}-{question}.{fmt}"'})
+
+
 @router.get("/dashboards/{name}/add")
 async def add_question(request: Request, user: Editor, name: str):
     def build(ws):
         definition = ws.analytics().definition(name)
         draft = {**_empty_draft(), "dashboard": name, "dashboard_title": definition.get("title") or name,
-                 "existing": True}
+                 "existing": True, "version": definition["version"]}
         return _form(ws, draft)
 
     return render(request, "dashboard_question.html", nav="dashboards", **(await read(request, build)))
@@ -92,7 +153,7 @@ async def edit_question(request: Request, user: Editor, name: str, question: str
         if q is None:
             ws.analytics().question(name, question)  # the 404 with the questions it has
         draft = {**_from_question(q), "dashboard": name, "dashboard_title": definition.get("title") or name,
-                 "existing": True, "original": question}
+                 "existing": True, "original": question, "version": definition["version"]}
         return _form(ws, draft)
 
     return render(request, "dashboard_question.html", nav="dashboards", **(await read(request, build)))
@@ -142,16 +203,26 @@ async def save_question(request: Request, user: Editor):
             others.append(question)
         else:
             others.insert(at, question)
-        definition = {**({k: v for k, v in current.items() if k != "kind"} if current else {}), "name": name,
-                      "title": draft["dashboard_title"] or (current or {}).get("title") or name, "questions": others}
+        definition = {**({k: v for k, v in current.items() if k not in ("kind", "version")} if current else {}),
+                      "name": name, "title": draft["dashboard_title"] or (current or {}).get("title") or name,
+                      "questions": others}
+        params = {"definition": definition}
+        if draft["existing"]:
+            params["expected_version"] = draft["version"] or None
         try:
-            await run_job(request, "dashboard_save", {"definition": definition}, user.identity)
+            await run_job(request, "dashboard_save", params, user.identity)
+        except (VersionConflict, NotFoundError):
+            # someone changed (or deleted) the dashboard since this form was opened: nothing is saved;
+            # the form keeps the chart and now carries the current version, so saving again is a choice
+            problems.append("conflict" if current else "gone")
+            data["draft"]["version"] = current["version"] if current else ""
         except ConfigError as exc:
             data["errors"] = list(getattr(exc, "problems", None) or [str(exc)])
             problems.append("invalid")
     if problems:
-        return render(request, "dashboard_question.html", status_code=400, nav="dashboards", save_problems=problems,
-                      **data)
+        status = 409 if {"conflict", "gone"} & set(problems) else 400
+        return render(request, "dashboard_question.html", status_code=status, nav="dashboards",
+                      save_problems=problems, **data)
     target = f"/dashboards/{name}"
     if request.headers.get("hx-request") == "true":
         return Response(status_code=204, headers={"HX-Redirect": target})
@@ -161,15 +232,30 @@ async def save_question(request: Request, user: Editor):
 @router.post("/dashboards/{name}/{question}/remove")
 async def remove_question(request: Request, user: Editor, name: str, question: str):
     current = await read(request, lambda ws: ws.analytics().definition(name))
+    version = (await _fields(request)).get("version") or None
+    if version is not None and version != current["version"]:
+        return _conflict(request, name)
     questions = [q for q in current["questions"] if q["name"] != question]
     if current["kind"] != "custom" or len(questions) == len(current["questions"]):
         return render(request, "error.html", status_code=404, status=404, message=f"no chart '{question}' to remove")
-    if not questions:  # the last chart: the dashboard goes with it
-        await run_job(request, "dashboard_delete", {"name": name}, user.identity)
-        return RedirectResponse("/dashboards", status_code=303)
-    definition = {**{k: v for k, v in current.items() if k != "kind"}, "questions": questions}
-    await run_job(request, "dashboard_save", {"definition": definition}, user.identity)
+    try:
+        if not questions:  # the last chart: the dashboard goes with it
+            await run_job(request, "dashboard_delete", {"name": name, "expected_version": current["version"]},
+                          user.identity)
+            return RedirectResponse("/dashboards", status_code=303)
+        definition = {**{k: v for k, v in current.items() if k not in ("kind", "version")}, "questions": questions}
+        await run_job(request, "dashboard_save", {"definition": definition, "expected_version": current["version"]},
+                      user.identity)
+    except VersionConflict:
+        return _conflict(request, name)
     return RedirectResponse(f"/dashboards/{name}", status_code=303)
+
+
+def _conflict(request: Request, name: str):
+    """The page of a change refused because the dashboard changed since the page was drawn."""
+    t = Translator(language(request))
+    return render(request, "error.html", status_code=409, status=409,
+                  message=t("dash.conflict", name=name), link=f"/dashboards/{name}", link_text=t("dash.reopen"))
 
 
 @router.post("/dashboards/{name}/delete")
@@ -177,7 +263,11 @@ async def delete_dashboard(request: Request, user: Editor, name: str):
     current = await read(request, lambda ws: ws.analytics().definition(name))  # 404 for an unknown dashboard
     if current["kind"] != "custom":
         return render(request, "error.html", status_code=409, status=409, message="a default dashboard stays")
-    await run_job(request, "dashboard_delete", {"name": name}, user.identity)
+    version = (await _fields(request)).get("version") or current["version"]
+    try:
+        await run_job(request, "dashboard_delete", {"name": name, "expected_version": version}, user.identity)
+    except VersionConflict:
+        return _conflict(request, name)
     return RedirectResponse("/dashboards", status_code=303)
 
 
@@ -190,7 +280,8 @@ async def _fields(request: Request) -> dict[str, str]:
 
 
 def _empty_draft() -> dict:
-    return {"dashboard": "", "dashboard_title": "", "existing": False, "original": "", "title": "", "dataset": "",
+    return {"dashboard": "", "dashboard_title": "", "existing": False, "original": "", "version": "", "title": "",
+            "dataset": "",
             "chart": "bar", "dims": [{"column": "", "band": "", "bins": ""} for _ in range(2)],
             "measures": [{"fn": "count", "column": ""}] + [{"fn": "", "column": ""} for _ in range(MEASURES - 1)],
             "conditions": [{"column": "", "op": "", "value": ""} for _ in range(CONDITIONS)], "limit": ""}
@@ -198,7 +289,7 @@ def _empty_draft() -> dict:
 
 def _parse(form: dict[str, str]) -> dict:
     draft = _empty_draft()
-    for key in ("dashboard", "dashboard_title", "original", "title", "dataset", "chart", "limit"):
+    for key in ("dashboard", "dashboard_title", "original", "version", "title", "dataset", "chart", "limit"):
         draft[key] = form.get(key, "").strip()
     draft["existing"] = form.get("existing") == "1"
     for i in range(2):

@@ -12,6 +12,22 @@
     }
   }, true);
 
+  // <select data-shows-group>: the elements of its form marked data-for-group="g" are shown only
+  // while the chosen option has data-group="g" (without JavaScript, every one is shown).
+  function showGroups(select) {
+    var option = select.options[select.selectedIndex];
+    var group = option ? option.getAttribute("data-group") : null;
+    select.form.querySelectorAll("[data-for-group]").forEach(function (el) {
+      el.hidden = group !== null && el.getAttribute("data-for-group").split(" ").indexOf(group) < 0;
+    });
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("select[data-shows-group]")) { showGroups(event.target); }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("select[data-shows-group]").forEach(showGroups);
+  });
+
   // <select data-autosubmit>: send its form on change.
   document.addEventListener("change", function (event) {
     if (event.target.matches("[data-autosubmit]") && event.target.form) {
