@@ -60,6 +60,10 @@ class _Connection(_Model):
     _v = field_validator("name")(_check_name)
 
 
+# A TCP port: a number from 1 to 65535.
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
 class LocalConnectionConfig(_Connection):
     """A folder on this machine. Relative paths are resolved against the configuration file's folder."""
 
@@ -73,7 +77,7 @@ class LocalConnectionConfig(_Connection):
 class PostgresConnectionConfig(_Connection):
     type: Literal["postgresql"]
     host: str = "localhost"
-    port: int = 5432
+    port: Port = 5432
     database: str
     user: str
     password: Secret | None = None
@@ -87,7 +91,7 @@ class MySQLConnectionConfig(_Connection):
 
     type: Literal["mysql", "mariadb"]
     host: str = "localhost"
-    port: int = 3306
+    port: Port = 3306
     database: str
     user: str
     password: Secret | None = None
@@ -104,7 +108,7 @@ class FTPConnectionConfig(_Connection):
 
     type: Literal["ftp", "ftps"]
     host: str
-    port: int = 21
+    port: Port = 21
     user: str = "anonymous"
     password: Secret | None = None
     path: str = "/"  # the folder that source patterns and file destinations are relative to
@@ -117,7 +121,7 @@ class FTPConnectionConfig(_Connection):
 class SFTPConnectionConfig(_Connection):
     type: Literal["sftp"]
     host: str
-    port: int = 22
+    port: Port = 22
     user: str
     password: Secret | None = None
     private_key: Secret | None = None  # the key's text (PEM/OpenSSH)

@@ -63,6 +63,19 @@ def test_reference_problems_are_listed_together(tmp_path):
     assert "'telephone' is not a column of the dataset" in str(exc.value)
 
 
+def test_a_port_outside_1_to_65535_is_refused(tmp_path):
+    text = """
+    connections:
+      - {name: dwh, type: postgresql, database: x, user: u, port: 99999}
+      - {name: drop, type: sftp, host: h, user: u, port: 0}
+    """
+    with pytest.raises(ConfigError) as exc:
+        load_yaml(write(tmp_path, text))
+    assert len(exc.value.problems) == 2
+    assert "connections[0].port" in str(exc.value) and "65535" in str(exc.value)
+    assert "connections[1].port" in str(exc.value)
+
+
 def test_normalization_rule_needs_exactly_one_setting(tmp_path):
     bad = GOOD.replace("email: [email]", "email: [{email: true, trim: true}]")
     with pytest.raises(ConfigError) as exc:
