@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -60,10 +61,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # -- Spark ------------------------------------------------------------------------------------
 
+#: Spark settings of every Spark JVM the tests start (the session of the run and the CLI's, in
+#: subprocesses): through a ``spark-defaults.conf`` of their own (``SPARK_CONF_DIR``). Tests read
+#: a few rows, where a Spark job costs its fixed overhead many times over: the JIT compiler's
+#: first tier only and one GC thread (the optimizing tier and a parallel GC compete with the
+#: test for 2 cores and pay off only on long work), expressions interpreted instead of compiled
+#: to Java at every query, no adaptive re-planning between stages, and one partition after a
+#: shuffle (what adaptive execution made of a few rows anyway). Halves the JVM's CPU per run.
+SPARK_TEST_SETTINGS = {
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.shuffle.partitions": "1",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="tessera-test-spark-conf-"))
+    (folder / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in SPARK_TEST_SETTINGS.items()))
+    os.environ["SPARK_CONF_DIR"] = str(folder)
+    os.environ["TESSERA_SPARK_PARTITIONS"] = SPARK_TEST_SETTINGS["spark.sql.shuffle.partitions"]
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
 
 @pytest.fixture(scope="session")
 def spark_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """One local Spark session for the whole test run (starting one takes 10-20 s)."""
+    """One local Spark session for the whole test run (starting one takes 10-20 s), with
+    :data:`SPARK_TEST_SETTINGS`."""
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         message = "Java is not installed: run scripts/test.sh (it installs it)"
         if _enabled(request.config, "spark"):
@@ -81,7 +106,6 @@ def spark_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         .config("spark.sql.warehouse.dir", str(base / "warehouse"))
         .config("spark.local.dir", str(base / "local"))
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "4")
         .config("spark.driver.memory", "2g")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")

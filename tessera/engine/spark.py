@@ -80,6 +80,9 @@ class SparkAdapter(EngineAdapter):
         self.session = session or spark_session(master, str(self.root / "warehouse"))
         super().__init__(ibis.pyspark.connect(self.session))
         self._registered: set[str] = set()
+        # the schema of each table this adapter wrote or read: reading a Parquet folder without
+        # one runs a Spark job to read its footers, and a run writes and reads back many tables
+        self._schemas: dict = {}
         for name in self.list_tables():
             self._register(name)
         for view, table in self._published().items():
@@ -89,13 +92,24 @@ class SparkAdapter(EngineAdapter):
     def _path(self, name: str) -> Path:
         return self.tables_dir / name
 
-    def _register(self, name: str) -> None:
-        self.session.read.parquet(str(self._path(name))).createOrReplaceTempView(name)
+    def _read(self, name: str):
+        """The Parquet folder of table ``name`` as a DataFrame, with the schema it was written with
+        when this adapter knows it."""
+        schema = self._schemas.get(name)
+        reader = self.session.read if schema is None else self.session.read.schema(schema)
+        df = reader.parquet(str(self._path(name)))
+        self._schemas[name] = df.schema
+        return df
+
+    def _register(self, name: str, schema=None) -> None:
+        if schema is not None:
+            self._schemas[name] = schema
+        self._read(name).createOrReplaceTempView(name)
         self._registered.add(name)
 
     def _register_view(self, view: str, table: str) -> None:
         if self._path(table).exists():
-            self.session.read.parquet(str(self._path(table))).createOrReplaceTempView(view)
+            self._read(table).createOrReplaceTempView(view)
 
     def _published(self) -> dict[str, str]:
         f = self.root / "published.json"
@@ -130,6 +144,7 @@ class SparkAdapter(EngineAdapter):
             df.write.mode("overwrite").parquet(str(tmp))
             shutil.rmtree(path)
             tmp.rename(path)
+            self._register(name, df.schema)
             # Published views read the folder's old files: read it again (a table rewritten in
             # place, like an erase's deletes, would otherwise point them at files now gone).
             for view, target in self._published().items():
@@ -137,7 +152,7 @@ class SparkAdapter(EngineAdapter):
                     self._register_view(view, name)
         else:
             df.write.mode("overwrite").parquet(str(path))
-        self._register(name)
+            self._register(name, df.schema)
         return self.con.table(name)
 
     def append(self, name: str, data: pa.Table) -> None:
@@ -145,7 +160,7 @@ class SparkAdapter(EngineAdapter):
             self.create_table(name, data)
             return
         self._dataframe(data).write.mode("append").parquet(str(self._path(name)))
-        self._register(name)
+        self._register(name)  # with the table's schema: the rows appended have its columns
 
     def append_query(self, name: str, expr: ibis.Table, *, temp: bool = False) -> None:
         self.append(name, expr)  # a DataFrame of the expression, written in append mode
@@ -153,6 +168,7 @@ class SparkAdapter(EngineAdapter):
     def drop_table(self, name: str) -> None:
         self.session.catalog.dropTempView(name)
         self._registered.discard(name)
+        self._schemas.pop(name, None)
         shutil.rmtree(self._path(name), ignore_errors=True)
 
     def count(self, expr: ibis.Table) -> int:
