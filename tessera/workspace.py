@@ -39,7 +39,7 @@ from tessera.config.models import DatasetConfig, WorkspaceConfig
 from tessera.config.versions import KIND_PLURALS, spec_version
 from tessera.connectors import check_connection
 from tessera.datasets.build import dataset_columns
-from tessera.engine.base import EngineAdapter
+from tessera.engine.base import EngineAdapter, param
 from tessera.engine.connect import open_adapter
 from tessera.errors import (
     BusyError,
@@ -834,33 +834,49 @@ class Workspace:
         limited = {k.column: k.limit for k in ds.identity_keys if k.limit}
         if limited and exp.records:
             # Another unified record sharing a usable key value was kept apart by the key limits.
-            records = self.table(f"{ds.name}__records")
             unused = {(u["key"], u["value"]) for u in exp.unused}
             limits = ", ".join(f"{k}: at most {n}" for k, n in limited.items())
+            lookups = self.cached_read(("explain_keys", ds.name), lambda: self._key_lookups(ds))
             for k in [k.column for k in ds.identity_keys]:
-                values = sorted({str(r[k]).strip() for r in exp.records if r.get(k) is not None
-                                 and str(r[k]).strip() and (k, str(r[k]).strip()) not in unused})
-                if not values:
+                stored = {str(r[k]) for r in exp.records if r.get(k) is not None
+                          and str(r[k]).strip() and (k, str(r[k]).strip()) not in unused}
+                if not stored or k not in lookups:
                     continue
-                others = records.filter(records[k].cast("string").strip().isin(values) & (records[TID] != tessera_id))
-                rows = self.adapter.to_arrow(others.select(TID, _v=others[k].cast("string").strip())
-                                             .distinct().order_by([TID, "_v"]).limit(20)).to_pylist()
-                for r in rows:
-                    exp.unused.append({"record": None, "key": k, "value": r["_v"],
-                                       "reason": f"also on {r[TID]}, kept apart by the identity key limits ({limits})"})
+                # One point read per value through the key's index (Workspace.index_for_reads), as
+                # stored and trimmed: a scan of every record per key costs seconds at 1M records.
+                found = {(r[TID], str(r["_v"]).strip()) for v in sorted(stored | {v.strip() for v in stored})
+                         for r in self.adapter.fetch(lookups[k], v=v) if r[TID] != tessera_id}
+                for other, value in sorted(found)[:20]:
+                    exp.unused.append({"record": None, "key": k, "value": value,
+                                       "reason": f"also on {other}, kept apart by the identity key limits ({limits})"})
         return exp
+
+    def _key_lookups(self, ds) -> dict:
+        """The records holding a value (``v``) of each identity key of ``ds``, compiled once per
+        published state."""
+        records = self.adapter.indexed_table(f"{ds.name}__records")
+        out = {}
+        for k in ds.identity_keys:
+            if k.column not in records.columns:
+                continue
+            c = records[k.column]
+            # A text column compared as it is, so that the engine can use its index.
+            cond = c == param("v") if c.type().is_string() else c.cast("string") == param("v")
+            out[k.column] = self.adapter.prepare(records.filter(cond).select(TID, _v=c).limit(1000))
+        return out
 
     def index_for_reads(self) -> list[str]:
         """Index the columns that reads find a customer by, on the engines that have indexes: the
         ``tessera_id`` of each deduplicated dataset and of its source records, the identity keys of
-        its source records, the link column of its events datasets, and the segment members.
+        its source records, the link column of the datasets linked to it (events, orders), and the
+        segment members.
         Returns the ``table.column`` indexed now.
 
         The server does it after each run and at its start (a profile then reads a few index
         entries instead of scanning a million ids); an index is made once per published table (an
         incremental run patches the tables it keeps, and their indexes with them)."""
         from tessera.segments import MEMBERS
-        from tessera.segments.related import event_links
+        from tessera.segments.related import event_links, links_to
 
         config = self.config
         wanted: list[tuple[str, str]] = []
@@ -871,6 +887,9 @@ class Workspace:
             # customers are found by their identity values in the source records (/api/customers)
             wanted += [(f"{ds.name}__records", k.column) for k in ds.identity_keys]
             wanted += [(events_ds, link) for events_ds, link, _pairs, _conn in event_links(config, ds.name)]
+            # a customer's orders, tickets... on the 360 page
+            wanted += [(d.name, link) for d in config.datasets
+                       if d.name != ds.name and (link := links_to(config, d.name, ds.name))]
         made = []
         with self.writing():
             for view, column in wanted:
