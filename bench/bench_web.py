@@ -30,6 +30,7 @@ segment tables keep the members of the run (a refresh would compute them at the 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import statistics
@@ -172,9 +173,12 @@ def main() -> int:
                     assert r.status_code == 200, (path_of(i), r.status_code, r.text[-500:])
                 return ask
 
+            edits = itertools.count(1)
+
             def post(path, data):
                 def ask(i):
-                    r = client.post(path, data={**data, "c0.value": str(1 + i % 4)}, headers={"X-CSRF-Token": csrf})
+                    # a new value at each request: each count is computed, none is one kept from before
+                    r = client.post(path, data={**data, "c0.value": str(next(edits))}, headers={"X-CSRF-Token": csrf})
                     assert r.status_code == 200, (path, r.status_code, r.text[-500:])
                 return ask
 

@@ -1026,10 +1026,18 @@ class Workspace:
 
         config = self.config
         latest: dict[str, dict] = {}
-        if config.segments and self.adapter.exists(SIZES):
-            t = self.adapter.table(SIZES)
-            ranked = t.mutate(_r=ibis.row_number().over(group_by="segment", order_by=ibis.desc("refreshed_at")))
-            for r in self.adapter.to_arrow(ranked.filter(ranked._r == 0).drop("_r")).to_pylist():
+        if config.segments:
+            def sizes_query():
+                if not self.adapter.exists(SIZES):
+                    return None
+                t = self.adapter.table(SIZES)
+                ranked = t.mutate(_r=ibis.row_number().over(group_by="segment", order_by=ibis.desc("refreshed_at")))
+                return self.adapter.prepare(ranked.filter(ranked._r == 0).drop("_r"))
+
+            query = self.cached_read(("segment_sizes",), sizes_query)
+            if query is None:  # no segment computed yet: looked for again at the next call
+                self.forget_read(("segment_sizes",))
+            for r in self.adapter.fetch(query) if query is not None else []:
                 latest[r["segment"]] = r
         versions = self.store.list_states(VERSION_SCOPE)
         out = []
@@ -1064,6 +1072,7 @@ class Workspace:
 
         from tessera.config.loader import segment_problems
         from tessera.config.models import SegmentConfig
+        from tessera.segments import event_segments
         from tessera.segments.compile import compile_segment, prepare_count, run_count
 
         config = self.config
@@ -1094,7 +1103,17 @@ class Workspace:
                ctx.as_of.isoformat())
         try:
             plan = self.cached_read(key, lambda: prepare_count(self.adapter, compile_segment(ctx, seg)))
-            return run_count(self.adapter, plan)
+            if seg.name in event_segments(config):
+                return run_count(self.adapter, plan)  # events collected since the last run count too
+            # The count itself, once per state of the workspace (configuration, publications, runs):
+            # over a million records with an aggregate of orders it costs seconds, and the same
+            # definition is counted by every view of its page.
+            state = self.store.read_state()
+            kept = self._cache.get(("counted", key))
+            if kept is None or kept[0] != state:
+                kept = (state, run_count(self.adapter, plan))
+                self._cache[("counted", key)] = kept
+            return dict(kept[1])
         except Exception as exc:
             if (isinstance(exc, TesseraError) and not isinstance(exc, EngineError)) or self.adapter.stopped(exc):
                 raise
@@ -1103,17 +1122,19 @@ class Workspace:
             raise UsageError(f"Segment '{seg.name}': {explain_failure(ctx, seg, exc)}.") from exc
 
     def segment_preview(self, definition, *, limit: int = 10, columns: list[str] | None = None) -> list[dict]:
-        """The first ``limit`` records for which a segment's definition holds now (saved or a
-        draft, as for :meth:`segment_count`), with ``columns`` of its dataset (default: all but
-        those starting with ``_``), by ``tessera_id``."""
+        """``limit`` records for which a segment's definition holds now (saved or a draft, as for
+        :meth:`segment_count`), with ``columns`` of its dataset (default: all but those starting
+        with ``_``), sorted by ``tessera_id``: the first found, not the first of every member by
+        id (a sort of a million records would cost more than the count)."""
         compiled = self.segment_count(definition, _compiled=True)
         t = compiled.table
         wanted = columns or [c for c in self.table(compiled.segment.dataset).columns if not c.startswith("_")]
         unknown = [c for c in wanted if c not in t.columns]
         if unknown:
             raise UsageError(f"unknown column(s) {', '.join(unknown)} of dataset '{compiled.segment.dataset}'")
-        order = ["tessera_id"] if "tessera_id" in t.columns else []
-        rows = self.adapter.to_arrow(t.filter(compiled.where).select(*wanted).order_by(order).limit(limit)).to_pylist()
+        rows = self.adapter.to_arrow(t.filter(compiled.where).select(*wanted).limit(limit)).to_pylist()
+        if "tessera_id" in wanted:
+            rows.sort(key=lambda r: str(r["tessera_id"]))
         return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 
     def segment_members(self, name: str, *, limit: int = 100, columns: list[str] | None = None) -> list[dict]:
@@ -1124,16 +1145,28 @@ class Workspace:
         seg = self._segment_config(name)
         if not self.adapter.exists(MEMBERS):
             return []
-        m = self.adapter.table(MEMBERS)
-        m = m.filter(m.segment == name).select("tessera_id", "entered_at", "version")
         data = self.table(seg.dataset)
         wanted = columns or [c for c in data.columns if not c.startswith("_") and c != "tessera_id"]
         unknown = [c for c in wanted if c not in data.columns]
         if unknown:
             raise UsageError(f"unknown column(s) {', '.join(unknown)} of dataset '{seg.dataset}'")
-        data = data.select(_tessera_mid=data.tessera_id.cast("string"), **{c: data[c] for c in wanted})
-        joined = m.left_join(data, m.tessera_id == data._tessera_mid).drop("_tessera_mid")
-        rows = self.adapter.to_arrow(joined.order_by([ibis.desc("entered_at"), "tessera_id"]).limit(limit)).to_pylist()
+
+        def queries():
+            # The page of members first, then each member's columns by a point read through the
+            # tessera_id index (Workspace.index_for_reads): a join would read every record.
+            m = self.adapter.table(MEMBERS)
+            page = m.filter(m.segment == param("seg")).select("tessera_id", "entered_at", "version")
+            page = page.order_by([ibis.desc("entered_at"), "tessera_id"]).limit(int(limit))
+            t = self.adapter.indexed_table(seg.dataset)
+            key = t.tessera_id if t.tessera_id.type().is_string() else t.tessera_id.cast("string")
+            row = t.filter(key == param("tid")).select(*wanted).limit(1)  # compared as it is: the index serves
+            return self.adapter.prepare(page), self.adapter.prepare(row)
+
+        page, row = self.cached_read(("segment_members", seg.dataset, tuple(wanted), int(limit)), queries)
+        rows = []
+        for member in self.adapter.fetch(page, seg=name):
+            found = self.adapter.fetch(row, tid=member["tessera_id"])
+            rows.append({**member, **(found[0] if found else dict.fromkeys(wanted))})
         return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 
     def segment_history(self, name: str, *, limit: int = 200) -> dict:
@@ -1143,15 +1176,23 @@ class Workspace:
         self._segment_config(name)
         iso = lambda rows: [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
                             for r in rows]  # noqa: E731
-        sizes, changes = [], []
-        if self.adapter.exists(SIZES):
-            t = self.adapter.table(SIZES)
-            sizes = iso(self.adapter.to_arrow(t.filter(t.segment == name).order_by("refreshed_at")).to_pylist())
-        if self.adapter.exists(LOG):
-            t = self.adapter.table(LOG)
-            when = ibis.coalesce(t.exited_at, t.entered_at)
-            q = t.filter(t.segment == name).mutate(_at=when).order_by([ibis.desc("_at"), "tessera_id"]).limit(limit)
-            changes = iso(self.adapter.to_arrow(q.drop("_at")).to_pylist())
+        def queries():
+            out = {}
+            if self.adapter.exists(SIZES):
+                t = self.adapter.table(SIZES)
+                out["sizes"] = self.adapter.prepare(t.filter(t.segment == param("seg")).order_by("refreshed_at"))
+            if self.adapter.exists(LOG):
+                t = self.adapter.table(LOG)
+                when = ibis.coalesce(t.exited_at, t.entered_at)
+                q = t.filter(t.segment == param("seg")).mutate(_at=when).order_by([ibis.desc("_at"), "tessera_id"])
+                out["changes"] = self.adapter.prepare(q.limit(int(limit)).drop("_at"))
+            return out
+
+        prepared = self.cached_read(("segment_history", int(limit)), queries)
+        if len(prepared) < 2:  # a table not made yet: looked for again at the next call
+            self.forget_read(("segment_history", int(limit)))
+        sizes = iso(self.adapter.fetch(prepared["sizes"], seg=name)) if "sizes" in prepared else []
+        changes = iso(self.adapter.fetch(prepared["changes"], seg=name)) if "changes" in prepared else []
         return {"segment": name, "sizes": sizes, "changes": changes}
 
     def refresh_segments(self, names: list[str] | None = None, *, events_only: bool = False,
