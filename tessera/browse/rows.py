@@ -170,29 +170,31 @@ def _filter_table(ws, dataset: str, conditions: list[dict] | None, match: str, s
     return compiled.table.filter(compiled.where.fill_null(False)).select(*table.columns)
 
 
-def _columns(ws, dataset: str) -> dict[str, Any]:
+def columns_of(ws, dataset: str) -> dict[str, Any]:
     """The columns of a published dataset and their types (read once per published state)."""
     return ws.cached_read(("rows_columns", dataset), lambda: dict(ws.table(dataset).schema().items()))
 
 
-def _page_query(ws, dataset: str, filtered: tuple, order: list[tuple[str, bool]], needed: list[str], limit: int,
+def _keys_query(ws, dataset: str, filtered: tuple, order: list[tuple[str, bool]], limit: int,
                 nulls: tuple[bool, ...] | None) -> Prepared:
-    """The query of a page, compiled once per filter, sort, columns and state (the cursor's values
-    are its parameters). The page's keys (the sort columns and ``tessera_id``) are found first over
-    the filter's columns alone, then their rows are read: a sort over every column of a million
-    rows costs far more than over its few keys."""
+    """The keys of a page (its sort columns and ``tessera_id``), compiled once per filter, sort
+    and state (the cursor's values are its parameters). A page's rows are read apart, by their
+    keys: a sort that carries every column of a million rows costs several times one that
+    carries a few."""
     t = _filter_table(ws, dataset, *filtered)
     if nulls is not None:
         t = t.filter(_after(t, order, nulls))
     keys = [ibis.desc(c, nulls_first=False) if d else ibis.asc(c, nulls_first=False) for c, d in order]
-    sort_columns = [c for c, _ in order]
-    if set(needed) <= set(sort_columns):
-        return ws.adapter.prepare(t.select(*needed).order_by(keys).limit(limit + 1))
-    page = t.select(*sort_columns).order_by(keys).limit(limit + 1)
-    page = page.select(_tessera_page=page[TID])
-    rows = ws.adapter.indexed_table(dataset).select(*needed)
-    rows = rows.semi_join(page, rows[TID] == page._tessera_page)
-    return ws.adapter.prepare(rows.order_by(keys))
+    return ws.adapter.prepare(t.select(*(c for c, _ in order)).order_by(keys).limit(limit + 1))
+
+
+def _rows_of(ws, dataset: str, ids: list, needed: list[str]) -> list[dict]:
+    """The rows of these ``tessera_id`` (a page's, in that order) with the ``needed`` columns."""
+    if not ids:
+        return []
+    t = ws.adapter.indexed_table(dataset)
+    found = {r[TID]: r for r in ws.adapter.to_arrow(t.filter(t[TID].isin(ids)).select(*needed)).to_pylist()}
+    return [found[i] for i in ids if i in found]
 
 
 def dataset_rows(ws, dataset: str, *, conditions: list[dict] | None = None, match: str = "all",
@@ -221,7 +223,7 @@ def dataset_rows(ws, dataset: str, *, conditions: list[dict] | None = None, matc
         UsageError: an unknown sort column, a bad cursor.
     """
     limit = min(max(int(limit), 1), MAX_LIMIT)
-    types = _columns(ws, dataset)
+    types = columns_of(ws, dataset)
     if TID not in types:
         raise UsageError(f"dataset '{dataset}' has no {TID} column to page on")
     order = parse_sort(sort, list(types))
@@ -242,18 +244,20 @@ def dataset_rows(ws, dataset: str, *, conditions: list[dict] | None = None, matc
     # The filter's key: its conditions as JSON (a filter refused is refused again at each call:
     # nothing is kept for it).
     which = json.dumps([conditions or [], match, sql or ""], sort_keys=True, default=str)
-    key = ("rows", dataset, which, tuple(order), tuple(needed), limit, nulls)
+    key = ("rows", dataset, which, tuple(order), limit, nulls)
 
-    def fetch() -> list[dict]:
-        query = ws.cached_read(key, lambda: _page_query(ws, dataset, filtered, order, needed, limit, nulls))
+    def keys() -> list[dict]:
+        query = ws.cached_read(key, lambda: _keys_query(ws, dataset, filtered, order, limit, nulls))
         return ws.adapter.fetch(query, **bound)
 
     try:
-        rows = fetch()
+        rows = keys()
     except EngineError:
         # A publication moved under the query (its state is recorded just after): compile it again.
         ws.forget_read(key)
-        rows = fetch()
+        rows = keys()
+    if not set(needed) <= {c for c, _ in order}:
+        rows = _rows_of(ws, dataset, [r[TID] for r in rows], needed)
     more = len(rows) > limit
     rows = rows[:limit]
     out: dict[str, Any] = {
