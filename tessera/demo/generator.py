@@ -1218,7 +1218,7 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int, *, 
             _col("order_date", "OrderDate", type="timestamp"),
             _col("amount", "OrderAmount", type="float"),
             _col("discount", "DiscountAmount", type="float"),
-            _col("channel", "Channel", type="string"),
+            _col("web_channel", "Other", type="string"),
             _col("status", "Other", type="string"),
             _col("store_id", "Store", type="string"),
             _col("eshop_customer_id", "Other", type="string"),
@@ -1228,12 +1228,15 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int, *, 
         "mappings": [
             {"source": "eshop_orders", "columns": {
                 "order_id": "order_id", "order_date": "order_date", "amount": "total_amount",
-                "discount": "discount_amount", "channel": "channel", "status": "status",
+                "discount": "discount_amount", "web_channel": "channel", "status": "status",
                 "eshop_customer_id": "customer_id", "customer_email": "customer_email"}},
             {"source": "pos_tickets", "columns": {
                 "order_id": "ticket_id", "order_date": "ticket_date", "amount": "amount", "discount": "discount",
                 "store_id": "store_id", "loyalty_card": "card_number"}},
         ],
+        # The e-shop says web or app; a ticket of a shop is the channel "store".
+        "computed": [{"name": "channel", "semantic": "Channel",
+                      "sql": "coalesce(web_channel, CASE WHEN store_id IS NOT NULL THEN 'store' END)"}],
     }
     item_columns = {"order_id": "order_id", "line_no": "line_no", "product_id": "product_id",
                     "quantity": "quantity", "unit_price": "unit_price"}
