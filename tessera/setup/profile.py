@@ -39,7 +39,8 @@ DMY_RE = r"^([0-9]{1,2})[/.\-]([0-9]{1,2})[/.\-]([0-9]{4})( [0-9]{1,2}:[0-9]{2}(
 DMY_DATE_RE = r"^[0-9]{1,2}[/.\-][0-9]{1,2}[/.\-][0-9]{4}$"
 INT_RE = r"^-?[0-9]+$"
 DEC_POINT_RE = r"^-?[0-9]+\.[0-9]+$"
-DEC_COMMA_RE = r"^-?[0-9]{1,3}(\.[0-9]{3})*,[0-9]+$"
+# 1234,50 or 1.234,50 or 1 234,50 (a space, no-break space or narrow no-break space between thousands)
+DEC_COMMA_RE = "^-?([0-9]+|[0-9]{1,3}([. \u00a0\u202f][0-9]{3})+),[0-9]+$"
 BOOL_WORDS = ["true", "false", "yes", "no", "oui", "non", "si", "sí", "vrai", "faux", "y", "n", "t", "f"]
 NULL_WORDS = ["n/a", "na", "null", "none", "-", "--", "?", "nan", "nil", "inconnu", "unknown", "aucun", "ninguno",
               "desconocido", "non renseigne", "non renseigné", "0000-00-00", "00/00/0000", "#n/a", "vide"]
