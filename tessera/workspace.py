@@ -1058,22 +1058,26 @@ class Workspace:
         return {**info, "definition": seg.model_dump(mode="json", exclude_defaults=True, by_alias=True),
                 "condition_texts": [describe(c) for c in seg.conditions]}
 
-    def segment_count(self, definition, *, _compiled: bool = False) -> dict:
+    def segment_count(self, definition, *, preview: int = 0, columns: list[str] | None = None,
+                      _compiled: bool = False) -> dict:
         """The live count of a segment, saved or not, with the count after each top-level condition.
 
         Args:
             definition: a segment's name, or a draft (a SegmentConfig or a mapping as in the YAML;
                 its ``name`` may be left out).
+            preview: also ``preview`` of its records, as :meth:`segment_preview` gives them (the
+                definition compiled once for both).
+            columns: the columns of the preview.
 
         Returns:
-            ``{"segment", "dataset", "records", "count", "match", "steps": [{"condition", "count"}]}``.
+            ``{"segment", "dataset", "records", "count", "match", "steps": [{"condition", "count"}]}``,
+            and ``"preview": [...]`` when asked.
         """
         from pydantic import ValidationError
 
         from tessera.config.loader import segment_problems
         from tessera.config.models import SegmentConfig
-        from tessera.segments import event_segments
-        from tessera.segments.compile import compile_segment, prepare_count, run_count
+        from tessera.segments.compile import compile_segment, prepare_count
 
         config = self.config
         if isinstance(definition, str):
@@ -1101,25 +1105,54 @@ class Workspace:
         # is asked by every page that shows it.
         key = ("segment_count", json.dumps(seg.model_dump(mode="json", by_alias=True), sort_keys=True, default=str),
                ctx.as_of.isoformat())
+        wanted: list[str] = []
+        if preview:
+            dataset = self.table(seg.dataset)
+            wanted = columns or [c for c in dataset.columns if not c.startswith("_")]
+            unknown = [c for c in wanted if c not in dataset.columns]
+            if unknown:
+                raise UsageError(f"unknown column(s) {', '.join(unknown)} of dataset '{seg.dataset}'")
+
+        def both():
+            # the count and the preview of one compiled definition
+            compiled = compile_segment(ctx, seg)
+            shown = compiled.table.filter(compiled.where).select(*wanted).limit(int(preview))
+            return prepare_count(self.adapter, compiled), self.adapter.prepare(shown)
+
+        found = None
         try:
-            plan = self.cached_read(key, lambda: prepare_count(self.adapter, compile_segment(ctx, seg)))
-            if seg.name in event_segments(config):
-                return run_count(self.adapter, plan)  # events collected since the last run count too
-            # The count itself, once per state of the workspace (configuration, publications, runs):
-            # over a million records with an aggregate of orders it costs seconds, and the same
-            # definition is counted by every view of its page.
-            state = self.store.read_state()
-            kept = self._cache.get(("counted", key))
-            if kept is None or kept[0] != state:
-                kept = (state, run_count(self.adapter, plan))
-                self._cache[("counted", key)] = kept
-            return dict(kept[1])
+            if preview:
+                plan, shown = self.cached_read((*key, "preview", int(preview), tuple(wanted)), both)
+                rows = self.adapter.fetch(shown)  # never kept: the records of now
+                if "tessera_id" in wanted:
+                    rows.sort(key=lambda r: str(r["tessera_id"]))
+                found = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
+            else:
+                plan = self.cached_read(key, lambda: prepare_count(self.adapter, compile_segment(ctx, seg)))
+            counted = self._run_count(seg, config, key, plan)
+            return counted if found is None else {**counted, "preview": found}
         except Exception as exc:
             if (isinstance(exc, TesseraError) and not isinstance(exc, EngineError)) or self.adapter.stopped(exc):
                 raise
             from tessera.segments.compile import explain_failure
 
             raise UsageError(f"Segment '{seg.name}': {explain_failure(ctx, seg, exc)}.") from exc
+
+    def _run_count(self, seg, config, key, plan) -> dict:
+        """Run a compiled count; the count itself is kept once per state of the workspace
+        (configuration, publications, runs): over a million records with an aggregate of orders
+        it costs seconds, and the same definition is counted by every view of its page."""
+        from tessera.segments import event_segments
+        from tessera.segments.compile import run_count
+
+        if seg.name in event_segments(config):
+            return run_count(self.adapter, plan)  # events collected since the last run count too
+        state = self.store.read_state()
+        kept = self._cache.get(("counted", key))
+        if kept is None or kept[0] != state:
+            kept = (state, run_count(self.adapter, plan))
+            self._cache[("counted", key)] = kept
+        return dict(kept[1])
 
     def segment_preview(self, definition, *, limit: int = 10, columns: list[str] | None = None) -> list[dict]:
         """``limit`` records for which a segment's definition holds now (saved or a draft, as for

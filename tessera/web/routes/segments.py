@@ -47,10 +47,10 @@ def _count(ws, draft: dict, options: dict, preview: bool = True) -> dict:
         return out
     spec = {"dataset": draft["dataset"], "match": draft["match"], "conditions": conds}
     try:
-        counted = ws.segment_count(spec)
         out["preview_columns"] = _preview_columns(ws, draft["dataset"], options["types"])
-        if preview:
-            out["preview"] = ws.segment_preview(spec, limit=PREVIEW, columns=out["preview_columns"])
+        # the count and the preview of one compiled draft
+        counted = ws.segment_count(spec, preview=PREVIEW if preview else 0, columns=out["preview_columns"])
+        out["preview"] = counted.get("preview", [])
     except ConfigError as exc:
         out["errors"] = list(getattr(exc, "problems", None) or [str(exc)])
         return out
