@@ -267,7 +267,7 @@ class Enricher:
 
     # ---------------------------------------------------------------- predictive
     def _predictive(self, ds: DatasetConfig) -> ibis.Table:
-        from tessera.enrich.predictive import BetaGeoModel, GammaGammaModel  # lazy: loads SciPy, heavy
+        from tessera.enrich.predictive import GammaGammaModel, ModifiedBetaGeoModel  # lazy: loads SciPy, heavy
 
         o, fields, _ = self._orders(ds)
         if "OrderAmount" not in fields:
@@ -292,7 +292,8 @@ class Enricher:
         T = arrow.column("T").to_numpy()
         m = arrow.column("monetary").to_numpy(zero_copy_only=False).astype(float)
         settings = ds.scores.predictive_settings
-        bg = BetaGeoModel(time_unit_days=1, min_repeat_customers=int(settings.get("min_repeat_customers", 200)))
+        bg = ModifiedBetaGeoModel(time_unit_days=1,
+                                  min_repeat_customers=int(settings.get("min_repeat_customers", 200)))
         bg.fit(x, t_x, T)
         horizon = float(settings.get("horizon_days", 90))
         alive = bg.probability_alive(x, t_x, T)
