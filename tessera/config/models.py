@@ -393,7 +393,7 @@ class ScoresConfig(_Model):
     orders: str | None = None  # default: the dataset with an OrderDate field related to this one
     order_items: str | None = None  # default: the dataset with Quantity/ProductCategory related to orders
     settings: dict[str, float] = Field(default_factory=dict)  # thresholds, see docs/scores.md
-    predictive: bool = False  # BG/NBD + Gamma-Gamma scores
+    predictive: bool = False  # MBG/NBD + Gamma-Gamma scores
     predictive_settings: dict[str, float] = Field(default_factory=dict)  # horizon_days, clv_months, ...
 
 

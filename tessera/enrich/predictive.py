@@ -1,26 +1,44 @@
-"""Predictive customer scores: BG/NBD (repeat purchases and drop-out) and Gamma-Gamma (spend).
+"""Predictive customer scores: MBG/NBD or BG/NBD (repeat purchases and drop-out) and Gamma-Gamma (spend).
 
-Both models are fitted by maximum likelihood with numpy/scipy on one summary row per customer:
+The models are fitted by maximum likelihood with numpy/scipy on one summary row per customer:
 
     frequency  x    number of repeat purchases (purchase days after the first one)
-    recency    t_x  time from the first to the last purchase (ignored when x = 0)
+    recency    t_x  time from the first to the last purchase (0 when x = 0)
     T               time from the first purchase to the end of the observation window
     monetary_value  average value of the repeat purchases (Gamma-Gamma only)
 
 ``frequency``, ``recency`` and ``T`` are in one time unit, ``time_unit_days`` days long (1 by
 default, 7 for weeks); :func:`rfm_summary` computes them from orders.
 
+Both purchase models: while alive a customer buys at Poisson rate lambda ~ Gamma(r, alpha) and may
+drop out for good right after a purchase, with probability p ~ Beta(a, b). BG/NBD
+(:class:`BetaGeoModel`) gives that chance after each *repeat* purchase only, so a customer without
+repeat purchase is alive whatever their age; MBG/NBD (:class:`ModifiedBetaGeoModel`, the one the
+predictive scores use) gives it after every purchase, the first one included, so a one-time
+buyer's probability of being alive falls with their age. MBG/NBD, for every x:
+
+    L(r, alpha, a, b | x, t_x, T) = B(a, b+x+1)/B(a, b) Gamma(r+x) alpha^r / Gamma(r)
+                                    [(alpha+T)^-(r+x) + a/(b+x) (alpha+t_x)^-(r+x)]
+    P(alive | x, t_x, T) = 1 / (1 + a/(b+x) ((alpha+T)/(alpha+t_x))^(r+x))
+    E[Y(t) | x, t_x, T] = P(alive) (a+b+x)/(a-1)
+                          [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x+1; a+b+x; t/(alpha+T+t))]
+
 References
     Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way: An Alternative to the
     Pareto/NBD Model", Marketing Science 24(2) -- BG/NBD, likelihood (eq. 6), conditional
     expectation (eq. 10), probability of being alive (appendix).
+    Batislam, Denizel & Filiztekin (2007), "Empirical validation and comparison of models for
+    customer base analysis", International Journal of Research in Marketing 24(3) -- MBG/NBD;
+    with Wagner & Hoppe (2008), "Erratum on the MBG/NBD model", IJRM 25(3), for E[Y(t) | x, t_x, T].
     Fader, Hardie & Lee (2005), "RFM and CLV: Using Iso-Value Curves for Customer Base
     Analysis", Journal of Marketing Research 42(4) -- Gamma-Gamma spend model.
 
 On the CDNOW sample (2,357 customers, weeks) the BG/NBD fit gives the published r=0.243,
-alpha=4.414, a=0.793, b=2.426 (log-likelihood -9582.4); the Gamma-Gamma fit on its 946 repeat
-customers gives p=6.25, q=3.74 as published and gamma=15.448 (published 15.44; same
-log-likelihood -4055.92 to 0.002, the likelihood being flat along that ridge).
+alpha=4.414, a=0.793, b=2.426 (log-likelihood -9582.4); the MBG/NBD fit gives r=0.525,
+alpha=6.183, a=0.891, b=1.614 (log-likelihood -9582.13), as the ModifiedBetaGeoFitter of the
+``lifetimes`` package; the Gamma-Gamma fit on its 946 repeat customers gives p=6.25, q=3.74 as
+published and gamma=15.448 (published 15.44; same log-likelihood -4055.92 to 0.002, the
+likelihood being flat along that ridge).
 
 Speed: the fit runs once per distinct (x, t_x, T) row and the expectations once per distinct
 (x, T) pair, so summaries computed from order dates (whole days or weeks) are cheap; 1,000,000
