@@ -93,8 +93,8 @@ def scores_problems(where: str, scores) -> list[str]:
                                 f"(known: {', '.join(known)})")
             elif key == "predictive_settings" and name == "model":
                 if value not in PREDICTIVE_MODELS:
-                    problems.append(f"{where}.{key}.model: unknown model '{value}'{_hint(str(value), PREDICTIVE_MODELS)}"
-                                    f" (known: {', '.join(PREDICTIVE_MODELS)})")
+                    problems.append(f"{where}.{key}.model: unknown model '{value}'"
+                                    f"{_hint(str(value), PREDICTIVE_MODELS)} (known: {', '.join(PREDICTIVE_MODELS)})")
             elif value < 0 or (value == 0 and name != "discount_rate_monthly"):
                 problems.append(f"{where}.{key}.{name}: {value} must be above 0")
     return problems

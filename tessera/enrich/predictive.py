@@ -239,7 +239,8 @@ class BetaGeoModel:
         """E[purchases in (T, T+t] | alive at T, x, T] for each row of (x, T) and each t (shape (k, h)).
         Eq. 10 numerator, with the Euler transform of 2F1 (small parameters, fast convergence):
         a live customer's rate is lambda ~ Gamma(r+x, alpha+T), their drop-out probability
-        p ~ Beta(a, b+x) (BG/NBD) or Beta(a, b+x+1) (MBG/NBD), and E[purchases | lambda, p] = (1 - exp(-lambda p t)) / p."""
+        p ~ Beta(a, b+x) (BG/NBD) or Beta(a, b+x+1) (MBG/NBD), and
+        E[purchases | lambda, p] = (1 - exp(-lambda p t)) / p."""
         r, alpha, a, b = np.exp(self._fitted())
         if abs(a - 1.0) < 1e-7:
             a = 1.0 + 1e-7
