@@ -529,13 +529,15 @@ def prepare_count(adapter, compiled: Compiled) -> CountPlan:
             aggs[f"_s{i}"] = acc.ifelse(1, 0).sum()
         return t.aggregate(**aggs)
 
-    query = steps(compiled.table, compiled.conditions, 0, _n=compiled.table.count())
     c = compiled.compiler
     k = next((i for i, cond in enumerate(seg.conditions) if c is not None and c.uses_behaviour(cond)), 0)
-    if how == "and" and k > 0:
+    if how == "or" or k == 0:
+        query = steps(compiled.table, compiled.conditions, 0, _n=compiled.table.count())
+    else:
         # The behaviour values are joined to the records the conditions before the first behaviour
-        # condition keep, not to every record (that join costs more than the related rows' scan):
-        # the counts up to it are read from the dataset, the later ones from those records.
+        # condition keep, not to every record (at 1M records that join costs as much as the scan
+        # of 10M events): the counts up to it are read from the dataset, the later ones from
+        # those records.
         base = compiled.base
         where = f"segment '{seg.name}'.conditions"
         head = [c.expr(cond, base, f"{where}[{i}]", (seg.name,)) for i, cond in enumerate(seg.conditions[:k])]
