@@ -573,7 +573,9 @@ class Workspace:
         as_of = as_of or config.pipeline.as_of
 
         def work(pipeline: Pipeline, run_id: int):
-            result = pipeline.run(run_id, import_files=import_files, as_of=as_of, full=full)
+            # the dashboards are computed once the run has published, so that their first viewer waits for none
+            result = pipeline.run(run_id, import_files=import_files, as_of=as_of, full=full,
+                                  after_publish=("dashboards", lambda: self.analytics().prepare(pipeline.progress)))
             counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
             if result.unchanged:
                 counts["unchanged"] = True
@@ -1240,7 +1242,7 @@ class Workspace:
                 tables[MEMBERS] = adapter.table(MEMBERS) if adapter.exists(MEMBERS) else None
             return tables[MEMBERS]
 
-        return Analytics(Source(adapter, config, ctx.as_of, table, ctx, members), str(self.path))
+        return Analytics(Source(adapter, config, ctx.as_of, table, ctx, members), str(self.path), self.store)
 
     def dashboards(self) -> list[dict]:
         """The dashboards: name, title, default or custom, number of questions, filters."""
@@ -1373,7 +1375,7 @@ class Workspace:
                 return erase_customer(self, customer, dataset=dataset, actor=actor, before_delete=[syncs],
                                       after_delete=[event_log] if event_log is not None else [])
             finally:
-                forget_results()  # cached charts may have counted the customer
+                forget_results(self.store)  # cached and prepared charts may have counted the customer
 
     def export_customer(self, customer: str, path: str | Path | None = None, fmt: str | None = None, *,
                         dataset: str | None = None, actor: str | None = None) -> dict:
