@@ -177,6 +177,14 @@ class Analytics:
                 if not r.get("unavailable"):
                     results[self._result_key(q, Filters())] = {k: v for k, v in r.items() if k != "cached"}
         progress("dashboards", "done", len(todo), len(todo))
+        # vl-convert's first picture in a process starts its JavaScript engine (seconds): started
+        # here, the first download after a run in the server is drawn at the speed of the others
+        drawn = next((r["spec"] for r in results.values() if r.get("spec")), None)
+        if drawn is not None:
+            try:
+                self.draw(drawn, "png")
+            except Exception:  # noqa: BLE001 - a picture is drawn again when asked
+                pass
         key, values = self._filter_values_of_orders(fresh=True)
         if self.store is not None:
             prepared.keep(self.store, self.key, stamp, {"stamp": stamp, "results": results,
