@@ -129,16 +129,25 @@ class Analytics:
         self.store = store  # the metadata store, where the results prepared at publication are kept
         self._published: dict[str, Any] = {}
         self._segments_version: Any = None
+        self._publications: int | None = None
 
     def _published_target(self, dataset: str) -> Any:
         if dataset not in self._published:
             self._published[dataset] = self.src.adapter.published_target(dataset)
         return self._published[dataset]
 
+    def _publication_count(self) -> int:
+        """The publications the store recorded: an incremental run patches the published tables in
+        place (the same names) and records one more."""
+        if self._publications is None:
+            self._publications = self.store.read_state()[1] if self.store is not None else 0
+        return self._publications
+
     def _all_versions(self) -> tuple:
         """Every publication a question may read, and the last segment refresh: the key of a
         result looked up before its query is even planned."""
-        return (tuple(self._published_target(d.name) for d in self.src.config.datasets), self._segment_refresh())
+        return (tuple(self._published_target(d.name) for d in self.src.config.datasets), self._publication_count(),
+                self._segment_refresh())
 
     def _stamp(self) -> str:
         """The publications and ``as_of`` the prepared results must have been computed on."""
@@ -347,7 +356,7 @@ class Analytics:
 
     def _versions(self, p: Plan) -> tuple:
         """What a result depends on: the published tables of its datasets, the last segment refresh."""
-        out: list[Any] = [self._published_target(d) for d in sorted(p.datasets)]
+        out: list[Any] = [self._published_target(d) for d in sorted(p.datasets)] + [self._publication_count()]
         if p.segments or "segment" in p.applied:
             out.append(self._segment_refresh())
         return tuple(out)
