@@ -42,7 +42,7 @@ from peak_rss import PeakRSS
 
 import tessera.analytics.dashboards as dashboards
 import tessera.analytics.prepared as prepared
-from tessera.analytics import NAMES
+from tessera.analytics import NAMES, render
 from tessera.workspace import Workspace
 
 AS_OF = date(2024, 12, 31)
@@ -247,6 +247,9 @@ def main() -> None:
              timed(lambda: ws.question_picture(png, "png"), args.repeat, clear), bare, 0.500, at_size)
         line("PNG of revenue by month (warm)", timed(lambda: ws.question_picture(png, "png"), args.repeat), bare,
              0.500, at_size)
+        drawn = ws.run_question(png)["spec"]
+        line("  the same PNG drawn by vl-convert alone (baseline)",
+             timed(lambda: render(drawn, "png"), args.repeat), bare, 0.500, at_size)
         per_order = {"name": "per_order", "dataset": "orders", "chart": "table",
                      "dimensions": [{"column": "order_id"}], "measures": [{"fn": "sum", "column": "amount"}]}
         t0 = time.perf_counter()
