@@ -143,6 +143,10 @@ def plan_column(fp: FileProfile, p: ColumnProfile, *, country: str, hint_dayfirs
     elif sem == "Country" and p.shapes["letters"] >= 0.8 * n:
         rules.append("country")
         plan.evidence.append(f"country codes from names and codes (e.g. {', '.join(p.examples[:3])})")
+    elif sem == "Gender" and p.shapes.get("gender", 0) >= 0.8 * n:
+        rules.append("gender")
+        plan.evidence.append(f"genders and titles to F, M or X: {pct(p.shapes['gender'], n)} values "
+                             f"(e.g. {', '.join(p.examples[:3])})")
     elif p.type == "string" and n and p.shapes["dmy"] >= 0.9 * n:
         rule, why, doubt, kind = date_rule(p, hint_dayfirst)
         if junk:

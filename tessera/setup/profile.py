@@ -22,8 +22,10 @@ import duckdb
 import ibis
 
 from tessera.engine import filereader
+from tessera.engine.dialects import dialect_for
 from tessera.engine.sample import LONG, SAMPLE_BYTES, csv_dialect, first_rows, head_copy, long_form
 from tessera.errors import SourceError
+from tessera.normalize.rules import is_gender
 
 SUPPORTED = {".csv", ".txt", ".tsv", ".json", ".ndjson", ".jsonl", ".parquet", ".pq", ".xlsx"}
 _CUTTABLE = ("csv", "ndjson")
@@ -222,7 +224,7 @@ class Profiler:
 
 
 SHAPES = ("email", "phone", "lead0", "iso_date", "iso_ts", "dmy", "dmy_date", "first_gt12", "second_gt12",
-          "int", "dec_point", "dec_comma", "bool", "zero_one", "letters", "upper", "zeros", "null_word", "nested")
+          "int", "dec_point", "dec_comma", "bool", "zero_one", "letters", "upper", "zeros", "null_word", "nested", "gender")
 
 
 def _long() -> ibis.Table:
@@ -255,6 +257,7 @@ def _shape_query() -> str:
         "zeros": v.re_search(r"^[0\s.\-/+()]+$") & v.re_search("0"),
         "null_word": low.isin(NULL_WORDS),
         "nested": v.re_search(r"^(\[\s*[\{\[]|\{)") | (v == "[]"),
+        "gender": is_gender(v, dialect_for("duckdb")),
     }
     aggs = {"n": v.count(), "d": v.nunique()}
     aggs.update({s: cond.fill_null(False).cast("int64").sum() for s, cond in shapes.items()})
