@@ -40,6 +40,7 @@ def forget_results(store=None) -> None:
         _CACHE.clear()
     prepared.forget(store)
 
+
 _PERIOD = re.compile(r"^last_(\d+)_(days|weeks|months|years)$")
 
 
@@ -290,8 +291,8 @@ class Analytics:
             soft: bool = False, fresh: bool = False) -> dict:
         """One question's result: columns, rows (at most ``CHART_ROWS``), its Vega-Lite spec and the
         dashboard filters it applied or ignored. ``soft``: a question that cannot run on this
-        workspace answers with ``unavailable`` (its reason) instead of raising. ``fresh``: computed
-        again, not taken from the results prepared at publication."""
+        workspace answers with ``unavailable`` (its reason) instead of raising. ``fresh``: not taken
+        from the results prepared at publication (what :meth:`prepare` uses)."""
         # as_of too: age bands and the analyses' default dates move with it
         whole = (self.key, self.src.as_of, q.model_dump_json(), (filters or Filters()).key(), self._all_versions())
         with _LOCK:
