@@ -4,10 +4,10 @@ Builds a workspace whose published datasets are generated in the warehouse (cont
 score columns the default dashboards read, orders, order lines, products; segment members), then
 measures through the Workspace facade:
 
-0. the step a run adds after its publication: every dashboard computed without filters and kept
-   in the metadata store (``Analytics.prepare``, :mod:`tessera.analytics.prepared`);
+0. the preparation the server queues after each run: every dashboard computed without filters and
+   kept in the metadata store (``Analytics.prepare``, :mod:`tessera.analytics.prepared`);
 1. each default dashboard, cold (the process's result cache emptied before each repeat: the first
-   view after a run, served by what the run prepared) and warm (cached), p50/p95; the web page of
+   view after a run, served by what was prepared) and warm (cached), p50/p95; the web page of
    those with ready-made analyses (drawn before them); then with the period, store and segment
    filters (computed when asked: nothing is prepared for them);
 2. a custom chart crossing two dimensions (orders by channel and the customer's age band, through
@@ -214,10 +214,10 @@ def main() -> None:
         print(f"{'bare SQL: revenue by month, one query':<52} p95 {bare * 1000:8.1f} ms")
         t0 = time.perf_counter()
         done = ws.analytics().prepare(again=True)
-        print(f"{'run step after publication: dashboards prepared':<52} {time.perf_counter() - t0:8.1f} s for "
+        print(f"{'dashboards prepared (server job after a run)':<52} {time.perf_counter() - t0:8.1f} s for "
               f"{done['charts']} charts of {done['dashboards']} dashboards and the filters' choices")
 
-        def clear() -> None:  # a new process: nothing in memory, what the run prepared in the store
+        def clear() -> None:  # a new process: nothing in memory, what was prepared in the store
             dashboards._CACHE.clear()
             prepared.forget()
 

@@ -157,16 +157,6 @@ class Pipeline:
         result.steps.append({"step": name, "seconds": round(seconds, 3), **counts})
         return counts
 
-    def _last_step(self, result: RunResult, step: tuple[str, Callable[[], dict | None]] | None) -> None:
-        if step is None:
-            return
-        t0 = time.perf_counter()
-        counts = step[1]()
-        if counts is not None:
-            seconds = time.perf_counter() - t0
-            self.store.add_step(result.run_id, step[0], seconds, counts)
-            result.steps.append({"step": step[0], "seconds": round(seconds, 3), **counts})
-
     def collect_garbage(self) -> None:
         """Drop work tables of runs that never published and raw batches never recorded."""
         published = set()
@@ -241,14 +231,11 @@ class Pipeline:
         return last
 
     def run(self, run_id: int, *, import_files: bool = True, as_of: date | None = None,
-            full: bool = False, after_publish: tuple[str, Callable[[], dict | None]] | None = None) -> RunResult:
+            full: bool = False) -> RunResult:
         """Import, stage, unify, enrich and publish; with nothing new since the last published run
         (same inputs digest, see :meth:`inputs_digest`) the publication is kept as it is, and after
         new records only the unified records they touch are resolved again
-        (:mod:`tessera.datasets.incremental`); ``full`` rebuilds everything. ``after_publish``: a
-        last step (name, function returning its counts, or None when it had nothing to do: no step is
-        recorded) run after the publication and the segments, and after a run that kept the
-        publication (the dashboards prepared for it)."""
+        (:mod:`tessera.datasets.incremental`); ``full`` rebuilds everything."""
         result = RunResult(run_id, "running")
         t0 = time.perf_counter()
         tag = f"_tessera_r{run_id}_"
@@ -273,7 +260,6 @@ class Pipeline:
 
             self._step(result, "unchanged", keep)
             result.unchanged = True
-            self._last_step(result, after_publish)
             result.warnings, result.refused = list(self.warnings), list(self.refused)
             result.status = "succeeded with warnings" if result.warnings else "succeeded"
             result.seconds = time.perf_counter() - t0
@@ -446,7 +432,6 @@ class Pipeline:
             segments = self._segments_of_built(skipped)
             if segments:
                 self._step(result, "segments", lambda: self.refresh_segments(as_of or date.today(), segments))
-            self._last_step(result, after_publish)
         except BaseException as exc:
             if not published:
                 try:

@@ -573,9 +573,7 @@ class Workspace:
         as_of = as_of or config.pipeline.as_of
 
         def work(pipeline: Pipeline, run_id: int):
-            # the dashboards are computed once the run has published, so that their first viewer waits for none
-            result = pipeline.run(run_id, import_files=import_files, as_of=as_of, full=full,
-                                  after_publish=("dashboards", lambda: self.analytics().prepare(pipeline.progress)))
+            result = pipeline.run(run_id, import_files=import_files, as_of=as_of, full=full)
             counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
             if result.unchanged:
                 counts["unchanged"] = True
@@ -1243,6 +1241,16 @@ class Workspace:
             return tables[MEMBERS]
 
         return Analytics(Source(adapter, config, ctx.as_of, table, ctx, members), str(self.path), self.store)
+
+    def prepare_dashboards(self, progress=None, *, again: bool = False) -> dict | None:
+        """Compute the dashboards of the current publications ahead of their first viewer (the
+        server does it after each run); None when there was nothing to do (see
+        :meth:`tessera.analytics.dashboards.Analytics.prepare`)."""
+        return self.analytics().prepare(progress, again=again)
+
+    def dashboards_need_preparing(self) -> bool:
+        """Whether :meth:`prepare_dashboards` has work (a large workspace, results of older publications)."""
+        return self.analytics().needs_preparing()
 
     def dashboards(self) -> list[dict]:
         """The dashboards: name, title, default or custom, number of questions, filters."""

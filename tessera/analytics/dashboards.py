@@ -157,10 +157,17 @@ class Analytics:
     def _prepared(self) -> dict:
         return prepared.load(self.store, self.key, self._stamp())
 
+    def needs_preparing(self) -> bool:
+        """Whether :meth:`prepare` has work: the workspace is large enough and the kept results are
+        not of the current publications."""
+        return (self._prepared().get("stamp") != self._stamp()
+                and prepared.worth_preparing(self.store, roles(self.src.config).values()))
+
     def prepare(self, progress=None, *, again: bool = False) -> dict | None:
         """Compute every dashboard without filters, and the filters' choices, and keep them in the
-        metadata store (see :mod:`tessera.analytics.prepared`): the step of a run after its
-        publication. A chart that cannot run is left out (it says why when it is viewed).
+        metadata store (see :mod:`tessera.analytics.prepared`): a job of the server after each run
+        (and at its start), beside the readers. A chart that cannot run is left out (it says why
+        when it is viewed).
 
         Returns the counts, or None when nothing was done: the kept results are of the same
         publications, or the workspace is small enough for its dashboards to be computed when
@@ -169,8 +176,7 @@ class Analytics:
         progress = progress or (lambda *a: None)
         stamp = self._stamp()
         todo = self._all()
-        if not again and (self._prepared().get("stamp") == stamp
-                          or not prepared.worth_preparing(self.store, roles(self.src.config).values())):
+        if not again and not self.needs_preparing():
             return None
         results: dict[str, dict] = {}
         failed: list[str] = []

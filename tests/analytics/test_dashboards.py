@@ -144,7 +144,7 @@ def test_png_and_svg_are_pictures_of_the_chart(ws):
         ws.question_picture(("my_sales", "revenue"), "gif")
 
 
-def test_dashboards_prepared_by_the_run_serve_their_first_view(ws, monkeypatch):
+def test_dashboards_prepared_after_a_run_serve_their_first_view(ws, monkeypatch):
     from tessera.analytics import dashboards, prepared
 
     names = ["sales", "rfm", "my_sales"]
@@ -152,13 +152,14 @@ def test_dashboards_prepared_by_the_run_serve_their_first_view(ws, monkeypatch):
     live_filters = ws.dashboard_filter_values()
     prepared.forget(ws.store)
     monkeypatch.delenv(prepared.ROWS_VARIABLE, raising=False)
-    # a small shop: its dashboards are computed when viewed, the run adds no step
-    assert "dashboards" not in [s["step"] for s in ws.run().steps]
+    # a small shop: its dashboards are computed when viewed, there is nothing to prepare
+    assert not ws.dashboards_need_preparing() and ws.prepare_dashboards() is None
     monkeypatch.setenv(prepared.ROWS_VARIABLE, "0")
-    steps = {s["step"]: s for s in ws.run().steps}  # nothing new: the publication is kept and prepared
-    assert steps["dashboards"]["dashboards"] == len(ws.dashboards()) and steps["dashboards"]["charts"] >= 30
+    assert ws.dashboards_need_preparing()
+    counts = ws.prepare_dashboards()
+    assert counts["dashboards"] == len(ws.dashboards()) and counts["charts"] >= 30
     assert ws.store.get_state(*prepared.STATE)["results"]
-    # the first view in another process: nothing in memory, the results the run kept
+    # the first view in another process: nothing in memory, the results kept
     dashboards._CACHE.clear()
     prepared.forget()
     for name in names:
@@ -172,8 +173,8 @@ def test_dashboards_prepared_by_the_run_serve_their_first_view(ws, monkeypatch):
     assert ws.dashboard_filter_values() == live_filters
     # a filter is computed when asked, the same as before
     assert ws.dashboard("sales", {"store": "S1"})["questions"][0]["cached"] is False
-    # kept: the next run has nothing to prepare; an erasure forgets them
-    assert "dashboards" not in [s["step"] for s in ws.run().steps]
+    # kept: nothing more to prepare until the next publication; an erasure forgets them
+    assert not ws.dashboards_need_preparing() and ws.prepare_dashboards() is None
     dashboards.forget_results(ws.store)
     assert ws.store.get_state(*prepared.STATE) is None
     assert not ws.dashboard("sales")["questions"][0]["cached"]
