@@ -1333,7 +1333,17 @@ class Workspace:
                 tables[MEMBERS] = adapter.table(MEMBERS) if adapter.exists(MEMBERS) else None
             return tables[MEMBERS]
 
-        return Analytics(Source(adapter, config, ctx.as_of, table, ctx, members), str(self.path))
+        return Analytics(Source(adapter, config, ctx.as_of, table, ctx, members), str(self.path), self.store)
+
+    def prepare_dashboards(self, progress=None, *, again: bool = False) -> dict | None:
+        """Compute the dashboards of the current publications ahead of their first viewer (the
+        server does it after each run); None when there was nothing to do (see
+        :meth:`tessera.analytics.dashboards.Analytics.prepare`)."""
+        return self.analytics().prepare(progress, again=again)
+
+    def dashboards_need_preparing(self) -> bool:
+        """Whether :meth:`prepare_dashboards` has work (a large workspace, results of older publications)."""
+        return self.analytics().needs_preparing()
 
     def dashboards(self) -> list[dict]:
         """The dashboards: name, title, default or custom, number of questions, filters."""
@@ -1466,7 +1476,7 @@ class Workspace:
                 return erase_customer(self, customer, dataset=dataset, actor=actor, before_delete=[syncs],
                                       after_delete=[event_log] if event_log is not None else [])
             finally:
-                forget_results()  # cached charts may have counted the customer
+                forget_results(self.store)  # cached and prepared charts may have counted the customer
 
     def export_customer(self, customer: str, path: str | Path | None = None, fmt: str | None = None, *,
                         dataset: str | None = None, actor: str | None = None) -> dict:
