@@ -205,7 +205,7 @@ NULL_LIKE_DEFAULT = ["", "N/A", "n/a", "NA", "null", "NULL", "None", "-", "0000-
 
 class NormalizationRule(_Model):
     """One normalization step. Exactly one of the fields is set; YAML accepts the short forms
-    ``trim``, ``lower``, ``upper``, ``title``, ``email``, ``null_like``, ``country`` as plain strings."""
+    ``trim``, ``lower``, ``upper``, ``title``, ``email``, ``null_like``, ``country``, ``gender`` as plain strings."""
 
     trim: bool | None = None
     lower: bool | None = None
@@ -218,6 +218,7 @@ class NormalizationRule(_Model):
     phone: dict[str, str] | bool | None = None  # {"country": "FR"}
     date: dict[str, Any] | bool | None = None  # {"format": "%d/%m/%Y"} or {"dayfirst": true}
     country: bool | None = None
+    gender: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -232,7 +233,7 @@ class NormalizationRule(_Model):
         if len(set_fields) != 1:
             raise ValueError(
                 "a normalization rule sets exactly one of: trim, lower, upper, title, replace, "
-                f"regex_replace, null_like, email, phone, date, country (got {set_fields or 'none'})"
+                f"regex_replace, null_like, email, phone, date, country, gender (got {set_fields or 'none'})"
             )
         if self.replace is not None and set(self.replace) != {"find", "with"}:
             raise ValueError("replace takes {find: ..., with: ...}")
@@ -392,8 +393,23 @@ class ScoresConfig(_Model):
     orders: str | None = None  # default: the dataset with an OrderDate field related to this one
     order_items: str | None = None  # default: the dataset with Quantity/ProductCategory related to orders
     settings: dict[str, float] = Field(default_factory=dict)  # thresholds, see docs/scores.md
-    predictive: bool = False  # BG/NBD + Gamma-Gamma scores
-    predictive_settings: dict[str, float] = Field(default_factory=dict)  # horizon_days, clv_months, ...
+    predictive: bool = False  # MBG/NBD + Gamma-Gamma scores
+    # horizon_days, clv_months, ... (numbers) and model (mbgnbd or bgnbd); checked in config/scores.py
+    predictive_settings: dict[str, float | str] = Field(default_factory=dict)
+
+    @field_validator("predictive_settings")
+    @classmethod
+    def _numbers(cls, value: dict[str, float | str]) -> dict[str, float | str]:
+        out: dict[str, float | str] = {}
+        for key, v in value.items():
+            if key != "model" and isinstance(v, str):
+                try:
+                    v = float(v)
+                except ValueError:
+                    raise ValueError(f"{key}: '{v}' is not a number (only model takes a name: mbgnbd or bgnbd)") \
+                        from None
+            out[key] = v
+        return out
 
 
 class IdentityKeyConfig(_Model):

@@ -76,8 +76,8 @@ SHARED_VALUE_THRESHOLD = 5
 # The company's history: seven years ending on the day the demo is generated (``generate(end=...)``).
 HISTORY = timedelta(days=7 * 365)
 CLOSING = time(20, 0)  # the last orders of the last day
-# Purchases follow the process the predictive models assume (BG/NBD): each customer buys at a
-# rate of their own, and after each purchase may stop buying for good.
+# Purchases follow the process the predictive models assume (MBG/NBD): each customer buys at a
+# rate of their own, and after each purchase (the first one included) may stop buying for good.
 PURCHASE_RATE = (1.5, 1 / 150)  # Gamma(shape, scale): purchases per day (mean one every 100 days)
 DROP_OUT = (1.2, 3.0)  # Beta(a, b): the chance of stopping after a purchase (mean 0.29)
 
@@ -1063,8 +1063,8 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int, *, 
                 "pays": ["country"],
                 "prenom": ["trim", "title"],
                 "nom": ["trim", "title"],
-                "ville": ["trim"],
-                "civilite": [{"null_like": True}],
+                "ville": ["trim", "title"],
+                "civilite": ["gender"],
                 "commentaire": [{"null_like": True}],
             },
         },
@@ -1218,7 +1218,7 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int, *, 
             _col("order_date", "OrderDate", type="timestamp"),
             _col("amount", "OrderAmount", type="float"),
             _col("discount", "DiscountAmount", type="float"),
-            _col("channel", "Channel", type="string"),
+            _col("web_channel", "Other", type="string"),
             _col("status", "Other", type="string"),
             _col("store_id", "Store", type="string"),
             _col("eshop_customer_id", "Other", type="string"),
@@ -1228,12 +1228,15 @@ def workspace_config(blocked_values: list[str], shared_value_threshold: int, *, 
         "mappings": [
             {"source": "eshop_orders", "columns": {
                 "order_id": "order_id", "order_date": "order_date", "amount": "total_amount",
-                "discount": "discount_amount", "channel": "channel", "status": "status",
+                "discount": "discount_amount", "web_channel": "channel", "status": "status",
                 "eshop_customer_id": "customer_id", "customer_email": "customer_email"}},
             {"source": "pos_tickets", "columns": {
                 "order_id": "ticket_id", "order_date": "ticket_date", "amount": "amount", "discount": "discount",
                 "store_id": "store_id", "loyalty_card": "card_number"}},
         ],
+        # The e-shop says web or app; a ticket of a shop is the channel "store".
+        "computed": [{"name": "channel", "semantic": "Channel",
+                      "sql": "coalesce(web_channel, CASE WHEN store_id IS NOT NULL THEN 'store' END)"}],
     }
     item_columns = {"order_id": "order_id", "line_no": "line_no", "product_id": "product_id",
                     "quantity": "quantity", "unit_price": "unit_price"}

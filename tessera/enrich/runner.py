@@ -267,7 +267,8 @@ class Enricher:
 
     # ---------------------------------------------------------------- predictive
     def _predictive(self, ds: DatasetConfig) -> ibis.Table:
-        from tessera.enrich.predictive import BetaGeoModel, GammaGammaModel  # lazy: loads SciPy, heavy
+        # lazy: loads SciPy, heavy
+        from tessera.enrich.predictive import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel
 
         o, fields, _ = self._orders(ds)
         if "OrderAmount" not in fields:
@@ -292,7 +293,8 @@ class Enricher:
         T = arrow.column("T").to_numpy()
         m = arrow.column("monetary").to_numpy(zero_copy_only=False).astype(float)
         settings = ds.scores.predictive_settings
-        bg = BetaGeoModel(time_unit_days=1, min_repeat_customers=int(settings.get("min_repeat_customers", 200)))
+        model = BetaGeoModel if settings.get("model") == "bgnbd" else ModifiedBetaGeoModel
+        bg = model(time_unit_days=1, min_repeat_customers=int(settings.get("min_repeat_customers", 200)))
         bg.fit(x, t_x, T)
         horizon = float(settings.get("horizon_days", 90))
         alive = bg.probability_alive(x, t_x, T)
@@ -303,7 +305,9 @@ class Enricher:
         gg.fit(x, m_safe)
         clv = gg.customer_lifetime_value(bg, x, t_x, T, m_safe, months=int(settings.get("clv_months", 12)),
                                          discount_rate_monthly=float(settings.get("discount_rate_monthly", 0.01)))
-        next_date = np.where(np.isfinite(next_days), next_days, np.nan)
+        # A median beyond the window is no date to plan for: "not expected" (NULL) instead.
+        within = float(settings.get("next_order_within_days", 365))
+        next_date = np.where(np.isfinite(next_days) & (next_days <= within), next_days, np.nan)
         # Dates are added here, once, so that every engine publishes the same day.
         finite = np.isfinite(next_date)
         as_of_day = np.datetime64(self.as_of, "D")

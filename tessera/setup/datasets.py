@@ -67,6 +67,8 @@ def _entity_semantic(entity: str, col: str, sem: str | None) -> str | None:
         return "StoreName"
     if entity == "orders" and sem == "StoreId":
         return "Store"
+    if entity == "contacts" and sem == "OrderAmount":
+        return "Other"  # a customer's total spent: the scores read amounts from orders
     return sem
 
 
@@ -241,7 +243,7 @@ def plan_scores(contacts: DatasetPlan, orders: DatasetPlan | None, items: Datase
         contacts.scores_evidence.append("not proposed: " + "; ".join(skipped))
     if {"OrderDate", "OrderAmount"} <= of:
         contacts.scores["predictive"] = True
-        contacts.scores_evidence.append("predictive: OrderDate and OrderAmount give BG/NBD + Gamma-Gamma")
+        contacts.scores_evidence.append("predictive: OrderDate and OrderAmount give MBG/NBD + Gamma-Gamma")
 
 
 def key_coverage(prof: Profiler, ds: DatasetPlan) -> str:
