@@ -330,6 +330,10 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
     else:
         comp, n_unified, refused_by_limits, link_pairs = _local_components(
             adapter, kv, keys, n_records, links, manual, limits, tag)
+    # The key values and the guards' work tables are read no more: their memory goes back now.
+    for work in ("keys", "keys_guarded", "evidence", "refused", "values"):
+        if adapter.exists(f"{tag}{work}"):
+            adapter.drop_table(f"{tag}{work}")
     members = staged.select("_idx", "_tessera_record").join(comp, "_idx")
     # The first record id (in text order) names a new cluster: the same on every engine.
     reps = members.group_by("_comp").agg(_rep_record=members._tessera_record.min())
