@@ -35,6 +35,9 @@ _patch_compiler()
 
 #: DuckDB's compression methods of text columns (see TESSERA_DUCKDB_TEXT_COMPRESSION)
 TEXT_COMPRESSION = "fsst,dict_fsst,dictionary"
+#: DuckDB's memory when neither pipeline.memory_limit nor TESSERA_DUCKDB_MEMORY_LIMIT is set
+#: (DuckDB's own default, 80% of the machine's memory, let a run of a million records take 1.7 GB)
+DEFAULT_MEMORY_LIMIT = "512MB"
 
 
 class DuckDBAdapter(SqlCatalogAdapter):
@@ -76,6 +79,10 @@ class DuckDBAdapter(SqlCatalogAdapter):
             settings["threads"] = str(threads)
         if memory_limit or os.environ.get("TESSERA_DUCKDB_MEMORY_LIMIT"):
             settings["memory_limit"] = memory_limit or os.environ["TESSERA_DUCKDB_MEMORY_LIMIT"]
+        elif path != ":memory:":
+            # Past it DuckDB spills its work tables to the warehouse's temporary folder
+            # (warehouse.duckdb.tmp): a run's memory stays bounded whatever the data's size.
+            settings["memory_limit"] = DEFAULT_MEMORY_LIMIT
         for key, value in settings.items():
             self.raw.execute(f"SET {key} = '{value}'")
         # what a job without a memory limit of its own gets back (RESET would not apply it)
