@@ -104,6 +104,12 @@ def test_the_demo_history_ends_today_and_the_predictive_models_fit(tmp_path):
         assert len(alive) > 1000
         # customers who stopped buying years ago are seen as gone, recent buyers as alive
         assert min(alive) < 0.2 and max(alive) > 0.9
+        # a next order is a date within the year, or none for customers not expected back by then
+        days = [r["score_days_to_next_order"] for r in rows if r["score_days_to_next_order"] is not None]
+        assert days and max(days) <= 365
+        assert any(r["score_days_to_next_order"] is None and r["score_probability_alive"] for r in rows)
+        # civilités (Mme, M.) published as F and M
+        assert {r["gender"] for r in rows} == {"F", "M", None}
     finally:
         ws.close()
 

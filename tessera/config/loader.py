@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from tessera.config.events import EVENT_COLUMNS, column_problem, is_json_path
 from tessera.config.models import DATABASE_CONNECTIONS, FILE_CONNECTIONS, SEMANTIC_FIELDS, WorkspaceConfig
 from tessera.config.paths import file_name_problem, relative_path_problem
-from tessera.config.scores import LIBRARY, PREDICTIVE_COLUMNS
+from tessera.config.scores import LIBRARY, PREDICTIVE_COLUMNS, scores_problems
 from tessera.errors import ConfigError
 from tessera.sqlcheck import (
     check_condition,
@@ -336,6 +336,8 @@ def check_references(config: WorkspaceConfig) -> list[str]:
                 problems.append(f"{where}: columns {' and '.join(repr(n) for n in names)} both have the semantic field "
                                 f"{field}; scores would use only one: keep it on one column (set semantic: Other "
                                 "on the others)")
+        if d.scores:
+            problems += scores_problems(f"{where}.scores", d.scores)
         if d.computed:
             problems += _check_computed(config, i, d, cols)
         problems += _check_aggregate_filters(config, i, d)

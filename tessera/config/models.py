@@ -205,7 +205,7 @@ NULL_LIKE_DEFAULT = ["", "N/A", "n/a", "NA", "null", "NULL", "None", "-", "0000-
 
 class NormalizationRule(_Model):
     """One normalization step. Exactly one of the fields is set; YAML accepts the short forms
-    ``trim``, ``lower``, ``upper``, ``title``, ``email``, ``null_like``, ``country`` as plain strings."""
+    ``trim``, ``lower``, ``upper``, ``title``, ``email``, ``null_like``, ``country``, ``gender`` as plain strings."""
 
     trim: bool | None = None
     lower: bool | None = None
@@ -218,6 +218,7 @@ class NormalizationRule(_Model):
     phone: dict[str, str] | bool | None = None  # {"country": "FR"}
     date: dict[str, Any] | bool | None = None  # {"format": "%d/%m/%Y"} or {"dayfirst": true}
     country: bool | None = None
+    gender: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -232,7 +233,7 @@ class NormalizationRule(_Model):
         if len(set_fields) != 1:
             raise ValueError(
                 "a normalization rule sets exactly one of: trim, lower, upper, title, replace, "
-                f"regex_replace, null_like, email, phone, date, country (got {set_fields or 'none'})"
+                f"regex_replace, null_like, email, phone, date, country, gender (got {set_fields or 'none'})"
             )
         if self.replace is not None and set(self.replace) != {"find", "with"}:
             raise ValueError("replace takes {find: ..., with: ...}")

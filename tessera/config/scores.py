@@ -3,6 +3,7 @@ columns it adds. The configuration checks read it; :mod:`tessera.enrich.scores` 
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 EVENTS = "events: "  # prefix of the semantic fields a score needs on the events dataset
@@ -55,7 +56,43 @@ LIBRARY: dict[str, ScoreDef] = {d.name: d for d in [
 #: Library scores computed from the events dataset rather than the orders.
 EVENT_SCORES = ("engagement",)
 
+#: ``scores.settings``: the thresholds of the library scores, with their defaults (docs/scores.md).
+SCORE_SETTINGS: dict[str, float] = {
+    "active_days": 365, "new_customer_days": 90, "regular_min_orders": 3, "timing_upcoming": 0.8,
+    "timing_overdue": 1.2, "timing_significantly_overdue": 2.0, "session_gap_minutes": 30,
+    "abandoned_cart_hours": 24,
+}
+
+#: ``scores.predictive_settings`` with their defaults (docs/scores.md).
+PREDICTIVE_SETTINGS: dict[str, float] = {
+    "horizon_days": 90, "clv_months": 12, "discount_rate_monthly": 0.01, "min_repeat_customers": 200,
+    "next_order_within_days": 365,
+}
+
 PREDICTIVE_COLUMNS = (
     "score_probability_alive", "score_churn_risk", "score_expected_purchases_{horizon}d", "score_predicted_clv",
     "score_days_to_next_order", "score_next_order_date",
 )
+
+
+def scores_problems(where: str, scores) -> list[str]:
+    """Unknown score names and settings, and settings out of range, of one dataset's ``scores``
+    (``where``: its path in the configuration)."""
+    problems = []
+    for j, name in enumerate(scores.library):
+        if name not in LIBRARY:
+            problems.append(f"{where}.library[{j}]: unknown score '{name}'{_hint(name, LIBRARY)} "
+                            f"(the library: {', '.join(LIBRARY)})")
+    for key, known in (("settings", SCORE_SETTINGS), ("predictive_settings", PREDICTIVE_SETTINGS)):
+        for name, value in getattr(scores, key).items():
+            if name not in known:
+                problems.append(f"{where}.{key}.{name}: unknown setting{_hint(name, known)} "
+                                f"(known: {', '.join(known)})")
+            elif value < 0 or (value == 0 and name != "discount_rate_monthly"):
+                problems.append(f"{where}.{key}.{name}: {value} must be above 0")
+    return problems
+
+
+def _hint(name: str, names) -> str:
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.7)
+    return f"; did you mean '{close[0]}'?" if close else ""

@@ -49,12 +49,12 @@ def cast_text(expr: ibis.Value, target: str, *, decimal_comma: bool = False) -> 
     if target == "string":
         return expr
     if target in ("float", "decimal"):
-        clean = text.re_replace("[\\s\u00a0]", "")
+        clean = text.re_replace("[\\s\u00a0\u202f]", "")
         if decimal_comma:
             clean = clean.replace(".", "").replace(",", ".")
         return clean.try_cast(IBIS_TYPES[target])
     if target == "integer":
-        return text.re_replace("[\\s\u00a0]", "").try_cast(dt.int64)
+        return text.re_replace("[\\s\u00a0\u202f]", "").try_cast(dt.int64)
     if target == "boolean":
         low = text.lower()
         return (

@@ -303,7 +303,9 @@ class Enricher:
         gg.fit(x, m_safe)
         clv = gg.customer_lifetime_value(bg, x, t_x, T, m_safe, months=int(settings.get("clv_months", 12)),
                                          discount_rate_monthly=float(settings.get("discount_rate_monthly", 0.01)))
-        next_date = np.where(np.isfinite(next_days), next_days, np.nan)
+        # A median beyond the window is no date to plan for: "not expected" (NULL) instead.
+        within = float(settings.get("next_order_within_days", 365))
+        next_date = np.where(np.isfinite(next_days) & (next_days <= within), next_days, np.nan)
         # Dates are added here, once, so that every engine publishes the same day.
         finite = np.isfinite(next_date)
         as_of_day = np.datetime64(self.as_of, "D")

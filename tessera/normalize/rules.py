@@ -262,6 +262,38 @@ def _country_lookup(_country_key: ir.StringValue) -> ir.StringValue:
     return _country_lookup_expr()
 
 
+# --------------------------------------------------------------------------- genders
+
+# Words and titles (English, French, Spanish, German) for each code: F, M, and X for any other
+# gender. Compared as upper-case ASCII letters and digits, so "Mme", "MME." and "mme" are one key.
+GENDER_WORDS: dict[str, list[str]] = {
+    "F": ["F", "Female", "Woman", "Women", "Girl", "Mrs", "Ms", "Miss", "Madam", "Femme", "Féminin",
+          "Madame", "Mme", "Mlle", "Mademoiselle", "Mujer", "Femenino", "Señora", "Sra", "Señorita",
+          "Srta", "Dña", "Doña", "Frau", "Weiblich", "W"],
+    "M": ["M", "Male", "Man", "Men", "Boy", "Mr", "Mister", "Sir", "Homme", "Masculin", "Monsieur", "H",
+          "Hombre", "Masculino", "Señor", "Sr", "Don", "Herr", "Männlich"],
+    "X": ["X", "Other", "Non-binary", "NB", "Autre", "Non binaire", "Otro", "Otra",
+          "No binario", "Divers", "Diverse"],
+}
+
+
+@functools.lru_cache(maxsize=1)
+def gender_keys() -> dict[str, str]:
+    """Normalized key (upper-case ASCII letters and digits) -> F, M or X."""
+    return dict(sorted((_py_key(word), code) for code, words in GENDER_WORDS.items() for word in words))
+
+
+def gender_code(expr: ir.StringValue, dialect: Dialect) -> ir.StringValue:
+    """F, M or X from a gender word or a title of address (Mme, M., Sr, Herr...); NULL when the
+    value is none of them."""
+    return dialect.bind(_sql_key(expr, dialect), lambda key: _lookup(key, list(gender_keys().items())))
+
+
+def is_gender(expr: ir.StringValue, dialect: Dialect) -> ir.BooleanValue:
+    """True for a value that the ``gender`` rule recognizes."""
+    return _sql_key(expr, dialect).isin(list(gender_keys()))
+
+
 # --------------------------------------------------------------------------- rules
 
 
@@ -300,6 +332,8 @@ def apply_rule(expr: ir.Value, rule: NormalizationRule, dialect: Dialect) -> ir.
         return parse_date(expr, rule.date, dialect)
     if kind == "country":
         return country_code(expr, dialect)
+    if kind == "gender":
+        return gender_code(expr, dialect)
     raise ConfigError(f"unknown normalization rule '{kind}'")  # pragma: no cover - model forbids it
 
 

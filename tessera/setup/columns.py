@@ -76,6 +76,10 @@ def date_rule(p: ColumnProfile, hint_dayfirst: bool | None) -> tuple[dict | None
         why = "no value has a part above 12"
         doubt = (f"column '{p.name}': no date tells day-first from month-first (no part above 12); "
                  f"{'day' if dayfirst else 'month'} first assumed")
+    if p.shapes.get("iso_date"):  # some values are written year-month-day: the rule reads both
+        why = (f"{pct(n, p.profiled)} values are day/month/year dates and {p.shapes['iso_date']:,} "
+               f"year-month-day; {why}")
+        return {"date": {"dayfirst": dayfirst}}, why, doubt, "date"
     if only_dates:
         fmt = "%d/%m/%Y" if dayfirst else "%m/%d/%Y"
         sep = _separator(p)
@@ -143,7 +147,11 @@ def plan_column(fp: FileProfile, p: ColumnProfile, *, country: str, hint_dayfirs
     elif sem == "Country" and p.shapes["letters"] >= 0.8 * n:
         rules.append("country")
         plan.evidence.append(f"country codes from names and codes (e.g. {', '.join(p.examples[:3])})")
-    elif p.type == "string" and n and p.shapes["dmy"] >= 0.9 * n:
+    elif sem == "Gender" and p.shapes.get("gender", 0) >= 0.8 * n:
+        rules.append("gender")
+        plan.evidence.append(f"genders and titles to F, M or X: {pct(p.shapes['gender'], n)} values "
+                             f"(e.g. {', '.join(p.examples[:3])})")
+    elif p.type == "string" and n and p.shapes["dmy"] and p.shapes["dmy"] + p.shapes.get("iso_date", 0) >= 0.9 * n:
         rule, why, doubt, kind = date_rule(p, hint_dayfirst)
         if junk:
             rules.append({"null_like": sorted(junk)})
@@ -156,12 +164,14 @@ def plan_column(fp: FileProfile, p: ColumnProfile, *, country: str, hint_dayfirs
         if sem is None:
             plan.semantic_evidence = "dates"
     elif sem in NAME_FIELDS and p.shapes["letters"]:
-        upper = p.shapes["upper"]
+        upper, lower = p.shapes["upper"], p.shapes.get("lower", 0)
         if junk:
             rules.append({"null_like": sorted(junk)})
-        if upper:
+        if upper or lower:
             rules += ["trim", "title"]
-            plan.evidence.append(f"{pct(upper, n)} values in capitals: trimmed and title-cased")
+            cases = [f"{pct(upper, n)} values in capitals"] if upper else []
+            cases += [f"{pct(lower, n)} in lower case"] if lower else []
+            plan.evidence.append(f"{' and '.join(cases)}: trimmed and title-cased")
         else:
             rules.append("trim")
     elif junk and p.type == "string":

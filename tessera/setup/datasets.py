@@ -67,6 +67,8 @@ def _entity_semantic(entity: str, col: str, sem: str | None) -> str | None:
         return "StoreName"
     if entity == "orders" and sem == "StoreId":
         return "Store"
+    if entity == "contacts" and sem == "OrderAmount":
+        return "Other"  # a customer's total spent: the scores read amounts from orders
     return sem
 
 

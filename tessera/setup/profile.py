@@ -22,8 +22,10 @@ import duckdb
 import ibis
 
 from tessera.engine import filereader
+from tessera.engine.dialects import dialect_for
 from tessera.engine.sample import LONG, SAMPLE_BYTES, csv_dialect, first_rows, head_copy, long_form
 from tessera.errors import SourceError
+from tessera.normalize.rules import is_gender
 
 SUPPORTED = {".csv", ".txt", ".tsv", ".json", ".ndjson", ".jsonl", ".parquet", ".pq", ".xlsx"}
 _CUTTABLE = ("csv", "ndjson")
@@ -37,7 +39,8 @@ DMY_RE = r"^([0-9]{1,2})[/.\-]([0-9]{1,2})[/.\-]([0-9]{4})( [0-9]{1,2}:[0-9]{2}(
 DMY_DATE_RE = r"^[0-9]{1,2}[/.\-][0-9]{1,2}[/.\-][0-9]{4}$"
 INT_RE = r"^-?[0-9]+$"
 DEC_POINT_RE = r"^-?[0-9]+\.[0-9]+$"
-DEC_COMMA_RE = r"^-?[0-9]{1,3}(\.[0-9]{3})*,[0-9]+$"
+# 1234,50 or 1.234,50 or 1 234,50 (a space, no-break space or narrow no-break space between thousands)
+DEC_COMMA_RE = "^-?([0-9]+|[0-9]{1,3}([. \u00a0\u202f][0-9]{3})+),[0-9]+$"
 BOOL_WORDS = ["true", "false", "yes", "no", "oui", "non", "si", "sí", "vrai", "faux", "y", "n", "t", "f"]
 NULL_WORDS = ["n/a", "na", "null", "none", "-", "--", "?", "nan", "nil", "inconnu", "unknown", "aucun", "ninguno",
               "desconocido", "non renseigne", "non renseigné", "0000-00-00", "00/00/0000", "#n/a", "vide"]
@@ -222,7 +225,7 @@ class Profiler:
 
 
 SHAPES = ("email", "phone", "lead0", "iso_date", "iso_ts", "dmy", "dmy_date", "first_gt12", "second_gt12",
-          "int", "dec_point", "dec_comma", "bool", "zero_one", "letters", "upper", "zeros", "null_word", "nested")
+          "int", "dec_point", "dec_comma", "bool", "zero_one", "letters", "upper", "lower", "zeros", "null_word", "nested", "gender")
 
 
 def _long() -> ibis.Table:
@@ -235,6 +238,7 @@ def _shape_query() -> str:
     long = _long()
     v = long.val  # trimmed, empty values NULL
     low = v.lower()
+    first, second = v.re_extract(DMY_RE, 1).try_cast("int32"), v.re_extract(DMY_RE, 2).try_cast("int32")
     shapes = {
         "email": v.re_search(EMAIL_RE),
         "phone": v.re_search(PHONE_RE) & (v.re_replace("[^0-9]", "").length() >= 8),
@@ -243,8 +247,9 @@ def _shape_query() -> str:
         "iso_ts": v.re_search(ISO_TS_RE),
         "dmy": v.re_search(DMY_RE),
         "dmy_date": v.re_search(DMY_DATE_RE),
-        "first_gt12": v.re_search(DMY_RE) & (v.re_extract(DMY_RE, 1).try_cast("int32") > 12),
-        "second_gt12": v.re_search(DMY_RE) & (v.re_extract(DMY_RE, 2).try_cast("int32") > 12),
+        # a value with both parts above 12 is no date at all: evidence of neither order
+        "first_gt12": v.re_search(DMY_RE) & (first > 12) & (second <= 12),
+        "second_gt12": v.re_search(DMY_RE) & (second > 12) & (first <= 12),
         "int": v.re_search(INT_RE),
         "dec_point": v.re_search(DEC_POINT_RE),
         "dec_comma": v.re_search(DEC_COMMA_RE),
@@ -252,9 +257,11 @@ def _shape_query() -> str:
         "zero_one": v.isin(["0", "1"]),
         "letters": v.re_search("[A-Za-zÀ-ÿ]"),
         "upper": v.re_search("[A-ZÀ-Þ]") & ~v.re_search("[a-zß-ÿ]"),
+        "lower": v.re_search("[a-zß-ÿ]") & ~v.re_search("[A-ZÀ-Þ]"),
         "zeros": v.re_search(r"^[0\s.\-/+()]+$") & v.re_search("0"),
         "null_word": low.isin(NULL_WORDS),
         "nested": v.re_search(r"^(\[\s*[\{\[]|\{)") | (v == "[]"),
+        "gender": is_gender(v, dialect_for("duckdb")),
     }
     aggs = {"n": v.count(), "d": v.nunique()}
     aggs.update({s: cond.fill_null(False).cast("int64").sum() for s, cond in shapes.items()})

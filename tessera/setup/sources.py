@@ -123,7 +123,9 @@ def entity_of(src: SourcePlan) -> tuple[str, str]:
         return "events", f"event fields: {found}"
     if has("Quantity") or (has("OrderId") and has("ProductId") and not has("OrderDate")):
         return "order_items", f"order line fields: {found}"
-    if has("OrderDate", "OrderAmount") or (has("OrderId") and not personal):
+    # A customer file may carry a total spent ("CA total"): an amount alone, beside two personal
+    # fields or more, makes no order.
+    if has("OrderDate") or (has("OrderId") and not personal) or (has("OrderAmount") and len(personal) < 2):
         return "orders", f"order fields: {found}"
     if len(personal) >= 2 or has("Email"):
         return "contacts", f"personal fields: {found}"
@@ -159,6 +161,12 @@ def record_keys(prof: Profiler, src: SourcePlan) -> None:
     profiles = f.columns
     sample = f" in a sample of the first {rows:,} rows (about {f.rows_estimate:,} in the file)" if f.sampled else ""
     exact = [c for c in cols if profiles[c].filled == rows and profiles[c].distinct == rows and rows]
+    # The entity's own id with a few repeated values is a better key than a unique e-mail, which
+    # changes: the repeated lines are handled by on_duplicate_key (the last one is kept).
+    own = [c for c in cols if rows and _key_rank(src, c, 0)[0] == 0 and profiles[c].filled >= 0.98 * rows
+           and profiles[c].distinct >= 0.85 * rows]
+    if exact and own and _key_rank(src, min(exact, key=lambda c: _key_rank(src, c, cols.index(c))), 0)[0] > 1:
+        exact = []
     if exact:
         best = min(exact, key=lambda c: _key_rank(src, c, cols.index(c)))
         src.record_keys = [best]
@@ -168,15 +176,18 @@ def record_keys(prof: Profiler, src: SourcePlan) -> None:
         return
     # nearly a key: the few empty or repeated values are rejected at import, with their line
     near = [c for c in cols if rows and min(profiles[c].filled, profiles[c].distinct) >= 0.98 * rows]
-    near = [c for c in near if _key_rank(src, c, 0)[0] <= 1]
+    near = [c for c in near if _key_rank(src, c, 0)[0] <= 1] or own
     if near:
         best = min(near, key=lambda c: _key_rank(src, c, cols.index(c)))
         p = profiles[best]
         empty, dup = rows - p.filled, p.filled - p.distinct
         src.record_keys = [best]
         src.key_evidence = (f"present in {pct(p.filled, rows)} rows, {p.distinct:,} distinct values{sample}")
-        src.doubts.append(f"source '{src.name}': record key '{best}' is empty in {empty:,} row(s) and repeated in "
-                          f"{dup:,}: those rows will be rejected with their line (see `tessera rejects`)")
+        found = [f"empty in {empty:,} row(s)"] if empty else []
+        found += [f"repeated in {dup:,} row(s)"] if dup else []
+        src.doubts.append(f"source '{src.name}': record key '{best}' is {' and '.join(found)}: a row without it is "
+                          "rejected with its line, and of the rows sharing one the last is kept, the others are "
+                          "in `tessera rejects` (on_duplicate_key)")
         return
     t = prof.table(f.table)
     full = [c for c in cols if profiles[c].filled == rows and profiles[c].distinct > 1]

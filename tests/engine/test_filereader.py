@@ -315,3 +315,20 @@ def test_infer_types(con):
 def test_infer_types_leading_zero_decimal_and_overflow(con):
     con.execute("CREATE TABLE w AS SELECT * FROM (VALUES ('0', '0.5', '99999999999999999999', '00.5')) AS w(a, b, c, d)")
     assert infer_types(con, "w", ["a", "b", "c", "d"]) == {"a": "integer", "b": "float", "c": "float", "d": "string"}
+
+
+def test_decimal_comma_numbers_with_thousands_separators_are_read_and_profiled():
+    import re
+
+    import ibis
+    import pyarrow as pa
+
+    from tessera.engine.types import cast_text
+    from tessera.setup.profile import DEC_COMMA_RE
+
+    values = ["1234,50", "1.234,50", "1 234,50", "1\u00a0234,50", "1\u202f234,50", "-3,5", "abc"]
+    con = ibis.duckdb.connect()
+    t = ibis.memtable(pa.table({"s": values}))
+    got = con.to_pyarrow(t.select(x=cast_text(t.s, "float", decimal_comma=True))).column("x").to_pylist()
+    assert got == [1234.5, 1234.5, 1234.5, 1234.5, 1234.5, -3.5, None]
+    assert [bool(re.search(DEC_COMMA_RE, v)) for v in values] == [True] * 6 + [False]

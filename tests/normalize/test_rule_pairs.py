@@ -32,12 +32,13 @@ RULES = {
     "phone": {"phone": {"country": "FR"}},
     "date": {"date": {"dayfirst": True}},
     "country": "country",
+    "gender": "gender",
 }
 
 VALUES = [
     " France ", "N/A", "fr", "Côte d'Ivoire", "ESPAGNE", "inconnu", "-", "", None,
     "06 12 34 56 78", "+33 6 12 34 56 78", "2024-03-15", "15/03/2024", "2024-03-15T10:00:00+01:00",
-    "jean-pierre", " JEAN@Example.COM ", "mailto:a@b.fr", "0000-00-00", "\u00a0null\u00a0",
+    "jean-pierre", " JEAN@Example.COM ", "mailto:a@b.fr", "0000-00-00", "\u00a0null\u00a0", " Mme ", "M.",
 ]
 
 PAIRS = [(a, b) for a, b in itertools.product(RULES, RULES) if a != "date"]

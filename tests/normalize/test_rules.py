@@ -18,10 +18,13 @@ from tessera.engine.functions import (
 )
 from tessera.errors import ConfigError, EngineError
 from tessera.normalize.rules import (
+    GENDER_WORDS,
     NULL_LIKE_DEFAULT,
+    _py_key,
     apply_rules,
     country_keys,
     email_is_valid,
+    gender_keys,
 )
 
 DUCKDB = dialect_for("duckdb")
@@ -297,6 +300,18 @@ CASES = [
         ],
     ),
     (
+        "gender",
+        ["gender"],
+        [
+            ("Mme", "F"), ("MME.", "F"), ("Mlle", "F"), ("Madame", "F"), ("f", "F"), ("Female", "F"),
+            ("Sra.", "F"), ("Señora", "F"), ("Frau", "F"), ("Mrs", "F"), ("Femme", "F"),
+            ("M.", "M"), ("m", "M"), ("Monsieur", "M"), ("Mr.", "M"), ("Homme", "M"), ("H", "M"),
+            ("señor", "M"), ("Sr", "M"), ("Herr", "M"), ("männlich", "M"), ("Male", "M"),
+            ("X", "X"), ("non-binaire", "X"), ("Other", "X"), ("Divers", "X"),
+            ("Dr", None), ("?", None), ("", None), (None, None),
+        ],
+    ),
+    (
         "chain_trim_null_like_title",
         ["trim", "null_like", "title"],
         [("  jean-PIERRE ", "Jean-Pierre"), (" n/a ", None), (None, None)],
@@ -427,6 +442,14 @@ def test_country_keys_cover_every_iso_code():
         assert keys[c.alpha_2] == c.alpha_2
         assert keys[c.alpha_3] == c.alpha_2
     assert all(k.isascii() and k.isalnum() and k.isupper() or k.isdigit() for k in keys)
+
+
+def test_every_gender_word_has_one_code():
+    seen: dict[str, str] = {}
+    for code, words in GENDER_WORDS.items():
+        for word in words:
+            key = gender_keys()[_py_key(word)]
+            assert seen.setdefault(_py_key(word), code) == code == key, word
 
 
 def test_accent_table_matches_duckdb_strip_accents():

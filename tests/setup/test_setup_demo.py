@@ -88,6 +88,7 @@ def test_sources_entities_and_keys_are_found_in_the_data(demo):
     assert {"phone": {"country": "FR"}} in crm["normalize"]["telephone"]
     assert {"null_like": ["0000000000"]} in crm["normalize"]["telephone"]  # the placeholder actually present
     assert crm["normalize"]["pays"] == ["country"]
+    assert crm["normalize"]["civilite"] == ["gender"]  # Mme / M. to F / M
     assert crm["normalize"]["nom"] == ["trim", "title"]  # names in capitals
 
 

@@ -203,3 +203,35 @@ def test_events_linked_to_users_get_the_engagement_score(tmp_path):
         assert {r["email"]: r["score_last_seen"] is not None for r in rows} == {"a@x.fr": True, "b@x.fr": True}
     finally:
         ws.close()
+
+
+CLIENTS = (
+    "Client ID;Civilité;Prénom;NOM;E-mail;Tél;Date de naissance;Ville;CA total\n"
+    "1;Mme;anne;MARTIN;anne.martin@gmail.com;06 12 34 56 78;12/03/1985;Paris;1234,50\n"
+    "2;M.;jean-pierre;dupont;jp.dupont@orange.fr;+33 6 98 76 54 32;31/12/1970;Lyon;99,90\n"
+    "3;Mlle;Zoé;Lefèvre;zoe@example.fr;0611111111;45/13/1980;Marseille;\n"
+    "4;M;Luis;García;luis@correo.es;+34 612 345 678;1990-05-04;Madrid;12,00\n"
+    "5;Mme;Claire;Durand;claire@example.com;0622222222;01/02/1960;Nice;5,00\n"
+    "6;?;Bob;Smith;bob@example.com;;;London;7,00\n"
+    "7;Mme;Ana;Ruiz;ana@example.com;0633333333;02/03/1999;Lille;8,00\n"
+    "1;Mme;Anne;Martin;anne.m@example.com;;;Paris;\n"
+)
+
+
+def test_a_customer_file_with_a_total_spent_and_a_repeated_id(tmp_path):
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "clients.csv").write_text(CLIENTS, encoding="utf-8")
+    proposal = propose_config(tmp_path / "exports")
+    src = proposal.config["sources"][0]
+    # a total spent beside names, e-mails and phones is a customer file, not orders
+    assert proposal.sources[0]["entity"] == "contacts"
+    # the file's own id, repeated once, rather than the unique e-mail (which changes)
+    assert src["record_keys"] == ["Client ID"]
+    assert any("record key 'Client ID' is repeated in 1 row(s)" in d for d in proposal.doubts)
+    rules = src["normalize"]
+    assert rules["Civilité"] == ["gender"]
+    assert rules["Prénom"] == ["trim", "title"]  # names in lower case are title-cased too
+    assert rules["Date de naissance"] == [{"date": {"dayfirst": True}}]  # day/month/year and one ISO date
+    assert not any("mixes day-first and month-first" in d for d in proposal.doubts)  # 45/13 is no date
+    contacts = proposal.config["datasets"][0]
+    assert next(c for c in contacts["columns"] if c["name"] == "ca_total")["semantic"] == "Other"
