@@ -104,15 +104,4 @@ def recent_runs(ws, limit: int = 10) -> list[dict]:
     return out
 
 
-def dataset_preview(ws, dataset: str, limit: int = 20) -> dict:
-    """The first ``limit`` rows of a published dataset (columns starting with ``_`` left out)."""
-    t = ws.table(dataset)
-    cols = [c for c in t.columns if not c.startswith("_")]
-    order = ["tessera_id"] if "tessera_id" in cols else []
-    q = t.select(*cols)
-    rows = ws.adapter.to_arrow((q.order_by(order) if order else q).limit(limit)).to_pylist()
-    return {"columns": cols, "rows": [{k: _plain(v) for k, v in r.items()} for r in rows],
-            "total": ws.adapter.count(t)}
-
-
-__all__ = ["attention", "dataset_preview", "holdings", "recent_runs", "rejects_by_source"]
+__all__ = ["attention", "holdings", "recent_runs", "rejects_by_source"]

@@ -39,7 +39,7 @@ from tessera.config.models import DatasetConfig, WorkspaceConfig
 from tessera.config.versions import KIND_PLURALS, spec_version
 from tessera.connectors import check_connection
 from tessera.datasets.build import dataset_columns
-from tessera.engine.base import EngineAdapter
+from tessera.engine.base import EngineAdapter, param
 from tessera.engine.connect import open_adapter
 from tessera.errors import (
     BusyError,
@@ -834,33 +834,49 @@ class Workspace:
         limited = {k.column: k.limit for k in ds.identity_keys if k.limit}
         if limited and exp.records:
             # Another unified record sharing a usable key value was kept apart by the key limits.
-            records = self.table(f"{ds.name}__records")
             unused = {(u["key"], u["value"]) for u in exp.unused}
             limits = ", ".join(f"{k}: at most {n}" for k, n in limited.items())
+            lookups = self.cached_read(("explain_keys", ds.name), lambda: self._key_lookups(ds))
             for k in [k.column for k in ds.identity_keys]:
-                values = sorted({str(r[k]).strip() for r in exp.records if r.get(k) is not None
-                                 and str(r[k]).strip() and (k, str(r[k]).strip()) not in unused})
-                if not values:
+                stored = {str(r[k]) for r in exp.records if r.get(k) is not None
+                          and str(r[k]).strip() and (k, str(r[k]).strip()) not in unused}
+                if not stored or k not in lookups:
                     continue
-                others = records.filter(records[k].cast("string").strip().isin(values) & (records[TID] != tessera_id))
-                rows = self.adapter.to_arrow(others.select(TID, _v=others[k].cast("string").strip())
-                                             .distinct().order_by([TID, "_v"]).limit(20)).to_pylist()
-                for r in rows:
-                    exp.unused.append({"record": None, "key": k, "value": r["_v"],
-                                       "reason": f"also on {r[TID]}, kept apart by the identity key limits ({limits})"})
+                # One point read per value through the key's index (Workspace.index_for_reads), as
+                # stored and trimmed: a scan of every record per key costs seconds at 1M records.
+                found = {(r[TID], str(r["_v"]).strip()) for v in sorted(stored | {v.strip() for v in stored})
+                         for r in self.adapter.fetch(lookups[k], v=v) if r[TID] != tessera_id}
+                for other, value in sorted(found)[:20]:
+                    exp.unused.append({"record": None, "key": k, "value": value,
+                                       "reason": f"also on {other}, kept apart by the identity key limits ({limits})"})
         return exp
+
+    def _key_lookups(self, ds) -> dict:
+        """The records holding a value (``v``) of each identity key of ``ds``, compiled once per
+        published state."""
+        records = self.adapter.indexed_table(f"{ds.name}__records")
+        out = {}
+        for k in ds.identity_keys:
+            if k.column not in records.columns:
+                continue
+            c = records[k.column]
+            # A text column compared as it is, so that the engine can use its index.
+            cond = c == param("v") if c.type().is_string() else c.cast("string") == param("v")
+            out[k.column] = self.adapter.prepare(records.filter(cond).select(TID, _v=c).limit(1000))
+        return out
 
     def index_for_reads(self) -> list[str]:
         """Index the columns that reads find a customer by, on the engines that have indexes: the
         ``tessera_id`` of each deduplicated dataset and of its source records, the identity keys of
-        its source records, the link column of its events datasets, and the segment members.
+        its source records, the link column of the datasets linked to it (events, orders), and the
+        segment members.
         Returns the ``table.column`` indexed now.
 
         The server does it after each run and at its start (a profile then reads a few index
         entries instead of scanning a million ids); an index is made once per published table (an
         incremental run patches the tables it keeps, and their indexes with them)."""
         from tessera.segments import MEMBERS
-        from tessera.segments.related import event_links
+        from tessera.segments.related import event_links, links_to
 
         config = self.config
         wanted: list[tuple[str, str]] = []
@@ -871,6 +887,9 @@ class Workspace:
             # customers are found by their identity values in the source records (/api/customers)
             wanted += [(f"{ds.name}__records", k.column) for k in ds.identity_keys]
             wanted += [(events_ds, link) for events_ds, link, _pairs, _conn in event_links(config, ds.name)]
+            # a customer's orders, tickets... on the 360 page
+            wanted += [(d.name, link) for d in config.datasets
+                       if d.name != ds.name and (link := links_to(config, d.name, ds.name))]
         made = []
         with self.writing():
             for view, column in wanted:
@@ -1007,10 +1026,18 @@ class Workspace:
 
         config = self.config
         latest: dict[str, dict] = {}
-        if config.segments and self.adapter.exists(SIZES):
-            t = self.adapter.table(SIZES)
-            ranked = t.mutate(_r=ibis.row_number().over(group_by="segment", order_by=ibis.desc("refreshed_at")))
-            for r in self.adapter.to_arrow(ranked.filter(ranked._r == 0).drop("_r")).to_pylist():
+        if config.segments:
+            def sizes_query():
+                if not self.adapter.exists(SIZES):
+                    return None
+                t = self.adapter.table(SIZES)
+                ranked = t.mutate(_r=ibis.row_number().over(group_by="segment", order_by=ibis.desc("refreshed_at")))
+                return self.adapter.prepare(ranked.filter(ranked._r == 0).drop("_r"))
+
+            query = self.cached_read(("segment_sizes",), sizes_query)
+            if query is None:  # no segment computed yet: looked for again at the next call
+                self.forget_read(("segment_sizes",))
+            for r in self.adapter.fetch(query) if query is not None else []:
                 latest[r["segment"]] = r
         versions = self.store.list_states(VERSION_SCOPE)
         out = []
@@ -1031,21 +1058,26 @@ class Workspace:
         return {**info, "definition": seg.model_dump(mode="json", exclude_defaults=True, by_alias=True),
                 "condition_texts": [describe(c) for c in seg.conditions]}
 
-    def segment_count(self, definition, *, _compiled: bool = False) -> dict:
+    def segment_count(self, definition, *, preview: int = 0, columns: list[str] | None = None,
+                      _compiled: bool = False) -> dict:
         """The live count of a segment, saved or not, with the count after each top-level condition.
 
         Args:
             definition: a segment's name, or a draft (a SegmentConfig or a mapping as in the YAML;
                 its ``name`` may be left out).
+            preview: also ``preview`` of its records, as :meth:`segment_preview` gives them (the
+                definition compiled once for both).
+            columns: the columns of the preview.
 
         Returns:
-            ``{"segment", "dataset", "records", "count", "match", "steps": [{"condition", "count"}]}``.
+            ``{"segment", "dataset", "records", "count", "match", "steps": [{"condition", "count"}]}``,
+            and ``"preview": [...]`` when asked.
         """
         from pydantic import ValidationError
 
         from tessera.config.loader import segment_problems
         from tessera.config.models import SegmentConfig
-        from tessera.segments.compile import compile_segment, prepare_count, run_count
+        from tessera.segments.compile import compile_segment, prepare_count
 
         config = self.config
         if isinstance(definition, str):
@@ -1073,9 +1105,32 @@ class Workspace:
         # is asked by every page that shows it.
         key = ("segment_count", json.dumps(seg.model_dump(mode="json", by_alias=True), sort_keys=True, default=str),
                ctx.as_of.isoformat())
+        wanted: list[str] = []
+        if preview:
+            dataset = self.table(seg.dataset)
+            wanted = columns or [c for c in dataset.columns if not c.startswith("_")]
+            unknown = [c for c in wanted if c not in dataset.columns]
+            if unknown:
+                raise UsageError(f"unknown column(s) {', '.join(unknown)} of dataset '{seg.dataset}'")
+
+        def both():
+            # the count and the preview of one compiled definition
+            compiled = compile_segment(ctx, seg)
+            shown = compiled.table.filter(compiled.where).select(*wanted).limit(int(preview))
+            return prepare_count(self.adapter, compiled), self.adapter.prepare(shown)
+
+        found = None
         try:
-            plan = self.cached_read(key, lambda: prepare_count(self.adapter, compile_segment(ctx, seg)))
-            return run_count(self.adapter, plan)
+            if preview:
+                plan, shown = self.cached_read((*key, "preview", int(preview), tuple(wanted)), both)
+                rows = self.adapter.fetch(shown)  # never kept: the records of now
+                if "tessera_id" in wanted:
+                    rows.sort(key=lambda r: str(r["tessera_id"]))
+                found = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
+            else:
+                plan = self.cached_read(key, lambda: prepare_count(self.adapter, compile_segment(ctx, seg)))
+            counted = self._run_count(seg, config, key, plan)
+            return counted if found is None else {**counted, "preview": found}
         except Exception as exc:
             if (isinstance(exc, TesseraError) and not isinstance(exc, EngineError)) or self.adapter.stopped(exc):
                 raise
@@ -1083,18 +1138,36 @@ class Workspace:
 
             raise UsageError(f"Segment '{seg.name}': {explain_failure(ctx, seg, exc)}.") from exc
 
+    def _run_count(self, seg, config, key, plan) -> dict:
+        """Run a compiled count; the count itself is kept once per state of the workspace
+        (configuration, publications, runs): over a million records with an aggregate of orders
+        it costs seconds, and the same definition is counted by every view of its page."""
+        from tessera.segments import event_segments
+        from tessera.segments.compile import run_count
+
+        if seg.name in event_segments(config):
+            return run_count(self.adapter, plan)  # events collected since the last run count too
+        state = self.store.read_state()
+        kept = self._cache.get(("counted", key))
+        if kept is None or kept[0] != state:
+            kept = (state, run_count(self.adapter, plan))
+            self._cache[("counted", key)] = kept
+        return dict(kept[1])
+
     def segment_preview(self, definition, *, limit: int = 10, columns: list[str] | None = None) -> list[dict]:
-        """The first ``limit`` records for which a segment's definition holds now (saved or a
-        draft, as for :meth:`segment_count`), with ``columns`` of its dataset (default: all but
-        those starting with ``_``), by ``tessera_id``."""
+        """``limit`` records for which a segment's definition holds now (saved or a draft, as for
+        :meth:`segment_count`), with ``columns`` of its dataset (default: all but those starting
+        with ``_``), sorted by ``tessera_id``: the first found, not the first of every member by
+        id (a sort of a million records would cost more than the count)."""
         compiled = self.segment_count(definition, _compiled=True)
         t = compiled.table
         wanted = columns or [c for c in self.table(compiled.segment.dataset).columns if not c.startswith("_")]
         unknown = [c for c in wanted if c not in t.columns]
         if unknown:
             raise UsageError(f"unknown column(s) {', '.join(unknown)} of dataset '{compiled.segment.dataset}'")
-        order = ["tessera_id"] if "tessera_id" in t.columns else []
-        rows = self.adapter.to_arrow(t.filter(compiled.where).select(*wanted).order_by(order).limit(limit)).to_pylist()
+        rows = self.adapter.to_arrow(t.filter(compiled.where).select(*wanted).limit(limit)).to_pylist()
+        if "tessera_id" in wanted:
+            rows.sort(key=lambda r: str(r["tessera_id"]))
         return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 
     def segment_members(self, name: str, *, limit: int = 100, columns: list[str] | None = None) -> list[dict]:
@@ -1105,16 +1178,28 @@ class Workspace:
         seg = self._segment_config(name)
         if not self.adapter.exists(MEMBERS):
             return []
-        m = self.adapter.table(MEMBERS)
-        m = m.filter(m.segment == name).select("tessera_id", "entered_at", "version")
         data = self.table(seg.dataset)
         wanted = columns or [c for c in data.columns if not c.startswith("_") and c != "tessera_id"]
         unknown = [c for c in wanted if c not in data.columns]
         if unknown:
             raise UsageError(f"unknown column(s) {', '.join(unknown)} of dataset '{seg.dataset}'")
-        data = data.select(_tessera_mid=data.tessera_id.cast("string"), **{c: data[c] for c in wanted})
-        joined = m.left_join(data, m.tessera_id == data._tessera_mid).drop("_tessera_mid")
-        rows = self.adapter.to_arrow(joined.order_by([ibis.desc("entered_at"), "tessera_id"]).limit(limit)).to_pylist()
+
+        def queries():
+            # The page of members first, then each member's columns by a point read through the
+            # tessera_id index (Workspace.index_for_reads): a join would read every record.
+            m = self.adapter.table(MEMBERS)
+            page = m.filter(m.segment == param("seg")).select("tessera_id", "entered_at", "version")
+            page = page.order_by([ibis.desc("entered_at"), "tessera_id"]).limit(int(limit))
+            t = self.adapter.indexed_table(seg.dataset)
+            key = t.tessera_id if t.tessera_id.type().is_string() else t.tessera_id.cast("string")
+            row = t.filter(key == param("tid")).select(*wanted).limit(1)  # compared as it is: the index serves
+            return self.adapter.prepare(page), self.adapter.prepare(row)
+
+        page, row = self.cached_read(("segment_members", seg.dataset, tuple(wanted), int(limit)), queries)
+        rows = []
+        for member in self.adapter.fetch(page, seg=name):
+            found = self.adapter.fetch(row, tid=member["tessera_id"])
+            rows.append({**member, **(found[0] if found else dict.fromkeys(wanted))})
         return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
 
     def segment_history(self, name: str, *, limit: int = 200) -> dict:
@@ -1124,15 +1209,23 @@ class Workspace:
         self._segment_config(name)
         iso = lambda rows: [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
                             for r in rows]  # noqa: E731
-        sizes, changes = [], []
-        if self.adapter.exists(SIZES):
-            t = self.adapter.table(SIZES)
-            sizes = iso(self.adapter.to_arrow(t.filter(t.segment == name).order_by("refreshed_at")).to_pylist())
-        if self.adapter.exists(LOG):
-            t = self.adapter.table(LOG)
-            when = ibis.coalesce(t.exited_at, t.entered_at)
-            q = t.filter(t.segment == name).mutate(_at=when).order_by([ibis.desc("_at"), "tessera_id"]).limit(limit)
-            changes = iso(self.adapter.to_arrow(q.drop("_at")).to_pylist())
+        def queries():
+            out = {}
+            if self.adapter.exists(SIZES):
+                t = self.adapter.table(SIZES)
+                out["sizes"] = self.adapter.prepare(t.filter(t.segment == param("seg")).order_by("refreshed_at"))
+            if self.adapter.exists(LOG):
+                t = self.adapter.table(LOG)
+                when = ibis.coalesce(t.exited_at, t.entered_at)
+                q = t.filter(t.segment == param("seg")).mutate(_at=when).order_by([ibis.desc("_at"), "tessera_id"])
+                out["changes"] = self.adapter.prepare(q.limit(int(limit)).drop("_at"))
+            return out
+
+        prepared = self.cached_read(("segment_history", int(limit)), queries)
+        if len(prepared) < 2:  # a table not made yet: looked for again at the next call
+            self.forget_read(("segment_history", int(limit)))
+        sizes = iso(self.adapter.fetch(prepared["sizes"], seg=name)) if "sizes" in prepared else []
+        changes = iso(self.adapter.fetch(prepared["changes"], seg=name)) if "changes" in prepared else []
         return {"segment": name, "sizes": sizes, "changes": changes}
 
     def refresh_segments(self, names: list[str] | None = None, *, events_only: bool = False,
@@ -1240,7 +1333,17 @@ class Workspace:
                 tables[MEMBERS] = adapter.table(MEMBERS) if adapter.exists(MEMBERS) else None
             return tables[MEMBERS]
 
-        return Analytics(Source(adapter, config, ctx.as_of, table, ctx, members), str(self.path))
+        return Analytics(Source(adapter, config, ctx.as_of, table, ctx, members), str(self.path), self.store)
+
+    def prepare_dashboards(self, progress=None, *, again: bool = False) -> dict | None:
+        """Compute the dashboards of the current publications ahead of their first viewer (the
+        server does it after each run); None when there was nothing to do (see
+        :meth:`tessera.analytics.dashboards.Analytics.prepare`)."""
+        return self.analytics().prepare(progress, again=again)
+
+    def dashboards_need_preparing(self) -> bool:
+        """Whether :meth:`prepare_dashboards` has work (a large workspace, results of older publications)."""
+        return self.analytics().needs_preparing()
 
     def dashboards(self) -> list[dict]:
         """The dashboards: name, title, default or custom, number of questions, filters."""
@@ -1373,7 +1476,7 @@ class Workspace:
                 return erase_customer(self, customer, dataset=dataset, actor=actor, before_delete=[syncs],
                                       after_delete=[event_log] if event_log is not None else [])
             finally:
-                forget_results()  # cached charts may have counted the customer
+                forget_results(self.store)  # cached and prepared charts may have counted the customer
 
     def export_customer(self, customer: str, path: str | Path | None = None, fmt: str | None = None, *,
                         dataset: str | None = None, actor: str | None = None) -> dict:

@@ -108,19 +108,29 @@ def test_a_semantic_field_on_a_computed_column_is_used_by_the_scores(tmp_path):
 def test_unknown_scores_and_settings_are_refused_at_apply_all_at_once(ws, tmp_path):
     scores = ("    scores:\n      library: [rfm, rfmm]\n      settings: {activ_days: 30, active_days: 200}\n"
               "      predictive: true\n"
-              "      predictive_settings: {horizon_day: 30, clv_months: 0, next_order_within_days: 180}\n")
+              "      predictive_settings: {horizon_day: 30, clv_months: 0, next_order_within_days: 180, model: bgnb}\n")
     config = textwrap.dedent(CONFIG).replace("    normalize: {Telephone: [{phone: {country: FR}}]}\n", "") + scores
     (tmp_path / "w.yaml").write_text(config.replace("email: courriel,", "email: Courriel,"))
     with pytest.raises(ConfigError) as exc:
         ws.apply(tmp_path / "w.yaml")
     problems = exc.value.problems
-    assert len(problems) == 4, problems
+    assert len(problems) == 5, problems
     assert problems[0].startswith("datasets[0] (contacts).scores.library[1]: unknown score 'rfmm'; did you mean 'rfm'?")
     assert problems[1].startswith("datasets[0] (contacts).scores.settings.activ_days: unknown setting; "
                                   "did you mean 'active_days'?")
     assert problems[2].startswith("datasets[0] (contacts).scores.predictive_settings.horizon_day: unknown setting; "
                                   "did you mean 'horizon_days'?")
     assert problems[3] == "datasets[0] (contacts).scores.predictive_settings.clv_months: 0.0 must be above 0"
+    assert problems[4] == ("datasets[0] (contacts).scores.predictive_settings.model: unknown model 'bgnb'; "
+                           "did you mean 'bgnbd'? (known: mbgnbd, bgnbd)")
+    # a setting that takes a number is given a word: said where, before any other check
+    (tmp_path / "w.yaml").write_text(config.replace("email: courriel,", "email: Courriel,")
+                                     .replace("horizon_day: 30", "horizon_days: soon"))
+    with pytest.raises(ConfigError) as exc:
+        ws.apply(tmp_path / "w.yaml")
+    [problem] = exc.value.problems
+    assert problem.endswith("scores.predictive_settings: horizon_days: 'soon' is not a number "
+                            "(only model takes a name: mbgnbd or bgnbd)"), problem
 
 
 def test_the_score_settings_known_at_apply_are_those_the_scores_read():

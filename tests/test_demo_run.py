@@ -104,6 +104,12 @@ def test_the_demo_history_ends_today_and_the_predictive_models_fit(tmp_path):
         assert len(alive) > 1000
         # customers who stopped buying years ago are seen as gone, recent buyers as alive
         assert min(alive) < 0.2 and max(alive) > 0.9
+        # one-time buyers too (MBG/NBD): the longer ago their single order, the more likely gone
+        one_time = sorted((r["score_days_since_last_order"], r["score_probability_alive"]) for r in rows
+                          if r["score_total_order_count"] == 1 and r["score_probability_alive"] is not None)
+        assert len(one_time) > 100
+        assert all(p >= q for (_, p), (_, q) in zip(one_time, one_time[1:]))
+        assert one_time[-1][1] < 0.5 < one_time[0][1] < 1
         # a next order is a date within the year, or none for customers not expected back by then
         days = [r["score_days_to_next_order"] for r in rows if r["score_days_to_next_order"] is not None]
         assert days and max(days) <= 365

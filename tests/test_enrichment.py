@@ -69,3 +69,75 @@ def test_aggregates_and_scores_in_a_run(make_workspace, engine):
     # computed columns may use aggregates and scores
     assert ana["big_spender"] is True and bo["big_spender"] is False and cy["big_spender"] is False
     assert ana["segment_label"] == f"{ana['score_rfm_segment']} ({ana['score_rfm']})"
+
+
+PREDICTIVE = """
+connections: [{name: files, type: local, path: data}]
+sources:
+  - name: people
+    connection: files
+    pattern: people.csv
+    record_keys: [id]
+  - name: sales
+    connection: files
+    pattern: sales.csv
+    record_keys: [order_id]
+    types: {amount: float, day: date}
+    relations: [{column: email, to: contacts.email}]
+datasets:
+  - name: contacts
+    deduplicate: true
+    identity_keys: [{column: email}]
+    columns: [{name: email, semantic: Email}]
+    mappings: [{source: people, columns: {email: email}}]
+    scores:
+      library: [order_stats]
+      predictive: true
+      predictive_settings: {min_repeat_customers: 50SETTING}
+  - name: orders
+    columns:
+      - {name: day, semantic: OrderDate}
+      - {name: amount, semantic: OrderAmount}
+    mappings: [{source: sales, columns: {order_id: order_id, day: day, amount: amount}}]
+"""
+
+
+def _purchases(n: int, end: date, seed: int = 4) -> str:
+    """Orders of ``n`` customers who buy at a rate of their own and may stop after any order."""
+    from datetime import timedelta
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines, k = ["order_id,email,day,amount"], 0
+    for i in range(n):
+        day = end - timedelta(days=int(rng.integers(0, 3 * 365)))
+        rate, stop = rng.gamma(1.5, 1 / 100), rng.beta(1.2, 3.0)
+        while day <= end:
+            k += 1
+            lines.append(f"o{k},c{i}@example.com,{day.isoformat()},{rng.gamma(4.0, 10.0):.2f}")
+            if rng.random() < stop:
+                break
+            day += timedelta(days=1 + int(rng.exponential(1 / rate)))
+    return "\n".join(lines) + "\n"
+
+
+def test_predictive_scores_and_the_model_setting(make_workspace, tmp_path):
+    end = date(2024, 12, 31)
+    people = "id,email\n" + "".join(f"{i},c{i}@example.com\n" for i in range(400))
+    ws = make_workspace(PREDICTIVE.replace("SETTING", ""), {"people.csv": people, "sales.csv": _purchases(400, end)})
+
+    def one_time_buyers() -> list[tuple[int, float]]:
+        ws.run(as_of=end)
+        rows = ws.adapter.to_arrow(ws.table("contacts")).to_pylist()
+        return sorted((r["score_days_since_last_order"], r["score_probability_alive"]) for r in rows
+                      if r["score_total_order_count"] == 1)
+
+    # MBG/NBD, the default: a one-time buyer of long ago is less likely to buy again than a recent one
+    mbg = one_time_buyers()
+    assert len(mbg) > 50
+    assert all(p >= q for (_, p), (_, q) in zip(mbg, mbg[1:])) and mbg[-1][1] < mbg[0][1] < 1
+    # BG/NBD on request: every one-time buyer is alive
+    (tmp_path / "bgnbd.yaml").write_text(PREDICTIVE.replace("SETTING", ", model: bgnbd"))
+    ws.apply(tmp_path / "bgnbd.yaml")
+    assert {p for _, p in one_time_buyers()} == {1.0}

@@ -23,6 +23,8 @@ def _field(c: Column, discrete: bool = False) -> dict:
     enc: dict[str, Any] = {"field": c.key, "type": c.vega_type, "title": c.label}
     if c.order and c.vega_type in ("ordinal", "nominal"):
         enc["sort"] = c.order
+    elif c.vega_type == "nominal":
+        enc["sort"] = None  # the rows' order: the largest first when the question sorts by its measure
     if c.vega_type == "temporal":
         enc["timeUnit"] = c.time_unit or "yearmonthdate"
         if discrete:

@@ -16,9 +16,10 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from tessera.analytics import prepared
 from tessera.analytics.analyses import plan_analysis
 from tessera.analytics.charts import CHART_ROWS, column_dict, render, spec
-from tessera.analytics.defaults import DEFAULTS, NAMES, default_dashboards
+from tessera.analytics.defaults import DEFAULTS, NAMES, default_dashboards, roles
 from tessera.analytics.question import Filters, Plan, Source, Unavailable, plan
 from tessera.config.models import DashboardConfig, QuestionConfig
 from tessera.config.versions import spec_version
@@ -32,10 +33,14 @@ _CACHE_SIZE = 512
 _LOCK = threading.Lock()
 
 
-def forget_results() -> None:
-    """Drop every cached chart result (after an erase: no chart may still count the customer)."""
+def forget_results(store=None) -> None:
+    """Drop every cached chart result, and the results prepared at publication when ``store`` is
+    given (after an erase: no chart may still count the customer)."""
     with _LOCK:
         _CACHE.clear()
+    prepared.forget(store)
+
+
 _PERIOD = re.compile(r"^last_(\d+)_(days|weeks|months|years)$")
 
 
@@ -119,21 +124,91 @@ def dashboard_problems(config) -> list[str]:
 class Analytics:
     """The dashboards of one workspace, read through ``source`` (see :class:`Source`)."""
 
-    def __init__(self, source: Source, workspace_key: str):
+    def __init__(self, source: Source, workspace_key: str, store=None):
         self.src = source
         self.key = workspace_key
+        self.store = store  # the metadata store, where the results prepared at publication are kept
         self._published: dict[str, Any] = {}
         self._segments_version: Any = None
+        self._publications: int | None = None
 
     def _published_target(self, dataset: str) -> Any:
         if dataset not in self._published:
             self._published[dataset] = self.src.adapter.published_target(dataset)
         return self._published[dataset]
 
+    def _publication_count(self) -> int:
+        """The publications the store recorded: an incremental run patches the published tables in
+        place (the same names) and records one more."""
+        if self._publications is None:
+            self._publications = self.store.read_state()[1] if self.store is not None else 0
+        return self._publications
+
     def _all_versions(self) -> tuple:
         """Every publication a question may read, and the last segment refresh: the key of a
         result looked up before its query is even planned."""
-        return (tuple(self._published_target(d.name) for d in self.src.config.datasets), self._segment_refresh())
+        return (tuple(self._published_target(d.name) for d in self.src.config.datasets), self._publication_count(),
+                self._segment_refresh())
+
+    def _stamp(self) -> str:
+        """The publications and ``as_of`` the prepared results must have been computed on."""
+        return prepared.digest(self.src.as_of, self._all_versions())
+
+    def _prepared(self) -> dict:
+        return prepared.load(self.store, self.key, self._stamp())
+
+    def needs_preparing(self) -> bool:
+        """Whether :meth:`prepare` has work: the workspace is large enough and the kept results are
+        not of the current publications."""
+        return (self._prepared().get("stamp") != self._stamp()
+                and prepared.worth_preparing(self.store, roles(self.src.config).values()))
+
+    def prepare(self, progress=None, *, again: bool = False) -> dict | None:
+        """Compute every dashboard without filters, and the filters' choices, and keep them in the
+        metadata store (see :mod:`tessera.analytics.prepared`): a job of the server after each run
+        (and at its start), beside the readers. A chart that cannot run is left out (it says why
+        when it is viewed).
+
+        Returns the counts, or None when nothing was done: the kept results are of the same
+        publications, or the workspace is small enough for its dashboards to be computed when
+        viewed (:func:`tessera.analytics.prepared.worth_preparing`); ``again`` computes them anyway.
+        """
+        progress = progress or (lambda *a: None)
+        stamp = self._stamp()
+        todo = self._all()
+        if not again and not self.needs_preparing():
+            return None
+        results: dict[str, dict] = {}
+        failed: list[str] = []
+        for i, (d, lacking, _kind) in enumerate(todo):
+            progress("dashboards", d.name, i, len(todo))
+            for q in d.questions:
+                if q.name in lacking:
+                    continue
+                try:
+                    r = self.run(q, Filters(), where=f"dashboard '{d.name}' ({q.name})", soft=True, fresh=True)
+                except Exception:  # noqa: BLE001 - the run has published: a chart is computed when viewed
+                    failed.append(f"{d.name}.{q.name}")
+                    continue
+                if not r.get("unavailable"):
+                    results[self._result_key(q, Filters())] = {k: v for k, v in r.items() if k != "cached"}
+        progress("dashboards", "done", len(todo), len(todo))
+        # vl-convert's first picture in a process starts its JavaScript engine (seconds): started
+        # here, the first download after a run in the server is drawn at the speed of the others
+        drawn = next((r["spec"] for r in results.values() if r.get("spec")), None)
+        if drawn is not None:
+            try:
+                self.draw(drawn, "png")
+            except Exception:  # noqa: BLE001 - a picture is drawn again when asked
+                pass
+        key, values = self._filter_values_of_orders(fresh=True)
+        if self.store is not None:
+            prepared.keep(self.store, self.key, stamp, {"stamp": stamp, "results": results,
+                                                        "filter_values": {"key": key, "value": values}})
+        return {"dashboards": len(todo), "charts": len(results), **({"failed": failed} if failed else {})}
+
+    def _result_key(self, q: QuestionConfig, filters: Filters) -> str:
+        return prepared.digest(self.src.as_of, q.model_dump_json(), filters.key(), self._all_versions())
 
     def _segment_refresh(self) -> Any:
         if self._segments_version is None:
@@ -219,16 +294,23 @@ class Analytics:
         return plan(self.src, q, filters, where=where)
 
     def run(self, q: QuestionConfig, filters: Filters | None = None, *, where: str | None = None,
-            soft: bool = False) -> dict:
+            soft: bool = False, fresh: bool = False) -> dict:
         """One question's result: columns, rows (at most ``CHART_ROWS``), its Vega-Lite spec and the
         dashboard filters it applied or ignored. ``soft``: a question that cannot run on this
-        workspace answers with ``unavailable`` (its reason) instead of raising."""
+        workspace answers with ``unavailable`` (its reason) instead of raising. ``fresh``: not taken
+        from the results prepared at publication (what :meth:`prepare` uses)."""
         # as_of too: age bands and the analyses' default dates move with it
         whole = (self.key, self.src.as_of, q.model_dump_json(), (filters or Filters()).key(), self._all_versions())
         with _LOCK:
             hit = _CACHE.get(whole)
             if hit is not None:
                 _CACHE.move_to_end(whole)
+                return {**hit, "cached": True}
+        if not fresh:
+            hit = self._prepared().get("results", {}).get(self._result_key(q, filters or Filters()))
+            if hit is not None:
+                with _LOCK:
+                    _CACHE[whole] = hit
                 return {**hit, "cached": True}
         try:
             p = self.plan(q, filters, where)
@@ -281,7 +363,7 @@ class Analytics:
 
     def _versions(self, p: Plan) -> tuple:
         """What a result depends on: the published tables of its datasets, the last segment refresh."""
-        out: list[Any] = [self._published_target(d) for d in sorted(p.datasets)]
+        out: list[Any] = [self._published_target(d) for d in sorted(p.datasets)] + [self._publication_count()]
         if p.segments or "segment" in p.applied:
             out.append(self._segment_refresh())
         return tuple(out)
@@ -342,32 +424,49 @@ class Analytics:
     def filter_values(self) -> dict:
         """The choices of the dashboards' filters: stores, channels, segments and the period the
         orders cover."""
-        from tessera.analytics.defaults import roles
-
         config = self.src.config
-        found = roles(config)
-        out: dict[str, Any] = {"store": [], "channel": [], "segment": [s.name for s in config.segments],
-                               "period": None, "as_of": self.src.as_of.isoformat()}
-        orders = found.get("orders")
+        return {**self._filter_values_of_orders()[1], "segment": [s.name for s in config.segments],
+                "as_of": self.src.as_of.isoformat()}
+
+    def _filter_values_of_orders(self, fresh: bool = False) -> tuple[str | None, dict]:
+        """Stores, channels and period of the orders, with the key of the orders' publication they
+        were read from: cached in memory, prepared at publication (:meth:`prepare`), else queried."""
+        config = self.src.config
+        out: dict[str, Any] = {"store": [], "channel": [], "period": None}
+        orders = roles(config).get("orders")
         if orders is None:
-            return out
+            return None, out
+        sem = _semantics(config, orders)
+        fields = [sem.get(f) for f in ("Store", "Channel", "OrderDate")]
+        key = prepared.digest(orders, self._published_target(orders), fields)
+        memory = ("filter_values", self.key, key)
+        if not fresh:
+            with _LOCK:
+                hit = _CACHE.get(memory)
+            if hit is None:
+                kept = self._prepared().get("filter_values") or {}
+                hit = kept.get("value") if kept.get("key") == key else None
+            if hit is not None:
+                with _LOCK:
+                    _CACHE[memory] = hit
+                return key, dict(hit)
         try:
             t = self.src.table(orders)
         except TesseraError:
-            return out
-        sem = _semantics(config, orders)
+            return None, out
         adapter = self.src.adapter
-        for name, fld in (("store", "Store"), ("channel", "Channel")):
-            col = sem.get(fld)
+        for name, col in (("store", fields[0]), ("channel", fields[1])):
             if col in t.columns:
                 v = t.select(v=t[col].cast("string")).filter(lambda x: x.v.notnull()).distinct().order_by("v")
                 out[name] = [r["v"] for r in adapter.to_arrow(v.limit(1000)).to_pylist()]
-        col = sem.get("OrderDate")
+        col = fields[2]
         if col in t.columns:
             row = adapter.to_arrow(t.aggregate(lo=t[col].min(), hi=t[col].max())).to_pylist()[0]
             out["period"] = {"from": _json_value(row["lo"])[:10] if row["lo"] else None,
                              "to": _json_value(row["hi"])[:10] if row["hi"] else None}
-        return out
+        with _LOCK:
+            _CACHE[memory] = out
+        return key, dict(out)
 
 
 def _period_text(f: Filters) -> str | None:

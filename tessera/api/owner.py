@@ -60,6 +60,7 @@ class WorkspaceOwner:
             "privacy_erase": self._privacy_erase,
             "config_change": self._config_change,
             "dashboard_save": self._dashboard_save, "dashboard_delete": self._dashboard_delete,
+            "dashboards_prepare": self._dashboards_prepare,
         }, on_cancel=self.workspace.adapter.interrupt, on_end=self._job_ended)
         # The customer of an erase job, by the job's reference: an e-mail or a phone is never
         # written into the jobs table nor the audit log (the receipt names the tessera_id).
@@ -77,6 +78,7 @@ class WorkspaceOwner:
         if interrupted:
             log.warning("%d job(s) of a previous server were interrupted: %s", len(interrupted), interrupted)
         self._started = True
+        self._queue_dashboards()  # a run made without the server: its dashboards are computed now
 
     def _index(self) -> list[str]:
         made = self.workspace.index_for_reads()
@@ -133,9 +135,25 @@ class WorkspaceOwner:
                                     as_of=date.fromisoformat(as_of) if as_of else None,
                                     full=bool(params.get("full", False)))
         # After the run (its time and result stand as they are): the new tables get the indexes
-        # that profiles read them by.
+        # that profiles read them by, and the dashboards are computed by a job of their own.
         self._index_after(ctx)
+        self._queue_dashboards()
         return result
+
+    def _queue_dashboards(self) -> None:
+        """Queue the dashboards' preparation when the workspace is large enough for a first view to
+        be slow and its kept results are of older publications."""
+        try:
+            needed = self.workspace.dashboards_need_preparing()
+        except TesseraError as exc:  # dashboards are then computed when viewed
+            log.warning("the dashboards were not prepared (%s)", exc)
+            return
+        if needed:
+            self.jobs.submit("dashboards_prepare", {}, requested_by="the server")
+
+    def _dashboards_prepare(self, params: dict, ctx: JobContext) -> Any:
+        ctx.check()
+        return self.workspace.prepare_dashboards(ctx) or {"dashboards": 0}
 
     def _index_after(self, ctx: JobContext) -> None:
         # No cancel check here: what was published stays published, with or without its index.

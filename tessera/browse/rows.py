@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 from tessera.config.loader import segment_problems
 from tessera.config.models import SegmentConfig
-from tessera.errors import ConfigError, UsageError
+from tessera.engine.base import Prepared, param
+from tessera.errors import ConfigError, EngineError, UsageError
 from tessera.segments import compile_segment
 
 TID = "tessera_id"
@@ -87,34 +88,45 @@ def _decode(cursor: str, sort: list[tuple[str, bool]]) -> list[Any]:
     return values
 
 
-def _literal(column: ibis.Value, value: Any, name: str) -> ibis.Value:
-    kind = column.type()
+def _check(kind, value: Any, name: str) -> str:
+    """A cursor's value as the text bound in the page's query (cast there to the column's type),
+    refused here when it does not fit the column."""
     try:
         if kind.is_decimal():
-            return ibis.literal(Decimal(str(value)), type=kind)
-        if kind.is_timestamp() and isinstance(value, str):
-            return ibis.literal(datetime.fromisoformat(value)).cast(kind)
-        if kind.is_date() and isinstance(value, str):
-            return ibis.literal(date.fromisoformat(value))
-        if kind.is_time() and isinstance(value, str):
-            return ibis.literal(time.fromisoformat(value))
-        return ibis.literal(value).cast(kind)
+            ibis.literal(Decimal(str(value)), type=kind)
+        elif kind.is_timestamp() and isinstance(value, str):
+            datetime.fromisoformat(value)
+        elif kind.is_date() and isinstance(value, str):
+            date.fromisoformat(value)
+        elif kind.is_time() and isinstance(value, str):
+            time.fromisoformat(value)
+        elif isinstance(value, (dict, list)) or (kind.is_boolean() and not isinstance(value, bool)):
+            raise TypeError(value)
+        elif kind.is_integer():
+            int(str(value))
+        elif kind.is_floating():
+            float(value)
+        else:
+            ibis.literal(value).cast(kind)
     except (ValueError, TypeError, ArithmeticError, ibis.common.exceptions.IbisError):
         raise UsageError(f"cursor: the value of '{name}' does not fit its column; start again without a cursor") \
             from None
+    return str(value)
 
 
-def _after(t: ibis.Table, sort: list[tuple[str, bool]], values: list[Any]) -> ibis.BooleanValue:
-    """Rows strictly after ``values`` in the order of ``sort`` (nulls last)."""
+def _after(t: ibis.Table, sort: list[tuple[str, bool]], nulls: tuple[bool, ...]) -> ibis.BooleanValue:
+    """Rows strictly after the cursor's values in the order of ``sort`` (nulls last): the value of
+    the i-th sort column is the parameter ``c<i>`` (its text, cast to the column's type), or null
+    where ``nulls[i]``."""
     clauses = []
     equal: list[ibis.BooleanValue] = []
-    for (name, desc), value in zip(sort, values):
+    for i, ((name, desc), null) in enumerate(zip(sort, nulls)):
         col = t[name]
-        if value is None:
+        if null:
             beyond = ibis.literal(False)
             same = col.isnull()
         else:
-            lit = _literal(col, value, name)
+            lit = param(f"c{i}").cast(col.type())
             beyond = col.isnull() | ((col < lit) if desc else (col > lit))
             same = col == lit
         clause = beyond
@@ -158,6 +170,33 @@ def _filter_table(ws, dataset: str, conditions: list[dict] | None, match: str, s
     return compiled.table.filter(compiled.where.fill_null(False)).select(*table.columns)
 
 
+def columns_of(ws, dataset: str) -> dict[str, Any]:
+    """The columns of a published dataset and their types (read once per published state)."""
+    return ws.cached_read(("rows_columns", dataset), lambda: dict(ws.table(dataset).schema().items()))
+
+
+def _keys_query(ws, dataset: str, filtered: tuple, order: list[tuple[str, bool]], limit: int,
+                nulls: tuple[bool, ...] | None) -> Prepared:
+    """The keys of a page (its sort columns and ``tessera_id``), compiled once per filter, sort
+    and state (the cursor's values are its parameters). A page's rows are read apart, by their
+    keys: a sort that carries every column of a million rows costs several times one that
+    carries a few."""
+    t = _filter_table(ws, dataset, *filtered)
+    if nulls is not None:
+        t = t.filter(_after(t, order, nulls))
+    keys = [ibis.desc(c, nulls_first=False) if d else ibis.asc(c, nulls_first=False) for c, d in order]
+    return ws.adapter.prepare(t.select(*(c for c, _ in order)).order_by(keys).limit(limit + 1))
+
+
+def _rows_of(ws, dataset: str, ids: list, needed: list[str]) -> list[dict]:
+    """The rows of these ``tessera_id`` (a page's, in that order) with the ``needed`` columns."""
+    if not ids:
+        return []
+    t = ws.adapter.indexed_table(dataset)
+    found = {r[TID]: r for r in ws.adapter.to_arrow(t.filter(t[TID].isin(ids)).select(*needed)).to_pylist()}
+    return [found[i] for i in ids if i in found]
+
+
 def dataset_rows(ws, dataset: str, *, conditions: list[dict] | None = None, match: str = "all",
                  sql: str | None = None, sort: str | list[str] | None = None, limit: int = 50,
                  cursor: str | None = None, columns: list[str] | None = None, total: bool = False) -> dict:
@@ -184,22 +223,41 @@ def dataset_rows(ws, dataset: str, *, conditions: list[dict] | None = None, matc
         UsageError: an unknown sort column, a bad cursor.
     """
     limit = min(max(int(limit), 1), MAX_LIMIT)
-    t = _filter_table(ws, dataset, conditions, match, sql)
-    if TID not in t.columns:
+    types = columns_of(ws, dataset)
+    if TID not in types:
         raise UsageError(f"dataset '{dataset}' has no {TID} column to page on")
-    order = parse_sort(sort, list(t.columns))
-    shown = list(t.columns)
+    order = parse_sort(sort, list(types))
+    shown = list(types)
     if columns:
-        unknown = [c for c in columns if c not in t.columns]
+        unknown = [c for c in columns if c not in types]
         if unknown:
-            raise UsageError(f"columns: unknown column(s) {', '.join(unknown)} (columns: {', '.join(t.columns)})")
+            raise UsageError(f"columns: unknown column(s) {', '.join(unknown)} (columns: {', '.join(types)})")
         shown = list(dict.fromkeys([*columns]))
-    page = t
+    bound: dict[str, str] = {}
+    nulls = None
     if cursor:
-        page = page.filter(_after(t, order, _decode(cursor, order)))
-    keys = [ibis.desc(page[c], nulls_first=False) if d else ibis.asc(page[c], nulls_first=False) for c, d in order]
+        values = _decode(cursor, order)
+        nulls = tuple(v is None for v in values)
+        bound = {f"c{i}": _check(types[c], v, c) for i, ((c, _), v) in enumerate(zip(order, values)) if v is not None}
     needed = list(dict.fromkeys([*shown, *(c for c, _ in order)]))
-    rows = ws.adapter.to_arrow(page.order_by(keys).select(*needed).limit(limit + 1)).to_pylist()
+    filtered = (conditions, match, sql)
+    # The filter's key: its conditions as JSON (a filter refused is refused again at each call:
+    # nothing is kept for it).
+    which = json.dumps([conditions or [], match, sql or ""], sort_keys=True, default=str)
+    key = ("rows", dataset, which, tuple(order), limit, nulls)
+
+    def keys() -> list[dict]:
+        query = ws.cached_read(key, lambda: _keys_query(ws, dataset, filtered, order, limit, nulls))
+        return ws.adapter.fetch(query, **bound)
+
+    try:
+        rows = keys()
+    except EngineError:
+        # A publication moved under the query (its state is recorded just after): compile it again.
+        ws.forget_read(key)
+        rows = keys()
+    if not set(needed) <= {c for c, _ in order}:
+        rows = _rows_of(ws, dataset, [r[TID] for r in rows], needed)
     more = len(rows) > limit
     rows = rows[:limit]
     out: dict[str, Any] = {
@@ -208,5 +266,7 @@ def dataset_rows(ws, dataset: str, *, conditions: list[dict] | None = None, matc
         "sort": [("-" if d else "") + c for c, d in order],
     }
     if total:
-        out["total"] = ws.adapter.count(t)
+        count = ws.cached_read(("rows_total", dataset, which), lambda: ws.adapter.prepare(
+            _filter_table(ws, dataset, *filtered).aggregate(n=lambda t: t.count())))
+        out["total"] = int(ws.adapter.fetch(count)[0]["n"])
     return out

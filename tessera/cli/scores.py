@@ -26,7 +26,7 @@ def scores_list() -> None:
     t.add_row("predictive (scores.predictive: true)", "OrderDate, OrderAmount",
               "score_probability_alive\nscore_churn_risk\nscore_expected_purchases_90d\nscore_predicted_clv\n"
               "score_days_to_next_order\nscore_next_order_date",
-              "BG/NBD and Gamma-Gamma models fitted on the workspace's orders.")
+              "MBG/NBD and Gamma-Gamma models fitted on the workspace's orders.")
     console.print(t)
 
 

@@ -393,8 +393,23 @@ class ScoresConfig(_Model):
     orders: str | None = None  # default: the dataset with an OrderDate field related to this one
     order_items: str | None = None  # default: the dataset with Quantity/ProductCategory related to orders
     settings: dict[str, float] = Field(default_factory=dict)  # thresholds, see docs/scores.md
-    predictive: bool = False  # BG/NBD + Gamma-Gamma scores
-    predictive_settings: dict[str, float] = Field(default_factory=dict)  # horizon_days, clv_months, ...
+    predictive: bool = False  # MBG/NBD + Gamma-Gamma scores
+    # horizon_days, clv_months, ... (numbers) and model (mbgnbd or bgnbd); checked in config/scores.py
+    predictive_settings: dict[str, float | str] = Field(default_factory=dict)
+
+    @field_validator("predictive_settings")
+    @classmethod
+    def _numbers(cls, value: dict[str, float | str]) -> dict[str, float | str]:
+        out: dict[str, float | str] = {}
+        for key, v in value.items():
+            if key != "model" and isinstance(v, str):
+                try:
+                    v = float(v)
+                except ValueError:
+                    raise ValueError(f"{key}: '{v}' is not a number (only model takes a name: mbgnbd or bgnbd)") \
+                        from None
+            out[key] = v
+        return out
 
 
 class IdentityKeyConfig(_Model):

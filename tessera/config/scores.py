@@ -64,10 +64,13 @@ SCORE_SETTINGS: dict[str, float] = {
 }
 
 #: ``scores.predictive_settings`` with their defaults (docs/scores.md).
-PREDICTIVE_SETTINGS: dict[str, float] = {
+PREDICTIVE_SETTINGS: dict[str, float | str] = {
     "horizon_days": 90, "clv_months": 12, "discount_rate_monthly": 0.01, "min_repeat_customers": 200,
-    "next_order_within_days": 365,
+    "next_order_within_days": 365, "model": "mbgnbd",
 }
+
+#: ``predictive_settings.model``: the purchase-frequency models (tessera.enrich.predictive).
+PREDICTIVE_MODELS = {"mbgnbd": "MBG/NBD (default)", "bgnbd": "BG/NBD (every one-time buyer counted as alive)"}
 
 PREDICTIVE_COLUMNS = (
     "score_probability_alive", "score_churn_risk", "score_expected_purchases_{horizon}d", "score_predicted_clv",
@@ -88,6 +91,10 @@ def scores_problems(where: str, scores) -> list[str]:
             if name not in known:
                 problems.append(f"{where}.{key}.{name}: unknown setting{_hint(name, known)} "
                                 f"(known: {', '.join(known)})")
+            elif key == "predictive_settings" and name == "model":
+                if value not in PREDICTIVE_MODELS:
+                    problems.append(f"{where}.{key}.model: unknown model '{value}'"
+                                    f"{_hint(str(value), PREDICTIVE_MODELS)} (known: {', '.join(PREDICTIVE_MODELS)})")
             elif value < 0 or (value == 0 and name != "discount_rate_monthly"):
                 problems.append(f"{where}.{key}.{name}: {value} must be above 0")
     return problems

@@ -76,8 +76,8 @@ SHARED_VALUE_THRESHOLD = 5
 # The company's history: seven years ending on the day the demo is generated (``generate(end=...)``).
 HISTORY = timedelta(days=7 * 365)
 CLOSING = time(20, 0)  # the last orders of the last day
-# Purchases follow the process the predictive models assume (BG/NBD): each customer buys at a
-# rate of their own, and after each purchase may stop buying for good.
+# Purchases follow the process the predictive models assume (MBG/NBD): each customer buys at a
+# rate of their own, and after each purchase (the first one included) may stop buying for good.
 PURCHASE_RATE = (1.5, 1 / 150)  # Gamma(shape, scale): purchases per day (mean one every 100 days)
 DROP_OUT = (1.2, 3.0)  # Beta(a, b): the chance of stopping after a purchase (mean 0.29)
 

@@ -139,6 +139,14 @@ class EngineAdapter:
         """Materialize ``obj``. A ``temp`` table is a work table of one run: engines may keep it in memory."""
         return self.con.create_table(name, obj, overwrite=overwrite)
 
+    def create_table_hinted(self, name: str, obj: ibis.Table | pa.Table, hints: dict[str, str]) -> ibis.Table:
+        """Materialize ``obj`` as :meth:`create_table` does, told what its text columns hold:
+        ``hints`` maps a column to ``"few"`` (few distinct values: names, states) or ``"distinct"``
+        (mostly distinct values: ids). An engine that compresses each column picks the method
+        from them instead of trying every method on every block (the cost of writing millions of
+        short texts); elsewhere the hints change nothing."""
+        return self.create_table(name, obj)
+
     def with_row_index(self, table: ibis.Table, name: str) -> ibis.Table:
         """Number the rows 0..n-1 in no particular order (callers must not depend on the order)."""
         return table.mutate(**{name: ibis.row_number().over(order_by=table.columns[0])})

@@ -5,5 +5,5 @@
 - :mod:`tessera.enrich.aggregates`: a value aggregated from a related dataset;
 - :mod:`tessera.enrich.scores`: the ready-made score library computed from orders;
 - :mod:`tessera.enrich.engagement`: the library's engagement scores, computed from events;
-- :mod:`tessera.enrich.predictive`: BG/NBD and Gamma-Gamma customer models.
+- :mod:`tessera.enrich.predictive`: MBG/NBD, BG/NBD and Gamma-Gamma customer models.
 """

@@ -1,26 +1,44 @@
-"""Predictive customer scores: BG/NBD (repeat purchases and drop-out) and Gamma-Gamma (spend).
+"""Predictive customer scores: MBG/NBD or BG/NBD (repeat purchases and drop-out) and Gamma-Gamma (spend).
 
-Both models are fitted by maximum likelihood with numpy/scipy on one summary row per customer:
+The models are fitted by maximum likelihood with numpy/scipy on one summary row per customer:
 
     frequency  x    number of repeat purchases (purchase days after the first one)
-    recency    t_x  time from the first to the last purchase (ignored when x = 0)
+    recency    t_x  time from the first to the last purchase (0 when x = 0)
     T               time from the first purchase to the end of the observation window
     monetary_value  average value of the repeat purchases (Gamma-Gamma only)
 
 ``frequency``, ``recency`` and ``T`` are in one time unit, ``time_unit_days`` days long (1 by
 default, 7 for weeks); :func:`rfm_summary` computes them from orders.
 
+Both purchase models: while alive a customer buys at Poisson rate lambda ~ Gamma(r, alpha) and may
+drop out for good right after a purchase, with probability p ~ Beta(a, b). BG/NBD
+(:class:`BetaGeoModel`) gives that chance after each *repeat* purchase only, so a customer without
+repeat purchase is alive whatever their age; MBG/NBD (:class:`ModifiedBetaGeoModel`, the one the
+predictive scores use) gives it after every purchase, the first one included, so a one-time
+buyer's probability of being alive falls with their age. MBG/NBD, for every x:
+
+    L(r, alpha, a, b | x, t_x, T) = B(a, b+x+1)/B(a, b) Gamma(r+x) alpha^r / Gamma(r)
+                                    [(alpha+T)^-(r+x) + a/(b+x) (alpha+t_x)^-(r+x)]
+    P(alive | x, t_x, T) = 1 / (1 + a/(b+x) ((alpha+T)/(alpha+t_x))^(r+x))
+    E[Y(t) | x, t_x, T] = P(alive) (a+b+x)/(a-1)
+                          [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x+1; a+b+x; t/(alpha+T+t))]
+
 References
     Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way: An Alternative to the
     Pareto/NBD Model", Marketing Science 24(2) -- BG/NBD, likelihood (eq. 6), conditional
     expectation (eq. 10), probability of being alive (appendix).
+    Batislam, Denizel & Filiztekin (2007), "Empirical validation and comparison of models for
+    customer base analysis", International Journal of Research in Marketing 24(3) -- MBG/NBD;
+    with Wagner & Hoppe (2008), "Erratum on the MBG/NBD model", IJRM 25(3), for E[Y(t) | x, t_x, T].
     Fader, Hardie & Lee (2005), "RFM and CLV: Using Iso-Value Curves for Customer Base
     Analysis", Journal of Marketing Research 42(4) -- Gamma-Gamma spend model.
 
 On the CDNOW sample (2,357 customers, weeks) the BG/NBD fit gives the published r=0.243,
-alpha=4.414, a=0.793, b=2.426 (log-likelihood -9582.4); the Gamma-Gamma fit on its 946 repeat
-customers gives p=6.25, q=3.74 as published and gamma=15.448 (published 15.44; same
-log-likelihood -4055.92 to 0.002, the likelihood being flat along that ridge).
+alpha=4.414, a=0.793, b=2.426 (log-likelihood -9582.4); the MBG/NBD fit gives r=0.525,
+alpha=6.183, a=0.891, b=1.614 (log-likelihood -9582.13), as the ModifiedBetaGeoFitter of the
+``lifetimes`` package; the Gamma-Gamma fit on its 946 repeat customers gives p=6.25, q=3.74 as
+published and gamma=15.448 (published 15.44; same log-likelihood -4055.92 to 0.002, the
+likelihood being flat along that ridge).
 
 Speed: the fit runs once per distinct (x, t_x, T) row and the expectations once per distinct
 (x, T) pair, so summaries computed from order dates (whole days or weeks) are cheap; 1,000,000
@@ -106,6 +124,7 @@ def _group(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 _PLAIN = {"BG/NBD": "purchase-frequency model (BG/NBD: how often customers buy and when they stop)",
+          "MBG/NBD": "purchase-frequency model (MBG/NBD: how often customers buy and when they stop)",
           "Gamma-Gamma": "spend model (Gamma-Gamma: how much customers spend per order)"}
 _FIT_FIX = ("This happens when the order history is too short for the customers' pace, or when customers do "
             "not really stop buying (or all stop at once). Use a longer history (a year or more), check that the "
@@ -150,7 +169,15 @@ def _fit(data_class, columns: tuple[np.ndarray, ...], theta0, names, max_iterati
 
 class BetaGeoModel:
     """BG/NBD model: while alive a customer buys at Poisson rate lambda ~ Gamma(r, alpha); after
-    each repeat purchase they drop out with probability p ~ Beta(a, b)."""
+    each repeat purchase they drop out with probability p ~ Beta(a, b). A customer without repeat
+    purchase is alive whatever their age (see ModifiedBetaGeoModel)."""
+
+    name = "BG/NBD"
+    _extra_dropout = 0.0  # drop-out chances besides those after the repeat purchases (MBG/NBD: 1)
+
+    @staticmethod
+    def _data(*columns) -> _BGData:
+        return _BGData(*columns)
 
     def __init__(self, *, time_unit_days: float = 1.0, min_repeat_customers: int = 200, max_iterations: int = 1000):
         self.time_unit_days = float(time_unit_days)
@@ -175,11 +202,11 @@ class BetaGeoModel:
 
     def _fitted(self) -> np.ndarray:
         if self._theta is None:
-            raise PredictiveError("The BG/NBD model is not fitted yet.")
+            raise PredictiveError(f"The {self.name} model is not fitted yet.")
         return self._theta
 
     def fit(self, frequency, recency, T, weights=None) -> BetaGeoModel:
-        """Maximum likelihood (eq. 6) on one row per customer; ``weights`` counts identical customers.
+        """Maximum likelihood (BG/NBD: eq. 6) on one row per customer; ``weights`` counts identical customers.
         Raises InsufficientHistoryError below ``min_repeat_customers`` repeat customers and
         PredictiveError when the optimizer does not converge."""
         x, tx, T = _arrays(frequency=frequency, recency=recency, T=T)
@@ -195,8 +222,8 @@ class BetaGeoModel:
         self.n_customers_, self.n_distinct_ = float(w.sum()), len(w)
         # starting point: r = 1, alpha from the overall repeat-purchase rate, a = b = 1
         theta = np.log([1.0, max(_dot(w, T) / max(_dot(w, x), 1.0), 1e-6), 1.0, 1.0])
-        self._theta, self.log_likelihood_ = _fit(_BGData, (x, tx, T, w), theta, ("r", "alpha", "a", "b"),
-                                                 self.max_iterations, "BG/NBD")
+        self._theta, self.log_likelihood_ = _fit(self._data, (x, tx, T, w), theta, ("r", "alpha", "a", "b"),
+                                                 self.max_iterations, self.name)
         return self
 
     def probability_alive(self, frequency, recency, T) -> np.ndarray:
@@ -210,15 +237,21 @@ class BetaGeoModel:
 
     def _expected_if_alive(self, x: np.ndarray, T: np.ndarray, horizons: np.ndarray) -> np.ndarray:
         """E[purchases in (T, T+t] | alive at T, x, T] for each row of (x, T) and each t (shape (k, h)).
-        Eq. 10 numerator, with the Euler transform of 2F1 (small parameters, fast convergence)."""
+        Eq. 10 numerator, with the Euler transform of 2F1 (small parameters, fast convergence):
+        a live customer's rate is lambda ~ Gamma(r+x, alpha+T), their drop-out probability
+        p ~ Beta(a, b+x) (BG/NBD) or Beta(a, b+x+1) (MBG/NBD), and
+        E[purchases | lambda, p] = (1 - exp(-lambda p t)) / p."""
         r, alpha, a, b = np.exp(self._fitted())
         if abs(a - 1.0) < 1e-7:
             a = 1.0 + 1e-7
-        c = (a + b + x - 1.0)[:, None]
+        # BG/NBD: (a+b+x-1)/(a-1) [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z)];
+        # MBG/NBD has b+x+1 and a+b+x in place of b+x and a+b+x-1 (the first purchase is also a
+        # drop-out chance). Euler: (1-z)^(r+x) 2F1(r+x, b'; c; z) = (1-z)^(a-1) 2F1(c-r-x, a-1; c; z).
+        c = (a + b + x - 1.0 + self._extra_dropout)[:, None]
         t = np.asarray(horizons, dtype=np.float64)[None, :]
         one_minus_z = (alpha + T)[:, None] / (alpha + T[:, None] + t)
         with np.errstate(invalid="ignore", over="ignore"):
-            f = hyp2f1(a + b - 1.0 - r, a - 1.0, c, 1.0 - one_minus_z)
+            f = hyp2f1(a + b - 1.0 + self._extra_dropout - r, a - 1.0, c, 1.0 - one_minus_z)
             out = c / (a - 1.0) * (1.0 - one_minus_z ** (a - 1.0) * f)
         if not np.isfinite(out).all():
             # Very large a and b (a drop-out probability with almost no spread) overflow 2F1; the
@@ -312,6 +345,75 @@ class _BGData:
         g_b -= _dot(ws_x[xs > 0], 1.0 / (b + xs[xs > 0] - 1.0))
         grad = np.array([g_r * r, g_alpha * alpha, g_a * a, g_b * b])
         return -ll / self.total, -grad / self.total
+
+
+class _MBGData:
+    """Distinct (x, t_x, T) rows with weights, and the MBG/NBD negative mean log-likelihood (every
+    row, one-time buyers included, has the drop-out term)."""
+
+    def __init__(self, x, tx, T, w):
+        self.total = float(w.sum())
+        self.xs, self.ix = np.unique(x, return_inverse=True)
+        self.wx = np.bincount(self.ix, weights=w)
+        self.x, self.tx, self.T, self.w = x, tx, T, w
+        self.w_x = w * x
+
+    def negll(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        r, alpha, a, b = np.exp(theta)
+        xs, wx, x, w = self.xs, self.wx, self.x, self.w
+        # terms that depend on x only: log Gamma(r+x)/Gamma(r) + r log(alpha) + log B(a, b+x+1)/B(a, b)
+        ll = (_dot(wx, gammaln(r + xs) - gammaln(r) + betaln(a, b + xs + 1.0) - betaln(a, b))
+              + self.total * r * np.log(alpha))
+        g_r = _dot(wx, digamma(r + xs) - digamma(r)) + self.total * np.log(alpha)
+        g_alpha = self.total * r / alpha
+        g_a = _dot(wx, digamma(a + b) - digamma(a + b + xs + 1.0))
+        g_b = _dot(wx, digamma(b + xs + 1.0) - digamma(a + b + xs + 1.0) - digamma(b) + digamma(a + b))
+        # every row: -(r+x) log(alpha+T) + softplus(d), d = log(a/(b+x)) + (r+x) log((alpha+T)/(alpha+t_x))
+        inv_t = 1.0 / (alpha + self.T)
+        inv_tx = 1.0 / (alpha + self.tx)
+        lt = -np.log(inv_t)
+        diff = np.log(inv_tx)
+        diff += lt
+        d = (x + r) * diff
+        d += (np.log(a) - np.log(b + xs))[self.ix]
+        softplus = np.log1p(np.exp(-np.abs(d)))
+        softplus += np.maximum(d, 0.0)
+        ws = np.exp(d - softplus)
+        ws *= w  # weight * sigmoid(d)
+        wsx = ws * x
+        inv_tx -= inv_t  # 1/(alpha+t_x) - 1/(alpha+T)
+        w_lt, wx_lt = _dot(w, lt), _dot(self.w_x, lt)
+        ll += _dot(w, softplus) - r * w_lt - wx_lt
+        g_r += _dot(ws, diff) - w_lt
+        g_alpha -= r * _dot(ws, inv_tx) + _dot(wsx, inv_tx) + r * _dot(w, inv_t) + _dot(self.w_x, inv_t)
+        ws_x = np.bincount(self.ix, weights=ws, minlength=len(xs))
+        g_a += ws_x.sum() / a
+        g_b -= _dot(ws_x, 1.0 / (b + xs))
+        grad = np.array([g_r * r, g_alpha * alpha, g_a * a, g_b * b])
+        return -ll / self.total, -grad / self.total
+
+
+class ModifiedBetaGeoModel(BetaGeoModel):
+    """MBG/NBD model (Batislam, Denizel & Filiztekin 2007): as BG/NBD, but a customer may also drop
+    out right after their first purchase, so a one-time buyer's chance of being alive falls with
+    their age. Same parameters (r, alpha, a, b) and methods as BetaGeoModel."""
+
+    name = "MBG/NBD"
+    _extra_dropout = 1.0
+
+    @staticmethod
+    def _data(*columns) -> _MBGData:
+        return _MBGData(*columns)
+
+    def probability_alive(self, frequency, recency, T) -> np.ndarray:
+        """P(alive at T | x, t_x, T) = 1 / (1 + a/(b+x) ((alpha+T)/(alpha+t_x))^(r+x)), for every x
+        (t_x = 0 when x = 0). A customer who has just bought for the first time is alive with
+        probability b/(a+b), the chance of not dropping out right after that purchase."""
+        x, tx, T = _arrays(frequency=frequency, recency=recency, T=T)
+        r, alpha, a, b = np.exp(self._fitted())
+        tx = np.where(x > 0, tx, 0.0)
+        d = np.log(a) - np.log(b + x) + (r + x) * (np.log(alpha + T) - np.log(alpha + tx))
+        return 1.0 / (1.0 + np.exp(np.minimum(d, 700.0)))
 
 
 class _GGData:

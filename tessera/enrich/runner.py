@@ -267,7 +267,8 @@ class Enricher:
 
     # ---------------------------------------------------------------- predictive
     def _predictive(self, ds: DatasetConfig) -> ibis.Table:
-        from tessera.enrich.predictive import BetaGeoModel, GammaGammaModel  # lazy: loads SciPy, heavy
+        # lazy: loads SciPy, heavy
+        from tessera.enrich.predictive import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel
 
         o, fields, _ = self._orders(ds)
         if "OrderAmount" not in fields:
@@ -292,7 +293,8 @@ class Enricher:
         T = arrow.column("T").to_numpy()
         m = arrow.column("monetary").to_numpy(zero_copy_only=False).astype(float)
         settings = ds.scores.predictive_settings
-        bg = BetaGeoModel(time_unit_days=1, min_repeat_customers=int(settings.get("min_repeat_customers", 200)))
+        model = BetaGeoModel if settings.get("model") == "bgnbd" else ModifiedBetaGeoModel
+        bg = model(time_unit_days=1, min_repeat_customers=int(settings.get("min_repeat_customers", 200)))
         bg.fit(x, t_x, T)
         horizon = float(settings.get("horizon_days", 90))
         alive = bg.probability_alive(x, t_x, T)

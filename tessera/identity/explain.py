@@ -73,14 +73,17 @@ def explain(ws, ds: DatasetConfig, tessera_id: str) -> Explanation:
     from tessera.identity.review import _people_columns
 
     lineage = ws.table(f"{ds.name}__lineage")
-    records = ws.table(f"{ds.name}__records")
+    ws.table(f"{ds.name}__records")  # NotFoundError while not published
+    # the customer's records through the tessera_id index (Workspace.index_for_reads)
+    records = ws.adapter.indexed_table(f"{ds.name}__records")
     keys = [k.column for k in ds.identity_keys]
     people = _people_columns(ds, ws)
     mine = records.filter(records[TID] == tessera_id).select(
         "_tessera_record", "_tessera_source", "_tessera_file", "_tessera_line",
         *dict.fromkeys([*keys, *people])
     )
-    rows = ws.adapter.to_arrow(mine.order_by("_tessera_record")).to_pylist()
+    # sorted here: DuckDB leaves the index for an ORDER BY
+    rows = sorted(ws.adapter.to_arrow(mine).to_pylist(), key=lambda r: r["_tessera_record"])
     if not rows:
         known = ws.adapter.execute(lineage.filter(lineage[TID] == tessera_id).count())
         raise IdentityError(

@@ -186,10 +186,25 @@ def granted(adapter: EngineAdapter, dataset: str, channel: str) -> ibis.Table | 
 def history_query(adapter: EngineAdapter, dataset: str, tessera_id) -> ibis.Table | None:
     """The consent changes of one customer, newest first (``tessera_id``: a value or a bound
     parameter, see :func:`tessera.engine.base.param`); None when there is no history yet."""
-    h = _history_of(adapter, dataset)
-    if h is None:
+    if not adapter.exists(HISTORY):
         return None
-    own = h.filter(h[TID] == tessera_id)
+    h = adapter.table(HISTORY)
+    h = h.filter(h.dataset == dataset)
+    target = adapter.published_target(f"{dataset}__records")
+    if target is None:
+        own = h.filter(h[TID] == tessera_id).select(*SCHEMA.names)
+    else:
+        # As _history_of, for one customer without joining every record: the history of the
+        # records that are theirs now (found through the tessera_id index), and the rows recorded
+        # under their id whose record is no other customer's now.
+        rec = adapter.table(target)
+        mine = rec.filter(rec[TID] == tessera_id).select(_r=rec._tessera_record.cast("string"))
+        theirs = h.filter(h.record.isin(mine._r))
+        left = h.filter((h[TID] == tessera_id) & ~h.record.isin(mine._r))
+        moved = rec.filter(rec._tessera_record.cast("string").isin(left.record))
+        moved = moved.select(_r=moved._tessera_record.cast("string"))
+        kept = left.filter(~left.record.isin(moved._r))
+        own = theirs.select(*SCHEMA.names).union(kept.select(*SCHEMA.names), distinct=False)
     return (own.order_by([ibis.desc("at"), ibis.desc("recorded_at"), "channel"])
             .select("channel", "granted", "source", "record", "at", "recorded_at"))
 

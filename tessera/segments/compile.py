@@ -59,6 +59,8 @@ class Compiled:
     labels: list[str]
     where: ibis.BooleanValue  # the whole definition
     behaviour_datasets: set[str] = field(default_factory=set)
+    base: ibis.Table | None = None  # the dataset before the behaviour values are joined (counts narrow it)
+    compiler: Any = None  # the _Compiler that made it (a count compiles conditions again on a narrowed table)
 
 
 # --------------------------------------------------------------------------- descriptions
@@ -184,6 +186,19 @@ class _Compiler:
             if name is not None:
                 self.behaviours.append((name, cond, where))
 
+    def uses_behaviour(self, cond: ConditionConfig) -> bool:
+        """Whether a condition reads a behaviour value (a leaf of its own or of a segment it uses)."""
+        kind = cond.kind
+        if kind in ("did", "not_done", "aggregate"):
+            return True
+        if kind in ("all", "any"):
+            return any(self.uses_behaviour(c) for c in getattr(cond, kind))
+        if kind == "not":
+            return self.uses_behaviour(cond.not_)
+        if kind == "segment":  # compiled before: known, and no cycle
+            return any(self.uses_behaviour(c) for c in self.by_name[cond.segment].conditions)
+        return False
+
     def _referenced(self, cond: ConditionConfig, where: str, stack: tuple[str, ...]) -> SegmentConfig:
         if cond.segment in stack:
             cycle = " -> ".join(stack[stack.index(cond.segment):] + (cond.segment,))
@@ -198,6 +213,11 @@ class _Compiler:
         return other
 
     def build_table(self) -> ibis.Table:
+        """The dataset with the helper columns: :meth:`build_base`, then :meth:`join_behaviours`."""
+        return self.join_behaviours(self.build_base())
+
+    def build_base(self) -> ibis.Table:
+        """The dataset with the SQL leaves' columns (no behaviour value yet)."""
         ctx = self.ctx
         t = ctx.table(self.dataset)
         columns = set(t.columns)
@@ -211,6 +231,10 @@ class _Compiler:
                 if not t[name].type().is_boolean():
                     raise ConfigError(f"{where}.sql: '{sql}' gives {t[name].type()} values, not true or false; "
                                       "write a condition, e.g. country = 'FR'")
+        return t
+
+    def join_behaviours(self, t: ibis.Table) -> ibis.Table:
+        """``t`` (rows of the dataset, all or some) with the behaviour leaves' value columns."""
         # The behaviour leaves on one related dataset are one grouped aggregate (a value per leaf,
         # each over its own rows), left-joined once.
         from tessera.segments.related import related_info
@@ -433,14 +457,15 @@ def compile_segments(ctx: Context, segments: list[SegmentConfig]) -> list[Compil
         base = f"segment '{segment.name}'.conditions"
         for i, cond in enumerate(segment.conditions):
             c.collect(cond, f"{base}[{i}]", (segment.name,))
-    t = c.build_table()
+    base = c.build_base()
+    t = c.join_behaviours(base) if c.behaviours else base
     out = []
     for segment in segments:
-        base = f"segment '{segment.name}'.conditions"
-        conds = [c.expr(cond, t, f"{base}[{i}]", (segment.name,)) for i, cond in enumerate(segment.conditions)]
+        conds = [c.expr(cond, t, f"segment '{segment.name}'.conditions[{i}]", (segment.name,))
+                 for i, cond in enumerate(segment.conditions)]
         where = _reduce(conds, "and" if segment.match == "all" else "or")
         out.append(Compiled(segment, t, conds, [describe(x) for x in segment.conditions], where,
-                            set(c.behaviour_datasets)))
+                            set(c.behaviour_datasets), base, c))
     return out
 
 
@@ -494,15 +519,33 @@ class CountPlan:
 def prepare_count(adapter, compiled: Compiled) -> CountPlan:
     """Compile the count of a segment: the number of records, and the count after each top-level
     condition (cumulative: each narrows, or with ``match: any`` widens, the audience), in one query."""
-    t = compiled.table
-    how = "and" if compiled.segment.match == "all" else "or"
-    aggs = {"_n": t.count()}
-    acc = None
-    for i, c in enumerate(compiled.conditions):
-        acc = c if acc is None else (acc & c if how == "and" else acc | c)
-        aggs[f"_s{i}"] = acc.ifelse(1, 0).sum()
-    return CountPlan(compiled.segment.name, compiled.segment.dataset, compiled.segment.match,
-                     tuple(compiled.labels), adapter.prepare(t.aggregate(**aggs)))
+    seg = compiled.segment
+    how = "and" if seg.match == "all" else "or"
+
+    def steps(t: ibis.Table, conditions: list, first: int, **aggs) -> ibis.Table:
+        acc = None
+        for i, c in enumerate(conditions, start=first):
+            acc = c if acc is None else (acc & c if how == "and" else acc | c)
+            aggs[f"_s{i}"] = acc.ifelse(1, 0).sum()
+        return t.aggregate(**aggs)
+
+    c = compiled.compiler
+    k = next((i for i, cond in enumerate(seg.conditions) if c is not None and c.uses_behaviour(cond)), 0)
+    if how == "or" or k == 0:
+        query = steps(compiled.table, compiled.conditions, 0, _n=compiled.table.count())
+    else:
+        # The behaviour values are joined to the records the conditions before the first behaviour
+        # condition keep, not to every record (at 1M records that join costs as much as the scan
+        # of 10M events): the counts up to it are read from the dataset, the later ones from
+        # those records.
+        base = compiled.base
+        where = f"segment '{seg.name}'.conditions"
+        head = [c.expr(cond, base, f"{where}[{i}]", (seg.name,)) for i, cond in enumerate(seg.conditions[:k])]
+        narrowed = c.join_behaviours(base.filter(_reduce(head, "and")))
+        tail = [c.expr(cond, narrowed, f"{where}[{i}]", (seg.name,))
+                for i, cond in enumerate(seg.conditions[k:], start=k)]
+        query = steps(base, head, 0, _n=base.count()).cross_join(steps(narrowed, tail, k))
+    return CountPlan(seg.name, seg.dataset, seg.match, tuple(compiled.labels), adapter.prepare(query))
 
 
 def run_count(adapter, plan: CountPlan) -> dict:

@@ -48,6 +48,9 @@ LOG_SCHEMA = ibis.schema({"segment": dt.string, TID: dt.string, "change": dt.str
 SIZES_SCHEMA = pa.schema([("segment", pa.string()), ("refreshed_at", pa.timestamp("us")), ("size", pa.int64()),
                           ("entered", pa.int64()), ("exited", pa.int64()), ("version", pa.int64())])
 
+# What the text columns hold (the engine picks their compression from it: see create_table_hinted).
+HINTS = {"segment": "few", TID: "distinct", "change": "few", "exit_condition": "few"}
+
 LEFT_DATASET = "the record left the dataset (merged into another or removed)"
 
 
@@ -91,9 +94,9 @@ def _conform(t: ibis.Table, schema: ibis.Schema) -> ibis.Table:
 
 def ensure_tables(adapter) -> None:
     if not adapter.exists(MEMBERS):
-        adapter.create_table(MEMBERS, _empty(MEMBERS_SCHEMA))
+        adapter.create_table_hinted(MEMBERS, _empty(MEMBERS_SCHEMA), HINTS)
     if not adapter.exists(LOG):
-        adapter.create_table(LOG, _empty(LOG_SCHEMA))
+        adapter.create_table_hinted(LOG, _empty(LOG_SCHEMA), HINTS)
 
 
 def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime | None = None) -> list[Refreshed]:
@@ -214,7 +217,7 @@ def _apply(adapter, members: ibis.Table, logs: list[ibis.Table], entered: int, e
         if exits is not None:
             kept = kept.anti_join(exits, ["segment", TID])
         kept = _conform(kept, MEMBERS_SCHEMA)
-        adapter.create_table(MEMBERS, kept.union(*entries, distinct=False) if entries else kept)
+        adapter.create_table_hinted(MEMBERS, kept.union(*entries, distinct=False) if entries else kept, HINTS)
         return
     if exits is not None:
         adapter.delete_matching(MEMBERS, exits, ["segment", TID])

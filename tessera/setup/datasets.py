@@ -243,7 +243,7 @@ def plan_scores(contacts: DatasetPlan, orders: DatasetPlan | None, items: Datase
         contacts.scores_evidence.append("not proposed: " + "; ".join(skipped))
     if {"OrderDate", "OrderAmount"} <= of:
         contacts.scores["predictive"] = True
-        contacts.scores_evidence.append("predictive: OrderDate and OrderAmount give BG/NBD + Gamma-Gamma")
+        contacts.scores_evidence.append("predictive: OrderDate and OrderAmount give MBG/NBD + Gamma-Gamma")
 
 
 def key_coverage(prof: Profiler, ds: DatasetPlan) -> str:

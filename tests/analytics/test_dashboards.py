@@ -144,6 +144,45 @@ def test_png_and_svg_are_pictures_of_the_chart(ws):
         ws.question_picture(("my_sales", "revenue"), "gif")
 
 
+def test_dashboards_prepared_after_a_run_serve_their_first_view(ws, monkeypatch):
+    from tessera.analytics import dashboards, prepared
+
+    names = ["sales", "rfm", "my_sales"]
+    live = {n: ws.dashboard(n) for n in names}
+    live_filters = ws.dashboard_filter_values()
+    prepared.forget(ws.store)
+    monkeypatch.delenv(prepared.ROWS_VARIABLE, raising=False)
+    # a small shop: its dashboards are computed when viewed, there is nothing to prepare
+    assert not ws.dashboards_need_preparing() and ws.prepare_dashboards() is None
+    monkeypatch.setenv(prepared.ROWS_VARIABLE, "0")
+    assert ws.dashboards_need_preparing()
+    counts = ws.prepare_dashboards()
+    assert counts["dashboards"] == len(ws.dashboards()) and counts["charts"] >= 30
+    assert ws.store.get_state(*prepared.STATE)["results"]
+    # the first view in another process: nothing in memory, the results kept
+    dashboards._CACHE.clear()
+    prepared.forget()
+    for name in names:
+        again = ws.dashboard(name)
+        for before, after in zip(live[name]["questions"], again["questions"]):
+            if before.get("unavailable"):  # a chart that cannot run here says why, as before
+                assert after["unavailable"] == before["unavailable"]
+                continue
+            assert after["cached"] is True, (name, after["name"])
+            assert after["rows"] == before["rows"] and after["spec"] == before["spec"]
+    assert ws.dashboard_filter_values() == live_filters
+    # a filter is computed when asked, the same as before
+    assert ws.dashboard("sales", {"store": "S1"})["questions"][0]["cached"] is False
+    # kept: nothing more to prepare until the next publication; an erasure forgets them
+    assert not ws.dashboards_need_preparing() and ws.prepare_dashboards() is None
+    dashboards.forget_results(ws.store)
+    assert ws.store.get_state(*prepared.STATE) is None
+    assert not ws.dashboard("sales")["questions"][0]["cached"]
+    monkeypatch.setenv(prepared.ROWS_VARIABLE, "many")
+    with pytest.raises(UsageError, match="TESSERA_PREPARE_DASHBOARDS_ROWS: 'many' is not a number"):
+        ws.analytics().prepare()
+
+
 def test_yaml_round_trip_and_custom_dashboards(ws, tmp_path):
     text = ws.export_config()
     assert "dashboards:" in text and "contacts.birth" in text

@@ -131,3 +131,39 @@ def test_dashboards_cli(tmp_path, capsys, monkeypatch):
     assert code == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     code, text = tessera("show", "nope")
     assert code == 1 and "unknown dashboard 'nope'" in text
+
+
+def test_the_server_prepares_the_dashboards_after_a_run_and_at_its_start(tmp_path, monkeypatch):
+    from tessera.analytics import prepared
+
+    monkeypatch.setenv(prepared.ROWS_VARIABLE, "0")  # as a workspace above the size where it is worth it
+    ws = make(tmp_path, dashboards=False)
+    ws.run()  # a run without the server: nothing prepared yet
+    assert ws.store.get_state(*prepared.STATE) is None
+    ws.close()
+    app = create_app(ws.path, collect=False)
+    headers = {"Authorization": f"Bearer {app.state.owner.local_token}"}
+
+    async def calls() -> dict:
+        out = {}
+        async with app.router.lifespan_context(app), \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers) as c:
+            async def finished(kind: str, count: int) -> list[dict]:
+                for _ in range(600):  # bounded wait for the writer queue
+                    jobs = [j for j in (await c.get("/api/jobs")).json() if j["kind"] == kind]
+                    if len(jobs) >= count and all(j["state"] not in ("queued", "running") for j in jobs):
+                        return jobs
+                    await asyncio.sleep(0.1)
+                raise AssertionError(f"no finished {kind} job")
+
+            out["at_start"] = await finished("dashboards_prepare", 1)
+            run = (await c.post("/api/jobs", json={"kind": "run", "params": {"full": True}})).json()
+            await c.get(f"/api/jobs/{run['id']}", params={"wait": 60})
+            out["after_run"] = await finished("dashboards_prepare", 2)
+            out["sales"] = (await c.get("/api/dashboards/sales")).json()
+        return out
+
+    out = asyncio.run(calls())
+    assert out["at_start"][0]["state"] == "succeeded" and out["at_start"][0]["result"]["charts"] > 0
+    assert [j["state"] for j in out["after_run"]] == ["succeeded", "succeeded"]
+    assert all(q.get("cached") or q.get("unavailable") for q in out["sales"]["questions"])

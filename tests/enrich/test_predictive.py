@@ -1,8 +1,10 @@
-"""BG/NBD and Gamma-Gamma models (tessera.enrich.predictive).
+"""BG/NBD, MBG/NBD and Gamma-Gamma models (tessera.enrich.predictive).
 
 The published estimates are checked on the CDNOW sample of Fader, Hardie & Lee (2005), read
 from the CSV files shipped by the registry package ``lifetimes==0.11.3`` (pinned in
-requirements.lock). The package itself is never imported: only its data files are read.
+requirements.lock). The package itself is never imported: only its data files are read. The
+MBG/NBD reference figures were printed by that package's ModifiedBetaGeoFitter (see
+test_mbgnbd_matches_lifetimes_on_cdnow).
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import hyp2f1
+from scipy.special import betaln, gammaln, hyp2f1
 
 from tessera.enrich.predictive import (
     DAYS_PER_MONTH,
     BetaGeoModel,
     GammaGammaModel,
     InsufficientHistoryError,
+    ModifiedBetaGeoModel,
     PredictiveError,
     _BGData,
     _GGData,
+    _MBGData,
     rfm_summary,
 )
 from tessera.errors import TesseraError
@@ -52,13 +56,19 @@ def bg_cdnow(cdnow) -> BetaGeoModel:
     return BetaGeoModel(time_unit_days=7).fit(cdnow["frequency"], cdnow["recency"], cdnow["T"])
 
 
-def simulate(n, r, alpha, a, b, horizon, seed=0):
-    """Customers drawn from BG/NBD: first purchase uniformly within `horizon` before the end."""
+@pytest.fixture(scope="module")
+def mbg_cdnow(cdnow) -> ModifiedBetaGeoModel:
+    return ModifiedBetaGeoModel(time_unit_days=7).fit(cdnow["frequency"], cdnow["recency"], cdnow["T"])
+
+
+def simulate(n, r, alpha, a, b, horizon, seed=0, modified=False):
+    """Customers drawn from BG/NBD (MBG/NBD when `modified`: a drop-out chance right after the
+    first purchase too): first purchase uniformly within `horizon` before the end."""
     rng = np.random.default_rng(seed)
     T = rng.uniform(0.5, horizon, n)
     lam = rng.gamma(r, 1.0 / alpha, n)
     p = rng.beta(a, b, n)
-    life = rng.geometric(p)  # repeat purchases before drop-out
+    life = rng.geometric(p) - int(modified)  # repeat purchases before drop-out
     arrivals = rng.poisson(lam * T)
     x = np.minimum(life, arrivals)
     tx = np.zeros(n)
@@ -91,6 +101,60 @@ def test_gamma_gamma_reproduces_published_cdnow_estimates(cdnow_monetary):
     assert (round(p["p"], 2), round(p["q"], 2)) == (6.25, 3.74)
     assert round(p["v"], 2) == 15.45 and abs(p["v"] - 15.44) < 0.01
     assert gg.log_likelihood_ == pytest.approx(-4055.92, abs=0.01)
+
+
+def test_mbgnbd_matches_lifetimes_on_cdnow(mbg_cdnow, cdnow):
+    # Reference: lifetimes 0.11.3, ModifiedBetaGeoFitter().fit(frequency, recency, T) on
+    # cdnow_customers_summary.csv (default tol), then conditional_probability_alive and
+    # conditional_expected_number_of_purchases_up_to_time(39, ...) for the customers below.
+    p = mbg_cdnow.params
+    ref = {"r": 0.5248377, "alpha": 6.1829885, "a": 0.8913563, "b": 1.6140000}
+    for k, v in ref.items():
+        assert p[k] == pytest.approx(v, rel=2e-6), (k, p)
+    assert mbg_cdnow.log_likelihood_ == pytest.approx(-9582.13268, abs=1e-4)
+    x, tx, T = np.array([0, 0, 0, 2, 7]), np.array([0, 0, 0, 30.43, 35.0]), np.array([0.0, 20.0, 70.0, 38.86, 38.0])
+    np.testing.assert_allclose(mbg_cdnow.probability_alive(x, tx, T),
+                               [0.64421975, 0.45914729, 0.32644296, 0.70612626, 0.85059739], rtol=1e-6)
+    np.testing.assert_allclose(mbg_cdnow.expected_purchases(39, x, tx, T),
+                               [1.18228380, 0.28853555, 0.08028398, 1.26267078, 4.39332304], rtol=1e-6)
+
+
+def test_one_time_buyers_are_not_all_alive():
+    # a hand-made summary in weeks: x, t_x, T and the number of such customers
+    rows = np.array([(0, 0, 2, 40), (0, 0, 10, 40), (0, 0, 30, 40), (0, 0, 52, 40), (0, 0, 80, 60),
+                     (1, 5, 20, 20), (1, 30, 60, 20), (2, 10, 50, 20), (3, 45, 50, 20), (4, 20, 70, 15),
+                     (6, 48, 52, 15), (10, 75, 78, 10), (12, 37, 38, 5), (2, 40, 41, 20), (5, 15, 80, 15)], float)
+    x, tx, T, w = rows.T
+    model = ModifiedBetaGeoModel(time_unit_days=7, min_repeat_customers=100).fit(x, tx, T, weights=w)
+    assert model.n_customers_ == 380 and model.n_distinct_ == 15
+    old, recent, frequent = model.probability_alive([0, 0, 12], [0, 0, 37.5], [80, 1, 38])
+    assert old < 0.1 < 0.5 < recent  # one order 80 weeks ago vs. one order last week
+    assert frequent > 0.95  # 13 orders, the last one half a week ago
+    ages = np.array([1.0, 5, 20, 52, 80, 200])
+    assert np.all(np.diff(model.probability_alive(np.zeros(6), np.zeros(6), ages)) < 0)
+    # BG/NBD, whatever its parameters, keeps every one-time buyer alive: the flaw MBG/NBD fixes
+    bg = BetaGeoModel.from_params(**model.params)
+    assert bg.probability_alive([0, 0], [0, 0], [80, 1]).tolist() == [1.0, 1.0]
+
+
+def test_mbgnbd_formulas_by_hand():
+    model = ModifiedBetaGeoModel.from_params(R, ALPHA, A, B)
+    x, tx, T = np.array([0, 0, 1, 3, 7]), np.array([0, 0, 2.0, 10.0, 30.0]), np.array([0.0, 8.0, 5.0, 20.0, 31.0])
+    odds = A / (B + x) * ((ALPHA + T) / (ALPHA + tx)) ** (R + x)
+    alive = model.probability_alive(x, tx, T)
+    np.testing.assert_allclose(alive, 1 / (1 + odds), rtol=1e-12)
+    assert alive[0] == pytest.approx(B / (A + B))  # just bought once: survived the first drop-out chance
+    for t in (0.5, 13.0, 200.0):
+        z = t / (ALPHA + T + t)
+        f = hyp2f1(R + x, B + x + 1, A + B + x, z)
+        num = (A + B + x) / (A - 1) * (1 - ((ALPHA + T) / (ALPHA + T + t)) ** (R + x) * f)
+        np.testing.assert_allclose(model.expected_purchases(t, x, tx, T), num / (1 + odds), rtol=1e-9)
+    # likelihood: B(a, b+x+1)/B(a, b) G(r+x) alpha^r / G(r) [(alpha+T)^-(r+x) + a/(b+x) (alpha+t_x)^-(r+x)]
+    w = np.array([1.0, 2.0, 1.0, 3.0, 1.0])
+    lik = (np.exp(betaln(A, B + x + 1) - betaln(A, B) + gammaln(R + x) - gammaln(R)) * ALPHA**R
+           * ((ALPHA + T) ** -(R + x) + A / (B + x) * (ALPHA + tx) ** -(R + x)))
+    value, _ = _MBGData(x.astype(float), tx, T, w).negll(np.log([R, ALPHA, A, B]))
+    assert value == pytest.approx(-np.dot(w, np.log(lik)) / w.sum(), rel=1e-12)
 
 
 # --- hand-computable cases ---------------------------------------------------------------------
@@ -143,8 +207,9 @@ def test_monotonicity(bg_cdnow):
     assert np.all((alive > 0) & (alive <= 1))
 
 
-def test_next_purchase_days(bg):
-    model = BetaGeoModel.from_params(R, ALPHA, A, B, time_unit_days=7)
+@pytest.mark.parametrize("model_class", [BetaGeoModel, ModifiedBetaGeoModel])
+def test_next_purchase_days(model_class):
+    model = model_class.from_params(R, ALPHA, A, B, time_unit_days=7)
     x, tx, T = np.array([0, 2, 2, 5]), np.array([0, 3, 4.9, 1]), np.array([5.0, 5, 5, 60])
     alive = model.probability_alive(x, tx, T)
     days = model.expected_next_purchase_days(x, tx, T)
@@ -153,7 +218,7 @@ def test_next_purchase_days(bg):
     reached = alive[:3] * (1 - ((ALPHA + T[:3]) / (ALPHA + T[:3] + t)) ** (R + x[:3]))
     np.testing.assert_allclose(reached, 0.5, rtol=1e-10)
     assert days[2] < days[1]  # the more recent buyer comes back sooner
-    assert model.expected_next_purchase_days(x[:1], tx[:1], T[:1], probability=0.8)[0] > days[0]
+    assert model.expected_next_purchase_days(x[:1], tx[:1], T[:1], probability=0.51)[0] > days[0]
     with pytest.raises(PredictiveError):
         model.expected_next_purchase_days(x, tx, T, probability=1.0)
 
@@ -190,6 +255,8 @@ def test_gradients_match_finite_differences(cdnow, cdnow_monetary):
     rep = cdnow_monetary["x"] > 0
     cases = [
         (_BGData(x, tx, T, np.ones_like(x)), np.log([0.3, 5.0, 0.9, 2.0])),
+        (_MBGData(x, np.where(x > 0, tx, 0.0), T, np.ones_like(x)), np.log([0.3, 5.0, 0.9, 2.0])),
+        (_MBGData(x, np.where(x > 0, tx, 0.0), T, np.arange(len(x)) % 3 + 1.0), np.log([0.6, 3.0, 1.7, 0.8])),
         (_GGData(cdnow_monetary["x"][rep].to_numpy(float), cdnow_monetary["zbar"][rep].to_numpy(float),
                  np.ones(int(rep.sum()))), np.log([5.0, 3.0, 12.0])),
     ]
@@ -200,12 +267,13 @@ def test_gradients_match_finite_differences(cdnow, cdnow_monetary):
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
-def test_weights_equal_repeated_rows(cdnow):
+@pytest.mark.parametrize("model_class", [BetaGeoModel, ModifiedBetaGeoModel])
+def test_weights_equal_repeated_rows(cdnow, model_class):
     rng = np.random.default_rng(3)
     w = rng.integers(1, 4, len(cdnow))
     cols = [cdnow[c].to_numpy(float) for c in ("frequency", "recency", "T")]
-    weighted = BetaGeoModel().fit(*cols, weights=w).params
-    repeated = BetaGeoModel().fit(*(np.repeat(c, w) for c in cols)).params
+    weighted = model_class().fit(*cols, weights=w).params
+    repeated = model_class().fit(*(np.repeat(c, w) for c in cols)).params
     for k in weighted:
         assert weighted[k] == pytest.approx(repeated[k], rel=1e-5)
 
@@ -214,6 +282,11 @@ def test_recovers_known_parameters():
     true = {"r": 0.6, "alpha": 12.0, "a": 1.3, "b": 3.5}
     x, tx, T = simulate(200_000, *true.values(), horizon=200.0, seed=7)
     fitted = BetaGeoModel().fit(x, tx, T).params
+    for k, v in true.items():
+        assert fitted[k] == pytest.approx(v, rel=0.1), (k, fitted)
+
+    x_m, tx_m, T_m = simulate(100_000, *true.values(), horizon=200.0, seed=9, modified=True)
+    fitted = ModifiedBetaGeoModel().fit(x_m, tx_m, T_m).params
     for k, v in true.items():
         assert fitted[k] == pytest.approx(v, rel=0.1), (k, fitted)
 
@@ -259,6 +332,10 @@ def test_invalid_summary_and_unfitted_model():
         BetaGeoModel().fit([1, np.nan], [1.0, 1.0], [4.0, 3.0])
     with pytest.raises(PredictiveError, match="not fitted"):
         BetaGeoModel().probability_alive([1], [1.0], [2.0])
+    with pytest.raises(PredictiveError, match="The MBG/NBD model is not fitted"):
+        ModifiedBetaGeoModel().expected_purchases(10, [0], [0.0], [2.0])
+    with pytest.raises(PredictiveError, match="1 customers have a recency outside"):
+        ModifiedBetaGeoModel(min_repeat_customers=0).fit([1, 2], [5.0, 1.0], [4.0, 3.0])
 
 
 def test_rfm_summary_from_orders():
@@ -283,9 +360,10 @@ def test_rfm_summary_from_orders():
     assert math.isclose(weeks.loc["c1", "recency"], 30 / 7)
 
 
-def test_expected_purchases_stay_finite_when_dropout_has_no_spread():
+@pytest.mark.parametrize("model_class", [BetaGeoModel, ModifiedBetaGeoModel])
+def test_expected_purchases_stay_finite_when_dropout_has_no_spread(model_class):
     # a and b this large overflow 2F1: the point-mass form p = a / (a + b) takes over.
-    model = BetaGeoModel.from_params(r=0.63, alpha=172.6, a=3.67e6, b=9.41e6)
+    model = model_class.from_params(r=0.63, alpha=172.6, a=3.67e6, b=9.41e6)
     x, tx, T = np.array([0.0, 2.0, 5.0]), np.array([0.0, 300.0, 900.0]), np.array([400.0, 1000.0, 1200.0])
     got = model.expected_purchases(90.0, x, tx, T)
     assert np.isfinite(got).all()

@@ -114,6 +114,18 @@ def test_the_count_after_each_top_level_condition(workspace):
     assert result["count"] == 2
     widening = ws.segment_count({"match": "any", "conditions": draft["conditions"][1:]})
     assert [s["count"] for s in widening["steps"]] == [3, 5]  # opted in, then or has ordered (+Bo, Ed)
+    # a behaviour condition inside a group, then a column condition: the counts after it are read
+    # from the records the conditions before it keep
+    nested = ws.segment_count({"conditions": [
+        draft["conditions"][0],
+        {"any": [{"did": "Added to Cart"}, {"column": "tier", "op": "=", "value": "gold"}]},
+        {"column": "optin", "op": "is_true"}]})
+    # adults; and added to cart or gold: Ana, Cy, Di, Fa; opted in: Ana, Cy, Fa
+    assert [s["count"] for s in nested["steps"]] == [5, 4, 3]
+    # nobody passes the first condition: the later counts are 0
+    none = ws.segment_count({"conditions": [{"column": "age", "op": ">", "value": 200},
+                                            {"did": "Added to Cart"}]})
+    assert [s["count"] for s in none["steps"]] == [0, 0] and none["records"] == 6
 
 
 def test_dates_move_back_by_calendar_units():

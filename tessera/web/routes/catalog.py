@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from tessera import overview
+from tessera.browse.rows import columns_of, dataset_rows
 from tessera.errors import NotFoundError, TesseraError
 from tessera.web.auth import Viewer
 from tessera.web.reading import read
@@ -73,7 +74,12 @@ def _dataset(ws, name: str) -> dict:
     if ds is None:
         raise NotFoundError(f"no dataset '{name}' (datasets: {', '.join(ws.datasets()) or 'none'})")
     described = ws.describe(name)
-    preview = overview.dataset_preview(ws, name, 20) if ws.adapter.published_target(name) is not None else None
+    preview = None
+    if ws.adapter.published_target(name) is not None:
+        # the first rows by tessera_id, as the API's pages of rows give them
+        columns = [c for c in columns_of(ws, name) if not c.startswith("_")]
+        page = dataset_rows(ws, name, limit=20, columns=columns, total=True)
+        preview = {"columns": columns, "rows": page["data"], "total": page["total"]}
     shown = {c["column"] for c in described}
     published_only = [c for c in (preview["columns"] if preview else []) if c not in shown and c != "tessera_id"]
     return {"dataset": ds.model_dump(mode="json", by_alias=True, exclude_defaults=True), "columns": described,

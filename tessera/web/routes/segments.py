@@ -36,9 +36,10 @@ def _preview_columns(ws, dataset: str, available: dict) -> list[str]:
     return [c for c in cols if c == "tessera_id" or c in available]
 
 
-def _count(ws, draft: dict, options: dict) -> dict:
+def _count(ws, draft: dict, options: dict, preview: bool = True) -> dict:
     """The live count of a draft: total records, count, the count after each top-level condition
-    (by position in the form), the conditions left out and why, and a preview of members."""
+    (by position in the form), the conditions left out and why, and a preview of members (unless
+    ``preview`` is false)."""
     keep, conds, problems = sf.countable(draft)
     out = {"records": None, "count": None, "steps": {}, "problems": problems, "errors": [], "preview": [],
            "preview_columns": [], "match": draft["match"]}
@@ -46,9 +47,10 @@ def _count(ws, draft: dict, options: dict) -> dict:
         return out
     spec = {"dataset": draft["dataset"], "match": draft["match"], "conditions": conds}
     try:
-        counted = ws.segment_count(spec)
         out["preview_columns"] = _preview_columns(ws, draft["dataset"], options["types"])
-        out["preview"] = ws.segment_preview(spec, limit=PREVIEW, columns=out["preview_columns"])
+        # the count and the preview of one compiled draft
+        counted = ws.segment_count(spec, preview=PREVIEW if preview else 0, columns=out["preview_columns"])
+        out["preview"] = counted.get("preview", [])
     except ConfigError as exc:
         out["errors"] = list(getattr(exc, "problems", None) or [str(exc)])
         return out
@@ -60,10 +62,10 @@ def _count(ws, draft: dict, options: dict) -> dict:
     return out
 
 
-def _builder(ws, draft: dict) -> dict:
+def _builder(ws, draft: dict, preview: bool = True) -> dict:
     options = _options(ws, draft["dataset"])
     draft["types"] = options["types"]
-    return {"draft": draft, "options": options, "counted": _count(ws, draft, options)}
+    return {"draft": draft, "options": options, "counted": _count(ws, draft, options, preview)}
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -91,9 +93,13 @@ async def new_segment(request: Request, user: Viewer):
 async def segment(request: Request, user: Viewer, name: str):
     def build(ws):
         seg = ws.segment(name)
-        out = _builder(ws, sf.from_definition(seg["definition"]))
+        # As saved, the draft's preview is its members (of its last computation): a preview of a
+        # million records costs as much as their count, and the members are read here anyway.
+        out = _builder(ws, sf.from_definition(seg["definition"]), preview=False)
         history = ws.segment_history(name, limit=50)
         members = ws.segment_members(name, limit=20, columns=out["counted"]["preview_columns"][1:] or None)
+        if out["counted"]["preview_columns"]:
+            out["counted"]["preview"] = members[:PREVIEW]
         return {**out, "saved": seg, "history": history, "members": members}
 
     data = await read(request, build)
