@@ -335,6 +335,11 @@ class Pipeline:
                         f"'tessera rejects' after fixing, or raise max_reject_rate."
                     )
                 result.sources.setdefault(src.name, {}).update(staged=n_ok, rejected=n_rej + n_parse)
+                # The typed rows (every column of the batch, normalized) are read by the staged rows
+                # and rejects alone, stored by now: their memory goes back before the next source.
+                typed = f"{tag}typed_{src.name}"
+                if name != typed and _stored(rej) != typed and self.adapter.exists(typed):
+                    self.adapter.drop_table(typed)
                 self.staged_rows[src.name] = n_ok
                 staged_total += n_ok
             self.progress("stage", "done", len(self.config.sources), len(self.config.sources))
@@ -572,7 +577,8 @@ class Pipeline:
             name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
                               f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")
             if not (self.adapter.exists(name) and self.adapter.exists(rej_name)):
-                staged, rejects = stage(src, [b], [t], schema, materialize=typed_table, **options)
+                staged, rejects = stage(src, [b], [t], schema, materialize=typed_table,
+                                        any_rows=lambda d: self.adapter.count(d.limit(1)) > 0, **options)
                 self.adapter.create_table(name, staged)
                 self.adapter.create_table(rej_name, rejects)
             self.kept_stages.update((name, rej_name))

@@ -36,7 +36,7 @@ def _components(n_records: int, n_values: int, record: np.ndarray, value: np.nda
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     graph = coo_matrix(
-        (np.ones(len(record), dtype=np.int8), (record.astype(np.int64), value.astype(np.int64) + n_records)),
+        (np.ones(len(record), dtype=np.int8), (record.astype(np.int64, copy=False), value + np.int64(n_records))),
         shape=(n, n),
     ).tocsr()
     _, labels = connected_components(graph, directed=False)

@@ -250,10 +250,13 @@ def _local_components(adapter: EngineAdapter, kv: ibis.Table, keys: list[Identit
         f"{tag}values", adapter.with_row_index(kv.select("level", "value").distinct(), "vidx"), temp=True
     )
     arrow = adapter.to_arrow(kv.join(values, ["level", "value"]).select("idx", "vidx", "level"))
-    record = arrow.column("idx").to_numpy().astype(np.int64)
-    value = arrow.column("vidx").to_numpy().astype(np.int64)
+    # (no copy of the columns already of these types: at a million records the edges are the
+    # largest arrays of the run)
+    record = arrow.column("idx").to_numpy().astype(np.int64, copy=False)
+    value = arrow.column("vidx").to_numpy().astype(np.int64, copy=False)
     n_values = int(value.max()) + 1 if len(value) else 0
-    level = arrow.column("level").to_numpy().astype(np.int8)
+    level = arrow.column("level").to_numpy().astype(np.int8, copy=False)
+    del arrow
     link_pairs = np.zeros((0, 2), dtype=np.int64)
     if links is not None and links.num_rows:
         link_pairs = np.stack([links.column("idx_l").to_numpy().astype(np.int64),
@@ -262,7 +265,8 @@ def _local_components(adapter: EngineAdapter, kv: ibis.Table, keys: list[Identit
         record, value, level, n_values = _extra_edges(record, value, level, n_records, n_values, link_pairs,
                                                       manual, len(keys))
     labels, refused_by_limits = cluster(Edges(record, value, level, n_records, n_values), limits)
-    del arrow, record, value
+    del record, value, level
+    pa.default_memory_pool().release_unused()  # the edges' buffers, kept by Arrow's allocator otherwise
     comp = adapter.create_table(
         f"{tag}components",
         pa.table({"_idx": pa.array(np.arange(n_records, dtype=np.int64)), "_comp": pa.array(labels),
@@ -330,6 +334,10 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
     else:
         comp, n_unified, refused_by_limits, link_pairs = _local_components(
             adapter, kv, keys, n_records, links, manual, limits, tag)
+    # The key values and the guards' work tables are read no more: their memory goes back now.
+    for work in ("keys", "keys_guarded", "evidence", "refused", "values"):
+        if adapter.exists(f"{tag}{work}"):
+            adapter.drop_table(f"{tag}{work}")
     members = staged.select("_idx", "_tessera_record").join(comp, "_idx")
     # The first record id (in text order) names a new cluster: the same on every engine.
     reps = members.group_by("_comp").agg(_rep_record=members._tessera_record.min())

@@ -109,6 +109,7 @@ def stage(
     extra_columns: list[str] = (),
     extra_identifiers: list[str] = (),
     materialize=None,
+    any_rows: Callable[[ibis.Table], bool] | None = None,
     add_sql_columns: Callable[[ibis.Table, list[tuple[str, str]]], ibis.Table] | None = None,
 ) -> tuple[ibis.Table, ibis.Table]:
     """Return (staged rows, rejects) of a source as Ibis expressions.
@@ -122,6 +123,9 @@ def stage(
         extra_columns: columns needed by relations or mappings even if not selected.
         extra_identifiers: columns other sources point at with relations (kept as text).
         materialize: stores an intermediate table in the engine and returns it (optional).
+        any_rows: whether a table has rows (optional, with ``materialize``): when the stored rows
+            have no duplicate record key, the staged rows are the good rows as they are (no
+            anti-join, no ranking).
         add_sql_columns: the engine's :meth:`~tessera.engine.base.EngineAdapter.add_sql_columns`,
             needed when the source has a ``filter``.
     """
@@ -204,10 +208,25 @@ def stage(
         # Normalization trees are large: compile them once, then work on the typed table.
         rows = materialize(rows)
 
+    def as_rejects(t: ibis.Table) -> ibis.Table:
+        t = t.join(raw_lines, ["_tessera_batch", "_tessera_line"])
+        return t.select(
+            source=ibis.literal(src.name),
+            file=t._tessera_file,
+            line=t._tessera_line.cast("int64"),
+            column_name=t._column,
+            reason=t._reason,
+            raw=t._raw,
+            batch=t._tessera_batch.cast("int64"),
+        )
+
     ok = rows.filter(rows._reason.isnull())
     # Duplicate keys are rare: find them with a grouped count, and rank only their rows.
     keyed = ["_tessera_batch", "_tessera_record"]
     dup_keys = ok.group_by(keyed).agg(_n=ibis._.count()).filter(ibis._["_n"] > 1).select(*keyed)
+    if materialize is not None and any_rows is not None and not any_rows(dup_keys):
+        good = latest_versions(ok) if len(batches) > 1 else ok
+        return _staged(src, good, wanted), as_rejects(rows.filter(rows._reason.notnull()))
     suspects = ok.semi_join(dup_keys, keyed)
     policy = src.on_duplicate_key
     line = suspects._tessera_line
@@ -238,24 +257,15 @@ def stage(
     good = ok.anti_join(dup_keys, keyed).union(kept.drop("_dup", "_kept_line", "_n_lines"), distinct=False)
     if len(batches) > 1:
         good = latest_versions(good)
-    staged = good.select(
+    rejects = as_rejects(rows.filter(rows._reason.notnull())).union(as_rejects(dup), distinct=False)
+    return _staged(src, good, wanted), rejects
+
+
+def _staged(src: SourceConfig, good: ibis.Table, wanted: list[str]) -> ibis.Table:
+    """The staged columns of the good rows."""
+    return good.select(
         "_tessera_record", *META, "_tessera_imported_at", *[c for c in wanted]
     ).mutate(_tessera_source=ibis.literal(src.name))
-
-    def as_rejects(t: ibis.Table) -> ibis.Table:
-        t = t.join(raw_lines, ["_tessera_batch", "_tessera_line"])
-        return t.select(
-            source=ibis.literal(src.name),
-            file=t._tessera_file,
-            line=t._tessera_line.cast("int64"),
-            column_name=t._column,
-            reason=t._reason,
-            raw=t._raw,
-            batch=t._tessera_batch.cast("int64"),
-        )
-
-    rejects = as_rejects(rows.filter(rows._reason.notnull())).union(as_rejects(dup), distinct=False)
-    return staged, rejects
 
 
 def _keep_matching(rows: ibis.Table, src: SourceConfig, columns: set[str], dialect: Dialect, add_sql_columns
