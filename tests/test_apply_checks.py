@@ -139,3 +139,13 @@ def test_the_score_settings_known_at_apply_are_those_the_scores_read():
 
     defaults = {k: v for k, v in vars(ScoreSettings()).items() if k != "extra"}
     assert defaults == SCORE_SETTINGS
+
+
+def test_a_mistyped_predictive_setting_holding_a_name_is_named_with_a_suggestion():
+    from tessera.config.models import ScoresConfig
+    from tessera.config.scores import scores_problems
+
+    scores = ScoresConfig.model_validate({"predictive": True, "predictive_settings": {"modl": "bgnbd"}})
+    assert scores_problems("datasets[0]", scores) == [
+        "datasets[0].predictive_settings.modl: unknown setting; did you mean 'model'? (known: horizon_days, "
+        "clv_months, discount_rate_monthly, min_repeat_customers, next_order_within_days, model)"]

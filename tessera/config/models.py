@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tessera.config.scores import PREDICTIVE_SETTINGS
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -402,7 +404,8 @@ class ScoresConfig(_Model):
     def _numbers(cls, value: dict[str, float | str]) -> dict[str, float | str]:
         out: dict[str, float | str] = {}
         for key, v in value.items():
-            if key != "model" and isinstance(v, str):
+            # an unknown name is left as written: the check at apply names it with a did-you-mean
+            if key != "model" and key in PREDICTIVE_SETTINGS and isinstance(v, str):
                 try:
                     v = float(v)
                 except ValueError:
