@@ -139,7 +139,7 @@ def telemetry() -> dict:
     """FastAPI's OpenTelemetry spans, metrics and logs: on when ``FASTAPI_OTEL_AUTO_CONFIGURE`` or
     ``TESSERA_OTEL`` is ``true`` (an exporter configured from the environment), else off: left on,
     FastAPI asks OpenTelemetry at every request whether a provider was configured since, which
-    cost a tenth of the event loop's time per read."""
+    cost about a twentieth of the event loop's time per status read."""
     wanted = any(os.environ.get(v, "").lower() == "true" for v in ("FASTAPI_OTEL_AUTO_CONFIGURE", "TESSERA_OTEL"))
     return {} if wanted else {"tracing": False, "metrics": False, "logs": False}
 
