@@ -30,7 +30,8 @@ from tessera.datasets.build import (
     value_error,
 )
 from tessera.datasets.incremental import BUILT_STATE, Previous
-from tessera.engine.base import EngineAdapter
+from tessera.datasets.search import SEARCH_TABLE, TID, create_search_table, search_view
+from tessera.engine.base import EngineAdapter, Patch
 from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
 from tessera.errors import RunError, TesseraError
@@ -157,6 +158,33 @@ class Pipeline:
         result.steps.append({"step": name, "seconds": round(seconds, 3), **counts})
         return counts
 
+    def _search_index(self, name: str, b, tag: str) -> tuple[str, list[Patch]]:
+        """The search index a run publishes for the deduplicated dataset ``name`` built as ``b``:
+        rebuilt whole, or, when the run patches the last publication's tables in place, the last
+        index with the tokens of the unified records resolved again replaced (a patch of its own)."""
+        prev = self.adapter.published_target(search_view(name))
+        part = next((p for p in b.patches if p.key == TID), None)  # the unified records replaced
+        if prev is None or part is None or not self.adapter.exists(prev):
+            return self.build_search(name, f"{tag}search_{name}", b.table, b.records), []
+        # Computed now, from the run's views (the patches change what they read once applied).
+        gone = self.adapter.create_table(f"{tag}search_gone_{name}", part.remove.select(TID).union(
+            part.add.select(TID), distinct=True))
+        records = self.adapter.table(b.records)
+        self.build_search(name, f"{tag}search_part_{name}", part.add,
+                          records.filter(records[TID].isin(gone[TID])))
+        return prev, [Patch(prev, TID, gone, self.adapter.table(f"{tag}search_part_{name}"))]
+
+    def build_search(self, dataset: str, name: str, data: str | ibis.Table,
+                     records: str | ibis.Table | None) -> str:
+        """Create the search index ``name`` of the customer dataset ``dataset`` from its unified
+        table ``data`` and its source records ``records`` (see :mod:`tessera.datasets.search`)."""
+        from tessera.segments.related import _semantics
+
+        ds = next(d for d in self.config.datasets if d.name == dataset)
+        return create_search_table(self.adapter, name, self.adapter.table(data) if isinstance(data, str) else data,
+                                   self.adapter.table(records) if isinstance(records, str) else records,
+                                   _semantics(self.config, dataset), [k.column for k in ds.identity_keys])
+
     def collect_garbage(self) -> None:
         """Drop work tables of runs that never published and raw batches never recorded."""
         published = set()
@@ -169,7 +197,8 @@ class Pipeline:
         built = self.store.get_state(*BUILT_STATE) or {}
         published |= {t["data"] for t in built.get("datasets", {}).values()}
         for name in self.adapter.list_tables():
-            if (RUN_TABLE.match(name) and name not in published) or name.startswith("_tessera_syncw_"):
+            if ((RUN_TABLE.match(name) or SEARCH_TABLE.match(name)) and name not in published) \
+                    or name.startswith("_tessera_syncw_"):
                 self.adapter.drop_table(name)  # a run's or a killed sync's work tables
             m = RAW_TABLE.match(name)
             if m and (m.group(1), int(m.group(2))) not in recorded:
@@ -407,6 +436,9 @@ class Pipeline:
                     views[f"{name}__shared_values"] = b.shared
                 if b.matches:
                     views[f"{name}__matches"] = b.matches
+                if b.shared:  # a deduplicated dataset: its customers are searched as you type
+                    views[search_view(name)], patch = self._search_index(name, b, tag)
+                    patches += patch
             if reject_parts:
                 views[REJECTS_VIEW] = f"{tag}rejects"
             self.adapter.publish(views, patches)
