@@ -595,9 +595,6 @@ class Pipeline:
         options = dict(dialect=self.adapter.dialect, extra_columns=self._needed_columns(src.name),
                        extra_identifiers=self._relation_targets(src.name),
                        add_sql_columns=self.adapter.add_sql_columns)
-        if typed_table is None:  # a preview: nothing is kept
-            staged, rejects = stage(src, batches, tables, schema, **options)
-            return staged, rejects, [b.batch for b in batches]
         # Staging is per batch but for the choice of each record's latest version: each batch is
         # staged once and kept (under a digest of what staging reads besides the batch), so a run
         # after a new file stages that file alone.
@@ -605,6 +602,26 @@ class Pipeline:
                                             schema, options["extra_columns"], options["extra_identifiers"]],
                                            sort_keys=True, default=str).encode()).hexdigest()[:12]
         staged_parts, reject_parts = [], []
+        if typed_table is None:
+            # A preview: the batches the last run staged under the same settings are read as kept,
+            # the others staged in the query (nothing is kept).
+            for b, t in zip(batches, tables):
+                name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
+                                  f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")
+                if self.adapter.exists(name) and self.adapter.exists(rej_name):
+                    staged_parts.append(self.adapter.table(name))
+                    reject_parts.append(self.adapter.table(rej_name))
+                else:
+                    staged, rejects = stage(src, [b], [t], schema, **options)
+                    staged_parts.append(staged)
+                    reject_parts.append(rejects)
+            # a stored batch's types are the engine's (a timestamp's precision): the others follow them
+            stored = [i for i, p in enumerate(staged_parts) if _stored(p)]
+            if stored and len(stored) < len(staged_parts):
+                typed, rej_typed = staged_parts[stored[0]].schema(), reject_parts[stored[0]].schema()
+                staged_parts = [p.cast(typed) for p in staged_parts]
+                reject_parts = [p.cast(rej_typed) for p in reject_parts]
+            return latest_of(staged_parts), union_all(reject_parts), [b.batch for b in batches]
         for b, t in zip(batches, tables):
             name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
                               f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")
