@@ -233,14 +233,6 @@ def _fields(ws, dataset: str) -> dict[str, str]:
     return _semantics(ws.config, dataset)
 
 
-def search_customers(ws, text: str, dataset: str | None = None, *, limit: int = 20) -> dict:
-    """Customers found as you type (:func:`tessera.browse.customers.search_customers`, which shares
-    its exact lookup and its reads of the unified records with ``/api/customers``)."""
-    from tessera.browse.customers import search_customers as search
-
-    return search(ws, text, dataset, limit=limit)
-
-
 def _date_of(record: dict, updated_col: str | None) -> str | None:
     return _plain(record.get(updated_col)) if updated_col and record.get(updated_col) else record.get("_tessera_imported_at")
 

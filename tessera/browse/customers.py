@@ -25,6 +25,7 @@ from tessera.config.models import NULL_LIKE_DEFAULT
 from tessera.normalize.phone import DEFAULT_COUNTRY, e164_python
 from tessera.normalize.rules import _PY_WS, apply_rules
 from tessera.normalize.semantic import suggest_semantic
+from tessera.segments.related import _semantics
 
 TID = "tessera_id"
 KINDS = ("email", "phone", "id")
@@ -346,8 +347,6 @@ def _search_ids(ws, dataset: str, plan: _SearchPlan, query: str, limit: int, con
 
 
 def _search_plan(ws, dataset: str, config) -> _SearchPlan:
-    from tessera.segments.related import _semantics
-
     adapter = ws.adapter
     fields = _semantics(config, dataset)
     table = adapter.indexed_table(dataset)
