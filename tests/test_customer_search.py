@@ -43,7 +43,8 @@ def test_search_by_name_email_phone_and_id_and_its_index_built_again(shop):
     assert found(ws, "luc@exa") == [luc]  # the CRM's address, not the one the merge kept
     assert jean in found(ws, "example.com") and marie in found(ws, "example.com")
     # a phone number written any way, whole or its start
-    for text in ("06 12 34 56 78", "+33 6 12 34 56 78", "0033612345678", "06.12.34", "612345", "+33612345678"):
+    for text in ("06 12 34 56 78", "+33 6 12 34 56 78", "0033612345678", "06.12.34", "612345", "+33612345678",
+                 "+33 (0)6 12 34"):
         assert found(ws, text) == [jean], text
     assert found(ws, "07 11 22") == [luc]
     # any id: the unified id, a source record's key

@@ -102,7 +102,8 @@ def search_tokens(data: ibis.Table, records: ibis.Table | None, fields: dict[str
 def phone_digits(text: str) -> str | None:
     """The digits of a phone number written any way, without the leading zeros (at least four
     digits, beside ``+ ( ) - . /`` and spaces only), else None."""
-    digits = "".join(ch for ch in text if ch.isdigit())
+    # "+33 (0)6 12...": the trunk zero written after a calling code is not dialled
+    digits = "".join(ch for ch in text.replace("(0)", "") if ch.isdigit())
     if len(digits) < MIN_DIGITS or not all(ch.isdigit() or ch in _PHONE_SIGNS for ch in text):
         return None
     digits = digits.lstrip("0")
@@ -125,7 +126,8 @@ def query_words(text: str) -> list[list[str]]:
 def prefix_range(prefix: str) -> tuple[str, str]:
     """The tokens starting with ``prefix``: from ``prefix`` up to (not including) the second value,
     in code point order (the order of the engines' text columns)."""
-    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    last = ord(prefix[-1])
+    return prefix, (prefix[:-1] + chr(last + 1)) if last < 0x10FFFF else prefix + "\U0010ffff"
 
 
 def create_search_table(adapter, name: str, data: ibis.Table, records: ibis.Table | None,
