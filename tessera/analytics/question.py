@@ -513,13 +513,22 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
             expr = check_expression(sql, set(t.columns), where=f"{where}.measures[{i}].sql")
             rendered.append((name, src.adapter.dialect.render(expr)))
         t = src.adapter.add_sql_columns(t, rendered)
+    # Bands computed per row (an age band: a dozen date computations in a CASE) cost more than the
+    # grouping itself: the rows are first grouped by the band's date (thousands of birth days)
+    # with partial measures, and the bands computed on those groups (see _two_levels).
+    rows, (t, partial) = t, _two_levels(t, refs, q, measure_cols, src.as_of, where)
     # dimensions
     groups: dict[str, ibis.Value] = {}
     sorts: list[str] = []
     columns: list[Column] = []
     used: set[str] = set()
     for i, d in enumerate(q.dimensions):
-        key, value, sort, column = _dimension(t, refs, d, i, src.as_of, f"{where}.dimensions[{i}]")
+        if partial is not None and not (d.band in _TWO_LEVEL_BANDS and d.column):
+            # computed by the first grouping
+            key, value, sort, column = _dimension(rows, refs, d, i, src.as_of, f"{where}.dimensions[{i}]")
+            value, sort = t[f"_tessera_d{i}"], (t[f"_tessera_s{i}"] if sort is not None else None)
+        else:
+            key, value, sort, column = _dimension(t, refs, d, i, src.as_of, f"{where}.dimensions[{i}]")
         key = _unique(key, used)
         column.key = key
         groups[key] = value
@@ -536,6 +545,10 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
         mw = f"{where}.measures[{i}]"
         label = _measure_label(m)
         key = _unique(_slug(label), used)
+        if partial is not None:
+            aggs[key] = partial[i]
+            columns.append(Column(key, label, "measure", "quantitative", percent=m.fn == "share"))
+            continue
         if m.fn == "count":
             value = t.count()
         elif m.fn == "customers":
@@ -576,6 +589,73 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
     else:
         out = t.aggregate(**aggs)
     return Plan(q, out, columns, applied, ignored, refs.datasets, set(refs.segments), notes)
+
+
+_TWO_LEVEL_BANDS = ("age", "weekday")
+
+
+def _two_levels(t: ibis.Table, refs: _Refs, q: QuestionConfig, measure_cols: list, as_of: date, where: str
+                ) -> tuple[ibis.Table, list[ibis.Value] | None]:
+    """When a dimension is an age or weekday band and every measure adds up across groups (count,
+    sum, min, max, average, share, customers counted as rows): ``t`` grouped by the bands' dates
+    (as a day) and the other dimensions' values, with partial measures, and the measures that
+    combine them; else ``(t, None)`` (one grouping, as before).
+
+    The second grouping computes each band once per day instead of once per row: the same figures
+    (an average is its sum over its count of values, a share its matches over its rows)."""
+    if not any(d.band in _TWO_LEVEL_BANDS and d.column for d in q.dimensions):
+        return t, None
+    for i, m in enumerate(q.measures):
+        if m.fn in ("median",) or (m.fn == "customers" and refs.customer_key(f"{where}.measures[{i}]") != TID):
+            return t, None
+    keys: dict[str, ibis.Value] = {}
+    for i, d in enumerate(q.dimensions):
+        if d.band in _TWO_LEVEL_BANDS and d.column:
+            name = refs.column(d.column, f"{where}.dimensions[{i}].column")
+            col = t[name]
+            if not (col.type().is_date() or col.type().is_timestamp()):
+                return t, None  # _dimension names the problem
+            keys[name] = col.cast("date") if col.type().is_timestamp() else col
+        else:
+            _key, value, sort, _column = _dimension(t, refs, d, i, as_of, f"{where}.dimensions[{i}]")
+            keys[f"_tessera_d{i}"] = value
+            if sort is not None:
+                keys[f"_tessera_s{i}"] = sort
+    parts: dict[str, ibis.Value] = {"_tessera_n": t.count()}
+    share_index = 0
+    for i, m in enumerate(q.measures):
+        if m.fn == "share":
+            parts[f"_tessera_p{i}"] = t[f"_tessera_share{share_index}"].ifelse(1, 0).sum()
+            share_index += 1
+        elif m.fn in ("sum", "avg", "min", "max"):
+            col = t[f"_tessera_m{i}"] if m.sql else t[measure_cols[i]]
+            if not col.type().is_numeric():
+                if not (col.type().is_boolean() and m.fn in ("sum", "avg")):
+                    return t, None  # as in one grouping (or the problem it names)
+                col = col.ifelse(1, 0)
+            if m.fn == "sum":
+                parts[f"_tessera_p{i}"] = col.sum()
+            elif m.fn == "avg":
+                parts[f"_tessera_p{i}"] = col.cast("float64").sum()
+                parts[f"_tessera_c{i}"] = col.count()
+            else:
+                parts[f"_tessera_p{i}"] = col.min() if m.fn == "min" else col.max()
+    if set(keys) & set(parts):
+        return t, None
+    g = t.group_by(**keys).aggregate(**parts)
+    out: list[ibis.Value] = []
+    for i, m in enumerate(q.measures):
+        if m.fn in ("count", "customers"):
+            out.append(g._tessera_n.sum())
+        elif m.fn == "share":
+            out.append((g[f"_tessera_p{i}"].sum().cast("float64") / g._tessera_n.sum()).cast("float64"))
+        elif m.fn == "sum":
+            out.append(g[f"_tessera_p{i}"].sum())
+        elif m.fn == "avg":
+            out.append((g[f"_tessera_p{i}"].sum() / g[f"_tessera_c{i}"].sum().nullif(0)).cast("float64"))
+        else:
+            out.append(g[f"_tessera_p{i}"].min() if m.fn == "min" else g[f"_tessera_p{i}"].max())
+    return g, out
 
 
 def _needed(refs: _Refs, q: QuestionConfig, conditions: list[dict], measure_cols: list) -> set[str] | None:
