@@ -112,6 +112,9 @@ class Source:
     table: Callable[[str], ibis.Table]  # a published dataset
     segment_context: Context
     members: Callable[[], ibis.Table | None]  # the segment members table, when it exists
+    # the orders joined to their customers once (tessera.analytics.facts), when prepared for the
+    # current publications: dataset -> table or None
+    facts: Callable[[str], ibis.Table | None] | None = None
 
 
 # --------------------------------------------------------------------------- references
@@ -205,16 +208,31 @@ class _Refs:
         """The dataset (only the ``needed`` columns when given: a narrow table compiles and runs
         faster) with the related columns and segment flags joined."""
         t = self.base
+        related, segments = dict(self.related), dict(self.segments)
+        facts = self.src.facts(self.q.dataset) if self.src.facts is not None and (related or segments) else None
+        if facts is not None:
+            # the columns and flags the facts table already holds are read from it, not joined
+            have = set(facts.columns)
+            related = {o: cols for o, cols in related.items() if not all(n in have for n in cols.values())}
+            segments = {n: f for n, f in segments.items() if f not in have}
+            if len(related) == len(self.related) and len(segments) == len(self.segments):
+                facts = None
+            else:
+                t = facts
+                if needed is not None:
+                    needed = needed | {n for o, cols in self.related.items() if o not in related
+                                       for n in cols.values()} | {f for n, f in self.segments.items()
+                                                                  if n not in segments}
         if needed is not None:
             keep = [c for c in t.columns if c in needed or c == TID]
             t = t.select(*keep)
-        for other, cols in self.related.items():
+        for other, cols in related.items():
             link = links_to(self.config, self.q.dataset, other)
             rel = self.src.table(other)
             rel = rel.select(_tessera_k=rel[TID].cast("string"), **{name: rel[c] for c, name in cols.items()})
             t = t.left_join(rel, t[link].cast("string") == rel._tessera_k).drop("_tessera_k")
-        members = self.src.members() if self.segments else None
-        for name, flag in self.segments.items():
+        members = self.src.members() if segments else None
+        for name, flag in segments.items():
             seg = next(s for s in self.config.segments if s.name == name)
             key = TID if seg.dataset == self.q.dataset else links_to(self.config, self.q.dataset, seg.dataset)
             if members is None:
