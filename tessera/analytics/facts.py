@@ -6,7 +6,8 @@ customer on the link column: with millions of orders that join costs several tim
 itself. When the dashboards are prepared after a run (:meth:`tessera.analytics.Analytics.prepare`),
 that join is made once into a table of the warehouse, ``_tessera_analytics_facts_<orders>``: every
 column of the orders, every column of the customers named ``<customers>__<column>`` (the names a
-question's join gives them) and one ``segment__<segment>`` flag per segment of the customers (its
+question's join gives them) but those that identify a person (e-mail, phone, names, address,
+ids: :data:`PERSONAL`) and one ``segment__<segment>`` flag per segment of the customers (its
 members of the last refresh). A question then reads it as one grouped scan.
 
 The table is used only while the publications and segment refresh it was built from are the
@@ -21,9 +22,13 @@ from typing import Any
 
 import ibis
 
-from tessera.segments.related import links_to
+from tessera.segments.related import _semantics, links_to
 
 PREFIX = "_tessera_analytics_facts_"
+#: the customers' columns that identify a person rather than describe a group of customers: not
+#: copied (a question that reads one joins the customers as before)
+PERSONAL = ("CustomerId", "Email", "Phone", "FirstName", "LastName", "FullName", "Address", "LoyaltyCard",
+            "AnonymousId")
 
 
 def build(src: Any, dataset: str, customers: str) -> dict | None:
@@ -38,8 +43,10 @@ def build(src: Any, dataset: str, customers: str) -> dict | None:
     if link is None or link not in orders.columns:
         return None
     cust = src.table(customers)
+    sem = _semantics(config, customers)
+    personal = {sem[f] for f in PERSONAL if f in sem} | {TID}
     names = {c: f"{customers}__{c}" for c in cust.columns
-             if not c.startswith("_") and f"{customers}__{c}" not in orders.columns}
+             if not c.startswith("_") and c not in personal and f"{customers}__{c}" not in orders.columns}
     rel = cust.select(_tessera_k=cust[TID].cast("string"), **{n: cust[c] for c, n in names.items()})
     flags: dict[str, str] = {}
     members = src.members()
