@@ -226,6 +226,8 @@ class _Refs:
         if needed is not None:
             keep = [c for c in t.columns if c in needed or c == TID]
             t = t.select(*keep)
+        if facts is not None:  # a dataset the facts hold only some of the columns of is joined whole
+            t = t.drop(*[n for cols in related.values() for n in cols.values() if n in t.columns])
         for other, cols in related.items():
             link = links_to(self.config, self.q.dataset, other)
             rel = self.src.table(other)
