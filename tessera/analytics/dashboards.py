@@ -184,7 +184,8 @@ class Analytics:
                 and prepared.worth_preparing(self.store, roles(self.src.config).values()))
 
     def prepare(self, progress=None, *, again: bool = False) -> dict | None:
-        """Compute every dashboard without filters, and the filters' choices, and keep them in the
+        """Build the order facts (:mod:`tessera.analytics.facts`), compute every dashboard without
+        filters, and the filters' choices, and keep them in the
         metadata store (see :mod:`tessera.analytics.prepared`): a job of the server after each run
         (and at its start), beside the readers. A chart that cannot run is left out (it says why
         when it is viewed).
