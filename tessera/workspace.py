@@ -1501,7 +1501,8 @@ class Workspace:
                 return erase_customer(self, customer, dataset=dataset, actor=actor, before_delete=[syncs],
                                       after_delete=[event_log] if event_log is not None else [])
             finally:
-                forget_results(self.store)  # cached and prepared charts may have counted the customer
+                # cached and prepared charts may have counted the customer, the order facts hold them
+                forget_results(self.store, self.adapter)
 
     def export_customer(self, customer: str, path: str | Path | None = None, fmt: str | None = None, *,
                         dataset: str | None = None, actor: str | None = None) -> dict:
