@@ -348,9 +348,10 @@ class EngineAdapter:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ publication
-    def publish(self, views: dict[str, str], patches: list[Patch] = ()) -> None:
+    def publish(self, views: dict[str, str | None], patches: list[Patch] = ()) -> None:
         """Point each published name at its new table, atomically: readers see the whole previous
-        publication or the whole new one, and a failure leaves the previous one. ``patches`` (on
+        publication or the whole new one, and a failure leaves the previous one. A name given None
+        is withdrawn (no longer published). ``patches`` (on
         engines with :attr:`patches_in_place`) are applied in the same transaction."""
         raise NotImplementedError
 

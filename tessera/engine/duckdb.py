@@ -252,13 +252,17 @@ class DuckDBAdapter(SqlCatalogAdapter):
             progress(rows)
         return rows
 
-    def publish(self, views: dict[str, str], patches: list[Patch] = ()) -> None:
+    def publish(self, views: dict[str, str | None], patches: list[Patch] = ()) -> None:
         # One transaction: readers see either the whole previous state or the whole new one.
         self.sql(f"CREATE TABLE IF NOT EXISTS {CATALOG} (name VARCHAR PRIMARY KEY, target VARCHAR)")
         self.sql("BEGIN TRANSACTION")
         try:
             self._apply(list(patches))
             for view, table in views.items():
+                if table is None:  # withdrawn
+                    self.sql(f"DROP VIEW IF EXISTS {q(view)}")
+                    self.sql(f"DELETE FROM {CATALOG} WHERE name = ?", [view])
+                    continue
                 self.sql(f"CREATE OR REPLACE VIEW {q(view)} AS SELECT * FROM {q(table)}")
                 self.sql(f"INSERT OR REPLACE INTO {CATALOG} VALUES (?, ?)", [view, table])
             self.sql("COMMIT")
