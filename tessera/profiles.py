@@ -560,3 +560,24 @@ def in_range(at, since, until) -> bool:
     if until is not None and text and text > until.isoformat():
         return False
     return True
+
+
+def display_names(ws, dataset: str, ids: list[str]) -> dict[str, str]:
+    """The name shown for each of a few records of ``dataset`` (full name, else first and last name,
+    else company, else e-mail), by ``tessera_id``; records without any of them are left out."""
+    ids = sorted({i for i in ids if i})
+    if not ids or ws.adapter.published_target(dataset) is None:
+        return {}
+    t = ws.table(dataset)
+    fields = {k: v for k, v in _fields(ws, dataset).items() if v in t.columns}
+    shown = {k: t[fields[f]].cast("string") for k, f in (("full", "FullName"), ("first", "FirstName"),
+             ("last", "LastName"), ("company", "Company"), ("email", "Email")) if f in fields}
+    if not shown:
+        return {}
+    out = {}
+    for r in _rows(ws.adapter, t.filter(t.tessera_id.isin(ids)).select(tessera_id=t.tessera_id, **shown)):
+        name = (r.get("full") or " ".join(x for x in (r.get("first"), r.get("last")) if x)
+                or r.get("company") or r.get("email"))
+        if name:
+            out[r["tessera_id"]] = name
+    return out

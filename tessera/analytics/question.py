@@ -420,8 +420,13 @@ def _dimension(t: ibis.Table, refs: _Refs, d: DimensionConfig, i: int, as_of: da
     if typ.is_boolean():
         return key, col.cast("string").fill_null(d.empty or "unknown"), None, Column(key, d.label or base_label, "dimension",
                                                                           "nominal")
-    return key, col.cast("string").fill_null(d.empty or "(empty)"), None, Column(key, d.label or base_label, "dimension",
-                                                                      "nominal")
+    value = col.cast("string").fill_null(d.empty or "(empty)")
+    if d.order:
+        # the listed values first, in their order; the others after them
+        listed = list(dict.fromkeys(d.order))
+        sort = ibis.cases(*[(value == v, k) for k, v in enumerate(listed)], else_=len(listed))
+        return key, value, sort, Column(key, d.label or base_label, "dimension", "ordinal", listed)
+    return key, value, None, Column(key, d.label or base_label, "dimension", "nominal")
 
 
 def _measure_label(m: MeasureConfig) -> str:
@@ -525,7 +530,7 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
         groups[key] = value
         if sort is not None:
             groups[f"_tessera_o{i}"] = sort
-            sorts.append(f"_tessera_o{i}")
+            sorts += [f"_tessera_o{i}", key]  # (values outside a listed order: by name)
         else:
             sorts.append(key)
         columns.append(column)
