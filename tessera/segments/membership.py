@@ -135,6 +135,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
     for seg in todo:
         by_dataset.setdefault(seg.dataset, []).append(seg)
     evals: list[str] = []  # the work tables of each evaluation, dropped at the end
+    entries: list[ibis.Table] = []  # the entries of the segments without members yet (read from those)
     changes: dict[tuple[str, str], int] = {}  # (segment, entered or exited) -> how many
     try:
         for segments in by_dataset.values():
@@ -144,7 +145,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             for c in compiled:
                 versions[c.segment.name] = definition_version(store, c.segment)
             try:
-                _evaluate(adapter, compiled, members, at, versions, work_log, fresh, evals)
+                entries += _evaluate(adapter, compiled, members, at, versions, work_log, fresh, evals, changes)
                 continue
             except Exception as exc:
                 if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
@@ -152,26 +153,29 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             # A condition the engine cannot compute on these rows (a CAST of a text...): each segment
             # on its own, so that the one that fails keeps its members and says which condition failed.
             for c in compiled:
+                changes.pop((c.segment.name, "entered"), None)  # counted again on its own
+            for c in compiled:
                 try:
-                    _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions, work_log, fresh,
-                              evals)
+                    entries += _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions,
+                                         work_log, fresh, evals, changes)
                 except Exception as exc:
                     if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
                         raise
                     skipped[c.segment.name] = _failure(ctx, c.segment, exc)
                     failed.add(c.segment.name)
-        log_t = adapter.table(work_log) if adapter.exists(work_log) else None
-        if log_t is not None:
+        logs = list(entries)
+        if adapter.exists(work_log):
+            log_t = adapter.table(work_log)
             changes.update({(r["segment"], r["change"]): int(r["n"]) for r in adapter.to_arrow(
                 log_t.group_by(["segment", "change"]).agg(n=log_t.count())).to_pylist()})
+            logs.insert(0, log_t)
         gone = [name for name in before if name not in configured]
         if any(changes.values()) or gone:
             # The log first, as it was computed from the members.
-            if any(changes.values()):
+            for log_t in logs:
                 adapter.append_query(LOG, log_t)
             entered = sum(n for (_s, change), n in changes.items() if change == "entered")
-            _apply(adapter, members, [log_t] if any(changes.values()) else [], entered,
-                   sum(changes.values()) - entered, sum(before.values()), gone)
+            _apply(adapter, members, logs, entered, sum(changes.values()) - entered, sum(before.values()), gone)
         # else: nobody entered or left, and the members table stays as it is
     finally:
         for name in (work_log, *evals):
@@ -242,7 +246,8 @@ def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str,
 
 
 def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.Value, versions: dict[str, int],
-              log_table: str, fresh: set[str], evals: list[str]) -> None:
+              log_table: str, fresh: set[str], evals: list[str],
+              changes: dict[tuple[str, str], int]) -> list[ibis.Table]:
     """One pass over the dataset for all its segments, then all their entries and exits at once.
 
     A work table holds each record's id and one flag per distinct top-level condition of the
@@ -250,8 +255,9 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
     each segment's records whose flags hold) are compared with the current members in one
     full outer join: found only now, they entered; found only before, they left, and the
     first condition whose flag does not hold says why. The entries and exits are appended to
-    ``log_table`` (the log's columns) in one statement; the segments without members
-    (``fresh``) only have entries: no join for them."""
+    ``log_table`` (the log's columns), but those of the segments without members (``fresh``),
+    which are only entries, are returned as a query of the work table (named in ``evals``): they
+    go to the log and the members table without a copy in between."""
     t = compiled[0].table
     columns: dict[str, ibis.Value] = {"_tessera_id": t[TID].cast("string")}
     flag_of: dict = {}  # a condition's expression -> its flag column
@@ -267,15 +273,15 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
     name = f"{WORK}_eval{len(evals)}"
     evals.append(name)
     evaluated = adapter.create_table(name, t.select(**columns), temp=True)
-    _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh)
+    return _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh, changes)
 
 
 def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: ibis.Table, members: ibis.Table,
-          at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str]) -> None:
-    """Append the entries and exits of the segments ``compiled`` to ``log_table``, in one
-    statement (a failure appends nothing: the segments are then evaluated one by one). The
-    segments without members (``fresh``: new, or empty until now) only have entries, found
-    without the join."""
+          at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str],
+          changes: dict[tuple[str, str], int]) -> list[ibis.Table]:
+    """Append the entries and exits of the segments ``compiled`` to ``log_table``. The segments
+    without members (``fresh``: new, or empty until now) only have entries, no join for them:
+    returned as a query (the log's columns), and counted into ``changes`` (one aggregate)."""
 
     def holds(k: int) -> ibis.BooleanValue:
         parts = [evaluated[f] for f in flags[k]]
@@ -296,26 +302,27 @@ def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: 
         both = evaluated.cross_join(numbers)
         k = both._tessera_k
         names = [compiled[j].segment.name for j in ks]
-        keep = ibis.cases(*[(k == i, holds(j)) for i, j in enumerate(ks)], else_=False)
-        kept = both.filter(keep)
+        kept = both.filter(ibis.cases(*[(k == i, holds(j)) for i, j in enumerate(ks)], else_=False))
         k = kept._tessera_k
         return kept.select(_tessera_seg=ibis.cases(*[(k == i, n) for i, n in enumerate(names)]).cast(dt.string),
                            _tessera_id=kept._tessera_id,
                            _tessera_v=ibis.cases(*[(k == i, versions[n]) for i, n in enumerate(names)]).cast(dt.int64))
 
-    parts = []
+    out = []
     new = [k for k, c in enumerate(compiled) if c.segment.name in fresh]
     if new:
         entered = members_now(new)
-        parts.append(_conform(entered.select(
+        out.append(_conform(entered.select(
             segment=entered._tessera_seg, **{TID: entered._tessera_id}, change=ibis.literal("entered", dt.string),
             entered_at=at, exited_at=ibis.null(dt.timestamp), version=entered._tessera_v,
             exit_condition=ibis.null(dt.string)), LOG_SCHEMA))
+        counts = adapter.to_arrow(evaluated.aggregate(**{f"n{k}": evaluated.count(where=holds(k)) for k in new}))
+        changes.update({(compiled[k].segment.name, "entered"): int(counts[f"n{k}"][0].as_py() or 0) for k in new})
     known = [k for k, c in enumerate(compiled) if c.segment.name not in fresh]
     if known:
-        parts.append(_changes(compiled, known, flags, evaluated, members_now(known), members, at, versions))
-    adapter.append_query(log_table, parts[0].union(*parts[1:], distinct=False) if parts[1:] else parts[0],
-                         temp=True)
+        adapter.append_query(log_table, _changes(compiled, known, flags, evaluated, members_now(known), members, at,
+                                                 versions), temp=True)
+    return out
 
 
 def _changes(compiled: list[Compiled], ks: list[int], flags: list[list[str]], evaluated: ibis.Table,
