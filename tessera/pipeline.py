@@ -30,7 +30,8 @@ from tessera.datasets.build import (
     value_error,
 )
 from tessera.datasets.incremental import BUILT_STATE, Previous
-from tessera.engine.base import EngineAdapter
+from tessera.datasets.search import SEARCH_TABLE, TID, create_search_table, search_view
+from tessera.engine.base import EngineAdapter, Patch
 from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
 from tessera.errors import RunError, TesseraError
@@ -157,6 +158,33 @@ class Pipeline:
         result.steps.append({"step": name, "seconds": round(seconds, 3), **counts})
         return counts
 
+    def _search_index(self, name: str, b, tag: str) -> tuple[str, list[Patch]]:
+        """The search index a run publishes for the deduplicated dataset ``name`` built as ``b``:
+        rebuilt whole, or, when the run patches the last publication's tables in place, the last
+        index with the tokens of the unified records resolved again replaced (a patch of its own)."""
+        prev = self.adapter.published_target(search_view(name))
+        part = next((p for p in b.patches if p.key == TID), None)  # the unified records replaced
+        if prev is None or part is None or not self.adapter.exists(prev):
+            return self.build_search(name, f"{tag}search_{name}", b.table, b.records), []
+        # Computed now, from the run's views (the patches change what they read once applied).
+        gone = self.adapter.create_table(f"{tag}search_gone_{name}", part.remove.select(TID).union(
+            part.add.select(TID), distinct=True))
+        records = self.adapter.table(b.records)
+        self.build_search(name, f"{tag}search_part_{name}", part.add,
+                          records.filter(records[TID].isin(gone[TID])))
+        return prev, [Patch(prev, TID, gone, self.adapter.table(f"{tag}search_part_{name}"))]
+
+    def build_search(self, dataset: str, name: str, data: str | ibis.Table,
+                     records: str | ibis.Table | None) -> str:
+        """Create the search index ``name`` of the customer dataset ``dataset`` from its unified
+        table ``data`` and its source records ``records`` (see :mod:`tessera.datasets.search`)."""
+        from tessera.segments.related import _semantics
+
+        ds = next(d for d in self.config.datasets if d.name == dataset)
+        return create_search_table(self.adapter, name, self.adapter.table(data) if isinstance(data, str) else data,
+                                   self.adapter.table(records) if isinstance(records, str) else records,
+                                   _semantics(self.config, dataset), [k.column for k in ds.identity_keys])
+
     def collect_garbage(self) -> None:
         """Drop work tables of runs that never published and raw batches never recorded."""
         published = set()
@@ -169,7 +197,8 @@ class Pipeline:
         built = self.store.get_state(*BUILT_STATE) or {}
         published |= {t["data"] for t in built.get("datasets", {}).values()}
         for name in self.adapter.list_tables():
-            if (RUN_TABLE.match(name) and name not in published) or name.startswith("_tessera_syncw_"):
+            if ((RUN_TABLE.match(name) or SEARCH_TABLE.match(name)) and name not in published) \
+                    or name.startswith("_tessera_syncw_"):
                 self.adapter.drop_table(name)  # a run's or a killed sync's work tables
             m = RAW_TABLE.match(name)
             if m and (m.group(1), int(m.group(2))) not in recorded:
@@ -407,6 +436,9 @@ class Pipeline:
                     views[f"{name}__shared_values"] = b.shared
                 if b.matches:
                     views[f"{name}__matches"] = b.matches
+                if b.shared:  # a deduplicated dataset: its customers are searched as you type
+                    views[search_view(name)], patch = self._search_index(name, b, tag)
+                    patches += patch
             if reject_parts:
                 views[REJECTS_VIEW] = f"{tag}rejects"
             self.adapter.publish(views, patches)
@@ -563,9 +595,6 @@ class Pipeline:
         options = dict(dialect=self.adapter.dialect, extra_columns=self._needed_columns(src.name),
                        extra_identifiers=self._relation_targets(src.name),
                        add_sql_columns=self.adapter.add_sql_columns)
-        if typed_table is None:  # a preview: nothing is kept
-            staged, rejects = stage(src, batches, tables, schema, **options)
-            return staged, rejects, [b.batch for b in batches]
         # Staging is per batch but for the choice of each record's latest version: each batch is
         # staged once and kept (under a digest of what staging reads besides the batch), so a run
         # after a new file stages that file alone.
@@ -573,6 +602,26 @@ class Pipeline:
                                             schema, options["extra_columns"], options["extra_identifiers"]],
                                            sort_keys=True, default=str).encode()).hexdigest()[:12]
         staged_parts, reject_parts = [], []
+        if typed_table is None:
+            # A preview: the batches the last run staged under the same settings are read as kept,
+            # the others staged in the query (nothing is kept).
+            for b, t in zip(batches, tables):
+                name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
+                                  f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")
+                if self.adapter.exists(name) and self.adapter.exists(rej_name):
+                    staged_parts.append(self.adapter.table(name))
+                    reject_parts.append(self.adapter.table(rej_name))
+                else:
+                    staged, rejects = stage(src, [b], [t], schema, **options)
+                    staged_parts.append(staged)
+                    reject_parts.append(rejects)
+            # a stored batch's types are the engine's (a timestamp's precision): the others follow them
+            stored = [i for i, p in enumerate(staged_parts) if _stored(p)]
+            if stored and len(stored) < len(staged_parts):
+                typed, rej_typed = staged_parts[stored[0]].schema(), reject_parts[stored[0]].schema()
+                staged_parts = [p.cast(typed) for p in staged_parts]
+                reject_parts = [p.cast(rej_typed) for p in reject_parts]
+            return latest_of(staged_parts), union_all(reject_parts), [b.batch for b in batches]
         for b, t in zip(batches, tables):
             name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
                               f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")

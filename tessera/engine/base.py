@@ -272,6 +272,13 @@ class EngineAdapter:
         is made once per table."""
         return False
 
+    def range_index(self, table: str, column: str) -> bool:
+        """Make ``column`` of ``table`` (a table created sorted by it) readable by ranges of values
+        (``column >= a AND column < b``) without a scan; True when an index was made. The base
+        makes the engine's index (:meth:`index`); an engine that skips the blocks outside a range
+        of a sorted table by their minimum and maximum needs none."""
+        return self.index(table, column)
+
     # ------------------------------------------------------------------ files
     def parse_file(self, path: str, fmt: str, *, options: dict, decimal_comma: bool = False,
                    declared: frozenset = frozenset()) -> tuple[pa.Table, FileImport]:

@@ -137,6 +137,12 @@ class DuckDBAdapter(SqlCatalogAdapter):
         self.sql(f"CREATE INDEX IF NOT EXISTS {q(name)} ON {q(table)} ({q(column)})")
         return True
 
+    def range_index(self, table: str, column: str) -> bool:
+        # A table created sorted keeps its order; each row group's min/max of the column (its zone
+        # map) lets a range read skip every group outside the range: no ART index (built slowly
+        # and held in memory for millions of short texts) is needed.
+        return False
+
     def set_memory_limit(self, limit: str | None) -> None:
         # Past the limit DuckDB spills to its temporary folder (beside the warehouse file), then fails.
         limit = limit or getattr(self, "default_memory_limit", None)
