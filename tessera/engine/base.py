@@ -120,6 +120,10 @@ class EngineAdapter:
     #: a view costs nothing until a query reads it (the engine plans them together): a run reads a
     #: source staged from several batches through a view (:meth:`create_view`), not a copy
     cheap_views: ClassVar[bool] = False
+    #: the engine skips the blocks of a table whose min/max of a column are outside a filter's
+    #: bounds: a table of events stored in the order of their time is read only for the days of a
+    #: window (worth a sort when it is built)
+    prunes_by_order: ClassVar[bool] = False
 
     def __init__(self, con: ibis.BaseBackend):
         self.con = con

@@ -49,6 +49,7 @@ class DuckDBAdapter(SqlCatalogAdapter):
     authoring_types = True
     patches_in_place = True
     cheap_views = True
+    prunes_by_order = True
 
     def __init__(self, path: str, *, read_only: bool = False, threads: int | None = None,
                  memory_limit: str | None = None):
