@@ -136,7 +136,12 @@ class DuckDBAdapter(SqlCatalogAdapter):
         # Plain tuples: for the few rows of a point read, building Arrow first costs more.
         names = [d[0] for d in result.description]
         zoned = [i for i, d in enumerate(result.description) if str(d[1]).upper() == "TIMESTAMP WITH TIME ZONE"]
-        rows = result.fetchall() if prepared.first is None else result.fetchmany(prepared.first)
+        if prepared.first is None:
+            rows = result.fetchall()
+        else:
+            # One row more than wanted: a result of at most ``first`` rows is then read to its end,
+            # which ends the statement (and its snapshot of the warehouse) at once.
+            rows = result.fetchmany(prepared.first + 1)[:prepared.first]
         if zoned:  # in UTC, as Arrow gives them (DuckDB gives them in the session's time zone)
             rows = [tuple(v.astimezone(timezone.utc) if i in zoned and v is not None else v
                           for i, v in enumerate(row)) for row in rows]
