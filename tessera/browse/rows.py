@@ -204,8 +204,7 @@ def _rows_query(ws, dataset: str, needed: tuple[str, ...], n: int) -> Prepared:
     (Workspace.index_for_reads). A single ``IN`` list would read the whole column: at a million
     rows several times the cost of the page's own query."""
     t = ws.adapter.indexed_table(dataset)
-    parts = [t.filter(t[TID] == param(f"k{i}")).select(*needed) for i in range(n)]
-    return ws.adapter.prepare(parts[0].union(*parts[1:], distinct=False) if n > 1 else parts[0])
+    return ws.adapter.prepare_union(t.filter(t[TID] == param("k")).select(*needed), n)
 
 
 def _rows_of(ws, dataset: str, ids: list, needed: list[str]) -> list[dict]:
