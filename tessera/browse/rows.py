@@ -192,35 +192,32 @@ def _keys_query(ws, dataset: str, filtered: tuple, order: list[tuple[str, bool]]
     return ws.adapter.prepare(t.select(*(c for c, _ in order)).order_by(keys).limit(limit + 1))
 
 
-#: pages up to this many rows are read by one point read per row (see _rows_of)
-POINT_READS = 100
-#: the sizes of the queries of those point reads (a page's ids padded to the next one)
+#: the sizes of the queries that read a page's rows by their ids (a page's ids padded to the next
+#: one; a longer page is read by lists of the largest)
 PAGE_SIZES = (1, 2, 5, 10, 20, 50, 100)
 
 
 def _rows_query(ws, dataset: str, needed: tuple[str, ...], n: int) -> Prepared:
-    """The ``needed`` columns of ``n`` rows, each found by its ``tessera_id`` (the parameters
-    ``k0``...): one point read per row, through the column's index where the engine has one
-    (Workspace.index_for_reads). A single ``IN`` list would read the whole column: at a million
-    rows several times the cost of the page's own query."""
+    """The ``needed`` columns of the rows of ``n`` ``tessera_id`` (the parameters ``k0``...),
+    compiled once: the engine finds them through the column's index where it has one
+    (Workspace.index_for_reads), a few milliseconds at a million rows; compiled again at each
+    page, with the ids written in, the list cost several times as much."""
     t = ws.adapter.indexed_table(dataset)
-    return ws.adapter.prepare_union(t.filter(t[TID] == param("k")).select(*needed), n)
+    return ws.adapter.prepare(t.filter(t[TID].isin([param(f"k{i}") for i in range(n)])).select(*needed))
 
 
 def _rows_of(ws, dataset: str, ids: list, needed: list[str]) -> list[dict]:
     """The rows of these ``tessera_id`` (a page's, in that order) with the ``needed`` columns."""
-    if not ids:
-        return []
-    if len(ids) <= POINT_READS:
-        # one query per page size (the ids of a shorter last page padded with NULL, which finds nothing)
-        size = next(s for s in PAGE_SIZES if s >= len(ids))
+    found: dict = {}
+    largest = PAGE_SIZES[-1]
+    for start in range(0, len(ids), largest):
+        chunk = ids[start:start + largest]
+        size = next(s for s in PAGE_SIZES if s >= len(chunk))
         query = ws.cached_read(("rows_by_id", dataset, tuple(needed), size),
-                               lambda: _rows_query(ws, dataset, tuple(needed), size))
-        got = ws.adapter.fetch(query, **{f"k{i}": (ids[i] if i < len(ids) else None) for i in range(size)})
-    else:
-        t = ws.adapter.indexed_table(dataset)
-        got = ws.adapter.to_arrow(t.filter(t[TID].isin(ids)).select(*needed)).to_pylist()
-    found = {r[TID]: r for r in got}
+                               lambda size=size: _rows_query(ws, dataset, tuple(needed), size))
+        # padded with the last id: a NULL in the list would make DuckDB read the whole column
+        found.update((r[TID], r) for r in ws.adapter.fetch(query, **{f"k{i}": chunk[min(i, len(chunk) - 1)]
+                                                                      for i in range(size)}))
     return [found[i] for i in ids if i in found]
 
 

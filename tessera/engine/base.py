@@ -244,20 +244,7 @@ class EngineAdapter:
 
         The reads of a server (a profile, a status) compile the same expressions again and again
         with only a customer's id changing: compiling them costs far more than running them."""
-        return self._prepared(self.con.compile(expr))
-
-    def prepare_union(self, expr: ibis.Table, n: int) -> Prepared:
-        """``n`` copies of ``expr`` in one query (``UNION ALL``, rows in no particular order),
-        compiled once: the parameter ``p`` of the i-th copy is ``p<i>`` (``tid`` -> ``tid0``,
-        ``tid1``...). The point reads of a page, one per row through an index, cost one query
-        instead of ``n``; compiled as ``n`` Ibis expressions they cost ten times more to compile
-        (half a second for 50) than to run."""
         sql = self.con.compile(expr)
-        parts = [_PARAM_RE.sub(lambda m, i=i: f"'{_PARAM}{m.group(1)}{i}__'", sql) for i in range(n)]
-        return self._prepared(" UNION ALL ".join(f"SELECT * FROM ({part}) AS {q(f'{PREFIX}u{i}')}"
-                                                 for i, part in enumerate(parts)))
-
-    def _prepared(self, sql: str) -> Prepared:
         names = tuple(_PARAM_RE.findall(sql))
         if self.placeholder is None:
             return Prepared(sql, names)

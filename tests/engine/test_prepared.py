@@ -29,18 +29,6 @@ def test_a_prepared_query_binds_its_parameters_at_each_run(engine_adapter):
     assert [r["n"] for r in adapter.fetch(prepared, tid="T1", other="-")] == [1, 5]
 
 
-def test_a_union_of_copies_binds_each_copy_apart(engine_adapter):
-    adapter = engine_adapter
-    t = adapter.create_table("_tessera_test_union", ROWS)
-    # a % and a quote in the text around the placeholders, as above
-    prepared = adapter.prepare_union(t.filter((t.tessera_id == param("tid")) & ~t.note.like("%100%%"))
-                                     .select("tessera_id", "n"), 3)
-    assert prepared.names == ("tid0", "tid1", "tid2")
-    got = adapter.fetch(prepared, tid0="T1", tid1="T'3", tid2="T2")  # T2's note has 100%: left out
-    assert sorted((r["tessera_id"], r["n"]) for r in got) == [("T'3", 3), ("T1", 1), ("T1", 5)]
-    assert adapter.fetch(prepared, tid0=None, tid1="T%4", tid2=None) == [{"tessera_id": "T%4", "n": 4}]
-
-
 def test_a_parameter_name_is_letters_and_digits():
     with pytest.raises(ValueError, match="letters and digits"):
         param("tessera_id")
