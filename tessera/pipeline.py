@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from datetime import date
@@ -30,10 +31,11 @@ from tessera.datasets.build import (
     value_error,
 )
 from tessera.datasets.incremental import BUILT_STATE, Previous
-from tessera.engine.base import EngineAdapter
+from tessera.datasets.search import SEARCH_TABLE, TID, create_search_table, search_view
+from tessera.engine.base import EngineAdapter, Patch
 from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
-from tessera.errors import RunError, TesseraError
+from tessera.errors import RunError, TesseraError, UsageError
 from tessera.identity.review import overrides_by_dataset
 from tessera.privacy import consent as consent_history
 from tessera.privacy.suppression import has_suppressions, purge_batch
@@ -68,6 +70,22 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)  # {"source", "file", "reason", "kept"}
     unchanged: bool = False  # nothing new since the last run: its publication was kept as it is
+
+
+SEARCH_RUN_ROWS = 200_000
+SEARCH_RUN_VARIABLE = "TESSERA_SEARCH_INDEX_RUN_ROWS"
+
+
+def search_index_run_rows() -> int:
+    """The size of a customer dataset from which a run leaves its search index to the server
+    (``TESSERA_SEARCH_INDEX_RUN_ROWS``, default 200,000; 0: never built by a run)."""
+    text = os.environ.get(SEARCH_RUN_VARIABLE, "").strip()
+    try:
+        rows = int(text) if text else SEARCH_RUN_ROWS
+    except ValueError:
+        raise UsageError(f"environment variable {SEARCH_RUN_VARIABLE}: '{text}' is not a number of rows; set a "
+                         "whole number (0: the server builds every search index after a run) or unset it") from None
+    return rows if rows > 0 else 0
 
 
 class Pipeline:
@@ -157,6 +175,40 @@ class Pipeline:
         result.steps.append({"step": name, "seconds": round(seconds, 3), **counts})
         return counts
 
+    def _search_index(self, name: str, b, tag: str) -> tuple[str | None, list[Patch]]:
+        """The search index a run publishes for the deduplicated dataset ``name`` built as ``b``:
+        rebuilt whole, or, when the run patches the last publication's tables in place, the last
+        index with the tokens of the unified records resolved again replaced (a patch of its own).
+
+        A dataset of :func:`search_index_run_rows` rows or more rebuilt whole gets no index from the
+        run (None: the last one is withdrawn, it would find the customers of the last publication):
+        the server builds it after the run (:meth:`Workspace.index_for_reads`), so that a run is not
+        slowed by an index only the web app's search reads (about ten seconds at a million)."""
+        prev = self.adapter.published_target(search_view(name))
+        part = next((p for p in b.patches if p.key == TID), None)  # the unified records replaced
+        if prev is None or part is None or not self.adapter.exists(prev):
+            if b.counts.get("rows", 0) >= search_index_run_rows():
+                return None, []
+            return self.build_search(name, f"{tag}search_{name}", b.table, b.records), []
+        # Computed now, from the run's views (the patches change what they read once applied).
+        gone = self.adapter.create_table(f"{tag}search_gone_{name}", part.remove.select(TID).union(
+            part.add.select(TID), distinct=True))
+        records = self.adapter.table(b.records)
+        self.build_search(name, f"{tag}search_part_{name}", part.add,
+                          records.filter(records[TID].isin(gone[TID])))
+        return prev, [Patch(prev, TID, gone, self.adapter.table(f"{tag}search_part_{name}"))]
+
+    def build_search(self, dataset: str, name: str, data: str | ibis.Table,
+                     records: str | ibis.Table | None) -> str:
+        """Create the search index ``name`` of the customer dataset ``dataset`` from its unified
+        table ``data`` and its source records ``records`` (see :mod:`tessera.datasets.search`)."""
+        from tessera.segments.related import _semantics
+
+        ds = next(d for d in self.config.datasets if d.name == dataset)
+        return create_search_table(self.adapter, name, self.adapter.table(data) if isinstance(data, str) else data,
+                                   self.adapter.table(records) if isinstance(records, str) else records,
+                                   _semantics(self.config, dataset), [k.column for k in ds.identity_keys])
+
     def collect_garbage(self) -> None:
         """Drop work tables of runs that never published and raw batches never recorded."""
         published = set()
@@ -169,7 +221,8 @@ class Pipeline:
         built = self.store.get_state(*BUILT_STATE) or {}
         published |= {t["data"] for t in built.get("datasets", {}).values()}
         for name in self.adapter.list_tables():
-            if (RUN_TABLE.match(name) and name not in published) or name.startswith("_tessera_syncw_"):
+            if ((RUN_TABLE.match(name) or SEARCH_TABLE.match(name)) and name not in published) \
+                    or name.startswith("_tessera_syncw_"):
                 self.adapter.drop_table(name)  # a run's or a killed sync's work tables
             m = RAW_TABLE.match(name)
             if m and (m.group(1), int(m.group(2))) not in recorded:
@@ -407,10 +460,14 @@ class Pipeline:
                     views[f"{name}__shared_values"] = b.shared
                 if b.matches:
                     views[f"{name}__matches"] = b.matches
+                if b.shared:  # a deduplicated dataset: its customers are searched as you type
+                    views[search_view(name)], patch = self._search_index(name, b, tag)
+                    patches += patch
             if reject_parts:
                 views[REJECTS_VIEW] = f"{tag}rejects"
             self.adapter.publish(views, patches)
-            published.update(views)
+            # (a withdrawn name is not part of what the run published: see _last_inputs)
+            published.update({v: t for v, t in views.items() if t is not None})
             for name, b in builder.built.items():
                 self.store.record_publication(name, run_id, b.target(b.table), b.counts.get("rows", 0))
             self.store.set_state(*BUILT_STATE, {"config": config_digest, "datasets": bases})
@@ -563,9 +620,6 @@ class Pipeline:
         options = dict(dialect=self.adapter.dialect, extra_columns=self._needed_columns(src.name),
                        extra_identifiers=self._relation_targets(src.name),
                        add_sql_columns=self.adapter.add_sql_columns)
-        if typed_table is None:  # a preview: nothing is kept
-            staged, rejects = stage(src, batches, tables, schema, **options)
-            return staged, rejects, [b.batch for b in batches]
         # Staging is per batch but for the choice of each record's latest version: each batch is
         # staged once and kept (under a digest of what staging reads besides the batch), so a run
         # after a new file stages that file alone.
@@ -573,6 +627,26 @@ class Pipeline:
                                             schema, options["extra_columns"], options["extra_identifiers"]],
                                            sort_keys=True, default=str).encode()).hexdigest()[:12]
         staged_parts, reject_parts = [], []
+        if typed_table is None:
+            # A preview: the batches the last run staged under the same settings are read as kept,
+            # the others staged in the query (nothing is kept).
+            for b, t in zip(batches, tables):
+                name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
+                                  f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")
+                if self.adapter.exists(name) and self.adapter.exists(rej_name):
+                    staged_parts.append(self.adapter.table(name))
+                    reject_parts.append(self.adapter.table(rej_name))
+                else:
+                    staged, rejects = stage(src, [b], [t], schema, **options)
+                    staged_parts.append(staged)
+                    reject_parts.append(rejects)
+            # a stored batch's types are the engine's (a timestamp's precision): the others follow them
+            stored = [i for i, p in enumerate(staged_parts) if _stored(p)]
+            if stored and len(stored) < len(staged_parts):
+                typed, rej_typed = staged_parts[stored[0]].schema(), reject_parts[stored[0]].schema()
+                staged_parts = [p.cast(typed) for p in staged_parts]
+                reject_parts = [p.cast(rej_typed) for p in reject_parts]
+            return latest_of(staged_parts), union_all(reject_parts), [b.batch for b in batches]
         for b, t in zip(batches, tables):
             name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
                               f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")

@@ -210,7 +210,6 @@ def _read(ws, plan: ProfilePlan, tessera_id: str, events: int) -> dict:
 
 
 # --------------------------------------------------------------------------- search and the 360 view
-NAME_FIELDS = ("FirstName", "LastName", "FullName", "Company")
 ID_FIELDS = ("CustomerId", "LoyaltyCard", "Email", "Phone")
 CONSENT_HINTS = ("optin", "opt_in", "consent", "unsubscribed", "opt_out", "optout")
 RECORD = "_tessera_record"
@@ -232,100 +231,6 @@ def _fields(ws, dataset: str) -> dict[str, str]:
     from tessera.segments.related import _semantics
 
     return _semantics(ws.config, dataset)
-
-
-def search_customers(ws, text: str, dataset: str | None = None, *, limit: int = 20) -> dict:
-    """Customers whose name, email or phone contains ``text``, or whose id (the unified id, an
-    identity key, a source record's key) equals it; at most ``limit``, by name.
-
-    Returns:
-        ``{"dataset", "query", "results": [{"tessera_id", "name", "email", "phone", "city"}], "more": bool}``.
-    """
-    dataset = customer_dataset(ws, dataset)
-    query = " ".join((text or "").split())
-    out = {"dataset": dataset, "query": query, "results": [], "more": False}
-    if len(query) < 2:
-        return out
-    t = ws.table(dataset)
-    fields = {k: v for k, v in _fields(ws, dataset).items() if v in t.columns}
-    lowered = query.lower()
-    conds = []
-    names = [fields[f] for f in NAME_FIELDS if f in fields]
-    if names:
-        # Each word in one of the name columns (a word has no space: it cannot span two of them).
-        # Column by column, the engine reads a name column's few distinct values, not each row's
-        # names joined: ten times faster over a million customers.
-        def anywhere(word):
-            found = [t[c].cast("string").lower().contains(word).fill_null(False) for c in names]
-            out = found[0]
-            for f in found[1:]:
-                out = out | f
-            return out
-
-        words = lowered.split()
-        cond = anywhere(words[0])
-        for w in words[1:]:
-            cond = cond & anywhere(w)
-        conds.append(cond)
-    if "Email" in fields:
-        email = t[fields["Email"]].cast("string")
-        # lower case already when normalized so (lowering a million addresses costs most of a search)
-        conds.append((email if _lower_case(ws.config, dataset, fields["Email"]) else email.lower()).contains(lowered))
-    digits = "".join(ch for ch in query if ch.isdigit()).lstrip("0")
-    if "Phone" in fields and len(digits) >= 4 and len(digits) >= len(query.replace(" ", "")) - 3:
-        conds.append(t[fields["Phone"]].cast("string").contains(digits))
-    ds = next(d for d in ws.config.datasets if d.name == dataset)
-    ids = {k.column for k in ds.identity_keys} | {fields[f] for f in ID_FIELDS if f in fields}
-    conds += [t[c].cast("string") == query for c in sorted(ids) if c in t.columns]
-    conds.append(t.tessera_id == query)
-    if ws.adapter.published_target(f"{dataset}__records") is not None:
-        # a source record's key: its record id is "<source>:<key>" (equal, not a suffix: cheaper)
-        # looked up first: a subquery in the OR below would be joined with every customer
-        records = ws.adapter.table(f"{dataset}__records")
-        keys = sorted({f"{m.source}:{query}" for m in ds.mappings})
-        hit = records.filter(records[RECORD].isin(keys)).select(records.tessera_id).limit(limit + 1)
-        ids = sorted({r["tessera_id"] for r in ws.adapter.to_arrow(hit).to_pylist()})
-        if ids:
-            conds.append(t.tessera_id.isin(ids))
-    cond = conds[0]
-    for c in conds[1:]:
-        cond = cond | c
-    shown = {"tessera_id": t.tessera_id}
-    for key, field_name in (("first", "FirstName"), ("last", "LastName"), ("full", "FullName"), ("email", "Email"),
-                            ("phone", "Phone"), ("city", "City")):
-        if field_name in fields:
-            shown[key] = t[fields[field_name]].cast("string")
-    order = [shown[k] for k in ("last", "first", "full", "email") if k in shown] + [t.tessera_id]
-    rows = _rows(ws.adapter, t.filter(cond).order_by(order).select(**shown).limit(limit + 1))
-    for r in rows[:limit]:
-        name = r.get("full") or " ".join(x for x in (r.get("first"), r.get("last")) if x)
-        out["results"].append({"tessera_id": r["tessera_id"], "name": name or None, "email": r.get("email"),
-                               "phone": r.get("phone"), "city": r.get("city")})
-    out["more"] = len(rows) > limit
-    return out
-
-
-def _lower_case(config, dataset: str, column: str) -> bool:
-    """Whether ``column`` of ``dataset`` holds only lower case: a dataset rule, or a rule of every
-    source mapped to it, lowers it (``email``, ``lower``) and no later rule of that chain raises it."""
-    lowering, raising = {"email", "lower"}, {"upper", "title"}
-
-    def lowers(rules) -> bool | None:
-        state = None
-        for rule in rules:
-            state = True if rule.kind in lowering else (False if rule.kind in raising else state)
-        return state
-
-    ds = next(d for d in config.datasets if d.name == dataset)
-    own = next((c for c in ds.columns if c.name == column), None)
-    at_dataset = lowers(own.normalize) if own is not None else None
-    if at_dataset is not None:
-        return at_dataset
-    sources = {src.name: src for src in config.sources}
-    mapped = [m for m in ds.mappings if column in m.columns]
-    return bool(mapped) and all(m.source in sources and
-                                lowers(sources[m.source].normalize.get(m.columns[column], [])) is True
-                                for m in mapped)
 
 
 def _date_of(record: dict, updated_col: str | None) -> str | None:
@@ -560,3 +465,24 @@ def in_range(at, since, until) -> bool:
     if until is not None and text and text > until.isoformat():
         return False
     return True
+
+
+def display_names(ws, dataset: str, ids: list[str]) -> dict[str, str]:
+    """The name shown for each of a few records of ``dataset`` (full name, else first and last name,
+    else company, else e-mail), by ``tessera_id``; records without any of them are left out."""
+    ids = sorted({i for i in ids if i})
+    if not ids or ws.adapter.published_target(dataset) is None:
+        return {}
+    t = ws.table(dataset)
+    fields = {k: v for k, v in _fields(ws, dataset).items() if v in t.columns}
+    shown = {k: t[fields[f]].cast("string") for k, f in (("full", "FullName"), ("first", "FirstName"),
+             ("last", "LastName"), ("company", "Company"), ("email", "Email")) if f in fields}
+    if not shown:
+        return {}
+    out = {}
+    for r in _rows(ws.adapter, t.filter(t.tessera_id.isin(ids)).select(tessera_id=t.tessera_id, **shown)):
+        name = (r.get("full") or " ".join(x for x in (r.get("first"), r.get("last")) if x)
+                or r.get("company") or r.get("email"))
+        if name:
+            out[r["tessera_id"]] = name
+    return out

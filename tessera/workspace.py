@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import uuid
 import threading
 import time
 from datetime import date
@@ -39,6 +40,7 @@ from tessera.config.models import DatasetConfig, WorkspaceConfig
 from tessera.config.versions import KIND_PLURALS, spec_version
 from tessera.connectors import check_connection
 from tessera.datasets.build import dataset_columns
+from tessera.datasets.search import search_view
 from tessera.engine.base import EngineAdapter, param
 from tessera.engine.connect import open_adapter
 from tessera.errors import (
@@ -866,6 +868,29 @@ class Workspace:
             out[k.column] = self.adapter.prepare(records.filter(cond).select(TID, _v=c).limit(1000))
         return out
 
+    def build_search_index(self, dataset: str | None = None, *, missing_only: bool = False) -> list[str]:
+        """Build the search index of each published deduplicated dataset (or of ``dataset``) from
+        its published tables and publish it (a run publishes it itself: this is for a workspace
+        published before it existed, or changed in the engine since). ``missing_only``: only
+        where none is published. Returns the datasets indexed."""
+        made = []
+        with self.writing():
+            pipeline = Pipeline(self.adapter, self.store, self.config, self.path / "archive")
+            for ds in self.config.datasets:
+                if not ds.deduplicate or (dataset is not None and ds.name != dataset):
+                    continue
+                data, records = (self.adapter.published_target(n) for n in (ds.name, f"{ds.name}__records"))
+                view = search_view(ds.name)
+                if data is None or (missing_only and self.adapter.published_target(view) is not None):
+                    continue
+                name = pipeline.build_search(ds.name, f"_tessera_search_{ds.name}_{uuid.uuid4().hex[:8]}",
+                                             data, records)
+                self.adapter.publish({view: name})
+                made.append(ds.name)
+            if made:
+                pipeline.collect_garbage()  # the index it replaces
+        return made
+
     def index_for_reads(self) -> list[str]:
         """Index the columns that reads find a customer by, on the engines that have indexes: the
         ``tessera_id`` of each deduplicated dataset and of its source records, the identity keys of
@@ -891,7 +916,7 @@ class Workspace:
             # a customer's orders, tickets... on the 360 page
             wanted += [(d.name, link) for d in config.datasets
                        if d.name != ds.name and (link := links_to(config, d.name, ds.name))]
-        made = []
+        made = [f"{search_view(d)}.token" for d in self.build_search_index(missing_only=True)]
         with self.writing():
             for view, column in wanted:
                 target = self.adapter.published_target(view)
@@ -1477,7 +1502,8 @@ class Workspace:
                 return erase_customer(self, customer, dataset=dataset, actor=actor, before_delete=[syncs],
                                       after_delete=[event_log] if event_log is not None else [])
             finally:
-                forget_results(self.store)  # cached and prepared charts may have counted the customer
+                # cached and prepared charts may have counted the customer, the order facts hold them
+                forget_results(self.store, self.adapter)
 
     def export_customer(self, customer: str, path: str | Path | None = None, fmt: str | None = None, *,
                         dataset: str | None = None, actor: str | None = None) -> dict:

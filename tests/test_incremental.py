@@ -204,7 +204,9 @@ def _published(ws) -> dict[str, list[dict]]:
     return {"contacts": _snapshot(ws, "contacts", ["tessera_id"]),
             "contacts__records": _snapshot(ws, "contacts__records", ["_tessera_record"]),
             "contacts__shared_values": _snapshot(ws, "contacts__shared_values", ["key", "value"]),
-            "orders": _snapshot(ws, "orders", ["order_id"])}
+            "orders": _snapshot(ws, "orders", ["order_id"]),
+            # the search index: patched by an incremental run, rebuilt by a full one
+            "contacts__search": _snapshot(ws, "contacts__search", ["token", "tessera_id"])}
 
 
 COUNTS = ("records", "unified", "duplicates_merged", "shared_values", "refused_by_guards", "rows", "aggregates")
@@ -291,8 +293,13 @@ def test_an_erased_customer_stays_erased_after_an_incremental_run(make_workspace
                                                         "dataset contacts (unified rows kept for the next run)"}
     (tmp_path / "data" / "crm_2.csv").write_text("id;prenom;nom;courriel;telephone;date_naissance;maj\n"
                                                  "7;Nina;Simone;nina@example.com;;;2024-05-01\n")
+    index = ws.adapter.published_target("contacts__search")
     grown = ws.run()
     assert grown.datasets["contacts"]["resolved_again"] == 1
+    assert ws.adapter.published_target("contacts__search") == index  # patched in place
     emails = {c["email"] for c in rows(ws, "contacts")}
     assert "nina@example.com" in emails and "ana@example.com" not in emails
     assert ana not in {c["tessera_id"] for c in rows(ws, "contacts")}
+    search = ws.table("contacts__search")
+    assert ws.adapter.count(search.filter(search.tessera_id == ana)) == 0
+    assert ws.adapter.count(search.filter(search.token == "nina@example.com")) == 1

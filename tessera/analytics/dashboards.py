@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import re
 import threading
@@ -16,6 +17,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from tessera.analytics import facts as order_facts
 from tessera.analytics import prepared
 from tessera.analytics.analyses import plan_analysis
 from tessera.analytics.charts import CHART_ROWS, column_dict, render, spec
@@ -28,17 +30,22 @@ from tessera.segments import SIZES
 from tessera.segments.compile import shift
 from tessera.segments.related import _semantics
 
+log = logging.getLogger(__name__)
+
 _CACHE: OrderedDict[tuple, dict] = OrderedDict()
 _CACHE_SIZE = 512
 _LOCK = threading.Lock()
 
 
-def forget_results(store=None) -> None:
+def forget_results(store=None, adapter=None) -> None:
     """Drop every cached chart result, and the results prepared at publication when ``store`` is
-    given (after an erase: no chart may still count the customer)."""
+    given, and the order facts of the warehouse when ``adapter`` is (after an erase: no chart may
+    still count the customer, no table hold their columns)."""
     with _LOCK:
         _CACHE.clear()
     prepared.forget(store)
+    if adapter is not None:
+        order_facts.drop(adapter)
 
 
 _PERIOD = re.compile(r"^last_(\d+)_(days|weeks|months|years)$")
@@ -131,6 +138,19 @@ class Analytics:
         self._published: dict[str, Any] = {}
         self._segments_version: Any = None
         self._publications: int | None = None
+        self._facts: dict | None = None  # dataset -> description of its facts table (facts.build)
+        self._facts_tables: dict[str, Any] = {}
+        if source.facts is None:
+            source.facts = self._facts_table
+
+    def _facts_table(self, dataset: str):
+        """The order facts of ``dataset`` built for the current publications, or None."""
+        if self._facts is None:
+            bundle = self._prepared() if self.store is not None else {}
+            self._facts = (bundle.get("facts") or {}) if bundle.get("stamp") == self._stamp() else {}
+        if dataset not in self._facts_tables:
+            self._facts_tables[dataset] = order_facts.table(self.src.adapter, self._facts.get(dataset))
+        return self._facts_tables[dataset]
 
     def _published_target(self, dataset: str) -> Any:
         if dataset not in self._published:
@@ -164,7 +184,8 @@ class Analytics:
                 and prepared.worth_preparing(self.store, roles(self.src.config).values()))
 
     def prepare(self, progress=None, *, again: bool = False) -> dict | None:
-        """Compute every dashboard without filters, and the filters' choices, and keep them in the
+        """Build the order facts (:mod:`tessera.analytics.facts`), compute every dashboard without
+        filters, and the filters' choices, and keep them in the
         metadata store (see :mod:`tessera.analytics.prepared`): a job of the server after each run
         (and at its start), beside the readers. A chart that cannot run is left out (it says why
         when it is viewed).
@@ -178,6 +199,21 @@ class Analytics:
         todo = self._all()
         if not again and not self.needs_preparing():
             return None
+        # the orders joined to their customers once: the charts below, and every question after,
+        # read them instead of joining (tessera.analytics.facts)
+        built: dict[str, dict] = {}
+        found = roles(self.src.config)
+        if found.get("orders") and found.get("customers"):
+            progress("dashboards", "order facts", 0, len(todo))
+            try:
+                entry = order_facts.build(self.src, found["orders"], found["customers"])
+            except Exception as exc:  # noqa: BLE001 - the run has published: the questions join as before
+                log.warning("the order facts were not built (%s): questions join the orders to their customers",
+                            exc)
+                entry = None
+            if entry is not None:
+                built[found["orders"]] = entry
+        self._facts, self._facts_tables = built, {}
         results: dict[str, dict] = {}
         failed: list[str] = []
         for i, (d, lacking, _kind) in enumerate(todo):
@@ -203,9 +239,10 @@ class Analytics:
                 pass
         key, values = self._filter_values_of_orders(fresh=True)
         if self.store is not None:
-            prepared.keep(self.store, self.key, stamp, {"stamp": stamp, "results": results,
+            prepared.keep(self.store, self.key, stamp, {"stamp": stamp, "results": results, "facts": built,
                                                         "filter_values": {"key": key, "value": values}})
-        return {"dashboards": len(todo), "charts": len(results), **({"failed": failed} if failed else {})}
+        return {"dashboards": len(todo), "charts": len(results), "facts": sorted(built),
+                **({"failed": failed} if failed else {})}
 
     def _result_key(self, q: QuestionConfig, filters: Filters) -> str:
         return prepared.digest(self.src.as_of, q.model_dump_json(), filters.key(), self._all_versions())

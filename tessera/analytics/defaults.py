@@ -128,7 +128,8 @@ DEFAULTS: list[dict] = [
      "description": "Who is on time for their next order and who is slipping away; monthly cohorts.",
      "questions": [
          _q("purchase_timing", "Purchase timing", "{customers}", [CUSTOMERS],
-            [{"column": "score_purchase_timing", "label": "purchase timing"}],
+            [{"column": "score_purchase_timing", "label": "purchase timing",
+              "order": ["recent purchase", "upcoming purchase", "overdue", "significantly overdue"]}],
             filters=[{"column": "score_purchase_timing", "op": NOT_EMPTY}]),
          _q("days_between_orders", "Average days between orders", "{customers}", [CUSTOMERS],
             [{"column": "score_average_days_between_orders", "bins": [30, 60, 90, 180, 365], "label": "days"}],

@@ -112,6 +112,9 @@ class Source:
     table: Callable[[str], ibis.Table]  # a published dataset
     segment_context: Context
     members: Callable[[], ibis.Table | None]  # the segment members table, when it exists
+    # the orders joined to their customers once (tessera.analytics.facts), when prepared for the
+    # current publications: dataset -> table or None
+    facts: Callable[[str], ibis.Table | None] | None = None
 
 
 # --------------------------------------------------------------------------- references
@@ -205,16 +208,33 @@ class _Refs:
         """The dataset (only the ``needed`` columns when given: a narrow table compiles and runs
         faster) with the related columns and segment flags joined."""
         t = self.base
+        related, segments = dict(self.related), dict(self.segments)
+        facts = self.src.facts(self.q.dataset) if self.src.facts is not None and (related or segments) else None
+        if facts is not None:
+            # the columns and flags the facts table already holds are read from it, not joined
+            have = set(facts.columns)
+            related = {o: cols for o, cols in related.items() if not all(n in have for n in cols.values())}
+            segments = {n: f for n, f in segments.items() if f not in have}
+            if len(related) == len(self.related) and len(segments) == len(self.segments):
+                facts = None
+            else:
+                t = facts
+                if needed is not None:
+                    needed = needed | {n for o, cols in self.related.items() if o not in related
+                                       for n in cols.values()} | {f for n, f in self.segments.items()
+                                                                  if n not in segments}
         if needed is not None:
             keep = [c for c in t.columns if c in needed or c == TID]
             t = t.select(*keep)
-        for other, cols in self.related.items():
+        if facts is not None:  # a dataset the facts hold only some of the columns of is joined whole
+            t = t.drop(*[n for cols in related.values() for n in cols.values() if n in t.columns])
+        for other, cols in related.items():
             link = links_to(self.config, self.q.dataset, other)
             rel = self.src.table(other)
             rel = rel.select(_tessera_k=rel[TID].cast("string"), **{name: rel[c] for c, name in cols.items()})
             t = t.left_join(rel, t[link].cast("string") == rel._tessera_k).drop("_tessera_k")
-        members = self.src.members() if self.segments else None
-        for name, flag in self.segments.items():
+        members = self.src.members() if segments else None
+        for name, flag in segments.items():
             seg = next(s for s in self.config.segments if s.name == name)
             key = TID if seg.dataset == self.q.dataset else links_to(self.config, self.q.dataset, seg.dataset)
             if members is None:
@@ -420,8 +440,13 @@ def _dimension(t: ibis.Table, refs: _Refs, d: DimensionConfig, i: int, as_of: da
     if typ.is_boolean():
         return key, col.cast("string").fill_null(d.empty or "unknown"), None, Column(key, d.label or base_label, "dimension",
                                                                           "nominal")
-    return key, col.cast("string").fill_null(d.empty or "(empty)"), None, Column(key, d.label or base_label, "dimension",
-                                                                      "nominal")
+    value = col.cast("string").fill_null(d.empty or "(empty)")
+    if d.order:
+        # the listed values first, in their order; the others after them
+        listed = list(dict.fromkeys(d.order))
+        sort = ibis.cases(*[(value == v, k) for k, v in enumerate(listed)], else_=len(listed))
+        return key, value, sort, Column(key, d.label or base_label, "dimension", "ordinal", listed)
+    return key, value, None, Column(key, d.label or base_label, "dimension", "nominal")
 
 
 def _measure_label(m: MeasureConfig) -> str:
@@ -513,19 +538,28 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
             expr = check_expression(sql, set(t.columns), where=f"{where}.measures[{i}].sql")
             rendered.append((name, src.adapter.dialect.render(expr)))
         t = src.adapter.add_sql_columns(t, rendered)
+    # Bands computed per row (an age band: a dozen date computations in a CASE) cost more than the
+    # grouping itself: the rows are first grouped by the band's date (thousands of birth days)
+    # with partial measures, and the bands computed on those groups (see _two_levels).
+    rows, (t, partial) = t, _two_levels(t, refs, q, measure_cols, src.as_of, where)
     # dimensions
     groups: dict[str, ibis.Value] = {}
     sorts: list[str] = []
     columns: list[Column] = []
     used: set[str] = set()
     for i, d in enumerate(q.dimensions):
-        key, value, sort, column = _dimension(t, refs, d, i, src.as_of, f"{where}.dimensions[{i}]")
+        if partial is not None and not (d.band in _TWO_LEVEL_BANDS and d.column):
+            # computed by the first grouping
+            key, value, sort, column = _dimension(rows, refs, d, i, src.as_of, f"{where}.dimensions[{i}]")
+            value, sort = t[f"_tessera_d{i}"], (t[f"_tessera_s{i}"] if sort is not None else None)
+        else:
+            key, value, sort, column = _dimension(t, refs, d, i, src.as_of, f"{where}.dimensions[{i}]")
         key = _unique(key, used)
         column.key = key
         groups[key] = value
         if sort is not None:
             groups[f"_tessera_o{i}"] = sort
-            sorts.append(f"_tessera_o{i}")
+            sorts += [f"_tessera_o{i}", key]  # (values outside a listed order: by name)
         else:
             sorts.append(key)
         columns.append(column)
@@ -536,6 +570,10 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
         mw = f"{where}.measures[{i}]"
         label = _measure_label(m)
         key = _unique(_slug(label), used)
+        if partial is not None:
+            aggs[key] = partial[i]
+            columns.append(Column(key, label, "measure", "quantitative", percent=m.fn == "share"))
+            continue
         if m.fn == "count":
             value = t.count()
         elif m.fn == "customers":
@@ -576,6 +614,73 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
     else:
         out = t.aggregate(**aggs)
     return Plan(q, out, columns, applied, ignored, refs.datasets, set(refs.segments), notes)
+
+
+_TWO_LEVEL_BANDS = ("age", "weekday")
+
+
+def _two_levels(t: ibis.Table, refs: _Refs, q: QuestionConfig, measure_cols: list, as_of: date, where: str
+                ) -> tuple[ibis.Table, list[ibis.Value] | None]:
+    """When a dimension is an age or weekday band and every measure adds up across groups (count,
+    sum, min, max, average, share, customers counted as rows): ``t`` grouped by the bands' dates
+    (as a day) and the other dimensions' values, with partial measures, and the measures that
+    combine them; else ``(t, None)`` (one grouping, as before).
+
+    The second grouping computes each band once per day instead of once per row: the same figures
+    (an average is its sum over its count of values, a share its matches over its rows)."""
+    if not any(d.band in _TWO_LEVEL_BANDS and d.column for d in q.dimensions):
+        return t, None
+    for i, m in enumerate(q.measures):
+        if m.fn in ("median",) or (m.fn == "customers" and refs.customer_key(f"{where}.measures[{i}]") != TID):
+            return t, None
+    keys: dict[str, ibis.Value] = {}
+    for i, d in enumerate(q.dimensions):
+        if d.band in _TWO_LEVEL_BANDS and d.column:
+            name = refs.column(d.column, f"{where}.dimensions[{i}].column")
+            col = t[name]
+            if not (col.type().is_date() or col.type().is_timestamp()):
+                return t, None  # _dimension names the problem
+            keys[name] = col.cast("date") if col.type().is_timestamp() else col
+        else:
+            _key, value, sort, _column = _dimension(t, refs, d, i, as_of, f"{where}.dimensions[{i}]")
+            keys[f"_tessera_d{i}"] = value
+            if sort is not None:
+                keys[f"_tessera_s{i}"] = sort
+    parts: dict[str, ibis.Value] = {"_tessera_n": t.count()}
+    share_index = 0
+    for i, m in enumerate(q.measures):
+        if m.fn == "share":
+            parts[f"_tessera_p{i}"] = t[f"_tessera_share{share_index}"].ifelse(1, 0).sum()
+            share_index += 1
+        elif m.fn in ("sum", "avg", "min", "max"):
+            col = t[f"_tessera_m{i}"] if m.sql else t[measure_cols[i]]
+            if not col.type().is_numeric():
+                if not (col.type().is_boolean() and m.fn in ("sum", "avg")):
+                    return t, None  # as in one grouping (or the problem it names)
+                col = col.ifelse(1, 0)
+            if m.fn == "sum":
+                parts[f"_tessera_p{i}"] = col.sum()
+            elif m.fn == "avg":
+                parts[f"_tessera_p{i}"] = col.cast("float64").sum()
+                parts[f"_tessera_c{i}"] = col.count()
+            else:
+                parts[f"_tessera_p{i}"] = col.min() if m.fn == "min" else col.max()
+    if set(keys) & set(parts):
+        return t, None
+    g = t.group_by(**keys).aggregate(**parts)
+    out: list[ibis.Value] = []
+    for i, m in enumerate(q.measures):
+        if m.fn in ("count", "customers"):
+            out.append(g._tessera_n.sum())
+        elif m.fn == "share":
+            out.append((g[f"_tessera_p{i}"].sum().cast("float64") / g._tessera_n.sum()).cast("float64"))
+        elif m.fn == "sum":
+            out.append(g[f"_tessera_p{i}"].sum())
+        elif m.fn == "avg":
+            out.append((g[f"_tessera_p{i}"].sum() / g[f"_tessera_c{i}"].sum().nullif(0)).cast("float64"))
+        else:
+            out.append(g[f"_tessera_p{i}"].min() if m.fn == "min" else g[f"_tessera_p{i}"].max())
+    return g, out
 
 
 def _needed(refs: _Refs, q: QuestionConfig, conditions: list[dict], measure_cols: list) -> set[str] | None:

@@ -18,12 +18,14 @@ from typing import Any
 import ibis
 
 from tessera.browse.rows import plain
+from tessera.datasets.search import TOKEN, phone_digits, prefix_range, query_words, search_view
 from tessera.engine.base import Prepared, param
 from tessera.errors import EngineError, NotFoundError, UsageError
 from tessera.config.models import NULL_LIKE_DEFAULT
 from tessera.normalize.phone import DEFAULT_COUNTRY, e164_python
 from tessera.normalize.rules import _PY_WS, apply_rules
 from tessera.normalize.semantic import suggest_semantic
+from tessera.segments.related import _semantics
 
 TID = "tessera_id"
 KINDS = ("email", "phone", "id")
@@ -169,28 +171,37 @@ def find_customers(ws, *, email: str | None = None, phone: str | None = None, id
 
 
 def _find(ws, dataset: str, plan: "_Plan", kind: str, value: str, limit: int, config) -> dict[str, Any]:
+    ids, searched = _exact_ids(ws, dataset, plan, kind, value, config)
+    rows = _rows_of(ws.adapter, plan.row, ids[:limit])
+    return {"data": [{k: plain(v) for k, v in r.items()} for r in rows], "count": len(rows), "searched": searched}
+
+
+def _exact_ids(ws, dataset: str, plan: "_Plan", kind: str, value: str,
+               config) -> tuple[list[str], dict[str, list[str]]]:
+    """The core of an exact lookup: (the sorted tessera_ids with the value normalized as at import,
+    {column: [the values looked up]})."""
     adapter = ws.adapter
     searched: dict[str, list[str]] = {}
     if kind == "tessera_id":
         searched[TID] = [value.strip()]
-        ids = searched[TID]
-    else:
-        if kind == "id":
-            searched[TID] = [value.strip()]
-        for col in plan.columns:
-            searched[col] = lookup_values(ws, dataset, col, value, config=config)
-        # One point read per column and value, each through the column's index where the engine
-        # has one (Workspace.index_for_reads): an IN list or an OR of columns would scan them all.
-        found: set[str] = set()
-        for col, values in searched.items():
-            query = plan.by_column.get(col)
-            for v in values if query is not None else ():
-                found.update(r[TID] for r in adapter.fetch(query, v=v))
-        ids = sorted(found)[:limit]
-        if not ids:
-            return {"data": [], "count": 0, "searched": searched}
-    rows = [r for tid in ids for r in adapter.fetch(plan.row, tid=tid)][:limit]
-    return {"data": [{k: plain(v) for k, v in r.items()} for r in rows], "count": len(rows), "searched": searched}
+        return searched[TID], searched
+    if kind == "id":
+        searched[TID] = [value.strip()]
+    for col in plan.columns:
+        searched[col] = lookup_values(ws, dataset, col, value, config=config)
+    # One point read per column and value, each through the column's index where the engine
+    # has one (Workspace.index_for_reads): an IN list or an OR of columns would scan them all.
+    found: set[str] = set()
+    for col, values in searched.items():
+        query = plan.by_column.get(col)
+        for v in values if query is not None else ():
+            found.update(r[TID] for r in adapter.fetch(query, v=v))
+    return sorted(found), searched
+
+
+def _rows_of(adapter, row: Prepared, ids: list[str]) -> list[dict]:
+    """The unified records of ``ids``, in their order (point reads through the tessera_id index)."""
+    return [r for tid in ids for r in adapter.fetch(row, tid=tid)]
 
 
 @dataclass
@@ -219,3 +230,149 @@ def _plan(ws, dataset: str, kind: str, config) -> _Plan:
         # Distinct and sorted in Python: DuckDB leaves the index for a DISTINCT or an ORDER BY.
         by_column[col] = adapter.prepare(records.filter(cond).select(TID).limit(MAX_RECORDS))
     return _Plan(columns, by_column, adapter.prepare(table.filter(table[TID] == param("tid")).limit(1)))
+
+
+# --------------------------------------------------------------------------- search as you type
+MAX_WORDS = 6  # words of a search read (more narrow nothing a person would type)
+FIRST_TOKENS = 1_000  # tokens read for a one-word search (a customer has several starting alike)
+SHOWN = (("first", "FirstName"), ("last", "LastName"), ("full", "FullName"), ("email", "Email"),
+         ("phone", "Phone"), ("city", "City"))
+
+
+@dataclass
+class _SearchPlan:
+    """The compiled queries of the search as you type in one dataset (one per published state)."""
+
+    first: Prepared | None  # the first tokens starting with a prefix (``lo``, ``hi``), in token order
+    capped: Prepared | None  # how many tokens start with a prefix, up to CANDIDATES
+    by_words: dict[int, Prepared]  # n -> the tessera_ids with a token starting with each of n prefixes
+    rows: Prepared | None  # the shown columns of up to MAX_CUSTOMERS + 1 ids (``t0``...)
+    shown: dict[str, str]  # result key -> column of the dataset
+
+
+CANDIDATES = 100_000  # customers of the rarest word typed checked against the other words
+
+
+def search_customers(ws, text: str, dataset: str | None = None, *, limit: int = 20) -> dict[str, Any]:
+    """Customers found as you type: by the start of any word of their name, of an e-mail address
+    or its domain, of a phone number's digits (written any way), of any id (the unified id, an
+    identity key, a source record's key); and by the exact lookup of :func:`find_customers` (the
+    value normalized as at import: a phone number written as its country writes it). Every word
+    typed must start one of a customer's tokens (see :mod:`tessera.datasets.search`).
+
+    Args:
+        ws: the workspace (or its reader).
+        text: what was typed (two characters at least).
+        dataset: the customer dataset (default: the first deduplicated dataset).
+        limit: at most this many customers (1..100): exact matches first, then by the token matched.
+
+    Returns:
+        ``{"dataset", "query", "results": [{"tessera_id", "name", "email", "phone", "city"}], "more": bool}``.
+    """
+    config = ws.config
+    ds = _customer_dataset(config, dataset)
+    query = " ".join((text or "").split())
+    out: dict[str, Any] = {"dataset": ds.name, "query": query, "results": [], "more": False}
+    if len(query) < 2:
+        return out
+    limit = min(max(int(limit), 1), MAX_CUSTOMERS)
+    ws.table(ds.name)  # NotFoundError while the dataset is not published
+    key = ("customers", ds.name, "search")
+    plan = ws.cached_read(key, lambda: _search_plan(ws, ds.name, config))
+    if plan.first is None and ws.adapter.published_target(search_view(ds.name)) is not None:
+        ws.forget_read(key)  # published since (by the server's start): planned again
+        plan = ws.cached_read(key, lambda: _search_plan(ws, ds.name, config))
+    try:
+        ids = _search_ids(ws, ds.name, plan, query, limit, config)
+        rows = _shown_rows(ws, plan, ids[:limit])
+    except EngineError:
+        # A publication moved under the plans (its state is recorded just after): plan them again.
+        for k in [key, *[("customers", ds.name, kind) for kind in KINDS]]:
+            ws.forget_read(k)
+        plan = ws.cached_read(key, lambda: _search_plan(ws, ds.name, config))
+        ids = _search_ids(ws, ds.name, plan, query, limit, config)
+        rows = _shown_rows(ws, plan, ids[:limit])
+    for r in rows:
+        got = {k: (str(r[c]) if r.get(c) is not None else None) for k, c in plan.shown.items()}
+        name = got.get("full") or " ".join(x for x in (got.get("first"), got.get("last")) if x)
+        out["results"].append({"tessera_id": r[TID], "name": name or None, "email": got.get("email"),
+                               "phone": got.get("phone"), "city": got.get("city")})
+    out["more"] = len(ids) > limit
+    return out
+
+
+def _shown_rows(ws, plan: _SearchPlan, ids: list[str]) -> list[dict]:
+    """The shown columns of the unified records of ``ids``, in their order: one read of them all."""
+    if not ids:
+        return []
+    bound = {f"t{i}": ids[min(i, len(ids) - 1)] for i in range(MAX_CUSTOMERS + 1)}  # the last repeated
+    by_id = {r[TID]: r for r in ws.adapter.fetch(plan.rows, **bound)}
+    return [by_id[t] for t in ids if t in by_id]
+
+
+def _search_ids(ws, dataset: str, plan: _SearchPlan, query: str, limit: int, config) -> list[str]:
+    """The tessera_ids found for ``query``: exact matches first (an id, an e-mail, a phone), then
+    those with a token starting with each word typed, by the first token matched; ``limit + 1`` at most."""
+    kinds = [kind for kind, wanted in (("id", " " not in query), ("email", "@" in query),
+                                       ("phone", phone_digits(query) is not None)) if wanted]
+    found: dict[str, None] = {}
+    for kind in kinds:
+        exact = ws.cached_read(("customers", dataset, kind), lambda: _plan(ws, dataset, kind, config))
+        found.update(dict.fromkeys(_exact_ids(ws, dataset, exact, kind, query, config)[0]))
+    if plan.first is None:  # no search index yet: the exact lookups alone
+        return list(found)[:limit + 1]
+    ranked: list[tuple[str, str]] = []
+    for way in query_words(query):
+        words = way[:MAX_WORDS]
+        if len(words) == 1:
+            lo, hi = prefix_range(words[0])
+            # Read in the table's order (by token): the engine stops after the first rows found.
+            ranked += [(r[TOKEN], r[TID]) for r in ws.adapter.fetch(plan.first, lo=lo, hi=hi)]
+            continue
+        counts = []
+        for w in words:
+            lo, hi = prefix_range(w)
+            counts.append(ws.adapter.fetch(plan.capped, lo=lo, hi=hi)[0]["n"])
+        if min(counts) == 0:
+            continue
+        # the rarest word first: its customers (CANDIDATES at most) are checked against the others
+        words = [w for _n, w in sorted(zip(counts, words), key=lambda x: x[0])]
+        bound = {}
+        for i, w in enumerate(words):
+            bound[f"lo{i}"], bound[f"hi{i}"] = prefix_range(w)
+        ranked += [(r["_first"], r[TID]) for r in ws.adapter.fetch(plan.by_words[len(words)], **bound)]
+    for _first, tid in sorted(ranked):
+        found.setdefault(tid, None)
+    return list(found)[:limit + 1]
+
+
+def _search_plan(ws, dataset: str, config) -> _SearchPlan:
+    adapter = ws.adapter
+    fields = _semantics(config, dataset)
+    table = adapter.indexed_table(dataset)
+    shown = {k: fields[f] for k, f in SHOWN if f in fields and fields[f] in table.columns}
+    ids = [param(f"t{i}") for i in range(MAX_CUSTOMERS + 1)]
+    rows = adapter.prepare(table.filter(table[TID].isin(ids)).select(TID, *dict.fromkeys(shown.values())))
+    view = search_view(dataset)
+    if adapter.published_target(view) is None:
+        return _SearchPlan(None, None, {}, rows, shown)
+    s = adapter.table(view)
+
+    def starting(i):
+        return (s[TOKEN] >= param(f"lo{i}")) & (s[TOKEN] < param(f"hi{i}"))
+
+    first = adapter.prepare(s.filter(starting("")).select(TID, TOKEN).limit(FIRST_TOKENS))
+    some = s.filter(starting("")).select(TID).limit(CANDIDATES)
+    capped = adapter.prepare(some.aggregate(n=some.count()))
+    by_words = {}
+    for n in range(2, MAX_WORDS + 1):
+        candidates = s.filter(starting(0)).select(TID).limit(CANDIDATES)
+        parts = [s.filter(starting(i) & s[TID].isin(candidates[TID])).select(TID, TOKEN, _w=ibis.literal(i))
+                 for i in range(n)]
+        u = parts[0]
+        for p in parts[1:]:
+            u = u.union(p, distinct=False)
+        g = u.group_by(TID).aggregate(_n=u._w.nunique(), _first=u[TOKEN].min())
+        g = g.filter(g._n == n)
+        by_words[n] = adapter.prepare(g.order_by([g._first, g[TID]]).select(TID, "_first").limit(MAX_CUSTOMERS + 1))
+    return _SearchPlan(first, capped, by_words, rows, shown)

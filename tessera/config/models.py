@@ -714,6 +714,7 @@ class DimensionConfig(_Model):
     bins: list[float] | None = Field(default=None, min_length=1)
     empty: str | None = None  # the name of empty values (default: "(empty)", or "unknown" for bands)
     labels: list[str] | None = None  # the bins' names: one more than the edges (under the first, ..., over the last)
+    order: list[str] | None = Field(default=None, min_length=1)  # a text column's values in the order shown
     label: str | None = None
 
     @model_validator(mode="after")
@@ -728,6 +729,9 @@ class DimensionConfig(_Model):
             raise ValueError("bins are the band edges in increasing order, e.g. bins: [0, 50, 100]")
         if self.labels is not None and (not self.bins or len(self.labels) != len(self.bins) + 1):
             raise ValueError("labels name the bins: one more label than edges (bins: [2] -> labels: [new, returning])")
+        if self.order is not None and (self.band or self.bins or self.segment is not None):
+            raise ValueError("order lists the values of a plain column in the order shown; bands and bins come in "
+                             "their own order")
         return self
 
 

@@ -403,14 +403,18 @@ class DatasetBuilder:
         return lookup.filter(lookup.n == 1).select("key", "tid"), rules
 
     def _mapped(self, ds: DatasetConfig, columns: list[ColumnSpec], links: list[str],
-                only: set[str] | None = None) -> ibis.Table:
-        """The mapped rows of ``ds`` (of the sources ``only``, when given)."""
+                only: set[str] | None = None, records: ibis.Table | None = None) -> ibis.Table:
+        """The mapped rows of ``ds`` (of the sources ``only``, when given; of the records whose
+        ``_tessera_record`` is in ``records``, when given: kept before the columns are mapped, so
+        that the rules run on those rows only)."""
         key_columns = {k.column for k in ds.identity_keys} if ds.deduplicate else set()
         parts = []
         for m in ds.mappings:
             if only is not None and m.source not in only:
                 continue
             t = self.adapter.table(self.stages[m.source])
+            if records is not None:
+                t = t.semi_join(records, "_tessera_record")
             link_cols: dict[str, list[str]] = {}
             for i, rel in enumerate(self.sources[m.source].relations):
                 lookup, rules = self._lookup(rel)
@@ -549,7 +553,8 @@ class DatasetBuilder:
                 plan = affected(self.adapter, mapped, prev_records, keys, ds.blocked_values, tag,
                                 refused=self._refused_before(ds, keys, before),
                                 changed=changed[0] if changed else None,
-                                fresh_from=self._mapped(ds, columns, links, only=changed[1]) if changed else None)
+                                fresh_from=self._mapped(ds, columns, links, only=changed[1], records=changed[0])
+                                if changed else None)
                 if plan is not None and plan.count * 2 > plan.total:
                     plan = None  # most records are affected: a full build is as quick
         if plan is not None:

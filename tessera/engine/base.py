@@ -268,6 +268,13 @@ class EngineAdapter:
         is made once per table."""
         return False
 
+    def range_index(self, table: str, column: str) -> bool:
+        """Make ``column`` of ``table`` (a table created sorted by it) readable by ranges of values
+        (``column >= a AND column < b``) without a scan; True when an index was made. The base
+        makes the engine's index (:meth:`index`); an engine that skips the blocks outside a range
+        of a sorted table by their minimum and maximum needs none."""
+        return self.index(table, column)
+
     # ------------------------------------------------------------------ files
     def parse_file(self, path: str, fmt: str, *, options: dict, decimal_comma: bool = False,
                    declared: frozenset = frozenset()) -> tuple[pa.Table, FileImport]:
@@ -341,9 +348,10 @@ class EngineAdapter:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ publication
-    def publish(self, views: dict[str, str], patches: list[Patch] = ()) -> None:
+    def publish(self, views: dict[str, str | None], patches: list[Patch] = ()) -> None:
         """Point each published name at its new table, atomically: readers see the whole previous
-        publication or the whole new one, and a failure leaves the previous one. ``patches`` (on
+        publication or the whole new one, and a failure leaves the previous one. A name given None
+        is withdrawn (no longer published). ``patches`` (on
         engines with :attr:`patches_in_place`) are applied in the same transaction."""
         raise NotImplementedError
 

@@ -154,6 +154,12 @@ class DuckDBAdapter(SqlCatalogAdapter):
         self.sql(f"CREATE INDEX IF NOT EXISTS {q(name)} ON {q(table)} ({q(column)})")
         return True
 
+    def range_index(self, table: str, column: str) -> bool:
+        # A table created sorted keeps its order; each row group's min/max of the column (its zone
+        # map) lets a range read skip every group outside the range: no ART index (built slowly
+        # and held in memory for millions of short texts) is needed.
+        return False
+
     def set_memory_limit(self, limit: str | None) -> None:
         # Past the limit DuckDB spills to its temporary folder (beside the warehouse file), then fails.
         limit = limit or getattr(self, "default_memory_limit", None)
@@ -264,13 +270,17 @@ class DuckDBAdapter(SqlCatalogAdapter):
             progress(rows)
         return rows
 
-    def publish(self, views: dict[str, str], patches: list[Patch] = ()) -> None:
+    def publish(self, views: dict[str, str | None], patches: list[Patch] = ()) -> None:
         # One transaction: readers see either the whole previous state or the whole new one.
         self.sql(f"CREATE TABLE IF NOT EXISTS {CATALOG} (name VARCHAR PRIMARY KEY, target VARCHAR)")
         self.sql("BEGIN TRANSACTION")
         try:
             self._apply(list(patches))
             for view, table in views.items():
+                if table is None:  # withdrawn
+                    self.sql(f"DROP VIEW IF EXISTS {q(view)}")
+                    self.sql(f"DELETE FROM {CATALOG} WHERE name = ?", [view])
+                    continue
                 self.sql(f"CREATE OR REPLACE VIEW {q(view)} AS SELECT * FROM {q(table)}")
                 self.sql(f"INSERT OR REPLACE INTO {CATALOG} VALUES (?, ?)", [view, table])
             self.sql("COMMIT")

@@ -34,6 +34,7 @@ import ibis.expr.datatypes as dt
 from tessera.config.models import DatasetConfig, WorkspaceConfig
 from tessera.datasets.build import link_name, relation_target
 from tessera.datasets.incremental import kept_unified
+from tessera.datasets.search import search_view
 from tessera.errors import NotFoundError, UsageError
 from tessera.normalize.rules import apply_rules
 from tessera.privacy import suppression
@@ -260,6 +261,11 @@ def _published(adapter, store, config: WorkspaceConfig, ds: DatasetConfig, job: 
             what = "source records and lineage" if key == "_tessera_record" and d.deduplicate else "rows"
             job.note(f"dataset {d.name} ({what})", _delete(adapter, target, t.filter(any_of(conds)), [key]),
                      table=target)
+    search = adapter.published_target(search_view(ds.name))
+    if search:  # the customer is never found by the search as you type again
+        t = adapter.table(search)
+        job.note(f"dataset {ds.name} (search index)", _delete(adapter, search, t.filter(t[TID].isin(ids)), [TID]),
+                 table=search)
     kept = kept_unified(store).get(ds.name)
     if kept and kept not in (adapter.published_target(ds.name), adapter.published_target(f"{ds.name}__records")) \
             and adapter.exists(kept):

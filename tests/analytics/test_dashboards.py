@@ -84,6 +84,9 @@ def test_scores_dashboards_match_the_published_scores(ws):
     retention = questions(ws, "retention")
     timing = Counter(c["score_purchase_timing"] for c in contacts if c["score_purchase_timing"])
     assert {r["purchase_timing"]: r["customers"] for r in retention["purchase_timing"]["rows"]} == dict(timing)
+    # in the statuses' logical order, not by size or alphabet
+    logical = ["recent purchase", "upcoming purchase", "overdue", "significantly overdue"]
+    assert [r["purchase_timing"] for r in retention["purchase_timing"]["rows"]] == [x for x in logical if x in timing]
     # the workspace has no predictive scores: the chart says what is missing instead of failing
     assert "score_churn_risk" in retention["churn_risk"]["unavailable"]
     # the cohort triangle: tests/analytics/test_analyses.py

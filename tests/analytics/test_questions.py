@@ -47,6 +47,17 @@ def test_cross_tab_of_channel_and_the_customers_age_band(ws):
     assert web == ["under 18", "25-34", "55-64", "unknown"]
 
 
+def test_a_text_dimension_in_an_order_of_its_own(ws):
+    got = run(ws, {"dataset": "orders", "dimensions": [{"column": "channel", "order": ["store", "web"]}],
+                   "measures": [{"fn": "count", "label": "orders"}]})
+    channels = [r["channel"] for r in got]
+    others = sorted({o["channel"] or "(empty)" for o in ORDERS} - {"store", "web"})
+    assert channels == [c for c in ("store", "web") if c in {o["channel"] for o in ORDERS}] + others
+    with pytest.raises(Exception, match="order lists the values of a plain column"):
+        run(ws, {"dataset": "orders", "dimensions": [{"column": "day", "band": "month", "order": ["x"]}],
+                 "measures": [{"fn": "count"}]})
+
+
 def test_sum_average_median_and_distinct_customers_per_month(ws):
     got = run(ws, {"dataset": "orders", "chart": "line", "dimensions": [{"column": "day", "band": "month"}],
                    "measures": [{"fn": "sum", "column": "amount"}, {"fn": "avg", "column": "amount"},

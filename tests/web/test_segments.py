@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 
+from markupsafe import escape
+
+from tessera import profiles
 from tessera.web import segment_form as sf
 
 
@@ -144,6 +147,11 @@ def test_a_saved_segment_shows_its_members_and_history(web):
     assert f"Members ({size})" in members
     assert len(re.findall(r'href="/customers/T', members)) == min(size, 20)
     assert "Latest entries and exits" in page.text
+    # the entries are shown by the customer's name, linked to their page
+    changes = page.text[page.text.index('id="changes"'):page.text.index('id="members"')]
+    entered = web.app.state.owner.read(lambda ws: ws.segment_history("vip", limit=1))["changes"][0]["tessera_id"]
+    name = web.app.state.owner.read(lambda ws: profiles.display_names(ws, "contacts", [entered]))[entered]
+    assert f'href="/customers/{entered}">{escape(name)}</a>' in changes and name != entered
 
 
 def test_deleting_a_segment_needs_an_editor(web):

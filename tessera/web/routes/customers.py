@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 
 from tessera import profiles
+from tessera.browse import search_customers
 from tessera.errors import UsageError
 from tessera.syncs.sent import sends_of
 from tessera.web.auth import Admin, Viewer
@@ -24,13 +25,13 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/customers")
 async def customers(request: Request, user: Viewer, q: str = Query("", max_length=200)):
-    found = await read(request, lambda ws: profiles.search_customers(ws, q)) if q.strip() else None
+    found = await read(request, lambda ws: search_customers(ws, q)) if q.strip() else None
     return render(request, "customers.html", nav="customers", q=q, found=found)
 
 
 @router.get("/customers/search")
 async def search(request: Request, user: Viewer, q: str = Query("", max_length=200)):
-    found = await read(request, lambda ws: profiles.search_customers(ws, q))
+    found = await read(request, lambda ws: search_customers(ws, q))
     return render(request, "customer_results.html", q=q, found=found)
 
 

@@ -97,10 +97,11 @@ async def segment(request: Request, user: Viewer, name: str):
         # million records costs as much as their count, and the members are read here anyway.
         out = _builder(ws, sf.from_definition(seg["definition"]), preview=False)
         history = ws.segment_history(name, limit=50)
+        names = profiles.display_names(ws, out["draft"]["dataset"], [c["tessera_id"] for c in history["changes"][:15]])
         members = ws.segment_members(name, limit=20, columns=out["counted"]["preview_columns"][1:] or None)
         if out["counted"]["preview_columns"]:
             out["counted"]["preview"] = members[:PREVIEW]
-        return {**out, "saved": seg, "history": history, "members": members}
+        return {**out, "saved": seg, "history": history, "members": members, "names": names}
 
     data = await read(request, build)
     return render(request, "segment.html", nav="segments", size_chart=size_chart(data["history"]["sizes"]), **data)
