@@ -632,11 +632,13 @@ class DatasetBuilder:
                            Patch(before.data, TID, plan.old_ids, data_part)]
             else:
                 self.adapter.create_table(f"{tag}records", records)
-                table = self.adapter.create_table(f"{tag}data", kept_data.union(part.cast(kept_data.schema()),
-                                                                                distinct=False))
+                with self.adapter.read_often():
+                    table = self.adapter.create_table(f"{tag}data", kept_data.union(part.cast(kept_data.schema()),
+                                                                                    distinct=False))
         else:
             self.adapter.create_table(f"{tag}records", records)
-            table = self._create(ds, f"{tag}data", merged)
+            with self.adapter.read_often():  # the published rows: pages, filters and segments read them
+                table = self._create(ds, f"{tag}data", merged)
         counts["rows"] = self.adapter.count(table)
         if plan is not None:
             counts["unified"] = counts["rows"]

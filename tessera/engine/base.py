@@ -386,6 +386,13 @@ class EngineAdapter:
         whose planner does not use a table's index through a view, the table it points at."""
         return self.table(name)
 
+    @contextmanager
+    def read_often(self) -> Iterator[None]:
+        """The tables created inside are published ones, read again and again (pages of rows with
+        a filter, segments): an engine that chooses how to store a table may store these for
+        reading rather than for writing fast. Nothing changes in their rows."""
+        yield
+
     def interrupt(self) -> None:
         """Stop the statement running on this adapter, if the engine can (a cancelled job)."""
 
