@@ -9,6 +9,7 @@ import logging
 import math
 import re
 import threading
+import uuid
 from collections import OrderedDict
 from datetime import date, datetime
 from decimal import Decimal
@@ -46,7 +47,13 @@ def forget_results(store=None, adapter=None) -> None:
     prepared.forget(store)
     if adapter is not None:
         order_facts.drop(adapter)
+        for name in adapter.list_tables():  # a view's work tables left by a process that stopped
+            if name.startswith(WORK):
+                adapter.drop_table(name)
 
+
+#: the prefix of the work tables of one dashboard view (see :meth:`Analytics.run_dashboard`)
+WORK = "_tessera_analytics_work_"
 
 _PERIOD = re.compile(r"^last_(\d+)_(days|weeks|months|years)$")
 
@@ -142,6 +149,22 @@ class Analytics:
         self._facts_tables: dict[str, Any] = {}
         if source.facts is None:
             source.facts = self._facts_table
+        self._work: dict[tuple, tuple[str, Any]] | None = None  # key -> (name, table) while a view runs
+
+    def _once(self, key: tuple, expr):
+        """``expr`` computed once into a work table for the dashboard view that runs (the
+        customers its filters keep, read by each of its questions); ``expr`` itself when the
+        engine refuses the table (each question then computes it, as outside a view)."""
+        if self._work is None:
+            return expr
+        if key not in self._work:
+            name = WORK + uuid.uuid4().hex[:16]
+            try:
+                self._work[key] = (name, self.src.adapter.create_table(name, expr, temp=True))
+            except TesseraError as exc:
+                log.warning("dashboard filters computed per question: the work table was refused (%s)", exc)
+                self._work[key] = (None, expr)
+        return self._work[key][1]
 
     def _facts_table(self, dataset: str):
         """The order facts of ``dataset`` built for the current publications, or None."""
@@ -304,15 +327,31 @@ class Analytics:
                 else:
                     setattr(usable, f + "s", [])
         results = []
-        for i, q in enumerate(d.questions):
-            if q.name in lacking:
-                results.append(self._unavailable(q, lacking[q.name]))
-                continue
-            if later and q.analysis is not None:
-                results.append({"name": q.name, "title": q.title or q.name, "chart": q.chart, "dataset": q.dataset,
-                                "later": True, "columns": [], "rows": [], "spec": None})
-                continue
-            results.append(self.run(q, usable, where=f"dashboard '{name}'.questions[{i}] ({q.name})", soft=True))
+        # the sets the filters keep (the customers who bought in the period, at the stores...) are
+        # computed once for the whole view into work tables, dropped when it is drawn
+        own = self._work is None and self.src.once is None
+        if own and usable.active():
+            self._work, self.src.once = {}, self._once
+        try:
+            for i, q in enumerate(d.questions):
+                if q.name in lacking:
+                    results.append(self._unavailable(q, lacking[q.name]))
+                    continue
+                if later and q.analysis is not None:
+                    results.append({"name": q.name, "title": q.title or q.name, "chart": q.chart,
+                                    "dataset": q.dataset, "later": True, "columns": [], "rows": [], "spec": None})
+                    continue
+                results.append(self.run(q, usable, where=f"dashboard '{name}'.questions[{i}] ({q.name})",
+                                        soft=True))
+        finally:
+            if own and self._work is not None:
+                work, self._work, self.src.once = self._work, None, None
+                for table, _expr in work.values():
+                    if table is not None:
+                        try:
+                            self.src.adapter.drop_table(table)
+                        except TesseraError as exc:  # a temporary table: gone with the connection
+                            log.warning("work table %s not dropped: %s", table, exc)
         return {"name": d.name, "title": d.title or d.name, "description": d.description, "kind": kind,
                 "version": spec_version(d.model_dump(mode="json", exclude_defaults=True, by_alias=True)),
                 "filters": list(d.filters), "filter_values": {k: v for k, v in {

@@ -115,6 +115,10 @@ class Source:
     # the orders joined to their customers once (tessera.analytics.facts), when prepared for the
     # current publications: dataset -> table or None
     facts: Callable[[str], ibis.Table | None] | None = None
+    # a set several questions of one dashboard view read (the customers who bought in the period, at
+    # the stores, on the channels): (key, expression) -> a table computed once for the view, or the
+    # expression itself outside a view (:meth:`tessera.analytics.Analytics.run_dashboard`)
+    once: Callable[[tuple, ibis.Table], ibis.Table] | None = None
 
 
 # --------------------------------------------------------------------------- references
@@ -147,6 +151,7 @@ class _Refs:
         self.related: dict[str, dict[str, str]] = {}  # dataset -> {column: joined name}
         self.segments: dict[str, str] = {}  # segment -> flag column
         self.buyers: ibis.Column | None = None  # customers kept by the dashboard's order filters
+        self.buyers_key: tuple | None = None  # their key in the dashboard view (Source.once)
         self.datasets = {q.dataset}
 
     def semantic(self, dataset: str, field_name: str, where: str) -> str:
@@ -235,6 +240,8 @@ class _Refs:
             t = t.left_join(rel, t[link].cast("string") == rel._tessera_k).drop("_tessera_k")
         members = self.src.members() if segments else None
         for name, flag in segments.items():
+            if flag in t.columns:  # already on the rows (a dashboard view's copy of its customers)
+                continue
             seg = next(s for s in self.config.segments if s.name == name)
             key = TID if seg.dataset == self.q.dataset else links_to(self.config, self.q.dataset, seg.dataset)
             if members is None:
@@ -341,7 +348,8 @@ def _filter_conditions(refs: _Refs, filters: Filters, where: str) -> tuple[list[
 def _buyers(refs: _Refs, orders: str, customers: str, behaviour: list[tuple[str, str]],
             filters: Filters) -> ibis.Column:
     """The customers with an order in the period, at one of the stores, on one of the channels:
-    one semi-join on the orders (a subquery the engine runs once per question)."""
+    one semi-join on the orders (a subquery the engine runs once per question, or a table computed
+    once for all the questions of a dashboard view when the source gives :attr:`Source.once`)."""
     o = refs.src.table(orders)
     link = links_to(refs.config, orders, customers)
     keep = o[link].notnull()
@@ -356,7 +364,13 @@ def _buyers(refs: _Refs, orders: str, customers: str, behaviour: list[tuple[str,
         else:
             keep = keep & c.cast("string").isin(filters.stores if name == "store" else filters.channels)
     refs.datasets.add(orders)
-    return o.filter(keep)[link].cast("string")
+    buyers = o.filter(keep).select(_tessera_b=o[link].cast("string"))
+    if refs.src.once is not None:
+        # the same customers for every question of the dashboard: computed once for the view
+        key = ("buyers", orders, customers, tuple(behaviour), filters.key())
+        buyers = refs.src.once(key, buyers.distinct())
+        refs.buyers_key = key
+    return buyers._tessera_b
 
 
 def _orders_dataset(config: WorkspaceConfig, customers: str | None) -> str | None:
@@ -507,6 +521,24 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
         if m.fn == "share":
             conditions.append(_rewrite(m.where.model_dump(mode="json", exclude_defaults=True, by_alias=True), refs,
                                        f"{where}.measures[{i}].where"))
+    if refs.buyers_key is not None:
+        # in a dashboard view, the customers kept by its order filters are copied once (every
+        # column) for all its questions: each then reads a few thousand rows, not every customer
+        b = refs.base
+        narrowed = b.filter(b[TID].cast("string").isin(refs.buyers))
+        seg = next((s for s in src.config.segments if s.name == filters.segment), None) \
+            if "segment" in applied else None
+        if seg is not None and seg.dataset == q.dataset:
+            # and the segment's flag, read from the copy instead of joined to each question
+            members = src.members()
+            flag = refs.segments[seg.name]
+            if members is None:
+                narrowed = narrowed.mutate(**{flag: ibis.literal(False)})
+            else:
+                m = members.filter(members.segment == seg.name).select(_tessera_m=members.tessera_id.cast("string"))
+                narrowed = narrowed.filter(narrowed[TID].cast("string").isin(m._tessera_m))
+                narrowed = narrowed.mutate(**{flag: ibis.literal(True)})
+        refs.base = src.once(("customers", q.dataset, seg.name if seg else None, refs.buyers_key), narrowed)
     joined = refs.joined(_needed(refs, q, conditions, measure_cols))
     if refs.buyers is not None:
         joined = joined.filter(joined[TID].cast("string").isin(refs.buyers))
