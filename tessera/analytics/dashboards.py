@@ -150,21 +150,41 @@ class Analytics:
         if source.facts is None:
             source.facts = self._facts_table
         self._work: dict[tuple, tuple[str, Any]] | None = None  # key -> (name, table) while a view runs
+        self._planning: dict[tuple, set[str] | None] | None = None  # key -> columns, while planned
+        self._wanted: dict[tuple, set[str] | None] = {}  # key -> the columns the view's questions read
 
-    def _once(self, key: tuple, expr):
-        """``expr`` computed once into a work table for the dashboard view that runs (the
-        customers its filters keep, read by each of its questions); ``expr`` itself when the
-        engine refuses the table (each question then computes it, as outside a view)."""
+    def _once(self, key: tuple, expr, columns: set[str] | None = None):
+        """``expr`` computed once into a work table for the dashboard view that runs (the rows its
+        filters keep, read by each of its questions), with the columns its questions read (found
+        by planning them first); ``expr`` itself outside a view, for a question that reads a
+        column the table lacks, or when the engine refuses the table (each question then
+        computes it, as outside a view)."""
         if self._work is None:
             return expr
+        if self._planning is not None:  # the first pass: what each set's questions read
+            if columns is None or (key in self._planning and self._planning[key] is None):
+                self._planning[key] = None
+            else:
+                self._planning.setdefault(key, set()).update(columns)
+            return expr
         if key not in self._work:
+            wanted = self._wanted.get(key)
+            if wanted is not None:
+                expr_cols = [c for c in expr.columns if c in wanted or c == "tessera_id"]
+                made = expr.select(*expr_cols)
+            else:
+                made = expr
             name = WORK + uuid.uuid4().hex[:16]
             try:
-                self._work[key] = (name, self.src.adapter.create_table(name, expr, temp=True))
+                self._work[key] = (name, self.src.adapter.create_table(name, made, temp=True))
             except TesseraError as exc:
                 log.warning("dashboard filters computed per question: the work table was refused (%s)", exc)
                 self._work[key] = (None, expr)
-        return self._work[key][1]
+        table = self._work[key][1]
+        have = set(table.columns)
+        if not ((set(expr.columns) if columns is None else set(columns) & set(expr.columns)) <= have):
+            return expr
+        return table
 
     def _facts_table(self, dataset: str):
         """The order facts of ``dataset`` built for the current publications, or None."""
@@ -331,7 +351,14 @@ class Analytics:
         # computed once for the whole view into work tables, dropped when it is drawn
         own = self._work is None and self.src.once is None
         if own and usable.active():
-            self._work, self.src.once = {}, self._once
+            self._work, self.src.once, self._planning = {}, self._once, {}
+            for q in d.questions:  # planned first: the columns each work table needs
+                if q.name not in lacking and q.analysis is None:
+                    try:
+                        self.plan(q, usable)
+                    except TesseraError:
+                        pass  # said by the question itself below
+            self._wanted, self._planning = self._planning, None
         try:
             for i, q in enumerate(d.questions):
                 if q.name in lacking:
@@ -345,7 +372,7 @@ class Analytics:
                                         soft=True))
         finally:
             if own and self._work is not None:
-                work, self._work, self.src.once = self._work, None, None
+                work, self._work, self.src.once, self._wanted = self._work, None, None, {}
                 for table, _expr in work.values():
                     if table is not None:
                         try:
