@@ -163,7 +163,7 @@ def test_a_dashboard_view_computes_the_customers_its_filters_keep_once(ws, monke
     for name in made:
         with pytest.raises(Exception):
             ws.adapter.table(name)
-    for name in ("customer_knowledge", "sales", "stores"):
+    for name in ("customer_knowledge", "sales"):
         dashboards._CACHE.clear()
         made.clear()
         drawn = {q["name"]: q for q in ws.dashboard(name, filters)["questions"]}
