@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from datetime import date
@@ -34,7 +35,7 @@ from tessera.datasets.search import SEARCH_TABLE, TID, create_search_table, sear
 from tessera.engine.base import EngineAdapter, Patch
 from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
-from tessera.errors import RunError, TesseraError
+from tessera.errors import RunError, TesseraError, UsageError
 from tessera.identity.review import overrides_by_dataset
 from tessera.privacy import consent as consent_history
 from tessera.privacy.suppression import has_suppressions, purge_batch
@@ -69,6 +70,22 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)  # {"source", "file", "reason", "kept"}
     unchanged: bool = False  # nothing new since the last run: its publication was kept as it is
+
+
+SEARCH_RUN_ROWS = 200_000
+SEARCH_RUN_VARIABLE = "TESSERA_SEARCH_INDEX_RUN_ROWS"
+
+
+def search_index_run_rows() -> int:
+    """The size of a customer dataset from which a run leaves its search index to the server
+    (``TESSERA_SEARCH_INDEX_RUN_ROWS``, default 200,000; 0: never built by a run)."""
+    text = os.environ.get(SEARCH_RUN_VARIABLE, "").strip()
+    try:
+        rows = int(text) if text else SEARCH_RUN_ROWS
+    except ValueError:
+        raise UsageError(f"environment variable {SEARCH_RUN_VARIABLE}: '{text}' is not a number of rows; set a "
+                         "whole number (0: the server builds every search index after a run) or unset it") from None
+    return rows if rows > 0 else 0
 
 
 class Pipeline:
@@ -158,13 +175,20 @@ class Pipeline:
         result.steps.append({"step": name, "seconds": round(seconds, 3), **counts})
         return counts
 
-    def _search_index(self, name: str, b, tag: str) -> tuple[str, list[Patch]]:
+    def _search_index(self, name: str, b, tag: str) -> tuple[str | None, list[Patch]]:
         """The search index a run publishes for the deduplicated dataset ``name`` built as ``b``:
         rebuilt whole, or, when the run patches the last publication's tables in place, the last
-        index with the tokens of the unified records resolved again replaced (a patch of its own)."""
+        index with the tokens of the unified records resolved again replaced (a patch of its own).
+
+        A dataset of :func:`search_index_run_rows` rows or more rebuilt whole gets no index from the
+        run (None: the last one is withdrawn, it would find the customers of the last publication):
+        the server builds it after the run (:meth:`Workspace.index_for_reads`), so that a run is not
+        slowed by an index only the web app's search reads (about ten seconds at a million)."""
         prev = self.adapter.published_target(search_view(name))
         part = next((p for p in b.patches if p.key == TID), None)  # the unified records replaced
         if prev is None or part is None or not self.adapter.exists(prev):
+            if b.counts.get("rows", 0) >= search_index_run_rows():
+                return None, []
             return self.build_search(name, f"{tag}search_{name}", b.table, b.records), []
         # Computed now, from the run's views (the patches change what they read once applied).
         gone = self.adapter.create_table(f"{tag}search_gone_{name}", part.remove.select(TID).union(
@@ -442,7 +466,8 @@ class Pipeline:
             if reject_parts:
                 views[REJECTS_VIEW] = f"{tag}rejects"
             self.adapter.publish(views, patches)
-            published.update(views)
+            # (a withdrawn name is not part of what the run published: see _last_inputs)
+            published.update({v: t for v, t in views.items() if t is not None})
             for name, b in builder.built.items():
                 self.store.record_publication(name, run_id, b.target(b.table), b.counts.get("rows", 0))
             self.store.set_state(*BUILT_STATE, {"config": config_digest, "datasets": bases})

@@ -82,3 +82,23 @@ def test_an_erased_customer_is_never_found(shop):
     # and after the next run too
     ws.run(full=True)
     assert found(ws, "lopez") == []
+
+
+def test_a_large_dataset_gets_its_index_from_the_server_not_the_run(shop, monkeypatch):
+    ws, by_email = shop
+    jean = by_email["jean.dupont@example.com"]["tessera_id"]
+    assert ws.adapter.published_target("contacts__search") is not None  # small: built by the run
+    # from this many rows a full run leaves the index to the server (its last one withdrawn: it
+    # would find the customers of the last publication)
+    monkeypatch.setenv("TESSERA_SEARCH_INDEX_RUN_ROWS", "1")
+    ws.run(full=True)
+    assert ws.adapter.published_target("contacts__search") is None
+    assert found(ws, "dupont") == [] and found(ws, "jean.dupont@example.com") == [jean]  # exact lookups only
+    assert ws.run().unchanged  # nothing new: still nothing to do
+    # what the server does after each run and at its start
+    assert "contacts__search.token" in ws.index_for_reads()
+    assert found(ws, "dupont") == [jean]
+    assert ws.run().unchanged  # the index built since is not a change of the inputs
+    monkeypatch.setenv("TESSERA_SEARCH_INDEX_RUN_ROWS", "many")
+    with pytest.raises(Exception, match="TESSERA_SEARCH_INDEX_RUN_ROWS.*not a number"):
+        ws.run(full=True)

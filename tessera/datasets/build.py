@@ -324,6 +324,23 @@ def create_computed(adapter: EngineAdapter, name: str, table: ibis.Table, with_c
         raise failure from exc
 
 
+#: the semantic fields of the time of a dataset's rows, by preference
+TIME_FIELDS = ("EventTime", "OrderDate")
+
+
+def time_order(adapter: EngineAdapter, columns: list[ColumnSpec]) -> str | None:
+    """The column a dataset of rows (events, orders: not deduplicated) is stored in the order of,
+    or None: its time (an ``EventTime``, else ``OrderDate`` field), on an engine that skips the
+    blocks out of a filter's bounds. Segments' behaviour conditions and dashboards read the rows
+    of a time window: the engine then reads those days only (a 30-day window of a year of 10M
+    events: a twelfth of its blocks), for a sort that costs about half as much again as the plain
+    copy (CPU x1.5 at 10M events, printed by bench/bench_segments.py)."""
+    if not adapter.prunes_by_order:
+        return None
+    by_field = {c.semantic: c.name for c in reversed(columns) if c.semantic}
+    return next((by_field[f] for f in TIME_FIELDS if f in by_field), None)
+
+
 def enriched(ds: DatasetConfig) -> bool:
     """The dataset gains columns in the enrichment step (its computed columns come after them)."""
     return bool(ds.aggregates or (ds.scores and (ds.scores.library or ds.scores.predictive)))
@@ -451,15 +468,18 @@ class DatasetBuilder:
         return out
 
     # ---------------------------------------------------------------- computed columns
-    def _create(self, ds: DatasetConfig, name: str, table: ibis.Table) -> ibis.Table:
+    def _create(self, ds: DatasetConfig, name: str, table: ibis.Table, order_by: str | None = None) -> ibis.Table:
         """The work table ``name`` of the unified ``table`` with the computed columns of ``ds`` (typed
-        as DuckDB types them); an engine error in a computed column names it."""
+        as DuckDB types them), stored in the order of column ``order_by`` when given; an engine
+        error in a computed column names it."""
         if not ds.computed or enriched(ds):
-            return self.adapter.create_table(name, table)  # added by the enrichment step, after the columns they may use
+            # computed columns are added by the enrichment step, after the columns they may use
+            return self.adapter.create_table(name, table.order_by(order_by) if order_by else table)
         types = duckdb_types(self.adapter, table, ds)
         place = f"datasets[{self.config.datasets.index(ds)}] ({ds.name})"
-        return create_computed(self.adapter, name, table, add_computed(self.adapter, table, ds, types)[0], ds,
-                               place, types)
+        with_computed = add_computed(self.adapter, table, ds, types)[0]
+        return create_computed(self.adapter, name, table,
+                               with_computed.order_by(order_by) if order_by else with_computed, ds, place, types)
 
     # ---------------------------------------------------------------- incremental
     def _incremental(self, ds: DatasetConfig, links: list[str]) -> bool:
@@ -531,7 +551,7 @@ class DatasetBuilder:
         if not ds.deduplicate:
             # One row per source record: the records table is the dataset.
             rows = mapped.select(**{TID: new_id(mapped._tessera_record, 0)}, **{c: mapped[c] for c in mapped.columns})
-            records = self._create(ds, f"{tag}records", rows)
+            records = self._create(ds, f"{tag}records", rows, time_order(self.adapter, columns))
             n = self.adapter.count(records)
             counts.update(records=n, unified=n, duplicates_merged=0, rows=n)
             built = Built(ds.name, f"{tag}records", f"{tag}records", None, columns, counts)
@@ -612,11 +632,13 @@ class DatasetBuilder:
                            Patch(before.data, TID, plan.old_ids, data_part)]
             else:
                 self.adapter.create_table(f"{tag}records", records)
-                table = self.adapter.create_table(f"{tag}data", kept_data.union(part.cast(kept_data.schema()),
-                                                                                distinct=False))
+                with self.adapter.read_often():
+                    table = self.adapter.create_table(f"{tag}data", kept_data.union(part.cast(kept_data.schema()),
+                                                                                    distinct=False))
         else:
             self.adapter.create_table(f"{tag}records", records)
-            table = self._create(ds, f"{tag}data", merged)
+            with self.adapter.read_often():  # the published rows: pages, filters and segments read them
+                table = self._create(ds, f"{tag}data", merged)
         counts["rows"] = self.adapter.count(table)
         if plan is not None:
             counts["unified"] = counts["rows"]

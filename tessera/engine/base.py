@@ -120,6 +120,10 @@ class EngineAdapter:
     #: a view costs nothing until a query reads it (the engine plans them together): a run reads a
     #: source staged from several batches through a view (:meth:`create_view`), not a copy
     cheap_views: ClassVar[bool] = False
+    #: the engine skips the blocks of a table whose min/max of a column are outside a filter's
+    #: bounds: a table of events stored in the order of their time is read only for the days of a
+    #: window (worth a sort when it is built)
+    prunes_by_order: ClassVar[bool] = False
 
     def __init__(self, con: ibis.BaseBackend):
         self.con = con
@@ -348,9 +352,10 @@ class EngineAdapter:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ publication
-    def publish(self, views: dict[str, str], patches: list[Patch] = ()) -> None:
+    def publish(self, views: dict[str, str | None], patches: list[Patch] = ()) -> None:
         """Point each published name at its new table, atomically: readers see the whole previous
-        publication or the whole new one, and a failure leaves the previous one. ``patches`` (on
+        publication or the whole new one, and a failure leaves the previous one. A name given None
+        is withdrawn (no longer published). ``patches`` (on
         engines with :attr:`patches_in_place`) are applied in the same transaction."""
         raise NotImplementedError
 
@@ -367,6 +372,13 @@ class EngineAdapter:
         """The published ``name`` for point reads by an indexed column (:meth:`index`): on engines
         whose planner does not use a table's index through a view, the table it points at."""
         return self.table(name)
+
+    @contextmanager
+    def read_often(self) -> Iterator[None]:
+        """The tables created inside are published ones, read again and again (pages of rows with
+        a filter, segments): an engine that chooses how to store a table may store these for
+        reading rather than for writing fast. Nothing changes in their rows."""
+        yield
 
     def interrupt(self) -> None:
         """Stop the statement running on this adapter, if the engine can (a cancelled job)."""

@@ -498,7 +498,7 @@ class PostgresAdapter(SqlCatalogAdapter):
             raise EngineError(f"PostgreSQL could not export to {path}: {exc}", sql=statement) from exc
 
     # ------------------------------------------------------------------ publication
-    def publish(self, views: dict[str, str], patches: list[Patch] = ()) -> None:
+    def publish(self, views: dict[str, str | None], patches: list[Patch] = ()) -> None:
         # One transaction: readers see either the whole previous state or the whole new one.
         # DROP + CREATE, not CREATE OR REPLACE: a new run may change a view's columns.
         self.sql(f"CREATE TABLE IF NOT EXISTS {CATALOG} (name TEXT PRIMARY KEY, target TEXT NOT NULL)")
@@ -506,6 +506,9 @@ class PostgresAdapter(SqlCatalogAdapter):
             self._apply(list(patches))
             for view, table in views.items():
                 self.sql(f"DROP VIEW IF EXISTS {q(view)}")
+                if table is None:  # withdrawn
+                    self.sql(f"DELETE FROM {CATALOG} WHERE name = %s", [view])
+                    continue
                 self.sql(f"CREATE VIEW {q(view)} AS SELECT * FROM {q(table)}")
                 self.sql(
                     f"INSERT INTO {CATALOG} (name, target) VALUES (%s, %s) "

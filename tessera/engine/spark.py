@@ -180,11 +180,20 @@ class SparkAdapter(EngineAdapter):
             raise NotImplementedError("Spark tables are not changed in place")
         current = self._published()
         current.update(views)
+        withdrawn = [v for v, t in views.items() if t is None]
+        for view in withdrawn:
+            current.pop(view, None)
         f = self.root / "published.json"
         tmp = self.root / "published.json.tmp"
         tmp.write_text(json.dumps(current, indent=1))
         os.replace(tmp, f)
         for view, table in views.items():
+            if table is None:
+                try:
+                    self.session.catalog.dropTempView(view)
+                except Exception:  # noqa: BLE001 - not registered
+                    pass
+                continue
             self._register_view(view, table)
 
     def published_target(self, name: str) -> str | None:

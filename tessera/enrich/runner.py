@@ -156,13 +156,14 @@ class Enricher:
             out = out.mutate(**counted)
         name = f"{self.tag}{ds.name}__enriched"
         try:
-            if ds.computed:
-                # Computed columns may use the new columns: they come last (see datasets.build.enriched).
-                types = duckdb_types(self.adapter, out, ds)
-                create_computed(self.adapter, name, out, add_computed(self.adapter, out, ds, types)[0], ds, place,
-                                types)
-            else:
-                self.adapter.create_table(name, out)
+            with self.adapter.read_often():  # the published rows: pages, filters and segments read them
+                if ds.computed:
+                    # Computed columns may use the new columns: they come last (see datasets.build.enriched).
+                    types = duckdb_types(self.adapter, out, ds)
+                    create_computed(self.adapter, name, out, add_computed(self.adapter, out, ds, types)[0], ds,
+                                    place, types)
+                else:
+                    self.adapter.create_table(name, out)
         except Exception as exc:
             failure = first_failing(self.adapter, filters) if filters and value_error(self.adapter, exc) else None
             if failure is None:
