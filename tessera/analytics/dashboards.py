@@ -353,7 +353,7 @@ class Analytics:
         if own and usable.active():
             self._work, self.src.once, self._planning = {}, self._once, {}
             for q in d.questions:  # planned first: the columns each work table needs
-                if q.name not in lacking and q.analysis is None:
+                if q.name not in lacking and q.analysis is None and self._whole_key(q, usable) not in _CACHE:
                     try:
                         self.plan(q, usable)
                     except TesseraError:
@@ -402,8 +402,7 @@ class Analytics:
         dashboard filters it applied or ignored. ``soft``: a question that cannot run on this
         workspace answers with ``unavailable`` (its reason) instead of raising. ``fresh``: not taken
         from the results prepared at publication (what :meth:`prepare` uses)."""
-        # as_of too: age bands and the analyses' default dates move with it
-        whole = (self.key, self.src.as_of, q.model_dump_json(), (filters or Filters()).key(), self._all_versions())
+        whole = self._whole_key(q, filters)
         with _LOCK:
             hit = _CACHE.get(whole)
             if hit is not None:
@@ -463,6 +462,11 @@ class Analytics:
             while len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
         return {**result, "cached": False}
+
+    def _whole_key(self, q: QuestionConfig, filters: Filters | None) -> tuple:
+        """The key of a result in the cache by every filter of the dashboard (as_of too: age
+        bands and the analyses' default dates move with it)."""
+        return (self.key, self.src.as_of, q.model_dump_json(), (filters or Filters()).key(), self._all_versions())
 
     def _versions(self, p: Plan) -> tuple:
         """What a result depends on: the published tables of its datasets, the last segment refresh."""
