@@ -246,7 +246,7 @@ class EngineAdapter:
     placeholder: ClassVar[str | None] = None
 
     #: whether :meth:`fetch` stops reading after ``first`` rows itself, cheaper than a LIMIT in the SQL
-    fetch_stops: ClassVar[bool] = False
+    _fetch_stops: ClassVar[bool] = False
 
     def prepare(self, expr: ibis.Table, *, first: int | None = None) -> Prepared:
         """Compile ``expr`` once; its :func:`param` values become placeholders bound by :meth:`fetch`.
@@ -257,9 +257,9 @@ class EngineAdapter:
         Args:
             first: read at most this many rows (of an unordered ``expr``; order and limit a
                 top-N yourself): a LIMIT in the SQL, or on engines whose results stream
-                (``fetch_stops``) the fetch stops there.
+                (``_fetch_stops``) the fetch stops there.
         """
-        if first is not None and not self.fetch_stops:
+        if first is not None and not self._fetch_stops:
             expr = expr.limit(first)
         sql = self.con.compile(expr)
         names = tuple(_PARAM_RE.findall(sql))

@@ -132,7 +132,7 @@ class DuckDBAdapter(SqlCatalogAdapter):
     placeholder = "?"
     # A point read with a LIMIT costs DuckDB about a sixth more than without; its results stream,
     # so the fetch stops after the first rows instead.
-    fetch_stops = True
+    _fetch_stops = True
     _parsed: dict | None = None  # a reader's parsed statements, by their text
 
     def fetch(self, prepared: Prepared, **bound) -> list[dict]:

@@ -53,7 +53,7 @@ def test_first_rows_and_a_reader_parsing_each_statement_once(engine_adapter):
     t = reader.table("_tessera_test_first")
     one = reader.prepare(t.filter(t.tessera_id == param("tid")), first=1)
     all_rows = reader.prepare(t.filter(t.tessera_id == param("tid")).select("n").order_by("n"))
-    assert ("LIMIT" in one.text.upper()) is not adapter.fetch_stops  # streaming engines stop the fetch instead
+    assert ("LIMIT" in one.text.upper()) is not adapter._fetch_stops  # streaming engines stop the fetch instead
     assert len(reader.fetch(one, tid="T1")) == 1 and reader.fetch(one, tid="nobody") == []
     assert [r["n"] for r in reader.fetch(all_rows, tid="T1")] == [1, 5]
     # the same statement again, after the table changed under it: its rows of now
