@@ -235,7 +235,10 @@ class _Refs:
         if facts is None and self.copy is not None:
             t = self.src.once(*self.copy, needed)
         elif self.narrowing and self.src.once is not None:
+            if facts is None:
+                t = self._with_filtered_columns(t)
             t = self._narrowed(t, "facts" if facts is not None else "dataset", needed)
+            related = {o: cols for o, cols in related.items() if not all(n in t.columns for n in cols.values())}
         if needed is not None:
             keep = [c for c in t.columns if c in needed or c == TID]
             t = t.select(*keep)
@@ -246,6 +249,31 @@ class _Refs:
             rel = self.src.table(other)
             rel = rel.select(_tessera_k=rel[TID].cast("string"), **{name: rel[c] for c, name in cols.items()})
             t = t.left_join(rel, t[link].cast("string") == rel._tessera_k).drop("_tessera_k")
+        return self._flags(t, segments)
+
+    def _with_filtered_columns(self, t: ibis.Table) -> ibis.Table:
+        """In a dashboard view, when the dashboard's conditions name columns of a related dataset
+        (the order lines' period and store are their order's) or a segment's flag: ``t`` with every
+        column of those datasets (``<dataset>__<column>``) and those flags joined, the same for
+        every question of the view, so that its rows are narrowed and copied once
+        (:meth:`_narrowed`: only the columns the view's questions read are kept) and each question
+        reads the related columns from the copy instead of joining them again."""
+        named = {c.get("column") for c in self.narrowing} - set(t.columns)
+        others = sorted(o for o, cols in self.related.items() if named & set(cols.values()))
+        flags = sorted((n, f) for n, f in self.segments.items() if f in named)
+        if not others and not flags:
+            return t
+        for other in others:
+            link = links_to(self.config, self.q.dataset, other)
+            rel = self.src.table(other)
+            rel = rel.select(_tessera_k=rel[TID].cast("string"),
+                             **{f"{other}__{c}": rel[c] for c in rel.columns if f"{other}__{c}" not in t.columns})
+            t = t.left_join(rel, t[link].cast("string") == rel._tessera_k).drop("_tessera_k")
+        return self._flags(t, dict(flags))
+
+    def _flags(self, t: ibis.Table, segments: dict[str, str]) -> ibis.Table:
+        """``t`` with a flag column per segment (``name -> flag``): whether the row's customer is
+        among its members of the last refresh (a flag already on the rows is kept)."""
         members = self.src.members() if segments else None
         for name, flag in segments.items():
             if flag in t.columns:  # already on the rows (a dashboard view's copy of its customers)
@@ -260,7 +288,6 @@ class _Refs:
             t = t.left_join(m, t[key].cast("string") == m._tessera_m).drop("_tessera_m")
             t = t.mutate(**{flag: t[flag].fill_null(False)})
         return t
-
 
     def _narrowed(self, t: ibis.Table, which: str, needed: set[str] | None) -> ibis.Table:
         """In a dashboard view: the rows of ``t`` (the dataset or its order facts) kept by the

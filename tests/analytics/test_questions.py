@@ -163,17 +163,18 @@ def test_a_dashboard_view_computes_the_customers_its_filters_keep_once(ws, monke
     for name in made:
         with pytest.raises(Exception):
             ws.adapter.table(name)
-    for name in ("customer_knowledge", "sales"):
+    for name in ("customer_knowledge", "sales", "products", "rfm"):
         dashboards._CACHE.clear()
         made.clear()
         drawn = {q["name"]: q for q in ws.dashboard(name, filters)["questions"]}
-        assert made  # the orders of the period at the stores, the customers
+        assert made  # the orders (or order lines) of the period at the stores, the customers
         dashboards._CACHE.clear()
         a = ws.analytics()
         d, _lacking, _kind = a.find(name)
         alone = {q.name: a.run(q, parse_filters(filters, a.src.as_of), soft=True) for q in d.questions}
         assert {n: q["rows"] for n, q in drawn.items()} == {n: q["rows"] for n, q in alone.items()}
-        assert all(q["rows"] for q in drawn.values())
+        # (no order of the period at those stores holds two categories: that pair list is empty)
+        assert all(q["rows"] for n, q in drawn.items() if n != "categories_together"), name
     big = {e for e, total in _totals().items() if total >= 300}
     buyers = {o["email"] for o in ORDERS if o["email"] in big and "2024-10-15" <= o["day"] <= "2024-12-31"
               and o["store"] in ("S1", "S2")}
