@@ -3,7 +3,7 @@ over the published datasets, answered as a :class:`~tessera.analytics.question.P
 question (so cache, CSV, pictures and filters work the same):
 
 - ``rfm_migration``: every customer's RFM segment at two dates, each computed by the score library
-  (:func:`tessera.enrich.scores.compute_scores`) from the orders up to that date, counted per pair of
+  (:func:`tessera.enrich.scores.rfm`) from the orders up to that date (one grouping for both), counted per pair of
   segments: a matrix of who moved where. Customers without an order at the first date are
   ``(no order yet)``.
 - ``cohort_retention``: customers grouped by the month of their first order (the cohort); for each
@@ -38,7 +38,7 @@ from tessera.analytics.question import (
     customer_dataset,
 )
 from tessera.config.models import QuestionConfig
-from tessera.enrich.scores import CID, RFM_SEGMENTS, compute_scores
+from tessera.enrich.scores import CID, MONEY, RFM_SEGMENTS, rfm
 from tessera.segments.compile import shift
 from tessera.segments.related import _semantics, links_to
 
@@ -162,22 +162,28 @@ def rfm_migration(src: Source, q: QuestionConfig, filters: Filters, where: str) 
     if since >= to:
         raise Unavailable(f"{where}: the migration compares two dates, and {since} is not before {to}: choose a "
                           "period whose start comes before its end")
+    # Each customer's orders up to both dates, in one grouping of the orders up to the second:
+    # the scores at each date are quintiles of every customer who had ordered by then (the
+    # filters keep customers only afterwards: a score compares a customer with all the others).
     orders = shop.rows(places=False, amount=True)
-    fields = {"OrderDate": "_day", "OrderAmount": "_amount"}
-
-    def segment_at(day: date, name: str) -> ibis.Table:
-        cut = orders.filter(orders._day <= ibis.literal(day, dt.date))
-        scores = compute_scores(cut, fields, ["rfm"], as_of=day)
-        return scores.select(CID, **{name: scores.score_rfm_segment})
-
-    after = segment_at(to, "_after")
+    orders = orders.filter(orders._day <= ibis.literal(to, dt.date))
+    orders = orders.mutate(_amount=orders._amount.cast(MONEY))  # summed exactly, as the score library
+    early = orders._day <= ibis.literal(since, dt.date)
+    orders = orders.mutate(_day0=early.ifelse(orders._day, ibis.null(dt.date)),
+                           _amount0=early.ifelse(orders._amount, ibis.null(MONEY)))
+    base = orders.group_by(CID).agg(
+        _n=orders.count(), _last=orders._day.max(), _total=orders._amount.sum().cast("float64"),
+        _n0=orders._day0.count(), _last0=orders._day0.max(), _total0=orders._amount0.sum().cast("float64"))
+    after = rfm(base, to)
+    after = after.select(CID, "_n0", "_last0", "_total0", _after=after.score_rfm_segment)
+    before = after.select(CID, "_after", "_n0", _n=after._n0, _last=after._last0, _total=after._total0)
+    both = rfm(before, since, among=before._n0 > 0)  # quintiles of those who had ordered by the first date
+    both = both.select(CID, "_after", _before=(both._n0 > 0).ifelse(both.score_rfm_segment, NO_ORDER))
     if filters.stores or filters.channels:  # the customers who bought there (up to the second date)
         there = shop.rows(places=True)
         there = there.filter(there._day <= ibis.literal(to, dt.date))
-        after = after.filter(after[CID].isin(there[CID]))
-    after = shop.members(after)
-    both = after.left_join(segment_at(since, "_before"), CID).drop(f"{CID}_right")
-    both = both.mutate(_before=both._before.fill_null(NO_ORDER))
+        both = both.filter(both[CID].isin(there[CID]))
+    both = shop.members(both)
     out = both.group_by(["_before", "_after"]).agg(customers=both.count())
     out = out.mutate(share=(out.customers.cast("float64") / out.customers.sum().over(group_by="_before")))
     before_labels = [NO_ORDER, *SEGMENTS]

@@ -87,11 +87,36 @@ def missing_fields(score: str, orders_fields: set[str], item_fields: set[str],
     return missing
 
 
-def _quintile(value: ibis.Value, *, descending: bool = False) -> ibis.Value:
-    """1-5 by quintile of the customers; equal values share a score (cumulative distribution)."""
+def _quintile(value: ibis.Value, *, descending: bool = False, among: ibis.Value | None = None) -> ibis.Value:
+    """1-5 by quintile of the customers (of those with the same ``among`` when given); equal
+    values share a score (cumulative distribution)."""
     order = ibis.desc(value) if descending else value
-    cd = ibis.cume_dist().over(order_by=order)
+    cd = ibis.cume_dist().over(order_by=order) if among is None else ibis.cume_dist().over(group_by=among,
+                                                                                          order_by=order)
     return (cd * 5).ceil().clip(lower=1, upper=5).cast("int64")
+
+
+def rfm(t: ibis.Table, as_of: date, *, among: ibis.Value | None = None) -> ibis.Table:
+    """``t`` (one row per customer with ``_n`` orders, the ``_last`` order's date and their
+    ``_total``) with the RFM scores at ``as_of``: ``score_rfm_recency``, ``score_rfm_frequency``,
+    ``score_rfm_monetary`` (quintiles of the customers, or of those with the same ``among``),
+    ``score_rfm`` and ``score_rfm_segment``."""
+    r = _quintile(_days(ibis.literal(as_of, dt.date), t._last), descending=True, among=among)
+    f = _quintile(t._n, among=among)
+    m = _quintile(t._total, among=among)
+    out = t.mutate(score_rfm_recency=r, score_rfm_frequency=f, score_rfm_monetary=m)
+    fm = (out.score_rfm_frequency + out.score_rfm_monetary).cast("float64") / 2
+    rr = out.score_rfm_recency
+    segment = ibis.cases(
+        *[((rr >= rlo) & (rr <= rhi) & (fm >= flo) & (fm <= fhi), ibis.literal(name))
+          for name, (rlo, rhi), (flo, fhi) in RFM_SEGMENTS],
+        else_=ibis.literal("Need Attention"),
+    )
+    return out.mutate(
+        score_rfm=rr.cast("string").concat(out.score_rfm_frequency.cast("string"),
+                                            out.score_rfm_monetary.cast("string")),
+        score_rfm_segment=segment,
+    )
 
 
 def _days(later: ibis.Value, earlier: ibis.Value) -> ibis.Value:
@@ -173,22 +198,7 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
             score_active_customer=days_since_last(out) <= settings.active_days,
         )
     if "rfm" in scores:
-        r = _quintile(days_since_last(out), descending=True)
-        f = _quintile(out._n)
-        m = _quintile(out._total)
-        out = out.mutate(score_rfm_recency=r, score_rfm_frequency=f, score_rfm_monetary=m)
-        fm = (out.score_rfm_frequency + out.score_rfm_monetary).cast("float64") / 2
-        rr = out.score_rfm_recency
-        segment = ibis.cases(
-            *[((rr >= rlo) & (rr <= rhi) & (fm >= flo) & (fm <= fhi), ibis.literal(name))
-              for name, (rlo, rhi), (flo, fhi) in RFM_SEGMENTS],
-            else_=ibis.literal("Need Attention"),
-        )
-        out = out.mutate(
-            score_rfm=rr.cast("string").concat(out.score_rfm_frequency.cast("string"),
-                                                out.score_rfm_monetary.cast("string")),
-            score_rfm_segment=segment,
-        )
+        out = rfm(out, as_of)
     if "purchase_timing" in scores:
         gap = avg_gap(out)
         # Orders all on one day have no gap: no ratio (and no division by zero on any engine).
