@@ -151,17 +151,23 @@ def _need_dataset(q: QuestionConfig, dataset: str, what: str, where: str) -> Non
 # --------------------------------------------------------------------------- RFM migration
 
 
-def rfm_migration(src: Source, q: QuestionConfig, filters: Filters, where: str) -> Plan:
-    shop = _Shop(src, q, filters, where)
-    _need_dataset(q, shop.customers, "dataset of customers", where)
+def _dates(src: Source, q: QuestionConfig, filters: Filters) -> tuple[date, date]:
+    """The migration's two dates: the analysis's own, else the period filter's ends, else the 12
+    months up to ``as_of``."""
     a = q.analysis
     to = a.date_to or filters.date_to or src.as_of
-    since = a.date_from or filters.date_from or shift(to, 12, "months")
-    if (filters.date_from and not a.date_from) or (filters.date_to and not a.date_to):
-        shop.applied.append("period")
-    if since >= to:
-        raise Unavailable(f"{where}: the migration compares two dates, and {since} is not before {to}: choose a "
-                          "period whose start comes before its end")
+    return a.date_from or filters.date_from or shift(to, 12, "months"), to
+
+
+def _rfm_key(since: date, to: date) -> str:
+    """The name the prepared segments of every customer at ``since`` and ``to`` are found under
+    (:attr:`Source.facts`; see :func:`prepare_rfm_segments`)."""
+    return f"rfm_migration {since.isoformat()} {to.isoformat()}"
+
+
+def _segments(shop: _Shop, since: date, to: date) -> ibis.Table:
+    """Every customer with an order up to ``to``: ``_customer``, ``_after`` (the RFM segment at
+    ``to``) and ``_before`` (at ``since``, or :data:`NO_ORDER`)."""
     # Each customer's orders up to both dates, in one grouping of the orders up to the second:
     # the scores at each date are quintiles of every customer who had ordered by then (the
     # filters keep customers only afterwards: a score compares a customer with all the others).
@@ -179,6 +185,49 @@ def rfm_migration(src: Source, q: QuestionConfig, filters: Filters, where: str) 
     before = after.select(CID, "_after", "_n0", _n=after._n0, _last=after._last0, _total=after._total0)
     both = rfm(before, since, among=before._n0 > 0)  # quintiles of those who had ordered by the first date
     both = both.select(CID, "_after", _before=(both._n0 > 0).ifelse(both.score_rfm_segment, NO_ORDER))
+    return both
+
+
+def prepare_rfm_segments(src: Source, q: QuestionConfig) -> tuple[str, dict] | None:
+    """Every customer's segments at the two dates the migration ``q`` shows without a period
+    filter, kept in a table of the warehouse (``_tessera_analytics_facts_rfm_<dates>``, dropped
+    with the order facts), for the views after a run: with a store, channel or segment filter, or
+    the period of those same dates, the migration then counts the kept customers' rows of that
+    table instead of scoring every customer twice (the scores compare a customer with all the
+    others: they are the same). Returns (its name in :attr:`Source.facts`, its description), or
+    None when the workspace lacks what the migration reads."""
+    from tessera.analytics.facts import PREFIX
+
+    try:
+        shop = _Shop(src, q, Filters(), f"question '{q.name}'")
+        if q.dataset != shop.customers:
+            return None
+        since, to = _dates(src, q, Filters())
+        if since >= to:
+            return None
+        rows = _segments(shop, since, to)
+    except Unavailable:
+        return None
+    table = f"{PREFIX}rfm_{since.strftime('%Y%m%d')}_{to.strftime('%Y%m%d')}"
+    src.adapter.create_table(table, rows)
+    return _rfm_key(since, to), {"table": table}
+
+
+def rfm_migration(src: Source, q: QuestionConfig, filters: Filters, where: str) -> Plan:
+    shop = _Shop(src, q, filters, where)
+    _need_dataset(q, shop.customers, "dataset of customers", where)
+    a = q.analysis
+    since, to = _dates(src, q, filters)
+    if (filters.date_from and not a.date_from) or (filters.date_to and not a.date_to):
+        shop.applied.append("period")
+    if since >= to:
+        raise Unavailable(f"{where}: the migration compares two dates, and {since} is not before {to}: choose a "
+                          "period whose start comes before its end")
+    kept = src.facts(_rfm_key(since, to)) if src.facts is not None else None
+    if kept is not None and {CID, "_after", "_before"} <= set(kept.columns):
+        both = kept.select(CID, "_after", "_before")  # prepared after the run (prepare_rfm_segments)
+    else:
+        both = _segments(shop, since, to)
     if filters.stores or filters.channels:  # the customers who bought there (up to the second date)
         there = shop.rows(places=True)
         there = there.filter(there._day <= ibis.literal(to, dt.date))
@@ -328,4 +377,4 @@ def plan_analysis(src: Source, q: QuestionConfig, filters: Filters | None = None
     return ANALYSES[q.analysis.kind](src, q, filters or Filters(), where or f"question '{q.name}'")
 
 
-__all__ = ["ANALYSES", "NO_ORDER", "plan_analysis"]
+__all__ = ["ANALYSES", "NO_ORDER", "plan_analysis", "prepare_rfm_segments"]

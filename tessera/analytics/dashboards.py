@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 
 from tessera.analytics import facts as order_facts
 from tessera.analytics import prepared
-from tessera.analytics.analyses import plan_analysis
+from tessera.analytics.analyses import plan_analysis, prepare_rfm_segments
 from tessera.analytics.charts import CHART_ROWS, column_dict, render, spec
 from tessera.analytics.defaults import DEFAULTS, NAMES, default_dashboards, roles
 from tessera.analytics.question import Filters, Plan, Source, Unavailable, plan
@@ -256,6 +256,19 @@ class Analytics:
                 entry = None
             if entry is not None:
                 built[found["orders"]] = entry
+        # every customer's RFM segments at the dates a migration shows without a period: its
+        # views with other filters count the kept customers' rows instead of scoring everyone
+        for d, lacking, _kind in todo:
+            for q in d.questions:
+                if q.analysis is None or q.analysis.kind != "rfm_migration" or q.name in lacking:
+                    continue
+                try:
+                    made = prepare_rfm_segments(self.src, q)
+                except Exception as exc:  # noqa: BLE001 - the migration then scores the customers when asked
+                    log.warning("the RFM segments of the migration were not kept (%s)", exc)
+                    made = None
+                if made is not None:
+                    built.setdefault(*made)
         self._facts, self._facts_tables = built, {}
         results: dict[str, dict] = {}
         failed: list[str] = []

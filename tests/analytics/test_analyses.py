@@ -137,3 +137,25 @@ def test_an_analysis_is_checked_like_any_question(ws):
         ws.run_question(("rfm", "rfm_migration"), {"period": "2024-12-31..2024-12-31"})
     png = ws.question_picture(("retention", "cohort_retention"), "png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rfm_migration_with_filters_reads_the_segments_prepared_after_a_run(ws, monkeypatch):
+    """Once the dashboards are prepared, the migration of a store's customers counts their rows in
+    the table of every customer's segments at the two dates instead of scoring everyone again:
+    the figures computed by hand."""
+    from tessera.analytics import analyses, dashboards
+
+    ws.analytics().prepare(again=True)
+    assert any(n.startswith("_tessera_analytics_facts_rfm_") for n in ws.adapter.list_tables())
+
+    def scored(*_a):
+        raise AssertionError("the customers were scored again")
+
+    monkeypatch.setattr(analyses, "_segments", scored)
+    dashboards._CACHE.clear()
+    result = ws.run_question(("rfm", "rfm_migration"), {"store": "S2"})
+    before, after = rfm_at(date(2023, 12, 31)), rfm_at(AS_OF)  # the 12 months up to the workspace's date
+    there = {o["email"] for o in ORDERS if o["store"] == "S2"}
+    moves = Counter((before.get(c, "(no order yet)"), s) for c, s in after.items() if c in there)
+    assert {(r["rfm_segment_before"], r["rfm_segment_after"]): r["customers"] for r in result["rows"]} == dict(moves)
+    assert result["filters"]["applied"] == ["store"] and not result["cached"]
