@@ -156,6 +156,7 @@ class _Refs:
         self.buyers_key: tuple | None = None  # their key in the dashboard view (Source.once)
         self.narrowing: list[dict] = []  # the dashboard's conditions, to copy the rows once per view
         self.copy: tuple[tuple, ibis.Table] | None = None  # (key, the customers the filters keep)
+        self.from_copy = False  # whether the rows read are that copy (or its expression)
         self.datasets = {q.dataset}
 
     def semantic(self, dataset: str, field_name: str, where: str) -> str:
@@ -234,6 +235,7 @@ class _Refs:
                                                                   if n not in segments}
         if facts is None and self.copy is not None:
             t = self.src.once(*self.copy, needed)
+            self.from_copy = True
         elif self.narrowing and self.src.once is not None:
             if facts is None:
                 t = self._with_filtered_columns(t)
@@ -422,10 +424,9 @@ def _buyers(refs: _Refs, orders: str, customers: str, behaviour: list[tuple[str,
     refs.datasets.add(orders)
     buyers = o.filter(keep).select(_tessera_b=o[link].cast("string"))
     if refs.src.once is not None:
-        # the same customers for every question of the dashboard: computed once for the view
-        key = ("buyers", orders, customers, tuple(behaviour), filters.key())
-        buyers = refs.src.once(key, buyers.distinct(), None)
-        refs.buyers_key = key
+        # the same customers for every question of the dashboard: their rows are copied once for
+        # the view (see plan), the semi-join made by that copy
+        refs.buyers_key = ("buyers", orders, customers, tuple(behaviour), filters.key())
     return buyers._tessera_b
 
 
@@ -598,7 +599,7 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
                 narrowed = narrowed.mutate(**{flag: ibis.literal(True)})
         refs.copy = (("customers", q.dataset, seg.name if seg else None, refs.buyers_key), narrowed)
     joined = refs.joined(_needed(refs, q, conditions, measure_cols))
-    if refs.buyers is not None:
+    if refs.buyers is not None and not refs.from_copy:  # (the copy holds only the customers who bought so)
         joined = joined.filter(joined[TID].cast("string").isin(refs.buyers))
     if conditions:
         ctx = Context(src.adapter, src.config, src.as_of,
