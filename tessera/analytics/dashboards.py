@@ -152,21 +152,26 @@ class Analytics:
         self._work: dict[tuple, tuple[str, Any]] | None = None  # key -> (name, table) while a view runs
         self._planning: dict[tuple, set[str] | None] | None = None  # key -> columns, while planned
         self._wanted: dict[tuple, set[str] | None] = {}  # key -> the columns the view's questions read
+        self._uses: dict[tuple, int] = {}  # key -> how many of the view's questions read it
 
     def _once(self, key: tuple, expr, columns: set[str] | None = None):
         """``expr`` computed once into a work table for the dashboard view that runs (the rows its
         filters keep, read by each of its questions), with the columns its questions read (found
         by planning them first); ``expr`` itself outside a view, for a question that reads a
         column the table lacks, or when the engine refuses the table (each question then
-        computes it, as outside a view)."""
+        computes it, as outside a view). A set only one of the view's questions reads is not
+        copied: the copy would cost what that question's own query costs."""
         if self._work is None:
             return expr
         if self._planning is not None:  # the first pass: what each set's questions read
+            self._uses[key] = self._uses.get(key, 0) + 1
             if columns is None or (key in self._planning and self._planning[key] is None):
                 self._planning[key] = None
             else:
                 self._planning.setdefault(key, set()).update(columns)
             return expr
+        if key not in self._work and self._uses.get(key, 0) < 2:
+            return expr  # read by one question only: a copy would cost that question's own query
         if key not in self._work:
             wanted = self._wanted.get(key)
             if wanted is not None:
@@ -364,7 +369,7 @@ class Analytics:
         # computed once for the whole view into work tables, dropped when it is drawn
         own = self._work is None and self.src.once is None
         if own and usable.active():
-            self._work, self.src.once, self._planning = {}, self._once, {}
+            self._work, self.src.once, self._planning, self._uses = {}, self._once, {}, {}
             for q in d.questions:  # planned first: the columns each work table needs
                 if q.name not in lacking and q.analysis is None and self._whole_key(q, usable) not in _CACHE:
                     try:
@@ -385,7 +390,7 @@ class Analytics:
                                         soft=True))
         finally:
             if own and self._work is not None:
-                work, self._work, self.src.once, self._wanted = self._work, None, None, {}
+                work, self._work, self.src.once, self._wanted, self._uses = self._work, None, None, {}, {}
                 for table, _expr in work.values():
                     if table is not None:
                         try:
