@@ -40,6 +40,7 @@ LOG = "_tessera_segment_log"
 SIZES = "_tessera_segment_sizes"
 WORK = "_tessera_segw_members"
 VERSION_SCOPE = "segment_versions"
+MASK_BITS = 62  # the segments compared in one integer mask of a record (a signed 64-bit integer)
 
 MEMBERS_SCHEMA = ibis.schema({"segment": dt.string, TID: dt.string, "entered_at": dt.timestamp,
                               "version": dt.int64})
@@ -320,47 +321,79 @@ def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: 
         changes.update({(compiled[k].segment.name, "entered"): int(counts[f"n{k}"][0].as_py() or 0) for k in new})
     known = [k for k, c in enumerate(compiled) if c.segment.name not in fresh]
     if known:
-        adapter.append_query(log_table, _changes(compiled, known, flags, evaluated, members_now(known), members, at,
-                                                 versions), temp=True)
+        parts = [_changes(compiled, known[i:i + MASK_BITS], flags, holds, evaluated, members, at, versions)
+                 for i in range(0, len(known), MASK_BITS)]
+        adapter.append_query(log_table, parts[0].union(*parts[1:], distinct=False) if parts[1:] else parts[0],
+                             temp=True)
     return out
 
 
-def _changes(compiled: list[Compiled], ks: list[int], flags: list[list[str]], evaluated: ibis.Table,
-             current: ibis.Table, members: ibis.Table, at: ibis.Value, versions: dict[str, int]) -> ibis.Table:
-    """The entries and exits (the log's columns) of segments ``ks``: their members now
-    (``current``) and their members until now, compared in one full outer join."""
+def _changes(compiled: list[Compiled], ks: list[int], flags: list[list[str]], holds, evaluated: ibis.Table,
+             members: ibis.Table, at: ibis.Value, versions: dict[str, int]) -> ibis.Table:
+    """The entries and exits (the log's columns) of segments ``ks`` (at most ``MASK_BITS``).
+
+    Each record's segments are one integer, bit ``i`` set when it is a member of segment
+    ``ks[i]``: the mask now (from the flags of the evaluation) and the mask before (the current
+    members grouped by record) are compared in one full outer join on the record's id alone, and
+    only the records whose masks differ are expanded into one row per changed segment: set now
+    and not before, it entered; set before and not now, it left, and the first condition whose
+    flag does not hold says why (the flags are read in the same join). The entry time of those
+    who left is read from the members table for them only."""
     names = [compiled[k].segment.name for k in ks]
+    bits = [ibis.literal(1 << i, dt.int64) for i in range(len(ks))]
+    zero = ibis.literal(0, dt.int64)
     old = members.filter(members.segment.isin(names))
-    both = current.outer_join(old, (current._tessera_seg == old.segment) & (current._tessera_id == old[TID]))
-    changed = both.filter(both._tessera_seg.isnull() | both.segment.isnull())
+    old = old.select(_tessera_r=old[TID], _tessera_b=ibis.cases(
+        *[(old.segment == n, b) for n, b in zip(names, bits)], else_=zero).cast(dt.int64))
+    before = old.group_by("_tessera_r").agg(_tessera_mb=old._tessera_b.sum())
+    mine = sorted({f for k in ks for f in flags[k]}, key=lambda f: int(f.removeprefix("_tessera_f")))
+    now = evaluated.select("_tessera_id", *mine, _tessera_mn=_sum(
+        [ibis.cases((holds(k), b), else_=zero) for k, b in zip(ks, bits)]))
+    both = now.outer_join(before, now._tessera_id == before._tessera_r)
+    mask_now, mask_before = both._tessera_mn.fill_null(0), both._tessera_mb.fill_null(0)
+    changed = both.filter(mask_now != mask_before)
     changed = changed.select(
-        _tessera_s=ibis.coalesce(changed._tessera_seg, changed.segment),
-        _tessera_r=ibis.coalesce(changed._tessera_id, changed[TID]),
-        _tessera_in=changed._tessera_seg.notnull(), _tessera_at=changed.entered_at)
-    why = changed.left_join(evaluated, changed._tessera_r == evaluated._tessera_id)
-    seg = why._tessera_s
-    branches = [(why._tessera_in, ibis.null(dt.string)), (why._tessera_id.isnull(), LEFT_DATASET)]
+        _tessera_i=ibis.coalesce(changed._tessera_id, changed._tessera_r), _tessera_p=changed._tessera_id.notnull(),
+        _tessera_mn=changed._tessera_mn.fill_null(0), _tessera_mb=changed._tessera_mb.fill_null(0), *mine)
+    numbers = ibis.memtable({"_tessera_k": list(range(len(ks))), "_tessera_bit": [1 << i for i in range(len(ks))]},
+                            schema={"_tessera_k": "int64", "_tessera_bit": "int64"})
+    per = changed.cross_join(numbers)
+    per = per.filter((per._tessera_mn & per._tessera_bit) != (per._tessera_mb & per._tessera_bit))
+    k = per._tessera_k
+    per = per.mutate(_tessera_s=ibis.cases(*[(k == i, n) for i, n in enumerate(names)]).cast(dt.string),
+                     _tessera_in=(per._tessera_mn & per._tessera_bit) != 0)
+    left = members.filter(members.segment.isin(names)).select(_tessera_os="segment", _tessera_or=TID,
+                                                               _tessera_at="entered_at")
+    why = per.left_join(left, (per._tessera_s == left._tessera_os) & (per._tessera_i == left._tessera_or))
+    k = why._tessera_k
+    branches = [(why._tessera_in, ibis.null(dt.string)), (~why._tessera_p, LEFT_DATASET)]
     otherwise = []
-    for k in ks:
-        c = compiled[k]
-        mine = seg == c.segment.name
+    for i, j in enumerate(ks):
+        c = compiled[j]
         if c.segment.match == "all":
-            branches += [(mine & ~why[f], label) for f, label in zip(flags[k], c.labels)]
-            otherwise.append((mine, "the definition changed"))
+            branches += [((k == i) & ~why[f], label) for f, label in zip(flags[j], c.labels)]
+            otherwise.append((k == i, "the definition changed"))
         else:
-            otherwise.append((mine, "none of the conditions holds"))
+            otherwise.append((k == i, "none of the conditions holds"))
     if len({versions[n] for n in names}) == 1:
         version = ibis.literal(versions[names[0]], dt.int64)
     else:
-        version = ibis.cases(*[(seg == n, versions[n]) for n in names], else_=0).cast(dt.int64)
+        version = ibis.cases(*[(k == i, versions[n]) for i, n in enumerate(names)], else_=0).cast(dt.int64)
     entering = why._tessera_in
     return _conform(why.select(
-        segment=seg, **{TID: why._tessera_r},
+        segment=why._tessera_s, **{TID: why._tessera_i},
         change=entering.ifelse(ibis.literal("entered", dt.string), ibis.literal("exited", dt.string)),
         entered_at=entering.ifelse(at, why._tessera_at.cast(dt.timestamp)),
         exited_at=entering.ifelse(ibis.null(dt.timestamp), at),
         version=version,
         exit_condition=ibis.cases(*branches, *otherwise, else_="the definition changed")), LOG_SCHEMA)
+
+
+def _sum(parts: list[ibis.Value]) -> ibis.Value:
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + p
+    return out
 
 
 def _reduce(parts: list[ibis.BooleanValue], how: str) -> ibis.BooleanValue:
