@@ -274,11 +274,11 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
     name = f"{WORK}_eval{len(evals)}"
     evals.append(name)
     evaluated = adapter.create_table(name, t.select(**columns), temp=True)
-    return _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh, changes)
+    return _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh, evals, changes)
 
 
 def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: ibis.Table, members: ibis.Table,
-          at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str],
+          at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str], evals: list[str],
           changes: dict[tuple[str, str], int]) -> list[ibis.Table]:
     """Append the entries and exits of the segments ``compiled`` to ``log_table``. The segments
     without members (``fresh``: new, or empty until now) only have entries, no join for them:
@@ -321,47 +321,59 @@ def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: 
         changes.update({(compiled[k].segment.name, "entered"): int(counts[f"n{k}"][0].as_py() or 0) for k in new})
     known = [k for k, c in enumerate(compiled) if c.segment.name not in fresh]
     if known:
-        parts = [_changes(compiled, known[i:i + MASK_BITS], flags, holds, evaluated, members, at, versions)
-                 for i in range(0, len(known), MASK_BITS)]
-        adapter.append_query(log_table, parts[0].union(*parts[1:], distinct=False) if parts[1:] else parts[0],
-                             temp=True)
+        for i in range(0, len(known), MASK_BITS):
+            ks = known[i:i + MASK_BITS]
+            name = f"{WORK}_diff{len(evals)}"
+            evals.append(name)
+            diff = adapter.create_table(name, _changed(compiled, ks, flags, holds, evaluated, members), temp=True)
+            if adapter.to_arrow(diff.aggregate(n=diff.count()))["n"][0].as_py():
+                adapter.append_query(log_table, _changes(compiled, ks, flags, diff, members, at, versions), temp=True)
     return out
 
 
-def _changes(compiled: list[Compiled], ks: list[int], flags: list[list[str]], holds, evaluated: ibis.Table,
-             members: ibis.Table, at: ibis.Value, versions: dict[str, int]) -> ibis.Table:
-    """The entries and exits (the log's columns) of segments ``ks`` (at most ``MASK_BITS``).
+def _changed(compiled: list[Compiled], ks: list[int], flags: list[list[str]], holds, evaluated: ibis.Table,
+             members: ibis.Table) -> ibis.Table:
+    """The records whose membership of segments ``ks`` (at most ``MASK_BITS``) changed: one row per
+    record and changed segment (``_tessera_k``: its place in ``ks``, ``_tessera_s``: its name,
+    ``_tessera_in``: whether it entered), with the record's flags (why it left).
 
     Each record's segments are one integer, bit ``i`` set when it is a member of segment
     ``ks[i]``: the mask now (from the flags of the evaluation) and the mask before (the current
     members grouped by record) are compared in one full outer join on the record's id alone, and
-    only the records whose masks differ are expanded into one row per changed segment: set now
-    and not before, it entered; set before and not now, it left, and the first condition whose
-    flag does not hold says why (the flags are read in the same join). The entry time of those
-    who left is read from the members table for them only."""
+    only the records whose masks differ are expanded into one row per differing bit."""
     names = [compiled[k].segment.name for k in ks]
     bits = [ibis.literal(1 << i, dt.int64) for i in range(len(ks))]
     zero = ibis.literal(0, dt.int64)
     old = members.filter(members.segment.isin(names))
     old = old.select(_tessera_r=old[TID], _tessera_b=ibis.cases(
         *[(old.segment == n, b) for n, b in zip(names, bits)], else_=zero).cast(dt.int64))
-    before = old.group_by("_tessera_r").agg(_tessera_mb=old._tessera_b.sum())
+    before = old.group_by("_tessera_r").agg(_tessera_mb=old._tessera_b.sum().cast(dt.int64))
     mine = sorted({f for k in ks for f in flags[k]}, key=lambda f: int(f.removeprefix("_tessera_f")))
     now = evaluated.select("_tessera_id", *mine, _tessera_mn=_sum(
         [ibis.cases((holds(k), b), else_=zero) for k, b in zip(ks, bits)]))
     both = now.outer_join(before, now._tessera_id == before._tessera_r)
-    mask_now, mask_before = both._tessera_mn.fill_null(0), both._tessera_mb.fill_null(0)
-    changed = both.filter(mask_now != mask_before)
+    changed = both.filter(both._tessera_mn.fill_null(0) != both._tessera_mb.fill_null(0))
     changed = changed.select(
-        _tessera_i=ibis.coalesce(changed._tessera_id, changed._tessera_r), _tessera_p=changed._tessera_id.notnull(),
-        _tessera_mn=changed._tessera_mn.fill_null(0), _tessera_mb=changed._tessera_mb.fill_null(0), *mine)
+        *mine, _tessera_i=ibis.coalesce(changed._tessera_id, changed._tessera_r),
+        _tessera_p=changed._tessera_id.notnull(), _tessera_mn=changed._tessera_mn.fill_null(0),
+        _tessera_mb=changed._tessera_mb.fill_null(0))
     numbers = ibis.memtable({"_tessera_k": list(range(len(ks))), "_tessera_bit": [1 << i for i in range(len(ks))]},
                             schema={"_tessera_k": "int64", "_tessera_bit": "int64"})
     per = changed.cross_join(numbers)
     per = per.filter((per._tessera_mn & per._tessera_bit) != (per._tessera_mb & per._tessera_bit))
     k = per._tessera_k
-    per = per.mutate(_tessera_s=ibis.cases(*[(k == i, n) for i, n in enumerate(names)]).cast(dt.string),
-                     _tessera_in=(per._tessera_mn & per._tessera_bit) != 0)
+    return per.select(*mine, "_tessera_i", "_tessera_p", "_tessera_k",
+                      _tessera_s=ibis.cases(*[(k == i, n) for i, n in enumerate(names)]).cast(dt.string),
+                      _tessera_in=(per._tessera_mn & per._tessera_bit) != 0)
+
+
+def _changes(compiled: list[Compiled], ks: list[int], flags: list[list[str]], per: ibis.Table, members: ibis.Table,
+             at: ibis.Value, versions: dict[str, int]) -> ibis.Table:
+    """The entries and exits (the log's columns) of segments ``ks`` from their changes ``per``
+    (see :func:`_changed`): set now and not before, the record entered; set before and not now, it
+    left, and the first condition whose flag does not hold says why. The entry time of those who
+    left is read from the members table, for them only."""
+    names = [compiled[k].segment.name for k in ks]
     left = members.filter(members.segment.isin(names)).select(_tessera_os="segment", _tessera_or=TID,
                                                                _tessera_at="entered_at")
     why = per.left_join(left, (per._tessera_s == left._tessera_os) & (per._tessera_i == left._tessera_or))
