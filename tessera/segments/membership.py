@@ -146,7 +146,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             for c in compiled:
                 versions[c.segment.name] = definition_version(store, c.segment)
             try:
-                entries += _evaluate(adapter, compiled, members, at, versions, work_log, fresh, evals, changes)
+                entries += _evaluate(adapter, compiled, members, at, versions, work_log, fresh, evals, changes, set(before))
                 continue
             except Exception as exc:
                 if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
@@ -158,7 +158,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             for c in compiled:
                 try:
                     entries += _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions,
-                                         work_log, fresh, evals, changes)
+                                         work_log, fresh, evals, changes, set(before))
                 except Exception as exc:
                     if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
                         raise
@@ -248,7 +248,7 @@ def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str,
 
 def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.Value, versions: dict[str, int],
               log_table: str, fresh: set[str], evals: list[str],
-              changes: dict[tuple[str, str], int]) -> list[ibis.Table]:
+              changes: dict[tuple[str, str], int], held: set[str]) -> list[ibis.Table]:
     """One pass over the dataset for all its segments, then all their entries and exits at once.
 
     A work table holds each record's id and one flag per distinct top-level condition of the
@@ -274,12 +274,12 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
     name = f"{WORK}_eval{len(evals)}"
     evals.append(name)
     evaluated = adapter.create_table(name, t.select(**columns), temp=True)
-    return _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh, evals, changes)
+    return _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh, evals, changes, held)
 
 
 def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: ibis.Table, members: ibis.Table,
           at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str], evals: list[str],
-          changes: dict[tuple[str, str], int]) -> list[ibis.Table]:
+          changes: dict[tuple[str, str], int], held: set[str]) -> list[ibis.Table]:
     """Append the entries and exits of the segments ``compiled`` to ``log_table``. The segments
     without members (``fresh``: new, or empty until now) only have entries, no join for them:
     returned as a query (the log's columns), and counted into ``changes`` (one aggregate)."""
@@ -325,14 +325,14 @@ def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: 
             ks = known[i:i + MASK_BITS]
             name = f"{WORK}_diff{len(evals)}"
             evals.append(name)
-            diff = adapter.create_table(name, _changed(compiled, ks, flags, holds, evaluated, members), temp=True)
+            diff = adapter.create_table(name, _changed(compiled, ks, flags, holds, evaluated, members, held), temp=True)
             if adapter.to_arrow(diff.aggregate(n=diff.count()))["n"][0].as_py():
                 adapter.append_query(log_table, _changes(compiled, ks, flags, diff, members, at, versions), temp=True)
     return out
 
 
 def _changed(compiled: list[Compiled], ks: list[int], flags: list[list[str]], holds, evaluated: ibis.Table,
-             members: ibis.Table) -> ibis.Table:
+             members: ibis.Table, held: set[str]) -> ibis.Table:
     """The records whose membership of segments ``ks`` (at most ``MASK_BITS``) changed: one row per
     record and changed segment (``_tessera_k``: its place in ``ks``, ``_tessera_s``: its name,
     ``_tessera_in``: whether it entered), with the record's flags (why it left).
@@ -340,11 +340,12 @@ def _changed(compiled: list[Compiled], ks: list[int], flags: list[list[str]], ho
     Each record's segments are one integer, bit ``i`` set when it is a member of segment
     ``ks[i]``: the mask now (from the flags of the evaluation) and the mask before (the current
     members grouped by record) are compared in one full outer join on the record's id alone, and
-    only the records whose masks differ are expanded into one row per differing bit."""
+    only the records whose masks differ are expanded into one row per differing bit. The members
+    table is read whole when it holds only these segments (``held``: the segments with members)."""
     names = [compiled[k].segment.name for k in ks]
     bits = [ibis.literal(1 << i, dt.int64) for i in range(len(ks))]
     zero = ibis.literal(0, dt.int64)
-    old = members.filter(members.segment.isin(names))
+    old = members.filter(members.segment.isin(names)) if held - set(names) else members
     old = old.select(_tessera_r=old[TID], _tessera_b=ibis.cases(
         *[(old.segment == n, b) for n, b in zip(names, bits)], else_=zero).cast(dt.int64))
     before = old.group_by("_tessera_r").agg(_tessera_mb=old._tessera_b.sum().cast(dt.int64))
