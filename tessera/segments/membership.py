@@ -105,8 +105,8 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
 
     Set-based and single-pass: per dataset, one query evaluates every segment's conditions for
     each record (the behaviour conditions of a related dataset are one grouped aggregate), one
-    join of the members now with the current members gives every entry and exit of every
-    segment, then one append to the log; the members table changes by the entries and exits only
+    join of each record's bit mask of segments now with its mask before (the current members)
+    finds every entry and exit of every segment, then one append to the log; the members table changes by the entries and exits only
     (it is rewritten when most of it changes, e.g. at the first refresh).
 
     Args:
@@ -252,10 +252,11 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
     """One pass over the dataset for all its segments, then all their entries and exits at once.
 
     A work table holds each record's id and one flag per distinct top-level condition of the
-    segments (a condition several segments share is one flag). The members now (segment, id:
-    each segment's records whose flags hold) are compared with the current members in one
-    full outer join: found only now, they entered; found only before, they left, and the
-    first condition whose flag does not hold says why. The entries and exits are appended to
+    segments (a condition several segments share is one flag). Each record's segments now (a
+    bit mask from the flags) are compared with its current memberships (a bit mask from the
+    members table) in one full outer join on the record's id (see :func:`_changed`): found only
+    now, it entered; found only before, it left, and the first condition whose flag does not
+    hold says why. The entries and exits are appended to
     ``log_table`` (the log's columns), but those of the segments without members (``fresh``),
     which are only entries, are returned as a query of the work table (named in ``evals``): they
     go to the log and the members table without a copy in between."""
