@@ -79,8 +79,8 @@ def plan_profile(ws, dataset: str, events: int) -> ProfilePlan:
     table = adapter.indexed_table(dataset)
     records = adapter.indexed_table(f"{dataset}__records")
     waiting: list[str] = []
-    plan = ProfilePlan(dataset, adapter.prepare(table.filter(table.tessera_id == tid).limit(1)),
-                       adapter.prepare(records.filter(records.tessera_id == tid).limit(RECORDS_SHOWN)))
+    plan = ProfilePlan(dataset, adapter.prepare(table.filter(table.tessera_id == tid), first=1),
+                       adapter.prepare(records.filter(records.tessera_id == tid), first=RECORDS_SHOWN))
 
     links = event_links(config, dataset)
     has_events = bool(links) and adapter.exists(EVENTS_TABLE)

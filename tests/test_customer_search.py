@@ -53,6 +53,11 @@ def test_search_by_name_email_phone_and_id_and_its_index_built_again(shop):
     assert found(ws, "W2") == [luc] and found(ws, "w2") == [luc]
     # nothing, and too short
     assert found(ws, "zzqx") == [] and found(ws, "j") == []
+    # the start of a phone number too short to be searched says so
+    from tessera.browse.customers import search_customers
+
+    assert search_customers(ws, "06")["results"] == [] and search_customers(ws, "06")["short_number"]
+    assert "short_number" not in search_customers(ws, "zzqx") and "short_number" not in search_customers(ws, "06 12 3")
     # the exact lookup (/api/customers) and the search share their core: the same customer
     from tessera.browse.customers import find_customers
 

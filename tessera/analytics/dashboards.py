@@ -9,6 +9,7 @@ import logging
 import math
 import re
 import threading
+import uuid
 from collections import OrderedDict
 from datetime import date, datetime
 from decimal import Decimal
@@ -46,7 +47,13 @@ def forget_results(store=None, adapter=None) -> None:
     prepared.forget(store)
     if adapter is not None:
         order_facts.drop(adapter)
+        for name in adapter.list_tables():  # a view's work tables left by a process that stopped
+            if name.startswith(WORK):
+                adapter.drop_table(name)
 
+
+#: the prefix of the work tables of one dashboard view (see :meth:`Analytics.run_dashboard`)
+WORK = "_tessera_analytics_work_"
 
 _PERIOD = re.compile(r"^last_(\d+)_(days|weeks|months|years)$")
 
@@ -142,6 +149,42 @@ class Analytics:
         self._facts_tables: dict[str, Any] = {}
         if source.facts is None:
             source.facts = self._facts_table
+        self._work: dict[tuple, tuple[str, Any]] | None = None  # key -> (name, table) while a view runs
+        self._planning: dict[tuple, set[str] | None] | None = None  # key -> columns, while planned
+        self._wanted: dict[tuple, set[str] | None] = {}  # key -> the columns the view's questions read
+
+    def _once(self, key: tuple, expr, columns: set[str] | None = None):
+        """``expr`` computed once into a work table for the dashboard view that runs (the rows its
+        filters keep, read by each of its questions), with the columns its questions read (found
+        by planning them first); ``expr`` itself outside a view, for a question that reads a
+        column the table lacks, or when the engine refuses the table (each question then
+        computes it, as outside a view)."""
+        if self._work is None:
+            return expr
+        if self._planning is not None:  # the first pass: what each set's questions read
+            if columns is None or (key in self._planning and self._planning[key] is None):
+                self._planning[key] = None
+            else:
+                self._planning.setdefault(key, set()).update(columns)
+            return expr
+        if key not in self._work:
+            wanted = self._wanted.get(key)
+            if wanted is not None:
+                expr_cols = [c for c in expr.columns if c in wanted or c == "tessera_id"]
+                made = expr.select(*expr_cols)
+            else:
+                made = expr
+            name = WORK + uuid.uuid4().hex[:16]
+            try:
+                self._work[key] = (name, self.src.adapter.create_table(name, made, temp=True))
+            except TesseraError as exc:
+                log.warning("dashboard filters computed per question: the work table was refused (%s)", exc)
+                self._work[key] = (None, expr)
+        table = self._work[key][1]
+        have = set(table.columns)
+        if not ((set(expr.columns) if columns is None else set(columns) & set(expr.columns)) <= have):
+            return expr
+        return table
 
     def _facts_table(self, dataset: str):
         """The order facts of ``dataset`` built for the current publications, or None."""
@@ -304,15 +347,38 @@ class Analytics:
                 else:
                     setattr(usable, f + "s", [])
         results = []
-        for i, q in enumerate(d.questions):
-            if q.name in lacking:
-                results.append(self._unavailable(q, lacking[q.name]))
-                continue
-            if later and q.analysis is not None:
-                results.append({"name": q.name, "title": q.title or q.name, "chart": q.chart, "dataset": q.dataset,
-                                "later": True, "columns": [], "rows": [], "spec": None})
-                continue
-            results.append(self.run(q, usable, where=f"dashboard '{name}'.questions[{i}] ({q.name})", soft=True))
+        # the sets the filters keep (the customers who bought in the period, at the stores...) are
+        # computed once for the whole view into work tables, dropped when it is drawn
+        own = self._work is None and self.src.once is None
+        if own and usable.active():
+            self._work, self.src.once, self._planning = {}, self._once, {}
+            for q in d.questions:  # planned first: the columns each work table needs
+                if q.name not in lacking and q.analysis is None and self._whole_key(q, usable) not in _CACHE:
+                    try:
+                        self.plan(q, usable)
+                    except TesseraError:
+                        pass  # said by the question itself below
+            self._wanted, self._planning = self._planning, None
+        try:
+            for i, q in enumerate(d.questions):
+                if q.name in lacking:
+                    results.append(self._unavailable(q, lacking[q.name]))
+                    continue
+                if later and q.analysis is not None:
+                    results.append({"name": q.name, "title": q.title or q.name, "chart": q.chart,
+                                    "dataset": q.dataset, "later": True, "columns": [], "rows": [], "spec": None})
+                    continue
+                results.append(self.run(q, usable, where=f"dashboard '{name}'.questions[{i}] ({q.name})",
+                                        soft=True))
+        finally:
+            if own and self._work is not None:
+                work, self._work, self.src.once, self._wanted = self._work, None, None, {}
+                for table, _expr in work.values():
+                    if table is not None:
+                        try:
+                            self.src.adapter.drop_table(table)
+                        except TesseraError as exc:  # a temporary table: gone with the connection
+                            log.warning("work table %s not dropped: %s", table, exc)
         return {"name": d.name, "title": d.title or d.name, "description": d.description, "kind": kind,
                 "version": spec_version(d.model_dump(mode="json", exclude_defaults=True, by_alias=True)),
                 "filters": list(d.filters), "filter_values": {k: v for k, v in {
@@ -336,8 +402,7 @@ class Analytics:
         dashboard filters it applied or ignored. ``soft``: a question that cannot run on this
         workspace answers with ``unavailable`` (its reason) instead of raising. ``fresh``: not taken
         from the results prepared at publication (what :meth:`prepare` uses)."""
-        # as_of too: age bands and the analyses' default dates move with it
-        whole = (self.key, self.src.as_of, q.model_dump_json(), (filters or Filters()).key(), self._all_versions())
+        whole = self._whole_key(q, filters)
         with _LOCK:
             hit = _CACHE.get(whole)
             if hit is not None:
@@ -397,6 +462,11 @@ class Analytics:
             while len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
         return {**result, "cached": False}
+
+    def _whole_key(self, q: QuestionConfig, filters: Filters | None) -> tuple:
+        """The key of a result in the cache by every filter of the dashboard (as_of too: age
+        bands and the analyses' default dates move with it)."""
+        return (self.key, self.src.as_of, q.model_dump_json(), (filters or Filters()).key(), self._all_versions())
 
     def _versions(self, p: Plan) -> tuple:
         """What a result depends on: the published tables of its datasets, the last segment refresh."""

@@ -15,6 +15,7 @@ number bins) are expressions with a sort key so their order is the bands' order,
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -115,6 +116,11 @@ class Source:
     # the orders joined to their customers once (tessera.analytics.facts), when prepared for the
     # current publications: dataset -> table or None
     facts: Callable[[str], ibis.Table | None] | None = None
+    # rows several questions of one dashboard view read (the customers who bought in the period, at
+    # the stores, on the channels; the orders of the period...): (key, expression, the columns this
+    # question reads or None for all) -> a table computed once for the view, or the expression
+    # itself (:meth:`tessera.analytics.Analytics.run_dashboard`)
+    once: Callable[[tuple, ibis.Table, set[str] | None], ibis.Table] | None = None
 
 
 # --------------------------------------------------------------------------- references
@@ -147,6 +153,9 @@ class _Refs:
         self.related: dict[str, dict[str, str]] = {}  # dataset -> {column: joined name}
         self.segments: dict[str, str] = {}  # segment -> flag column
         self.buyers: ibis.Column | None = None  # customers kept by the dashboard's order filters
+        self.buyers_key: tuple | None = None  # their key in the dashboard view (Source.once)
+        self.narrowing: list[dict] = []  # the dashboard's conditions, to copy the rows once per view
+        self.copy: tuple[tuple, ibis.Table] | None = None  # (key, the customers the filters keep)
         self.datasets = {q.dataset}
 
     def semantic(self, dataset: str, field_name: str, where: str) -> str:
@@ -223,6 +232,10 @@ class _Refs:
                     needed = needed | {n for o, cols in self.related.items() if o not in related
                                        for n in cols.values()} | {f for n, f in self.segments.items()
                                                                   if n not in segments}
+        if facts is None and self.copy is not None:
+            t = self.src.once(*self.copy, needed)
+        elif self.narrowing and self.src.once is not None:
+            t = self._narrowed(t, "facts" if facts is not None else "dataset", needed)
         if needed is not None:
             keep = [c for c in t.columns if c in needed or c == TID]
             t = t.select(*keep)
@@ -235,6 +248,8 @@ class _Refs:
             t = t.left_join(rel, t[link].cast("string") == rel._tessera_k).drop("_tessera_k")
         members = self.src.members() if segments else None
         for name, flag in segments.items():
+            if flag in t.columns:  # already on the rows (a dashboard view's copy of its customers)
+                continue
             seg = next(s for s in self.config.segments if s.name == name)
             key = TID if seg.dataset == self.q.dataset else links_to(self.config, self.q.dataset, seg.dataset)
             if members is None:
@@ -245,6 +260,27 @@ class _Refs:
             t = t.left_join(m, t[key].cast("string") == m._tessera_m).drop("_tessera_m")
             t = t.mutate(**{flag: t[flag].fill_null(False)})
         return t
+
+
+    def _narrowed(self, t: ibis.Table, which: str, needed: set[str] | None) -> ibis.Table:
+        """In a dashboard view: the rows of ``t`` (the dataset or its order facts) kept by the
+        dashboard's conditions on its own columns, copied once for every question of the view
+        (:attr:`Source.once`); the questions still apply every condition (the same rows)."""
+        usable = [c for c in self.narrowing if c.get("column") in t.columns]
+        if not usable:
+            return t
+        ctx = Context(self.src.adapter, self.config, self.src.as_of,
+                      lambda name: t if name == self.q.dataset else self.src.table(name),
+                      self.src.segment_context.related)
+        seg = SegmentConfig(name="dashboard", dataset=self.q.dataset,
+                            conditions=[ConditionConfig.model_validate(c) for c in usable])
+        compiled = compile_segment(ctx, seg)
+        keep = compiled.conditions[0]
+        for c in compiled.conditions[1:]:
+            keep = keep & c
+        rows = compiled.table.filter(keep).select(*t.columns)
+        key = ("rows", self.q.dataset, which, json.dumps(usable, sort_keys=True, default=str))
+        return self.src.once(key, rows, needed)
 
 
 def _rewrite(cond: dict, refs: _Refs, where: str) -> dict:
@@ -341,7 +377,8 @@ def _filter_conditions(refs: _Refs, filters: Filters, where: str) -> tuple[list[
 def _buyers(refs: _Refs, orders: str, customers: str, behaviour: list[tuple[str, str]],
             filters: Filters) -> ibis.Column:
     """The customers with an order in the period, at one of the stores, on one of the channels:
-    one semi-join on the orders (a subquery the engine runs once per question)."""
+    one semi-join on the orders (a subquery the engine runs once per question, or a table computed
+    once for all the questions of a dashboard view when the source gives :attr:`Source.once`)."""
     o = refs.src.table(orders)
     link = links_to(refs.config, orders, customers)
     keep = o[link].notnull()
@@ -356,7 +393,13 @@ def _buyers(refs: _Refs, orders: str, customers: str, behaviour: list[tuple[str,
         else:
             keep = keep & c.cast("string").isin(filters.stores if name == "store" else filters.channels)
     refs.datasets.add(orders)
-    return o.filter(keep)[link].cast("string")
+    buyers = o.filter(keep).select(_tessera_b=o[link].cast("string"))
+    if refs.src.once is not None:
+        # the same customers for every question of the dashboard: computed once for the view
+        key = ("buyers", orders, customers, tuple(behaviour), filters.key())
+        buyers = refs.src.once(key, buyers.distinct(), None)
+        refs.buyers_key = key
+    return buyers._tessera_b
 
 
 def _orders_dataset(config: WorkspaceConfig, customers: str | None) -> str | None:
@@ -502,11 +545,31 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
     extra, applied, ignored = _filter_conditions(refs, filters, where)
     for j, c in enumerate(extra):
         conditions.append(_rewrite(c, refs, f"{where} filter {j}"))
+    if src.once is not None and refs.buyers_key is None:
+        refs.narrowing = conditions[len(conditions) - len(extra):]
     n_all = len(conditions)
     for i, m in enumerate(q.measures):
         if m.fn == "share":
             conditions.append(_rewrite(m.where.model_dump(mode="json", exclude_defaults=True, by_alias=True), refs,
                                        f"{where}.measures[{i}].where"))
+    if refs.buyers_key is not None:
+        # in a dashboard view, the customers kept by its order filters are copied once (every
+        # column) for all its questions: each then reads a few thousand rows, not every customer
+        b = refs.base
+        narrowed = b.filter(b[TID].cast("string").isin(refs.buyers))
+        seg = next((s for s in src.config.segments if s.name == filters.segment), None) \
+            if "segment" in applied else None
+        if seg is not None and seg.dataset == q.dataset:
+            # and the segment's flag, read from the copy instead of joined to each question
+            members = src.members()
+            flag = refs.segments[seg.name]
+            if members is None:
+                narrowed = narrowed.mutate(**{flag: ibis.literal(False)})
+            else:
+                m = members.filter(members.segment == seg.name).select(_tessera_m=members.tessera_id.cast("string"))
+                narrowed = narrowed.filter(narrowed[TID].cast("string").isin(m._tessera_m))
+                narrowed = narrowed.mutate(**{flag: ibis.literal(True)})
+        refs.copy = (("customers", q.dataset, seg.name if seg else None, refs.buyers_key), narrowed)
     joined = refs.joined(_needed(refs, q, conditions, measure_cols))
     if refs.buyers is not None:
         joined = joined.filter(joined[TID].cast("string").isin(refs.buyers))

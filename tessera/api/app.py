@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -93,7 +94,8 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
             app.state.lifespans = 0
 
     app = FastAPI(title="Tessera", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Customer Data Platform: event collection (/v1), REST API (/api) and UI.")
+                  description="Customer Data Platform: event collection (/v1), REST API (/api) and UI.",
+                  telemetry=telemetry())
     app.state.workspace_path = path
     app.state.owner = owner
     app.state.lifespans = 0
@@ -131,6 +133,15 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
         return out
 
     return app
+
+
+def telemetry() -> dict:
+    """FastAPI's OpenTelemetry spans, metrics and logs: on when ``FASTAPI_OTEL_AUTO_CONFIGURE`` or
+    ``TESSERA_OTEL`` is ``true`` (an exporter configured from the environment), else off: left on,
+    FastAPI asks OpenTelemetry at every request whether a provider was configured since, which
+    cost about a twentieth of the event loop's time per status read."""
+    wanted = any(os.environ.get(v, "").lower() == "true" for v in ("FASTAPI_OTEL_AUTO_CONFIGURE", "TESSERA_OTEL"))
+    return {} if wanted else {"tracing": False, "metrics": False, "logs": False}
 
 
 def docs_assets() -> Path:

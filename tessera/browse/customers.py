@@ -18,7 +18,7 @@ from typing import Any
 import ibis
 
 from tessera.browse.rows import plain
-from tessera.datasets.search import TOKEN, phone_digits, prefix_range, query_words, search_view
+from tessera.datasets.search import PHONE_SIGNS, TOKEN, phone_digits, prefix_range, query_words, search_view
 from tessera.engine.base import Prepared, param
 from tessera.errors import EngineError, NotFoundError, UsageError
 from tessera.config.models import NULL_LIKE_DEFAULT
@@ -298,6 +298,8 @@ def search_customers(ws, text: str, dataset: str | None = None, *, limit: int = 
         out["results"].append({"tessera_id": r[TID], "name": name or None, "email": got.get("email"),
                                "phone": got.get("phone"), "city": got.get("city")})
     out["more"] = len(ids) > limit
+    if not rows and phone_digits(query) is None and set(query) <= PHONE_SIGNS | set("0123456789"):
+        out["short_number"] = True  # the start of a phone number: four digits at least are searched
     return out
 
 

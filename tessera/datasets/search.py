@@ -35,7 +35,7 @@ MIN_DIGITS = 4  # the shortest run of digits searched as (part of) a phone numbe
 SEARCH_VIEW = "{dataset}__search"
 # the tables of a search index built outside a run (Workspace.build_search_index)
 SEARCH_TABLE = re.compile(r"^_tessera_search_(.+)_[0-9a-f]{8}$")
-_PHONE_SIGNS = set("+()-./ ")
+PHONE_SIGNS = set("+()-./ ")
 
 
 def search_view(dataset: str) -> str:
@@ -104,7 +104,7 @@ def phone_digits(text: str) -> str | None:
     digits, beside ``+ ( ) - . /`` and spaces only), else None."""
     # "+33 (0)6 12...": the trunk zero written after a calling code is not dialled
     digits = "".join(ch for ch in text.replace("(0)", "") if ch.isdigit())
-    if len(digits) < MIN_DIGITS or not all(ch.isdigit() or ch in _PHONE_SIGNS for ch in text):
+    if len(digits) < MIN_DIGITS or not all(ch.isdigit() or ch in PHONE_SIGNS for ch in text):
         return None
     digits = digits.lstrip("0")
     return digits if len(digits) >= MIN_DIGITS else None

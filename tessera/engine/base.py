@@ -46,6 +46,8 @@ class Prepared:
 
     text: str
     names: tuple[str, ...]
+    #: at most this many rows are read (None: all); see :meth:`EngineAdapter.prepare`
+    first: int | None = None
 
     def values(self, bound: dict[str, Any]) -> list[Any]:
         return [bound[n] for n in self.names]
@@ -243,17 +245,28 @@ class EngineAdapter:
     #: the placeholder of a bound value in this engine driver's SQL (None: values are written in)
     placeholder: ClassVar[str | None] = None
 
-    def prepare(self, expr: ibis.Table) -> Prepared:
+    #: whether :meth:`fetch` stops reading after ``first`` rows itself, cheaper than a LIMIT in the SQL
+    _fetch_stops: ClassVar[bool] = False
+
+    def prepare(self, expr: ibis.Table, *, first: int | None = None) -> Prepared:
         """Compile ``expr`` once; its :func:`param` values become placeholders bound by :meth:`fetch`.
 
         The reads of a server (a profile, a status) compile the same expressions again and again
-        with only a customer's id changing: compiling them costs far more than running them."""
+        with only a customer's id changing: compiling them costs far more than running them.
+
+        Args:
+            first: read at most this many rows (of an unordered ``expr``; order and limit a
+                top-N yourself): a LIMIT in the SQL, or on engines whose results stream
+                (``_fetch_stops``) the fetch stops there.
+        """
+        if first is not None and not self._fetch_stops:
+            expr = expr.limit(first)
         sql = self.con.compile(expr)
         names = tuple(_PARAM_RE.findall(sql))
         if self.placeholder is None:
-            return Prepared(sql, names)
+            return Prepared(sql, names, first)
         parts = _PARAM_RE.split(sql)[::2]  # the text around the placeholders
-        return Prepared(self.placeholder.join(self._literal_text(p) for p in parts), names)
+        return Prepared(self.placeholder.join(self._literal_text(p) for p in parts), names, first)
 
     def _literal_text(self, text: str) -> str:
         """SQL text around placeholders as the driver wants it (psycopg doubles ``%``)."""

@@ -141,6 +141,46 @@ def test_dashboard_filters_period_store_channel_and_segment(ws):
     assert {r["category"]: r["items"] for r in items} == dict(expected)
 
 
+def test_a_dashboard_view_computes_the_customers_its_filters_keep_once(ws, monkeypatch):
+    """In a dashboard view, the customers kept by the order filters and the segment are copied
+    once into work tables that every chart reads: the figures of each chart run alone, the count
+    computed by hand, the work tables dropped once the view is drawn."""
+    from tessera.analytics import dashboards, parse_filters
+
+    filters = {"period": "2024-10-15..2024-12-31", "store": "S1,S2", "segment": "big_spenders"}
+    made: list[str] = []
+    once = dashboards.Analytics._once
+
+    def recording(self, key, expr, columns=None):
+        out = once(self, key, expr, columns)
+        made.extend(name for name, _t in self._work.values() if name and name not in made)
+        return out
+
+    monkeypatch.setattr(dashboards.Analytics, "_once", recording)
+    dashboards._CACHE.clear()
+    view = {q["name"]: q for q in ws.dashboard("customer_knowledge", filters)["questions"]}
+    assert len(made) == 2  # the buyers, and the copy of their rows with the segment's flag
+    for name in made:
+        with pytest.raises(Exception):
+            ws.adapter.table(name)
+    for name in ("customer_knowledge", "sales"):
+        dashboards._CACHE.clear()
+        made.clear()
+        drawn = {q["name"]: q for q in ws.dashboard(name, filters)["questions"]}
+        assert made  # the orders of the period at the stores, the customers
+        dashboards._CACHE.clear()
+        a = ws.analytics()
+        d, _lacking, _kind = a.find(name)
+        alone = {q.name: a.run(q, parse_filters(filters, a.src.as_of), soft=True) for q in d.questions}
+        assert {n: q["rows"] for n, q in drawn.items()} == {n: q["rows"] for n, q in alone.items()}
+        assert all(q["rows"] for q in drawn.values())
+    big = {e for e, total in _totals().items() if total >= 300}
+    buyers = {o["email"] for o in ORDERS if o["email"] in big and "2024-10-15" <= o["day"] <= "2024-12-31"
+              and o["store"] in ("S1", "S2")}
+    assert buyers and view["customers"]["rows"][0]["customers"] == len(buyers)
+    assert view["customers"]["filters"]["applied"] == ["period", "store", "segment"]
+
+
 def _totals() -> dict[str, float]:
     out: dict[str, float] = defaultdict(float)
     for o in ORDERS:

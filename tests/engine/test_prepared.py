@@ -44,3 +44,19 @@ def test_index_is_made_once_where_the_engine_has_indexes(engine_adapter):
     t = adapter.table("_tessera_test_indexed")
     prepared = adapter.prepare(t.filter(t.tessera_id == param("tid")).select("n").order_by("n"))
     assert adapter.fetch(prepared, tid="T1") == [{"n": 1}, {"n": 5}]
+
+
+def test_first_rows_and_a_reader_parsing_each_statement_once(engine_adapter):
+    adapter = engine_adapter
+    adapter.create_table("_tessera_test_first", ROWS)
+    reader = adapter.reader()
+    t = reader.table("_tessera_test_first")
+    one = reader.prepare(t.filter(t.tessera_id == param("tid")), first=1)
+    all_rows = reader.prepare(t.filter(t.tessera_id == param("tid")).select("n").order_by("n"))
+    assert ("LIMIT" in one.text.upper()) is not adapter._fetch_stops  # streaming engines stop the fetch instead
+    assert len(reader.fetch(one, tid="T1")) == 1 and reader.fetch(one, tid="nobody") == []
+    assert [r["n"] for r in reader.fetch(all_rows, tid="T1")] == [1, 5]
+    # the same statement again, after the table changed under it: its rows of now
+    adapter.create_table("_tessera_test_first", ROWS.slice(1))
+    assert [r["n"] for r in reader.fetch(all_rows, tid="T1")] == [5]
+    assert reader.fetch(one, tid="T'3")[0]["note"] == "it's"

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
+import orjson
+from fastapi import APIRouter, Request, Response
 
-from fastapi import APIRouter
-
-from tessera.api.auth import Owner, Viewer
+from tessera.api.auth import Viewer
 
 router = APIRouter(prefix="/api", tags=["profiles"])
 
 
-@router.get("/profiles/{tessera_id}")
-async def profile(owner: Owner, _caller: Viewer, tessera_id: str, dataset: str | None = None,
-                  events: int = 50) -> dict:
+@router.get("/profiles/{tessera_id}", response_model=dict)
+async def profile(request: Request, _caller: Viewer, tessera_id: str, dataset: str | None = None,
+                  events: int = 50) -> Response:
     """A unified record's attributes, source records and latest events (including those collected since the last run)."""
     limit = min(max(events, 1), 500)
-    return await asyncio.to_thread(owner.read, lambda ws: ws.profile(tessera_id, dataset, events=limit))
+    out = await request.app.state.owner.read_soon(lambda ws: ws.profile(tessera_id, dataset, events=limit))
+    return Response(orjson.dumps(out, default=str, option=orjson.OPT_NON_STR_KEYS), media_type="application/json")

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
+import orjson
+from fastapi import APIRouter, Request, Response
 
-from fastapi import APIRouter
-
-from tessera.api.auth import Owner, Viewer
+from tessera.api.auth import Viewer
 
 router = APIRouter(prefix="/api", tags=["status"])
 
 
-@router.get("/status")
-async def status(owner: Owner, _caller: Viewer) -> dict:
+@router.get("/status", response_model=dict)
+async def status(request: Request, _caller: Viewer) -> Response:
     """Published datasets (rows, version, time), the last runs and the writer queue."""
-    out = await asyncio.to_thread(owner.read, lambda ws: ws.status())
+    owner = request.app.state.owner
+    out = await owner.read_soon(lambda ws: ws.status())
     out["jobs"] = {"running": owner.jobs.busy}
-    return out
+    return Response(orjson.dumps(out, default=str, option=orjson.OPT_NON_STR_KEYS), media_type="application/json")

@@ -1,0 +1,164 @@
+"""Reads of a served workspace kept between runs of the benchmark: latency with 1 and with N
+readers, and the server's CPU per read against the same reads in-process (the bare baseline).
+
+``bench/bench_api.py`` builds a new workspace each time (a first run of N contacts); this one
+serves a workspace that exists already, so the cost of a read can be compared before and after
+a change of the code in a few minutes. Make one once, e.g. with bench_api's data::
+
+    .venv/bin/python bench/bench_reads.py --make /tmp/ws1m --records 1000000
+    .venv/bin/python bench/bench_reads.py --workspace /tmp/ws1m --readers 1,20 --seconds 15
+    .venv/bin/python bench/bench_reads.py --workspace /tmp/ws1m --readers 20 --seconds 40 --during-run
+
+Printed per reader count: requests, p50/p95/p99 per route (status, profile), errors, reads per
+second, the server's CPU per read (``psutil`` over the phase), and first the CPU of a profile
+and of a status read in this process without a server, with the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_api import _free_port, _print_reads, _read_phase  # noqa: E402
+
+
+def make(path: Path, records: int, data: Path) -> None:
+    """A workspace of ``records`` contacts (bench_api's generator), run once."""
+    import yaml
+
+    from bench_collect import WRITE_KEY
+    from tessera.demo.identity_bench import generate_identity_bench
+    from tessera.workspace import Workspace
+
+    data_dir = data / f"identity_{records}_1"
+    if not (data_dir / "workspace.yaml").exists():
+        generate_identity_bench(data_dir, n_records=records, seed=1)
+    config = yaml.safe_load((data_dir / "workspace.yaml").read_text())
+    config["connections"].append({"name": "web", "type": "http", "write_key": WRITE_KEY})
+    for conn in config["connections"]:
+        if conn.get("type") == "local" and not os.path.isabs(conn["path"]):
+            conn["path"] = str((data_dir / conn["path"]).resolve())
+    with Workspace.init(path) as ws:
+        ws.apply(config)
+        t0 = time.perf_counter()
+        ws.run()
+        print(f"{records:,} records: run {time.perf_counter() - t0:.1f} s; workspace {path}")
+
+
+def customer_ids(path: Path, n: int = 5000) -> list[str]:
+    from tessera.workspace import Workspace
+
+    with Workspace.open(path) as ws:
+        dataset = next(d.name for d in ws.config.datasets if d.deduplicate)
+        t = ws.table(dataset)
+        return [r["tessera_id"] for r in ws.adapter.to_arrow(t.select("tessera_id").limit(n)).to_pylist()]
+
+
+def in_process(path: Path, ids: list[str], n: int = 1000) -> dict[str, float]:
+    """CPU per profile and per status read on a reader of the workspace, without a server (ms)."""
+    from tessera.workspace import Workspace
+
+    out = {}
+    with Workspace.open(path) as ws:
+        reader = ws.reader()
+
+        def profile(i: int) -> None:
+            with reader.pinned():
+                reader.profile(ids[i % len(ids)], events=20)
+
+        def status(_i: int) -> None:
+            with reader.pinned():
+                reader.status()
+
+        for name, fn in (("profile", profile), ("status", status)):
+            for i in range(50):
+                fn(i)
+            c0 = time.process_time()
+            for i in range(n):
+                fn(i)
+            out[name] = (time.process_time() - c0) / n * 1000
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workspace", type=Path, help="a workspace that was run (see --make)")
+    ap.add_argument("--make", type=Path, help="make a workspace here first (a run of --records contacts)")
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--data", type=Path, default=ROOT / ".bench")
+    ap.add_argument("--readers", default="1,20", help="reader counts, one phase each (default 1,20)")
+    ap.add_argument("--seconds", type=float, default=15, help="seconds per phase")
+    ap.add_argument("--during-run", action="store_true", help="queue a full run first and read while it goes")
+    args = ap.parse_args()
+    if args.make:
+        make(args.make, args.records, args.data)
+    path = args.make or args.workspace
+    if path is None:
+        ap.error("give --workspace (or --make)")
+
+    import httpx
+    import psutil
+
+    ids = customer_ids(path)
+    bare = in_process(path, ids)
+    print(f"in-process, no server: profile {bare['profile']:.2f} ms of CPU, status {bare['status']:.3f} ms")
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "tessera.cli.main", "-w", str(path), "serve", "--port",
+                               str(port), "--log-level", "warning", "--no-schedules"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(1200):
+            if (path / "server.json").exists():
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.1)
+        else:
+            raise SystemExit("the server did not start")
+        token = json.loads((path / "server.json").read_text())["token"]
+        proc = psutil.Process(server.pid)
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60, trust_env=False)
+        for _ in range(1200):  # the jobs of the server's start (dashboards) end first
+            if not any(j.get("state") in ("queued", "running") for j in api.get("/api/jobs").json()):
+                break
+            time.sleep(0.5)
+        _read_phase(url, token, ids, 2, 4)  # warm: the profile's queries compiled
+        job = None
+        if args.during_run:
+            job = api.post("/api/jobs", json={"kind": "run", "params": {"full": True}}).json()
+            while api.get(f"/api/jobs/{job['id']}").json()["state"] == "queued":
+                time.sleep(0.05)
+        for n in [int(x) for x in args.readers.split(",")]:
+            c0 = sum(proc.cpu_times()[:2])
+            phase = _read_phase(url, token, ids, args.seconds, n)
+            cpu = sum(proc.cpu_times()[:2]) - c0
+            reads = sum(len(v) for v in phase["lat"].values())
+            _print_reads(f"{'during a run' if job else 'idle'}: {n} reader(s) for {args.seconds:.0f} s", phase)
+            per_read = cpu / reads * 1000
+            mixed = (3 * bare["profile"] + bare["status"]) / 4  # the readers' mix: 3 profiles for 1 status
+            print(f"  {reads / args.seconds:,.0f} reads/s; server CPU per read {per_read:.2f} ms "
+                  f"(in-process {mixed:.2f} ms: ratio {per_read / mixed:.2f}); load {os.getloadavg()[0]:.1f}")
+        if job is not None:
+            state = api.get(f"/api/jobs/{job['id']}").json()["state"]
+            print(f"the run's job at the end of the loop: {state}")
+    finally:
+        server.terminate()
+        server.wait(timeout=900)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
