@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import os
 import random
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,15 +39,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_collect import WRITE_KEY  # noqa: E402 - the key its event clients send
+from served import start_server  # noqa: E402
 
 TARGETS = {"busy_p95_ms": 50.0, "idle_profile_p95_ms": 20.0, "events_per_s": 20_000, "ack_p99_ms": 100.0,
            "to_warehouse_s": 5.0}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _readers(url: str, token: str, ids: list[str], seconds: float, concurrency: int, out) -> None:
@@ -192,25 +184,10 @@ def main() -> int:
         contacts = ws.table("contacts")
         ids = [r["tessera_id"] for r in ws.adapter.to_arrow(contacts.select("tessera_id").limit(5000)).to_pylist()]
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "tessera.cli.main", "-w", str(ws_dir), "serve", "--port",
-                               str(port), "--log-level", "warning", "--no-schedules"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL)
+    server, url, token = start_server(ws_dir)
     peak = [0]
     sampling = threading.Event()
     try:
-        for _ in range(1200):
-            if (ws_dir / "server.json").exists():
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.1)
-        else:
-            raise SystemExit("the server did not start")
-        token = json.loads((ws_dir / "server.json").read_text())["token"]
         proc = psutil.Process(server.pid)
 
         def sample() -> None:

@@ -32,7 +32,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,16 +41,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from served import start_server  # noqa: E402
 
 TARGETS_MS = {"read": 50.0, "page": 200.0, "lookup": 50.0}
 READ_ROUTES = ["/api/status", "/api/config", "/api/datasets", "/api/datasets/contacts", "/api/sources",
                "/api/connections"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -135,25 +131,10 @@ def main() -> int:
 
     bare()
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "tessera.cli.main", "-w", str(ws_dir), "serve", "--port",
-                               str(port), "--log-level", "warning", "--no-schedules"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL)
+    server, url, token = start_server(ws_dir)
     peak = [0]
     sampling = threading.Event()
     try:
-        for _ in range(1200):
-            if (ws_dir / "server.json").exists():
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.1)
-        else:
-            raise SystemExit("the server did not start")
-        token = json.loads((ws_dir / "server.json").read_text())["token"]
         proc = psutil.Process(server.pid)
 
         def sample() -> None:

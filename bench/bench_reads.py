@@ -17,9 +17,7 @@ and of a status read in this process without a server, with the ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_api import _free_port, _print_reads, _read_phase  # noqa: E402
+from bench_api import _print_reads, _read_phase  # noqa: E402
+from served import start_server  # noqa: E402
 
 
 def make(path: Path, records: int, data: Path) -> None:
@@ -112,23 +111,8 @@ def main() -> int:
     bare = in_process(path, ids)
     print(f"in-process, no server: profile {bare['profile']:.2f} ms of CPU, status {bare['status']:.3f} ms")
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "tessera.cli.main", "-w", str(path), "serve", "--port",
-                               str(port), "--log-level", "warning", "--no-schedules"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL)
+    server, url, token = start_server(path)
     try:
-        for _ in range(1200):
-            if (path / "server.json").exists():
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.1)
-        else:
-            raise SystemExit("the server did not start")
-        token = json.loads((path / "server.json").read_text())["token"]
         proc = psutil.Process(server.pid)
         api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60, trust_env=False)
         for _ in range(1200):  # the jobs of the server's start (dashboards) end first

@@ -40,6 +40,7 @@ LOG = "_tessera_segment_log"
 SIZES = "_tessera_segment_sizes"
 WORK = "_tessera_segw_members"
 VERSION_SCOPE = "segment_versions"
+MASK_BITS = 62  # the segments compared in one integer mask of a record (a signed 64-bit integer)
 
 MEMBERS_SCHEMA = ibis.schema({"segment": dt.string, TID: dt.string, "entered_at": dt.timestamp,
                               "version": dt.int64})
@@ -104,8 +105,8 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
 
     Set-based and single-pass: per dataset, one query evaluates every segment's conditions for
     each record (the behaviour conditions of a related dataset are one grouped aggregate), one
-    join of the members now with the current members gives every entry and exit of every
-    segment, then one append to the log; the members table changes by the entries and exits only
+    join of each record's bit mask of segments now with its mask before (the current members)
+    finds every entry and exit of every segment, then one append to the log; the members table changes by the entries and exits only
     (it is rewritten when most of it changes, e.g. at the first refresh).
 
     Args:
@@ -145,7 +146,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             for c in compiled:
                 versions[c.segment.name] = definition_version(store, c.segment)
             try:
-                entries += _evaluate(adapter, compiled, members, at, versions, work_log, fresh, evals, changes)
+                entries += _evaluate(adapter, compiled, members, at, versions, work_log, fresh, evals, changes, set(before))
                 continue
             except Exception as exc:
                 if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
@@ -157,7 +158,7 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
             for c in compiled:
                 try:
                     entries += _evaluate(adapter, compile_segments(ctx, [c.segment]), members, at, versions,
-                                         work_log, fresh, evals, changes)
+                                         work_log, fresh, evals, changes, set(before))
                 except Exception as exc:
                     if isinstance(exc, TesseraError) and not isinstance(exc, EngineError):
                         raise
@@ -247,14 +248,15 @@ def _compile_all(ctx: Context, segments: list[SegmentConfig], skipped: dict[str,
 
 def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.Value, versions: dict[str, int],
               log_table: str, fresh: set[str], evals: list[str],
-              changes: dict[tuple[str, str], int]) -> list[ibis.Table]:
+              changes: dict[tuple[str, str], int], held: set[str]) -> list[ibis.Table]:
     """One pass over the dataset for all its segments, then all their entries and exits at once.
 
     A work table holds each record's id and one flag per distinct top-level condition of the
-    segments (a condition several segments share is one flag). The members now (segment, id:
-    each segment's records whose flags hold) are compared with the current members in one
-    full outer join: found only now, they entered; found only before, they left, and the
-    first condition whose flag does not hold says why. The entries and exits are appended to
+    segments (a condition several segments share is one flag). Each record's segments now (a
+    bit mask from the flags) are compared with its current memberships (a bit mask from the
+    members table) in one full outer join on the record's id (see :func:`_changed`): found only
+    now, it entered; found only before, it left, and the first condition whose flag does not
+    hold says why. The entries and exits are appended to
     ``log_table`` (the log's columns), but those of the segments without members (``fresh``),
     which are only entries, are returned as a query of the work table (named in ``evals``): they
     go to the log and the members table without a copy in between."""
@@ -273,12 +275,12 @@ def _evaluate(adapter, compiled: list[Compiled], members: ibis.Table, at: ibis.V
     name = f"{WORK}_eval{len(evals)}"
     evals.append(name)
     evaluated = adapter.create_table(name, t.select(**columns), temp=True)
-    return _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh, changes)
+    return _diff(adapter, compiled, flags, evaluated, members, at, versions, log_table, fresh, evals, changes, held)
 
 
 def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: ibis.Table, members: ibis.Table,
-          at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str],
-          changes: dict[tuple[str, str], int]) -> list[ibis.Table]:
+          at: ibis.Value, versions: dict[str, int], log_table: str, fresh: set[str], evals: list[str],
+          changes: dict[tuple[str, str], int], held: set[str]) -> list[ibis.Table]:
     """Append the entries and exits of the segments ``compiled`` to ``log_table``. The segments
     without members (``fresh``: new, or empty until now) only have entries, no join for them:
     returned as a query (the log's columns), and counted into ``changes`` (one aggregate)."""
@@ -320,47 +322,92 @@ def _diff(adapter, compiled: list[Compiled], flags: list[list[str]], evaluated: 
         changes.update({(compiled[k].segment.name, "entered"): int(counts[f"n{k}"][0].as_py() or 0) for k in new})
     known = [k for k, c in enumerate(compiled) if c.segment.name not in fresh]
     if known:
-        adapter.append_query(log_table, _changes(compiled, known, flags, evaluated, members_now(known), members, at,
-                                                 versions), temp=True)
+        for i in range(0, len(known), MASK_BITS):
+            ks = known[i:i + MASK_BITS]
+            name = f"{WORK}_diff{len(evals)}"
+            evals.append(name)
+            diff = adapter.create_table(name, _changed(compiled, ks, flags, holds, evaluated, members, held), temp=True)
+            if adapter.to_arrow(diff.aggregate(n=diff.count()))["n"][0].as_py():
+                adapter.append_query(log_table, _changes(compiled, ks, flags, diff, members, at, versions), temp=True)
     return out
 
 
-def _changes(compiled: list[Compiled], ks: list[int], flags: list[list[str]], evaluated: ibis.Table,
-             current: ibis.Table, members: ibis.Table, at: ibis.Value, versions: dict[str, int]) -> ibis.Table:
-    """The entries and exits (the log's columns) of segments ``ks``: their members now
-    (``current``) and their members until now, compared in one full outer join."""
+def _changed(compiled: list[Compiled], ks: list[int], flags: list[list[str]], holds, evaluated: ibis.Table,
+             members: ibis.Table, held: set[str]) -> ibis.Table:
+    """The records whose membership of segments ``ks`` (at most ``MASK_BITS``) changed: one row per
+    record and changed segment (``_tessera_k``: its place in ``ks``, ``_tessera_s``: its name,
+    ``_tessera_in``: whether it entered), with the record's flags (why it left).
+
+    Each record's segments are one integer, bit ``i`` set when it is a member of segment
+    ``ks[i]``: the mask now (from the flags of the evaluation) and the mask before (the current
+    members grouped by record) are compared in one full outer join on the record's id alone, and
+    only the records whose masks differ are expanded into one row per differing bit. The members
+    table is read whole when it holds only these segments (``held``: the segments with members)."""
     names = [compiled[k].segment.name for k in ks]
-    old = members.filter(members.segment.isin(names))
-    both = current.outer_join(old, (current._tessera_seg == old.segment) & (current._tessera_id == old[TID]))
-    changed = both.filter(both._tessera_seg.isnull() | both.segment.isnull())
+    bits = [ibis.literal(1 << i, dt.int64) for i in range(len(ks))]
+    zero = ibis.literal(0, dt.int64)
+    old = members.filter(members.segment.isin(names)) if held - set(names) else members
+    old = old.select(_tessera_r=old[TID], _tessera_b=ibis.cases(
+        *[(old.segment == n, b) for n, b in zip(names, bits)], else_=zero).cast(dt.int64))
+    before = old.group_by("_tessera_r").agg(_tessera_mb=old._tessera_b.sum().cast(dt.int64))
+    mine = sorted({f for k in ks for f in flags[k]}, key=lambda f: int(f.removeprefix("_tessera_f")))
+    now = evaluated.select("_tessera_id", *mine, _tessera_mn=_sum(
+        [ibis.cases((holds(k), b), else_=zero) for k, b in zip(ks, bits)]))
+    both = now.outer_join(before, now._tessera_id == before._tessera_r)
+    changed = both.filter(both._tessera_mn.fill_null(0) != both._tessera_mb.fill_null(0))
     changed = changed.select(
-        _tessera_s=ibis.coalesce(changed._tessera_seg, changed.segment),
-        _tessera_r=ibis.coalesce(changed._tessera_id, changed[TID]),
-        _tessera_in=changed._tessera_seg.notnull(), _tessera_at=changed.entered_at)
-    why = changed.left_join(evaluated, changed._tessera_r == evaluated._tessera_id)
-    seg = why._tessera_s
-    branches = [(why._tessera_in, ibis.null(dt.string)), (why._tessera_id.isnull(), LEFT_DATASET)]
+        *mine, _tessera_i=ibis.coalesce(changed._tessera_id, changed._tessera_r),
+        _tessera_p=changed._tessera_id.notnull(), _tessera_mn=changed._tessera_mn.fill_null(0),
+        _tessera_mb=changed._tessera_mb.fill_null(0))
+    numbers = ibis.memtable({"_tessera_k": list(range(len(ks))), "_tessera_bit": [1 << i for i in range(len(ks))]},
+                            schema={"_tessera_k": "int64", "_tessera_bit": "int64"})
+    per = changed.cross_join(numbers)
+    per = per.filter((per._tessera_mn & per._tessera_bit) != (per._tessera_mb & per._tessera_bit))
+    k = per._tessera_k
+    return per.select(*mine, "_tessera_i", "_tessera_p", "_tessera_k",
+                      _tessera_s=ibis.cases(*[(k == i, n) for i, n in enumerate(names)]).cast(dt.string),
+                      _tessera_in=(per._tessera_mn & per._tessera_bit) != 0)
+
+
+def _changes(compiled: list[Compiled], ks: list[int], flags: list[list[str]], per: ibis.Table, members: ibis.Table,
+             at: ibis.Value, versions: dict[str, int]) -> ibis.Table:
+    """The entries and exits (the log's columns) of segments ``ks`` from their changes ``per``
+    (see :func:`_changed`): set now and not before, the record entered; set before and not now, it
+    left, and the first condition whose flag does not hold says why. The entry time of those who
+    left is read from the members table, for them only."""
+    names = [compiled[k].segment.name for k in ks]
+    left = members.filter(members.segment.isin(names)).select(_tessera_os="segment", _tessera_or=TID,
+                                                               _tessera_at="entered_at")
+    why = per.left_join(left, (per._tessera_s == left._tessera_os) & (per._tessera_i == left._tessera_or))
+    k = why._tessera_k
+    branches = [(why._tessera_in, ibis.null(dt.string)), (~why._tessera_p, LEFT_DATASET)]
     otherwise = []
-    for k in ks:
-        c = compiled[k]
-        mine = seg == c.segment.name
+    for i, j in enumerate(ks):
+        c = compiled[j]
         if c.segment.match == "all":
-            branches += [(mine & ~why[f], label) for f, label in zip(flags[k], c.labels)]
-            otherwise.append((mine, "the definition changed"))
+            branches += [((k == i) & ~why[f], label) for f, label in zip(flags[j], c.labels)]
+            otherwise.append((k == i, "the definition changed"))
         else:
-            otherwise.append((mine, "none of the conditions holds"))
+            otherwise.append((k == i, "none of the conditions holds"))
     if len({versions[n] for n in names}) == 1:
         version = ibis.literal(versions[names[0]], dt.int64)
     else:
-        version = ibis.cases(*[(seg == n, versions[n]) for n in names], else_=0).cast(dt.int64)
+        version = ibis.cases(*[(k == i, versions[n]) for i, n in enumerate(names)], else_=0).cast(dt.int64)
     entering = why._tessera_in
     return _conform(why.select(
-        segment=seg, **{TID: why._tessera_r},
+        segment=why._tessera_s, **{TID: why._tessera_i},
         change=entering.ifelse(ibis.literal("entered", dt.string), ibis.literal("exited", dt.string)),
         entered_at=entering.ifelse(at, why._tessera_at.cast(dt.timestamp)),
         exited_at=entering.ifelse(ibis.null(dt.timestamp), at),
         version=version,
         exit_condition=ibis.cases(*branches, *otherwise, else_="the definition changed")), LOG_SCHEMA)
+
+
+def _sum(parts: list[ibis.Value]) -> ibis.Value:
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + p
+    return out
 
 
 def _reduce(parts: list[ibis.BooleanValue], how: str) -> ibis.BooleanValue:

@@ -83,3 +83,23 @@ def test_few_changes_are_applied_in_place_with_the_same_result(workspace):
     assert {r["segment"]: r["n"] for r in rows} == {"everyone": 6, "adults": 6}
     log = ws.adapter.table(LOG)
     assert ws.adapter.count(log.filter(log.segment == "gold")) == 2  # the history stays
+
+
+@pytest.mark.spark
+def test_a_second_refresh_on_spark_logs_its_entries_and_exits(tmp_path, request):
+    """The comparison of each record's segments with the last refresh's, on an engine that rewrites."""
+    request.getfixturevalue("spark_session")
+    ws = make_workspace(tmp_path, "spark", SEGMENTS)
+    try:
+        ws.run()
+        assert member_names(ws, "adults") == ALL - {"Bo"}
+        ws.save_segment({"name": "adults", "conditions": [{"column": "age", "op": ">=", "value": 30}]})
+        [done] = ws.refresh_segments(["adults"])
+        assert (done["size"], done["entered"], done["exited"]) == (4, 0, 1)
+        assert member_names(ws, "adults") == {"Ana", "Cy", "Ed", "Fa"}
+        names = {r["tessera_id"]: r["name"] for r in ws.adapter.to_arrow(ws.table("contacts")).to_pylist()}
+        exits = [c for c in ws.segment_history("adults")["changes"] if c["change"] == "exited"]
+        assert [(names[c["tessera_id"]], c["exit_condition"]) for c in exits] == [("Di", "age >= 30")]
+        assert member_names(ws, "gold") == {"Ana", "Cy"}  # not refreshed: kept
+    finally:
+        ws.close()
