@@ -232,7 +232,8 @@ class Analytics:
                 and prepared.worth_preparing(self.store, roles(self.src.config).values()))
 
     def prepare(self, progress=None, *, again: bool = False) -> dict | None:
-        """Build the order facts (:mod:`tessera.analytics.facts`), compute every dashboard without
+        """Build the order facts (:mod:`tessera.analytics.facts`) and every customer's segments of
+        the RFM migrations (:func:`tessera.analytics.analyses.prepare_rfm_segments`), compute every dashboard without
         filters, and the filters' choices, and keep them in the
         metadata store (see :mod:`tessera.analytics.prepared`): a job of the server after each run
         (and at its start), beside the readers. A chart that cannot run is left out (it says why
@@ -261,6 +262,7 @@ class Analytics:
                 entry = None
             if entry is not None:
                 built[found["orders"]] = entry
+        order_facts_of = set(built)
         # every customer's RFM segments at the dates a migration shows without a period: its
         # views with other filters count the kept customers' rows instead of scoring everyone
         for d, lacking, _kind in todo:
@@ -302,7 +304,8 @@ class Analytics:
         if self.store is not None:
             prepared.keep(self.store, self.key, stamp, {"stamp": stamp, "results": results, "facts": built,
                                                         "filter_values": {"key": key, "value": values}})
-        return {"dashboards": len(todo), "charts": len(results), "facts": sorted(built),
+        return {"dashboards": len(todo), "charts": len(results), "facts": sorted(order_facts_of),
+                "rfm_segments": sorted(k for k in built if k not in order_facts_of),
                 **({"failed": failed} if failed else {})}
 
     def _result_key(self, q: QuestionConfig, filters: Filters) -> str:
