@@ -38,6 +38,9 @@ def test_customer_knowledge_figures(ws):
     ages = {r["age"]: r["customers"] for r in q["age_bands"]["rows"]}
     assert ages == dict(Counter(age_band(p["birth"]) for p in PEOPLE.values()))
     assert {r["country"]: r["customers"] for r in q["countries"]["rows"]} == {"FR": 6, "BE": 2}
+    # a customer without a gender is counted as unknown
+    genders = Counter(p["gender"] or "unknown" for p in PEOPLE.values())
+    assert {r["gender"]: r["customers"] for r in q["gender"]["rows"]} == dict(genders)
     assert q["cities"]["rows"][0] == {"city": "Paris", "customers": 3}  # the most customers first
     orders_per = Counter(o["email"] for o in ORDERS if o["email"])
     kinds = Counter("no order" if orders_per[e] == 0 else "new (one order)" if orders_per[e] == 1 else "returning"
