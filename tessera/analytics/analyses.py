@@ -34,6 +34,7 @@ from tessera.analytics.question import (
     Plan,
     Source,
     Unavailable,
+    _in_period,
     _orders_dataset,
     customer_dataset,
 )
@@ -62,7 +63,9 @@ class _Shop:
         self.customers, self.orders = cust.name, orders
         self.fields = _semantics(config, orders)
         self.link = links_to(config, orders, cust.name)
-        self.table = src.table(orders)
+        # the order facts when prepared: the same orders, stored in the order of their date
+        facts = src.facts(orders) if src.facts is not None else None
+        self.table = facts if facts is not None else src.table(orders)
         self.datasets = {cust.name, orders}
         self.applied: list[str] = []
         self.ignored: list[str] = []
@@ -75,10 +78,13 @@ class _Shop:
                               f"{field_name}; set semantic: {field_name} on one of its columns")
         return col
 
-    def rows(self, *, places: bool = True, period: bool = False, amount: bool = False) -> ibis.Table:
+    def rows(self, *, places: bool = True, period: bool = False, amount: bool = False,
+             table: ibis.Table | None = None, carry: tuple[str, ...] = ()) -> ibis.Table:
         """The orders with a customer: ``_customer``, ``_order``, ``_day`` (and ``_amount``),
-        kept to the filtered stores and channels (``places``) and the period (``period``)."""
-        t = self.table
+        kept to the filtered stores and channels (``places``) and the period (``period``).
+        ``table``: rows with the orders' columns to read instead of the orders (order lines with
+        their order's columns), of which the ``carry`` columns are kept too."""
+        t = self.table if table is None else table
         cols = {CID: t[self.link].cast("string"), "_order": t[TID].cast("string"),
                 "_day": t[self.need("OrderDate")].cast("date")}
         if amount:
@@ -96,8 +102,11 @@ class _Shop:
                 keep = keep & t[col].cast("string").isin(values)
                 self.applied.append(name)
         if period and (self.filters.date_from or self.filters.date_to):
-            keep = keep & self.in_period(cols["_day"])
-        return t.filter(keep).select(**cols)
+            # on the column itself: a timestamp is compared with the days' bounds, not cast per row
+            keep = keep & _in_period(t[self.need("OrderDate")], self.filters.date_from, self.filters.date_to)
+            if "period" not in self.applied:
+                self.applied.append("period")
+        return t.filter(keep).select(**cols, **{c: t[c] for c in carry})
 
     def in_period(self, day: ibis.Value) -> ibis.Value:
         f = self.filters
@@ -309,9 +318,20 @@ def categories_together(src: Source, q: QuestionConfig, filters: Filters, where:
         raise Unavailable(f"{where}.dataset: categories_together runs on order lines linked to the orders of "
                           f"'{shop.orders}'; '{q.dataset}' has no link to them")
     shop.datasets.add(q.dataset)
+    by_customer = q.analysis.basket == "customer"
+    narrowed = bool(filters.stores or filters.channels or filters.segment or filters.date_from or filters.date_to)
+    # the lines' facts when prepared (tessera.analytics.facts): each line with its order's columns,
+    # in the order of their date: the orders' filters read them, no join of the lines to the orders
+    carried: dict[str, ibis.Value] = {}
+    facts = src.facts(q.dataset) if (by_customer or narrowed) and src.facts is not None else None
+    if facts is not None and link in facts.columns:
+        prefix = f"{shop.orders}__"
+        names = [c for c in src.table(shop.orders).columns if not c.startswith("_")]
+        if all(prefix + c in facts.columns for c in names):
+            items, carried = facts, {c: facts[prefix + c] for c in names}
     own = _semantics(config, q.dataset).get("ProductCategory")
     if own and own in items.columns:
-        lines = items.select(_order=items[link].cast("string"), _cat=items[own].cast("string"))
+        lines = items.select(_order=items[link].cast("string"), _cat=items[own].cast("string"), **carried)
     else:
         products = next((d.name for d in config.datasets if "ProductCategory" in _semantics(config, d.name)
                          and links_to(config, q.dataset, d.name)), None)
@@ -324,13 +344,15 @@ def categories_together(src: Source, q: QuestionConfig, filters: Filters, where:
         if plink not in items.columns or cat not in prod.columns:
             raise Unavailable(f"{where}: the categories of dataset '{products}' are not published")
         prod = prod.select(_pid=prod[TID].cast("string"), _cat=prod[cat].cast("string"))
-        lines = items.select(_order=items[link].cast("string"), _pid=items[plink].cast("string"))
-        lines = lines.join(prod, lines._pid == prod._pid).select(lines._order, prod._cat)
+        lines = items.select(_order=items[link].cast("string"), _pid=items[plink].cast("string"), **carried)
+        lines = lines.join(prod, lines._pid == prod._pid).select(lines._order, prod._cat,
+                                                                 *[lines[c] for c in carried])
         shop.datasets.add(products)
     lines = lines.filter(lines._cat.notnull())
-    by_customer = q.analysis.basket == "customer"
-    narrowed = bool(filters.stores or filters.channels or filters.segment or filters.date_from or filters.date_to)
-    if by_customer or narrowed:
+    if carried:  # the lines kept by the orders' filters, with their order's customer
+        kept = shop.members(shop.rows(places=True, period=True, table=lines, carry=("_cat",)))
+        lines = kept.select(_b=kept[CID] if by_customer else kept._order, _cat=kept._cat)
+    elif by_customer or narrowed:
         orders = shop.rows(places=True, period=True)
         orders = shop.members(orders)
         orders = orders.select(_o=orders._order, _c=orders[CID])

@@ -63,6 +63,9 @@ def build(src: Any, dataset: str, customers: str) -> dict | None:
     t = orders.left_join(rel, orders[link].cast("string") == rel._tessera_k).drop("_tessera_k")
     if flags:
         t = t.mutate(**{flag: t[flag].fill_null(False) for flag in flags.values()})
+    day = _semantics(config, dataset).get("OrderDate")
+    if day in orders.columns and getattr(src.adapter, "prunes_by_order", False):
+        t = t.order_by(day)  # a period reads its days only (see build_lines)
     table = PREFIX + dataset
     src.adapter.create_table(table, t)
     return {"table": table, "customers": customers, "columns": sorted(names.values()), "segments": sorted(flags)}

@@ -401,7 +401,10 @@ def _buyers(refs: _Refs, orders: str, customers: str, behaviour: list[tuple[str,
     """The customers with an order in the period, at one of the stores, on one of the channels:
     one semi-join on the orders (a subquery the engine runs once per question, or a table computed
     once for all the questions of a dashboard view when the source gives :attr:`Source.once`)."""
-    o = refs.src.table(orders)
+    # the order facts when prepared: the same orders, stored in the order of their date
+    o = refs.src.facts(orders) if refs.src.facts is not None else None
+    if o is None:
+        o = refs.src.table(orders)
     link = links_to(refs.config, orders, customers)
     keep = o[link].notnull()
     for name, col in behaviour:
