@@ -79,11 +79,12 @@ class _Shop:
         return col
 
     def rows(self, *, places: bool = True, period: bool = False, amount: bool = False,
-             table: ibis.Table | None = None, carry: tuple[str, ...] = ()) -> ibis.Table:
+             table: ibis.Table | None = None, carry: tuple[str, ...] = (), since: date | None = None) -> ibis.Table:
         """The orders with a customer: ``_customer``, ``_order``, ``_day`` (and ``_amount``),
         kept to the filtered stores and channels (``places``) and the period (``period``).
         ``table``: rows with the orders' columns to read instead of the orders (order lines with
-        their order's columns), of which the ``carry`` columns are kept too."""
+        their order's columns), of which the ``carry`` columns are kept too; ``since``: only the
+        orders from that day on."""
         t = self.table if table is None else table
         cols = {CID: t[self.link].cast("string"), "_order": t[TID].cast("string"),
                 "_day": t[self.need("OrderDate")].cast("date")}
@@ -106,6 +107,8 @@ class _Shop:
             keep = keep & _in_period(t[self.need("OrderDate")], self.filters.date_from, self.filters.date_to)
             if "period" not in self.applied:
                 self.applied.append("period")
+        if since is not None:
+            keep = keep & _in_period(t[self.need("OrderDate")], since, None)
         return t.filter(keep).select(**cols, **{c: t[c] for c in carry})
 
     def in_period(self, day: ibis.Value) -> ibis.Value:
@@ -274,7 +277,11 @@ def cohort_retention(src: Source, q: QuestionConfig, filters: Filters, where: st
         first = first.filter(shop.in_period(first._first))
     first = shop.members(first)
     first = first.select(CID, _cohort=first._first.truncate("M").cast("date"))
-    # each order's month after its customer's first, the months shown kept before any grouping
+    # each order's month after its customer's first, the months shown kept before any grouping;
+    # with a period, a cohort's customers have no order before it (their first is in it): only
+    # the orders from its first day on are read (the order facts are stored in time order)
+    if filters.date_from:
+        orders = shop.rows(places=True, since=filters.date_from)
     j = orders.join(first, orders[CID] == first[CID]).select(orders[CID], orders._day, first._cohort)
     j = j.mutate(_k=_months_between(j._cohort, j._day))
     j = j.filter(j._k <= months)
