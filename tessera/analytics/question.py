@@ -156,6 +156,7 @@ class _Refs:
         self.segments: dict[str, str] = {}  # segment -> flag column
         self.buyers: ibis.Column | None = None  # customers kept by the dashboard's order filters
         self.buyers_key: tuple | None = None  # their key in the dashboard view (Source.once)
+        self.buyers_members = False  # whether they are kept to the segment filter's members already
         self.narrowing: list[dict] = []  # the dashboard's conditions, to copy the rows once per view
         self.copy: tuple[tuple, ibis.Table] | None = None  # (key, the customers the filters keep)
         self.from_copy = False  # whether the rows read are that copy (or its expression)
@@ -413,12 +414,19 @@ def _buyers(refs: _Refs, orders: str, customers: str, behaviour: list[tuple[str,
             keep = keep & _in_period(c, filters.date_from, filters.date_to)
         else:
             keep = keep & c.cast("string").isin(filters.stores if name == "store" else filters.channels)
+    # with a segment filter on the customers, the order facts' flag of its members (of the same
+    # refresh) keeps the buyers who are members: the copy of their rows needs no join with them
+    seg = next((s for s in refs.config.segments if s.name == filters.segment), None) if filters.segment else None
+    flag = f"segment__{seg.name}" if seg is not None and seg.dataset == customers else None
+    if flag is not None and flag in o.columns:
+        keep = keep & o[flag]
+        refs.buyers_members = True
     refs.datasets.add(orders)
     buyers = o.filter(keep).select(_tessera_b=o[link].cast("string"))
     if refs.src.once is not None:
         # the same customers for every question of the dashboard: their rows are copied once for
         # the view (see plan), the semi-join made by that copy
-        refs.buyers_key = ("buyers", orders, customers, tuple(behaviour), filters.key())
+        refs.buyers_key = ("buyers", orders, customers, tuple(behaviour), filters.key(), refs.buyers_members)
     return buyers._tessera_b
 
 
@@ -627,8 +635,10 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
             if members is None:
                 narrowed = narrowed.mutate(**{flag: ibis.literal(False)})
             else:
-                m = members.filter(members.segment == seg.name).select(_tessera_m=members.tessera_id.cast("string"))
-                narrowed = narrowed.filter(narrowed[TID].cast("string").isin(m._tessera_m))
+                if not refs.buyers_members:
+                    m = members.filter(members.segment == seg.name).select(
+                        _tessera_m=members.tessera_id.cast("string"))
+                    narrowed = narrowed.filter(narrowed[TID].cast("string").isin(m._tessera_m))
                 narrowed = narrowed.mutate(**{flag: ibis.literal(True)})
         refs.copy = (("customers", q.dataset, seg.name if seg else None, refs.buyers_key), narrowed)
     joined = refs.joined(_needed(refs, q, conditions + dashboard, measure_cols))
