@@ -132,3 +132,21 @@ def test_order_facts_give_the_same_figures_and_follow_the_publications(ws, basel
     assert not ws.adapter.exists(table)
     assert ws.store.get_state(*prepared.STATE) is None
     assert not reads_facts(ws, QUESTIONS[0])
+
+
+def test_a_period_on_timestamps_keeps_the_days_of_the_period():
+    """A dashboard's period on a timestamp compares it with the days' bounds (no cast per row):
+    the same rows as its day being in the period, at the first and last instants of a day."""
+    from datetime import date, datetime
+
+    from tessera.analytics.question import _in_period
+
+    con = ibis.duckdb.connect()
+    stamps = [datetime(2023, 12, 31, 23, 59, 59, 999999), datetime(2024, 1, 1), datetime(2024, 3, 5, 12),
+              datetime(2024, 6, 30, 23, 59, 59, 999999), datetime(2024, 7, 1), None]
+    t = ibis.memtable({"ts": stamps}, schema={"ts": "timestamp"})
+    for since, until in [(date(2024, 1, 1), date(2024, 6, 30)), (None, date(2024, 6, 30)), (date(2024, 1, 1), None)]:
+        kept = con.to_pyarrow(t.filter(_in_period(t.ts, since, until))).column("ts").to_pylist()
+        want = [s for s in stamps if s is not None and (since is None or s.date() >= since)
+                and (until is None or s.date() <= until)]
+        assert sorted(kept) == want and 0 < len(want) < 5
