@@ -55,6 +55,7 @@ def _readers(url: str, token: str, ids: list[str], seconds: float, concurrency: 
     async def main() -> dict:
         lat: dict[str, list[float]] = {"status": [], "profile": []}
         errors: dict[str, int] = {"status": 0, "profile": 0}
+        asked: set[str] = set()  # the customers read (a server keeps answers: the repeats are cheaper)
         deadline = time.perf_counter() + seconds
         client = _RawConnections(url, {"Authorization": f"Bearer {token}"}, concurrency)
 
@@ -63,7 +64,12 @@ def _readers(url: str, token: str, ids: list[str], seconds: float, concurrency: 
             i = 0
             while time.perf_counter() < deadline:
                 route = "status" if i % 4 == 0 else "profile"
-                path = "/api/status" if route == "status" else f"/api/profiles/{rng.choice(ids)}?events=20"
+                if route == "status":
+                    path = "/api/status"
+                else:
+                    tid = rng.choice(ids)
+                    asked.add(tid)
+                    path = f"/api/profiles/{tid}?events=20"
                 t0 = time.perf_counter()
                 try:
                     ok = await client.get(path) == 200
@@ -75,7 +81,7 @@ def _readers(url: str, token: str, ids: list[str], seconds: float, concurrency: 
 
         await asyncio.gather(*(task(n) for n in range(concurrency)))
         await client.close()
-        return {"lat": lat, "errors": errors}
+        return {"lat": lat, "errors": errors, "distinct": len(asked)}
 
     out.put(asyncio.run(main()))
 
