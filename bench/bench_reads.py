@@ -159,6 +159,10 @@ def main() -> int:
         if job is not None:
             state = api.get(f"/api/jobs/{job['id']}").json()["state"]
             print(f"the run's job at the end of the loop: {state}")
+            done = api.get(f"/api/jobs/{job['id']}", params={"wait": 30}).json()
+            while done["state"] in ("queued", "running"):
+                done = api.get(f"/api/jobs/{job['id']}", params={"wait": 30}).json()
+            print(f"the run: {done['state']} in {(done.get('result') or {}).get('seconds', float('nan')):.1f} s")
     finally:
         if floor_server is not None:
             floor_server[0].terminate()
