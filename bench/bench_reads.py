@@ -8,10 +8,16 @@ a change of the code in a few minutes. Make one once, e.g. with bench_api's data
     .venv/bin/python bench/bench_reads.py --make /tmp/ws1m --records 1000000
     .venv/bin/python bench/bench_reads.py --workspace /tmp/ws1m --readers 1,20 --seconds 15
     .venv/bin/python bench/bench_reads.py --workspace /tmp/ws1m --readers 20 --seconds 40 --during-run
+    .venv/bin/python bench/bench_reads.py --workspace /tmp/ws1m --readers 1,20 --bare --ids 1000000
 
-Printed per reader count: requests, p50/p95/p99 per route (status, profile), errors, reads per
+Printed per reader count: requests, p50/p95/p99 per route (status, profile), errors, the share
+of profile reads that repeat a customer (the server keeps a profile's answer: a repeat is
+cheaper; ``--ids`` sets how many customers the readers pick from, 5,000 by default), reads per
 second, the server's CPU per read (``psutil`` over the phase), and first the CPU of a profile
-and of a status read in this process without a server, with the ratio.
+and of a status read in this process without a server, with the ratio. With ``--bare``, each
+phase is followed by the same readers on a bare FastAPI app answering constants
+(``bench/bare_server.py``): the floor of HTTP and Python on this machine at that moment, and
+the ratio of the p95s to it. With ``--during-run``, the run's time is printed at the end.
 """
 
 from __future__ import annotations
@@ -140,13 +146,11 @@ def main() -> int:
             _print_reads(f"{'during a run' if job else 'idle'}: {n} reader(s) for {args.seconds:.0f} s", phase)
             per_read = cpu / reads * 1000
             mixed = (3 * bare["profile"] + bare["status"]) / 4  # the readers' mix: 3 profiles for 1 status
-            profiles = len(phase["lat"]["profile"])
-            print(f"  {phase['distinct']:,} customers read in {profiles:,} profile reads: at most "
-                  f"{1 - phase['distinct'] / max(profiles, 1):.0%} repeats")
             print(f"  {reads / args.seconds:,.0f} reads/s; server CPU per read {per_read:.2f} ms "
                   f"(in-process {mixed:.2f} ms: ratio {per_read / mixed:.2f}); load {os.getloadavg()[0]:.1f}")
             if floor_server is not None:
                 floor = _read_phase(floor_server[1], token, ids, args.seconds, n)
+                floor.pop("distinct", None)  # constants: which customer does not matter
                 running = ""
                 if job is not None:
                     state = api.get(f"/api/jobs/{job['id']}").json()["state"]
