@@ -73,6 +73,17 @@ def test_user_errors_exit_1_with_a_message(tmp_path, company):
     assert "Traceback" in proc.stderr
 
 
+def test_a_mistyped_command_or_option_is_a_usage_error_not_a_bug(tmp_path):
+    ws = tmp_path / "ws"
+    tessera("init", ws)
+    for args, said in ((("status", "--bogus"), "No such option: --bogus"),
+                       (("statu",), "Did you mean 'status'"),
+                       (("run", "--dry"), "No such option: --dry")):
+        proc = tessera("-w", ws, *args, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert said in proc.stderr and "Usage: tessera" in proc.stderr and "--help" in proc.stderr
+        assert "bug of Tessera" not in proc.stderr and "Traceback" not in proc.stderr
+
 def test_killed_run_leaves_the_last_published_state(tmp_path):
     info = generate(tmp_path / "company", size=3000, seed=4)
     ws_dir = tmp_path / "ws"
