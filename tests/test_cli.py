@@ -39,6 +39,8 @@ def test_init_apply_run_status_explain_export(tmp_path, company):
     out = tessera("-w", ws, "run").stdout
     assert "succeeded" in out and "duplicates merged" in out
     assert "contacts" in tessera("-w", ws, "status").stdout
+    segments = tessera("-w", ws, "segments", "list").stdout
+    assert "Segments of contacts" in segments and "vip" in segments and "Best customers" in segments
     assert "line" in tessera("-w", ws, "rejects").stdout
     exported = tmp_path / "contacts.csv"
     tessera("-w", ws, "export-data", "contacts", "-o", exported)
