@@ -39,7 +39,7 @@ def list_() -> None:
         rows = ws.dashboards()
     t = Table(title="Dashboards")
     for col in ("dashboard", "title", "kind", "charts", "unavailable", "filters"):
-        t.add_column(col, justify="right" if col in ("charts", "unavailable") else "left")
+        t.add_column(col, justify="right" if col in ("charts", "unavailable") else "left", no_wrap=col == "dashboard")
     for r in rows:
         t.add_row(r["name"], escape(r["title"]), r["kind"], str(r["questions"]), str(r["unavailable"] or ""),
                   ", ".join(r["filters"]))
