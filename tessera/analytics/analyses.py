@@ -27,6 +27,7 @@ from datetime import date
 import ibis
 import ibis.expr.datatypes as dt
 
+from tessera.analytics.facts import FIRSTS
 from tessera.analytics.question import (
     TID,
     Column,
@@ -113,6 +114,35 @@ class _Shop:
         if flag is not None:
             keep = keep & t[flag]
         return t.filter(keep).select(**cols, **{c: t[c] for c in carry})
+
+    def firsts(self, *, flag: str | None = None) -> ibis.Table | None:
+        """Each customer's first order day at the filtered stores and channels, ``_customer`` and
+        ``_first``, from the firsts prepared after the run (:func:`tessera.analytics.facts.build_firsts`:
+        a few rows per customer instead of every order there); ``flag``: only the segment's
+        members, by its flag (:meth:`flag`). None when they were not prepared, or lack a column
+        the filters read (the orders are then grouped, :meth:`rows`)."""
+        t = self.src.facts(FIRSTS + self.orders) if self.src.facts is not None else None
+        if t is None or self.link not in t.columns or "_first" not in t.columns or (flag and flag not in t.columns):
+            return None
+        keep = t[self.link].notnull()
+        applied: list[str] = []
+        for name, values, field_name in (("store", self.filters.stores, "Store"),
+                                         ("channel", self.filters.channels, "Channel")):
+            if not values:
+                continue
+            col = self.fields.get(field_name)
+            if col is None or col not in self.table.columns:
+                self.ignored.append(name)
+                continue
+            if col not in t.columns:
+                return None
+            keep = keep & t[col].cast("string").isin(values)
+            applied.append(name)
+        if flag is not None:
+            keep = keep & t[flag]
+        self.applied.extend(applied)
+        t = t.filter(keep)
+        return t.group_by(**{CID: t[self.link].cast("string")}).agg(_first=t._first.min())
 
     def in_period(self, day: ibis.Value) -> ibis.Value:
         f = self.filters
@@ -259,8 +289,12 @@ def rfm_migration(src: Source, q: QuestionConfig, filters: Filters, where: str) 
         both = _segments(shop, since, to)
     flag = shop.flag() if filters.stores or filters.channels else None
     if filters.stores or filters.channels:  # the customers who bought there (up to the second date)
-        there = shop.rows(places=True, flag=flag)  # (and in the segment, by the facts' flag)
-        there = there.filter(there._day <= ibis.literal(to, dt.date))
+        there = shop.firsts(flag=flag)  # (and in the segment, by the facts' flag)
+        if there is not None:  # their first order there, prepared after the run
+            there = there.filter(there._first <= ibis.literal(to, dt.date))
+        else:
+            there = shop.rows(places=True, flag=flag)
+            there = there.filter(there._day <= ibis.literal(to, dt.date))
         both = both.filter(both[CID].isin(there[CID]))
     both = shop.members(both, flagged=flag is not None)
     out = both.group_by(["_before", "_after"]).agg(customers=both.count())
@@ -290,8 +324,10 @@ def cohort_retention(src: Source, q: QuestionConfig, filters: Filters, where: st
     _need_dataset(q, shop.orders, "dataset of orders", where)
     months = q.analysis.months
     flag = shop.flag()  # the segment's members by the order facts' flag (a customer's orders: all or none)
-    orders = shop.rows(places=True, flag=flag)
-    first = orders.group_by(CID).agg(_first=orders._day.min())
+    first = shop.firsts(flag=flag)  # each customer's first there, prepared after the run
+    orders = shop.rows(places=True, flag=flag) if first is None or not filters.date_from else None
+    if first is None:
+        first = orders.group_by(CID).agg(_first=orders._day.min())
     if filters.date_from or filters.date_to:  # the cohorts whose first order is in the period
         first = first.filter(shop.in_period(first._first))
     first = shop.members(first, flagged=flag is not None)

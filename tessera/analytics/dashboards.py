@@ -262,6 +262,15 @@ class Analytics:
                 entry = None
             if entry is not None:
                 built[found["orders"]] = entry
+                # each customer's first order per store and channel (the migration's store
+                # filter, the cohorts' first orders)
+                try:
+                    made = order_facts.build_firsts(self.src, found["orders"], entry)
+                except Exception as exc:  # noqa: BLE001 - the analyses then group the orders
+                    log.warning("the customers' first orders per store were not kept (%s)", exc)
+                    made = None
+                if made is not None:
+                    built.setdefault(*made)
         if found.get("orders") and found.get("items"):
             # the order lines with their order's columns, in the order of its date: a chart of lines
             # with a period, a store or a channel reads them as one scan (tessera.analytics.facts)
@@ -273,7 +282,8 @@ class Analytics:
                 entry = None
             if entry is not None:
                 built[found["items"]] = entry
-        order_facts_of = set(built)
+        order_facts_of = {k for k in built if not k.startswith(order_facts.FIRSTS)}
+        firsts = set(built) - order_facts_of
         # every customer's RFM segments at the dates a migration shows without a period: its
         # views with other filters count the kept customers' rows instead of scoring everyone
         for d, lacking, _kind in todo:
@@ -316,7 +326,8 @@ class Analytics:
             prepared.keep(self.store, self.key, stamp, {"stamp": stamp, "results": results, "facts": built,
                                                         "filter_values": {"key": key, "value": values}})
         return {"dashboards": len(todo), "charts": len(results), "facts": sorted(order_facts_of),
-                "rfm_segments": sorted(k for k in built if k not in order_facts_of),
+                "rfm_segments": sorted(k for k in built if k not in order_facts_of | firsts),
+                "firsts": sorted(k[len(order_facts.FIRSTS):] for k in firsts),
                 **({"failed": failed} if failed else {})}
 
     def _result_key(self, q: QuestionConfig, filters: Filters) -> str:

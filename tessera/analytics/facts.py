@@ -99,6 +99,36 @@ def build_lines(src: Any, dataset: str, orders: str) -> dict | None:
     return {"table": table, "customers": orders, "columns": sorted(names.values()), "segments": []}
 
 
+FIRSTS = "firsts "  # the key of a firsts table in the prepared bundle: FIRSTS + the orders' name
+
+
+def build_firsts(src: Any, dataset: str, entry: dict) -> tuple[str, dict] | None:
+    """Build each customer's first order day per store and channel from the order facts of
+    ``dataset`` (``entry``, :func:`build`), one row per customer, store and channel: the link
+    column, the store and channel columns (their names in the orders), ``_first`` (the day of the
+    first order there, a date) and the facts' segment flags. The customers who bought at the
+    stores and channels of a filter, and their first order there, are then the minimum of a few
+    rows per customer (stored in the order of the store: a store filter reads its rows only)
+    instead of a grouping of every order there (the RFM migration's and the cohort triangle's).
+    Returns (its key in the prepared bundle, its description), or None when the orders have no
+    date."""
+    t = table(src.adapter, entry)
+    fields = _semantics(src.config, dataset)
+    link = links_to(src.config, dataset, entry["customers"])
+    day = fields.get("OrderDate")
+    if t is None or link is None or day not in t.columns:
+        return None
+    keys = [link] + [fields[f] for f in ("Store", "Channel") if fields.get(f) in t.columns]
+    flags = [f"segment__{s}" for s in entry.get("segments", []) if f"segment__{s}" in t.columns]
+    t = t.filter(t[link].notnull())
+    rows = t.group_by(keys).agg(_first=t[day].cast("date").min(), **{f: t[f].any() for f in flags})
+    if len(keys) > 1 and getattr(src.adapter, "prunes_by_order", False):
+        rows = rows.order_by(keys[1])
+    name = f"{PREFIX}firsts_{dataset}"
+    src.adapter.create_table(name, rows)
+    return FIRSTS + dataset, {"table": name, "keys": keys, "segments": list(entry.get("segments", []))}
+
+
 def drop(adapter) -> None:
     """Drop every facts table (after an erasure: it may hold the customer's columns)."""
     for name in adapter.list_tables():
@@ -113,4 +143,4 @@ def table(adapter, entry: dict | None) -> ibis.Table | None:
     return adapter.table(entry["table"])
 
 
-__all__ = ["PREFIX", "build", "build_lines", "drop", "table"]
+__all__ = ["FIRSTS", "PREFIX", "build", "build_firsts", "build_lines", "drop", "table"]

@@ -62,10 +62,14 @@ def reads_facts(ws, q: dict, filters: dict | None = None) -> bool:
 
 
 def analyses(ws) -> list[list[dict]]:
-    """The charts of the dashboards with ready-made analyses, with the filters."""
+    """The charts of the dashboards with ready-made analyses, with the filters (and the
+    migration and the cohorts with a channel and a store, without a segment)."""
     dashboards._CACHE.clear()
-    return [q["rows"] for name in ("rfm", "retention", "products") for q in ws.dashboard(name, FILTERS)["questions"]
-            if not q.get("unavailable")]
+    out = [q["rows"] for name in ("rfm", "retention", "products") for q in ws.dashboard(name, FILTERS)["questions"]
+           if not q.get("unavailable")]
+    return out + [q["rows"] for name in ("rfm", "retention")
+                  for q in ws.dashboard(name, {"store": "S1", "channel": "shop"})["questions"]
+                  if q["name"] in ("rfm_migration", "cohort_retention") and not q.get("unavailable")]
 
 
 def test_two_level_bands_give_the_figures_of_one_grouping(ws, baseline, monkeypatch):
@@ -83,7 +87,7 @@ def test_order_facts_give_the_same_figures_and_follow_the_publications(ws, basel
     joined_analyses = analyses(ws)
     monkeypatch.setenv(prepared.ROWS_VARIABLE, "0")
     counts = ws.prepare_dashboards(again=True)
-    assert counts["facts"] == ["order_items", "orders"]
+    assert counts["facts"] == ["order_items", "orders"] and counts["firsts"] == ["orders"]
     table = facts.PREFIX + "orders"
     assert ws.adapter.exists(table) and ws.adapter.exists(facts.PREFIX + "order_items")
     # a new process: what was prepared read from the store
@@ -109,6 +113,12 @@ def test_order_facts_give_the_same_figures_and_follow_the_publications(ws, basel
     assert facts.PREFIX + "order_items" in sql and '"orders"' not in sql
     assert [figures(ws), figures(ws, FILTERS)] == before
     assert analyses(ws) == joined_analyses  # the copies of a view and the analyses read the facts
+    # the migration's store filter and the cohorts' first orders read the customers' firsts
+    a = ws.analytics()
+    for d, name in (("rfm", "rfm_migration"), ("retention", "cohort_retention")):
+        q, _ = a.question(d, name)
+        sql = str(ibis.to_sql(a.plan(q, parse_filters(FILTERS, a.src.as_of)).expr))
+        assert facts.PREFIX + "firsts_orders" in sql
     if type(ws.adapter).__name__.startswith("Spark"):
         return  # the same definitions; the runs and preparations below take minutes on Spark
     # a new order, a new publication: the facts are of the previous one, the questions join again
