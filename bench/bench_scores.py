@@ -126,8 +126,8 @@ WITH o AS (
 base AS (
     SELECT _customer, count(*) AS n, min(d) AS first, max(d) AS last, sum(amt)::DOUBLE AS total,
            count(*) FILTER (WHERE disc > 0) AS nd, sum(amt + disc)::DOUBLE AS gross, sum(disc)::DOUBLE AS discount,
-           arg_min(store, (d, _order)) FILTER (WHERE store IS NOT NULL) AS first_store,
-           arg_max(store, (d, _order)) FILTER (WHERE store IS NOT NULL) AS last_store
+           arg_min(store, strftime(d, '%Y%m%d') || _order) FILTER (WHERE store IS NOT NULL) AS first_store,
+           arg_max(store, strftime(d, '%Y%m%d') || _order) FILTER (WHERE store IS NOT NULL) AS last_store
     FROM o GROUP BY _customer),
 s AS (
     SELECT *, date_diff('day', last, DATE '{as_of}') AS since,
@@ -138,19 +138,22 @@ s AS (
     FROM base),
 per_store AS (SELECT _customer, store, count(*) AS k, max(d) AS recent FROM o WHERE store IS NOT NULL GROUP BY ALL),
 stores AS (
-    SELECT _customer, arg_max(store, (k, recent, -rank_)) AS favorite, string_agg(store, ', ' ORDER BY store) AS all_,
-           count(*) AS cnt
-    FROM (SELECT *, dense_rank() OVER (ORDER BY store) AS rank_ FROM per_store) GROUP BY _customer),
+    SELECT _customer, max(store) FILTER (WHERE rk = 1) AS favorite,
+           array_to_string(list_sort(list(store)), ', ') AS all_, count(*) AS cnt
+    FROM (SELECT *, row_number() OVER (PARTITION BY _customer ORDER BY k DESC, recent DESC, store) AS rk
+          FROM per_store) GROUP BY _customer),
 per_channel AS (SELECT _customer, channel, count(*) AS k, max(d) AS recent FROM o WHERE channel IS NOT NULL GROUP BY ALL),
 channels AS (
-    SELECT _customer, arg_max(channel, (k, recent, -rank_)) AS favorite, count(*) AS cnt
-    FROM (SELECT *, dense_rank() OVER (ORDER BY channel) AS rank_ FROM per_channel) GROUP BY _customer),
+    SELECT _customer, max(channel) FILTER (WHERE rk = 1) AS favorite, count(*) AS cnt
+    FROM (SELECT *, row_number() OVER (PARTITION BY _customer ORDER BY k DESC, recent DESC, channel) AS rk
+          FROM per_channel) GROUP BY _customer),
 it AS (SELECT o._customer, i._order, i.qty, i.category::VARCHAR AS category FROM items i JOIN orders o USING (_order)
        WHERE o._customer IS NOT NULL),
 per_cat AS (SELECT _customer, category, count(*) AS k FROM it WHERE category IS NOT NULL GROUP BY ALL),
 cats AS (
-    SELECT _customer, string_agg(category, ', ' ORDER BY category) AS all_,
-           string_agg(category, ', ' ORDER BY k DESC, category) FILTER (WHERE rk <= 3) AS top3, count(*) AS cnt
+    SELECT _customer, array_to_string(list_sort(list(category)), ', ') AS all_,
+           concat_ws(', ', max(category) FILTER (WHERE rk = 1), max(category) FILTER (WHERE rk = 2),
+                     max(category) FILTER (WHERE rk = 3)) AS top3, count(*) AS cnt
     FROM (SELECT *, row_number() OVER (PARTITION BY _customer ORDER BY k DESC, category) AS rk FROM per_cat)
     GROUP BY _customer),
 qty AS (SELECT _customer, sum(coalesce(qty, 0))::DOUBLE AS total, count(DISTINCT _order) AS orders FROM it GROUP BY _customer)
