@@ -50,7 +50,7 @@ DEFAULT_MEMORY_LIMIT = "1536MB"
 #: the least a run's default memory limit is scaled to (see DuckDBAdapter.fit_memory), and the
 #: bytes per value (row x column) of the raw batches it grows by: a million contacts of ten
 #: columns keep the least, from about three million the default applies
-LEAST_MEMORY_LIMIT = 512 * 2**20
+LEAST_MEMORY_LIMIT = 512 * 10**6  # (DuckDB's MB are 10^6 bytes)
 BYTES_PER_VALUE = 48
 
 
@@ -216,7 +216,7 @@ class DuckDBAdapter(SqlCatalogAdapter):
         values = self.sql(
             "SELECT coalesce(sum(estimated_size * column_count), 0) FROM duckdb_tables() "
             "WHERE NOT temporary AND starts_with(table_name, '_tessera_raw_')").fetchone()[0]
-        ceiling = int(DEFAULT_MEMORY_LIMIT.removesuffix("MB")) * 2**20
+        ceiling = int(DEFAULT_MEMORY_LIMIT.removesuffix("MB")) * 10**6
         limit = min(max(int(values) * BYTES_PER_VALUE, LEAST_MEMORY_LIMIT), ceiling)
         self.sql(f"SET memory_limit = '{limit}B'")
 
