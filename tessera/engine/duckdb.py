@@ -49,7 +49,7 @@ TEXT_COMPRESSION = "fsst,dict_fsst,dictionary"
 DEFAULT_MEMORY_LIMIT = "1536MB"
 #: the least a run's default memory limit is scaled to (see DuckDBAdapter.fit_memory), and the
 #: bytes per value (row x column) of the raw batches it grows by: a million contacts of ten
-#: columns keep the least, from about three million the default applies
+#: columns keep the least, from 32 million values (3.2 million rows of ten columns) the default applies
 LEAST_MEMORY_LIMIT = 512 * 10**6  # (DuckDB's MB are 10^6 bytes)
 BYTES_PER_VALUE = 48
 
