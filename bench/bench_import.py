@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bare_identity import components  # noqa: E402
 from peak_rss import PeakRSS, run_in_child  # noqa: E402
 
 TARGET_SECONDS = 20.0
@@ -116,8 +117,7 @@ def _bare(data_dir: str, db_dir: str, queue) -> None:
             import duckdb
             import numpy as np
             import pyarrow as pa
-            from scipy.sparse import coo_matrix
-            from scipy.sparse.csgraph import connected_components
+            import scipy.sparse.csgraph  # noqa: F401 - loaded before the clock starts, as on the tessera side
 
             from tessera.demo.import_bench import CONTACTS_FILE, ORDERS_FILE
             from tessera.engine.duckdb import DEFAULT_MEMORY_LIMIT
@@ -131,17 +131,8 @@ def _bare(data_dir: str, db_dir: str, queue) -> None:
                 if statement.strip():
                     con.execute(statement)
             n_records = con.execute("SELECT count(*) FROM contacts_n").fetchone()[0]
-            edges = con.execute("SELECT k.idx, v.vidx FROM keys k JOIN vals v USING (level, value)").arrow()
-            if hasattr(edges, "read_all"):
-                edges = edges.read_all()
-            rec = edges.column("idx").to_numpy().astype(np.int64)
-            val = edges.column("vidx").to_numpy().astype(np.int64) + n_records
-            n = n_records + (int(val.max()) - n_records + 1 if len(val) else 0)
-            graph = coo_matrix((np.ones(len(rec), dtype=np.int8), (rec, val)), shape=(n, n)).tocsr()
-            _, labels = connected_components(graph, directed=False)
-            del graph, edges, rec, val
-            con.register("comp", pa.table({"idx": np.arange(n_records, dtype=np.int64),
-                                           "cluster": labels[:n_records]}))
+            labels = components(con, n_records)
+            con.register("comp", pa.table({"idx": np.arange(n_records, dtype=np.int64), "cluster": labels}))
             for statement in BARE_MERGE_SQL.split(";\n"):
                 if statement.strip():
                     con.execute(statement)
