@@ -8,10 +8,16 @@ a change of the code in a few minutes. Make one once, e.g. with bench_api's data
     .venv/bin/python bench/bench_reads.py --make /tmp/ws1m --records 1000000
     .venv/bin/python bench/bench_reads.py --workspace /tmp/ws1m --readers 1,20 --seconds 15
     .venv/bin/python bench/bench_reads.py --workspace /tmp/ws1m --readers 20 --seconds 40 --during-run
+    .venv/bin/python bench/bench_reads.py --workspace /tmp/ws1m --readers 1,20 --bare --ids 1000000
 
-Printed per reader count: requests, p50/p95/p99 per route (status, profile), errors, reads per
+Printed per reader count: requests, p50/p95/p99 per route (status, profile), errors, the share
+of profile reads that repeat a customer (the server keeps a profile's answer: a repeat is
+cheaper; ``--ids`` sets how many customers the readers pick from, 5,000 by default), reads per
 second, the server's CPU per read (``psutil`` over the phase), and first the CPU of a profile
-and of a status read in this process without a server, with the ratio.
+and of a status read in this process without a server, with the ratio. With ``--bare``, each
+phase is followed by the same readers on a bare FastAPI app answering constants
+(``bench/bare_server.py``): the floor of HTTP and Python on this machine at that moment, and
+the ratio of the p95s to it. With ``--during-run``, the run's time is printed at the end.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_api import _print_reads, _read_phase  # noqa: E402
+from bench_api import _pct, _print_reads, _read_phase  # noqa: E402
 from served import start_server  # noqa: E402
 
 
@@ -95,8 +101,13 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--data", type=Path, default=ROOT / ".bench")
     ap.add_argument("--readers", default="1,20", help="reader counts, one phase each (default 1,20)")
+    ap.add_argument("--ids", type=int, default=5000,
+                    help="customers the readers pick from (the server keeps answers: fewer ids, more repeats)")
     ap.add_argument("--seconds", type=float, default=15, help="seconds per phase")
     ap.add_argument("--during-run", action="store_true", help="queue a full run first and read while it goes")
+    ap.add_argument("--bare", action="store_true",
+                    help="after each phase, the same readers on a bare FastAPI app answering constants "
+                         "(bench/bare_server.py): the floor of HTTP and Python on this machine")
     args = ap.parse_args()
     if args.make:
         make(args.make, args.records, args.data)
@@ -107,11 +118,12 @@ def main() -> int:
     import httpx
     import psutil
 
-    ids = customer_ids(path)
+    ids = customer_ids(path, args.ids)
     bare = in_process(path, ids)
     print(f"in-process, no server: profile {bare['profile']:.2f} ms of CPU, status {bare['status']:.3f} ms")
 
     server, url, token = start_server(path)
+    floor_server = None
     try:
         proc = psutil.Process(server.pid)
         api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60, trust_env=False)
@@ -120,6 +132,7 @@ def main() -> int:
                 break
             time.sleep(0.5)
         _read_phase(url, token, ids, 2, 4)  # warm: the profile's queries compiled
+        floor_server = start_bare(api, ids[0], token) if args.bare else None
         job = None
         if args.during_run:
             job = api.post("/api/jobs", json={"kind": "run", "params": {"full": True}}).json()
@@ -135,13 +148,56 @@ def main() -> int:
             mixed = (3 * bare["profile"] + bare["status"]) / 4  # the readers' mix: 3 profiles for 1 status
             print(f"  {reads / args.seconds:,.0f} reads/s; server CPU per read {per_read:.2f} ms "
                   f"(in-process {mixed:.2f} ms: ratio {per_read / mixed:.2f}); load {os.getloadavg()[0]:.1f}")
+            if floor_server is not None:
+                floor = _read_phase(floor_server[1], token, ids, args.seconds, n)
+                floor.pop("distinct", None)  # constants: which customer does not matter
+                running = ""
+                if job is not None:
+                    state = api.get(f"/api/jobs/{job['id']}").json()["state"]
+                    running = f" (the run's job: {state})"
+                p95 = _print_reads(f"  the floor: a bare FastAPI app answering constants, {n} reader(s){running}", floor)
+                ours = {r: _pct(v, 0.95) for r, v in phase["lat"].items()}
+                print("  ratio to the floor (p95): " + ", ".join(f"{r} {ours[r] / p95[r]:.1f}" for r in ours)
+                      + f"; {sum(len(v) for v in floor['lat'].values()) / args.seconds:,.0f} reads/s; "
+                      f"load {os.getloadavg()[0]:.1f}")
         if job is not None:
             state = api.get(f"/api/jobs/{job['id']}").json()["state"]
             print(f"the run's job at the end of the loop: {state}")
+            done = api.get(f"/api/jobs/{job['id']}", params={"wait": 30}).json()
+            while done["state"] in ("queued", "running"):
+                done = api.get(f"/api/jobs/{job['id']}", params={"wait": 30}).json()
+            print(f"the run: {done['state']} in {(done.get('result') or {}).get('seconds', float('nan')):.1f} s")
     finally:
+        if floor_server is not None:
+            floor_server[0].terminate()
+            floor_server[0].wait(timeout=60)
         server.terminate()
         server.wait(timeout=900)
     return 0
+
+
+def start_bare(api, tessera_id: str, token: str):
+    """bench/bare_server.py in a child process, answering bodies of the size of the real server's
+    (one status and one profile read first); (the process, its URL)."""
+    import subprocess
+
+    import httpx
+
+    from served import free_port
+
+    sizes = (len(api.get("/api/status").content), len(api.get(f"/api/profiles/{tessera_id}?events=20").content))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_server.py"), "--port", str(port),
+                             "--status-bytes", str(sizes[0]), "--profile-bytes", str(sizes[1]), "--token", token])
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit("the bare server did not start")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from datetime import date
@@ -21,6 +20,7 @@ from typing import Callable
 import ibis
 import ibis.expr.operations as ops
 
+from tessera.config.environment import rows_threshold
 from tessera.config.models import DATABASE_CONNECTIONS, WorkspaceConfig
 from tessera.datasets.build import (
     DatasetBuilder,
@@ -35,7 +35,7 @@ from tessera.datasets.search import SEARCH_TABLE, TID, create_search_table, sear
 from tessera.engine.base import EngineAdapter, Patch
 from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
-from tessera.errors import RunError, TesseraError, UsageError
+from tessera.errors import RunError, TesseraError
 from tessera.identity.review import overrides_by_dataset
 from tessera.privacy import consent as consent_history
 from tessera.privacy.suppression import has_suppressions, purge_batch
@@ -79,13 +79,7 @@ SEARCH_RUN_VARIABLE = "TESSERA_SEARCH_INDEX_RUN_ROWS"
 def search_index_run_rows() -> int:
     """The size of a customer dataset from which a run leaves its search index to the server
     (``TESSERA_SEARCH_INDEX_RUN_ROWS``, default 200,000; 0: never built by a run)."""
-    text = os.environ.get(SEARCH_RUN_VARIABLE, "").strip()
-    try:
-        rows = int(text) if text else SEARCH_RUN_ROWS
-    except ValueError:
-        raise UsageError(f"environment variable {SEARCH_RUN_VARIABLE}: '{text}' is not a number of rows; set a "
-                         "whole number (0: the server builds every search index after a run) or unset it") from None
-    return rows if rows > 0 else 0
+    return rows_threshold(SEARCH_RUN_VARIABLE, SEARCH_RUN_ROWS, "the server builds every search index after a run")
 
 
 class Pipeline:

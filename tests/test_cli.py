@@ -39,6 +39,8 @@ def test_init_apply_run_status_explain_export(tmp_path, company):
     out = tessera("-w", ws, "run").stdout
     assert "succeeded" in out and "duplicates merged" in out
     assert "contacts" in tessera("-w", ws, "status").stdout
+    segments = tessera("-w", ws, "segments", "list").stdout
+    assert "Segments of contacts" in segments and "vip" in segments and "Best customers" in segments
     assert "line" in tessera("-w", ws, "rejects").stdout
     exported = tmp_path / "contacts.csv"
     tessera("-w", ws, "export-data", "contacts", "-o", exported)
@@ -72,6 +74,17 @@ def test_user_errors_exit_1_with_a_message(tmp_path, company):
     proc = tessera("--debug", "-w", ws, "apply", bad, check=False)
     assert "Traceback" in proc.stderr
 
+
+def test_a_mistyped_command_or_option_is_a_usage_error_not_a_bug(tmp_path):
+    ws = tmp_path / "ws"
+    tessera("init", ws)
+    for args, said in ((("status", "--bogus"), "No such option: --bogus"),
+                       (("statu",), "Did you mean 'status'"),
+                       (("run", "--dry"), "No such option: --dry")):
+        proc = tessera("-w", ws, *args, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert said in proc.stderr and "Usage: tessera" in proc.stderr and "--help" in proc.stderr
+        assert "bug of Tessera" not in proc.stderr and "Traceback" not in proc.stderr
 
 def test_killed_run_leaves_the_last_published_state(tmp_path):
     info = generate(tmp_path / "company", size=3000, seed=4)

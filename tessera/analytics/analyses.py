@@ -34,6 +34,7 @@ from tessera.analytics.question import (
     Plan,
     Source,
     Unavailable,
+    _in_period,
     _orders_dataset,
     customer_dataset,
 )
@@ -62,7 +63,9 @@ class _Shop:
         self.customers, self.orders = cust.name, orders
         self.fields = _semantics(config, orders)
         self.link = links_to(config, orders, cust.name)
-        self.table = src.table(orders)
+        # the order facts when prepared: the same orders, stored in the order of their date
+        facts = src.facts(orders) if src.facts is not None else None
+        self.table = facts if facts is not None else src.table(orders)
         self.datasets = {cust.name, orders}
         self.applied: list[str] = []
         self.ignored: list[str] = []
@@ -75,10 +78,15 @@ class _Shop:
                               f"{field_name}; set semantic: {field_name} on one of its columns")
         return col
 
-    def rows(self, *, places: bool = True, period: bool = False, amount: bool = False) -> ibis.Table:
+    def rows(self, *, places: bool = True, period: bool = False, amount: bool = False,
+             table: ibis.Table | None = None, carry: tuple[str, ...] = (), since: date | None = None,
+             flag: str | None = None) -> ibis.Table:
         """The orders with a customer: ``_customer``, ``_order``, ``_day`` (and ``_amount``),
-        kept to the filtered stores and channels (``places``) and the period (``period``)."""
-        t = self.table
+        kept to the filtered stores and channels (``places``) and the period (``period``).
+        ``table``: rows with the orders' columns to read instead of the orders (order lines with
+        their order's columns), of which the ``carry`` columns are kept too; ``since``: only the
+        orders from that day on; ``flag``: only the orders whose flag column (:meth:`flag`) is true."""
+        t = self.table if table is None else table
         cols = {CID: t[self.link].cast("string"), "_order": t[TID].cast("string"),
                 "_day": t[self.need("OrderDate")].cast("date")}
         if amount:
@@ -96,8 +104,15 @@ class _Shop:
                 keep = keep & t[col].cast("string").isin(values)
                 self.applied.append(name)
         if period and (self.filters.date_from or self.filters.date_to):
-            keep = keep & self.in_period(cols["_day"])
-        return t.filter(keep).select(**cols)
+            # on the column itself: a timestamp is compared with the days' bounds, not cast per row
+            keep = keep & _in_period(t[self.need("OrderDate")], self.filters.date_from, self.filters.date_to)
+            if "period" not in self.applied:
+                self.applied.append("period")
+        if since is not None:
+            keep = keep & _in_period(t[self.need("OrderDate")], since, None)
+        if flag is not None:
+            keep = keep & t[flag]
+        return t.filter(keep).select(**cols, **{c: t[c] for c in carry})
 
     def in_period(self, day: ibis.Value) -> ibis.Value:
         f = self.filters
@@ -110,8 +125,20 @@ class _Shop:
             self.applied.append("period")
         return keep
 
-    def members(self, t: ibis.Table) -> ibis.Table:
-        """``t`` (with ``_customer``) kept to the members of the segment filter."""
+    def flag(self) -> str | None:
+        """The column of the order facts that flags the orders of the segment filter's members
+        (:mod:`tessera.analytics.facts`: of the same refresh as the members), when the orders read
+        are those facts: the rows kept with it are the members' (see :meth:`members`)."""
+        name = self.filters.segment
+        seg = next((s for s in self.src.config.segments if s.name == name), None) if name else None
+        if seg is None or seg.dataset != self.customers or f"segment__{name}" not in self.table.columns:
+            return None
+        return f"segment__{name}"
+
+    def members(self, t: ibis.Table, *, flagged: bool = False) -> ibis.Table:
+        """``t`` (with ``_customer``) kept to the members of the segment filter; ``flagged``: its
+        rows were kept with the segment's flag of the order facts (:meth:`flag`), they are the
+        members' already."""
         name = self.filters.segment
         if not name:
             return t
@@ -123,6 +150,8 @@ class _Shop:
             return t
         self.applied.append("segment")
         self.segments.add(name)
+        if flagged:
+            return t
         members = self.src.members()
         if members is None:
             return t.filter(ibis.literal(False))
@@ -228,11 +257,12 @@ def rfm_migration(src: Source, q: QuestionConfig, filters: Filters, where: str) 
         both = kept.select(CID, "_after", "_before")  # prepared after the run (prepare_rfm_segments)
     else:
         both = _segments(shop, since, to)
+    flag = shop.flag() if filters.stores or filters.channels else None
     if filters.stores or filters.channels:  # the customers who bought there (up to the second date)
-        there = shop.rows(places=True)
+        there = shop.rows(places=True, flag=flag)  # (and in the segment, by the facts' flag)
         there = there.filter(there._day <= ibis.literal(to, dt.date))
         both = both.filter(both[CID].isin(there[CID]))
-    both = shop.members(both)
+    both = shop.members(both, flagged=flag is not None)
     out = both.group_by(["_before", "_after"]).agg(customers=both.count())
     out = out.mutate(share=(out.customers.cast("float64") / out.customers.sum().over(group_by="_before")))
     before_labels = [NO_ORDER, *SEGMENTS]
@@ -259,13 +289,18 @@ def cohort_retention(src: Source, q: QuestionConfig, filters: Filters, where: st
     shop = _Shop(src, q, filters, where)
     _need_dataset(q, shop.orders, "dataset of orders", where)
     months = q.analysis.months
-    orders = shop.rows(places=True)
+    flag = shop.flag()  # the segment's members by the order facts' flag (a customer's orders: all or none)
+    orders = shop.rows(places=True, flag=flag)
     first = orders.group_by(CID).agg(_first=orders._day.min())
     if filters.date_from or filters.date_to:  # the cohorts whose first order is in the period
         first = first.filter(shop.in_period(first._first))
-    first = shop.members(first)
+    first = shop.members(first, flagged=flag is not None)
     first = first.select(CID, _cohort=first._first.truncate("M").cast("date"))
-    # each order's month after its customer's first, the months shown kept before any grouping
+    # each order's month after its customer's first, the months shown kept before any grouping;
+    # with a period, a cohort's customers have no order before it (their first is in it): only
+    # the orders from its first day on are read (the order facts are stored in time order)
+    if filters.date_from:
+        orders = shop.rows(places=True, since=filters.date_from, flag=flag)
     j = orders.join(first, orders[CID] == first[CID]).select(orders[CID], orders._day, first._cohort)
     j = j.mutate(_k=_months_between(j._cohort, j._day))
     j = j.filter(j._k <= months)
@@ -309,9 +344,20 @@ def categories_together(src: Source, q: QuestionConfig, filters: Filters, where:
         raise Unavailable(f"{where}.dataset: categories_together runs on order lines linked to the orders of "
                           f"'{shop.orders}'; '{q.dataset}' has no link to them")
     shop.datasets.add(q.dataset)
+    by_customer = q.analysis.basket == "customer"
+    narrowed = bool(filters.stores or filters.channels or filters.segment or filters.date_from or filters.date_to)
+    # the lines' facts when prepared (tessera.analytics.facts): each line with its order's columns,
+    # in the order of their date: the orders' filters read them, no join of the lines to the orders
+    carried: dict[str, ibis.Value] = {}
+    facts = src.facts(q.dataset) if (by_customer or narrowed) and src.facts is not None else None
+    if facts is not None and link in facts.columns:
+        prefix = f"{shop.orders}__"
+        names = [c for c in src.table(shop.orders).columns if not c.startswith("_")]
+        if all(prefix + c in facts.columns for c in names):
+            items, carried = facts, {c: facts[prefix + c] for c in names}
     own = _semantics(config, q.dataset).get("ProductCategory")
     if own and own in items.columns:
-        lines = items.select(_order=items[link].cast("string"), _cat=items[own].cast("string"))
+        lines = items.select(_order=items[link].cast("string"), _cat=items[own].cast("string"), **carried)
     else:
         products = next((d.name for d in config.datasets if "ProductCategory" in _semantics(config, d.name)
                          and links_to(config, q.dataset, d.name)), None)
@@ -324,15 +370,18 @@ def categories_together(src: Source, q: QuestionConfig, filters: Filters, where:
         if plink not in items.columns or cat not in prod.columns:
             raise Unavailable(f"{where}: the categories of dataset '{products}' are not published")
         prod = prod.select(_pid=prod[TID].cast("string"), _cat=prod[cat].cast("string"))
-        lines = items.select(_order=items[link].cast("string"), _pid=items[plink].cast("string"))
-        lines = lines.join(prod, lines._pid == prod._pid).select(lines._order, prod._cat)
+        lines = items.select(_order=items[link].cast("string"), _pid=items[plink].cast("string"), **carried)
+        lines = lines.join(prod, lines._pid == prod._pid).select(lines._order, prod._cat,
+                                                                 *[lines[c] for c in carried])
         shop.datasets.add(products)
     lines = lines.filter(lines._cat.notnull())
-    by_customer = q.analysis.basket == "customer"
-    narrowed = bool(filters.stores or filters.channels or filters.segment or filters.date_from or filters.date_to)
-    if by_customer or narrowed:
-        orders = shop.rows(places=True, period=True)
-        orders = shop.members(orders)
+    if carried:  # the lines kept by the orders' filters, with their order's customer
+        kept = shop.members(shop.rows(places=True, period=True, table=lines, carry=("_cat",)))
+        lines = kept.select(_b=kept[CID] if by_customer else kept._order, _cat=kept._cat)
+    elif by_customer or narrowed:
+        flag = shop.flag()
+        orders = shop.rows(places=True, period=True, flag=flag)
+        orders = shop.members(orders, flagged=flag is not None)
         orders = orders.select(_o=orders._order, _c=orders[CID])
         lines = lines.join(orders, lines._order == orders._o).select(
             _b=orders._c if by_customer else lines._order, _cat=lines._cat)

@@ -262,6 +262,17 @@ class Analytics:
                 entry = None
             if entry is not None:
                 built[found["orders"]] = entry
+        if found.get("orders") and found.get("items"):
+            # the order lines with their order's columns, in the order of its date: a chart of lines
+            # with a period, a store or a channel reads them as one scan (tessera.analytics.facts)
+            try:
+                entry = order_facts.build_lines(self.src, found["items"], found["orders"])
+            except Exception as exc:  # noqa: BLE001 - the questions join the lines to their orders
+                log.warning("the order lines' facts were not built (%s): questions join the lines to their "
+                            "orders", exc)
+                entry = None
+            if entry is not None:
+                built[found["items"]] = entry
         order_facts_of = set(built)
         # every customer's RFM segments at the dates a migration shows without a period: its
         # views with other filters count the kept customers' rows instead of scoring everyone

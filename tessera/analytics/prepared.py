@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from typing import Any, Iterable
 
-from tessera.errors import UsageError
+from tessera.config.environment import rows_threshold
 
 STATE = ("analytics", "prepared")
 # below this many rows in each dataset the dashboards read, they are computed fast enough when viewed
@@ -39,12 +38,7 @@ def worth_preparing(store, datasets: Iterable[str | None]) -> bool:
     environment variable's number: 0 prepares after every run)."""
     if store is None:
         return False
-    text = os.environ.get(ROWS_VARIABLE, "").strip()
-    try:
-        limit = int(text) if text else PREPARE_ROWS
-    except ValueError:
-        raise UsageError(f"environment variable {ROWS_VARIABLE}: '{text}' is not a number of rows; set a whole "
-                         "number (0: prepare the dashboards after every run) or unset it") from None
+    limit = rows_threshold(ROWS_VARIABLE, PREPARE_ROWS, "prepare the dashboards after every run")
     for name in {d for d in datasets if d}:
         pub = store.latest_publication(name)
         if pub is not None and (limit <= 0 or (pub.get("rows") or 0) >= limit):

@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import Any, Callable
 
 import ibis
+import ibis.expr.datatypes as dt
 
 from tessera.config.models import (
     ConditionConfig,
@@ -34,6 +35,7 @@ from tessera.config.models import (
 )
 from tessera.errors import ConfigError
 from tessera.segments import MEMBERS, Context, compile_segment
+from tessera.segments.compile import _compare
 from tessera.segments.related import _semantics, links_to
 from tessera.sqlcheck import check_expression, referenced_columns
 
@@ -154,6 +156,7 @@ class _Refs:
         self.segments: dict[str, str] = {}  # segment -> flag column
         self.buyers: ibis.Column | None = None  # customers kept by the dashboard's order filters
         self.buyers_key: tuple | None = None  # their key in the dashboard view (Source.once)
+        self.buyers_members = False  # whether they are kept to the segment filter's members already
         self.narrowing: list[dict] = []  # the dashboard's conditions, to copy the rows once per view
         self.copy: tuple[tuple, ibis.Table] | None = None  # (key, the customers the filters keep)
         self.from_copy = False  # whether the rows read are that copy (or its expression)
@@ -298,16 +301,7 @@ class _Refs:
         usable = [c for c in self.narrowing if c.get("column") in t.columns]
         if not usable:
             return t
-        ctx = Context(self.src.adapter, self.config, self.src.as_of,
-                      lambda name: t if name == self.q.dataset else self.src.table(name),
-                      self.src.segment_context.related)
-        seg = SegmentConfig(name="dashboard", dataset=self.q.dataset,
-                            conditions=[ConditionConfig.model_validate(c) for c in usable])
-        compiled = compile_segment(ctx, seg)
-        keep = compiled.conditions[0]
-        for c in compiled.conditions[1:]:
-            keep = keep & c
-        rows = compiled.table.filter(keep).select(*t.columns)
+        rows = t.filter(*[_kept(t, c, self.where, self.src.as_of) for c in usable])
         key = ("rows", self.q.dataset, which, json.dumps(usable, sort_keys=True, default=str))
         return self.src.once(key, rows, needed)
 
@@ -408,26 +402,72 @@ def _buyers(refs: _Refs, orders: str, customers: str, behaviour: list[tuple[str,
     """The customers with an order in the period, at one of the stores, on one of the channels:
     one semi-join on the orders (a subquery the engine runs once per question, or a table computed
     once for all the questions of a dashboard view when the source gives :attr:`Source.once`)."""
-    o = refs.src.table(orders)
+    # the order facts when prepared: the same orders, stored in the order of their date
+    o = refs.src.facts(orders) if refs.src.facts is not None else None
+    if o is None:
+        o = refs.src.table(orders)
     link = links_to(refs.config, orders, customers)
     keep = o[link].notnull()
     for name, col in behaviour:
         c = o[col]
         if name == "period":
-            day = c.cast("date") if c.type().is_timestamp() else c
-            if filters.date_from:
-                keep = keep & (day >= ibis.literal(filters.date_from))
-            if filters.date_to:
-                keep = keep & (day <= ibis.literal(filters.date_to))
+            keep = keep & _in_period(c, filters.date_from, filters.date_to)
         else:
             keep = keep & c.cast("string").isin(filters.stores if name == "store" else filters.channels)
+    # with a segment filter on the customers, the order facts' flag of its members (of the same
+    # refresh) keeps the buyers who are members: the copy of their rows needs no join with them
+    seg = next((s for s in refs.config.segments if s.name == filters.segment), None) if filters.segment else None
+    flag = f"segment__{seg.name}" if seg is not None and seg.dataset == customers else None
+    if flag is not None and flag in o.columns:
+        keep = keep & o[flag]
+        refs.buyers_members = True
     refs.datasets.add(orders)
     buyers = o.filter(keep).select(_tessera_b=o[link].cast("string"))
     if refs.src.once is not None:
         # the same customers for every question of the dashboard: their rows are copied once for
         # the view (see plan), the semi-join made by that copy
-        refs.buyers_key = ("buyers", orders, customers, tuple(behaviour), filters.key())
+        refs.buyers_key = ("buyers", orders, customers, tuple(behaviour), filters.key(), refs.buyers_members)
     return buyers._tessera_b
+
+
+def _in_period(col: ibis.Value, since: date | None, until: date | None) -> ibis.BooleanValue:
+    """Whether ``col`` (a date or a timestamp) falls on a day from ``since`` to ``until`` (both
+    included, either may be None). A timestamp without a time zone is compared with the bounds'
+    midnights (``>= since``, ``< the day after until``), which is its day being in the period
+    without casting every row to a date: the engine then reads the bounds against each block's
+    min and max (a table stored in time order is read for the period's blocks only)."""
+    typ = col.type()
+    parts = []
+    if typ.is_timestamp() and typ.timezone is None:
+        if since:
+            parts.append(col >= ibis.literal(datetime.combine(since, time()), dt.timestamp))
+        if until and until < date.max:
+            parts.append(col < ibis.literal(datetime.combine(until + timedelta(days=1), time()), dt.timestamp))
+    else:
+        day = col.cast("date") if typ.is_timestamp() else col
+        if since:
+            parts.append(day >= ibis.literal(since, dt.date))
+        if until:
+            parts.append(day <= ibis.literal(until, dt.date))
+    if not parts:
+        return col.notnull()  # an open period: every dated row
+    keep = parts[0]
+    for p in parts[1:]:
+        keep = keep & p
+    return keep
+
+
+def _kept(t: ibis.Table, cond: dict, where: str, as_of: date) -> ibis.BooleanValue:
+    """The predicate of one of the dashboard's filters (:func:`_filter_conditions`: a period, the
+    stores or channels, a segment's flag) on ``t``: what the segment compiler's condition keeps
+    in a filter (a row whose value is null is not kept), written so that the engine pushes it
+    into its scans and joins (no ``COALESCE(..., FALSE)`` around it, a period on a timestamp
+    without casting it: :func:`_in_period`)."""
+    col, op, value = t[cond["column"]], cond["op"], cond.get("value")
+    if op in ("between", ">=", "<=") and (col.type().is_timestamp() or col.type().is_date()):
+        lo, hi = value if op == "between" else ((value, None) if op == ">=" else (None, value))
+        return _in_period(col, date.fromisoformat(lo) if lo else None, date.fromisoformat(hi) if hi else None)
+    return _compare(col, op, value, where, as_of, cond.get("unit") or "days")
 
 
 def _orders_dataset(config: WorkspaceConfig, customers: str | None) -> str | None:
@@ -571,10 +611,11 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
     conditions = [_rewrite(c.model_dump(mode="json", exclude_defaults=True, by_alias=True), refs,
                            f"{where}.filters[{i}]") for i, c in enumerate(q.filters)]
     extra, applied, ignored = _filter_conditions(refs, filters, where)
-    for j, c in enumerate(extra):
-        conditions.append(_rewrite(c, refs, f"{where} filter {j}"))
+    # the dashboard's filters: plain predicates on the rows (the engine pushes them into its scans
+    # and joins), not conditions of the segment compiler (see _kept)
+    dashboard = [_rewrite(c, refs, f"{where} filter {j}") for j, c in enumerate(extra)]
     if src.once is not None and refs.buyers_key is None:
-        refs.narrowing = conditions[len(conditions) - len(extra):]
+        refs.narrowing = dashboard
     n_all = len(conditions)
     for i, m in enumerate(q.measures):
         if m.fn == "share":
@@ -594,13 +635,17 @@ def plan(src: Source, q: QuestionConfig, filters: Filters | None = None, *, wher
             if members is None:
                 narrowed = narrowed.mutate(**{flag: ibis.literal(False)})
             else:
-                m = members.filter(members.segment == seg.name).select(_tessera_m=members.tessera_id.cast("string"))
-                narrowed = narrowed.filter(narrowed[TID].cast("string").isin(m._tessera_m))
+                if not refs.buyers_members:
+                    m = members.filter(members.segment == seg.name).select(
+                        _tessera_m=members.tessera_id.cast("string"))
+                    narrowed = narrowed.filter(narrowed[TID].cast("string").isin(m._tessera_m))
                 narrowed = narrowed.mutate(**{flag: ibis.literal(True)})
         refs.copy = (("customers", q.dataset, seg.name if seg else None, refs.buyers_key), narrowed)
-    joined = refs.joined(_needed(refs, q, conditions, measure_cols))
+    joined = refs.joined(_needed(refs, q, conditions + dashboard, measure_cols))
     if refs.buyers is not None and not refs.from_copy:  # (the copy holds only the customers who bought so)
         joined = joined.filter(joined[TID].cast("string").isin(refs.buyers))
+    if dashboard:
+        joined = joined.filter(*[_kept(joined, c, f"{where} filter {j}", src.as_of) for j, c in enumerate(dashboard)])
     if conditions:
         ctx = Context(src.adapter, src.config, src.as_of,
                       lambda name: joined if name == q.dataset else src.table(name),

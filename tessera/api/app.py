@@ -112,6 +112,8 @@ def create_app(workspace_path: str | Path, *, collect: bool = True, loader: bool
                                         loader_interval=loader_interval)
         # Segments with event conditions follow the events as they load, between runs.
         app.state.collector.loaded_callbacks.append(owner.refresh_event_segments_soon)
+        # Profiles show the events collected since the last run: their kept answers are of before.
+        app.state.collector.loaded_callbacks.append(owner.events_loaded)
         app.state.services.append(app.state.collector)
         app.include_router(collect_router)
 

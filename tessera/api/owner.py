@@ -26,10 +26,12 @@ from typing import Any, Callable, TypeVar
 
 import psutil
 
+from tessera.api.answers import Answers
 from tessera.collect.scrub import scrub_log
 from tessera.errors import BusyError, NotFoundError, TesseraError, UsageError, error_classes
 from tessera.jobs import JobContext, JobQueue
 from tessera.segments import event_segments
+from tessera.segments.related import event_links
 from tessera.syncs import reset_sync
 from tessera.workspace import Workspace
 
@@ -56,7 +58,9 @@ class WorkspaceOwner:
             self.workspace.close()
             raise
         self.local_token = "tsl_" + secrets.token_urlsafe(32)
-        self.jobs = JobQueue(self.workspace.store, {
+        #: answers of point reads (profiles) kept while nothing they show changes
+        self.answers = Answers()
+        handlers = {
             "run": self._run, "import": self._import, "sync": self._sync, "apply": self._apply,
             "sync_reset": self._sync_reset, "segments_refresh": self._segments_refresh,
             "segment_save": self._segment_save, "segment_delete": self._segment_delete,
@@ -64,7 +68,9 @@ class WorkspaceOwner:
             "config_change": self._config_change,
             "dashboard_save": self._dashboard_save, "dashboard_delete": self._dashboard_delete,
             "dashboards_prepare": self._dashboards_prepare,
-        }, on_cancel=self.workspace.adapter.interrupt, on_end=self._job_ended)
+        }
+        self.jobs = JobQueue(self.workspace.store, {kind: self._changing(fn) for kind, fn in handlers.items()},
+                             on_cancel=self.workspace.adapter.interrupt, on_end=self._job_ended)
         # The customer of an erase job, by the job's reference: an e-mail or a phone is never
         # written into the jobs table nor the audit log (the receipt names the tessera_id).
         self._erase_subjects: dict[str, str] = {}
@@ -116,6 +122,29 @@ class WorkspaceOwner:
         self.workspace.store.audit(f"job.{kind}.submitted", actor=by, target=f"job {job['id']}",
                                    details={"kind": kind, "params": _audited_params(params)}, client=client)
         return job
+
+    def _changing(self, handler: Callable[[dict, JobContext], Any]) -> Callable[[dict, JobContext], Any]:
+        """``handler``, after which the kept answers of point reads are not given again: when a
+        job returns (or fails), before its end is recorded, whatever it changed in the warehouse
+        is what the next read sees (an erased customer is gone)."""
+        def job(params: dict, ctx: JobContext) -> Any:
+            try:
+                return handler(params, ctx)
+            finally:
+                self.answers.changed()
+
+        return job
+
+    def events_loaded(self, _load=None) -> None:
+        """After an event load: profiles show the events collected since the last run, so their
+        kept answers are not given again when events feed a customer dataset."""
+        try:
+            config = self.workspace.config
+            shown = any(event_links(config, d.name) for d in config.datasets if d.deduplicate)
+        except Exception:  # noqa: BLE001 - a configuration being changed: forget the answers to be sure
+            shown = True
+        if shown:
+            self.answers.changed()
 
     def _job_ended(self, job: dict) -> None:
         """The audit line of a finished job: its state, error, and for ``apply`` the configuration diff."""

@@ -20,7 +20,7 @@ def connections_list() -> None:
         config = ws.config
     t = Table(title="Connections")
     for col in ("connection", "type", "where", "used by"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "connection")
     for c in config.connections:
         where = getattr(c, "path", None) if c.type in ("local", "sqlite") else \
             getattr(c, "url", None) or f"{getattr(c, 'host', '')}:{getattr(c, 'port', '')}".strip(":")

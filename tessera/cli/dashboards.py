@@ -24,9 +24,11 @@ def _filters(period, store, channel, segment) -> dict:
     return {"period": period, "store": store, "channel": channel, "segment": segment}
 
 
-def _text(value) -> str:
+def _text(value, percent: bool = False) -> str:
     if value is None:
         return "-"
+    if percent and isinstance(value, (int, float)):  # a share from 0 to 1
+        return f"{100 * value:.1f} %"
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1 else f"{value:,.2f}"
     return str(value)
@@ -39,7 +41,7 @@ def list_() -> None:
         rows = ws.dashboards()
     t = Table(title="Dashboards")
     for col in ("dashboard", "title", "kind", "charts", "unavailable", "filters"):
-        t.add_column(col, justify="right" if col in ("charts", "unavailable") else "left")
+        t.add_column(col, justify="right" if col in ("charts", "unavailable") else "left", no_wrap=col == "dashboard")
     for r in rows:
         t.add_row(r["name"], escape(r["title"]), r["kind"], str(r["questions"]), str(r["unavailable"] or ""),
                   ", ".join(r["filters"]))
@@ -67,7 +69,7 @@ def show(name: str = typer.Argument(..., help="Dashboard name."),
         for c in q["columns"]:
             t.add_column(escape(c["label"]), justify="right" if c["role"] == "measure" else "left")
         for r in q["rows"][:rows]:
-            t.add_row(*[escape(_text(r.get(c["key"]))) for c in q["columns"]])
+            t.add_row(*[escape(_text(r.get(c["key"]), c.get("percent", False))) for c in q["columns"]])
         console.print(t)
         more = len(q["rows"]) - rows
         if more > 0:

@@ -28,7 +28,7 @@ def columns(dataset: str = typer.Argument(..., help="Dataset name.")) -> None:
         cols = ws.describe(dataset)
     t = Table(title=f"Dataset {dataset}")
     for col in ("column", "type", "semantic field", "merge rule", "identity key", "from sources"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "column")
     for c in cols:
         semantic = f"{c['semantic']} ({c['semantic_from']})" if c["semantic"] else "-"
         origin = (escape(f"= {c['computed']}") if c.get("computed")
@@ -55,7 +55,7 @@ def rejects(source: Optional[str] = typer.Option(None, help="Only this source.")
         rows = ws.adapter.to_arrow(ws.rejects(source).limit(limit)).to_pylist()
     t = Table(title="Rejected rows")
     for col in ("source", "file", "line", "column", "reason"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col in ("source", "line"))
     for r in rows:
         t.add_row(r["source"], r["file"], str(r["line"]), r["column_name"] or "", r["reason"])
     console.print(t)

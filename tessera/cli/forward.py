@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 from typing import Callable, Optional
 
-import click
 import typer
 
 from tessera.cli.common import STATE, app, console, err
@@ -104,12 +103,16 @@ def _invoke(argv: list[str]) -> int:
             raise
         err.print(f"Error: {exc}", markup=False, highlight=False)
         return 1
-    except Exception as exc:  # click's usage errors
-        if isinstance(exc, click.ClickException):
-            exc.show(file=sys.stderr if err.file is sys.stderr else err.file)
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
+    except typer.TyperException as exc:  # a usage error: an unknown command or option, a bad value
+        out = sys.stderr if err.file is sys.stderr else err.file
+        if hasattr(exc, "show"):  # with the command's usage line and where its help is
+            exc.show(file=out)
+        else:
+            print(f"Error: {exc.format_message()}", file=out)
+        return exc.exit_code
+    except typer.Abort:
+        return 1
+    except Exception as exc:
         if STATE["debug"]:
             raise
         # a bug of ours still ends in one line, not a traceback

@@ -23,14 +23,14 @@ def print_run(result) -> None:
                       "(tessera run --full rebuilds them).", markup=False, highlight=False)
     src = Table(title="Sources")
     for col in ("source", "new files", "rows read", "staged", "rejected"):
-        src.add_column(col, justify="right" if col != "source" else "left")
+        src.add_column(col, justify="right" if col != "source" else "left", no_wrap=col == "source")
     for name, c in result.sources.items():
         src.add_row(name, str(c.get("files_new", 0)), str(c.get("rows_read", 0)), str(c.get("staged", "")),
                     str(c.get("rejected", "")))
     console.print(src)
     ds = Table(title="Datasets")
     for col in ("dataset", "source records", "unified", "duplicates merged", "shared values"):
-        ds.add_column(col, justify="right" if col != "dataset" else "left")
+        ds.add_column(col, justify="right" if col != "dataset" else "left", no_wrap=col == "dataset")
     for name, c in result.datasets.items():
         ds.add_row(name, str(c.get("records", "")), str(c.get("rows", "")), str(c.get("duplicates_merged", "")),
                    str(c.get("shared_values", "")))

@@ -25,7 +25,7 @@ def schedule_list(ctx: typer.Context) -> None:
         return
     t = Table(title="Schedules")
     for col in ("job", "schedule", "next run", "last started", "last status"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "job")
     for j in jobs:
         state = "running" if j["running"] else (j["last_status"] or "-")
         t.add_row(j["job"], j["schedule"], j["next_run"], j["last_started"] or "-", state)

@@ -19,7 +19,7 @@ def scores_list() -> None:
 
     t = Table(title="Score library (docs/scores.md)")
     for col in ("score", "needs", "columns", "what"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "score")
     for d in LIBRARY.values():
         needs = ", ".join(n.replace("item:", "order items: ") for n in d.needs)
         t.add_row(d.name, needs, "\n".join(d.columns), d.description)

@@ -24,13 +24,17 @@ def list_() -> None:
     """List the segments with their size at the last refresh."""
     with _open() as ws:
         rows = ws.segments()
-    t = Table(title="Segments")
-    for col in ("segment", "dataset", "conditions", "size", "refreshed at", "version", "description"):
-        t.add_column(col, justify="right" if col in ("size", "conditions", "version") else "left")
+    datasets = sorted({r["dataset"] for r in rows})
+    one = len(datasets) == 1  # the dataset goes in the title, leaving its width to the descriptions
+    t = Table(title=f"Segments of {datasets[0]}" if one else "Segments")
+    for col in ("segment", *(() if one else ("dataset",)), "conditions", "size", "refreshed at (UTC)"):
+        # these columns keep their width; the description wraps in what is left
+        t.add_column(col, justify="right" if col in ("size", "conditions") else "left", no_wrap=True)
+    t.add_column("description", ratio=1)
     for r in rows:
-        t.add_row(r["name"], r["dataset"], f"{r['conditions']} ({r['match']})",
-                  "-" if r["size"] is None else str(r["size"]), r["refreshed_at"] or "never",
-                  str(r["version"] or "-"), escape(r["description"] or ""))
+        refreshed = (r["refreshed_at"] or "never")[:16].replace("T", " ")  # to the minute
+        t.add_row(r["name"], *(() if one else (r["dataset"],)), f"{r['conditions']} ({r['match']})",
+                  "-" if r["size"] is None else str(r["size"]), refreshed, escape(r["description"] or ""))
     console.print(t)
     if not rows:
         console.print("No segment yet: declare some under segments: in the YAML and run tessera apply.")

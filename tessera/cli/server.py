@@ -56,7 +56,7 @@ def jobs_list(limit: int = typer.Option(20, help="Jobs to show.")) -> None:
     jobs = _client().call("GET", "/api/jobs", params={"limit": limit})
     t = Table(title="Jobs")
     for col in ("job", "kind", "state", "step", "created", "error"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "job")
     for j in jobs:
         step = (j.get("progress") or {}).get("step") or ""
         t.add_row(str(j["id"]), j["kind"], j["state"], step, j["created_at"][:19], escape((j.get("error") or "")[:80]))

@@ -23,7 +23,8 @@ def sources_list() -> None:
         files = ws.store.list_imported_files()
     t = Table(title="Sources")
     for col in ("source", "connection", "reads", "record keys", "files", "rows", "rejected at import"):
-        t.add_column(col, justify="right" if col in ("files", "rows", "rejected at import") else "left")
+        t.add_column(col, justify="right" if col in ("files", "rows", "rejected at import") else "left",
+                     no_wrap=col == "source")
     for s in config.sources:
         mine = [f for f in files if f["source"] == s.name]
         t.add_row(s.name, s.connection, s.pattern or s.table or (s.query and "(query)") or "(events)",

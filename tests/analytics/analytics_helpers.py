@@ -7,9 +7,12 @@ import csv
 import io
 import math
 import textwrap
+import uuid
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
+
+import pytest
 
 from tessera.enrich.scores import RFM_SEGMENTS
 from tessera.workspace import Workspace
@@ -182,6 +185,24 @@ def make(folder: Path, engine: str = "duckdb", dashboards: bool = True) -> Works
     (folder / "w.yaml").write_text(textwrap.dedent(CONFIG) + (textwrap.dedent(DASHBOARDS) if dashboards else ""))
     ws = Workspace.init(folder / "ws", warehouse=engine)
     ws.apply(folder / "w.yaml")
+    return ws
+
+
+#: the engines of a module's workspace fixture (``params=ENGINES``, see :func:`engine_workspace`)
+ENGINES = ["duckdb", pytest.param("spark", marks=pytest.mark.spark),
+           pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def engine_workspace(request, tmp_path_factory, prefix: str) -> Workspace:
+    """The shop on the engine of a module fixture's parameter (one of :data:`ENGINES`: Spark's
+    session and PostgreSQL's server are started by their fixtures), run once."""
+    engine = request.param
+    if engine == "spark":
+        request.getfixturevalue("spark_session")
+    elif engine == "postgres":
+        engine = request.getfixturevalue("postgres_server").create_database(f"{prefix}_{uuid.uuid4().hex[:8]}")
+    ws = make(tmp_path_factory.mktemp(f"{prefix}-{request.param}"), engine)
+    assert ws.run().status == "succeeded"
     return ws
 
 

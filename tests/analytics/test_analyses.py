@@ -84,6 +84,8 @@ def test_cohort_triangle_of_repeat_purchases(ws):
     # the period keeps the cohorts whose first order is in it; a store keeps its orders
     late = ws.run_question(("retention", "cohort_retention"), {"period": "2024-10-01..2024-12-31"})
     assert {r["cohort"][:7] for r in late["rows"]} == {"2024-10", "2024-11", "2024-12"}
+    assert {(r["cohort"][:7], r["months_after"]): (r["cohort_customers"], r["customers_again"])
+            for r in late["rows"]} == {k: v[:2] for k, v in expected.items() if k[0] >= "2024-10"}
     s1 = ws.run_question(("retention", "cohort_retention"), {"store": "S1"})
     firsts = Counter()
     seen = {}
@@ -159,3 +161,48 @@ def test_rfm_migration_with_filters_reads_the_segments_prepared_after_a_run(ws, 
     moves = Counter((before.get(c, "(no order yet)"), s) for c, s in after.items() if c in there)
     assert {(r["rfm_segment_before"], r["rfm_segment_after"]): r["customers"] for r in result["rows"]} == dict(moves)
     assert result["filters"]["applied"] == ["store"] and not result["cached"]
+
+
+def test_categories_together_with_filters_read_the_order_lines_facts(ws):
+    """Once prepared, the order lines carry their order's columns (the lines' facts): the baskets
+    of a period, of stores, of a segment's customers are kept on them without joining the orders;
+    the figures computed by hand."""
+    import ibis
+
+    from tessera.analytics import dashboards, facts, parse_filters, validate_question
+
+    ws.analytics().prepare(again=True)
+    dashboards._CACHE.clear()
+    category = {p["product_id"]: p["category"] for p in rows(PRODUCTS)}
+    order = {o["order_id"]: o for o in rows(SALES)}
+    big = {"cy@example.com", "ed@example.com"}  # 300 or more in all (the segment big_spenders)
+
+    def expected(key, keep) -> dict:
+        baskets = defaultdict(set)
+        for line in rows(LINES):
+            o = order[line["order_id"]]
+            if key(o) and keep(o):
+                baskets[key(o)].add(category[line["product_id"]])
+        n = len(baskets)
+        single = Counter(c for b in baskets.values() for c in b)
+        pairs = Counter((a, b) for cats in baskets.values() for a in cats for b in cats if a < b)
+        return {p: (k, k * n / (single[p[0]] * single[p[1]])) for p, k in pairs.items()}
+
+    by_customer = {"name": "q", "dataset": "order_items", "chart": "table",
+                   "analysis": {"kind": "categories_together", "basket": "customer"}}
+    cases = [
+        (("products", "categories_together"), {"store": "S2"}, "orders", lambda o: o["order_id"],
+         lambda o: o["store"] == "S2"),
+        (by_customer, {"period": "2024-10-01..2024-12-31", "store": "S1,S2"}, "customers", lambda o: o["email"],
+         lambda o: "2024-10-01" <= o["day"] <= "2024-12-31" and o["store"] in ("S1", "S2")),
+        (by_customer, {"store": "S1,S2", "segment": "big_spenders"}, "customers", lambda o: o["email"],
+         lambda o: o["store"] in ("S1", "S2") and o["email"] in big),
+    ]
+    a = ws.analytics()
+    for q, filters, count, key, keep in cases:
+        want = expected(key, keep)
+        assert want  # some pair is bought together
+        same(ws.run_question(q, filters)["rows"], count, want)
+        question = a.question(*q)[0] if isinstance(q, tuple) else validate_question(q)
+        sql = str(ibis.to_sql(a.plan(question, parse_filters(filters, a.src.as_of)).expr))
+        assert facts.PREFIX + "order_items" in sql

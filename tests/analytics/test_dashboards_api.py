@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 
 import httpx
 import pytest
@@ -131,6 +132,10 @@ def test_dashboards_cli(tmp_path, capsys, monkeypatch):
     assert code == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     code, text = tessera("show", "nope")
     assert code == 1 and "unknown dashboard 'nope'" in text
+    code, shown = tessera("show", "customer_knowledge")
+    assert code == 0, shown
+    opt_in = shown.split("e-mail opt-in rate")[1].split("\n")[2]  # the row under the header's line
+    assert re.search(r"\d{1,3}\.\d %", opt_in), shown  # a share in percent, not 0.x
 
 
 def test_the_server_prepares_the_dashboards_after_a_run_and_at_its_start(tmp_path, monkeypatch):

@@ -5,14 +5,12 @@ dropped by an erasure."""
 
 from __future__ import annotations
 
-import uuid
-
 import ibis
 import pytest
-from analytics_helpers import make
+from analytics_helpers import ENGINES, engine_workspace
 
 import tessera.analytics.question as question
-from tessera.analytics import dashboards, facts, prepared, validate_question
+from tessera.analytics import dashboards, facts, parse_filters, prepared, validate_question
 
 FILTERS = {"period": "2024-01-01..2024-12-31", "store": "S1,S2", "segment": "big_spenders"}
 QUESTIONS = [
@@ -34,18 +32,20 @@ QUESTIONS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["duckdb", pytest.param("spark", marks=pytest.mark.spark),
-                                        pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=ENGINES)
 def ws(request, tmp_path_factory):
-    engine = request.param
-    if engine == "spark":
-        request.getfixturevalue("spark_session")
-    elif engine == "postgres":
-        engine = request.getfixturevalue("postgres_server").create_database(f"fa_{uuid.uuid4().hex[:8]}")
-    ws = make(tmp_path_factory.mktemp(f"facts-{request.param}"), engine)
-    assert ws.run().status == "succeeded"
+    ws = engine_workspace(request, tmp_path_factory, "fa")
     yield ws
     ws.close()
+
+
+@pytest.fixture(scope="module")
+def baseline(ws) -> list:
+    """The figures of the questions and of the sales dashboard, without and with the filters,
+    before any facts are built (joined, the bands grouped in two levels): computed once for both
+    tests (each query a job of its own on Spark)."""
+    prepared.forget(ws.store)
+    return [figures(ws), figures(ws, FILTERS)]
 
 
 def figures(ws, filters: dict | None = None) -> list[list[dict]]:
@@ -56,30 +56,36 @@ def figures(ws, filters: dict | None = None) -> list[list[dict]]:
 
 
 def reads_facts(ws, q: dict, filters: dict | None = None) -> bool:
-    from tessera.analytics import parse_filters
-
     a = ws.analytics()
     p = a.plan(validate_question({"name": "q", **q}), parse_filters(filters, a.src.as_of))
     return facts.PREFIX in str(ibis.to_sql(p.expr))
 
 
-def test_two_level_bands_give_the_figures_of_one_grouping(ws, monkeypatch):
-    two = [figures(ws), figures(ws, FILTERS)]
+def analyses(ws) -> list[list[dict]]:
+    """The charts of the dashboards with ready-made analyses, with the filters."""
+    dashboards._CACHE.clear()
+    return [q["rows"] for name in ("rfm", "retention", "products") for q in ws.dashboard(name, FILTERS)["questions"]
+            if not q.get("unavailable")]
+
+
+def test_two_level_bands_give_the_figures_of_one_grouping(ws, baseline, monkeypatch):
+    two = baseline
     monkeypatch.setattr(question, "_TWO_LEVEL_BANDS", ())
     one = [figures(ws), figures(ws, FILTERS)]
     assert two == one
     assert any(r for r in two[0][0]) and any(r for r in two[1][0])  # the cross-tab is not empty
 
 
-def test_order_facts_give_the_same_figures_and_follow_the_publications(ws, monkeypatch):
+def test_order_facts_give_the_same_figures_and_follow_the_publications(ws, baseline, monkeypatch):
+    before = baseline
     prepared.forget(ws.store)
-    before = [figures(ws), figures(ws, FILTERS)]
     assert not any(reads_facts(ws, q) for q in QUESTIONS)
+    joined_analyses = analyses(ws)
     monkeypatch.setenv(prepared.ROWS_VARIABLE, "0")
     counts = ws.prepare_dashboards(again=True)
-    assert counts["facts"] == ["orders"]
+    assert counts["facts"] == ["order_items", "orders"]
     table = facts.PREFIX + "orders"
-    assert ws.adapter.exists(table)
+    assert ws.adapter.exists(table) and ws.adapter.exists(facts.PREFIX + "order_items")
     # a new process: what was prepared read from the store
     dashboards._CACHE.clear()
     prepared.forget()
@@ -95,7 +101,14 @@ def test_order_facts_give_the_same_figures_and_follow_the_publications(ws, monke
         "ha@example.com": 2, "di@example.com": 1, "gu@example.com": 1, "(empty)": 1}
     assert reads_facts(ws, {"dataset": "orders", "dimensions": [{"column": "channel"}], "measures": [{"fn": "count"}]},
                        FILTERS)  # the segment filter is a flag of the facts
+    # the order lines read with their order's date and store from the lines' facts
+    items = {"dataset": "order_items", "dimensions": [{"column": "orders.day", "band": "month"}],
+             "measures": [{"fn": "sum", "column": "quantity"}]}
+    a = ws.analytics()
+    sql = str(ibis.to_sql(a.plan(validate_question({"name": "q", **items}), parse_filters(FILTERS, a.src.as_of)).expr))
+    assert facts.PREFIX + "order_items" in sql and '"orders"' not in sql
     assert [figures(ws), figures(ws, FILTERS)] == before
+    assert analyses(ws) == joined_analyses  # the copies of a view and the analyses read the facts
     if type(ws.adapter).__name__.startswith("Spark"):
         return  # the same definitions; the runs and preparations below take minutes on Spark
     # a new order, a new publication: the facts are of the previous one, the questions join again
@@ -119,3 +132,21 @@ def test_order_facts_give_the_same_figures_and_follow_the_publications(ws, monke
     assert not ws.adapter.exists(table)
     assert ws.store.get_state(*prepared.STATE) is None
     assert not reads_facts(ws, QUESTIONS[0])
+
+
+def test_a_period_on_timestamps_keeps_the_days_of_the_period():
+    """A dashboard's period on a timestamp compares it with the days' bounds (no cast per row):
+    the same rows as its day being in the period, at the first and last instants of a day."""
+    from datetime import date, datetime
+
+    from tessera.analytics.question import _in_period
+
+    con = ibis.duckdb.connect()
+    stamps = [datetime(2023, 12, 31, 23, 59, 59, 999999), datetime(2024, 1, 1), datetime(2024, 3, 5, 12),
+              datetime(2024, 6, 30, 23, 59, 59, 999999), datetime(2024, 7, 1), None]
+    t = ibis.memtable({"ts": stamps}, schema={"ts": "timestamp"})
+    for since, until in [(date(2024, 1, 1), date(2024, 6, 30)), (None, date(2024, 6, 30)), (date(2024, 1, 1), None)]:
+        kept = con.to_pyarrow(t.filter(_in_period(t.ts, since, until))).column("ts").to_pylist()
+        want = [s for s in stamps if s is not None and (since is None or s.date() >= since)
+                and (until is None or s.date() <= until)]
+        assert sorted(kept) == want and 0 < len(want) < 5

@@ -4,24 +4,16 @@ plain Python (analytics_helpers.py), with one test body on every engine."""
 from __future__ import annotations
 
 import statistics
-import uuid
 from collections import Counter, defaultdict
 from datetime import date, timedelta
 
 import pytest
-from analytics_helpers import LINES, PRODUCTS, SALES, age_band, make, people, rows
+from analytics_helpers import ENGINES, LINES, PRODUCTS, SALES, age_band, engine_workspace, people, rows
 
 
-@pytest.fixture(scope="module", params=["duckdb", pytest.param("spark", marks=pytest.mark.spark),
-                                        pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=ENGINES)
 def ws(request, tmp_path_factory):
-    engine = request.param
-    if engine == "spark":
-        request.getfixturevalue("spark_session")
-    elif engine == "postgres":
-        engine = request.getfixturevalue("postgres_server").create_database(f"an_{uuid.uuid4().hex[:8]}")
-    ws = make(tmp_path_factory.mktemp(f"an-{request.param}"), engine)
-    assert ws.run().status == "succeeded"
+    ws = engine_workspace(request, tmp_path_factory, "an")
     yield ws
     ws.close()
 

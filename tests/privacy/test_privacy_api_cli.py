@@ -29,9 +29,17 @@ def test_the_api_erases_as_a_job_and_keeps_the_email_out_of_jobs_and_audit(shop)
     app = create_app(path, collect=False)
     with TestClient(app) as client:
         client.headers["Authorization"] = f"Bearer {app.state.owner.local_token}"
+        tid = client.get("/api/customers", params={"email": "bo@example.com"}).json()["data"][0]["tessera_id"]
+        # The profile read twice: the second answer is the one the server kept (WorkspaceOwner.answers).
+        hits = app.state.owner.answers.hits
+        shown = [client.get(f"/api/profiles/{tid}") for _ in range(2)]
+        assert [r.status_code for r in shown] == [200, 200] and shown[0].content == shown[1].content
+        assert "bo@example.com" in shown[1].text and app.state.owner.answers.hits == hits + 1
         answer = client.post("/api/privacy/erase", json={"customer": "bo@example.com"})
         assert answer.status_code == 200, answer.text
         receipt = answer.json()
+        # The kept answer is gone with the customer: the next read finds no record.
+        assert client.get(f"/api/profiles/{tid}").status_code == 404
         assert receipt["identifiers"] == {"customer_id": 1, "email": 1, "phone": 1}
         assert {r["where"]: r["rows"] for r in receipt["removed"]}["dataset orders (rows)"] == 1
         jobs = client.get("/api/jobs").json()
