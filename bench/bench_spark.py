@@ -188,7 +188,7 @@ def main() -> None:
           f"partitions {os.environ.get('TESSERA_SPARK_PARTITIONS', 'default')}")
     for engine, out in best.items():
         print(f"{engine}: session/connection start {out['start']:.2f} s, peak RSS {out['peak'] / 2**20:,.0f} MB"
-              + (f" (JVM {out['jvm'] / 2**20:,.0f} MB)" if out["jvm"] else ""))
+              + (f" (its child processes, Spark's JVM: {out['jvm'] / 2**20:,.0f} MB)" if engine == "spark" else ""))
         for i, r in enumerate(out["runs"]):
             steps = ", ".join(f"{k} {v:.2f} s" for k, v in r["steps"].items())
             jobs = f", {r['jobs']} Spark jobs" if r["jobs"] is not None else ""
