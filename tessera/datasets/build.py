@@ -20,7 +20,7 @@ from tessera.engine.types import IBIS_TYPES, cast_text, type_name
 from tessera.engine.duckdb import authoring_probe
 from tessera.errors import EngineError, RunError, TesseraError
 from tessera.datasets.incremental import Current, Previous, affected, all_key_values, changed_by_batches
-from tessera.identity.merge import MergeColumn, merge
+from tessera.identity.merge import MergeColumn, merge, merge_parts
 from tessera.identity.resolve import (DEFAULT_BLOCKED, SHAREABLE, IdentityKey, Override, key_values, new_id,
                                      resolve)
 from tessera.normalize.rules import apply_rules
@@ -404,20 +404,22 @@ class DatasetBuilder:
         if kind == "source":
             rows = self.adapter.table(self.stages[obj])
             rules = self.sources[obj].normalize.get(col, [])
+            pairs = rows.select("_tessera_record", key=rows[col].cast("string")).join(
+                lineage.select("_tessera_record", TID), "_tessera_record"
+            )
         else:
-            rows = self.adapter.table(built.records)
+            # the records table holds the column and the id: no join with itself
             spec = next(c for c in built.columns if c.name == col)
             rules = spec.rules
-        pairs = rows.select("_tessera_record", key=rows[col].cast("string")).join(
-            lineage.select("_tessera_record", TID), "_tessera_record"
-        )
+            pairs = lineage.select(key=lineage[col].cast("string"), **{TID: lineage[TID]})
         # Placeholder values ("undefined", "null", "0"...) and the target's blocked values link nothing.
         target_ds = next(d for d in self.config.datasets if d.name == target)
         blocked = sorted({b.strip().lower() for b in [*DEFAULT_BLOCKED, *target_ds.blocked_values]})
         pairs = pairs.filter(pairs.key.notnull() & (pairs.key.strip() != "") & ~pairs.key.strip().lower().isin(blocked))
-        lookup = pairs.group_by("key").agg(tid=pairs[TID].min(), n=pairs[TID].nunique())
-        # A value that points at several customers cannot say which one: no link.
-        return lookup.filter(lookup.n == 1).select("key", "tid"), rules
+        lookup = pairs.group_by("key").agg(tid=pairs[TID].min(), _last=pairs[TID].max())
+        # A value that points at several customers cannot say which one: no link (the smallest
+        # and largest ids differ; cheaper than counting the distinct ids).
+        return lookup.filter(lookup.tid == lookup._last).select("key", "tid"), rules
 
     def _mapped(self, ds: DatasetConfig, columns: list[ColumnSpec], links: list[str],
                 only: set[str] | None = None, records: ibis.Table | None = None) -> ibis.Table:
@@ -602,12 +604,9 @@ class DatasetBuilder:
         self.adapter.create_table(shared_table, res.shared)
         joined = staged.join(res.lineage, "_idx")
         records = joined.select(TID, *[c for c in joined.columns if c not in (TID, "_idx", "_size")])
-        merged = merge(
-            joined,
-            [MergeColumn(c.name, c.merge) for c in columns] + [MergeColumn(name, "most_recent") for name in links],
-            date_column=ds.date_column,
-            source_priority=ds.source_priority,
-        )
+        merge_columns = [MergeColumn(c.name, c.merge) for c in columns] + [MergeColumn(name, "most_recent")
+                                                                           for name in links]
+        merged = merge(joined, merge_columns, date_column=ds.date_column, source_priority=ds.source_priority)
         if plan is not None:
             # The unified records the new records do not touch are taken as they were.
             kept_records = self.adapter.table(before.records).anti_join(plan.records, "_tessera_record")
@@ -636,7 +635,13 @@ class DatasetBuilder:
                     table = self.adapter.create_table(f"{tag}data", kept_data.union(part.cast(kept_data.schema()),
                                                                                     distinct=False))
         else:
-            self.adapter.create_table(f"{tag}records", records)
+            lineage = self.adapter.create_table(f"{tag}records", records)
+            # Merged from the lineage just written, not from the staged records joined with their
+            # ids again: the ids of the unified records of more than one record (a fifth of them at
+            # a million contacts) part the rows.
+            several = res.lineage.filter(res.lineage._size > 1).select(TID).distinct()
+            merged = merge_parts(lineage.anti_join(several, TID), lineage.semi_join(several, TID), merge_columns,
+                                 date_column=ds.date_column, source_priority=ds.source_priority)
             with self.adapter.read_often():  # the published rows: pages, filters and segments read them
                 table = self._create(ds, f"{tag}data", merged)
         counts["rows"] = self.adapter.count(table)

@@ -407,6 +407,11 @@ class EngineAdapter:
         engine's default. Engines that take their memory from elsewhere (Spark's driver memory, a
         PostgreSQL server's settings) ignore it."""
 
+    def fit_memory(self) -> None:
+        """Scale the engine's default memory limit to the data imported (the raw batches), once
+        they are: a run over little data holds less memory. A limit set by ``pipeline.memory_limit``
+        (or by the engine's own setting) is kept. Engines without a limit of their own ignore it."""
+
     def out_of_memory(self, exc: BaseException) -> bool:
         """Whether ``exc`` (or what caused it) is this engine's refusal for lack of memory."""
         return False

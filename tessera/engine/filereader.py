@@ -106,7 +106,11 @@ def _one_json_object(path: str) -> bool:
 
 def read_file(con: duckdb.DuckDBPyConnection, path: str, fmt: str = "auto", *, table: str,
               delimiter: str | None = None, header: bool = True, quote: str = '"',
-              max_line_bytes: int = MAX_LINE_BYTES) -> FileRead:
+              max_line_bytes: int = MAX_LINE_BYTES, keep_as: tuple[str, str] | None = None) -> FileRead:
+    """Parse the file at ``path`` into the temporary table ``table``. With ``keep_as`` (a table and
+    a select list of constant columns), a Parquet file is read straight into that table of the
+    warehouse with the constants after its columns (no temporary copy; in no particular order: the
+    line of each row is in its column): the returned ``table`` says which table holds the rows."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SourceError(f"File '{path}' not found: check the path (relative paths start from {os.getcwd()}).")
@@ -124,6 +128,9 @@ def read_file(con: duckdb.DuckDBPyConnection, path: str, fmt: str = "auto", *, t
         if fmt == "ndjson":
             _scan_lines(path, max_line_bytes)   # before DuckDB reads the whole text
         columns = _read_json(con, path, table, rejects, array=fmt == "json")
+    elif fmt == "parquet" and keep_as:
+        table = keep_as[0]
+        columns = _read_parquet(con, path, table, constants=keep_as[1])
     elif fmt == "parquet":
         columns = _read_parquet(con, path, table)
     else:
@@ -507,17 +514,19 @@ def _read_json(con, path: str, table: str, rejects: str, *, array: bool) -> list
 # ---------------------------------------------------------------- Parquet / XLSX
 
 
-def _read_parquet(con, path: str, table: str) -> list[str]:
+def _read_parquet(con, path: str, table: str, constants: str | None = None) -> list[str]:
     try:
         schema = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [path]).fetchall()
         names = _check_names(path, [c[0] for c in schema], "Parquet schema")
         # Nested values become JSON text rather than DuckDB's own display syntax.
         exprs = [f"to_json({qi(c)})::VARCHAR" if re.match(r"(STRUCT|MAP|UNION)\(|.*\]$", t) else f"{qi(c)}::VARCHAR"
                  for c, t, *_ in schema]
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {qi(table)} AS SELECT "
+        kept = constants is not None  # a table of the warehouse, written in the order the threads read
+        con.execute(f"CREATE OR REPLACE {'' if kept else 'TEMP '}TABLE {qi(table)} AS SELECT "
                     + "".join(f"{e} AS {qi(n)}, " for e, n in zip(exprs, names))
-                    + f"(file_row_number + 1)::BIGINT AS {LINE} FROM read_parquet(?, file_row_number=true) "
-                    "ORDER BY file_row_number", [path])
+                    + f"(file_row_number + 1)::BIGINT AS {LINE}{', ' + constants if kept else ''} "
+                    "FROM read_parquet(?, file_row_number=true)" + ("" if kept else " ORDER BY file_row_number"),
+                    [path])
     except _NOT_THE_FILE:
         raise
     except duckdb.Error as e:

@@ -167,11 +167,21 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
     cols = {"_when": when} if when is not None else {}
     if amount is not None:
         cols["_amount"] = amount
+    if "discounts" in scores:
+        cols["_disc"] = o[fields["DiscountAmount"]].cast(MONEY).fill_null(0)
     o = o.mutate(**cols)
+    # One pass over the orders for every per-customer figure of the orders themselves (the
+    # discounts' too): each further grouping of millions of orders costs as much again.
+    discounts = {}
+    if "discounts" in scores:
+        discounts = dict(_discounted=o.count(where=o._disc > 0).cast("int64"),
+                         _gross=(o._amount + o._disc).sum().cast("float64"),
+                         _discount=o._disc.sum().cast("float64"))
     base = o.group_by(CID).agg(
         _n=o.count(),  # one row per order
         **({"_first": o._when.min(), "_last": o._when.max()} if when is not None else {}),
         **({"_total": o._amount.sum().cast("float64")} if amount is not None else {}),
+        **discounts,
     )
     out = base
     parts: list[ibis.Table] = []
@@ -212,27 +222,20 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
         )
         out = out.mutate(score_purchase_timing_ratio=ratio, score_purchase_timing=status)
     if "discounts" in scores:
-        disc = o[fields["DiscountAmount"]].cast(MONEY).fill_null(0)
-        d = o.mutate(_disc=disc)
-        dd = d.group_by(CID).agg(
-            score_discounted_order_count=d.count(where=d._disc > 0).cast("int64"),
-            _gross=(d._amount + d._disc).sum().cast("float64"),
-            _discount=d._disc.sum().cast("float64"),
-            _nd=d.count(),
+        out = out.mutate(
+            score_discounted_order_count=out._discounted,
+            score_discounted_order_rate=(out._discounted / out._n),
+            score_average_discount_rate=(out._gross > 0).ifelse(out._discount / out._gross, 0.0),
         )
-        dd = dd.mutate(
-            score_discounted_order_rate=(dd.score_discounted_order_count / dd._nd),
-            score_average_discount_rate=(dd._gross > 0).ifelse(dd._discount / dd._gross, 0.0),
-        ).drop("_gross", "_discount", "_nd")
-        parts.append(dd)
     if "stores" in scores:
         parts.append(_place_scores(o, fields["Store"], "store"))
     if "channels" in scores:
-        ch = _place_scores(o, fields["Channel"], "channel")
+        ch = _place_scores(o, fields["Channel"], "channel", ends=False)
         parts.append(ch.select(CID, score_favorite_channel=ch.score_favorite_channel,
-                               score_omnichannel=ch.score_multi_channel))
+                               score_omnichannel=ch.score_channel_count > 1))
     if ("categories" in scores or "items" in scores) and items is not None:
-        links = o.select(CID, "_order").distinct()
+        # one row per order (its id is the orders' record key): no DISTINCT over millions of rows
+        links = o.select(CID, "_order")
         it = items.join(links, "_order")
         if "categories" in scores:
             cat = it[item_fields["ProductCategory"]].cast("string")
@@ -246,9 +249,10 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
             for k in (1, 2):
                 joined = top[f"_c{k}"].isnull().ifelse(joined, joined.concat(", ", top[f"_c{k}"]))
             top3 = top.select(CID, score_top3_categories=joined)
+            # ``per`` has one row per customer and category: no distinct needed
             allc = per.group_by(CID).agg(
-                score_categories=per._cat.collect(distinct=True).sort().join(", "),
-                score_category_count=per._cat.nunique().cast("int64"),
+                score_categories=per._cat.collect().sort().join(", "),
+                score_category_count=per.count().cast("int64"),
             )
             allc = allc.mutate(score_multi_category=allc.score_category_count > 1)
             parts.append(allc.left_join(top3, CID).drop(f"{CID}_right"))
@@ -264,18 +268,21 @@ def compute_scores(orders: ibis.Table, fields: dict[str, str], scores: list[str]
     return out.select(*keep)
 
 
-def _place_scores(o: ibis.Table, column: str, what: str) -> ibis.Table:
-    """Favorite (most orders, then most recent), all, count, first and last place of a customer."""
+def _place_scores(o: ibis.Table, column: str, what: str, *, ends: bool = True) -> ibis.Table:
+    """Favorite (most orders, then most recent), count and, with ``ends``, all, first and last
+    place of a customer (without: favorite and count only)."""
     place = o[column].cast("string")
     p = o.mutate(_place=place).filter(place.notnull())
     per = p.group_by([CID, "_place"]).agg(_k=p.count(), _recent=p._when.max())
     fav = per.mutate(_r=ibis.row_number().over(group_by=CID, order_by=[ibis.desc("_k"), ibis.desc("_recent"),
                                                                       "_place"]))
     fav = fav.filter(fav._r == 0).select(CID, **{f"score_favorite_{what}": fav._place})
-    agg = per.group_by(CID).agg(**{
-        f"score_{what}s": per._place.collect(distinct=True).sort().join(", "),
-        f"score_{what}_count": per._place.nunique().cast("int64"),
-    })
+    # ``per`` has one row per customer and place: no distinct needed
+    counted = {f"score_{what}_count": per.count().cast("int64")}
+    if not ends:
+        agg = per.group_by(CID).agg(**counted)
+        return agg.left_join(fav, CID).drop(f"{CID}_right")
+    agg = per.group_by(CID).agg(**{f"score_{what}s": per._place.collect().sort().join(", "), **counted})
     agg = agg.mutate(**{f"score_multi_{what}": agg[f"score_{what}_count"] > 1})
     # First and last place by (date, order id) without a window: the smallest and largest of
     # "date<US>order<US>place" strings (ISO dates sort as text), then the place is cut out.

@@ -30,9 +30,15 @@ def merge(rows: ibis.Table, columns: list[MergeColumn], *, date_column: str | No
     Most unified records hold one source record: those are projected as they are, and only the
     others are ranked and aggregated.
     """
-    single = rows.filter(rows._size == 1)
-    merged = _merge_groups(rows.filter(rows._size > 1), columns, date_column=date_column,
-                           source_priority=source_priority)
+    return merge_parts(rows.filter(rows._size == 1), rows.filter(rows._size > 1), columns,
+                       date_column=date_column, source_priority=source_priority)
+
+
+def merge_parts(single: ibis.Table, several: ibis.Table, columns: list[MergeColumn], *, date_column: str | None,
+                source_priority: list[str]) -> ibis.Table:
+    """:func:`merge` of the rows already parted: ``single`` those of unified records of one source
+    record, ``several`` the others (neither needs ``_size``)."""
+    merged = _merge_groups(several, columns, date_column=date_column, source_priority=source_priority)
     values = {}
     for c in columns:
         v = single[c.name]

@@ -267,13 +267,15 @@ def _local_components(adapter: EngineAdapter, kv: ibis.Table, keys: list[Identit
     labels, refused_by_limits = cluster(Edges(record, value, level, n_records, n_values), limits)
     del record, value, level
     pa.default_memory_pool().release_unused()  # the edges' buffers, kept by Arrow's allocator otherwise
+    sizes = np.bincount(labels)
     comp = adapter.create_table(
         f"{tag}components",
         pa.table({"_idx": pa.array(np.arange(n_records, dtype=np.int64)), "_comp": pa.array(labels),
-                  "_size": pa.array(np.bincount(labels)[labels].astype(np.int64))}),
+                  "_size": pa.array(sizes[labels].astype(np.int64))}),
         temp=True,
     )
-    return comp, int(len(np.unique(labels))), refused_by_limits, link_pairs
+    # (the labels counted from their sizes: np.unique hashed a million labels in 1.7 s)
+    return comp, int(np.count_nonzero(sizes)), refused_by_limits, link_pairs
 
 
 def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey], *, blocked: list[str],
