@@ -2,7 +2,7 @@
 
 A benchmark is only run by hand, so without this test one that no longer runs (a renamed
 function, a score that needs a new semantic field) is found by the next person who measures.
-The ones that start a PostgreSQL server run with ``--postgres``.
+The ones that start a PostgreSQL server run with ``--postgres``, the one that starts Spark with ``--spark``.
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ TINY = {
     "bench_web.py": (["--size", "300", "--repeat", "2"], "peak RSS"),
     "bench_privacy.py": (["--contacts", "300"], "peak RSS"),
     "bench_analytics.py": (["--customers", "300", "--orders", "1500", "--repeat", "1"], "peak RSS"),
+    "bench_spark.py": (["--records", "300", "--runs", "1", "--data", "{tmp}"], "ratio spark / duckdb"),
 }
 NEEDS_POSTGRES = {"bench_db_import.py", "bench_sync.py"}
+NEEDS_SPARK = {"bench_spark.py"}  # starts a Spark session of its own (with the tests' Spark settings)
 
 
 def test_every_benchmark_is_listed():
@@ -49,7 +51,8 @@ def test_every_benchmark_is_listed():
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(n, marks=[pytest.mark.postgres] if n in NEEDS_POSTGRES else []) for n in TINY
+    pytest.param(n, marks=[pytest.mark.postgres] if n in NEEDS_POSTGRES else [pytest.mark.spark] if n in NEEDS_SPARK
+                 else []) for n in TINY
 ])
 def test_benchmark_runs_at_a_tiny_size(name, tmp_path):
     args, expected = TINY[name]

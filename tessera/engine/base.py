@@ -235,6 +235,12 @@ class EngineAdapter:
     def count(self, expr: ibis.Table) -> int:
         return int(self.con.execute(expr.count()))
 
+    def any_true(self, name: str, column: str) -> bool:
+        """Whether a row of stored table ``name`` has the boolean ``column`` true (an engine that
+        keeps statistics of its files may answer without reading the rows)."""
+        t = self.table(name)
+        return self.count(t.filter(t[column]).limit(1)) > 0
+
     def to_arrow(self, expr: ibis.Table) -> pa.Table:
         return self.con.to_pyarrow(expr)
 

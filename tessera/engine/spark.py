@@ -15,7 +15,9 @@ import tempfile
 from pathlib import Path
 
 import ibis
+import ibis.expr.operations as ops
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tessera.engine.base import EngineAdapter
 from tessera.engine.dialects import SparkDialect
@@ -172,7 +174,32 @@ class SparkAdapter(EngineAdapter):
         shutil.rmtree(self._path(name), ignore_errors=True)
 
     def count(self, expr: ibis.Table) -> int:
+        """The rows of ``expr``: of a table this adapter stored, from its Parquet footers (read on
+        this machine, no Spark job: a run counts the tables it has just written again and again);
+        of a query, a Spark job."""
+        stored = self._stored_path(expr)
+        if stored is not None:
+            return sum(_footers(stored).values())
+        op = expr.op()
+        if isinstance(op, ops.Limit) and op.offset == 0 and isinstance(op.n, int):
+            # "are there rows": a limited take, without the count's shuffle to one partition
+            return len(self._dataframe(op.parent.to_expr()).take(op.n)) if op.n else 0
         return int(self.con.execute(expr.count()))
+
+    def any_true(self, name: str, column: str) -> bool:
+        """Whether a row of stored table ``name`` has ``column`` true: from the maximum of the
+        column in each row group's statistics (no Spark job), else a query."""
+        found = _max_stats(self._path(name), column)
+        return found if found is not None else super().any_true(name, column)
+
+    def _stored_path(self, expr: ibis.Table) -> Path | None:
+        """The Parquet folder ``expr`` reads as it is (a table or a published name), or None."""
+        op = expr.op()
+        if not isinstance(op, ops.DatabaseTable):
+            return None
+        name = self._published().get(op.name, op.name) if op.name not in self._registered else op.name
+        path = self._path(name)
+        return path if (path / "_SUCCESS").exists() else None
 
     # ------------------------------------------------------------------ publication
     def publish(self, views: dict[str, str], patches=()) -> None:
@@ -225,3 +252,35 @@ def _spark_schema(schema: pa.Schema):
             t = T.StringType()
         fields.append(T.StructField(f.name, t, True))
     return T.StructType(fields)
+
+
+def _parts(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
+
+
+def _footers(folder: Path) -> dict[str, int]:
+    """Rows of each Parquet file of a table's folder, from the files' footers."""
+    return {p.name: pq.read_metadata(p).num_rows for p in _parts(folder)}
+
+
+def _max_stats(folder: Path, column: str) -> bool | None:
+    """Whether the boolean ``column`` is true in some row of a table's folder, from the row groups'
+    statistics; None when a row group has rows but no statistics of the column."""
+    for p in _parts(folder):
+        meta = pq.read_metadata(p)
+        names = meta.schema.names
+        if column not in names:
+            return None
+        i = names.index(column)
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            if group.num_rows == 0:
+                continue
+            stats = group.column(i).statistics
+            if stats is None or not stats.has_min_max:
+                if stats is not None and stats.null_count == group.num_rows:
+                    continue  # all null: not true
+                return None
+            if stats.max:
+                return True
+    return False

@@ -38,12 +38,15 @@ def engine_components(adapter: EngineAdapter, records: ibis.Table, kv: ibis.Tabl
         parent = step.select(p="idx", pl="nl")
         joined = step.join(parent, step.nl == parent.p)
         jumped = joined.select("idx", lab=ibis.least(joined.nl, joined.pl))
-        new = adapter.create_table(f"{tag}cc_{i}", jumped, temp=True)
-        moved = new.join(labels.select("idx", old=labels.lab), "idx")
-        changed = adapter.count(moved.filter(moved.lab != moved.old))
+        # whether each label moved is written with it: one pass per round, and the engine may
+        # tell whether any moved from the written files' statistics
+        moved = jumped.join(labels.select("idx", old=labels.lab), "idx")
+        moved = moved.select("idx", "lab", _moved=moved.lab != moved.old)
+        new = adapter.create_table(f"{tag}cc_{i}", moved, temp=True)
+        changed = adapter.any_true(f"{tag}cc_{i}", "_moved")
         adapter.drop_table(f"{tag}cc_{i - 1}")
-        labels = new
-        if changed == 0:
+        labels = new.select("idx", "lab")
+        if not changed:
             done = True
             break
     if not done:  # pragma: no cover - would need a chain of more than 2**64 records
