@@ -101,8 +101,10 @@ class DuckDBAdapter(SqlCatalogAdapter):
             self.fitted_memory = True  # a run scales it to its data (fit_memory)
         for key, value in settings.items():
             self.raw.execute(f"SET {key} = '{value}'")
-        # what a job without a memory limit of its own gets back (RESET would not apply it)
-        self.default_memory_limit = self.raw.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        # what a job without a memory limit of its own gets back (RESET would not apply it), as it
+        # was set: DuckDB shows it rounded ('1.4 GiB' for 1536MB), which set again would be less
+        self.default_memory_limit = settings.get("memory_limit") or \
+            self.raw.execute("SELECT current_setting('memory_limit')").fetchone()[0]
 
     def reader(self) -> "DuckDBAdapter":
         # A cursor is a connection of its own to the same database instance: its own transaction

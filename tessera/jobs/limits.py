@@ -51,6 +51,12 @@ class JobLimits:
     def __exit__(self, *exc) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        # The job's limit (its own, or the default a run scaled to its data) ends with the job: the
+        # server's next work (the search index, the dashboards' preparation) gets the engine's default.
+        try:
+            self.adapter.set_memory_limit(None)
+        except Exception:  # noqa: BLE001 - a broken connection: the next job sets its limit again
+            pass
 
     def _expire(self) -> None:
         self.expired = True

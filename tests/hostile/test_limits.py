@@ -3,6 +3,7 @@ naming the setting, the last publication stays, and the next run within the limi
 
 from __future__ import annotations
 
+import duckdb
 import pytest
 
 from tessera.config.loader import parse_config
@@ -95,4 +96,23 @@ def test_a_segment_refresh_past_the_memory_limit_names_the_setting(ws):
         ws.refresh_segments()
     assert "The segment refresh needed more memory than its memory limit of 1MB (setting pipeline.memory_limit)" \
         in str(exc.value)
+    ws.apply(config(ws.tmp))
+
+
+def test_a_run_s_memory_limit_ends_with_the_run(ws):
+    # A run scales DuckDB's limit to its data (512 MB for these two rows) or takes its own setting;
+    # what the server does next (the search index, the dashboards' preparation) gets the default.
+    def limit() -> str:
+        return ws.adapter.sql("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    default = duckdb.connect()
+    default.execute(f"SET memory_limit = '{ws.adapter.default_memory_limit}'")
+    [(expected,)] = default.execute("SELECT current_setting('memory_limit')").fetchall()
+    assert expected.endswith("GiB")  # DuckDB's default in a workspace, 1536MB
+    ws.apply(config(ws.tmp))
+    assert ws.run().status == "succeeded"
+    assert limit() == expected
+    ws.apply(config(ws.tmp, memory_limit="300MB"))
+    assert ws.run().status == "succeeded"
+    assert limit() == expected
     ws.apply(config(ws.tmp))
