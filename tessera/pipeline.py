@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
 from datetime import date
@@ -39,6 +40,7 @@ from tessera.errors import RunError, TesseraError
 from tessera.identity.review import overrides_by_dataset
 from tessera.privacy import consent as consent_history
 from tessera.privacy.suppression import has_suppressions, purge_batch
+from tessera.segments.related import event_links, links_to
 from tessera.sources.database import import_database_source
 from tessera.sources.events import EVENTS_TABLE, stage_events
 from tessera.sources.importer import PARSE_REJECTS, REFUSED_STATE, import_source, raw_table
@@ -70,7 +72,10 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)  # {"source", "file", "reason", "kept"}
     unchanged: bool = False  # nothing new since the last run: its publication was kept as it is
+    indexed: list[str] = field(default_factory=list)  # table.column indexed for reads before publication
 
+
+log = logging.getLogger("tessera.pipeline")
 
 SEARCH_RUN_ROWS = 200_000
 SEARCH_RUN_VARIABLE = "TESSERA_SEARCH_INDEX_RUN_ROWS"
@@ -80,6 +85,22 @@ def search_index_run_rows() -> int:
     """The size of a customer dataset from which a run leaves its search index to the server
     (``TESSERA_SEARCH_INDEX_RUN_ROWS``, default 200,000; 0: never built by a run)."""
     return rows_threshold(SEARCH_RUN_VARIABLE, SEARCH_RUN_ROWS, "the server builds every search index after a run")
+
+
+def read_index_columns(config: WorkspaceConfig) -> list[tuple[str, str]]:
+    """(view, column) that reads find a customer by: the ``tessera_id`` of each deduplicated dataset
+    and of its source records, the identity keys of its source records (``/api/customers``), the
+    link column of the datasets linked to it (events; orders, tickets on the 360 page)."""
+    wanted: list[tuple[str, str]] = []
+    for ds in config.datasets:
+        if not ds.deduplicate:
+            continue
+        wanted += [(ds.name, TID), (f"{ds.name}__records", TID)]
+        wanted += [(f"{ds.name}__records", k.column) for k in ds.identity_keys]
+        wanted += [(events_ds, link) for events_ds, link, _pairs, _conn in event_links(config, ds.name)]
+        wanted += [(d.name, link) for d in config.datasets
+                   if d.name != ds.name and (link := links_to(config, d.name, ds.name))]
+    return wanted
 
 
 class Pipeline:
@@ -169,19 +190,20 @@ class Pipeline:
         result.steps.append({"step": name, "seconds": round(seconds, 3), **counts})
         return counts
 
-    def _search_index(self, name: str, b, tag: str) -> tuple[str | None, list[Patch]]:
+    def _search_index(self, name: str, b, tag: str, *, whole: bool = False) -> tuple[str | None, list[Patch]]:
         """The search index a run publishes for the deduplicated dataset ``name`` built as ``b``:
         rebuilt whole, or, when the run patches the last publication's tables in place, the last
         index with the tokens of the unified records resolved again replaced (a patch of its own).
 
-        A dataset of :func:`search_index_run_rows` rows or more rebuilt whole gets no index from the
-        run (None: the last one is withdrawn, it would find the customers of the last publication):
-        the server builds it after the run (:meth:`Workspace.index_for_reads`), so that a run is not
-        slowed by an index only the web app's search reads (about ten seconds at a million)."""
+        A dataset of :func:`search_index_run_rows` rows or more rebuilt whole gets no index from a
+        run made without the server (None: the last one is withdrawn, it would find the customers
+        of the last publication): the server builds it at its start (:meth:`Workspace.index_for_reads`),
+        so that such a run is not slowed by an index only the web app's search reads (about ten
+        seconds at a million). A run of the server (``whole``) builds it whatever the size."""
         prev = self.adapter.published_target(search_view(name))
         part = next((p for p in b.patches if p.key == TID), None)  # the unified records replaced
         if prev is None or part is None or not self.adapter.exists(prev):
-            if b.counts.get("rows", 0) >= search_index_run_rows():
+            if not whole and b.counts.get("rows", 0) >= search_index_run_rows():
                 return None, []
             return self.build_search(name, f"{tag}search_{name}", b.table, b.records), []
         # Computed now, from the run's views (the patches change what they read once applied).
@@ -202,6 +224,21 @@ class Pipeline:
         return create_search_table(self.adapter, name, self.adapter.table(data) if isinstance(data, str) else data,
                                    self.adapter.table(records) if isinstance(records, str) else records,
                                    _semantics(self.config, dataset), [k.column for k in ds.identity_keys])
+
+    def index_for_reads(self, tables: dict[str, str]) -> list[str]:
+        """Index the columns reads find a customer by (:func:`read_index_columns`) in ``tables``
+        (view -> the table it shows or is to show); the ``table.column`` indexed now."""
+        made = []
+        for view, column in read_index_columns(self.config):
+            target = tables.get(view)
+            if target is None or not self.adapter.exists(target) or column not in self.adapter.table(target).columns:
+                continue
+            try:
+                if self.adapter.index(target, column):
+                    made.append(f"{target}.{column}")
+            except TesseraError as exc:  # reads work without it, slower; the server tries again after
+                log.warning("%s.%s was not indexed for reads (%s)", view, column, exc)
+        return made
 
     def collect_garbage(self) -> None:
         """Drop work tables of runs that never published and raw batches never recorded."""
@@ -278,11 +315,17 @@ class Pipeline:
         return last
 
     def run(self, run_id: int, *, import_files: bool = True, as_of: date | None = None,
-            full: bool = False) -> RunResult:
+            full: bool = False, for_reads: bool = False) -> RunResult:
         """Import, stage, unify, enrich and publish; with nothing new since the last published run
         (same inputs digest, see :meth:`inputs_digest`) the publication is kept as it is, and after
         new records only the unified records they touch are resolved again
-        (:mod:`tessera.datasets.incremental`); ``full`` rebuilds everything."""
+        (:mod:`tessera.datasets.incremental`); ``full`` rebuilds everything.
+
+        ``for_reads`` (a server's run): the tables it publishes are indexed for reads before they
+        are published (:func:`read_index_columns`), and every search index is built by the run.
+        On DuckDB an index made on a table that readers read slows each of their reads while it is
+        built (tens of milliseconds a read at a million rows); the server would make them right
+        after the run anyway."""
         result = RunResult(run_id, "running")
         t0 = time.perf_counter()
         tag = f"_tessera_r{run_id}_"
@@ -446,6 +489,8 @@ class Pipeline:
         def do_publish():
             views = {}
             patches = []
+            if for_reads:  # the search indexes and indexes for reads: the scaled limit was for the build
+                self.adapter.unfit_memory()
             for name, b in builder.built.items():
                 views[name] = b.target(b.table)
                 views[f"{name}__records"] = b.target(b.records)
@@ -456,10 +501,13 @@ class Pipeline:
                 if b.matches:
                     views[f"{name}__matches"] = b.matches
                 if b.shared:  # a deduplicated dataset: its customers are searched as you type
-                    views[search_view(name)], patch = self._search_index(name, b, tag)
+                    views[search_view(name)], patch = self._search_index(name, b, tag, whole=for_reads)
                     patches += patch
             if reject_parts:
                 views[REJECTS_VIEW] = f"{tag}rejects"
+            if for_reads:  # the tables patched in place keep the indexes they have
+                fresh = {v: t for v, t in views.items() if t is not None and t != self.adapter.published_target(v)}
+                result.indexed = self.index_for_reads(fresh)
             self.adapter.publish(views, patches)
             # (a withdrawn name is not part of what the run published: see _last_inputs)
             published.update({v: t for v, t in views.items() if t is not None})

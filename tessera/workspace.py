@@ -57,7 +57,7 @@ from tessera.errors import (
 from tessera.identity.explain import explain
 from tessera.normalize.semantic import suggest_semantic
 from tessera.jobs.limits import JobLimits
-from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult
+from tessera.pipeline import REJECTS_VIEW, Pipeline, Progress, RunResult, read_index_columns
 from tessera.privacy import consent as consent_history
 from tessera.privacy.erase import erase as erase_customer
 from tessera.privacy import export as privacy_export
@@ -555,7 +555,7 @@ class Workspace:
 
     # ------------------------------------------------------------------ runs
     def run(self, *, progress: Progress | None = None, import_files: bool = True,
-            as_of: date | None = None, full: bool = False) -> RunResult:
+            as_of: date | None = None, full: bool = False, for_reads: bool = False) -> RunResult:
         """Import new files, unify every dataset and publish the result at once.
 
         Args:
@@ -565,6 +565,8 @@ class Workspace:
                 workspace's ``pipeline.as_of`` setting, else today).
             full: rebuild and publish even when nothing changed since the last run (by default such
                 a run keeps the published state as it is, see :meth:`Pipeline.inputs_digest`).
+            for_reads: index the tables for reads and build the search indexes before they are
+                published (a server's run: see :meth:`Pipeline.run`); ``RunResult.indexed`` lists them.
 
         Raises:
             RunError: the run failed; the previous published state is left in place.
@@ -575,7 +577,7 @@ class Workspace:
         as_of = as_of or config.pipeline.as_of
 
         def work(pipeline: Pipeline, run_id: int):
-            result = pipeline.run(run_id, import_files=import_files, as_of=as_of, full=full)
+            result = pipeline.run(run_id, import_files=import_files, as_of=as_of, full=full, for_reads=for_reads)
             counts = {"seconds": round(result.seconds, 3), "sources": result.sources, "datasets": result.datasets}
             if result.unchanged:
                 counts["unchanged"] = True
@@ -902,20 +904,9 @@ class Workspace:
         entries instead of scanning a million ids); an index is made once per published table (an
         incremental run patches the tables it keeps, and their indexes with them)."""
         from tessera.segments import MEMBERS
-        from tessera.segments.related import event_links, links_to
 
         config = self.config
-        wanted: list[tuple[str, str]] = []
-        for ds in config.datasets:
-            if not ds.deduplicate:
-                continue
-            wanted += [(ds.name, TID), (f"{ds.name}__records", TID)]
-            # customers are found by their identity values in the source records (/api/customers)
-            wanted += [(f"{ds.name}__records", k.column) for k in ds.identity_keys]
-            wanted += [(events_ds, link) for events_ds, link, _pairs, _conn in event_links(config, ds.name)]
-            # a customer's orders, tickets... on the 360 page
-            wanted += [(d.name, link) for d in config.datasets
-                       if d.name != ds.name and (link := links_to(config, d.name, ds.name))]
+        wanted = read_index_columns(config)
         made = [f"{search_view(d)}.token" for d in self.build_search_index(missing_only=True)]
         with self.writing():
             for view, column in wanted:

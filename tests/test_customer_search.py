@@ -107,3 +107,20 @@ def test_a_large_dataset_gets_its_index_from_the_server_not_the_run(shop, monkey
     monkeypatch.setenv("TESSERA_SEARCH_INDEX_RUN_ROWS", "many")
     with pytest.raises(Exception, match="TESSERA_SEARCH_INDEX_RUN_ROWS.*not a number"):
         ws.run(full=True)
+
+
+def test_a_server_s_run_publishes_its_tables_indexed_and_its_search_index(shop, monkeypatch):
+    """A server's run (``for_reads``) indexes its new tables before publishing them, and builds the
+    search index whatever the dataset's size: nothing is left to index after it."""
+    ws, by_email = shop
+    jean = by_email["jean.dupont@example.com"]["tessera_id"]
+    monkeypatch.setenv("TESSERA_SEARCH_INDEX_RUN_ROWS", "1")  # a CLI run would leave it to the server
+    result = ws.run(full=True, for_reads=True)
+    assert ws.adapter.published_target("contacts__search") is not None
+    assert found(ws, "dupont") == [jean]
+    records, data = (ws.adapter.published_target(v) for v in ("contacts__records", "contacts"))
+    if ws.adapter.name == "duckdb":  # the engine with indexes here (PostgreSQL's too; Spark has none)
+        assert {f"{data}.tessera_id", f"{records}.tessera_id", f"{records}.email"} <= set(result.indexed)
+        indexed = ws.adapter.sql("SELECT table_name FROM duckdb_indexes()").fetchall()
+        assert (records,) in indexed and (data,) in indexed
+    assert not [m for m in ws.index_for_reads() if m.startswith(("_tessera_r", "contacts"))]  # nothing left

@@ -412,6 +412,11 @@ class EngineAdapter:
         they are: a run over little data holds less memory. A limit set by ``pipeline.memory_limit``
         (or by the engine's own setting) is kept. Engines without a limit of their own ignore it."""
 
+    def unfit_memory(self) -> None:
+        """The engine's default memory limit again after :meth:`fit_memory` (not a limit of
+        ``pipeline.memory_limit``): for work after the build that the scaled limit was not meant
+        for (indexes for reads)."""
+
     def out_of_memory(self, exc: BaseException) -> bool:
         """Whether ``exc`` (or what caused it) is this engine's refusal for lack of memory."""
         return False

@@ -222,6 +222,10 @@ class DuckDBAdapter(SqlCatalogAdapter):
         limit = min(max(int(values) * BYTES_PER_VALUE, LEAST_MEMORY_LIMIT), ceiling)
         self.sql(f"SET memory_limit = '{limit}B'")
 
+    def unfit_memory(self) -> None:
+        if not self.job_memory:
+            self.set_memory_limit(None)
+
     def out_of_memory(self, exc: BaseException) -> bool:
         return caused_by(exc, duckdb.OutOfMemoryException, "Out of Memory Error")
 
