@@ -17,7 +17,10 @@ second, the server's CPU per read (``psutil`` over the phase), and first the CPU
 and of a status read in this process without a server, with the ratio. With ``--bare``, each
 phase is followed by the same readers on a bare FastAPI app answering constants
 (``bench/bare_server.py``): the floor of HTTP and Python on this machine at that moment, and
-the ratio of the p95s to it. With ``--during-run``, the run's time is printed at the end.
+the ratio of the p95s to it. With ``--during-run``, the run's time is printed at the end; with
+``--timeline SECONDS`` too, one reader goes through a first whole run job (the build, the indexes
+made before publication, the publication) and its latencies are printed per window of SECONDS
+beside the job's log, before the phases read during a second run.
 """
 
 from __future__ import annotations
@@ -105,6 +108,9 @@ def main() -> int:
                     help="customers the readers pick from (the server keeps answers: fewer ids, more repeats)")
     ap.add_argument("--seconds", type=float, default=15, help="seconds per phase")
     ap.add_argument("--during-run", action="store_true", help="queue a full run first and read while it goes")
+    ap.add_argument("--timeline", type=float, metavar="SECONDS",
+                    help="with --during-run: first one reader through the whole job, its latencies "
+                         "printed per window of SECONDS with the job's log (then the phases, on a second run)")
     ap.add_argument("--bare", action="store_true",
                     help="after each phase, the same readers on a bare FastAPI app answering constants "
                          "(bench/bare_server.py): the floor of HTTP and Python on this machine")
@@ -135,9 +141,9 @@ def main() -> int:
         floor_server = start_bare(api, ids[0], token) if args.bare else None
         job = None
         if args.during_run:
-            job = api.post("/api/jobs", json={"kind": "run", "params": {"full": True}}).json()
-            while api.get(f"/api/jobs/{job['id']}").json()["state"] == "queued":
-                time.sleep(0.05)
+            if args.timeline:
+                timeline(api, start_run(api), ids, args.timeline)
+            job = {"id": start_run(api)}
         for n in [int(x) for x in args.readers.split(",")]:
             c0 = sum(proc.cpu_times()[:2])
             phase = _read_phase(url, token, ids, args.seconds, n)
@@ -174,6 +180,42 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=900)
     return 0
+
+
+def start_run(api) -> int:
+    """Queue a full run on the server; its job id, once it runs."""
+    job = api.post("/api/jobs", json={"kind": "run", "params": {"full": True}}).json()
+    while api.get(f"/api/jobs/{job['id']}").json()["state"] == "queued":
+        time.sleep(0.05)
+    return job["id"]
+
+
+def timeline(api, job_id: int, ids: list[str], window: float) -> None:
+    """One reader reading profiles of random customers until the job ``job_id`` ends: p50, p95
+    and the slowest read per ``window`` seconds, and the job's log (which says when each part of
+    it ended)."""
+    import random
+
+    t0 = time.perf_counter()
+    lat: list[tuple[float, float]] = []
+    rng = random.Random(1)
+    while True:
+        a = time.perf_counter()
+        api.get(f"/api/profiles/{rng.choice(ids)}", params={"events": 20})
+        lat.append((a - t0, time.perf_counter() - a))
+        if len(lat) % 50 == 0 and api.get(f"/api/jobs/{job_id}").json()["state"] not in ("queued", "running"):
+            break
+    print(f"one reader through the job ({time.perf_counter() - t0:.1f} s), per {window:g} s:")
+    for start in range(0, int(lat[-1][0] // window) + 1):
+        part = [s for t, s in lat if start * window <= t < (start + 1) * window]
+        if part:
+            print(f"  {start * window:6.0f} s  {len(part):5,} reads  p50 {_pct(part, 0.5):6.1f} ms  "
+                  f"p95 {_pct(part, 0.95):6.1f} ms  slowest {max(part) * 1000:7.1f} ms")
+    every = [s for _, s in lat]
+    print(f"  whole job: p50 {_pct(every, 0.5):.1f} ms, p95 {_pct(every, 0.95):.1f} ms, p99 {_pct(every, 0.99):.1f} ms, "
+          f"slowest {max(every) * 1000:.0f} ms; load {os.getloadavg()[0]:.1f}")
+    for line in api.get(f"/api/jobs/{job_id}").json().get("log") or []:
+        print(f"  log: {line[:160]}")
 
 
 def start_bare(api, tessera_id: str, token: str):
