@@ -15,7 +15,8 @@ read without the warehouse:
   events that a profile may show. An answer of an older generation is never given, and an answer
   read while the generation moved is not kept (it may hold what the change removed).
 
-The answers are bounded (by count and by bytes, the least recently used dropped first).
+The answers are bounded (by count and by bytes, the least recently used dropped first; an
+answer larger than the bound of bytes is given, never kept).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class Answers:
                 return entry[1]
             self.misses += 1
         body = build()
+        if len(body) > self.max_bytes:  # kept, it would drop every other answer, then itself
+            return body
         with self._lock:
             if self.generation != generation:
                 return body
