@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -39,6 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bare_identity import components  # noqa: E402
 from peak_rss import PeakRSS, run_in_child  # noqa: E402
+from rounds import best_of_rounds  # noqa: E402
 
 TARGET_SECONDS = 20.0
 TARGET_PEAK_MB = 2048
@@ -168,20 +167,11 @@ def main() -> None:
               f"({data_dir})")
     size_mb = sum((data_dir / f).stat().st_size for f in (CONTACTS_FILE, ORDERS_FILE)) / 2**20
     load_before = os.getloadavg()
-    best: dict[str, dict] = {}
-    for _ in range(args.rounds):
-        for name in ("bare", "tessera"):
-            tmp = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
-            try:
-                if name == "tessera":
-                    out = run_in_child(_tessera, str(data_dir), str(tmp / "ws"),
-                                       str(args.profile) if args.profile else None)
-                else:
-                    out = run_in_child(_bare, str(data_dir), str(tmp))
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if name not in best or out["wall"] < best[name]["wall"]:
-                best[name] = out
+    best = best_of_rounds(args.rounds, {
+        "bare": lambda tmp: run_in_child(_bare, str(data_dir), str(tmp)),
+        "tessera": lambda tmp: run_in_child(_tessera, str(data_dir), str(tmp / "ws"),
+                                            str(args.profile) if args.profile else None),
+    })
     load_after = os.getloadavg()
     t, b = best["tessera"], best["bare"]
     steps = {s["step"]: s for s in t["steps"]}

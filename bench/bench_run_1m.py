@@ -22,7 +22,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bare_identity import components  # noqa: E402
 from peak_rss import PeakRSS, run_in_child  # noqa: E402
+from rounds import best_of_rounds  # noqa: E402
 
 SOURCES = ("src_a", "src_b", "src_c")
 
@@ -174,17 +174,10 @@ def main() -> None:
         t0 = time.perf_counter()
         generate_identity_bench(data_dir, n_records=args.records, seed=args.seed)
         print(f"generated {args.records:,} records in {time.perf_counter() - t0:.1f} s ({data_dir})")
-    best: dict[str, dict] = {}
-    for _ in range(args.rounds):
-        for name, target in (("bare", _bare), ("tessera", _tessera)):
-            tmp = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
-            try:
-                out = (run_in_child(target, str(data_dir), str(tmp / "ws"), args.delta) if name == "tessera"
-                       else run_in_child(target, str(data_dir), str(tmp)))
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if name not in best or out["wall"] < best[name]["wall"]:
-                best[name] = out
+    best = best_of_rounds(args.rounds, {
+        "bare": lambda tmp: run_in_child(_bare, str(data_dir), str(tmp)),
+        "tessera": lambda tmp: run_in_child(_tessera, str(data_dir), str(tmp / "ws"), args.delta),
+    })
     t, b = best["tessera"], best["bare"]
     steps = ", ".join(f"{k} {v:.2f} s" for k, v in t["steps"].items())
     print(f"records: {args.records:,}  unified: tessera {t['unified']:,}, bare {b['unified']:,}")

@@ -23,7 +23,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from datetime import date
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from peak_rss import PeakRSS, run_in_child  # noqa: E402
+from rounds import best_of_rounds  # noqa: E402
 
 AS_OF = date(2025, 1, 1)
 TARGET_SECONDS = 10.0
@@ -270,18 +270,15 @@ def main() -> None:
         _generate(part, args.customers, args.orders, args.events)
         part.rename(data)
     load_before = os.getloadavg()
-    best: dict[str, dict] = {}
-    for _ in range(args.rounds):
-        for name, target in (("bare", _bare), ("tessera", _tessera)):
-            tmp = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
-            try:  # a copy per run: the generated file stays as generated
-                db = tmp / "scores.duckdb"
-                shutil.copyfile(data, db)
-                out = run_in_child(target, str(db))
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if name not in best or out["wall"] < best[name]["wall"]:
-                best[name] = out
+
+    def side(target):
+        def run(tmp: Path) -> dict:
+            db = tmp / "scores.duckdb"  # a copy per run: the generated file stays as generated
+            shutil.copyfile(data, db)
+            return run_in_child(target, str(db))
+        return run
+
+    best = best_of_rounds(args.rounds, {"bare": side(_bare), "tessera": side(_tessera)})
     load_after = os.getloadavg()
     t, b = best["tessera"], best["bare"]
     ev_wall, ev_cpu = t["wall"] - t["orders_wall"], t["cpu"] - t["orders_cpu"]

@@ -29,8 +29,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -39,47 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from peak_rss import run_in_child  # noqa: E402
-
-
-class TreeRSS:
-    """Peak RSS of this process and all its children (Spark's JVM), sampled in a thread."""
-
-    def __init__(self, interval: float = 0.05):
-        import psutil
-
-        self.process = psutil.Process()
-        self.interval = interval
-        self.peak = self.jvm_peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def sample(self) -> None:
-        import psutil
-
-        own = self.process.memory_info().rss
-        children = 0
-        for child in self.process.children(recursive=True):
-            try:
-                children += child.memory_info().rss
-            except psutil.Error:  # gone between the listing and the read
-                pass
-        self.peak = max(self.peak, own + children)
-        self.jvm_peak = max(self.jvm_peak, children)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "TreeRSS":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
+from peak_rss import PeakRSS, run_in_child  # noqa: E402
+from rounds import best_of_rounds  # noqa: E402
 
 
 def _spark_jobs(ws) -> int | None:
@@ -102,7 +61,7 @@ def _workload(kind: str, data_dir: Path, folder: Path) -> Path:
 
 def _side(engine: str, kind: str, data_dir: str, tmp: str, runs: int, queue) -> None:
     try:
-        with TreeRSS() as rss:
+        with PeakRSS(0.05, tree=True) as rss:  # the Python process and its children, Spark's JVM
             from tessera.workspace import Workspace  # the engine and the pipeline's modules
 
             out = []
@@ -124,10 +83,10 @@ def _side(engine: str, kind: str, data_dir: str, tmp: str, runs: int, queue) -> 
                 records = sum(v.get("records") or 0 for v in result.datasets.values())
                 out.append({"wall": wall, "cpu": cpu, "jobs": jobs, "records": records, "datasets": datasets,
                             "steps": {s["step"]: s["seconds"] for s in result.steps}, "peak": rss.peak,
-                            "jvm": rss.jvm_peak})
+                            "jvm": rss.children})
                 ws.close()
                 shutil.rmtree(base, ignore_errors=True)
-        queue.put({"start": start, "runs": out, "peak": rss.peak, "jvm": rss.jvm_peak})
+        queue.put({"start": start, "runs": out, "peak": rss.peak, "jvm": rss.children})
     except Exception:  # noqa: BLE001 - shown by the parent
         queue.put({"error": traceback.format_exc()})
 
@@ -172,16 +131,9 @@ def main() -> None:
 
     kind, data_dir = _data(args)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    best: dict[str, dict] = {}
-    for _ in range(args.rounds):
-        for engine in engines:
-            tmp = Path(tempfile.mkdtemp(prefix="tessera-bench-spark-"))
-            try:
-                out = run_in_child(_side, engine, kind, str(data_dir), str(tmp), args.runs)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if engine not in best or out["runs"][-1]["wall"] < best[engine]["runs"][-1]["wall"]:
-                best[engine] = out
+    best = best_of_rounds(args.rounds, {
+        engine: lambda tmp, engine=engine: run_in_child(_side, engine, kind, str(data_dir), str(tmp), args.runs)
+        for engine in engines}, wall=lambda out: out["runs"][-1]["wall"])  # the last run: the warmest
 
     what = f"{args.records:,} contact records" if args.records else f"the demo company of {args.size:,} people"
     print(f"workload: {what}; Spark driver memory {args.driver_memory}, "

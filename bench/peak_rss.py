@@ -6,20 +6,38 @@ import threading
 
 
 class PeakRSS:
-    """``with PeakRSS() as rss: ...`` then ``rss.peak`` and ``rss.start`` in bytes."""
+    """``with PeakRSS() as rss: ...`` then ``rss.peak`` and ``rss.start`` in bytes. With ``tree``,
+    of this process and all its children together (Spark's JVM), and ``rss.children`` the peak of
+    the children's alone."""
 
-    def __init__(self, interval: float = 0.01):
+    def __init__(self, interval: float = 0.01, *, tree: bool = False):
         import psutil
 
         self.process = psutil.Process()
         self.interval = interval
-        self.start = self.peak = self.process.memory_info().rss
+        self.tree = tree
+        self._gone = psutil.Error
+        self.children = 0
+        self.start = self.peak = self._sample()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> int:
+        rss = self.process.memory_info().rss
+        if self.tree:
+            children = 0
+            for child in self.process.children(recursive=True):
+                try:
+                    children += child.memory_info().rss
+                except self._gone:  # ended between the listing and the read
+                    pass
+            self.children = max(self.children, children)
+            rss += children
+        return rss
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
+            self.peak = max(self.peak, self._sample())
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "PeakRSS":
@@ -29,7 +47,7 @@ class PeakRSS:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
+        self.peak = max(self.peak, self._sample())
 
 
 def run_in_child(target, *args) -> dict:

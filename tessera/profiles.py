@@ -161,6 +161,15 @@ def profile(ws, tessera_id: str, dataset: str | None = None, *, events: int = 50
         return _read(ws, plan, tessera_id, events)
 
 
+def profile_waits(ws, dataset: str | None = None, *, events: int = 50) -> bool:
+    """Whether the profile of ``dataset`` (as :func:`profile` reads it in this state of the
+    workspace) waits for tables that would change it once they exist (collected events, segment
+    members): it looks for them at most every :data:`WAIT_LOOK_SECONDS`, so its answer may not show
+    yet what they hold, and is not one to keep."""
+    dataset = customer_dataset(ws, dataset)
+    return bool(ws.cached_read(("profile", dataset, events), lambda: plan_profile(ws, dataset, events)).waiting_for)
+
+
 def _rows(adapter, expr: ibis.Table) -> list[dict]:
     return [{k: _plain(v) for k, v in r.items()} for r in adapter.to_arrow(expr).to_pylist()]
 

@@ -18,7 +18,7 @@ erasure drops it (:func:`drop`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import ibis
 
@@ -35,19 +35,12 @@ def build(src: Any, dataset: str, customers: str) -> dict | None:
     """Build the facts of ``dataset`` (the orders) with the columns and segment flags of
     ``customers``; returns its description (``table``, ``customers``, ``columns``, ``segments``)
     or None when the orders have no link column to the customers."""
-    from tessera.analytics.question import TID
-
     config = src.config
-    link = links_to(config, dataset, customers)
-    orders = src.table(dataset)
-    if link is None or link not in orders.columns:
-        return None
-    cust = src.table(customers)
     sem = _semantics(config, customers)
-    personal = {sem[f] for f in PERSONAL if f in sem} | {TID}
-    names = {c: f"{customers}__{c}" for c in cust.columns
-             if not c.startswith("_") and c not in personal and f"{customers}__{c}" not in orders.columns}
-    rel = cust.select(_tessera_k=cust[TID].cast("string"), **{n: cust[c] for c, n in names.items()})
+    linked = _related(src, dataset, customers, personal={sem[f] for f in PERSONAL if f in sem})
+    if linked is None:
+        return None
+    orders, link, rel, names = linked
     flags: dict[str, str] = {}
     members = src.members()
     if members is not None:
@@ -60,14 +53,8 @@ def build(src: Any, dataset: str, customers: str) -> dict | None:
         per = m.group_by(_tessera_m=m.tessera_id.cast("string")).aggregate(
             **{flag: (m.segment == name).any() for name, flag in flags.items()})
         rel = rel.left_join(per, rel._tessera_k == per._tessera_m).drop("_tessera_m")
-    t = orders.left_join(rel, orders[link].cast("string") == rel._tessera_k).drop("_tessera_k")
-    if flags:
-        t = t.mutate(**{flag: t[flag].fill_null(False) for flag in flags.values()})
     day = _semantics(config, dataset).get("OrderDate")
-    if day in orders.columns and getattr(src.adapter, "prunes_by_order", False):
-        t = t.order_by(day)  # a period reads its days only (see build_lines)
-    table = PREFIX + dataset
-    src.adapter.create_table(table, t)
+    table = _store(src, dataset, orders, link, rel, day if day in orders.columns else None, flags.values())
     return {"table": table, "customers": customers, "columns": sorted(names.values()), "segments": sorted(flags)}
 
 
@@ -79,24 +66,50 @@ def build_lines(src: Any, dataset: str, orders: str) -> dict | None:
     period, store or channel on order lines (their order's), reads them as one scan instead of
     joining every line to its order. Returns its description, or None when the lines have no link
     to the orders or the orders no date."""
+    linked = _related(src, dataset, orders)
+    if linked is None:
+        return None
+    lines, link, rel, names = linked
+    day = _semantics(src.config, orders).get("OrderDate")
+    table = _store(src, dataset, lines, link, rel, names.get(day))
+    return {"table": table, "customers": orders, "columns": sorted(names.values()), "segments": []}
+
+
+def _related(src: Any, dataset: str, other: str, personal: set[str] | None = None) -> tuple | None:
+    """The rows of ``dataset``, their link column to ``other``, the rows of ``other`` by their id
+    (``_tessera_k``) with its columns named ``<other>__<column>`` (but those whose name starts with
+    ``_`` and those the rows have already; with ``personal``, those columns that identify a person
+    and its id are left out too), and those names by column; None when ``dataset`` has no link
+    column to ``other``."""
     from tessera.analytics.question import TID
 
-    config = src.config
-    link = links_to(config, dataset, orders)
-    lines = src.table(dataset)
-    if link is None or link not in lines.columns:
+    link = links_to(src.config, dataset, other)
+    rows = src.table(dataset)
+    if link is None or link not in rows.columns:
         return None
-    o = src.table(orders)
-    names = {c: f"{orders}__{c}" for c in o.columns
-             if not c.startswith("_") and f"{orders}__{c}" not in lines.columns}
+    o = src.table(other)
+    left_out = set() if personal is None else personal | {TID}
+    names = {c: f"{other}__{c}" for c in o.columns
+             if not c.startswith("_") and c not in left_out and f"{other}__{c}" not in rows.columns}
     rel = o.select(_tessera_k=o[TID].cast("string"), **{n: o[c] for c, n in names.items()})
-    t = lines.left_join(rel, lines[link].cast("string") == rel._tessera_k).drop("_tessera_k")
-    day = _semantics(config, orders).get("OrderDate")
-    if day in names and getattr(src.adapter, "prunes_by_order", False):
-        t = t.order_by(names[day])
+    return rows, link, rel, names
+
+
+def _store(src: Any, dataset: str, rows: ibis.Table, link: str, rel: ibis.Table, day: str | None,
+           flags: Iterable[str] = ()) -> str:
+    """Store ``rows`` with the columns of ``rel`` joined by the link column (the ``flags`` false
+    where it has no row) as the facts of ``dataset``, in the order of the ``day`` column on an
+    engine that skips the blocks outside a filter's bounds (a period then reads its days only);
+    the table's name."""
+    t = rows.left_join(rel, rows[link].cast("string") == rel._tessera_k).drop("_tessera_k")
+    flags = list(flags)
+    if flags:
+        t = t.mutate(**{flag: t[flag].fill_null(False) for flag in flags})
+    if day is not None and getattr(src.adapter, "prunes_by_order", False):
+        t = t.order_by(day)
     table = PREFIX + dataset
     src.adapter.create_table(table, t)
-    return {"table": table, "customers": orders, "columns": sorted(names.values()), "segments": []}
+    return table
 
 
 FIRSTS = "firsts "  # the key of a firsts table in the prepared bundle: FIRSTS + the orders' name

@@ -15,7 +15,8 @@ read without the warehouse:
   events that a profile may show. An answer of an older generation is never given, and an answer
   read while the generation moved is not kept (it may hold what the change removed).
 
-The answers are bounded (by count and by bytes, the least recently used dropped first).
+The answers are bounded (by count and by bytes, the least recently used dropped first; an
+answer larger than the bound of bytes is given, never kept).
 """
 
 from __future__ import annotations
@@ -52,9 +53,11 @@ class Answers:
         with self._lock:
             self.generation += 1
 
-    def get(self, ws, key: Hashable, build: Callable[[], bytes]) -> bytes:
+    def get(self, ws, key: Hashable, build: Callable[[], bytes], keep: Callable[[], bool] | None = None) -> bytes:
         """The answer kept under ``key`` for this state and generation, else ``build()`` (kept
-        unless the generation moved while it was built). ``ws`` is a pinned reader of the workspace."""
+        unless the generation moved while it was built, or ``keep()``, asked after it, is false:
+        an answer that may change without a job or an event load). ``ws`` is a pinned reader of
+        the workspace."""
         generation = self.generation  # before the state: a change between the two only drops an answer
         kept: _Kept = ws.cached_read(("answers",), _Kept)
         with self._lock:
@@ -65,6 +68,10 @@ class Answers:
                 return entry[1]
             self.misses += 1
         body = build()
+        if len(body) > self.max_bytes:  # kept, it would drop every other answer, then itself
+            return body
+        if keep is not None and not keep():
+            return body
         with self._lock:
             if self.generation != generation:
                 return body

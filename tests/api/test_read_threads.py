@@ -88,3 +88,22 @@ def test_an_answer_read_while_something_changed_is_not_kept_and_the_oldest_go_fi
     assert get("c") == b"c" and built == ["a", "a", "b", "c"]
     get("a")
     assert built == ["a", "a", "b", "c", "a"]
+
+
+def test_an_answer_larger_than_the_bound_is_not_kept_and_drops_none_kept(shop):
+    owner = shop["app"].state.owner
+    answers = Answers(max_bytes=100)
+    built: list[str] = []
+
+    def get(key: str, size: int) -> bytes:
+        def make() -> bytes:
+            built.append(key)
+            return key.encode() * size
+        return owner.read(lambda ws: answers.get(ws, key, make))
+
+    get("a", 40), get("b", 40)
+    assert len(get("c", 1000)) == 1000  # given, but more than every kept answer may hold
+    get("a", 40), get("b", 40)  # the kept ones are still given
+    assert built == ["a", "b", "c"]
+    get("c", 1000)
+    assert built == ["a", "b", "c", "c"]  # never kept

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from event_helpers import add_events, event
+from event_helpers import EVENTS_TABLE, add_events, event
 from test_stitching import CONFIG, CRM, contacts_by_customer
 
 
@@ -61,3 +61,34 @@ def test_a_profile_shows_new_events_before_the_next_run(make_workspace, monkeypa
     draft = {"conditions": [{"column": "customer_id", "op": "=", "value": "C1"}]}
     assert reader.segment_count(draft)["count"] == reader.segment_count(draft)["count"] == 1
 
+
+
+def test_a_served_profile_waiting_for_collected_events_is_not_kept_past_their_first_load(make_workspace,
+                                                                                         monkeypatch):
+    """A profile compiled before any event was collected looks for the collected events at most once
+    a second (profiles.WAIT_LOOK_SECONDS): an answer read in that second after the first load shows
+    none, and the server must not keep it until the next change."""
+    from fastapi.testclient import TestClient
+
+    from tessera import profiles
+    from tessera.api.app import create_app
+
+    ws = make_workspace(CONFIG, {"crm.csv": CRM})
+    ws.run()
+    assert not ws.adapter.exists(EVENTS_TABLE)
+    path = ws.path
+    tid = contacts_by_customer(ws)["C1"]["tessera_id"]
+    ws.close()
+    app = create_app(path, collect=False)
+    with TestClient(app) as client:
+        owner = app.state.owner
+        client.headers["Authorization"] = f"Bearer {owner.local_token}"
+        assert client.get(f"/api/profiles/{tid}").json()["events"] == []
+        # the event loader's first load: the table of collected events is made, the answers are old
+        add_events(owner.workspace, [event("track", "2099-01-01 08:01:00", user="C1", event="Order Completed",
+                                           message_id="t1", received="2099-01-01 08:01:00")])
+        owner.events_loaded()
+        monkeypatch.setattr(profiles, "WAIT_LOOK_SECONDS", 3600.0)  # read within the second after the load
+        client.get(f"/api/profiles/{tid}")
+        monkeypatch.setattr(profiles, "WAIT_LOOK_SECONDS", 0.0)  # the second has passed
+        assert [e["message_id"] for e in client.get(f"/api/profiles/{tid}").json()["events"]] == ["t1"]
