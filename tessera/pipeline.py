@@ -72,7 +72,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)  # {"source", "file", "reason", "kept"}
     unchanged: bool = False  # nothing new since the last run: its publication was kept as it is
-    indexed: list[str] = field(default_factory=list)  # table.column indexed for reads before publication
+    indexed: list[str] = field(default_factory=list)  # view.column indexed for reads before publication
 
 
 log = logging.getLogger("tessera.pipeline")
@@ -227,7 +227,7 @@ class Pipeline:
 
     def index_for_reads(self, tables: dict[str, str]) -> list[str]:
         """Index the columns reads find a customer by (:func:`read_index_columns`) in ``tables``
-        (view -> the table it shows or is to show); the ``table.column`` indexed now."""
+        (view -> the table it shows or is to show); the ``view.column`` indexed now."""
         made = []
         for view, column in read_index_columns(self.config):
             target = tables.get(view)
@@ -235,7 +235,7 @@ class Pipeline:
                 continue
             try:
                 if self.adapter.index(target, column):
-                    made.append(f"{target}.{column}")
+                    made.append(f"{view}.{column}")
             except TesseraError as exc:  # reads work without it, slower; the server tries again after
                 log.warning("%s.%s was not indexed for reads (%s)", view, column, exc)
         return made
