@@ -489,6 +489,7 @@ class Pipeline:
         def do_publish():
             views = {}
             patches = []
+            self.progress("publish", "search index" if for_reads else "", 0, 1)
             if for_reads:  # the search indexes and indexes for reads: the scaled limit was for the build
                 self.adapter.unfit_memory()
             for name, b in builder.built.items():
@@ -506,6 +507,7 @@ class Pipeline:
             if reject_parts:
                 views[REJECTS_VIEW] = f"{tag}rejects"
             if for_reads:  # the tables patched in place keep the indexes they have
+                self.progress("publish", "indexes for reads", 0, 1)
                 fresh = {v: t for v, t in views.items() if t is not None and t != self.adapter.published_target(v)}
                 result.indexed = self.index_for_reads(fresh)
             self.adapter.publish(views, patches)
@@ -516,6 +518,7 @@ class Pipeline:
             self.store.set_state(*BUILT_STATE, {"config": config_digest, "datasets": bases})
             drop_views()
             self.collect_garbage()
+            self.progress("publish", "done", 1, 1)
             return {"published": len(builder.built)}
 
         def drop_views():
@@ -536,7 +539,13 @@ class Pipeline:
             self._step(result, "consent", lambda: consent_history.refresh(self.adapter, self.config))
             segments = self._segments_of_built(skipped)
             if segments:
-                self._step(result, "segments", lambda: self.refresh_segments(as_of or date.today(), segments))
+                def do_segments():
+                    self.progress("segments", "", 0, len(segments))
+                    counts = self.refresh_segments(as_of or date.today(), segments)
+                    self.progress("segments", "done", len(segments), len(segments))
+                    return counts
+
+                self._step(result, "segments", do_segments)
         except BaseException as exc:
             if not published:
                 try:
