@@ -240,6 +240,13 @@ def _extra_edges(record: np.ndarray, value: np.ndarray, level: np.ndarray, n_rec
     return np.concatenate(new_r), np.concatenate(new_v), np.concatenate(new_l), n_values
 
 
+def _drop_work(adapter: EngineAdapter, tag: str) -> None:
+    """Drop the key values and the guards' work tables (read no more once the edges are known)."""
+    for work in ("keys", "keys_guarded", "evidence", "refused", "values"):
+        if adapter.exists(f"{tag}{work}"):
+            adapter.drop_table(f"{tag}{work}")
+
+
 def _local_components(adapter: EngineAdapter, kv: ibis.Table, keys: list[IdentityKey], n_records: int,
                       links: pa.Table | None, manual: list[tuple[str, np.ndarray]], limits: dict[int, int],
                       tag: str) -> tuple[ibis.Table, int, int, np.ndarray]:
@@ -250,6 +257,9 @@ def _local_components(adapter: EngineAdapter, kv: ibis.Table, keys: list[Identit
         f"{tag}values", adapter.with_row_index(kv.select("level", "value").distinct(), "vidx"), temp=True
     )
     arrow = adapter.to_arrow(kv.join(values, ["level", "value"]).select("idx", "vidx", "level"))
+    # The key values and the guards' work tables are read no more: their memory goes back before
+    # the edges are clustered (the peak of a run's memory).
+    _drop_work(adapter, tag)
     # (no copy of the columns already of these types: at a million records the edges are the
     # largest arrays of the run)
     record = arrow.column("idx").to_numpy().astype(np.int64, copy=False)
@@ -336,10 +346,7 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
     else:
         comp, n_unified, refused_by_limits, link_pairs = _local_components(
             adapter, kv, keys, n_records, links, manual, limits, tag)
-    # The key values and the guards' work tables are read no more: their memory goes back now.
-    for work in ("keys", "keys_guarded", "evidence", "refused", "values"):
-        if adapter.exists(f"{tag}{work}"):
-            adapter.drop_table(f"{tag}{work}")
+    _drop_work(adapter, tag)
     members = staged.select("_idx", "_tessera_record").join(comp, "_idx")
     # The first record id (in text order) names a new cluster: the same on every engine.
     reps = members.group_by("_comp").agg(_rep_record=members._tessera_record.min())
