@@ -372,9 +372,9 @@ class Pipeline:
             for i, src in enumerate(self.config.sources):
                 self.progress("stage", src.name, i, len(self.config.sources))
 
-                def typed_table(t, n=f"{tag}typed_{src.name}", src=src, i=i):
+                def typed_table(t, n=f"{tag}typed_{src.name}", src=src, i=i, temp=True):
                     try:
-                        return self.adapter.create_table(n, t, temp=True)
+                        return self.adapter.create_table(n, t, temp=temp)
                     except Exception as exc:
                         # the source's filter is the one user expression of staging
                         if src.filter and value_error(self.adapter, exc):
@@ -703,10 +703,27 @@ class Pipeline:
             name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
                               f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")
             if not (self.adapter.exists(name) and self.adapter.exists(rej_name)):
-                staged, rejects = stage(src, [b], [t], schema, materialize=typed_table,
-                                        any_rows=lambda d: self.adapter.count(d.limit(1)) > 0, **options)
-                self.adapter.create_table(name, staged)
+                duplicates: list[bool] = []
+                typed: list[ibis.Table] = []
+                # Where a stored table can be narrowed in place, the typed rows are stored (not
+                # kept in memory) in the staged rows' layout: with no duplicate record key, they
+                # become the staged rows (their rejects deleted, the reasons dropped), no copy.
+                keep = self.adapter.narrows_in_place
+
+                def any_rows(d: ibis.Table) -> bool:
+                    duplicates.append(self.adapter.count(d.limit(1)) > 0)
+                    return duplicates[-1]
+
+                def materialize(rows: ibis.Table) -> ibis.Table:
+                    typed.append(typed_table(rows, temp=not keep))
+                    return typed[-1]
+
+                staged, rejects = stage(src, [b], [t], schema, materialize=materialize, any_rows=any_rows, **options)
                 self.adapter.create_table(rej_name, rejects)
+                if keep and duplicates == [False] and len(typed) == 1 and _stored(typed[0]):
+                    self.adapter.narrow_table(_stored(typed[0]), name, staged.columns, unless="_reason")
+                else:
+                    self.adapter.create_table(name, staged)
             self.kept_stages.update((name, rej_name))
             self.staged_batches.setdefault(src.name, {})[b.batch] = name
             staged_parts.append(self.adapter.table(name))

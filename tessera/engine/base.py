@@ -126,6 +126,9 @@ class EngineAdapter:
     #: bounds: a table of events stored in the order of their time is read only for the days of a
     #: window (worth a sort when it is built)
     prunes_by_order: ClassVar[bool] = False
+    #: a stored table's columns are dropped and the table renamed without a copy
+    #: (:meth:`narrow_table`): a run stores its typed rows to keep them as the staged rows
+    narrows_in_place: ClassVar[bool] = False
 
     def __init__(self, con: ibis.BaseBackend):
         self.con = con
@@ -190,6 +193,14 @@ class EngineAdapter:
 
     def drop_table(self, name: str) -> None:
         self.con.drop_table(name, force=True)
+
+    def narrow_table(self, table: str, name: str, columns: list[str], *, unless: str) -> None:
+        """Store the rows of table ``table`` whose column ``unless`` is NULL as table ``name`` (replaced
+        if it exists), with ``columns`` alone, in this order; ``table`` is gone after. Here a copy;
+        an engine that :attr:`narrows_in_place` deletes the other rows and drops the other columns."""
+        t = self.table(table)
+        self.create_table(name, t.filter(t[unless].isnull()).select(*columns))
+        self.drop_table(table)
 
     def append_query(self, name: str, expr: ibis.Table, *, temp: bool = False) -> None:
         """Append the rows of an Ibis expression, computed in the engine (creating the table when missing)."""

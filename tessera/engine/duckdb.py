@@ -61,6 +61,7 @@ class DuckDBAdapter(SqlCatalogAdapter):
     patches_in_place = True
     cheap_views = True
     prunes_by_order = True
+    narrows_in_place = True
 
     def __init__(self, path: str, *, read_only: bool = False, threads: int | None = None,
                  memory_limit: str | None = None):
@@ -284,6 +285,29 @@ class DuckDBAdapter(SqlCatalogAdapter):
         kind = self.sql("SELECT table_type FROM information_schema.tables WHERE table_name = ? "
                         "ORDER BY table_catalog = 'temp' DESC LIMIT 1", [name]).fetchone()
         self.sql(f"DROP {'VIEW' if kind and kind[0] == 'VIEW' else 'TABLE'} IF EXISTS {q(name)}")
+
+    def narrow_table(self, table: str, name: str, columns: list[str], *, unless: str) -> None:
+        # The rows deleted (a few rejects, usually none) and the columns dropped in place: DuckDB
+        # rewrites nothing (a copy of a million staged rows cost about 0.7 s of CPU).
+        have = [row[0] for row in self.sql(f"DESCRIBE {q(table)}").fetchall()]
+        temporary = self.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary",
+                             [table]).fetchone()[0]
+        if temporary or [c for c in have if c in columns] != list(columns):
+            super().narrow_table(table, name, columns, unless=unless)
+            return
+        # (a delete and an alter of one table in one transaction fail to commit in DuckDB)
+        self.sql(f"DELETE FROM {q(table)} WHERE {q(unless)} IS NOT NULL")
+        self.sql("BEGIN TRANSACTION")
+        try:
+            for column in have:
+                if column not in columns:
+                    self.sql(f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}")
+            self.sql(f"DROP TABLE IF EXISTS {q(name)}")
+            self.sql(f"ALTER TABLE {q(table)} RENAME TO {q(name)}")
+            self.sql("COMMIT")
+        except BaseException:
+            self.sql("ROLLBACK")
+            raise
 
     def with_row_index(self, table: ibis.Table, name: str) -> ibis.Table:
         # An unordered row number needs no sort.

@@ -137,11 +137,17 @@ def guard(adapter: EngineAdapter, staged: ibis.Table, kv: ibis.Table, keys: list
     cols = sorted({c for g in rules.values() for c in g.agree + [x for a in g.conflict for x in a]
                    + list(g.swap or ())})
     name = {c: f"_e{i}" for i, c in enumerate(cols)}
-    ev = adapter.create_table(f"{tag}evidence", staged.select(
+    # Only records that share a guarded value with another record can conflict: the evidence is
+    # read for them alone (a fifth of a million contacts), not for every record.
+    guarded = kv.filter(kv.level.isin(list(rules)))
+    shared = guarded.group_by(["level", "value"]).agg(_n=guarded.count())
+    carriers = adapter.create_table(f"{tag}carriers", guarded.semi_join(shared.filter(shared._n > 1),
+                                                                        ["level", "value"]), temp=True)
+    ev = adapter.create_table(f"{tag}evidence", staged.semi_join(carriers, staged._idx == carriers.idx).select(
         _eidx=staged._idx, **{name[c]: _norm(staged[c], adapter.dialect) for c in cols}), temp=True)
     parts = []
     for level, rule in rules.items():
-        g = kv.filter(kv.level == level).join(ev, kv.idx == ev._eidx)
+        g = carriers.filter(carriers.level == level).join(ev, carriers.idx == ev._eidx)
         left, right = g.view(), g.view()
         j = left.join(right, [left.value == right.value, left.idx < right.idx])
 
@@ -166,7 +172,8 @@ def guard(adapter: EngineAdapter, staged: ibis.Table, kv: ibis.Table, keys: list
                                .order_by([ibis.desc("records"), "level", "value"]))
     # A refused value is one value per person part: the agreement columns joined, or the record alone.
     marked = kv.left_join(refused_t.select("level", "value", _ref=ibis.literal(1)), ["level", "value"])
-    marked = marked.join(ev, marked.idx == ev._eidx)
+    # (the records of a refused value all have their evidence; the others keep their values)
+    marked = marked.left_join(ev, marked.idx == ev._eidx)
     part_of = None
     for level, rule in rules.items():
         agree = rule.agree
@@ -240,23 +247,36 @@ def _extra_edges(record: np.ndarray, value: np.ndarray, level: np.ndarray, n_rec
     return np.concatenate(new_r), np.concatenate(new_v), np.concatenate(new_l), n_values
 
 
+def _drop_work(adapter: EngineAdapter, tag: str) -> None:
+    """Drop the key values and the guards' work tables (read no more once the edges are known)."""
+    for work in ("keys", "keys_guarded", "carriers", "evidence", "refused", "values"):
+        if adapter.exists(f"{tag}{work}"):
+            adapter.drop_table(f"{tag}{work}")
+
+
 def _local_components(adapter: EngineAdapter, kv: ibis.Table, keys: list[IdentityKey], n_records: int,
                       links: pa.Table | None, manual: list[tuple[str, np.ndarray]], limits: dict[int, int],
                       tag: str) -> tuple[ibis.Table, int, int, np.ndarray]:
     """(components table ``_idx, _comp, _size``, unified records, records split by limits, match
     links) labelled on this machine with SciPy (:mod:`tessera.identity.graph`)."""
-    # Values are numbered in the engine (in no particular order: only records' ids name clusters).
-    values = adapter.create_table(
-        f"{tag}values", adapter.with_row_index(kv.select("level", "value").distinct(), "vidx"), temp=True
-    )
-    arrow = adapter.to_arrow(kv.join(values, ["level", "value"]).select("idx", "vidx", "level"))
-    # (no copy of the columns already of these types: at a million records the edges are the
-    # largest arrays of the run)
-    record = arrow.column("idx").to_numpy().astype(np.int64, copy=False)
-    value = arrow.column("vidx").to_numpy().astype(np.int64, copy=False)
-    n_values = int(value.max()) + 1 if len(value) else 0
-    level = arrow.column("level").to_numpy().astype(np.int8, copy=False)
-    del arrow
+    # One grouping of the key values gives the edges: each group is a value, numbered by its
+    # place in the result (in no particular order: only records' ids name clusters), with the
+    # records that carry it. A value carried by one record links none: left out (most values of a
+    # million contacts), but where per-key limits count every value of a unified record.
+    groups = kv.group_by(["level", "value"]).agg(records=kv.idx.collect(), _n=kv.count())
+    if not limits:
+        groups = groups.filter(groups._n > 1)
+    arrow = adapter.to_arrow(groups.select("level", "records"))
+    # The key values and the guards' work tables are read no more: their memory goes back before
+    # the edges are clustered (the peak of a run's memory).
+    _drop_work(adapter, tag)
+    lists = arrow.column("records").combine_chunks()
+    carriers = lists.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    record = lists.flatten().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    n_values = len(carriers)
+    value = np.repeat(np.arange(n_values, dtype=np.int64), carriers)
+    level = np.repeat(arrow.column("level").to_numpy().astype(np.int8, copy=False), carriers)
+    del arrow, lists, carriers
     link_pairs = np.zeros((0, 2), dtype=np.int64)
     if links is not None and links.num_rows:
         link_pairs = np.stack([links.column("idx_l").to_numpy().astype(np.int64),
@@ -336,10 +356,7 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
     else:
         comp, n_unified, refused_by_limits, link_pairs = _local_components(
             adapter, kv, keys, n_records, links, manual, limits, tag)
-    # The key values and the guards' work tables are read no more: their memory goes back now.
-    for work in ("keys", "keys_guarded", "evidence", "refused", "values"):
-        if adapter.exists(f"{tag}{work}"):
-            adapter.drop_table(f"{tag}{work}")
+    _drop_work(adapter, tag)
     members = staged.select("_idx", "_tessera_record").join(comp, "_idx")
     # The first record id (in text order) names a new cluster: the same on every engine.
     reps = members.group_by("_comp").agg(_rep_record=members._tessera_record.min())

@@ -204,6 +204,11 @@ def stage(
     reason = ibis.cases(*reason_cases, else_=ibis.null(dt.string))
     column = ibis.cases(*column_cases, else_=ibis.null(dt.string))
     rows = rows.mutate(_reason=reason, _column=column)
+    # The typed rows in the layout of the staged rows, then what the rejects read (the checks'
+    # flags and original texts are folded into the reason): an engine may keep the stored typed
+    # rows as the staged rows themselves, its reasons' columns dropped (see the pipeline).
+    rows = rows.select("_tessera_record", *META, "_tessera_imported_at", *wanted,
+                       ibis.literal(src.name).name("_tessera_source"), "_reason", "_column")
     if materialize is not None:
         # Normalization trees are large: compile them once, then work on the typed table.
         rows = materialize(rows)
@@ -263,9 +268,7 @@ def stage(
 
 def _staged(src: SourceConfig, good: ibis.Table, wanted: list[str]) -> ibis.Table:
     """The staged columns of the good rows."""
-    return good.select(
-        "_tessera_record", *META, "_tessera_imported_at", *[c for c in wanted]
-    ).mutate(_tessera_source=ibis.literal(src.name))
+    return good.select("_tessera_record", *META, "_tessera_imported_at", *wanted, "_tessera_source")
 
 
 def _keep_matching(rows: ibis.Table, src: SourceConfig, columns: set[str], dialect: Dialect, add_sql_columns
