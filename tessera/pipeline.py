@@ -295,7 +295,7 @@ class Pipeline:
 
         if import_files:
             self._step(result, "import", do_import)
-        self.adapter.fit_memory()  # the engine's memory scaled to the data imported
+        self.adapter.fit_memory()  # the engine's memory (Spark: its settings) scaled to the data imported
 
         inputs = self.inputs_digest(as_of or date.today())
         last = None if full else self._last_inputs(inputs)

@@ -410,7 +410,8 @@ class EngineAdapter:
     def fit_memory(self) -> None:
         """Scale the engine's default memory limit to the data imported (the raw batches), once
         they are: a run over little data holds less memory. A limit set by ``pipeline.memory_limit``
-        (or by the engine's own setting) is kept. Engines without a limit of their own ignore it."""
+        (or by the engine's own setting) is kept. Spark chooses its settings for a small run there
+        (see ``tessera.engine.spark.SMALL_RUN_SETTINGS``); other engines without a limit ignore it."""
 
     def out_of_memory(self, exc: BaseException) -> bool:
         """Whether ``exc`` (or what caused it) is this engine's refusal for lack of memory."""
