@@ -338,7 +338,7 @@ class Pipeline:
 
         if import_files:
             self._step(result, "import", do_import)
-        self.adapter.fit_memory()  # the engine's memory scaled to the data imported
+        self.adapter.fit_memory()  # the engine's memory (Spark: its settings) scaled to the data imported
 
         inputs = self.inputs_digest(as_of or date.today())
         last = None if full else self._last_inputs(inputs)
@@ -369,6 +369,8 @@ class Pipeline:
             files = self.store.list_imported_files()
             staged_total = 0
             conn_types = {c.name: c.type for c in self.config.connections}
+            # rows refused by the parser, per (source, batch): read at the first source that has batches
+            parse_counts: dict[tuple[str, int], int] | None = None
             for i, src in enumerate(self.config.sources):
                 self.progress("stage", src.name, i, len(self.config.sources))
 
@@ -413,9 +415,12 @@ class Pipeline:
                 n_parse = 0
                 if batch_ids and self.adapter.exists(PARSE_REJECTS):
                     pr = self.adapter.table(PARSE_REJECTS)
-                    pr = pr.filter((pr.source == src.name) & pr.batch.isin(batch_ids))
-                    n_parse = self.adapter.count(pr)
-                    reject_parts.append(pr)
+                    if parse_counts is None:  # counted once for every source (one query, not one each)
+                        per_batch = pr.group_by(["source", "batch"]).agg(n=ibis._.count())
+                        parse_counts = {(r["source"], r["batch"]): r["n"]
+                                        for r in self.adapter.to_arrow(per_batch).to_pylist()}
+                    n_parse = sum(parse_counts.get((src.name, b), 0) for b in batch_ids)
+                    reject_parts.append(pr.filter((pr.source == src.name) & pr.batch.isin(batch_ids)))
                 reject_parts.append(rej)
                 total = n_ok + n_rej + n_parse
                 rate = (n_rej + n_parse) / total if total else 0.0

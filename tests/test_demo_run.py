@@ -71,6 +71,17 @@ def test_every_malformed_row_is_in_rejects_with_its_line(demo):
     assert all(r["reason"] for r in rejects)
 
 
+def test_each_source_reports_its_rejected_rows(demo):
+    ws, _, result = demo
+    rejects = ws.adapter.to_arrow(ws.table("tessera_rejects")).to_pylist()
+    per_source: dict[str, int] = {}
+    for r in rejects:
+        per_source[r["source"]] = per_source.get(r["source"], 0) + 1
+    parsed = {r["source"] for r in ws.adapter.to_arrow(ws.adapter.table("_tessera_parse_rejects")).to_pylist()}
+    assert parsed  # the demo's files have rows the parser refuses (a count read per source and batch)
+    assert {s: c["rejected"] for s, c in result.sources.items() if c.get("rejected")} == per_source
+
+
 def test_orders_are_linked_to_their_contacts(demo):
     ws, _, _ = demo
     orders = ws.table("orders")

@@ -421,7 +421,8 @@ class EngineAdapter:
     def fit_memory(self) -> None:
         """Scale the engine's default memory limit to the data imported (the raw batches), once
         they are: a run over little data holds less memory. A limit set by ``pipeline.memory_limit``
-        (or by the engine's own setting) is kept. Engines without a limit of their own ignore it."""
+        (or by the engine's own setting) is kept. Spark chooses its settings for a small run there
+        (see ``tessera.engine.spark.SMALL_RUN_SETTINGS``); other engines without a limit ignore it."""
 
     def unfit_memory(self) -> None:
         """The engine's default memory limit again after :meth:`fit_memory` (not a limit of

@@ -25,6 +25,21 @@ from tessera.errors import EngineError
 
 _SESSION = None
 
+# A run whose imported rows (the raw batches) are at most SMALL_RUN_ROWS runs with SMALL_RUN_SETTINGS:
+# every query in one partition, no adaptive re-planning and no broadcast (each broadcast and each
+# adaptive stage is a Spark job of its own, costing far more than a few thousand rows), expressions
+# interpreted (compiling the code of the staging's and the enrichment's large queries takes longer
+# than running them on a few thousand rows). Past it, the session's own settings (Spark's defaults:
+# they pay off on real volumes). See docs/performance.md.
+SMALL_RUN_ROWS = 250_000
+SMALL_RUN_SETTINGS = {
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.shuffle.partitions": "1",
+    "spark.sql.autoBroadcastJoinThreshold": "-1",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
+
 
 def _patch_compiler() -> None:
     """Ibis trims Python's ``string.whitespace``, whose \\x0b and \\x0c Spark SQL reads back as the
@@ -85,6 +100,10 @@ class SparkAdapter(EngineAdapter):
         # the schema of each table this adapter wrote or read: reading a Parquet folder without
         # one runs a Spark job to read its footers, and a run writes and reads back many tables
         self._schemas: dict = {}
+        # the session's own values of the settings a small run changes (None: unset), put back
+        # for a larger one; read once per session (an earlier adapter may have changed them)
+        if not hasattr(self.session, "_tessera_own_settings"):
+            self.session._tessera_own_settings = {k: self.session.conf.get(k, None) for k in SMALL_RUN_SETTINGS}
         for name in self.list_tables():
             self._register(name)
         for view, table in self._published().items():
@@ -200,6 +219,18 @@ class SparkAdapter(EngineAdapter):
         name = self._published().get(op.name, op.name) if op.name not in self._registered else op.name
         path = self._path(name)
         return path if (path / "_SUCCESS").exists() else None
+
+    def fit_memory(self) -> None:
+        """SMALL_RUN_SETTINGS when the raw batches (from their Parquet footers) have at most
+        SMALL_RUN_ROWS rows, else the session's own settings."""
+        rows = sum(sum(_footers(self._path(name)).values()) for name in self.list_tables()
+                   if name.startswith("_tessera_raw_"))
+        for key, small in SMALL_RUN_SETTINGS.items():
+            value = small if rows <= SMALL_RUN_ROWS else self.session._tessera_own_settings[key]
+            if value is None:
+                self.session.conf.unset(key)
+            else:
+                self.session.conf.set(key, value)
 
     # ------------------------------------------------------------------ publication
     def publish(self, views: dict[str, str], patches=()) -> None:

@@ -34,3 +34,32 @@ def test_counts_and_flags_from_the_footers_match_queries(tmp_path, spark_session
     adapter.publish({"published_t": "t2"})
     assert adapter.count(adapter.table("published_t")) == n
     adapter.close()
+
+
+@pytest.mark.spark
+def test_small_run_settings_follow_the_raw_batches(tmp_path, spark_session, monkeypatch):
+    from tessera.engine import spark as engine
+    from tessera.engine.spark import SMALL_RUN_SETTINGS, SparkAdapter
+
+    monkeypatch.setattr(engine, "SMALL_RUN_ROWS", 100)
+    adapter = SparkAdapter(tmp_path / "spark", session=spark_session)
+    own = dict(spark_session._tessera_own_settings)
+    conf = spark_session.conf
+    try:
+        raw = pa.table({"x": pa.array(range(80), pa.int64())})
+        adapter.create_table("_tessera_raw_a_1", raw)
+        adapter.create_table("other_table", pa.table({"x": pa.array(range(500), pa.int64())}))  # not counted
+        adapter.fit_memory()
+        assert {k: conf.get(k) for k in SMALL_RUN_SETTINGS} == SMALL_RUN_SETTINGS
+        adapter.create_table("_tessera_raw_a_2", raw)  # 160 rows: past the limit, the session's own
+        adapter.fit_memory()
+        assert {k: conf.get(k, None) for k in SMALL_RUN_SETTINGS} == own
+        assert conf.get("spark.sql.autoBroadcastJoinThreshold") != "-1"
+        # a later adapter of the same session reads the session's own values, not a run's
+        adapter.drop_table("_tessera_raw_a_2")
+        adapter.fit_memory()
+        assert SparkAdapter(tmp_path / "spark2", session=spark_session).session._tessera_own_settings == own
+    finally:
+        for k, v in own.items():
+            conf.unset(k) if v is None else conf.set(k, v)
+        adapter.close()
