@@ -263,17 +263,24 @@ class DuckDBAdapter(SqlCatalogAdapter):
                                     if typ == "VARCHAR" and hints.get(column) in self.COMPRESSION else "")
             for column, typ, *_ in self.sql(f"DESCRIBE {query}").fetchall())
         building = f"{PREFIX}building_{name}"
-        self.sql("BEGIN TRANSACTION")
-        try:
+        with self._transaction():
             self.sql(f"CREATE OR REPLACE TABLE {q(building)} ({columns})")
             self.sql(f"INSERT INTO {q(building)} {query}")
             self.sql(f"DROP TABLE IF EXISTS {q(name)}")
             self.sql(f"ALTER TABLE {q(building)} RENAME TO {q(name)}")
+        return self.con.table(name)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """The statements of the block in one transaction: committed at its end, rolled back if
+        it raises (an interrupt included)."""
+        self.sql("BEGIN TRANSACTION")
+        try:
+            yield
             self.sql("COMMIT")
         except BaseException:
             self.sql("ROLLBACK")
             raise
-        return self.con.table(name)
 
     def create_view(self, name: str, expr: ibis.Table) -> ibis.Table:
         self.con._run_pre_execute_hooks(expr)
@@ -297,17 +304,12 @@ class DuckDBAdapter(SqlCatalogAdapter):
             return
         # (a delete and an alter of one table in one transaction fail to commit in DuckDB)
         self.sql(f"DELETE FROM {q(table)} WHERE {q(unless)} IS NOT NULL")
-        self.sql("BEGIN TRANSACTION")
-        try:
+        with self._transaction():
             for column in have:
                 if column not in columns:
                     self.sql(f"ALTER TABLE {q(table)} DROP COLUMN {q(column)}")
             self.sql(f"DROP TABLE IF EXISTS {q(name)}")
             self.sql(f"ALTER TABLE {q(table)} RENAME TO {q(name)}")
-            self.sql("COMMIT")
-        except BaseException:
-            self.sql("ROLLBACK")
-            raise
 
     def with_row_index(self, table: ibis.Table, name: str) -> ibis.Table:
         # An unordered row number needs no sort.
