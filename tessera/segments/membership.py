@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -116,9 +116,12 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         now: the time of the entries and exits (default: now, UTC).
     """
     adapter, config = ctx.adapter, ctx.config
-    now = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None, microsecond=0)
     todo = [s for s in config.segments if names is None or s.name in names]
     ensure_tables(adapter)
+    if now is None:
+        now = _after_last(adapter, datetime.now(UTC).replace(tzinfo=None, microsecond=0))
+    else:
+        now = now.astimezone(UTC).replace(tzinfo=None, microsecond=0)
     members = adapter.table(MEMBERS)
     configured = [s.name for s in config.segments]
     at = ibis.literal(now, dt.timestamp)
@@ -201,6 +204,21 @@ def refresh(ctx: Context, store, names: list[str] | None = None, now: datetime |
         if rows:
             adapter.append(SIZES, pa.Table.from_pylist(rows, schema=SIZES_SCHEMA))
     return out
+
+
+def _after_last(adapter, now: datetime) -> datetime:
+    """``now``, or the second after the last refresh's time when that is not earlier: times are
+    kept to the second, and each refresh has its own, after the last one's, in the sizes' history
+    and the entries and exits (an exit after the entry it closes), two quick runs included."""
+    if not adapter.exists(SIZES):  # the first refresh
+        return now
+    sizes = adapter.table(SIZES)
+    last = adapter.to_arrow(sizes.aggregate(last=sizes.refreshed_at.max())).column("last")[0].as_py()
+    if last is None:
+        return now
+    if last.tzinfo is not None:
+        last = last.astimezone(UTC).replace(tzinfo=None)
+    return max(now, last + timedelta(seconds=1))
 
 
 def _apply(adapter, members: ibis.Table, logs: list[ibis.Table], entered: int, exited: int, total: int,

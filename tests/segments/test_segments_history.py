@@ -157,3 +157,16 @@ def test_a_segment_that_cannot_be_computed_is_skipped_and_the_run_succeeds(tmp_p
     assert member_names(ws, "gold") == {"Ana", "Cy"} and member_names(ws, "risky") == set()
     assert ws.segment_history("risky")["sizes"] == []
     ws.close()
+
+
+def test_refreshes_in_the_same_second_each_have_their_own_time(tmp_path):
+    """Times are kept to the second: two refreshes in one second (quick runs) still follow each
+    other in the history, each exit after the entry it closes."""
+    ws = make_workspace(tmp_path, segments=SEGMENTS)
+    ws.run()
+    for _ in range(3):  # far quicker than a second apart
+        ws.refresh_segments(["paris_adults"])
+    sizes = ws.segment_history("paris_adults")["sizes"]
+    times = [s["refreshed_at"] for s in sizes]
+    assert len(times) == 4 and times == sorted(set(times)), times
+    ws.close()
