@@ -8,6 +8,7 @@ a change of the code in a few minutes. Make one once, e.g. with bench_api's data
     .venv/bin/python bench/bench_reads.py --make /tmp/ws1m --records 1000000
     .venv/bin/python bench/bench_reads.py --workspace /tmp/ws1m --readers 1,20 --seconds 15
     .venv/bin/python bench/bench_reads.py --workspace /tmp/ws1m --readers 20 --seconds 40 --during-run
+    .venv/bin/python bench/bench_reads.py --workspace /tmp/ws1m --readers 20 --seconds 120 --during-run --runs 7
     .venv/bin/python bench/bench_reads.py --workspace /tmp/ws1m --readers 1,20 --bare --ids 1000000
 
 Printed per reader count: requests, p50/p95/p99 per route (status, profile), errors, the share
@@ -108,6 +109,8 @@ def main() -> int:
                     help="customers the readers pick from (the server keeps answers: fewer ids, more repeats)")
     ap.add_argument("--seconds", type=float, default=15, help="seconds per phase")
     ap.add_argument("--during-run", action="store_true", help="queue a full run first and read while it goes")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="with --during-run: full runs queued one after the other (a loop longer than one run)")
     ap.add_argument("--timeline", type=float, metavar="SECONDS",
                     help="with --during-run: first one reader through the whole job, its latencies "
                          "printed per window of SECONDS with the job's log (then the phases, on a second run)")
@@ -144,6 +147,9 @@ def main() -> int:
             if args.timeline:
                 timeline(api, start_run(api), ids, args.timeline)
             job = {"id": start_run(api)}
+            # more full runs queued behind it: the loop can last longer than one run
+            queued = [api.post("/api/jobs", json={"kind": "run", "params": {"full": True}}).json()["id"]
+                      for _ in range(args.runs - 1)]
         for n in [int(x) for x in args.readers.split(",")]:
             c0 = sum(proc.cpu_times()[:2])
             phase = _read_phase(url, token, ids, args.seconds, n)
@@ -167,12 +173,15 @@ def main() -> int:
                       + f"; {sum(len(v) for v in floor['lat'].values()) / args.seconds:,.0f} reads/s; "
                       f"load {os.getloadavg()[0]:.1f}")
         if job is not None:
-            state = api.get(f"/api/jobs/{job['id']}").json()["state"]
-            print(f"the run's job at the end of the loop: {state}")
-            done = api.get(f"/api/jobs/{job['id']}", params={"wait": 30}).json()
-            while done["state"] in ("queued", "running"):
-                done = api.get(f"/api/jobs/{job['id']}", params={"wait": 30}).json()
-            print(f"the run: {done['state']} in {(done.get('result') or {}).get('seconds', float('nan')):.1f} s")
+            runs = [job["id"], *queued]
+            state = api.get(f"/api/jobs/{runs[-1]}").json()["state"]
+            print(f"the {'last ' if queued else ''}run's job at the end of the loop: {state}")
+            for i, job_id in enumerate(runs, 1):
+                done = api.get(f"/api/jobs/{job_id}", params={"wait": 30}).json()
+                while done["state"] in ("queued", "running"):
+                    done = api.get(f"/api/jobs/{job_id}", params={"wait": 30}).json()
+                print(f"the run{f' {i}' if queued else ''}: {done['state']} in "
+                      f"{(done.get('result') or {}).get('seconds', float('nan')):.1f} s")
     finally:
         if floor_server is not None:
             floor_server[0].terminate()
