@@ -259,24 +259,21 @@ def _local_components(adapter: EngineAdapter, kv: ibis.Table, keys: list[Identit
                       tag: str) -> tuple[ibis.Table, int, int, np.ndarray]:
     """(components table ``_idx, _comp, _size``, unified records, records split by limits, match
     links) labelled on this machine with SciPy (:mod:`tessera.identity.graph`)."""
-    # One grouping of the key values gives the edges: each group is a value, numbered by its
-    # place in the result (in no particular order: only records' ids name clusters), with the
-    # records that carry it. A value carried by one record links none: left out (most values of a
-    # million contacts), but where per-key limits count every value of a unified record.
-    groups = kv.group_by(["level", "value"]).agg(records=kv.idx.collect(), _n=kv.count())
-    if not limits:
-        groups = groups.filter(groups._n > 1)
-    arrow = adapter.to_arrow(groups.select("level", "records"))
+    # Values are numbered in the engine (in no particular order: only records' ids name clusters).
+    values = adapter.create_table(
+        f"{tag}values", adapter.with_row_index(kv.select("level", "value").distinct(), "vidx"), temp=True
+    )
+    arrow = adapter.to_arrow(kv.join(values, ["level", "value"]).select("idx", "vidx", "level"))
     # The key values and the guards' work tables are read no more: their memory goes back before
     # the edges are clustered (the peak of a run's memory).
     _drop_work(adapter, tag)
-    lists = arrow.column("records").combine_chunks()
-    carriers = lists.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    record = lists.flatten().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    n_values = len(carriers)
-    value = np.repeat(np.arange(n_values, dtype=np.int64), carriers)
-    level = np.repeat(arrow.column("level").to_numpy().astype(np.int8, copy=False), carriers)
-    del arrow, lists, carriers
+    # (no copy of the columns already of these types: at a million records the edges are the
+    # largest arrays of the run)
+    record = arrow.column("idx").to_numpy().astype(np.int64, copy=False)
+    value = arrow.column("vidx").to_numpy().astype(np.int64, copy=False)
+    n_values = int(value.max()) + 1 if len(value) else 0
+    level = arrow.column("level").to_numpy().astype(np.int8, copy=False)
+    del arrow
     link_pairs = np.zeros((0, 2), dtype=np.int64)
     if links is not None and links.num_rows:
         link_pairs = np.stack([links.column("idx_l").to_numpy().astype(np.int64),
