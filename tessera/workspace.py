@@ -898,7 +898,7 @@ class Workspace:
         ``tessera_id`` of each deduplicated dataset and of its source records, the identity keys of
         its source records, the link column of the datasets linked to it (events, orders), and the
         segment members.
-        Returns the ``table.column`` indexed now.
+        Returns the ``view.column`` indexed now (the segment members by their table).
 
         The server does it after each run and at its start (a profile then reads a few index
         entries instead of scanning a million ids); an index is made once per published table (an
@@ -906,14 +906,11 @@ class Workspace:
         from tessera.segments import MEMBERS
 
         config = self.config
-        wanted = read_index_columns(config)
         made = [f"{search_view(d)}.token" for d in self.build_search_index(missing_only=True)]
         with self.writing():
-            for view, column in wanted:
-                target = self.adapter.published_target(view)
-                if target is not None and column in self.adapter.table(view).columns \
-                        and self.adapter.index(target, column):
-                    made.append(f"{target}.{column}")
+            published = {view: target for view, _ in read_index_columns(config)
+                         if (target := self.adapter.published_target(view)) is not None}
+            made += Pipeline(self.adapter, self.store, config, self.path / "archive").index_for_reads(published)
             if config.segments and self.adapter.exists(MEMBERS) and self.adapter.index(MEMBERS, TID):
                 made.append(f"{MEMBERS}.{TID}")
         return made

@@ -180,7 +180,7 @@ class WorkspaceOwner:
     def _run(self, params: dict, ctx: JobContext) -> Any:
         as_of = params.get("as_of")
         # The tables the run publishes are indexed for reads before they are published: an index
-        # made on a table that profiles read holds them at its end (seconds at a million rows).
+        # made on a table that profiles read slows each of their reads while it is built.
         result = self.workspace.run(progress=ctx, import_files=bool(params.get("import_files", True)),
                                     as_of=date.fromisoformat(as_of) if as_of else None,
                                     full=bool(params.get("full", False)), for_reads=True)
