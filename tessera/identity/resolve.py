@@ -368,8 +368,11 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
             adapter, kv, keys, n_records, links, manual, limits, tag, values)
     _drop_work(adapter, tag)
     members = staged.select("_idx", "_tessera_record").join(comp, "_idx")
-    # The first record id (in text order) names a new cluster: the same on every engine.
-    reps = members.group_by("_comp").agg(_rep_record=members._tessera_record.min())
+    # The first record id (in text order) names a new cluster: the same on every engine. A record
+    # alone (most of them) is its own first: only the clusters of several records are grouped.
+    several = members.filter(members._size > 1)
+    reps = several.group_by("_comp").agg(_rep_record=several._tessera_record.min()).union(
+        members.filter(members._size == 1).select("_comp", _rep_record=members._tessera_record), distinct=False)
     if previous is not None:
         cand = members.join(previous.select("_tessera_record", old_id=previous[TID]), "_tessera_record")
         cand = cand.group_by(["_comp", "old_id"]).agg(n=ibis._.count()).join(reps, "_comp")
