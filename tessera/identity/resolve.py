@@ -330,12 +330,13 @@ def resolve(adapter: EngineAdapter, staged: ibis.Table, keys: list[IdentityKey],
     has_links = links is not None and links.num_rows > 0
     in_engine = adapter.graph_in_engine and not limits and not has_links and not manual
     values = None
-    if not in_engine and not limits:
+    if not in_engine and not limits and counted is None:
         # A value of one record links it to no other: at ten million contacts 18 of the 21 million
         # key values. The values of several records are counted and numbered in one grouping
         # (the one that finds the values shared beyond the threshold), and only they make edges:
         # the edges collected and the graph are those of the values records share. (A key's limit
-        # counts the values of a cluster, those of one record too: all of them are numbered then.)
+        # counts the values of a cluster, those of one record too: all of them are numbered then;
+        # an incremental run counts the values of every record but numbers those of its few.)
         values = adapter.create_table(
             f"{tag}values", adapter.with_row_index(per_value.filter(per_value.records > 1), "vidx"), temp=True)
         per_value = values
