@@ -19,7 +19,8 @@ from tessera.engine.base import EngineAdapter, Patch
 from tessera.engine.types import IBIS_TYPES, cast_text, type_name
 from tessera.engine.duckdb import authoring_probe
 from tessera.errors import EngineError, RunError, TesseraError
-from tessera.datasets.incremental import Current, Previous, affected, all_key_values, changed_by_batches
+from tessera.datasets.incremental import (Changed, Current, Previous, affected, all_key_values, carriers,
+                                          changed_by_batches, levels_of)
 from tessera.identity.merge import MergeColumn, merge, merge_parts
 from tessera.identity.resolve import (DEFAULT_BLOCKED, SHAREABLE, IdentityKey, Override, key_values, new_id,
                                      resolve)
@@ -422,18 +423,15 @@ class DatasetBuilder:
         return lookup.filter(lookup.tid == lookup._last).select("key", "tid"), rules
 
     def _mapped(self, ds: DatasetConfig, columns: list[ColumnSpec], links: list[str],
-                only: set[str] | None = None, records: ibis.Table | None = None) -> ibis.Table:
-        """The mapped rows of ``ds`` (of the sources ``only``, when given; of the records whose
-        ``_tessera_record`` is in ``records``, when given: kept before the columns are mapped, so
-        that the rules run on those rows only)."""
+                only: dict[str, ibis.Table] | None = None) -> ibis.Table:
+        """The mapped rows of ``ds`` (when ``only`` is given, of its sources alone, each read from
+        the rows given for it: the rules run on those rows only)."""
         key_columns = {k.column for k in ds.identity_keys} if ds.deduplicate else set()
         parts = []
         for m in ds.mappings:
             if only is not None and m.source not in only:
                 continue
-            t = self.adapter.table(self.stages[m.source])
-            if records is not None:
-                t = t.semi_join(records, "_tessera_record")
+            t = only[m.source] if only is not None else self.adapter.table(self.stages[m.source])
             link_cols: dict[str, list[str]] = {}
             for i, rel in enumerate(self.sources[m.source].relations):
                 lookup, rules = self._lookup(rel)
@@ -492,10 +490,9 @@ class DatasetBuilder:
                 and not any(k.limit for k in ds.identity_keys)
                 and not any(self.sources[m.source].connection in events for m in ds.mappings))
 
-    def _changed(self, ds: DatasetConfig, before: Previous, previous: ibis.Table,
-                 tag: str) -> tuple[ibis.Table, set[str]] | None:
-        """The records of ``ds`` read from batches the last run did not read, and their sources,
-        when nothing else changed (see :func:`changed_by_batches`), else None."""
+    def _changed(self, ds: DatasetConfig, before: Previous, previous: ibis.Table, tag: str) -> Changed | None:
+        """The records of ``ds`` read from batches the last run did not read, and their rows, when
+        nothing else changed (see :func:`changed_by_batches`), else None."""
         sources = [m.source for m in ds.mappings]
         if before.stages is None or len(set(sources)) != len(sources) or set(before.stages) != set(sources) \
                 or any(s not in self.staged_rows for s in sources):
@@ -512,13 +509,32 @@ class DatasetBuilder:
         level = ibis.cases(*[(old.key == k.column, ibis.literal(i, "int8")) for i, k in enumerate(keys)])
         return old.select(level=level, value=old.value)
 
-    def _counted(self, current: Current, part: ibis.Table, keys: list[IdentityKey],
-                 ds: DatasetConfig, tag: str) -> ibis.Table:
-        """``level, value`` for every record that carries a key value of ``part`` (the affected set):
-        what the shared-value threshold counts (materialized: read once per key, then counted)."""
-        mine = self.adapter.create_table(f"{tag}part_values", key_values(part, keys, ds.blocked_values)
-                                         .select("level", "value").distinct(), temp=True)
-        return self.adapter.create_table(f"{tag}counted", current.carriers(mine, keys).select("level", "value"),
+    def _counted(self, current: Current, part: ibis.Table, records: ibis.Table, keys: list[IdentityKey],
+                 ds: DatasetConfig, before: Previous, tag: str) -> ibis.Table | None:
+        """``level, value`` for every record that carries a key value of ``part`` (the rows of the
+        affected set, ``_tessera_record`` in ``records``): what the shared-value threshold counts.
+
+        A value of the set that the last run did not set aside (shared beyond the threshold or
+        refused by the guards) linked all its records then, so those of the last run are in the
+        set, and the new or changed ones are in it (they are touched): only the values set aside
+        may have records outside it, looked up in the last lineage. None when there are none
+        (the set's own values are the count)."""
+        kv = key_values(part, keys, ds.blocked_values).select("level", "value")
+        if before.shared is None:
+            aside = None
+        else:
+            old = self.adapter.table(before.shared)
+            level = ibis.cases(*[(old.key == k.column, ibis.literal(i, "int8")) for i, k in enumerate(keys)])
+            aside = self.adapter.create_table(f"{tag}part_aside", old.select(level=level, value=old.value).semi_join(
+                kv, ["level", "value"]).distinct(), temp=True)
+            levels = levels_of(self.adapter, aside)
+            if not levels:
+                return None
+        if aside is None:  # (every value of the set looked up)
+            aside = self.adapter.create_table(f"{tag}part_aside", kv.distinct(), temp=True)
+            levels = None
+        outside = carriers(current.previous, aside, keys, levels).anti_join(records, "_tessera_record")
+        return self.adapter.create_table(f"{tag}counted", kv.union(outside.select("level", "value"), distinct=False),
                                          temp=True)
 
     def _keep_shared(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous, shared_table: str,
@@ -573,9 +589,8 @@ class DatasetBuilder:
             if _types(prev_records.drop(TID)) == _types(mapped):
                 changed = self._changed(ds, before, prev_records, tag)
                 plan = affected(self.adapter, mapped, prev_records, keys, ds.blocked_values, tag,
-                                refused=self._refused_before(ds, keys, before),
-                                changed=changed[0] if changed else None,
-                                fresh_from=self._mapped(ds, columns, links, only=changed[1], records=changed[0])
+                                refused=self._refused_before(ds, keys, before), changed=changed,
+                                fresh_from=self._mapped(ds, columns, links, only=changed.sources)
                                 if changed else None)
                 if plan is not None and plan.count * 2 > plan.total:
                     plan = None  # most records are affected: a full build is as quick
@@ -587,7 +602,8 @@ class DatasetBuilder:
         for c in columns:
             if c.semantic in ("FirstName", "LastName", "Email", "BirthDate") and c.semantic not in evidence:
                 evidence[c.semantic] = c.name
-        prev = self.adapter.table(previous_lineage) if previous_lineage else None
+        # (an incremental run: the last ids of the affected set's records, all the resolution reads)
+        prev = plan.lineage if plan else self.adapter.table(previous_lineage) if previous_lineage else None
         matched = None
         if ds.matching is not None:
             from tessera.identity.matching import match
@@ -598,7 +614,7 @@ class DatasetBuilder:
                       threshold=ds.shared_value_threshold, previous=prev, generation=generation, tag=tag,
                       evidence=evidence, links=matched.links if matched else None,
                       overrides=self.overrides.get(ds.name),
-                      counted=self._counted(current, staged, keys, ds, tag) if plan else None)
+                      counted=self._counted(current, staged, plan.records, keys, ds, before, tag) if plan else None)
         counts.update(res.counts)
         shared_table = f"{tag}shared_values"
         self.adapter.create_table(shared_table, res.shared)
