@@ -660,7 +660,13 @@ class DatasetBuilder:
                                  date_column=ds.date_column, source_priority=ds.source_priority)
             with self.adapter.read_often():  # the published rows: pages, filters and segments read them
                 table = self._create(ds, f"{tag}data", merged)
-        counts["rows"] = self.adapter.count(table)
+        if plan is not None:
+            # (the last unified table holds one row per unified record of its lineage: those kept
+            # and the part merged again, counted without a pass over the kept ones)
+            counts["rows"] = (self.adapter.count(self.adapter.table(before.data)) - self.adapter.count(plan.old_ids)
+                              + self.adapter.count(part))
+        else:
+            counts["rows"] = self.adapter.count(table)
         if plan is not None:
             counts["unified"] = counts["rows"]
             counts["duplicates_merged"] = counts["records"] - counts["rows"]

@@ -78,35 +78,27 @@ class Changed:
     sources: dict[str, ibis.Table]  # per source with new batches: its rows in them (latest version of each)
     before: ibis.Table  # the last lineage's rows of those records (materialized)
     known: int  # how many (records changed, not new)
+    lineage: int  # records of the last lineage
 
 
 @dataclass
 class Current:
     """This run's records without a copy of them all: the rows of the last lineage (``previous``,
     with the mapped columns) for the records not ``touched``, and the new versions (``fresh``).
-    Reads go to each part on its own, so that a lookup in the lineage is not preceded by a pass
+    Lookups read each part on its own, so that a lookup in the lineage is not preceded by a pass
     over all of it."""
 
     previous: ibis.Table
     touched: ibis.Table
     fresh: ibis.Table
 
-    def rows(self, records: ibis.Table) -> ibis.Table:
-        """The rows of ``records`` (``_tessera_record``)."""
-        kept = self.previous.semi_join(records, REC).anti_join(self.touched, REC)
-        return kept.union(self.fresh.semi_join(records, REC), distinct=False)
-
-    def carriers(self, values: ibis.Table, keys: list[IdentityKey], levels: list[int] | None = None) -> ibis.Table:
-        """See :func:`carriers`."""
-        kept = carriers(self.previous, values, keys, levels).anti_join(self.touched, REC)
-        return kept.union(carriers(self.fresh, values, keys, levels), distinct=False)
-
 
 def carriers(current: ibis.Table, values: ibis.Table, keys: list[IdentityKey],
-             levels: list[int] | None = None) -> ibis.Table:
+             levels: list[int] | None = None, ids: bool = False) -> ibis.Table:
     """``_tessera_record``, ``level``, ``value`` of the records of ``current`` that carry one of ``values``
     (``level``, ``value``): equality joins on the key columns, no check of the values run again.
-    ``levels``: the only key levels ``values`` holds, when known (the others are not read)."""
+    ``levels``: the only key levels ``values`` holds, when known (the others are not read).
+    ``ids``: their ``tessera_id`` alone (``current`` is a lineage)."""
     parts = []
     for i, k in enumerate(keys):
         if levels is not None and i not in levels:
@@ -114,7 +106,8 @@ def carriers(current: ibis.Table, values: ibis.Table, keys: list[IdentityKey],
         wanted = values.filter(values.level == i).select(_v="value").distinct()
         text = current[k.column].cast("string")
         hit = current.semi_join(wanted, text == wanted._v)
-        parts.append(hit.select(REC, level=ibis.literal(i, "int8"), value=hit[k.column].cast("string")))
+        parts.append(hit.select(TID) if ids else
+                     hit.select(REC, level=ibis.literal(i, "int8"), value=hit[k.column].cast("string")))
     out = parts[0]
     for p in parts[1:]:
         out = out.union(p, distinct=False)
@@ -148,10 +141,10 @@ def changed_by_batches(adapter: EngineAdapter, previous: ibis.Table, before: dic
     changed = adapter.create_table(f"{tag}changed", union.distinct(), temp=True)
     # (their last versions: read once here, for the count and for the values they carried)
     last = adapter.create_table(f"{tag}touched_before", previous.semi_join(changed, REC), temp=True)
-    known = adapter.count(last)
-    if rows != adapter.count(previous) + adapter.count(changed) - known:
+    known, lineage = adapter.count(last), adapter.count(previous)
+    if rows != lineage + adapter.count(changed) - known:
         return None  # records gone (or back): compare them all
-    return Changed(changed, sources, last, known)
+    return Changed(changed, sources, last, known, lineage)
 
 
 def levels_of(adapter: EngineAdapter, values: ibis.Table) -> list[int]:
@@ -181,7 +174,7 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
     touched values, the unified records of those, and their rows (read once: the records of the
     set, its rows and its last ids all come from them)."""
     if changed is not None:
-        touched, last, known = changed.records, changed.before, changed.known
+        touched, last, known, lineage = changed.records, changed.before, changed.known, changed.lineage
         fresh = adapter.create_table(f"{tag}fresh", fresh_from, temp=True)
     else:
         now = mapped.select(REC, "_tessera_batch")
@@ -192,7 +185,7 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
         gone = before.anti_join(now, REC).select(REC)
         touched = adapter.create_table(f"{tag}touched", new.union(gone, distinct=False), temp=True)
         last = adapter.create_table(f"{tag}touched_before", previous.semi_join(touched, REC), temp=True)
-        known = adapter.count(last)
+        known, lineage = adapter.count(last), adapter.count(previous)
         fresh = adapter.create_table(f"{tag}fresh", mapped.semi_join(new, REC), temp=True)
     columns = mapped.columns
     current = Current(previous.select(*columns), touched, fresh)
@@ -203,13 +196,13 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
     # (materialized: each lookup of carriers reads them once per key)
     touched_values = adapter.create_table(f"{tag}touched_values", values(fresh).union(
         values(last.select(*columns)), distinct=False).distinct(), temp=True)
-    seeds = adapter.create_table(f"{tag}seeds", current.carriers(touched_values, keys).select(REC).union(
-        touched, distinct=False).distinct(), temp=True)
+    # The unified records of the records that carry a touched value and of the touched records.
+    # (A new version carrying one is touched itself: only the last lineage is looked up.)
+    old_ids = adapter.create_table(f"{tag}affected_ids", carriers(previous, touched_values, keys, ids=True).union(
+        last.select(TID), distinct=False).distinct(), temp=True)
     for i in range(rounds):
-        old_ids = adapter.create_table(
-            f"{tag}affected_ids", previous.semi_join(seeds, REC).select(TID).distinct(), temp=True)
-        # Every record of the set but the new ones is a record of these unified records (a seed
-        # in the last lineage is one of them), the new ones are touched.
+        # Every record of the set but the new ones is a record of these unified records, the new
+        # ones are touched.
         old_rows = adapter.create_table(f"{tag}affected_last", previous.semi_join(old_ids, TID), temp=True)
         records = adapter.create_table(f"{tag}affected_{i}", old_rows.select(REC).union(
             touched, distinct=False).distinct(), temp=True)
@@ -221,13 +214,15 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
         levels = levels_of(adapter, held)
         if not levels:
             break
-        more = current.carriers(held, keys, levels).select(REC).anti_join(records, REC)
+        # (the records outside the set are in the last lineage: the new versions are touched)
+        more = carriers(previous, held, keys, levels, ids=True).anti_join(old_ids, TID)
         if adapter.count(more) == 0:
             break
-        seeds = records.union(more, distinct=False)
+        old_ids = adapter.create_table(f"{tag}affected_ids_{i + 1}", old_ids.union(more, distinct=False).distinct(),
+                                       temp=True)
     else:
         return None
-    total = adapter.count(previous) - known + adapter.count(fresh)
+    total = lineage - known + adapter.count(fresh)
     return Affected(records, old_ids, adapter.count(rows), total, current, rows, old_rows.select(REC, TID))
 
 
