@@ -311,11 +311,12 @@ def first_failing(adapter: EngineAdapter, checks: list[tuple[str, str, str, ibis
 
 
 def create_computed(adapter: EngineAdapter, name: str, table: ibis.Table, with_computed: ibis.Table,
-                    ds: DatasetConfig, place: str, types: dict[str, dt.DataType] | None = None) -> ibis.Table:
-    """``adapter.create_table(name, with_computed)``, where ``with_computed`` is ``table`` with the
-    computed columns of ``ds``: an engine error in one of them names it (see :func:`computed_failure`)."""
+                    ds: DatasetConfig, place: str, types: dict[str, dt.DataType] | None = None, *,
+                    temp: bool = False) -> ibis.Table:
+    """``adapter.create_table(name, with_computed, temp=temp)``, where ``with_computed`` is ``table`` with
+    the computed columns of ``ds``: an engine error in one of them names it (see :func:`computed_failure`)."""
     try:
-        return adapter.create_table(name, with_computed)
+        return adapter.create_table(name, with_computed, temp=temp)
     except Exception as exc:
         if with_computed is table or (isinstance(exc, TesseraError) and not isinstance(exc, EngineError)):
             raise
@@ -468,18 +469,21 @@ class DatasetBuilder:
         return out
 
     # ---------------------------------------------------------------- computed columns
-    def _create(self, ds: DatasetConfig, name: str, table: ibis.Table, order_by: str | None = None) -> ibis.Table:
+    def _create(self, ds: DatasetConfig, name: str, table: ibis.Table, order_by: str | None = None, *,
+                temp: bool = False) -> ibis.Table:
         """The work table ``name`` of the unified ``table`` with the computed columns of ``ds`` (typed
         as DuckDB types them), stored in the order of column ``order_by`` when given; an engine
-        error in a computed column names it."""
+        error in a computed column names it. ``temp``: a part copied into other tables before the
+        run ends (see :meth:`EngineAdapter.create_table`)."""
         if not ds.computed or enriched(ds):
             # computed columns are added by the enrichment step, after the columns they may use
-            return self.adapter.create_table(name, table.order_by(order_by) if order_by else table)
+            return self.adapter.create_table(name, table.order_by(order_by) if order_by else table, temp=temp)
         types = duckdb_types(self.adapter, table, ds)
         place = f"datasets[{self.config.datasets.index(ds)}] ({ds.name})"
         with_computed = add_computed(self.adapter, table, ds, types)[0]
         return create_computed(self.adapter, name, table,
-                               with_computed.order_by(order_by) if order_by else with_computed, ds, place, types)
+                               with_computed.order_by(order_by) if order_by else with_computed, ds, place, types,
+                               temp=temp)
 
     # ---------------------------------------------------------------- incremental
     def _incremental(self, ds: DatasetConfig, links: list[str]) -> bool:
@@ -628,7 +632,9 @@ class DatasetBuilder:
             kept_records = self.adapter.table(before.records).anti_join(plan.records, "_tessera_record")
             new_records = records
             records = kept_records.union(records.cast(kept_records.schema()), distinct=False)
-            part = self._create(ds, f"{tag}data_part", merged)
+            # (work tables: their rows are copied into the published tables, which a checkpoint then
+            # writes; the parts themselves are never written to the file)
+            part = self._create(ds, f"{tag}data_part", merged, temp=True)
             kept_data = self.adapter.table(before.data).anti_join(plan.old_ids, TID)
             self._keep_shared(ds, keys, before, shared_table, staged)
             counts["records"] = plan.total
@@ -638,7 +644,7 @@ class DatasetBuilder:
                 # The last publication's tables are patched when this run publishes (the rows of
                 # the affected unified records replaced); until then the run reads them through views.
                 records_part = self.adapter.create_table(f"{tag}records_part",
-                                                         new_records.cast(kept_records.schema()))
+                                                         new_records.cast(kept_records.schema()), temp=True)
                 data_part = part.cast(kept_data.schema())
                 self.adapter.create_view(f"{tag}records", kept_records.union(records_part, distinct=False))
                 table = self.adapter.create_view(f"{tag}data", kept_data.union(data_part, distinct=False))
