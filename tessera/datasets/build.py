@@ -494,7 +494,8 @@ class DatasetBuilder:
                 and not any(k.limit for k in ds.identity_keys)
                 and not any(self.sources[m.source].connection in events for m in ds.mappings))
 
-    def _changed(self, ds: DatasetConfig, before: Previous, previous: ibis.Table, tag: str) -> Changed | None:
+    def _changed(self, ds: DatasetConfig, before: Previous, previous: ibis.Table, tag: str,
+                 keys: list[IdentityKey]) -> Changed | None:
         """The records of ``ds`` read from batches the last run did not read, and their rows, when
         nothing else changed (see :func:`changed_by_batches`), else None."""
         sources = [m.source for m in ds.mappings]
@@ -502,7 +503,7 @@ class DatasetBuilder:
                 or any(s not in self.staged_rows for s in sources):
             return None
         return changed_by_batches(self.adapter, previous, before.stages, self.staged_batches,
-                                  sum(self.staged_rows[s] for s in sources), tag)
+                                  sum(self.staged_rows[s] for s in sources), tag, keys)
 
     def _refused_before(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous) -> ibis.Table | None:
         """(level, value) of the values the guards refused in the last run."""
@@ -591,7 +592,7 @@ class DatasetBuilder:
         if before is not None:
             prev_records = self.adapter.table(before.records)
             if _types(prev_records.drop(TID)) == _types(mapped):
-                changed = self._changed(ds, before, prev_records, tag)
+                changed = self._changed(ds, before, prev_records, tag, keys)
                 plan = affected(self.adapter, mapped, prev_records, keys, ds.blocked_values, tag,
                                 refused=self._refused_before(ds, keys, before), changed=changed,
                                 fresh_from=self._mapped(ds, columns, links, only=changed.sources)

@@ -76,7 +76,7 @@ class Changed:
 
     records: ibis.Table  # their _tessera_record (materialized)
     sources: dict[str, ibis.Table]  # per source with new batches: its rows in them (latest version of each)
-    before: ibis.Table  # the last lineage's rows of those records (materialized)
+    before: ibis.Table  # the last lineage's _tessera_record, tessera_id and key columns of those records
     known: int  # how many (records changed, not new)
     lineage: int  # records of the last lineage
 
@@ -115,7 +115,8 @@ def carriers(current: ibis.Table, values: ibis.Table, keys: list[IdentityKey],
 
 
 def changed_by_batches(adapter: EngineAdapter, previous: ibis.Table, before: dict[str, dict[int, str]],
-                       now: dict[str, dict[int, str]], rows: int, tag: str) -> Changed | None:
+                       now: dict[str, dict[int, str]], rows: int, tag: str,
+                       keys: list[IdentityKey]) -> Changed | None:
     """The records read from batches the last run did not read, when that is all that changed: every
     batch it read (per source: batch id -> staged table) is read again, the new batches come after
     them, and the records now (``rows``) are those of ``previous`` plus the new ones (none gone). A
@@ -140,7 +141,8 @@ def changed_by_batches(adapter: EngineAdapter, previous: ibis.Table, before: dic
         union = union.union(p, distinct=False)
     changed = adapter.create_table(f"{tag}changed", union.distinct(), temp=True)
     # (their last versions: read once here, for the count and for the values they carried)
-    last = adapter.create_table(f"{tag}touched_before", previous.semi_join(changed, REC), temp=True)
+    last = adapter.create_table(f"{tag}touched_before", previous.semi_join(changed, REC).select(
+        REC, TID, *dict.fromkeys(k.column for k in keys)), temp=True)
     known, lineage = adapter.count(last), adapter.count(previous)
     if rows != lineage + adapter.count(changed) - known:
         return None  # records gone (or back): compare them all
@@ -184,7 +186,8 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
                                    temp=True)
         gone = before.anti_join(now, REC).select(REC)
         touched = adapter.create_table(f"{tag}touched", new.union(gone, distinct=False), temp=True)
-        last = adapter.create_table(f"{tag}touched_before", previous.semi_join(touched, REC), temp=True)
+        last = adapter.create_table(f"{tag}touched_before", previous.semi_join(touched, REC).select(
+            REC, TID, *dict.fromkeys(k.column for k in keys)), temp=True)
         known, lineage = adapter.count(last), adapter.count(previous)
         fresh = adapter.create_table(f"{tag}fresh", mapped.semi_join(new, REC), temp=True)
     columns = mapped.columns
@@ -195,7 +198,7 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
 
     # (materialized: each lookup of carriers reads them once per key)
     touched_values = adapter.create_table(f"{tag}touched_values", values(fresh).union(
-        values(last.select(*columns)), distinct=False).distinct(), temp=True)
+        values(last), distinct=False).distinct(), temp=True)
     # The unified records of the records that carry a touched value and of the touched records.
     # (A new version carrying one is touched itself: only the last lineage is looked up.)
     old_ids = adapter.create_table(f"{tag}affected_ids", carriers(previous, touched_values, keys, ids=True).union(
