@@ -511,6 +511,8 @@ class DatasetBuilder:
             return None
         old = self.adapter.table(before.shared)
         old = old.filter(old.reason != _shared_reason(ds))
+        if self.adapter.count(old) == 0:
+            return None  # (none: no record of the set is looked for outside it)
         level = ibis.cases(*[(old.key == k.column, ibis.literal(i, "int8")) for i, k in enumerate(keys)])
         return old.select(level=level, value=old.value)
 
@@ -529,6 +531,8 @@ class DatasetBuilder:
             aside = None
         else:
             old = self.adapter.table(before.shared)
+            if self.adapter.count(old) == 0:
+                return None  # no value was set aside
             level = ibis.cases(*[(old.key == k.column, ibis.literal(i, "int8")) for i, k in enumerate(keys)])
             aside = self.adapter.create_table(f"{tag}part_aside", old.select(level=level, value=old.value).semi_join(
                 kv, ["level", "value"]).distinct(), temp=True)
