@@ -552,7 +552,7 @@ class DatasetBuilder:
         refused by the guards) that no record of the affected set carries: all their records are
         outside it, unchanged, so they are set aside as before (the affected set's own values were
         just judged again)."""
-        if before.shared is None:
+        if before.shared is None or self.adapter.count(self.adapter.table(before.shared)) == 0:
             return
         kv = all_key_values(part, keys, ds.blocked_values)
         key = ibis.cases(*[(kv.level == i, ibis.literal(k.column)) for i, k in enumerate(keys)])
