@@ -606,7 +606,8 @@ class DatasetBuilder:
         if plan is not None:
             current = plan.current
         part = plan.rows if plan else mapped
-        staged = self.adapter.create_table(f"{tag}staged", self.adapter.with_row_index(part, "_idx"), temp=True)
+        staged = plan.rows if plan else self.adapter.create_table(f"{tag}staged", self.adapter.with_row_index(
+            part, "_idx"), temp=True)
         evidence = {}
         for c in columns:
             if c.semantic in ("FirstName", "LastName", "Email", "BirthDate") and c.semantic not in evidence:

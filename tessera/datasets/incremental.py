@@ -65,7 +65,7 @@ class Affected:
     count: int  # records of the affected set
     total: int  # records now
     current: "Current"  # this run's records
-    rows: ibis.Table  # this run's rows of the affected set (materialized)
+    rows: ibis.Table  # this run's rows of the affected set, numbered in _idx (materialized)
     lineage: ibis.Table  # _tessera_record, tessera_id of the last lineage's records of the set (materialized)
 
 
@@ -209,8 +209,9 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
         old_rows = adapter.create_table(f"{tag}affected_last", previous.semi_join(old_ids, TID), temp=True)
         records = adapter.create_table(f"{tag}affected_{i}", old_rows.select(REC).union(
             touched, distinct=False).distinct(), temp=True)
-        rows = adapter.create_table(f"{tag}affected_rows", old_rows.select(*columns).anti_join(touched, REC).union(
-            fresh, distinct=False), temp=True)
+        # (numbered 0..n-1 in ``_idx``, as the resolution reads them)
+        rows = adapter.create_table(f"{tag}affected_rows", adapter.with_row_index(
+            old_rows.select(*columns).anti_join(touched, REC).union(fresh, distinct=False), "_idx"), temp=True)
         if refused is None:
             break
         held = adapter.create_table(f"{tag}held", values(rows).semi_join(refused, ["level", "value"]), temp=True)
