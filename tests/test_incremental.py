@@ -180,10 +180,19 @@ def _merged_and_left(folder: Path) -> tuple[dict, dict, dict]:
     return one, two, b[500]
 
 
+def _phone_sharer(folder: Path) -> dict:
+    """The src_b record whose phone :func:`_delta` carries beyond the threshold."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(folder / "src_b.parquet").to_pylist()[300]
+
+
 def _second_delta(folder: Path) -> None:
     """Files after the first incremental run: a new record carrying the e-mail of one person and the
-    customer id of another (it merges them), and a src_b record imported again with keys of its own
-    (it leaves its unified record)."""
+    customer id of another (it merges them), a new record carrying the customer id of a person whose
+    phone is the one shared beyond the threshold since the first delta (resolved again, that person
+    still carries a value whose other records lie outside what is resolved again: it stays shared),
+    and a src_b record imported again with keys of its own (it leaves its unified record)."""
     import pyarrow.parquet as pq
 
     one, two, left = _merged_and_left(folder)
@@ -192,7 +201,8 @@ def _second_delta(folder: Path) -> None:
     # (a customer id, not a phone: phones are guarded, and the bridge's first name is neither's)
     bridge = dict(c.slice(0, 1).to_pylist()[0], record_id="CBRIDGE", email=one["email"], phone=None,
                   customer_id=two["customer_id"], updated_at=stamp)
-    pq.write_table(pq.read_table(folder / "src_c.parquet").from_pylist([bridge], schema=c.schema),
+    mate = dict(bridge, record_id="CPHONEMATE", email=None, customer_id=_phone_sharer(folder)["customer_id"])
+    pq.write_table(pq.read_table(folder / "src_c.parquet").from_pylist([bridge, mate], schema=c.schema),
                    folder / "src_c_3.parquet")
     leaver = dict(left, email="someone.else@example.org", phone=None, customer_id="CU-LEFT-1", updated_at=stamp)
     pq.write_table(pq.read_table(folder / "src_b.parquet").from_pylist([leaver], schema=pq.read_schema(
@@ -273,6 +283,11 @@ def test_an_incremental_run_publishes_what_a_full_rebuild_does(tmp_path, engine,
     assert before[one] != before[two] and after[one] == after[two] == after["src_c:CBRIDGE"]
     mates = [r for r, t in before.items() if t == before[leaver] and r != leaver]
     assert mates and all(after[m] != after[leaver] for m in mates)
+    sharer = _phone_sharer(tmp_path / "inc_data")
+    assert sharer["phone"] and sharer["customer_id"]
+    assert after[f"src_b:{sharer['record_id']}"] == after["src_c:CPHONEMATE"]
+    phone = [r for r in inc[2][1]["contacts__shared_values"] if r["key"] == "phone" and r["records"] > 50]
+    assert phone == shared
     # and the same people as a workspace that reads every file at once
     with Workspace.init(tmp_path / "scratch", warehouse=warehouses[2]) as scratch:
         scratch.apply(tmp_path / "inc_data" / "workspace.yaml")

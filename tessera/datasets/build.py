@@ -19,7 +19,8 @@ from tessera.engine.base import EngineAdapter, Patch
 from tessera.engine.types import IBIS_TYPES, cast_text, type_name
 from tessera.engine.duckdb import authoring_probe
 from tessera.errors import EngineError, RunError, TesseraError
-from tessera.datasets.incremental import Current, Previous, affected, all_key_values, changed_by_batches
+from tessera.datasets.incremental import (Changed, Current, Previous, affected, all_key_values, carriers,
+                                          changed_by_batches, levels_of)
 from tessera.identity.merge import MergeColumn, merge, merge_parts
 from tessera.identity.resolve import (DEFAULT_BLOCKED, SHAREABLE, IdentityKey, Override, key_values, new_id,
                                      resolve)
@@ -314,11 +315,12 @@ def first_failing(adapter: EngineAdapter, checks: list[tuple[str, str, str, ibis
 
 
 def create_computed(adapter: EngineAdapter, name: str, table: ibis.Table, with_computed: ibis.Table,
-                    ds: DatasetConfig, place: str, types: dict[str, dt.DataType] | None = None) -> ibis.Table:
-    """``adapter.create_table(name, with_computed)``, where ``with_computed`` is ``table`` with the
-    computed columns of ``ds``: an engine error in one of them names it (see :func:`computed_failure`)."""
+                    ds: DatasetConfig, place: str, types: dict[str, dt.DataType] | None = None, *,
+                    temp: bool = False) -> ibis.Table:
+    """``adapter.create_table(name, with_computed, temp=temp)``, where ``with_computed`` is ``table`` with
+    the computed columns of ``ds``: an engine error in one of them names it (see :func:`computed_failure`)."""
     try:
-        return adapter.create_table(name, with_computed)
+        return adapter.create_table(name, with_computed, temp=temp)
     except Exception as exc:
         if with_computed is table or (isinstance(exc, TesseraError) and not isinstance(exc, EngineError)):
             raise
@@ -426,18 +428,15 @@ class DatasetBuilder:
         return lookup.filter(lookup.tid == lookup._last).select("key", "tid"), rules
 
     def _mapped(self, ds: DatasetConfig, columns: list[ColumnSpec], links: list[str],
-                only: set[str] | None = None, records: ibis.Table | None = None) -> ibis.Table:
-        """The mapped rows of ``ds`` (of the sources ``only``, when given; of the records whose
-        ``_tessera_record`` is in ``records``, when given: kept before the columns are mapped, so
-        that the rules run on those rows only)."""
+                only: dict[str, ibis.Table] | None = None) -> ibis.Table:
+        """The mapped rows of ``ds`` (when ``only`` is given, of its sources alone, each read from
+        the rows given for it: the rules run on those rows only)."""
         key_columns = {k.column for k in ds.identity_keys} if ds.deduplicate else set()
         parts = []
         for m in ds.mappings:
             if only is not None and m.source not in only:
                 continue
-            t = self.adapter.table(self.stages[m.source])
-            if records is not None:
-                t = t.semi_join(records, "_tessera_record")
+            t = only[m.source] if only is not None else self.adapter.table(self.stages[m.source])
             link_cols: dict[str, list[str]] = {}
             for i, rel in enumerate(self.sources[m.source].relations):
                 lookup, rules = self._lookup(rel)
@@ -474,21 +473,24 @@ class DatasetBuilder:
         return out
 
     # ---------------------------------------------------------------- computed columns
-    def _create(self, ds: DatasetConfig, name: str, table: ibis.Table, order_by: str | None = None,
-                hints: dict[str, str] | None = None) -> ibis.Table:
+    def _create(self, ds: DatasetConfig, name: str, table: ibis.Table, order_by: str | None = None, *,
+                temp: bool = False, hints: dict[str, str] | None = None) -> ibis.Table:
         """The work table ``name`` of the unified ``table`` with the computed columns of ``ds`` (typed
         as DuckDB types them), stored in the order of column ``order_by`` when given (and the
-        compression ``hints`` of its columns); an engine error in a computed column names it."""
+        compression ``hints`` of its columns); an engine error in a computed column names it.
+        ``temp``: a part copied into other tables before the run ends (see
+        :meth:`EngineAdapter.create_table`)."""
         if not ds.computed or enriched(ds):
             # computed columns are added by the enrichment step, after the columns they may use
             table = table.order_by(order_by) if order_by else table
             return self.adapter.create_table_hinted(name, table, hints) if hints else \
-                self.adapter.create_table(name, table)
+                self.adapter.create_table(name, table, temp=temp)
         types = duckdb_types(self.adapter, table, ds)
         place = f"datasets[{self.config.datasets.index(ds)}] ({ds.name})"
         with_computed = add_computed(self.adapter, table, ds, types)[0]
         return create_computed(self.adapter, name, table,
-                               with_computed.order_by(order_by) if order_by else with_computed, ds, place, types)
+                               with_computed.order_by(order_by) if order_by else with_computed, ds, place, types,
+                               temp=temp)
 
     # ---------------------------------------------------------------- incremental
     def _incremental(self, ds: DatasetConfig, links: list[str]) -> bool:
@@ -499,16 +501,16 @@ class DatasetBuilder:
                 and not any(k.limit for k in ds.identity_keys)
                 and not any(self.sources[m.source].connection in events for m in ds.mappings))
 
-    def _changed(self, ds: DatasetConfig, before: Previous, previous: ibis.Table,
-                 tag: str) -> tuple[ibis.Table, set[str]] | None:
-        """The records of ``ds`` read from batches the last run did not read, and their sources,
-        when nothing else changed (see :func:`changed_by_batches`), else None."""
+    def _changed(self, ds: DatasetConfig, before: Previous, previous: ibis.Table, tag: str,
+                 keys: list[IdentityKey]) -> Changed | None:
+        """The records of ``ds`` read from batches the last run did not read, and their rows, when
+        nothing else changed (see :func:`changed_by_batches`), else None."""
         sources = [m.source for m in ds.mappings]
         if before.stages is None or len(set(sources)) != len(sources) or set(before.stages) != set(sources) \
                 or any(s not in self.staged_rows for s in sources):
             return None
         return changed_by_batches(self.adapter, previous, before.stages, self.staged_batches,
-                                  sum(self.staged_rows[s] for s in sources), tag)
+                                  sum(self.staged_rows[s] for s in sources), tag, keys)
 
     def _refused_before(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous) -> ibis.Table | None:
         """(level, value) of the values the guards refused in the last run."""
@@ -516,16 +518,39 @@ class DatasetBuilder:
             return None
         old = self.adapter.table(before.shared)
         old = old.filter(old.reason != _shared_reason(ds))
+        if self.adapter.count(old) == 0:
+            return None  # (none: no record of the set is looked for outside it)
         level = ibis.cases(*[(old.key == k.column, ibis.literal(i, "int8")) for i, k in enumerate(keys)])
         return old.select(level=level, value=old.value)
 
-    def _counted(self, current: Current, part: ibis.Table, keys: list[IdentityKey],
-                 ds: DatasetConfig, tag: str) -> ibis.Table:
-        """``level, value`` for every record that carries a key value of ``part`` (the affected set):
-        what the shared-value threshold counts (materialized: read once per key, then counted)."""
-        mine = self.adapter.create_table(f"{tag}part_values", key_values(part, keys, ds.blocked_values)
-                                         .select("level", "value").distinct(), temp=True)
-        return self.adapter.create_table(f"{tag}counted", current.carriers(mine, keys).select("level", "value"),
+    def _counted(self, current: Current, part: ibis.Table, records: ibis.Table, keys: list[IdentityKey],
+                 ds: DatasetConfig, before: Previous, tag: str) -> ibis.Table | None:
+        """``level, value`` for every record that carries a key value of ``part`` (the rows of the
+        affected set, ``_tessera_record`` in ``records``): what the shared-value threshold counts.
+
+        A value of the set that the last run did not set aside (shared beyond the threshold or
+        refused by the guards) linked all its records then, so those of the last run are in the
+        set, and the new or changed ones are in it (they are touched): only the values set aside
+        may have records outside it, looked up in the last lineage. None when there are none
+        (the set's own values are the count)."""
+        kv = key_values(part, keys, ds.blocked_values).select("level", "value")
+        if before.shared is None:
+            aside = None
+        else:
+            old = self.adapter.table(before.shared)
+            if self.adapter.count(old) == 0:
+                return None  # no value was set aside
+            level = ibis.cases(*[(old.key == k.column, ibis.literal(i, "int8")) for i, k in enumerate(keys)])
+            aside = self.adapter.create_table(f"{tag}part_aside", old.select(level=level, value=old.value).semi_join(
+                kv, ["level", "value"]).distinct(), temp=True)
+            levels = levels_of(self.adapter, aside)
+            if not levels:
+                return None
+        if aside is None:  # (every value of the set looked up)
+            aside = self.adapter.create_table(f"{tag}part_aside", kv.distinct(), temp=True)
+            levels = None
+        outside = carriers(current.previous, aside, keys, levels).anti_join(records, "_tessera_record")
+        return self.adapter.create_table(f"{tag}counted", kv.union(outside.select("level", "value"), distinct=False),
                                          temp=True)
 
     def _keep_shared(self, ds: DatasetConfig, keys: list[IdentityKey], before: Previous, shared_table: str,
@@ -534,7 +559,7 @@ class DatasetBuilder:
         refused by the guards) that no record of the affected set carries: all their records are
         outside it, unchanged, so they are set aside as before (the affected set's own values were
         just judged again)."""
-        if before.shared is None:
+        if before.shared is None or self.adapter.count(self.adapter.table(before.shared)) == 0:
             return
         kv = all_key_values(part, keys, ds.blocked_values)
         key = ibis.cases(*[(kv.level == i, ibis.literal(k.column)) for i, k in enumerate(keys)])
@@ -578,23 +603,24 @@ class DatasetBuilder:
         if before is not None:
             prev_records = self.adapter.table(before.records)
             if _types(prev_records.drop(TID)) == _types(mapped):
-                changed = self._changed(ds, before, prev_records, tag)
+                changed = self._changed(ds, before, prev_records, tag, keys)
                 plan = affected(self.adapter, mapped, prev_records, keys, ds.blocked_values, tag,
-                                refused=self._refused_before(ds, keys, before),
-                                changed=changed[0] if changed else None,
-                                fresh_from=self._mapped(ds, columns, links, only=changed[1], records=changed[0])
+                                refused=self._refused_before(ds, keys, before), changed=changed,
+                                fresh_from=self._mapped(ds, columns, links, only=changed.sources)
                                 if changed else None)
                 if plan is not None and plan.count * 2 > plan.total:
                     plan = None  # most records are affected: a full build is as quick
         if plan is not None:
             current = plan.current
         part = plan.rows if plan else mapped
-        staged = self.adapter.create_table(f"{tag}staged", self.adapter.with_row_index(part, "_idx"), temp=True)
+        staged = plan.rows if plan else self.adapter.create_table(f"{tag}staged", self.adapter.with_row_index(
+            part, "_idx"), temp=True)
         evidence = {}
         for c in columns:
             if c.semantic in ("FirstName", "LastName", "Email", "BirthDate") and c.semantic not in evidence:
                 evidence[c.semantic] = c.name
-        prev = self.adapter.table(previous_lineage) if previous_lineage else None
+        # (an incremental run: the last ids of the affected set's records, all the resolution reads)
+        prev = plan.lineage if plan else self.adapter.table(previous_lineage) if previous_lineage else None
         matched = None
         if ds.matching is not None:
             from tessera.identity.matching import match
@@ -605,7 +631,7 @@ class DatasetBuilder:
                       threshold=ds.shared_value_threshold, previous=prev, generation=generation, tag=tag,
                       evidence=evidence, links=matched.links if matched else None,
                       overrides=self.overrides.get(ds.name),
-                      counted=self._counted(current, staged, keys, ds, tag) if plan else None)
+                      counted=self._counted(current, staged, plan.records, keys, ds, before, tag) if plan else None)
         counts.update(res.counts)
         shared_table = f"{tag}shared_values"
         self.adapter.create_table(shared_table, res.shared)
@@ -619,7 +645,9 @@ class DatasetBuilder:
             kept_records = self.adapter.table(before.records).anti_join(plan.records, "_tessera_record")
             new_records = records
             records = kept_records.union(records.cast(kept_records.schema()), distinct=False)
-            part = self._create(ds, f"{tag}data_part", merged)
+            # (work tables: their rows are copied into the published tables, which a checkpoint then
+            # writes; the parts themselves are never written to the file)
+            part = self._create(ds, f"{tag}data_part", merged, temp=True)
             kept_data = self.adapter.table(before.data).anti_join(plan.old_ids, TID)
             self._keep_shared(ds, keys, before, shared_table, staged)
             counts["records"] = plan.total
@@ -629,7 +657,7 @@ class DatasetBuilder:
                 # The last publication's tables are patched when this run publishes (the rows of
                 # the affected unified records replaced); until then the run reads them through views.
                 records_part = self.adapter.create_table(f"{tag}records_part",
-                                                         new_records.cast(kept_records.schema()))
+                                                         new_records.cast(kept_records.schema()), temp=True)
                 data_part = part.cast(kept_data.schema())
                 self.adapter.create_view(f"{tag}records", kept_records.union(records_part, distinct=False))
                 table = self.adapter.create_view(f"{tag}data", kept_data.union(data_part, distinct=False))
@@ -651,7 +679,13 @@ class DatasetBuilder:
                                  date_column=ds.date_column, source_priority=ds.source_priority)
             with self.adapter.read_often():  # the published rows: pages, filters and segments read them
                 table = self._create(ds, f"{tag}data", merged, hints=UNIFIED_HINTS)
-        counts["rows"] = self.adapter.count(table)
+        if plan is not None:
+            # (the last unified table holds one row per unified record of its lineage: those kept
+            # and the part merged again, counted without a pass over the kept ones)
+            counts["rows"] = (self.adapter.count(self.adapter.table(before.data)) - self.adapter.count(plan.old_ids)
+                              + self.adapter.count(part))
+        else:
+            counts["rows"] = self.adapter.count(table)
         if plan is not None:
             counts["unified"] = counts["rows"]
             counts["duplicates_merged"] = counts["records"] - counts["rows"]

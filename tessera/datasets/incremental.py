@@ -31,6 +31,7 @@ import ibis
 
 from tessera.engine.base import EngineAdapter
 from tessera.identity.resolve import IdentityKey, key_values
+from tessera.sources.staging import latest_of
 
 TID = "tessera_id"
 REC = "_tessera_record"
@@ -64,40 +65,49 @@ class Affected:
     count: int  # records of the affected set
     total: int  # records now
     current: "Current"  # this run's records
-    rows: ibis.Table  # this run's rows of the affected set (materialized)
+    rows: ibis.Table  # this run's rows of the affected set, numbered in _idx (materialized)
+    lineage: ibis.Table  # _tessera_record, tessera_id of the last lineage's records of the set (materialized)
+
+
+@dataclass
+class Changed:
+    """The records new or changed when they are those of the batches the last run did not read
+    (see :func:`changed_by_batches`)."""
+
+    records: ibis.Table  # their _tessera_record (materialized)
+    sources: dict[str, ibis.Table]  # per source with new batches: its rows in them (latest version of each)
+    before: ibis.Table  # the last lineage's _tessera_record, tessera_id and key columns of those records
+    known: int  # how many (records changed, not new)
+    lineage: int  # records of the last lineage
 
 
 @dataclass
 class Current:
     """This run's records without a copy of them all: the rows of the last lineage (``previous``,
     with the mapped columns) for the records not ``touched``, and the new versions (``fresh``).
-    Reads go to each part on its own, so that a lookup in the lineage is not preceded by a pass
+    Lookups read each part on its own, so that a lookup in the lineage is not preceded by a pass
     over all of it."""
 
     previous: ibis.Table
     touched: ibis.Table
     fresh: ibis.Table
 
-    def rows(self, records: ibis.Table) -> ibis.Table:
-        """The rows of ``records`` (``_tessera_record``)."""
-        kept = self.previous.semi_join(records, REC).anti_join(self.touched, REC)
-        return kept.union(self.fresh.semi_join(records, REC), distinct=False)
 
-    def carriers(self, values: ibis.Table, keys: list[IdentityKey]) -> ibis.Table:
-        """See :func:`carriers`."""
-        kept = carriers(self.previous, values, keys).anti_join(self.touched, REC)
-        return kept.union(carriers(self.fresh, values, keys), distinct=False)
-
-
-def carriers(current: ibis.Table, values: ibis.Table, keys: list[IdentityKey]) -> ibis.Table:
+def carriers(current: ibis.Table, values: ibis.Table, keys: list[IdentityKey],
+             levels: list[int] | None = None, ids: bool = False) -> ibis.Table:
     """``_tessera_record``, ``level``, ``value`` of the records of ``current`` that carry one of ``values``
-    (``level``, ``value``): equality joins on the key columns, no check of the values run again."""
+    (``level``, ``value``): equality joins on the key columns, no check of the values run again.
+    ``levels``: the only key levels ``values`` holds, when known (the others are not read).
+    ``ids``: their ``tessera_id`` alone (``current`` is a lineage)."""
     parts = []
     for i, k in enumerate(keys):
+        if levels is not None and i not in levels:
+            continue
         wanted = values.filter(values.level == i).select(_v="value").distinct()
         text = current[k.column].cast("string")
         hit = current.semi_join(wanted, text == wanted._v)
-        parts.append(hit.select(REC, level=ibis.literal(i, "int8"), value=hit[k.column].cast("string")))
+        parts.append(hit.select(TID) if ids else
+                     hit.select(REC, level=ibis.literal(i, "int8"), value=hit[k.column].cast("string")))
     out = parts[0]
     for p in parts[1:]:
         out = out.union(p, distinct=False)
@@ -105,38 +115,48 @@ def carriers(current: ibis.Table, values: ibis.Table, keys: list[IdentityKey]) -
 
 
 def changed_by_batches(adapter: EngineAdapter, previous: ibis.Table, before: dict[str, dict[int, str]],
-                       now: dict[str, dict[int, str]], rows: int, tag: str) -> tuple[ibis.Table, set[str]] | None:
+                       now: dict[str, dict[int, str]], rows: int, tag: str,
+                       keys: list[IdentityKey]) -> Changed | None:
     """The records read from batches the last run did not read, when that is all that changed: every
     batch it read (per source: batch id -> staged table) is read again, the new batches come after
     them, and the records now (``rows``) are those of ``previous`` plus the new ones (none gone). A
-    record's version is the one of the latest batch that has it, so the others kept theirs. Returns
-    them with the sources they come from; None when that does not hold (the caller compares every
-    record)."""
-    parts, sources = [], set()
+    record's version is the one of the latest batch that has it, so the others kept theirs, and the
+    new batches hold the new versions whole (read alone, not through the source's view of every
+    batch). None when that does not hold (the caller compares every record)."""
+    parts, sources = [], {}
     for source, old in before.items():
         mine = now.get(source)
         if mine is None or any(mine.get(b) != name for b, name in old.items()):
             return None
-        fresh = [name for b, name in mine.items() if b not in old]
+        fresh = [name for b, name in sorted(mine.items()) if b not in old]
         if fresh and old and min(b for b in mine if b not in old) < max(old):
             return None
         parts += [adapter.table(name).select(REC) for name in fresh]
-        sources |= {source} if fresh else set()
+        if fresh:
+            sources[source] = latest_of([adapter.table(name) for name in fresh])
     if not parts:
         return None
     union = parts[0]
     for p in parts[1:]:
         union = union.union(p, distinct=False)
     changed = adapter.create_table(f"{tag}changed", union.distinct(), temp=True)
-    known = adapter.count(previous.semi_join(changed, REC))
-    if rows != adapter.count(previous) + adapter.count(changed) - known:
+    # (their last versions: read once here, for the count and for the values they carried)
+    last = adapter.create_table(f"{tag}touched_before", previous.semi_join(changed, REC).select(
+        REC, TID, *dict.fromkeys(k.column for k in keys)), temp=True)
+    known, lineage = adapter.count(last), adapter.count(previous)
+    if rows != lineage + adapter.count(changed) - known:
         return None  # records gone (or back): compare them all
-    return changed, sources
+    return Changed(changed, sources, last, known, lineage)
+
+
+def levels_of(adapter: EngineAdapter, values: ibis.Table) -> list[int]:
+    """The key levels ``values`` (``level``, ``value``, materialized, small) holds."""
+    return sorted(adapter.to_arrow(values.select("level").distinct()).column("level").to_pylist())
 
 
 def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, keys: list[IdentityKey],
              blocked: list[str], tag: str, refused: ibis.Table | None = None, rounds: int = 8,
-             changed: ibis.Table | None = None, fresh_from: ibis.Table | None = None) -> Affected | None:
+             changed: Changed | None = None, fresh_from: ibis.Table | None = None) -> Affected | None:
     """The affected set of ``mapped`` (this run's records, as a query) against ``previous`` (the last
     lineage, whose columns are ``mapped``'s and ``tessera_id``).
 
@@ -150,49 +170,64 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
 
     ``changed``: the records new or changed when known already, none gone (see
     :func:`changed_by_batches`); else every record of ``mapped`` is compared with ``previous``.
-    ``fresh_from``: the part of ``mapped`` that holds them (the sources with new batches)."""
+    ``fresh_from``: their mapped rows (from the new batches alone).
+
+    The last lineage is read in proportion to the change but for a few passes: the carriers of the
+    touched values, the unified records of those, and their rows (read once: the records of the
+    set, its rows and its last ids all come from them)."""
     if changed is not None:
-        touched = changed
+        touched, last, known, lineage = changed.records, changed.before, changed.known, changed.lineage
+        fresh = adapter.create_table(f"{tag}fresh", fresh_from, temp=True)
     else:
         now = mapped.select(REC, "_tessera_batch")
         before = previous.select(REC, "_tessera_batch")
         # New or read from another batch (an update), and gone.
-        changed = adapter.create_table(f"{tag}changed", now.anti_join(before, [REC, "_tessera_batch"]).select(REC),
-                                       temp=True)
+        new = adapter.create_table(f"{tag}changed", now.anti_join(before, [REC, "_tessera_batch"]).select(REC),
+                                   temp=True)
         gone = before.anti_join(now, REC).select(REC)
-        touched = adapter.create_table(f"{tag}touched", changed.union(gone, distinct=False), temp=True)
-    rows_from = fresh_from if fresh_from is not None else mapped
-    fresh = adapter.create_table(f"{tag}fresh", rows_from.semi_join(changed, REC), temp=True)
-    current = Current(previous.select(*mapped.columns), touched, fresh)
+        touched = adapter.create_table(f"{tag}touched", new.union(gone, distinct=False), temp=True)
+        last = adapter.create_table(f"{tag}touched_before", previous.semi_join(touched, REC).select(
+            REC, TID, *dict.fromkeys(k.column for k in keys)), temp=True)
+        known, lineage = adapter.count(last), adapter.count(previous)
+        fresh = adapter.create_table(f"{tag}fresh", mapped.semi_join(new, REC), temp=True)
+    columns = mapped.columns
+    current = Current(previous.select(*columns), touched, fresh)
 
     def values(rows: ibis.Table) -> ibis.Table:
         return key_values(rows.mutate(_idx=rows[REC]), keys, blocked).select("level", "value")
 
     # (materialized: each lookup of carriers reads them once per key)
     touched_values = adapter.create_table(f"{tag}touched_values", values(fresh).union(
-        values(previous.semi_join(touched, REC)), distinct=False).distinct(), temp=True)
-    seeds = adapter.create_table(f"{tag}seeds", current.carriers(touched_values, keys).select(REC).union(
-        touched, distinct=False).distinct(), temp=True)
+        values(last), distinct=False).distinct(), temp=True)
+    # The unified records of the records that carry a touched value and of the touched records.
+    # (A new version carrying one is touched itself: only the last lineage is looked up.)
+    old_ids = adapter.create_table(f"{tag}affected_ids", carriers(previous, touched_values, keys, ids=True).union(
+        last.select(TID), distinct=False).distinct(), temp=True)
     for i in range(rounds):
-        old_ids = adapter.create_table(
-            f"{tag}affected_ids", previous.semi_join(seeds, REC).select(TID).distinct(), temp=True)
-        members = previous.semi_join(old_ids, TID).select(REC)
-        records = adapter.create_table(f"{tag}affected_{i}", seeds.union(members, distinct=False).distinct(),
-                                       temp=True)
+        # Every record of the set but the new ones is a record of these unified records, the new
+        # ones are touched.
+        old_rows = adapter.create_table(f"{tag}affected_last", previous.semi_join(old_ids, TID), temp=True)
+        records = adapter.create_table(f"{tag}affected_{i}", old_rows.select(REC).union(
+            touched, distinct=False).distinct(), temp=True)
+        # (numbered 0..n-1 in ``_idx``, as the resolution reads them)
+        rows = adapter.create_table(f"{tag}affected_rows", adapter.with_row_index(
+            old_rows.select(*columns).anti_join(touched, REC).union(fresh, distinct=False), "_idx"), temp=True)
         if refused is None:
             break
-        held = adapter.create_table(f"{tag}held", values(current.rows(records)).semi_join(refused, ["level", "value"]),
-                                    temp=True)
-        more = current.carriers(held, keys).select(REC).anti_join(records, REC)
+        held = adapter.create_table(f"{tag}held", values(rows).semi_join(refused, ["level", "value"]), temp=True)
+        levels = levels_of(adapter, held)
+        if not levels:
+            break
+        # (the records outside the set are in the last lineage: the new versions are touched)
+        more = carriers(previous, held, keys, levels, ids=True).anti_join(old_ids, TID)
         if adapter.count(more) == 0:
             break
-        seeds = records.union(more, distinct=False)
+        old_ids = adapter.create_table(f"{tag}affected_ids_{i + 1}", old_ids.union(more, distinct=False).distinct(),
+                                       temp=True)
     else:
         return None
-    # (counted on the small sides: the lineage's count is known to the engine)
-    total = adapter.count(previous) - adapter.count(previous.semi_join(touched, REC)) + adapter.count(fresh)
-    rows = adapter.create_table(f"{tag}affected_rows", current.rows(records), temp=True)
-    return Affected(records, old_ids, adapter.count(rows), total, current, rows)
+    total = lineage - known + adapter.count(fresh)
+    return Affected(records, old_ids, adapter.count(rows), total, current, rows, old_rows.select(REC, TID))
 
 
 def all_key_values(current: ibis.Table, keys: list[IdentityKey], blocked: list[str]) -> ibis.Table:

@@ -236,6 +236,12 @@ class DuckDBAdapter(SqlCatalogAdapter):
         except duckdb.Error as exc:
             raise EngineError(f"DuckDB refused a statement: {exc}", sql=statement) from exc
 
+    def count(self, expr: ibis.Table) -> int:
+        # One row fetched straight from the connection: no result frame built (a run counts its
+        # work tables a few dozen times).
+        self.con._run_pre_execute_hooks(expr)
+        return int(self.raw.execute(f"SELECT count(*) FROM ({self.con.compile(expr)})").fetchone()[0])
+
     def create_table(self, name: str, obj, *, overwrite: bool = True, temp: bool = False) -> ibis.Table:
         if isinstance(obj, pa.Table):
             return self.con.create_table(name, obj, overwrite=overwrite, temp=temp)
