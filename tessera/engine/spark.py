@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import ibis
@@ -157,6 +158,8 @@ class SparkAdapter(EngineAdapter):
         return self.session.sql(self.con.compile(obj))
 
     def create_table(self, name: str, obj, *, overwrite: bool = True, temp: bool = False) -> ibis.Table:
+        if isinstance(obj, pa.Table) and _arrow_writable(obj.schema):
+            return self._create_from_arrow(name, obj)
         df = self._dataframe(obj)
         path = self._path(name)
         if path.exists():
@@ -176,9 +179,37 @@ class SparkAdapter(EngineAdapter):
             self._register(name, df.schema)
         return self.con.table(name)
 
+    def _create_from_arrow(self, name: str, data: pa.Table) -> ibis.Table:
+        """Table ``name`` from rows already in this process: its Parquet file written here by
+        pyarrow, in the types Spark would have written (no Spark job: an import's raw batches, the
+        scores computed in Python)."""
+        path = self._path(name)
+        tmp = self.tables_dir / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _write_arrow(data, tmp / f"part-00000-{uuid.uuid4()}.parquet")
+        (tmp / "_SUCCESS").touch()
+        replaced = path.exists()
+        if replaced:
+            shutil.rmtree(path)
+        tmp.rename(path)
+        self._register(name, _spark_schema(data.schema))
+        if replaced:
+            for view, target in self._published().items():
+                if target == name:
+                    self._register_view(view, name)
+        return self.con.table(name)
+
     def append(self, name: str, data: pa.Table) -> None:
         if not self.exists(name):
             self.create_table(name, data)
+            return
+        if isinstance(data, pa.Table) and _arrow_writable(data.schema):
+            # one more Parquet file in the table's folder, written aside then renamed into it
+            part = f"part-{uuid.uuid4()}.parquet"
+            _write_arrow(data, self._path(name) / f".{part}.tmp")
+            os.replace(self._path(name) / f".{part}.tmp", self._path(name) / part)
+            self._register(name)
             return
         self._dataframe(data).write.mode("append").parquet(str(self._path(name)))
         self._register(name)  # with the table's schema: the rows appended have its columns
@@ -283,6 +314,32 @@ def _spark_schema(schema: pa.Schema):
             t = T.StringType()
         fields.append(T.StructField(f.name, t, True))
     return T.StructType(fields)
+
+
+def _arrow_writable(schema: pa.Schema) -> bool:
+    """Whether every column of ``schema`` has a type that :func:`_write_arrow` writes as Spark
+    would (the others go through Spark)."""
+    return all(f.type in _ARROW_TYPES or pa.types.is_timestamp(f.type) for f in schema)
+
+
+_ARROW_TYPES = {pa.string(), pa.large_string(), pa.int64(), pa.int32(), pa.int8(), pa.float64(), pa.bool_(),
+                pa.date32()}
+
+
+def _write_arrow(data: pa.Table, path: Path) -> None:
+    """``data`` as one Parquet file in the types Spark reads as :func:`_spark_schema`'s: text as
+    ``string``, times in microseconds as instants (a time without zone is one in UTC, the session's
+    zone, as Spark takes it from Arrow)."""
+    fields = []
+    for f in data.schema:
+        t = f.type
+        if t == pa.large_string():
+            t = pa.string()
+        elif pa.types.is_timestamp(t):
+            t = pa.timestamp("us", tz="UTC")
+        fields.append(pa.field(f.name, t, True))
+    schema = pa.schema(fields)
+    pq.write_table(data.cast(schema, safe=False) if schema != data.schema else data, str(path))
 
 
 def _parts(folder: Path) -> list[Path]:
