@@ -242,6 +242,11 @@ class SparkAdapter(EngineAdapter):
         found = _max_stats(self._path(name), column)
         return found if found is not None else super().any_true(name, column)
 
+    def known_all_null(self, name: str, column: str) -> bool | None:
+        """From the null counts of each row group's statistics (no Spark job)."""
+        path = self._path(name)
+        return _all_null_stats(path, column) if (path / "_SUCCESS").exists() else None
+
     def _stored_path(self, expr: ibis.Table) -> Path | None:
         """The Parquet folder ``expr`` reads as it is (a table or a published name), or None."""
         op = expr.op()
@@ -349,6 +354,27 @@ def _parts(folder: Path) -> list[Path]:
 def _footers(folder: Path) -> dict[str, int]:
     """Rows of each Parquet file of a table's folder, from the files' footers."""
     return {p.name: pq.read_metadata(p).num_rows for p in _parts(folder)}
+
+
+def _all_null_stats(folder: Path, column: str) -> bool | None:
+    """Whether ``column`` is NULL in every row of a table's folder, from the row groups' null
+    counts; None when a row group has no null count of the column."""
+    for p in _parts(folder):
+        meta = pq.read_metadata(p)
+        names = meta.schema.names
+        if column not in names:
+            return None
+        i = names.index(column)
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            if group.num_rows == 0:
+                continue
+            stats = group.column(i).statistics
+            if stats is None or not stats.has_null_count:
+                return None
+            if stats.null_count != group.num_rows:
+                return False
+    return True
 
 
 def _max_stats(folder: Path, column: str) -> bool | None:

@@ -3,6 +3,7 @@ footers, without a Spark job: the answers equal those of a query."""
 
 from __future__ import annotations
 
+import ibis
 import pyarrow as pa
 import pytest
 
@@ -26,7 +27,13 @@ def test_counts_and_flags_from_the_footers_match_queries(tmp_path, spark_session
     assert adapter.count(adapter.table("t2")) == n
     assert adapter.any_true("t", "moved") is True
     assert adapter.any_true("t", "never") is False
+    adapter.create_table("n", pa.table({"none": pa.array([None] * n, pa.string()), "idx": data["idx"]}))
+    assert adapter.known_all_null("n", "none") is True
+    assert adapter.known_all_null("n", "idx") is False
+    assert adapter.known_all_null("t", "never") is False  # NULL and false
+    assert adapter.known_all_null("missing_table", "x") is None
     assert jobs() == before  # answered from the files
+    assert adapter.count(adapter.table("n").filter(ibis._.none.notnull())) == 0
     assert adapter.count(t.filter(t.moved)) == 1
     assert adapter.count(t.filter(t.idx < 10).limit(3)) == 3
     assert adapter.count(t.filter(t.idx < 0).limit(1)) == 0
