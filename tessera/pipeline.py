@@ -724,6 +724,11 @@ class Pipeline:
                     return typed[-1]
 
                 staged, rejects = stage(src, [b], [t], schema, materialize=materialize, any_rows=any_rows, **options)
+                if (duplicates == [False] and len(typed) == 1 and _stored(typed[0])
+                        and self.adapter.known_all_null(_stored(typed[0]), "_reason")):
+                    # no reason on any typed row and no duplicate key (known from the files'
+                    # statistics where the engine keeps them): no rejects, no query for them
+                    rejects = rejects.schema().to_pyarrow().empty_table()
                 self.adapter.create_table(rej_name, rejects)
                 if keep and duplicates == [False] and len(typed) == 1 and _stored(typed[0]):
                     self.adapter.narrow_table(_stored(typed[0]), name, staged.columns, unless="_reason")

@@ -41,9 +41,10 @@ TINY = {
     "bench_privacy.py": (["--contacts", "300"], "peak RSS"),
     "bench_analytics.py": (["--customers", "300", "--orders", "1500", "--repeat", "1"], "peak RSS"),
     "bench_spark.py": (["--records", "300", "--runs", "1", "--data", "{tmp}"], "ratio spark / duckdb"),
+    "bench_spark_profile.py": (["--size", "100", "--runs", "1", "--data", "{tmp}"], "adapter calls of the last run"),
 }
 NEEDS_POSTGRES = {"bench_db_import.py", "bench_sync.py"}
-NEEDS_SPARK = {"bench_spark.py"}  # starts a Spark session of its own (with the tests' Spark settings)
+NEEDS_SPARK = {"bench_spark.py", "bench_spark_profile.py"}  # starts a Spark session of its own (with the tests' Spark settings)
 
 
 def test_every_benchmark_is_listed():

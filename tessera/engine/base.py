@@ -252,6 +252,11 @@ class EngineAdapter:
         t = self.table(name)
         return self.count(t.filter(t[column]).limit(1)) > 0
 
+    def known_all_null(self, name: str, column: str) -> bool | None:
+        """Whether ``column`` of stored table ``name`` is NULL in every row, when the engine knows it
+        without reading the rows (statistics of its files); None: it would take a query."""
+        return None
+
     def to_arrow(self, expr: ibis.Table) -> pa.Table:
         return self.con.to_pyarrow(expr)
 

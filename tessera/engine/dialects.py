@@ -43,6 +43,11 @@ class Dialect:
         """``body(expr)`` with ``expr`` evaluated once per row."""
         return functions.bind(expr, body, self.name)
 
+    def lookup(self, key: ir.StringValue, items: list[tuple[str, str]]) -> ir.StringValue | None:
+        """The value of ``key`` among ``items`` in one engine expression, NULL for another key; None
+        when the caller's search (nested CASEs) suits the engine best."""
+        return functions.lookup(key, items, self.name)
+
     def regex_pattern(self, pattern: str) -> str:
         """An RE2 pattern as the engine's regular expressions read it."""
         return functions.regex_pattern(pattern, self.name)

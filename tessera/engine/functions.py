@@ -70,6 +70,11 @@ def _spark_get_json_object(value: str, path: str) -> str:  # pragma: no cover - 
     """Spark: the value at a JSONPath of a JSON text, as text (strings unquoted)."""
 
 
+@ibis.udf.scalar.builtin(name="try_element_at")
+def _spark_try_element_at(mapping: dt.Map(dt.string, dt.string), key: str) -> str:  # pragma: no cover - declaration
+    """Spark: the value of ``key`` in a map, NULL when the map has no such key."""
+
+
 @ibis.udf.scalar.builtin(name="json_extract_path")
 def _postgres_json_extract_path(value: dt.JSON, key: str) -> dt.JSON:  # pragma: no cover - declaration
     """PostgreSQL: the member ``key`` of a JSON object (or element of an array)."""
@@ -298,6 +303,17 @@ def strip_accents(expr: ir.StringValue, backend: str) -> ir.StringValue:
 
 
 # --------------------------------------------------------------------------- evaluate once
+
+
+def lookup(key: ir.StringValue, items: list[tuple[str, str]], backend: str) -> ir.StringValue | None:
+    """The value of ``key`` among ``items`` (key, value) in one expression of the engine, NULL for
+    another key; None where the caller's own search is the better one. Spark: a map literal
+    read once (its analysis and its interpreted evaluation cost far less than a deep CASE of a
+    thousand keys)."""
+    if backend != "pyspark" or not items:
+        return None
+    keys, values = zip(*items)
+    return _spark_try_element_at(ibis.map(list(keys), list(values)), key)
 
 
 def bind(expr: ir.Value, body: Callable[[ir.Value], ir.Value], backend: str) -> ir.Value:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import ibis
@@ -157,6 +158,8 @@ class SparkAdapter(EngineAdapter):
         return self.session.sql(self.con.compile(obj))
 
     def create_table(self, name: str, obj, *, overwrite: bool = True, temp: bool = False) -> ibis.Table:
+        if isinstance(obj, pa.Table) and _arrow_writable(obj.schema):
+            return self._create_from_arrow(name, obj)
         df = self._dataframe(obj)
         path = self._path(name)
         if path.exists():
@@ -176,9 +179,37 @@ class SparkAdapter(EngineAdapter):
             self._register(name, df.schema)
         return self.con.table(name)
 
+    def _create_from_arrow(self, name: str, data: pa.Table) -> ibis.Table:
+        """Table ``name`` from rows already in this process: its Parquet file written here by
+        pyarrow, in the types Spark would have written (no Spark job: an import's raw batches, the
+        scores computed in Python)."""
+        path = self._path(name)
+        tmp = self.tables_dir / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _write_arrow(data, tmp / f"part-00000-{uuid.uuid4()}.parquet")
+        (tmp / "_SUCCESS").touch()
+        replaced = path.exists()
+        if replaced:
+            shutil.rmtree(path)
+        tmp.rename(path)
+        self._register(name, _spark_schema(data.schema))
+        if replaced:
+            for view, target in self._published().items():
+                if target == name:
+                    self._register_view(view, name)
+        return self.con.table(name)
+
     def append(self, name: str, data: pa.Table) -> None:
         if not self.exists(name):
             self.create_table(name, data)
+            return
+        if isinstance(data, pa.Table) and _arrow_writable(data.schema):
+            # one more Parquet file in the table's folder, written aside then renamed into it
+            part = f"part-{uuid.uuid4()}.parquet"
+            _write_arrow(data, self._path(name) / f".{part}.tmp")
+            os.replace(self._path(name) / f".{part}.tmp", self._path(name) / part)
+            self._register(name)
             return
         self._dataframe(data).write.mode("append").parquet(str(self._path(name)))
         self._register(name)  # with the table's schema: the rows appended have its columns
@@ -210,6 +241,11 @@ class SparkAdapter(EngineAdapter):
         column in each row group's statistics (no Spark job), else a query."""
         found = _max_stats(self._path(name), column)
         return found if found is not None else super().any_true(name, column)
+
+    def known_all_null(self, name: str, column: str) -> bool | None:
+        """From the null counts of each row group's statistics (no Spark job)."""
+        path = self._path(name)
+        return _all_null_stats(path, column) if (path / "_SUCCESS").exists() else None
 
     def _stored_path(self, expr: ibis.Table) -> Path | None:
         """The Parquet folder ``expr`` reads as it is (a table or a published name), or None."""
@@ -285,6 +321,32 @@ def _spark_schema(schema: pa.Schema):
     return T.StructType(fields)
 
 
+def _arrow_writable(schema: pa.Schema) -> bool:
+    """Whether every column of ``schema`` has a type that :func:`_write_arrow` writes as Spark
+    would (the others go through Spark)."""
+    return all(f.type in _ARROW_TYPES or pa.types.is_timestamp(f.type) for f in schema)
+
+
+_ARROW_TYPES = {pa.string(), pa.large_string(), pa.int64(), pa.int32(), pa.int8(), pa.float64(), pa.bool_(),
+                pa.date32()}
+
+
+def _write_arrow(data: pa.Table, path: Path) -> None:
+    """``data`` as one Parquet file in the types Spark reads as :func:`_spark_schema`'s: text as
+    ``string``, times in microseconds as instants (a time without zone is one in UTC, the session's
+    zone, as Spark takes it from Arrow)."""
+    fields = []
+    for f in data.schema:
+        t = f.type
+        if t == pa.large_string():
+            t = pa.string()
+        elif pa.types.is_timestamp(t):
+            t = pa.timestamp("us", tz="UTC")
+        fields.append(pa.field(f.name, t, True))
+    schema = pa.schema(fields)
+    pq.write_table(data.cast(schema, safe=False) if schema != data.schema else data, str(path))
+
+
 def _parts(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
 
@@ -292,6 +354,27 @@ def _parts(folder: Path) -> list[Path]:
 def _footers(folder: Path) -> dict[str, int]:
     """Rows of each Parquet file of a table's folder, from the files' footers."""
     return {p.name: pq.read_metadata(p).num_rows for p in _parts(folder)}
+
+
+def _all_null_stats(folder: Path, column: str) -> bool | None:
+    """Whether ``column`` is NULL in every row of a table's folder, from the row groups' null
+    counts; None when a row group has no null count of the column."""
+    for p in _parts(folder):
+        meta = pq.read_metadata(p)
+        names = meta.schema.names
+        if column not in names:
+            return None
+        i = names.index(column)
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            if group.num_rows == 0:
+                continue
+            stats = group.column(i).statistics
+            if stats is None or not stats.has_null_count:
+                return None
+            if stats.null_count != group.num_rows:
+                return False
+    return True
 
 
 def _max_stats(folder: Path, column: str) -> bool | None:

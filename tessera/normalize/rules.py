@@ -247,6 +247,9 @@ def _lookup(key: ir.StringValue, items: list[tuple[str, str]], fanout: int = 4) 
 def country_code(expr: ir.StringValue, dialect: Dialect) -> ir.StringValue:
     """ISO 3166-1 alpha-2 code of a country name or code, NULL when unknown."""
     key = _sql_key(expr, dialect)
+    found = dialect.lookup(key, list(country_keys().items()))
+    if found is not None:
+        return found
     # The lookup's only free name is the lambda's own variable, so one expression serves every
     # column: building it takes about a second.
     return ibis.array([key]).map(_country_lookup)[0]
@@ -286,7 +289,11 @@ def gender_keys() -> dict[str, str]:
 def gender_code(expr: ir.StringValue, dialect: Dialect) -> ir.StringValue:
     """F, M or X from a gender word or a title of address (Mme, M., Sr, Herr...); NULL when the
     value is none of them."""
-    return dialect.bind(_sql_key(expr, dialect), lambda key: _lookup(key, list(gender_keys().items())))
+    key = _sql_key(expr, dialect)
+    found = dialect.lookup(key, list(gender_keys().items()))
+    if found is not None:
+        return found
+    return dialect.bind(key, lambda key: _lookup(key, list(gender_keys().items())))
 
 
 def is_gender(expr: ir.StringValue, dialect: Dialect) -> ir.BooleanValue:

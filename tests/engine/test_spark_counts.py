@@ -3,6 +3,7 @@ footers, without a Spark job: the answers equal those of a query."""
 
 from __future__ import annotations
 
+import ibis
 import pyarrow as pa
 import pytest
 
@@ -26,7 +27,13 @@ def test_counts_and_flags_from_the_footers_match_queries(tmp_path, spark_session
     assert adapter.count(adapter.table("t2")) == n
     assert adapter.any_true("t", "moved") is True
     assert adapter.any_true("t", "never") is False
+    adapter.create_table("n", pa.table({"none": pa.array([None] * n, pa.string()), "idx": data["idx"]}))
+    assert adapter.known_all_null("n", "none") is True
+    assert adapter.known_all_null("n", "idx") is False
+    assert adapter.known_all_null("t", "never") is False  # NULL and false
+    assert adapter.known_all_null("missing_table", "x") is None
     assert jobs() == before  # answered from the files
+    assert adapter.count(adapter.table("n").filter(ibis._.none.notnull())) == 0
     assert adapter.count(t.filter(t.moved)) == 1
     assert adapter.count(t.filter(t.idx < 10).limit(3)) == 3
     assert adapter.count(t.filter(t.idx < 0).limit(1)) == 0
@@ -63,3 +70,39 @@ def test_small_run_settings_follow_the_raw_batches(tmp_path, spark_session, monk
         for k, v in own.items():
             conf.unset(k) if v is None else conf.set(k, v)
         adapter.close()
+
+
+@pytest.mark.spark
+def test_arrow_rows_are_written_without_a_job_and_read_back_as_spark_wrote_them(tmp_path, spark_session):
+    import datetime as dt
+
+    from tessera.engine.spark import SparkAdapter, _spark_schema
+
+    adapter = SparkAdapter(tmp_path / "spark", session=spark_session)
+    data = pa.table({
+        "name": pa.array(["a", None, "c"], pa.large_string()),
+        "n": pa.array([1, 2, None], pa.int64()),
+        "small": pa.array([1, None, 3], pa.int8()),
+        "ratio": pa.array([0.5, None, 2.0]),
+        "flag": pa.array([True, False, None]),
+        "day": pa.array([dt.date(2024, 2, 29), None, dt.date(1999, 12, 31)]),
+        "naive": pa.array([dt.datetime(2024, 1, 1, 12, 30, 1, 5), None, dt.datetime(2000, 6, 1)],
+                          pa.timestamp("ns")),
+        "aware": pa.array([dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone.utc), None, None],
+                          pa.timestamp("us", tz="Europe/Paris")),
+    })
+    jobs = spark_session.sparkContext._jsc.sc().statusStore().jobsList(None).size
+    before = jobs()
+    adapter.create_table("arrow_t", data)
+    adapter.append("arrow_t", data.slice(0, 1))
+    adapter.create_table("arrow_t", data)  # replaced
+    adapter.append("arrow_t", data.slice(0, 1))
+    assert jobs() == before  # written by pyarrow, counted from the footers
+    assert adapter.count(adapter.table("arrow_t")) == 4
+    # the same rows and types as Spark's own reading of the same Arrow table
+    expected = spark_session.createDataFrame(data, schema=_spark_schema(data.schema))
+    got = spark_session.table("arrow_t")
+    assert got.schema == expected.schema
+    assert sorted(map(tuple, got.collect()), key=repr) == sorted(
+        map(tuple, expected.unionByName(expected.limit(1)).collect()), key=repr)
+    adapter.close()

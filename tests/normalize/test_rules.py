@@ -444,6 +444,14 @@ def test_country_keys_cover_every_iso_code():
     assert all(k.isascii() and k.isalnum() and k.isupper() or k.isdigit() for k in keys)
 
 
+def test_every_country_and_gender_key_finds_its_code_on_every_engine(engine_eval):
+    # each engine's lookup (nested CASEs; a map on Spark) over every key, and a key of none
+    countries = list(country_keys().items()) + [("NOWHERE", None)]
+    assert engine_eval([k for k, _ in countries], _build(["country"])) == [c for _, c in countries]
+    genders = list(gender_keys().items()) + [("NOBODY", None)]
+    assert engine_eval([k for k, _ in genders], _build(["gender"])) == [c for _, c in genders]
+
+
 def test_every_gender_word_has_one_code():
     seen: dict[str, str] = {}
     for code, words in GENDER_WORDS.items():

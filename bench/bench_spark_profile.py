@@ -1,0 +1,132 @@
+"""Where a run of the demo on Spark spends its jobs and its time: each adapter call's Spark jobs
+and seconds, by the pipeline line that made it, and the CPU of each of the JVM's threads.
+
+    .venv/bin/python bench/bench_spark_profile.py --size 2000 --runs 2
+
+Runs the demo ``--runs`` times in this process on fresh workspaces (the session started once, as
+``bench/bench_spark.py`` does) and prints for each run its time, the JVM's CPU and jobs, the CPU
+of the JVM's threads by name (JIT compilers, the thread running Python's queries, tasks, GC),
+then for the last run the adapter calls, largest first. Linux only (reads ``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CALLS = ("create_table", "create_table_hinted", "append", "append_query", "count", "any_true", "to_arrow",
+         "execute", "export", "to_batches", "delete_matching", "narrow_table", "publish", "fetch")
+
+
+def _jvm_threads(pid: int) -> dict[str, tuple[str, float]]:
+    """Thread id -> (name with digits folded, CPU seconds) of process ``pid``."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            st = open(f"/proc/{pid}/task/{t}/stat").read()
+        except OSError:
+            continue
+        name = re.sub(r"[#\d]+", "N", st[st.index("(") + 1:st.rindex(")")])
+        fields = st[st.rindex(")") + 2:].split()
+        out[t] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=2000, help="people of the demo company")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--data", type=Path, default=ROOT / ".bench")
+    args = ap.parse_args()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("TESSERA_SPARK_DRIVER_MEMORY", "4g")
+
+    import psutil
+
+    from tessera.demo.generator import generate
+    from tessera.engine import spark
+    from tessera.workspace import Workspace
+
+    data = args.data / f"demo_{args.size}_{args.seed}"
+    if not (data / "workspace.yaml").exists():
+        generate(data, size=args.size, seed=args.seed)
+
+    stats: dict = defaultdict(lambda: [0, 0, 0.0])
+    depth = [0]
+
+    def jobs(adapter) -> int:
+        return int(adapter.session.sparkContext._jsc.sc().statusStore().jobsList(None).size())
+
+    def caller() -> str:
+        frames = [f for f in traceback.extract_stack()[:-2]
+                  if f"{os.sep}tessera{os.sep}" in f.filename and f"{os.sep}engine{os.sep}" not in f.filename]
+        return " < ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames[-2:]))
+
+    def wrap(name):
+        orig = getattr(spark.SparkAdapter, name)
+
+        def call(self, *a, **k):
+            if depth[0]:  # a call inside another: counted in the outer one
+                return orig(self, *a, **k)
+            depth[0] += 1
+            j0, t0 = jobs(self), time.perf_counter()
+            try:
+                return orig(self, *a, **k)
+            finally:
+                depth[0] -= 1
+                s = stats[(name, caller())]
+                s[0] += 1
+                s[1] += jobs(self) - j0
+                s[2] += time.perf_counter() - t0
+        setattr(spark.SparkAdapter, name, call)
+
+    for name in CALLS:
+        if hasattr(spark.SparkAdapter, name):
+            wrap(name)
+
+    tmp = Path(tempfile.mkdtemp(prefix="tessera-spark-profile-"))
+    try:
+        for i in range(args.runs):
+            base = tmp / f"run{i}"
+            ws = Workspace.init(base / "ws", warehouse="spark")
+            ws.apply(data / "workspace.yaml")
+            jvm = next(c for c in psutil.Process().children(recursive=True) if "java" in c.name())
+            stats.clear()
+            before, j0, c0 = _jvm_threads(jvm.pid), jobs(ws.adapter), time.process_time()
+            t0 = time.perf_counter()
+            result = ws.run()
+            wall, py = time.perf_counter() - t0, time.process_time() - c0
+            after = _jvm_threads(jvm.pid)
+            threads: dict[str, float] = defaultdict(float)
+            for t, (name, cpu) in after.items():
+                threads[name] += cpu - before.get(t, (name, 0.0))[1]
+            steps = ", ".join(f"{s['step']} {s['seconds']:.2f} s" for s in result.steps)
+            print(f"run {i + 1}: {wall:.1f} s, JVM CPU {sum(threads.values()):.1f} s, Python CPU {py:.1f} s, "
+                  f"{jobs(ws.adapter) - j0} Spark jobs [{steps}]")
+            print("  JVM threads' CPU: " + ", ".join(f"{k} {v:.1f} s" for k, v in
+                                                     sorted(threads.items(), key=lambda kv: -kv[1]) if v >= 0.1))
+            ws.close()
+            shutil.rmtree(base, ignore_errors=True)
+        print("adapter calls of the last run (seconds, Spark jobs, calls, call, line < its caller):")
+        for (name, where), (n, j, t) in sorted(stats.items(), key=lambda kv: -kv[1][2]):
+            if t >= 0.05 or j:
+                print(f"  {t:6.2f} s {j:3d} jobs {n:3d}x {name:20s} {where}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
