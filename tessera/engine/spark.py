@@ -356,9 +356,10 @@ def _footers(folder: Path) -> dict[str, int]:
     return {p.name: pq.read_metadata(p).num_rows for p in _parts(folder)}
 
 
-def _all_null_stats(folder: Path, column: str) -> bool | None:
-    """Whether ``column`` is NULL in every row of a table's folder, from the row groups' null
-    counts; None when a row group has no null count of the column."""
+def _row_group_stats(folder: Path, column: str) -> list | None:
+    """(rows, statistics) of ``column`` in each row group with rows of a table's folder, from the
+    files' footers; None when a file has no such column."""
+    found = []
     for p in _parts(folder):
         meta = pq.read_metadata(p)
         names = meta.schema.names
@@ -367,34 +368,36 @@ def _all_null_stats(folder: Path, column: str) -> bool | None:
         i = names.index(column)
         for g in range(meta.num_row_groups):
             group = meta.row_group(g)
-            if group.num_rows == 0:
-                continue
-            stats = group.column(i).statistics
-            if stats is None or not stats.has_null_count:
-                return None
-            if stats.null_count != group.num_rows:
-                return False
+            if group.num_rows:
+                found.append((group.num_rows, group.column(i).statistics))
+    return found
+
+
+def _all_null_stats(folder: Path, column: str) -> bool | None:
+    """Whether ``column`` is NULL in every row of a table's folder, from the row groups' null
+    counts; None when a row group has no null count of the column."""
+    groups = _row_group_stats(folder, column)
+    if groups is None:
+        return None
+    for rows, stats in groups:
+        if stats is None or not stats.has_null_count:
+            return None
+        if stats.null_count != rows:
+            return False
     return True
 
 
 def _max_stats(folder: Path, column: str) -> bool | None:
     """Whether the boolean ``column`` is true in some row of a table's folder, from the row groups'
     statistics; None when a row group has rows but no statistics of the column."""
-    for p in _parts(folder):
-        meta = pq.read_metadata(p)
-        names = meta.schema.names
-        if column not in names:
+    groups = _row_group_stats(folder, column)
+    if groups is None:
+        return None
+    for rows, stats in groups:
+        if stats is None or not stats.has_min_max:
+            if stats is not None and stats.null_count == rows:
+                continue  # all null: not true
             return None
-        i = names.index(column)
-        for g in range(meta.num_row_groups):
-            group = meta.row_group(g)
-            if group.num_rows == 0:
-                continue
-            stats = group.column(i).statistics
-            if stats is None or not stats.has_min_max:
-                if stats is not None and stats.null_count == group.num_rows:
-                    continue  # all null: not true
-                return None
-            if stats.max:
-                return True
+        if stats.max:
+            return True
     return False
