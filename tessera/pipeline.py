@@ -242,11 +242,7 @@ class Pipeline:
 
     def collect_garbage(self) -> None:
         """Drop work tables of runs that never published and raw batches never recorded."""
-        published = set()
-        for view in getattr(self.adapter, "list_views", lambda: [])():
-            target = self.adapter.published_target(view)
-            if target:
-                published.add(target)
+        published = set(self.adapter.published_targets().values())
         recorded = {(f["source"], f["batch_id"]) for f in self.store.list_imported_files()}
         # the unified tables before enrichment the next run builds on (see _previous_builds)
         built = self.store.get_state(*BUILT_STATE) or {}
@@ -704,10 +700,11 @@ class Pipeline:
                 staged_parts = [p.cast(typed) for p in staged_parts]
                 reject_parts = [p.cast(rej_typed) for p in reject_parts]
             return latest_of(staged_parts), union_all(reject_parts), [b.batch for b in batches]
+        kept = set(self.adapter.list_tables())  # (one listing, not a lookup per batch)
         for b, t in zip(batches, tables):
             name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
                               f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")
-            if not (self.adapter.exists(name) and self.adapter.exists(rej_name)):
+            if not (name in kept and rej_name in kept):
                 duplicates: list[bool] = []
                 typed: list[ibis.Table] = []
                 # Where a stored table can be narrowed in place, the typed rows are stored (not
