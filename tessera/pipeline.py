@@ -367,6 +367,7 @@ class Pipeline:
             conn_types = {c.name: c.type for c in self.config.connections}
             # rows refused by the parser, per (source, batch): read at the first source that has batches
             parse_counts: dict[tuple[str, int], int] | None = None
+            parse_rejects: bool | None = None
             for i, src in enumerate(self.config.sources):
                 self.progress("stage", src.name, i, len(self.config.sources))
 
@@ -409,7 +410,9 @@ class Pipeline:
                 n_ok = self.adapter.count(staged_t)
                 n_rej = self.adapter.count(rej)
                 n_parse = 0
-                if batch_ids and self.adapter.exists(PARSE_REJECTS):
+                if batch_ids and parse_rejects is None:  # (looked up once for every source)
+                    parse_rejects = self.adapter.exists(PARSE_REJECTS)
+                if batch_ids and parse_rejects:
                     pr = self.adapter.table(PARSE_REJECTS)
                     if parse_counts is None:  # counted once for every source (one query, not one each)
                         per_batch = pr.group_by(["source", "batch"]).agg(n=ibis._.count())
@@ -430,8 +433,8 @@ class Pipeline:
                 # The typed rows (every column of the batch, normalized) are read by the staged rows
                 # and rejects alone, stored by now: their memory goes back before the next source.
                 typed = f"{tag}typed_{src.name}"
-                if name != typed and _stored(rej) != typed and self.adapter.exists(typed):
-                    self.adapter.drop_table(typed)
+                if name != typed and _stored(rej) != typed:
+                    self.adapter.drop_table(typed)  # (if made)
                 self.staged_rows[src.name] = n_ok
                 staged_total += n_ok
             self.progress("stage", "done", len(self.config.sources), len(self.config.sources))
