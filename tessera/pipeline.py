@@ -242,11 +242,7 @@ class Pipeline:
 
     def collect_garbage(self) -> None:
         """Drop work tables of runs that never published and raw batches never recorded."""
-        published = set()
-        for view in getattr(self.adapter, "list_views", lambda: [])():
-            target = self.adapter.published_target(view)
-            if target:
-                published.add(target)
+        published = set(self.adapter.published_targets().values())
         recorded = {(f["source"], f["batch_id"]) for f in self.store.list_imported_files()}
         # the unified tables before enrichment the next run builds on (see _previous_builds)
         built = self.store.get_state(*BUILT_STATE) or {}
@@ -371,6 +367,7 @@ class Pipeline:
             conn_types = {c.name: c.type for c in self.config.connections}
             # rows refused by the parser, per (source, batch): read at the first source that has batches
             parse_counts: dict[tuple[str, int], int] | None = None
+            parse_rejects: bool | None = None
             for i, src in enumerate(self.config.sources):
                 self.progress("stage", src.name, i, len(self.config.sources))
 
@@ -413,7 +410,9 @@ class Pipeline:
                 n_ok = self.adapter.count(staged_t)
                 n_rej = self.adapter.count(rej)
                 n_parse = 0
-                if batch_ids and self.adapter.exists(PARSE_REJECTS):
+                if batch_ids and parse_rejects is None:  # (looked up once for every source)
+                    parse_rejects = self.adapter.exists(PARSE_REJECTS)
+                if batch_ids and parse_rejects:
                     pr = self.adapter.table(PARSE_REJECTS)
                     if parse_counts is None:  # counted once for every source (one query, not one each)
                         per_batch = pr.group_by(["source", "batch"]).agg(n=ibis._.count())
@@ -434,8 +433,8 @@ class Pipeline:
                 # The typed rows (every column of the batch, normalized) are read by the staged rows
                 # and rejects alone, stored by now: their memory goes back before the next source.
                 typed = f"{tag}typed_{src.name}"
-                if name != typed and _stored(rej) != typed and self.adapter.exists(typed):
-                    self.adapter.drop_table(typed)
+                if name != typed and _stored(rej) != typed:
+                    self.adapter.drop_table(typed)  # (if made)
                 self.staged_rows[src.name] = n_ok
                 staged_total += n_ok
             self.progress("stage", "done", len(self.config.sources), len(self.config.sources))
@@ -704,10 +703,11 @@ class Pipeline:
                 staged_parts = [p.cast(typed) for p in staged_parts]
                 reject_parts = [p.cast(rej_typed) for p in reject_parts]
             return latest_of(staged_parts), union_all(reject_parts), [b.batch for b in batches]
+        kept = set(self.adapter.list_tables())  # (one listing, not a lookup per batch)
         for b, t in zip(batches, tables):
             name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
                               f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")
-            if not (self.adapter.exists(name) and self.adapter.exists(rej_name)):
+            if not (name in kept and rej_name in kept):
                 duplicates: list[bool] = []
                 typed: list[ibis.Table] = []
                 # Where a stored table can be narrowed in place, the typed rows are stored (not

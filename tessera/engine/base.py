@@ -192,6 +192,7 @@ class EngineAdapter:
         how; built in everywhere but where an engine overrides this."""
 
     def drop_table(self, name: str) -> None:
+        """Drop table (or run's view) ``name``; none of that name is no error."""
         self.con.drop_table(name, force=True)
 
     def narrow_table(self, table: str, name: str, columns: list[str], *, unless: str) -> None:
@@ -398,6 +399,15 @@ class EngineAdapter:
         """The table a published name points at, or None."""
         raise NotImplementedError
 
+    def list_views(self) -> list[str]:
+        """The published names."""
+        return []
+
+    def published_targets(self) -> dict[str, str]:
+        """Every published name and the table it points at (one read of the catalog where the
+        engine keeps one)."""
+        return {view: target for view in self.list_views() if (target := self.published_target(view))}
+
     def reader(self) -> "EngineAdapter":
         """An adapter for reading on another thread while this one writes: it sees the last
         committed state (the last publication), never a run's work in progress."""
@@ -465,13 +475,21 @@ class SqlCatalogAdapter(EngineAdapter):
     def sql(self, statement: str, params: list | None = None):  # pragma: no cover - per engine
         raise NotImplementedError
 
+    #: the catalog table was seen: it is never dropped, so it is not looked up again
+    _has_catalog = False
+
     def _catalog(self) -> dict[str, str]:
-        if not self.exists(CATALOG):
-            return {}
+        if not self._has_catalog:
+            if not self.exists(CATALOG):
+                return {}
+            self._has_catalog = True
         return dict(self.sql(f"SELECT name, target FROM {CATALOG}").fetchall())
 
     def published_target(self, name: str) -> str | None:
         return self._catalog().get(name)
+
+    def published_targets(self) -> dict[str, str]:
+        return self._catalog()
 
     def append_query(self, name: str, expr: ibis.Table, *, temp: bool = False) -> None:
         """Append the rows of an Ibis expression in the engine (``INSERT ... SELECT``), creating
