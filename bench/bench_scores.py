@@ -94,14 +94,16 @@ def _tessera(db: str, queue) -> None:
             order_scores = [s for s in LIBRARY if s not in EVENT_SCORES]
             expr = compute_scores(adapter.table("orders"), FIELDS, order_scores, as_of=AS_OF,
                                   items=adapter.table("items"), item_fields=ITEM_FIELDS)
-            adapter.create_table("t_scores", expr)
+            with adapter.shared_parts_recomputed():  # as the enrichment step creates its table
+                adapter.create_table("t_scores", expr)
             orders_wall, orders_cpu = time.perf_counter() - t0, time.process_time() - c0
             orders = adapter.table("orders")
             spans = orders.select(_customer=orders._customer, _start=orders.day.cast("timestamp"),
                                   _end=(orders.day.cast("timestamp") + ibis.interval(days=1)))
             expr = compute_engagement(adapter.table("events"), {"EventTime": "at", "EventName": "name"},
                                       as_of=AS_OF, orders=spans)
-            adapter.create_table("t_engagement", expr)
+            with adapter.shared_parts_recomputed():
+                adapter.create_table("t_engagement", expr)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             scores = adapter.table("t_scores")
             columns = len([c for c in scores.columns if c.startswith("score_")])

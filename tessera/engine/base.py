@@ -419,6 +419,14 @@ class EngineAdapter:
         return self.table(name)
 
     @contextmanager
+    def shared_parts_recomputed(self) -> Iterator[None]:
+        """The queries compiled inside compute a part they read several times (a common table
+        expression) again at each read rather than store it first: for queries whose shared parts
+        are cheap to compute and large to hold (the enrichment's orders and order lines). Same
+        rows either way; engines that never store them change nothing."""
+        yield
+
+    @contextmanager
     def read_often(self) -> Iterator[None]:
         """The tables created inside are published ones, read again and again (pages of rows with
         a filter, segments): an engine that chooses how to store a table may store these for

@@ -156,7 +156,9 @@ class Enricher:
             out = out.mutate(**counted)
         name = f"{self.tag}{ds.name}__enriched"
         try:
-            with self.adapter.read_often():  # the published rows: pages, filters and segments read them
+            # the published rows (pages, filters and segments read them), from the related rows
+            # each part reads again (engine/base.py: shared_parts_recomputed)
+            with self.adapter.read_often(), self.adapter.shared_parts_recomputed():
                 if ds.computed:
                     # Computed columns may use the new columns: they come last (see datasets.build.enriched).
                     types = duckdb_types(self.adapter, out, ds)
