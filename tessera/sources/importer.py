@@ -4,10 +4,14 @@ A file source reads a folder through :mod:`tessera.connectors.files` — a local
 FTPS or SFTP server alike. For each file matching the source's pattern:
 
 1. a file whose content was already imported for the source is skipped, so importing again
-   changes nothing. Local files are hashed in place. A remote file is first compared with the
-   listing of the last import (name, size and modification time, kept in the metadata store's
-   state ``file_listing/<source>``): when all three match a file that was imported, it is
-   skipped without being downloaded; otherwise it is downloaded and hashed;
+   changes nothing. A file is first compared with the listing of the last import (kept in the
+   metadata store's state ``file_listing/<source>``): a remote file by name, size and
+   modification time, which when they match a file that was imported is skipped without being
+   downloaded; a local file by name, size, modification and change times and inode (any write
+   moves its change time, which no program can set back), which when they match is skipped
+   without being read. Otherwise the file is hashed in place (downloaded first if remote). A
+   local file changed in the last seconds before it was hashed is hashed again next time (its
+   times may not tell a write made in the same clock tick);
 2. a new file becomes one immutable raw batch table ``_tessera_raw_<source>_<batch>``
    (remote files are downloaded into a temporary folder of the workspace archive first);
 3. the file is kept in the workspace archive under its content hash, and recorded;
@@ -31,6 +35,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,7 +49,12 @@ from tessera.errors import ConnectionFailed, SourceError
 from tessera.sources.compressed import Member, expand, is_compressed
 
 PARSE_REJECTS = "_tessera_parse_rejects"
-LISTING_STATE = "file_listing"  # metadata store state scope: source -> {name: [size, mtime, sha256]}
+#: metadata store state scope: source -> {name: [size, mtime, sha256]} (remote),
+#: {name: [size, mtime_ns, ctime_ns, inode, sha256]} (local)
+LISTING_STATE = "file_listing"
+#: a local file changed less than this before its hash was taken is not remembered by its times
+#: (a write in the same tick of the file system's clock would leave them as they were)
+SETTLED_NS = 2 * 10**9
 REFUSED_STATE = "refused_files"  # metadata store state scope: source -> {sha256: {name, reason, kept}}
 REFUSED = "refused"  # folder of the workspace archive where refused files are kept aside
 INCOMING = ".incoming"  # folder of the workspace archive where remote files are downloaded
@@ -93,23 +103,47 @@ def list_files(folder: Folder, src: SourceConfig) -> list[RemoteFile]:
 
 
 class _Listing:
-    """What the last import saw of a remote folder: name -> (size, mtime, sha256).
+    """What the last import saw of a folder: name -> what identifies the file's content, and its
+    content hash.
 
     A remote file whose name, size and modification time are unchanged, and whose content
     hash is still recorded as imported, need not be downloaded again to know it was imported.
+    A local file is known by its size, modification and change times and inode (see the module's
+    docstring): one unchanged need not be read again.
     """
 
-    def __init__(self, store, source: str, imported: set[str], listed: list[RemoteFile]):
+    def __init__(self, store, source: str, imported: set[str], listed: list[RemoteFile], folder: Folder):
         self.store = store
         self.source = source
         self.imported = imported
+        self.folder = folder
+        self.local = folder.local_path("") is not None
         self.before: dict = store.get_state(LISTING_STATE, source, {}) or {}
         # files not reached (an import that fails half-way) keep what was known of them
         self.after: dict[str, list] = {f.name: self.before[f.name] for f in listed if f.name in self.before}
+        self._stats: dict[str, list | None] = {}
+
+    def _stat(self, f: RemoteFile) -> list | None:
+        """A local file's [size, mtime_ns, ctime_ns, inode], taken before it is read, or None
+        when it changed too recently to be known by them."""
+        if f.name not in self._stats:
+            try:
+                st = os.stat(self.folder.local_path(f.name))
+            except (OSError, ConnectionFailed):
+                self._stats[f.name] = None
+            else:
+                settled = st.st_ctime_ns < time.time_ns() - SETTLED_NS
+                self._stats[f.name] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] if settled else None
+        return self._stats[f.name]
 
     def known(self, f: RemoteFile) -> str | None:
         """The content hash of ``f`` if it is unchanged since an import, else None."""
         seen = self.before.get(f.name)
+        if self.local:
+            stat = self._stat(f)
+            if stat is None or not seen or len(seen) != 5 or seen[:4] != stat:
+                return None
+            return seen[4] if seen[4] in self.imported else None
         if f.mtime is None or not seen or len(seen) != 3:
             return None
         size, mtime, digest = seen
@@ -118,7 +152,13 @@ class _Listing:
         return None
 
     def remember(self, f: RemoteFile, digest: str) -> None:
-        if f.mtime is not None:
+        if self.local:
+            stat = self._stat(f)
+            if stat is None:
+                self.after.pop(f.name, None)
+            else:
+                self.after[f.name] = [*stat, digest]
+        elif f.mtime is not None:
             self.after[f.name] = [f.size, f.mtime, digest]
 
     def forget(self, f: RemoteFile) -> None:
@@ -155,14 +195,13 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn, archiv
         imported = {f["sha256"] for f in store.list_imported_files(src.name)}
         refused: dict = store.get_state(REFUSED_STATE, src.name, {}) or {}
         refused_before = dict(refused)
-        remote = folder.local_path("") is None
-        listing = _Listing(store, src.name, imported, files) if remote else None
+        listing = _Listing(store, src.name, imported, files, folder)
         incoming: Path | None = None
         move_failures: list[str] = []
         try:
             for f in files:
                 local = folder.local_path(f.name)
-                digest = listing.known(f) if listing else None
+                digest = listing.known(f)
                 if digest is None and local is None:
                     if incoming is None:
                         (archive_dir / INCOMING).mkdir(parents=True, exist_ok=True)
@@ -216,8 +255,7 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn, archiv
                     imported.add(digest)
                     if progress:
                         progress(f.name)
-                if listing:
-                    listing.remember(f, digest)
+                listing.remember(f, digest)
                 if local is not None and incoming is not None and local.parent == incoming:
                     local.unlink(missing_ok=True)
                 if src.archive_folder:
@@ -227,13 +265,11 @@ def import_source(adapter: EngineAdapter, store, src: SourceConfig, conn, archiv
                         move_failures.append(f"'{f.name}': {exc}")
                     else:
                         result.files_moved += 1
-                        if listing:
-                            listing.forget(f)
+                        listing.forget(f)
         finally:
             if refused != refused_before:
                 store.set_state(REFUSED_STATE, src.name, refused)
-            if listing:
-                listing.save()
+            listing.save()
             if incoming is not None:
                 shutil.rmtree(incoming, ignore_errors=True)
     if move_failures:
