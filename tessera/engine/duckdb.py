@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import os
 import time
 from datetime import timezone
@@ -17,7 +16,7 @@ import pyarrow as pa
 
 from tessera.engine import filereader
 from tessera.engine.base import (CATALOG, PREFIX, FileImport, Patch, Prepared, SqlCatalogAdapter, caused_by, index_name,
-                                 q)
+                                 q, shared_parts_inlined)
 from tessera.engine.dialects import DuckDBDialect
 from tessera.errors import EngineError, WorkspaceError
 
@@ -39,21 +38,13 @@ def _patch_compiler() -> None:
 
     DuckDBCompiler.visit_Strip = visit_strip
 
-    # Inside DuckDBAdapter.shared_parts_recomputed, the CTEs of a query are inlined (see there).
+    # Inside EngineAdapter.shared_parts_recomputed, the CTEs of a query are inlined (see there).
     translate = DuckDBCompiler.translate
 
     def translate_inlining(self, op, *, params):
-        out = translate(self, op, params=params)
-        shared = out.args.get("with_") if _INLINE_SHARED.get() else None
-        for cte in shared.expressions if shared else ():
-            cte.set("materialized", False)
-        return out
+        return shared_parts_inlined(translate(self, op, params=params))
 
     DuckDBCompiler.translate = translate_inlining
-
-
-#: set inside DuckDBAdapter.shared_parts_recomputed (per thread: a reader's queries keep the default)
-_INLINE_SHARED: contextvars.ContextVar[bool] = contextvars.ContextVar("tessera_inline_shared", default=False)
 
 
 _patch_compiler()
@@ -164,21 +155,6 @@ class DuckDBAdapter(SqlCatalogAdapter):
             return self.con.table(name)
         return ops.DatabaseTable(name, schema=schema, source=self.con,
                                  namespace=ops.Namespace(catalog=None, database=None)).to_expr()
-
-    @contextmanager
-    def shared_parts_recomputed(self) -> Iterator[None]:
-        # DuckDB stores a CTE that a query reads more than once (its rows in memory, spilled past
-        # the memory limit) before reading it. The CTEs Ibis writes for the enrichment are cheap
-        # parts shared by its groups (the orders with their casts, the order lines joined to their
-        # customers, each customer's places counted): computed again where read, they cost less
-        # time and memory than stored (every library score on 1M customers and 5M orders: 13.8 s
-        # and 1,916 MB peak against 16.3 s and 2,171 MB). Elsewhere (a deduplicated dataset's
-        # merge reads its joined records several times) storing them is quicker: the default.
-        token = _INLINE_SHARED.set(True)
-        try:
-            yield
-        finally:
-            _INLINE_SHARED.reset(token)
 
     @contextmanager
     def read_often(self) -> Iterator[None]:

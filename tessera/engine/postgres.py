@@ -45,7 +45,8 @@ import sqlglot as sg
 import sqlglot.expressions as sge
 from ibis.backends.sql.compilers.postgres import PostgresCompiler as _IbisPostgresCompiler
 
-from tessera.engine.base import CATALOG, FileImport, Patch, Prepared, SqlCatalogAdapter, index_name, q
+from tessera.engine.base import (CATALOG, FileImport, Patch, Prepared, SqlCatalogAdapter, index_name, q,
+                                 shared_parts_inlined)
 from tessera.engine.dialects import PostgresDialect
 from tessera.engine.functions import postgres_regex
 from tessera.errors import EngineError, WorkspaceError
@@ -107,6 +108,10 @@ class PostgresCompiler(_IbisPostgresCompiler):
     def __init__(self, case_collation: str | None = None):
         super().__init__()
         self.case_collation = case_collation
+
+    def translate(self, op, *, params):
+        # PostgreSQL stores a CTE read more than once, as DuckDB does (EngineAdapter.shared_parts_recomputed)
+        return shared_parts_inlined(super().translate(op, params=params))
 
     # ---------------------------------------------------------------- case
     @staticmethod
