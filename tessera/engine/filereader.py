@@ -214,7 +214,7 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote, max_line_byte
     text = text.removeprefix("\ufeff")
     # One pass over the file, in chunks: a line past the limit refuses the file before anything else
     # reads it (a 200 MB line is not a record; DuckDB would report it as a line of the wrong width).
-    last, empty_lines = _scan_lines(path, max_line_bytes)
+    last = _scan_lines(path, max_line_bytes)
     if not text.strip() and bad is None:
         raise SourceError(f"File '{path}' {_EMPTY}.")
     first, end, counts = _split_header(text, quote)
@@ -271,7 +271,7 @@ def _read_csv(con, path, table, rejects, delimiter, header, quote, max_line_byte
         ngood, good_nl = con.execute(f"SELECT count(*), coalesce(sum(_tessera_nl), 0) FROM {qi(table)}").fetchone()
         end = h + hn + ngood + good_nl + nrej + rej_nl   # last line covered if DuckDB skipped no line
         placed = nrej or good_nl
-        if end < last and n > 1 and (empty_lines or cut):
+        if end < last and n > 1 and (cut or _has_empty_line(path)):
             # Lines are missing from the count: blank lines between records (DuckDB counts them but
             # returns nothing) or a reject longer than the text DuckDB keeps. Read again with one column
             # too many, so that every record becomes a reject carrying its byte offset (slower, exact).
@@ -318,25 +318,37 @@ def _split_header(text: str, quote: str) -> tuple[str, int | None, dict[str, int
     return text.rstrip("\r\n"), None, counts
 
 
-def _scan_lines(path: str, max_line: int | None = None) -> tuple[int, bool]:
-    """Number of the last line holding more than line breaks, and whether any line is empty.
+def _scan_lines(path: str, max_line: int | None = None) -> int:
+    """Number of the last line holding more than line breaks.
 
     With ``max_line``, a line longer than that many bytes (line break excluded) refuses the file,
     naming the line, as soon as it is seen: the file is read in chunks, never whole."""
     lines = last = run = 0   # run: bytes of the current line seen so far
-    empty, tail = False, b""
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             if max_line is not None:
                 run = _check_line_lengths(path, chunk, lines, run, max_line)
-            body = chunk.rstrip(b"\r\n")
-            if body:
-                last = lines + body.count(b"\n") + 1
+            count = chunk.count(b"\n")
+            end = len(chunk)
+            while end and chunk[end - 1] in b"\r\n":
+                end -= 1
+            if end:
+                last = lines + count - chunk.count(b"\n", end) + 1
+            lines += count
+    return last
+
+
+def _has_empty_line(path: str) -> bool:
+    """Whether a line of the file is empty (a second pass, asked only when DuckDB's count of lines
+    falls short: the search for two line breaks in a row is slower than the count itself)."""
+    tail = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
             edge = tail + chunk[:2]   # an empty line may straddle two chunks
-            empty = empty or any(p in s for p in (b"\n\n", b"\n\r\n") for s in (chunk, edge))
-            lines += chunk.count(b"\n")
+            if any(p in s for p in (b"\n\n", b"\n\r\n") for s in (chunk, edge)):
+                return True
             tail = chunk[-2:]
-    return last, empty
+    return False
 
 
 def _check_line_lengths(path: str, chunk: bytes, lines: int, run: int, max_line: int) -> int:
@@ -350,11 +362,14 @@ def _check_line_lengths(path: str, chunk: bytes, lines: int, run: int, max_line:
     if run + first > max_line:
         raise _line_too_long(path, lines + 1, max_line)
     final = chunk.rfind(b"\n")
-    if final - first > max_line:   # a whole line inside the chunk may be too long
-        breaks = np.flatnonzero(np.frombuffer(chunk, np.uint8, final - first + 1, first) == 10)
-        over = np.flatnonzero(np.diff(breaks) - 1 > max_line)
-        if over.size:
-            raise _line_too_long(path, lines + 2 + int(over[0]), max_line)
+    pos = first
+    while pos < final:
+        # from a line break, the next one comes within max_line + 1 bytes or the line is too long;
+        # the last break of that window is where the next look starts (lines between are shorter)
+        nxt = chunk.rfind(b"\n", pos + 1, pos + max_line + 2)
+        if nxt < 0:
+            raise _line_too_long(path, lines + 1 + chunk.count(b"\n", 0, pos + 1), max_line)
+        pos = nxt
     rest = len(chunk) - final - 1
     if rest > max_line:
         raise _line_too_long(path, lines + 1 + chunk.count(b"\n"), max_line)

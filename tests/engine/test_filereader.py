@@ -332,3 +332,18 @@ def test_decimal_comma_numbers_with_thousands_separators_are_read_and_profiled()
     got = con.to_pyarrow(t.select(x=cast_text(t.s, "float", decimal_comma=True))).column("x").to_pylist()
     assert got == [1234.5, 1234.5, 1234.5, 1234.5, 1234.5, -3.5, None]
     assert [bool(re.search(DEC_COMMA_RE, v)) for v in values] == [True] * 6 + [False]
+
+
+@pytest.mark.parametrize("long_line", [1, 2, 37, 120, 199, 200])
+def test_the_first_line_past_the_limit_is_named_wherever_chunks_end(tmp_path, monkeypatch, long_line):
+    monkeypatch.setattr(filereader, "_CHUNK", 64)  # many chunks: lines across and within them
+    lines = [f"row {i:03d}," + "x" * (i % 13) for i in range(1, 201)]
+    lines[long_line - 1] = "y" * 41
+    lines[min(long_line + 3, 199)] = "z" * 45  # a later long line is not the one named
+    path = write(tmp_path, "c.txt", "\n".join(lines) + "\n")
+    with pytest.raises(SourceError, match=rf"line {long_line} is too long \(more than 40 bytes"):
+        filereader._scan_lines(str(path), 40)
+    assert filereader._scan_lines(str(path), 60) == 200
+    assert not filereader._has_empty_line(str(path))
+    blank = write(tmp_path, "b.txt", "\n".join(lines[:100]) + "\n\r\n" + "\n".join(lines[100:]) + "\n\n\n")
+    assert filereader._scan_lines(str(blank), 60) == 201 and filereader._has_empty_line(str(blank))
