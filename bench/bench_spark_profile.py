@@ -2,6 +2,11 @@
 and seconds, by the pipeline line that made it, and the CPU of each of the JVM's threads.
 
     .venv/bin/python bench/bench_spark_profile.py --size 2000 --runs 2
+    .venv/bin/python bench/bench_spark_profile.py --size 2000 --order ABBAABBAABBA --off narrows_in_place
+
+With ``--order``, one run per letter in this one JVM: ``A`` the adapter as it is, ``B`` with the
+capabilities of ``--off`` (class flags of SparkAdapter, comma-separated) turned off: a change
+measured against its absence on the same warm JVM, alternated (the JIT keeps warming for several runs).
 
 Runs the demo ``--runs`` times in this process on fresh workspaces (the session started once, as
 ``bench/bench_spark.py`` does) and prints for each run its time, the JVM's CPU and jobs, the CPU
@@ -50,7 +55,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--data", type=Path, default=ROOT / ".bench")
+    ap.add_argument("--order", default=None, help="A (as it is) and B (--off turned off) per run, e.g. ABBA")
+    ap.add_argument("--off", default="", help="SparkAdapter flags turned off in the B runs, comma-separated")
     args = ap.parse_args()
+    if args.order is not None and set(args.order) - {"A", "B"}:
+        ap.error(f"--order {args.order}: letters A (as it is) and B (--off turned off) only, e.g. ABBA")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("TESSERA_SPARK_DRIVER_MEMORY", "4g")
 
@@ -99,7 +108,15 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="tessera-spark-profile-"))
     try:
-        for i in range(args.runs):
+        order = args.order or "A" * args.runs
+        flags = [f for f in args.off.split(",") if f]
+        unknown = [f for f in flags if not isinstance(getattr(spark.SparkAdapter, f, None), bool)]
+        if unknown:
+            ap.error(f"--off {','.join(unknown)}: not a flag of SparkAdapter (e.g. narrows_in_place)")
+        own = {f: getattr(spark.SparkAdapter, f) for f in flags}
+        for i, letter in enumerate(order):
+            for flag, value in own.items():
+                setattr(spark.SparkAdapter, flag, value if letter == "A" else False)
             base = tmp / f"run{i}"
             ws = Workspace.init(base / "ws", warehouse="spark")
             ws.apply(data / "workspace.yaml")
@@ -114,7 +131,8 @@ def main() -> None:
             for t, (name, cpu) in after.items():
                 threads[name] += cpu - before.get(t, (name, 0.0))[1]
             steps = ", ".join(f"{s['step']} {s['seconds']:.2f} s" for s in result.steps)
-            print(f"run {i + 1}: {wall:.1f} s, JVM CPU {sum(threads.values()):.1f} s, Python CPU {py:.1f} s, "
+            label = f" ({letter})" if args.order else ""
+            print(f"run {i + 1}{label}: {wall:.1f} s, JVM CPU {sum(threads.values()):.1f} s, Python CPU {py:.1f} s, "
                   f"{jobs(ws.adapter) - j0} Spark jobs [{steps}]")
             print("  JVM threads' CPU: " + ", ".join(f"{k} {v:.1f} s" for k, v in
                                                      sorted(threads.items(), key=lambda kv: -kv[1]) if v >= 0.1))

@@ -719,11 +719,19 @@ class Pipeline:
                     duplicates.append(self.adapter.count(d.limit(1)) > 0)
                     return duplicates[-1]
 
+                def any_true(t: ibis.Table, column: str) -> bool:
+                    duplicates.append(self.adapter.any_true(_stored(t), column))
+                    return duplicates[-1]
+
+                # where statistics of the stored files answer, the duplicate keys are flagged in the
+                # typed rows (in their query) and asked of the flag, not queried after
+                check = dict(any_true=any_true) if self.adapter.answers_from_statistics else dict(any_rows=any_rows)
+
                 def materialize(rows: ibis.Table) -> ibis.Table:
                     typed.append(typed_table(rows, temp=not keep))
                     return typed[-1]
 
-                staged, rejects = stage(src, [b], [t], schema, materialize=materialize, any_rows=any_rows, **options)
+                staged, rejects = stage(src, [b], [t], schema, materialize=materialize, **check, **options)
                 if (duplicates == [False] and len(typed) == 1 and _stored(typed[0])
                         and self.adapter.known_all_null(_stored(typed[0]), "_reason")):
                     # no reason on any typed row and no duplicate key (known from the files'

@@ -143,6 +143,10 @@ class EngineAdapter:
     #: a stored table's columns are dropped and the table renamed without a copy
     #: (:meth:`narrow_table`): a run stores its typed rows to keep them as the staged rows
     narrows_in_place: ClassVar[bool] = False
+    #: :meth:`any_true` and :meth:`known_all_null` are answered from the statistics of the stored
+    #: files, without a query: a run stores a flag with rows it will ask about (the typed rows'
+    #: duplicate keys) rather than query them after
+    answers_from_statistics: ClassVar[bool] = False
 
     def __init__(self, con: ibis.BaseBackend):
         self.con = con

@@ -25,6 +25,8 @@ from tessera.engine.dialects import SparkDialect
 from tessera.errors import EngineError
 
 _SESSION = None
+# the schema a table's folder is read with when its files hold more columns (see narrow_table)
+SCHEMA_FILE = "_tessera_schema.json"
 
 # A run whose imported rows (the raw batches) are at most SMALL_RUN_ROWS runs with SMALL_RUN_SETTINGS:
 # every query in one partition, no adaptive re-planning and no broadcast (each broadcast and each
@@ -90,6 +92,8 @@ class SparkAdapter(EngineAdapter):
     name = "pyspark"
     dialect = SparkDialect()
     graph_in_engine = True
+    narrows_in_place = True
+    answers_from_statistics = True
 
     def __init__(self, root: str | Path, *, master: str | None = None, session=None):
         self.root = Path(root)
@@ -118,6 +122,10 @@ class SparkAdapter(EngineAdapter):
         """The Parquet folder of table ``name`` as a DataFrame, with the schema it was written with
         when this adapter knows it."""
         schema = self._schemas.get(name)
+        if schema is None and (self._path(name) / SCHEMA_FILE).exists():
+            from pyspark.sql.types import StructType
+
+            schema = StructType.fromJson(json.loads((self._path(name) / SCHEMA_FILE).read_text()))
         reader = self.session.read if schema is None else self.session.read.schema(schema)
         df = reader.parquet(str(self._path(name)))
         self._schemas[name] = df.schema
@@ -199,6 +207,30 @@ class SparkAdapter(EngineAdapter):
                 if target == name:
                     self._register_view(view, name)
         return self.con.table(name)
+
+    def narrow_table(self, table: str, name: str, columns: list[str], *, unless: str) -> None:
+        """With no row to delete (``unless`` NULL in every row, from the files' statistics), the
+        folder renamed and read with ``columns`` alone (their schema kept beside the files, in
+        SCHEMA_FILE, for the sessions after): no job. Else a copy."""
+        have = {f.name: f for f in self._read(table).schema}
+        if self.known_all_null(table, unless) is not True or any(c not in have for c in columns):
+            super().narrow_table(table, name, columns, unless=unless)
+            return
+        from pyspark.sql.types import StructType
+
+        schema = StructType([have[c] for c in columns])
+        (self._path(table) / SCHEMA_FILE).write_text(schema.json())
+        path = self._path(name)
+        replaced = path.exists()
+        if replaced:
+            shutil.rmtree(path)
+        self._path(table).rename(path)
+        self.drop_table(table)  # (its view and known schema; the folder is gone)
+        self._register(name, schema)
+        if replaced:
+            for view, target in self._published().items():
+                if target == name:
+                    self._register_view(view, name)
 
     def append(self, name: str, data: pa.Table) -> None:
         if not self.exists(name):

@@ -110,6 +110,7 @@ def stage(
     extra_identifiers: list[str] = (),
     materialize=None,
     any_rows: Callable[[ibis.Table], bool] | None = None,
+    any_true: Callable[[ibis.Table, str], bool] | None = None,
     add_sql_columns: Callable[[ibis.Table, list[tuple[str, str]]], ibis.Table] | None = None,
 ) -> tuple[ibis.Table, ibis.Table]:
     """Return (staged rows, rejects) of a source as Ibis expressions.
@@ -126,6 +127,11 @@ def stage(
         any_rows: whether a table has rows (optional, with ``materialize``): when the stored rows
             have no duplicate record key, the staged rows are the good rows as they are (no
             anti-join, no ranking).
+        any_true: whether a stored table has a row where a boolean column is true (optional, with
+            ``materialize``, instead of ``any_rows``): the typed rows are stored with a flag of the
+            good rows whose record key another good row of the batch has (``_tessera_dup``), and
+            whether there are any is asked of it (an engine that keeps statistics of its files
+            answers without a query).
         add_sql_columns: the engine's :meth:`~tessera.engine.base.EngineAdapter.add_sql_columns`,
             needed when the source has a ``filter``.
     """
@@ -209,6 +215,11 @@ def stage(
     # rows as the staged rows themselves, its reasons' columns dropped (see the pipeline).
     rows = rows.select("_tessera_record", *META, "_tessera_imported_at", *wanted,
                        ibis.literal(src.name).name("_tessera_source"), "_reason", "_column")
+    flagged = materialize is not None and any_true is not None
+    if flagged:
+        good_row = rows._reason.isnull()
+        n_good = good_row.ifelse(1, 0).sum().over(ibis.window(group_by=[rows._tessera_batch, rows._tessera_record]))
+        rows = rows.mutate(_tessera_dup=good_row & (n_good > 1))
     if materialize is not None:
         # Normalization trees are large: compile them once, then work on the typed table.
         rows = materialize(rows)
@@ -229,7 +240,11 @@ def stage(
     # Duplicate keys are rare: find them with a grouped count, and rank only their rows.
     keyed = ["_tessera_batch", "_tessera_record"]
     dup_keys = ok.group_by(keyed).agg(_n=ibis._.count()).filter(ibis._["_n"] > 1).select(*keyed)
-    if materialize is not None and any_rows is not None and not any_rows(dup_keys):
+    if flagged:
+        no_duplicates = not any_true(rows, "_tessera_dup")
+    else:
+        no_duplicates = materialize is not None and any_rows is not None and not any_rows(dup_keys)
+    if no_duplicates:
         good = latest_versions(ok) if len(batches) > 1 else ok
         return _staged(src, good, wanted), as_rejects(rows.filter(rows._reason.notnull()))
     suspects = ok.semi_join(dup_keys, keyed)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tessera.engine.base import EngineAdapter
 from tessera.engine.duckdb import DuckDBAdapter
 
@@ -46,3 +48,37 @@ def test_a_temporary_or_reordered_table_is_copied(tmp_path):
     assert [r[0] for r in adapter.sql("DESCRIBE other").fetchall()] == ["value", "line"]
     assert adapter.count(adapter.table("other")) == 180000
     adapter.close()
+
+
+@pytest.mark.spark
+def test_spark_renames_typed_rows_without_rejects(tmp_path, spark_session):
+    """On Spark, typed rows whose reasons are all NULL (from the Parquet statistics) become the
+    staged rows by renaming their folder, read with the staged columns alone: no Spark job, the
+    same rows as the copy, and the same columns in a later session's adapter."""
+    from tessera.engine.spark import SparkAdapter
+
+    adapter = SparkAdapter(tmp_path / "spark", session=spark_session)
+    select = TYPED.replace("FROM range(200000) AS t(i)", "FROM range(2000) AS t(i)")
+    clean = select.replace("CASE WHEN i % 10 = 3 THEN 'bad' END", "CAST(NULL AS STRING)")
+    adapter.create_table("typed", adapter.con.sql(clean))
+    adapter.create_table("typed2", adapter.con.sql(clean))
+    adapter.create_table("staged", adapter.con.sql("SELECT 1 AS old"))  # replaced
+    columns = ["_tessera_record", "line", "value"]
+    jobs = spark_session.sparkContext._jsc.sc().statusStore().jobsList(None).size
+    before = jobs()
+    adapter.narrow_table("typed", "staged", columns, unless="_reason")
+    assert jobs() == before
+    assert not adapter.exists("typed") and list(adapter.table("staged").columns) == columns
+    EngineAdapter.narrow_table(adapter, "typed2", "copied", columns, unless="_reason")
+    rows = adapter.to_arrow(adapter.table("staged").order_by("line"))
+    assert rows.equals(adapter.to_arrow(adapter.table("copied").order_by("line")))
+    assert rows.num_rows == 2000 and adapter.count(adapter.table("staged")) == 2000
+    # with rejected rows: a copy without them
+    adapter.create_table("typed3", adapter.con.sql(select))
+    adapter.narrow_table("typed3", "other", ["value", "line"], unless="_reason")
+    assert list(adapter.table("other").columns) == ["value", "line"] and adapter.count(adapter.table("other")) == 1800
+    adapter.close()
+    again = SparkAdapter(tmp_path / "spark", session=spark_session)
+    assert list(again.table("staged").columns) == columns
+    assert again.to_arrow(again.table("staged").order_by("line")).equals(rows)
+    again.close()

@@ -16,11 +16,11 @@ CSV = (
 )
 
 
-def run(tmp_path, **source) -> tuple[dict, list[dict]]:
+def run(tmp_path, csv=CSV, warehouse=None, **source) -> tuple[dict, list[dict]]:
     data = tmp_path / "data"
-    data.mkdir()
-    (data / "contacts.csv").write_text(CSV)
-    ws = Workspace.init(tmp_path / "ws")
+    data.mkdir(parents=True)
+    (data / "contacts.csv").write_text(csv)
+    ws = Workspace.init(tmp_path / "ws", warehouse=warehouse)
     try:
         ws.apply({
             "connections": [{"name": "files", "type": "local", "path": str(data)}],
@@ -62,3 +62,15 @@ def test_reject_keeps_none(tmp_path):
 def test_an_unknown_policy_is_a_configuration_error(tmp_path):
     with pytest.raises(Exception, match="on_duplicate_key"):
         run(tmp_path, on_duplicate_key="newest")
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("policy", ["last", "first", "reject"])
+def test_spark_finds_the_same_duplicates_from_its_flag(tmp_path, spark_session, policy):
+    """Spark flags the duplicate keys in the typed rows and reads the flag's statistics: the same
+    staged rows and rejects as DuckDB's query, with duplicates and without."""
+    no_duplicates = CSV.replace("1;ann@example.com;Lille\n", "").replace("1;ann@example.com;Nice\n", "")
+    for name, csv in (("dups", CSV), ("none", no_duplicates)):
+        spark = run(tmp_path / f"spark_{name}", csv, "spark", on_duplicate_key=policy)
+        assert spark == run(tmp_path / f"duckdb_{name}", csv, "duckdb", on_duplicate_key=policy)
+        assert bool(spark[1]) == (name == "dups")
