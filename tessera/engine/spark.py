@@ -174,14 +174,7 @@ class SparkAdapter(EngineAdapter):
             # Spark reads lazily: materialize into a new folder before replacing the old one.
             tmp = self.tables_dir / f".{name}.tmp"
             df.write.mode("overwrite").parquet(str(tmp))
-            shutil.rmtree(path)
-            tmp.rename(path)
-            self._register(name, df.schema)
-            # Published views read the folder's old files: read it again (a table rewritten in
-            # place, like an erase's deletes, would otherwise point them at files now gone).
-            for view, target in self._published().items():
-                if target == name:
-                    self._register_view(view, name)
+            self._install(tmp, name, df.schema)
         else:
             df.write.mode("overwrite").parquet(str(path))
             self._register(name, df.schema)
@@ -191,22 +184,29 @@ class SparkAdapter(EngineAdapter):
         """Table ``name`` from rows already in this process: its Parquet file written here by
         pyarrow, in the types Spark would have written (no Spark job: an import's raw batches, the
         scores computed in Python)."""
-        path = self._path(name)
         tmp = self.tables_dir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         _write_arrow(data, tmp / f"part-00000-{uuid.uuid4()}.parquet")
         (tmp / "_SUCCESS").touch()
+        self._install(tmp, name, _spark_schema(data.schema))
+        return self.con.table(name)
+
+    def _install(self, folder: Path, name: str, schema) -> None:
+        """The complete Parquet folder ``folder`` becomes table ``name``'s (replacing it), read with
+        ``schema``. Published views of ``name`` read the old folder's files: they read it again (a
+        table rewritten in place, like an erase's deletes, would otherwise point them at files now
+        gone)."""
+        path = self._path(name)
         replaced = path.exists()
         if replaced:
             shutil.rmtree(path)
-        tmp.rename(path)
-        self._register(name, _spark_schema(data.schema))
+        folder.rename(path)
+        self._register(name, schema)
         if replaced:
             for view, target in self._published().items():
                 if target == name:
                     self._register_view(view, name)
-        return self.con.table(name)
 
     def narrow_table(self, table: str, name: str, columns: list[str], *, unless: str) -> None:
         """With no row to delete (``unless`` NULL in every row, from the files' statistics), the
@@ -220,17 +220,8 @@ class SparkAdapter(EngineAdapter):
 
         schema = StructType([have[c] for c in columns])
         (self._path(table) / SCHEMA_FILE).write_text(schema.json())
-        path = self._path(name)
-        replaced = path.exists()
-        if replaced:
-            shutil.rmtree(path)
-        self._path(table).rename(path)
+        self._install(self._path(table), name, schema)
         self.drop_table(table)  # (its view and known schema; the folder is gone)
-        self._register(name, schema)
-        if replaced:
-            for view, target in self._published().items():
-                if target == name:
-                    self._register_view(view, name)
 
     def append(self, name: str, data: pa.Table) -> None:
         if not self.exists(name):
