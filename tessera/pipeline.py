@@ -33,7 +33,7 @@ from tessera.datasets.build import (
 )
 from tessera.datasets.incremental import BUILT_STATE, Previous
 from tessera.datasets.search import SEARCH_TABLE, TID, create_search_table, search_view
-from tessera.engine.base import EngineAdapter, Patch
+from tessera.engine.base import Compiled, EngineAdapter, Patch, param
 from tessera.engine.types import type_name
 from tessera.enrich.runner import Enricher
 from tessera.errors import RunError, TesseraError
@@ -45,7 +45,7 @@ from tessera.sources.database import import_database_source
 from tessera.sources.events import EVENTS_TABLE, stage_events
 from tessera.sources.importer import PARSE_REJECTS, REFUSED_STATE, import_source, raw_table
 from tessera.sources.items import derive_items
-from tessera.sources.staging import Batch, latest_of, nested_path, stage, union_all
+from tessera.sources.staging import Batch, latest_of, nested_path, stage, typed_rows, union_all
 
 REJECTS_VIEW = "tessera_rejects"
 RUN_TABLE = re.compile(r"^_tessera_r(\d+)_")
@@ -78,6 +78,11 @@ class RunResult:
 log = logging.getLogger("tessera.pipeline")
 
 SEARCH_RUN_ROWS = 200_000
+#: a source's typed rows as SQL text over a placeholder batch, by what staging reads besides the
+#: batch and the batch table's columns: compiled once a process, filled for each new batch (a run
+#: after a new file would compile the same large normalization query again)
+_TYPED_SQL: dict[tuple, str] = {}
+_RAW_PLACEHOLDER = "_tessera_raw_placeholder"
 SEARCH_RUN_VARIABLE = "TESSERA_SEARCH_INDEX_RUN_ROWS"
 
 
@@ -727,8 +732,9 @@ class Pipeline:
                 # typed rows (in their query) and asked of the flag, not queried after
                 check = dict(any_true=any_true) if self.adapter.answers_from_statistics else dict(any_rows=any_rows)
 
-                def materialize(rows: ibis.Table) -> ibis.Table:
-                    typed.append(typed_table(rows, temp=not keep))
+                def materialize(rows: ibis.Table, b=b, t=t) -> ibis.Table:
+                    typed.append(typed_table(self._typed_query(src, b, t, schema, digest, options, "any_true" in check,
+                                                               rows), temp=not keep))
                     return typed[-1]
 
                 staged, rejects = stage(src, [b], [t], schema, materialize=materialize, **check, **options)
@@ -748,6 +754,26 @@ class Pipeline:
             reject_parts.append(self.adapter.table(rej_name))
         staged = latest_of(staged_parts)
         return staged, union_all(reject_parts), [b.batch for b in batches]
+
+    def _typed_query(self, src, b: Batch, t: ibis.Table, schema, digest: str, options: dict, flagged: bool,
+                     rows: ibis.Table) -> ibis.Table | Compiled:
+        """The typed rows ``rows`` of batch ``b`` (table ``t``) of ``src``, their SQL written from the
+        source's template when it has one (see ``_TYPED_SQL``). A source's filter is read against
+        its batch: its rows are compiled as they are."""
+        if src.filter:
+            return rows
+        key = (digest, flagged, tuple((c, str(typ)) for c, typ in t.schema().items()))
+        template = _TYPED_SQL.get(key)
+        if template is None:
+            placeholder = ibis.table(t.schema(), name=_RAW_PLACEHOLDER)
+            template = self.adapter.template(typed_rows(
+                src, Batch(_RAW_PLACEHOLDER, b.batch, param("importedat")), placeholder, schema,
+                dialect=options["dialect"], extra_columns=options["extra_columns"],
+                extra_identifiers=options["extra_identifiers"], flagged=flagged))
+            if len(_TYPED_SQL) >= 256:
+                _TYPED_SQL.clear()
+            _TYPED_SQL[key] = template
+        return self.adapter.fill(template, rows, {_RAW_PLACEHOLDER: b.table}, importedat=b.imported_at)
 
     def _relation_targets(self, source: str) -> list[str]:
         """Columns of ``source`` that relations of other sources point at."""

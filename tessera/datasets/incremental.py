@@ -196,9 +196,11 @@ def affected(adapter: EngineAdapter, mapped: ibis.Table, previous: ibis.Table, k
     def values(rows: ibis.Table) -> ibis.Table:
         return key_values(rows.mutate(_idx=rows[REC]), keys, blocked).select("level", "value")
 
-    # (materialized: each lookup of carriers reads them once per key)
-    touched_values = adapter.create_table(f"{tag}touched_values", values(fresh).union(
-        values(last), distinct=False).distinct(), temp=True)
+    # (materialized: each lookup of carriers reads them once per key; the key columns of both
+    # versions checked in one expression, compiled once)
+    key_columns = [REC, *dict.fromkeys(k.column for k in keys)]
+    touched_values = adapter.create_table(f"{tag}touched_values", values(fresh.select(*key_columns).union(
+        last.select(*key_columns), distinct=False)).distinct(), temp=True)
     # The unified records of the records that carry a touched value and of the touched records.
     # (A new version carrying one is touched itself: only the last lineage is looked up.)
     old_ids = adapter.create_table(f"{tag}affected_ids", carriers(previous, touched_values, keys, ids=True).union(

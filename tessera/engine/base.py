@@ -54,6 +54,16 @@ class Prepared:
         return [bound[n] for n in self.names]
 
 
+@dataclass(frozen=True)
+class Compiled:
+    """A query with its SQL text for this engine already written (see :meth:`EngineAdapter.template`
+    and :meth:`EngineAdapter.fill`): :meth:`EngineAdapter.create_table` runs the text as it is, the
+    expression gives the columns."""
+
+    expr: ibis.Table
+    text: str
+
+
 def q(name: str) -> str:
     """Quote an identifier for SQL text built inside the engine package."""
     return '"' + name.replace('"', '""') + '"'
@@ -161,9 +171,11 @@ class EngineAdapter:
     def list_tables(self) -> list[str]:
         return list(self.con.list_tables())
 
-    def create_table(self, name: str, obj: ibis.Table | pa.Table, *, overwrite: bool = True,
+    def create_table(self, name: str, obj: ibis.Table | pa.Table | Compiled, *, overwrite: bool = True,
                      temp: bool = False) -> ibis.Table:
         """Materialize ``obj``. A ``temp`` table is a work table of one run: engines may keep it in memory."""
+        if isinstance(obj, Compiled):
+            obj = obj.expr
         return self.con.create_table(name, obj, overwrite=overwrite)
 
     def create_table_hinted(self, name: str, obj: ibis.Table | pa.Table, hints: dict[str, str]) -> ibis.Table:
@@ -308,6 +320,23 @@ class EngineAdapter:
             return Prepared(sql, names, first)
         parts = _PARAM_RE.split(sql)[::2]  # the text around the placeholders
         return Prepared(self.placeholder.join(self._literal_text(p) for p in parts), names, first)
+
+    def template(self, expr: ibis.Table) -> str:
+        """The SQL text of ``expr``, built over placeholder tables (``ibis.table(schema, name)``) and
+        :func:`param` values, for :meth:`fill` to complete again and again without compiling: a
+        large query (a source's typed rows) written once per process for every batch of its source."""
+        return self.con.compile(expr)
+
+    def fill(self, template: str, expr: ibis.Table, tables: dict[str, str], **bound: Any) -> Compiled:
+        """``template`` (see :meth:`template`) with each placeholder table of ``tables`` replaced by
+        the named table and each :func:`param` by its value; ``expr``: the query it now is (its
+        columns)."""
+        dialect = self.con.compiler.dialect
+        text = _PARAM_RE.sub(lambda m: sge.convert(bound[m.group(1)]).sql(dialect=dialect), template)
+        for placeholder, name in tables.items():
+            text = text.replace(sg.to_identifier(placeholder, quoted=True).sql(dialect=dialect),
+                                sg.to_identifier(name, quoted=True).sql(dialect=dialect))
+        return Compiled(expr, text)
 
     def _literal_text(self, text: str) -> str:
         """SQL text around placeholders as the driver wants it (psycopg doubles ``%``)."""

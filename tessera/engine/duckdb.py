@@ -15,8 +15,8 @@ import ibis.expr.operations as ops
 import pyarrow as pa
 
 from tessera.engine import filereader
-from tessera.engine.base import (CATALOG, PREFIX, FileImport, Patch, Prepared, SqlCatalogAdapter, caused_by, index_name,
-                                 q, shared_parts_inlined)
+from tessera.engine.base import (CATALOG, PREFIX, Compiled, FileImport, Patch, Prepared, SqlCatalogAdapter, caused_by,
+                                 index_name, q, shared_parts_inlined)
 from tessera.engine.dialects import DuckDBDialect
 from tessera.errors import EngineError, WorkspaceError
 
@@ -285,10 +285,12 @@ class DuckDBAdapter(SqlCatalogAdapter):
         if isinstance(obj, pa.Table):
             return self.con.create_table(name, obj, overwrite=overwrite, temp=temp)
         # One CREATE ... AS: Ibis would build a temporary table under another name and copy it.
+        text = obj.text if isinstance(obj, Compiled) else None
+        obj = obj.expr if isinstance(obj, Compiled) else obj
         self.con._run_pre_execute_hooks(obj)
         kind = "TEMP TABLE" if temp else "TABLE"
         replace = "OR REPLACE " if overwrite else ""
-        self.sql(f"CREATE {replace}{kind} {q(name)} AS {self.con.compile(obj)}")
+        self.sql(f"CREATE {replace}{kind} {q(name)} AS {text or self.con.compile(obj)}")
         return self.table(name)
 
     #: the compression of a text column by what it holds (see create_table_hinted)

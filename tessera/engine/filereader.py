@@ -678,32 +678,39 @@ def infer_types(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], 
     ]
     values = ", ".join(f"NULLIF(trim({qi(c)}), '') AS v{i}" for i, c in enumerate(columns))
 
-    def votes(candidates: dict[int, list[int]], source: str) -> dict[int, tuple[int, list[bool]]]:
-        """(non-empty values, does every one pass check k) of the columns and checks asked."""
-        parts, where = [], []
+    def votes(candidates: dict[int, list[int]], source: str) -> tuple[int, dict[int, tuple[int, list[bool]]]]:
+        """(rows, {column: (non-empty values, does every one pass check k)}) of the columns and checks asked."""
+        parts, where = ["count(*)"], []
         for i, ks in candidates.items():
             parts.append(f"count(v{i})")
             parts += [f"coalesce(bool_and({checks[k][1].replace('@', f'v{i}')}), false)" for k in ks]
             where.append(i)
         row = con.execute(f"SELECT {', '.join(parts)} FROM (SELECT {values} FROM {source})").fetchone()
-        out, pos = {}, 0
+        out, pos = {}, 1
         for i in where:
             n = len(candidates[i])
             out[i] = (row[pos], list(row[pos + 1:pos + 1 + n]))
             pos += 1 + n
-        return out
+        return row[0], out
 
     # A type that fails on the first rows fails on all: only the checks the first rows pass are
     # run over the whole table (most text columns pass none, and the regular expressions are the cost).
-    sample = votes({i: list(range(len(checks))) for i in range(len(columns))},
-                   f"(SELECT * FROM {qi(table)} LIMIT {INFER_SAMPLE_ROWS})")
+    # (one row more than the sample tells whether the sample was the whole table: a small file is
+    # read once)
+    rows, sample = votes({i: list(range(len(checks))) for i in range(len(columns))},
+                         f"(SELECT * FROM {qi(table)} LIMIT {INFER_SAMPLE_ROWS + 1})")
     rest = {i: [k for k, good in enumerate(ok) if good or not n] for i, (n, ok) in sample.items()}
     rest = {i: ks for i, ks in rest.items() if ks}  # (a column empty in the first rows keeps every check)
-    full = votes(rest, qi(table)) if rest else {}
+    whole = rows <= INFER_SAMPLE_ROWS
+    full = votes(rest, qi(table))[1] if rest and not whole else {}
     types = {}
     for i, c in enumerate(columns):
-        count, ok = full[i] if i in full else sample[i]
-        ks = rest.get(i, [])
-        passed = [k for k, good in zip(ks, ok) if good] if i in full else []
+        if i in full:
+            (count, ok), ks = full[i], rest[i]
+        elif whole:
+            (count, ok), ks = sample[i], range(len(checks))
+        else:  # (no check passed on the first rows)
+            count, ok, ks = 0, [], []
+        passed = [k for k, good in zip(ks, ok) if good]
         types[c] = checks[passed[0]][0] if count and passed else "string"
     return types

@@ -45,7 +45,7 @@ import sqlglot as sg
 import sqlglot.expressions as sge
 from ibis.backends.sql.compilers.postgres import PostgresCompiler as _IbisPostgresCompiler
 
-from tessera.engine.base import (CATALOG, FileImport, Patch, Prepared, SqlCatalogAdapter, index_name, q,
+from tessera.engine.base import (CATALOG, Compiled, FileImport, Patch, Prepared, SqlCatalogAdapter, index_name, q,
                                  shared_parts_inlined)
 from tessera.engine.dialects import PostgresDialect
 from tessera.engine.functions import postgres_regex
@@ -384,16 +384,18 @@ class PostgresAdapter(SqlCatalogAdapter):
 
         Built under a new name, then swapped in one transaction: a failure leaves the old table.
         ``temp`` tables are UNLOGGED (work tables of a run)."""
-        if not isinstance(obj, (ibis.Table, pa.Table)):  # a pandas DataFrame
+        if not isinstance(obj, (ibis.Table, pa.Table, Compiled)):  # a pandas DataFrame
             obj = pa.Table.from_pandas(obj, preserve_index=False)
         if isinstance(obj, pa.Table):
             obj = arrow_for_copy(obj)
             schema = ibis.schema(obj.schema)
             query = None
         else:
+            text = obj.text if isinstance(obj, Compiled) else None
+            obj = obj.expr if isinstance(obj, Compiled) else obj
             schema = obj.schema()
             self.con._run_pre_execute_hooks(obj)
-            query = self.con.compile(obj)
+            query = text or self.con.compile(obj)
         _check_name(name)
         if not overwrite and self.exists(name):
             raise EngineError(f"The table {name} exists already in the PostgreSQL warehouse.")

@@ -20,7 +20,7 @@ import ibis.expr.operations as ops
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tessera.engine.base import EngineAdapter
+from tessera.engine.base import Compiled, EngineAdapter
 from tessera.engine.dialects import SparkDialect
 from tessera.errors import EngineError
 
@@ -162,6 +162,9 @@ class SparkAdapter(EngineAdapter):
             if obj.num_rows == 0:
                 return self.session.createDataFrame([], schema=_spark_schema(obj.schema))
             return self.session.createDataFrame(obj, schema=_spark_schema(obj.schema))
+        if isinstance(obj, Compiled):
+            self.con._run_pre_execute_hooks(obj.expr)
+            return self.session.sql(obj.text)
         self.con._run_pre_execute_hooks(obj)
         return self.session.sql(self.con.compile(obj))
 

@@ -32,7 +32,7 @@ REJECT_COLUMNS = ["source", "file", "line", "column_name", "reason", "raw", "bat
 class Batch:
     table: str
     batch: int
-    imported_at: str  # ISO timestamp
+    imported_at: str | ibis.Value  # ISO timestamp (or a text parameter: see typed_rows)
 
 
 def nested_path(column: str, known) -> tuple[str, list[str]] | None:
@@ -99,42 +99,28 @@ def union_all(tables: list[ibis.Table]) -> ibis.Table:
     return out
 
 
-def stage(
-    src: SourceConfig,
-    batches: list[Batch],
-    tables: list[ibis.Table],
-    schema: list[tuple[str, str]],
-    *,
-    dialect: Dialect,
-    extra_columns: list[str] = (),
-    extra_identifiers: list[str] = (),
-    materialize=None,
-    any_rows: Callable[[ibis.Table], bool] | None = None,
-    any_true: Callable[[ibis.Table, str], bool] | None = None,
-    add_sql_columns: Callable[[ibis.Table, list[tuple[str, str]]], ibis.Table] | None = None,
-) -> tuple[ibis.Table, ibis.Table]:
-    """Return (staged rows, rejects) of a source as Ibis expressions.
+@dataclass
+class _Typed:
+    rows: ibis.Table  # the typed rows: the staged columns, then _reason, _column (and _tessera_dup)
+    raw_lines: ibis.Table  # _tessera_batch, _tessera_line, _raw: the raw text of each line
+    wanted: list[str]  # the staged columns of the source
 
-    Args:
-        src: the source configuration.
-        batches: the raw batches to read, with their import time.
-        tables: the raw batch tables (same order as ``batches``).
-        schema: the source's columns and inferred types, in file order.
-        dialect: the engine's dialect (``adapter.dialect``), for the few functions that differ.
-        extra_columns: columns needed by relations or mappings even if not selected.
-        extra_identifiers: columns other sources point at with relations (kept as text).
-        materialize: stores an intermediate table in the engine and returns it (optional).
-        any_rows: whether a table has rows (optional, with ``materialize``): when the stored rows
-            have no duplicate record key, the staged rows are the good rows as they are (no
-            anti-join, no ranking).
-        any_true: whether a stored table has a row where a boolean column is true (optional, with
-            ``materialize``, instead of ``any_rows``): the typed rows are stored with a flag of the
-            good rows whose record key another good row of the batch has (``_tessera_dup``), and
-            whether there are any is asked of it (an engine that keeps statistics of its files
-            answers without a query).
-        add_sql_columns: the engine's :meth:`~tessera.engine.base.EngineAdapter.add_sql_columns`,
-            needed when the source has a ``filter``.
-    """
+
+def typed_rows(src: SourceConfig, batch: Batch, table: ibis.Table, schema: list[tuple[str, str]], *,
+               dialect: Dialect, extra_columns: list[str] = (), extra_identifiers: list[str] = (),
+               flagged: bool = False) -> ibis.Table:
+    """The typed rows :func:`stage` stores of one batch (with ``materialize``; ``flagged``: with
+    ``any_true``), of a source without a ``filter``. ``table`` may be a placeholder of the raw batch
+    and ``batch.imported_at`` a text parameter: the same query for every batch of the source, compiled
+    once."""
+    if src.filter:
+        raise ValueError("a source's filter is read against its batch: its typed rows are built per batch")
+    return _typed(src, [batch], [table], schema, dialect=dialect, extra_columns=extra_columns,
+                  extra_identifiers=extra_identifiers, add_sql_columns=None, flagged=flagged).rows
+
+
+def _typed(src: SourceConfig, batches: list[Batch], tables: list[ibis.Table], schema: list[tuple[str, str]], *,
+           dialect: Dialect, extra_columns, extra_identifiers, add_sql_columns, flagged: bool) -> _Typed:
     all_cols = [c for c, _ in schema]
     wanted = list(src.columns) if src.columns else list(all_cols)
     used = [*src.record_keys, *extra_columns, *(r.column for r in src.relations)]
@@ -151,11 +137,14 @@ def stage(
     nested = {c: p for c, p in nested.items() if p}
     heads = [p[0] for p in nested.values() if p[0] not in wanted]
     raw = union_batches(tables, [c for c in [*wanted, *dict.fromkeys(heads)] if c in inferred] or wanted)
+
+    def when(b: Batch) -> ibis.Value:
+        at = b.imported_at
+        return (at if isinstance(at, ibis.Value) else ibis.literal(at)).cast("timestamp")
+
     # Few batches per source: the import time is a CASE, not a join.
-    imported_at = ibis.cases(
-        *[(raw._tessera_batch == b.batch, ibis.literal(b.imported_at).cast("timestamp")) for b in batches],
-        else_=ibis.null(dt.timestamp),
-    )
+    imported_at = when(batches[0]) if len(batches) == 1 else ibis.cases(
+        *[(raw._tessera_batch == b.batch, when(b)) for b in batches], else_=ibis.null(dt.timestamp))
     raw = raw.mutate(_tessera_imported_at=imported_at)
 
     typed = {}
@@ -215,11 +204,54 @@ def stage(
     # rows as the staged rows themselves, its reasons' columns dropped (see the pipeline).
     rows = rows.select("_tessera_record", *META, "_tessera_imported_at", *wanted,
                        ibis.literal(src.name).name("_tessera_source"), "_reason", "_column")
-    flagged = materialize is not None and any_true is not None
     if flagged:
         good_row = rows._reason.isnull()
         n_good = good_row.ifelse(1, 0).sum().over(ibis.window(group_by=[rows._tessera_batch, rows._tessera_record]))
         rows = rows.mutate(_tessera_dup=good_row & (n_good > 1))
+    return _Typed(rows, raw_lines, wanted)
+
+
+def stage(
+    src: SourceConfig,
+    batches: list[Batch],
+    tables: list[ibis.Table],
+    schema: list[tuple[str, str]],
+    *,
+    dialect: Dialect,
+    extra_columns: list[str] = (),
+    extra_identifiers: list[str] = (),
+    materialize=None,
+    any_rows: Callable[[ibis.Table], bool] | None = None,
+    any_true: Callable[[ibis.Table, str], bool] | None = None,
+    add_sql_columns: Callable[[ibis.Table, list[tuple[str, str]]], ibis.Table] | None = None,
+) -> tuple[ibis.Table, ibis.Table]:
+    """Return (staged rows, rejects) of a source as Ibis expressions.
+
+    Args:
+        src: the source configuration.
+        batches: the raw batches to read, with their import time.
+        tables: the raw batch tables (same order as ``batches``).
+        schema: the source's columns and inferred types, in file order.
+        dialect: the engine's dialect (``adapter.dialect``), for the few functions that differ.
+        extra_columns: columns needed by relations or mappings even if not selected.
+        extra_identifiers: columns other sources point at with relations (kept as text).
+        materialize: stores an intermediate table in the engine and returns it (optional).
+        any_rows: whether a table has rows (optional, with ``materialize``): when the stored rows
+            have no duplicate record key, the staged rows are the good rows as they are (no
+            anti-join, no ranking).
+        any_true: whether a stored table has a row where a boolean column is true (optional, with
+            ``materialize``, instead of ``any_rows``): the typed rows are stored with a flag of the
+            good rows whose record key another good row of the batch has (``_tessera_dup``), and
+            whether there are any is asked of it (an engine that keeps statistics of its files
+            answers without a query).
+        add_sql_columns: the engine's :meth:`~tessera.engine.base.EngineAdapter.add_sql_columns`,
+            needed when the source has a ``filter``.
+    """
+    flagged = materialize is not None and any_true is not None
+    typed = _typed(src, batches, tables, schema, dialect=dialect, extra_columns=extra_columns,
+                   extra_identifiers=extra_identifiers, add_sql_columns=add_sql_columns, flagged=flagged)
+    rows, raw_lines, wanted = typed.rows, typed.raw_lines, typed.wanted
+    keys_txt = ", ".join(src.record_keys)
     if materialize is not None:
         # Normalization trees are large: compile them once, then work on the typed table.
         rows = materialize(rows)

@@ -312,6 +312,31 @@ def test_infer_types(con):
     assert (with_comma["comma"], with_comma["f"], with_comma["i"]) == ("float", "string", "integer")
 
 
+def test_infer_types_reads_a_small_table_once_and_a_large_one_whole(con, monkeypatch):
+    from tessera.engine import filereader
+
+    class Counting:  # the connection, counting the queries
+        def __init__(self, con):
+            self.con, self.queries = con, 0
+
+        def execute(self, *args):
+            self.queries += 1
+            return self.con.execute(*args)
+
+    monkeypatch.setattr(filereader, "INFER_SAMPLE_ROWS", 3)
+    con.execute("CREATE TABLE small AS SELECT * FROM (VALUES ('1', 'a', '2024-01-02'), ('2', NULL, NULL), "
+                "('3', 'b', '2024-01-03')) AS t(n, s, d)")
+    counting = Counting(con)
+    assert infer_types(counting, "small", ["n", "s", "d"]) == {"n": "integer", "s": "string", "d": "date"}
+    assert counting.queries == 1  # the sample was the whole table
+    # a value after the first rows that breaks a type: the whole table is read for what passed
+    con.execute("CREATE TABLE large AS SELECT * FROM (VALUES ('1', '2024-01-02'), ('2', '2024-01-02'), "
+                "('3', NULL), ('4', '2024-01-04'), ('x', '2024-01-05')) AS t(n, d)")
+    counting = Counting(con)
+    assert infer_types(counting, "large", ["n", "d"]) == {"n": "string", "d": "date"}
+    assert counting.queries == 2
+
+
 def test_infer_types_leading_zero_decimal_and_overflow(con):
     con.execute("CREATE TABLE w AS SELECT * FROM (VALUES ('0', '0.5', '99999999999999999999', '00.5')) AS w(a, b, c, d)")
     assert infer_types(con, "w", ["a", "b", "c", "d"]) == {"a": "integer", "b": "float", "c": "float", "d": "string"}
