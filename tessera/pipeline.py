@@ -78,12 +78,12 @@ class RunResult:
 log = logging.getLogger("tessera.pipeline")
 
 SEARCH_RUN_ROWS = 200_000
+SEARCH_RUN_VARIABLE = "TESSERA_SEARCH_INDEX_RUN_ROWS"
 #: a source's typed rows as SQL text over a placeholder batch, by what staging reads besides the
 #: batch and the batch table's columns: compiled once a process, filled for each new batch (a run
 #: after a new file would compile the same large normalization query again)
 _TYPED_SQL: dict[tuple, str] = {}
 _RAW_PLACEHOLDER = "_tessera_raw_placeholder"
-SEARCH_RUN_VARIABLE = "TESSERA_SEARCH_INDEX_RUN_ROWS"
 
 
 def search_index_run_rows() -> int:
@@ -770,7 +770,7 @@ class Pipeline:
                 src, Batch(_RAW_PLACEHOLDER, b.batch, param("importedat")), placeholder, schema,
                 dialect=options["dialect"], extra_columns=options["extra_columns"],
                 extra_identifiers=options["extra_identifiers"], flagged=flagged))
-            if len(_TYPED_SQL) >= 256:
+            if len(_TYPED_SQL) >= 64:
                 _TYPED_SQL.clear()
             _TYPED_SQL[key] = template
         return self.adapter.fill(template, rows, {_RAW_PLACEHOLDER: b.table}, importedat=b.imported_at)
