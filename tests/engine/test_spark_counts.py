@@ -106,3 +106,63 @@ def test_arrow_rows_are_written_without_a_job_and_read_back_as_spark_wrote_them(
     assert sorted(map(tuple, got.collect()), key=repr) == sorted(
         map(tuple, expected.unionByName(expected.limit(1)).collect()), key=repr)
     adapter.close()
+
+
+@pytest.mark.spark
+def test_a_small_runs_query_rows_are_collected_and_written_by_pyarrow(tmp_path, spark_session, monkeypatch):
+    """On a small run a query's table is one job (the rows collected as Arrow) and written here:
+    the same rows and Spark types as Spark's own write; a type pyarrow would not write as Spark
+    does (a decimal) and a large run go through Spark's writer."""
+    from tessera.engine import spark as engine
+    from tessera.engine.spark import SMALL_RUN_SETTINGS, SparkAdapter
+
+    monkeypatch.setattr(engine, "SMALL_RUN_ROWS", 100)
+    adapter = SparkAdapter(tmp_path / "spark", session=spark_session)
+    own = dict(spark_session._tessera_own_settings)
+    sc = spark_session.sparkContext._jsc.sc()
+
+    def jobs():  # (once the listener has seen the jobs that ran)
+        sc.listenerBus().waitUntilEmpty()
+        return sc.statusStore().jobsList(None).size()
+
+    def spark_files(name):
+        return [p.name for p in (tmp_path / "spark" / "tables" / name).iterdir() if p.name.endswith(".snappy.parquet")]
+
+    try:
+        adapter.create_table("_tessera_raw_s_1", pa.table({"x": pa.array(range(80), pa.int64())}))
+        adapter.fit_memory()  # a small run
+        raw = adapter.table("_tessera_raw_s_1")
+        query = raw.mutate(
+            text=(raw.x % 7).cast("string"), half=raw.x / 2, odd=raw.x % 2 == 1, n32=raw.x.cast("int32"),
+            small=(raw.x % 5).cast("int8"), day=ibis.date(2024, 1, 1) + raw.x.cast("int32").as_interval("D"),
+            at=ibis.timestamp("2024-01-01 10:00:00") + raw.x.cast("int32").as_interval("h"),
+            none=ibis.null("string"),
+        ).filter(raw.x > 4)
+        before = jobs()
+        t = adapter.create_table("collected", query)
+        assert jobs() == before + 1  # the collect; no write job
+        assert not spark_files("collected")
+        assert adapter.count(t) == 75
+        adapter.append_query("collected", query.filter(query.x < 10))
+        assert jobs() == before + 2 and not spark_files("collected")
+        assert adapter.known_all_null("collected", "none") is True
+        got = spark_session.table("collected")
+        # the same table written by Spark itself
+        monkeypatch.setattr(SparkAdapter, "collects_small_writes", False)
+        adapter.create_table("written", query)
+        adapter.append_query("written", query.filter(query.x < 10))
+        assert spark_files("written")
+        expected = spark_session.table("written")
+        assert got.schema == expected.schema
+        assert sorted(map(tuple, got.collect())) == sorted(map(tuple, expected.collect()))
+        monkeypatch.setattr(SparkAdapter, "collects_small_writes", True)
+        adapter.create_table("decimal", raw.mutate(d=raw.x.cast("decimal(10, 2)")))
+        assert spark_files("decimal")
+        adapter.create_table("_tessera_raw_s_2", pa.table({"x": pa.array(range(80), pa.int64())}))
+        adapter.fit_memory()  # 160 rows: a large run
+        adapter.create_table("large", query)
+        assert spark_files("large")
+    finally:
+        for k, v in own.items():
+            spark_session.conf.unset(k) if v is None else spark_session.conf.set(k, v)
+        adapter.close()
