@@ -144,8 +144,12 @@ class SparkAdapter(EngineAdapter):
         self._registered.add(name)
 
     def _register_view(self, view: str, table: str) -> None:
-        if self._path(table).exists():
-            self._read(table).createOrReplaceTempView(view)
+        """Published name ``view`` reads table ``table``: the plan of its registered view (its files
+        already listed) when it has one, else its folder read."""
+        if not self._path(table).exists():
+            return
+        df = self.session.table(table) if table in self._registered and view != table else self._read(table)
+        df.createOrReplaceTempView(view)
 
     def _published(self) -> dict[str, str]:
         f = self.root / "published.json"
@@ -226,7 +230,7 @@ class SparkAdapter(EngineAdapter):
         """With no row to delete (``unless`` NULL in every row, from the files' statistics), the
         folder renamed and read with ``columns`` alone (their schema kept beside the files, in
         SCHEMA_FILE, for the sessions after): no job. Else a copy."""
-        have = {f.name: f for f in self._read(table).schema}
+        have = {f.name: f for f in (self._schemas.get(table) or self._read(table).schema)}
         if self.known_all_null(table, unless) is not True or any(c not in have for c in columns):
             super().narrow_table(table, name, columns, unless=unless)
             return

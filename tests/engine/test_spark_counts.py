@@ -166,3 +166,37 @@ def test_a_small_runs_query_rows_are_collected_and_written_by_pyarrow(tmp_path, 
         for k, v in own.items():
             spark_session.conf.unset(k) if v is None else spark_session.conf.set(k, v)
         adapter.close()
+
+
+@pytest.mark.spark
+def test_a_published_name_reads_its_tables_registered_plan_without_listing_the_folder(tmp_path, spark_session,
+                                                                                       monkeypatch):
+    from tessera.engine.spark import SparkAdapter
+
+    adapter = SparkAdapter(tmp_path / "spark", session=spark_session)
+    adapter.create_table("pub_t", pa.table({"x": pa.array(range(5), pa.int64())}))
+    adapter.create_table("typed_t", pa.table({"x": pa.array(range(3), pa.int64()),
+                                              "_reason": pa.array([None] * 3, pa.string())}))
+
+    read = SparkAdapter._read
+
+    def no_read(self, name):
+        assert name not in ("pub_t", "typed_t"), f"{name}: its folder read again"
+        return read(self, name)
+
+    with monkeypatch.context() as m:
+        m.setattr(SparkAdapter, "_read", no_read)
+        adapter.publish({"pub_v": "pub_t"})
+        adapter.narrow_table("typed_t", "narrowed_t", ["x"], unless="_reason")  # (its schema known; renamed)
+    assert spark_session.table("pub_v").count() == 5
+    # the table replaced: the published name reads the new rows; dropped: still its own plan
+    adapter.create_table("pub_t", pa.table({"x": pa.array(range(7), pa.int64())}))
+    assert spark_session.table("pub_v").count() == 7
+    spark_session.catalog.dropTempView("pub_t")
+    assert spark_session.table("pub_v").count() == 7
+    # a new adapter (a new process's) registers the published name from the folder
+    again = SparkAdapter(tmp_path / "spark", session=spark_session)
+    assert again.count(again.table("pub_v")) == 7 and spark_session.table("pub_v").count() == 7
+    assert spark_session.table("narrowed_t").columns == ["x"]
+    again.close()
+    adapter.close()
