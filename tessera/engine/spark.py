@@ -111,6 +111,7 @@ class SparkAdapter(EngineAdapter):
         # the schema of each table this adapter wrote or read: reading a Parquet folder without
         # one runs a Spark job to read its footers, and a run writes and reads back many tables
         self._schemas: dict = {}
+        self._ibis_schemas: dict = {}  # name -> (the Spark schema, as Ibis's), see table()
         # the session's own values of the settings a small run changes (None: unset), put back
         # for a larger one; read once per session (an earlier adapter may have changed them)
         if not hasattr(self.session, "_tessera_own_settings"):
@@ -165,7 +166,19 @@ class SparkAdapter(EngineAdapter):
         return (self._path(name) / "_SUCCESS").exists()
 
     def table(self, name: str) -> ibis.Table:
-        return self.con.table(name)
+        """Table ``name``; of a table this adapter registered, from the schema it knows (Ibis would
+        ask the session for it, a round trip to the JVM and the schema's JSON parsed, at each of
+        the hundred-odd tables a run reads)."""
+        schema = self._schemas.get(name) if name in self._registered else None
+        if schema is None:
+            return self.con.table(name)
+        from ibis.backends.pyspark.datatypes import PySparkType
+
+        known = self._ibis_schemas.get(name)
+        if known is None or known[0] is not schema:
+            known = self._ibis_schemas[name] = (schema, ibis.schema(PySparkType.to_ibis(schema)))
+        return ops.DatabaseTable(name, schema=known[1], source=self.con,
+                                 namespace=ops.Namespace(catalog=None, database=None)).to_expr()
 
     def _dataframe(self, obj):
         if isinstance(obj, pa.Table):
@@ -190,7 +203,7 @@ class SparkAdapter(EngineAdapter):
         else:
             df.write.mode("overwrite").parquet(str(path))
             self._register(name, df.schema)
-        return self.con.table(name)
+        return self.table(name)
 
     def _collects(self, df) -> bool:
         """Whether the rows of ``df`` are written through Arrow: on a small run, with columns of
@@ -208,7 +221,7 @@ class SparkAdapter(EngineAdapter):
         _write_arrow(data, tmp / f"part-00000-{uuid.uuid4()}.parquet")
         (tmp / "_SUCCESS").touch()
         self._install(tmp, name, _spark_schema(data.schema) if schema is None else _nullable(schema))
-        return self.con.table(name)
+        return self.table(name)
 
     def _install(self, folder: Path, name: str, schema) -> None:
         """The complete Parquet folder ``folder`` becomes table ``name``'s (replacing it), read with

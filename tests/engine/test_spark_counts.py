@@ -200,3 +200,25 @@ def test_a_published_name_reads_its_tables_registered_plan_without_listing_the_f
     assert spark_session.table("narrowed_t").columns == ["x"]
     again.close()
     adapter.close()
+
+
+@pytest.mark.spark
+def test_a_registered_table_is_read_from_its_known_schema_as_ibis_would_ask_it(tmp_path, spark_session, monkeypatch):
+    import datetime as dt
+
+    from tessera.engine.spark import SparkAdapter
+
+    adapter = SparkAdapter(tmp_path / "spark", session=spark_session)
+    adapter.create_table("known_t", pa.table({
+        "s": pa.array(["a"]), "n": pa.array([1], pa.int64()), "b": pa.array([1], pa.int8()),
+        "f": pa.array([0.5]), "ok": pa.array([True]), "d": pa.array([dt.date(2024, 1, 1)]),
+        "at": pa.array([dt.datetime(2024, 1, 1)], pa.timestamp("us"))}))
+    asked = adapter.con.table("known_t")
+    with monkeypatch.context() as m:
+        m.setattr(type(adapter.con), "get_schema", lambda *a, **k: pytest.fail("the session asked"))
+        known = adapter.table("known_t")
+    assert known.op() == asked.op() and known.schema() == asked.schema()
+    assert adapter.to_arrow(known).num_rows == 1
+    adapter.publish({"known_v": "known_t"})
+    assert adapter.table("known_v").schema() == asked.schema()  # (a published name: asked)
+    adapter.close()
