@@ -3,6 +3,12 @@ and seconds, by the pipeline line that made it, and the CPU of each of the JVM's
 
     .venv/bin/python bench/bench_spark_profile.py --size 2000 --runs 2
     .venv/bin/python bench/bench_spark_profile.py --size 2000 --order ABBAABBAABBA --off narrows_in_place
+    .venv/bin/python bench/bench_spark_profile.py --size 2000 --runs 5 --jfr 2
+
+With ``--jfr K``, the runs after the first K are recorded by the JVM's Flight Recorder (``jcmd``
+``JFR.start``; stacks sampled every 10-20 ms): its samples are counted by adapter call, split
+into the thread running Python's queries (parsing, analysis, planning, a write's commit) and the
+tasks (the rows themselves, the Parquet writes), with the tasks' innermost Spark frames.
 
 With ``--order``, one run per letter in this one JVM: ``A`` the adapter as it is, ``B`` with the
 capabilities of ``--off`` (class flags of SparkAdapter, comma-separated) turned off: a change
@@ -20,6 +26,7 @@ import argparse
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +56,42 @@ def _jvm_threads(pid: int) -> dict[str, tuple[str, float]]:
     return out
 
 
+def _print_samples(recording: Path, spans: list) -> None:
+    """The Flight Recorder's execution samples of ``recording`` by adapter call (``spans``: start,
+    end, call): those of the thread running Python's queries, of the tasks, of other threads."""
+    import bisect
+    import datetime as dt
+
+    text = subprocess.run(["jfr", "print", "--events", "jdk.ExecutionSample", "--stack-depth", "64", str(recording)],
+                          check=True, capture_output=True, text=True).stdout
+    spans.sort()
+    starts = [s[0] for s in spans]
+    day = dt.datetime.fromtimestamp(starts[0], dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    per: dict = defaultdict(lambda: defaultdict(int))
+    inner: dict = defaultdict(lambda: defaultdict(int))
+    for sample in text.split("jdk.ExecutionSample {")[1:]:
+        h, m, sec = re.search(r"startTime = (\d+):(\d+):([\d.]+)", sample).groups()
+        at = day.timestamp() + int(h) * 3600 + int(m) * 60 + float(sec)
+        thread = re.search(r'sampledThread = "([^"]*)"', sample).group(1)
+        kind = "queries" if thread.startswith("Thread-") else "tasks" if thread.startswith("Executor task") else "other"
+        i = bisect.bisect_right(starts, at) - 1
+        call = spans[i][2] if i >= 0 and at <= spans[i][1] else ("(between calls)", "")
+        per[call][kind] += 1
+        if kind == "tasks":
+            frames = re.findall(r"^\s+(org\.apache\.(?:spark|parquet)\.[\w.$]+)\.[\w$]+\(", sample, re.M)
+            if frames:
+                inner[call][frames[0].rsplit(".", 1)[-1]] += 1
+    total: dict = defaultdict(int)
+    for c in per.values():
+        for k, v in c.items():
+            total[k] += v
+    print(f"JFR samples of the recorded runs: {dict(total)} (queries: the thread running Python's queries)")
+    for call, c in sorted(per.items(), key=lambda kv: -sum(kv[1].values()))[:30]:
+        top = ", ".join(f"{k} {v}" for k, v in sorted(inner[call].items(), key=lambda kv: -kv[1])[:3])
+        print(f"  {c['queries']:5d} queries {c['tasks']:5d} tasks {c['other']:4d} other  {call[0]:20s} {call[1]}"
+              + (f"  [tasks in: {top}]" if top else ""))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=2000, help="people of the demo company")
@@ -57,6 +100,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT / ".bench")
     ap.add_argument("--order", default=None, help="A (as it is) and B (--off turned off) per run, e.g. ABBA")
     ap.add_argument("--off", default="", help="SparkAdapter flags turned off in the B runs, comma-separated")
+    ap.add_argument("--jfr", type=int, default=None, metavar="K",
+                    help="record the runs after the first K with the JVM's Flight Recorder; samples by adapter call")
     args = ap.parse_args()
     if args.order is not None and set(args.order) - {"A", "B"}:
         ap.error(f"--order {args.order}: letters A (as it is) and B (--off turned off) only, e.g. ABBA")
@@ -75,6 +120,7 @@ def main() -> None:
 
     stats: dict = defaultdict(lambda: [0, 0, 0.0])
     depth = [0]
+    spans: list = []  # (start, end, call) of each adapter call, for --jfr
 
     def jobs(adapter) -> int:
         return int(adapter.session.sparkContext._jsc.sc().statusStore().jobsList(None).size())
@@ -91,11 +137,12 @@ def main() -> None:
             if depth[0]:  # a call inside another: counted in the outer one
                 return orig(self, *a, **k)
             depth[0] += 1
-            j0, t0 = jobs(self), time.perf_counter()
+            j0, t0, w0 = jobs(self), time.perf_counter(), time.time()
             try:
                 return orig(self, *a, **k)
             finally:
                 depth[0] -= 1
+                spans.append((w0, time.time(), (name, caller())))
                 s = stats[(name, caller())]
                 s[0] += 1
                 s[1] += jobs(self) - j0
@@ -122,6 +169,11 @@ def main() -> None:
             ws.apply(data / "workspace.yaml")
             jvm = next(c for c in psutil.Process().children(recursive=True) if "java" in c.name())
             stats.clear()
+            if args.jfr is not None and i == args.jfr:
+                recording = tmp / "runs.jfr"
+                subprocess.run(["jcmd", str(jvm.pid), "JFR.start", "name=tessera", "settings=profile",
+                                f"filename={recording}"], check=True, capture_output=True)
+                spans.clear()
             before, j0, c0 = _jvm_threads(jvm.pid), jobs(ws.adapter), time.process_time()
             t0 = time.perf_counter()
             result = ws.run()
@@ -138,6 +190,9 @@ def main() -> None:
                                                      sorted(threads.items(), key=lambda kv: -kv[1]) if v >= 0.1))
             ws.close()
             shutil.rmtree(base, ignore_errors=True)
+        if args.jfr is not None and args.jfr < len(order):
+            subprocess.run(["jcmd", str(jvm.pid), "JFR.stop", "name=tessera"], check=True, capture_output=True)
+            _print_samples(tmp / "runs.jfr", spans)
         print("adapter calls of the last run (seconds, Spark jobs, calls, call, line < its caller):")
         for (name, where), (n, j, t) in sorted(stats.items(), key=lambda kv: -kv[1][2]):
             if t >= 0.05 or j:

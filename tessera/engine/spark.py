@@ -94,6 +94,10 @@ class SparkAdapter(EngineAdapter):
     graph_in_engine = True
     narrows_in_place = True
     answers_from_statistics = True
+    #: on a small run (see fit_memory), a query's rows are collected to this process as Arrow and
+    #: written here by pyarrow (:meth:`_create_from_arrow`): one job still computes them, without
+    #: Spark's Parquet writer and its commit protocol (a task's and a job's commit, their folders)
+    collects_small_writes = True
 
     def __init__(self, root: str | Path, *, master: str | None = None, session=None):
         self.root = Path(root)
@@ -102,9 +106,12 @@ class SparkAdapter(EngineAdapter):
         self.session = session or spark_session(master, str(self.root / "warehouse"))
         super().__init__(ibis.pyspark.connect(self.session))
         self._registered: set[str] = set()
+        # a small run's tables are written through Arrow (collects_small_writes; set by fit_memory)
+        self._small_run = False
         # the schema of each table this adapter wrote or read: reading a Parquet folder without
         # one runs a Spark job to read its footers, and a run writes and reads back many tables
         self._schemas: dict = {}
+        self._ibis_schemas: dict = {}  # name -> (the Spark schema, as Ibis's), see table()
         # the session's own values of the settings a small run changes (None: unset), put back
         # for a larger one; read once per session (an earlier adapter may have changed them)
         if not hasattr(self.session, "_tessera_own_settings"):
@@ -138,8 +145,12 @@ class SparkAdapter(EngineAdapter):
         self._registered.add(name)
 
     def _register_view(self, view: str, table: str) -> None:
-        if self._path(table).exists():
-            self._read(table).createOrReplaceTempView(view)
+        """Published name ``view`` reads table ``table``: the plan of its registered view (its files
+        already listed) when it has one, else its folder read."""
+        if not self._path(table).exists():
+            return
+        df = self.session.table(table) if table in self._registered and view != table else self._read(table)
+        df.createOrReplaceTempView(view)
 
     def _published(self) -> dict[str, str]:
         f = self.root / "published.json"
@@ -155,7 +166,19 @@ class SparkAdapter(EngineAdapter):
         return (self._path(name) / "_SUCCESS").exists()
 
     def table(self, name: str) -> ibis.Table:
-        return self.con.table(name)
+        """Table ``name``; of a table this adapter registered, from the schema it knows (Ibis would
+        ask the session for it, a round trip to the JVM and the schema's JSON parsed, at each of
+        the hundred-odd tables a run reads)."""
+        schema = self._schemas.get(name) if name in self._registered else None
+        if schema is None:
+            return self.con.table(name)
+        from ibis.backends.pyspark.datatypes import PySparkType
+
+        known = self._ibis_schemas.get(name)
+        if known is None or known[0] is not schema:
+            known = self._ibis_schemas[name] = (schema, ibis.schema(PySparkType.to_ibis(schema)))
+        return ops.DatabaseTable(name, schema=known[1], source=self.con,
+                                 namespace=ops.Namespace(catalog=None, database=None)).to_expr()
 
     def _dataframe(self, obj):
         if isinstance(obj, pa.Table):
@@ -172,6 +195,8 @@ class SparkAdapter(EngineAdapter):
         if isinstance(obj, pa.Table) and _arrow_writable(obj.schema):
             return self._create_from_arrow(name, obj)
         df = self._dataframe(obj)
+        if self._collects(df):
+            return self._create_from_arrow(name, _collect_arrow(df), df.schema)
         path = self._path(name)
         if path.exists():
             # Spark reads lazily: materialize into a new folder before replacing the old one.
@@ -181,19 +206,25 @@ class SparkAdapter(EngineAdapter):
         else:
             df.write.mode("overwrite").parquet(str(path))
             self._register(name, df.schema)
-        return self.con.table(name)
+        return self.table(name)
 
-    def _create_from_arrow(self, name: str, data: pa.Table) -> ibis.Table:
+    def _collects(self, df) -> bool:
+        """Whether the rows of ``df`` are written through Arrow: on a small run, with columns of
+        types :func:`_write_arrow` writes as Spark reads them."""
+        return self.collects_small_writes and self._small_run and _spark_writable(df.schema)
+
+    def _create_from_arrow(self, name: str, data: pa.Table, schema=None) -> ibis.Table:
         """Table ``name`` from rows already in this process: its Parquet file written here by
         pyarrow, in the types Spark would have written (no Spark job: an import's raw batches, the
-        scores computed in Python)."""
+        scores computed in Python), read with ``schema`` (Spark's, of rows collected from a query)
+        or the types of ``data``."""
         tmp = self.tables_dir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         _write_arrow(data, tmp / f"part-00000-{uuid.uuid4()}.parquet")
         (tmp / "_SUCCESS").touch()
-        self._install(tmp, name, _spark_schema(data.schema))
-        return self.con.table(name)
+        self._install(tmp, name, _spark_schema(data.schema) if schema is None else _nullable(schema))
+        return self.table(name)
 
     def _install(self, folder: Path, name: str, schema) -> None:
         """The complete Parquet folder ``folder`` becomes table ``name``'s (replacing it), read with
@@ -215,7 +246,7 @@ class SparkAdapter(EngineAdapter):
         """With no row to delete (``unless`` NULL in every row, from the files' statistics), the
         folder renamed and read with ``columns`` alone (their schema kept beside the files, in
         SCHEMA_FILE, for the sessions after): no job. Else a copy."""
-        have = {f.name: f for f in self._read(table).schema}
+        have = {f.name: f for f in (self._schemas.get(table) or self._read(table).schema)}
         if self.known_all_null(table, unless) is not True or any(c not in have for c in columns):
             super().narrow_table(table, name, columns, unless=unless)
             return
@@ -237,7 +268,11 @@ class SparkAdapter(EngineAdapter):
             os.replace(self._path(name) / f".{part}.tmp", self._path(name) / part)
             self._register(name)
             return
-        self._dataframe(data).write.mode("append").parquet(str(self._path(name)))
+        df = self._dataframe(data)
+        if self._collects(df):
+            self.append(name, _collect_arrow(df))
+            return
+        df.write.mode("append").parquet(str(self._path(name)))
         self._register(name)  # with the table's schema: the rows appended have its columns
 
     def append_query(self, name: str, expr: ibis.Table, *, temp: bool = False) -> None:
@@ -287,6 +322,7 @@ class SparkAdapter(EngineAdapter):
         SMALL_RUN_ROWS rows, else the session's own settings."""
         rows = sum(sum(_footers(self._path(name)).values()) for name in self.list_tables()
                    if name.startswith("_tessera_raw_"))
+        self._small_run = rows <= SMALL_RUN_ROWS
         for key, small in SMALL_RUN_SETTINGS.items():
             value = small if rows <= SMALL_RUN_ROWS else self.session._tessera_own_settings[key]
             if value is None:
@@ -345,6 +381,28 @@ def _spark_schema(schema: pa.Schema):
             t = T.StringType()
         fields.append(T.StructField(f.name, t, True))
     return T.StructType(fields)
+
+
+def _spark_writable(schema) -> bool:
+    """Whether every column of the Spark ``schema`` has a type whose Arrow column :func:`_write_arrow`
+    writes as Spark reads it back (text, whole numbers, doubles, booleans, dates, instants)."""
+    from pyspark.sql import types as T
+
+    kinds = (T.StringType, T.LongType, T.IntegerType, T.ByteType, T.DoubleType, T.BooleanType, T.DateType,
+             T.TimestampType)
+    return all(type(f.dataType) in kinds for f in schema.fields)
+
+
+def _nullable(schema):
+    """``schema`` with every column nullable, as Spark reads back the Parquet files it writes."""
+    from pyspark.sql import types as T
+
+    return T.StructType([T.StructField(f.name, f.dataType, True) for f in schema.fields])
+
+
+def _collect_arrow(df) -> pa.Table:
+    """The rows of ``df`` collected as Arrow (one job), in Spark's own Arrow types."""
+    return df.toArrow()
 
 
 def _arrow_writable(schema: pa.Schema) -> bool:

@@ -106,3 +106,119 @@ def test_arrow_rows_are_written_without_a_job_and_read_back_as_spark_wrote_them(
     assert sorted(map(tuple, got.collect()), key=repr) == sorted(
         map(tuple, expected.unionByName(expected.limit(1)).collect()), key=repr)
     adapter.close()
+
+
+@pytest.mark.spark
+def test_a_small_runs_query_rows_are_collected_and_written_by_pyarrow(tmp_path, spark_session, monkeypatch):
+    """On a small run a query's table is one job (the rows collected as Arrow) and written here:
+    the same rows and Spark types as Spark's own write; a type pyarrow would not write as Spark
+    does (a decimal) and a large run go through Spark's writer."""
+    from tessera.engine import spark as engine
+    from tessera.engine.spark import SMALL_RUN_SETTINGS, SparkAdapter
+
+    monkeypatch.setattr(engine, "SMALL_RUN_ROWS", 100)
+    adapter = SparkAdapter(tmp_path / "spark", session=spark_session)
+    own = dict(spark_session._tessera_own_settings)
+    sc = spark_session.sparkContext._jsc.sc()
+
+    def jobs():  # (once the listener has seen the jobs that ran)
+        sc.listenerBus().waitUntilEmpty()
+        return sc.statusStore().jobsList(None).size()
+
+    def spark_files(name):
+        return [p.name for p in (tmp_path / "spark" / "tables" / name).iterdir() if p.name.endswith(".snappy.parquet")]
+
+    try:
+        adapter.create_table("_tessera_raw_s_1", pa.table({"x": pa.array(range(80), pa.int64())}))
+        adapter.fit_memory()  # a small run
+        raw = adapter.table("_tessera_raw_s_1")
+        query = raw.mutate(
+            text=(raw.x % 7).cast("string"), half=raw.x / 2, odd=raw.x % 2 == 1, n32=raw.x.cast("int32"),
+            small=(raw.x % 5).cast("int8"), day=ibis.date(2024, 1, 1) + raw.x.cast("int32").as_interval("D"),
+            at=ibis.timestamp("2024-01-01 10:00:00") + raw.x.cast("int32").as_interval("h"),
+            none=ibis.null("string"),
+        ).filter(raw.x > 4)
+        before = jobs()
+        t = adapter.create_table("collected", query)
+        assert jobs() == before + 1  # the collect; no write job
+        assert not spark_files("collected")
+        assert adapter.count(t) == 75
+        adapter.append_query("collected", query.filter(query.x < 10))
+        assert jobs() == before + 2 and not spark_files("collected")
+        assert adapter.known_all_null("collected", "none") is True
+        got = spark_session.table("collected")
+        # the same table written by Spark itself
+        monkeypatch.setattr(SparkAdapter, "collects_small_writes", False)
+        adapter.create_table("written", query)
+        adapter.append_query("written", query.filter(query.x < 10))
+        assert spark_files("written")
+        expected = spark_session.table("written")
+        assert got.schema == expected.schema
+        assert sorted(map(tuple, got.collect())) == sorted(map(tuple, expected.collect()))
+        monkeypatch.setattr(SparkAdapter, "collects_small_writes", True)
+        adapter.create_table("decimal", raw.mutate(d=raw.x.cast("decimal(10, 2)")))
+        assert spark_files("decimal")
+        adapter.create_table("_tessera_raw_s_2", pa.table({"x": pa.array(range(80), pa.int64())}))
+        adapter.fit_memory()  # 160 rows: a large run
+        adapter.create_table("large", query)
+        assert spark_files("large")
+    finally:
+        for k, v in own.items():
+            spark_session.conf.unset(k) if v is None else spark_session.conf.set(k, v)
+        adapter.close()
+
+
+@pytest.mark.spark
+def test_a_published_name_reads_its_tables_registered_plan_without_listing_the_folder(tmp_path, spark_session,
+                                                                                       monkeypatch):
+    from tessera.engine.spark import SparkAdapter
+
+    adapter = SparkAdapter(tmp_path / "spark", session=spark_session)
+    adapter.create_table("pub_t", pa.table({"x": pa.array(range(5), pa.int64())}))
+    adapter.create_table("typed_t", pa.table({"x": pa.array(range(3), pa.int64()),
+                                              "_reason": pa.array([None] * 3, pa.string())}))
+
+    read = SparkAdapter._read
+
+    def no_read(self, name):
+        assert name not in ("pub_t", "typed_t"), f"{name}: its folder read again"
+        return read(self, name)
+
+    with monkeypatch.context() as m:
+        m.setattr(SparkAdapter, "_read", no_read)
+        adapter.publish({"pub_v": "pub_t"})
+        adapter.narrow_table("typed_t", "narrowed_t", ["x"], unless="_reason")  # (its schema known; renamed)
+    assert spark_session.table("pub_v").count() == 5
+    # the table replaced: the published name reads the new rows; dropped: still its own plan
+    adapter.create_table("pub_t", pa.table({"x": pa.array(range(7), pa.int64())}))
+    assert spark_session.table("pub_v").count() == 7
+    spark_session.catalog.dropTempView("pub_t")
+    assert spark_session.table("pub_v").count() == 7
+    # a new adapter (a new process's) registers the published name from the folder
+    again = SparkAdapter(tmp_path / "spark", session=spark_session)
+    assert again.count(again.table("pub_v")) == 7 and spark_session.table("pub_v").count() == 7
+    assert spark_session.table("narrowed_t").columns == ["x"]
+    again.close()
+    adapter.close()
+
+
+@pytest.mark.spark
+def test_a_registered_table_is_read_from_its_known_schema_as_ibis_would_ask_it(tmp_path, spark_session, monkeypatch):
+    import datetime as dt
+
+    from tessera.engine.spark import SparkAdapter
+
+    adapter = SparkAdapter(tmp_path / "spark", session=spark_session)
+    adapter.create_table("known_t", pa.table({
+        "s": pa.array(["a"]), "n": pa.array([1], pa.int64()), "b": pa.array([1], pa.int8()),
+        "f": pa.array([0.5]), "ok": pa.array([True]), "d": pa.array([dt.date(2024, 1, 1)]),
+        "at": pa.array([dt.datetime(2024, 1, 1)], pa.timestamp("us"))}))
+    asked = adapter.con.table("known_t")
+    with monkeypatch.context() as m:
+        m.setattr(type(adapter.con), "get_schema", lambda *a, **k: pytest.fail("the session asked"))
+        known = adapter.table("known_t")
+    assert known.op() == asked.op() and known.schema() == asked.schema()
+    assert adapter.to_arrow(known).num_rows == 1
+    adapter.publish({"known_v": "known_t"})
+    assert adapter.table("known_v").schema() == asked.schema()  # (a published name: asked)
+    adapter.close()
