@@ -643,8 +643,19 @@ class DatasetBuilder:
         if plan is not None:
             # The unified records the new records do not touch are taken as they were.
             kept_records = self.adapter.table(before.records).anti_join(plan.records, "_tessera_record")
-            new_records = records
-            records = kept_records.union(records.cast(kept_records.schema()), distinct=False)
+            new_records = records.cast(kept_records.schema())
+            records = kept_records.union(new_records, distinct=False)
+            patching = self.adapter.patches_in_place and max(self.adapter.dead_share(before.records),
+                                                             self.adapter.dead_share(before.data)) < DEAD_SHARE
+            if patching:
+                # (the lineage's new part stored first, with each record's unified record size: the
+                # merge reads it, not the joins of the staged rows with their ids again)
+                lineage_types = kept_records.schema()
+                stored_part = self.adapter.create_table(f"{tag}records_part", joined.select(
+                    *[joined[c].cast(t).name(c) for c, t in lineage_types.items()], "_size"), temp=True)
+                records_part = stored_part.drop("_size")
+                merged = merge(stored_part, merge_columns, date_column=ds.date_column,
+                               source_priority=ds.source_priority)
             # (work tables: their rows are copied into the published tables, which a checkpoint then
             # writes; the parts themselves are never written to the file)
             part = self._create(ds, f"{tag}data_part", merged, temp=True)
@@ -652,12 +663,9 @@ class DatasetBuilder:
             self._keep_shared(ds, keys, before, shared_table, staged)
             counts["records"] = plan.total
             counts["resolved_again"] = plan.count
-            if self.adapter.patches_in_place and max(self.adapter.dead_share(before.records),
-                                                     self.adapter.dead_share(before.data)) < DEAD_SHARE:
+            if patching:
                 # The last publication's tables are patched when this run publishes (the rows of
                 # the affected unified records replaced); until then the run reads them through views.
-                records_part = self.adapter.create_table(f"{tag}records_part",
-                                                         new_records.cast(kept_records.schema()), temp=True)
                 data_part = part.cast(kept_data.schema())
                 self.adapter.create_view(f"{tag}records", kept_records.union(records_part, distinct=False))
                 table = self.adapter.create_view(f"{tag}data", kept_data.union(data_part, distinct=False))
