@@ -79,10 +79,11 @@ log = logging.getLogger("tessera.pipeline")
 
 SEARCH_RUN_ROWS = 200_000
 SEARCH_RUN_VARIABLE = "TESSERA_SEARCH_INDEX_RUN_ROWS"
-#: a source's typed rows as SQL text over a placeholder batch, by what staging reads besides the
-#: batch and the batch table's columns: compiled once a process, filled for each new batch (a run
-#: after a new file would compile the same large normalization query again)
-_TYPED_SQL: dict[tuple, str] = {}
+#: a source's typed rows over a placeholder batch (the expression and its SQL text), by what staging
+#: reads besides the batch and the batch table's columns: built and compiled once a process, the
+#: text filled for each new batch (a run after a new file would build and compile the same large
+#: normalization query again)
+_TYPED_SQL: dict[tuple, tuple[ibis.Table, str]] = {}
 _RAW_PLACEHOLDER = "_tessera_raw_placeholder"
 
 
@@ -732,12 +733,13 @@ class Pipeline:
                 # typed rows (in their query) and asked of the flag, not queried after
                 check = dict(any_true=any_true) if self.adapter.answers_from_statistics else dict(any_rows=any_rows)
 
-                def materialize(rows: ibis.Table, b=b, t=t) -> ibis.Table:
-                    typed.append(typed_table(self._typed_query(src, b, t, schema, digest, options, "any_true" in check,
-                                                               rows), temp=not keep))
+                def materialize(rows: ibis.Table | Compiled) -> ibis.Table:
+                    typed.append(typed_table(rows, temp=not keep))
                     return typed[-1]
 
-                staged, rejects = stage(src, [b], [t], schema, materialize=materialize, **check, **options)
+                staged, rejects = stage(src, [b], [t], schema, materialize=materialize, **check, **options,
+                                        typed=self._typed_query(src, b, t, schema, digest, options,
+                                                                flagged="any_true" in check))
                 if (duplicates == [False] and len(typed) == 1 and _stored(typed[0])
                         and self.adapter.known_all_null(_stored(typed[0]), "_reason")):
                     # no reason on any typed row and no duplicate key (known from the files'
@@ -755,25 +757,25 @@ class Pipeline:
         staged = latest_of(staged_parts)
         return staged, union_all(reject_parts), [b.batch for b in batches]
 
-    def _typed_query(self, src, b: Batch, t: ibis.Table, schema, digest: str, options: dict, flagged: bool,
-                     rows: ibis.Table) -> ibis.Table | Compiled:
-        """The typed rows ``rows`` of batch ``b`` (table ``t``) of ``src``, their SQL written from the
-        source's template when it has one (see ``_TYPED_SQL``). A source's filter is read against
-        its batch: its rows are compiled as they are."""
+    def _typed_query(self, src, b: Batch, t: ibis.Table, schema, digest: str, options: dict, *,
+                     flagged: bool) -> Compiled | None:
+        """The typed rows of batch ``b`` (table ``t``) of ``src``, written from the source's template
+        (see ``_TYPED_SQL``; compiled at the source's first batch in the process). None for a source
+        with a filter, read against its batch: its rows are built and compiled as they are."""
         if src.filter:
-            return rows
+            return None
         key = (digest, flagged, tuple((c, str(typ)) for c, typ in t.schema().items()))
-        template = _TYPED_SQL.get(key)
-        if template is None:
-            placeholder = ibis.table(t.schema(), name=_RAW_PLACEHOLDER)
-            template = self.adapter.template(typed_rows(
-                src, Batch(_RAW_PLACEHOLDER, b.batch, param("importedat")), placeholder, schema,
-                dialect=options["dialect"], extra_columns=options["extra_columns"],
-                extra_identifiers=options["extra_identifiers"], flagged=flagged))
+        known = _TYPED_SQL.get(key)
+        if known is None:
+            placeholder = typed_rows(src, Batch(_RAW_PLACEHOLDER, b.batch, param("importedat")),
+                                     ibis.table(t.schema(), name=_RAW_PLACEHOLDER), schema,
+                                     dialect=options["dialect"], extra_columns=options["extra_columns"],
+                                     extra_identifiers=options["extra_identifiers"], flagged=flagged)
             if len(_TYPED_SQL) >= 64:
                 _TYPED_SQL.clear()
-            _TYPED_SQL[key] = template
-        return self.adapter.fill(template, rows, {_RAW_PLACEHOLDER: b.table}, importedat=b.imported_at)
+            known = _TYPED_SQL[key] = (placeholder, self.adapter.template(placeholder))
+        # (the placeholder's expression gives the columns)
+        return self.adapter.fill(known[1], known[0], {_RAW_PLACEHOLDER: b.table}, importedat=b.imported_at)
 
     def _relation_targets(self, source: str) -> list[str]:
         """Columns of ``source`` that relations of other sources point at."""

@@ -18,6 +18,7 @@ import ibis
 import ibis.expr.datatypes as dt
 
 from tessera.config.models import SourceConfig
+from tessera.engine.base import Compiled
 from tessera.engine.dialects import Dialect
 from tessera.engine.types import cast_text
 from tessera.errors import ConfigError
@@ -101,7 +102,7 @@ def union_all(tables: list[ibis.Table]) -> ibis.Table:
 
 @dataclass
 class _Typed:
-    rows: ibis.Table  # the typed rows: the staged columns, then _reason, _column (and _tessera_dup)
+    rows: ibis.Table | None  # the typed rows: the staged columns, then _reason, _column (and _tessera_dup)
     raw_lines: ibis.Table  # _tessera_batch, _tessera_line, _raw: the raw text of each line
     wanted: list[str]  # the staged columns of the source
 
@@ -120,7 +121,8 @@ def typed_rows(src: SourceConfig, batch: Batch, table: ibis.Table, schema: list[
 
 
 def _typed(src: SourceConfig, batches: list[Batch], tables: list[ibis.Table], schema: list[tuple[str, str]], *,
-           dialect: Dialect, extra_columns, extra_identifiers, add_sql_columns, flagged: bool) -> _Typed:
+           dialect: Dialect, extra_columns, extra_identifiers, add_sql_columns, flagged: bool,
+           rows_needed: bool = True) -> _Typed:
     all_cols = [c for c, _ in schema]
     wanted = list(src.columns) if src.columns else list(all_cols)
     used = [*src.record_keys, *extra_columns, *(r.column for r in src.relations)]
@@ -147,6 +149,19 @@ def _typed(src: SourceConfig, batches: list[Batch], tables: list[ibis.Table], sc
         *[(raw._tessera_batch == b.batch, when(b)) for b in batches], else_=ibis.null(dt.timestamp))
     raw = raw.mutate(_tessera_imported_at=imported_at)
 
+    texts = [raw[c].fill_null("") if c in raw.columns else ibis.literal("") for c in wanted]
+    # One flat join of every column (concat_ws): a chain of concats is as deep as the file is wide,
+    # past Python's recursion limit and the engines' expression depth for thousands of columns.
+    # Groups of at most 90 arguments: PostgreSQL takes at most 100 per function call.
+    while len(texts) > 1:
+        texts = [ibis.literal(";").join(texts[i:i + 90]) if len(texts[i:i + 90]) > 1 else texts[i]
+                 for i in range(0, len(texts), 90)]
+    raw_text = texts[0]
+    # The raw text is only needed for rejected rows: joined back on (batch, line) for them alone.
+    raw_lines = raw.select("_tessera_batch", "_tessera_line", _raw=raw_text)
+    if not rows_needed:  # (the typed rows are written already: see stage's typed)
+        return _Typed(None, raw_lines, wanted)
+
     typed = {}
     checks = {}
     bad_type = []  # (column, type, flag column, original text column)
@@ -171,16 +186,6 @@ def _typed(src: SourceConfig, batches: list[Batch], tables: list[ibis.Table], sc
             value = cast
         typed[c] = value.name(c)
 
-    texts = [raw[c].fill_null("") if c in raw.columns else ibis.literal("") for c in wanted]
-    # One flat join of every column (concat_ws): a chain of concats is as deep as the file is wide,
-    # past Python's recursion limit and the engines' expression depth for thousands of columns.
-    # Groups of at most 90 arguments: PostgreSQL takes at most 100 per function call.
-    while len(texts) > 1:
-        texts = [ibis.literal(";").join(texts[i:i + 90]) if len(texts[i:i + 90]) > 1 else texts[i]
-                 for i in range(0, len(texts), 90)]
-    raw_text = texts[0]
-    # The raw text is only needed for rejected rows: joined back on (batch, line) for them alone.
-    raw_lines = raw.select("_tessera_batch", "_tessera_line", _raw=raw_text)
     rows = raw.mutate(**checks, **typed)
     if src.filter:
         rows = _keep_matching(rows, src, set(wanted), dialect, add_sql_columns)
@@ -224,6 +229,7 @@ def stage(
     any_rows: Callable[[ibis.Table], bool] | None = None,
     any_true: Callable[[ibis.Table, str], bool] | None = None,
     add_sql_columns: Callable[[ibis.Table, list[tuple[str, str]]], ibis.Table] | None = None,
+    typed: Compiled | None = None,
 ) -> tuple[ibis.Table, ibis.Table]:
     """Return (staged rows, rejects) of a source as Ibis expressions.
 
@@ -246,11 +252,15 @@ def stage(
             answers without a query).
         add_sql_columns: the engine's :meth:`~tessera.engine.base.EngineAdapter.add_sql_columns`,
             needed when the source has a ``filter``.
+        typed: the typed rows' query of the one batch, written already (with ``materialize``: a
+            :class:`~tessera.engine.base.Compiled` text of :func:`typed_rows`), passed to
+            ``materialize`` instead of an expression built here.
     """
     flagged = materialize is not None and any_true is not None
-    typed = _typed(src, batches, tables, schema, dialect=dialect, extra_columns=extra_columns,
-                   extra_identifiers=extra_identifiers, add_sql_columns=add_sql_columns, flagged=flagged)
-    rows, raw_lines, wanted = typed.rows, typed.raw_lines, typed.wanted
+    parts = _typed(src, batches, tables, schema, dialect=dialect, extra_columns=extra_columns,
+                   extra_identifiers=extra_identifiers, add_sql_columns=add_sql_columns, flagged=flagged,
+                   rows_needed=typed is None)
+    rows, raw_lines, wanted = parts.rows if typed is None else typed, parts.raw_lines, parts.wanted
     keys_txt = ", ".join(src.record_keys)
     if materialize is not None:
         # Normalization trees are large: compile them once, then work on the typed table.
