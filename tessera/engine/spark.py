@@ -196,7 +196,7 @@ class SparkAdapter(EngineAdapter):
             return self._create_from_arrow(name, obj)
         df = self._dataframe(obj)
         if self._collects(df):
-            return self._create_from_arrow(name, _collect_arrow(df), df.schema)
+            return self._create_from_arrow(name, df.toArrow(), df.schema)  # (one job, as the write was)
         path = self._path(name)
         if path.exists():
             # Spark reads lazily: materialize into a new folder before replacing the old one.
@@ -270,7 +270,7 @@ class SparkAdapter(EngineAdapter):
             return
         df = self._dataframe(data)
         if self._collects(df):
-            self.append(name, _collect_arrow(df))
+            self.append(name, df.toArrow())
             return
         df.write.mode("append").parquet(str(self._path(name)))
         self._register(name)  # with the table's schema: the rows appended have its columns
@@ -324,7 +324,7 @@ class SparkAdapter(EngineAdapter):
                    if name.startswith("_tessera_raw_"))
         self._small_run = rows <= SMALL_RUN_ROWS
         for key, small in SMALL_RUN_SETTINGS.items():
-            value = small if rows <= SMALL_RUN_ROWS else self.session._tessera_own_settings[key]
+            value = small if self._small_run else self.session._tessera_own_settings[key]
             if value is None:
                 self.session.conf.unset(key)
             else:
@@ -398,11 +398,6 @@ def _nullable(schema):
     from pyspark.sql import types as T
 
     return T.StructType([T.StructField(f.name, f.dataType, True) for f in schema.fields])
-
-
-def _collect_arrow(df) -> pa.Table:
-    """The rows of ``df`` collected as Arrow (one job), in Spark's own Arrow types."""
-    return df.toArrow()
 
 
 def _arrow_writable(schema: pa.Schema) -> bool:
