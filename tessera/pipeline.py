@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,52 @@ SEARCH_RUN_VARIABLE = "TESSERA_SEARCH_INDEX_RUN_ROWS"
 #: normalization query again)
 _TYPED_SQL: dict[tuple, tuple[ibis.Table, str]] = {}
 _RAW_PLACEHOLDER = "_tessera_raw_placeholder"
+
+
+class _Beside:
+    """Tables of a run that nothing reads before its publication (its rejects, its search
+    indexes): on an engine that runs queries side by side (:meth:`EngineAdapter.side_by_side`),
+    written by threads of their own while the run goes on, waited for at the publication. Else each
+    is written where the run always wrote it (:meth:`now` at once, :meth:`early` not until asked)."""
+
+    def __init__(self, workers: int):
+        # (the run's own thread is one of the queries at once)
+        self.pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="tessera-beside") if workers > 1 else None
+        self.jobs: dict[str, object] = {}
+
+    def now(self, key: str, fn: Callable) -> None:
+        """``fn`` started beside the run, or called now."""
+        self.jobs[key] = self.pool.submit(fn) if self.pool else _Done(fn())
+
+    def early(self, key: str, fn: Callable) -> None:
+        """``fn`` started beside the run, or left to :meth:`result`."""
+        if self.pool:
+            self.jobs[key] = self.pool.submit(fn)
+
+    def result(self, key: str, fn: Callable):
+        """What ``key``'s function returned (waited for; its exception raised here), or ``fn()``."""
+        job = self.jobs.pop(key, None)
+        return fn() if job is None else job.result()
+
+    def close(self) -> None:
+        """Every job waited for (a failed run leaves no query running); their failures are the
+        run's to report where they are read."""
+        if self.pool:
+            self.pool.shutdown(wait=True)
+        self.jobs.clear()
+
+
+@dataclass
+class _Done:
+    value: object
+
+    def result(self):
+        return self.value
+
+
+def _staged_names(source: str, batch: int, digest: str) -> tuple[str, str]:
+    """The kept staged rows and rejects of batch ``batch`` of ``source`` staged under ``digest``."""
+    return f"_tessera_staged_{source}_{batch}_{digest}", f"_tessera_stagedrej_{source}_{batch}_{digest}"
 
 
 def search_index_run_rows() -> int:
@@ -358,6 +405,7 @@ class Pipeline:
             result.seconds = time.perf_counter() - t0
             return result
         published: dict[str, str] = {}
+        beside = _Beside(self.adapter.side_by_side())
 
         stages: dict[str, str] = {}
         stage_types: dict[str, dict[str, str]] = {}
@@ -374,6 +422,12 @@ class Pipeline:
             # rows refused by the parser, per (source, batch): read at the first source that has batches
             parse_counts: dict[tuple[str, int], int] | None = None
             parse_rejects: bool | None = None
+            workers = self.adapter.side_by_side()
+            if workers > 1:
+                ahead = [src for src in self.config.sources if conn_types.get(src.connection) != "http"
+                         and not self._no_data(src, files, {})]
+                if len(ahead) > 1:
+                    self._stage_side_by_side(ahead, files, tag, workers)
             for i, src in enumerate(self.config.sources):
                 self.progress("stage", src.name, i, len(self.config.sources))
 
@@ -455,7 +509,8 @@ class Pipeline:
                 all_rejects = reject_parts[0]
                 for p in reject_parts[1:]:
                     all_rejects = all_rejects.union(p, distinct=False)
-                self.adapter.create_table(f"{tag}rejects", all_rejects.order_by(["source", "file", "line"]))
+                beside.now("rejects", lambda: self.adapter.create_table(
+                    f"{tag}rejects", all_rejects.order_by(["source", "file", "line"])))
             return {"rows_staged": staged_total,
                     "rows_rejected": sum(v.get("rejected", 0) for v in result.sources.values())}
 
@@ -484,6 +539,10 @@ class Pipeline:
                 for k in totals:
                     totals[k] += built.counts.get(k, 0)
             self.progress("unify", "done", len(order), len(order))
+            for name, b in builder.built.items():
+                if b.shared:  # (the search index reads the unified records, not the enrichment)
+                    beside.early(f"search {name}", lambda name=name, b=b: self._search_index(name, b, tag,
+                                                                                           whole=for_reads))
             return totals
 
         def do_enrich():
@@ -512,9 +571,11 @@ class Pipeline:
                 if b.matches:
                     views[f"{name}__matches"] = b.matches
                 if b.shared:  # a deduplicated dataset: its customers are searched as you type
-                    views[search_view(name)], patch = self._search_index(name, b, tag, whole=for_reads)
+                    views[search_view(name)], patch = beside.result(
+                        f"search {name}", lambda name=name, b=b: self._search_index(name, b, tag, whole=for_reads))
                     patches += patch
             if reject_parts:
+                beside.result("rejects", lambda: None)
                 views[REJECTS_VIEW] = f"{tag}rejects"
             if for_reads:  # the tables patched in place keep the indexes they have
                 self.progress("publish", "indexes for reads", 0, 1)
@@ -546,7 +607,14 @@ class Pipeline:
             if any(enriched(ds) and ds.name not in skipped for ds in self.config.datasets):
                 self._step(result, "enrich", do_enrich)
             self._step(result, "publish", do_publish)
-            self._step(result, "consent", lambda: consent_history.refresh(self.adapter, self.config))
+            def do_consent():
+                return consent_history.refresh(self.adapter, self.config)
+
+            # (the segments do not read the consent history: written beside them where queries run
+            # side by side, then waited for)
+            beside.early("consent", do_consent)
+            if not beside.pool:
+                self._step(result, "consent", do_consent)
             segments = self._segments_of_built(skipped)
             if segments:
                 def do_segments():
@@ -556,7 +624,10 @@ class Pipeline:
                     return counts
 
                 self._step(result, "segments", do_segments)
+            if beside.pool:
+                self._step(result, "consent", lambda: beside.result("consent", do_consent))
         except BaseException as exc:
+            beside.close()
             if not published:
                 try:
                     drop_views()
@@ -566,6 +637,7 @@ class Pipeline:
                 raise
             # an engine failure: keep the message, the previous state stays
             raise RunError(f"The run failed: {exc}. The last published state is unchanged.") from exc
+        beside.close()
         self.store.set_state(*INPUTS_STATE, json.loads(json.dumps({
             "digest": inputs, "run_id": run_id, "published": published, "datasets": result.datasets,
             "sources": {n: {k: c[k] for k in ("staged", "rejected") if k in c} for n, c in result.sources.items()},
@@ -656,8 +728,9 @@ class Pipeline:
             keep.append(seg.name)
         return keep
 
-    def _stage_batches(self, src, files: list[dict], typed_table) -> tuple[ibis.Table, ibis.Table, list[int]]:
-        """(staged rows, rejects, batch ids) of a source read from imported batches."""
+    def _batch_plan(self, src, files: list[dict]):
+        """(batches, their tables, the source's schema, staging options, the staging digest) of a
+        source read from imported batches."""
         mine = sorted((f for f in files if f["source"] == src.name), key=lambda f: f["batch_id"])
         strategy = src.import_strategy
         if src.items_of is not None:  # a child source follows its parent's strategy
@@ -688,13 +761,17 @@ class Pipeline:
         digest = hashlib.sha256(json.dumps([INPUTS_FORMAT, type(self.adapter).__name__, src.model_dump(mode="json"),
                                             schema, options["extra_columns"], options["extra_identifiers"]],
                                            sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return batches, tables, schema, options, digest
+
+    def _stage_batches(self, src, files: list[dict], typed_table) -> tuple[ibis.Table, ibis.Table, list[int]]:
+        """(staged rows, rejects, batch ids) of a source read from imported batches."""
+        batches, tables, schema, options, digest = self._batch_plan(src, files)
         staged_parts, reject_parts = [], []
         if typed_table is None:
             # A preview: the batches the last run staged under the same settings are read as kept,
             # the others staged in the query (nothing is kept).
             for b, t in zip(batches, tables):
-                name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
-                                  f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")
+                name, rej_name = _staged_names(src.name, b.batch, digest)
                 if self.adapter.exists(name) and self.adapter.exists(rej_name):
                     staged_parts.append(self.adapter.table(name))
                     reject_parts.append(self.adapter.table(rej_name))
@@ -711,51 +788,92 @@ class Pipeline:
             return latest_of(staged_parts), union_all(reject_parts), [b.batch for b in batches]
         kept = set(self.adapter.list_tables())  # (one listing, not a lookup per batch)
         for b, t in zip(batches, tables):
-            name, rej_name = (f"_tessera_staged_{src.name}_{b.batch}_{digest}",
-                              f"_tessera_stagedrej_{src.name}_{b.batch}_{digest}")
+            name, rej_name = _staged_names(src.name, b.batch, digest)
             if not (name in kept and rej_name in kept):
-                duplicates: list[bool] = []
-                typed: list[ibis.Table] = []
-                # Where a stored table can be narrowed in place, the typed rows are stored (not
-                # kept in memory) in the staged rows' layout: with no duplicate record key, they
-                # become the staged rows (their rejects deleted, the reasons dropped), no copy.
-                keep = self.adapter.narrows_in_place
-
-                def any_rows(d: ibis.Table) -> bool:
-                    duplicates.append(self.adapter.count(d.limit(1)) > 0)
-                    return duplicates[-1]
-
-                def any_true(t: ibis.Table, column: str) -> bool:
-                    duplicates.append(self.adapter.any_true(_stored(t), column))
-                    return duplicates[-1]
-
-                # where statistics of the stored files answer, the duplicate keys are flagged in the
-                # typed rows (in their query) and asked of the flag, not queried after
-                check = dict(any_true=any_true) if self.adapter.answers_from_statistics else dict(any_rows=any_rows)
-
-                def materialize(rows: ibis.Table | Compiled) -> ibis.Table:
-                    typed.append(typed_table(rows, temp=not keep))
-                    return typed[-1]
-
-                staged, rejects = stage(src, [b], [t], schema, materialize=materialize, **check, **options,
-                                        typed=self._typed_query(src, b, t, schema, digest, options,
-                                                                flagged="any_true" in check))
-                if (duplicates == [False] and len(typed) == 1 and _stored(typed[0])
-                        and self.adapter.known_all_null(_stored(typed[0]), "_reason")):
-                    # no reason on any typed row and no duplicate key (known from the files'
-                    # statistics where the engine keeps them): no rejects, no query for them
-                    rejects = rejects.schema().to_pyarrow().empty_table()
-                self.adapter.create_table(rej_name, rejects)
-                if keep and duplicates == [False] and len(typed) == 1 and _stored(typed[0]):
-                    self.adapter.narrow_table(_stored(typed[0]), name, staged.columns, unless="_reason")
-                else:
-                    self.adapter.create_table(name, staged)
+                self._stage_batch(src, b, t, schema, digest, options, typed_table)
             self.kept_stages.update((name, rej_name))
             self.staged_batches.setdefault(src.name, {})[b.batch] = name
             staged_parts.append(self.adapter.table(name))
             reject_parts.append(self.adapter.table(rej_name))
         staged = latest_of(staged_parts)
         return staged, union_all(reject_parts), [b.batch for b in batches]
+
+    def _stage_batch(self, src, b: Batch, t: ibis.Table, schema, digest: str, options: dict, typed_table) -> None:
+        """Batch ``b`` (table ``t``) of ``src`` staged and kept: its staged rows and its rejects
+        stored under the names of :func:`_staged_names`. Engine work alone (no metadata): the
+        batches of different sources may be staged side by side (:meth:`_stage_side_by_side`)."""
+        name, rej_name = _staged_names(src.name, b.batch, digest)
+        duplicates: list[bool] = []
+        typed: list[ibis.Table] = []
+        # Where a stored table can be narrowed in place, the typed rows are stored (not
+        # kept in memory) in the staged rows' layout: with no duplicate record key, they
+        # become the staged rows (their rejects deleted, the reasons dropped), no copy.
+        keep = self.adapter.narrows_in_place
+
+        def any_rows(d: ibis.Table) -> bool:
+            duplicates.append(self.adapter.count(d.limit(1)) > 0)
+            return duplicates[-1]
+
+        def any_true(t: ibis.Table, column: str) -> bool:
+            duplicates.append(self.adapter.any_true(_stored(t), column))
+            return duplicates[-1]
+
+        # where statistics of the stored files answer, the duplicate keys are flagged in the
+        # typed rows (in their query) and asked of the flag, not queried after
+        check = dict(any_true=any_true) if self.adapter.answers_from_statistics else dict(any_rows=any_rows)
+
+        def materialize(rows: ibis.Table | Compiled) -> ibis.Table:
+            typed.append(typed_table(rows, temp=not keep))
+            return typed[-1]
+
+        staged, rejects = stage(src, [b], [t], schema, materialize=materialize, **check, **options,
+                                typed=self._typed_query(src, b, t, schema, digest, options,
+                                                        flagged="any_true" in check))
+        if (duplicates == [False] and len(typed) == 1 and _stored(typed[0])
+                and self.adapter.known_all_null(_stored(typed[0]), "_reason")):
+            # no reason on any typed row and no duplicate key (known from the files'
+            # statistics where the engine keeps them): no rejects, no query for them
+            rejects = rejects.schema().to_pyarrow().empty_table()
+        self.adapter.create_table(rej_name, rejects)
+        if keep and duplicates == [False] and len(typed) == 1 and _stored(typed[0]):
+            self.adapter.narrow_table(_stored(typed[0]), name, staged.columns, unless="_reason")
+        else:
+            self.adapter.create_table(name, staged)
+
+    def _stage_side_by_side(self, sources: list, files: list[dict], tag: str, workers: int) -> None:
+        """The batches not yet staged of ``sources`` (imported batches, each source's in order)
+        staged ``workers`` sources at a time, each source in a thread of its own, before the run's
+        staging step reads them as kept (:meth:`_stage_batches`). Planned here (the metadata read
+        in this thread), staged there (the engine's work alone). A source whose planning or
+        staging fails here is left to that step, which stages it again and reports the failure as
+        it does for any source."""
+        kept = set(self.adapter.list_tables())
+        todo = []
+        for src in sources:
+            try:
+                batches, tables, schema, options, digest = self._batch_plan(src, files)
+            except RunError:
+                continue
+            missing = [(b, t) for b, t in zip(batches, tables)
+                       if not all(n in kept for n in _staged_names(src.name, b.batch, digest))]
+            if missing:
+                todo.append((src, missing, schema, options, digest))
+
+        def stage_source(item) -> None:
+            src, missing, schema, options, digest = item
+
+            def typed_table(rows, temp=True, n=f"{tag}typed_{src.name}"):
+                return self.adapter.create_table(n, rows, temp=temp)
+
+            try:
+                for b, t in missing:
+                    self._stage_batch(src, b, t, schema, digest, options, typed_table)
+            except Exception as exc:  # (reported by the staging step, which stages the source again)
+                log.debug("Source %s not staged ahead: %s", src.name, exc)
+
+        if len(todo) > 1:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tessera-stage") as pool:
+                list(pool.map(stage_source, todo))
 
     def _typed_query(self, src, b: Batch, t: ibis.Table, schema, digest: str, options: dict, *,
                      flagged: bool) -> Compiled | None:

@@ -505,6 +505,12 @@ class EngineAdapter:
         (or by the engine's own setting) is kept. Spark chooses its settings for a small run there
         (see ``tessera.engine.spark.SMALL_RUN_SETTINGS``); other engines without a limit ignore it."""
 
+    def side_by_side(self) -> int:
+        """How many independent queries of a run (the staging of different sources) this adapter
+        runs at once from as many threads: 1 (one after the other) unless the engine gains from
+        it. DuckDB and PostgreSQL run each query on every core already, through one connection."""
+        return 1
+
     def unfit_memory(self) -> None:
         """The engine's default memory limit again after :meth:`fit_memory` (not a limit of
         ``pipeline.memory_limit``): for work after the build that the scaled limit was not meant

@@ -317,6 +317,15 @@ class SparkAdapter(EngineAdapter):
         path = self._path(name)
         return path if (path / "_SUCCESS").exists() else None
 
+    def side_by_side(self) -> int:
+        """On a small run (see :meth:`fit_memory`) each query is one task at a time on one core:
+        as many queries at once as the session has cores (at most 4), from as many threads (each
+        its own thread in the JVM), the Python side of one (building and compiling it) meanwhile
+        overlapping the Spark jobs of another. A larger run's queries use every core already."""
+        if not self._small_run:
+            return 1
+        return max(1, min(4, int(self.session.sparkContext.defaultParallelism)))
+
     def fit_memory(self) -> None:
         """SMALL_RUN_SETTINGS when the raw batches (from their Parquet footers) have at most
         SMALL_RUN_ROWS rows, else the session's own settings."""
