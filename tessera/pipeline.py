@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from tessera.config.environment import rows_threshold
 from tessera.config.models import DATABASE_CONNECTIONS, WorkspaceConfig
 from tessera.datasets.build import (
     DatasetBuilder,
+    dataset_dependencies,
     dataset_order,
     enriched,
     expression_failed,
@@ -95,6 +97,7 @@ class _Beside:
     is written where the run always wrote it (:meth:`now` at once, :meth:`early` not until asked)."""
 
     def __init__(self, workers: int):
+        self.workers = workers
         # (the run's own thread is one of the queries at once)
         self.pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="tessera-beside") if workers > 1 else None
         self.jobs: dict[str, object] = {}
@@ -524,11 +527,17 @@ class Pipeline:
         def do_datasets():
             totals = {"records": 0, "unified": 0, "duplicates_merged": 0}
             order = [ds for ds in dataset_order(self.config) if ds.name not in skipped]
+            # (what the metadata says, read in this thread)
+            known = {ds.name: (self.adapter.published_target(f"{ds.name}__records"),
+                               len(self.store.list_publications(ds.name))) for ds in order}
+
+            def build(ds):
+                return builder.build(ds, previous_lineage=known[ds.name][0], generation=known[ds.name][1])
+
+            side = self._build_side_by_side(order, builder, build, beside) if beside.pool and len(order) > 1 else {}
             for i, ds in enumerate(order):
                 self.progress("unify", ds.name, i, len(order))
-                prev = self.adapter.published_target(f"{ds.name}__records")
-                generation = len(self.store.list_publications(ds.name))
-                built = builder.build(ds, previous_lineage=prev, generation=generation)
+                built = side[ds.name] if side else build(ds)
                 result.datasets[ds.name] = built.counts
                 if built.table != built.records:  # a deduplicated dataset
                     bases[ds.name] = {"records": built.target(built.records), "data": built.target(built.table),
@@ -727,6 +736,48 @@ class Pipeline:
                 continue
             keep.append(seg.name)
         return keep
+
+    def _build_side_by_side(self, order: list, builder: DatasetBuilder, build: Callable, beside: _Beside) -> dict:
+        """Each dataset of ``order`` built by ``build`` as soon as the datasets its relations point
+        to have their lineage (which is all it reads of them: :attr:`DatasetBuilder.on_lineage`),
+        side by side with those building (``beside.workers`` at once): the name -> what ``build``
+        returned. The first failure in ``order`` is raised once every build started has ended."""
+        deps = dataset_dependencies(self.config)
+        names = {ds.name for ds in order}
+        waiting = {ds.name: deps[ds.name] & names for ds in order}
+        by_name = {ds.name: ds for ds in order}
+        events: queue.SimpleQueue = queue.SimpleQueue()  # (name, "lineage" | "done")
+        ready: set[str] = set()
+        done: dict = {}
+        failed: dict[str, BaseException] = {}
+        running: set[str] = set()
+        builder.on_lineage = lambda name: events.put((name, "lineage"))
+        try:
+            with ThreadPoolExecutor(beside.workers, thread_name_prefix="tessera-build") as pool:
+                while waiting or running:
+                    if not failed:
+                        for name in [n for n, d in waiting.items() if d <= ready]:
+                            del waiting[name]
+                            running.add(name)
+                            pool.submit(build, by_name[name]).add_done_callback(
+                                lambda job, name=name: events.put((name, job)))
+                    if not running:
+                        break  # (a dataset waits for one that failed)
+                    name, what = events.get()
+                    if what == "lineage":
+                        ready.add(name)
+                        continue
+                    running.discard(name)
+                    ready.add(name)
+                    if what.exception() is not None:
+                        failed[name] = what.exception()
+                    else:
+                        done[name] = what.result()
+        finally:
+            builder.on_lineage = None
+        if failed:
+            raise failed[next(ds.name for ds in order if ds.name in failed)]
+        return done
 
     def _batch_plan(self, src, files: list[dict]):
         """(batches, their tables, the source's schema, staging options, the staging digest) of a

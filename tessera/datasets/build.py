@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ibis
@@ -107,8 +108,8 @@ def link_name(config: WorkspaceConfig, rel: RelationConfig) -> str:
     return rel.name or f"tessera_{relation_target(config, rel)[2]}_id"
 
 
-def dataset_order(config: WorkspaceConfig) -> list[DatasetConfig]:
-    """Datasets in dependency order (a dataset after the datasets its relations point to)."""
+def dataset_dependencies(config: WorkspaceConfig) -> dict[str, set[str]]:
+    """Each dataset's name -> the other datasets its relations point to (built before it)."""
     sources = {s.name: s for s in config.sources}
     deps = {}
     for d in config.datasets:
@@ -118,6 +119,12 @@ def dataset_order(config: WorkspaceConfig) -> list[DatasetConfig]:
                 target = relation_target(config, rel)[2]
                 if target != d.name:
                     deps[d.name].add(target)
+    return deps
+
+
+def dataset_order(config: WorkspaceConfig) -> list[DatasetConfig]:
+    """Datasets in dependency order (a dataset after the datasets its relations point to)."""
+    deps = dataset_dependencies(config)
     order, seen = [], set()
 
     def visit(name: str, stack: tuple) -> None:
@@ -399,6 +406,10 @@ class DatasetBuilder:
         self.stage_types = stage_types
         self.sources = {s.name: s for s in config.sources}
         self.built: dict[str, Built] = {}
+        # called with a deduplicated dataset's name once its lineage is written, before its unified
+        # rows are merged: the datasets related to it read only the lineage (see _lookup) and may
+        # be built from then on (the run's datasets built side by side)
+        self.on_lineage: Callable[[str], None] | None = None
 
     # ---------------------------------------------------------------- relations
     def _lookup(self, rel: RelationConfig) -> tuple[ibis.Table, list[NormalizationRule]]:
@@ -679,6 +690,9 @@ class DatasetBuilder:
                                                                                     distinct=False))
         else:
             lineage = self.adapter.create_table_hinted(f"{tag}records", records, LINEAGE_HINTS)
+            if self.on_lineage is not None:
+                self.built[ds.name] = Built(ds.name, f"{tag}data", f"{tag}records", shared_table, columns, counts)
+                self.on_lineage(ds.name)
             # Merged from the lineage just written, not from the staged records joined with their
             # ids again: the ids of the unified records of more than one record (a fifth of them at
             # a million contacts) part the rows.
