@@ -536,7 +536,8 @@ class Pipeline:
 
             side = self._build_side_by_side(order, builder, build, beside) if beside.pool and len(order) > 1 else {}
             for i, ds in enumerate(order):
-                self.progress("unify", ds.name, i, len(order))
+                if not side:
+                    self.progress("unify", ds.name, i, len(order))
                 built = side[ds.name] if side else build(ds)
                 result.datasets[ds.name] = built.counts
                 if built.table != built.records:  # a deduplicated dataset
@@ -757,6 +758,7 @@ class Pipeline:
                 while waiting or running:
                     if not failed:
                         for name in [n for n, d in waiting.items() if d <= ready]:
+                            self.progress("unify", name, len(order) - len(waiting), len(order))
                             del waiting[name]
                             running.add(name)
                             pool.submit(build, by_name[name]).add_done_callback(
