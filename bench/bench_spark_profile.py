@@ -17,7 +17,9 @@ measured against its absence on the same warm JVM, alternated (the JIT keeps war
 Runs the demo ``--runs`` times in this process on fresh workspaces (the session started once, as
 ``bench/bench_spark.py`` does) and prints for each run its time, the JVM's CPU and jobs, the CPU
 of the JVM's threads by name (JIT compilers, the thread running Python's queries, tasks, GC),
-then for the last run the adapter calls, largest first. Linux only (reads ``/proc``).
+then for the last run the adapter calls, largest first (where a run's independent queries run side
+by side, ``SparkAdapter.runs_side_by_side``, a call's jobs and seconds include those of the calls
+beside it: ``--off runs_side_by_side`` for each call's own). Linux only (reads ``/proc``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import defaultdict
@@ -119,7 +122,7 @@ def main() -> None:
         generate(data, size=args.size, seed=args.seed)
 
     stats: dict = defaultdict(lambda: [0, 0, 0.0])
-    depth = [0]
+    depth = threading.local()  # (per thread: a run's independent queries may run side by side)
     spans: list = []  # (start, end, call) of each adapter call, for --jfr
 
     def jobs(adapter) -> int:
@@ -134,14 +137,14 @@ def main() -> None:
         orig = getattr(spark.SparkAdapter, name)
 
         def call(self, *a, **k):
-            if depth[0]:  # a call inside another: counted in the outer one
+            if getattr(depth, "n", 0):  # a call inside another: counted in the outer one
                 return orig(self, *a, **k)
-            depth[0] += 1
+            depth.n = 1
             j0, t0, w0 = jobs(self), time.perf_counter(), time.time()
             try:
                 return orig(self, *a, **k)
             finally:
-                depth[0] -= 1
+                depth.n = 0
                 spans.append((w0, time.time(), (name, caller())))
                 s = stats[(name, caller())]
                 s[0] += 1

@@ -98,6 +98,8 @@ class SparkAdapter(EngineAdapter):
     #: written here by pyarrow (:meth:`_create_from_arrow`): one job still computes them, without
     #: Spark's Parquet writer and its commit protocol (a task's and a job's commit, their folders)
     collects_small_writes = True
+    #: on a small run, independent queries of a run at once (see :meth:`side_by_side`)
+    runs_side_by_side = True
 
     def __init__(self, root: str | Path, *, master: str | None = None, session=None):
         self.root = Path(root)
@@ -322,7 +324,7 @@ class SparkAdapter(EngineAdapter):
         as many queries at once as the session has cores (at most 4), from as many threads (each
         its own thread in the JVM), the Python side of one (building and compiling it) meanwhile
         overlapping the Spark jobs of another. A larger run's queries use every core already."""
-        if not self._small_run:
+        if not (self._small_run and self.runs_side_by_side):
             return 1
         return max(1, min(4, int(self.session.sparkContext.defaultParallelism)))
 

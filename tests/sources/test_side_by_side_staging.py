@@ -1,7 +1,8 @@
 """On an engine that gains from it (Spark on a small run), the batches of different sources are staged
 side by side, each source in a thread of its own, before the staging step reads them as kept: the
 same staged rows, rejects and published tables as one source after the other, and a source that
-fails is reported by the staging step as it is without them."""
+fails is reported by the staging step as it is without them. A dataset is built as soon as the
+lineage of the datasets it relates to is written; the first failure in dependency order is raised."""
 
 from __future__ import annotations
 
@@ -13,9 +14,6 @@ from tessera import pipeline
 from tessera.engine.spark import SparkAdapter
 from tessera.errors import RunError
 from tessera.workspace import Workspace
-
-pytestmark = pytest.mark.spark
-
 
 def _config(data, *, filter_: str | None = None) -> dict:
     crm = {"name": "crm", "connection": "files", "pattern": "crm*.csv", "record_keys": ["id"],
@@ -61,6 +59,7 @@ def _published(ws: Workspace) -> dict:
     return out
 
 
+@pytest.mark.spark
 def test_sources_staged_side_by_side_give_the_same_tables(tmp_path, spark_session, monkeypatch):
     data = tmp_path / "data"
     _files(data)
@@ -73,18 +72,19 @@ def test_sources_staged_side_by_side_give_the_same_tables(tmp_path, spark_sessio
 
     monkeypatch.setattr(pipeline.Pipeline, "_stage_batch", recorded)
     results = {}
-    for label, workers in (("apart", 1), ("side by side", 2)):
-        monkeypatch.setattr(SparkAdapter, "side_by_side", lambda self, n=workers: n)
+    for label, side in (("apart", False), ("side by side", True)):
+        monkeypatch.setattr(SparkAdapter, "runs_side_by_side", side)
         threads.clear()
         ws = Workspace.init(tmp_path / label.replace(" ", "_"), warehouse="spark")
         try:
             ws.apply(_config(data))
             run = ws.run()
+            assert ws.adapter.side_by_side() == (2 if side else 1)  # (a small run on local[2])
             assert run.status.startswith("succeeded")
             results[label] = (_published(ws), {n: c for n, c in run.sources.items()})
         finally:
             ws.close()
-        if workers == 1:
+        if not side:
             assert all(names == {threading.current_thread().name} for names in threads.values())
         else:  # each source staged once, in a thread of the pool
             assert set(threads) == {"crm", "shop", "orders"}
@@ -97,13 +97,14 @@ def test_sources_staged_side_by_side_give_the_same_tables(tmp_path, spark_sessio
                                  ("shop", "shop.csv", 4, "sid")]
 
 
+@pytest.mark.spark
 def test_a_failing_source_is_reported_as_without_side_by_side(tmp_path, spark_session, monkeypatch):
     data = tmp_path / "data"
     _files(data)
     messages = []
-    for workers in (1, 2):
-        monkeypatch.setattr(SparkAdapter, "side_by_side", lambda self, n=workers: n)
-        ws = Workspace.init(tmp_path / f"ws{workers}", warehouse="spark")
+    for side in (False, True):
+        monkeypatch.setattr(SparkAdapter, "runs_side_by_side", side)
+        ws = Workspace.init(tmp_path / f"ws{side}", warehouse="spark")
         try:
             ws.apply(_config(data, filter_="CAST(country AS INTEGER) > 0"))
             with pytest.raises(RunError) as err:
@@ -113,3 +114,53 @@ def test_a_failing_source_is_reported_as_without_side_by_side(tmp_path, spark_se
             ws.close()
     assert messages[0] == messages[1]
     assert "Source 'crm', filter" in messages[0]
+
+
+def _scheduled(build, tmp_path):
+    """The datasets of :func:`_config` built by ``build`` through the run's scheduler."""
+    from types import SimpleNamespace
+
+    from tessera.config.models import WorkspaceConfig
+    from tessera.datasets.build import dataset_order
+
+    config = WorkspaceConfig.model_validate(_config(tmp_path))
+    builder = SimpleNamespace(on_lineage=None)
+    started = []
+    fake = SimpleNamespace(config=config, progress=lambda step, name, done, total: started.append(name))
+    order = dataset_order(config)
+    return pipeline.Pipeline._build_side_by_side(fake, order, builder, lambda ds: build(builder, ds),
+                                                  pipeline._Beside(2)), started
+
+
+def test_a_related_dataset_starts_once_the_lineage_it_reads_is_written(tmp_path):
+    merged = threading.Event()
+
+    def build(builder, ds):
+        if ds.name == "contacts":
+            builder.on_lineage("contacts")
+            # (the unified rows merged after the lineage: the orders are built meanwhile)
+            assert merged.wait(10), "the orders were not built while the contacts were merged"
+            return "contacts built"
+        merged.set()
+        return f"{ds.name} built"
+
+    built, started = _scheduled(build, tmp_path)
+    assert built == {"contacts": "contacts built", "orders": "orders built"}
+    assert started == ["contacts", "orders"]
+
+
+def test_the_first_failure_in_dependency_order_is_raised(tmp_path):
+    def build(builder, ds):
+        if ds.name == "contacts":
+            builder.on_lineage("contacts")
+            raise RunError("contacts failed")
+        raise RunError("orders failed")
+
+    with pytest.raises(RunError, match="contacts failed"):
+        _scheduled(build, tmp_path)
+
+    def no_lineage(builder, ds):
+        raise RunError(f"{ds.name} failed")
+
+    with pytest.raises(RunError, match="contacts failed"):  # (the orders, waiting for it, never start)
+        _scheduled(no_lineage, tmp_path)
