@@ -238,10 +238,12 @@ class Pipeline:
         return totals, per_source
 
     # ------------------------------------------------------------------ helpers
-    def _step(self, result: RunResult, name: str, fn):
+    def _step(self, result: RunResult, name: str, fn, *, seconds: float | None = None):
+        """Step ``name`` of the run: ``fn`` called, its counts and its time recorded (``seconds``:
+        the time of a step that ran beside the others, which ``fn`` only waits for)."""
         t0 = time.perf_counter()
         counts = fn() or {}
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 if seconds is None else seconds
         self.store.add_step(result.run_id, name, seconds, counts)
         result.steps.append({"step": name, "seconds": round(seconds, 3), **counts})
         return counts
@@ -620,9 +622,13 @@ class Pipeline:
             def do_consent():
                 return consent_history.refresh(self.adapter, self.config)
 
+            def timed_consent():
+                t = time.perf_counter()
+                return do_consent(), time.perf_counter() - t
+
             # (the segments do not read the consent history: written beside them where queries run
-            # side by side, then waited for)
-            beside.early("consent", do_consent)
+            # side by side, then waited for; the step's time is its own)
+            beside.early("consent", timed_consent)
             if not beside.pool:
                 self._step(result, "consent", do_consent)
             segments = self._segments_of_built(skipped)
@@ -635,7 +641,8 @@ class Pipeline:
 
                 self._step(result, "segments", do_segments)
             if beside.pool:
-                self._step(result, "consent", lambda: beside.result("consent", do_consent))
+                counts, took = beside.result("consent", timed_consent)
+                self._step(result, "consent", lambda: counts, seconds=took)
         except BaseException as exc:
             beside.close()
             if not published:
