@@ -15,6 +15,7 @@ from tessera.engine.spark import SparkAdapter
 from tessera.errors import RunError
 from tessera.workspace import Workspace
 
+
 def _config(data, *, filter_: str | None = None) -> dict:
     crm = {"name": "crm", "connection": "files", "pattern": "crm*.csv", "record_keys": ["id"],
            "normalize": {"email": ["email"], "country": ["country"]}}
@@ -127,9 +128,12 @@ def _scheduled(build, tmp_path):
     builder = SimpleNamespace(on_lineage=None)
     started = []
     fake = SimpleNamespace(config=config, progress=lambda step, name, done, total: started.append(name))
-    order = dataset_order(config)
-    return pipeline.Pipeline._build_side_by_side(fake, order, builder, lambda ds: build(builder, ds),
-                                                  pipeline._Beside(2)), started
+    beside = pipeline._Beside(2)
+    try:
+        return pipeline.Pipeline._build_side_by_side(fake, dataset_order(config), builder,
+                                                      lambda ds: build(builder, ds), beside), started
+    finally:
+        beside.close()
 
 
 def test_a_related_dataset_starts_once_the_lineage_it_reads_is_written(tmp_path):
