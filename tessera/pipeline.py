@@ -536,7 +536,12 @@ class Pipeline:
             def build(ds):
                 return builder.build(ds, previous_lineage=known[ds.name][0], generation=known[ds.name][1])
 
-            side = self._build_side_by_side(order, builder, build, beside) if beside.pool and len(order) > 1 else {}
+            def search_early(name: str, b) -> None:
+                if b.shared:  # (the search index reads the unified records, not the enrichment)
+                    beside.early(f"search {name}", lambda: self._search_index(name, b, tag, whole=for_reads))
+
+            side = (self._build_side_by_side(order, builder, build, beside, search_early)
+                    if beside.pool and len(order) > 1 else {})
             for i, ds in enumerate(order):
                 if not side:
                     self.progress("unify", ds.name, i, len(order))
@@ -551,10 +556,9 @@ class Pipeline:
                 for k in totals:
                     totals[k] += built.counts.get(k, 0)
             self.progress("unify", "done", len(order), len(order))
-            for name, b in builder.built.items():
-                if b.shared:  # (the search index reads the unified records, not the enrichment)
-                    beside.early(f"search {name}", lambda name=name, b=b: self._search_index(name, b, tag,
-                                                                                           whole=for_reads))
+            if not side:
+                for name, b in builder.built.items():
+                    search_early(name, b)
             return totals
 
         def do_enrich():
@@ -745,11 +749,13 @@ class Pipeline:
             keep.append(seg.name)
         return keep
 
-    def _build_side_by_side(self, order: list, builder: DatasetBuilder, build: Callable, beside: _Beside) -> dict:
+    def _build_side_by_side(self, order: list, builder: DatasetBuilder, build: Callable, beside: _Beside,
+                            on_built: Callable = lambda name, built: None) -> dict:
         """Each dataset of ``order`` built by ``build`` as soon as the datasets its relations point
         to have their lineage (which is all it reads of them: :attr:`DatasetBuilder.on_lineage`),
         side by side with those building (``beside.workers`` at once): the name -> what ``build``
-        returned. The first failure in ``order`` is raised once every build started has ended."""
+        returned, each passed to ``on_built`` as it ends. The first failure in ``order`` is raised
+        once every build started has ended."""
         deps = dataset_dependencies(self.config)
         names = {ds.name for ds in order}
         waiting = {ds.name: deps[ds.name] & names for ds in order}
@@ -782,6 +788,7 @@ class Pipeline:
                         failed[name] = what.exception()
                     else:
                         done[name] = what.result()
+                        on_built(name, done[name])
         finally:
             builder.on_lineage = None
         if failed:
