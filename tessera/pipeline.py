@@ -91,10 +91,11 @@ _RAW_PLACEHOLDER = "_tessera_raw_placeholder"
 
 
 class _Beside:
-    """Tables of a run that nothing reads before its publication (its rejects, its search
-    indexes): on an engine that runs queries side by side (:meth:`EngineAdapter.side_by_side`),
-    written by threads of their own while the run goes on, waited for at the publication. Else each
-    is written where the run always wrote it (:meth:`now` at once, :meth:`early` not until asked)."""
+    """Tables of a run that nothing reads for a while (its rejects and search indexes until the
+    publication, the consent history not at all): on an engine that runs queries side by side
+    (:meth:`EngineAdapter.side_by_side`), written by threads of their own while the run goes on,
+    waited for where they are read. Else each is written where the run always wrote it
+    (:meth:`now` at once, :meth:`early` not until asked)."""
 
     def __init__(self, workers: int):
         self.workers = workers
