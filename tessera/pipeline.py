@@ -14,7 +14,7 @@ import logging
 import queue
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +105,11 @@ class _Beside:
 
     def now(self, key: str, fn: Callable) -> None:
         """``fn`` started beside the run, or called now."""
-        self.jobs[key] = self.pool.submit(fn) if self.pool else _Done(fn())
+        if self.pool:
+            self.jobs[key] = self.pool.submit(fn)
+        else:
+            self.jobs[key] = Future()
+            self.jobs[key].set_result(fn())
 
     def early(self, key: str, fn: Callable) -> None:
         """``fn`` started beside the run, or left to :meth:`result`."""
@@ -123,14 +127,6 @@ class _Beside:
         if self.pool:
             self.pool.shutdown(wait=True)
         self.jobs.clear()
-
-
-@dataclass
-class _Done:
-    value: object
-
-    def result(self):
-        return self.value
 
 
 def _staged_names(source: str, batch: int, digest: str) -> tuple[str, str]:
@@ -428,12 +424,11 @@ class Pipeline:
             # rows refused by the parser, per (source, batch): read at the first source that has batches
             parse_counts: dict[tuple[str, int], int] | None = None
             parse_rejects: bool | None = None
-            workers = self.adapter.side_by_side()
-            if workers > 1:
+            if beside.pool:
                 ahead = [src for src in self.config.sources if conn_types.get(src.connection) != "http"
                          and not self._no_data(src, files, {})]
                 if len(ahead) > 1:
-                    self._stage_side_by_side(ahead, files, tag, workers)
+                    self._stage_side_by_side(ahead, files, tag, beside.workers)
             for i, src in enumerate(self.config.sources):
                 self.progress("stage", src.name, i, len(self.config.sources))
 
@@ -541,12 +536,11 @@ class Pipeline:
                 if b.shared:  # (the search index reads the unified records, not the enrichment)
                     beside.early(f"search {name}", lambda: self._search_index(name, b, tag, whole=for_reads))
 
-            side = (self._build_side_by_side(order, builder, build, beside, search_early)
-                    if beside.pool and len(order) > 1 else {})
+            side = self._build_side_by_side(order, builder, build, beside, search_early) if beside.pool else None
             for i, ds in enumerate(order):
-                if not side:
+                if side is None:
                     self.progress("unify", ds.name, i, len(order))
-                built = side[ds.name] if side else build(ds)
+                built = build(ds) if side is None else side[ds.name]
                 result.datasets[ds.name] = built.counts
                 if built.table != built.records:  # a deduplicated dataset
                     bases[ds.name] = {"records": built.target(built.records), "data": built.target(built.table),
@@ -557,9 +551,6 @@ class Pipeline:
                 for k in totals:
                     totals[k] += built.counts.get(k, 0)
             self.progress("unify", "done", len(order), len(order))
-            if not side:
-                for name, b in builder.built.items():
-                    search_early(name, b)
             return totals
 
         def do_enrich():
@@ -625,17 +616,12 @@ class Pipeline:
                 self._step(result, "enrich", do_enrich)
             self._step(result, "publish", do_publish)
             def do_consent():
-                return consent_history.refresh(self.adapter, self.config)
-
-            def timed_consent():
                 t = time.perf_counter()
-                return do_consent(), time.perf_counter() - t
+                return consent_history.refresh(self.adapter, self.config), time.perf_counter() - t
 
             # (the segments do not read the consent history: written beside them where queries run
-            # side by side, then waited for; the step's time is its own)
-            beside.early("consent", timed_consent)
-            if not beside.pool:
-                self._step(result, "consent", do_consent)
+            # side by side, else after them; the step's time is its own)
+            beside.early("consent", do_consent)
             segments = self._segments_of_built(skipped)
             if segments:
                 def do_segments():
@@ -645,9 +631,8 @@ class Pipeline:
                     return counts
 
                 self._step(result, "segments", do_segments)
-            if beside.pool:
-                counts, took = beside.result("consent", timed_consent)
-                self._step(result, "consent", lambda: counts, seconds=took)
+            consent, took = beside.result("consent", do_consent)
+            self._step(result, "consent", lambda: consent, seconds=took)
         except BaseException as exc:
             beside.close()
             if not published:
